@@ -1,0 +1,64 @@
+"""Risk limits and optimizer settings, as the operator writes them in YAML.
+
+Ratios are shares of NAV (decimal: 0.25 is 25 %). A key that is absent means "no such limit".
+Every limit here is enforced twice: as a cvxpy constraint and by the independent checker.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from core.config import Strict
+from core.types import VenueKind
+
+Ratio = Annotated[float, Field(ge=0, le=1)]
+PositiveUsd = Annotated[float, Field(gt=0)]
+
+
+class LiquidityFloor(Strict):
+    """At least ``min_ratio`` of NAV must be withdrawable within ``days`` days."""
+
+    days: Annotated[float, Field(ge=0)]
+    min_ratio: Ratio
+
+
+class RiskLimits(Strict):
+    min_idle_ratio: Ratio = 0.0
+    max_venue_usd: PositiveUsd | None = None
+    max_venue_ratio: Ratio = 1.0
+    max_venue_tvl_ratio: Ratio | None = None  # our position <= this share of the venue's TVL (after us)
+    max_kind_ratio: dict[VenueKind, Ratio] = Field(default_factory=dict)
+    max_chain_ratio: dict[str, Ratio] = Field(default_factory=dict)
+    max_protocol_ratio: dict[str, Ratio] = Field(default_factory=dict)
+    max_dependency_ratio: dict[str, Ratio] = Field(default_factory=dict)  # counts every venue exposed to it
+    max_avg_risk_score: Annotated[float, Field(ge=0, le=10)] | None = None  # NAV-weighted, idle scores 0
+    liquidity_floors: tuple[LiquidityFloor, ...] = ()
+    max_turnover_ratio: Ratio | None = None  # sum |x - x0| / NAV per rebalance
+
+    @model_validator(mode="after")
+    def _investable(self) -> "RiskLimits":
+        floors = {f.days: f.min_ratio for f in self.liquidity_floors}
+        if len(floors) != len(self.liquidity_floors):
+            raise ValueError("liquidity_floors: two floors with the same days")
+        days = sorted(floors)
+        for shorter, longer in zip(days, days[1:]):
+            if floors[shorter] > floors[longer]:
+                raise ValueError(
+                    f"liquidity_floors: {floors[shorter]} within {shorter} days exceeds "
+                    f"{floors[longer]} within {longer} days, which it implies"
+                )
+        return self
+
+
+class OptimizerSettings(Strict):
+    solver: Literal["CLARABEL", "ECOS", "SCS", "OSQP", "HIGHS"] = "CLARABEL"
+    time_limit_seconds: Annotated[float, Field(gt=0)] = 10.0
+    pieces: Annotated[int, Field(ge=2, le=64)] = 8  # linear pieces per yield curve
+    holding_horizon_days: Annotated[float, Field(gt=0)] = 30.0  # gains vs costs are compared over this
+    min_trade_usd: Annotated[float, Field(ge=0)] = 100.0
+    min_benefit_cost_ratio: Annotated[float, Field(ge=0)] = 1.5
+    hysteresis_apr: Annotated[float, Field(ge=0)] = 0.0005  # portfolio APR gain below this holds
+    emission_haircut: Ratio = 0.5  # share of reward-token yield not believed
+    risk_aversion: Annotated[float, Field(ge=0)] = 0.0  # weight of the yield-variance penalty
