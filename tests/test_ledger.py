@@ -1,0 +1,113 @@
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.money import units_to_str, usd_to_units
+from vault.ledger import EQUITY, FEES, Ledger, LedgerError
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    led = Ledger(tmp_path / "ledger.sqlite3")
+    led.deposit_capital(T0, "ethereum", usd_to_units("1000000"))
+    yield led
+    led.close()
+
+
+def test_money_conversions_are_exact_and_round_toward_zero():
+    assert usd_to_units("0.1") + usd_to_units("0.2") == usd_to_units("0.3")
+    assert usd_to_units(1.0000009) == 1_000_000
+    assert usd_to_units("-1.0000009") == -1_000_000
+    assert units_to_str(1_500_000) == "1.500000"
+    for bad in ("nan", "inf", "abc"):
+        with pytest.raises(ValueError):
+            usd_to_units(bad)
+
+
+def test_initial_capital_is_booked_once(tmp_path, ledger):
+    ledger.deposit_capital(T0, "ethereum", usd_to_units("5"))  # same idempotency key: ignored
+    assert ledger.balances().nav_units == usd_to_units("1000000")
+    assert ledger.account(EQUITY) == -usd_to_units("1000000")
+    assert ledger.is_initialised()
+
+
+def test_unbalanced_and_overdrawn_transactions_are_refused(ledger):
+    with pytest.raises(LedgerError, match="sum to 1"):
+        ledger.post(T0, "bad", [("idle:ethereum", -1), ("position:a", 2)])
+    with pytest.raises(LedgerError, match="negative"):
+        ledger.post(T0, "bad", [("idle:ethereum", -usd_to_units("2000000")), ("position:a", usd_to_units("2000000"))])
+    assert ledger.balances().positions_units == {}
+    assert ledger.audit() == []
+
+
+def test_write_ahead_move_survives_a_restart_and_books_once(tmp_path, ledger):
+    amount = usd_to_units("250000.123456")
+    ledger.begin_move(T0, "k1", {"action": "deposit", "venue_id": "a", "idempotency_key": "k1"})
+    ledger.close()
+    reopened = Ledger(tmp_path / "ledger.sqlite3")
+    assert [m["idempotency_key"] for m in reopened.pending_moves()] == ["k1"]
+    postings = [("idle:ethereum", -amount), ("position:a", amount)]
+    assert reopened.finish_move(T0, "k1", "deposit", postings) is True
+    assert reopened.finish_move(T0, "k1", "deposit", postings) is False  # replayed: not booked twice
+    assert reopened.pending_moves() == []
+    bal = reopened.balances()
+    assert bal.positions_units == {"a": amount}
+    assert bal.nav_units == usd_to_units("1000000")
+    reopened.close()
+
+
+def test_audit_detects_a_tampered_balance(ledger):
+    ledger.post(T0, "deposit", [("idle:ethereum", -100), ("position:a", 100)])
+    assert ledger.audit() == []
+    ledger._db.execute("UPDATE balances SET units = units + 1 WHERE account = 'position:a'")
+    problems = ledger.audit()
+    assert any("position:a" in p for p in problems)
+
+
+moves = st.lists(
+    st.tuples(
+        st.sampled_from(["deposit", "withdraw", "accrue", "bridge", "land", "fee"]),
+        st.sampled_from(["a", "b", "c"]),
+        st.integers(min_value=1, max_value=10**12),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(moves)
+def test_capital_is_conserved_at_every_commit(tmp_path_factory, ops):
+    led = Ledger(tmp_path_factory.mktemp("l") / "ledger.sqlite3")
+    led.deposit_capital(T0, "ethereum", usd_to_units("1000000"))
+    for i, (op, venue, units) in enumerate(ops):
+        bal = led.balances()
+        idle = bal.idle_units.get("ethereum", 0)
+        pos = bal.positions_units.get(venue, 0)
+        if op == "deposit":
+            lines = [("idle:ethereum", -min(units, idle)), (f"position:{venue}", min(units, idle))]
+        elif op == "withdraw":
+            lines = [(f"position:{venue}", -min(units, pos)), ("idle:ethereum", min(units, pos))]
+        elif op == "accrue":
+            lines = [(f"position:{venue}", units % 10**6), (f"income:{venue}", -(units % 10**6))]
+        elif op == "bridge":
+            lines = [("idle:ethereum", -min(units, idle)), (f"in_flight:t{i}", min(units, idle))]
+        elif op == "land":
+            flights = bal.in_flight_units
+            if not flights:
+                continue
+            tid, amt = next(iter(flights.items()))
+            lines = [(f"in_flight:{tid}", -amt), ("idle:arbitrum", amt - 1), (FEES, 1)] if amt > 1 else []
+        else:
+            fee = min(units % 1000, idle)
+            lines = [("idle:ethereum", -fee), (FEES, fee)]
+        led.post(T0, op, lines)
+        after = led.balances()
+        expenses = led.account(FEES)
+        income = sum(led.account(f"income:{v}") for v in "abc")
+        assert after.nav_units == -(led.account(EQUITY) + income + expenses)
+    assert led.audit() == []
+    led.close()

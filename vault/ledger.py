@@ -1,0 +1,297 @@
+"""The ledger: exact, double-entry bookkeeping in one SQLite file.
+
+Every amount is an integer number of base units (``core.money``: 1 USD = 10**6 units). Every
+transaction is a set of postings that sums to zero, so value only moves between accounts:
+
+* asset accounts, which together are the NAV:
+  ``idle:<chain>``, ``position:<venue>``, ``in_flight:<transfer id>``;
+* the other side: ``equity:deposits`` (capital put in), ``income:<venue>`` (yield accrued,
+  negative for losses), ``expense:fees``, ``expense:gas``.
+
+Hence ``idle + positions + in flight = NAV = -(equity + income + expenses)`` to the base unit at
+every commit; :meth:`Ledger.post` refuses an unbalanced transaction and :meth:`Ledger.audit`
+re-derives all balances from the postings.
+
+Moves are written ahead: :meth:`Ledger.begin_move` records the intent under the move's
+idempotency key before the venue is called, :meth:`Ledger.finish_move` books the result and
+clears the intent in one SQL transaction. After a crash, the intents left over are replayed with
+the same key (the venue answers a repeated key with its first result), so nothing is lost and
+nothing is counted twice.
+
+SQLite access is synchronous and fast (microseconds per statement, WAL mode); the daemon calls
+it from its single event-loop thread only, and never holds a transaction across an ``await``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS transactions (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    memo TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS postings (
+    tx_id INTEGER NOT NULL REFERENCES transactions(id),
+    account TEXT NOT NULL,
+    amount_units INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS postings_account ON postings(account);
+CREATE TABLE IF NOT EXISTS balances (account TEXT PRIMARY KEY, units INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS pending_moves (
+    idempotency_key TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    move_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rebalances (
+    id INTEGER PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    solver_status TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    nav_units INTEGER NOT NULL,
+    inputs_json TEXT NOT NULL,
+    solution_json TEXT NOT NULL,
+    moves_json TEXT NOT NULL,
+    results_json TEXT NOT NULL
+);
+"""
+
+ASSET_PREFIXES = ("idle:", "position:", "in_flight:")
+EQUITY = "equity:deposits"
+FEES = "expense:fees"
+GAS = "expense:gas"
+
+
+class LedgerError(Exception):
+    """A transaction that would break the books (unbalanced, or an asset going negative)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Balances:
+    """Asset balances in base units at one commit."""
+
+    idle_units: Mapping[str, int]  # chain -> units
+    positions_units: Mapping[str, int]  # venue id -> units
+    in_flight_units: Mapping[str, int]  # transfer id -> units
+
+    @property
+    def nav_units(self) -> int:
+        return sum(self.idle_units.values()) + sum(self.positions_units.values()) + sum(self.in_flight_units.values())
+
+    @property
+    def total_idle_units(self) -> int:
+        return sum(self.idle_units.values())
+
+    @property
+    def total_in_flight_units(self) -> int:
+        return sum(self.in_flight_units.values())
+
+
+@dataclass(frozen=True, slots=True)
+class RebalanceRecord:
+    id: int
+    started_at: str
+    finished_at: str
+    outcome: str
+    solver_status: str
+    reason: str
+    nav_units: int
+    moves: list[dict[str, Any]]
+    results: list[dict[str, Any]]
+
+
+class Ledger:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a committed move survives a power cut
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- posting ---------------------------------------------------------------------------
+
+    def post(
+        self,
+        at: datetime,
+        kind: str,
+        postings: Iterable[tuple[str, int]],
+        *,
+        idempotency_key: str | None = None,
+        memo: str = "",
+        _clear_pending: str | None = None,
+    ) -> bool:
+        """Book one balanced transaction atomically. Returns False if ``idempotency_key`` was booked before.
+
+        Raises LedgerError if the postings do not sum to zero or would drive an asset account negative.
+        """
+        lines = [(account, int(units)) for account, units in postings if units != 0]
+        total = sum(units for _, units in lines)
+        if total != 0:
+            raise LedgerError(f"{kind}: postings sum to {total} units, not 0: {lines}")
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if idempotency_key is not None:
+                row = db.execute("SELECT 1 FROM transactions WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+                if row is not None:
+                    if _clear_pending:
+                        db.execute("DELETE FROM pending_moves WHERE idempotency_key = ?", (_clear_pending,))
+                    db.execute("COMMIT")
+                    return False
+            cur = db.execute(
+                "INSERT INTO transactions(at, kind, idempotency_key, memo) VALUES (?, ?, ?, ?)",
+                (at.isoformat(), kind, idempotency_key, memo),
+            )
+            tx_id = cur.lastrowid
+            for account, units in lines:
+                db.execute("INSERT INTO postings(tx_id, account, amount_units) VALUES (?, ?, ?)", (tx_id, account, units))
+                new = db.execute(
+                    "INSERT INTO balances(account, units) VALUES (?, ?) "
+                    "ON CONFLICT(account) DO UPDATE SET units = units + excluded.units RETURNING units",
+                    (account, units),
+                ).fetchone()[0]
+                if new < 0 and account.startswith(ASSET_PREFIXES):
+                    raise LedgerError(f"{kind}: {account} would go negative ({new} units)")
+            db.execute("DELETE FROM balances WHERE units = 0 AND account LIKE 'in_flight:%'")
+            if _clear_pending:
+                db.execute("DELETE FROM pending_moves WHERE idempotency_key = ?", (_clear_pending,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return True
+
+    def deposit_capital(self, at: datetime, chain: str, units: int) -> None:
+        """Capital put into the vault from outside: equity -> idle. Done once, on the first start."""
+        self.post(at, "capital_in", [(f"idle:{chain}", units), (EQUITY, -units)], idempotency_key="capital_in:initial")
+
+    def is_initialised(self) -> bool:
+        return self._db.execute("SELECT 1 FROM transactions WHERE idempotency_key = 'capital_in:initial'").fetchone() is not None
+
+    # -- write-ahead moves -----------------------------------------------------------------
+
+    def begin_move(self, at: datetime, key: str, move: Mapping[str, Any]) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO pending_moves(idempotency_key, created_at, move_json) VALUES (?, ?, ?)",
+            (key, at.isoformat(), json.dumps(dict(move), sort_keys=True)),
+        )
+
+    def finish_move(self, at: datetime, key: str, kind: str, postings: Iterable[tuple[str, int]], memo: str = "") -> bool:
+        """Book a move's result and clear its intent in the same SQL transaction."""
+        return self.post(at, kind, postings, idempotency_key=key, memo=memo, _clear_pending=key)
+
+    def abandon_move(self, key: str) -> None:
+        """Forget an intent the venue refused (nothing moved)."""
+        self._db.execute("DELETE FROM pending_moves WHERE idempotency_key = ?", (key,))
+
+    def pending_moves(self) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT move_json FROM pending_moves ORDER BY created_at, idempotency_key").fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def balances(self) -> Balances:
+        idle: dict[str, int] = {}
+        positions: dict[str, int] = {}
+        in_flight: dict[str, int] = {}
+        for account, units in self._db.execute("SELECT account, units FROM balances ORDER BY account"):
+            kind, _, name = account.partition(":")
+            if kind == "idle":
+                idle[name] = units
+            elif kind == "position":
+                positions[name] = units
+            elif kind == "in_flight" and units:
+                in_flight[name] = units
+        return Balances(idle, positions, in_flight)
+
+    def account(self, name: str) -> int:
+        row = self._db.execute("SELECT units FROM balances WHERE account = ?", (name,)).fetchone()
+        return row[0] if row else 0
+
+    def audit(self) -> list[str]:
+        """Re-derive every balance from the postings and check each transaction sums to zero.
+
+        Returns the problems found (empty when the books are sound).
+        """
+        problems = [
+            f"transaction {tx_id} sums to {total} units"
+            for tx_id, total in self._db.execute(
+                "SELECT tx_id, SUM(amount_units) FROM postings GROUP BY tx_id HAVING SUM(amount_units) != 0"
+            )
+        ]
+        derived = dict(self._db.execute("SELECT account, SUM(amount_units) FROM postings GROUP BY account"))
+        stored = dict(self._db.execute("SELECT account, units FROM balances"))
+        for account in sorted(set(derived) | set(stored)):
+            if derived.get(account, 0) != stored.get(account, 0):
+                problems.append(f"{account}: stored {stored.get(account, 0)} != derived {derived.get(account, 0)}")
+        if sum(stored.values()) != 0:
+            problems.append(f"balances sum to {sum(stored.values())} units, not 0")
+        return problems
+
+    # -- rebalance records -------------------------------------------------------------------
+
+    def record_rebalance(
+        self,
+        *,
+        started_at: datetime,
+        finished_at: datetime,
+        outcome: str,
+        solver_status: str,
+        reason: str,
+        nav_units: int,
+        inputs: Any,
+        solution: Any,
+        moves: Any,
+        results: Any,
+    ) -> int:
+        cur = self._db.execute(
+            "INSERT INTO rebalances(started_at, finished_at, outcome, solver_status, reason, nav_units, "
+            "inputs_json, solution_json, moves_json, results_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                started_at.isoformat(),
+                finished_at.isoformat(),
+                outcome,
+                solver_status,
+                reason,
+                nav_units,
+                json.dumps(inputs, sort_keys=True, default=str),
+                json.dumps(solution, sort_keys=True, default=str),
+                json.dumps(moves, sort_keys=True, default=str),
+                json.dumps(results, sort_keys=True, default=str),
+            ),
+        )
+        return int(cur.lastrowid)
+
+    def last_rebalance(self) -> RebalanceRecord | None:
+        row = self._db.execute(
+            "SELECT id, started_at, finished_at, outcome, solver_status, reason, nav_units, moves_json, results_json "
+            "FROM rebalances ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return RebalanceRecord(*row[:7], moves=json.loads(row[7]), results=json.loads(row[8]))
+
+    def rebalance_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM rebalances").fetchone()[0])

@@ -1,0 +1,192 @@
+"""The daemon's settings: one YAML file plus environment overrides, validated by pydantic-settings.
+
+Priority, highest first: environment (``YIELDVAULT_`` prefix, ``__`` between levels, e.g.
+``YIELDVAULT_LIMITS__MIN_IDLE_RATIO=0.05``), then the YAML file, then the defaults here.
+Unknown keys anywhere are errors (``extra="forbid"``), so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from adapters.config import FeedSettings
+from core.config import Strict, VenueConfig
+from optimizer.config import OptimizerSettings, RiskLimits
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = Path(os.environ.get("YIELDVAULT_CONFIG_FILE", REPO_ROOT / "config" / "default.yaml"))
+
+
+class VaultSection(Strict):
+    initial_capital_usd: Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=6)] = Decimal(1_000_000)
+    home_chain: str = "ethereum"
+    mode: Literal["paper", "dry-run"] = "paper"
+
+
+class ScheduleSettings(Strict):
+    poll_interval_seconds: Annotated[float, Field(gt=0, le=86_400)] = 15.0
+    rebalance_interval_seconds: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    misfire_grace_seconds: Annotated[float, Field(gt=0)] = 30.0
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``"HOST:PORT"`` -> ``(host, port)``; port 0 means "pick a free one"."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65_535:
+        raise ValueError(f"expected HOST:PORT with PORT in 0..65535, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="YIELDVAULT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    vault: VaultSection = VaultSection()
+    listen: str = "127.0.0.1:9500"
+    data_dir: Path = Path("./var")
+    schedule: ScheduleSettings = ScheduleSettings()
+    feeds: FeedSettings = FeedSettings()
+    limits: RiskLimits = RiskLimits()
+    optimizer: OptimizerSettings = OptimizerSettings()
+    venues: Annotated[tuple[VenueConfig, ...], Field(min_length=1)]
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        seen: set[str] = set()
+        for venue in self.venues:
+            if venue.id in seen:
+                raise ValueError(f"venues: id {venue.id!r} appears twice")
+            seen.add(venue.id)
+        kinds = {v.kind for v in self.venues}
+        unknown_kinds = set(self.limits.max_kind_ratio) - kinds
+        if unknown_kinds:
+            raise ValueError(f"limits.max_kind_ratio: no configured venue is of kind {sorted(unknown_kinds)}")
+        for key, universe, what in (
+            ("max_chain_ratio", {v.chain for v in self.venues}, "chain"),
+            ("max_protocol_ratio", {v.protocol for v in self.venues}, "protocol"),
+            ("max_dependency_ratio", {p for v in self.venues for p in v.to_venue().exposures}, "protocol"),
+        ):
+            unknown = set(getattr(self.limits, key)) - universe
+            if unknown:
+                raise ValueError(f"limits.{key}: no configured venue is on {what} {sorted(unknown)}")
+        if self.feeds.embedded_market is None and self.feeds.root_url is None:
+            if any(v.feed.base_url is None for v in self.venues):
+                raise ValueError("feeds: set embedded_market or root_url (a venue's feed has no base_url)")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML arrives as init kwargs (see load_settings); the environment must beat it.
+        return env_settings, init_settings
+
+    def market_path(self, config_dir: Path) -> Path | None:
+        """The embedded market's YAML, relative paths taken from the config file's folder."""
+        if self.feeds.embedded_market is None:
+            return None
+        path = Path(self.feeds.embedded_market)
+        return path if path.is_absolute() else config_dir / path
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; ``problems`` holds one line per problem, naming key and reason."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+    def render(self) -> str:
+        noun = "problem" if len(self.problems) == 1 else "problems"
+        lines = [f"Invalid config {self.source} ({len(self.problems)} {noun}):"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def _format_validation_error(exc: ValidationError) -> Iterator[str]:
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            yield f"{loc}: unknown key"
+        elif err["type"] == "missing":
+            yield f"{loc}: required key is missing"
+        else:
+            yield f"{loc}: {msg} (got {err.get('input')!r})"
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Parse a YAML mapping, turning every failure into a ConfigError that names file, line and column."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [f"{where}YAML syntax error: {problem}"]) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"(top level): expected a mapping of keys, got {type(data).__name__}"])
+    return data
+
+
+def load_settings(path: Path = DEFAULT_CONFIG, *, listen: str | None = None, data_dir: Path | None = None) -> Settings:
+    """Load and validate the config at ``path`` with environment overrides; raise ConfigError on any problem.
+
+    ``listen`` and ``data_dir`` (from CLI flags) beat both the file and the environment.
+    """
+    data = read_yaml(path)
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(str(path), list(_format_validation_error(exc))) from exc
+    if listen is not None:
+        try:
+            parse_listen(listen)
+        except ValueError as exc:
+            raise ConfigError("--listen", [f"listen: {exc}"]) from exc
+        settings = settings.model_copy(update={"listen": listen})
+    if data_dir is not None:
+        settings = settings.model_copy(update={"data_dir": Path(data_dir)})
+    return settings
+
+
+def describe(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, str, Any]]:
+    """(key, type, default) for every setting, for the README's config reference."""
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from describe(annotation, key + ".")
+        else:
+            yield key, getattr(annotation, "__name__", str(annotation)), field.default
