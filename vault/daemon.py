@@ -1,0 +1,336 @@
+"""The daemon: feeds -> snapshots -> decision -> moves -> ledger, on an APScheduler schedule.
+
+Two jobs share one event loop:
+
+* ``poll``: every adapter polls its feed; the latest snapshots (and the rejections) are kept.
+* ``rebalance``: replay unfinished moves, land bridge transfers, book accrued yield, then ask the
+  optimizer (in a worker thread, so /metrics and /healthz stay responsive) for a decision, execute
+  its plan if the decision says so, and record inputs, solution, moves and outcome in SQLite.
+
+Each job runs at most once at a time (``max_instances=1``) and misses coalesce into one run.
+On SIGTERM/SIGINT the scheduler stops taking new runs, the running step finishes its current
+move (never starts another), and every resource is closed, well within 10 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import CollectorRegistry
+
+from adapters import FeedPoller, PollReport
+from core.money import units_to_str, units_to_usd
+from core.types import PortfolioState, VenueSnapshot
+from optimizer import Decision, Optimizer
+from vault.executor import DryRunExecutor, MoveResult, MoveStatus, OutcomeUnknown, PaperExecutor, move_to_dict
+from vault.ledger import Ledger
+from vault.metrics import Metrics
+from vault.settings import Settings, parse_listen
+
+log = structlog.get_logger("vault.daemon")
+
+VERSION = "0.1.0"
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class CycleState:
+    """What the HTTP API and readiness probe read; written only by the jobs."""
+
+    report: PollReport | None = None
+    last_poll_monotonic: float | None = None
+    decision: Decision | None = None
+    last_rebalance_at: datetime | None = None
+    last_outcome: str | None = None
+    cycles: int = 0
+    results: list[MoveResult] = field(default_factory=list)
+
+
+def rebalance_outcome(decision: Decision, results: list[MoveResult], dry_run: bool) -> str:
+    """executed | held | gated | failed, as counted in ``yieldvault_rebalances_total{outcome}``."""
+    if decision.status in ("infeasible", "solver_error", "check_failed"):
+        return "failed"
+    if not decision.plan.moves:
+        return "held"
+    if not decision.plan.execute:
+        return "gated"
+    if dry_run:
+        return "held"
+    if any(r.status is MoveStatus.UNKNOWN for r in results):
+        return "failed"
+    return "executed" if any(r.status is MoveStatus.DONE for r in results) else "failed"
+
+
+def snapshot_record(s: VenueSnapshot) -> dict[str, Any]:
+    return {
+        "venue": s.venue.id,
+        "observed_at": s.observed_at.isoformat(),
+        "real_apr": s.real_apr,
+        "emission_apr": s.emission_apr,
+        "tvl_usd": s.tvl_usd,
+        "exit_liquidity_usd": s.exit_liquidity_usd,
+        "frozen": s.frozen,
+        "frozen_reason": s.frozen_reason,
+        "state": dict(s.state),
+    }
+
+
+class Daemon:
+    def __init__(self, settings: Settings, *, config_dir: Path, registry: CollectorRegistry | None = None):
+        self.settings = settings
+        self.config_dir = config_dir
+        self.venues = {v.id: v.to_venue() for v in settings.venues}
+        self.metrics = Metrics(registry if registry is not None else CollectorRegistry())
+        self.state = CycleState()
+        self.clock: Callable[[], datetime] = wall_clock
+        self.started_monotonic = time.monotonic()
+        self._stopping = asyncio.Event()
+        self._running_jobs: set[asyncio.Task[Any]] = set()
+        self._market: Any = None
+        self._market_runner: Any = None
+        self._api_runner: aiohttp.web.AppRunner | None = None
+        self.listen_url: str | None = None
+        self.feeds_url: str | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        self.ledger = Ledger(s.data_dir / "ledger.sqlite3")
+        await self._start_market()
+        root_url = self.feeds_url or s.feeds.root_url or ""
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max(8, s.feeds.max_concurrency)),
+            raise_for_status=False,
+        )
+        self.poller = FeedPoller(list(s.venues), s.feeds, self.session, root_url=root_url, clock=self.clock)
+        self.optimizer = Optimizer(s.limits, s.optimizer, s.vault.home_chain)
+        if s.vault.mode == "paper":
+            self.executor: PaperExecutor | DryRunExecutor = PaperExecutor(
+                session=self.session, base_url=root_url, ledger=self.ledger, venues=self.venues,
+                home_chain=s.vault.home_chain, clock=self.clock,
+            )
+        else:
+            self.executor = DryRunExecutor()
+        if not self.ledger.is_initialised():
+            from core.money import usd_to_units
+
+            self.ledger.deposit_capital(self.clock(), s.vault.home_chain, usd_to_units(s.vault.initial_capital_usd))
+            log.info("capital_deposited", usd=str(s.vault.initial_capital_usd), chain=s.vault.home_chain)
+        self.metrics.set_build_info(VERSION)
+        self.metrics.declare_venues([(v.id, str(v.kind), v.chain) for v in self.venues.values()])
+        self._export_portfolio()
+        await self._start_api()
+        self.scheduler = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": int(s.schedule.misfire_grace_seconds)},
+        )
+        now = wall_clock()
+        self.scheduler.add_job(self._job(self.poll_once), "interval", seconds=s.schedule.poll_interval_seconds,
+                               id="poll", next_run_time=now)
+        self.scheduler.add_job(self._job(self.rebalance_once), "interval", seconds=s.schedule.rebalance_interval_seconds,
+                               id="rebalance", next_run_time=now)
+        self.scheduler.start()
+        b = self.ledger.balances()
+        log.info("daemon_started", listen=self.listen_url, feeds=root_url, mode=s.vault.mode,
+                 nav_usd=units_to_str(b.nav_units), positions=len([u for u in b.positions_units.values() if u]))
+
+    async def _start_market(self) -> None:
+        market_path = self.settings.market_path(self.config_dir)
+        if market_path is None:
+            return
+        from mockfeeds.market import Market
+        from mockfeeds.server import start as start_market_server
+        from vault.settings import read_yaml
+
+        self._market = Market.from_config(read_yaml(market_path), state_path=self.settings.data_dir / "market-state.json")
+        self._market_runner, self.feeds_url = await start_market_server(self._market, "127.0.0.1", 0)
+        # Feeds stamp their data in simulated time; judge staleness by the same clock.
+        self.clock = self._market.now
+        log.info("embedded_market_started", url=self.feeds_url, market=str(market_path))
+
+    async def _start_api(self) -> None:
+        from vault.api import create_app
+
+        host, port = parse_listen(self.settings.listen)
+        self._api_runner = aiohttp.web.AppRunner(create_app(self), access_log=None)
+        await self._api_runner.setup()
+        site = aiohttp.web.TCPSite(self._api_runner, host, port)
+        await site.start()
+        bound = self._api_runner.addresses[0]
+        self.listen_url = f"http://{host}:{bound[1]}"
+
+    def _job(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        async def run() -> None:
+            if self._stopping.is_set():
+                return
+            task = asyncio.current_task()
+            assert task is not None
+            self._running_jobs.add(task)
+            try:
+                await fn()
+            except Exception:  # a job never takes the daemon down; it logs and counts
+                log.exception("job_failed", job=fn.__name__)
+            finally:
+                self._running_jobs.discard(task)
+
+        run.__name__ = fn.__name__
+        return run
+
+    async def stop(self, timeout_seconds: float = 7.0) -> None:
+        """Stop taking new runs, let the running step finish its current move, close everything."""
+        self._stopping.set()
+        with contextlib.suppress(Exception):
+            self.scheduler.shutdown(wait=False)
+        if self._running_jobs:
+            done, pending = await asyncio.wait(set(self._running_jobs), timeout=timeout_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        with contextlib.suppress(Exception):
+            await self.session.close()
+        if self._api_runner is not None:
+            await self._api_runner.cleanup()
+        if self._market_runner is not None:
+            from mockfeeds.server import stop as stop_market_server
+
+            await stop_market_server(self._market_runner)
+        self.ledger.close()
+        log.info("daemon_stopped")
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def positions_usd(self) -> dict[str, float]:
+        return {v: units_to_usd(u) for v, u in self.ledger.balances().positions_units.items() if u}
+
+    async def poll_once(self) -> PollReport:
+        with structlog.contextvars.bound_contextvars(job="poll"):
+            report = await self.poller.poll(self.positions_usd())
+            self.state.report = report
+            self.state.last_poll_monotonic = time.monotonic()
+            wall = time.time()
+            failed_feeds = {r.feed for r in report.rejections}
+            for feed, seconds in report.feed_durations_seconds.items():
+                self.metrics.observe_feed_poll(feed, seconds, ok=feed not in failed_feeds, reason=None, at=wall)
+            for r in report.rejections:
+                self.metrics.count_feed_error(r.feed, r.reason)
+                log.warning("feed_rejected", venue=r.venue_id, feed=r.feed, reason=r.reason, detail=r.detail)
+            for snap in report.snapshots.values():
+                v = snap.venue
+                self.metrics.set_venue_state(v.id, str(v.kind), v.chain, real_apr=snap.real_apr,
+                                             emission_apr=snap.emission_apr, tvl_usd=snap.tvl_usd, frozen=snap.frozen,
+                                             observed_at=snap.observed_at.timestamp())
+            self.metrics.mark_cycle_success("poll", wall)
+            return report
+
+    async def rebalance_once(self) -> Decision | None:
+        s = self.settings
+        self.state.cycles += 1
+        with structlog.contextvars.bound_contextvars(job="rebalance", cycle=self.state.cycles):
+            started = self.clock()
+            try:
+                await self.executor.recover()
+                await self.executor.settle_in_flight()
+                await self.executor.sync_positions()
+            except OutcomeUnknown as exc:
+                log.warning("rebalance", outcome="failed", reason=f"venue sync failed: {exc}")
+                self.metrics.record_rebalance("failed", "not_run", 0.0, None, None, 0.0, 0.0)
+                self._export_portfolio()
+                return None
+            balances = self.ledger.balances()
+            portfolio = PortfolioState(
+                positions_usd={v: units_to_usd(u) for v, u in balances.positions_units.items() if u},
+                idle_usd=units_to_usd(balances.total_idle_units),
+                in_flight_usd=units_to_usd(balances.total_in_flight_units),
+            )
+            snapshots = list(self.state.report.snapshots.values()) if self.state.report else []
+            decision = await asyncio.to_thread(self.optimizer.decide, snapshots, portfolio, started)
+            results: list[MoveResult] = []
+            if decision.plan.execute and decision.status == "optimal" and not decision.violations:
+                results = await self.executor.execute(decision.plan, should_stop=self._stopping.is_set)
+            outcome = rebalance_outcome(decision, results, dry_run=s.vault.mode == "dry-run")
+            after = self.ledger.balances()
+            self.ledger.record_rebalance(
+                started_at=started,
+                finished_at=self.clock(),
+                outcome=outcome,
+                solver_status=decision.status,
+                reason=decision.reason,
+                nav_units=after.nav_units,
+                inputs={"portfolio": {"positions_usd": dict(portfolio.positions_usd), "idle_usd": portfolio.idle_usd,
+                                      "in_flight_usd": portfolio.in_flight_usd},
+                        "snapshots": [snapshot_record(x) for x in snapshots]},
+                solution={"status": decision.status, "objective_usd": decision.objective_usd,
+                          "predicted_apr": decision.predicted_apr, "violations": list(decision.violations),
+                          "limit_utilization": dict(decision.limit_utilization),
+                          "target_usd": dict(decision.allocation.target_usd) if decision.allocation else None},
+                moves=[move_to_dict(m) for m in decision.plan.moves],
+                results=[r.as_dict() for r in results],
+            )
+            self.state.decision = decision
+            self.state.last_rebalance_at = started
+            self.state.last_outcome = outcome
+            self.state.results = results
+            self._export_decision(decision, outcome)
+            self._export_portfolio()
+            log.info(
+                "rebalance", outcome=outcome, solver_status=decision.status, nav_usd=units_to_str(after.nav_units),
+                predicted_apr=decision.predicted_apr, moves=len(decision.plan.moves),
+                done=sum(r.status is MoveStatus.DONE for r in results), gain_usd=round(decision.plan.expected_gain_usd, 2),
+                cost_usd=round(decision.plan.cost_usd, 2), solve_ms=round(decision.solve_seconds * 1000, 2),
+                reason=decision.reason,
+            )
+            return decision
+
+    # -- metrics ------------------------------------------------------------------------------
+
+    def _export_portfolio(self) -> None:
+        b = self.ledger.balances()
+        self.metrics.set_portfolio(units_to_usd(b.nav_units), units_to_usd(b.total_idle_units),
+                                   units_to_usd(b.total_in_flight_units))
+        self.metrics.set_bridge_in_flight(len(b.in_flight_units), units_to_usd(b.total_in_flight_units))
+        targets = self.state.decision.allocation.target_usd if self.state.decision and self.state.decision.allocation else {}
+        for v in self.venues.values():
+            self.metrics.set_allocation(v.id, str(v.kind), v.chain, units_to_usd(b.positions_units.get(v.id, 0)),
+                                        float(targets.get(v.id, 0.0)))
+
+    def _export_decision(self, d: Decision, outcome: str) -> None:
+        turnover = sum(m.amount_usd for m in d.plan.moves if m.action != "bridge")
+        self.metrics.record_rebalance(outcome, d.status, d.solve_seconds, d.objective_usd, d.predicted_apr,
+                                      turnover, d.plan.cost_usd)
+        for name, ratio in d.limit_utilization.items():
+            self.metrics.set_limit_utilization(name, ratio)
+        if outcome in ("executed", "held", "gated"):
+            self.metrics.mark_cycle_success("rebalance", time.time())
+
+    # -- probes ---------------------------------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready = feeds fresh (a good poll within 3 poll intervals) and the last solve was optimal."""
+        s = self.settings.schedule
+        age = None if self.state.last_poll_monotonic is None else time.monotonic() - self.state.last_poll_monotonic
+        report = self.state.report
+        live = sum(1 for x in report.snapshots.values() if not x.frozen) if report else 0
+        feeds_fresh = age is not None and age <= 3 * s.poll_interval_seconds and live > 0
+        solve_ok = self.state.decision is not None and self.state.decision.status == "optimal"
+        return feeds_fresh and solve_ok, {
+            "feeds_fresh": feeds_fresh,
+            "last_poll_age_seconds": age,
+            "live_venues": live,
+            "last_solver_status": self.state.decision.status if self.state.decision else None,
+        }

@@ -1,0 +1,289 @@
+"""Turn a plan's moves into venue calls and ledger postings.
+
+Two modes share one interface:
+
+* ``PaperExecutor`` calls the simulated market's paper-execution endpoints
+  (``mockfeeds/README.md``: ``/paper/v1/deposit``, ``/withdraw``, ``/bridge``, ``/positions``) and
+  books each result in the ledger, written ahead under the move's idempotency key.
+* ``DryRunExecutor`` books nothing and moves nothing: every move is reported as skipped.
+
+Ordering and safety: moves run one at a time in plan order (withdrawals, bridge legs, deposits).
+A refused move (4xx) is abandoned and the plan goes on; a move whose outcome is unknown (timeout,
+5xx, connection) stays pending in the ledger and ends the plan: the next cycle replays it under
+the same key before anything else, and the venue answers a repeated key with its first result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import structlog
+
+from core.money import units_to_str, usd_to_units
+from core.types import Move, MoveAction, Plan, Venue
+from vault.ledger import FEES, GAS, Ledger
+
+log = structlog.get_logger("vault.executor")
+
+
+class MoveStatus(enum.StrEnum):
+    DONE = "done"
+    REFUSED = "refused"  # the venue said no (e.g. beyond available liquidity); nothing moved
+    UNKNOWN = "unknown"  # the call failed in a way that may or may not have moved money; replayed later
+    SKIPPED = "skipped"  # dry-run, or nothing left to move
+
+
+@dataclass(frozen=True, slots=True)
+class MoveResult:
+    idempotency_key: str
+    action: str
+    venue_id: str
+    status: MoveStatus
+    requested_units: int
+    applied_units: int = 0
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["status"] = str(self.status)
+        return d
+
+
+class VenueRefused(Exception):
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+class OutcomeUnknown(Exception):
+    pass
+
+
+def move_to_dict(move: Move) -> dict[str, Any]:
+    d = asdict(move)
+    d["action"] = str(move.action)
+    return d
+
+
+def move_from_dict(d: Mapping[str, Any]) -> Move:
+    return Move(**{**d, "action": MoveAction(d["action"])})
+
+
+class DryRunExecutor:
+    """Plans are recorded, nothing moves."""
+
+    async def recover(self) -> list[MoveResult]:
+        return []
+
+    async def sync_positions(self) -> None:
+        return None
+
+    async def settle_in_flight(self) -> None:
+        return None
+
+    async def execute(self, plan: Plan, should_stop: Callable[[], bool] = lambda: False) -> list[MoveResult]:
+        return [
+            MoveResult(m.idempotency_key, str(m.action), m.venue_id, MoveStatus.SKIPPED, usd_to_units(m.amount_usd), detail="dry-run")
+            for m in plan.moves
+        ]
+
+
+class PaperExecutor:
+    """Executes moves against the simulated market's paper endpoints and books them exactly."""
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        ledger: Ledger,
+        venues: Mapping[str, Venue],
+        home_chain: str,
+        clock: Callable[[], datetime],
+        bridge_wait_seconds: float = 5.0,
+        request_timeout_seconds: float = 10.0,
+    ):
+        self._session = session
+        self._base = base_url.rstrip("/") + "/paper/v1"
+        self._ledger = ledger
+        self._venues = venues
+        self._home = home_chain
+        self._clock = clock
+        self._bridge_wait = bridge_wait_seconds
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout_seconds)
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    async def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            async with self._session.request(method, self._base + path, json=body, timeout=self._timeout) as resp:
+                payload = await resp.json(content_type=None)
+                if 400 <= resp.status < 500:
+                    err = (payload or {}).get("error", {}) if isinstance(payload, dict) else {}
+                    raise VenueRefused(str(err.get("field", "?")), str(err.get("reason", f"HTTP {resp.status}")))
+                if resp.status >= 500:
+                    raise OutcomeUnknown(f"{method} {path}: HTTP {resp.status}")
+                if not isinstance(payload, dict):
+                    raise OutcomeUnknown(f"{method} {path}: expected a JSON object")
+                return payload
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            raise OutcomeUnknown(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+
+    # -- bookkeeping per action ---------------------------------------------------------------
+
+    def _gas_postings(self, venue: Venue, action: MoveAction) -> list[tuple[str, int]]:
+        gas_usd = venue.costs.deposit_usd if action is MoveAction.DEPOSIT else venue.costs.withdraw_usd
+        gas = min(usd_to_units(gas_usd), self._ledger.account(f"idle:{self._home}"))
+        return [(f"idle:{self._home}", -gas), (GAS, gas)] if gas > 0 else []
+
+    async def _deposit(self, move: Move, requested: int) -> tuple[int, list[tuple[str, int]]]:
+        venue = self._venues[move.venue_id]
+        available = self._ledger.account(f"idle:{venue.chain}")
+        amount = min(requested, available)
+        if amount <= 0:
+            return 0, []
+        res = await self._call(
+            "POST", "/deposit",
+            {"venue": venue.id, "amount_usd": units_to_str(amount), "idempotency_key": move.idempotency_key},
+        )
+        applied = usd_to_units(res["applied_usd"])
+        if not 0 <= applied <= amount:
+            raise OutcomeUnknown(f"deposit {venue.id}: applied_usd {res['applied_usd']} outside [0, {units_to_str(amount)}]")
+        postings = [(f"idle:{venue.chain}", -amount), (f"position:{venue.id}", applied), (FEES, amount - applied)]
+        return applied, postings + self._gas_postings(venue, MoveAction.DEPOSIT)
+
+    async def _withdraw(self, move: Move, requested: int) -> tuple[int, list[tuple[str, int]]]:
+        venue = self._venues[move.venue_id]
+        held = self._ledger.account(f"position:{venue.id}")
+        amount = min(requested, held)
+        if amount <= 0:
+            return 0, []
+        res = await self._call(
+            "POST", "/withdraw",
+            {"venue": venue.id, "amount_usd": units_to_str(amount), "idempotency_key": move.idempotency_key},
+        )
+        applied = usd_to_units(res["applied_usd"])
+        if not 0 <= applied <= amount:
+            raise OutcomeUnknown(f"withdraw {venue.id}: applied_usd {res['applied_usd']} outside [0, {units_to_str(amount)}]")
+        postings = [(f"position:{venue.id}", -applied), (f"idle:{venue.chain}", applied)]
+        return applied, postings + self._gas_postings(venue, MoveAction.WITHDRAW)
+
+    async def _bridge(self, move: Move, requested: int) -> tuple[int, list[tuple[str, int]]]:
+        available = self._ledger.account(f"idle:{move.from_chain}")
+        amount = min(requested, available)
+        if amount <= 0:
+            return 0, []
+        res = await self._call(
+            "POST", "/bridge",
+            {
+                "from_chain": move.from_chain,
+                "to_chain": move.to_chain,
+                "amount_usd": units_to_str(amount),
+                "idempotency_key": move.idempotency_key,
+            },
+        )
+        fee = usd_to_units(res.get("fee_usd", "0"))
+        if not 0 <= fee <= amount:
+            raise OutcomeUnknown(f"bridge: fee_usd {res.get('fee_usd')} outside [0, {units_to_str(amount)}]")
+        transfer = str(res["transfer_id"])
+        # Booked in flight first; settle_in_flight lands it on the destination chain when filled.
+        flight = f"in_flight:{move.to_chain}/{transfer}"  # the account name carries where it lands
+        postings = [(f"idle:{move.from_chain}", -amount), (flight, amount - fee), (FEES, fee)]
+        return amount - fee, postings
+
+    # -- public --------------------------------------------------------------------------------
+
+    async def _run(self, move: Move) -> MoveResult:
+        requested = usd_to_units(move.amount_usd)
+        handler = {MoveAction.DEPOSIT: self._deposit, MoveAction.WITHDRAW: self._withdraw, MoveAction.BRIDGE: self._bridge}[
+            move.action
+        ]
+        if move.action is not MoveAction.BRIDGE and move.venue_id not in self._venues:
+            return MoveResult(move.idempotency_key, str(move.action), move.venue_id, MoveStatus.REFUSED, requested,
+                              detail="venue_id: not a configured venue")
+        self._ledger.begin_move(self._clock(), move.idempotency_key, move_to_dict(move))
+        try:
+            applied, postings = await handler(move, requested)
+        except VenueRefused as exc:
+            self._ledger.abandon_move(move.idempotency_key)
+            return MoveResult(move.idempotency_key, str(move.action), move.venue_id, MoveStatus.REFUSED, requested,
+                              detail=f"{exc.field}: {exc.reason}")
+        except OutcomeUnknown as exc:
+            return MoveResult(move.idempotency_key, str(move.action), move.venue_id, MoveStatus.UNKNOWN, requested,
+                              detail=str(exc))
+        if not postings:
+            self._ledger.abandon_move(move.idempotency_key)
+            return MoveResult(move.idempotency_key, str(move.action), move.venue_id, MoveStatus.SKIPPED, requested,
+                              detail="nothing available to move")
+        self._ledger.finish_move(self._clock(), move.idempotency_key, str(move.action), postings, memo=move.venue_id)
+        if move.action is MoveAction.BRIDGE:
+            await self._await_fills()
+        return MoveResult(move.idempotency_key, str(move.action), move.venue_id, MoveStatus.DONE, requested, applied)
+
+    async def execute(self, plan: Plan, should_stop: Callable[[], bool] = lambda: False) -> list[MoveResult]:
+        """Run the moves in order; stop early (cleanly, between moves) when ``should_stop()`` turns true."""
+        results: list[MoveResult] = []
+        for move in plan.moves:
+            if should_stop():
+                break
+            result = await self._run(move)
+            results.append(result)
+            if result.status is MoveStatus.UNKNOWN:
+                break  # later moves may depend on this one; it is replayed next cycle
+        return results
+
+    async def recover(self) -> list[MoveResult]:
+        """Replay moves whose outcome was never booked (the process stopped mid-move)."""
+        results = []
+        for pending in self._ledger.pending_moves():
+            move = move_from_dict(pending)
+            log.info("move_replayed", key=move.idempotency_key, action=str(move.action), venue=move.venue_id)
+            result = await self._run(move)
+            results.append(result)
+            if result.status is MoveStatus.UNKNOWN:
+                break
+        return results
+
+    async def sync_positions(self) -> None:
+        """Book yield accrued (or value lost) since the last sync: the venue's reported value is the truth."""
+        res = await self._call("GET", "/positions")
+        now = self._clock()
+        for row in res.get("positions", []):
+            venue_id = str(row.get("venue"))
+            if venue_id not in self._venues:
+                continue
+            reported = usd_to_units(row["position_usd"])
+            if reported < 0:
+                raise OutcomeUnknown(f"positions: {venue_id} position_usd is negative")
+            delta = reported - self._ledger.account(f"position:{venue_id}")
+            if delta:
+                self._ledger.post(now, "accrual", [(f"position:{venue_id}", delta), (f"income:{venue_id}", -delta)],
+                                  memo=venue_id)
+
+    async def settle_in_flight(self) -> None:
+        """Land filled bridge transfers on their destination chain."""
+        for flight, units in self._ledger.balances().in_flight_units.items():
+            to_chain, _, transfer = flight.partition("/")
+            res = await self._call("GET", f"/bridge/{transfer}")
+            if res.get("status") != "filled":
+                continue
+            received = min(usd_to_units(res.get("received_usd", units_to_str(units))), units)
+            self._ledger.post(
+                self._clock(), "bridge_filled",
+                [(f"in_flight:{flight}", -units), (f"idle:{to_chain}", received), (FEES, units - received)],
+                idempotency_key=f"bridge_filled:{transfer}",
+            )
+
+    async def _await_fills(self) -> None:
+        deadline = asyncio.get_running_loop().time() + self._bridge_wait
+        while self._ledger.balances().in_flight_units:
+            await self.settle_in_flight()
+            if not self._ledger.balances().in_flight_units or asyncio.get_running_loop().time() > deadline:
+                return
+            await asyncio.sleep(0.05)
