@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -182,11 +182,13 @@ def load_settings(path: Path = DEFAULT_CONFIG, *, listen: str | None = None, dat
 
 
 def describe(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, str, Any]]:
-    """(key, type, default) for every setting, for the README's config reference."""
+    """(dotted key, type, default) for every setting, nested models flattened: the README's config reference."""
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            yield from describe(annotation, key + ".")
+        nested = [a for a in (annotation, *get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if nested and name != "venues":
+            yield from describe(nested[0], key + ".")
         else:
-            yield key, getattr(annotation, "__name__", str(annotation)), field.default
+            default = "(required)" if field.is_required() else field.get_default(call_default_factory=True)
+            yield key, str(annotation).replace("typing.", ""), default
