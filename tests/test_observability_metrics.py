@@ -200,17 +200,57 @@ def test_registries_are_independent():
     assert value(b, "yieldvault_nav_usd") == 0.0
 
 
-def test_undeclared_venue_or_feed_is_refused():
-    m = Metrics()
+def test_undeclared_venue_is_refused_and_feeds_are_declared_on_first_use():
+    m = Metrics(started_at=500.0)
     m.declare_venues([("lido-steth", VenueKind.STAKING, "ethereum")])
-    m.declare_feeds(["lido-steth"], started_at=0.0)
     m.set_allocation("lido-steth", VenueKind.STAKING, "ethereum", 1.0, 2.0)  # StrEnum kind is fine
     with pytest.raises(ValueError, match="declare_venues"):
         m.set_allocation("unknown", "staking", "ethereum", 1.0, 2.0)
     with pytest.raises(ValueError, match="declare_venues"):
         m.set_venue_frozen("lido-steth", "lending", "ethereum", True)  # kind does not match
-    with pytest.raises(ValueError, match="declare_feeds"):
-        m.observe_feed_poll("unknown", 0.1, ok=True, at=1.0)
+    m.observe_feed_poll("aave", 0.1, ok=False)
+    # first use pre-initialises every reason and starts the last success at the Metrics' start
+    assert value(m, "yieldvault_feed_errors_total", feed="aave", reason="schema") == 0
+    assert value(m, "yieldvault_feed_last_success_timestamp_seconds", feed="aave") == 500.0
+    assert value(m, "yieldvault_last_success_timestamp_seconds", cycle="poll") == 500.0
+
+
+def test_failed_poll_without_reason_records_duration_only_and_count_feed_error_counts():
+    m = Metrics()
+    m.observe_feed_poll("aave", 0.3, ok=False, reason=None)
+    m.count_feed_error("aave", "schema")
+    m.count_feed_error("aave", "schema")
+    assert value(m, "yieldvault_feed_poll_duration_seconds_count", feed="aave") == 1
+    assert value(m, "yieldvault_feed_errors_total", feed="aave", reason="schema") == 2
+    assert sum(v for (n, lbl), v in samples(m).items() if n == "yieldvault_feed_errors_total") == 2
+
+
+def test_feed_error_reasons_are_the_adapters_reasons_plus_other():
+    errors = pytest.importorskip("adapters.errors")
+    assert set(FEED_ERROR_REASONS) == set(errors.REASONS) | {"other"}
+
+
+def test_limit_scope_is_split_from_the_name_or_given():
+    m = Metrics()
+    m.set_limit_utilization("max_kind_ratio:lp", 0.5)
+    m.set_limit_utilization("min_idle_ratio", 0.9)
+    m.set_limit_utilization("liquidity_floor", 1.2, scope="1d")
+    assert value(m, "yieldvault_limit_utilization_ratio", limit="max_kind_ratio", scope="lp") == 0.5
+    assert value(m, "yieldvault_limit_utilization_ratio", limit="min_idle_ratio", scope="portfolio") == 0.9
+    assert value(m, "yieldvault_limit_utilization_ratio", limit="liquidity_floor", scope="1d") == 1.2
+
+
+def test_set_venue_state_records_a_whole_snapshot():
+    m = Metrics()
+    key = ("aave-v3-usdc-ethereum", "lending", "ethereum")
+    m.declare_venues([key])
+    m.set_venue_state(*key, real_apr=0.04, emission_apr=0.002, tvl_usd=9e8, frozen=True, observed_at=1234.0)
+    labels = dict(zip(("venue", "kind", "chain"), key))
+    assert value(m, "yieldvault_venue_predicted_apr_ratio", component="real", **labels) == 0.04
+    assert value(m, "yieldvault_venue_predicted_apr_ratio", component="emission", **labels) == 0.002
+    assert value(m, "yieldvault_venue_tvl_usd", **labels) == 9e8
+    assert value(m, "yieldvault_venue_frozen", **labels) == 1
+    assert value(m, "yieldvault_venue_observed_timestamp_seconds", **labels) == 1234.0
 
 
 def test_unknown_reason_counts_as_other_and_unknown_outcome_or_status_is_refused():
@@ -226,6 +266,8 @@ def test_unknown_reason_counts_as_other_and_unknown_outcome_or_status_is_refused
         m.record_rebalance("skipped", "optimal", 0.1)
     with pytest.raises(ValueError):
         m.record_rebalance("held", "optimal_inaccurate", 0.1)
+    m.record_rebalance("failed", "not_run", 0.0)  # venue sync failed before the solver ran
+    assert value(m, "yieldvault_solver_status", status="not_run") == 1
     with pytest.raises(ValueError):
         m.mark_cycle_success("backtest", 1.0)
 

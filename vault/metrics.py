@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import platform
+import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -31,10 +32,26 @@ prometheus_client.disable_created_metrics()
 
 #: how a rebalance cycle ended
 OUTCOMES: tuple[str, ...] = ("executed", "held", "gated", "failed")
-#: what the solver (and the independent checker) said about the last problem
-SOLVER_STATUSES: tuple[str, ...] = ("optimal", "infeasible", "solver_error", "check_failed", "no_venues")
-#: why a feed poll failed; anything else is counted as "other"
-FEED_ERROR_REASONS: tuple[str, ...] = ("timeout", "connection", "http_status", "invalid_payload", "stale", "other")
+#: what the solver (and the independent checker) said about the last problem; ``not_run`` when the
+#: cycle failed before the solver could run (e.g. syncing positions with the venues failed)
+SOLVER_STATUSES: tuple[str, ...] = ("optimal", "infeasible", "solver_error", "check_failed", "no_venues", "not_run")
+#: why a feed poll or a venue's data was refused: the adapters' closed set (``adapters.errors.REASONS``)
+#: plus ``other``, which counts anything outside it
+FEED_ERROR_REASONS: tuple[str, ...] = (
+    "timeout",
+    "connection",
+    "http_5xx",
+    "http_4xx",
+    "malformed_json",
+    "schema",
+    "nan",
+    "out_of_range",
+    "stale",
+    "future_timestamp",
+    "too_large",
+    "circuit_open",
+    "other",
+)
 #: the daemon's periodic jobs
 CYCLES: tuple[str, ...] = ("poll", "rebalance")
 #: the two parts of a venue's predicted yield, kept apart so emissions can be discounted
@@ -75,11 +92,16 @@ class Metrics:
 
     Recording methods take primitive values and are safe to call from any thread (the solver
     runs in a worker thread). Venue-labelled methods raise ``ValueError`` for a venue that was not
-    declared with :meth:`declare_venues`, so label values stay bounded by configuration.
+    declared with :meth:`declare_venues`, so label values stay bounded by configuration. Feeds are
+    declared on first use if :meth:`declare_feeds` did not name them (feed names come from the
+    config too).
+
+    ``started_at`` (Unix time, default: now) is where the last-success timestamps start.
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, started_at: float | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.started_at = time.time() if started_at is None else started_at
         reg = self.registry
         self._venues: set[tuple[str, str, str]] = set()
         self._feeds: set[str] = set()
@@ -254,6 +276,8 @@ class Metrics:
         for status in SOLVER_STATUSES:
             self.solves_total.labels(status=status)
             self.solver_status.labels(status=status).set(0)
+        for cycle in CYCLES:
+            self.last_success.labels(cycle=cycle).set(self.started_at)
 
     # --- declaration -------------------------------------------------------------------------
 
@@ -270,26 +294,36 @@ class Metrics:
             self.allocation_target_usd.labels(*key).set(0)
             self.venue_frozen.labels(*key).set(0)
 
-    def declare_feeds(self, feeds: Iterable[str], started_at: float) -> None:
+    def declare_feeds(self, feeds: Iterable[str], started_at: float | None = None) -> None:
         """Allow these feed names as label values; counters start at 0, last success at ``started_at``.
 
         Starting the last-success time at the daemon's start makes a feed that never succeeds go
         stale (and alert) a few intervals after start, instead of looking 56 years stale at once.
         """
+        at = self.started_at if started_at is None else started_at
         for feed in feeds:
             feed = str(feed)
+            if feed in self._feeds:
+                continue
             self._feeds.add(feed)
             self.feed_poll_duration.labels(feed=feed)
             for reason in FEED_ERROR_REASONS:
                 self.feed_errors_total.labels(feed=feed, reason=reason)
-            self.feed_last_success.labels(feed=feed).set(started_at)
+            self.feed_last_success.labels(feed=feed).set(at)
 
-    def set_schedule(self, poll_interval_seconds: float, rebalance_interval_seconds: float, started_at: float) -> None:
-        """Export the configured job intervals and start each job's last-success time at ``started_at``."""
+    def set_schedule(
+        self, poll_interval_seconds: float, rebalance_interval_seconds: float, started_at: float | None = None
+    ) -> None:
+        """Export the configured job intervals (the staleness alerts scale with them).
+
+        ``started_at`` resets each job's last-success time; by default it stays at the Metrics'
+        creation time.
+        """
         self.schedule_interval.labels(cycle="poll").set(poll_interval_seconds)
         self.schedule_interval.labels(cycle="rebalance").set(rebalance_interval_seconds)
-        for cycle in CYCLES:
-            self.last_success.labels(cycle=cycle).set(started_at)
+        if started_at is not None:
+            for cycle in CYCLES:
+                self.last_success.labels(cycle=cycle).set(started_at)
 
     def set_build_info(self, version: str) -> None:
         """Export ``yieldvault_build_info{version, python_version} 1``."""
@@ -312,14 +346,20 @@ class Metrics:
         self.bridge_transfers_in_flight.set(transfers)
         self.bridge_in_flight_usd.set(usd)
 
-    def set_limit_utilization(self, limit: str, ratio: float, scope: str = "portfolio") -> None:
+    def set_limit_utilization(self, limit: str, ratio: float, scope: str | None = None) -> None:
         """Utilization of one risk limit: used / allowed (for floors: required / available).
 
         ``limit`` is the config key (``max_venue_ratio``, ``liquidity_floor``, ...); ``scope`` names
         what it applies to (``portfolio``, a kind, chain, protocol, venue id, or ``1d`` for a floor).
-        Both come from configuration, so they are bounded.
+        Without ``scope``, a ``limit`` written ``family:scope`` (``max_kind_ratio:lp``) is split at
+        the first colon, and a plain one applies to the ``portfolio``. Both come from configuration,
+        so they are bounded.
         """
-        self.limit_utilization.labels(limit=str(limit), scope=str(scope)).set(ratio)
+        limit = str(limit)
+        if scope is None:
+            limit, _, scope = limit.partition(":")
+            scope = scope or "portfolio"
+        self.limit_utilization.labels(limit=limit, scope=str(scope)).set(ratio)
 
     # --- venues ------------------------------------------------------------------------------
 
@@ -373,6 +413,30 @@ class Metrics:
         """Whether the venue is frozen (may shrink, may not grow)."""
         self.venue_frozen.labels(*self._labels(venue, kind, chain)).set(1 if frozen else 0)
 
+    def set_venue_state(
+        self,
+        venue: str,
+        kind: Any,
+        chain: str,
+        *,
+        real_apr: float,
+        emission_apr: float,
+        tvl_usd: float,
+        frozen: bool,
+        observed_at: float,
+        exit_liquidity_usd: float | None = None,
+        realized_apr: float | None = None,
+    ) -> None:
+        """Everything one snapshot says about a venue, in one call.
+
+        ``observed_at`` is Unix time on the wall clock (Prometheus subtracts it from its own
+        ``time()``), not the simulated market's clock.
+        """
+        self.set_venue_apr(venue, kind, chain, real_apr, emission_apr, realized_apr)
+        self.set_venue_tvl(venue, kind, chain, tvl_usd, exit_liquidity_usd)
+        self.set_venue_observed(venue, kind, chain, observed_at)
+        self.set_venue_frozen(venue, kind, chain, frozen)
+
     def record_snapshot(self, snapshot: Any, observed_at: float | None = None) -> None:
         """Record one ``core.types.VenueSnapshot``: predicted APRs, TVL, exit liquidity, frozen flag.
 
@@ -392,21 +456,28 @@ class Metrics:
     def observe_feed_poll(
         self, feed: str, duration_seconds: float, ok: bool, reason: str | None = None, at: float | None = None
     ) -> None:
-        """One poll of a feed: its duration; on success its time ``at``, on failure its ``reason``.
+        """One poll of a feed: its duration; on success its wall-clock time ``at``.
 
-        ``reason`` outside :data:`FEED_ERROR_REASONS` is counted as ``other`` to keep labels bounded.
+        A failed poll with a ``reason`` is also counted in ``yieldvault_feed_errors_total``; with
+        ``reason=None`` only its duration is recorded (count the error with :meth:`count_feed_error`,
+        e.g. once per refused venue).
         """
         feed = str(feed)
-        if feed not in self._feeds:
-            raise ValueError(f"feed {feed!r} was not declared with Metrics.declare_feeds (labels must stay bounded)")
+        self.declare_feeds([feed])
         self.feed_poll_duration.labels(feed=feed).observe(duration_seconds)
         if ok:
             if at is None:
                 raise ValueError("a successful poll needs its time `at`")
             self.feed_last_success.labels(feed=feed).set(at)
-        else:
-            label = reason if reason in FEED_ERROR_REASONS else "other"
-            self.feed_errors_total.labels(feed=feed, reason=label).inc()
+        elif reason is not None:
+            self.count_feed_error(feed, reason)
+
+    def count_feed_error(self, feed: str, reason: str) -> None:
+        """Count one refused response or payload; a ``reason`` outside :data:`FEED_ERROR_REASONS` counts as ``other``."""
+        feed = str(feed)
+        self.declare_feeds([feed])
+        label = reason if reason in FEED_ERROR_REASONS else "other"
+        self.feed_errors_total.labels(feed=feed, reason=label).inc()
 
     def mark_cycle_success(self, kind: str, at: float) -> None:
         """A periodic job (``poll`` or ``rebalance``) completed at unix time ``at``.
@@ -430,8 +501,9 @@ class Metrics:
     ) -> None:
         """One rebalance cycle.
 
-        ``outcome``: executed (plan's moves ran), held (not worth its costs or within hysteresis),
-        gated (a safety gate stopped it: checker, frozen data, dry-run), failed (an error).
+        ``outcome``: executed (the plan's moves ran), held (no move needed, or dry-run), gated (the
+        plan does not pay for its costs: the benefit/cost gate held it back), failed (infeasible,
+        solver error, failed check, venue sync or execution failure).
         ``solver_status`` is one of :data:`SOLVER_STATUSES`; ``solve_seconds`` is ``None`` when no
         solve ran. ``objective_usd`` and ``predicted_apr`` come from an optimal solve and are left
         unchanged when ``None``. ``turnover_usd``, ``cost_usd`` and ``expected_gain_usd`` describe the
