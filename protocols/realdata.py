@@ -458,10 +458,15 @@ def describe_fit(fit: KinkedFit) -> str:
 
 
 if __name__ == "__main__":  # reproduce the numbers in docs/aave-real-data.md
+    # usage: python -m protocols.realdata [NETWORK SYMBOL [ASSET]] ; data from $YIELDVAULT_SHARED_DIR
     import os
     import sys
 
-    default = Path(os.environ.get("YIELDVAULT_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else default / "data" / "aave_v3_daily_rates.csv"
-    table = read_rates_csv(path)
-    print(describe_fit(fit_kinked_history(select_series(table, "ethereum", "USDC"))))
+    shared = Path(os.environ.get("YIELDVAULT_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+    table = read_rates_csv(shared / "data" / "aave_v3_daily_rates.csv")
+    args = sys.argv[1:] or ["ethereum", "USDC"]
+    chosen = select_series(table, args[0], args[1], args[2] if len(args) > 2 else None)
+    if args[:2] == ["ethereum", "USDC"]:
+        print(describe_fit(fit_kinked_history(chosen, optimal_usage_ratio=0.92)))
+    else:
+        print(describe_fit(fit_best_optimal_usage_ratio(chosen)))
