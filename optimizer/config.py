@@ -62,3 +62,22 @@ class OptimizerSettings(Strict):
     hysteresis_apr: Annotated[float, Field(ge=0)] = 0.0005  # portfolio APR gain below this holds
     emission_haircut: Ratio = 0.5  # share of reward-token yield not believed
     risk_aversion: Annotated[float, Field(ge=0)] = 0.0  # weight of the yield-variance penalty
+    # -- cross-chain moves: idle sits on the home chain; a move to or from another chain adds a bridge leg
+    bridge_fee_bps: Annotated[float, Field(ge=0, le=10_000)] = 5.0  # Across-like LP + relayer fee
+    bridge_gas_usd: Annotated[float, Field(ge=0)] = 2.0  # origin-chain gas of one bridge deposit
+    bridge_days: Annotated[float, Field(ge=0)] = 0.01  # ~15 min fill time; adds to exit_days off-home
+    # gas is a fixed charge per transaction, which a convex model cannot hold exactly; the objective
+    # amortises it over a reference move of this share of NAV (the plan gate then charges it exactly)
+    gas_reference_ratio: Annotated[float, Field(gt=0, le=1)] = 0.01
+    # -- numerics
+    samples: Annotated[int, Field(ge=16, le=4096)] = 96  # grid points per curve for the PWL fit
+    tolerance: Annotated[float, Field(gt=0, le=1e-3)] = 1e-7  # solver gap/feasibility tolerance (NAV units)
+    check_tolerance_ratio: Annotated[float, Field(gt=0, le=1e-2)] = 1e-5  # checker slack, share of NAV
+    # DPP compiles once and re-solves by re-stuffing numbers; its first compile grows with the number
+    # of parameter entries (see README). Above this many venues the problem is still built once but
+    # solved with ignore_dpp=True (plain re-canonicalisation each solve), which is cheaper there.
+    dpp_max_venues: Annotated[int, Field(ge=0)] = 3000
+    # -- risk model (used when risk_aversion > 0): factor model of APR levels from the observed history
+    risk_factors: Annotated[int, Field(ge=1, le=10)] = 3
+    risk_window: Annotated[int, Field(ge=4)] = 90  # decide() cycles of APR history kept per venue
+    risk_min_observations: Annotated[int, Field(ge=3)] = 10  # below this the penalty is off

@@ -1,0 +1,157 @@
+"""The independent checker: every limit, recomputed in NumPy from the raw inputs.
+
+It shares no code with the model (no cvxpy, no PWL, no :mod:`optimizer.cycle`): it reads the
+snapshots, the portfolio, the config and a proposed allocation, and returns the violations in
+words and the utilisation of every limit. A plan executes only if this list is empty.
+
+Rules (all in USD, with a slack ``τ = check_tolerance_ratio · NAV``):
+
+- conservation: ``Σ target + idle + locked + in_flight = NAV``; no negative amounts;
+- withdrawal bound: ``x0_i - x_i <= min(x0_i, exit_liquidity_i)``;
+- frozen venues do not grow: ``x_i <= x0_i``; capacity: ``x_i <= max(capacity_i, lb_i)``;
+- per-venue caps (USD, share of NAV, share of TVL after us), group caps (kind, chain, protocol,
+  dependency), risk budget: ``exposure <= max(cap, forced)`` where ``forced`` is the exposure of
+  ``lb_i = x0_i - min(x0_i, exit_liquidity_i)``, what cannot leave this cycle;
+- floors: ``idle >= min_idle_ratio NAV``; ``idle + Σ_{e_i <= D} min(x_i, L_i) >= φ_D NAV``;
+- turnover: ``Σ |x_i - x0_i| <= T NAV``.
+
+Utilisation is ``used / allowed`` for caps and ``required / available`` for floors (1 = binding,
+above 1 = violated), under a bounded set of names.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.types import PortfolioState, VenueSnapshot
+from optimizer.config import OptimizerSettings, RiskLimits
+
+UNKNOWN_SCORE = 10.0
+
+
+@dataclass
+class CheckReport:
+    violations: list[str] = field(default_factory=list)
+    utilization: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def _ratio(used: float, allowed: float) -> float:
+    if allowed > 0:
+        return float(used / allowed)
+    return 0.0 if used <= 0 else math.inf
+
+
+def check_allocation(
+    snaps: Sequence[VenueSnapshot],
+    portfolio: PortfolioState,
+    target_usd: Mapping[str, float],
+    idle_usd: float,
+    limits: RiskLimits,
+    settings: OptimizerSettings,
+    home_chain: str,
+) -> CheckReport:
+    rep = CheckReport()
+    nav = float(portfolio.nav_usd)
+    tol = settings.check_tolerance_ratio * max(nav, 1.0)
+    ids = [s.venue.id for s in snaps]
+    known = set(ids)
+    x0 = np.array([max(float(portfolio.positions_usd.get(i, 0.0)), 0.0) for i in ids])
+    x = np.array([float(target_usd.get(i, portfolio.positions_usd.get(i, 0.0))) for i in ids])
+    locked = sum(max(float(v), 0.0) for k, v in portfolio.positions_usd.items() if k not in known)
+    exit_liq = np.array([max(float(s.exit_liquidity_usd), 0.0) for s in snaps])
+    stay = x0 - np.minimum(x0, exit_liq)  # what cannot leave this cycle
+    bad = rep.violations.append
+
+    total = float(x.sum()) + idle_usd + locked + float(portfolio.in_flight_usd)
+    if abs(total - nav) > tol:
+        bad(f"conservation: allocation sums to {total:,.2f} USD but NAV is {nav:,.2f} USD")
+    if idle_usd < -tol:
+        bad(f"conservation: idle is negative ({idle_usd:,.2f} USD)")
+    unknown = set(target_usd) - known
+    for vid in sorted(unknown):
+        if abs(float(target_usd[vid]) - float(portfolio.positions_usd.get(vid, 0.0))) > tol:
+            bad(f"locked: venue {vid} has no snapshot and must hold, but its target moves")
+    for i, s in enumerate(snaps):
+        vid = s.venue.id
+        if x[i] < -tol:
+            bad(f"non_negative: venue {vid} target {x[i]:,.2f} USD")
+        if x0[i] - x[i] > min(x0[i], exit_liq[i]) + tol:
+            bad(f"withdrawal_bound: venue {vid} withdraws {x0[i] - x[i]:,.2f} USD, exit liquidity is {exit_liq[i]:,.2f} USD")
+        if s.frozen and x[i] > x0[i] + tol:
+            bad(f"frozen: venue {vid} is frozen ({s.frozen_reason}) and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD")
+        cap = float(s.curve.capacity_usd)
+        if x[i] > max(cap, stay[i]) + tol:
+            bad(f"capacity: venue {vid} target {x[i]:,.2f} USD above capacity {cap:,.2f} USD")
+
+    def per_venue(name: str, caps: np.ndarray, what: str) -> None:
+        allowed = np.maximum(caps, stay)
+        util = [_ratio(x[i], allowed[i]) for i in range(len(ids))]
+        rep.utilization[f"{name}:max"] = float(max(util)) if util else 0.0
+        for i in np.nonzero(x > allowed + tol)[0]:
+            bad(f"{name}: venue {ids[i]} holds {x[i]:,.2f} USD above {what} ({allowed[i]:,.2f} USD)")
+
+    if limits.max_venue_usd is not None:
+        per_venue("venue_usd", np.full(len(ids), limits.max_venue_usd), f"max_venue_usd {limits.max_venue_usd:,.0f}")
+    per_venue("venue_ratio", np.full(len(ids), limits.max_venue_ratio * nav), f"max_venue_ratio {limits.max_venue_ratio:g} of NAV")
+    if limits.max_venue_tvl_ratio is not None:
+        r = limits.max_venue_tvl_ratio
+        tvl = np.array([max(float(s.tvl_usd), 0.0) for s in snaps])
+        # x / (TVL + x) <= r
+        caps = np.full(len(ids), math.inf) if r >= 1 else r * tvl / (1 - r)
+        per_venue("venue_tvl", caps, f"max_venue_tvl_ratio {r:g} of TVL after us")
+
+    groups = (
+        ("kind", {str(k): v for k, v in limits.max_kind_ratio.items()}, lambda v: (str(v.kind),)),
+        ("chain", dict(limits.max_chain_ratio), lambda v: (v.chain,)),
+        ("protocol", dict(limits.max_protocol_ratio), lambda v: (v.protocol,)),
+        ("dependency", dict(limits.max_dependency_ratio), lambda v: (v.protocol, *v.dependencies)),
+    )
+    for family, caps_cfg, members in groups:
+        for key, ratio in caps_cfg.items():
+            sel = np.array([key in members(s.venue) for s in snaps], dtype=bool)
+            exposure = float(x[sel].sum()) if len(sel) else 0.0
+            forced = float(stay[sel].sum()) if len(sel) else 0.0
+            allowed = max(ratio * nav, forced)
+            rep.utilization[f"{family}:{key}"] = _ratio(exposure, allowed)
+            if exposure > allowed + tol:
+                names = ", ".join(ids[i] for i in np.nonzero(sel & (x > 0))[0][:5])
+                bad(f"max_{family}_ratio[{key}]: exposure {exposure:,.2f} USD above {ratio:g} of NAV ({allowed:,.2f} USD); venues {names}")
+
+    if limits.max_avg_risk_score is not None:
+        scores = np.array([float(s.venue.risk_score) for s in snaps])
+        used = float(scores @ x) + UNKNOWN_SCORE * locked
+        allowed = max(limits.max_avg_risk_score * nav, float(scores @ stay) + UNKNOWN_SCORE * locked)
+        rep.utilization["risk_score"] = _ratio(used, allowed)
+        if used > allowed + tol * 10:
+            bad(f"max_avg_risk_score: NAV-weighted risk score {used / nav:.4f} above {limits.max_avg_risk_score:g}")
+
+    need_idle = limits.min_idle_ratio * nav
+    rep.utilization["min_idle"] = _ratio(need_idle, idle_usd) if need_idle > 0 else 0.0
+    if idle_usd < need_idle - tol:
+        bad(f"min_idle_ratio: idle {idle_usd:,.2f} USD below {limits.min_idle_ratio:g} of NAV ({need_idle:,.2f} USD)")
+
+    if limits.liquidity_floors:
+        exit_days = np.array([s.venue.exit_days + (settings.bridge_days if s.venue.chain != home_chain else 0.0) for s in snaps])
+        liquid_part = np.minimum(np.maximum(x, 0.0), exit_liq)
+        for f in limits.liquidity_floors:
+            liquid = idle_usd + float(liquid_part[exit_days <= f.days].sum())
+            need = f.min_ratio * nav
+            rep.utilization[f"liquidity:{f.days:g}d"] = _ratio(need, liquid) if need > 0 else 0.0
+            if liquid < need - tol:
+                bad(f"liquidity_floors[{f.days:g}d]: {liquid:,.2f} USD withdrawable within {f.days:g} days, below {f.min_ratio:g} of NAV ({need:,.2f} USD)")
+
+    if limits.max_turnover_ratio is not None:
+        moved = float(np.abs(x - x0).sum())
+        allowed = limits.max_turnover_ratio * nav
+        rep.utilization["turnover"] = _ratio(moved, allowed)
+        if moved > allowed + tol:
+            bad(f"max_turnover_ratio: moves {moved:,.2f} USD, above {limits.max_turnover_ratio:g} of NAV ({allowed:,.2f} USD)")
+    return rep

@@ -1,0 +1,148 @@
+"""One cycle's numbers, in NumPy, ready to be poured into the Parameters of the cvxpy problem.
+
+Everything the solver sees is in *NAV units* (USD / NAV) so that the problem is scaled the same
+whether the vault holds $10k or $1bn; APRs are dimensionless and stay as they are.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from core.types import PortfolioState, Venue, VenueSnapshot
+from optimizer.config import OptimizerSettings, RiskLimits
+from optimizer.pwl import PiecewiseLinear, fit_pwl
+
+FloatArray = NDArray[np.float64]
+
+#: risk score charged for a position whose venue the optimizer has never seen a snapshot of
+UNKNOWN_RISK_SCORE = 10.0
+
+
+def cost_rates(venues: Sequence[Venue], settings: OptimizerSettings, home_chain: str, nav_usd: float) -> tuple[FloatArray, FloatArray]:
+    """Per-USD one-off cost of moving into / out of each venue (fractions of the amount moved).
+
+    ``c_in = fee_bps/1e4 + deposit_gas/(g NAV) [+ bridge_fee_bps/1e4 + bridge_gas/(g NAV) off-home]``,
+    ``c_out`` likewise with the withdrawal gas, where ``g = gas_reference_ratio`` amortises the
+    fixed gas charge over a reference move of ``g NAV`` USD.
+    """
+    ref = max(settings.gas_reference_ratio * nav_usd, 1e-9)
+    fee = np.array([v.costs.fee_bps for v in venues]) / 1e4
+    cross = np.array([v.chain != home_chain for v in venues], dtype=float)
+    bridge = cross * (settings.bridge_fee_bps / 1e4 + settings.bridge_gas_usd / ref)
+    c_in = fee + np.array([v.costs.deposit_usd for v in venues]) / ref + bridge
+    c_out = fee + np.array([v.costs.withdraw_usd for v in venues]) / ref + bridge
+    return c_in, c_out
+
+
+def effective_exit_days(venues: Sequence[Venue], settings: OptimizerSettings, home_chain: str) -> FloatArray:
+    """Days until capital in the venue is idle on the home chain: unbonding plus the bridge off-home."""
+    return np.array([v.exit_days + (settings.bridge_days if v.chain != home_chain else 0.0) for v in venues])
+
+
+@dataclass(frozen=True, slots=True)
+class CycleData:
+    venues: tuple[Venue, ...]
+    snapshots: tuple[VenueSnapshot, ...]
+    nav_usd: float
+    investable: float  # (idle + positions in the problem) / NAV: what the problem may allocate
+    locked_usd: float  # positions outside the problem (no snapshot ever seen): held as they are
+    in_flight_usd: float
+    x0: FloatArray  # current positions / NAV
+    lb: FloatArray  # lowest reachable position / NAV (withdrawal bound)
+    ub: FloatArray  # highest allowed position / NAV (all per-venue caps, frozen, capacity)
+    exit_liquidity: FloatArray  # / NAV
+    cost_in: FloatArray  # one-off cost per USD moved in (fraction)
+    cost_out: FloatArray
+    pwl: PiecewiseLinear  # USD units
+
+    @property
+    def n(self) -> int:
+        return len(self.venues)
+
+    def objective_pieces(self, settings: OptimizerSettings) -> tuple[FloatArray, FloatArray]:
+        """Slopes and intercepts (NAV units) of ``g_i(x) = f̂_i(x) - c_in (x-x0)^+ - c_out (x0-x)^+``.
+
+        The one-off costs are annualised by ``365 / holding_horizon_days``. Since ``x0`` is a
+        breakpoint of ``f̂``, every piece lies on one side of it: right of ``x0`` a piece's slope
+        falls by ``c_in`` (its intercept rises by ``c_in x0``), left of it the slope rises by
+        ``c_out``. ``g`` stays concave, so it is still the minimum of its pieces.
+        """
+        annual = 365.0 / settings.holding_horizon_days
+        slope = self.pwl.slope
+        intercept = self.pwl.intercept / self.nav_usd
+        left = self.pwl.breakpoints[:, :-1] / self.nav_usd
+        x0 = self.x0[:, None]
+        right_of_x0 = left >= x0 - 1e-12
+        c_in = (annual * self.cost_in)[:, None]
+        c_out = (annual * self.cost_out)[:, None]
+        a = np.where(right_of_x0, slope - c_in, slope + c_out)
+        b = np.where(right_of_x0, intercept + c_in * x0, intercept - c_out * x0)
+        return a, b
+
+
+def upper_bounds_usd(snaps: Sequence[VenueSnapshot], x0_usd: FloatArray, limits: RiskLimits, nav_usd: float) -> dict[str, FloatArray]:
+    """Every per-venue cap on the position, USD, by limit name (before the withdrawal floor)."""
+    caps: dict[str, FloatArray] = {}
+    n = len(snaps)
+    caps["capacity"] = np.array([s.curve.capacity_usd for s in snaps], dtype=float)
+    caps["frozen"] = np.where([s.frozen for s in snaps], x0_usd, math.inf)
+    if limits.max_venue_usd is not None:
+        caps["venue_usd"] = np.full(n, limits.max_venue_usd)
+    caps["venue_ratio"] = np.full(n, limits.max_venue_ratio * nav_usd)
+    if limits.max_venue_tvl_ratio is not None:
+        r = limits.max_venue_tvl_ratio
+        tvl = np.array([max(s.tvl_usd, 0.0) for s in snaps])
+        # x <= r (TVL + x)  <=>  x <= r TVL / (1 - r)   (TVL without us)
+        caps["venue_tvl"] = np.full(n, math.inf) if r >= 1 else r * tvl / (1.0 - r)
+    return caps
+
+
+def build_cycle(
+    snaps: Sequence[VenueSnapshot],
+    portfolio: PortfolioState,
+    limits: RiskLimits,
+    settings: OptimizerSettings,
+    home_chain: str,
+) -> CycleData:
+    venues = tuple(s.venue for s in snaps)
+    nav = float(portfolio.nav_usd)
+    if not nav > 0:
+        raise ValueError(f"portfolio NAV must be positive, got {nav}")
+    ids = {v.id for v in venues}
+    positions = portfolio.positions_usd
+    x0_usd = np.array([max(float(positions.get(v.id, 0.0)), 0.0) for v in venues])
+    locked = float(sum(max(float(u), 0.0) for k, u in positions.items() if k not in ids))
+    investable_usd = float(portfolio.idle_usd) + float(x0_usd.sum())
+    exit_liq = np.array([max(s.exit_liquidity_usd, 0.0) for s in snaps])
+    lb_usd = np.maximum(x0_usd - np.minimum(x0_usd, exit_liq), 0.0)
+    ub_usd = np.full(len(venues), math.inf)
+    for cap in upper_bounds_usd(snaps, x0_usd, limits, nav).values():
+        ub_usd = np.minimum(ub_usd, cap)
+    ub_usd = np.minimum(ub_usd, max(investable_usd, 0.0))
+    ub_usd = np.maximum(ub_usd, lb_usd)  # a position we cannot exit stays, caps or not
+    pwl = fit_pwl([s.curve for s in snaps], lb_usd, ub_usd, x0_usd, settings.pieces, settings.samples, settings.emission_haircut)
+    c_in, c_out = cost_rates(venues, settings, home_chain, nav)
+    return CycleData(
+        venues=venues,
+        snapshots=tuple(snaps),
+        nav_usd=nav,
+        investable=investable_usd / nav,
+        locked_usd=locked,
+        in_flight_usd=float(portfolio.in_flight_usd),
+        x0=x0_usd / nav,
+        lb=lb_usd / nav,
+        ub=ub_usd / nav,
+        exit_liquidity=exit_liq / nav,
+        cost_in=c_in,
+        cost_out=c_out,
+        pwl=pwl,
+    )
+
+
+def locked_positions(positions: Mapping[str, float], known: set[str]) -> dict[str, float]:
+    return {k: float(v) for k, v in positions.items() if k not in known and v > 0}

@@ -1,0 +1,214 @@
+"""``Optimizer.decide``: snapshots + positions + limits -> a checked allocation and a gated plan.
+
+Pipeline (each step a function you can test alone):
+snapshots -> :func:`optimizer.cycle.build_cycle` (bounds, PWL fit, costs) -> the cached
+:class:`optimizer.model.AllocationModel` (update Parameters, solve) -> round small trades ->
+:func:`optimizer.checker.check_allocation` -> :func:`optimizer.plan.make_moves` -> :func:`optimizer.plan.gate`.
+
+Any failure (bad curve, solver error, infeasible, failed check) returns a holding Decision with
+no moves and a one-line reason; the daemon logs it and counts it. The optimizer does no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+from numpy.typing import NDArray
+
+from core.types import Allocation, Plan, PortfolioState, Venue, VenueSnapshot
+from optimizer.checker import CheckReport, check_allocation
+from optimizer.config import OptimizerSettings, RiskLimits
+from optimizer.cycle import CycleData, build_cycle
+from optimizer.model import AllocationModel, SolveResult
+from optimizer.plan import gate, make_moves, round_small_trades
+
+FloatArray = NDArray[np.float64]
+
+HOLD = Plan(moves=(), expected_gain_usd=0.0, cost_usd=0.0, execute=False, reason="hold")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    status: str  # "optimal" | "infeasible" | "solver_error" | "check_failed" | "no_venues"
+    allocation: Allocation | None
+    plan: Plan
+    objective_usd: float | None  # predicted annual net income (PWL income - annualised move costs - risk penalty)
+    predicted_apr: float | None  # Σ true income at the target / NAV (idle earns 0)
+    solve_seconds: float  # wall time of the cvxpy solve
+    build_seconds: float  # problem construction (0 when the cached problem was reused)
+    violations: tuple[str, ...]
+    limit_utilization: dict[str, float]
+    reason: str
+    solver_seconds: float | None = None  # solver-internal time
+    fit_seconds: float = 0.0  # PWL fit + parameter preparation
+    total_seconds: float = 0.0
+    rebuilt: bool = False
+    dpp: bool = True
+    pwl_error_bound_usd: float | None = None  # Σ_i ε_i: true optimum - PWL optimum <= this (USD/year)
+    venues: int = 0
+    current_violations: tuple[str, ...] = ()  # limits the holdings broke before this decision
+
+
+class RiskHistory:
+    """Marginal APRs observed at each decide(), per venue; a factor model of their covariance.
+
+    With ``T`` observations of ``n`` venues, ``Y`` (T×n) centred, ``Σ = YᵀY/(T-1) ≈ V_f Λ_f V_fᵀ + diag(s²)``
+    (top-``f`` principal components plus the residual variance). The penalty is
+    ``γ xᵀΣx = ‖(√γ V_f Λ_f^{1/2})ᵀ x‖² + ‖√γ s ∘ x‖²`` in NAV units.
+    """
+
+    def __init__(self, window: int):
+        self.window = window
+        self.series: dict[str, deque[float]] = {}
+
+    def record(self, snaps: Sequence[VenueSnapshot], haircut: float) -> None:
+        for s in snaps:
+            q = self.series.setdefault(s.venue.id, deque(maxlen=self.window))
+            q.append(float(s.real_apr) + (1.0 - haircut) * float(s.emission_apr))
+
+    def factors(self, ids: Sequence[str], settings: OptimizerSettings) -> tuple[FloatArray, FloatArray] | None:
+        depth = min((len(self.series.get(i, ())) for i in ids), default=0)
+        if depth < settings.risk_min_observations:
+            return None
+        y = np.array([list(self.series[i])[-depth:] for i in ids]).T  # T x n
+        y = y - y.mean(axis=0)
+        u, sv, vt = np.linalg.svd(y / np.sqrt(depth - 1), full_matrices=False)
+        f = settings.risk_factors
+        k = min(f, len(sv))
+        loadings = np.zeros((len(ids), f))
+        loadings[:, :k] = vt[:k].T * sv[:k]
+        resid = y / np.sqrt(depth - 1) - (u[:, :k] * sv[:k]) @ vt[:k]
+        idio = np.sqrt(np.maximum((resid**2).sum(axis=0), 0.0))
+        g = np.sqrt(settings.risk_aversion)
+        return g * loadings, g * idio
+
+
+class Optimizer:
+    """Stateful across cycles: the compiled problem (per venue set), last snapshots, APR history.
+
+    ``decide`` may run in a worker thread (``asyncio.to_thread``); one call at a time (a lock
+    enforces it, because the cvxpy Problem and its Parameters are shared mutable state).
+    """
+
+    def __init__(self, limits: RiskLimits, settings: OptimizerSettings, home_chain: str):
+        self.limits = limits
+        self.settings = settings
+        self.home_chain = home_chain
+        self._model: AllocationModel | None = None
+        self._model_key: tuple[Venue, ...] | None = None
+        self._last_snapshot: dict[str, VenueSnapshot] = {}
+        self._history = RiskHistory(settings.risk_window)
+        self._lock = threading.Lock()
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _venue_set(self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState) -> list[VenueSnapshot]:
+        """Current snapshots plus, for held venues whose feed is gone, the last one seen, frozen."""
+        current = {s.venue.id: s for s in snapshots}
+        for vid, amount in portfolio.positions_usd.items():
+            if vid not in current and amount > 0 and vid in self._last_snapshot:
+                last = self._last_snapshot[vid]
+                current[vid] = dataclasses.replace(last, frozen=True, frozen_reason="no snapshot this cycle (feed lost)")
+        return [current[k] for k in sorted(current)]
+
+    def model_for(self, venues: tuple[Venue, ...]) -> tuple[AllocationModel, bool]:
+        if self._model is None or self._model_key != venues:
+            self._model = AllocationModel(venues, self.limits, self.settings, self.home_chain)
+            self._model_key = venues
+            return self._model, True
+        return self._model, False
+
+    def _hold(self, status: str, reason: str, **kw: object) -> Decision:
+        base: dict[str, object] = dict(
+            status=status, allocation=None, plan=dataclasses.replace(HOLD, reason=reason), objective_usd=None,
+            predicted_apr=None, solve_seconds=0.0, build_seconds=0.0, violations=(), limit_utilization={}, reason=reason,
+        )
+        base.update(kw)
+        return Decision(**base)  # type: ignore[arg-type]
+
+    # -- the cycle -----------------------------------------------------------------------------
+    def decide(self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState, now: datetime) -> Decision:
+        with self._lock:
+            return self._decide(snapshots, portfolio, now)
+
+    def _decide(self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState, now: datetime) -> Decision:
+        t_start = time.perf_counter()
+        snaps = self._venue_set(snapshots, portfolio)
+        for s in snapshots:
+            self._last_snapshot[s.venue.id] = s
+        if self.settings.risk_aversion > 0:
+            self._history.record(snapshots, self.settings.emission_haircut)
+        if not snaps:
+            return self._hold("no_venues", "hold: no venue snapshots")
+        nav = portfolio.nav_usd
+        if not nav > 0:
+            return self._hold("no_venues", f"hold: NAV is {nav}")
+
+        t_fit = time.perf_counter()
+        try:
+            cycle = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain)
+        except (ValueError, FloatingPointError, ArithmeticError) as exc:
+            return self._hold("solver_error", f"hold: bad input: {exc}")
+        venues = cycle.venues
+        model, rebuilt = self.model_for(venues)
+        build_seconds = model.build_seconds if rebuilt else 0.0
+        risk = self._history.factors([v.id for v in venues], self.settings) if model.with_risk else None
+        model.update(cycle, risk)
+        fit_seconds = time.perf_counter() - t_fit - build_seconds
+        result = model.solve()
+        timing = dict(solve_seconds=result.solve_seconds, build_seconds=build_seconds, solver_seconds=result.solver_seconds,
+                      fit_seconds=fit_seconds, rebuilt=rebuilt, dpp=model.use_dpp, venues=len(venues),
+                      pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()))
+        x0_usd = cycle.x0 * nav
+        current = self._check(snaps, portfolio, x0_usd, cycle)
+        if result.status != "optimal" or result.x is None:
+            reason = f"hold: {result.status} ({result.detail})"
+            if current.violations:
+                reason += f"; holdings break {len(current.violations)} limit(s): {current.violations[0]}"
+            return self._hold(result.status, reason, total_seconds=time.perf_counter() - t_start,
+                              current_violations=tuple(current.violations), limit_utilization=current.utilization, **timing)
+
+        lb_usd, ub_usd = cycle.lb * nav, np.maximum(cycle.ub, cycle.lb) * nav
+        raw = np.clip(result.x * nav, lb_usd, ub_usd)
+        rounded = round_small_trades(x0_usd, raw, self.settings.min_trade_usd)
+        target, report = rounded, self._check(snaps, portfolio, rounded, cycle)
+        if not report.ok:
+            # dropping small trades moved us off a binding limit; the unrounded solution may pass
+            fallback = self._check(snaps, portfolio, raw, cycle)
+            if fallback.ok:
+                target, report = raw, fallback
+        objective_usd = result.objective * nav if result.objective is not None else None
+        allocation = self._allocation(venues, target, cycle, portfolio)
+        income = sum(float(s.curve.income_usd(np.array([target[i]]), self.settings.emission_haircut)[0]) for i, s in enumerate(snaps))
+        predicted_apr = income / nav
+        if not report.ok:
+            reason = f"hold: check failed: {report.violations[0]}" + (f" (+{len(report.violations) - 1} more)" if len(report.violations) > 1 else "")
+            return Decision(status="check_failed", allocation=allocation, plan=dataclasses.replace(HOLD, reason=reason),
+                            objective_usd=objective_usd, predicted_apr=predicted_apr, violations=tuple(report.violations),
+                            limit_utilization=report.utilization, reason=reason, total_seconds=time.perf_counter() - t_start,
+                            current_violations=tuple(current.violations), **timing)  # type: ignore[arg-type]
+        econ = make_moves(snaps, x0_usd, target, self.settings, self.home_chain, now)
+        plan = gate(econ, nav, self.settings, forced_by=tuple(current.violations))
+        reason = f"optimal: {len(plan.moves)} moves, predicted APR {predicted_apr:.4%}; {plan.reason}"
+        return Decision(status="optimal", allocation=allocation, plan=plan, objective_usd=objective_usd,
+                        predicted_apr=predicted_apr, violations=(), limit_utilization=report.utilization, reason=reason,
+                        total_seconds=time.perf_counter() - t_start, current_violations=tuple(current.violations),
+                        **timing)  # type: ignore[arg-type]
+
+    def _check(self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, target_usd: FloatArray, cycle: CycleData) -> CheckReport:
+        ids = [s.venue.id for s in snaps]
+        idle = cycle.investable * cycle.nav_usd - float(target_usd.sum())
+        return check_allocation(snaps, portfolio, dict(zip(ids, target_usd.tolist())), idle, self.limits, self.settings, self.home_chain)
+
+    @staticmethod
+    def _allocation(venues: Sequence[Venue], target: FloatArray, cycle: CycleData, portfolio: PortfolioState) -> Allocation:
+        targets = {v.id: float(target[i]) for i, v in enumerate(venues)}
+        for vid, amount in portfolio.positions_usd.items():
+            targets.setdefault(vid, float(amount))  # locked: no snapshot ever seen, held as is
+        return Allocation(target_usd=targets, idle_usd=cycle.investable * cycle.nav_usd - float(target.sum()))

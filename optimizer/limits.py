@@ -1,0 +1,230 @@
+"""Risk limits as small objects that compile into the cvxpy problem once and refresh each cycle.
+
+The shape follows cvxportfolio's constraints: ``build(m)`` creates the limit's Parameters and
+returns its constraints, written against the model's variables ``x`` (positions, NAV units) and
+the expression ``idle = B - Σ x``; ``update(d)`` pours this cycle's numbers into the Parameters.
+Only Parameter *values* change per cycle; the structure (which venues belong to which group,
+which venues may count as liquid) is fixed by the venue set, and a new venue set rebuilds.
+
+All limits here are linear in ``x`` with constant coefficients; every Parameter sits on a right
+hand side, so each limit is DPP and cheap for cvxpy's parameter map. Caps are *effective* caps
+``max(cap, forced)``, where ``forced`` is the exposure of what cannot be withdrawn this cycle:
+a limit already broken by positions we cannot exit is not a fault of this plan, and the plan may
+not make it worse (the independent checker applies the same rule).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cvxpy as cp
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from core.types import Venue
+from optimizer.config import OptimizerSettings, RiskLimits
+from optimizer.cycle import UNKNOWN_RISK_SCORE, CycleData, effective_exit_days
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass
+class ModelVars:
+    """What limits write their constraints against."""
+
+    x: cp.Variable  # positions / NAV
+    idle: cp.Expression  # idle / NAV = B - Σ x
+    venues: tuple[Venue, ...]
+    settings: OptimizerSettings
+    home_chain: str
+
+
+class Limit(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    def build(self, m: ModelVars) -> list[cp.Constraint]:
+        """Create Parameters, return constraints. Called once per venue set."""
+
+    @abc.abstractmethod
+    def update(self, d: CycleData) -> None:
+        """Refresh Parameter values for this cycle."""
+
+
+class VenueBox(Limit):
+    """``lb_i <= x_i <= ub_i``.
+
+    ``ub_i = min(max_venue_usd, max_venue_ratio NAV, r TVL_i/(1-r), capacity_i, x0_i if frozen, B)``
+    and ``lb_i = x0_i - min(x0_i, exit_liquidity_i)`` (withdrawals bounded by what the venue lets
+    us take now), both computed in NumPy (:func:`optimizer.cycle.build_cycle`): one pair of rows
+    per venue instead of one per cap, and no products of Parameters.
+    """
+
+    name = "venue_box"
+
+    def build(self, m: ModelVars) -> list[cp.Constraint]:
+        n = len(m.venues)
+        self.lb = cp.Parameter(n, nonneg=True, name="lb")
+        self.ub = cp.Parameter(n, nonneg=True, name="ub")
+        return [m.x >= self.lb, m.x <= self.ub]
+
+    def update(self, d: CycleData) -> None:
+        self.lb.value = d.lb
+        self.ub.value = np.maximum(d.ub, d.lb)
+
+
+class MinIdle(Limit):
+    """``idle = B - Σ_i x_i >= min_idle_ratio`` (idle on the home chain, in NAV units)."""
+
+    name = "min_idle"
+
+    def __init__(self, limits: RiskLimits):
+        self.ratio = limits.min_idle_ratio
+
+    def build(self, m: ModelVars) -> list[cp.Constraint]:
+        return [m.idle >= self.ratio]
+
+    def update(self, d: CycleData) -> None:
+        pass  # B lives in the model (the idle expression); the ratio is structural
+
+
+class GroupCaps(Limit):
+    """``Σ_{i in g} x_i <= max(cap_g, Σ_{i in g} lb_i)`` for each configured group ``g`` of a family.
+
+    Families: ``kind``, ``chain``, ``protocol`` (a venue belongs to one group each) and
+    ``dependency`` (a venue counts against its own protocol *and* every dependency, so an stETH
+    lending market counts against ``lido``). ``G`` is a constant 0/1 sparse matrix.
+    """
+
+    def __init__(self, family: str, caps: dict[str, float]):
+        self.name = family
+        self.family = family
+        self.caps_cfg = {str(k): float(v) for k, v in caps.items()}
+
+    @staticmethod
+    def members(family: str, v: Venue) -> tuple[str, ...]:
+        if family == "kind":
+            return (str(v.kind),)
+        if family == "chain":
+            return (v.chain,)
+        if family == "protocol":
+            return (v.protocol,)
+        return v.exposures
+
+    def build(self, m: ModelVars) -> list[cp.Constraint]:
+        rows, cols = [], []
+        self.keys = [k for k in self.caps_cfg if any(k in self.members(self.family, v) for v in m.venues)]
+        index = {k: r for r, k in enumerate(self.keys)}
+        for i, v in enumerate(m.venues):
+            for k in self.members(self.family, v):
+                if k in index:
+                    rows.append(index[k])
+                    cols.append(i)
+        if not self.keys:
+            return []
+        self.G = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(self.keys), len(m.venues)))
+        self.cap = cp.Parameter(len(self.keys), nonneg=True, name=f"cap_{self.family}")
+        self.cap_cfg = np.array([self.caps_cfg[k] for k in self.keys])
+        return [self.G @ m.x <= self.cap]
+
+    def update(self, d: CycleData) -> None:
+        if self.keys:
+            self.cap.value = np.maximum(self.cap_cfg, self.G @ d.lb)
+
+
+class RiskBudget(Limit):
+    """``(Σ_i r_i x_i + 10 locked) / NAV <= max(R, forced)``: NAV-weighted risk score, idle scores 0.
+
+    Positions whose venue was never seen (no snapshot) count at the worst score 10.
+    """
+
+    name = "risk_score"
+
+    def __init__(self, limits: RiskLimits):
+        self.max_score = float(limits.max_avg_risk_score)  # type: ignore[arg-type]
+
+    def build(self, m: ModelVars) -> list[cp.Constraint]:
+        self.r = np.array([v.risk_score for v in m.venues], dtype=float)
+        self.rhs = cp.Parameter(nonneg=True, name="risk_rhs")
+        return [self.r @ m.x <= self.rhs]
+
+    def update(self, d: CycleData) -> None:
+        locked = UNKNOWN_RISK_SCORE * d.locked_usd / d.nav_usd
+        self.rhs.value = max(self.max_score - locked, float(self.r @ d.lb), 0.0)
+
+
+class LiquidityFloors(Limit):
+    """For each floor ``(D, φ)``: ``idle + Σ_{i: e_i <= D} min(x_i, L_i) >= φ``.
+
+    ``e_i`` is the venue's exit time plus the bridge time off the home chain, ``L_i`` its exit
+    liquidity now. ``min(x, L)`` is concave, so ``z_i <= x_i, z_i <= L_i`` with ``z`` in the sum
+    is exact at the optimum; ``z`` exists only for venues liquid within the longest ``D``.
+    """
+
+    name = "liquidity"
+
+    def __init__(self, limits: RiskLimits):
+        self.floors = sorted(limits.liquidity_floors, key=lambda f: f.days)
+
+    def build(self, m: ModelVars) -> list[cp.Constraint]:
+        exit_days = effective_exit_days(m.venues, m.settings, m.home_chain)
+        longest = max(f.days for f in self.floors)
+        self.idx = np.nonzero(exit_days <= longest)[0]
+        self.floor = cp.Parameter(len(self.floors), nonneg=True, name="liquidity_floor")
+        if len(self.idx) == 0:
+            return [m.idle >= self.floor[j] for j in range(len(self.floors))]
+        mask = np.array([(exit_days[self.idx] <= f.days).astype(float) for f in self.floors])
+        self.L = cp.Parameter(len(self.idx), nonneg=True, name="exit_liquidity")
+        z = cp.Variable(len(self.idx), name="liquid")
+        xs = m.x[self.idx]
+        return [z <= xs, z <= self.L, sp.csr_matrix(mask) @ z + m.idle >= self.floor]
+
+    def update(self, d: CycleData) -> None:
+        self.floor.value = np.array([f.min_ratio for f in self.floors])
+        if len(self.idx):
+            self.L.value = d.exit_liquidity[self.idx]
+
+
+class Turnover(Limit):
+    """``Σ_i |x_i - x0_i| <= T`` via ``u_i >= ±(x_i - x0_i)``."""
+
+    name = "turnover"
+
+    def __init__(self, limits: RiskLimits):
+        self.max_ratio = float(limits.max_turnover_ratio)  # type: ignore[arg-type]
+
+    def build(self, m: ModelVars) -> list[cp.Constraint]:
+        n = len(m.venues)
+        self.x0 = cp.Parameter(n, nonneg=True, name="x0_turnover")
+        u = cp.Variable(n, name="turnover")
+        return [u >= m.x - self.x0, u >= self.x0 - m.x, cp.sum(u) <= self.max_ratio]
+
+    def update(self, d: CycleData) -> None:
+        self.x0.value = d.x0
+
+
+def limits_from_config(limits: RiskLimits) -> list[Limit]:
+    """The limit objects a config asks for (a key that is absent is no limit)."""
+    out: list[Limit] = [VenueBox(), MinIdle(limits)]
+    for family, caps in (
+        ("kind", {str(k): v for k, v in limits.max_kind_ratio.items()}),
+        ("chain", limits.max_chain_ratio),
+        ("protocol", limits.max_protocol_ratio),
+        ("dependency", limits.max_dependency_ratio),
+    ):
+        if caps:
+            out.append(GroupCaps(family, dict(caps)))
+    if limits.max_avg_risk_score is not None:
+        out.append(RiskBudget(limits))
+    if limits.liquidity_floors:
+        out.append(LiquidityFloors(limits))
+    if limits.max_turnover_ratio is not None:
+        out.append(Turnover(limits))
+    return out
+
+
+def family_members(family: str, venues: Sequence[Venue]) -> list[tuple[str, ...]]:
+    return [GroupCaps.members(family, v) for v in venues]

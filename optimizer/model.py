@@ -1,0 +1,134 @@
+"""The allocation problem, built once per venue set, re-solved every cycle by changing Parameters.
+
+In NAV units (``x_i`` = position / NAV, ``B`` = investable / NAV), with ``P = pieces + 1``:
+
+    maximise    Σ_i t_i  -  ‖Fᵀx‖²  -  ‖d ∘ x‖²                       (risk term only if enabled)
+    subject to  t_i <= a_ik x_i + b_ik        i = 1..n, k = 1..P      (hypograph of g_i)
+                every limit in optimizer.limits                     (linear, RHS Parameters)
+
+``g_i`` is the PWL income net of annualised move costs (:meth:`CycleData.objective_pieces`);
+``a``, ``b``, ``F``, ``d`` and every limit's right-hand side are Parameters. The product
+``a ∘ x`` is Parameter × Variable, which DPP allows; nothing multiplies two Parameters.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import cvxpy as cp
+import numpy as np
+from numpy.typing import NDArray
+
+from core.types import Venue
+from optimizer.config import OptimizerSettings, RiskLimits
+from optimizer.cycle import CycleData
+from optimizer.limits import Limit, ModelVars, limits_from_config
+
+FloatArray = NDArray[np.float64]
+
+ACCEPTED = {cp.OPTIMAL, cp.OPTIMAL_INACCURATE}
+
+
+@dataclass(frozen=True, slots=True)
+class SolveResult:
+    status: str  # "optimal" | "infeasible" | "solver_error"
+    x: FloatArray | None  # NAV units
+    objective: float | None  # NAV units (annual net income / NAV)
+    solve_seconds: float  # wall time of cvxpy's solve (parameter stuffing + solver + unpacking)
+    solver_seconds: float | None  # solver-internal time reported by the solver
+    detail: str = ""
+
+
+def solver_options(settings: OptimizerSettings) -> dict[str, object]:
+    """Time limit and tolerances in each solver's own option names."""
+    tol, limit = settings.tolerance, settings.time_limit_seconds
+    match settings.solver:
+        case "CLARABEL":
+            return {"time_limit": limit, "tol_gap_abs": tol, "tol_gap_rel": tol, "tol_feas": tol}
+        case "ECOS":
+            return {"abstol": tol, "reltol": tol, "feastol": tol}
+        case "OSQP":
+            return {"time_limit": limit, "eps_abs": tol, "eps_rel": tol, "polish": True}
+        case "SCS":
+            return {"time_limit_secs": limit, "eps_abs": tol, "eps_rel": tol}
+        case "HIGHS":
+            return {"time_limit": limit}
+    return {}
+
+
+class AllocationModel:
+    """One cvxpy Problem for a fixed, ordered venue set."""
+
+    def __init__(self, venues: tuple[Venue, ...], limits: RiskLimits, settings: OptimizerSettings, home_chain: str):
+        t0 = time.perf_counter()
+        self.venues = venues
+        self.settings = settings
+        n, p = len(venues), settings.pieces + 1
+        self.x = cp.Variable(n, name="x")
+        self.t = cp.Variable(n, name="t")
+        self.budget = cp.Parameter(nonneg=True, name="investable")
+        self.slope = cp.Parameter((n, p), name="slope")
+        self.intercept = cp.Parameter((n, p), name="intercept")
+        idle = self.budget - cp.sum(self.x)
+        m = ModelVars(x=self.x, idle=idle, venues=venues, settings=settings, home_chain=home_chain)
+        self.limits: list[Limit] = limits_from_config(limits)
+        constraints = [
+            cp.reshape(self.t, (n, 1), order="C")
+            <= cp.multiply(self.slope, cp.reshape(self.x, (n, 1), order="C")) + self.intercept
+        ]
+        for limit in self.limits:
+            constraints += limit.build(m)
+        objective = cp.sum(self.t)
+        self.with_risk = settings.risk_aversion > 0
+        if self.with_risk:
+            self.loadings = cp.Parameter((n, settings.risk_factors), name="risk_loadings")
+            self.idio = cp.Parameter(n, nonneg=True, name="risk_idio")
+            self.risk = cp.sum_squares(self.loadings.T @ self.x) + cp.sum_squares(cp.multiply(self.idio, self.x))
+            objective = objective - self.risk
+        self.problem = cp.Problem(cp.Maximize(objective), constraints)
+        self.use_dpp = n <= settings.dpp_max_venues
+        self.build_seconds = time.perf_counter() - t0
+        self.solves = 0
+
+    def parameter_entries(self) -> int:
+        return int(sum(p.size for p in self.problem.parameters()))
+
+    def update(self, d: CycleData, risk: tuple[FloatArray, FloatArray] | None = None) -> None:
+        """Pour the cycle's numbers into the Parameters. ``risk``: (F, d) already scaled by √γ."""
+        a, b = d.objective_pieces(self.settings)
+        self.slope.value = a
+        self.intercept.value = b
+        self.budget.value = max(d.investable, 0.0)
+        for limit in self.limits:
+            limit.update(d)
+        if self.with_risk:
+            n = len(self.venues)
+            if risk is None:
+                self.loadings.value = np.zeros((n, self.settings.risk_factors))
+                self.idio.value = np.zeros(n)
+            else:
+                self.loadings.value, self.idio.value = risk
+
+    def solve(self) -> SolveResult:
+        kwargs: dict[str, object] = dict(solver_options(self.settings))
+        if self.use_dpp:
+            kwargs["enforce_dpp"] = True
+        else:
+            kwargs["ignore_dpp"] = True
+        t0 = time.perf_counter()
+        try:
+            self.problem.solve(solver=self.settings.solver, warm_start=True, **kwargs)
+        except (cp.error.SolverError, cp.error.DPPError, ValueError, ArithmeticError) as exc:
+            return SolveResult("solver_error", None, None, time.perf_counter() - t0, None, f"{type(exc).__name__}: {exc}")
+        elapsed = time.perf_counter() - t0
+        self.solves += 1
+        stats = self.problem.solver_stats
+        solver_seconds = float(stats.solve_time) if stats is not None and stats.solve_time is not None else None
+        status = self.problem.status
+        if status in ACCEPTED and self.x.value is not None:
+            return SolveResult("optimal", np.asarray(self.x.value, dtype=float), float(self.problem.value),
+                               elapsed, solver_seconds, str(status))
+        if status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
+            return SolveResult("infeasible", None, None, elapsed, solver_seconds, str(status))
+        return SolveResult("solver_error", None, None, elapsed, solver_seconds, str(status))

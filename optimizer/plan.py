@@ -1,0 +1,110 @@
+"""From a target allocation to ordered moves, and the gate that decides whether they pay.
+
+Moves: for each venue ``δ_i = target_i - x0_i``; ``|δ_i| < min_trade_usd`` is dropped (the
+target falls back to ``x0_i``). Idle sits on the home chain, so a venue on another chain is
+reached by a bridge leg: withdraw there, bridge to home; bridge from home, deposit there. Order:
+all withdrawals, then bridge legs (to home first, then out of home), then deposits, so every
+deposit is funded by idle that is already on the right chain.
+
+Costs (USD): withdraw ``gas_out + fee_bps·|δ|``; deposit ``gas_in + fee_bps·δ``; each bridge leg
+``bridge_gas_usd + bridge_fee_bps·|δ|``.
+Gain over the holding horizon ``H`` days (true curves, emission haircut applied):
+``G = Σ_i (f_i(target_i) - f_i(x0_i)) · H/365``.
+
+Gate: execute iff ``G >= min_benefit_cost_ratio · C`` and the net APR gain
+``(G - C)/NAV · 365/H >= hysteresis_apr``: a plan must pay for itself with margin, and a small
+wobble in rates (which moves ``G`` by little) never churns capital. A plan that restores a limit
+the current holdings break executes without the gate (it passed the checker).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from numpy.typing import NDArray
+
+from core.types import Move, MoveAction, Plan, VenueSnapshot
+from optimizer.config import OptimizerSettings
+
+FloatArray = NDArray[np.float64]
+
+
+def idempotency_key(now: datetime, venue_id: str, action: MoveAction, amount_usd: float, from_chain: str, to_chain: str) -> str:
+    """Deterministic: the same decision time, venue, action, route and amount give the same key."""
+    raw = f"{now.isoformat()}|{venue_id}|{action.value}|{from_chain}|{to_chain}|{round(amount_usd, 2):.2f}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def round_small_trades(x0_usd: FloatArray, target_usd: FloatArray, min_trade_usd: float) -> FloatArray:
+    """Targets whose move is below ``min_trade_usd`` stay where they are."""
+    small = np.abs(target_usd - x0_usd) < min_trade_usd
+    return np.where(small, x0_usd, target_usd)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanEconomics:
+    moves: tuple[Move, ...]
+    gain_usd: float  # over the horizon
+    cost_usd: float
+
+
+def make_moves(
+    snaps: Sequence[VenueSnapshot],
+    x0_usd: FloatArray,
+    target_usd: FloatArray,
+    settings: OptimizerSettings,
+    home_chain: str,
+    now: datetime,
+) -> PlanEconomics:
+    horizon = settings.holding_horizon_days / 365.0
+    h = settings.emission_haircut
+    withdrawals: list[Move] = []
+    to_home: list[Move] = []
+    from_home: list[Move] = []
+    deposits: list[Move] = []
+    gain_total = cost_total = 0.0
+    for i, s in enumerate(snaps):
+        delta = float(target_usd[i] - x0_usd[i])
+        if delta == 0.0:
+            continue
+        v = s.venue
+        amount = abs(delta)
+        gain = float(s.curve.income_usd(np.array([target_usd[i]]), h)[0] - s.curve.income_usd(np.array([x0_usd[i]]), h)[0]) * horizon
+        cross = v.chain != home_chain
+        bridge_cost = settings.bridge_gas_usd + settings.bridge_fee_bps / 1e4 * amount if cross else 0.0
+        if delta < 0:
+            cost = v.costs.withdraw_usd + v.costs.fee_bps / 1e4 * amount
+            withdrawals.append(Move(MoveAction.WITHDRAW, v.id, amount, idempotency_key(now, v.id, MoveAction.WITHDRAW, amount, v.chain, v.chain),
+                                    from_chain=v.chain, to_chain=v.chain, expected_gain_usd=gain, cost_usd=cost))
+            if cross:
+                to_home.append(Move(MoveAction.BRIDGE, v.id, amount, idempotency_key(now, v.id, MoveAction.BRIDGE, amount, v.chain, home_chain),
+                                    from_chain=v.chain, to_chain=home_chain, cost_usd=bridge_cost))
+        else:
+            cost = v.costs.deposit_usd + v.costs.fee_bps / 1e4 * amount
+            if cross:
+                from_home.append(Move(MoveAction.BRIDGE, v.id, amount, idempotency_key(now, v.id, MoveAction.BRIDGE, amount, home_chain, v.chain),
+                                      from_chain=home_chain, to_chain=v.chain, cost_usd=bridge_cost))
+            deposits.append(Move(MoveAction.DEPOSIT, v.id, amount, idempotency_key(now, v.id, MoveAction.DEPOSIT, amount, v.chain, v.chain),
+                                 from_chain=v.chain, to_chain=v.chain, expected_gain_usd=gain, cost_usd=cost))
+        gain_total += gain
+        cost_total += cost + bridge_cost
+    return PlanEconomics(tuple(withdrawals + to_home + from_home + deposits), gain_total, cost_total)
+
+
+def gate(econ: PlanEconomics, nav_usd: float, settings: OptimizerSettings, forced_by: Sequence[str] = ()) -> Plan:
+    """Execute the moves only if they pay (or restore a broken limit); holding returns no moves."""
+    g, c = econ.gain_usd, econ.cost_usd
+    if not econ.moves:
+        return Plan(moves=(), expected_gain_usd=0.0, cost_usd=0.0, execute=False, reason="no moves: already at target")
+    net_apr = (g - c) / nav_usd * 365.0 / settings.holding_horizon_days
+    if forced_by:
+        return Plan(econ.moves, g, c, True, f"restores broken limits ({'; '.join(forced_by[:3])}); gain {g:,.2f} vs cost {c:,.2f} USD")
+    if g < settings.min_benefit_cost_ratio * c:
+        return Plan((), g, c, False, f"hold: gain {g:,.2f} < {settings.min_benefit_cost_ratio:g} x cost {c:,.2f} USD over {settings.holding_horizon_days:g} d")
+    if net_apr < settings.hysteresis_apr:
+        return Plan((), g, c, False, f"hold: net APR gain {net_apr:.6f} below hysteresis {settings.hysteresis_apr:g}")
+    return Plan(econ.moves, g, c, True, f"gain {g:,.2f} >= {settings.min_benefit_cost_ratio:g} x cost {c:,.2f} USD, net APR gain {net_apr:.5f}")

@@ -1,0 +1,221 @@
+"""Concrete yield curves and a seeded random market, for tests, benchmarks and property tests.
+
+The adapters room builds the production curves from protocol math; these are deliberately
+simple, closed-form and *provably* concave so that the optimizer can be tested against them:
+
+- :class:`DilutionCurve` (lending-like): a fixed stream of interest ``I`` USD/year shared pro rata
+  with the pool's other suppliers ``S``: ``f(x) = I x / (S + x)``. The marginal APR ``I S/(S+x)²``
+  falls as we deposit: the rate impact of a lending pool whose borrowers do not react.
+- :class:`KinkedLendingCurve`: the same, with the interest stream given by a kinked (Aave-style)
+  borrow-rate model evaluated at the utilisation *after* our deposit, minus its concave envelope
+  fix-up: ``f(x) = (1-rf) D r(U) x/(S+x)`` with ``U = D/(S+x)``. Concave on
+  ``[0, capacity]``; ``capacity`` is set where the second difference first turns positive.
+- :class:`LPCurve`: fee share minus impermanent loss ``f(x) = F x/(T+x) - (σ²/8) x``, capped
+  where the marginal yield reaches zero.
+- :class:`FlatCurve`: staking / fixed products, ``f(x) = apr x`` up to a capacity.
+
+Each class has a ``batch_income_usd`` classmethod so the PWL fit evaluates a whole market in one
+NumPy call per class (see :func:`optimizer.pwl.evaluate_curves`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+from numpy.typing import NDArray
+
+from core.types import PortfolioState, Venue, VenueCosts, VenueKind, VenueSnapshot, YieldCurve
+
+FloatArray = NDArray[np.float64]
+
+
+class DilutionCurve(YieldCurve):
+    """``f(x) = I x/(S+x) + (1-h) E x/(S+x)``: interest ``I`` and emissions ``E`` shared with supply ``S``."""
+
+    def __init__(self, interest_usd: float, supply_usd: float, emission_usd: float = 0.0, capacity_usd: float = math.inf):
+        self.interest_usd = float(interest_usd)
+        self.supply_usd = float(supply_usd)
+        self.emission_usd = float(emission_usd)
+        self.capacity_usd = float(capacity_usd)
+
+    def real_income_usd(self, x_usd: FloatArray) -> FloatArray:
+        x = np.asarray(x_usd, dtype=float)
+        return self.interest_usd * x / (self.supply_usd + x)
+
+    def emission_income_usd(self, x_usd: FloatArray) -> FloatArray:
+        x = np.asarray(x_usd, dtype=float)
+        return self.emission_usd * x / (self.supply_usd + x)
+
+    @classmethod
+    def batch_income_usd(cls, curves: Sequence["DilutionCurve"], x_usd: FloatArray, emission_haircut: float) -> FloatArray:
+        i = np.array([c.interest_usd for c in curves])[:, None]
+        e = np.array([c.emission_usd for c in curves])[:, None]
+        s = np.array([c.supply_usd for c in curves])[:, None]
+        return (i + (1.0 - emission_haircut) * e) * x_usd / (s + x_usd)
+
+
+class KinkedLendingCurve(YieldCurve):
+    """Supply income with a kinked borrow rate: ``f(x) = (1-rf) D r(D/(S+x)) x/(S+x)``.
+
+    ``r(U) = base + slope1 U/U*`` below the kink ``U*``, ``base + slope1 + slope2 (U-U*)/(1-U*)``
+    above it. ``capacity_usd`` is clipped to the first point where ``f`` stops being concave and
+    non-decreasing (checked on a fine grid when the curve is built).
+    """
+
+    def __init__(self, supply_usd: float, borrow_usd: float, base: float = 0.0, slope1: float = 0.04,
+                 slope2: float = 0.6, u_opt: float = 0.9, reserve_factor: float = 0.1, capacity_usd: float = math.inf):
+        self.supply_usd = float(supply_usd)
+        self.borrow_usd = float(min(borrow_usd, supply_usd))
+        self.base, self.slope1, self.slope2, self.u_opt = float(base), float(slope1), float(slope2), float(u_opt)
+        self.reserve_factor = float(reserve_factor)
+        limit = min(capacity_usd, 20.0 * self.supply_usd)
+        grid = np.linspace(0.0, limit, 4001)
+        f = self.real_income_usd(grid)
+        d = np.diff(f)
+        bad = np.nonzero((np.diff(d) > 1e-9 * (1 + np.abs(f[-1]))) | (d[1:] < 0))[0]
+        self.capacity_usd = float(grid[bad[0]] if len(bad) else limit) if limit < math.inf else math.inf
+
+    def _rate(self, u: FloatArray) -> FloatArray:
+        below = self.base + self.slope1 * u / self.u_opt
+        above = self.base + self.slope1 + self.slope2 * (u - self.u_opt) / (1.0 - self.u_opt)
+        return np.where(u <= self.u_opt, below, above)
+
+    def real_income_usd(self, x_usd: FloatArray) -> FloatArray:
+        x = np.asarray(x_usd, dtype=float)
+        u = self.borrow_usd / (self.supply_usd + x)
+        return (1.0 - self.reserve_factor) * self.borrow_usd * self._rate(u) * x / (self.supply_usd + x)
+
+
+class LPCurve(YieldCurve):
+    """``f(x) = F x/(T+x) - (σ²/8) x``: fees ``F`` shared with liquidity ``T``, minus impermanent loss."""
+
+    def __init__(self, fees_usd: float, tvl_usd: float, sigma: float, emission_usd: float = 0.0):
+        self.fees_usd, self.tvl_usd, self.sigma = float(fees_usd), float(tvl_usd), float(sigma)
+        self.emission_usd = float(emission_usd)
+        il = self.sigma**2 / 8.0
+        total = self.fees_usd + self.emission_usd
+        # marginal (F+E) T/(T+x)^2 - il = 0; with the haircut the real cap can only be lower, which
+        # the optimizer sees anyway because the curve stays concave beyond it (just decreasing)
+        self.capacity_usd = max(math.sqrt(total * self.tvl_usd / il) - self.tvl_usd, 0.0) if il > 0 else math.inf
+
+    def real_income_usd(self, x_usd: FloatArray) -> FloatArray:
+        x = np.asarray(x_usd, dtype=float)
+        return self.fees_usd * x / (self.tvl_usd + x) - self.sigma**2 / 8.0 * x
+
+    def emission_income_usd(self, x_usd: FloatArray) -> FloatArray:
+        x = np.asarray(x_usd, dtype=float)
+        return self.emission_usd * x / (self.tvl_usd + x)
+
+    @classmethod
+    def batch_income_usd(cls, curves: Sequence["LPCurve"], x_usd: FloatArray, emission_haircut: float) -> FloatArray:
+        f = np.array([c.fees_usd for c in curves])[:, None]
+        e = np.array([c.emission_usd for c in curves])[:, None]
+        t = np.array([c.tvl_usd for c in curves])[:, None]
+        il = np.array([c.sigma**2 / 8.0 for c in curves])[:, None]
+        return (f + (1.0 - emission_haircut) * e) * x_usd / (t + x_usd) - il * x_usd
+
+
+class FlatCurve(YieldCurve):
+    """``f(x) = apr x`` (staking, fixed-rate products): no rate impact up to ``capacity_usd``."""
+
+    def __init__(self, apr: float, capacity_usd: float = math.inf, emission_apr: float = 0.0):
+        self.apr_value, self.capacity_usd, self.emission_apr = float(apr), float(capacity_usd), float(emission_apr)
+
+    def real_income_usd(self, x_usd: FloatArray) -> FloatArray:
+        return self.apr_value * np.asarray(x_usd, dtype=float)
+
+    def emission_income_usd(self, x_usd: FloatArray) -> FloatArray:
+        return self.emission_apr * np.asarray(x_usd, dtype=float)
+
+    @classmethod
+    def batch_income_usd(cls, curves: Sequence["FlatCurve"], x_usd: FloatArray, emission_haircut: float) -> FloatArray:
+        a = np.array([c.apr_value + (1.0 - emission_haircut) * c.emission_apr for c in curves])[:, None]
+        return a * x_usd
+
+
+CHAINS = ("ethereum", "arbitrum", "base", "optimism", "polygon", "avalanche", "bsc", "gnosis")
+PROTOCOLS = {
+    VenueKind.LENDING: ("aave-v3", "compound-v3", "morpho", "spark", "euler"),
+    VenueKind.STAKING: ("lido", "rocketpool", "coinbase-staking"),
+    VenueKind.LP: ("uniswap-v2", "uniswap-v3", "curve", "balancer"),
+    VenueKind.BRIDGE_ARB: ("across", "stargate"),
+    VenueKind.FIXED: ("binance-earn", "pendle"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Market:
+    snapshots: tuple[VenueSnapshot, ...]
+    portfolio: PortfolioState
+
+
+def random_market(n: int, seed: int, nav_usd: float = 10_000_000.0, invested_share: float = 0.0,
+                  observed_at: datetime | None = None, frozen_share: float = 0.0) -> Market:
+    """A seeded market of ``n`` venues sized so that our NAV moves rates (pool sizes ~ NAV/n .. 50 NAV/n).
+
+    ``invested_share`` of NAV starts spread over random venues (the rest idle);
+    ``frozen_share`` of the venues have frozen snapshots.
+    """
+    rng = np.random.default_rng(seed)
+    at = observed_at or datetime(2026, 1, 1, tzinfo=UTC)
+    kinds = rng.choice(list(VenueKind), size=n, p=[0.2, 0.4, 0.2, 0.1, 0.1])
+    snaps: list[VenueSnapshot] = []
+    scale = nav_usd / max(n, 1)
+    for i in range(n):
+        kind = VenueKind(kinds[i])
+        chain = CHAINS[0] if rng.uniform() < 0.5 else str(rng.choice(CHAINS[1:]))
+        protocol = str(rng.choice(PROTOCOLS[kind]))
+        deps: tuple[str, ...] = ()
+        if kind in (VenueKind.LENDING, VenueKind.LP) and rng.uniform() < 0.25:
+            deps = ("lido",)  # an stETH market or pool
+        pool = scale * float(rng.lognormal(1.5, 1.0))
+        emission = 0.0
+        if kind == VenueKind.LENDING:
+            apr0 = float(rng.uniform(0.01, 0.09))
+            if rng.uniform() < 0.5:
+                emission = pool * float(rng.uniform(0.0, 0.03))
+            curve: YieldCurve = DilutionCurve(interest_usd=apr0 * pool, supply_usd=pool, emission_usd=emission)
+            exit_days = 0.0
+        elif kind == VenueKind.LP:
+            fee_apr = float(rng.uniform(0.03, 0.2))
+            curve = LPCurve(fees_usd=fee_apr * pool, tvl_usd=pool, sigma=float(rng.uniform(0.05, 0.5)))
+            exit_days = 0.0
+        elif kind == VenueKind.BRIDGE_ARB:
+            curve = DilutionCurve(interest_usd=float(rng.uniform(0.02, 0.15)) * pool * 0.3, supply_usd=pool * 0.3)
+            exit_days = 0.01
+        elif kind == VenueKind.STAKING:
+            curve = FlatCurve(apr=float(rng.uniform(0.025, 0.045)), capacity_usd=math.inf)
+            exit_days = float(rng.choice([1.0, 3.0, 7.0, 21.0]))
+        else:
+            curve = FlatCurve(apr=float(rng.uniform(0.03, 0.08)), capacity_usd=pool * float(rng.uniform(0.2, 1.0)))
+            exit_days = float(rng.choice([0.0, 1.0, 30.0]))
+        venue = Venue(
+            id=f"v{i:05d}-{kind.value}",
+            kind=kind,
+            protocol=protocol,
+            chain=chain,
+            asset="USDC",
+            risk_score=float(np.round(rng.uniform(1, 8), 1)),
+            dependencies=deps,
+            exit_days=exit_days,
+            costs=VenueCosts(deposit_usd=float(rng.uniform(0.5, 8)), withdraw_usd=float(rng.uniform(0.5, 8)),
+                             fee_bps=float(rng.choice([0.0, 0.0, 2.0, 15.0]))),
+        )
+        marginal = float(np.asarray(curve.apr(np.array([1e-6]))).ravel()[0])
+        snaps.append(VenueSnapshot(
+            venue=venue, observed_at=at, curve=curve, real_apr=marginal, emission_apr=0.0,
+            tvl_usd=pool, exit_liquidity_usd=pool * float(rng.uniform(0.05, 1.0)),
+            frozen=bool(rng.uniform() < frozen_share), frozen_reason="test",
+        ))
+    positions: dict[str, float] = {}
+    if invested_share > 0 and n:
+        picks = rng.choice(n, size=max(1, n // 3), replace=False)
+        w = rng.dirichlet(np.ones(len(picks)))
+        for j, wj in zip(picks, w):
+            positions[snaps[j].venue.id] = float(invested_share * nav_usd * wj)
+    idle = nav_usd - sum(positions.values())
+    return Market(snapshots=tuple(snaps), portfolio=PortfolioState(positions_usd=positions, idle_usd=idle))
