@@ -1,0 +1,122 @@
+"""Across bridge arbitrage: route fees and limits from the Across API, per-chain token prices
+from the coins API.
+
+``GET {base}/api/suggested-fees?inputToken&outputToken&originChainId&destinationChainId&amount``
+(live https://app.across.to) carries the fee split, the expected fill time and the route's
+limits; ``GET {base}/api/limits?…`` is read instead when ``params.limits_endpoint`` is set.
+Prices: ``{coins_url}/prices/current/{origin coin},{destination coin}`` (batched with every
+other venue's coins).
+
+Curve: :func:`adapters.curves.bridge_arb_curve` with
+``s = P_dst / P_src - 1`` (the gap we sell into), ``fee = (lpFee.pct + relayerCapitalFee.pct) / 1e18``,
+``gas = relayerGasFee.total`` in USD, ``C = maxDepositInstant`` in USD (the size an instant fill
+takes and that closes the gap), and round trips per year
+``N = min(SPY / (2 * expectedFillTimeSec), round_trips_per_day * 365)``: the fill time bounds how
+often inventory can go there and back; the gap reopening bounds how often a round pays
+(``across.arb_income_per_year_usd``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+from pydantic import Field
+
+from adapters.base import SECONDS_PER_YEAR, Adapter, BuildContext, Endpoint, Params, VenuePlan
+from adapters.config import FeedSettings
+from adapters.curves import bridge_arb_curve
+from adapters.errors import FeedError
+from adapters.models import AcrossLimits, AcrossSuggestedFees
+from core.config import VenueConfig
+from core.types import VenueKind, VenueSnapshot
+
+PCT_SCALE = 10**18
+
+
+class AcrossParams(Params):
+    origin_chain_id: Annotated[int, Field(gt=0)]
+    destination_chain_id: Annotated[int, Field(gt=0)]
+    input_token: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+    output_token: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+    origin_price_coin: str = Field(min_length=3)
+    destination_price_coin: str = Field(min_length=3)
+    input_decimals: Annotated[int, Field(ge=0, le=36)] = 6
+    quote_amount_usd: Annotated[float, Field(gt=0)] = 10_000.0  # the size the fee quote is asked for
+    round_trips_per_day: Annotated[float, Field(gt=0)] | None = None  # None: settings.bridge_round_trips_per_day
+    limits_endpoint: bool = False  # read /api/limits instead of the quote's embedded limits
+
+
+class AcrossAdapter(Adapter):
+    name: ClassVar[str] = "across"
+    feed: ClassVar[str] = "across"
+    prefix: ClassVar[str] = "across"
+    live_base_url: ClassVar[str] = "https://app.across.to"
+    kinds: ClassVar[frozenset[VenueKind]] = frozenset({VenueKind.BRIDGE_ARB})
+    params_model = AcrossParams
+
+    def plan(self, venue: VenueConfig, params: AcrossParams, base_url: str, settings: FeedSettings) -> VenuePlan:
+        route = (
+            ("destinationChainId", str(params.destination_chain_id)),
+            ("inputToken", params.input_token),
+            ("originChainId", str(params.origin_chain_id)),
+            ("outputToken", params.output_token),
+        )
+        amount = str(int(round(params.quote_amount_usd * 10**params.input_decimals)))
+        endpoints = [Endpoint(self.feed, f"{base_url}/api/suggested-fees", tuple(sorted((*route, ("amount", amount)))))]
+        if params.limits_endpoint:
+            endpoints.append(Endpoint(self.feed, f"{base_url}/api/limits", route))
+        return VenuePlan(
+            venue, self, params, base_url, tuple(endpoints), coins=(params.origin_price_coin, params.destination_price_coin)
+        )
+
+    def build(self, plan: VenuePlan, ctx: BuildContext, position_usd: float) -> VenueSnapshot:
+        p: AcrossParams = plan.params
+        where = f"across {p.origin_chain_id}->{p.destination_chain_id}"
+        fees: AcrossSuggestedFees = ctx.model(plan.endpoints[0], AcrossSuggestedFees, f"{where} suggested-fees")
+        ctx.check_time(self.feed, fees.timestamp, f"{where} suggested-fees field timestamp")
+        if p.limits_endpoint:
+            limits = ctx.model(plan.endpoints[1], AcrossLimits, f"{where} limits")
+        elif fees.limits is not None:
+            limits = fees.limits
+        else:
+            raise FeedError("schema", f"{where} suggested-fees: field limits: missing (set params.limits_endpoint)")
+        src = ctx.price(p.origin_price_coin).price
+        dst = ctx.price(p.destination_price_coin).price
+        spread = dst / src - 1.0
+        unit = 10.0**p.input_decimals
+        fee_pct = (fees.lpFee.pct + fees.relayerCapitalFee.pct) / PCT_SCALE
+        if fee_pct > 1.0 or fees.totalRelayFee.pct > PCT_SCALE:
+            raise FeedError("out_of_range", f"{where} suggested-fees field totalRelayFee.pct: fee above 100 %")
+        gas_usd = ctx.check_amount(fees.relayerGasFee.total / unit * src, f"{where} field relayerGasFee.total")
+        capacity_usd = ctx.check_amount(limits.maxDepositInstant / unit * src, f"{where} field limits.maxDepositInstant")
+        max_deposit_usd = limits.maxDeposit / unit * src
+        fill_seconds = max(float(fees.expectedFillTimeSec), 1.0)
+        per_day = p.round_trips_per_day if p.round_trips_per_day is not None else ctx.settings.bridge_round_trips_per_day
+        trips = min(SECONDS_PER_YEAR / (2.0 * fill_seconds), per_day * 365.0)
+        curve = bridge_arb_curve(spread, fee_pct, gas_usd, capacity_usd, trips)
+        probe = min(max(curve.capacity_usd, 1.0), p.quote_amount_usd) if curve.capacity_usd > 0 else p.quote_amount_usd
+        real_apr = float(curve.real_income_usd(probe)) / probe
+        ctx.check_apr(real_apr, f"{where} arbitrage APR")
+        return VenueSnapshot(
+            venue=plan.config.to_venue(),
+            observed_at=fees.timestamp,
+            curve=curve,
+            real_apr=real_apr,
+            emission_apr=0.0,
+            tvl_usd=max_deposit_usd,
+            exit_liquidity_usd=capacity_usd,
+            state={
+                "spread": spread,
+                "origin_price_usd": src,
+                "destination_price_usd": dst,
+                "fee_pct": fee_pct,
+                "total_relay_fee_pct": fees.totalRelayFee.pct / PCT_SCALE,
+                "gas_usd": gas_usd,
+                "capacity_usd": capacity_usd,
+                "max_deposit_usd": max_deposit_usd,
+                "expected_fill_seconds": fill_seconds,
+                "round_trips_per_year": trips,
+                "is_amount_too_low": float(fees.isAmountTooLow),
+                "position_usd": position_usd,
+            },
+        )

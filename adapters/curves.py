@@ -1,0 +1,368 @@
+"""Yield curves by venue kind, built with ``protocols/`` math from a venue's state *without us*.
+
+Every curve answers "expected annual USD income if we held ``x`` USD there in total", so the
+pool amounts it is built from must exclude our current position (the adapters subtract it).
+All curves are concave and non-decreasing on ``[0, capacity_usd]`` and flat beyond it
+(``income(x) = income(min(x, capacity_usd))``), real yield and emission yield kept apart.
+
+Where the protocol's exact income is not concave (a lending pool whose utilization our deposit
+pushes back through the kink: the rate's slope drops from slope2 to slope1, so income bends up;
+a bridge route's fixed gas per round) the curve is the exact income's *least concave majorant*
+(its concave envelope): exact wherever the exact income is itself on the envelope, a straight
+chord across the bend. Where the exact income falls with size (past the point where our deposit
+dilutes the rate faster than it adds principal), ``capacity_usd`` stops at the income's peak:
+beyond it, more capital earns less, so the venue will not take it from us.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from core.types import YieldCurve
+from protocols import aave, across, compound, uniswap
+
+SECONDS_PER_YEAR = 31_536_000
+_GRID_POINTS = 160
+_REL_TOL = 1e-12
+
+Vector = NDArray[np.float64]
+
+
+def _as_array(x: ArrayLike) -> Vector:
+    return np.asarray(x, dtype=np.float64)
+
+
+def diluted_income_usd(x_usd: Vector, annual_pool_usd: float, others_usd: float) -> Vector:
+    """Our share of a pool-wide annual flow when we hold ``x`` next to ``others`` USD:
+    ``flow * x / (others + x)`` (fees of an LP, emissions split pro rata to supply). Concave and
+    increasing in ``x``; 0 at ``x = 0``."""
+    x = np.maximum(_as_array(x_usd), 0.0)
+    total = others_usd + x
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(total > 0.0, x / np.where(total > 0.0, total, 1.0), 0.0)
+    return annual_pool_usd * share
+
+
+@dataclass(frozen=True, slots=True)
+class _Bridge:
+    x_a: float
+    x_b: float
+    f_a: float
+    f_b: float
+
+
+class EnvelopeCurve(YieldCurve):
+    """A curve whose real income is the concave envelope of an exact, vectorised protocol function.
+
+    ``exact_real(x)`` gives annual USD income for positions ``x`` (0 at 0). The envelope is found
+    on a grid over ``[0, domain_usd]`` (geometric, plus the ``breakpoints`` where the exact
+    function bends), then: ``capacity_usd`` = min(``cap_usd``, the income's peak); between
+    consecutive grid points that both lie on the upper hull the curve is the exact function; across
+    a hull edge that skips grid points it is that edge's chord. ``exact_emission`` must itself be
+    concave and non-decreasing (pro-rata emissions are).
+    """
+
+    def __init__(
+        self,
+        exact_real: Callable[[Vector], Vector],
+        *,
+        domain_usd: float,
+        cap_usd: float = math.inf,
+        breakpoints: tuple[float, ...] = (),
+        exact_emission: Callable[[Vector], Vector] | None = None,
+    ) -> None:
+        self._exact_real = exact_real
+        self._exact_emission = exact_emission
+        self._bridges: tuple[_Bridge, ...] = ()
+        top = min(domain_usd, cap_usd)
+        if not math.isfinite(top):
+            raise ValueError("EnvelopeCurve needs a finite domain_usd or cap_usd")
+        self.capacity_usd = 0.0
+        if top <= 0.0:
+            return
+        grid = np.concatenate(([0.0], np.geomspace(top * 1e-9, top, _GRID_POINTS)))
+        extra = [b for b in breakpoints if 0.0 < b < top and math.isfinite(b)]
+        if extra:
+            grid = np.unique(np.concatenate((grid, extra)))
+        values = np.asarray(exact_real(grid), dtype=np.float64)
+        peak = int(np.argmax(values))
+        if values[peak] <= 0.0:
+            return  # no size earns anything: the venue takes nothing from us
+        if peak < len(grid) - 1:  # income falls past its peak: capacity stops there
+            capacity = _golden_max(
+                lambda v: float(np.asarray(exact_real(np.asarray([v])), dtype=np.float64)[0]),
+                float(grid[peak - 1]) if peak > 0 else 0.0,
+                float(grid[peak + 1]),
+            )
+            grid = np.concatenate((grid[grid < capacity], [capacity]))
+            values = np.asarray(exact_real(grid), dtype=np.float64)
+        self.capacity_usd = float(grid[-1])
+        self._bridges = tuple(_hull_bridges(grid, values))
+
+    def _real(self, x: Vector) -> Vector:
+        xc = np.clip(x, 0.0, self.capacity_usd)
+        y = np.asarray(self._exact_real(xc), dtype=np.float64)
+        for b in self._bridges:
+            inside = (xc > b.x_a) & (xc < b.x_b)
+            if np.any(inside):
+                t = (xc[inside] - b.x_a) / (b.x_b - b.x_a)
+                y[inside] = b.f_a + t * (b.f_b - b.f_a)
+        return y
+
+    def real_income_usd(self, x_usd: Vector) -> Vector:
+        x = _as_array(x_usd)
+        return self._real(np.atleast_1d(x)).reshape(x.shape)
+
+    def emission_income_usd(self, x_usd: Vector) -> Vector:
+        x = _as_array(x_usd)
+        if self._exact_emission is None:
+            return np.zeros_like(x)
+        return np.asarray(self._exact_emission(np.clip(x, 0.0, self.capacity_usd)), dtype=np.float64)
+
+    def exact_real_income_usd(self, x_usd: ArrayLike) -> Vector:
+        """The protocol's own income at ``x`` (no envelope, no capacity clip); for tests and audits."""
+        return np.asarray(self._exact_real(_as_array(x_usd)), dtype=np.float64)
+
+    @property
+    def bridges(self) -> tuple[tuple[float, float], ...]:
+        """The ``(x_a, x_b)`` spans where the curve is a chord over a non-concave bend."""
+        return tuple((b.x_a, b.x_b) for b in self._bridges)
+
+
+def _golden_max(f: Callable[[float], float], lo: float, hi: float, iterations: int = 60) -> float:
+    invphi = (math.sqrt(5.0) - 1.0) / 2.0
+    a, b = lo, hi
+    c, d = b - invphi * (b - a), a + invphi * (b - a)
+    fc, fd = f(c), f(d)
+    for _ in range(iterations):
+        if fc >= fd:
+            b, d, fd = d, c, fc
+            c = b - invphi * (b - a)
+            fc = f(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + invphi * (b - a)
+            fd = f(d)
+        if b - a <= 1e-9 * max(1.0, b):
+            break
+    return (a + b) / 2.0
+
+
+def _hull_bridges(xs: Vector, fs: Vector) -> list[_Bridge]:
+    """Edges of the upper concave hull of ``(xs, fs)`` that skip points lying strictly below them."""
+    slopes = np.diff(fs) / np.diff(xs)
+    scale = max(float(np.max(np.abs(fs))), 1e-300)
+    if np.all(np.diff(slopes) * np.diff(xs)[1:] <= _REL_TOL * scale):
+        return []  # already concave on the grid: the fast path for most pools
+    hull: list[int] = []
+    for i in range(len(xs)):
+        while len(hull) >= 2:
+            o, a = hull[-2], hull[-1]
+            cross = (xs[a] - xs[o]) * (fs[i] - fs[o]) - (fs[a] - fs[o]) * (xs[i] - xs[o])
+            if cross >= 0.0:  # a lies on or below the chord o-i
+                hull.pop()
+            else:
+                break
+        hull.append(i)
+    bridges = []
+    for a, b in zip(hull, hull[1:]):
+        if b - a > 1:
+            chord = fs[a] + (xs[a + 1 : b] - xs[a]) * (fs[b] - fs[a]) / (xs[b] - xs[a])
+            if np.max(chord - fs[a + 1 : b]) > _REL_TOL * scale:
+                bridges.append(_Bridge(float(xs[a]), float(xs[b]), float(fs[a]), float(fs[b])))
+    return bridges
+
+
+# --- lending -----------------------------------------------------------------------------------------
+
+
+def aave_lending_curve(
+    strategy: aave.AaveRateStrategy,
+    total_debt_usd: float,
+    available_liquidity_usd: float,
+    *,
+    supply_room_usd: float = math.inf,
+    emission_usd_per_year: float = 0.0,
+) -> EnvelopeCurve:
+    """Aave v3 supply: ``real(x) = x * supply_apr_after_deposit(strategy, D, L, x)`` where ``D`` is
+    the debt and ``L`` the available liquidity *without us*: our deposit adds liquidity, lowers
+    ``U = D / (L + D + x)`` and with it the rate ``R_s = R_b(U) U (1 - RF)`` every supplier earns
+    (protocol_math.md §1.1). Emissions: ``E * x / (D + L + x)``, the incentive APR
+    ``emission * P_reward * SPY / (supply * P_asset)`` diluted by our share of supply (§1.4).
+    ``supply_room_usd`` is what the supply cap leaves for us (total supply cap minus others).
+    """
+    debt, liquidity = float(total_debt_usd), float(available_liquidity_usd)
+    others = debt + liquidity
+
+    def real(x: Vector) -> Vector:
+        return x * np.asarray(aave.supply_apr_after_deposit(strategy, debt, liquidity, x), dtype=np.float64)
+
+    def emission(x: Vector) -> Vector:
+        return diluted_income_usd(x, emission_usd_per_year, others)
+
+    kink = debt / strategy.optimal_usage_ratio - others if debt > 0 else 0.0
+    return EnvelopeCurve(
+        real,
+        domain_usd=max(8.0 * others, 1e6),
+        cap_usd=supply_room_usd,
+        breakpoints=(kink,),
+        exact_emission=emission if emission_usd_per_year > 0 else None,
+    )
+
+
+def comet_lending_curve(
+    curve: compound.CometCurve,
+    total_borrow_usd: float,
+    total_supply_usd: float,
+    *,
+    emission_usd_per_year: float = 0.0,
+) -> EnvelopeCurve:
+    """Compound v3 supply: ``real(x) = x * supplyRate(B / (S + x))`` with ``B``, ``S`` the borrow
+    and supply *without us* (``comet_supply_apr_after_deposit``, protocol_math.md §2.2).
+    Emissions: ``COMP/s * SPY * P_COMP * x / (S + x)`` (``baseTrackingSupplySpeed`` split pro rata)."""
+    borrow, supply = float(total_borrow_usd), float(total_supply_usd)
+
+    def real(x: Vector) -> Vector:
+        return x * np.asarray(compound.comet_supply_apr_after_deposit(curve, borrow, supply, x), dtype=np.float64)
+
+    def emission(x: Vector) -> Vector:
+        return diluted_income_usd(x, emission_usd_per_year, supply)
+
+    kink = borrow / curve.supply_kink - supply if borrow > 0 else 0.0
+    return EnvelopeCurve(
+        real,
+        domain_usd=max(8.0 * supply, 1e6),
+        breakpoints=(kink,),
+        exact_emission=emission if emission_usd_per_year > 0 else None,
+    )
+
+
+# --- flat: staking and fixed products ----------------------------------------------------------------
+
+
+class FlatCurve(YieldCurve):
+    """``real(x) = apr * min(x, capacity)``: a rate that does not depend on our size (Lido's
+    staking APR net of the protocol fee; a custodial product's flat APR up to its quota)."""
+
+    def __init__(self, apr: float, capacity_usd: float = math.inf) -> None:
+        if not math.isfinite(apr):
+            raise ValueError(f"apr must be finite, got {apr!r}")
+        self.apr_value = max(apr, 0.0)
+        self.capacity_usd = capacity_usd if apr > 0 else 0.0
+
+    def real_income_usd(self, x_usd: Vector) -> Vector:
+        return self.apr_value * np.clip(_as_array(x_usd), 0.0, self.capacity_usd)
+
+
+# --- LP -------------------------------------------------------------------------------------------------
+
+
+class LpCurve(YieldCurve):
+    """Constant-product LP: fees diluted by our share of TVL minus expected impermanent loss.
+
+    ``real(x) = fee_income_after_deposit(x, volume, TVL_others, fee) - sigma^2/8 * x``: fee APR
+    ``volume * fee * 365 / TVL`` (DefiLlama ``apyBase``) with our share ``x / (TVL + x)``
+    (``uniswap.fee_income_after_deposit_usd``), minus the LVR / expected-IL rate ``sigma^2 / 8``
+    (``uniswap.lvr_apr``, Milionis et al. 2022). Emissions ``E * x / (TVL + x)``.
+    Concave; it peaks where the diluted marginal fee APR ``A T / (T + x)^2`` equals ``sigma^2/8``,
+    at ``x* = sqrt(A T / il) - T``, which is the capacity (0 when fees never beat the loss).
+    """
+
+    def __init__(
+        self,
+        volume_usd_1d: float,
+        fee: float,
+        tvl_others_usd: float,
+        sigma_annual: float,
+        emission_usd_per_year: float = 0.0,
+    ) -> None:
+        self.volume_usd_1d = volume_usd_1d
+        self.fee = fee
+        self.tvl_others_usd = max(tvl_others_usd, 1.0)  # an empty pool: we would be all of it
+        self.il_apr = uniswap.lvr_apr(sigma_annual)
+        self.emission_usd_per_year = emission_usd_per_year
+        annual_fees = volume_usd_1d * fee * uniswap.DAYS_PER_YEAR
+        t = self.tvl_others_usd
+        if self.il_apr <= 0.0:
+            self.capacity_usd = math.inf if annual_fees > 0 else 0.0
+        elif annual_fees / t <= self.il_apr:
+            self.capacity_usd = 0.0
+        else:
+            self.capacity_usd = math.sqrt(annual_fees * t / self.il_apr) - t
+        self._annual_fees = annual_fees
+
+    def exact_real_income_usd(self, x_usd: ArrayLike) -> Vector:
+        x = np.maximum(_as_array(x_usd), 0.0)
+        return diluted_income_usd(x, self._annual_fees, self.tvl_others_usd) - self.il_apr * x
+
+    def real_income_usd(self, x_usd: Vector) -> Vector:
+        return self.exact_real_income_usd(np.clip(_as_array(x_usd), 0.0, self.capacity_usd))
+
+    def emission_income_usd(self, x_usd: Vector) -> Vector:
+        x = np.clip(_as_array(x_usd), 0.0, self.capacity_usd)
+        return diluted_income_usd(x, self.emission_usd_per_year, self.tvl_others_usd)
+
+
+class DilutedCurve(YieldCurve):
+    """A pool that pays a fixed annual flow split pro rata (DefiLlama lending rows, where the
+    borrow curve is unknown: borrowers' interest stays, our deposit dilutes it):
+    ``real(x) = apr * T * x / (T + x)``, emissions likewise. Concave, increasing."""
+
+    def __init__(self, apr: float, tvl_others_usd: float, emission_apr: float = 0.0, capacity_usd: float = math.inf) -> None:
+        self.tvl_others_usd = max(tvl_others_usd, 1.0)
+        self.real_usd_per_year = max(apr, 0.0) * self.tvl_others_usd
+        self.emission_usd_per_year = max(emission_apr, 0.0) * self.tvl_others_usd
+        self.capacity_usd = capacity_usd
+
+    def real_income_usd(self, x_usd: Vector) -> Vector:
+        x = np.clip(_as_array(x_usd), 0.0, self.capacity_usd)
+        return diluted_income_usd(x, self.real_usd_per_year, self.tvl_others_usd)
+
+    def emission_income_usd(self, x_usd: Vector) -> Vector:
+        x = np.clip(_as_array(x_usd), 0.0, self.capacity_usd)
+        return diluted_income_usd(x, self.emission_usd_per_year, self.tvl_others_usd)
+
+
+# --- bridge arbitrage -----------------------------------------------------------------------------------
+
+
+def bridge_arb_curve(
+    spread: float,
+    fee_pct: float,
+    gas_usd: float,
+    route_capacity_usd: float,
+    round_trips_per_year: float,
+) -> EnvelopeCurve:
+    """Bridge arbitrage inventory: ``real(x) = N * max(0, q (s (1 - q / 2C) - fee) - gas)``,
+    ``q = min(x, C)`` (``across.arb_income_per_year_usd``): the price gap ``s`` shrinks linearly as
+    the trade closes it, fees ``fee`` (LP + capital, ``totalRelayFee`` minus gas) are proportional,
+    ``gas`` is per round, ``C`` is the route's instant limit and ``N`` the round trips per year.
+    Its concave envelope is a chord from 0 to where a round first pays well enough."""
+    c = float(route_capacity_usd)
+
+    def real(x: Vector) -> Vector:
+        q = np.minimum(np.maximum(x, 0.0), c)
+        profit = q * (spread * (1.0 - q / (2.0 * c)) - fee_pct) - gas_usd
+        return round_trips_per_year * np.where(q > 0.0, np.maximum(profit, 0.0), 0.0)
+
+    if c <= 0.0 or spread <= fee_pct or round_trips_per_year <= 0.0:
+        return EnvelopeCurve(lambda x: np.zeros_like(x), domain_usd=0.0)
+    breakeven = []
+    # where the round's profit crosses zero: q^2 s/2C - q (s - fee) + gas = 0
+    a, b = spread / (2.0 * c), -(spread - fee_pct)
+    disc = b * b - 4.0 * a * gas_usd
+    if disc > 0:
+        breakeven.append((-b - math.sqrt(disc)) / (2.0 * a))
+    return EnvelopeCurve(real, domain_usd=c, breakpoints=tuple(breakeven))
+
+
+def arb_income_reference_usd(
+    x_usd: float, spread: float, fee_pct: float, gas_usd: float, route_capacity_usd: float, round_trips_per_year: float
+) -> float:
+    """The same income through ``protocols.across`` (scalar), for cross-checks."""
+    return across.arb_income_per_year_usd(x_usd, spread, fee_pct, gas_usd, route_capacity_usd, round_trips_per_year)

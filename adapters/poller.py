@@ -1,0 +1,235 @@
+"""The poll cycle: fetch every endpoint once, build every venue's snapshot, freeze the bad ones.
+
+One :class:`FeedPoller` per daemon. Each :meth:`FeedPoller.poll`
+
+1. collects the distinct endpoints of all venues (venues sharing ``/defillama/pools`` or an Aave
+   market's ``/reserves`` share one request) plus batched coins requests;
+2. fetches them concurrently through :class:`~adapters.http.FeedClient` (bounded concurrency,
+   timeouts, retries, breakers, cache headers);
+3. builds each venue's :class:`~core.types.VenueSnapshot` from the payloads and our current
+   position, yielding the event loop every few milliseconds of CPU;
+4. for a venue whose data failed, keeps its last good snapshot with ``frozen=True`` and the
+   reason, and reports a :class:`Rejection` (logged; the daemon counts it in
+   ``yieldvault_feed_errors_total{feed,reason}``).
+
+Nothing here raises on bad feed data: the worst a feed can do is freeze its venues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiohttp
+import structlog
+
+from adapters import coins
+from adapters.aave import AaveAdapter
+from adapters.across import AcrossAdapter
+from adapters.base import Adapter, BuildContext, Endpoint, VenuePlan, _Parsed
+from adapters.compound import CompoundAdapter
+from adapters.config import FeedSettings
+from adapters.defillama import DefiLlamaAdapter
+from adapters.errors import FeedError
+from adapters.fixed import FixedAdapter
+from adapters.http import FeedClient, Fetched
+from adapters.lido import LidoAdapter
+from core.config import VenueConfig
+from core.types import VenueSnapshot
+
+log = structlog.get_logger("adapters")
+
+#: FeedRef.adapter -> adapter
+ADAPTERS: dict[str, Adapter] = {
+    a.name: a for a in (DefiLlamaAdapter(), LidoAdapter(), AaveAdapter(), CompoundAdapter(), AcrossAdapter(), FixedAdapter())
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a venue got no fresh snapshot this cycle. ``reason`` is from :data:`adapters.errors.REASONS`."""
+
+    venue_id: str
+    feed: str
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class PollReport:
+    """One cycle's outcome. ``snapshots`` has every venue that has ever had good data; those whose
+    latest data failed are their last good snapshot with ``frozen=True``."""
+
+    snapshots: dict[str, VenueSnapshot]
+    rejections: tuple[Rejection, ...]
+    feed_durations_seconds: dict[str, float]
+    feed_last_success: dict[str, datetime]
+    polled_at: datetime
+    requests: int = 0  # HTTP requests made this cycle (0 for a feed served fresh from cache)
+    wall_seconds: float = 0.0
+
+
+class FeedPoller:
+    """Polls every venue's feed and turns the payloads into snapshots. See the module docstring."""
+
+    def __init__(
+        self,
+        venues: Sequence[VenueConfig],
+        settings: FeedSettings,
+        session: aiohttp.ClientSession,
+        *,
+        root_url: str,
+        clock: Callable[[], datetime],
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] = asyncio.sleep,
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._root_url = root_url.rstrip("/") if root_url else ""
+        self._client = FeedClient(session, settings, clock=clock, monotonic=monotonic, sleep=sleep)  # type: ignore[arg-type]
+        self._plans: list[VenuePlan] = []
+        seen: set[str] = set()
+        for venue in venues:
+            if venue.id in seen:
+                raise ValueError(f"venue {venue.id}: duplicate id")
+            seen.add(venue.id)
+            adapter = ADAPTERS.get(venue.feed.adapter)
+            if adapter is None:
+                raise ValueError(f"venue {venue.id}: feed.adapter {venue.feed.adapter!r} unknown; known: {sorted(ADAPTERS)}")
+            params = adapter.parse_params(venue)
+            base_url = (venue.feed.base_url or self._prefix_url(venue.id, adapter.prefix)).rstrip("/")
+            self._plans.append(adapter.plan(venue, params, base_url, settings))
+        coins_url = (settings.coins_url or self._prefix_url("coins", coins.PREFIX)).rstrip("/")
+        self._coin_endpoint = coins.price_endpoints(
+            coins_url,
+            [c for p in self._plans for c in (*p.coins, *p.optional_coins)],
+            settings.coins_batch_size,
+        )
+        self._chart_endpoint = coins.chart_endpoints(
+            coins_url, [c for p in self._plans for c in p.chart_coins], settings.volatility_span_hours
+        )
+        self._last_good: dict[str, VenueSnapshot] = {}
+        self._last_reason: dict[str, str] = {}
+        self._feed_last_success: dict[str, datetime] = {}
+        self._parsed: dict[str, _Parsed] = {}
+
+    def _prefix_url(self, what: str, prefix: str) -> str:
+        if not self._root_url:
+            raise ValueError(f"{what}: no feed.base_url and no root_url to derive one from")
+        return f"{self._root_url}/{prefix}"
+
+    @property
+    def client(self) -> FeedClient:
+        return self._client
+
+    @property
+    def plans(self) -> tuple[VenuePlan, ...]:
+        return tuple(self._plans)
+
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """Every distinct endpoint one cycle requests (coins batches included)."""
+        seen: dict[Endpoint, None] = {}
+        for plan in self._plans:
+            for ep in plan.endpoints:
+                seen.setdefault(ep, None)
+        for ep in (*self._coin_endpoint.values(), *self._chart_endpoint.values()):
+            seen.setdefault(ep, None)
+        return tuple(seen)
+
+    async def poll(self, positions_usd: Mapping[str, float]) -> PollReport:
+        started = time.perf_counter()
+        now = self._clock()
+        requests_before = self._client.stats.requests
+        results, durations = await self._fetch_all()
+        ctx = BuildContext(self._settings, now, results, self._coin_endpoint, self._chart_endpoint, self._parsed)
+
+        snapshots: dict[str, VenueSnapshot] = {}
+        rejections: list[Rejection] = []
+        slice_start = time.perf_counter()
+        for plan in self._plans:
+            vid = plan.config.id
+            position = _position(positions_usd, vid)
+            try:
+                snapshot = plan.adapter.build(plan, ctx, position)
+            except FeedError as exc:
+                rejections.append(Rejection(vid, _feed_of(exc, plan), exc.reason, exc.detail))
+            except KeyError as exc:  # an endpoint or coin the plan did not register: a bug, not data
+                rejections.append(Rejection(vid, plan.adapter.feed, "schema", f"missing input {exc}"))
+                log.exception("adapter_bug", venue=vid)
+            except Exception as exc:  # noqa: BLE001 - a feed must never crash the daemon
+                rejections.append(Rejection(vid, plan.adapter.feed, "schema", f"{type(exc).__name__}: {exc}"))
+                log.exception("adapter_build_failed", venue=vid, feed=plan.adapter.feed)
+            else:
+                self._last_good[vid] = snapshot
+                snapshots[vid] = snapshot
+                if vid in self._last_reason:
+                    log.info("feed_recovered", venue=vid, feed=plan.adapter.feed, was=self._last_reason.pop(vid))
+            if time.perf_counter() - slice_start > self._settings.yield_every_seconds:
+                await asyncio.sleep(0)
+                slice_start = time.perf_counter()
+
+        for rej in rejections:
+            key = f"{rej.reason}"
+            if self._last_reason.get(rej.venue_id) != key:
+                log.warning("feed_rejected", venue=rej.venue_id, feed=rej.feed, reason=rej.reason, detail=rej.detail)
+                self._last_reason[rej.venue_id] = key
+            else:
+                log.info("feed_rejected", venue=rej.venue_id, feed=rej.feed, reason=rej.reason, detail=rej.detail, repeat=True)
+            last = self._last_good.get(rej.venue_id)
+            if last is not None:
+                snapshots[rej.venue_id] = dataclasses.replace(last, frozen=True, frozen_reason=f"{rej.reason}: {rej.detail}")
+
+        return PollReport(
+            snapshots=snapshots,
+            rejections=tuple(rejections),
+            feed_durations_seconds=durations,
+            feed_last_success=dict(self._feed_last_success),
+            polled_at=now,
+            requests=self._client.stats.requests - requests_before,
+            wall_seconds=time.perf_counter() - started,
+        )
+
+    async def _fetch_all(self) -> tuple[dict[Endpoint, Fetched | FeedError], dict[str, float]]:
+        endpoints = self.endpoints()
+        spans: dict[str, list[float]] = {}
+
+        async def one(ep: Endpoint) -> Fetched | FeedError:
+            t0 = time.perf_counter()
+            try:
+                fetched = await self._client.get_json(ep.feed, ep.url, ep.query)
+            except FeedError as exc:
+                if exc.feed is None:
+                    exc.feed = ep.feed
+                result: Fetched | FeedError = exc
+            except Exception as exc:  # noqa: BLE001 - never let one request kill the cycle
+                log.exception("fetch_failed", feed=ep.feed, url=ep.url)
+                result = FeedError("connection", f"{type(exc).__name__}: {exc}", feed=ep.feed)
+            else:
+                result = fetched
+                self._feed_last_success[ep.feed] = self._clock()
+            t1 = time.perf_counter()
+            span = spans.setdefault(ep.feed, [math.inf, -math.inf])
+            span[0], span[1] = min(span[0], t0), max(span[1], t1)
+            return result
+
+        outcomes = await asyncio.gather(*(one(ep) for ep in endpoints))
+        durations = {feed: max(t1 - t0, 0.0) for feed, (t0, t1) in spans.items()}
+        return dict(zip(endpoints, outcomes, strict=True)), durations
+
+
+def _position(positions_usd: Mapping[str, float], venue_id: str) -> float:
+    try:
+        value = float(positions_usd.get(venue_id, 0.0))
+    except (TypeError, ValueError):
+        return 0.0
+    return value if math.isfinite(value) and value > 0 else 0.0
+
+
+def _feed_of(exc: FeedError, plan: VenuePlan) -> str:
+    """The feed a failure belongs to: a coins failure is the coins feed's, not the venue's."""
+    return exc.feed or plan.adapter.feed
