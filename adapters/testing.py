@@ -137,6 +137,7 @@ class FakeFeeds:
     raw_body: dict[str, bytes] = field(default_factory=dict)  # path prefix -> body sent as is
     headers: dict[str, dict[str, str]] = field(default_factory=dict)  # path prefix -> extra headers
     etag: bool = False
+    coin_timestamp: datetime | None = None  # stamp prices with this instead of now
     hits: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
@@ -281,7 +282,7 @@ class FakeFeeds:
     # --- serving ----------------------------------------------------------------------------------
 
     def coins_current(self, keys: str) -> dict[str, Any]:
-        ts = int(self.now.timestamp())
+        ts = int((self.coin_timestamp or self.now).timestamp())
         out = {}
         for key in keys.split(","):
             price = self.coin_prices.get(key.lower())

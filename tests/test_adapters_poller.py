@@ -1,0 +1,304 @@
+"""FeedPoller against a contract-shaped feed server on loopback (adapters.testing.FakeFeeds):
+every adapter, shared endpoints, positions excluded, every rejection reason, freezing."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+import yaml
+
+from adapters import FeedPoller, FeedSettings, PollReport
+from adapters.curves import FlatCurve, LpCurve
+from adapters.testing import COMET, LP_POOL, FakeFeeds, aave_reserve, llama_pool_row
+from core.config import VenueConfig
+from core.types import VenueKind
+from protocols import aave, compound, uniswap
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_VENUES = [VenueConfig.model_validate(v) for v in yaml.safe_load((ROOT / "config/default.yaml").read_text())["venues"]]
+COMPOUND_VENUE = VenueConfig.model_validate(
+    {
+        "id": "compound-v3-usdc-ethereum",
+        "kind": "lending",
+        "protocol": "compound-v3",
+        "chain": "ethereum",
+        "asset": "USDC",
+        "feed": {"adapter": "compound_v3", "params": {"chain": "ethereum", "comet": COMET}},
+    }
+)
+VENUES = [*DEFAULT_VENUES, COMPOUND_VENUE]
+FAST = {"timeout_seconds": 0.3, "retry": {"attempts": 1, "backoff_base_seconds": 0.0, "backoff_max_seconds": 0.0}}
+
+
+class Harness:
+    def __init__(self, fake: FakeFeeds, root: str, session: aiohttp.ClientSession) -> None:
+        self.fake, self.root, self.session = fake, root, session
+
+    def poller(self, venues: list[VenueConfig] = VENUES, **settings: Any) -> FeedPoller:
+        s = FeedSettings.model_validate({**FAST, **settings})
+        return FeedPoller(venues, s, self.session, root_url=self.root, clock=lambda: self.fake.now)
+
+
+@pytest.fixture
+async def h(aiohttp_server) -> Any:  # type: ignore[no-untyped-def]
+    fake = FakeFeeds()
+    server = await aiohttp_server(fake.app())
+    async with aiohttp.ClientSession() as session:
+        yield Harness(fake, str(server.make_url("")).rstrip("/"), session)
+
+
+async def test_every_default_venue_gets_a_snapshot(h: Harness) -> None:
+    report = await h.poller().poll({})
+    assert report.rejections == ()
+    assert set(report.snapshots) == {v.id for v in VENUES}
+    kinds = {s.venue.kind for s in report.snapshots.values()}
+    assert kinds == set(VenueKind)
+    for snap in report.snapshots.values():
+        assert not snap.frozen
+        x = np.array([0.0, 1e3, 1e5, 1e6])
+        income = snap.curve.income_usd(x)
+        assert income[0] == 0.0 and np.all(np.diff(income) >= -1e-9)
+    lido = report.snapshots["lido-steth"]
+    assert isinstance(lido.curve, FlatCurve) and lido.real_apr == pytest.approx(0.0296)
+    assert lido.venue.exit_days == pytest.approx(4.0)  # the queue's 4 days beat the configured 3
+    assert report.snapshots["earn-usdt-flexible"].real_apr == pytest.approx(0.05)
+    assert set(report.feed_durations_seconds) == {"lido", "aave", "defillama", "across", "earn", "compound", "coins"}
+    assert set(report.feed_last_success) == set(report.feed_durations_seconds)
+    assert report.polled_at == h.fake.now
+
+
+async def test_venues_sharing_an_endpoint_cost_one_request(h: Harness) -> None:
+    h.fake.payloads["/defillama/pools"]["data"] = [
+        llama_pool_row(f"pool-{i}", il_risk="no", symbol="USDC") for i in range(40)
+    ]
+    llama = [
+        VenueConfig.model_validate(
+            {"id": f"llama-{i}", "kind": "lending", "protocol": "x", "chain": "ethereum", "asset": "USDC",
+             "feed": {"adapter": "defillama", "params": {"pool": f"pool-{i}"}}}
+        )
+        for i in range(40)
+    ]
+    aave_many = [
+        VenueConfig.model_validate(
+            {"id": f"aave-{i}", "kind": "lending", "protocol": "aave-v3", "chain": "ethereum", "asset": "USDC",
+             "feed": {"adapter": "aave_v3", "params": {"market": "ethereum", "asset": "USDC"}}}
+        )
+        for i in range(20)
+    ]
+    poller = h.poller([*llama, *aave_many])
+    report = await poller.poll({})
+    assert report.rejections == () and len(report.snapshots) == 60
+    assert h.fake.hits["/defillama/pools"] == 1
+    assert h.fake.hits["/aave/v3/ethereum/reserves"] == 1
+    assert h.fake.hits["/aave/v3/ethereum/incentives"] == 1
+    assert report.requests == 3
+    await poller.poll({})
+    assert h.fake.hits["/defillama/pools"] == 2
+
+
+async def test_coins_are_batched(h: Harness) -> None:
+    poller = h.poller(coins_batch_size=1)
+    await poller.poll({})
+    batched = h.poller()
+    before = sum(n for p, n in h.fake.hits.items() if p.startswith("/coins/prices"))
+    await batched.poll({})
+    after = sum(n for p, n in h.fake.hits.items() if p.startswith("/coins/prices"))
+    assert after - before == 1  # origin, destination and COMP prices in one request
+
+
+async def test_aave_curve_excludes_our_position(h: Harness) -> None:
+    position = 50e6
+    report = await h.poller().poll({"aave-v3-usdc-ethereum": position})
+    snap = report.snapshots["aave-v3-usdc-ethereum"]
+    s = aave.PRESETS["ethereum-usdc-2026-02"]
+    x = np.array([1e5, 1e6, 1e7, position])
+    expected = x * aave.supply_apr_after_deposit(s, 800e6, 200e6 - position, x)
+    np.testing.assert_allclose(snap.curve.real_income_usd(x), expected, rtol=1e-9)
+    # holding exactly our current position reproduces the pool's current rate
+    assert snap.curve.real_income_usd(np.array([position]))[0] / position == pytest.approx(
+        float(aave.supply_apr(s, 0.8)), rel=1e-9
+    )
+    assert snap.state["supply_apr_feed"] == pytest.approx(float(aave.supply_apr(s, 0.8)), rel=1e-12)
+    assert snap.tvl_usd == pytest.approx(1e9 - position)
+    assert snap.exit_liquidity_usd == pytest.approx(200e6)
+    # emissions: 1,000 USD/day split pro rata over the supply without us
+    e = 1000.0 * 365
+    assert snap.emission_apr == pytest.approx(e / (1e9 - position), rel=1e-3)
+
+
+async def test_lp_and_comet_curves_exclude_our_position(h: Harness) -> None:
+    report = await h.poller().poll({"uniswap-v2-usdc-weth-ethereum": 30e6, "compound-v3-usdc-ethereum": 100e6})
+    lp = report.snapshots["uniswap-v2-usdc-weth-ethereum"]
+    assert isinstance(lp.curve, LpCurve)
+    assert lp.curve.tvl_others_usd == pytest.approx(270e6)
+    x = 1e6
+    volume = 0.0438 * 300e6 / (0.003 * 365)
+    expected = uniswap.fee_income_after_deposit_usd(x, volume, 270e6) - uniswap.lvr_apr(lp.state["sigma_annual"]) * x
+    assert float(lp.curve.real_income_usd(np.array([x]))[0]) == pytest.approx(expected, rel=1e-9)
+    assert 0.3 < lp.state["sigma_annual"] < 1.0  # realized from the hourly history (0.65 generated)
+
+    comet = report.snapshots["compound-v3-usdc-ethereum"]
+    curve = compound.CometCurve.from_per_second_factors(
+        9 * 10**17, int(0.054e18) // 31_536_000, int(3.034e18) // 31_536_000, 0,
+        9 * 10**17, int(0.05e18) // 31_536_000, int(3.4e18) // 31_536_000, int(0.015e18) // 31_536_000,
+    )
+    xs = np.array([1e5, 1e7])
+    np.testing.assert_allclose(
+        comet.curve.real_income_usd(xs), xs * compound.comet_supply_apr_after_deposit(curve, 400e6, 400e6, xs), rtol=1e-9
+    )
+    # COMP: 35/day at 45 USD split over the supply without us
+    assert comet.emission_apr == pytest.approx(35 * 365 * 45 / 400e6, rel=1e-3)
+
+
+async def test_emission_exclusion(h: Harness) -> None:
+    report = await h.poller(emissions={"exclude_tokens": ["AAVE", "COMP"]}).poll({})
+    assert report.snapshots["aave-v3-usdc-ethereum"].emission_apr == 0.0
+    assert report.snapshots["compound-v3-usdc-ethereum"].emission_apr == 0.0
+    assert report.snapshots["aave-v3-usdc-ethereum"].curve.emission_income_usd(np.array([1e6]))[0] == 0.0
+
+
+def _set(payloads: dict[str, Any], path: str, keys: list[Any], value: Any) -> None:
+    obj = payloads[path]
+    for k in keys[:-1]:
+        obj = obj[k]
+    obj[keys[-1]] = value
+
+
+CASES = [
+    # (venue, path, keys, value, reason, text in detail)
+    ("aave-v3-usdc-ethereum", "/aave/v3/ethereum/reserves", ["reservesData", 0, "liquidityRate"], "NaN", "nan", "liquidityRate"),
+    ("uniswap-v2-usdc-weth-ethereum", "/defillama/pools", ["data", 0, "tvlUsd"], math.nan, "nan", "tvlUsd"),
+    ("uniswap-v2-usdc-weth-ethereum", "/defillama/pools", ["data", 0, "apyBase"], math.inf, "nan", "apyBase"),
+    ("uniswap-v2-usdc-weth-ethereum", "/defillama/pools", ["data", 0, "tvlUsd"], -5.0, "out_of_range", "tvlUsd"),
+    ("uniswap-v2-usdc-weth-ethereum", "/defillama/pools", ["data", 0, "apyBase"], 1500.0, "out_of_range", "apyBase"),
+    ("earn-usdt-flexible", "/earn/sapi/v1/simple-earn/flexible/list", ["rows", 0, "latestAnnualPercentageRate"], "12.5", "out_of_range", "latestAnnualPercentageRate"),
+    ("aave-v3-usdc-ethereum", "/aave/v3/ethereum/reserves", ["reservesData", 0, "availableLiquidity"], "-1", "out_of_range", "availableLiquidity"),
+    ("compound-v3-usdc-ethereum", f"/compound/v3/ethereum/{COMET}", ["timestamp"], "STALE", "stale", "timestamp"),
+    ("across-usdc-arbitrum-base", "/across/api/suggested-fees", ["timestamp"], "FUTURE", "future_timestamp", "timestamp"),
+    ("lido-steth", "/lido/v1/protocol/steth/apr/sma", ["data", "smaApr"], None, "schema", "smaApr"),
+    ("compound-v3-usdc-ethereum", f"/compound/v3/ethereum/{COMET}", ["totalSupply"], "lots", "schema", "totalSupply"),
+]
+
+
+@pytest.mark.parametrize(("venue", "path", "keys", "value", "reason", "field"), CASES, ids=[f"{c[4]}-{c[5]}" for c in CASES])
+async def test_bad_values_are_rejected_and_the_venue_frozen(
+    h: Harness, venue: str, path: str, keys: list[Any], value: Any, reason: str, field: str
+) -> None:
+    poller = h.poller()
+    good = await poller.poll({})
+    assert good.snapshots[venue].frozen is False
+    if value == "STALE":
+        value = int((h.fake.now - timedelta(hours=2)).timestamp())
+    elif value == "FUTURE":
+        value = str(int((h.fake.now + timedelta(hours=1)).timestamp()))
+    _set(h.fake.payloads, path, keys, value)
+    report = await poller.poll({})
+    rejected = [r for r in report.rejections if r.venue_id == venue]
+    assert len(rejected) == 1, report.rejections
+    assert rejected[0].reason == reason and field in rejected[0].detail
+    frozen = report.snapshots[venue]
+    assert frozen.frozen and frozen.frozen_reason.startswith(reason)
+    assert frozen.observed_at == good.snapshots[venue].observed_at  # the last good data, kept
+    others = {v for v in report.snapshots if v != venue}
+    assert all(not report.snapshots[v].frozen for v in others)
+    h.fake.reset()
+    recovered = await poller.poll({})
+    assert not recovered.snapshots[venue].frozen and recovered.rejections == ()
+
+
+@pytest.mark.parametrize(
+    ("knob", "value", "reason"),
+    [
+        ("status", 503, "http_5xx"),
+        ("status", 404, "http_4xx"),
+        ("delay_seconds", 1.0, "timeout"),
+        ("raw_body", b'{"reservesData": [', "malformed_json"),
+        ("raw_body", b'{"pad": "' + b"x" * 20_000 + b'"}', "too_large"),
+    ],
+)
+async def test_request_failures_freeze_every_venue_of_the_endpoint(h: Harness, knob: str, value: Any, reason: str) -> None:
+    venues = [v for v in VENUES if v.feed.adapter in ("aave_v3", "lido")]
+    poller = h.poller(venues, max_response_bytes=16_384)
+    await poller.poll({})
+    getattr(h.fake, knob)["/aave/v3/ethereum/reserves"] = value
+    report = await poller.poll({})
+    assert [(r.venue_id, r.feed, r.reason) for r in report.rejections] == [("aave-v3-usdc-ethereum", "aave", reason)]
+    assert report.snapshots["aave-v3-usdc-ethereum"].frozen
+    assert not report.snapshots["lido-steth"].frozen
+
+
+async def test_breaker_opens_after_repeated_failures(h: Harness) -> None:
+    venues = [v for v in VENUES if v.feed.adapter == "fixed"]
+    poller = h.poller(venues, retry={"attempts": 0}, circuit_breaker={"failures_to_open": 2, "cooldown_seconds": 600})
+    h.fake.status["/earn"] = 500
+    reasons = [(await poller.poll({})).rejections[0].reason for _ in range(4)]
+    assert reasons == ["http_5xx", "http_5xx", "circuit_open", "circuit_open"]
+    assert h.fake.hits["/earn/sapi/v1/simple-earn/flexible/list"] == 2
+
+
+async def test_connection_refused_and_never_good_venue(h: Harness, unused_tcp_port: int) -> None:
+    dead = DEFAULT_VENUES[0].model_copy(
+        update={"feed": DEFAULT_VENUES[0].feed.model_copy(update={"base_url": f"http://127.0.0.1:{unused_tcp_port}/lido"})}
+    )
+    report = await h.poller([dead]).poll({})
+    assert report.snapshots == {}
+    assert [(r.reason, r.feed) for r in report.rejections] == [("connection", "lido")]
+
+
+async def test_coins_failure_is_blamed_on_coins(h: Harness) -> None:
+    venues = [v for v in VENUES if v.feed.adapter == "across"]
+    h.fake.status["/coins"] = 502
+    report = await h.poller(venues).poll({})
+    assert [(r.feed, r.reason) for r in report.rejections] == [("coins", "http_5xx")]
+
+
+async def test_stale_price_rejects_bridge_venue(h: Harness) -> None:
+    venues = [v for v in VENUES if v.feed.adapter == "across"]
+    poller = h.poller(venues)
+    await poller.poll({})
+    h.fake.coin_timestamp = h.fake.now - timedelta(hours=1)
+    report = await poller.poll({})
+    assert [(r.feed, r.reason) for r in report.rejections] == [("coins", "stale")]
+
+
+async def test_positions_that_are_not_numbers_are_ignored(h: Harness) -> None:
+    report: PollReport = await h.poller().poll({"aave-v3-usdc-ethereum": math.nan, "lido-steth": -5.0})
+    assert report.rejections == ()
+    assert report.snapshots["aave-v3-usdc-ethereum"].state["position_usd"] == 0.0
+
+
+async def test_frozen_reserve_caps_at_zero_growth(h: Harness) -> None:
+    h.fake.payloads["/aave/v3/ethereum/reserves"]["reservesData"] = [{**aave_reserve(h.fake.now), "isFrozen": True}]
+    venues = [v for v in VENUES if v.feed.adapter == "aave_v3"]
+    snap = (await h.poller(venues).poll({})).snapshots["aave-v3-usdc-ethereum"]
+    assert snap.curve.capacity_usd == 0.0
+
+
+async def test_history_days_uses_the_chart(h: Harness) -> None:
+    venue = DEFAULT_VENUES[2].model_copy(
+        update={"feed": DEFAULT_VENUES[2].feed.model_copy(update={"params": {"pool": LP_POOL, "sigma_annual": 0.5, "history_days": 3}})}
+    )
+    snap = (await h.poller([venue]).poll({})).snapshots[venue.id]
+    assert snap.state["apy_base_history_mean"] == pytest.approx((4.4 + 4.5 + 4.6) / 3 / 100)
+    assert snap.state["sigma_annual"] == 0.5
+    assert h.fake.hits[f"/defillama/chart/{LP_POOL}"] == 1
+
+
+def test_config_errors_name_the_field() -> None:
+    bad = DEFAULT_VENUES[1].model_copy(update={"feed": DEFAULT_VENUES[1].feed.model_copy(update={"params": {"market": "ethereum"}})})
+    with pytest.raises(ValueError, match=r"aave-v3-usdc-ethereum: feed.params.asset"):
+        FeedPoller([bad], FeedSettings(), None, root_url="http://x", clock=lambda: None)  # type: ignore[arg-type]
+    unknown = DEFAULT_VENUES[0].model_copy(update={"feed": DEFAULT_VENUES[0].feed.model_copy(update={"adapter": "nope"})})
+    with pytest.raises(ValueError, match="feed.adapter 'nope' unknown"):
+        FeedPoller([unknown], FeedSettings(), None, root_url="http://x", clock=lambda: None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="serves kinds"):
+        wrong = DEFAULT_VENUES[0].model_copy(update={"kind": VenueKind.LENDING})
+        FeedPoller([wrong], FeedSettings(), None, root_url="http://x", clock=lambda: None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="extra"):
+        FeedSettings.model_validate({"nope": 1})
