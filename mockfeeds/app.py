@@ -535,7 +535,7 @@ async def earn_list(request: web.Request) -> web.StreamResponse:
     m = _market(request)
     asset = request.query.get("asset")
     current = int(_query_number(request, "current", 1, lo=1, hi=1e6))
-    size = int(_query_number(request, "size", 10, lo=1, hi=100))
+    size = int(_query_number(request, "size", 100, lo=1, hi=100))  # live default is 10; see README
     vs = [v for v in m.venues if isinstance(v, FixedVenue) and (asset is None or v.asset == asset)]
     page = vs[(current - 1) * size : current * size]
     rows = []
@@ -555,6 +555,7 @@ async def earn_list(request: web.Request) -> web.StreamResponse:
                     "isSoldOut": sold_out,
                     "hot": False,
                     "minPurchaseAmount": f"{fc.min_purchase_usd:g}",
+                    "maxPurchaseAmountPerUser": f"{max(0.0, fc.quota_usd - v.ours_usd):.2f}",
                     "productId": fc.product_id,
                     "subscriptionStartTime": int(m.epoch0 * 1000),
                     "status": "PURCHASING" if not v.paused else "END",
