@@ -32,6 +32,7 @@ class Endpoint:
     feed: str
     url: str
     params: tuple[tuple[str, str], ...] = ()
+    paged: bool = False  # Binance-style ``current``/``size`` pages, merged into one {"rows","total"}
 
     @property
     def query(self) -> dict[str, str] | None:

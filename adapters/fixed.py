@@ -1,7 +1,9 @@
 """A custodial fixed-rate product (Binance Simple Earn flexible): flat APR up to the product's cap.
 
-``GET {base}/sapi/v1/simple-earn/flexible/list`` (live https://api.binance.com, a signed
-USER_DATA request: see README). One request serves every fixed venue.
+``GET {base}/sapi/v1/simple-earn/flexible/list?current=N&size=100`` (live
+https://api.binance.com, a signed USER_DATA request: see README). The list is paged (at most 100
+rows a page); the poller reads page 1, then the rest its ``total`` calls for, once per cycle for
+every fixed venue together.
 
 Curve: :class:`adapters.curves.FlatCurve`, ``income(x) = APR * min(x, cap)`` with
 ``APR = latestAnnualPercentageRate`` (a decimal string, simple interest accrued daily:
@@ -53,7 +55,7 @@ class FixedAdapter(Adapter):
     params_model = FixedParams
 
     def plan(self, venue: VenueConfig, params: FixedParams, base_url: str, settings: FeedSettings) -> VenuePlan:
-        return VenuePlan(venue, self, params, base_url, (Endpoint(self.feed, f"{base_url}/sapi/v1/simple-earn/flexible/list"),))
+        return VenuePlan(venue, self, params, base_url, (Endpoint(self.feed, f"{base_url}/sapi/v1/simple-earn/flexible/list", paged=True),))
 
     def build(self, plan: VenuePlan, ctx: BuildContext, position_usd: float) -> VenueSnapshot:
         p: FixedParams = plan.params

@@ -143,10 +143,12 @@ class FeedPoller:
 
     async def poll(self, positions_usd: Mapping[str, float]) -> PollReport:
         started = time.perf_counter()
-        now = self._clock()
+        polled_at = self._clock()
         requests_before = self._client.stats.requests
         results, durations = await self._fetch_all()
-        ctx = BuildContext(self._settings, now, results, self._coin_endpoint, self._chart_endpoint, self._parsed)
+        # ages are judged when the data is used: a feed stamping its answer with its own current
+        # time must not look like it comes from the future because the fetch took a while
+        ctx = BuildContext(self._settings, self._clock(), results, self._coin_endpoint, self._chart_endpoint, self._parsed)
 
         snapshots: dict[str, VenueSnapshot] = {}
         rejections: list[Rejection] = []
@@ -189,7 +191,7 @@ class FeedPoller:
             rejections=tuple(rejections),
             feed_durations_seconds=durations,
             feed_last_success=dict(self._feed_last_success),
-            polled_at=now,
+            polled_at=polled_at,
             requests=self._client.stats.requests - requests_before,
             wall_seconds=time.perf_counter() - started,
         )
@@ -201,7 +203,7 @@ class FeedPoller:
         async def one(ep: Endpoint) -> Fetched | FeedError:
             t0 = time.perf_counter()
             try:
-                fetched = await self._client.get_json(ep.feed, ep.url, ep.query)
+                fetched = await (self._get_paged(ep) if ep.paged else self._client.get_json(ep.feed, ep.url, ep.query))
             except FeedError as exc:
                 if exc.feed is None:
                     exc.feed = ep.feed
@@ -220,6 +222,38 @@ class FeedPoller:
         outcomes = await asyncio.gather(*(one(ep) for ep in endpoints))
         durations = {feed: max(t1 - t0, 0.0) for feed, (t0, t1) in spans.items()}
         return dict(zip(endpoints, outcomes, strict=True)), durations
+
+
+    async def _get_paged(self, ep: Endpoint) -> Fetched:
+        """Page 1, then the pages its ``total`` calls for, merged as one ``{"rows", "total"}``."""
+        query = dict(ep.query or {})
+        first = await self._client.get_json(ep.feed, ep.url, {**query, "current": "1", "size": str(PAGE_SIZE)})
+        payload = first.payload
+        total = payload.get("total") if isinstance(payload, dict) else None
+        if not isinstance(total, int) or isinstance(total, bool) or total <= PAGE_SIZE:
+            return first
+        pages = min(math.ceil(total / PAGE_SIZE), MAX_PAGES)
+        rest = await asyncio.gather(
+            *(self._client.get_json(ep.feed, ep.url, {**query, "current": str(n), "size": str(PAGE_SIZE)}) for n in range(2, pages + 1))
+        )
+        rows: list[object] = []
+        for page in (first, *rest):
+            page_rows = page.payload.get("rows") if isinstance(page.payload, dict) else None
+            if not isinstance(page_rows, list):
+                raise FeedError("schema", f"{page.url}: field rows: expected a list", feed=ep.feed)
+            rows.extend(page_rows)
+        return Fetched(
+            url=ep.url,
+            payload={"rows": rows, "total": total},
+            fetched_at=min(p.fetched_at for p in (first, *rest)),
+            from_cache=all(p.from_cache for p in (first, *rest)),
+            version=hash(tuple(p.version for p in (first, *rest))),
+            requests=sum(p.requests for p in (first, *rest)),
+        )
+
+
+PAGE_SIZE = 100
+MAX_PAGES = 50
 
 
 def _position(positions_usd: Mapping[str, float], venue_id: str) -> float:
