@@ -181,7 +181,7 @@ def test_every_dashboard_query_parses(tmp_path):
 def test_compose_provisioning_and_scrape_config_agree():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"yieldvault", "mockfeeds", "prometheus", "grafana"} <= set(services)
+    assert {"yieldvault", "prometheus", "grafana"} <= set(services)
 
     def mounts(service: str) -> dict[str, str]:
         out = {}
@@ -207,10 +207,10 @@ def test_compose_provisioning_and_scrape_config_agree():
     assert host == "yieldvault"
     assert services["yieldvault"]["environment"]["YIELDVAULT_LISTEN"].endswith(f":{port}")
 
-    # the daemon polls the market service at the port it listens on
-    feeds_url = services["yieldvault"]["environment"]["YIELDVAULT_FEEDS__ROOT_URL"]
-    market_listen = services["mockfeeds"]["command"][services["mockfeeds"]["command"].index("--listen") + 1]
-    assert feeds_url == f"http://mockfeeds:{market_listen.split(':')[1]}"
+    # the daemon runs a config that ships in the image (Dockerfile: COPY config /app/config)
+    config_file = services["yieldvault"]["environment"]["YIELDVAULT_CONFIG_FILE"]
+    assert config_file.startswith("/app/config/") and (ROOT / "config" / Path(config_file).name).exists()
+    assert services["yieldvault"]["environment"]["YIELDVAULT_LISTEN"].startswith("0.0.0.0:")
 
     # Grafana: provisioning and dashboards mounted where the provider looks; data source -> Prometheus
     graf = mounts("grafana")
