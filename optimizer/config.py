@@ -71,6 +71,8 @@ class OptimizerSettings(Strict):
     gas_reference_ratio: Annotated[float, Field(gt=0, le=1)] = 0.01
     # -- numerics
     samples: Annotated[int, Field(ge=16, le=4096)] = 96  # grid points per curve for the PWL fit
+    solver_options: dict[str, float | int | bool | str] = Field(default_factory=dict)  # passed to the solver as is
+    clarabel_refinement: bool = False  # Clarabel's iterative refinement (see README for the trade)
     tolerance: Annotated[float, Field(gt=0, le=1e-3)] = 1e-7  # solver gap/feasibility tolerance (NAV units)
     check_tolerance_ratio: Annotated[float, Field(gt=0, le=1e-2)] = 1e-5  # checker slack, share of NAV
     # DPP compiles once and re-solves by re-stuffing numbers; its first compile grows with the number

@@ -108,7 +108,9 @@ def build_cycle(
     limits: RiskLimits,
     settings: OptimizerSettings,
     home_chain: str,
+    linear: NDArray[np.bool_] | None = None,
 ) -> CycleData:
+    """This cycle's bounds, costs and PWL fit; ``linear[i]`` fits venue ``i`` with two chords only."""
     venues = tuple(s.venue for s in snaps)
     nav = float(portfolio.nav_usd)
     if not nav > 0:
@@ -125,7 +127,9 @@ def build_cycle(
         ub_usd = np.minimum(ub_usd, cap)
     ub_usd = np.minimum(ub_usd, max(investable_usd, 0.0))
     ub_usd = np.maximum(ub_usd, lb_usd)  # a position we cannot exit stays, caps or not
-    pwl = fit_pwl([s.curve for s in snaps], lb_usd, ub_usd, x0_usd, settings.pieces, settings.samples, settings.emission_haircut)
+    budget = None if linear is None else np.where(linear, 0, settings.pieces - 1)
+    pwl = fit_pwl([s.curve for s in snaps], lb_usd, ub_usd, x0_usd, settings.pieces, settings.samples,
+                  settings.emission_haircut, split_budget=budget)
     c_in, c_out = cost_rates(venues, settings, home_chain, nav)
     return CycleData(
         venues=venues,

@@ -103,6 +103,7 @@ class Optimizer:
         self.home_chain = home_chain
         self._model: AllocationModel | None = None
         self._model_key: tuple[Venue, ...] | None = None
+        self.rebuilds = 0
         self._last_snapshot: dict[str, VenueSnapshot] = {}
         self._history = RiskHistory(settings.risk_window)
         self._lock = threading.Lock()
@@ -117,12 +118,19 @@ class Optimizer:
                 current[vid] = dataclasses.replace(last, frozen=True, frozen_reason="no snapshot this cycle (feed lost)")
         return [current[k] for k in sorted(current)]
 
-    def model_for(self, venues: tuple[Venue, ...]) -> tuple[AllocationModel, bool]:
-        if self._model is None or self._model_key != venues:
-            self._model = AllocationModel(venues, self.limits, self.settings, self.home_chain)
-            self._model_key = venues
-            return self._model, True
-        return self._model, False
+    def _cycle_and_model(self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState) -> tuple[CycleData, AllocationModel, bool]:
+        """Fit this cycle; reuse the compiled problem unless the venue set (or a curve's linearity) changed."""
+        venues = tuple(s.venue for s in snaps)
+        model = self._model
+        if model is not None and self._model_key == venues:
+            cycle = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain, linear=model.linear)
+            if not np.any(model.linear & ~cycle.pwl.linear()):
+                return cycle, model, False
+        cycle = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain)
+        self._model = AllocationModel(venues, self.limits, self.settings, self.home_chain, linear=cycle.pwl.linear())
+        self._model_key = venues
+        self.rebuilds += 1
+        return cycle, self._model, True
 
     def _hold(self, status: str, reason: str, **kw: object) -> Decision:
         base: dict[str, object] = dict(
@@ -152,11 +160,10 @@ class Optimizer:
 
         t_fit = time.perf_counter()
         try:
-            cycle = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain)
+            cycle, model, rebuilt = self._cycle_and_model(snaps, portfolio)
         except (ValueError, FloatingPointError, ArithmeticError) as exc:
             return self._hold("solver_error", f"hold: bad input: {exc}")
         venues = cycle.venues
-        model, rebuilt = self.model_for(venues)
         build_seconds = model.build_seconds if rebuilt else 0.0
         risk = self._history.factors([v.id for v in venues], self.settings) if model.with_risk else None
         model.update(cycle, risk)

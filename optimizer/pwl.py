@@ -74,6 +74,11 @@ class PiecewiseLinear:
     lb_usd: FloatArray
     ub_usd: FloatArray
     error_bound_usd: FloatArray  # (n,) ε_i: 0 <= f_i - f̂_i <= ε_i on [lb_i, ub_i]
+    income_ub_usd: FloatArray  # (n,) f̂_i(ub_i), the scale the error is compared with
+
+    def linear(self, rel: float = 1e-7) -> NDArray[np.bool_]:
+        """Venues whose curve is linear on its domain (up to ``rel``): two pieces (split at x0) are exact."""
+        return self.error_bound_usd <= rel * (1.0 + np.abs(self.income_ub_usd))
 
     @property
     def pieces(self) -> int:
@@ -92,8 +97,13 @@ def fit_pwl(
     pieces: int,
     samples: int,
     emission_haircut: float,
+    split_budget: NDArray[np.int64] | None = None,
 ) -> PiecewiseLinear:
-    """Chord interpolants with at most ``pieces + 1`` pieces (``pieces`` plus the split at ``x0``)."""
+    """Chord interpolants with at most ``pieces + 1`` pieces (``pieces`` plus the split at ``x0``).
+
+    ``split_budget[i]`` (default ``pieces - 1``) caps the greedy splits of venue ``i``; 0 gives the
+    two chords ``[lb, x0]``, ``[x0, ub]`` (used for venues known to have linear curves).
+    """
     n = len(curves)
     lb = np.asarray(lb_usd, dtype=float)
     width = np.maximum(np.asarray(ub_usd, dtype=float) - lb, 1e-6)
@@ -119,11 +129,15 @@ def fit_pwl(
     is_bp[:, 0] = True
     is_bp[:, -1] = True
     is_bp[np.arange(n), np.argmax(grid >= x0[:, None] - 1e-12 * (1 + np.abs(x0[:, None])), axis=1)] = True
-    for _ in range(max(pieces - 1, 0)):
+    budget = np.full(n, max(pieces - 1, 0)) if split_budget is None else np.asarray(split_budget)
+    for r in range(max(pieces - 1, 0)):
+        active = budget > r
+        if not active.any():
+            break
         gap = f - _chord_values(grid, f, is_bp, cols)
         gap[is_bp] = -1.0
         j = np.argmax(gap, axis=1)
-        useful = gap[np.arange(n), j] > 1e-12 * (1.0 + np.abs(f[:, -1]))
+        useful = (gap[np.arange(n), j] > 1e-12 * (1.0 + np.abs(f[:, -1]))) & active
         is_bp[np.arange(n)[useful], j[useful]] = True
     gap = f - _chord_values(grid, f, is_bp, cols)
     s_prev = np.concatenate([cell_slope[:, :1], cell_slope[:, :-1]], axis=1)
@@ -153,20 +167,25 @@ def fit_pwl(
         lb_usd=lb,
         ub_usd=np.asarray(ub_usd, dtype=float),
         error_bound_usd=error,
+        income_ub_usd=f[:, -1].copy(),
     )
 
 
 def _chord_values(grid: FloatArray, f: FloatArray, is_bp: NDArray[np.bool_], cols: NDArray[np.int64]) -> FloatArray:
     """Value at every grid node of the chord through the marked breakpoints."""
-    m = grid.shape[1]
+    n, m = grid.shape
+    base = (np.arange(n) * m)[:, None]
     left = np.maximum.accumulate(np.where(is_bp, cols, 0), axis=1)
     right = np.minimum.accumulate(np.where(is_bp, cols, m - 1)[:, ::-1], axis=1)[:, ::-1]
-    rows = np.arange(grid.shape[0])[:, None]
-    xl, xr = grid[rows, left], grid[rows, right]
-    fl, fr = f[rows, left], f[rows, right]
-    span = xr - xl
-    t = np.where(span > 0, (grid - xl) / np.where(span > 0, span, 1.0), 0.0)
-    return fl + t * (fr - fl)
+    left += base
+    right += base
+    gflat, fflat = grid.ravel(), f.ravel()
+    xl = gflat.take(left)
+    span = gflat.take(right) - xl
+    fl = fflat.take(left)
+    np.divide(grid - xl, span, out=span, where=span > 0)
+    span[~np.isfinite(span)] = 0.0
+    return fl + span * (fflat.take(right) - fl)
 
 
 def _fill_nan_forward(a: FloatArray) -> FloatArray:
