@@ -176,7 +176,7 @@ class LpConfig(Strict):
 
 
 class BridgeArbConfig(Strict):
-    """A stablecoin inventory route: income per year = round trips x max(0, q (s (1 - q/2C) - fee) - gas)."""
+    """A stablecoin inventory route: income per year = round trips x max(0, q (s (1 - q/2C) - fee) - gas), q = min(x, C (1 - fee/s))."""
 
     origin_chain: str
     destination_chain: str

@@ -449,7 +449,7 @@ class LpVenue(VenueModel):
 # ---------------------------------------------------------------------------------------------
 class BridgeArbVenue(VenueModel):
     """Stablecoin inventory on an Across route. Per year it earns
-    ``N * max(0, q * (s * (1 - q/2C) - fee_pct(q)) - gas)`` with ``q = min(position, C)``,
+    ``N * max(0, q * (s * (1 - q/2C) - fee_pct(q)) - gas)`` with ``q = min(position, C (1 - fee/s))``,
     ``s = P_dst / P_src - 1`` from the per-chain token prices and ``fee_pct`` the Across LP +
     capital fee for ``q`` (:func:`protocols.across.arb_income_per_year_usd`)."""
 

@@ -213,21 +213,37 @@ def captured_spread(size_usd: float, spread: float, capacity_usd: float) -> floa
     return s * (1.0 - q / (2.0 * c))
 
 
+def arb_optimal_trade_usd(spread: float, fee_pct: float, capacity_usd: float) -> float:
+    """The trade size an arbitrageur stops at: the marginal captured spread ``s (1 - q/C)`` falls to
+    the proportional fee, ``q* = C * max(0, 1 - fee_pct / s)`` (0 when the gap is below the fee).
+    **(derived)** from :func:`captured_spread`; trading beyond ``q*`` would lower the profit."""
+    s = _finite("spread", spread)
+    fee = _non_negative("fee_pct", fee_pct)
+    c = _positive("capacity_usd", capacity_usd)
+    if s <= fee:
+        return 0.0
+    return c * (1.0 - fee / s)
+
+
 def arb_round_trip_profit_usd(size_usd: float, spread: float, fee_pct: float, gas_usd: float, capacity_usd: float) -> float:
     """Profit of one arbitrage round on a route (protocol_math.md §5.4, linear gap closure):
 
-    ``q = min(size, C)``; ``profit = q * (s * (1 - q/(2C)) - fee_pct) - gas_usd``
+    ``q = min(size, q*)``; ``profit = q * (s * (1 - q/(2C)) - fee_pct) - gas_usd``
 
     where ``s = P_dst/P_src - 1`` is the price gap, ``fee_pct`` the Across ``totalRelayFee.pct``
-    excluding gas (LP + capital), ``gas_usd`` the relayer gas per fill. Ignores the fill delay's
-    time value. May be negative (the trade does not pay).
+    excluding gas (LP + capital), ``gas_usd`` the relayer gas per fill, ``C`` the size that closes
+    the gap (the route's ``maxDepositInstant``) and ``q*`` the profit-maximising size
+    (:func:`arb_optimal_trade_usd`), so more inventory never earns less. Ignores the fill delay's
+    time value. Negative when the gas is not covered (the round does not pay); 0 for no trade.
     """
     size = _non_negative("size_usd", size_usd)
     c = _positive("capacity_usd", capacity_usd)
-    q = min(size, c)
+    fee = _non_negative("fee_pct", fee_pct)
+    gas = _non_negative("gas_usd", gas_usd)
+    q = min(size, arb_optimal_trade_usd(spread, fee, c))
     if q == 0.0:
         return 0.0
-    return q * (captured_spread(q, spread, c) - _non_negative("fee_pct", fee_pct)) - _non_negative("gas_usd", gas_usd)
+    return q * (captured_spread(q, spread, c) - fee) - gas
 
 
 def arb_income_per_year_usd(
@@ -240,8 +256,9 @@ def arb_income_per_year_usd(
 ) -> float:
     """Annual income of ``position_usd`` of inventory on a bridge-arbitrage route:
 
-    ``income = N * max(0, q * (s * (1 - q/(2C)) - fee_pct) - gas)`` with ``q = min(position, C)``
-    and ``N`` the number of times a year the gap reopens and is traded. The inventory earns only
+    ``income = N * max(0, q * (s * (1 - q/(2C)) - fee_pct) - gas)`` with ``q = min(position, q*)``,
+    ``q* = C (1 - fee_pct / s)``, and ``N`` the number of times a year the gap reopens and is
+    traded. Non-decreasing in the position; concave where it is positive. The inventory earns only
     when a round pays; it never loses in this model (losses come from depeg and halt scenarios).
     **(derived)** from :func:`arb_round_trip_profit_usd`.
     """

@@ -128,6 +128,7 @@ def withdrawal_wait_seconds(
     *,
     exit_churn_eth_per_day: float = EXIT_CHURN_ETH_PER_DAY,
     sweep_delay_seconds: float = WITHDRAWAL_SWEEP_DELAY_SECONDS,
+    beacon_exit_queue_eth: float = 0.0,
     bunker: bool = False,
 ) -> float:
     """Seconds from a withdrawal request to its finalisation (claimable), FIFO behind ``queue_eth``.
@@ -137,11 +138,13 @@ def withdrawal_wait_seconds(
     Otherwise validators must exit for the shortfall: the Ethereum exit queue drains
     ``exit_churn_eth_per_day`` (Electra: 256 ETH/epoch = 57,600 ETH/day), then exited balances
     need ``sweep_delay_seconds`` (>= 256 epochs ~ 27 h plus the withdrawal sweep), and finalisation
-    waits for the next daily report after that::
+    waits for the next daily report after that. ``beacon_exit_queue_eth`` is ETH of every staker
+    already waiting in the beacon chain's exit queue ahead of Lido's exits (~45 days of it in
+    Sep 2025)::
 
         demand = queue + request
-        wait = next_report                                       if demand <= buffer
-             = next_report + ceil_days(sweep + (demand - buffer) / churn)   otherwise
+        wait = next_report                                                        if demand <= buffer
+             = next_report + ceil_days(sweep + (exit_queue + demand - buffer) / churn)   otherwise
         wait += 14 days in bunker mode (mass slashing)
 
     Reproduces Lido's published ranges: < 1 day with enough buffer, 3–8 days for small requests
@@ -156,10 +159,11 @@ def withdrawal_wait_seconds(
         raise ValueError(f"seconds_to_next_report must be <= one day (reports are daily), got {nxt!r}")
     churn = _positive("exit_churn_eth_per_day", exit_churn_eth_per_day)
     sweep = _non_negative("sweep_delay_seconds", sweep_delay_seconds)
+    backlog = _non_negative("beacon_exit_queue_eth", beacon_exit_queue_eth)
     demand = queue + req
     wait = nxt
     if demand > buffer:
-        exit_seconds = sweep + (demand - buffer) / churn * SECONDS_PER_DAY
+        exit_seconds = sweep + (backlog + demand - buffer) / churn * SECONDS_PER_DAY
         wait = nxt + math.ceil(exit_seconds / SECONDS_PER_DAY) * SECONDS_PER_DAY
     if bunker:
         wait += BUNKER_EXTRA_SECONDS
