@@ -104,7 +104,10 @@ def _shift_iso(s: str, seconds: float) -> str:
         dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
     except ValueError:
         return s
-    return (dt - timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+    shifted = dt - timedelta(seconds=seconds)
+    if shifted.tzinfo is None:
+        return shifted.isoformat(timespec="milliseconds")
+    return shifted.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _numeric_string(s: str) -> bool:
