@@ -70,6 +70,7 @@ class OptimizerSettings(Strict):
     # amortises it over a reference move of this share of NAV (the plan gate then charges it exactly)
     gas_reference_ratio: Annotated[float, Field(gt=0, le=1)] = 0.01
     # -- numerics
+    pwl_method: Literal["quantile", "greedy"] = "quantile"  # breakpoint placement (optimizer/pwl.py)
     samples: Annotated[int, Field(ge=16, le=4096)] = 96  # grid points per curve for the PWL fit
     solver_options: dict[str, float | int | bool | str] = Field(default_factory=dict)  # passed to the solver as is
     clarabel_refinement: bool = False  # Clarabel's iterative refinement (see README for the trade)

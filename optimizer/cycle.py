@@ -129,7 +129,7 @@ def build_cycle(
     ub_usd = np.maximum(ub_usd, lb_usd)  # a position we cannot exit stays, caps or not
     budget = None if linear is None else np.where(linear, 0, settings.pieces - 1)
     pwl = fit_pwl([s.curve for s in snaps], lb_usd, ub_usd, x0_usd, settings.pieces, settings.samples,
-                  settings.emission_haircut, split_budget=budget)
+                  settings.emission_haircut, split_budget=budget, method=settings.pwl_method)
     c_in, c_out = cost_rates(venues, settings, home_chain, nav)
     return CycleData(
         venues=venues,

@@ -126,10 +126,13 @@ class Optimizer:
             cycle = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain, linear=model.linear)
             if not np.any(model.linear & ~cycle.pwl.linear()):
                 return cycle, model, False
-        cycle = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain)
-        self._model = AllocationModel(venues, self.limits, self.settings, self.home_chain, linear=cycle.pwl.linear())
+        probe = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain)
+        linear = probe.pwl.linear()
+        self._model = AllocationModel(venues, self.limits, self.settings, self.home_chain, linear=linear)
         self._model_key = venues
         self.rebuilds += 1
+        # refit with the two-chord budget for linear venues, so the pieces the model keeps are exact
+        cycle = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain, linear=linear) if linear.any() else probe
         return cycle, self._model, True
 
     def _hold(self, status: str, reason: str, **kw: object) -> Decision:

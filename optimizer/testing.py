@@ -219,3 +219,30 @@ def random_market(n: int, seed: int, nav_usd: float = 10_000_000.0, invested_sha
             positions[snaps[j].venue.id] = float(invested_share * nav_usd * wj)
     idle = nav_usd - sum(positions.values())
     return Market(snapshots=tuple(snaps), portfolio=PortfolioState(positions_usd=positions, idle_usd=idle))
+
+
+def make_snapshot(
+    venue_id: str,
+    curve: YieldCurve | None = None,
+    *,
+    apr: float = 0.05,
+    kind: VenueKind = VenueKind.LENDING,
+    protocol: str = "aave-v3",
+    chain: str = "ethereum",
+    risk_score: float = 2.0,
+    dependencies: tuple[str, ...] = (),
+    exit_days: float = 0.0,
+    costs: VenueCosts | None = None,
+    tvl_usd: float = 1e12,
+    exit_liquidity_usd: float = 1e12,
+    frozen: bool = False,
+    observed_at: datetime | None = None,
+) -> VenueSnapshot:
+    """A snapshot with sensible defaults (flat ``apr`` curve, huge TVL and exit liquidity, no costs)."""
+    curve = curve if curve is not None else FlatCurve(apr)
+    venue = Venue(id=venue_id, kind=kind, protocol=protocol, chain=chain, asset="USDC", risk_score=risk_score,
+                  dependencies=dependencies, exit_days=exit_days, costs=costs or VenueCosts())
+    marginal = float(np.asarray(curve.apr(np.array([1e-6]))).ravel()[0])
+    return VenueSnapshot(venue=venue, observed_at=observed_at or datetime(2026, 1, 1, tzinfo=UTC), curve=curve,
+                         real_apr=marginal, emission_apr=0.0, tvl_usd=tvl_usd, exit_liquidity_usd=exit_liquidity_usd,
+                         frozen=frozen, frozen_reason="test" if frozen else "")

@@ -1,0 +1,94 @@
+"""The independent checker catches a deliberately violating allocation for every limit."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.types import PortfolioState, VenueKind
+from optimizer import OptimizerSettings, RiskLimits
+from optimizer.checker import check_allocation
+from optimizer.config import LiquidityFloor
+from optimizer.testing import FlatCurve, make_snapshot
+
+NAV = 1_000_000.0
+SETTINGS = OptimizerSettings()
+
+SNAPS = [
+    make_snapshot("a", apr=0.10, risk_score=8, dependencies=("lido",)),
+    make_snapshot("b", apr=0.05, protocol="compound-v3", chain="arbitrum", exit_liquidity_usd=100_000),
+    make_snapshot("slow", apr=0.04, kind=VenueKind.STAKING, protocol="lido", exit_days=7),
+    make_snapshot("frozen", apr=0.04, protocol="morpho", frozen=True),
+    make_snapshot("small", FlatCurve(0.04, capacity_usd=50_000), protocol="spark", tvl_usd=450_000),
+]
+START = PortfolioState(positions_usd={"b": 200_000, "frozen": 100_000}, idle_usd=700_000)
+
+
+def check(target: dict[str, float], limits: RiskLimits, portfolio: PortfolioState = START):
+    full = {s.venue.id: portfolio.positions_usd.get(s.venue.id, 0.0) for s in SNAPS} | target
+    idle = portfolio.nav_usd - sum(full.values())
+    return check_allocation(SNAPS, portfolio, full, idle, limits, SETTINGS, "ethereum")
+
+
+def assert_caught(rep, name: str) -> None:
+    assert any(v.startswith(name) for v in rep.violations), rep.violations
+
+
+def test_holding_passes_everything():
+    rep = check({}, RiskLimits())
+    assert rep.ok, rep.violations
+
+
+@pytest.mark.parametrize(
+    ("name", "target", "limits"),
+    [
+        ("venue_usd", {"a": 300_000}, RiskLimits(max_venue_usd=250_000)),
+        ("venue_ratio", {"a": 300_000}, RiskLimits(max_venue_ratio=0.25)),
+        ("venue_tvl", {"small": 50_000 + 1_000}, RiskLimits(max_venue_tvl_ratio=0.1)),
+        ("max_kind_ratio[lending]", {"a": 600_000}, RiskLimits(max_kind_ratio={VenueKind.LENDING: 0.6})),
+        ("max_chain_ratio[arbitrum]", {"b": 300_000}, RiskLimits(max_chain_ratio={"arbitrum": 0.25})),
+        ("max_protocol_ratio[aave-v3]", {"a": 300_000}, RiskLimits(max_protocol_ratio={"aave-v3": 0.25})),
+        ("max_dependency_ratio[lido]", {"a": 200_000, "slow": 200_000}, RiskLimits(max_dependency_ratio={"lido": 0.35})),
+        ("max_avg_risk_score", {"a": 600_000}, RiskLimits(max_avg_risk_score=4.0)),
+        ("min_idle_ratio", {"a": 650_000}, RiskLimits(min_idle_ratio=0.1)),
+        ("liquidity_floors[1d]", {"slow": 650_000}, RiskLimits(liquidity_floors=(LiquidityFloor(days=1, min_ratio=0.3),))),
+        ("max_turnover_ratio", {"a": 300_000}, RiskLimits(max_turnover_ratio=0.2)),
+        ("frozen", {"frozen": 150_000}, RiskLimits()),
+        ("withdrawal_bound", {"b": 50_000}, RiskLimits()),
+        ("capacity", {"small": 60_000}, RiskLimits()),
+    ],
+)
+def test_checker_catches(name, target, limits):
+    assert_caught(check(target, limits), name)
+
+
+def test_checker_catches_liquidity_above_exit_liquidity():
+    # 'b' holds 300k but only 100k can leave now: only 100k of it counts as liquid
+    limits = RiskLimits(liquidity_floors=(LiquidityFloor(days=1, min_ratio=0.5),))
+    rep = check({"b": 300_000, "slow": 350_000}, limits)  # 1d-liquid: 250k idle + 100k of b + 100k frozen
+    assert_caught(rep, "liquidity_floors[1d]")
+
+
+def test_checker_catches_lost_capital_and_negative_amounts():
+    full = {s.venue.id: START.positions_usd.get(s.venue.id, 0.0) for s in SNAPS} | {"a": 100_000}
+    rep = check_allocation(SNAPS, START, full, 700_000.0, RiskLimits(), SETTINGS, "ethereum")  # idle not reduced
+    assert_caught(rep, "conservation")
+    full = full | {"a": -5_000.0}
+    rep = check_allocation(SNAPS, START, full, 705_000.0, RiskLimits(), SETTINGS, "ethereum")
+    assert_caught(rep, "non_negative")
+
+
+def test_forced_exposure_above_a_cap_is_tolerated_but_not_growth():
+    portfolio = PortfolioState(positions_usd={"b": 500_000}, idle_usd=500_000)
+    limits = RiskLimits(max_venue_ratio=0.3)
+    # b can only shed 100k: 400k stays, above the 300k cap, and that is not this plan's fault
+    assert check({"b": 400_000}, limits, portfolio).ok
+    assert_caught(check({"b": 450_000}, limits, portfolio), "venue_ratio")
+
+
+def test_utilization_names_are_bounded_and_binding_reads_one():
+    limits = RiskLimits(min_idle_ratio=0.2, max_kind_ratio={VenueKind.LENDING: 0.5}, max_turnover_ratio=0.5,
+                        liquidity_floors=(LiquidityFloor(days=1, min_ratio=0.2),), max_avg_risk_score=5)
+    rep = check({"a": 100_000}, limits)
+    assert set(rep.utilization) == {"venue_ratio:max", "kind:lending", "risk_score", "min_idle", "liquidity:1d", "turnover"}
+    rep = check({"a": 300_000}, RiskLimits(max_venue_ratio=0.3))
+    assert rep.ok and rep.utilization["venue_ratio:max"] == pytest.approx(1.0)
