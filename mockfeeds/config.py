@@ -54,7 +54,7 @@ class ChainConfig(Strict):
 
 
 class EthPriceConfig(Strict):
-    initial_usd: Pos = 2069.0
+    initial_usd: Pos = 2069.0  # the price at start_time (the warm-up history leads up to it)
     sigma_annual: NonNeg = 0.65
     drift_annual: float = 0.0
 

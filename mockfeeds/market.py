@@ -171,6 +171,20 @@ class Market:
         while self.state_time + DAY <= self.start + 1e-6:
             self._step(DAY)
         self.state_time = self.start
+        # GBM is scale-free: rescale the simulated ETH path so the price at start_time is the
+        # configured initial_usd (the pool ratios, IL and volatility are unchanged)
+        factor = self.cfg.eth_price.initial_usd / self.eth_usd
+        self.eth_usd = self.cfg.eth_price.initial_usd
+        for chain, sym in self.tokens:
+            if self.cfg.chains[chain].tokens[sym].kind == "eth":
+                for point in self.price_history[f"{chain}:{sym}"]:
+                    point[1] *= factor
+        for v in self.venues:
+            if isinstance(v, LpVenue):
+                v.last_price = v.last_price * factor if v.last_price is not None else None
+                for point in v.il_window:
+                    point[1] *= factor
+        self.version += 1
 
     # --- prices -------------------------------------------------------------------------------
     def eth_price_usd(self) -> float:
@@ -246,28 +260,39 @@ class Market:
         self.clock.advance(seconds)
         return self.sync()
 
+    def _step_prices(self, t: float, dt: float) -> None:
+        """ETH is a GBM; every token's basis is OU in bps with rare spikes. Sub-stepped hourly (so
+        daily warm-up steps still leave an hourly price history for /coins/chart)."""
+        ep = self.cfg.eth_price
+        n_sub = max(1, math.ceil(dt / 3600 - 1e-9))
+        h = dt / n_sub
+        dd, dty = h / DAY, h / SPY
+        for k in range(n_sub):
+            z = self.rng.standard_normal(1 + 3 * len(self.tokens)).tolist()
+            self.eth_usd *= math.exp((ep.drift_annual - 0.5 * ep.sigma_annual**2) * dty + ep.sigma_annual * math.sqrt(dty) * z[0])
+            for i, (chain, sym) in enumerate(self.tokens):
+                tok = self.cfg.chains[chain].tokens[sym]
+                if tok.kind == "fixed":
+                    continue
+                key = f"{chain}:{sym}"
+                x = ou_step(self.basis_bps[key], 0.0, tok.deviation_sigma_bps, tok.reversion_per_day, dd, z[1 + 3 * i])
+                if jump_happens(tok.spike_prob_per_day, dd, 0.5 * math.erfc(-z[2 + 3 * i] / math.sqrt(2.0))):
+                    x += tok.spike_bps if z[3 + 3 * i] >= 0 else -tok.spike_bps
+                self.basis_bps[key] = x
+            t0, t1 = t + k * h, t + (k + 1) * h
+            if math.floor(t1 / 3600 + 1e-9) != math.floor(t0 / 3600 + 1e-9):
+                hour = math.floor(t1 / 3600 + 1e-9) * 3600
+                for chain, sym in self.tokens:
+                    self.price_history[f"{chain}:{sym}"].append([hour, self.token_price(chain, sym)])
+
     def _step(self, dt: float) -> None:
         t = self.state_time
         dd = dt / DAY
-        n_tok = len(self.tokens)
-        z = self.rng.standard_normal(2 + 2 * n_tok + N_NORMALS * len(self.venues)).tolist()
-        # prices: ETH is a GBM; every token's basis is OU in bps with rare spikes
-        ep = self.cfg.eth_price
-        dty = dt / SPY
-        self.eth_usd *= math.exp((ep.drift_annual - 0.5 * ep.sigma_annual**2) * dty + ep.sigma_annual * math.sqrt(dty) * z[0])
+        self._step_prices(t, dt)
+        z = self.rng.standard_normal(1 + N_NORMALS * len(self.venues)).tolist()
         b = self.cfg.bridge
-        self.hub_u = min(max(ou_step(self.hub_u, b.utilization, b.utilization_sigma, b.utilization_reversion_per_day, dd, z[1]), 0.0), 0.99)
-        for i, (chain, sym) in enumerate(self.tokens):
-            tok = self.cfg.chains[chain].tokens[sym]
-            if tok.kind == "fixed":
-                continue
-            key = f"{chain}:{sym}"
-            x = ou_step(self.basis_bps[key], 0.0, tok.deviation_sigma_bps, tok.reversion_per_day, dd, z[2 + 2 * i])
-            zz = z[3 + 2 * i]
-            if jump_happens(tok.spike_prob_per_day, dd, 0.5 * math.erfc(-zz / math.sqrt(2.0))):
-                x += tok.spike_bps if (abs(zz) * 1e6) % 2 < 1 else -tok.spike_bps
-            self.basis_bps[key] = x
-        off = 2 + 2 * n_tok
+        self.hub_u = min(max(ou_step(self.hub_u, b.utilization, b.utilization_sigma, b.utilization_reversion_per_day, dd, z[0]), 0.0), 0.99)
+        off = 1
         for j, v in enumerate(self.venues):
             zs = z[off + N_NORMALS * j : off + N_NORMALS * (j + 1)]
             g = v.step(t, dt, zs, self)
@@ -278,9 +303,6 @@ class Market:
                 v.ours_usd = float(self.position_usd_dec(v.id))
         self.state_time = t + dt
         self.ticks += 1
-        if math.floor(self.state_time / 3600) != math.floor(t / 3600):
-            for chain, sym in self.tokens:
-                self.price_history[f"{chain}:{sym}"].append([math.floor(self.state_time / 3600) * 3600, self.token_price(chain, sym)])
         if math.floor(self.state_time / DAY) != math.floor(t / DAY):
             self._record_day()
         self._settle()
