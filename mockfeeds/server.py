@@ -16,12 +16,16 @@ from mockfeeds.config import DEFAULT_MARKET_PATH, load_market_yaml
 from mockfeeds.market import Market
 
 
-async def start(market: Market, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, str]:
+async def start(
+    market: Market, host: str = "127.0.0.1", port: int = 0, *, shutdown_timeout_seconds: float = 2.0
+) -> tuple[web.AppRunner, str]:
     """Serve ``market`` on ``host:port`` (port 0 = an ephemeral port, read back from the socket).
 
     Returns the runner (pass it to :func:`stop`) and the base URL, e.g. ``http://127.0.0.1:40123``.
+    On stop, requests still in flight (a ``timeout`` fault sleeps 30 s) are cancelled after
+    ``shutdown_timeout_seconds``.
     """
-    runner = web.AppRunner(create_app(market), handle_signals=False, access_log=None)
+    runner = web.AppRunner(create_app(market), handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout_seconds)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     try:

@@ -194,6 +194,11 @@ class LendingVenue(VenueModel):
         avail = max(0.0, self.total_supply() - self.debt())
         return min(avail, super().available_usd(m))
 
+    def deposit_limit_usd(self, m: Market) -> float:
+        """Room under the reserve's supply cap (whole tokens at par; 0 = no cap)."""
+        cap = self.c.supply_cap_tokens
+        return math.inf if cap <= 0 else max(0.0, cap - self.total_supply())
+
     def step(self, t: float, dt: float, z: list[float], m: Market) -> float:
         dd = dt / DAY
         r_s = self.base_apr(m)

@@ -177,6 +177,19 @@ def test_paper_input_errors_name_field_and_reason() -> None:
     assert exc.value.field == "amount_usd" and exc.value.reason == "exceeds position 0.000000"
 
 
+def test_aave_supply_cap_bounds_deposits() -> None:
+    supply = Market.from_config(cfg()).by_id["aave-v3-usdc-ethereum"].total_supply()  # type: ignore[attr-defined]
+    c = cfg()
+    c["venues"][1]["lending"]["supply_cap_tokens"] = int(supply) + 500_000
+    m = Market.from_config(c)
+    room = int(supply) + 500_000 - m.by_id["aave-v3-usdc-ethereum"].total_supply()  # type: ignore[attr-defined]
+    assert 499_000 < room <= 500_000
+    with pytest.raises(MarketError) as exc:
+        m.deposit("aave-v3-usdc-ethereum", f"{room + 1:.6f}", "cap")
+    assert exc.value.field == "amount_usd" and "remaining capacity" in exc.value.reason
+    m.deposit("aave-v3-usdc-ethereum", f"{room - 1:.6f}", "fits")
+
+
 def test_idempotent_writes() -> None:
     m = Market.from_config(cfg())
     first = m.deposit("aave-v3-usdc-ethereum", "1000.000000", "same")

@@ -69,6 +69,21 @@ async def test_the_clock_runs_accelerated_while_serving() -> None:
         await stop(runner)
 
 
+async def test_stop_does_not_wait_for_a_request_held_by_a_timeout_fault() -> None:
+    m = Market.from_config(cfg(time_scale=0))
+    m.add_fault({"path_prefix": "/lido/", "mode": "timeout", "timeout_seconds": 30})
+    runner, url = await start(m, shutdown_timeout_seconds=0.5)
+    session = aiohttp.ClientSession()
+    pending = asyncio.ensure_future(session.get(f"{url}/lido/v1/protocol/steth/apr/sma"))
+    await asyncio.sleep(0.2)
+    t0 = time.perf_counter()
+    await stop(runner)
+    assert time.perf_counter() - t0 < 5.0
+    with pytest.raises(aiohttp.ClientError):
+        await pending
+    await session.close()
+
+
 def test_parse_listen() -> None:
     assert parse_listen("127.0.0.1:9600") == ("127.0.0.1", 9600)
     assert parse_listen("[::1]:0") == ("::1", 0)
