@@ -126,13 +126,14 @@ class Optimizer:
             cycle = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain, linear=model.linear)
             if not np.any(model.linear & ~cycle.pwl.linear()):
                 return cycle, model, False
-        probe = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain)
+        # which venues are exactly served by the two chords around x0 (fit all venues that way first)
+        probe = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain, linear=np.ones(len(snaps), dtype=bool))
         linear = probe.pwl.linear()
         self._model = AllocationModel(venues, self.limits, self.settings, self.home_chain, linear=linear)
         self._model_key = venues
         self.rebuilds += 1
         # refit with the two-chord budget for linear venues, so the pieces the model keeps are exact
-        cycle = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain, linear=linear) if linear.any() else probe
+        cycle = probe if linear.all() else build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain, linear=linear)
         return cycle, self._model, True
 
     def _hold(self, status: str, reason: str, **kw: object) -> Decision:

@@ -20,6 +20,7 @@ the current holdings break executes without the gate (it passed the checker).
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -100,6 +101,8 @@ def gate(econ: PlanEconomics, nav_usd: float, settings: OptimizerSettings, force
     g, c = econ.gain_usd, econ.cost_usd
     if not econ.moves:
         return Plan(moves=(), expected_gain_usd=0.0, cost_usd=0.0, execute=False, reason="no moves: already at target")
+    if not (math.isfinite(g) and math.isfinite(c)):
+        return Plan((), 0.0, 0.0, False, f"hold: non-finite gain {g} or cost {c}")
     net_apr = (g - c) / nav_usd * 365.0 / settings.holding_horizon_days
     if forced_by:
         return Plan(econ.moves, g, c, True, f"restores broken limits ({'; '.join(forced_by[:3])}); gain {g:,.2f} vs cost {c:,.2f} USD")

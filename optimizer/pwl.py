@@ -42,7 +42,7 @@ FloatArray = NDArray[np.float64]
 def evaluate_curves(curves: Sequence[YieldCurve], x_usd: FloatArray, emission_haircut: float) -> FloatArray:
     """``income_usd`` of curve ``i`` at each ``x_usd[i, :]``: shape (n, M).
 
-    Curves whose class defines ``batch_income_usd(curves, x, emission_haircut)`` (a classmethod
+    Curves whose class itself defines ``batch_income_usd(curves, x, emission_haircut)`` (a classmethod
     taking a list of its instances and an (m, M) array) are evaluated in one call per class, which
     matters at 10k venues; the others one call per curve.
     """
@@ -52,7 +52,9 @@ def evaluate_curves(curves: Sequence[YieldCurve], x_usd: FloatArray, emission_ha
     for i, curve in enumerate(curves):
         by_type.setdefault(type(curve), []).append(i)
     for cls, idx in by_type.items():
-        batch = getattr(cls, "batch_income_usd", None)
+        # only a class's *own* batch method: a subclass that overrides income must not be bypassed
+        batch = cls.__dict__.get("batch_income_usd")
+        batch = batch.__get__(None, cls) if batch is not None else None
         if batch is not None:
             rows = np.asarray(idx)
             out[rows] = batch([curves[i] for i in idx], x_usd[rows], emission_haircut)
