@@ -284,3 +284,26 @@ def daemon_venues(market_cfg: dict[str, Any]) -> list[dict[str, Any]]:
         VenueConfig.model_validate(d)
         out.append(d)
     return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m mockfeeds.generate --venues 1000 --seed 1 [--daemon-venues] > file.yaml``:
+    print a generated market YAML (for ``yieldvault mock-feeds --market``), or with
+    ``--daemon-venues`` the matching ``venues:`` block for the daemon's config."""
+    import argparse
+    import sys
+
+    import yaml
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--venues", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--daemon-venues", action="store_true", help="print the daemon's venues: block instead")
+    a = p.parse_args(argv)
+    market = generate_market(a.venues, a.seed)
+    out = {"venues": daemon_venues(market)} if a.daemon_venues else market
+    yaml.safe_dump(out, sys.stdout, sort_keys=False, width=200)
+
+
+if __name__ == "__main__":
+    main()

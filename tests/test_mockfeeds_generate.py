@@ -78,3 +78,14 @@ async def test_a_thousand_venue_market_serves_every_row(aiohttp_client: Any) -> 
     m.advance(3600)
     assert m.ticks >= 1
     copy.deepcopy(m.dump_state())
+
+
+def test_generate_cli_prints_a_loadable_market_and_its_daemon_venues(capsys: pytest.CaptureFixture[str]) -> None:
+    from mockfeeds.generate import main
+
+    main(["--venues", "12", "--seed", "4"])
+    market = yaml.safe_load(capsys.readouterr().out)
+    assert len(Market.from_config(market).venues) == 12
+    main(["--venues", "12", "--seed", "4", "--daemon-venues"])
+    venues = yaml.safe_load(capsys.readouterr().out)["venues"]
+    assert [v["id"] for v in venues] == [v["id"] for v in market["venues"]]
