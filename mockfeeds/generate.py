@@ -172,7 +172,14 @@ def generate_market(n_venues: int, seed: int) -> dict[str, Any]:
                 "asset": "USDC",
                 "risk_score": 3.0,
                 "defillama": {"project": "across", "symbol": "USDC", "pool_meta": f"arb route {a}->{b}"},
-                "bridge_arb": {"origin_chain": a, "destination_chain": b, "capacity_usd": float(round(10 ** u(5.0, 6.3), -3)), "round_trips_per_day": round(u(1.0, 4.0), 2)},
+                "bridge_arb": {
+                    "origin_chain": a,
+                    "destination_chain": b,
+                    "capacity_usd": float(round(10 ** u(5.0, 6.3), -3)),
+                    "round_trips_per_day": round(u(1.0, 4.0), 2),
+                    # routeRateModel: L2->L2 routes charge ~no LP fee below the kink (protocol_math §5.1)
+                    **({"rate_model": {"ubar": 0.75, "r0": 0.0, "r1": 0.0, "r2": 0.6}} if "ethereum" not in (a, b) else {}),
+                },
             }
         )
     for i in range(counts["fixed"]):

@@ -268,3 +268,36 @@ async def test_admin_clock_and_state(mk: tuple[Market, Any]) -> None:
     state = await (await client.get("/admin/v1/state")).json()
     assert state["sim_time"] == "2026-02-01T01:00:00.000Z" and len(state["venues"]) == 5
     json.dumps(state)
+
+
+async def test_lp_deposit_dilutes_the_fee_apr_the_next_poll_reports(mk: tuple[Market, Any]) -> None:
+    from protocols import uniswap
+
+    _, client = mk
+    lp_pool = "6e2fd0b3-6b7c-4a5e-9f43-1c2d3e4f5a6b"
+
+    async def row() -> dict[str, Any]:
+        rows = (await (await client.get("/defillama/pools")).json())["data"]
+        return next(r for r in rows if r["pool"] == lp_pool)
+
+    before = await row()
+    status, body = await post(client, "/paper/v1/deposit", {"venue": "uniswap-v2-usdc-weth-ethereum", "amount_usd": "10000000.000000", "idempotency_key": "lp"})
+    assert status == 200
+    applied = float(body["applied_usd"])
+    cost = uniswap.single_sided_entry_cost_fraction(10_000_000, before["tvlUsd"])
+    assert applied == pytest.approx(10_000_000 * (1 - cost), abs=0.01)  # the zap pays the swap fee and impact
+    after = await row()
+    assert after["tvlUsd"] == pytest.approx(before["tvlUsd"] + applied, rel=1e-12)
+    assert after["apyBase"] == pytest.approx(uniswap.fee_apr(before["volumeUsd1d"], before["tvlUsd"] + applied) * 100, rel=1e-9)
+    assert after["apyBase"] < before["apyBase"]
+
+
+async def test_arb_route_apr_shrinks_with_our_inventory(mk: tuple[Market, Any]) -> None:
+    m, client = mk
+    v = m.by_id["across-usdc-arbitrum-base"]
+    # force a clear price gap: base USDC 5 bp above arbitrum USDC
+    m.basis_bps["arbitrum:USDC"], m.basis_bps["base:USDC"] = 0.0, 5.0
+    small = v.base_apr(m)
+    assert small > 0
+    await post(client, "/paper/v1/deposit", {"venue": v.id, "amount_usd": "2000000.000000", "idempotency_key": "arb"})
+    assert v.base_apr(m) < small / 3  # capped at q* = C (1 - fee/s) < 500k: the rest earns nothing
