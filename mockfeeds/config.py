@@ -243,6 +243,26 @@ class FaultConfig(Strict):
     absurd_factor: float = 1e6
 
 
+class ScheduledScenario(Strict):
+    """A scenario that starts by itself at simulated time ``at`` (for backtests and demos); the
+    other fields are the body of ``POST /admin/v1/scenarios``."""
+
+    at: datetime
+    name: Literal["rate_spike", "exploit", "depeg", "slashing", "bridge_halt", "liquidity_crunch"]
+    venue: str | None = None
+    chain: str | None = None
+    token: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    duration_seconds: Pos = 86_400.0
+
+    @field_validator("at")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("at must carry a UTC offset, e.g. 2026-02-05T00:00:00Z")
+        return v.astimezone(UTC)
+
+
 class MarketConfig(Strict):
     seed: int = 42
     time_scale: Annotated[float, Field(ge=0)] = 3600.0  # simulated seconds per wall-clock second
@@ -255,6 +275,7 @@ class MarketConfig(Strict):
     bridge: BridgeConfig = BridgeConfig()
     venues: list[VenueMarketConfig]
     faults: list[FaultConfig] = Field(default_factory=list)
+    scenarios: list[ScheduledScenario] = Field(default_factory=list)
 
     @field_validator("start_time")
     @classmethod
@@ -314,6 +335,23 @@ class MarketConfig(Strict):
         for i, f in enumerate(self.faults):
             if f.venue is not None and f.venue not in ids:
                 raise ValueError(f"faults.{i}.venue: unknown venue {f.venue!r}")
+        kinds = {v.id: v.kind for v in self.venues}
+        needs_kind = {"rate_spike": "lending", "slashing": "staking", "exploit": None, "liquidity_crunch": None}
+        for i, sc in enumerate(self.scenarios):
+            where = f"scenarios.{i}"
+            if sc.name in needs_kind:
+                if sc.venue not in kinds:
+                    raise ValueError(f"{where}.venue: {sc.name} needs a known venue, got {sc.venue!r}")
+                want = needs_kind[sc.name]
+                if want is not None and kinds[sc.venue] != want:
+                    raise ValueError(f"{where}.venue: {sc.name} applies to {want} venues, {sc.venue} is {kinds[sc.venue]}")
+            else:
+                if sc.chain not in self.chains:
+                    raise ValueError(f"{where}.chain: {sc.name} needs a known chain, got {sc.chain!r}")
+                if sc.name == "depeg":
+                    tok = self.chains[sc.chain].tokens.get(sc.token or "")
+                    if tok is None or tok.kind != "stable":
+                        raise ValueError(f"{where}.token: chain {sc.chain} has no stable token {sc.token!r}")
         return self
 
 

@@ -134,6 +134,7 @@ class Market:
         self.scenarios: dict[str, dict[str, Any]] = {}
         self.faults: dict[str, FaultRule] = {}
         self.halted_chains: dict[str, float] = {}  # chain -> halt end (sim time)
+        self.scheduled_started: list[int] = []  # indices of cfg.scenarios already started
         self.history: dict[str, deque[dict[str, Any]]] = {v.id: deque(maxlen=HISTORY_MAX_DAYS) for v in self.venues}
         self.price_history: dict[str, deque[list[float]]] = {f"{c}:{s}": deque(maxlen=PRICE_HISTORY_HOURS) for c, s in self.tokens}
         self.state_time = self.epoch0
@@ -307,6 +308,7 @@ class Market:
             self._record_day()
         self._settle()
         self._expire_scenarios()
+        self._start_scheduled()
         self.version += 1
         self.dirty = True
 
@@ -579,9 +581,10 @@ class Market:
         return {"positions": rows, "in_flight_bridge_usd": usd_str(in_flight), "sim_time": iso(self.state_time)}
 
     # --- scenarios ---------------------------------------------------------------------------
-    def start_scenario(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+    def start_scenario(self, spec: Mapping[str, Any], *, sync: bool = True) -> dict[str, Any]:
         """Start a named stress event (see mockfeeds/README.md "Scenarios"); returns its record."""
-        self.sync()
+        if sync:
+            self.sync()
         if not isinstance(spec, Mapping):
             raise MarketError(None, "body must be a JSON object")
         name = spec.get("name")
@@ -690,6 +693,16 @@ class Market:
         if rec["active"]:
             self._revert(rec)
         return self.scenario_public(rec)
+
+    def _start_scheduled(self) -> None:
+        """Start the YAML's ``scenarios:`` whose ``at`` has come (each once, in config order)."""
+        for i, sc in enumerate(self.cfg.scenarios):
+            if i in self.scheduled_started or sc.at.timestamp() > self.state_time:
+                continue
+            self.scheduled_started.append(i)
+            spec = {k: v for k, v in sc.model_dump().items() if k != "at" and v is not None}
+            spec["duration_seconds"] = max(1.0, sc.at.timestamp() + sc.duration_seconds - self.state_time)
+            self.start_scenario(spec, sync=False)
 
     def _expire_scenarios(self) -> None:
         for rec in self.scenarios.values():
@@ -935,6 +948,7 @@ class Market:
             "basis_bps": self.basis_bps,
             "marks": self.marks,
             "halted_chains": self.halted_chains,
+            "scheduled_started": self.scheduled_started,
             "venues": {v.id: v.dump() for v in self.venues},
             "positions": {k: str(p) for k, p in self.positions.items()},
             "withdrawals": self.withdrawals,
@@ -959,6 +973,7 @@ class Market:
         self.basis_bps.update({k: float(v) for k, v in d["basis_bps"].items() if k in self.basis_bps})
         self.marks = {k: float(v) for k, v in d["marks"].items()}
         self.halted_chains = {k: float(v) for k, v in d["halted_chains"].items()}
+        self.scheduled_started = [int(i) for i in d.get("scheduled_started", [])]
         for vid, vs in d["venues"].items():
             if vid in self.by_id:
                 self.by_id[vid].load(vs)

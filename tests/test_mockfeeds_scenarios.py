@@ -169,3 +169,30 @@ async def test_unknown_scenario_and_listing(mk: tuple[Market, Any]) -> None:
     assert status == 422 and body["error"]["field"] == "duration_seconds"
     listing = await (await client.get("/admin/v1/scenarios")).json()
     assert set(listing["names"]) == {"rate_spike", "exploit", "depeg", "slashing", "bridge_halt", "liquidity_crunch"}
+
+
+def test_scheduled_scenarios_from_the_market_yaml(tmp_path: Path) -> None:
+    c = copy.deepcopy(DEFAULT)
+    c["time_scale"] = 0
+    c["scenarios"] = [
+        {"at": "2026-02-02T06:00:00Z", "name": "depeg", "chain": "ethereum", "token": "USDT", "params": {"price": 0.9}, "duration_seconds": 6 * 3600},
+        {"at": "2026-02-03T00:00:00Z", "name": "rate_spike", "venue": "aave-v3-usdc-ethereum", "params": {"utilization": 0.99}},
+    ]
+    state = tmp_path / "s.json"
+    m = Market.from_config(c, state_path=state)
+    m.deposit("earn-usdt-flexible", "100000.000000", "e")
+    m.advance(DAY + 5 * 3600)
+    assert not m.scenarios and m.position_usd("earn-usdt-flexible") > "100000"
+    m.advance(3600)
+    assert [s["name"] for s in m.scenarios.values()] == ["depeg"]
+    assert float(m.position_usd("earn-usdt-flexible")) == pytest.approx(90_000 * (1 + 0.045 * 30 / 8760), rel=1e-6)  # 30 h of interest, marked at 0.9
+    m.save()
+    resumed = Market.from_config(c, state_path=state)  # a restart does not start it twice
+    resumed.advance(DAY)
+    assert [s["name"] for s in resumed.scenarios.values()] == ["depeg", "rate_spike"]
+    assert [s["active"] for s in resumed.scenarios.values()] == [False, True]
+    assert resumed.by_id["aave-v3-usdc-ethereum"].utilization() == pytest.approx(0.99)
+    bad = copy.deepcopy(c)
+    bad["scenarios"] = [{"at": "2026-02-03T00:00:00Z", "name": "slashing", "venue": "aave-v3-usdc-ethereum"}]
+    with pytest.raises(ValueError, match=r"scenarios\.0\.venue: slashing applies to staking venues"):
+        Market.from_config(bad)
