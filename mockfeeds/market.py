@@ -148,7 +148,11 @@ class Market:
             self.add_fault({k: v for k, v in f.model_dump().items()}, fault_id=f"cfg-{i}")
         loaded = False
         if self.state_path is not None and self.state_path.exists():
-            self._load(json.loads(self.state_path.read_text(encoding="utf-8")))
+            try:
+                saved = json.loads(self.state_path.read_text(encoding="utf-8"))
+                self._load(saved)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"state file {self.state_path}: cannot resume from it ({exc}); move it away to start a new world") from exc
             loaded = True
         if not loaded:
             self._warm_up()

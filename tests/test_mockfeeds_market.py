@@ -87,6 +87,16 @@ def test_restart_from_the_state_file_continues_the_same_world(tmp_path: Path) ->
     assert resumed.positions == m.positions
 
 
+def test_a_corrupt_state_file_is_a_clear_error(tmp_path: Path) -> None:
+    state = tmp_path / "world.json"
+    state.write_text('{"version": 1, "state_ti')
+    with pytest.raises(ValueError, match="cannot resume from it"):
+        Market.from_config(cfg(), state_path=state)
+    state.write_text('{"version": 99}')
+    with pytest.raises(ValueError, match="version 99"):
+        Market.from_config(cfg(), state_path=state)
+
+
 @pytest.mark.parametrize(
     ("path", "value", "needle"),
     [
