@@ -42,13 +42,6 @@ class RiskLimits(Strict):
         floors = {f.days: f.min_ratio for f in self.liquidity_floors}
         if len(floors) != len(self.liquidity_floors):
             raise ValueError("liquidity_floors: two floors with the same days")
-        days = sorted(floors)
-        for shorter, longer in zip(days, days[1:]):
-            if floors[shorter] > floors[longer]:
-                raise ValueError(
-                    f"liquidity_floors: {floors[shorter]} within {shorter} days exceeds "
-                    f"{floors[longer]} within {longer} days, which it implies"
-                )
         return self
 
 
@@ -70,6 +63,9 @@ class OptimizerSettings(Strict):
     # amortises it over a reference move of this share of NAV (the plan gate then charges it exactly)
     gas_reference_ratio: Annotated[float, Field(gt=0, le=1)] = 0.01
     # -- numerics
+    # after the first solve, refit every curved venue with a breakpoint at its solution and solve
+    # again (same compiled problem, new Parameter values): the PWL is then exact at the optimum
+    refine_passes: Annotated[int, Field(ge=0, le=3)] = 1
     pwl_method: Literal["quantile", "greedy"] = "quantile"  # breakpoint placement (optimizer/pwl.py)
     samples: Annotated[int, Field(ge=16, le=4096)] = 96  # grid points per curve for the PWL fit
     solver_options: dict[str, float | int | bool | str] = Field(default_factory=dict)  # passed to the solver as is

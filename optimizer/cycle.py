@@ -109,6 +109,9 @@ def build_cycle(
     settings: OptimizerSettings,
     home_chain: str,
     linear: NDArray[np.bool_] | None = None,
+    hint_usd: FloatArray | None = None,
+    window_usd: tuple[FloatArray, FloatArray] | None = None,
+    window_share: float = 0.5,
 ) -> CycleData:
     """This cycle's bounds, costs and PWL fit; ``linear[i]`` fits venue ``i`` with two chords only."""
     venues = tuple(s.venue for s in snaps)
@@ -129,7 +132,8 @@ def build_cycle(
     ub_usd = np.maximum(ub_usd, lb_usd)  # a position we cannot exit stays, caps or not
     budget = None if linear is None else np.where(linear, 0, settings.pieces - 1)
     pwl = fit_pwl([s.curve for s in snaps], lb_usd, ub_usd, x0_usd, settings.pieces, settings.samples,
-                  settings.emission_haircut, split_budget=budget, method=settings.pwl_method)
+                  settings.emission_haircut, split_budget=budget, method=settings.pwl_method, hint_usd=hint_usd,
+                  window_usd=window_usd, window_share=window_share)
     c_in, c_out = cost_rates(venues, settings, home_chain, nav)
     return CycleData(
         venues=venues,

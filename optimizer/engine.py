@@ -56,6 +56,18 @@ class Decision:
     current_violations: tuple[str, ...] = ()  # limits the holdings broke before this decision
 
 
+def _window_around(breakpoints: FloatArray, x_usd: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Where to refine: the two pieces on each side of ``x`` in the previous fit, and never less
+    than ``±max(25 % of x, 5 % of the domain)`` so that windows do not shrink cycle after cycle."""
+    n, m = breakpoints.shape
+    k = np.clip((breakpoints <= x_usd[:, None]).sum(axis=1) - 1, 0, m - 1)
+    rows = np.arange(n)
+    lo = breakpoints[rows, np.clip(k - 1, 0, m - 1)]
+    hi = breakpoints[rows, np.clip(k + 2, 0, m - 1)]
+    floor = np.maximum(0.25 * np.abs(x_usd), 0.05 * (breakpoints[:, -1] - breakpoints[:, 0]))
+    return np.minimum(lo, x_usd - floor), np.maximum(hi, x_usd + floor)
+
+
 class RiskHistory:
     """Marginal APRs observed at each decide(), per venue; a factor model of their covariance.
 
@@ -106,6 +118,8 @@ class Optimizer:
         self.rebuilds = 0
         self._last_snapshot: dict[str, VenueSnapshot] = {}
         self._history = RiskHistory(settings.risk_window)
+        # venue id -> (solution USD, refinement window lo, hi): the next cycle's PWL is refined there
+        self._warm: dict[str, tuple[float, float, float]] = {}
         self._lock = threading.Lock()
 
     # -- helpers -------------------------------------------------------------------------------
@@ -118,12 +132,22 @@ class Optimizer:
                 current[vid] = dataclasses.replace(last, frozen=True, frozen_reason="no snapshot this cycle (feed lost)")
         return [current[k] for k in sorted(current)]
 
+    def _warm_hints(self, snaps: Sequence[VenueSnapshot]) -> tuple[FloatArray, tuple[FloatArray, FloatArray]] | None:
+        """Last cycle's solution and refinement window per venue (NaN where unknown)."""
+        if not self._warm:
+            return None
+        rows = np.array([self._warm.get(s.venue.id, (np.nan, np.nan, np.nan)) for s in snaps], dtype=float)
+        return rows[:, 0], (rows[:, 1], rows[:, 2])
+
     def _cycle_and_model(self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState) -> tuple[CycleData, AllocationModel, bool]:
         """Fit this cycle; reuse the compiled problem unless the venue set (or a curve's linearity) changed."""
         venues = tuple(s.venue for s in snaps)
         model = self._model
         if model is not None and self._model_key == venues:
-            cycle = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain, linear=model.linear)
+            warm = self._warm_hints(snaps)
+            hint, window = warm if warm is not None else (None, None)
+            cycle = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain, linear=model.linear,
+                                hint_usd=hint, window_usd=window)
             if not np.any(model.linear & ~cycle.pwl.linear()):
                 return cycle, model, False
         # which venues are exactly served by the two chords around x0 (fit all venues that way first)
@@ -173,6 +197,31 @@ class Optimizer:
         model.update(cycle, risk)
         fit_seconds = time.perf_counter() - t_fit - build_seconds
         result = model.solve()
+        solve_seconds, solver_seconds = result.solve_seconds, result.solver_seconds
+        cold = rebuilt or not self._warm
+        for _ in range(self.settings.refine_passes if result.status == "optimal" and cold else 0):
+            if model.linear.all() or result.x is None:
+                break
+            t_refit = time.perf_counter()
+            hint = np.where(model.linear, np.nan, result.x * nav)
+            refined = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain, linear=model.linear,
+                                  hint_usd=hint, window_usd=_window_around(cycle.pwl.breakpoints, result.x * nav),
+                                  window_share=0.9)
+            model.update(refined, risk)
+            fit_seconds += time.perf_counter() - t_refit
+            again = model.solve()
+            solve_seconds += again.solve_seconds
+            solver_seconds = (solver_seconds or 0.0) + (again.solver_seconds or 0.0)
+            if again.status != "optimal" or again.objective is None or again.objective < (result.objective or -np.inf) - 1e-9:
+                break  # keep the first solution (cannot happen in exact arithmetic: x* stays feasible)
+            result, cycle = again, refined
+        result = dataclasses.replace(result, solve_seconds=solve_seconds, solver_seconds=solver_seconds)
+        if result.status == "optimal" and result.x is not None:
+            x_usd = result.x * nav
+            lo, hi = _window_around(cycle.pwl.breakpoints, x_usd)
+            self._warm = {v.id: (float(x_usd[i]), float(lo[i]), float(hi[i])) for i, v in enumerate(cycle.venues) if not model.linear[i]}
+        else:
+            self._warm = {}
         timing = dict(solve_seconds=result.solve_seconds, build_seconds=build_seconds, solver_seconds=result.solver_seconds,
                       fit_seconds=fit_seconds, rebuilt=rebuilt, dpp=model.use_dpp, venues=len(venues),
                       pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()))

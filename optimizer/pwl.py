@@ -102,11 +102,18 @@ def fit_pwl(
     emission_haircut: float,
     split_budget: NDArray[np.int64] | None = None,
     method: str = "quantile",
+    hint_usd: FloatArray | None = None,
+    window_usd: tuple[FloatArray, FloatArray] | None = None,
+    window_share: float = 0.5,
 ) -> PiecewiseLinear:
     """Chord interpolants with at most ``pieces + 1`` pieces (``pieces`` plus the split at ``x0``).
 
     ``split_budget[i]`` (default ``pieces - 1``) caps the greedy splits of venue ``i``; 0 gives the
     two chords ``[lb, x0]``, ``[x0, ub]`` (used for venues known to have linear curves).
+    ``hint_usd[i]`` (NaN: none) is one more forced breakpoint, taken from the split budget: the
+    previous solution, so that a refinement pass is exact where the optimum is (README).
+    ``window_usd = (lo, hi)`` (NaN: none): a share ``window_share`` of the quantile breakpoints
+    goes inside ``[lo_i, hi_i]`` (the pieces around the previous solution), the rest outside.
     """
     n = len(curves)
     lb = np.asarray(lb_usd, dtype=float)
@@ -119,8 +126,12 @@ def fit_pwl(
     half = (m - 1) // 2
     g = np.unique(np.concatenate([np.linspace(0.0, 1.0, m - 1 - half), np.geomspace(1e-4, 1.0, half + 1)[:-1]]))
     g = np.concatenate([g, np.linspace(0.0, 1.0, m - 1 - len(g) + 2)[1:-1]]) if len(g) < m - 1 else g
-    grid = np.concatenate([lb[:, None] + width[:, None] * g[None, :], x0[:, None]], axis=1)
+    hint = np.full(n, np.nan) if hint_usd is None else np.asarray(hint_usd, dtype=float)
+    has_hint = np.isfinite(hint)
+    hint = np.clip(np.where(has_hint, hint, x0), lb, ub)
+    grid = np.concatenate([lb[:, None] + width[:, None] * g[None, :], x0[:, None], hint[:, None]], axis=1)
     grid.sort(axis=1)
+    m = grid.shape[1]
     f = evaluate_curves(curves, grid, emission_haircut)
     h = np.diff(grid, axis=1)
     safe_h = np.where(h > 0, h, 1.0)
@@ -135,10 +146,25 @@ def fit_pwl(
     is_bp = np.zeros((n, m), dtype=bool)
     is_bp[:, 0] = True
     is_bp[:, -1] = True
-    is_bp[np.arange(n), np.argmax(grid >= x0[:, None] - 1e-12 * (1 + np.abs(x0[:, None])), axis=1)] = True
+    for forced in (x0, hint):
+        is_bp[np.arange(n), np.argmax(grid >= forced[:, None] - 1e-12 * (1 + np.abs(forced[:, None])), axis=1)] = True
     budget = np.full(n, max(pieces - 1, 0)) if split_budget is None else np.asarray(split_budget)
+    budget = np.where(has_hint, np.maximum(budget - 1, 0), budget)
     if method == "quantile":
-        _quantile_breakpoints(cell_slope, h, is_bp, budget)
+        weight = None
+        if window_usd is not None:
+            lo, hi = (np.asarray(w, dtype=float)[:, None] for w in window_usd)
+            inner = grid[:, 1:-1]
+            inside = (inner >= lo) & (inner <= hi) & np.isfinite(lo)
+            # a share ``window_share`` of the quantile mass inside the window, the rest outside
+            drop = np.maximum(cell_slope[:, :-1] - cell_slope[:, 1:], 0.0)
+            mass = np.sqrt(drop * 0.5 * (h[:, :-1] + h[:, 1:]))
+            m_in = (mass * inside).sum(axis=1, keepdims=True)
+            m_out = (mass * ~inside).sum(axis=1, keepdims=True)
+            w_in = window_share / np.where(m_in > 0, m_in, 1.0)
+            w_out = (1.0 - window_share) / np.where(m_out > 0, m_out, 1.0)
+            weight = np.where(m_in > 0, np.where(inside, w_in, w_out), 1.0)
+        _quantile_breakpoints(cell_slope, h, is_bp, budget, weight)
         budget = np.zeros(n, dtype=np.int64)
     chord = _chord_values(grid, f, is_bp, cols)
     scale = 1e-12 * (1.0 + np.abs(f[:, -1]))
@@ -197,7 +223,8 @@ def fit_pwl(
     )
 
 
-def _quantile_breakpoints(cell_slope: FloatArray, h: FloatArray, is_bp: NDArray[np.bool_], budget: NDArray[np.int64]) -> None:
+def _quantile_breakpoints(cell_slope: FloatArray, h: FloatArray, is_bp: NDArray[np.bool_], budget: NDArray[np.int64],
+                          weight: FloatArray | None = None) -> None:
     """Mark ``budget[i]`` more breakpoints at equal quantiles of the measure ``Σ sqrt(slope drop · h)``.
 
     For a smooth curve the slope drop at node ``j`` is about ``f'' h``, so the measure is
@@ -208,6 +235,8 @@ def _quantile_breakpoints(cell_slope: FloatArray, h: FloatArray, is_bp: NDArray[
     n, m = is_bp.shape
     drop = np.maximum(cell_slope[:, :-1] - cell_slope[:, 1:], 0.0)  # at interior nodes 1..m-2
     mass = np.sqrt(drop * 0.5 * (h[:, :-1] + h[:, 1:]))  # ∫ sqrt(f'') dx over the node's share
+    if weight is not None:
+        mass = mass * weight
     cum = np.cumsum(mass, axis=1)
     total = cum[:, -1:]
     kmax = int(budget.max()) if len(budget) else 0
