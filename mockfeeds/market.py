@@ -41,6 +41,7 @@ Q6 = Decimal("0.000001")
 Q18 = Decimal("1e-18")
 HISTORY_MAX_DAYS = 400
 PRICE_HISTORY_HOURS = 24 * 30
+RETENTION_SECONDS = 30 * 86_400.0  # idempotency keys, settled withdrawals and transfers are kept this long
 
 SCENARIOS = ("rate_spike", "exploit", "depeg", "slashing", "bridge_halt", "liquidity_crunch")
 
@@ -310,11 +311,20 @@ class Market:
         self.ticks += 1
         if math.floor(self.state_time / DAY) != math.floor(t / DAY):
             self._record_day()
+            self._prune()
         self._settle()
         self._expire_scenarios()
         self._start_scheduled()
         self.version += 1
         self.dirty = True
+
+    def _prune(self) -> None:
+        """Forget idempotency records, settled withdrawals and filled transfers older than
+        ``RETENTION_SECONDS`` of simulated time, so a long run's state file stays small."""
+        horizon = self.state_time - RETENTION_SECONDS
+        self.idempotency = {k: r for k, r in self.idempotency.items() if r.get("at", self.state_time) >= horizon}
+        self.withdrawals = {k: w for k, w in self.withdrawals.items() if w["status"] == "pending" or w["settles_at_ts"] >= horizon}
+        self.transfers = {k: t for k, t in self.transfers.items() if t["status"] == "in_flight" or t["arrives_at_ts"] >= horizon}
 
     def _settle(self) -> None:
         now = self.state_time
@@ -366,7 +376,7 @@ class Market:
         return rec["response"]
 
     def _remember(self, key: str, op: str, fingerprint: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
-        self.idempotency[key] = {"op": op, "fingerprint": fingerprint, "response": response}
+        self.idempotency[key] = {"op": op, "fingerprint": fingerprint, "response": response, "at": self.state_time}
         self.version += 1
         self.dirty = True
         return response

@@ -213,6 +213,16 @@ def test_idempotent_writes() -> None:
     assert len(m.transfers) == 1
 
 
+def test_old_records_are_pruned_after_30_simulated_days() -> None:
+    m = Market.from_config(cfg(tick_seconds=3600))
+    m.deposit("aave-v3-usdc-ethereum", "10.000000", "old")
+    tr = m.bridge("ethereum", "base", "10.000000", "old-bridge")
+    m.advance(29 * DAY)
+    assert "old" in m.idempotency and tr["transfer_id"] in m.transfers
+    m.advance(2 * DAY)
+    assert "old" not in m.idempotency and tr["transfer_id"] not in m.transfers
+
+
 def test_full_withdrawal_empties_the_position_exactly() -> None:
     m = Market.from_config(cfg())
     m.deposit("uniswap-v2-usdc-weth-ethereum", "100000.000000", "d")
