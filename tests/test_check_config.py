@@ -54,9 +54,9 @@ def test_the_embedded_default_is_valid(capsys):
         pytest.param(("listen", "localhost"), "listen: Value error, expected HOST:PORT", id="bad-listen"),
         pytest.param(("limits.max_chain_ratio", {"solana": 0.5}), "limits.max_chain_ratio: no configured venue is on chain ['solana']", id="limit-on-unknown-chain"),
         pytest.param(
-            ("limits.liquidity_floors", [{"days": 1, "min_ratio": 0.5}, {"days": 7, "min_ratio": 0.2}]),
-            "liquidity_floors: 0.5 within 1 days exceeds 0.2 within 7 days",
-            id="contradictory-liquidity-floors",
+            ("limits.liquidity_floors", [{"days": 1, "min_ratio": 0.5}, {"days": 1, "min_ratio": 0.2}]),
+            "liquidity_floors: two floors with the same days",
+            id="two-floors-same-horizon",
         ),
     ],
 )
@@ -87,12 +87,17 @@ def test_missing_file_is_named(tmp_path, capsys):
 
 
 def test_limits_that_cannot_hold_the_capital_are_named(tmp_path, capsys):
-    """Caps whose sum is below the share of NAV that must be invested: infeasible, and said so."""
+    """Caps whose sum is below the share of NAV that must be invested (all but min idle): named."""
     data = with_change("limits.max_kind_ratio", {"staking": 0.1, "lending": 0.1, "lp": 0.1, "bridge_arb": 0.1, "fixed": 0.1})
-    data["limits"]["max_idle_ratio"] = 0.2
     code, out = run_check(capsys, write(tmp_path, data))
     assert code == 2
-    assert "max_kind_ratio" in out and "max_idle_ratio" in out, out
+    assert "max_kind_ratio" in out and "min_idle_ratio" in out, out
+
+
+def test_venue_caps_too_small_for_the_venues_are_named(tmp_path, capsys):
+    code, out = run_check(capsys, write(tmp_path, with_change("limits.max_venue_ratio", 0.1)))
+    assert code == 2
+    assert "max_venue_ratio" in out, out
 
 
 def test_environment_overrides_yaml_and_is_validated(monkeypatch):

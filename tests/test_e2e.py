@@ -1,6 +1,7 @@
 """End to end: `yieldvault run` on the embedded default allocates, stops on SIGTERM, resumes exactly."""
 
 import json
+import sqlite3
 
 import pytest
 
@@ -52,20 +53,36 @@ def test_run_allocates_stops_cleanly_and_resumes_without_loss(tmp_path):
     invested = {v: u for v, u in at_stop.positions_units.items() if u}
     assert len(invested) >= 3
 
+    rebalances_at_stop = ledger_rebalances(data_dir)
+
     second = DaemonProcess(data_dir)
     try:
         status = second.wait_until(lambda: second.json("/api/v1/status"), 30, "status after restart")
-        resumed = {p["venue"]: usd_to_units(p["position_usd"]) for p in status["positions"]}
-        for venue, units in invested.items():
-            # the same positions, differing only by the yield accrued since the stop (well under 1 %)
-            assert abs(resumed[venue] - units) <= units * 0.01, (venue, units, resumed[venue])
         nav = usd_to_units(status["nav_usd"])
         assert at_stop.nav_units * 0.99 <= nav <= at_stop.nav_units * 1.01  # nothing lost, nothing counted twice
-        second.wait_until(lambda: second.json("/api/v1/status")["rebalances"] > status["rebalances"], 30,
+        second.wait_until(lambda: len(ledger_rebalances(data_dir)) > len(rebalances_at_stop), 30,
                           "a rebalance after the restart")
     finally:
         code, _ = second.terminate()
     assert code == 0
+
+    # The first rebalance after the restart records the positions it started from: the ones at the
+    # stop, synced with the venues (yield accrued since), before any move.
+    first_after = ledger_rebalances(data_dir)[len(rebalances_at_stop)]
+    resumed = first_after["positions_usd"]
+    assert set(resumed) == set(invested)
+    for venue, units in invested.items():
+        assert abs(usd_to_units(resumed[venue]) - units) <= units * 0.005, (venue, units, resumed[venue])
     ledger = Ledger(data_dir / "ledger.sqlite3")
     assert ledger.audit() == []
     ledger.close()
+
+
+def ledger_rebalances(data_dir) -> list[dict]:
+    """Every recorded rebalance's starting portfolio, oldest first (read straight from SQLite)."""
+    db = sqlite3.connect(data_dir / "ledger.sqlite3")
+    try:
+        rows = db.execute("SELECT inputs_json FROM rebalances ORDER BY id").fetchall()
+    finally:
+        db.close()
+    return [json.loads(r[0])["portfolio"] for r in rows]

@@ -19,7 +19,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -139,9 +139,11 @@ class Daemon:
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": int(s.schedule.misfire_grace_seconds)},
         )
+        # One poll before the schedule starts, so the first rebalance already sees the venues.
+        await self._job(self.poll_once)()
         now = wall_clock()
         self.scheduler.add_job(self._job(self.poll_once), "interval", seconds=s.schedule.poll_interval_seconds,
-                               id="poll", next_run_time=now)
+                               id="poll", next_run_time=now + timedelta(seconds=s.schedule.poll_interval_seconds))
         self.scheduler.add_job(self._job(self.rebalance_once), "interval", seconds=s.schedule.rebalance_interval_seconds,
                                id="rebalance", next_run_time=now)
         self.scheduler.start()
@@ -160,7 +162,8 @@ class Daemon:
         self._market = Market.from_config(read_yaml(market_path), state_path=self.settings.data_dir / "market-state.json")
         self._market_runner, self.feeds_url = await start_market_server(self._market, "127.0.0.1", 0)
         # Feeds stamp their data in simulated time; judge staleness by the same clock.
-        self.clock = self._market.now
+        sim_clock = self._market.clock
+        self.clock = lambda: datetime.fromtimestamp(sim_clock.now(), UTC)
         log.info("embedded_market_started", url=self.feeds_url, market=str(market_path))
 
     async def _start_api(self) -> None:

@@ -135,6 +135,8 @@ def _format_validation_error(exc: ValidationError) -> Iterator[str]:
             yield f"{loc}: unknown key"
         elif err["type"] == "missing":
             yield f"{loc}: required key is missing"
+        elif isinstance(err.get("input"), (dict, list, tuple)):
+            yield f"{loc}: {msg}"
         else:
             yield f"{loc}: {msg} (got {err.get('input')!r})"
 
