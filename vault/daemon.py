@@ -306,7 +306,8 @@ class Daemon:
         b = self.ledger.balances()
         self.metrics.set_portfolio(units_to_usd(b.nav_units), units_to_usd(b.total_idle_units),
                                    units_to_usd(b.total_in_flight_units))
-        self.metrics.set_bridge_in_flight(len(b.in_flight_units), units_to_usd(b.total_in_flight_units))
+        bridging = {k: u for k, u in b.in_flight_units.items() if "/bridge/" in k}
+        self.metrics.set_bridge_in_flight(len(bridging), units_to_usd(sum(bridging.values())))
         targets = self.state.decision.allocation.target_usd if self.state.decision and self.state.decision.allocation else {}
         for v in self.venues.values():
             self.metrics.set_allocation(v.id, str(v.kind), v.chain, units_to_usd(b.positions_units.get(v.id, 0)),

@@ -65,6 +65,11 @@ class OutcomeUnknown(Exception):
     pass
 
 
+def in_flight_account(chain: str, kind: str, ref: str) -> str:
+    """``in_flight:<chain it lands on>/<bridge|withdrawal>/<transfer or withdrawal id>``."""
+    return f"in_flight:{chain}/{kind}/{ref}"
+
+
 def move_to_dict(move: Move) -> dict[str, Any]:
     d = asdict(move)
     d["action"] = str(move.action)
@@ -171,7 +176,12 @@ class PaperExecutor:
         applied = usd_to_units(res["applied_usd"])
         if not 0 <= applied <= amount:
             raise OutcomeUnknown(f"withdraw {venue.id}: applied_usd {res['applied_usd']} outside [0, {units_to_str(amount)}]")
-        postings = [(f"position:{venue.id}", -applied), (f"idle:{venue.chain}", applied)]
+        if res.get("status") == "queued":
+            # Unbonding queue or redemption delay: the position shrinks now, the cash arrives later.
+            destination = in_flight_account(venue.chain, "withdrawal", str(res["withdrawal_id"]))
+        else:
+            destination = f"idle:{venue.chain}"
+        postings = [(f"position:{venue.id}", -applied), (destination, applied)]
         return applied, postings + self._gas_postings(venue, MoveAction.WITHDRAW)
 
     async def _bridge(self, move: Move, requested: int) -> tuple[int, list[tuple[str, int]]]:
@@ -191,9 +201,8 @@ class PaperExecutor:
         fee = usd_to_units(res.get("fee_usd", "0"))
         if not 0 <= fee <= amount:
             raise OutcomeUnknown(f"bridge: fee_usd {res.get('fee_usd')} outside [0, {units_to_str(amount)}]")
-        transfer = str(res["transfer_id"])
         # Booked in flight first; settle_in_flight lands it on the destination chain when filled.
-        flight = f"in_flight:{move.to_chain}/{transfer}"  # the account name carries where it lands
+        flight = in_flight_account(move.to_chain, "bridge", str(res["transfer_id"]))
         postings = [(f"idle:{move.from_chain}", -amount), (flight, amount - fee), (FEES, fee)]
         return amount - fee, postings
 
@@ -267,23 +276,34 @@ class PaperExecutor:
                                   memo=venue_id)
 
     async def settle_in_flight(self) -> None:
-        """Land filled bridge transfers on their destination chain."""
+        """Land filled bridge transfers and settled queued withdrawals on their chain's idle account."""
         for flight, units in self._ledger.balances().in_flight_units.items():
-            to_chain, _, transfer = flight.partition("/")
-            res = await self._call("GET", f"/bridge/{transfer}")
-            if res.get("status") != "filled":
-                continue
-            received = min(usd_to_units(res.get("received_usd", units_to_str(units))), units)
+            chain, kind, ref = flight.split("/", 2)
+            if kind == "bridge":
+                res = await self._call("GET", f"/bridge/{ref}")
+                if res.get("status") != "filled":
+                    continue
+                received = min(usd_to_units(res.get("received_usd", units_to_str(units))), units)
+            else:
+                res = await self._call("GET", f"/withdrawals/{ref}")
+                if res.get("status") != "settled":
+                    continue
+                received = units
             self._ledger.post(
-                self._clock(), "bridge_filled",
-                [(f"in_flight:{flight}", -units), (f"idle:{to_chain}", received), (FEES, units - received)],
-                idempotency_key=f"bridge_filled:{transfer}",
+                self._clock(), f"{kind}_settled",
+                [(f"in_flight:{flight}", -units), (f"idle:{chain}", received), (FEES, units - received)],
+                idempotency_key=f"{kind}_settled:{ref}",
             )
 
     async def _await_fills(self) -> None:
+        """Wait (bounded) for bridge legs to fill, so the deposits after them in the plan can run."""
+
+        def bridging() -> bool:
+            return any("/bridge/" in f for f in self._ledger.balances().in_flight_units)
+
         deadline = asyncio.get_running_loop().time() + self._bridge_wait
-        while self._ledger.balances().in_flight_units:
+        while bridging():
             await self.settle_in_flight()
-            if not self._ledger.balances().in_flight_units or asyncio.get_running_loop().time() > deadline:
+            if not bridging() or asyncio.get_running_loop().time() > deadline:
                 return
             await asyncio.sleep(0.05)
