@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mockfeeds.market import Market, MarketError, SimClock
 from protocols import aave, lido
@@ -230,3 +232,27 @@ def test_full_withdrawal_empties_the_position_exactly() -> None:
     pos = m.position_usd("uniswap-v2-usdc-weth-ethereum")
     m.withdraw("uniswap-v2-usdc-weth-ethereum", pos, "w")
     assert Decimal(m.position_usd("uniswap-v2-usdc-weth-ethereum")) < Decimal("0.000001")
+
+
+_FROZEN = Market.from_config(cfg())
+
+
+@settings(deadline=None, max_examples=30)
+@given(st.lists(st.tuples(st.sampled_from(["deposit", "withdraw"]), st.integers(100_000, 4_000_000_000_000)), min_size=1, max_size=12))
+def test_paper_money_is_exact_while_time_stands_still(ops: list[tuple[str, int]]) -> None:
+    """With the clock frozen, a position is exactly deposits minus withdrawals, to the micro-dollar."""
+    m = copy.deepcopy(_FROZEN)
+    expected = Decimal(0)
+    for i, (op, units) in enumerate(ops):
+        amount = Decimal(units).scaleb(-6)
+        if op == "deposit":
+            m.deposit("earn-usdt-flexible", f"{amount:.6f}", f"k{i}")
+            expected += amount
+        elif amount <= expected:
+            res = m.withdraw("earn-usdt-flexible", f"{amount:.6f}", f"k{i}")
+            expected -= amount
+            assert res["applied_usd"] == f"{amount:.6f}"
+        else:
+            with pytest.raises(MarketError, match="exceeds position"):
+                m.withdraw("earn-usdt-flexible", f"{amount:.6f}", f"k{i}")
+        assert Decimal(m.position_usd("earn-usdt-flexible")) == expected
