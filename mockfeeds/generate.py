@@ -235,7 +235,6 @@ def daemon_venues(market_cfg: dict[str, Any]) -> list[dict[str, Any]]:
                 feed: dict[str, Any] = {"adapter": "lido"}
             else:
                 feed = {"adapter": "defillama", "params": {"pool": v.pool_uuid}}
-                deps = ["ethereum-staking"]
             exit_days = 3.0
         elif v.kind == "lending":
             lc = v.lending
