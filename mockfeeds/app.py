@@ -555,7 +555,7 @@ async def earn_list(request: web.Request) -> web.StreamResponse:
                     "isSoldOut": sold_out,
                     "hot": False,
                     "minPurchaseAmount": f"{fc.min_purchase_usd:g}",
-                    "maxPurchaseAmountPerUser": f"{max(0.0, fc.quota_usd - v.ours_usd):.2f}",
+                    "maxPurchaseAmountPerUser": f"{fc.quota_usd:.2f}",
                     "productId": fc.product_id,
                     "subscriptionStartTime": int(m.epoch0 * 1000),
                     "status": "PURCHASING" if not v.paused else "END",
