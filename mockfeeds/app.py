@@ -66,8 +66,7 @@ async def reply(
     for rule in rules:
         if rule.mode in REQUEST_MODES:
             continue
-        path_scoped = rule.path_prefix is not None and request.path.startswith(rule.path_prefix)
-        if path_scoped or rows is None:
+        if rule.venue is None or rows is None:
             body_obj = apply_value_fault(rule, body_obj, f"{request.path}?{request.query_string}")
         else:
             targets = {id(r) for vid, r in rows if vid == rule.venue}
