@@ -134,3 +134,12 @@ async def test_a_move_interrupted_after_the_venue_call_is_replayed_once(world):
     assert world.market.positions_view()["positions"][0]["position_usd"] == "30000.000000"  # not deposited twice
     assert await world.executor.recover() == []
     world.assert_books_sound()
+
+
+async def test_depositing_all_idle_still_books_within_the_balance(world):
+    """Gas comes out of what the move leaves, never overdrawing idle (a bug once looped a replay forever)."""
+    [res] = await world.executor.execute(plan(move(MoveAction.DEPOSIT, "aave-v3-usdc-ethereum", 1_000_000, "all-in")))
+    assert res.status is MoveStatus.DONE
+    assert world.ledger.account("idle:ethereum") == 0
+    assert world.ledger.pending_moves() == []
+    world.assert_books_sound()

@@ -96,6 +96,7 @@ class Daemon:
         self.metrics = Metrics(registry if registry is not None else CollectorRegistry())
         self.state = CycleState()
         self.clock: Callable[[], datetime] = wall_clock
+        self.time_scale = 1.0  # feed seconds per wall second (the embedded market runs accelerated)
         self.started_monotonic = time.monotonic()
         self._stopping = asyncio.Event()
         self._running_jobs: set[asyncio.Task[Any]] = set()
@@ -133,6 +134,8 @@ class Daemon:
             log.info("capital_deposited", usd=str(s.vault.initial_capital_usd), chain=s.vault.home_chain)
         self.metrics.set_build_info(VERSION)
         self.metrics.declare_venues([(v.id, str(v.kind), v.chain) for v in self.venues.values()])
+        self.metrics.set_schedule(s.schedule.poll_interval_seconds, s.schedule.rebalance_interval_seconds,
+                                  started_at=time.time())
         self._export_portfolio()
         await self._start_api()
         self.scheduler = AsyncIOScheduler(
@@ -164,6 +167,7 @@ class Daemon:
         # Feeds stamp their data in simulated time; judge staleness by the same clock.
         sim_clock = self._market.clock
         self.clock = lambda: datetime.fromtimestamp(sim_clock.now(), UTC)
+        self.time_scale = sim_clock.time_scale or 1.0  # 0 = frozen clock
         log.info("embedded_market_started", url=self.feeds_url, market=str(market_path))
 
     async def _start_api(self) -> None:
@@ -233,11 +237,11 @@ class Daemon:
             for r in report.rejections:
                 self.metrics.count_feed_error(r.feed, r.reason)
                 log.warning("feed_rejected", venue=r.venue_id, feed=r.feed, reason=r.reason, detail=r.detail)
+            feed_now = self.clock()
             for snap in report.snapshots.values():
-                v = snap.venue
-                self.metrics.set_venue_state(v.id, str(v.kind), v.chain, real_apr=snap.real_apr,
-                                             emission_apr=snap.emission_apr, tvl_usd=snap.tvl_usd, frozen=snap.frozen,
-                                             observed_at=snap.observed_at.timestamp())
+                # Feeds stamp data in their own (possibly simulated) time; export its wall-clock equivalent.
+                age_wall = (feed_now - snap.observed_at).total_seconds() / self.time_scale
+                self.metrics.record_snapshot(snap, observed_at=wall - max(age_wall, 0.0))
             self.metrics.mark_cycle_success("poll", wall)
             return report
 
@@ -316,7 +320,7 @@ class Daemon:
     def _export_decision(self, d: Decision, outcome: str) -> None:
         turnover = sum(m.amount_usd for m in d.plan.moves if m.action != "bridge")
         self.metrics.record_rebalance(outcome, d.status, d.solve_seconds, d.objective_usd, d.predicted_apr,
-                                      turnover, d.plan.cost_usd)
+                                      turnover, d.plan.cost_usd, expected_gain_usd=d.plan.expected_gain_usd)
         for name, ratio in d.limit_utilization.items():
             self.metrics.set_limit_utilization(name, ratio)
         if outcome in ("executed", "held", "gated"):

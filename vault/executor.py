@@ -142,10 +142,13 @@ class PaperExecutor:
 
     # -- bookkeeping per action ---------------------------------------------------------------
 
-    def _gas_postings(self, venue: Venue, action: MoveAction) -> list[tuple[str, int]]:
+    def _with_gas(self, venue: Venue, action: MoveAction, postings: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Add the move's gas, paid from home-chain idle, up to what is left there after the move itself."""
         gas_usd = venue.costs.deposit_usd if action is MoveAction.DEPOSIT else venue.costs.withdraw_usd
-        gas = min(usd_to_units(gas_usd), self._ledger.account(f"idle:{self._home}"))
-        return [(f"idle:{self._home}", -gas), (GAS, gas)] if gas > 0 else []
+        home = f"idle:{self._home}"
+        left = self._ledger.account(home) + sum(units for account, units in postings if account == home)
+        gas = min(usd_to_units(gas_usd), max(left, 0))
+        return postings + ([(home, -gas), (GAS, gas)] if gas > 0 else [])
 
     async def _deposit(self, move: Move, requested: int) -> tuple[int, list[tuple[str, int]]]:
         venue = self._venues[move.venue_id]
@@ -161,7 +164,7 @@ class PaperExecutor:
         if not 0 <= applied <= amount:
             raise OutcomeUnknown(f"deposit {venue.id}: applied_usd {res['applied_usd']} outside [0, {units_to_str(amount)}]")
         postings = [(f"idle:{venue.chain}", -amount), (f"position:{venue.id}", applied), (FEES, amount - applied)]
-        return applied, postings + self._gas_postings(venue, MoveAction.DEPOSIT)
+        return applied, self._with_gas(venue, MoveAction.DEPOSIT, postings)
 
     async def _withdraw(self, move: Move, requested: int) -> tuple[int, list[tuple[str, int]]]:
         venue = self._venues[move.venue_id]
@@ -182,7 +185,7 @@ class PaperExecutor:
         else:
             destination = f"idle:{venue.chain}"
         postings = [(f"position:{venue.id}", -applied), (destination, applied)]
-        return applied, postings + self._gas_postings(venue, MoveAction.WITHDRAW)
+        return applied, self._with_gas(venue, MoveAction.WITHDRAW, postings)
 
     async def _bridge(self, move: Move, requested: int) -> tuple[int, list[tuple[str, int]]]:
         available = self._ledger.account(f"idle:{move.from_chain}")
