@@ -85,24 +85,31 @@ class EnvelopeCurve(YieldCurve):
         self.capacity_usd = 0.0
         if top <= 0.0:
             return
-        grid = np.concatenate(([0.0], np.geomspace(top * 1e-9, top, _GRID_POINTS)))
-        extra = [b for b in breakpoints if 0.0 < b < top and math.isfinite(b)]
-        if extra:
-            grid = np.unique(np.concatenate((grid, extra)))
+        # geometric near 0 (where positions usually are), linear across the range (so no step is
+        # coarse anywhere), plus the bends
+        grid = np.concatenate(([0.0], np.geomspace(top * 1e-9, top, _GRID_POINTS), np.linspace(0.0, top, _GRID_POINTS // 2)))
+        # around each bend, points closing in geometrically, so a corner far smaller than the
+        # curvature across one coarse step is still seen (and bridged) by the hull
+        extra = [b * (1.0 + sign * 10.0**-k) for b in breakpoints if 0.0 < b < top and math.isfinite(b)
+                 for k in range(1, 8) for sign in (-1.0, 1.0)]
+        extra += [b for b in breakpoints if 0.0 < b < top and math.isfinite(b)]
+        grid = np.unique(np.concatenate((grid, [e for e in extra if 0.0 < e < top])))
         values = np.asarray(exact_real(grid), dtype=np.float64)
         peak = int(np.argmax(values))
         if values[peak] <= 0.0:
             return  # no size earns anything: the venue takes nothing from us
-        if peak < len(grid) - 1:  # income falls past its peak: capacity stops there
+        last = len(grid) - 1
+        at_top = peak == last and values[last] >= float(np.asarray(exact_real(np.asarray([top * (1 - 1e-9)])))[0])
+        if not at_top:  # income falls past its peak: capacity stops there
             capacity = _golden_max(
                 lambda v: float(np.asarray(exact_real(np.asarray([v])), dtype=np.float64)[0]),
                 float(grid[peak - 1]) if peak > 0 else 0.0,
-                float(grid[peak + 1]),
+                float(grid[min(peak + 1, last)]),
             )
             grid = np.concatenate((grid[grid < capacity], [capacity]))
             values = np.asarray(exact_real(grid), dtype=np.float64)
         self.capacity_usd = float(grid[-1])
-        self._bridges = tuple(_hull_bridges(grid, values))
+        self._bridges = tuple(_hull_bridges(exact_real, grid, values))
 
     def _real(self, x: Vector) -> Vector:
         xc = np.clip(x, 0.0, self.capacity_usd)
@@ -153,7 +160,7 @@ def _golden_max(f: Callable[[float], float], lo: float, hi: float, iterations: i
     return (a + b) / 2.0
 
 
-def _hull_bridges(xs: Vector, fs: Vector) -> list[_Bridge]:
+def _hull_bridges(f: Callable[[Vector], Vector], xs: Vector, fs: Vector) -> list[_Bridge]:
     """Edges of the upper concave hull of ``(xs, fs)`` that skip points lying strictly below them."""
     slopes = np.diff(fs) / np.diff(xs)
     scale = max(float(np.max(np.abs(fs))), 1e-300)
@@ -174,8 +181,32 @@ def _hull_bridges(xs: Vector, fs: Vector) -> list[_Bridge]:
         if b - a > 1:
             chord = fs[a] + (xs[a + 1 : b] - xs[a]) * (fs[b] - fs[a]) / (xs[b] - xs[a])
             if np.max(chord - fs[a + 1 : b]) > _REL_TOL * scale:
-                bridges.append(_Bridge(float(xs[a]), float(xs[b]), float(fs[a]), float(fs[b])))
-    return bridges
+                bridges.append((a, b))
+    return [_refine_bridge(f, xs, a, b) for a, b in bridges]
+
+
+def _refine_bridge(f: Callable[[Vector], Vector], xs: Vector, a: int, b: int) -> _Bridge:
+    """Move a hull edge's ends from grid points to the true tangent points of the common tangent,
+    so the chord meets the exact curve with equal slopes (no convex corner at the junction).
+
+    With the right end ``x_b`` fixed, the left end minimises the chord slope
+    ``(f(x_b) - f(x)) / (x_b - x)`` (every point left of it lies below the line); with the left end
+    fixed, the right end maximises ``(f(x) - f(x_a)) / (x - x_a)``. A few alternations converge.
+    """
+
+    def fx(v: float) -> float:
+        return float(np.asarray(f(np.asarray([v])), dtype=np.float64)[0])
+
+    lo_a, hi_a = float(xs[max(a - 1, 0)]), float(xs[a + 1])
+    lo_b, hi_b = float(xs[b - 1]), float(xs[min(b + 1, len(xs) - 1)])
+    xa, xb = float(xs[a]), float(xs[b])
+    fa, fb = fx(xa), fx(xb)
+    for _ in range(4):
+        xa = _golden_max(lambda v, xb=xb, fb=fb: -(fb - fx(v)) / (xb - v), lo_a, min(hi_a, xb * (1 - 1e-12)))
+        fa = fx(xa)
+        xb = _golden_max(lambda v, xa=xa, fa=fa: (fx(v) - fa) / (v - xa), max(lo_b, xa * (1 + 1e-12) + 1e-12), hi_b)
+        fb = fx(xb)
+    return _Bridge(xa, xb, fa, fb)
 
 
 # --- lending -----------------------------------------------------------------------------------------
@@ -208,7 +239,7 @@ def aave_lending_curve(
     kink = debt / strategy.optimal_usage_ratio - others if debt > 0 else 0.0
     return EnvelopeCurve(
         real,
-        domain_usd=max(8.0 * others, 1e6),
+        domain_usd=max(8.0 * others, 1.0),
         cap_usd=supply_room_usd,
         breakpoints=(kink,),
         exact_emission=emission if emission_usd_per_year > 0 else None,
@@ -236,7 +267,7 @@ def comet_lending_curve(
     kink = borrow / curve.supply_kink - supply if borrow > 0 else 0.0
     return EnvelopeCurve(
         real,
-        domain_usd=max(8.0 * supply, 1e6),
+        domain_usd=max(8.0 * supply, 1.0),
         breakpoints=(kink,),
         exact_emission=emission if emission_usd_per_year > 0 else None,
     )
