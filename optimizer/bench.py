@@ -22,13 +22,13 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from core.types import PortfolioState, VenueKind, VenueSnapshot
+from core.types import VenueKind, VenueSnapshot
 from optimizer.checker import check_allocation
 from optimizer.config import LiquidityFloor, OptimizerSettings, RiskLimits
 from optimizer.cycle import build_cycle
 from optimizer.engine import Optimizer
 from optimizer.model import AllocationModel
-from optimizer.testing import CHAINS, DilutionCurve, FlatCurve, KinkedLendingCurve, LPCurve, Market, random_market
+from optimizer.testing import CHAINS, DilutionCurve, FlatCurve, LPCurve, Market, random_market
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -131,7 +131,7 @@ def bench_solver(venues: int, repeats: int = 20, seed: int = 0, settings: Optimi
         "is_dpp": bool(model.problem.is_dpp()),
         "parameter_entries": model.parameter_entries(),
         "pwl_error_bound_usd": first.pwl_error_bound_usd,
-        "rebuilds_after_first": sum(1 for _ in []),
+        "rebuilds_after_first": opt.rebuilds - 1,
     }
     out: dict = {"venues": venues, "repeats": repeats, "seed": seed, "solver": settings.solver, "pieces": settings.pieces,
                  "limits": sorted(type(lim).__name__ + (":" + lim.name if hasattr(lim, "family") else "") for lim in model.limits),

@@ -75,7 +75,7 @@ class OptimizerSettings(Strict):
     # DPP compiles once and re-solves by re-stuffing numbers; its first compile grows with the number
     # of parameter entries (see README). Above this many venues the problem is still built once but
     # solved with ignore_dpp=True (plain re-canonicalisation each solve), which is cheaper there.
-    dpp_max_venues: Annotated[int, Field(ge=0)] = 3000
+    dpp_max_venues: Annotated[int, Field(ge=0)] = 1500
     # -- risk model (used when risk_aversion > 0): factor model of APR levels from the observed history
     risk_factors: Annotated[int, Field(ge=1, le=10)] = 3
     risk_window: Annotated[int, Field(ge=4)] = 90  # decide() cycles of APR history kept per venue

@@ -7,7 +7,7 @@ whether the vault holds $10k or $1bn; APRs are dimensionless and stay as they ar
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,6 +151,3 @@ def build_cycle(
         pwl=pwl,
     )
 
-
-def locked_positions(positions: Mapping[str, float], known: set[str]) -> dict[str, float]:
-    return {k: float(v) for k, v in positions.items() if k not in known and v > 0}

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -26,7 +26,7 @@ from core.types import Allocation, Plan, PortfolioState, Venue, VenueSnapshot
 from optimizer.checker import CheckReport, check_allocation
 from optimizer.config import OptimizerSettings, RiskLimits
 from optimizer.cycle import CycleData, build_cycle
-from optimizer.model import AllocationModel, SolveResult
+from optimizer.model import AllocationModel
 from optimizer.plan import gate, make_moves, round_small_trades
 
 FloatArray = NDArray[np.float64]
@@ -171,7 +171,11 @@ class Optimizer:
     # -- the cycle -----------------------------------------------------------------------------
     def decide(self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState, now: datetime) -> Decision:
         with self._lock:
-            return self._decide(snapshots, portfolio, now)
+            try:
+                return self._decide(snapshots, portfolio, now)
+            except Exception as exc:  # noqa: BLE001 - bad input or a bug must hold, not kill the daemon
+                self._warm = {}
+                return self._hold("solver_error", f"hold: {type(exc).__name__}: {exc}")
 
     def _decide(self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState, now: datetime) -> Decision:
         t_start = time.perf_counter()

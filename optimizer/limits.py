@@ -16,7 +16,6 @@ not make it worse (the independent checker applies the same rule).
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cvxpy as cp
@@ -225,6 +224,3 @@ def limits_from_config(limits: RiskLimits) -> list[Limit]:
         out.append(Turnover(limits))
     return out
 
-
-def family_members(family: str, venues: Sequence[Venue]) -> list[tuple[str, ...]]:
-    return [GroupCaps.members(family, v) for v in venues]

@@ -56,7 +56,10 @@ def solver_options(settings: OptimizerSettings) -> dict[str, object]:
         case "SCS":
             return {"time_limit_secs": limit, "eps_abs": tol, "eps_rel": tol, **settings.solver_options}
         case "HIGHS":
-            return {"time_limit": limit, **settings.solver_options}
+            opts = {"time_limit": limit, **settings.solver_options}
+            if "solver" in opts:  # HiGHS's own 'solver' option (simplex/ipm) clashes with cvxpy's keyword
+                opts["highs_options"] = {"solver": opts.pop("solver")}
+            return opts
     return {}
 
 
@@ -135,7 +138,7 @@ class AllocationModel:
         t0 = time.perf_counter()
         try:
             self.problem.solve(solver=self.settings.solver, warm_start=True, **kwargs)
-        except (cp.error.SolverError, cp.error.DPPError, ValueError, ArithmeticError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any solver failure is a hold, never a crash
             return SolveResult("solver_error", None, None, time.perf_counter() - t0, None, f"{type(exc).__name__}: {exc}")
         elapsed = time.perf_counter() - t0
         self.solves += 1
