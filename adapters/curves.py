@@ -278,16 +278,21 @@ def comet_lending_curve(
 
 class FlatCurve(YieldCurve):
     """``real(x) = apr * min(x, capacity)``: a rate that does not depend on our size (Lido's
-    staking APR net of the protocol fee; a custodial product's flat APR up to its quota)."""
+    staking APR net of the protocol fee; a custodial product's flat APR up to its quota; an LST
+    whose rewards are pro rata to stake). ``emission_apr`` likewise, kept apart."""
 
-    def __init__(self, apr: float, capacity_usd: float = math.inf) -> None:
-        if not math.isfinite(apr):
-            raise ValueError(f"apr must be finite, got {apr!r}")
+    def __init__(self, apr: float, capacity_usd: float = math.inf, emission_apr: float = 0.0) -> None:
+        if not math.isfinite(apr) or not math.isfinite(emission_apr):
+            raise ValueError(f"apr and emission_apr must be finite, got {apr!r}, {emission_apr!r}")
         self.apr_value = max(apr, 0.0)
-        self.capacity_usd = capacity_usd if apr > 0 else 0.0
+        self.emission_apr = max(emission_apr, 0.0)
+        self.capacity_usd = capacity_usd if self.apr_value > 0 or self.emission_apr > 0 else 0.0
 
     def real_income_usd(self, x_usd: Vector) -> Vector:
         return self.apr_value * np.clip(_as_array(x_usd), 0.0, self.capacity_usd)
+
+    def emission_income_usd(self, x_usd: Vector) -> Vector:
+        return self.emission_apr * np.clip(_as_array(x_usd), 0.0, self.capacity_usd)
 
 
 # --- LP -------------------------------------------------------------------------------------------------
@@ -340,14 +345,18 @@ class LpCurve(YieldCurve):
 
 
 class DilutedCurve(YieldCurve):
-    """A pool that pays a fixed annual flow split pro rata (DefiLlama lending rows, where the
-    borrow curve is unknown: borrowers' interest stays, our deposit dilutes it):
-    ``real(x) = apr * T * x / (T + x)``, emissions likewise. Concave, increasing."""
+    """A pool-wide annual flow split pro rata (DefiLlama lending rows, where the borrow curve is
+    unknown: borrowers' interest stays what it is, our deposit dilutes everyone's share):
+    ``real(x) = I * x / (T + x)`` with ``I`` the pool's annual interest (its APR times its TVL as
+    the feed shows it, our position included) and ``T`` the TVL without us; emissions likewise.
+    Concave, increasing; at ``x`` = our current position it pays the feed's APR."""
 
-    def __init__(self, apr: float, tvl_others_usd: float, emission_apr: float = 0.0, capacity_usd: float = math.inf) -> None:
+    def __init__(
+        self, real_usd_per_year: float, tvl_others_usd: float, emission_usd_per_year: float = 0.0, capacity_usd: float = math.inf
+    ) -> None:
         self.tvl_others_usd = max(tvl_others_usd, 1.0)
-        self.real_usd_per_year = max(apr, 0.0) * self.tvl_others_usd
-        self.emission_usd_per_year = max(emission_apr, 0.0) * self.tvl_others_usd
+        self.real_usd_per_year = max(real_usd_per_year, 0.0)
+        self.emission_usd_per_year = max(emission_usd_per_year, 0.0)
         self.capacity_usd = capacity_usd
 
     def real_income_usd(self, x_usd: Vector) -> Vector:

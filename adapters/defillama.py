@@ -16,9 +16,11 @@ Curves by the venue's kind:
   volatility of ``params.price_coin`` over ``volatility_span_hours`` of hourly coins history.
 - ``lending``: :class:`adapters.curves.DilutedCurve` (borrowers' interest stays, our deposit
   dilutes it; DefiLlama gives no borrow curve).
-- ``staking`` / ``fixed``: :class:`adapters.curves.FlatCurve`.
+- ``staking`` / ``fixed``: :class:`adapters.curves.FlatCurve` (rewards pro rata to stake, so
+  neither rate depends on our size).
 
-Emissions (``apyReward``) are the pool-wide reward flow ``apyReward * TVL`` split pro rata.
+Emissions (``apyReward``) of LP and lending pools are the pool-wide reward flow
+``apyReward * TVL`` split pro rata.
 """
 
 from __future__ import annotations
@@ -110,13 +112,13 @@ class DefiLlamaAdapter(Adapter):
             state.update(sigma_annual=sigma, il_apr=uniswap.lvr_apr(sigma), implied_volume_usd_1d=volume_1d)
             if row.volumeUsd1d is not None:
                 state["volume_usd_1d_feed"] = row.volumeUsd1d
-            real_apr = base_apr - uniswap.lvr_apr(sigma)
+            real_apr = base_apr * row.tvlUsd / max(tvl_others, 1.0) - uniswap.lvr_apr(sigma)  # marginal, without us
         elif kind == VenueKind.LENDING:
-            curve = DilutedCurve(base_apr, tvl_others, reward_apr, capacity)
-            real_apr = base_apr
+            # the marginal rate without us: the pool's interest over the others' supply
+            curve = DilutedCurve(base_apr * row.tvlUsd, tvl_others, reward_apr * row.tvlUsd, capacity)
+            real_apr = base_apr * row.tvlUsd / max(tvl_others, 1.0)
         else:
-            curve = FlatCurve(base_apr, capacity)
-            reward_apr = 0.0
+            curve = FlatCurve(base_apr, capacity, reward_apr)
             real_apr = base_apr
         state["position_usd"] = position_usd
         return VenueSnapshot(

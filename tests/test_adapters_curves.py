@@ -179,7 +179,7 @@ def test_flat_and_diluted_curves(apr: float, cap: float, tvl: float, reward: flo
     assert_concave_non_decreasing(flat, tvl)
     if apr > 0:
         assert float(flat.real_income_usd(np.array([1000.0]))[0]) == pytest.approx(apr * min(1000.0, cap))
-    diluted = DilutedCurve(apr, tvl, reward, cap)
+    diluted = DilutedCurve(apr * tvl, tvl, reward * tvl, cap)
     assert_concave_non_decreasing(diluted, tvl)
 
 
