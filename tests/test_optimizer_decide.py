@@ -228,3 +228,12 @@ def test_check_feasibility_accepts_sane_limits_and_names_conflicts():
     assert "max_kind_ratio[lending] 0.3" in problems[0] and "liquidity_floors[0]" in problems[0]
     assert "min_idle_ratio 0.1" in problems[0]
     assert check_feasibility([], RiskLimits()) != []
+
+
+async def test_decide_runs_in_a_worker_thread():
+    import asyncio
+
+    opt = Optimizer(RiskLimits(), FREE, "ethereum")
+    snaps = [make_snapshot("a", apr=0.05), make_snapshot("b", apr=0.04, protocol="x")]
+    d = await asyncio.to_thread(opt.decide, snaps, portfolio(), NOW)
+    assert d.status == "optimal" and d.plan.execute
