@@ -43,6 +43,12 @@ class CheckReport:
         return not self.violations
 
 
+def _amounts(values) -> np.ndarray:
+    """Feed amounts as the rules read them: NaN counts as 0 (unknown liquidity lets nothing out)."""
+    a = np.asarray(values, dtype=float)
+    return np.maximum(np.where(np.isnan(a), 0.0, a), 0.0)
+
+
 def _ratio(used: float, allowed: float) -> float:
     if allowed > 0:
         return float(used / allowed)
@@ -66,7 +72,7 @@ def check_allocation(
     x0 = np.array([max(float(portfolio.positions_usd.get(i, 0.0)), 0.0) for i in ids])
     x = np.array([float(target_usd.get(i, portfolio.positions_usd.get(i, 0.0))) for i in ids])
     locked = sum(max(float(v), 0.0) for k, v in portfolio.positions_usd.items() if k not in known)
-    exit_liq = np.array([max(float(s.exit_liquidity_usd), 0.0) for s in snaps])
+    exit_liq = _amounts([s.exit_liquidity_usd for s in snaps])
     stay = x0 - np.minimum(x0, exit_liq)  # what cannot leave this cycle
     bad = rep.violations.append
 
@@ -87,7 +93,7 @@ def check_allocation(
             bad(f"withdrawal_bound: venue {vid} withdraws {x0[i] - x[i]:,.2f} USD, exit liquidity is {exit_liq[i]:,.2f} USD")
         if s.frozen and x[i] > x0[i] + tol:
             bad(f"frozen: venue {vid} is frozen ({s.frozen_reason}) and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD")
-        cap = float(s.curve.capacity_usd)
+        cap = float(_amounts([s.curve.capacity_usd])[0])
         if x[i] > max(cap, stay[i]) + tol:
             bad(f"capacity: venue {vid} target {x[i]:,.2f} USD above capacity {cap:,.2f} USD")
 
@@ -103,7 +109,7 @@ def check_allocation(
     per_venue("venue_ratio", np.full(len(ids), limits.max_venue_ratio * nav), f"max_venue_ratio {limits.max_venue_ratio:g} of NAV")
     if limits.max_venue_tvl_ratio is not None:
         r = limits.max_venue_tvl_ratio
-        tvl = np.array([max(float(s.tvl_usd), 0.0) for s in snaps])
+        tvl = _amounts([s.tvl_usd for s in snaps])
         # x / (TVL + x) <= r
         caps = np.full(len(ids), math.inf) if r >= 1 else r * tvl / (1 - r)
         per_venue("venue_tvl", caps, f"max_venue_tvl_ratio {r:g} of TVL after us")

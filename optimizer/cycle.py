@@ -23,6 +23,13 @@ FloatArray = NDArray[np.float64]
 UNKNOWN_RISK_SCORE = 10.0
 
 
+def usable(values: Sequence[float], missing: float = 0.0) -> FloatArray:
+    """Non-negative amounts from a feed; NaN (a bad feed value) becomes ``missing``, i.e. 0: a venue
+    whose TVL or exit liquidity is unknown can neither grow nor shrink this cycle. ``inf`` stays."""
+    a = np.asarray(values, dtype=float)
+    return np.maximum(np.where(np.isnan(a), missing, a), 0.0)
+
+
 def cost_rates(venues: Sequence[Venue], settings: OptimizerSettings, home_chain: str, nav_usd: float) -> tuple[FloatArray, FloatArray]:
     """Per-USD one-off cost of moving into / out of each venue (fractions of the amount moved).
 
@@ -89,14 +96,14 @@ def upper_bounds_usd(snaps: Sequence[VenueSnapshot], x0_usd: FloatArray, limits:
     """Every per-venue cap on the position, USD, by limit name (before the withdrawal floor)."""
     caps: dict[str, FloatArray] = {}
     n = len(snaps)
-    caps["capacity"] = np.array([s.curve.capacity_usd for s in snaps], dtype=float)
+    caps["capacity"] = usable([s.curve.capacity_usd for s in snaps], missing=0.0)
     caps["frozen"] = np.where([s.frozen for s in snaps], x0_usd, math.inf)
     if limits.max_venue_usd is not None:
         caps["venue_usd"] = np.full(n, limits.max_venue_usd)
     caps["venue_ratio"] = np.full(n, limits.max_venue_ratio * nav_usd)
     if limits.max_venue_tvl_ratio is not None:
         r = limits.max_venue_tvl_ratio
-        tvl = np.array([max(s.tvl_usd, 0.0) for s in snaps])
+        tvl = usable([s.tvl_usd for s in snaps])
         # x <= r (TVL + x)  <=>  x <= r TVL / (1 - r)   (TVL without us)
         caps["venue_tvl"] = np.full(n, math.inf) if r >= 1 else r * tvl / (1.0 - r)
     return caps
@@ -123,7 +130,7 @@ def build_cycle(
     x0_usd = np.array([max(float(positions.get(v.id, 0.0)), 0.0) for v in venues])
     locked = float(sum(max(float(u), 0.0) for k, u in positions.items() if k not in ids))
     investable_usd = float(portfolio.idle_usd) + float(x0_usd.sum())
-    exit_liq = np.array([max(s.exit_liquidity_usd, 0.0) for s in snaps])
+    exit_liq = usable([s.exit_liquidity_usd for s in snaps])
     lb_usd = np.maximum(x0_usd - np.minimum(x0_usd, exit_liq), 0.0)
     ub_usd = np.full(len(venues), math.inf)
     for cap in upper_bounds_usd(snaps, x0_usd, limits, nav).values():

@@ -237,3 +237,12 @@ async def test_decide_runs_in_a_worker_thread():
     snaps = [make_snapshot("a", apr=0.05), make_snapshot("b", apr=0.04, protocol="x")]
     d = await asyncio.to_thread(opt.decide, snaps, portfolio(), NOW)
     assert d.status == "optimal" and d.plan.execute
+
+
+def test_nan_feed_values_lock_that_venue_instead_of_holding_everything():
+    bad = make_snapshot("bad", apr=0.2, tvl_usd=float("nan"), exit_liquidity_usd=float("nan"))
+    snaps = [bad, make_snapshot("good", apr=0.05, protocol="x")]
+    d = Optimizer(RiskLimits(max_venue_tvl_ratio=0.1), FREE, "ethereum").decide(snaps, portfolio({"bad": 100_000}), NOW)
+    assert d.status == "optimal", d.reason
+    assert d.allocation.target_usd["bad"] == pytest.approx(100_000)
+    assert d.allocation.target_usd["good"] == pytest.approx(900_000, abs=1.0)
