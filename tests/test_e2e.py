@@ -86,3 +86,33 @@ def ledger_rebalances(data_dir) -> list[dict]:
     finally:
         db.close()
     return [json.loads(r[0])["portfolio"] for r in rows]
+
+
+def test_daemon_polls_a_separately_running_market_by_url(tmp_path):
+    """The README's recipe: `yieldvault mock-feeds` alone, the daemon pointed at it by root_url."""
+    import subprocess
+    import sys
+
+    from tests.daemon_process import REPO, free_port
+
+    port = free_port()
+    market = subprocess.Popen(
+        [sys.executable, "-m", "vault.cli", "mock-feeds", "--listen", f"127.0.0.1:{port}", "--state", str(tmp_path / "market.json")],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    daemon = DaemonProcess(tmp_path / "var", env={
+        "YIELDVAULT_FEEDS__EMBEDDED_MARKET": "null",
+        "YIELDVAULT_FEEDS__ROOT_URL": f"http://127.0.0.1:{port}",
+    })
+    try:
+        venues = daemon.wait_until(lambda: len(allocated_venues(daemon)) >= 3 and allocated_venues(daemon), 60,
+                                   "allocation from feeds polled by URL")
+        assert len(venues) >= 3
+        assert "following_market_clock" in daemon.logs()  # feed times judged by the market's clock
+        assert '"reason": "stale"' not in daemon.logs()
+    finally:
+        code, _ = daemon.terminate()
+        market.terminate()
+        assert market.wait(timeout=10) == 0
+    assert code == 0
+    assert (tmp_path / "market.json").exists()

@@ -46,6 +46,42 @@ def wall_clock() -> datetime:
     return datetime.now(UTC)
 
 
+class FollowedClock:
+    """The simulated time of a market served by ``yieldvault mock-feeds``, re-anchored at every poll.
+
+    sim_now = sim_at_anchor + (monotonic_now - monotonic_at_anchor) x time_scale
+    """
+
+    def __init__(self, state: dict[str, Any]):
+        self.resync(state)
+
+    def resync(self, state: dict[str, Any]) -> None:
+        self.sim_at_anchor = datetime.fromisoformat(str(state["sim_time"]).replace("Z", "+00:00"))
+        self.time_scale = float(state["time_scale"])
+        self.mono_at_anchor = time.monotonic()
+
+    def __call__(self) -> datetime:
+        return self.sim_at_anchor + timedelta(seconds=(time.monotonic() - self.mono_at_anchor) * self.time_scale)
+
+
+async def read_market_clock(session: aiohttp.ClientSession, root_url: str) -> tuple[str, dict[str, Any] | None]:
+    """Ask ``root_url`` for a simulated market's clock.
+
+    Returns ("market", {"sim_time", "time_scale"}) for a simulated market, ("live", None) for a
+    host that answers without one, ("unreachable", None) when nothing answers (ask again later).
+    """
+    try:
+        async with session.get(f"{root_url.rstrip('/')}/admin/v1/state", timeout=aiohttp.ClientTimeout(total=3)) as resp:
+            body = await resp.json(content_type=None) if resp.status == 200 else None
+    except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
+        return "unreachable", None
+    except (aiohttp.ClientError, ValueError):
+        return "live", None
+    if isinstance(body, dict) and "sim_time" in body and "time_scale" in body:
+        return "market", body
+    return "live", None
+
+
 @dataclass
 class CycleState:
     """What the HTTP API and readiness probe read; written only by the jobs."""
@@ -114,16 +150,21 @@ class Daemon:
         self.ledger = Ledger(s.data_dir / "ledger.sqlite3")
         await self._start_market()
         root_url = self.feeds_url or s.feeds.root_url or ""
+        self.poller_root = root_url
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=max(8, s.feeds.max_concurrency)),
             raise_for_status=False,
         )
-        self.poller = FeedPoller(list(s.venues), s.feeds, self.session, root_url=root_url, clock=self.clock)
+        self._followed: FollowedClock | None = None
+        # Whether feed times follow a remote simulated market is settled at the first answer from root_url.
+        self._clock_unsettled = self._market is None and bool(root_url) and s.vault.clock != "wall"
+        await self._settle_clock()
+        self.poller = FeedPoller(list(s.venues), s.feeds, self.session, root_url=root_url, clock=self.now)
         self.optimizer = Optimizer(s.limits, s.optimizer, s.vault.home_chain)
         if s.vault.mode == "paper":
             self.executor: PaperExecutor | DryRunExecutor = PaperExecutor(
                 session=self.session, base_url=root_url, ledger=self.ledger, venues=self.venues,
-                home_chain=s.vault.home_chain, clock=self.clock,
+                home_chain=s.vault.home_chain, clock=self.now,
             )
         else:
             self.executor = DryRunExecutor()
@@ -153,6 +194,28 @@ class Daemon:
         b = self.ledger.balances()
         log.info("daemon_started", listen=self.listen_url, feeds=root_url, mode=s.vault.mode,
                  nav_usd=units_to_str(b.nav_units), positions=len([u for u in b.positions_units.values() if u]))
+
+    def now(self) -> datetime:
+        """The time feed data is judged by: wall clock, or a simulated market's clock."""
+        return self.clock()
+
+    async def _settle_clock(self) -> None:
+        if not (self._clock_unsettled or self._followed is not None):
+            return
+        kind, state = await read_market_clock(self.session, self.poller_root)
+        if kind == "market" and state is not None:
+            if self._followed is None:
+                self._followed = FollowedClock(state)
+                self.clock = self._followed
+                log.info("following_market_clock", sim_time=state["sim_time"], time_scale=state["time_scale"])
+            else:
+                self._followed.resync(state)
+            self.time_scale = self._followed.time_scale or 1.0
+            self._clock_unsettled = False
+        elif kind == "live" and self._clock_unsettled:
+            if self.settings.vault.clock == "market":
+                raise OSError(f"vault.clock is 'market' but {self.poller_root} serves no simulated market clock")
+            self._clock_unsettled = False  # a live host: the wall clock it is
 
     async def _start_market(self) -> None:
         market_path = self.settings.market_path(self.config_dir)
@@ -225,8 +288,12 @@ class Daemon:
     def positions_usd(self) -> dict[str, float]:
         return {v: units_to_usd(u) for v, u in self.ledger.balances().positions_units.items() if u}
 
-    async def poll_once(self) -> PollReport:
+    async def poll_once(self) -> PollReport | None:
         with structlog.contextvars.bound_contextvars(job="poll"):
+            await self._settle_clock()
+            if self._clock_unsettled:
+                log.warning("feeds_unreachable", root_url=self.poller_root)
+                return None  # nothing answers yet: no data to judge, and no clock to judge it by
             report = await self.poller.poll(self.positions_usd())
             self.state.report = report
             self.state.last_poll_monotonic = time.monotonic()

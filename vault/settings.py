@@ -29,6 +29,9 @@ class VaultSection(Strict):
     initial_capital_usd: Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=6)] = Decimal(1_000_000)
     home_chain: str = "ethereum"
     mode: Literal["paper", "dry-run"] = "paper"
+    # Feed timestamps are judged against this clock. auto: follow the simulated market's clock when
+    # feeds.root_url is one (it answers GET /admin/v1/state), else the wall clock.
+    clock: Literal["auto", "wall", "market"] = "auto"
 
 
 class ScheduleSettings(Strict):
@@ -49,6 +52,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="YIELDVAULT_",
         env_nested_delimiter="__",
+        env_parse_none_str="null",
         extra="forbid",
         frozen=True,
     )
