@@ -8,10 +8,13 @@ Unknown keys anywhere are errors (``extra="forbid"``), so a typo never silently 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+import enum
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -198,3 +201,60 @@ def describe(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, st
         else:
             default = "(required)" if field.is_required() else field.get_default(call_default_factory=True)
             yield key, str(annotation).replace("typing.", ""), default
+
+
+def _type_name(tp: Any) -> str:
+    """A readable name for a field's type: ``float``, ``str or null``, ``map of str to float``."""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Annotated:
+        return _type_name(args[0])
+    if origin in (Union, UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in args)
+    if origin is Literal:
+        return " / ".join(str(a) for a in args)
+    if origin is dict:
+        return f"map of {_type_name(args[0])} to {_type_name(args[1])}"
+    if origin in (tuple, list, frozenset, set):
+        return f"list of {_type_name(args[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def config_reference_markdown() -> str:
+    """The README's config reference table, generated from the models (``python -m vault.settings``)."""
+    rows = ["| key | type | default |", "| --- | --- | --- |"]
+    for key, _, default in describe(Settings):
+        field_type = _field_type(key)
+        if default == "(required)":
+            shown = "(required)"
+        elif isinstance(default, (Decimal, Path, enum.Enum)):
+            shown = f"`{default}`"
+        elif isinstance(default, (dict, frozenset, tuple)) and not default:
+            shown = "(none)"
+        else:
+            shown = f"`{default!r}`"
+        rows.append(f"| `{key}` | {_type_name(field_type)} | {shown} |")
+    rows += ["", "Each entry of `venues`:", "", "| key | type | default |", "| --- | --- | --- |"]
+    for key, _, default in describe(VenueConfig):
+        model: Any = VenueConfig
+        annotation: Any = None
+        for part in key.split("."):
+            annotation = model.model_fields[part].annotation
+            nested = [a for a in (annotation, *get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)]
+            model = nested[0] if nested else None
+        shown = "(required)" if default == "(required)" else ("(none)" if default in ({}, ()) else f"`{default!r}`")
+        rows.append(f"| `{key}` | {_type_name(annotation)} | {shown} |")
+    return "\n".join(rows)
+
+
+def _field_type(dotted: str) -> Any:
+    model: Any = Settings
+    annotation: Any = None
+    for part in dotted.split("."):
+        annotation = model.model_fields[part].annotation
+        nested = [a for a in (annotation, *get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        model = nested[0] if nested else None
+    return annotation
+
+
+if __name__ == "__main__":
+    print(config_reference_markdown())
