@@ -27,7 +27,7 @@ from optimizer.checker import CheckReport, check_allocation
 from optimizer.config import OptimizerSettings, RiskLimits
 from optimizer.cycle import CycleData, build_cycle
 from optimizer.model import AllocationModel
-from optimizer.plan import gate, make_moves, round_small_trades
+from optimizer.plan import gate, make_moves, prune_unprofitable, round_small_trades
 
 FloatArray = NDArray[np.float64]
 
@@ -247,6 +247,10 @@ class Optimizer:
             fallback = self._check(snaps, portfolio, raw, cycle)
             if fallback.ok:
                 target, report = raw, fallback
+        if report.ok and self.settings.prune_max_tries > 0:
+            target, report = prune_unprofitable(
+                snaps, x0_usd, target, report, self.settings, self.home_chain,
+                lambda x: self._check(snaps, portfolio, x, cycle))
         objective_usd = result.objective * nav if result.objective is not None else None
         allocation = self._allocation(venues, target, cycle, portfolio)
         income = sum(float(s.curve.income_usd(np.array([target[i]]), self.settings.emission_haircut)[0]) for i, s in enumerate(snaps))

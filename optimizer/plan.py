@@ -46,6 +46,47 @@ def round_small_trades(x0_usd: FloatArray, target_usd: FloatArray, min_trade_usd
     return np.where(small, x0_usd, target_usd)
 
 
+def move_values_usd(snaps: Sequence[VenueSnapshot], x0_usd: FloatArray, target_usd: FloatArray,
+                    settings: OptimizerSettings, home_chain: str) -> FloatArray:
+    """Exact value of each venue's move on its own over the horizon: gain on the true curve minus
+    its exact cost (gas, fees, bridge legs); capital that is not moved stays idle and earns 0."""
+    horizon = settings.holding_horizon_days / 365.0
+    out = np.zeros(len(snaps))
+    for i, s in enumerate(snaps):
+        delta = float(target_usd[i] - x0_usd[i])
+        if delta == 0.0:
+            continue
+        v, amount = s.venue, abs(delta)
+        gain = float(s.curve.income_usd(np.array([target_usd[i], x0_usd[i]]), settings.emission_haircut) @ np.array([1.0, -1.0])) * horizon
+        gas = v.costs.deposit_usd if delta > 0 else v.costs.withdraw_usd
+        cost = gas + v.costs.fee_bps / 1e4 * amount
+        if v.chain != home_chain:
+            cost += settings.bridge_gas_usd + settings.bridge_fee_bps / 1e4 * amount
+        out[i] = gain - cost
+    return out
+
+
+def prune_unprofitable(snaps, x0_usd, target_usd, report, settings: OptimizerSettings, home_chain: str, check):
+    """Undo moves that lose money on their own, most negative first, while the checker still passes.
+
+    The convex model can only amortise the fixed gas charge (§3 of the README), so it may propose a
+    small deposit whose exact cost exceeds its gain, or a withdrawal that idle capital could fund.
+    Each accepted undo raises the exact net of the plan and keeps every limit; at most
+    ``prune_max_tries`` undos are tried (each costs one check).
+    """
+    values = move_values_usd(snaps, x0_usd, target_usd, settings, home_chain)
+    target = np.array(target_usd, dtype=float)
+    for i in np.argsort(values)[: settings.prune_max_tries]:
+        if values[i] >= 0:
+            break
+        trial = target.copy()
+        trial[i] = x0_usd[i]
+        rep = check(trial)
+        if rep.ok:
+            target, report = trial, rep
+    return target, report
+
+
 @dataclass(frozen=True, slots=True)
 class PlanEconomics:
     moves: tuple[Move, ...]

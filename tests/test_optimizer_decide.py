@@ -246,3 +246,19 @@ def test_nan_feed_values_lock_that_venue_instead_of_holding_everything():
     assert d.status == "optimal", d.reason
     assert d.allocation.target_usd["bad"] == pytest.approx(100_000)
     assert d.allocation.target_usd["good"] == pytest.approx(900_000, abs=1.0)
+
+
+def test_moves_that_lose_money_on_exact_gas_are_undone():
+    from optimizer.testing import FlatCurve
+
+    # 1,000 USD at 10 % earns 8 USD in 30 days; its deposit gas is 50 USD. The convex model only
+    # amortises gas (over 1 % of NAV), so it proposes the deposit; the exact-cost pruning drops it.
+    tiny = make_snapshot("tiny", FlatCurve(0.10, capacity_usd=1_000), costs=VenueCosts(deposit_usd=50))
+    snaps = [tiny, make_snapshot("b", apr=0.05, protocol="x")]
+    d = Optimizer(RiskLimits(), FREE, "ethereum").decide(snaps, portfolio(), NOW)
+    assert d.status == "optimal"
+    assert d.allocation.target_usd["tiny"] == 0.0
+    assert d.allocation.target_usd["b"] == pytest.approx(NAV, abs=1.0)
+    no_prune = FREE.model_copy(update={"prune_max_tries": 0})
+    d = Optimizer(RiskLimits(), no_prune, "ethereum").decide(snaps, portfolio(), NOW)
+    assert d.allocation.target_usd["tiny"] == pytest.approx(1_000, abs=1.0)
