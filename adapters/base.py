@@ -148,6 +148,12 @@ class BuildContext:
 
         return chart_from(self, self._chart_endpoint[coin.lower()], coin)
 
+    def volatility(self, coin: str) -> float:
+        """Realized annual volatility of ``coin`` from its hourly price history (cached per body)."""
+        from adapters.coins import volatility_from
+
+        return volatility_from(self, self._chart_endpoint[coin.lower()], coin)
+
     def check_time(self, feed: str, observed_at: datetime, where: str) -> None:
         """Refuse data stamped in the future (beyond the skew tolerance) or older than the feed's
         staleness limit."""

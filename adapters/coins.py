@@ -71,6 +71,26 @@ def price_from(ctx: BuildContext, endpoint: Endpoint, coin: str) -> CoinPrice:
     return _row(ctx, endpoint, coin, raw, CoinPrice, f"coins {coin}")
 
 
+def volatility_from(ctx: BuildContext, endpoint: Endpoint, coin: str) -> float:
+    """Realized annual volatility of ``coin``, computed once per body version and cached (every
+    LP on a chain shares its WETH history)."""
+
+    def compute(_: Fetched) -> dict[str, float | FeedError]:
+        return {}
+
+    memo = ctx.index(endpoint, "volatility", compute)
+    key = coin.lower()
+    if key not in memo:
+        try:
+            memo[key] = realized_volatility_annual(chart_from(ctx, endpoint, coin))
+        except FeedError as exc:
+            memo[key] = exc
+    value = memo[key]
+    if isinstance(value, FeedError):
+        raise value
+    return value
+
+
 def chart_from(ctx: BuildContext, endpoint: Endpoint, coin: str) -> CoinChart:
     raw = ctx.index(endpoint, "coins", _index).get(coin.lower())
     if raw is None:

@@ -101,10 +101,8 @@ class EnvelopeCurve(YieldCurve):
         last = len(grid) - 1
         at_top = peak == last and values[last] >= float(np.asarray(exact_real(np.asarray([top * (1 - 1e-9)])))[0])
         if not at_top:  # income falls past its peak: capacity stops there
-            capacity = _golden_max(
-                lambda v: float(np.asarray(exact_real(np.asarray([v])), dtype=np.float64)[0]),
-                float(grid[peak - 1]) if peak > 0 else 0.0,
-                float(grid[min(peak + 1, last)]),
+            capacity = _argmax_in(
+                exact_real, float(grid[peak - 1]) if peak > 0 else 0.0, float(grid[min(peak + 1, last)]), rounds=4
             )
             grid = np.concatenate((grid[grid < capacity], [capacity]))
             values = np.asarray(exact_real(grid), dtype=np.float64)
@@ -141,23 +139,18 @@ class EnvelopeCurve(YieldCurve):
         return tuple((b.x_a, b.x_b) for b in self._bridges)
 
 
-def _golden_max(f: Callable[[float], float], lo: float, hi: float, iterations: int = 60) -> float:
-    invphi = (math.sqrt(5.0) - 1.0) / 2.0
-    a, b = lo, hi
-    c, d = b - invphi * (b - a), a + invphi * (b - a)
-    fc, fd = f(c), f(d)
-    for _ in range(iterations):
-        if fc >= fd:
-            b, d, fd = d, c, fc
-            c = b - invphi * (b - a)
-            fc = f(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + invphi * (b - a)
-            fd = f(d)
-        if b - a <= 1e-9 * max(1.0, b):
+def _argmax_in(f: Callable[[Vector], Vector], lo: float, hi: float, rounds: int = 6, points: int = 33) -> float:
+    """The maximiser of a unimodal ``f`` on ``[lo, hi]`` by repeated vectorised grid search: each
+    round evaluates ``points`` values in one call and keeps the two cells around the best, so the
+    bracket shrinks ``(points - 1) / 2`` fold a round (6 rounds: ~1e-7 of the starting width)."""
+    for _ in range(rounds):
+        xs = np.linspace(lo, hi, points)
+        values = np.asarray(f(xs), dtype=np.float64)
+        i = int(np.argmax(values))
+        lo, hi = float(xs[max(i - 1, 0)]), float(xs[min(i + 1, points - 1)])
+        if hi - lo <= 1e-12 * max(1.0, abs(hi)):
             break
-    return (a + b) / 2.0
+    return (lo + hi) / 2.0
 
 
 def _hull_bridges(f: Callable[[Vector], Vector], xs: Vector, fs: Vector) -> list[_Bridge]:
@@ -201,10 +194,12 @@ def _refine_bridge(f: Callable[[Vector], Vector], xs: Vector, a: int, b: int) ->
     lo_b, hi_b = float(xs[b - 1]), float(xs[min(b + 1, len(xs) - 1)])
     xa, xb = float(xs[a]), float(xs[b])
     fa, fb = fx(xa), fx(xb)
-    for _ in range(4):
-        xa = _golden_max(lambda v, xb=xb, fb=fb: -(fb - fx(v)) / (xb - v), lo_a, min(hi_a, xb * (1 - 1e-12)))
+    for _ in range(3):
+        top_a = min(hi_a, xb * (1 - 1e-12))
+        xa = _argmax_in(lambda v, xb=xb, fb=fb: -(fb - np.asarray(f(v))) / (xb - v), lo_a, top_a)
         fa = fx(xa)
-        xb = _golden_max(lambda v, xa=xa, fa=fa: (fx(v) - fa) / (v - xa), max(lo_b, xa * (1 + 1e-12) + 1e-12), hi_b)
+        bottom_b = max(lo_b, xa * (1 + 1e-12) + 1e-12)
+        xb = _argmax_in(lambda v, xa=xa, fa=fa: (np.asarray(f(v)) - fa) / (v - xa), bottom_b, hi_b)
         fb = fx(xb)
     return _Bridge(xa, xb, fa, fb)
 

@@ -31,7 +31,6 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field
 
 from adapters.base import Adapter, BuildContext, Endpoint, Params, VenuePlan, emission_allowed
-from adapters.coins import realized_volatility_annual
 from adapters.config import FeedSettings
 from adapters.curves import DilutedCurve, FlatCurve, LpCurve
 from adapters.errors import FeedError
@@ -151,7 +150,7 @@ class DefiLlamaAdapter(Adapter):
         if p.sigma_annual is not None:
             return p.sigma_annual
         if p.price_coin:
-            sigma = realized_volatility_annual(ctx.price_history(p.price_coin))
+            sigma = ctx.volatility(p.price_coin)
             if sigma > 10.0:
                 raise FeedError("out_of_range", f"{where} price volatility {sigma:.3g} of {p.price_coin} > 1000 %")
             return sigma

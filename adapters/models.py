@@ -148,7 +148,7 @@ class LlamaPool(FeedModel):
 
 class LlamaPoolsEnvelope(FeedModel):
     status: str
-    data: list[dict[str, Any]]  # rows are validated one by one, only those a venue reads
+    data: list[Any]  # rows are validated one by one, only those a venue reads (live: ~15k rows)
 
 
 class LlamaChartPoint(FeedModel):
@@ -178,7 +178,7 @@ class CoinPrice(FeedModel):
 
 
 class CoinPrices(FeedModel):
-    coins: dict[str, dict[str, Any]]  # validated per coin, so one bad coin spoils only its venues
+    coins: dict[str, Any]  # validated per coin, so one bad coin spoils only its venues
 
 
 class CoinPricePoint(FeedModel):
@@ -266,7 +266,7 @@ class AaveBaseCurrency(FeedModel):
 
 
 class AaveReserves(FeedModel):
-    reservesData: list[dict[str, Any]]  # validated per reserve
+    reservesData: list[Any]  # validated per reserve
     baseCurrencyData: AaveBaseCurrency
 
 
@@ -362,7 +362,7 @@ class EarnProduct(FeedModel):
 
 
 class EarnList(FeedModel):
-    rows: list[dict[str, Any]]  # validated per product
+    rows: list[Any]  # validated per product
     total: Annotated[int, Field(ge=0)]
 
 
