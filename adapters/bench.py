@@ -134,6 +134,8 @@ async def bench_feeds(venues: int, cycles: int, seed: int, *, gc_freeze: bool = 
             stop.set()
             await tick_task
     finally:
+        if gc_freeze:
+            gc.unfreeze()
         if proc.returncode is None:
             proc.terminate()
             try:
