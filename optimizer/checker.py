@@ -85,17 +85,16 @@ def check_allocation(
     for vid in sorted(unknown):
         if abs(float(target_usd[vid]) - float(portfolio.positions_usd.get(vid, 0.0))) > tol:
             bad(f"locked: venue {vid} has no snapshot and must hold, but its target moves")
-    for i, s in enumerate(snaps):
-        vid = s.venue.id
-        if x[i] < -tol:
-            bad(f"non_negative: venue {vid} target {x[i]:,.2f} USD")
-        if x0[i] - x[i] > min(x0[i], exit_liq[i]) + tol:
-            bad(f"withdrawal_bound: venue {vid} withdraws {x0[i] - x[i]:,.2f} USD, exit liquidity is {exit_liq[i]:,.2f} USD")
-        if s.frozen and x[i] > x0[i] + tol:
-            bad(f"frozen: venue {vid} is frozen ({s.frozen_reason}) and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD")
-        cap = float(_amounts([s.curve.capacity_usd])[0])
-        if x[i] > max(cap, stay[i]) + tol:
-            bad(f"capacity: venue {vid} target {x[i]:,.2f} USD above capacity {cap:,.2f} USD")
+    frozen = np.array([s.frozen for s in snaps], dtype=bool)
+    capacity = _amounts([s.curve.capacity_usd for s in snaps])
+    for i in np.nonzero(x < -tol)[0]:
+        bad(f"non_negative: venue {ids[i]} target {x[i]:,.2f} USD")
+    for i in np.nonzero(x0 - x > np.minimum(x0, exit_liq) + tol)[0]:
+        bad(f"withdrawal_bound: venue {ids[i]} withdraws {x0[i] - x[i]:,.2f} USD, exit liquidity is {exit_liq[i]:,.2f} USD")
+    for i in np.nonzero(frozen & (x > x0 + tol))[0]:
+        bad(f"frozen: venue {ids[i]} is frozen ({snaps[i].frozen_reason}) and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD")
+    for i in np.nonzero(x > np.maximum(capacity, stay) + tol)[0]:
+        bad(f"capacity: venue {ids[i]} target {x[i]:,.2f} USD above capacity {capacity[i]:,.2f} USD")
 
     def per_venue(name: str, caps: np.ndarray, what: str) -> None:
         allowed = np.maximum(caps, stay)
@@ -121,8 +120,16 @@ def check_allocation(
         ("dependency", dict(limits.max_dependency_ratio), lambda v: (v.protocol, *v.dependencies)),
     )
     for family, caps_cfg, members in groups:
+        if not caps_cfg:
+            continue
+        index: dict[str, list[int]] = {key: [] for key in caps_cfg}
+        for i, s in enumerate(snaps):
+            for key in set(members(s.venue)):
+                if key in index:
+                    index[key].append(i)
         for key, ratio in caps_cfg.items():
-            sel = np.array([key in members(s.venue) for s in snaps], dtype=bool)
+            sel = np.zeros(len(snaps), dtype=bool)
+            sel[index[key]] = True
             exposure = float(x[sel].sum()) if len(sel) else 0.0
             forced = float(stay[sel].sum()) if len(sel) else 0.0
             allowed = max(ratio * nav, forced)

@@ -250,7 +250,8 @@ class Optimizer:
         if report.ok and self.settings.prune_max_tries > 0:
             target, report = prune_unprofitable(
                 snaps, x0_usd, target, report, self.settings, self.home_chain,
-                lambda x: self._check(snaps, portfolio, x, cycle))
+                lambda x: self._check(snaps, portfolio, x, cycle), cycle.investable * nav,
+                self.limits.min_idle_ratio * nav)
         objective_usd = result.objective * nav if result.objective is not None else None
         allocation = self._allocation(venues, target, cycle, portfolio)
         income = sum(float(s.curve.income_usd(np.array([target[i]]), self.settings.emission_haircut)[0]) for i, s in enumerate(snaps))

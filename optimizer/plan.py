@@ -66,24 +66,41 @@ def move_values_usd(snaps: Sequence[VenueSnapshot], x0_usd: FloatArray, target_u
     return out
 
 
-def prune_unprofitable(snaps, x0_usd, target_usd, report, settings: OptimizerSettings, home_chain: str, check):
-    """Undo moves that lose money on their own, most negative first, while the checker still passes.
+def prune_unprofitable(snaps, x0_usd, target_usd, report, settings: OptimizerSettings, home_chain: str, check,
+                       investable_usd: float, min_idle_usd: float):
+    """Undo moves that lose money on their own, while the checker still passes.
 
-    The convex model can only amortise the fixed gas charge (§3 of the README), so it may propose a
-    small deposit whose exact cost exceeds its gain, or a withdrawal that idle capital could fund.
-    Each accepted undo raises the exact net of the plan and keeps every limit; at most
-    ``prune_max_tries`` undos are tried (each costs one check).
+    The convex model can only amortise the fixed gas charge (README §3), so it may propose a small
+    deposit whose exact cost exceeds its gain, or a withdrawal that idle capital could fund.
+    Deposits with a negative value are undone together: less deposited never breaks a limit
+    (exposures, turnover and risk fall; idle and liquidity rise). Withdrawals with a negative value
+    are undone one at a time, most negative first, only when the idle above the reserve could
+    cover them, and only if the checker passes; at most ``prune_max_tries`` are tried.
+    Each accepted undo raises the exact net of the plan and keeps every limit.
     """
     values = move_values_usd(snaps, x0_usd, target_usd, settings, home_chain)
     target = np.array(target_usd, dtype=float)
-    for i in np.argsort(values)[: settings.prune_max_tries]:
-        if values[i] >= 0:
+    losing_deposits = (values < 0) & (target > x0_usd)
+    if losing_deposits.any():
+        trial = np.where(losing_deposits, x0_usd, target)
+        rep = check(trial)
+        if rep.ok:
+            target, report = trial, rep
+    spare = investable_usd - float(target.sum()) - min_idle_usd
+    tries = 0
+    for i in np.argsort(values):
+        if values[i] >= 0 or tries >= settings.prune_max_tries:
             break
+        amount = x0_usd[i] - target[i]
+        if amount <= 0 or amount > spare:
+            continue
+        tries += 1
         trial = target.copy()
         trial[i] = x0_usd[i]
         rep = check(trial)
         if rep.ok:
             target, report = trial, rep
+            spare -= amount
     return target, report
 
 
