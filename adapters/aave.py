@@ -122,6 +122,7 @@ class AaveAdapter(Adapter):
             room_usd = math.inf
         if not r.isActive or r.isFrozen or r.isPaused:
             room_usd = 0.0  # no new supply accepted; what we hold stays
+        exit_usd = 0.0 if r.isPaused or not r.isActive else available_usd  # a paused pool pays nobody out
 
         rewards = self._rewards(plan.endpoints[1], ctx, r, where) if len(plan.endpoints) > 1 else []
         emission_usd = sum(per_second * price * aave.SECONDS_PER_YEAR for _, per_second, price in rewards)
@@ -142,7 +143,7 @@ class AaveAdapter(Adapter):
             real_apr=real_apr,
             emission_apr=emission_apr,
             tvl_usd=others_supply_usd,
-            exit_liquidity_usd=available_usd,
+            exit_liquidity_usd=exit_usd,
             state={
                 "price_usd": price_usd,
                 "total_debt_usd": debt_usd,

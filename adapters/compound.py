@@ -13,6 +13,7 @@ at least ``baseMinForRewards``.
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 from pydantic import Field
@@ -97,7 +98,10 @@ class CompoundAdapter(Adapter):
         emission_apr = emission_usd / others_supply_usd if others_supply_usd > 0 else 0.0
         ctx.check_apr(emission_apr, f"{where} COMP reward APR")
 
-        curve = comet_lending_curve(curve_params, borrow_usd, others_supply_usd, emission_usd_per_year=emission_usd)
+        curve = comet_lending_curve(
+            curve_params, borrow_usd, others_supply_usd,
+            supply_room_usd=0.0 if c.isPaused else math.inf, emission_usd_per_year=emission_usd,
+        )
         u_without_us = compound.comet_utilization(borrow_usd, others_supply_usd)
         return VenueSnapshot(
             venue=plan.config.to_venue(),
@@ -106,7 +110,7 @@ class CompoundAdapter(Adapter):
             real_apr=float(compound.comet_supply_apr(curve_params, u_without_us)),
             emission_apr=emission_apr,
             tvl_usd=others_supply_usd,
-            exit_liquidity_usd=max(supply_usd - borrow_usd, 0.0),
+            exit_liquidity_usd=0.0 if c.isPaused else max(supply_usd - borrow_usd, 0.0),
             state={
                 "price_usd": price_usd,
                 "total_supply_usd": supply_usd,

@@ -246,6 +246,7 @@ def comet_lending_curve(
     total_borrow_usd: float,
     total_supply_usd: float,
     *,
+    supply_room_usd: float = math.inf,
     emission_usd_per_year: float = 0.0,
 ) -> EnvelopeCurve:
     """Compound v3 supply: ``real(x) = x * supplyRate(B / (S + x))`` with ``B``, ``S`` the borrow
@@ -263,6 +264,7 @@ def comet_lending_curve(
     return EnvelopeCurve(
         real,
         domain_usd=max(8.0 * supply, 1.0),
+        cap_usd=supply_room_usd,
         breakpoints=(kink,),
         exact_emission=emission if emission_usd_per_year > 0 else None,
     )

@@ -314,6 +314,7 @@ class Comet(FeedModel):
     trackingIndexScale: Annotated[int, BeforeValidator(_big_int), Field(gt=0)]
     baseMinForRewards: BigUInt
     timestamp: Timestamp
+    isPaused: bool = False  # Comet.isSupplyPaused() / isWithdrawPaused(), when the gateway sends it
 
 
 # --- Across: app.across.to/api ----------------------------------------------------------------------

@@ -213,7 +213,8 @@ class FeedPoller:
                 result = FeedError("connection", f"{type(exc).__name__}: {exc}", feed=ep.feed)
             else:
                 result = fetched
-                self._feed_last_success[ep.feed] = self._clock()
+                if fetched.requests > 0:  # the feed answered (200 or 304), not just our cache
+                    self._feed_last_success[ep.feed] = self._clock()
             t1 = time.perf_counter()
             span = spans.setdefault(ep.feed, [math.inf, -math.inf])
             span[0], span[1] = min(span[0], t0), max(span[1], t1)

@@ -242,3 +242,44 @@ async def test_time_moves_and_snapshots_follow(generated: World) -> None:
     assert second.rejections == ()
     vid = PICK["aave_v3"]
     assert second.snapshots[vid].observed_at > first.snapshots[vid].observed_at
+
+
+async def _scenario(w: World, **spec: Any) -> None:
+    async with w.session.post(f"{w.url}/admin/v1/scenarios", json=spec) as resp:
+        assert resp.status in (200, 201), await resp.text()
+
+
+async def test_scenarios_move_the_curves_not_the_daemon(default_market: World) -> None:
+    """Stress events are valid data: they change snapshots (or freeze a halted route), never crash."""
+    w = default_market
+    poller = w.poller()
+    calm = await poller.poll({})
+    assert calm.rejections == ()
+    await _scenario(w, name="rate_spike", venue="aave-v3-usdc-ethereum", params={"utilization": 0.97})
+    await _scenario(w, name="slashing", venue="lido-steth", params={"validators": 500})
+    await _scenario(w, name="exploit", venue="earn-usdt-flexible", params={"loss_fraction": 0.1})
+    await _scenario(w, name="bridge_halt", chain="base")
+    report = await poller.poll({})
+    reasons = {r.venue_id: r.reason for r in report.rejections}
+    assert reasons == {"across-usdc-arbitrum-base": "http_4xx"}  # a halted route answers 422
+    assert report.snapshots["across-usdc-arbitrum-base"].frozen
+    aave_snap = report.snapshots["aave-v3-usdc-ethereum"]
+    assert aave_snap.state["utilization_without_us"] == pytest.approx(0.97, abs=0.01)
+    assert aave_snap.real_apr > 2 * calm.snapshots["aave-v3-usdc-ethereum"].real_apr
+    assert aave_snap.curve.bridges  # our deposit would push U back through the kink
+    assert report.snapshots["lido-steth"].venue.exit_days > 14  # bunker mode
+    earn = report.snapshots["earn-usdt-flexible"]
+    assert earn.curve.capacity_usd == 0.0 and earn.exit_liquidity_usd == 0.0  # paused, cannot redeem
+
+
+async def test_depeg_and_liquidity_crunch(default_market: World) -> None:
+    w = default_market
+    poller = w.poller()
+    await poller.poll({})
+    await _scenario(w, name="liquidity_crunch", venue="aave-v3-usdc-ethereum", params={"available_fraction": 0.001})
+    await _scenario(w, name="depeg", chain="arbitrum", token="USDC", params={"price": 0.95})
+    report = await poller.poll({})
+    aave_snap = report.snapshots["aave-v3-usdc-ethereum"]
+    assert aave_snap.exit_liquidity_usd < 0.002 * aave_snap.state["total_debt_usd"]
+    # a 5 % gap repriced twice a day is more than the 1000 % sanity bound: refused, not believed
+    assert {r.venue_id: r.reason for r in report.rejections} == {"across-usdc-arbitrum-base": "out_of_range"}

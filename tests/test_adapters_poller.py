@@ -302,3 +302,33 @@ def test_config_errors_name_the_field() -> None:
         FeedPoller([wrong], FeedSettings(), None, root_url="http://x", clock=lambda: None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="extra"):
         FeedSettings.model_validate({"nope": 1})
+
+
+async def test_etag_revalidation_reuses_validated_payloads(h: Harness) -> None:
+    h.fake.etag = True
+    poller = h.poller()
+    first = await poller.poll({})
+    second = await poller.poll({})
+    assert second.rejections == () and poller.client.stats.not_modified == second.requests
+    assert second.snapshots["aave-v3-usdc-ethereum"].real_apr == first.snapshots["aave-v3-usdc-ethereum"].real_apr
+    h.fake.payloads["/earn/sapi/v1/simple-earn/flexible/list"]["rows"][0]["latestAnnualPercentageRate"] = "0.06"
+    third = await poller.poll({})
+    assert third.snapshots["earn-usdt-flexible"].real_apr == pytest.approx(0.06)
+
+
+async def test_max_age_skips_requests_and_keeps_last_success(h: Harness) -> None:
+    h.fake.headers["/earn"] = {"Cache-Control": "max-age=3600"}
+    venues = [v for v in VENUES if v.feed.adapter == "fixed"]
+    poller = h.poller(venues)
+    first = await poller.poll({})
+    second = await poller.poll({})
+    assert second.requests == 0 and second.rejections == ()
+    assert second.feed_last_success["earn"] == first.feed_last_success["earn"]
+    assert h.fake.hits["/earn/sapi/v1/simple-earn/flexible/list"] == 1
+
+
+async def test_per_feed_timeout(h: Harness) -> None:
+    h.fake.delay_seconds["/lido"] = 0.2
+    venues = [v for v in VENUES if v.feed.adapter in ("lido", "fixed")]
+    report = await h.poller(venues, timeout_seconds=1.0, feed_timeout_seconds={"lido": 0.05}).poll({})
+    assert [(r.venue_id, r.reason) for r in report.rejections] == [("lido-steth", "timeout")]
