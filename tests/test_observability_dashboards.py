@@ -181,7 +181,7 @@ def test_every_dashboard_query_parses(tmp_path):
 def test_compose_provisioning_and_scrape_config_agree():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"yieldvault", "prometheus", "grafana"} <= set(services)
+    assert {"yieldvault", "mockfeeds", "prometheus", "grafana"} <= set(services)
 
     def mounts(service: str) -> dict[str, str]:
         out = {}
@@ -207,6 +207,13 @@ def test_compose_provisioning_and_scrape_config_agree():
     assert host == "yieldvault"
     assert services["yieldvault"]["environment"]["YIELDVAULT_LISTEN"].endswith(f":{port}")
 
+    # the daemon polls the market service at the port it listens on
+    feeds_url = services["yieldvault"]["environment"]["YIELDVAULT_FEEDS__ROOT_URL"]
+    market_cmd = services["mockfeeds"]["command"]
+    assert market_cmd[0] == "mock-feeds"
+    assert feeds_url == f"http://mockfeeds:{market_cmd[market_cmd.index('--listen') + 1].split(':')[1]}"
+    assert services["yieldvault"]["environment"]["YIELDVAULT_FEEDS__EMBEDDED_MARKET"] == "null"
+    assert services["yieldvault"]["depends_on"]["mockfeeds"]["condition"] == "service_healthy"
     # the daemon runs a config that ships in the image (Dockerfile: COPY config /app/config)
     config_file = services["yieldvault"]["environment"]["YIELDVAULT_CONFIG_FILE"]
     assert config_file.startswith("/app/config/") and (ROOT / "config" / Path(config_file).name).exists()

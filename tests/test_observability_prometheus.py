@@ -1,9 +1,9 @@
 """Every dashboard query and alert rule, evaluated by a real Prometheus scraping a running daemon.
 
-Starts, on loopback with ephemeral ports: ``yieldvault run`` on the embedded default config (its
-simulated market, the mock feeds, runs in-process on its own loopback port) on a 1 s schedule, and
-Debian's ``prometheus`` server scraping the daemon every second with the repository's alert rules
-loaded. Once Prometheus holds
+Starts, on loopback with ephemeral ports, ``yieldvault run`` on the embedded default config with a
+1 s schedule, and Debian's ``prometheus`` server scraping it every second with the repository's
+alert rules loaded. Twice: with the simulated market (the mock feeds) inside the daemon, and with
+``yieldvault mock-feeds`` as a separate process the daemon polls by URL (the docker-compose layout). Once Prometheus holds
 a few scrapes and a few solves, every PromQL expression of every dashboard panel (Grafana's
 variables substituted: ``$__rate_interval`` -> 1m, template variables -> ``.*`` and then a real
 value) and every alert rule goes through ``/api/v1/query``: each must parse and return data with a
@@ -163,20 +163,29 @@ class Stack:
         return float(result[0]["value"][1])
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Stack:
+@pytest.fixture(scope="module", params=["embedded", "mock-feeds"])
+def stack(request, tmp_path_factory) -> Stack:
     tmp = tmp_path_factory.mktemp("observability")
     daemon_port, prom_port = free_port(), free_port()
     exe = yieldvault_exe()
     procs: list[subprocess.Popen] = []
     try:
-        # The embedded default config: the simulated market (the mock feeds) runs inside the
-        # daemon on its own loopback port, on a 1 s schedule.
         env = {
             **os.environ,
             "YIELDVAULT_SCHEDULE__POLL_INTERVAL_SECONDS": str(INTERVALS["poll"]),
             "YIELDVAULT_SCHEDULE__REBALANCE_INTERVAL_SECONDS": str(INTERVALS["rebalance"]),
         }
+        if request.param == "mock-feeds":
+            # as in docker-compose.yml: the market runs alone, the daemon polls it by URL
+            market_port = free_port()
+            market = spawn(
+                [exe, "mock-feeds", "--listen", f"127.0.0.1:{market_port}", "--state", str(tmp / "market.json")],
+                tmp / "mockfeeds.log",
+            )
+            procs.append(market)
+            market_url = f"http://127.0.0.1:{market_port}"
+            wait_for("the mock feeds", lambda: get(f"{market_url}/defillama/pools")[0] == 200, procs)
+            env.update({"YIELDVAULT_FEEDS__EMBEDDED_MARKET": "null", "YIELDVAULT_FEEDS__ROOT_URL": market_url})
         daemon = spawn(
             [exe, "--log-json", "run", "--config", str(DEFAULT_CONFIG), "--listen", f"127.0.0.1:{daemon_port}",
              "--data-dir", str(tmp / "data")],
