@@ -98,8 +98,9 @@ def check_allocation(
 
     def per_venue(name: str, caps: np.ndarray, what: str) -> None:
         allowed = np.maximum(caps, stay)
-        util = [_ratio(x[i], allowed[i]) for i in range(len(ids))]
-        rep.utilization[f"{name}:max"] = float(max(util)) if util else 0.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            util = np.where(allowed > 0, x / np.where(allowed > 0, allowed, 1.0), np.where(x <= 0, 0.0, np.inf))
+        rep.utilization[f"{name}:max"] = float(util.max()) if len(util) else 0.0
         for i in np.nonzero(x > allowed + tol)[0]:
             bad(f"{name}: venue {ids[i]} holds {x[i]:,.2f} USD above {what} ({allowed[i]:,.2f} USD)")
 

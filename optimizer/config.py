@@ -51,7 +51,7 @@ class OptimizerSettings(Strict):
     pieces: Annotated[int, Field(ge=2, le=64)] = 8  # linear pieces per yield curve
     holding_horizon_days: Annotated[float, Field(gt=0)] = 30.0  # gains vs costs are compared over this
     min_trade_usd: Annotated[float, Field(ge=0)] = 100.0
-    prune_max_tries: Annotated[int, Field(ge=0)] = 16  # withdrawals tried for undoing on exact costs (plan.py); 0: no pruning
+    prune_max_tries: Annotated[int, Field(ge=0)] = 8  # withdrawals tried for undoing on exact costs (plan.py); 0: no pruning
     min_benefit_cost_ratio: Annotated[float, Field(ge=0)] = 1.5
     hysteresis_apr: Annotated[float, Field(ge=0)] = 0.0005  # portfolio APR gain below this holds
     emission_haircut: Ratio = 0.5  # share of reward-token yield not believed

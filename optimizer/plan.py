@@ -74,8 +74,9 @@ def prune_unprofitable(snaps, x0_usd, target_usd, report, settings: OptimizerSet
     deposit whose exact cost exceeds its gain, or a withdrawal that idle capital could fund.
     Deposits with a negative value are undone together: less deposited never breaks a limit
     (exposures, turnover and risk fall; idle and liquidity rise). Withdrawals with a negative value
-    are undone one at a time, most negative first, only when the idle above the reserve could
-    cover them, and only if the checker passes; at most ``prune_max_tries`` are tried.
+    are undone only when the idle above the reserve could cover them and the checker passes: first
+    as many as the spare idle covers, smallest first, in one check; then one at a time, most
+    negative first, at most ``prune_max_tries`` of them.
     Each accepted undo raises the exact net of the plan and keeps every limit.
     """
     values = move_values_usd(snaps, x0_usd, target_usd, settings, home_chain)
@@ -87,6 +88,18 @@ def prune_unprofitable(snaps, x0_usd, target_usd, report, settings: OptimizerSet
         if rep.ok:
             target, report = trial, rep
     spare = investable_usd - float(target.sum()) - min_idle_usd
+    # first all losing withdrawals that the spare idle covers, smallest first, in one check
+    losing = np.nonzero((values < 0) & (target < x0_usd))[0]
+    losing = losing[np.argsort(x0_usd[losing] - target[losing])]
+    fits = losing[np.cumsum(x0_usd[losing] - target[losing]) <= spare]
+    if len(fits):
+        trial = target.copy()
+        trial[fits] = x0_usd[fits]
+        rep = check(trial)
+        if rep.ok:
+            spare -= float((trial - target).sum())
+            target, report = trial, rep
+            values = move_values_usd(snaps, x0_usd, target, settings, home_chain)
     tries = 0
     for i in np.argsort(values):
         if values[i] >= 0 or tries >= settings.prune_max_tries:
