@@ -235,7 +235,7 @@ class FeedClient:
                         status = resp.status
                         if status == 304 and entry is not None:
                             self.stats.not_modified += 1
-                            self._store(full_url, resp.headers, entry.payload, same_body=True)
+                            self._store(feed, full_url, resp.headers, entry.payload, same_body=True)
                             new = self._cache.get(full_url, entry)
                             return Fetched(full_url, entry.payload, new.fetched_at, from_cache=True, version=entry.version)
                         if status >= 500:
@@ -263,15 +263,18 @@ class FeedClient:
         except (ValueError, UnicodeDecodeError) as exc:
             raise FeedError("malformed_json", f"body of {full_url} is not JSON: {exc}") from None
         if settings.honour_cache_headers:
-            self._store(full_url, resp_headers, payload, same_body=False)
+            self._store(feed, full_url, resp_headers, payload, same_body=False)
         cached = self._cache.get(full_url)
         if cached is not None and cached.payload is payload:
             return Fetched(full_url, payload, cached.fetched_at, version=cached.version)
         self._version += 1
         return Fetched(full_url, payload, self._clock(), version=self._version)
 
-    def _store(self, full_url: str, headers: Mapping[str, str], payload: Any, *, same_body: bool) -> None:
+    def _store(self, feed: str, full_url: str, headers: Mapping[str, str], payload: Any, *, same_body: bool) -> None:
         no_store, no_cache, max_age = _parse_cache_control(headers.get("Cache-Control"))
+        if max_age is not None:
+            # never trust a cached body so long that it would go stale before we ask again
+            max_age = min(max_age, self._settings.staleness_for(feed) / 2.0)
         etag = headers.get("ETag")
         last_modified = headers.get("Last-Modified")
         if no_store or (max_age is None and not etag and not last_modified):

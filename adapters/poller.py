@@ -42,7 +42,9 @@ from adapters.lido import LidoAdapter
 from core.config import VenueConfig
 from core.types import VenueSnapshot
 
-log = structlog.get_logger("adapters")
+def _log() -> structlog.typing.FilteringBoundLogger:
+    # a fresh proxy per use, so logging reconfigured after import (the daemon, tests) applies
+    return structlog.get_logger("adapters")  # type: ignore[no-any-return]
 
 #: FeedRef.adapter -> adapter
 ADAPTERS: dict[str, Adapter] = {
@@ -162,29 +164,33 @@ class FeedPoller:
                 rejections.append(Rejection(vid, _feed_of(exc, plan), exc.reason, exc.detail))
             except KeyError as exc:  # an endpoint or coin the plan did not register: a bug, not data
                 rejections.append(Rejection(vid, plan.adapter.feed, "schema", f"missing input {exc}"))
-                log.exception("adapter_bug", venue=vid)
+                _log().exception("adapter_bug", venue=vid)
             except Exception as exc:  # noqa: BLE001 - a feed must never crash the daemon
                 rejections.append(Rejection(vid, plan.adapter.feed, "schema", f"{type(exc).__name__}: {exc}"))
-                log.exception("adapter_build_failed", venue=vid, feed=plan.adapter.feed)
+                _log().exception("adapter_build_failed", venue=vid, feed=plan.adapter.feed)
             else:
                 self._last_good[vid] = snapshot
                 snapshots[vid] = snapshot
                 if vid in self._last_reason:
-                    log.info("feed_recovered", venue=vid, feed=plan.adapter.feed, was=self._last_reason.pop(vid))
+                    _log().info("feed_recovered", venue=vid, feed=plan.adapter.feed, was=self._last_reason.pop(vid))
             if time.perf_counter() - slice_start > self._settings.yield_every_seconds:
                 await asyncio.sleep(0)
                 slice_start = time.perf_counter()
 
+        repeated: dict[tuple[str, str], list[str]] = {}
         for rej in rejections:
-            key = f"{rej.reason}"
-            if self._last_reason.get(rej.venue_id) != key:
-                log.warning("feed_rejected", venue=rej.venue_id, feed=rej.feed, reason=rej.reason, detail=rej.detail)
-                self._last_reason[rej.venue_id] = key
+            if self._last_reason.get(rej.venue_id) != rej.reason:
+                _log().warning("feed_rejected", venue=rej.venue_id, feed=rej.feed, reason=rej.reason, detail=rej.detail)
+                self._last_reason[rej.venue_id] = rej.reason
             else:
-                log.info("feed_rejected", venue=rej.venue_id, feed=rej.feed, reason=rej.reason, detail=rej.detail, repeat=True)
+                repeated.setdefault((rej.feed, rej.reason), []).append(rej.venue_id)
             last = self._last_good.get(rej.venue_id)
             if last is not None:
                 snapshots[rej.venue_id] = dataclasses.replace(last, frozen=True, frozen_reason=f"{rej.reason}: {rej.detail}")
+
+        # a feed that stays down would otherwise log one line per venue per cycle
+        for (feed, reason), venue_ids in repeated.items():
+            _log().info("feed_rejected_again", feed=feed, reason=reason, venues=len(venue_ids), venue_ids=venue_ids)
 
         return PollReport(
             snapshots=snapshots,
@@ -209,7 +215,7 @@ class FeedPoller:
                     exc.feed = ep.feed
                 result: Fetched | FeedError = exc
             except Exception as exc:  # noqa: BLE001 - never let one request kill the cycle
-                log.exception("fetch_failed", feed=ep.feed, url=ep.url)
+                _log().exception("fetch_failed", feed=ep.feed, url=ep.url)
                 result = FeedError("connection", f"{type(exc).__name__}: {exc}", feed=ep.feed)
             else:
                 result = fetched

@@ -274,3 +274,14 @@ async def test_concurrency_is_bounded(aiohttp_server) -> None:
         client = FeedClient(session, settings(max_concurrency=3), clock=lambda: NOW)
         await asyncio.gather(*(client.get_json("f", str(server.make_url(f"/{i}"))) for i in range(12)))
     assert peak == 3
+
+
+async def test_max_age_is_capped_below_the_staleness_limit(aiohttp_server) -> None:
+    script = Script([(200, {"v": 1}, {"Cache-Control": "max-age=86400"}), (200, {"v": 2}, {})])
+    url = await serve(aiohttp_server, script)
+    mono = Clock()
+    async with aiohttp.ClientSession() as session:
+        client = FeedClient(session, settings(staleness_seconds=600), clock=lambda: NOW, monotonic=mono)
+        await client.get_json("f", url)
+        mono.t += 301  # half the staleness limit: the cached copy is no longer served as fresh
+        assert (await client.get_json("f", url)).payload == {"v": 2}

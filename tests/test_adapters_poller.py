@@ -332,3 +332,21 @@ async def test_per_feed_timeout(h: Harness) -> None:
     venues = [v for v in VENUES if v.feed.adapter in ("lido", "fixed")]
     report = await h.poller(venues, timeout_seconds=1.0, feed_timeout_seconds={"lido": 0.05}).poll({})
     assert [(r.venue_id, r.reason) for r in report.rejections] == [("lido-steth", "timeout")]
+
+
+async def test_rejections_are_logged_with_venue_and_reason(h: Harness) -> None:
+    from structlog.testing import capture_logs
+
+    venues = [v for v in VENUES if v.feed.adapter == "fixed"]
+    poller = h.poller(venues)
+    h.fake.status["/earn"] = 404
+    with capture_logs() as logs:
+        await poller.poll({})
+        await poller.poll({})
+        h.fake.status.clear()
+        await poller.poll({})
+    events = [(e["event"], e.get("venue"), e.get("reason")) for e in logs]
+    assert ("feed_rejected", "earn-usdt-flexible", "http_4xx") in events
+    again = [e for e in logs if e["event"] == "feed_rejected_again"]
+    assert again and again[0]["venue_ids"] == ["earn-usdt-flexible"] and again[0]["feed"] == "earn"
+    assert ("feed_recovered", "earn-usdt-flexible", None) in events
