@@ -65,16 +65,9 @@ SILENT_ALERTS = {
     "YieldvaultVenueFrozen": "the simulated market serves good data for every venue",
 }
 
-#: dashboard targets (dashboard, panel title, refId) allowed to return no data or only NaN. Realized
-#: APR must be measured on the daemon's (simulated) clock from its ledger's NAV and position history,
-#: which the daemon does not do yet; until it passes `realized_apr` to `Metrics.set_portfolio` and
-#: `Metrics.set_venue_realized_apr`, these series are NaN (portfolio) or absent (per venue).
-_NO_REALIZED_APR = "realized APR is not computed by the daemon yet (NaN / absent until it is)"
-MAY_BE_EMPTY: dict[tuple[str, str, str], str] = {
-    ("overview.json", "Net APR realized", "A"): _NO_REALIZED_APR,
-    ("overview.json", "Net APR: predicted vs realized", "B"): _NO_REALIZED_APR,
-    ("venues.json", "APR: predicted vs realized", "B"): _NO_REALIZED_APR,
-}
+#: dashboard targets (dashboard, panel title, refId) allowed to return no data or only NaN, each
+#: with its reason. Empty: every panel, realized APR included, must show data from a live daemon.
+MAY_BE_EMPTY: dict[tuple[str, str, str], str] = {}
 
 INTERVALS = {"poll": 1, "rebalance": 1}
 TIMEOUT = 60.0

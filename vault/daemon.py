@@ -35,6 +35,7 @@ from optimizer import Decision, Optimizer
 from vault.executor import DryRunExecutor, MoveResult, MoveStatus, OutcomeUnknown, PaperExecutor, move_to_dict
 from vault.ledger import Ledger
 from vault.metrics import Metrics
+from vault.performance import RealizedApr
 from vault.settings import Settings, parse_listen
 
 log = structlog.get_logger("vault.daemon")
@@ -131,6 +132,7 @@ class Daemon:
         self.venues = {v.id: v.to_venue() for v in settings.venues}
         self.metrics = Metrics(registry if registry is not None else CollectorRegistry())
         self.state = CycleState()
+        self.realized = RealizedApr(half_life_days=1.0)
         self.clock: Callable[[], datetime] = wall_clock
         self.time_scale = 1.0  # feed seconds per wall second (the embedded market runs accelerated)
         self.started_monotonic = time.monotonic()
@@ -327,6 +329,8 @@ class Daemon:
                 self._export_portfolio()
                 return None
             balances = self.ledger.balances()
+            self.realized.update(started, balances.nav_units, balances.positions_units,
+                                 {v: self.ledger.account(f"income:{v}") for v in self.venues})
             portfolio = PortfolioState(
                 positions_usd={v: units_to_usd(u) for v, u in balances.positions_units.items() if u},
                 idle_usd=units_to_usd(balances.total_idle_units),
@@ -376,13 +380,15 @@ class Daemon:
     def _export_portfolio(self) -> None:
         b = self.ledger.balances()
         self.metrics.set_portfolio(units_to_usd(b.nav_units), units_to_usd(b.total_idle_units),
-                                   units_to_usd(b.total_in_flight_units))
+                                   units_to_usd(b.total_in_flight_units), realized_apr=self.realized.portfolio)
         bridging = {k: u for k, u in b.in_flight_units.items() if "/bridge/" in k}
         self.metrics.set_bridge_in_flight(len(bridging), units_to_usd(sum(bridging.values())))
         targets = self.state.decision.allocation.target_usd if self.state.decision and self.state.decision.allocation else {}
         for v in self.venues.values():
             self.metrics.set_allocation(v.id, str(v.kind), v.chain, units_to_usd(b.positions_units.get(v.id, 0)),
                                         float(targets.get(v.id, 0.0)))
+            if v.id in self.realized.venues:
+                self.metrics.set_venue_realized_apr(v.id, str(v.kind), v.chain, self.realized.venues[v.id])
 
     def _export_decision(self, d: Decision, outcome: str) -> None:
         turnover = sum(m.amount_usd for m in d.plan.moves if m.action != "bridge")
