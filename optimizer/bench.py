@@ -396,17 +396,51 @@ def bench_quality(seed: int = 0, settings: OptimizerSettings | None = None) -> d
                                                         for b in baselines if results[b]["violations"] == 0)
         row["baselines_that_beat_ours"] = sorted(b for b in baselines if results[b]["net_usd"] > results["ours"]["net_usd"] + 1e-6)
         scenarios.append(row)
-    gaps = [s["gap_vs_reference"] for s in scenarios if s.get("gap_vs_reference") is not None]
+    steady = steady_state_quality(seed, settings, reference_settings)
+    gaps = [s["gap_vs_reference"] for s in scenarios if s.get("gap_vs_reference") is not None] + [steady["max_gap_vs_reference"]]
     return {
+        "steady_state": steady,
         "seed": seed,
         "pieces": settings.pieces,
         "reference_pieces": reference_settings.pieces,
         "scenarios": scenarios,
         "max_gap_vs_reference": max(gaps) if gaps else None,
-        "ours_violations_total": sum(s.get("ours", {}).get("violations", 0) for s in scenarios),
+        "ours_violations_total": sum(s.get("ours", {}).get("violations", 0) for s in scenarios) + steady["ours_violations"],
         "ours_beats_every_baseline_everywhere": all(s.get("ours_beats_every_baseline", False) for s in scenarios),
         "ours_beats_every_feasible_baseline_everywhere": all(s.get("ours_beats_every_feasible_baseline", False) for s in scenarios),
     }
+
+
+def steady_state_quality(seed: int, settings: OptimizerSettings, reference_settings: OptimizerSettings, cycles: int = 15) -> dict:
+    """The daemon's regime: one Optimizer across cycles, rates drifting 5 % a cycle, holdings
+    following each target; every cycle compared with a fresh high-resolution reference."""
+    rng = np.random.default_rng(seed + 77)
+    market = random_market(40, seed + 7, nav_usd=10_000_000.0)
+    limits = RiskLimits(min_idle_ratio=0.02, max_venue_ratio=0.5, liquidity_floors=(LiquidityFloor(days=1, min_ratio=0.3),))
+    home = CHAINS[0]
+    opt = Optimizer(limits, settings, home)
+    snaps = tuple(sorted(market.snapshots, key=lambda s: s.venue.id))
+    pf = market.portfolio
+    gaps, violations, statuses = [], 0, {}
+    for k in range(cycles):
+        at = T0 + timedelta(minutes=k)
+        snaps = drift(snaps, rng, at, vol=0.05)
+        ours = opt.decide(snaps, pf, at)
+        ref = Optimizer(limits, reference_settings, home).decide(snaps, pf, at)
+        statuses[ours.status] = statuses.get(ours.status, 0) + 1
+        if ours.allocation is None or ref.allocation is None:
+            continue
+        ids = [s.venue.id for s in snaps]
+        x0 = np.array([pf.positions_usd.get(i, 0.0) for i in ids])
+        xo = np.array([ours.allocation.target_usd[i] for i in ids])
+        xr = np.array([ref.allocation.target_usd[i] for i in ids])
+        net_o = _exact_net_usd(snaps, x0, xo, settings, home)[2]
+        net_r = _exact_net_usd(snaps, x0, xr, settings, home)[2]
+        gaps.append((net_r - net_o) / abs(net_r) if net_r else 0.0)
+        violations += len(check_allocation(snaps, pf, ours.allocation.target_usd, ours.allocation.idle_usd, limits, settings, home).violations)
+        pf = PortfolioState(positions_usd={i: v for i, v in ours.allocation.target_usd.items() if v > 0}, idle_usd=ours.allocation.idle_usd)
+    return {"cycles": cycles, "statuses": statuses, "max_gap_vs_reference": round(max(gaps), 6) if gaps else None,
+            "mean_gap_vs_reference": round(float(np.mean(gaps)), 6) if gaps else None, "ours_violations": violations}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
