@@ -77,6 +77,9 @@ class OptimizerSettings(Strict):
     # of parameter entries (see README). Above this many venues the problem is still built once but
     # solved with ignore_dpp=True (plain re-canonicalisation each solve), which is cheaper there.
     dpp_max_venues: Annotated[int, Field(ge=0)] = 1500
+    # a venue whose feed drops out stays in the problem (frozen at its last snapshot) this many
+    # cycles, so a flapping feed does not force a rebuild; held venues stay as long as they are held
+    keep_lost_venues_cycles: Annotated[int, Field(ge=0)] = 60
     # -- risk model (used when risk_aversion > 0): factor model of APR levels from the observed history
     risk_factors: Annotated[int, Field(ge=1, le=10)] = 3
     risk_window: Annotated[int, Field(ge=4)] = 90  # decide() cycles of APR history kept per venue

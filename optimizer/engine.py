@@ -117,6 +117,8 @@ class Optimizer:
         self._model_key: tuple[Venue, ...] | None = None
         self.rebuilds = 0
         self._last_snapshot: dict[str, VenueSnapshot] = {}
+        self._last_seen: dict[str, int] = {}  # venue id -> decide() count when last in the snapshots
+        self._cycle = 0
         self._history = RiskHistory(settings.risk_window)
         # venue id -> (solution USD, refinement window lo, hi): the next cycle's PWL is refined there
         self._warm: dict[str, tuple[float, float, float]] = {}
@@ -124,11 +126,18 @@ class Optimizer:
 
     # -- helpers -------------------------------------------------------------------------------
     def _venue_set(self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState) -> list[VenueSnapshot]:
-        """Current snapshots plus, for held venues whose feed is gone, the last one seen, frozen."""
+        """Current snapshots plus the last one seen, frozen, for venues whose feed is gone: always
+        for held venues, and for ``keep_lost_venues_cycles`` cycles for the others, so that a
+        flapping feed does not rebuild (and recompile) the problem every time it drops out."""
+        self._cycle += 1
         current = {s.venue.id: s for s in snapshots}
-        for vid, amount in portfolio.positions_usd.items():
-            if vid not in current and amount > 0 and vid in self._last_snapshot:
-                last = self._last_snapshot[vid]
+        for s in snapshots:
+            self._last_seen[s.venue.id] = self._cycle
+        for vid, last in self._last_snapshot.items():
+            if vid in current:
+                continue
+            held = portfolio.positions_usd.get(vid, 0.0) > 0
+            if held or self._cycle - self._last_seen.get(vid, 0) <= self.settings.keep_lost_venues_cycles:
                 current[vid] = dataclasses.replace(last, frozen=True, frozen_reason="no snapshot this cycle (feed lost)")
         return [current[k] for k in sorted(current)]
 

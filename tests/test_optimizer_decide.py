@@ -262,3 +262,15 @@ def test_moves_that_lose_money_on_exact_gas_are_undone():
     no_prune = FREE.model_copy(update={"prune_max_tries": 0})
     d = Optimizer(RiskLimits(), no_prune, "ethereum").decide(snaps, portfolio(), NOW)
     assert d.allocation.target_usd["tiny"] == pytest.approx(1_000, abs=1.0)
+
+
+def test_a_flapping_feed_does_not_rebuild_the_problem():
+    a, b = make_snapshot("a", apr=0.05), make_snapshot("b", apr=0.04, protocol="x")
+    opt = Optimizer(RiskLimits(), FREE, "ethereum")
+    assert opt.decide([a, b], portfolio(), NOW).rebuilt
+    d = opt.decide([a], portfolio(), NOW)  # b's feed drops out: kept, frozen at its last snapshot
+    assert not d.rebuilt and d.allocation.target_usd["b"] == 0.0
+    assert not opt.decide([a, b], portfolio(), NOW).rebuilt
+    short = Optimizer(RiskLimits(), FREE.model_copy(update={"keep_lost_venues_cycles": 0}), "ethereum")
+    short.decide([a, b], portfolio(), NOW)
+    assert short.decide([a], portfolio(), NOW).rebuilt
