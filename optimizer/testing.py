@@ -7,12 +7,14 @@ simple, closed-form and *provably* concave so that the optimizer can be tested a
   with the pool's other suppliers ``S``: ``f(x) = I x / (S + x)``. The marginal APR ``I S/(S+x)²``
   falls as we deposit: the rate impact of a lending pool whose borrowers do not react.
 - :class:`KinkedLendingCurve`: the same, with the interest stream given by a kinked (Aave-style)
-  borrow-rate model evaluated at the utilisation *after* our deposit, minus its concave envelope
-  fix-up: ``f(x) = (1-rf) D r(U) x/(S+x)`` with ``U = D/(S+x)``. Concave on
-  ``[0, capacity]``; ``capacity`` is set where the second difference first turns positive.
+  borrow-rate model evaluated at the utilisation *after* our deposit:
+  ``f(x) = (1-rf) D r(U) x/(S+x)`` with ``U = D/(S+x)``. Crossing the kink from above makes
+  ``f`` locally convex (the production adapters take a concave envelope); here ``capacity`` is
+  set where the second difference first turns positive, so the curve is concave on its domain.
 - :class:`LPCurve`: fee share minus impermanent loss ``f(x) = F x/(T+x) - (σ²/8) x``, capped
   where the marginal yield reaches zero.
 - :class:`FlatCurve`: staking / fixed products, ``f(x) = apr x`` up to a capacity.
+- :class:`TieredCurve`: a tiered fixed-rate product, concave with one kink.
 
 Each class has a ``batch_income_usd`` classmethod so the PWL fit evaluates a whole market in one
 NumPy call per class (see :func:`optimizer.pwl.evaluate_curves`).
@@ -135,6 +137,19 @@ class FlatCurve(YieldCurve):
     def batch_income_usd(cls, curves: Sequence["FlatCurve"], x_usd: FloatArray, emission_haircut: float) -> FloatArray:
         a = np.array([c.apr_value + (1.0 - emission_haircut) * c.emission_apr for c in curves])[:, None]
         return a * x_usd
+
+
+class TieredCurve(YieldCurve):
+    """``f(x) = apr1 min(x, X) + apr2 (x - X)^+`` with ``apr2 <= apr1``: a tiered fixed-rate product
+    (the first ``X`` USD earn more); concave with a kink at ``X``."""
+
+    def __init__(self, apr1: float, apr2: float, tier_usd: float, capacity_usd: float = math.inf):
+        self.apr1, self.apr2, self.tier_usd = float(apr1), float(min(apr2, apr1)), float(tier_usd)
+        self.capacity_usd = float(capacity_usd)
+
+    def real_income_usd(self, x_usd: FloatArray) -> FloatArray:
+        x = np.asarray(x_usd, dtype=float)
+        return self.apr1 * np.minimum(x, self.tier_usd) + self.apr2 * np.maximum(x - self.tier_usd, 0.0)
 
 
 CHAINS = ("ethereum", "arbitrum", "base", "optimism", "polygon", "avalanche", "bsc", "gnosis")

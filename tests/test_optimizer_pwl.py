@@ -1,0 +1,71 @@
+"""The PWL fit: chords below the curve, within the reported bound, pieces where the curvature is."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optimizer.pwl import fit_pwl
+from optimizer.testing import DilutionCurve, FlatCurve, KinkedLendingCurve, LPCurve, TieredCurve
+
+
+def curves():
+    return [
+        DilutionCurve(interest_usd=80_000, supply_usd=500_000, emission_usd=20_000),
+        DilutionCurve(interest_usd=5_000, supply_usd=20_000),
+        LPCurve(fees_usd=150_000, tvl_usd=1_000_000, sigma=0.4),
+        KinkedLendingCurve(supply_usd=1_000_000, borrow_usd=880_000),
+        TieredCurve(0.08, 0.03, tier_usd=120_000),
+        FlatCurve(0.04),
+    ]
+
+
+@pytest.mark.parametrize("method", ["quantile", "greedy"])
+@pytest.mark.parametrize("pieces", [2, 4, 8])
+def test_chords_lie_below_the_curve_within_the_bound(method, pieces):
+    cs = curves()
+    n = len(cs)
+    lb = np.array([0.0, 1_000.0, 0.0, 0.0, 50_000.0, 0.0])
+    ub = np.minimum([2e6, 3e5, 8e5, 4e6, 6e5, 1e6], [c.capacity_usd for c in cs])
+    x0 = np.array([0.0, 20_000.0, 100_000.0, 0.0, 60_000.0, 5e5])
+    assert np.all(lb <= x0) and np.all(x0 <= ub)
+    pwl = fit_pwl(cs, lb, ub, x0, pieces, 96, 0.5, method=method)
+    xs = lb[:, None] + (ub - lb)[:, None] * np.linspace(0.0, 1.0, 4001)[None, :]
+    for i, c in enumerate(cs):
+        f = c.income_usd(xs[i], 0.5)
+        fh = np.min(pwl.slope[i][None, :] * xs[i][:, None] + pwl.intercept[i][None, :], axis=1)
+        gap = f - fh
+        scale = 1e-9 * (1 + abs(f).max())
+        assert gap.min() >= -scale, (i, gap.min())
+        assert gap.max() <= pwl.error_bound_usd[i] + scale, (i, gap.max(), pwl.error_bound_usd[i])
+        # exact at the forced breakpoints lb, x0, ub
+        for x in (lb[i], x0[i], ub[i]):
+            assert np.min(pwl.slope[i] * x + pwl.intercept[i]) == pytest.approx(float(c.income_usd(np.array([x]), 0.5)[0]), abs=scale + 1e-6)
+    assert pwl.slope.shape == (n, pieces + 1)
+
+
+def test_more_pieces_shrink_the_error():
+    cs = curves()[:5]
+    cs[3] = DilutionCurve(interest_usd=30_000, supply_usd=100_000)
+    lb, ub, x0 = np.zeros(5), np.full(5, 5e5), np.zeros(5)
+    errors = [fit_pwl(cs, lb, ub, x0, k, 96, 0.0).error_bound_usd.sum() for k in (2, 4, 8, 16)]
+    assert errors == sorted(errors, reverse=True)
+    assert errors[-1] < 0.1 * errors[0]
+
+
+def test_a_kink_gets_a_breakpoint_and_a_line_gets_none():
+    tiered = TieredCurve(0.08, 0.03, tier_usd=123_456)
+    pwl = fit_pwl([tiered, FlatCurve(0.05)], np.zeros(2), np.full(2, 4e5), np.zeros(2), 4, 96, 0.0)
+    nearest = np.min(np.abs(pwl.breakpoints[0] - 123_456))
+    assert nearest < 4e5 / 50  # on a grid node next to the kink
+    assert list(pwl.linear()) == [False, True]
+
+
+def test_hint_is_exact_and_window_gathers_breakpoints():
+    c = DilutionCurve(interest_usd=80_000, supply_usd=500_000)
+    hint = np.array([300_000.0])
+    pwl = fit_pwl([c], np.zeros(1), np.full(1, 1e6), np.zeros(1), 8, 96, 0.0, hint_usd=hint,
+                  window_usd=(np.array([250_000.0]), np.array([350_000.0])), window_share=0.9)
+    assert np.min(pwl.slope[0] * 300_000 + pwl.intercept[0]) == pytest.approx(float(c.income_usd(hint)[0]), rel=1e-12)
+    inside = ((pwl.breakpoints[0] >= 250_000) & (pwl.breakpoints[0] <= 350_000)).sum()
+    assert inside >= 5
