@@ -95,16 +95,22 @@ class EnvelopeCurve(YieldCurve):
         extra += [b for b in breakpoints if 0.0 < b < top and math.isfinite(b)]
         grid = np.unique(np.concatenate((grid, [e for e in extra if 0.0 < e < top])))
         values = np.asarray(exact_real(grid), dtype=np.float64)
-        peak = int(np.argmax(values))
-        if values[peak] <= 0.0:
+        if float(np.max(values)) <= 0.0:
             return  # no size earns anything: the venue takes nothing from us
-        last = len(grid) - 1
-        at_top = peak == last and values[last] >= float(np.asarray(exact_real(np.asarray([top * (1 - 1e-9)])))[0])
-        if not at_top:  # income falls past its peak: capacity stops there
-            capacity = _argmax_in(
-                exact_real, float(grid[peak - 1]) if peak > 0 else 0.0, float(grid[min(peak + 1, last)]), rounds=4
-            )
-            grid = np.concatenate((grid[grid < capacity], [capacity]))
+        # the income's peak: refine every local maximum of the grid (a narrow peak between two
+        # coarse points can beat a point that looks higher on the grid), then keep the best
+        interior = np.flatnonzero((values[1:-1] > values[:-2]) & (values[1:-1] >= values[2:])) + 1
+        cells = [(float(grid[i - 1]), float(grid[i + 1])) for i in interior]
+        if values[-1] >= values[-2]:  # rising into the last point: the peak may sit just before it
+            cells.append((float(grid[-2]), float(grid[-1])))
+        best_x, best_f = float(grid[-1]), float(values[-1])
+        for lo, hi in cells:
+            x = _argmax_in(exact_real, lo, hi, rounds=4)
+            fx = float(np.asarray(exact_real(np.asarray([x])), dtype=np.float64)[0])
+            if fx > best_f:
+                best_x, best_f = x, fx
+        if best_x < float(grid[-1]):  # income falls past its peak: capacity stops there
+            grid = np.concatenate((grid[grid < best_x], [best_x]))
             values = np.asarray(exact_real(grid), dtype=np.float64)
         self.capacity_usd = float(grid[-1])
         self._bridges = tuple(_hull_bridges(exact_real, grid, values))
