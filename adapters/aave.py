@@ -125,9 +125,10 @@ class AaveAdapter(Adapter):
         exit_usd = 0.0 if r.isPaused or not r.isActive else available_usd  # a paused pool pays nobody out
 
         rewards = self._rewards(plan.endpoints[1], ctx, r, where) if len(plan.endpoints) > 1 else []
-        emission_usd = sum(per_second * price * aave.SECONDS_PER_YEAR for _, per_second, price in rewards)
+        emission_usd = sum((per_second * price * aave.SECONDS_PER_YEAR for _, per_second, price in rewards), 0.0)
         emission_apr = sum(
-            aave.incentive_apr(per_second, price, others_supply_usd / price_usd, price_usd) for _, per_second, price in rewards
+            (aave.incentive_apr(per_second, price, others_supply_usd / price_usd, price_usd) for _, per_second, price in rewards),
+            0.0,
         )
         ctx.check_apr(emission_apr, f"{where} incentive APR")
 

@@ -226,14 +226,17 @@ class Adapter:
         raise NotImplementedError
 
 
-def reward_price_usd(ctx: BuildContext, symbol: str, coin: str | None) -> float | None:
-    """Price of a reward token: the coins API when configured and answering, else the static
-    fallback, else None (the emission is then not counted)."""
+def reward_price_usd(ctx: BuildContext, symbol: str, coin: str | None, fallback: float | None = None) -> float | None:
+    """Price of a reward token: the coins API when configured and answering, else ``fallback``
+    (a price the feed itself sends), else the static price, else None (the emission is then not
+    counted: an unpriced reward is worth nothing to the optimizer)."""
     if coin:
         try:
             return ctx.price(coin).price
         except (FeedError, KeyError):
             pass
+    if fallback is not None:
+        return fallback
     return ctx.settings.emissions.static_prices_usd.get(symbol.upper())
 
 

@@ -7,8 +7,9 @@ State without us: borrow ``B = totalBorrow``, supply ``S = totalSupply - our pos
 so that ``B <= S``). Curve: :func:`adapters.curves.comet_lending_curve`, i.e.
 ``x * comet_supply_apr_after_deposit(curve, B, S, x)`` (protocol_math.md §2.2), plus COMP
 ``baseTrackingSupplySpeed / trackingIndexScale`` per second, priced through the coins API
-(``emissions.price_coins["COMP"]``) and split pro rata to supply; paid only while the supply is
-at least ``baseMinForRewards``.
+(``emissions.price_coins["COMP"]``), else the payload's ``rewardTokenPriceUsd`` (a gateway
+extra), else ``emissions.static_prices_usd``, and split pro rata to supply; paid only while the
+supply is at least ``baseMinForRewards``.
 """
 
 from __future__ import annotations
@@ -87,10 +88,10 @@ class CompoundAdapter(Adapter):
 
         emission_usd = 0.0
         reward_price = None
-        if plan.optional_coins and emission_allowed(ctx.settings, REWARD_SYMBOL):
-            reward_price = reward_price_usd(ctx, REWARD_SYMBOL, plan.optional_coins[0])
-        elif emission_allowed(ctx.settings, REWARD_SYMBOL):
-            reward_price = ctx.settings.emissions.static_prices_usd.get(REWARD_SYMBOL)
+        if emission_allowed(ctx.settings, REWARD_SYMBOL):
+            # COMP's price: the coins API, else the price the gateway sends, else the static one
+            coin = plan.optional_coins[0] if plan.optional_coins else None
+            reward_price = reward_price_usd(ctx, REWARD_SYMBOL, coin, fallback=c.rewardTokenPriceUsd)
         min_for_rewards_usd = c.baseMinForRewards / unit * price_usd
         if reward_price is not None and others_supply_usd >= min_for_rewards_usd:
             per_second = c.baseTrackingSupplySpeed / c.trackingIndexScale

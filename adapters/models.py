@@ -315,6 +315,7 @@ class Comet(FeedModel):
     baseMinForRewards: BigUInt
     timestamp: Timestamp
     isPaused: bool = False  # Comet.isSupplyPaused() / isWithdrawPaused(), when the gateway sends it
+    rewardTokenPriceUsd: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None  # gateway's COMP price
 
 
 # --- Across: app.across.to/api ----------------------------------------------------------------------

@@ -32,7 +32,9 @@ from core.config import VenueConfig
 from core.types import YieldCurve
 from protocols import aave, across, compound, uniswap
 
-PROPS = settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+# derandomized so CI runs the same examples every time (the properties were also run with 600
+# random examples per curve kind several times while developing)
+PROPS = settings(deadline=None, max_examples=40, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 HAIRCUTS = (0.0, 0.5, 1.0)
 
 
@@ -209,7 +211,7 @@ LP_VENUE = {"id": "l", "kind": "lp", "protocol": "uniswap-v2", "chain": "ethereu
             "feed": {"adapter": "defillama", "params": {"pool": LP_POOL, "sigma_annual": 0.3}}}
 
 
-@settings(deadline=None, max_examples=30)
+@settings(deadline=None, max_examples=30, derandomize=True)
 @given(available=st.floats(1e6, 1e9), debt=st.floats(0, 2e9), share=st.floats(0.0, 1.0))
 def test_aave_position_is_excluded(available: float, debt: float, share: float) -> None:
     position = available * share  # our deposit is part of the pool's liquidity
@@ -225,7 +227,7 @@ def test_aave_position_is_excluded(available: float, debt: float, share: float) 
         assert float(with_us.curve.exact_real_income_usd([position])[0]) / position == pytest.approx(exact_rate, rel=1e-6, abs=1e-12)
 
 
-@settings(deadline=None, max_examples=30)
+@settings(deadline=None, max_examples=30, derandomize=True)
 @given(supply=st.floats(1e6, 1e9), u=st.floats(0.0, 0.99), share=st.floats(0.0, 1.0))
 def test_comet_position_is_excluded(supply: float, u: float, share: float) -> None:
     borrow = supply * u
@@ -239,7 +241,7 @@ def test_comet_position_is_excluded(supply: float, u: float, share: float) -> No
     np.testing.assert_allclose(with_us.curve.real_income_usd(xs), without.curve.real_income_usd(xs), rtol=1e-6, atol=1e-3)
 
 
-@settings(deadline=None, max_examples=30)
+@settings(deadline=None, max_examples=30, derandomize=True)
 @given(tvl=st.floats(1e6, 1e9), share=st.floats(0.0, 0.99))
 def test_lp_position_is_excluded(tvl: float, share: float) -> None:
     position = tvl * share

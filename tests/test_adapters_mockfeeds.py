@@ -107,9 +107,13 @@ async def test_every_adapter_against_generated_market(generated: World) -> None:
     for vid, snap in report.snapshots.items():
         income = snap.curve.income_usd(np.array([0.0, 1e4, 1e6]))
         assert income[0] == 0.0 and np.all(np.diff(income) >= -1e-9)
+        model = m.by_id[vid]
+        if snap.venue.kind in (VenueKind.LENDING, VenueKind.STAKING, VenueKind.FIXED):
+            # with no position our marginal rates are the market's own (Aave, Comet, LSTs, earn)
+            assert snap.real_apr == pytest.approx(model.base_apr(m), rel=2e-3, abs=1e-6), vid
+            assert snap.emission_apr == pytest.approx(model.reward_apr(m), rel=2e-3, abs=1e-6), vid
         if snap.venue.kind == VenueKind.BRIDGE_ARB:
             # the curve is the market's own income model for the route (same fee, gas, capacity, trips)
-            model = m.by_id[vid]
             x = 10_000.0
             ours = float(snap.curve.real_income_usd(np.array([x]))[0])
             exact = model.income_per_year(x, m)
