@@ -287,3 +287,16 @@ async def test_depeg_and_liquidity_crunch(default_market: World) -> None:
     assert aave_snap.exit_liquidity_usd < 0.002 * aave_snap.state["total_debt_usd"]
     # a 5 % gap repriced twice a day is more than the 1000 % sanity bound: refused, not believed
     assert {r.venue_id: r.reason for r in report.rejections} == {"across-usdc-arbitrum-base": "out_of_range"}
+
+
+async def test_earn_list_is_paged() -> None:
+    cfg = generate_market(1100, seed=2)  # 110 fixed products: two pages of at most 100
+    venues = [VenueConfig.model_validate(v) for v in daemon_venues(cfg) if v["feed"]["adapter"] == "fixed"]
+    assert len(venues) == 110
+    async for w in _world(cfg, venues):
+        poller = w.poller()
+        report = await poller.poll({})
+        assert report.rejections == () and len(report.snapshots) == 110
+        assert report.requests == 2
+        quotas = {v.id: w.market.by_id[v.id].c.quota_usd for v in venues}
+        assert all(report.snapshots[k].curve.capacity_usd == pytest.approx(q) for k, q in quotas.items())
