@@ -16,7 +16,6 @@ COPY mockfeeds ./mockfeeds
 COPY adapters ./adapters
 COPY optimizer ./optimizer
 COPY vault ./vault
-COPY backtest ./backtest
 RUN /opt/venv/bin/pip install --no-deps . && /opt/venv/bin/python -m compileall -q /opt/venv
 
 FROM python:3.11-slim AS runtime
