@@ -116,3 +116,34 @@ def test_daemon_polls_a_separately_running_market_by_url(tmp_path):
         assert market.wait(timeout=10) == 0
     assert code == 0
     assert (tmp_path / "market.json").exists()
+
+
+def test_bad_feed_data_freezes_the_venue_and_the_daemon_keeps_running(tmp_path):
+    """NaN from one venue's feed: rejected and counted, the venue frozen (never grown), the rest runs on."""
+    import re
+    import urllib.request
+
+    daemon = DaemonProcess(tmp_path / "var")
+    try:
+        daemon.wait_until(lambda: len(allocated_venues(daemon)) >= 3, 60, "a first allocation")
+        market_url = re.search(r'"url": "(http://127\.0\.0\.1:\d+)", "market"', daemon.logs()).group(1)
+        fault = json.dumps({"venue": "aave-v3-usdc-ethereum", "mode": "nan"}).encode()
+        request = urllib.request.Request(f"{market_url}/admin/v1/faults", data=fault, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        assert urllib.request.urlopen(request, timeout=5).status == 201
+        frozen = ("yieldvault_venue_frozen", (("chain", "ethereum"), ("kind", "lending"), ("venue", "aave-v3-usdc-ethereum")))
+        daemon.wait_until(lambda: daemon.metrics().get(frozen) == 1, 30, "the venue frozen")
+        errors = sum(v for (name, labels), v in daemon.metrics().items()
+                     if name == "yieldvault_feed_errors_total" and dict(labels).get("feed") == "aave")
+        assert errors >= 1
+        held = allocated_venues(daemon).get("aave-v3-usdc-ethereum", 0.0)
+        count = daemon.json("/api/v1/status")["rebalances"]
+        daemon.wait_until(lambda: daemon.json("/api/v1/status")["rebalances"] >= count + 3, 30, "rebalances while frozen")
+        status = daemon.json("/api/v1/status")
+        aave = next(p for p in status["positions"] if p["venue"] == "aave-v3-usdc-ethereum")
+        assert aave["frozen"] is True and "nan" in aave["frozen_reason"].lower()
+        assert float(aave["target_usd"]) <= held * 1.001 + 1  # may shrink, never grow
+        assert daemon.get("/healthz")[0] == 200
+    finally:
+        code, _ = daemon.terminate()
+    assert code == 0
