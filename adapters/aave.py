@@ -86,7 +86,7 @@ class AaveAdapter(Adapter):
         i, raw = hit
         r: AaveReserve = ctx.row(reserves_ep, i, raw, AaveReserve, f"{where} (reservesData.{i})")
         base = index["__base__"]
-        ctx.check_time(self.feed, r.lastUpdateTimestamp, f"{where} field lastUpdateTimestamp")
+        ctx.check_time(self.feed, r.lastUpdateTimestamp, f"{where} field lastUpdateTimestamp", reserves_ep)
 
         unit = 10.0**r.decimals
         price_usd = (

@@ -73,7 +73,7 @@ class AcrossAdapter(Adapter):
         p: AcrossParams = plan.params
         where = f"across {p.origin_chain_id}->{p.destination_chain_id}"
         fees: AcrossSuggestedFees = ctx.model(plan.endpoints[0], AcrossSuggestedFees, f"{where} suggested-fees")
-        ctx.check_time(self.feed, fees.timestamp, f"{where} suggested-fees field timestamp")
+        ctx.check_time(self.feed, fees.timestamp, f"{where} suggested-fees field timestamp", plan.endpoints[0])
         if p.limits_endpoint:
             limits = ctx.model(plan.endpoints[1], AcrossLimits, f"{where} limits")
         elif fees.limits is not None:

@@ -140,7 +140,7 @@ class BuildContext:
 
         endpoint = self._coin_endpoint[coin.lower()]
         price = price_from(self, endpoint, coin)
-        self.check_time("coins", price.timestamp, f"coins {coin} timestamp")
+        self.check_time("coins", price.timestamp, f"coins {coin} timestamp", endpoint)
         return price
 
     def price_history(self, coin: str) -> CoinChart:
@@ -154,10 +154,16 @@ class BuildContext:
 
         return volatility_from(self, self._chart_endpoint[coin.lower()], coin)
 
-    def check_time(self, feed: str, observed_at: datetime, where: str) -> None:
+    def received_at(self, endpoint: Endpoint) -> datetime:
+        """When this cycle got the endpoint's payload (network or cache)."""
+        fetched = self.fetched(endpoint)
+        return fetched.received_at or self.now
+
+    def check_time(self, feed: str, observed_at: datetime, where: str, endpoint: Endpoint) -> None:
         """Refuse data stamped in the future (beyond the skew tolerance) or older than the feed's
-        staleness limit."""
-        age = (self.now - observed_at).total_seconds()
+        staleness limit, judged at the moment its payload arrived (``received_at``): under an
+        accelerated simulated clock a cycle's own duration must not age the data it fetched."""
+        age = (self.received_at(endpoint) - observed_at).total_seconds()
         if -age > self.settings.future_tolerance_seconds:
             raise FeedError(
                 "future_timestamp", f"{where} {observed_at.isoformat()} is {-age:.0f}s ahead of now", feed=feed

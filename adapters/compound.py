@@ -62,7 +62,7 @@ class CompoundAdapter(Adapter):
         p: CompoundParams = plan.params
         where = f"compound {p.chain} {p.comet}"
         c: Comet = ctx.model(plan.endpoints[0], Comet, where)
-        ctx.check_time(self.feed, c.timestamp, f"{where} field timestamp")
+        ctx.check_time(self.feed, c.timestamp, f"{where} field timestamp", plan.endpoints[0])
         price_usd = ctx.price(p.price_coin).price if p.price_coin else p.price_usd
         unit = 10.0**c.decimals
         supply_usd = ctx.check_amount(c.totalSupply / unit * price_usd, f"{where} field totalSupply")

@@ -86,7 +86,7 @@ class DefiLlamaAdapter(Adapter):
         i, raw = hit
         row: LlamaPool = ctx.row(pools_ep, i, raw, LlamaPool, f"{where} (data.{i})")
         fetched_at = ctx.fetched(pools_ep).fetched_at
-        ctx.check_time(self.feed, fetched_at, f"{where} fetched")
+        ctx.check_time(self.feed, fetched_at, f"{where} fetched", pools_ep)
 
         base_apr = ctx.check_apr((row.apyBase or 0.0) / 100.0, f"{where} field apyBase")
         if row.apyBase is not None and row.apyBase < 0 and plan.config.kind != VenueKind.LP:
@@ -135,7 +135,7 @@ class DefiLlamaAdapter(Adapter):
         chart: LlamaChart = ctx.model(plan.endpoints[1], LlamaChart, f"{where} chart")
         points = sorted(chart.data, key=lambda d: d.timestamp)[-days:]
         # daily rows: the newest may be up to a day old by design, so allow one day on top
-        age = (ctx.now - points[-1].timestamp).total_seconds()
+        age = (ctx.received_at(plan.endpoints[1]) - points[-1].timestamp).total_seconds()
         if age > ctx.settings.staleness_for(self.feed) + 86_400:
             raise FeedError("stale", f"{where} chart field data[-1].timestamp is {age:.0f}s old")
         if -age > ctx.settings.future_tolerance_seconds:

@@ -67,7 +67,7 @@ class FixedAdapter(Adapter):
         i, raw = hit
         row: EarnProduct = ctx.row(ep, i, raw, EarnProduct, f"{where} (rows.{i})")
         fetched_at = ctx.fetched(ep).fetched_at
-        ctx.check_time(self.feed, fetched_at, f"{where} fetched")
+        ctx.check_time(self.feed, fetched_at, f"{where} fetched", ep)
         apr = ctx.check_apr(row.latestAnnualPercentageRate, f"{where} field latestAnnualPercentageRate")
         if row.maxPurchaseAmountPerUser is not None:
             quota_usd = row.maxPurchaseAmountPerUser * p.price_usd

@@ -86,7 +86,9 @@ class CircuitBreaker:
 
 @dataclass(slots=True)
 class Fetched:
-    """A parsed JSON body. ``fetched_at`` is when the server last vouched for it (200 or 304)."""
+    """A parsed JSON body. ``fetched_at`` is when the server last vouched for it (200 or 304);
+    ``received_at`` is when this call handed it over (from the network or the cache): the time
+    its age is judged at, so a slow neighbour in the same cycle cannot age it."""
 
     url: str
     payload: Any
@@ -94,6 +96,7 @@ class Fetched:
     from_cache: bool = False
     version: int = 0  # changes whenever the body changes; keys caches of validated models
     requests: int = 0  # HTTP requests this call made (0 when served fresh from cache)
+    received_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -182,7 +185,9 @@ class FeedClient:
         entry = self._cache.get(full_url)
         if entry is not None and not entry.must_revalidate and self._monotonic() < entry.fresh_until:
             self.stats.cache_hits += 1
-            return Fetched(full_url, entry.payload, entry.fetched_at, from_cache=True, version=entry.version)
+            return Fetched(
+                full_url, entry.payload, entry.fetched_at, from_cache=True, version=entry.version, received_at=self._clock()
+            )
 
         breaker = self.breaker(feed, full_url)
         retry = self._settings.retry
@@ -213,6 +218,7 @@ class FeedClient:
                 continue
             breaker.record_success()
             fetched.requests = requests
+            fetched.received_at = self._clock()
             return fetched
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -58,11 +58,11 @@ class LidoAdapter(Adapter):
         apr_ep, wq_ep = plan.endpoints
         sma = ctx.model(apr_ep, LidoAprSma, "lido apr/sma")
         latest = max(sma.data.aprs, key=lambda p: p.timeUnix)
-        ctx.check_time(self.feed, latest.timeUnix, "lido apr/sma field data.aprs[-1].timeUnix")
+        ctx.check_time(self.feed, latest.timeUnix, "lido apr/sma field data.aprs[-1].timeUnix", apr_ep)
         apr = ctx.check_apr(sma.data.smaApr / 100.0, "lido apr/sma field data.smaApr")
         latest_apr = ctx.check_apr(latest.apr / 100.0, "lido apr/sma field data.aprs[-1].apr")
         request = ctx.model(wq_ep, LidoRequestTime, "lido request-time")
-        ctx.check_time(self.feed, ctx.fetched(wq_ep).fetched_at, "lido request-time fetch")
+        ctx.check_time(self.feed, ctx.fetched(wq_ep).fetched_at, "lido request-time fetch", wq_ep)
         exit_seconds = request.requestInfo.finalizationIn / 1000.0
         venue = plan.config.to_venue()
         venue = dataclasses.replace(venue, exit_days=max(venue.exit_days, exit_seconds / 86_400.0))

@@ -148,8 +148,7 @@ class FeedPoller:
         polled_at = self._clock()
         requests_before = self._client.stats.requests
         results, durations = await self._fetch_all()
-        # ages are judged when the data is used: a feed stamping its answer with its own current
-        # time must not look like it comes from the future because the fetch took a while
+        # each payload's age is judged at its own arrival (Fetched.received_at), not here
         ctx = BuildContext(self._settings, self._clock(), results, self._coin_endpoint, self._chart_endpoint, self._parsed)
 
         snapshots: dict[str, VenueSnapshot] = {}
@@ -256,6 +255,7 @@ class FeedPoller:
             from_cache=all(p.from_cache for p in (first, *rest)),
             version=hash(tuple(p.version for p in (first, *rest))),
             requests=sum(p.requests for p in (first, *rest)),
+            received_at=max((p.received_at for p in (first, *rest) if p.received_at is not None), default=None),
         )
 
 

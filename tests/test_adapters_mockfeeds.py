@@ -300,3 +300,23 @@ async def test_earn_list_is_paged() -> None:
         assert report.requests == 2
         quotas = {v.id: w.market.by_id[v.id].c.quota_usd for v in venues}
         assert all(report.snapshots[k].curve.capacity_usd == pytest.approx(q) for k, q in quotas.items())
+
+
+async def test_a_slow_feed_does_not_age_the_others_under_a_fast_clock() -> None:
+    """At 3600 simulated seconds per second, a feed answering 1 s late is an hour late in
+    simulated time; the other feeds' data must still be judged at its own arrival."""
+    venues = [VenueConfig.model_validate(v) for v in yaml.safe_load((ROOT / "config/default.yaml").read_text())["venues"]]
+    market = Market.from_config({**load_market_yaml(DEFAULT_MARKET_PATH), "time_scale": 3600})
+    runner, url = await start(market)
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{url}/admin/v1/faults", json={"mode": "latency", "path_prefix": "/lido", "latency_ms": 1000}) as resp:
+                assert resp.status == 201
+            settings = FeedSettings.model_validate({**FAST, "timeout_seconds": 3.0, "staleness_seconds": 2000})
+            poller = FeedPoller(venues, settings, session, root_url=url,
+                                clock=lambda: datetime.fromtimestamp(market.clock.now(), UTC))
+            report = await poller.poll({})
+    finally:
+        await stop(runner)
+    assert report.rejections == ()
+    assert report.feed_durations_seconds["lido"] >= 1.0
