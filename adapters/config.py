@@ -74,6 +74,10 @@ class FeedSettings(_Strict):
     feed_staleness_seconds: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     future_tolerance_seconds: NonNegativeSeconds = 30.0  # clock skew allowed before "future_timestamp"
     max_concurrency: Annotated[int, Field(ge=1, le=1024)] = 32  # requests in flight at once
+    # Whatever has not answered this long after a cycle starts (retries included) is cut off with
+    # reason "timeout", so one slow feed cannot hold back every other venue's data.
+    # None: 2 x timeout_seconds.
+    cycle_deadline_seconds: Annotated[float, Field(gt=0, le=3600)] | None = None
     retry: RetrySettings = RetrySettings()
     circuit_breaker: CircuitBreakerSettings = CircuitBreakerSettings()
     # Bodies above this are refused ("too_large"). The live DefiLlama /pools body is larger than
@@ -98,6 +102,9 @@ class FeedSettings(_Strict):
 
     def max_bytes_for(self, feed: str) -> int:
         return self.feed_max_response_bytes.get(feed, self.max_response_bytes)
+
+    def cycle_deadline(self) -> float:
+        return self.cycle_deadline_seconds if self.cycle_deadline_seconds is not None else 2.0 * self.timeout_seconds
 
     def timeout_for(self, feed: str) -> float:
         return self.feed_timeout_seconds.get(feed, self.timeout_seconds)

@@ -225,9 +225,26 @@ class FeedPoller:
             span[0], span[1] = min(span[0], t0), max(span[1], t1)
             return result
 
-        outcomes = await asyncio.gather(*(one(ep) for ep in endpoints))
-        durations = {feed: max(t1 - t0, 0.0) for feed, (t0, t1) in spans.items()}
-        return dict(zip(endpoints, outcomes, strict=True)), durations
+        fetch_start = time.perf_counter()
+        tasks = {ep: asyncio.ensure_future(one(ep)) for ep in endpoints}
+        deadline = self._settings.cycle_deadline()
+        if tasks:
+            _, pending = await asyncio.wait(tasks.values(), timeout=deadline)
+            for task in pending:  # one slow feed must not hold every other venue's fresh data back
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        results: dict[Endpoint, Fetched | FeedError] = {}
+        cut_at = time.perf_counter()
+        for ep, task in tasks.items():
+            if task.cancelled():
+                results[ep] = FeedError("timeout", f"{ep.url} not done within the cycle deadline {deadline:g}s", feed=ep.feed)
+                span = spans.setdefault(ep.feed, [math.inf, -math.inf])
+                span[0], span[1] = min(span[0], fetch_start), max(span[1], cut_at)
+            else:
+                results[ep] = task.result()
+        durations = {feed: max(t1 - t0, 0.0) for feed, (t0, t1) in spans.items() if math.isfinite(t0)}
+        return results, durations
 
 
     async def _get_paged(self, ep: Endpoint) -> Fetched:

@@ -3,6 +3,7 @@ every adapter, shared endpoints, positions excluded, every rejection reason, fre
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import timedelta
 from pathlib import Path
@@ -350,3 +351,16 @@ async def test_rejections_are_logged_with_venue_and_reason(h: Harness) -> None:
     again = [e for e in logs if e["event"] == "feed_rejected_again"]
     assert again and again[0]["venue_ids"] == ["earn-usdt-flexible"] and again[0]["feed"] == "earn"
     assert ("feed_recovered", "earn-usdt-flexible", None) in events
+
+
+async def test_cycle_deadline_cuts_a_slow_feed_off(h: Harness) -> None:
+    h.fake.delay_seconds["/lido"] = 2.0
+    venues = [v for v in VENUES if v.feed.adapter in ("lido", "fixed")]
+    poller = h.poller(venues, timeout_seconds=5.0, cycle_deadline_seconds=0.3)
+    t0 = asyncio.get_running_loop().time()
+    report = await poller.poll({})
+    assert asyncio.get_running_loop().time() - t0 < 1.0
+    assert [(r.venue_id, r.reason) for r in report.rejections] == [("lido-steth", "timeout")]
+    assert "cycle deadline" in report.rejections[0].detail
+    assert not report.snapshots["earn-usdt-flexible"].frozen
+    assert report.feed_durations_seconds["lido"] >= 0.3
