@@ -96,7 +96,7 @@ async def bench_feeds(venues: int, cycles: int, seed: int, *, gc_freeze: bool = 
             raise RuntimeError("the mock market process exited before serving")
         hello = json.loads(line)
         sim_now = datetime.fromtimestamp(hello["sim_time"], UTC)
-        settings = FeedSettings(root_url=hello["url"], max_concurrency=64)
+        settings = FeedSettings(root_url=hello["url"])  # the defaults the daemon runs with
         positions = {c.id: 10_000.0 for c in configs[::3]}
         connector = aiohttp.TCPConnector(limit=settings.max_concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
