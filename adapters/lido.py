@@ -61,6 +61,8 @@ class LidoAdapter(Adapter):
         ctx.check_time(self.feed, latest.timeUnix, "lido apr/sma field data.aprs[-1].timeUnix", apr_ep)
         apr = ctx.check_apr(sma.data.smaApr / 100.0, "lido apr/sma field data.smaApr")
         latest_apr = ctx.check_apr(latest.apr / 100.0, "lido apr/sma field data.aprs[-1].apr")
+        recent = sorted(sma.data.aprs, key=lambda p: p.timeUnix)[-7:]
+        recomputed = lido.sma_apr([p.apr / 100.0 for p in recent])  # the API's own 7-report SMA
         request = ctx.model(wq_ep, LidoRequestTime, "lido request-time")
         ctx.check_time(self.feed, ctx.fetched(wq_ep).fetched_at, "lido request-time fetch", wq_ep)
         exit_seconds = request.requestInfo.finalizationIn / 1000.0
@@ -77,6 +79,7 @@ class LidoAdapter(Adapter):
             exit_liquidity_usd=math.inf,  # the queue takes any amount; exit_days says how long
             state={
                 "sma_apr": apr,
+                "sma_apr_recomputed": recomputed,
                 "latest_apr": latest_apr,
                 "exit_seconds": exit_seconds,
                 "exit_probe_eth": plan.params.exit_probe_eth,

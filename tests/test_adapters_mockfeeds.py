@@ -93,6 +93,8 @@ async def test_default_config_against_default_market(default_market: World) -> N
         # with no position our marginal real APR is the market's own base APR (LP: minus its IL model)
         if snap.venue.kind in (VenueKind.LENDING, VenueKind.STAKING, VenueKind.FIXED):
             assert snap.real_apr == pytest.approx(model.base_apr(m), rel=2e-3, abs=1e-6), vid
+    lido_state = report.snapshots["lido-steth"].state
+    assert lido_state["sma_apr_recomputed"] == pytest.approx(lido_state["sma_apr"], rel=1e-9)
     fixed = report.snapshots["earn-usdt-flexible"]
     assert fixed.curve.capacity_usd == pytest.approx(m.by_id["earn-usdt-flexible"].c.quota_usd)
 
