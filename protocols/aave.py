@@ -22,28 +22,15 @@ from decimal import Decimal, InvalidOperation
 import numpy as np
 from numpy.typing import NDArray
 
+from protocols._checks import FloatOrArray
+from protocols._checks import as_float_array as _as_float_array
+from protocols._checks import out as _out
+
 SECONDS_PER_YEAR = 31_536_000  # 365 days; Aave ignores leap years
 RAY = 10**27
 MIN_OPTIMAL_USAGE_RATIO = 0.01  # DefaultReserveInterestRateStrategyV2.MIN_OPTIMAL_POINT
 MAX_OPTIMAL_USAGE_RATIO = 0.99  # ... MAX_OPTIMAL_POINT
 MAX_BORROW_APR = 10.0  # ... MAX_BORROW_RATE = 1000_00 bps = 1000 %
-
-FloatOrArray = float | NDArray[np.float64]
-
-
-def _as_float_array(name: str, value: object) -> tuple[NDArray[np.float64], bool]:
-    """Return (float64 array, was_scalar); ValueError naming ``name`` if not finite numbers."""
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a number or an array of numbers, got {value!r}") from exc
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return arr, arr.ndim == 0
-
-
-def _out(arr: NDArray[np.float64], scalar: bool) -> FloatOrArray:
-    return float(arr) if scalar else arr
 
 
 def _check_unit_interval(name: str, arr: NDArray[np.float64]) -> None:

@@ -14,39 +14,16 @@ Pure functions, no I/O. Fee percentages are decimals (0.0001 is 1 bp). Sources
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+
+from protocols._checks import finite as _finite
+from protocols._checks import non_negative as _non_negative
+from protocols._checks import positive as _positive
+from protocols._checks import unit as _unit
 
 SECONDS_PER_YEAR = 31_536_000
 WEEKS_PER_YEAR = 52
 SLOW_FILL_SECONDS = 7_200.0  # optimistic challenge window (~2 h) after which a slow fill pays out
-
-
-def _finite(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _non_negative(name: str, value: float) -> float:
-    v = _finite(name, value)
-    if v < 0.0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return v
-
-
-def _positive(name: str, value: float) -> float:
-    v = _finite(name, value)
-    if v <= 0.0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return v
-
-
-def _unit(name: str, value: float) -> float:
-    v = _finite(name, value)
-    if not 0.0 <= v <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-    return v
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,24 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from protocols._checks import FloatOrArray
+from protocols._checks import as_float_array as _as_float_array
+from protocols._checks import out as _out
+
 SECONDS_PER_YEAR = 31_536_000  # CometCore.SECONDS_PER_YEAR
 FACTOR_SCALE = 10**18  # CometCore.FACTOR_SCALE
-
-FloatOrArray = float | NDArray[np.float64]
-
-
-def _as_float_array(name: str, value: object) -> tuple[NDArray[np.float64], bool]:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a number or an array of numbers, got {value!r}") from exc
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return arr, arr.ndim == 0
-
-
-def _out(arr: NDArray[np.float64], scalar: bool) -> FloatOrArray:
-    return float(arr) if scalar else arr
 
 
 def _check_amount(name: str, value: float) -> None:

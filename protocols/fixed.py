@@ -11,21 +11,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from protocols._checks import finite as _finite
+from protocols._checks import non_negative as _non_negative
+
 SECONDS_PER_YEAR = 31_536_000
 SECONDS_PER_DAY = 86_400
-
-
-def _finite(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _non_negative(name: str, value: float) -> float:
-    v = _finite(name, value)
-    if v < 0.0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return v
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import math
 
+from protocols._checks import finite as _finite
+from protocols._checks import non_negative as _non_negative
+from protocols._checks import positive as _positive
+
 SECONDS_PER_YEAR = 31_536_000  # Lido's API annualises with 365 days
 SECONDS_PER_DAY = 86_400
 PROTOCOL_FEE = 0.10  # 5 % node operators + 5 % DAO treasury (curated module)
@@ -25,26 +29,6 @@ WITHDRAWAL_SWEEP_DELAY_SECONDS = 256 * 384 + 2 * SECONDS_PER_DAY  # >= 256 epoch
 BUNKER_EXTRA_SECONDS = 14 * SECONDS_PER_DAY  # bunker mode delays finalisation ~14 frames (withdrawals-api)
 MAX_REQUEST_ETH = 1000.0  # WithdrawalQueue MAX_STETH_WITHDRAWAL_AMOUNT
 EPOCHS_PER_YEAR = 82_181.25
-
-
-def _finite(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _positive(name: str, value: float) -> float:
-    v = _finite(name, value)
-    if v <= 0.0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return v
-
-
-def _non_negative(name: str, value: float) -> float:
-    v = _finite(name, value)
-    if v < 0.0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return v
 
 
 def share_rate(total_pooled_ether: float, total_shares: float) -> float:

@@ -14,28 +14,12 @@ from __future__ import annotations
 
 import math
 
+from protocols._checks import finite as _finite
+from protocols._checks import non_negative as _non_negative
+from protocols._checks import positive as _positive
+
 V2_FEE = 0.003  # 0.30 % of the input, all to LPs while the protocol fee switch is off
 DAYS_PER_YEAR = 365
-
-
-def _finite(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _positive(name: str, value: float) -> float:
-    v = _finite(name, value)
-    if v <= 0.0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return v
-
-
-def _non_negative(name: str, value: float) -> float:
-    v = _finite(name, value)
-    if v < 0.0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return v
 
 
 def _fee(fee: float) -> float:

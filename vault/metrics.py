@@ -26,6 +26,8 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from adapters.errors import REASONS
+
 # The `_created` companions of every counter and histogram are noise for this daemon (it never
 # resets a counter without restarting) and double the series count. The switch is process-wide.
 prometheus_client.disable_created_metrics()
@@ -37,21 +39,7 @@ OUTCOMES: tuple[str, ...] = ("executed", "held", "gated", "failed")
 SOLVER_STATUSES: tuple[str, ...] = ("optimal", "infeasible", "solver_error", "check_failed", "no_venues", "not_run")
 #: why a feed poll or a venue's data was refused: the adapters' closed set (``adapters.errors.REASONS``)
 #: plus ``other``, which counts anything outside it
-FEED_ERROR_REASONS: tuple[str, ...] = (
-    "timeout",
-    "connection",
-    "http_5xx",
-    "http_4xx",
-    "malformed_json",
-    "schema",
-    "nan",
-    "out_of_range",
-    "stale",
-    "future_timestamp",
-    "too_large",
-    "circuit_open",
-    "other",
-)
+FEED_ERROR_REASONS: tuple[str, ...] = (*sorted(REASONS), "other")
 #: the daemon's periodic jobs
 CYCLES: tuple[str, ...] = ("poll", "rebalance")
 #: the two parts of a venue's predicted yield, kept apart so emissions can be discounted

@@ -8,7 +8,6 @@ Unknown keys anywhere are errors (``extra="forbid"``), so a typo never silently 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
