@@ -90,7 +90,7 @@ class AcrossAdapter(Adapter):
         gas_usd = ctx.check_amount(fees.relayerGasFee.total / unit * src, f"{where} field relayerGasFee.total")
         capacity_usd = ctx.check_amount(limits.maxDepositInstant / unit * src, f"{where} field limits.maxDepositInstant")
         max_deposit_usd = limits.maxDeposit / unit * src
-        fill_seconds = max(float(fees.expectedFillTimeSec), 1.0)
+        fill_seconds = max(float(fees.fill_seconds), 1.0)
         per_day = p.round_trips_per_day if p.round_trips_per_day is not None else ctx.settings.bridge_round_trips_per_day
         trips = min(SECONDS_PER_YEAR / (2.0 * fill_seconds), per_day * 365.0)
         curve = bridge_arb_curve(spread, fee_pct, gas_usd, capacity_usd, trips)

@@ -17,7 +17,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from adapters.errors import FeedError
@@ -342,8 +342,22 @@ class AcrossSuggestedFees(FeedModel):
     timestamp: Timestamp
     isAmountTooLow: bool
     quoteBlock: BigUInt | None = None
-    expectedFillTimeSec: Annotated[int, BeforeValidator(_big_int), Field(ge=0)]
+    # the API has sent the fill estimate under both names over time; one of them must be there
+    expectedFillTimeSec: Annotated[int, BeforeValidator(_big_int), Field(ge=0)] | None = None
+    estimatedFillTimeSec: Annotated[int, BeforeValidator(_big_int), Field(ge=0)] | None = None
     limits: AcrossLimits | None = None
+
+    @model_validator(mode="after")
+    def _fill_time(self) -> AcrossSuggestedFees:
+        if self.expectedFillTimeSec is None and self.estimatedFillTimeSec is None:
+            raise ValueError("expectedFillTimeSec (or estimatedFillTimeSec) is missing")
+        return self
+
+    @property
+    def fill_seconds(self) -> int:
+        value = self.expectedFillTimeSec if self.expectedFillTimeSec is not None else self.estimatedFillTimeSec
+        assert value is not None
+        return value
 
 
 # --- Binance Simple Earn flexible products ---------------------------------------------------------

@@ -364,3 +364,14 @@ async def test_cycle_deadline_cuts_a_slow_feed_off(h: Harness) -> None:
     assert "cycle deadline" in report.rejections[0].detail
     assert not report.snapshots["earn-usdt-flexible"].frozen
     assert report.feed_durations_seconds["lido"] >= 0.3
+
+
+async def test_across_fill_time_under_either_name(h: Harness) -> None:
+    venues = [v for v in VENUES if v.feed.adapter == "across"]
+    fees = h.fake.payloads["/across/api/suggested-fees"]
+    fees["estimatedFillTimeSec"] = fees.pop("expectedFillTimeSec")
+    report = await h.poller(venues).poll({})
+    assert report.rejections == () and report.snapshots["across-usdc-arbitrum-base"].state["expected_fill_seconds"] == 60
+    del fees["estimatedFillTimeSec"]
+    report = await h.poller(venues).poll({})
+    assert report.rejections[0].reason == "schema" and "FillTimeSec" in report.rejections[0].detail
