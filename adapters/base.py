@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from adapters.config import FeedSettings
 from adapters.errors import FeedError
 from adapters.http import Fetched
-from adapters.models import CoinChart, CoinPrice, FeedModel, parse
+from adapters.models import CoinPrice, FeedModel, parse
 from core.config import VenueConfig
 from core.types import VenueKind, VenueSnapshot
 
@@ -142,11 +142,6 @@ class BuildContext:
         price = price_from(self, endpoint, coin)
         self.check_time("coins", price.timestamp, f"coins {coin} timestamp", endpoint)
         return price
-
-    def price_history(self, coin: str) -> CoinChart:
-        from adapters.coins import chart_from
-
-        return chart_from(self, self._chart_endpoint[coin.lower()], coin)
 
     def volatility(self, coin: str) -> float:
         """Realized annual volatility of ``coin`` from its hourly price history (cached per body)."""

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from core.types import YieldCurve
-from protocols import aave, across, compound, uniswap
+from protocols import aave, compound, uniswap
 
 SECONDS_PER_YEAR = 31_536_000
 _GRID_POINTS = 160
@@ -385,7 +385,11 @@ def bridge_arb_curve(
     ``q = min(x, C)`` (``across.arb_income_per_year_usd``): the price gap ``s`` shrinks linearly as
     the trade closes it, fees ``fee`` (LP + capital, ``totalRelayFee`` minus gas) are proportional,
     ``gas`` is per round, ``C`` is the route's instant limit and ``N`` the round trips per year.
-    Its concave envelope is a chord from 0 to where a round first pays well enough."""
+    Its concave envelope is a chord from 0 to where a round first pays well enough.
+
+    ``real`` is the vectorised form of ``protocols.across.arb_income_per_year_usd`` (a scalar
+    function; the grid and refinements evaluate thousands of points per curve). The property
+    tests check the two agree at sampled points."""
     c = float(route_capacity_usd)
 
     def real(x: Vector) -> Vector:
@@ -402,10 +406,3 @@ def bridge_arb_curve(
     if disc > 0:
         breakeven.append((-b - math.sqrt(disc)) / (2.0 * a))
     return EnvelopeCurve(real, domain_usd=c, breakpoints=tuple(breakeven))
-
-
-def arb_income_reference_usd(
-    x_usd: float, spread: float, fee_pct: float, gas_usd: float, route_capacity_usd: float, round_trips_per_year: float
-) -> float:
-    """The same income through ``protocols.across`` (scalar), for cross-checks."""
-    return across.arb_income_per_year_usd(x_usd, spread, fee_pct, gas_usd, route_capacity_usd, round_trips_per_year)
