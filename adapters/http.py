@@ -170,6 +170,10 @@ class FeedClient:
         self._version = 0
         self.stats = _Stats()
 
+    def is_cached(self, full_url: str) -> bool:
+        """Whether the body of ``full_url`` is kept for revalidation or max-age reuse."""
+        return full_url in self._cache
+
     def breaker(self, feed: str, url: str) -> CircuitBreaker:
         """The breaker of ``feed`` at the host of ``url`` (one per adapter per host)."""
         key = f"{feed}@{urlsplit(url).netloc}"

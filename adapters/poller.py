@@ -187,6 +187,12 @@ class FeedPoller:
             if last is not None:
                 snapshots[rej.venue_id] = dataclasses.replace(last, frozen=True, frozen_reason=f"{rej.reason}: {rej.detail}")
 
+        # parsed payloads are kept only where the next cycle can reuse them (a 304 or a max-age hit);
+        # the rest would only sit in the cyclic GC's way until the next cycle replaces them
+        for ep, result in results.items():
+            if isinstance(result, Fetched) and not self._client.is_cached(result.url):
+                self._parsed.pop(result.url, None)
+
         # a feed that stays down would otherwise log one line per venue per cycle
         for (feed, reason), venue_ids in repeated.items():
             _log().info("feed_rejected_again", feed=feed, reason=reason, venues=len(venue_ids), venue_ids=venue_ids)
