@@ -147,3 +147,123 @@ def test_bad_feed_data_freezes_the_venue_and_the_daemon_keeps_running(tmp_path):
     finally:
         code, _ = daemon.terminate()
     assert code == 0
+
+
+def books_and_market(data_dir, market_yaml):
+    """(ledger balances, yield the ledger booked, market positions in base units) after a clean stop."""
+    from mockfeeds.market import Market
+    from vault.settings import read_yaml
+
+    ledger = Ledger(data_dir / "ledger.sqlite3")
+    try:
+        assert ledger.audit() == []
+        assert ledger.pending_moves() == []
+        books = ledger.balances()
+        earned = -sum(ledger.account(f"income:{v}") for v in books.positions_units)
+    finally:
+        ledger.close()
+    # The world the market saved at the stop, read on a stopped clock.
+    market = Market.from_config(read_yaml(market_yaml), state_path=data_dir / "market-state.json", wall_clock=lambda: 0.0)
+    venues = {row["venue"]: usd_to_units(row["position_usd"]) for row in market.positions_view()["positions"]}
+    return books, earned, venues
+
+
+def pause_market_and_settle(daemon: DaemonProcess) -> None:
+    """Stop the embedded market's clock, then let two rebalances sync: no yield accrues after that."""
+    import re
+    import urllib.request
+
+    market_url = re.findall(r'"url": "(http://127\.0\.0\.1:\d+)", "market"', daemon.logs())[-1]
+    request = urllib.request.Request(f"{market_url}/admin/v1/clock", data=b'{"time_scale": 0}', method="POST",
+                                     headers={"Content-Type": "application/json"})
+    assert urllib.request.urlopen(request, timeout=5).status == 200
+    count = daemon.json("/api/v1/status")["rebalances"]
+    daemon.wait_until(lambda: daemon.json("/api/v1/status")["rebalances"] >= count + 2, 30, "two syncs on a paused clock")
+
+
+def assert_books_match_the_market(books, earned, venues):
+    ours = {v: u for v, u in books.positions_units.items() if u}
+    assert set(ours) == {v for v, u in venues.items() if u}
+    for venue, units in ours.items():
+        assert abs(venues[venue] - units) <= 10, (venue, units, venues[venue])  # 10 base units = $0.00001
+    # A move the venue executed but the books lost would come back at the next sync as "income" the
+    # size of the move; the few simulated days these tests span pay a few hundred dollars on $1M.
+    assert abs(earned) < usd_to_units(2_000), earned
+    assert books.nav_units >= usd_to_units(1_000_000) * 0.99
+
+
+def test_killed_while_a_move_is_unbooked_the_restart_books_it_once(tmp_path):
+    """The venue applied a deposit but its answer was lost; the process is SIGKILLed before the retry.
+
+    After the restart the write-ahead record is replayed under the same key: booked once, and the
+    ledger equals the market to the base unit.
+    """
+    import shutil
+    import signal
+
+    import yaml
+
+    from vault.settings import DEFAULT_CONFIG
+
+    config_dir = tmp_path / "config"
+    shutil.copytree(DEFAULT_CONFIG.parent, config_dir)
+    market_yaml = config_dir / "market.default.yaml"
+    market = yaml.safe_load(market_yaml.read_text())
+    market["faults"] = [{"path_prefix": "/paper/v1/deposit", "mode": "http_5xx", "count": 1}]
+    market_yaml.write_text(yaml.safe_dump(market))
+    data_dir = tmp_path / "var"
+
+    first = DaemonProcess(data_dir, args=["--config", str(config_dir / "default.yaml")],
+                          env={"YIELDVAULT_SCHEDULE__REBALANCE_INTERVAL_SECONDS": "3600"})
+    try:
+        first.wait_until(lambda: '"outcome": "failed"' in first.logs(), 60, "the first plan to lose an answer")
+        db = sqlite3.connect(data_dir / "ledger.sqlite3")
+        pending = db.execute("SELECT COUNT(*) FROM pending_moves").fetchone()[0]
+        db.close()
+        assert pending == 1
+    finally:
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait()
+        first.kill()
+
+    second = DaemonProcess(data_dir, args=["--config", str(config_dir / "default.yaml")],
+                           env={"YIELDVAULT_SCHEDULE__REBALANCE_INTERVAL_SECONDS": "0.5"})
+    try:
+        second.wait_until(lambda: "move_replayed" in second.logs(), 60, "the replay")
+        second.wait_until(lambda: second.json("/api/v1/status")["rebalances"] >= 4, 60, "rebalances after the replay")
+        pause_market_and_settle(second)
+    finally:
+        code, _ = second.terminate()
+    assert code == 0
+    assert_books_match_the_market(*books_and_market(data_dir, market_yaml))
+
+
+def test_killed_mid_run_the_books_still_match_the_venues_exactly(tmp_path):
+    """SIGKILL at arbitrary points, three times: after a clean restart and stop the books equal the market."""
+    import random
+    import signal
+    import time
+
+    from vault.settings import DEFAULT_CONFIG
+
+    data_dir = tmp_path / "var"
+    rng = random.Random(11)
+    for _ in range(3):
+        daemon = DaemonProcess(data_dir, env={"YIELDVAULT_SCHEDULE__REBALANCE_INTERVAL_SECONDS": "0.5"})
+        try:
+            daemon.wait_until(lambda: len(allocated_venues(daemon)) >= 3, 60, "an allocation")
+            time.sleep(rng.uniform(0.0, 2.0))
+        finally:
+            daemon.proc.send_signal(signal.SIGKILL)
+            daemon.proc.wait()
+            daemon.kill()
+    daemon = DaemonProcess(data_dir, env={"YIELDVAULT_SCHEDULE__REBALANCE_INTERVAL_SECONDS": "0.5"})
+    try:
+        daemon.wait_until(lambda: daemon.get("/healthz")[0] == 200, 30, "restart")
+        before = daemon.json("/api/v1/status")["rebalances"]
+        daemon.wait_until(lambda: daemon.json("/api/v1/status")["rebalances"] > before + 1, 30, "rebalances after restart")
+        pause_market_and_settle(daemon)
+    finally:
+        code, _ = daemon.terminate()
+    assert code == 0
+    assert_books_match_the_market(*books_and_market(data_dir, DEFAULT_CONFIG.parent / "market.default.yaml"))

@@ -126,7 +126,9 @@ async def test_a_refused_withdrawal_moves_nothing(world):
 async def test_a_move_interrupted_after_the_venue_call_is_replayed_once(world):
     deposit = move(MoveAction.DEPOSIT, "earn-usdt-flexible", 30_000, "crash-1")
     # The venue executed the deposit, but the process died before the ledger booked it.
-    world.ledger.begin_move(world.executor._clock(), deposit.idempotency_key, move_to_dict(deposit))
+    body = {"venue": "earn-usdt-flexible", "amount_usd": "30000.000000", "idempotency_key": "crash-1"}
+    world.ledger.begin_move(world.executor._clock(), deposit.idempotency_key,
+                            {"move": move_to_dict(deposit), "path": "/deposit", "body": body})
     world.market.deposit("earn-usdt-flexible", "30000.000000", "crash-1")
     [res] = await world.executor.recover()
     assert res.status is MoveStatus.DONE

@@ -321,11 +321,15 @@ class Daemon:
             started = self.clock()
             try:
                 await self.executor.recover()
+                unresolved = self.ledger.pending_moves()
+                if unresolved:
+                    # Syncing now would book a move the venue applied, but we have not, as yield.
+                    raise OutcomeUnknown(f"{len(unresolved)} move(s) still unresolved; replayed next cycle")
                 await self.executor.settle_in_flight()
                 await self.executor.sync_positions()
             except OutcomeUnknown as exc:
                 log.warning("rebalance", outcome="failed", reason=f"venue sync failed: {exc}")
-                self.metrics.record_rebalance("failed", "not_run", 0.0, None, None, 0.0, 0.0)
+                self.metrics.record_rebalance("failed", "not_run", None)
                 self._export_portfolio()
                 return None
             balances = self.ledger.balances()

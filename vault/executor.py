@@ -129,6 +129,9 @@ class PaperExecutor:
         try:
             async with self._session.request(method, self._base + path, json=body, timeout=self._timeout) as resp:
                 payload = await resp.json(content_type=None)
+                if resp.status == 409:
+                    # The key was used before with another body: what happened to the first is unknown.
+                    raise OutcomeUnknown(f"{method} {path}: idempotency key reused with a different request")
                 if 400 <= resp.status < 500:
                     err = (payload or {}).get("error", {}) if isinstance(payload, dict) else {}
                     raise VenueRefused(str(err.get("field", "?")), str(err.get("reason", f"HTTP {resp.status}")))
@@ -150,93 +153,79 @@ class PaperExecutor:
         gas = min(usd_to_units(gas_usd), max(left, 0))
         return postings + ([(home, -gas), (GAS, gas)] if gas > 0 else [])
 
-    async def _deposit(self, move: Move, requested: int) -> tuple[int, list[tuple[str, int]]]:
-        venue = self._venues[move.venue_id]
-        available = self._ledger.account(f"idle:{venue.chain}")
-        amount = min(requested, available)
-        if amount <= 0:
-            return 0, []
-        res = await self._call(
-            "POST", "/deposit",
-            {"venue": venue.id, "amount_usd": units_to_str(amount), "idempotency_key": move.idempotency_key},
-        )
-        applied = usd_to_units(res["applied_usd"])
-        if not 0 <= applied <= amount:
-            raise OutcomeUnknown(f"deposit {venue.id}: applied_usd {res['applied_usd']} outside [0, {units_to_str(amount)}]")
-        postings = [(f"idle:{venue.chain}", -amount), (f"position:{venue.id}", applied), (FEES, amount - applied)]
-        return applied, self._with_gas(venue, MoveAction.DEPOSIT, postings)
+    def _request(self, move: Move, requested: int) -> tuple[str, dict[str, Any]] | None:
+        """The exact venue call for a move, sized by what the books hold now; None when nothing can move.
 
-    async def _withdraw(self, move: Move, requested: int) -> tuple[int, list[tuple[str, int]]]:
-        venue = self._venues[move.venue_id]
-        held = self._ledger.account(f"position:{venue.id}")
-        amount = min(requested, held)
-        if amount <= 0:
-            return 0, []
-        res = await self._call(
-            "POST", "/withdraw",
-            {"venue": venue.id, "amount_usd": units_to_str(amount), "idempotency_key": move.idempotency_key},
-        )
-        applied = usd_to_units(res["applied_usd"])
-        if not 0 <= applied <= amount:
-            raise OutcomeUnknown(f"withdraw {venue.id}: applied_usd {res['applied_usd']} outside [0, {units_to_str(amount)}]")
-        if res.get("status") == "queued":
-            # Unbonding queue or redemption delay: the position shrinks now, the cash arrives later.
-            destination = in_flight_account(venue.chain, "withdrawal", str(res["withdrawal_id"]))
+        It is written ahead with the move and replayed verbatim: a venue that already applied it
+        answers the same key and body with its first result.
+        """
+        if move.action is MoveAction.BRIDGE:
+            amount = min(requested, self._ledger.account(f"idle:{move.from_chain}"))
+            body = {"from_chain": move.from_chain, "to_chain": move.to_chain}
+        elif move.action is MoveAction.DEPOSIT:
+            amount = min(requested, self._ledger.account(f"idle:{self._venues[move.venue_id].chain}"))
+            body = {"venue": move.venue_id}
         else:
-            destination = f"idle:{venue.chain}"
-        postings = [(f"position:{venue.id}", -applied), (destination, applied)]
-        return applied, self._with_gas(venue, MoveAction.WITHDRAW, postings)
-
-    async def _bridge(self, move: Move, requested: int) -> tuple[int, list[tuple[str, int]]]:
-        available = self._ledger.account(f"idle:{move.from_chain}")
-        amount = min(requested, available)
+            amount = min(requested, self._ledger.account(f"position:{move.venue_id}"))
+            body = {"venue": move.venue_id}
         if amount <= 0:
-            return 0, []
-        res = await self._call(
-            "POST", "/bridge",
-            {
-                "from_chain": move.from_chain,
-                "to_chain": move.to_chain,
-                "amount_usd": units_to_str(amount),
-                "idempotency_key": move.idempotency_key,
-            },
-        )
-        fee = usd_to_units(res.get("fee_usd", "0"))
-        if not 0 <= fee <= amount:
-            raise OutcomeUnknown(f"bridge: fee_usd {res.get('fee_usd')} outside [0, {units_to_str(amount)}]")
-        # Booked in flight first; settle_in_flight lands it on the destination chain when filled.
-        flight = in_flight_account(move.to_chain, "bridge", str(res["transfer_id"]))
-        postings = [(f"idle:{move.from_chain}", -amount), (flight, amount - fee), (FEES, fee)]
-        return amount - fee, postings
+            return None
+        return f"/{move.action}", {**body, "amount_usd": units_to_str(amount), "idempotency_key": move.idempotency_key}
+
+    def _postings(self, move: Move, amount: int, res: Mapping[str, Any]) -> tuple[int, list[tuple[str, int]]]:
+        """What the venue's answer means for the books: (applied units, balanced postings)."""
+        if move.action is MoveAction.BRIDGE:
+            fee = usd_to_units(res.get("fee_usd", "0"))
+            if not 0 <= fee <= amount:
+                raise OutcomeUnknown(f"bridge: fee_usd {res.get('fee_usd')} outside [0, {units_to_str(amount)}]")
+            # Booked in flight; settle_in_flight lands it on the destination chain when filled.
+            flight = in_flight_account(move.to_chain, "bridge", str(res["transfer_id"]))
+            return amount - fee, [(f"idle:{move.from_chain}", -amount), (flight, amount - fee), (FEES, fee)]
+        venue = self._venues[move.venue_id]
+        applied = usd_to_units(res["applied_usd"])
+        if not 0 <= applied <= amount:
+            raise OutcomeUnknown(f"{move.action} {venue.id}: applied_usd {res['applied_usd']} outside [0, {units_to_str(amount)}]")
+        if move.action is MoveAction.DEPOSIT:
+            postings = [(f"idle:{venue.chain}", -amount), (f"position:{venue.id}", applied), (FEES, amount - applied)]
+        else:
+            if res.get("status") == "queued":
+                # Unbonding queue or redemption delay: the position shrinks now, the cash arrives later.
+                destination = in_flight_account(venue.chain, "withdrawal", str(res["withdrawal_id"]))
+            else:
+                destination = f"idle:{venue.chain}"
+            postings = [(f"position:{venue.id}", -applied), (destination, applied)]
+        return applied, self._with_gas(venue, move.action, postings)
 
     # -- public --------------------------------------------------------------------------------
 
-    async def _run(self, move: Move) -> MoveResult:
+    async def _run(self, move: Move, written: tuple[str, dict[str, Any]] | None = None) -> MoveResult:
+        """Run one move; ``written`` is the call written ahead by an earlier attempt (a replay)."""
         requested = usd_to_units(move.amount_usd)
-        handler = {MoveAction.DEPOSIT: self._deposit, MoveAction.WITHDRAW: self._withdraw, MoveAction.BRIDGE: self._bridge}[
-            move.action
-        ]
+
+        def result(status: MoveStatus, applied: int = 0, detail: str = "") -> MoveResult:
+            return MoveResult(move.idempotency_key, str(move.action), move.venue_id, status, requested, applied, detail)
+
         if move.action is not MoveAction.BRIDGE and move.venue_id not in self._venues:
-            return MoveResult(move.idempotency_key, str(move.action), move.venue_id, MoveStatus.REFUSED, requested,
-                              detail="venue_id: not a configured venue")
-        self._ledger.begin_move(self._clock(), move.idempotency_key, move_to_dict(move))
+            return result(MoveStatus.REFUSED, detail="venue_id: not a configured venue")
+        call = written or self._request(move, requested)
+        if call is None:
+            return result(MoveStatus.SKIPPED, detail="nothing available to move")
+        path, body = call
+        if written is None:
+            self._ledger.begin_move(self._clock(), move.idempotency_key,
+                                    {"move": move_to_dict(move), "path": path, "body": body})
         try:
-            applied, postings = await handler(move, requested)
+            res = await self._call("POST", path, body)
+            applied, postings = self._postings(move, usd_to_units(body["amount_usd"]), res)
         except VenueRefused as exc:
             self._ledger.abandon_move(move.idempotency_key)
-            return MoveResult(move.idempotency_key, str(move.action), move.venue_id, MoveStatus.REFUSED, requested,
-                              detail=f"{exc.field}: {exc.reason}")
+            return result(MoveStatus.REFUSED, detail=f"{exc.field}: {exc.reason}")
         except OutcomeUnknown as exc:
-            return MoveResult(move.idempotency_key, str(move.action), move.venue_id, MoveStatus.UNKNOWN, requested,
-                              detail=str(exc))
-        if not postings:
-            self._ledger.abandon_move(move.idempotency_key)
-            return MoveResult(move.idempotency_key, str(move.action), move.venue_id, MoveStatus.SKIPPED, requested,
-                              detail="nothing available to move")
+            return result(MoveStatus.UNKNOWN, detail=str(exc))
         self._ledger.finish_move(self._clock(), move.idempotency_key, str(move.action), postings, memo=move.venue_id)
         if move.action is MoveAction.BRIDGE:
             await self._await_fills()
-        return MoveResult(move.idempotency_key, str(move.action), move.venue_id, MoveStatus.DONE, requested, applied)
+        return result(MoveStatus.DONE, applied)
 
     async def execute(self, plan: Plan, should_stop: Callable[[], bool] = lambda: False) -> list[MoveResult]:
         """Run the moves in order; stop early (cleanly, between moves) when ``should_stop()`` turns true."""
@@ -254,9 +243,9 @@ class PaperExecutor:
         """Replay moves whose outcome was never booked (the process stopped mid-move)."""
         results = []
         for pending in self._ledger.pending_moves():
-            move = move_from_dict(pending)
+            move = move_from_dict(pending["move"])
             log.info("move_replayed", key=move.idempotency_key, action=str(move.action), venue=move.venue_id)
-            result = await self._run(move)
+            result = await self._run(move, written=(pending["path"], pending["body"]))
             results.append(result)
             if result.status is MoveStatus.UNKNOWN:
                 break
