@@ -210,6 +210,68 @@ def _refine_bridge(f: Callable[[Vector], Vector], xs: Vector, a: int, b: int) ->
     return _Bridge(xa, xb, fa, fb)
 
 
+# --- exact income functions (frozen dataclasses, not closures, so snapshots pickle) -------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DilutedFlow:
+    """``flow * x / (others + x)``: a pool-wide annual flow split pro rata."""
+
+    flow_usd_per_year: float
+    others_usd: float
+
+    def __call__(self, x: Vector) -> Vector:
+        return diluted_income_usd(x, self.flow_usd_per_year, self.others_usd)
+
+
+@dataclass(frozen=True, slots=True)
+class AaveSupplyIncome:
+    """``x * aave.supply_apr_after_deposit(strategy, debt, liquidity, x)``."""
+
+    strategy: aave.AaveRateStrategy
+    debt_usd: float
+    liquidity_usd: float
+
+    def __call__(self, x: Vector) -> Vector:
+        apr = aave.supply_apr_after_deposit(self.strategy, self.debt_usd, self.liquidity_usd, x)
+        return x * np.asarray(apr, dtype=np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class CometSupplyIncome:
+    """``x * compound.comet_supply_apr_after_deposit(curve, borrow, supply, x)``."""
+
+    curve: compound.CometCurve
+    borrow_usd: float
+    supply_usd: float
+
+    def __call__(self, x: Vector) -> Vector:
+        apr = compound.comet_supply_apr_after_deposit(self.curve, self.borrow_usd, self.supply_usd, x)
+        return x * np.asarray(apr, dtype=np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeArbIncome:
+    """``N * max(0, q (s (1 - q/2C) - fee) - gas)``, ``q = min(x, C)``, vectorised
+    (``protocols.across.arb_income_per_year_usd`` is the scalar original)."""
+
+    spread: float
+    fee_pct: float
+    gas_usd: float
+    capacity_usd: float
+    round_trips_per_year: float
+
+    def __call__(self, x: Vector) -> Vector:
+        c = self.capacity_usd
+        q = np.minimum(np.maximum(x, 0.0), c)
+        profit = q * (self.spread * (1.0 - q / (2.0 * c)) - self.fee_pct) - self.gas_usd
+        return self.round_trips_per_year * np.where(q > 0.0, np.maximum(profit, 0.0), 0.0)
+
+
+def _zero(x: Vector) -> Vector:
+    return np.zeros_like(np.asarray(x, dtype=np.float64))
+
+
 # --- lending -----------------------------------------------------------------------------------------
 
 
@@ -230,20 +292,13 @@ def aave_lending_curve(
     """
     debt, liquidity = float(total_debt_usd), float(available_liquidity_usd)
     others = debt + liquidity
-
-    def real(x: Vector) -> Vector:
-        return x * np.asarray(aave.supply_apr_after_deposit(strategy, debt, liquidity, x), dtype=np.float64)
-
-    def emission(x: Vector) -> Vector:
-        return diluted_income_usd(x, emission_usd_per_year, others)
-
     kink = debt / strategy.optimal_usage_ratio - others if debt > 0 else 0.0
     return EnvelopeCurve(
-        real,
+        AaveSupplyIncome(strategy, debt, liquidity),
         domain_usd=max(8.0 * others, 1.0),
         cap_usd=supply_room_usd,
         breakpoints=(kink,),
-        exact_emission=emission if emission_usd_per_year > 0 else None,
+        exact_emission=DilutedFlow(emission_usd_per_year, others) if emission_usd_per_year > 0 else None,
     )
 
 
@@ -259,20 +314,13 @@ def comet_lending_curve(
     and supply *without us* (``comet_supply_apr_after_deposit``, protocol_math.md §2.2).
     Emissions: ``COMP/s * SPY * P_COMP * x / (S + x)`` (``baseTrackingSupplySpeed`` split pro rata)."""
     borrow, supply = float(total_borrow_usd), float(total_supply_usd)
-
-    def real(x: Vector) -> Vector:
-        return x * np.asarray(compound.comet_supply_apr_after_deposit(curve, borrow, supply, x), dtype=np.float64)
-
-    def emission(x: Vector) -> Vector:
-        return diluted_income_usd(x, emission_usd_per_year, supply)
-
     kink = borrow / curve.supply_kink - supply if borrow > 0 else 0.0
     return EnvelopeCurve(
-        real,
+        CometSupplyIncome(curve, borrow, supply),
         domain_usd=max(8.0 * supply, 1.0),
         cap_usd=supply_room_usd,
         breakpoints=(kink,),
-        exact_emission=emission if emission_usd_per_year > 0 else None,
+        exact_emission=DilutedFlow(emission_usd_per_year, supply) if emission_usd_per_year > 0 else None,
     )
 
 
@@ -391,14 +439,9 @@ def bridge_arb_curve(
     function; the grid and refinements evaluate thousands of points per curve). The property
     tests check the two agree at sampled points."""
     c = float(route_capacity_usd)
-
-    def real(x: Vector) -> Vector:
-        q = np.minimum(np.maximum(x, 0.0), c)
-        profit = q * (spread * (1.0 - q / (2.0 * c)) - fee_pct) - gas_usd
-        return round_trips_per_year * np.where(q > 0.0, np.maximum(profit, 0.0), 0.0)
-
     if c <= 0.0 or spread <= fee_pct or round_trips_per_year <= 0.0:
-        return EnvelopeCurve(lambda x: np.zeros_like(x), domain_usd=0.0)
+        return EnvelopeCurve(_zero, domain_usd=0.0)
+    real = BridgeArbIncome(spread, fee_pct, gas_usd, c, round_trips_per_year)
     breakeven = []
     # where the round's profit crosses zero: q^2 s/2C - q (s - fee) + gas = 0
     a, b = spread / (2.0 * c), -(spread - fee_pct)

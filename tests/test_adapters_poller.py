@@ -375,3 +375,16 @@ async def test_across_fill_time_under_either_name(h: Harness) -> None:
     del fees["estimatedFillTimeSec"]
     report = await h.poller(venues).poll({})
     assert report.rejections[0].reason == "schema" and "FillTimeSec" in report.rejections[0].detail
+
+
+async def test_snapshots_pickle_and_copy(h: Harness) -> None:
+    """Snapshots can be recorded, sent to a worker process or deep-copied by a backtest."""
+    import copy
+    import pickle
+
+    report = await h.poller().poll({"aave-v3-usdc-ethereum": 1e6})
+    again = pickle.loads(pickle.dumps(report))
+    x = np.array([0.0, 1e5, 1e7])
+    for vid, snap in report.snapshots.items():
+        np.testing.assert_array_equal(again.snapshots[vid].curve.income_usd(x), snap.curve.income_usd(x))
+        np.testing.assert_array_equal(copy.deepcopy(snap).curve.income_usd(x), snap.curve.income_usd(x))
