@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from mockfeeds.faults import REQUEST_MODES, apply_value_fault
+from mockfeeds.faults import REQUEST_MODES, FaultRule, apply_value_fault
 from mockfeeds.market import Market, MarketError, iso
 from mockfeeds.venues import FixedVenue, LendingVenue, StakingVenue
 from protocols import aave, across, compound
@@ -63,14 +63,23 @@ async def reply(
     if not rules and cached_body is not None:
         return web.Response(body=cached_body, status=status, content_type="application/json")
     body_obj = payload
+    # Venue rules go first and in one pass: rows are found by identity, which a rebuild would lose.
+    per_row: dict[int, list[FaultRule]] = {}
     for rule in rules:
-        if rule.mode in REQUEST_MODES:
-            continue
-        if rule.venue is None or rows is None:
+        if rule.mode not in REQUEST_MODES and rule.venue is not None and rows is not None:
+            for vid, r in rows:
+                if vid == rule.venue:
+                    per_row.setdefault(id(r), []).append(rule)
+
+    def corrupt(row: dict[str, Any]) -> Any:
+        for rule in per_row[id(row)]:
+            row = apply_value_fault(rule, row, f"{request.path}#{rule.venue}")
+        return row
+
+    body_obj = _replace_rows(body_obj, set(per_row), corrupt)
+    for rule in rules:
+        if rule.mode not in REQUEST_MODES and (rule.venue is None or rows is None):
             body_obj = apply_value_fault(rule, body_obj, f"{request.path}?{request.query_string}")
-        else:
-            targets = {id(r) for vid, r in rows if vid == rule.venue}
-            body_obj = _replace_rows(body_obj, targets, lambda r, rule=rule: apply_value_fault(rule, r, f"{request.path}#{rule.venue}"))
     for rule in rules:
         if rule.mode == "latency":
             await asyncio.sleep(rule.latency_ms / 1000.0)

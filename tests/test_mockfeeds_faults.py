@@ -108,6 +108,16 @@ async def test_nan_hits_only_the_venues_row(mk: tuple[Market, Any]) -> None:
     assert res["symbol"] == "USDC"
 
 
+async def test_value_faults_on_two_venues_of_one_response_both_apply(mk: tuple[Market, Any]) -> None:
+    m, client = mk
+    before = rows_by_pool(m.defillama_pools_bytes().decode())[LIDO_POOL]
+    await add_fault(client, venue="aave-v3-usdc-ethereum", mode="nan")
+    await add_fault(client, venue="lido-steth", mode="absurd")
+    rows = rows_by_pool(await (await client.get("/defillama/pools")).text())
+    assert math.isnan(rows[AAVE_POOL]["apy"])
+    assert rows[LIDO_POOL]["apy"] == pytest.approx(before["apy"] * 1e6)
+
+
 async def test_absurd_values(mk: tuple[Market, Any]) -> None:
     m, client = mk
     before = rows_by_pool(m.defillama_pools_bytes().decode())[LIDO_POOL]
