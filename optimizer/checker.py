@@ -15,6 +15,14 @@ Rules (all in USD, with a slack ``τ = check_tolerance_ratio · NAV``):
 - floors: ``idle >= min_idle_ratio NAV``; ``idle + Σ_{e_i <= D} min(x_i, L_i) >= φ_D NAV``;
 - turnover: ``Σ |x_i - x0_i| <= T NAV``.
 
+``costs_usd`` checks the state *after* a plan that paid that much (gas, fees) out of NAV, as the
+executor books it: conservation and every share-of-NAV limit are then against ``NAV - costs``.
+
+Each violation comes with its relative size (``CheckReport.excess``): ``(used - allowed)/allowed``
+for a cap, ``(required - available)/required`` for a floor, ``inf`` for the rules that are not
+limits with a size (conservation, locked, withdrawal bound, frozen, negative amounts), so that a
+caller can tell a drift of a hair past a limit from a real breach (README §7).
+
 Utilisation is ``used / allowed`` for caps and ``required / available`` for floors (1 = binding,
 above 1 = violated), under a bounded set of names.
 """
@@ -37,6 +45,11 @@ UNKNOWN_SCORE = 10.0
 class CheckReport:
     violations: list[str] = field(default_factory=list)
     utilization: dict[str, float] = field(default_factory=dict)
+    excess: list[float] = field(default_factory=list)  # relative size of each violation (same order)
+
+    def add(self, message: str, excess: float = math.inf) -> None:
+        self.violations.append(message)
+        self.excess.append(float(excess))
 
     @property
     def ok(self) -> bool:
@@ -63,9 +76,10 @@ def check_allocation(
     limits: RiskLimits,
     settings: OptimizerSettings,
     home_chain: str,
+    costs_usd: float = 0.0,
 ) -> CheckReport:
     rep = CheckReport()
-    nav = float(portfolio.nav_usd)
+    nav = float(portfolio.nav_usd) - float(costs_usd)
     tol = settings.check_tolerance_ratio * max(nav, 1.0)
     ids = [s.venue.id for s in snaps]
     known = set(ids)
@@ -74,7 +88,13 @@ def check_allocation(
     locked = sum(max(float(v), 0.0) for k, v in portfolio.positions_usd.items() if k not in known)
     exit_liq = _amounts([s.exit_liquidity_usd for s in snaps])
     stay = x0 - np.minimum(x0, exit_liq)  # what cannot leave this cycle
-    bad = rep.violations.append
+    bad = rep.add
+
+    def over(used: float, allowed: float) -> float:
+        return (used - allowed) / allowed if allowed > 0 else math.inf
+
+    def under(need: float, have: float) -> float:
+        return (need - have) / need if need > 0 else math.inf
 
     total = float(x.sum()) + idle_usd + locked + float(portfolio.in_flight_usd)
     if abs(total - nav) > tol:
@@ -94,7 +114,8 @@ def check_allocation(
     for i in np.nonzero(frozen & (x > x0 + tol))[0]:
         bad(f"frozen: venue {ids[i]} is frozen ({snaps[i].frozen_reason}) and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD")
     for i in np.nonzero(x > np.maximum(capacity, stay) + tol)[0]:
-        bad(f"capacity: venue {ids[i]} target {x[i]:,.2f} USD above capacity {capacity[i]:,.2f} USD")
+        bad(f"capacity: venue {ids[i]} target {x[i]:,.2f} USD above capacity {capacity[i]:,.2f} USD",
+            over(x[i], max(capacity[i], stay[i])))
 
     def per_venue(name: str, caps: np.ndarray, what: str) -> None:
         allowed = np.maximum(caps, stay)
@@ -102,7 +123,7 @@ def check_allocation(
             util = np.where(allowed > 0, x / np.where(allowed > 0, allowed, 1.0), np.where(x <= 0, 0.0, np.inf))
         rep.utilization[f"{name}:max"] = float(util.max()) if len(util) else 0.0
         for i in np.nonzero(x > allowed + tol)[0]:
-            bad(f"{name}: venue {ids[i]} holds {x[i]:,.2f} USD above {what} ({allowed[i]:,.2f} USD)")
+            bad(f"{name}: venue {ids[i]} holds {x[i]:,.2f} USD above {what} ({allowed[i]:,.2f} USD)", over(x[i], allowed[i]))
 
     if limits.max_venue_usd is not None:
         per_venue("venue_usd", np.full(len(ids), limits.max_venue_usd), f"max_venue_usd {limits.max_venue_usd:,.0f}")
@@ -137,7 +158,8 @@ def check_allocation(
             rep.utilization[f"{family}:{key}"] = _ratio(exposure, allowed)
             if exposure > allowed + tol:
                 names = ", ".join(ids[i] for i in np.nonzero(sel & (x > 0))[0][:5])
-                bad(f"max_{family}_ratio[{key}]: exposure {exposure:,.2f} USD above {ratio:g} of NAV ({allowed:,.2f} USD); venues {names}")
+                bad(f"max_{family}_ratio[{key}]: exposure {exposure:,.2f} USD above {ratio:g} of NAV ({allowed:,.2f} USD); venues {names}",
+                    over(exposure, allowed))
 
     if limits.max_avg_risk_score is not None:
         scores = np.array([float(s.venue.risk_score) for s in snaps])
@@ -145,12 +167,13 @@ def check_allocation(
         allowed = max(limits.max_avg_risk_score * nav, float(scores @ stay) + UNKNOWN_SCORE * locked)
         rep.utilization["risk_score"] = _ratio(used, allowed)
         if used > allowed + tol * 10:
-            bad(f"max_avg_risk_score: NAV-weighted risk score {used / nav:.4f} above {limits.max_avg_risk_score:g}")
+            bad(f"max_avg_risk_score: NAV-weighted risk score {used / nav:.4f} above {limits.max_avg_risk_score:g}", over(used, allowed))
 
     need_idle = limits.min_idle_ratio * nav
     rep.utilization["min_idle"] = _ratio(need_idle, idle_usd) if need_idle > 0 else 0.0
     if idle_usd < need_idle - tol:
-        bad(f"min_idle_ratio: idle {idle_usd:,.2f} USD below {limits.min_idle_ratio:g} of NAV ({need_idle:,.2f} USD)")
+        bad(f"min_idle_ratio: idle {idle_usd:,.2f} USD below {limits.min_idle_ratio:g} of NAV ({need_idle:,.2f} USD)",
+            under(need_idle, idle_usd))
 
     if limits.liquidity_floors:
         exit_days = np.array([s.venue.exit_days + (settings.bridge_days if s.venue.chain != home_chain else 0.0) for s in snaps])
@@ -160,12 +183,14 @@ def check_allocation(
             need = f.min_ratio * nav
             rep.utilization[f"liquidity:{f.days:g}d"] = _ratio(need, liquid) if need > 0 else 0.0
             if liquid < need - tol:
-                bad(f"liquidity_floors[{f.days:g}d]: {liquid:,.2f} USD withdrawable within {f.days:g} days, below {f.min_ratio:g} of NAV ({need:,.2f} USD)")
+                bad(f"liquidity_floors[{f.days:g}d]: {liquid:,.2f} USD withdrawable within {f.days:g} days, below {f.min_ratio:g} of NAV ({need:,.2f} USD)",
+                    under(need, liquid))
 
     if limits.max_turnover_ratio is not None:
         moved = float(np.abs(x - x0).sum())
         allowed = limits.max_turnover_ratio * nav
         rep.utilization["turnover"] = _ratio(moved, allowed)
         if moved > allowed + tol:
-            bad(f"max_turnover_ratio: moves {moved:,.2f} USD, above {limits.max_turnover_ratio:g} of NAV ({allowed:,.2f} USD)")
+            bad(f"max_turnover_ratio: moves {moved:,.2f} USD, above {limits.max_turnover_ratio:g} of NAV ({allowed:,.2f} USD)",
+                over(moved, allowed))
     return rep

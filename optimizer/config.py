@@ -63,6 +63,17 @@ class OptimizerSettings(Strict):
     # gas is a fixed charge per transaction, which a convex model cannot hold exactly; the objective
     # amortises it over a reference move of this share of NAV (the plan gate then charges it exactly)
     gas_reference_ratio: Annotated[float, Field(gt=0, le=1)] = 0.01
+    # -- staying inside the limits without churning (README §7)
+    # the model aims this share of each limit inside it (caps x (1 - b), floors x (1 + b)), so that
+    # accrual, marks and the plan's own costs do not push the holdings past a hard limit
+    limit_buffer_ratio: Annotated[float, Field(ge=0, le=0.1)] = 0.005
+    # a breach of the holdings (market drift, accrual, costs) up to this share of the limit does not
+    # force a rebalance on its own; a larger breach does (the checker still holds every target to the hard limits)
+    drift_tolerance_ratio: Annotated[float, Field(ge=0, le=0.2)] = 0.015
+    # the state a plan leaves after its own gas and fees is checked against the hard limits; when idle
+    # or a liquidity floor falls short, re-solve with the costs reserved out of idle, at most this many
+    # times (0: no cost budgeting, the behaviour before limit_buffer_ratio existed)
+    cost_reserve_passes: Annotated[int, Field(ge=0, le=5)] = 2
     # -- numerics
     # after the first solve, refit every curved venue with a breakpoint at its solution and solve
     # again (same compiled problem, new Parameter values): the PWL is then exact at the optimum

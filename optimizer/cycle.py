@@ -66,6 +66,10 @@ class CycleData:
     cost_in: FloatArray  # one-off cost per USD moved in (fraction)
     cost_out: FloatArray
     pwl: PiecewiseLinear  # USD units
+    # the model aims this share of every limit inside it: caps x (1 - buffer), floors x (1 + buffer)
+    buffer: float = 0.0
+    # idle (NAV units) reserved for the plan's own gas and fees: idle - reserve must meet the floors
+    idle_reserve: float = 0.0
 
     @property
     def n(self) -> int:
@@ -92,20 +96,27 @@ class CycleData:
         return a, b
 
 
-def upper_bounds_usd(snaps: Sequence[VenueSnapshot], x0_usd: FloatArray, limits: RiskLimits, nav_usd: float) -> dict[str, FloatArray]:
-    """Every per-venue cap on the position, USD, by limit name (before the withdrawal floor)."""
+def upper_bounds_usd(snaps: Sequence[VenueSnapshot], x0_usd: FloatArray, limits: RiskLimits, nav_usd: float,
+                     buffer: float = 0.0) -> dict[str, FloatArray]:
+    """Every per-venue cap on the position, USD, by limit name (before the withdrawal floor).
+
+    ``buffer``: the caps the plan aims at are ``(1 - buffer)`` of the limits (capacity included;
+    a frozen venue's cap is its current position, which is no limit to drift past).
+    """
     caps: dict[str, FloatArray] = {}
     n = len(snaps)
-    caps["capacity"] = usable([s.curve.capacity_usd for s in snaps], missing=0.0)
+    keep = 1.0 - buffer
+    caps["capacity"] = keep * usable([s.curve.capacity_usd for s in snaps], missing=0.0)
     caps["frozen"] = np.where([s.frozen for s in snaps], x0_usd, math.inf)
     if limits.max_venue_usd is not None:
-        caps["venue_usd"] = np.full(n, limits.max_venue_usd)
-    caps["venue_ratio"] = np.full(n, limits.max_venue_ratio * nav_usd)
+        caps["venue_usd"] = np.full(n, keep * limits.max_venue_usd)
+    # a share of NAV of 1 or more is no limit that drift could push us past: not buffered
+    caps["venue_ratio"] = np.full(n, (keep if limits.max_venue_ratio < 1 else 1.0) * limits.max_venue_ratio * nav_usd)
     if limits.max_venue_tvl_ratio is not None:
         r = limits.max_venue_tvl_ratio
         tvl = usable([s.tvl_usd for s in snaps])
         # x <= r (TVL + x)  <=>  x <= r TVL / (1 - r)   (TVL without us)
-        caps["venue_tvl"] = np.full(n, math.inf) if r >= 1 else r * tvl / (1.0 - r)
+        caps["venue_tvl"] = np.full(n, math.inf) if r >= 1 else keep * r * tvl / (1.0 - r)
     return caps
 
 
@@ -119,8 +130,13 @@ def build_cycle(
     hint_usd: FloatArray | None = None,
     window_usd: tuple[FloatArray, FloatArray] | None = None,
     window_share: float = 0.5,
+    buffer: float | None = None,
 ) -> CycleData:
-    """This cycle's bounds, costs and PWL fit; ``linear[i]`` fits venue ``i`` with two chords only."""
+    """This cycle's bounds, costs and PWL fit; ``linear[i]`` fits venue ``i`` with two chords only.
+
+    ``buffer`` (default ``settings.limit_buffer_ratio``): how far inside each limit the plan aims.
+    """
+    buffer = settings.limit_buffer_ratio if buffer is None else float(buffer)
     venues = tuple(s.venue for s in snaps)
     nav = float(portfolio.nav_usd)
     if not nav > 0:
@@ -133,7 +149,7 @@ def build_cycle(
     exit_liq = usable([s.exit_liquidity_usd for s in snaps])
     lb_usd = np.maximum(x0_usd - np.minimum(x0_usd, exit_liq), 0.0)
     ub_usd = np.full(len(venues), math.inf)
-    for cap in upper_bounds_usd(snaps, x0_usd, limits, nav).values():
+    for cap in upper_bounds_usd(snaps, x0_usd, limits, nav, buffer).values():
         ub_usd = np.minimum(ub_usd, cap)
     ub_usd = np.minimum(ub_usd, max(investable_usd, 0.0))
     ub_usd = np.maximum(ub_usd, lb_usd)  # a position we cannot exit stays, caps or not
@@ -156,5 +172,6 @@ def build_cycle(
         cost_in=c_in,
         cost_out=c_out,
         pwl=pwl,
+        buffer=buffer,
     )
 

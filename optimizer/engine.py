@@ -26,8 +26,8 @@ from core.types import Allocation, Plan, PortfolioState, Venue, VenueSnapshot
 from optimizer.checker import CheckReport, check_allocation
 from optimizer.config import OptimizerSettings, RiskLimits
 from optimizer.cycle import CycleData, build_cycle
-from optimizer.model import AllocationModel
-from optimizer.plan import gate, make_moves, prune_unprofitable, round_small_trades
+from optimizer.model import AllocationModel, SolveResult
+from optimizer.plan import after_costs, gate, make_moves, prune_unprofitable, round_small_trades
 
 FloatArray = NDArray[np.float64]
 
@@ -54,6 +54,21 @@ class Decision:
     pwl_error_bound_usd: float | None = None  # Σ_i ε_i: true optimum - PWL optimum <= this (USD/year)
     venues: int = 0
     current_violations: tuple[str, ...] = ()  # limits the holdings broke before this decision
+
+
+class _Clock:
+    """Solve and fit time of one decide(), summed over its solves."""
+
+    def __init__(self) -> None:
+        self.solve = 0.0
+        self.solver: float | None = None
+        self.fit = 0.0
+
+    def add(self, result: SolveResult) -> SolveResult:
+        self.solve += result.solve_seconds
+        if result.solver_seconds is not None:
+            self.solver = (self.solver or 0.0) + result.solver_seconds
+        return result
 
 
 def _window_around(breakpoints: FloatArray, x_usd: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -207,60 +222,70 @@ class Optimizer:
         venues = cycle.venues
         build_seconds = model.build_seconds if rebuilt else 0.0
         risk = self._history.factors([v.id for v in venues], self.settings) if model.with_risk else None
-        model.update(cycle, risk)
         fit_seconds = time.perf_counter() - t_fit - build_seconds
-        result = model.solve()
-        solve_seconds, solver_seconds = result.solve_seconds, result.solver_seconds
+        clock = _Clock()
         cold = rebuilt or not self._warm
-        for _ in range(self.settings.refine_passes if result.status == "optimal" and cold else 0):
-            if model.linear.all() or result.x is None:
-                break
+        result, cycle = self._solve(snaps, portfolio, model, cycle, risk, cold, clock)
+        if result.status == "infeasible" and cycle.buffer > 0:
+            # the buffered limits (README §7) can be out of reach where the hard ones are not, e.g.
+            # idle exactly at its floor with nothing that can leave: aim at the limits themselves
             t_refit = time.perf_counter()
-            hint = np.where(model.linear, np.nan, result.x * nav)
-            refined = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain, linear=model.linear,
-                                  hint_usd=hint, window_usd=_window_around(cycle.pwl.breakpoints, result.x * nav),
-                                  window_share=0.9)
-            model.update(refined, risk)
-            fit_seconds += time.perf_counter() - t_refit
-            again = model.solve()
-            solve_seconds += again.solve_seconds
-            solver_seconds = (solver_seconds or 0.0) + (again.solver_seconds or 0.0)
-            if again.status != "optimal" or again.objective is None or again.objective < (result.objective or -np.inf) - 1e-9:
-                break  # keep the first solution (cannot happen in exact arithmetic: x* stays feasible)
-            result, cycle = again, refined
-        result = dataclasses.replace(result, solve_seconds=solve_seconds, solver_seconds=solver_seconds)
+            warm = self._warm_hints(snaps)
+            hard = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain, linear=model.linear,
+                               hint_usd=warm[0] if warm else None, window_usd=warm[1] if warm else None, buffer=0.0)
+            clock.fit += time.perf_counter() - t_refit
+            result, cycle = self._solve(snaps, portfolio, model, hard, risk, cold, clock)
+        fit_seconds += clock.fit
         if result.status == "optimal" and result.x is not None:
             x_usd = result.x * nav
             lo, hi = _window_around(cycle.pwl.breakpoints, x_usd)
             self._warm = {v.id: (float(x_usd[i]), float(lo[i]), float(hi[i])) for i, v in enumerate(cycle.venues) if not model.linear[i]}
         else:
             self._warm = {}
-        timing = dict(solve_seconds=result.solve_seconds, build_seconds=build_seconds, solver_seconds=result.solver_seconds,
-                      fit_seconds=fit_seconds, rebuilt=rebuilt, dpp=model.use_dpp, venues=len(venues),
-                      pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()))
         x0_usd = cycle.x0 * nav
         current = self._check(snaps, portfolio, x0_usd, cycle)
+        # holdings breaches up to the drift band came from drift or costs and force nothing (README §7)
+        tolerance = self.settings.drift_tolerance_ratio
+        forced_by = tuple(v for v, e in zip(current.violations, current.excess) if not e <= tolerance)
+        drifted = tuple(v for v, e in zip(current.violations, current.excess) if e <= tolerance)
+
+        def timing() -> dict[str, object]:
+            return dict(solve_seconds=clock.solve, build_seconds=build_seconds, solver_seconds=clock.solver,
+                        fit_seconds=fit_seconds, rebuilt=rebuilt, dpp=model.use_dpp, venues=len(venues),
+                        pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()))
+
         if result.status != "optimal" or result.x is None:
             reason = f"hold: {result.status} ({result.detail})"
             if current.violations:
                 reason += f"; holdings break {len(current.violations)} limit(s): {current.violations[0]}"
             return self._hold(result.status, reason, total_seconds=time.perf_counter() - t_start,
-                              current_violations=tuple(current.violations), limit_utilization=current.utilization, **timing)
+                              current_violations=tuple(current.violations), limit_utilization=current.utilization, **timing())
 
-        lb_usd, ub_usd = cycle.lb * nav, np.maximum(cycle.ub, cycle.lb) * nav
-        raw = np.clip(result.x * nav, lb_usd, ub_usd)
-        rounded = round_small_trades(x0_usd, raw, self.settings.min_trade_usd)
-        target, report = rounded, self._check(snaps, portfolio, rounded, cycle)
-        if not report.ok:
-            # dropping small trades moved us off a binding limit; the unrounded solution may pass
-            fallback = self._check(snaps, portfolio, raw, cycle)
-            if fallback.ok:
-                target, report = raw, fallback
-        if report.ok and self.settings.prune_max_tries > 0:
-            target, report = prune_unprofitable(
-                snaps, x0_usd, target, report, self.settings, self.home_chain,
-                lambda x: self._check(snaps, portfolio, x, cycle), cycle.investable * nav,
-                self.limits.min_idle_ratio * nav)
+        target, report = self._target(snaps, portfolio, result, cycle)
+        # the plan pays its gas and fees after the moves, out of idle (vault/executor.py): check the state
+        # it leaves against the hard limits; if its costs would take idle below a floor, reserve them
+        # out of idle in the model and solve again (README §7)
+        short: tuple[str, ...] = ()  # what the plan would break, beyond the drift band, after its own costs
+        passes = self.settings.cost_reserve_passes
+        for attempt in range(passes + 1 if passes > 0 else 0):
+            if not report.ok or np.array_equal(target, x0_usd):
+                short = ()
+                break
+            post = after_costs(snaps, x0_usd, target, cycle.investable * nav - float(target.sum()), self.settings, self.home_chain)
+            after = check_allocation(snaps, portfolio, dict(zip([v.id for v in venues], post.positions_usd.tolist())),
+                                     post.idle_usd, self.limits, self.settings, self.home_chain, costs_usd=post.cost_usd)
+            short = tuple(v for v, e in zip(after.violations, after.excess) if not e <= tolerance)
+            if not after.violations or attempt == passes:
+                break
+            reserve = max(cycle.idle_reserve, 1.25 * post.idle_cost_usd / nav + self.settings.check_tolerance_ratio)
+            cycle = dataclasses.replace(cycle, idle_reserve=reserve)
+            model.update(cycle, risk)
+            again = clock.add(model.solve())
+            if again.status != "optimal" or again.x is None:
+                break
+            result = again
+            target, report = self._target(snaps, portfolio, result, cycle)
+
         objective_usd = result.objective * nav if result.objective is not None else None
         allocation = self._allocation(venues, target, cycle, portfolio)
         income = sum(float(s.curve.income_usd(np.array([target[i]]), self.settings.emission_haircut)[0]) for i, s in enumerate(snaps))
@@ -270,14 +295,62 @@ class Optimizer:
             return Decision(status="check_failed", allocation=allocation, plan=dataclasses.replace(HOLD, reason=reason),
                             objective_usd=objective_usd, predicted_apr=predicted_apr, violations=tuple(report.violations),
                             limit_utilization=report.utilization, reason=reason, total_seconds=time.perf_counter() - t_start,
-                            current_violations=tuple(current.violations), **timing)  # type: ignore[arg-type]
+                            current_violations=tuple(current.violations), **timing())  # type: ignore[arg-type]
         econ = make_moves(snaps, x0_usd, target, self.settings, self.home_chain, now)
-        plan = gate(econ, nav, self.settings, forced_by=tuple(current.violations))
+        plan = gate(econ, nav, self.settings, forced_by=forced_by, drifted=drifted)
+        if plan.execute and short and not forced_by:
+            # a plan whose own gas and fees would push the holdings past a limit by more than the drift
+            # band (so that the next cycle would have to restore it) waits
+            plan = Plan((), plan.expected_gain_usd, plan.cost_usd, False,
+                        f"hold: after its own gas and fees the plan would break {short[0]}")
         reason = f"optimal: {len(plan.moves)} moves, predicted APR {predicted_apr:.4%}; {plan.reason}"
         return Decision(status="optimal", allocation=allocation, plan=plan, objective_usd=objective_usd,
                         predicted_apr=predicted_apr, violations=(), limit_utilization=report.utilization, reason=reason,
                         total_seconds=time.perf_counter() - t_start, current_violations=tuple(current.violations),
-                        **timing)  # type: ignore[arg-type]
+                        **timing())  # type: ignore[arg-type]
+
+    def _solve(self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, model: AllocationModel, cycle: CycleData,
+               risk: tuple[FloatArray, FloatArray] | None, cold: bool, clock: "_Clock") -> tuple[SolveResult, CycleData]:
+        """Solve the cycle; cold, refit the curves around the solution and solve again (README §2)."""
+        nav = cycle.nav_usd
+        model.update(cycle, risk)
+        result = clock.add(model.solve())
+        for _ in range(self.settings.refine_passes if result.status == "optimal" and cold else 0):
+            if model.linear.all() or result.x is None:
+                break
+            t_refit = time.perf_counter()
+            hint = np.where(model.linear, np.nan, result.x * nav)
+            refined = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain, linear=model.linear,
+                                  hint_usd=hint, window_usd=_window_around(cycle.pwl.breakpoints, result.x * nav),
+                                  window_share=0.9, buffer=cycle.buffer)
+            model.update(refined, risk)
+            clock.fit += time.perf_counter() - t_refit
+            again = clock.add(model.solve())
+            if again.status != "optimal" or again.objective is None or again.objective < (result.objective or -np.inf) - 1e-9:
+                break  # keep the first solution (cannot happen in exact arithmetic: x* stays feasible)
+            result, cycle = again, refined
+        return result, cycle
+
+    def _target(self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, result: SolveResult,
+                cycle: CycleData) -> tuple[FloatArray, CheckReport]:
+        """The solution as a checked target: small trades rounded away, losing moves undone."""
+        nav = cycle.nav_usd
+        x0_usd = cycle.x0 * nav
+        lb_usd, ub_usd = cycle.lb * nav, np.maximum(cycle.ub, cycle.lb) * nav
+        raw = np.clip(np.asarray(result.x) * nav, lb_usd, ub_usd)
+        rounded = round_small_trades(x0_usd, raw, self.settings.min_trade_usd)
+        target, report = rounded, self._check(snaps, portfolio, rounded, cycle)
+        if not report.ok:
+            # dropping small trades moved us off a binding limit; the unrounded solution may pass
+            fallback = self._check(snaps, portfolio, raw, cycle)
+            if fallback.ok:
+                target, report = raw, fallback
+        if report.ok and self.settings.prune_max_tries > 0:
+            reserve = (self.limits.min_idle_ratio * (1.0 + cycle.buffer) + cycle.idle_reserve) * nav
+            target, report = prune_unprofitable(
+                snaps, x0_usd, target, report, self.settings, self.home_chain,
+                lambda x: self._check(snaps, portfolio, x, cycle), cycle.investable * nav, reserve)
+        return target, report
 
     def _check(self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, target_usd: FloatArray, cycle: CycleData) -> CheckReport:
         ids = [s.venue.id for s in snaps]

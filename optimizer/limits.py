@@ -11,6 +11,10 @@ hand side, so each limit is DPP and cheap for cvxpy's parameter map. Caps are *e
 ``max(cap, forced)``, where ``forced`` is the exposure of what cannot be withdrawn this cycle:
 a limit already broken by positions we cannot exit is not a fault of this plan, and the plan may
 not make it worse (the independent checker applies the same rule).
+
+The model aims inside the limits by ``CycleData.buffer`` (``limit_buffer_ratio``): caps are
+``(1 - buffer)`` of the limit, floors ``(1 + buffer)`` plus ``CycleData.idle_reserve`` (idle set
+aside for the plan's own gas and fees). The checker checks the hard limits (README §7a).
 """
 
 from __future__ import annotations
@@ -76,7 +80,11 @@ class VenueBox(Limit):
 
 
 class MinIdle(Limit):
-    """``idle = B - Σ_i x_i >= min_idle_ratio`` (idle on the home chain, in NAV units)."""
+    """``idle = B - Σ_i x_i >= min_idle_ratio (1 + buffer) + reserve`` (home-chain idle, NAV units).
+
+    ``reserve`` is idle set aside for the plan's own gas and fees (README §7), 0 unless the first
+    plan of the cycle could not pay for them above the floor.
+    """
 
     name = "min_idle"
 
@@ -84,10 +92,11 @@ class MinIdle(Limit):
         self.ratio = limits.min_idle_ratio
 
     def build(self, m: ModelVars) -> list[cp.Constraint]:
-        return [m.idle >= self.ratio]
+        self.rhs = cp.Parameter(nonneg=True, name="min_idle")
+        return [m.idle >= self.rhs]
 
     def update(self, d: CycleData) -> None:
-        pass  # B lives in the model (the idle expression); the ratio is structural
+        self.rhs.value = self.ratio * (1.0 + d.buffer) + d.idle_reserve
 
 
 class GroupCaps(Limit):
@@ -131,7 +140,8 @@ class GroupCaps(Limit):
 
     def update(self, d: CycleData) -> None:
         if self.keys:
-            self.cap.value = np.maximum(self.cap_cfg, self.G @ d.lb)
+            keep = np.where(self.cap_cfg < 1.0, 1.0 - d.buffer, 1.0)  # a share of 1 is no limit to drift past
+            self.cap.value = np.maximum(self.cap_cfg * keep, self.G @ d.lb)
 
 
 class RiskBudget(Limit):
@@ -152,7 +162,7 @@ class RiskBudget(Limit):
 
     def update(self, d: CycleData) -> None:
         locked = UNKNOWN_RISK_SCORE * d.locked_usd / d.nav_usd
-        self.rhs.value = max(self.max_score - locked, float(self.r @ d.lb), 0.0)
+        self.rhs.value = max(self.max_score * (1.0 - d.buffer) - locked, float(self.r @ d.lb), 0.0)
 
 
 class LiquidityFloors(Limit):
@@ -182,7 +192,7 @@ class LiquidityFloors(Limit):
         return [z <= xs, z <= self.L, sp.csr_matrix(mask) @ z + m.idle >= self.floor]
 
     def update(self, d: CycleData) -> None:
-        self.floor.value = np.array([f.min_ratio for f in self.floors])
+        self.floor.value = np.array([f.min_ratio * (1.0 + d.buffer) + d.idle_reserve for f in self.floors])
         if len(self.idx):
             self.L.value = d.exit_liquidity[self.idx]
 

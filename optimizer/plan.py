@@ -12,9 +12,12 @@ Gain over the holding horizon ``H`` days (true curves, emission haircut applied)
 ``G = Σ_i (f_i(target_i) - f_i(x0_i)) · H/365``.
 
 Gate: execute iff ``G >= min_benefit_cost_ratio · C`` and the net APR gain
-``(G - C)/NAV · 365/H >= hysteresis_apr``: a plan must pay for itself with margin, and a small
-wobble in rates (which moves ``G`` by little) never churns capital. A plan that restores a limit
-the current holdings break executes without the gate (it passed the checker).
+``(G - C)/NAV · 365/H >= hysteresis_apr`` (and never with ``G - C <= 0``): a plan must pay for
+itself with margin, and a small wobble in rates (which moves ``G`` by little) never churns capital.
+A plan that restores a limit the current holdings break by more than the drift band
+(``drift_tolerance_ratio`` of the limit) executes without the gate (it passed the checker); a
+smaller breach came from drift or costs and forces nothing (README §7a). :func:`after_costs`
+books a plan ahead the way the executor does, so that its own gas and fees are budgeted.
 """
 
 from __future__ import annotations
@@ -118,6 +121,39 @@ def prune_unprofitable(snaps, x0_usd, target_usd, report, settings: OptimizerSet
 
 
 @dataclass(frozen=True, slots=True)
+class AfterCosts:
+    """The state a plan leaves once the executor has booked it (vault/executor.py)."""
+
+    positions_usd: FloatArray  # per venue, after fees and bridge fees on the way in
+    idle_usd: float  # the allocation's idle minus the gas and the fees paid out of idle
+    idle_cost_usd: float  # what the plan takes out of idle beyond the allocation: gas, fees on the way out
+    cost_usd: float  # all NAV the plan spends: idle_cost + fees taken from deposits
+
+
+def after_costs(snaps: Sequence[VenueSnapshot], x0_usd: FloatArray, target_usd: FloatArray, idle_usd: float,
+                settings: OptimizerSettings, home_chain: str) -> AfterCosts:
+    """Book the plan the way the executor does, ahead of time.
+
+    A deposit of ``δ`` takes ``δ`` from idle and lands ``δ (1 - bridge fee)(1 - fee)`` in the venue;
+    a withdrawal of ``δ`` lands ``δ (1 - fee)(1 - bridge fee)`` in idle; every deposit and withdrawal
+    pays its gas from home-chain idle *after* the move, and (conservatively, the paper executor
+    does not book it) every bridge leg its ``bridge_gas_usd``.
+    """
+    delta = np.asarray(target_usd, dtype=float) - np.asarray(x0_usd, dtype=float)
+    fee = np.array([s.venue.costs.fee_bps for s in snaps]) / 1e4
+    cross = np.array([s.venue.chain != home_chain for s in snaps], dtype=bool)
+    bridge = np.where(cross, settings.bridge_fee_bps / 1e4, 0.0)
+    kept = (1.0 - fee) * (1.0 - bridge)  # share of a moved USD that arrives
+    dep, wd = delta > 0, delta < 0
+    gas = np.where(dep, [s.venue.costs.deposit_usd for s in snaps], 0.0) + np.where(wd, [s.venue.costs.withdraw_usd for s in snaps], 0.0)
+    legs = float(((dep | wd) & cross).sum()) * settings.bridge_gas_usd
+    positions = np.where(dep, x0_usd + delta * kept, target_usd)
+    idle_cost = float(gas.sum()) + legs + float((-delta[wd] * (1.0 - kept[wd])).sum())
+    deposit_fees = float((delta[dep] * (1.0 - kept[dep])).sum())
+    return AfterCosts(positions, idle_usd - idle_cost, idle_cost, idle_cost + deposit_fees)
+
+
+@dataclass(frozen=True, slots=True)
 class PlanEconomics:
     moves: tuple[Move, ...]
     gain_usd: float  # over the horizon
@@ -167,8 +203,15 @@ def make_moves(
     return PlanEconomics(tuple(withdrawals + to_home + from_home + deposits), gain_total, cost_total)
 
 
-def gate(econ: PlanEconomics, nav_usd: float, settings: OptimizerSettings, forced_by: Sequence[str] = ()) -> Plan:
-    """Execute the moves only if they pay (or restore a broken limit); holding returns no moves."""
+def gate(econ: PlanEconomics, nav_usd: float, settings: OptimizerSettings, forced_by: Sequence[str] = (),
+         drifted: Sequence[str] = ()) -> Plan:
+    """Execute the moves only if they pay, or if they restore a limit the holdings break by more
+    than the drift band (``forced_by``); holding returns no moves.
+
+    ``drifted``: limits the holdings break by less than ``drift_tolerance_ratio`` of the limit (market
+    drift, accrual, costs). They force nothing: a plan must pay for itself, and one with a
+    non-positive net gain never executes on their account (README §7).
+    """
     g, c = econ.gain_usd, econ.cost_usd
     if not econ.moves:
         return Plan(moves=(), expected_gain_usd=0.0, cost_usd=0.0, execute=False, reason="no moves: already at target")
@@ -177,8 +220,11 @@ def gate(econ: PlanEconomics, nav_usd: float, settings: OptimizerSettings, force
     net_apr = (g - c) / nav_usd * 365.0 / settings.holding_horizon_days
     if forced_by:
         return Plan(econ.moves, g, c, True, f"restores broken limits ({'; '.join(forced_by[:3])}); gain {g:,.2f} vs cost {c:,.2f} USD")
+    band = f" (holdings within the drift band of {len(drifted)} limit(s): {drifted[0]})" if drifted else ""
+    if g - c <= 0:
+        return Plan((), g, c, False, f"hold: net gain {g - c:,.2f} USD is not positive (gain {g:,.2f}, cost {c:,.2f}){band}")
     if g < settings.min_benefit_cost_ratio * c:
-        return Plan((), g, c, False, f"hold: gain {g:,.2f} < {settings.min_benefit_cost_ratio:g} x cost {c:,.2f} USD over {settings.holding_horizon_days:g} d")
+        return Plan((), g, c, False, f"hold: gain {g:,.2f} < {settings.min_benefit_cost_ratio:g} x cost {c:,.2f} USD over {settings.holding_horizon_days:g} d{band}")
     if net_apr < settings.hysteresis_apr:
-        return Plan((), g, c, False, f"hold: net APR gain {net_apr:.6f} below hysteresis {settings.hysteresis_apr:g}")
+        return Plan((), g, c, False, f"hold: net APR gain {net_apr:.6f} below hysteresis {settings.hysteresis_apr:g}{band}")
     return Plan(econ.moves, g, c, True, f"gain {g:,.2f} >= {settings.min_benefit_cost_ratio:g} x cost {c:,.2f} USD, net APR gain {net_apr:.5f}")

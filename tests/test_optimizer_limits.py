@@ -14,7 +14,8 @@ from optimizer.testing import DilutionCurve, FlatCurve, make_snapshot
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 NAV = 1_000_000.0
 TOL = 1.0  # USD
-SETTINGS = OptimizerSettings(min_trade_usd=0.0, min_benefit_cost_ratio=0.0, hysteresis_apr=0.0)
+# the hard limits themselves (no buffer): each binds exactly; the buffered targets are tested in test_optimizer_churn.py
+SETTINGS = OptimizerSettings(min_trade_usd=0.0, min_benefit_cost_ratio=0.0, hysteresis_apr=0.0, limit_buffer_ratio=0.0)
 
 
 def decide(snaps, limits: RiskLimits, positions=None, idle=None, settings=SETTINGS):
