@@ -6,13 +6,19 @@ words and the utilisation of every limit. A plan executes only if this list is e
 
 Rules (all in USD, with a slack ``τ = check_tolerance_ratio · NAV``):
 
-- conservation: ``Σ target + idle + locked + in_flight = NAV``; no negative amounts;
+- conservation: ``Σ target + idle + locked + in_flight + Σ_queued (x0_i - x_i)⁺ = NAV``; no negative
+  amounts. A withdrawal from a *queued* venue (``exit_days > instant_exit_days``: a withdrawal queue,
+  a redemption delay) goes in flight and lands days later, so it is not in ``idle``: an allocation
+  whose idle counts it (a plan funding a deposit with it) is rejected (``queued_withdrawal``);
 - withdrawal bound: ``x0_i - x_i <= min(x0_i, exit_liquidity_i)``;
 - frozen venues do not grow: ``x_i <= x0_i``; capacity: ``x_i <= max(capacity_i, lb_i)``;
 - per-venue caps (USD, share of NAV, share of TVL after us), group caps (kind, chain, protocol,
   dependency), risk budget: ``exposure <= max(cap, forced)`` where ``forced`` is the exposure of
   ``lb_i = x0_i - min(x0_i, exit_liquidity_i)``, what cannot leave this cycle;
-- floors: ``idle >= min_idle_ratio NAV``; ``idle + Σ_{e_i <= D} min(x_i, L_i) >= φ_D NAV``;
+- floors: ``idle >= min_idle_ratio NAV`` (idle now, nothing in flight);
+  ``idle + in_flight landing within D + Σ_{e_i <= D} min(x_i, L_i) >= φ_D NAV``, where a queued
+  withdrawal of this plan lands after its venue's ``e_i``, a known part of ``in_flight`` after its
+  own horizon (``in_flight_known``) and the rest only within the longest ``e_i`` of any venue;
 - turnover: ``Σ |x_i - x0_i| <= T NAV``.
 
 ``costs_usd`` checks the state *after* a plan that paid that much (gas, fees) out of NAV, as the
@@ -77,7 +83,11 @@ def check_allocation(
     settings: OptimizerSettings,
     home_chain: str,
     costs_usd: float = 0.0,
+    in_flight_known: Sequence[tuple[float, float]] = (),
 ) -> CheckReport:
+    """``in_flight_known``: ``(days until it lands, USD)`` for the parts of ``portfolio.in_flight_usd``
+    whose landing time is known (the rest counts only toward floors at least as long as the longest
+    exit time of any venue)."""
     rep = CheckReport()
     nav = float(portfolio.nav_usd) - float(costs_usd)
     tol = settings.check_tolerance_ratio * max(nav, 1.0)
@@ -96,9 +106,19 @@ def check_allocation(
     def under(need: float, have: float) -> float:
         return (need - have) / need if need > 0 else math.inf
 
-    total = float(x.sum()) + idle_usd + locked + float(portfolio.in_flight_usd)
+    # a withdrawal from a queued venue is in flight after the plan, not idle
+    own_exit = np.array([float(s.venue.exit_days) for s in snaps])
+    queued = own_exit > settings.instant_exit_days
+    new_flight = np.where(queued, np.maximum(x0 - x, 0.0), 0.0)
+    flight_usd = float(new_flight.sum())
+    total = float(x.sum()) + idle_usd + locked + float(portfolio.in_flight_usd) + flight_usd
     if abs(total - nav) > tol:
-        bad(f"conservation: allocation sums to {total:,.2f} USD but NAV is {nav:,.2f} USD")
+        if flight_usd > tol and abs(total - flight_usd - nav) <= tol:
+            names = ", ".join(f"{ids[i]} ({new_flight[i]:,.2f} USD, {own_exit[i]:g} d)" for i in np.nonzero(new_flight > 0)[0][:5])
+            bad(f"queued_withdrawal: idle {idle_usd:,.2f} USD counts {flight_usd:,.2f} USD withdrawn from queued venues "
+                f"({names}), which is in flight until it settles, not idle")
+        else:
+            bad(f"conservation: allocation sums to {total:,.2f} USD but NAV is {nav:,.2f} USD")
     if idle_usd < -tol:
         bad(f"conservation: idle is negative ({idle_usd:,.2f} USD)")
     unknown = set(target_usd) - known
@@ -178,8 +198,13 @@ def check_allocation(
     if limits.liquidity_floors:
         exit_days = np.array([s.venue.exit_days + (settings.bridge_days if s.venue.chain != home_chain else 0.0) for s in snaps])
         liquid_part = np.minimum(np.maximum(x, 0.0), exit_liq)
+        longest = float(exit_days.max()) if len(exit_days) else 0.0
+        known_usd = float(sum(u for _, u in in_flight_known))
         for f in limits.liquidity_floors:
-            liquid = idle_usd + float(liquid_part[exit_days <= f.days].sum())
+            landing = float(new_flight[exit_days <= f.days].sum()) + float(sum(u for d, u in in_flight_known if d <= f.days))
+            if f.days >= longest:
+                landing += max(float(portfolio.in_flight_usd) - known_usd, 0.0)
+            liquid = idle_usd + landing + float(liquid_part[exit_days <= f.days].sum())
             need = f.min_ratio * nav
             rep.utilization[f"liquidity:{f.days:g}d"] = _ratio(need, liquid) if need > 0 else 0.0
             if liquid < need - tol:

@@ -60,6 +60,10 @@ class OptimizerSettings(Strict):
     bridge_fee_bps: Annotated[float, Field(ge=0, le=10_000)] = 5.0  # Across-like LP + relayer fee
     bridge_gas_usd: Annotated[float, Field(ge=0)] = 2.0  # origin-chain gas of one bridge deposit
     bridge_days: Annotated[float, Field(ge=0)] = 0.01  # ~15 min fill time; adds to exit_days off-home
+    # a withdrawal from a venue whose own exit_days is at most this pays out at once and can fund the
+    # plan's deposits; from a slower venue (a queue, a redemption delay) it goes in flight until it
+    # settles: it counts in NAV and toward the liquidity floors at its horizon, never as idle (README §4)
+    instant_exit_days: Annotated[float, Field(ge=0)] = 0.01
     # gas is a fixed charge per transaction, which a convex model cannot hold exactly; the objective
     # amortises it over a reference move of this share of NAV (the plan gate then charges it exactly)
     gas_reference_ratio: Annotated[float, Field(gt=0, le=1)] = 0.01

@@ -51,6 +51,24 @@ def effective_exit_days(venues: Sequence[Venue], settings: OptimizerSettings, ho
     return np.array([v.exit_days + (settings.bridge_days if v.chain != home_chain else 0.0) for v in venues])
 
 
+def queued_exits(venues: Sequence[Venue], settings: OptimizerSettings) -> NDArray[np.bool_]:
+    """Venues whose withdrawals do *not* pay out at once: ``exit_days > instant_exit_days`` (a queue,
+    a redemption delay). Withdrawn from them, capital goes in flight until it settles; it cannot fund
+    the plan's deposits nor count as idle (README §4). The venue's own exit time, not the bridge leg:
+    the executor waits for bridge fills within the plan."""
+    return np.array([v.exit_days > settings.instant_exit_days for v in venues], dtype=bool)
+
+
+def in_flight_liquid_usd(days: float, in_flight_usd: float, known: Sequence[tuple[float, float]], longest_exit_days: float) -> float:
+    """What of the capital already in flight lands within ``days``: each known part ``(days left, USD)``
+    at its own horizon; the rest (origin unknown) only within the longest exit time of any venue."""
+    known_usd = float(sum(u for _, u in known))
+    out = float(sum(u for d, u in known if d <= days))
+    if days >= longest_exit_days:
+        out += max(float(in_flight_usd) - known_usd, 0.0)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class CycleData:
     venues: tuple[Venue, ...]
@@ -70,6 +88,25 @@ class CycleData:
     buffer: float = 0.0
     # idle (NAV units) reserved for the plan's own gas and fees: idle - reserve must meet the floors
     idle_reserve: float = 0.0
+    # venues whose withdrawals go in flight (exit_days > instant_exit_days): they fund no deposit
+    queued: NDArray[np.bool_] | None = None
+    # the part of in_flight_usd whose landing time is known: (days left, USD)
+    in_flight_known: tuple[tuple[float, float], ...] = ()
+
+    def queued_mask(self) -> NDArray[np.bool_]:
+        return np.zeros(self.n, dtype=bool) if self.queued is None else self.queued
+
+    def idle_after_usd(self, target_usd: FloatArray) -> float:
+        """Idle after moving to ``target_usd`` (before gas and fees): ``investable - Σ target - Σ_queued
+        (x0 - target)⁺``; a withdrawal from a queued venue is in flight, not idle."""
+        x0_usd = self.x0 * self.nav_usd
+        flight = float(np.maximum(x0_usd - target_usd, 0.0)[self.queued_mask()].sum())
+        return self.investable * self.nav_usd - float(np.sum(target_usd)) - flight
+
+    def in_flight_liquid(self, days: float, exit_days: FloatArray) -> float:
+        """Capital already in flight that lands within ``days`` (NAV units)."""
+        longest = float(exit_days.max()) if len(exit_days) else 0.0
+        return in_flight_liquid_usd(days, self.in_flight_usd, self.in_flight_known, longest) / self.nav_usd
 
     @property
     def n(self) -> int:
@@ -131,6 +168,7 @@ def build_cycle(
     window_usd: tuple[FloatArray, FloatArray] | None = None,
     window_share: float = 0.5,
     buffer: float | None = None,
+    in_flight_known: Sequence[tuple[float, float]] = (),
 ) -> CycleData:
     """This cycle's bounds, costs and PWL fit; ``linear[i]`` fits venue ``i`` with two chords only.
 
@@ -173,5 +211,7 @@ def build_cycle(
         cost_out=c_out,
         pwl=pwl,
         buffer=buffer,
+        queued=queued_exits(venues, settings),
+        in_flight_known=tuple((float(d), float(u)) for d, u in in_flight_known),
     )
 

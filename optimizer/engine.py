@@ -17,15 +17,15 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 from numpy.typing import NDArray
 
-from core.types import Allocation, Plan, PortfolioState, Venue, VenueSnapshot
+from core.types import Allocation, MoveAction, Plan, PortfolioState, Venue, VenueSnapshot
 from optimizer.checker import CheckReport, check_allocation
 from optimizer.config import OptimizerSettings, RiskLimits
-from optimizer.cycle import CycleData, build_cycle
+from optimizer.cycle import CycleData, build_cycle, effective_exit_days
 from optimizer.model import AllocationModel, SolveResult
 from optimizer.plan import after_costs, gate, make_moves, prune_unprofitable, round_small_trades
 
@@ -138,6 +138,41 @@ class Optimizer:
         # venue id -> (solution USD, refinement window lo, hi): the next cycle's PWL is refined there
         self._warm: dict[str, tuple[float, float, float]] = {}
         self._lock = threading.Lock()
+        # withdrawals from queued venues this optimizer planned and saw executed: (lands at, USD), so
+        # that the capital in flight counts toward the floors at its own horizon (README §4)
+        self._flights: list[tuple[datetime, float]] = []
+        self._known: tuple[tuple[float, float], ...] = ()  # this decide's (days left, USD) in flight
+        self._queued_exit_days: dict[str, float] = {}
+
+    def _build_cycle(self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, **kw: object) -> CycleData:
+        return build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain,
+                           in_flight_known=self._known, **kw)  # type: ignore[arg-type]
+
+    def _known_in_flight(self, portfolio: PortfolioState, now: datetime) -> tuple[tuple[float, float], ...]:
+        """Which part of ``portfolio.in_flight_usd`` is ours with a known landing time.
+
+        The queued withdrawals of earlier plans that have not landed yet, latest first, up to the
+        amount actually in flight (so a plan that did not execute, or capital that landed early, is
+        never counted; the latest landings are assumed still pending: the conservative attribution).
+        Anything else in flight lands, as far as the optimizer knows, within the longest exit time.
+        """
+        self._flights = [(t, u) for t, u in self._flights if t > now]
+        left = max(float(portfolio.in_flight_usd), 0.0)
+        known = []
+        for t, u in sorted(self._flights, key=lambda f: f[0], reverse=True):
+            part = min(u, left)
+            if part <= 0:
+                break
+            known.append(((t - now).total_seconds() / 86_400.0, part))
+            left -= part
+        return tuple(known)
+
+    def _record_flights(self, decision: "Decision", queued_exit_days: dict[str, float], now: datetime) -> None:
+        """Remember the queued withdrawals of a plan that executes: their capital lands after the
+        venue's exit time (plus the bridge off the home chain)."""
+        for m in decision.plan.moves:
+            if m.action is MoveAction.WITHDRAW and m.venue_id in queued_exit_days:
+                self._flights.append((now + timedelta(days=queued_exit_days[m.venue_id]), float(m.amount_usd)))
 
     # -- helpers -------------------------------------------------------------------------------
     def _venue_set(self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState) -> list[VenueSnapshot]:
@@ -170,18 +205,18 @@ class Optimizer:
         if model is not None and self._model_key == venues:
             warm = self._warm_hints(snaps)
             hint, window = warm if warm is not None else (None, None)
-            cycle = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain, linear=model.linear,
+            cycle = self._build_cycle(snaps, portfolio, linear=model.linear,
                                 hint_usd=hint, window_usd=window)
             if not np.any(model.linear & ~cycle.pwl.linear()):
                 return cycle, model, False
         # which venues are exactly served by the two chords around x0 (fit all venues that way first)
-        probe = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain, linear=np.ones(len(snaps), dtype=bool))
+        probe = self._build_cycle(snaps, portfolio, linear=np.ones(len(snaps), dtype=bool))
         linear = probe.pwl.linear()
         self._model = AllocationModel(venues, self.limits, self.settings, self.home_chain, linear=linear)
         self._model_key = venues
         self.rebuilds += 1
         # refit with the two-chord budget for linear venues, so the pieces the model keeps are exact
-        cycle = probe if linear.all() else build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain, linear=linear)
+        cycle = probe if linear.all() else self._build_cycle(snaps, portfolio, linear=linear)
         return cycle, self._model, True
 
     def _hold(self, status: str, reason: str, **kw: object) -> Decision:
@@ -196,7 +231,11 @@ class Optimizer:
     def decide(self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState, now: datetime) -> Decision:
         with self._lock:
             try:
-                return self._decide(snapshots, portfolio, now)
+                self._known = self._known_in_flight(portfolio, now)
+                decision = self._decide(snapshots, portfolio, now)
+                if decision.plan.execute and decision.status == "optimal":
+                    self._record_flights(decision, self._queued_exit_days, now)
+                return decision
             except Exception as exc:  # noqa: BLE001 - bad input or a bug must hold, not kill the daemon
                 self._warm = {}
                 return self._hold("solver_error", f"hold: {type(exc).__name__}: {exc}")
@@ -220,6 +259,8 @@ class Optimizer:
         except (ValueError, FloatingPointError, ArithmeticError) as exc:
             return self._hold("solver_error", f"hold: bad input: {exc}")
         venues = cycle.venues
+        exit_days = effective_exit_days(venues, self.settings, self.home_chain)
+        self._queued_exit_days = {v.id: float(e) for v, e, q in zip(venues, exit_days, cycle.queued_mask()) if q}
         build_seconds = model.build_seconds if rebuilt else 0.0
         risk = self._history.factors([v.id for v in venues], self.settings) if model.with_risk else None
         fit_seconds = time.perf_counter() - t_fit - build_seconds
@@ -231,7 +272,7 @@ class Optimizer:
             # idle exactly at its floor with nothing that can leave: aim at the limits themselves
             t_refit = time.perf_counter()
             warm = self._warm_hints(snaps)
-            hard = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain, linear=model.linear,
+            hard = self._build_cycle(snaps, portfolio, linear=model.linear,
                                hint_usd=warm[0] if warm else None, window_usd=warm[1] if warm else None, buffer=0.0)
             clock.fit += time.perf_counter() - t_refit
             result, cycle = self._solve(snaps, portfolio, model, hard, risk, cold, clock)
@@ -271,9 +312,11 @@ class Optimizer:
             if not report.ok or np.array_equal(target, x0_usd):
                 short = ()
                 break
-            post = after_costs(snaps, x0_usd, target, cycle.investable * nav - float(target.sum()), self.settings, self.home_chain)
+            post = after_costs(snaps, x0_usd, target, cycle.idle_after_usd(target), self.settings, self.home_chain,
+                               queued=cycle.queued_mask())
             after = check_allocation(snaps, portfolio, dict(zip([v.id for v in venues], post.positions_usd.tolist())),
-                                     post.idle_usd, self.limits, self.settings, self.home_chain, costs_usd=post.cost_usd)
+                                     post.idle_usd, self.limits, self.settings, self.home_chain, costs_usd=post.cost_usd,
+                                     in_flight_known=cycle.in_flight_known)
             short = tuple(v for v, e in zip(after.violations, after.excess) if not e <= tolerance)
             if not after.violations or attempt == passes:
                 break
@@ -320,7 +363,7 @@ class Optimizer:
                 break
             t_refit = time.perf_counter()
             hint = np.where(model.linear, np.nan, result.x * nav)
-            refined = build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain, linear=model.linear,
+            refined = self._build_cycle(snaps, portfolio, linear=model.linear,
                                   hint_usd=hint, window_usd=_window_around(cycle.pwl.breakpoints, result.x * nav),
                                   window_share=0.9, buffer=cycle.buffer)
             model.update(refined, risk)
@@ -349,17 +392,18 @@ class Optimizer:
             reserve = (self.limits.min_idle_ratio * (1.0 + cycle.buffer) + cycle.idle_reserve) * nav
             target, report = prune_unprofitable(
                 snaps, x0_usd, target, report, self.settings, self.home_chain,
-                lambda x: self._check(snaps, portfolio, x, cycle), cycle.investable * nav, reserve)
+                lambda x: self._check(snaps, portfolio, x, cycle), cycle.investable * nav, reserve, queued=cycle.queued_mask())
         return target, report
 
     def _check(self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, target_usd: FloatArray, cycle: CycleData) -> CheckReport:
         ids = [s.venue.id for s in snaps]
-        idle = cycle.investable * cycle.nav_usd - float(target_usd.sum())
-        return check_allocation(snaps, portfolio, dict(zip(ids, target_usd.tolist())), idle, self.limits, self.settings, self.home_chain)
+        idle = cycle.idle_after_usd(target_usd)  # queued withdrawals are in flight, not idle
+        return check_allocation(snaps, portfolio, dict(zip(ids, target_usd.tolist())), idle, self.limits, self.settings,
+                                self.home_chain, in_flight_known=cycle.in_flight_known)
 
     @staticmethod
     def _allocation(venues: Sequence[Venue], target: FloatArray, cycle: CycleData, portfolio: PortfolioState) -> Allocation:
         targets = {v.id: float(target[i]) for i, v in enumerate(venues)}
         for vid, amount in portfolio.positions_usd.items():
             targets.setdefault(vid, float(amount))  # locked: no snapshot ever seen, held as is
-        return Allocation(target_usd=targets, idle_usd=cycle.investable * cycle.nav_usd - float(target.sum()))
+        return Allocation(target_usd=targets, idle_usd=cycle.idle_after_usd(target))

@@ -39,10 +39,13 @@ class ModelVars:
     """What limits write their constraints against."""
 
     x: cp.Variable  # positions / NAV
-    idle: cp.Expression  # idle / NAV = B - Σ x
+    idle: cp.Expression  # idle / NAV = B - Σ x - Σ_queued w: what is idle right after the plan
     venues: tuple[Venue, ...]
     settings: OptimizerSettings
     home_chain: str
+    # withdrawals from queued venues (in flight, not idle): w >= x0 - x, w >= 0, for venues queued_idx
+    flight: cp.Variable | None = None
+    queued_idx: NDArray[np.int64] | None = None
 
 
 class Limit(abc.ABC):
@@ -166,7 +169,10 @@ class RiskBudget(Limit):
 
 
 class LiquidityFloors(Limit):
-    """For each floor ``(D, φ)``: ``idle + Σ_{i: e_i <= D} min(x_i, L_i) >= φ``.
+    """For each floor ``(D, φ)``: ``idle + Σ_{i queued, e_i <= D} w_i + Σ_{i: e_i <= D} min(x_i, L_i) >= φ - F_D``.
+
+    ``w_i`` is what the plan withdraws from a queued venue (in flight, lands after ``e_i``), ``F_D`` the
+    capital already in flight that lands within ``D``.
 
     ``e_i`` is the venue's exit time plus the bridge time off the home chain, ``L_i`` its exit
     liquidity now. ``min(x, L)`` is concave, so ``z_i <= x_i, z_i <= L_i`` with ``z`` in the sum
@@ -180,19 +186,33 @@ class LiquidityFloors(Limit):
 
     def build(self, m: ModelVars) -> list[cp.Constraint]:
         exit_days = effective_exit_days(m.venues, m.settings, m.home_chain)
+        self.exit_days = exit_days
         longest = max(f.days for f in self.floors)
         self.idx = np.nonzero(exit_days <= longest)[0]
         self.floor = cp.Parameter(len(self.floors), nonneg=True, name="liquidity_floor")
+        # a withdrawal in flight lands within D days if its venue's exit time is <= D
+        landing = None
+        if m.flight is not None and m.queued_idx is not None:
+            fmask = np.array([(exit_days[m.queued_idx] <= f.days).astype(float) for f in self.floors])
+            if fmask.any():
+                landing = sp.csr_matrix(fmask) @ m.flight
         if len(self.idx) == 0:
-            return [m.idle >= self.floor[j] for j in range(len(self.floors))]
+            if landing is None:
+                return [m.idle >= self.floor[j] for j in range(len(self.floors))]
+            return [landing + m.idle >= self.floor]
         mask = np.array([(exit_days[self.idx] <= f.days).astype(float) for f in self.floors])
         self.L = cp.Parameter(len(self.idx), nonneg=True, name="exit_liquidity")
         z = cp.Variable(len(self.idx), name="liquid")
         xs = m.x[self.idx]
-        return [z <= xs, z <= self.L, sp.csr_matrix(mask) @ z + m.idle >= self.floor]
+        have = sp.csr_matrix(mask) @ z + m.idle
+        if landing is not None:
+            have = have + landing
+        return [z <= xs, z <= self.L, have >= self.floor]
 
     def update(self, d: CycleData) -> None:
-        self.floor.value = np.array([f.min_ratio * (1.0 + d.buffer) + d.idle_reserve for f in self.floors])
+        # capital already in flight that lands within D counts toward the floor (README §4)
+        self.floor.value = np.array([max(f.min_ratio * (1.0 + d.buffer) + d.idle_reserve - d.in_flight_liquid(f.days, self.exit_days), 0.0)
+                                     for f in self.floors])
         if len(self.idx):
             self.L.value = d.exit_liquidity[self.idx]
 

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from core.types import Venue
 from optimizer.config import OptimizerSettings, RiskLimits
-from optimizer.cycle import CycleData
+from optimizer.cycle import CycleData, queued_exits
 from optimizer.limits import Limit, ModelVars, limits_from_config
 
 FloatArray = NDArray[np.float64]
@@ -77,7 +77,19 @@ class AllocationModel:
         self.t = cp.Variable(n, name="t")
         self.budget = cp.Parameter(nonneg=True, name="investable")
         idle = self.budget - cp.sum(self.x)
-        m = ModelVars(x=self.x, idle=idle, venues=venues, settings=settings, home_chain=home_chain)
+        # withdrawals from queued venues go in flight: w_i >= x0_i - x_i, w_i >= 0 and idle = B - Σx - Σw.
+        # Every constraint on idle is a floor and nothing else involves w, so w = (x0 - x)⁺ at an optimum
+        # (any excess can be dropped without losing feasibility or objective)
+        self.queued_idx = np.nonzero(queued_exits(venues, settings))[0]
+        flight_constraints: list[cp.Constraint] = []
+        self.flight: cp.Variable | None = None
+        if len(self.queued_idx):
+            self.flight = cp.Variable(len(self.queued_idx), nonneg=True, name="in_flight")
+            self.x0_queued = cp.Parameter(len(self.queued_idx), nonneg=True, name="x0_queued")
+            flight_constraints.append(self.flight >= self.x0_queued - self.x[self.queued_idx])
+            idle = idle - cp.sum(self.flight)
+        m = ModelVars(x=self.x, idle=idle, venues=venues, settings=settings, home_chain=home_chain,
+                      flight=self.flight, queued_idx=self.queued_idx)
         self.limits: list[Limit] = limits_from_config(limits)
         # two blocks: venues with linear curves need only the two pieces around x0 (a third of the
         # rows at pieces=8), the others pieces + 1
@@ -94,6 +106,7 @@ class AllocationModel:
             t_col = cp.reshape(self.t[idx] if k < n else self.t, (k, 1), order="C")
             x_col = cp.reshape(self.x[idx] if k < n else self.x, (k, 1), order="C")
             constraints.append(t_col <= cp.multiply(slope, x_col) + intercept)
+        constraints += flight_constraints
         for limit in self.limits:
             constraints += limit.build(m)
         objective = cp.sum(self.t)
@@ -119,6 +132,8 @@ class AllocationModel:
             slope.value = a[idx, :p]
             intercept.value = b[idx, :p]
         self.budget.value = max(d.investable, 0.0)
+        if self.flight is not None:
+            self.x0_queued.value = d.x0[self.queued_idx]
         for limit in self.limits:
             limit.update(d)
         if self.with_risk:

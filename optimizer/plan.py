@@ -70,7 +70,7 @@ def move_values_usd(snaps: Sequence[VenueSnapshot], x0_usd: FloatArray, target_u
 
 
 def prune_unprofitable(snaps, x0_usd, target_usd, report, settings: OptimizerSettings, home_chain: str, check,
-                       investable_usd: float, min_idle_usd: float):
+                       investable_usd: float, min_idle_usd: float, queued: NDArray[np.bool_] | None = None):
     """Undo moves that lose money on their own, while the checker still passes.
 
     The convex model can only amortise the fixed gas charge (README §3), so it may propose a small
@@ -81,26 +81,37 @@ def prune_unprofitable(snaps, x0_usd, target_usd, report, settings: OptimizerSet
     as many as the spare idle covers, smallest first, in one check; then one at a time, most
     negative first, at most ``prune_max_tries`` of them.
     Each accepted undo raises the exact net of the plan and keeps every limit.
+
+    ``queued``: venues whose withdrawals go in flight (not into idle); idle is then ``investable -
+    Σ target - Σ_queued (x0 - target)⁺``, and undoing such a withdrawal takes nothing from idle.
     """
     values = move_values_usd(snaps, x0_usd, target_usd, settings, home_chain)
     target = np.array(target_usd, dtype=float)
+    q = np.zeros(len(target), dtype=bool) if queued is None else np.asarray(queued, dtype=bool)
+
+    def idle_of(t: FloatArray) -> float:
+        return investable_usd - float(t.sum()) - float(np.maximum(x0_usd - t, 0.0)[q].sum())
+
     losing_deposits = (values < 0) & (target > x0_usd)
     if losing_deposits.any():
         trial = np.where(losing_deposits, x0_usd, target)
         rep = check(trial)
         if rep.ok:
             target, report = trial, rep
-    spare = investable_usd - float(target.sum()) - min_idle_usd
+    spare = idle_of(target) - min_idle_usd
     # first all losing withdrawals that the spare idle covers, smallest first, in one check
+    # (undoing a queued withdrawal takes nothing from idle: that capital was never going to land there)
     losing = np.nonzero((values < 0) & (target < x0_usd))[0]
-    losing = losing[np.argsort(x0_usd[losing] - target[losing])]
-    fits = losing[np.cumsum(x0_usd[losing] - target[losing]) <= spare]
+    need = np.where(q[losing], 0.0, x0_usd[losing] - target[losing])
+    order = np.argsort(need)
+    losing, need = losing[order], need[order]
+    fits = losing[np.cumsum(need) <= spare]
     if len(fits):
         trial = target.copy()
         trial[fits] = x0_usd[fits]
         rep = check(trial)
         if rep.ok:
-            spare -= float((trial - target).sum())
+            spare = idle_of(trial) - min_idle_usd
             target, report = trial, rep
             values = move_values_usd(snaps, x0_usd, target, settings, home_chain)
     tries = 0
@@ -108,7 +119,7 @@ def prune_unprofitable(snaps, x0_usd, target_usd, report, settings: OptimizerSet
         if values[i] >= 0 or tries >= settings.prune_max_tries:
             break
         amount = x0_usd[i] - target[i]
-        if amount <= 0 or amount > spare:
+        if amount <= 0 or (not q[i] and amount > spare):
             continue
         tries += 1
         trial = target.copy()
@@ -116,7 +127,7 @@ def prune_unprofitable(snaps, x0_usd, target_usd, report, settings: OptimizerSet
         rep = check(trial)
         if rep.ok:
             target, report = trial, rep
-            spare -= amount
+            spare = idle_of(target) - min_idle_usd
     return target, report
 
 
@@ -131,13 +142,16 @@ class AfterCosts:
 
 
 def after_costs(snaps: Sequence[VenueSnapshot], x0_usd: FloatArray, target_usd: FloatArray, idle_usd: float,
-                settings: OptimizerSettings, home_chain: str) -> AfterCosts:
+                settings: OptimizerSettings, home_chain: str, queued: NDArray[np.bool_] | None = None) -> AfterCosts:
     """Book the plan the way the executor does, ahead of time.
 
-    A deposit of ``δ`` takes ``δ`` from idle and lands ``δ (1 - bridge fee)(1 - fee)`` in the venue;
-    a withdrawal of ``δ`` lands ``δ (1 - fee)(1 - bridge fee)`` in idle; every deposit and withdrawal
-    pays its gas from home-chain idle *after* the move, and (conservatively, the paper executor
-    does not book it) every bridge leg its ``bridge_gas_usd``.
+    ``idle_usd`` is the allocation's idle right after the moves (a withdrawal from a ``queued`` venue
+    is in flight, not in it). A deposit of ``δ`` takes ``δ`` from idle and lands ``δ (1 - bridge
+    fee)(1 - fee)`` in the venue; a withdrawal of ``δ`` from an instant venue lands ``δ (1 - fee)(1 -
+    bridge fee)`` in idle; a withdrawal from a queued venue goes in flight whole (what it loses on the
+    way is taken when it settles and is not counted here: the checker counts the in-flight amount
+    gross); every deposit and withdrawal pays its gas from home-chain idle *after* the move, and
+    (conservatively, the paper executor does not book it) every bridge leg its ``bridge_gas_usd``.
     """
     delta = np.asarray(target_usd, dtype=float) - np.asarray(x0_usd, dtype=float)
     fee = np.array([s.venue.costs.fee_bps for s in snaps]) / 1e4
@@ -148,7 +162,8 @@ def after_costs(snaps: Sequence[VenueSnapshot], x0_usd: FloatArray, target_usd: 
     gas = np.where(dep, [s.venue.costs.deposit_usd for s in snaps], 0.0) + np.where(wd, [s.venue.costs.withdraw_usd for s in snaps], 0.0)
     legs = float(((dep | wd) & cross).sum()) * settings.bridge_gas_usd
     positions = np.where(dep, x0_usd + delta * kept, target_usd)
-    idle_cost = float(gas.sum()) + legs + float((-delta[wd] * (1.0 - kept[wd])).sum())
+    instant_wd = wd if queued is None else wd & ~np.asarray(queued, dtype=bool)
+    idle_cost = float(gas.sum()) + legs + float((-delta[instant_wd] * (1.0 - kept[instant_wd])).sum())
     deposit_fees = float((delta[dep] * (1.0 - kept[dep])).sum())
     return AfterCosts(positions, idle_usd - idle_cost, idle_cost, idle_cost + deposit_fees)
 

@@ -92,3 +92,55 @@ def test_utilization_names_are_bounded_and_binding_reads_one():
     assert set(rep.utilization) == {"venue_ratio:max", "kind:lending", "risk_score", "min_idle", "liquidity:1d", "turnover"}
     rep = check({"a": 300_000}, RiskLimits(max_venue_ratio=0.3))
     assert rep.ok and rep.utilization["venue_ratio:max"] == pytest.approx(1.0)
+
+
+# -- queued withdrawals are in flight, not idle (README §4) -------------------------------------------
+QUEUED = PortfolioState(positions_usd={"slow": 300_000, "b": 200_000}, idle_usd=500_000)
+
+
+def check_with_idle(target: dict[str, float], idle: float, limits: RiskLimits, portfolio: PortfolioState = QUEUED, **kw):
+    full = {s.venue.id: portfolio.positions_usd.get(s.venue.id, 0.0) for s in SNAPS} | target
+    return check_allocation(SNAPS, portfolio, full, idle, limits, SETTINGS, "ethereum", **kw)
+
+
+def test_checker_rejects_idle_that_counts_a_queued_withdrawal():
+    # 'slow' (7-day queue) gives back 200k, and the plan spends it on 'a' in the same breath
+    rep = check({"slow": 100_000, "a": 700_000}, RiskLimits(), QUEUED)  # idle = NAV - Σ targets: counts the 200k
+    assert_caught(rep, "queued_withdrawal")
+    assert "slow" in rep.violations[0]
+    # booked as it happens (200k in flight, idle pays the deposit): the deposit is more than idle holds
+    rep = check_with_idle({"slow": 100_000, "a": 700_000}, 500_000 - 700_000, RiskLimits())
+    assert_caught(rep, "conservation: idle is negative")
+    # a plan that only deposits what is idle passes, with the 200k in flight
+    rep = check_with_idle({"slow": 100_000, "a": 500_000}, 0.0, RiskLimits())
+    assert rep.ok, rep.violations
+
+
+def test_checker_min_idle_does_not_count_capital_in_flight():
+    rep = check_with_idle({"slow": 100_000, "a": 450_000}, 50_000, RiskLimits(min_idle_ratio=0.1))
+    assert_caught(rep, "min_idle_ratio")  # 50k idle; the 200k in flight does not count
+
+
+def test_checker_counts_a_queued_withdrawal_toward_floors_at_its_horizon():
+    target, idle = {"slow": 100_000, "a": 450_000}, 50_000
+    week = RiskLimits(liquidity_floors=(LiquidityFloor(days=7, min_ratio=0.45),))
+    day = RiskLimits(liquidity_floors=(LiquidityFloor(days=1, min_ratio=0.45),))
+    # within 7 days: 50k idle + 200k in flight + 100k left in slow + a (450k, instant) + b (100k liquid)
+    assert check_with_idle(target, idle, week).ok
+    # within 1 day: the 200k in flight (7-day queue) and 'slow' do not count: 50k + 450k + 100k of b ... enough
+    assert check_with_idle(target, idle, day).ok
+    tight = RiskLimits(liquidity_floors=(LiquidityFloor(days=1, min_ratio=0.65),))
+    assert_caught(check_with_idle(target, idle, tight), "liquidity_floors[1d]")
+    assert check_with_idle(target, idle, RiskLimits(liquidity_floors=(LiquidityFloor(days=7, min_ratio=0.65),))).ok
+
+
+def test_checker_counts_capital_already_in_flight_at_its_known_horizon_or_the_longest_exit():
+    pf = PortfolioState(positions_usd={"b": 200_000}, idle_usd=100_000, in_flight_usd=700_000)
+    hold = {"b": 200_000}
+    floor = lambda d, r: RiskLimits(liquidity_floors=(LiquidityFloor(days=d, min_ratio=r),))  # noqa: E731
+    # origin unknown: counts only within the longest exit time of any venue (7 days here)
+    assert_caught(check_with_idle(hold, 100_000, floor(1, 0.3), pf), "liquidity_floors[1d]")
+    assert check_with_idle(hold, 100_000, floor(7, 0.8), pf).ok
+    # known to land within 0.5 day: counts toward the 1-day floor
+    assert check_with_idle(hold, 100_000, floor(1, 0.8), pf, in_flight_known=((0.5, 700_000),)).ok
+    assert_caught(check_with_idle(hold, 100_000, floor(1, 0.8), pf, in_flight_known=((2.0, 700_000),)), "liquidity_floors[1d]")

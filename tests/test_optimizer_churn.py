@@ -5,7 +5,9 @@ LP, an off-home bridge-arb venue, a capped fixed product), the default config's 
 Each cycle: ``decide``; if the plan executes, book its moves as ``vault/executor.py`` does
 (withdrawals, bridge legs, deposits in order; a deposit lands net of its fee, a bridge leg net of
 the bridge fee; each deposit and withdrawal pays its gas from home-chain idle after the move);
-then the market moves: yield accrues on every position, rates wobble, marks move a hair.
+then the market moves: yield accrues on every position, rates wobble, marks move a hair. A
+withdrawal from a queued venue (Lido's queue, the earn product's redemption delay) goes in flight
+and lands in idle ``exit_days`` later, as the executor books it.
 
 Before the fix every cycle "restored" a limit that the previous plan's own gas or the accrual had
 pushed a hair past (idle 19,970 vs 19,984 USD required), paying ~$11 for nothing, forever.
@@ -66,13 +68,27 @@ class Book:
         self.positions = {vid: 0.0 for vid in self.venues}
         self.idle = {HOME: NAV0}
         self.costs = 0.0  # NAV spent on gas and fees
+        self.hours = 0.0  # the book's clock
+        self.flights: list[tuple[float, str, float]] = []  # queued withdrawals: (lands at hour, chain, USD)
+
+    @property
+    def in_flight(self) -> float:
+        return sum(u for _, _, u in self.flights)
 
     @property
     def nav(self) -> float:
-        return sum(self.positions.values()) + sum(self.idle.values())
+        return sum(self.positions.values()) + sum(self.idle.values()) + self.in_flight
 
     def portfolio(self) -> PortfolioState:
-        return PortfolioState(positions_usd={k: v for k, v in self.positions.items() if v > 0}, idle_usd=sum(self.idle.values()))
+        return PortfolioState(positions_usd={k: v for k, v in self.positions.items() if v > 0}, idle_usd=sum(self.idle.values()),
+                              in_flight_usd=self.in_flight)
+
+    def advance(self, hours: float) -> None:
+        """The clock moves; queued withdrawals whose time has come land in their chain's idle."""
+        self.hours += hours
+        for flight in [f for f in self.flights if f[0] <= self.hours + 1e-9]:
+            self.flights.remove(flight)
+            self.idle[flight[1]] = self.idle.get(flight[1], 0.0) + flight[2]
 
     def _gas(self, usd: float) -> None:
         paid = min(usd, max(self.idle.get(HOME, 0.0), 0.0))  # from home idle, up to what is left after the move
@@ -85,7 +101,11 @@ class Book:
             if m.action is MoveAction.WITHDRAW:
                 amount = min(m.amount_usd, self.positions[v.id])
                 self.positions[v.id] -= amount
-                self.idle[v.chain] = self.idle.get(v.chain, 0.0) + amount
+                if v.exit_days > self.settings.instant_exit_days:
+                    # a queue or redemption delay: the position shrinks now, the cash lands exit_days later
+                    self.flights.append((self.hours + 24.0 * v.exit_days, v.chain, amount))
+                else:
+                    self.idle[v.chain] = self.idle.get(v.chain, 0.0) + amount
                 self._gas(v.costs.withdraw_usd)
             elif m.action is MoveAction.BRIDGE:
                 amount = min(m.amount_usd, self.idle.get(m.from_chain, 0.0))
@@ -102,7 +122,9 @@ class Book:
                 self._gas(v.costs.deposit_usd)
 
     def accrue(self, snaps: list[VenueSnapshot], hours: float, rng: np.random.Generator, mark_sd: float = 2e-6) -> None:
-        """Yield accrues on every position over ``hours``; marks move by a lognormal hair."""
+        """Yield accrues on every position over ``hours``; marks move by a lognormal hair; queued
+        withdrawals land when their time comes."""
+        self.advance(hours)
         for s in snaps:
             x = self.positions[s.venue.id]
             if x > 0:
