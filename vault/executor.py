@@ -223,18 +223,25 @@ class PaperExecutor:
         except OutcomeUnknown as exc:
             return result(MoveStatus.UNKNOWN, detail=str(exc))
         self._ledger.finish_move(self._clock(), move.idempotency_key, str(move.action), postings, memo=move.venue_id)
-        if move.action is MoveAction.BRIDGE:
-            await self._await_fills()
         return result(MoveStatus.DONE, applied)
 
     async def execute(self, plan: Plan, should_stop: Callable[[], bool] = lambda: False) -> list[MoveResult]:
         """Run the moves in order; stop early (cleanly, between moves) when ``should_stop()`` turns true."""
         results: list[MoveResult] = []
-        for move in plan.moves:
+        for i, move in enumerate(plan.moves):
             if should_stop():
                 break
+            if i and plan.moves[i - 1].action is MoveAction.BRIDGE and move.action is not MoveAction.BRIDGE:
+                # All bridge legs are sent; wait once, bounded, for fills before the deposits they fund.
+                # What lands later stays idle on its chain for a later cycle.
+                await self._await_fills()
+            started = asyncio.get_running_loop().time()
             result = await self._run(move)
             results.append(result)
+            log.info("move", action=result.action, venue=result.venue_id, status=str(result.status),
+                     requested_usd=units_to_str(result.requested_units), applied_usd=units_to_str(result.applied_units),
+                     key=result.idempotency_key, detail=result.detail,
+                     seconds=round(asyncio.get_running_loop().time() - started, 3))
             if result.status is MoveStatus.UNKNOWN:
                 break  # later moves may depend on this one; it is replayed next cycle
         return results
@@ -288,7 +295,7 @@ class PaperExecutor:
             )
 
     async def _await_fills(self) -> None:
-        """Wait (bounded) for bridge legs to fill, so the deposits after them in the plan can run."""
+        """Wait, at most ``bridge_wait_seconds``, for bridge legs to fill so the deposits after them can run."""
 
         def bridging() -> bool:
             return any("/bridge/" in f for f in self._ledger.balances().in_flight_units)
