@@ -100,6 +100,9 @@ def bench_solver(venues: int, repeats: int = 20, seed: int = 0, settings: Optimi
     cycles = [drift(market.snapshots, rng, T0 + timedelta(minutes=i + 1)) for i in range(repeats)]
     solve, solver, fit, total, objective = [], [], [], [], []
     statuses: dict[str, int] = {}
+    # side by side, same cycles, same Parameter values: the cvxpy problem (the reference path)
+    ref_solve, ref_solver, ref_gap, ref_true_gap, ref_first = [], [], [], [], None
+    with_reference = model.segment is not None
     for i, snaps in enumerate(cycles):
         d = opt.decide(snaps, market.portfolio, T0 + timedelta(minutes=i + 1))
         statuses[d.status] = statuses.get(d.status, 0) + 1
@@ -110,6 +113,20 @@ def bench_solver(venues: int, repeats: int = 20, seed: int = 0, settings: Optimi
             solver.append(d.solver_seconds)
         if d.objective_usd is not None:
             objective.append(d.objective_usd)
+        if with_reference:
+            ours_now = model.solve()  # the decide's last Parameter values (warm basis: already optimal)
+            ref = model.solve_cvxpy()
+            if ref_first is None:
+                ref_first = ref.solve_seconds  # includes the DPP compile (first cvxpy solve)
+            else:
+                ref_solve.append(ref.solve_seconds)
+                if ref.solver_seconds is not None:
+                    ref_solver.append(ref.solver_seconds)
+            if ref.objective is not None and ours_now.objective is not None and ref.x is not None:
+                ref_gap.append((ours_now.objective - ref.objective) / abs(ref.objective))
+                a, b = model._cycle.objective_pieces(settings)
+                g_ref = float(np.min(a * ref.x[:, None] + b, axis=1).sum())  # the PWL objective at cvxpy's x
+                ref_true_gap.append((ours_now.objective - g_ref) / abs(g_ref))
     ours = {
         "first_build_ms": round((first.build_seconds + first.solve_seconds) * 1e3, 1),
         "first_decide_ms": round(first_total * 1e3, 1),
@@ -133,7 +150,38 @@ def bench_solver(venues: int, repeats: int = 20, seed: int = 0, settings: Optimi
         "parameter_entries": model.parameter_entries(),
         "pwl_error_bound_usd": first.pwl_error_bound_usd,
         "rebuilds_after_first": opt.rebuilds - 1,
+        "lp_method": "segment" if with_reference else "cvxpy",
     }
+    if with_reference:
+        # exactness: the last cycle's Parameter values, cvxpy solved tightly (Clarabel at 1e-10)
+        ours_last = model.solve()
+        tight = dict(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10, max_iter=500)
+        model.problem.solve(**tight, **({"enforce_dpp": True} if model.use_dpp else {"ignore_dpp": True}))
+        tight_obj = float(model.problem.value) if model.problem.value is not None else math.nan
+        a, b = model._cycle.objective_pieces(settings)
+        tight_g = float(np.min(a * model.x.value[:, None] + b, axis=1).sum()) if model.x.value is not None else math.nan
+        ours["exactness"] = {
+            "cvxpy_tight_status": str(model.problem.status),
+            "cvxpy_tight_objective_nav": tight_obj,
+            "ours_objective_nav": ours_last.objective,
+            "rel_diff": (ours_last.objective - tight_obj) / abs(tight_obj) if ours_last.objective is not None else None,
+            # the PWL objective at the tight solution's x (its Σ t may exceed it by the solver's slack)
+            "cvxpy_tight_g_at_x_nav": tight_g,
+            "rel_diff_vs_g_at_x": (ours_last.objective - tight_g) / abs(tight_g) if ours_last.objective is not None else None,
+        }
+        # the cvxpy path (Clarabel, DPP up to dpp_max_venues) on the same Parameter values each cycle;
+        # objective_rel_diff = (ours - cvxpy)/|cvxpy|: cvxpy's Σ t may exceed g(x) by its tolerance
+        ours["cvxpy_reference"] = {
+            "first_solve_ms": round((ref_first or 0.0) * 1e3, 1),
+            "resolve_p50_ms": round(_pct(ref_solve, 50), 2),
+            "resolve_p99_ms": round(_pct(ref_solve, 99), 2),
+            "solver_internal_p50_ms": round(_pct(ref_solver, 50), 2),
+            "objective_rel_diff_max_abs": float(np.max(np.abs(ref_gap))) if ref_gap else None,
+            "objective_rel_diff_mean": float(np.mean(ref_gap)) if ref_gap else None,
+            # against g(x) at cvxpy's solution (its Σ t minus its own feasibility slack): ours >= it
+            "objective_rel_diff_vs_g_at_cvxpy_x_min": float(np.min(ref_true_gap)) if ref_true_gap else None,
+            "objective_rel_diff_vs_g_at_cvxpy_x_max": float(np.max(ref_true_gap)) if ref_true_gap else None,
+        }
     out: dict = {"venues": venues, "repeats": repeats, "seed": seed, "solver": settings.solver, "pieces": settings.pieces,
                  "limits": sorted(type(lim).__name__ + (":" + lim.name if hasattr(lim, "family") else "") for lim in model.limits),
                  "ours": ours}
@@ -143,7 +191,7 @@ def bench_solver(venues: int, repeats: int = 20, seed: int = 0, settings: Optimi
         for i, snaps in enumerate(cycles[:n_naive]):
             t = time.perf_counter()
             cycle = build_cycle(sorted(snaps, key=lambda s: s.venue.id), market.portfolio, limits, settings, home)
-            m = AllocationModel(cycle.venues, limits, settings.model_copy(update={"dpp_max_venues": 0}), home)
+            m = AllocationModel(cycle.venues, limits, settings.model_copy(update={"dpp_max_venues": 0, "lp_method": "cvxpy"}), home)
             t_build = time.perf_counter()
             m.update(cycle)
             r = m.solve()

@@ -85,6 +85,11 @@ class OptimizerSettings(Strict):
     pwl_method: Literal["quantile", "greedy"] = "quantile"  # breakpoint placement (optimizer/pwl.py)
     samples: Annotated[int, Field(ge=16, le=4096)] = 96  # grid points per curve for the PWL fit
     solver_options: dict[str, float | int | bool | str] = Field(default_factory=dict)  # passed to the solver as is
+    # how the LP (risk_aversion = 0) is solved: "segment" writes it on the pieces' segments, so only the
+    # ~30-60 coupling rows remain, and solves it with HiGHS's dual simplex from the previous basis
+    # (optimizer/fastlp.py; exact, the same optimum); "cvxpy" solves the cvxpy problem with `solver`
+    # (the reference; the risk term always takes this path). Either falls back to cvxpy on failure.
+    lp_method: Literal["segment", "cvxpy"] = "segment"
     clarabel_refinement: bool = False  # Clarabel's iterative refinement (see README for the trade)
     tolerance: Annotated[float, Field(gt=0, le=1e-3)] = 1e-7  # solver gap/feasibility tolerance (NAV units)
     check_tolerance_ratio: Annotated[float, Field(gt=0, le=1e-2)] = 1e-5  # checker slack, share of NAV

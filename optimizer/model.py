@@ -118,6 +118,14 @@ class AllocationModel:
             objective = objective - self.risk
         self.problem = cp.Problem(cp.Maximize(objective), constraints)
         self.use_dpp = n <= settings.dpp_max_venues
+        # the same LP on segments, solved by a warm-started dual simplex (optimizer/fastlp.py); the
+        # cvxpy problem above stays the reference and the fallback (and the only path with the risk term)
+        self.segment = None
+        if settings.lp_method == "segment" and not self.with_risk:
+            from optimizer.fastlp import SegmentLP
+
+            self.segment = SegmentLP(self)
+        self._cycle: CycleData | None = None
         self.build_seconds = time.perf_counter() - t0
         self.solves = 0
 
@@ -126,6 +134,7 @@ class AllocationModel:
 
     def update(self, d: CycleData, risk: tuple[FloatArray, FloatArray] | None = None) -> None:
         """Pour the cycle's numbers into the Parameters. ``risk``: (F, d) already scaled by √γ."""
+        self._cycle = d
         a, b = d.objective_pieces(self.settings)
         for idx, slope, intercept in self.blocks:
             p = slope.shape[1]
@@ -145,6 +154,17 @@ class AllocationModel:
                 self.loadings.value, self.idio.value = risk
 
     def solve(self) -> SolveResult:
+        """The segment simplex when it applies (an LP), else, or if it fails, the cvxpy problem."""
+        if self.segment is not None and self._cycle is not None:
+            r = self.segment.solve(self._cycle)
+            if r.status == "optimal":
+                self.solves += 1
+                return SolveResult("optimal", r.x, r.objective, r.seconds, self.segment.run_seconds, r.detail)
+            # infeasible or an error: the reference path decides (and reports) it
+        return self.solve_cvxpy()
+
+    def solve_cvxpy(self) -> SolveResult:
+        """The cvxpy problem with the current Parameter values (DPP up to ``dpp_max_venues``)."""
         kwargs: dict[str, object] = dict(solver_options(self.settings))
         if self.use_dpp:
             kwargs["enforce_dpp"] = True

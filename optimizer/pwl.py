@@ -208,7 +208,11 @@ def fit_pwl(
     bps[:] = grid[for_rows, sel]
     vals[:] = f[for_rows, sel]
     dx = np.diff(bps, axis=1)
-    slope = np.where(dx > 0, np.diff(vals, axis=1) / np.where(dx > 0, dx, 1.0), np.nan)
+    # a piece narrower than rounding (a forced breakpoint a hair from a grid node) has no meaningful
+    # slope: its chord through two almost equal points is noise and could break concavity (and so
+    # lower the min-of-lines below the interpolant); treat it as a padded piece (the slope on its left)
+    wide = dx > 1e-12 * (1.0 + np.abs(bps[:, 1:]))
+    slope = np.where(wide, np.diff(vals, axis=1) / np.where(wide, dx, 1.0), np.nan)
     slope = _fill_nan_forward(slope)
     slope = np.where(np.isnan(slope), cell_slope[:, :1], slope)
     intercept = vals[:, :-1] - slope * bps[:, :-1]

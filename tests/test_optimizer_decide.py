@@ -101,6 +101,8 @@ def test_hold_on_solver_error(monkeypatch):
         raise cp.error.SolverError("injected")
 
     monkeypatch.setattr(cp.Problem, "solve", boom)
+    # the segment simplex fails too, so the cvxpy fallback runs (and fails)
+    monkeypatch.setattr("optimizer.fastlp.SegmentLP._solve", boom)
     d = Optimizer(RiskLimits(), FREE, "ethereum").decide([make_snapshot("a")], portfolio(), NOW)
     assert_hold(d, "solver_error")
     assert "injected" in d.reason

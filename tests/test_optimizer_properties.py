@@ -131,3 +131,51 @@ def test_random_markets_give_checked_conserving_never_worse_solutions(market, li
     if d.plan.execute:
         for i in ids:
             assert abs(after.get(i, 0.0) - target[i]) <= 0.01
+
+
+def _max_violation_at(model, x: np.ndarray, cycle) -> float:
+    """Largest violation of any cvxpy constraint at ``x``, with the auxiliary variables at their best
+    values for ``x`` (t = g(x), liquid z = min(x, L), turnover u = |x - x0|, in flight w = (x0 - x)⁺)."""
+    a, b = cycle.objective_pieces(SETTINGS)
+    for v in model.problem.variables():
+        name = v.name()
+        if name == "x":
+            v.value = x
+        elif name == "t":
+            v.value = np.min(a * x[:, None] + b, axis=1)
+        elif name == "turnover":
+            v.value = np.abs(x - cycle.x0)
+        elif name == "in_flight":
+            v.value = np.maximum(cycle.x0 - x, 0.0)[model.queued_idx]
+        elif name == "liquid":
+            lim = next(lim for lim in model.limits if lim.name == "liquidity")
+            v.value = np.minimum(x[lim.idx], cycle.exit_liquidity[lim.idx])
+    worst = 0.0
+    for c in model.problem.constraints:
+        viol = np.asarray(c.violation(), dtype=float)
+        worst = max(worst, float(viol.max()) if viol.size else 0.0)
+    return worst
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(markets(), limit_sets())
+def test_segment_simplex_matches_the_cvxpy_reference(market, limits):
+    """optimizer/fastlp.py solves the same LP exactly: same optimum as the cvxpy problem solved tightly
+    (Clarabel at 1e-10), and its solution is feasible for every cvxpy constraint."""
+    snaps, pf = market
+    opt = Optimizer(limits, SETTINGS, HOME)
+    opt.decide(snaps, pf, NOW)
+    model = opt._model
+    assert model is not None and model.segment is not None
+    cycle = model._cycle
+    seg = model.solve()
+    model.problem.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10, max_iter=400,
+                        enforce_dpp=model.use_dpp, ignore_dpp=not model.use_dpp)
+    if model.problem.status not in ("optimal", "optimal_inaccurate"):
+        assert seg.status != "optimal" or seg.detail != "segment simplex", (seg, model.problem.status)
+        return
+    ref = float(model.problem.value)
+    assert seg.status == "optimal" and seg.detail == "segment simplex", seg
+    # the reference's Σ t may exceed g(x) by its feasibility tolerance; compare both ways
+    assert abs(seg.objective - ref) <= 1e-6 * abs(ref) + 1e-9, (seg.objective, ref)
+    assert _max_violation_at(model, seg.x, cycle) <= 1e-8
