@@ -438,9 +438,12 @@ def bench_quality(seed: int = 0, settings: OptimizerSettings | None = None) -> d
             lambda x, d: np.array([float(s.curve.apr(np.array([x[i] + d[i]]), h)[0]) for i, s in enumerate(snaps)]),
             snaps, x0, pf.idle_usd, limits, nav, settings, home)
         results = {}
+        # a withdrawal from a queued venue is in flight after the plan, not idle (README §4a): a baseline
+        # that reinvests it at once shows up as negative idle (a conservation violation)
+        queued = np.array([s.venue.exit_days > settings.instant_exit_days for s in snaps], dtype=bool)
         for label, x in allocations.items():
             income, cost, net = _exact_net_usd(snaps, x0, x, settings, home)
-            idle = pf.idle_usd + x0.sum() - x.sum()
+            idle = pf.idle_usd + x0.sum() - x.sum() - float(np.maximum(x0 - x, 0.0)[queued].sum())
             rep = check_allocation(snaps, pf, dict(zip(ids, x)), idle, limits, settings, home)
             results[label] = {"net_usd": round(net, 2), "net_apr": round(net / nav, 6), "income_usd": round(income, 2),
                               "move_cost_usd": round(cost, 2), "violations": len(rep.violations),
@@ -502,7 +505,11 @@ def steady_state_quality(seed: int, settings: OptimizerSettings, reference_setti
         net_r = _exact_net_usd(snaps, x0, xr, settings, home)[2]
         gaps.append((net_r - net_o) / abs(net_r) if net_r else 0.0)
         violations += len(check_allocation(snaps, pf, ours.allocation.target_usd, ours.allocation.idle_usd, limits, settings, home).violations)
-        pf = PortfolioState(positions_usd={i: v for i, v in ours.allocation.target_usd.items() if v > 0}, idle_usd=ours.allocation.idle_usd)
+        # queued withdrawals stay in flight (cycles are minutes apart: nothing lands within the run)
+        queued = np.array([s.venue.exit_days > settings.instant_exit_days for s in snaps], dtype=bool)
+        flight = float(np.maximum(x0 - xo, 0.0)[queued].sum())
+        pf = PortfolioState(positions_usd={i: v for i, v in ours.allocation.target_usd.items() if v > 0}, idle_usd=ours.allocation.idle_usd,
+                            in_flight_usd=pf.in_flight_usd + flight)
     return {"cycles": cycles, "statuses": statuses, "max_gap_vs_reference": round(max(gaps), 6) if gaps else None,
             "mean_gap_vs_reference": round(float(np.mean(gaps)), 6) if gaps else None, "ours_violations": violations}
 
