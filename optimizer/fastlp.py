@@ -101,8 +101,7 @@ class SegmentLP:
         nav = d.nav_usd
         beta = d.pwl.breakpoints / nav  # (n, P+1)
         lb, ub = beta[:, :1], beta[:, -1:]
-        L = self.model_L(d)
-        c = np.clip(L[:, None], lb, ub)
+        c = np.clip(d.exit_liquidity[:, None], lb, ub)  # the exit liquidity, cut into the slots
         pts = np.sort(np.concatenate([beta, c], axis=1), axis=1)  # (n, P+2)
         left, right = pts[:, :-1], pts[:, 1:]
         width = np.maximum(right - left, 0.0)
@@ -116,9 +115,6 @@ class SegmentLP:
         is_left = right <= x0 + tol
         below = right <= c + tol
         return left, width, slope, is_left, below
-
-    def model_L(self, d: CycleData) -> FloatArray:
-        return d.exit_liquidity
 
     def solve(self, d: CycleData) -> SegmentResult:
         t0 = time.perf_counter()
