@@ -189,7 +189,7 @@ def load_settings(path: Path = DEFAULT_CONFIG, *, listen: str | None = None, dat
     return settings
 
 
-def describe(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, str, Any]]:
+def describe(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, Any, Any]]:
     """(dotted key, type, default) for every setting, nested models flattened: the README's config reference."""
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
@@ -199,7 +199,7 @@ def describe(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, st
             yield from describe(nested[0], key + ".")
         else:
             default = "(required)" if field.is_required() else field.get_default(call_default_factory=True)
-            yield key, str(annotation).replace("typing.", ""), default
+            yield key, annotation, default
 
 
 def _type_name(tp: Any) -> str:
@@ -218,11 +218,9 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def config_reference_markdown() -> str:
-    """The README's config reference table, generated from the models (``python -m vault.settings``)."""
+def _reference_rows(model: type[BaseModel]) -> list[str]:
     rows = ["| key | type | default |", "| --- | --- | --- |"]
-    for key, _, default in describe(Settings):
-        field_type = _field_type(key)
+    for key, annotation, default in describe(model):
         if default == "(required)":
             shown = "(required)"
         elif isinstance(default, (Decimal, Path, enum.Enum)):
@@ -231,28 +229,13 @@ def config_reference_markdown() -> str:
             shown = "(none)"
         else:
             shown = f"`{default!r}`"
-        rows.append(f"| `{key}` | {_type_name(field_type)} | {shown} |")
-    rows += ["", "Each entry of `venues`:", "", "| key | type | default |", "| --- | --- | --- |"]
-    for key, _, default in describe(VenueConfig):
-        model: Any = VenueConfig
-        annotation: Any = None
-        for part in key.split("."):
-            annotation = model.model_fields[part].annotation
-            nested = [a for a in (annotation, *get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)]
-            model = nested[0] if nested else None
-        shown = "(required)" if default == "(required)" else ("(none)" if default in ({}, ()) else f"`{default!r}`")
         rows.append(f"| `{key}` | {_type_name(annotation)} | {shown} |")
-    return "\n".join(rows)
+    return rows
 
 
-def _field_type(dotted: str) -> Any:
-    model: Any = Settings
-    annotation: Any = None
-    for part in dotted.split("."):
-        annotation = model.model_fields[part].annotation
-        nested = [a for a in (annotation, *get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)]
-        model = nested[0] if nested else None
-    return annotation
+def config_reference_markdown() -> str:
+    """The README's config reference tables, generated from the models (``python -m vault.settings``)."""
+    return "\n".join([*_reference_rows(Settings), "", "Each entry of `venues`:", "", *_reference_rows(VenueConfig)])
 
 
 if __name__ == "__main__":
