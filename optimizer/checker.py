@@ -11,7 +11,9 @@ Rules (all in USD, with a slack ``τ = check_tolerance_ratio · NAV``):
   a redemption delay) goes in flight and lands days later, so it is not in ``idle``: an allocation
   whose idle counts it (a plan funding a deposit with it) is rejected (``queued_withdrawal``);
 - withdrawal bound: ``x0_i - x_i <= min(x0_i, exit_liquidity_i)``;
-- frozen venues do not grow: ``x_i <= x0_i``; capacity: ``x_i <= max(capacity_i, lb_i)``;
+- frozen venues do not grow: ``x_i <= x0_i``; capacity bounds growth only: ``x_i <= max(capacity_i, x0_i)``
+  (capacity is what the venue can take from us now, not a risk limit: a position above a capacity that
+  shrank may be held, never grown);
 - per-venue caps (USD, share of NAV, share of TVL after us), group caps (kind, chain, protocol,
   dependency), risk budget: ``exposure <= max(cap, forced)`` where ``forced`` is the exposure of
   ``lb_i = x0_i - min(x0_i, exit_liquidity_i)``, what cannot leave this cycle;
@@ -133,9 +135,11 @@ def check_allocation(
         bad(f"withdrawal_bound: venue {ids[i]} withdraws {x0[i] - x[i]:,.2f} USD, exit liquidity is {exit_liq[i]:,.2f} USD")
     for i in np.nonzero(frozen & (x > x0 + tol))[0]:
         bad(f"frozen: venue {ids[i]} is frozen ({snaps[i].frozen_reason}) and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD")
-    for i in np.nonzero(x > np.maximum(capacity, stay) + tol)[0]:
-        bad(f"capacity: venue {ids[i]} target {x[i]:,.2f} USD above capacity {capacity[i]:,.2f} USD",
-            over(x[i], max(capacity[i], stay[i])))
+    # capacity bounds growth, not holdings: above a capacity that shrank the position may stay (x0 >= stay)
+    room = np.maximum(capacity, x0)
+    for i in np.nonzero(x > room + tol)[0]:
+        bad(f"capacity: venue {ids[i]} grows {x0[i]:,.2f} -> {x[i]:,.2f} USD above capacity {capacity[i]:,.2f} USD",
+            over(x[i], room[i]))
 
     def per_venue(name: str, caps: np.ndarray, what: str) -> None:
         allowed = np.maximum(caps, stay)

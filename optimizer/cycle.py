@@ -79,7 +79,7 @@ class CycleData:
     in_flight_usd: float
     x0: FloatArray  # current positions / NAV
     lb: FloatArray  # lowest reachable position / NAV (withdrawal bound)
-    ub: FloatArray  # highest allowed position / NAV (all per-venue caps, frozen, capacity)
+    ub: FloatArray  # highest allowed position / NAV (all per-venue caps, frozen, capacity: max(capacity, x0))
     exit_liquidity: FloatArray  # / NAV
     cost_in: FloatArray  # one-off cost per USD moved in (fraction)
     cost_out: FloatArray
@@ -139,11 +139,17 @@ def upper_bounds_usd(snaps: Sequence[VenueSnapshot], x0_usd: FloatArray, limits:
 
     ``buffer``: the caps the plan aims at are ``(1 - buffer)`` of the limits (capacity included;
     a frozen venue's cap is its current position, which is no limit to drift past).
+
+    Capacity (what the venue can take from us *now*: a route's instant-fill limit, a product quota, a
+    supply cap) bounds growth only: ``x <= max((1 - buffer) capacity, x0)``. A position above a capacity
+    that shrank is held as long as nothing else says otherwise (the income curve is flat beyond
+    capacity, so the excess earns nothing, and leaving is a choice the objective makes on its costs,
+    never a forced exit). The risk caps below keep forcing (README §4).
     """
     caps: dict[str, FloatArray] = {}
     n = len(snaps)
     keep = 1.0 - buffer
-    caps["capacity"] = keep * usable([s.curve.capacity_usd for s in snaps], missing=0.0)
+    caps["capacity"] = np.maximum(keep * usable([s.curve.capacity_usd for s in snaps], missing=0.0), x0_usd)
     caps["frozen"] = np.where([s.frozen for s in snaps], x0_usd, math.inf)
     if limits.max_venue_usd is not None:
         caps["venue_usd"] = np.full(n, keep * limits.max_venue_usd)

@@ -63,7 +63,8 @@ class Limit(abc.ABC):
 class VenueBox(Limit):
     """``lb_i <= x_i <= ub_i``.
 
-    ``ub_i = min(max_venue_usd, max_venue_ratio NAV, r TVL_i/(1-r), capacity_i, x0_i if frozen, B)``
+    ``ub_i = min(max_venue_usd, max_venue_ratio NAV, r TVL_i/(1-r), max(capacity_i, x0_i), x0_i if frozen, B)``
+    (capacity bounds growth only: a position above a capacity that shrank may stay)
     and ``lb_i = x0_i - min(x0_i, exit_liquidity_i)`` (withdrawals bounded by what the venue lets
     us take now), both computed in NumPy (:func:`optimizer.cycle.build_cycle`): one pair of rows
     per venue instead of one per cap, and no products of Parameters.

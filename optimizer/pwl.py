@@ -129,7 +129,11 @@ def fit_pwl(
     hint = np.full(n, np.nan) if hint_usd is None else np.asarray(hint_usd, dtype=float)
     has_hint = np.isfinite(hint)
     hint = np.clip(np.where(has_hint, hint, x0), lb, ub)
-    grid = np.concatenate([lb[:, None] + width[:, None] * g[None, :], x0[:, None], hint[:, None]], axis=1)
+    # a grid node on the capacity: a curve is flat beyond it, a kink that the quantile placement then puts
+    # a breakpoint on (capacity lies inside the domain only when a position is held above it, README §4)
+    cap = np.array([float(c.capacity_usd) for c in curves]) if n else np.zeros(0)
+    cap = np.where((cap > lb) & (cap < ub), cap, x0)  # else a duplicate of x0, which changes nothing
+    grid = np.concatenate([lb[:, None] + width[:, None] * g[None, :], x0[:, None], hint[:, None], cap[:, None]], axis=1)
     grid.sort(axis=1)
     m = grid.shape[1]
     f = evaluate_curves(curves, grid, emission_haircut)

@@ -14,6 +14,8 @@ simple, closed-form and *provably* concave so that the optimizer can be tested a
 - :class:`LPCurve`: fee share minus impermanent loss ``f(x) = F x/(T+x) - (σ²/8) x``, capped
   where the marginal yield reaches zero.
 - :class:`FlatCurve`: staking / fixed products, ``f(x) = apr x`` up to a capacity.
+
+Like the production curves, every curve here is flat beyond its ``capacity_usd``.
 - :class:`TieredCurve`: a tiered fixed-rate product, concave with one kink.
 
 Each class has a ``batch_income_usd`` classmethod so the PWL fit evaluates a whole market in one
@@ -35,6 +37,13 @@ from core.types import PortfolioState, Venue, VenueCosts, VenueKind, VenueSnapsh
 FloatArray = NDArray[np.float64]
 
 
+def _capped(x_usd: FloatArray, capacity_usd: float) -> FloatArray:
+    """Every curve is flat beyond its capacity (``income(x) = income(min(x, capacity))``), as the
+    production curves are (adapters/curves.py): a position held above a capacity that shrank earns
+    nothing on the excess (README §4)."""
+    return np.minimum(np.asarray(x_usd, dtype=float), capacity_usd)
+
+
 class DilutionCurve(YieldCurve):
     """``f(x) = I x/(S+x) + (1-h) E x/(S+x)``: interest ``I`` and emissions ``E`` shared with supply ``S``."""
 
@@ -45,11 +54,11 @@ class DilutionCurve(YieldCurve):
         self.capacity_usd = float(capacity_usd)
 
     def real_income_usd(self, x_usd: FloatArray) -> FloatArray:
-        x = np.asarray(x_usd, dtype=float)
+        x = _capped(x_usd, self.capacity_usd)
         return self.interest_usd * x / (self.supply_usd + x)
 
     def emission_income_usd(self, x_usd: FloatArray) -> FloatArray:
-        x = np.asarray(x_usd, dtype=float)
+        x = _capped(x_usd, self.capacity_usd)
         return self.emission_usd * x / (self.supply_usd + x)
 
     @classmethod
@@ -57,7 +66,8 @@ class DilutionCurve(YieldCurve):
         i = np.array([c.interest_usd for c in curves])[:, None]
         e = np.array([c.emission_usd for c in curves])[:, None]
         s = np.array([c.supply_usd for c in curves])[:, None]
-        return (i + (1.0 - emission_haircut) * e) * x_usd / (s + x_usd)
+        x = np.minimum(x_usd, np.array([c.capacity_usd for c in curves])[:, None])
+        return (i + (1.0 - emission_haircut) * e) * x / (s + x)
 
 
 class KinkedLendingCurve(YieldCurve):
@@ -76,7 +86,7 @@ class KinkedLendingCurve(YieldCurve):
         self.reserve_factor = float(reserve_factor)
         limit = min(capacity_usd, 20.0 * self.supply_usd)
         grid = np.linspace(0.0, limit, 4001)
-        f = self.real_income_usd(grid)
+        f = self._income(grid)
         d = np.diff(f)
         bad = np.nonzero((np.diff(d) > 1e-9 * (1 + np.abs(f[-1]))) | (d[1:] < 0))[0]
         self.capacity_usd = float(grid[bad[0]] if len(bad) else limit) if limit < math.inf else math.inf
@@ -87,6 +97,9 @@ class KinkedLendingCurve(YieldCurve):
         return np.where(u <= self.u_opt, below, above)
 
     def real_income_usd(self, x_usd: FloatArray) -> FloatArray:
+        return self._income(_capped(x_usd, self.capacity_usd))
+
+    def _income(self, x_usd: FloatArray) -> FloatArray:
         x = np.asarray(x_usd, dtype=float)
         u = self.borrow_usd / (self.supply_usd + x)
         return (1.0 - self.reserve_factor) * self.borrow_usd * self._rate(u) * x / (self.supply_usd + x)
@@ -105,11 +118,11 @@ class LPCurve(YieldCurve):
         self.capacity_usd = max(math.sqrt(total * self.tvl_usd / il) - self.tvl_usd, 0.0) if il > 0 else math.inf
 
     def real_income_usd(self, x_usd: FloatArray) -> FloatArray:
-        x = np.asarray(x_usd, dtype=float)
+        x = _capped(x_usd, self.capacity_usd)
         return self.fees_usd * x / (self.tvl_usd + x) - self.sigma**2 / 8.0 * x
 
     def emission_income_usd(self, x_usd: FloatArray) -> FloatArray:
-        x = np.asarray(x_usd, dtype=float)
+        x = _capped(x_usd, self.capacity_usd)
         return self.emission_usd * x / (self.tvl_usd + x)
 
     @classmethod
@@ -128,15 +141,15 @@ class FlatCurve(YieldCurve):
         self.apr_value, self.capacity_usd, self.emission_apr = float(apr), float(capacity_usd), float(emission_apr)
 
     def real_income_usd(self, x_usd: FloatArray) -> FloatArray:
-        return self.apr_value * np.asarray(x_usd, dtype=float)
+        return self.apr_value * _capped(x_usd, self.capacity_usd)
 
     def emission_income_usd(self, x_usd: FloatArray) -> FloatArray:
-        return self.emission_apr * np.asarray(x_usd, dtype=float)
+        return self.emission_apr * _capped(x_usd, self.capacity_usd)
 
     @classmethod
     def batch_income_usd(cls, curves: Sequence["FlatCurve"], x_usd: FloatArray, emission_haircut: float) -> FloatArray:
         a = np.array([c.apr_value + (1.0 - emission_haircut) * c.emission_apr for c in curves])[:, None]
-        return a * x_usd
+        return a * np.minimum(x_usd, np.array([c.capacity_usd for c in curves])[:, None])
 
 
 class TieredCurve(YieldCurve):
@@ -148,7 +161,7 @@ class TieredCurve(YieldCurve):
         self.capacity_usd = float(capacity_usd)
 
     def real_income_usd(self, x_usd: FloatArray) -> FloatArray:
-        x = np.asarray(x_usd, dtype=float)
+        x = _capped(x_usd, self.capacity_usd)
         return self.apr1 * np.minimum(x, self.tier_usd) + self.apr2 * np.maximum(x - self.tier_usd, 0.0)
 
 
