@@ -138,6 +138,12 @@ def fit_pwl(
     m = grid.shape[1]
     f = evaluate_curves(curves, grid, emission_haircut)
     h = np.diff(grid, axis=1)
+    # a cell narrower than rounding (a forced node a hair from a grid node: last cycle's solution, which
+    # the simplex puts on a breakpoint, i.e. a grid node, after the domain moved by a rounding error)
+    # has a noise slope, f's rounding error / h (measured: -0.06 on a 1e-9 USD cell); through the
+    # concavity fix below it would pull every slope to its right down with it. Treat it as empty.
+    tiny = 1e-9 * width[:, None]
+    h = np.where(h > tiny, h, 0.0)
     safe_h = np.where(h > 0, h, 1.0)
     cell_slope = np.where(h > 0, np.diff(f, axis=1) / safe_h, np.nan)
     # duplicate nodes (x0 on a grid node) give empty cells: borrow the neighbour's slope
@@ -215,7 +221,7 @@ def fit_pwl(
     # a piece narrower than rounding (a forced breakpoint a hair from a grid node) has no meaningful
     # slope: its chord through two almost equal points is noise and could break concavity (and so
     # lower the min-of-lines below the interpolant); treat it as a padded piece (the slope on its left)
-    wide = dx > 1e-12 * (1.0 + np.abs(bps[:, 1:]))
+    wide = dx > np.maximum(1e-12 * (1.0 + np.abs(bps[:, 1:])), tiny)
     slope = np.where(wide, np.diff(vals, axis=1) / np.where(wide, dx, 1.0), np.nan)
     slope = _fill_nan_forward(slope)
     slope = np.where(np.isnan(slope), cell_slope[:, :1], slope)

@@ -69,3 +69,24 @@ def test_hint_is_exact_and_window_gathers_breakpoints():
     assert np.min(pwl.slope[0] * 300_000 + pwl.intercept[0]) == pytest.approx(float(c.income_usd(hint)[0]), rel=1e-12)
     inside = ((pwl.breakpoints[0] >= 250_000) & (pwl.breakpoints[0] <= 350_000)).sum()
     assert inside >= 5
+
+
+def test_a_forced_node_a_hair_from_a_grid_node_does_not_bend_the_fit():
+    # the daemon's steady state: last cycle's solution sat on a breakpoint (a grid node); this cycle the
+    # domain's top moved by a rounding error (5e6 -> 4999999.999999999), so the same position is now a
+    # hair (~1e-9 USD) from a grid node. That cell's chord is noise (f's rounding / 1e-9: measured -0.06)
+    # and the concavity fix used to drag every slope right of it down: the piece [x0, ub] of an
+    # increasing curve came out with slope -0.0625, and the optimizer held 2.8M where 3.3M was optimal
+    # (bench quality seed 4 steady state: 0.67 % gap)
+    c = LPCurve(fees_usd=698710.0479862315, tvl_usd=4203781.583079804, sigma=0.3575186318219709)
+    x0 = 2765957.446808511  # 26/47 of 5e6: a node of the uniform grid on [0, 5e6]
+    for hint in (2765957.4468085095, x0):
+        for ub in (5e6, 4999999.999999999):
+            pwl = fit_pwl([c], np.array([0.0]), np.array([ub]), np.array([x0]), 8, 96, 0.5, hint_usd=np.array([hint]),
+                          window_usd=(np.array([2074468.0851063821]), np.array([ub])))
+            assert np.all(pwl.slope[0] > 0.0), pwl.slope[0]
+            assert np.all(np.diff(pwl.slope[0]) <= 1e-12), pwl.slope[0]
+            xs = np.linspace(0.0, ub, 4001)
+            fh = np.min(pwl.slope[0][None, :] * xs[:, None] + pwl.intercept[0][None, :], axis=1)
+            gap = c.income_usd(xs, 0.5) - fh
+            assert gap.min() >= -1e-6 and gap.max() <= pwl.error_bound_usd[0] + 1e-6
