@@ -72,13 +72,21 @@ class _Clock:
 
 
 def _window_around(breakpoints: FloatArray, x_usd: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Where to refine: the two pieces on each side of ``x`` in the previous fit, and never less
-    than ``±max(25 % of x, 5 % of the domain)`` so that windows do not shrink cycle after cycle."""
+    """Where to refine: where the true optimum can be, given the LP's. On a breakpoint ``β_j`` (the
+    simplex returns vertices) the LP's price of venue ``i`` lies between the slopes of the two pieces
+    that meet there, and the true curve's derivative crosses it between their outer ends: the window
+    is ``[β_{j-1}, β_{j+1}]``. Inside a piece (the venue at the margin, its piece's slope equal to the
+    price), the derivative equals that slope somewhere in the piece: the window is the piece. "On" is
+    up to rounding (1e-9 of the domain), so a solution reported a hair to either side of a breakpoint
+    gets the same window. Never less than ``±max(25 % of x, 5 % of the domain)``, so that the price
+    may move and windows do not shrink cycle after cycle."""
     n, m = breakpoints.shape
-    k = np.clip((breakpoints <= x_usd[:, None]).sum(axis=1) - 1, 0, m - 1)
     rows = np.arange(n)
-    lo = breakpoints[rows, np.clip(k - 1, 0, m - 1)]
-    hi = breakpoints[rows, np.clip(k + 2, 0, m - 1)]
+    tol = (1e-9 * (breakpoints[:, -1] - breakpoints[:, 0]) + 1e-9)[:, None]
+    left = (breakpoints < x_usd[:, None] - tol).sum(axis=1)  # breakpoints strictly left of x
+    right = (breakpoints <= x_usd[:, None] + tol).sum(axis=1)  # index of the first one strictly right of x
+    lo = breakpoints[rows, np.clip(left - 1, 0, m - 1)]
+    hi = breakpoints[rows, np.clip(right, 0, m - 1)]
     floor = np.maximum(0.25 * np.abs(x_usd), 0.05 * (breakpoints[:, -1] - breakpoints[:, 0]))
     return np.minimum(lo, x_usd - floor), np.maximum(hi, x_usd + floor)
 
