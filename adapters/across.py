@@ -7,8 +7,9 @@ limits; ``GET {base}/api/limits?…`` is read instead when ``params.limits_endpo
 Prices: ``{coins_url}/prices/current/{origin coin},{destination coin}`` (batched with every
 other venue's coins).
 
-Curve: :func:`adapters.curves.bridge_arb_curve` with
-``s = P_dst / P_src - 1`` (the gap we sell into), ``fee = (lpFee.pct + relayerCapitalFee.pct) / 1e18``,
+Curve: :func:`adapters.curves.bridge_arb_curve` with the gaps ``s = P_dst / P_src - 1`` (what we
+sell into) of the recent hourly coins charts plus today's (``params.spread_history``; a gap
+mean-reverts within hours, a position is held for weeks), ``fee = (lpFee.pct + relayerCapitalFee.pct) / 1e18``,
 ``gas = relayerGasFee.total`` in USD, ``C = maxDepositInstant`` in USD (the size an instant fill
 takes and that closes the gap), and round trips per year
 ``N = min(SPY / (2 * expectedFillTimeSec), round_trips_per_day * 365)``: the fill time bounds how
@@ -29,6 +30,7 @@ from adapters.errors import FeedError
 from adapters.models import AcrossLimits, AcrossSuggestedFees
 from core.config import VenueConfig
 from core.types import VenueKind, VenueSnapshot
+from protocols import across
 
 PCT_SCALE = 10**18
 
@@ -44,6 +46,9 @@ class AcrossParams(Params):
     quote_amount_usd: Annotated[float, Field(gt=0)] = 10_000.0  # the size the fee quote is asked for
     round_trips_per_day: Annotated[float, Field(gt=0)] | None = None  # None: settings.bridge_round_trips_per_day
     limits_endpoint: bool = False  # read /api/limits instead of the quote's embedded limits
+    # Expect the gaps of the recent hourly price history (the coins chart over
+    # feeds.volatility_span_hours) rather than today's gap alone; off: today's gap only.
+    spread_history: bool = True
 
 
 class AcrossAdapter(Adapter):
@@ -65,8 +70,9 @@ class AcrossAdapter(Adapter):
         endpoints = [Endpoint(self.feed, f"{base_url}/api/suggested-fees", tuple(sorted((*route, ("amount", amount)))))]
         if params.limits_endpoint:
             endpoints.append(Endpoint(self.feed, f"{base_url}/api/limits", route))
+        pair = (params.origin_price_coin, params.destination_price_coin)
         return VenuePlan(
-            venue, self, params, base_url, tuple(endpoints), coins=(params.origin_price_coin, params.destination_price_coin)
+            venue, self, params, base_url, tuple(endpoints), coins=pair, chart_coins=pair if params.spread_history else ()
         )
 
     def build(self, plan: VenuePlan, ctx: BuildContext, position_usd: float) -> VenueSnapshot:
@@ -93,10 +99,16 @@ class AcrossAdapter(Adapter):
         fill_seconds = max(float(fees.fill_seconds), 1.0)
         per_day = p.round_trips_per_day if p.round_trips_per_day is not None else ctx.settings.bridge_round_trips_per_day
         trips = min(SECONDS_PER_YEAR / (2.0 * fill_seconds), per_day * 365.0)
-        curve = bridge_arb_curve(spread, fee_pct, gas_usd, capacity_usd, trips)
+        spreads = (*self._history_spreads(ctx, p), spread) if p.spread_history else (spread,)
+        curve = bridge_arb_curve(spreads, fee_pct, gas_usd, capacity_usd, trips)
         probe = min(max(curve.capacity_usd, 1.0), p.quote_amount_usd) if curve.capacity_usd > 0 else p.quote_amount_usd
         real_apr = float(curve.real_income_usd(probe)) / probe
         ctx.check_apr(real_apr, f"{where} arbitrage APR")
+        # Today's gap alone must be believable too: an absurd one is a broken feed or a crisis,
+        # which a week of calm history must not average away.
+        if capacity_usd > 0:
+            today = across.arb_income_per_year_usd(probe, spread, fee_pct, gas_usd, capacity_usd, trips) / probe
+            ctx.check_apr(today, f"{where} arbitrage APR at today's gap {spread:.4%}")
         return VenueSnapshot(
             venue=plan.config.to_venue(),
             observed_at=fees.timestamp,
@@ -107,6 +119,8 @@ class AcrossAdapter(Adapter):
             exit_liquidity_usd=capacity_usd,
             state={
                 "spread": spread,
+                "spread_mean": sum(spreads) / len(spreads),
+                "spread_samples": float(len(spreads)),
                 "origin_price_usd": src,
                 "destination_price_usd": dst,
                 "fee_pct": fee_pct,
@@ -120,3 +134,11 @@ class AcrossAdapter(Adapter):
                 "position_usd": position_usd,
             },
         )
+
+    @staticmethod
+    def _history_spreads(ctx: BuildContext, p: AcrossParams) -> tuple[float, ...]:
+        """The hourly gaps ``P_dst / P_src - 1`` over the coins charts' common hours."""
+        src = {round(pt.timestamp.timestamp() / 3600): pt.price for pt in ctx.chart(p.origin_price_coin).prices}
+        dst = {round(pt.timestamp.timestamp() / 3600): pt.price for pt in ctx.chart(p.destination_price_coin).prices}
+        return tuple(dst[h] / src[h] - 1.0 for h in sorted(src.keys() & dst.keys()))
+

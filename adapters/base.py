@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from adapters.config import FeedSettings
 from adapters.errors import FeedError
 from adapters.http import Fetched
-from adapters.models import CoinPrice, FeedModel, parse
+from adapters.models import CoinChart, CoinPrice, FeedModel, parse
 from core.config import VenueConfig
 from core.types import VenueKind, VenueSnapshot
 
@@ -148,6 +148,12 @@ class BuildContext:
         from adapters.coins import volatility_from
 
         return volatility_from(self, self._chart_endpoint[coin.lower()], coin)
+
+    def chart(self, coin: str) -> CoinChart:
+        """``coin``'s hourly price history (the ``volatility_span_hours`` window)."""
+        from adapters.coins import chart_from
+
+        return chart_from(self, self._chart_endpoint[coin.lower()], coin)
 
     def received_at(self, endpoint: Endpoint) -> datetime:
         """When this cycle got the endpoint's payload (network or cache)."""

@@ -252,10 +252,11 @@ class CometSupplyIncome:
 
 @dataclass(frozen=True, slots=True)
 class BridgeArbIncome:
-    """``N * max(0, q (s (1 - q/2C) - fee) - gas)``, ``q = min(x, C)``, vectorised
-    (``protocols.across.arb_income_per_year_usd`` is the scalar original)."""
+    """``N * mean_j max(0, q_j (s_j (1 - q_j/2C) - fee) - gas)``, ``q_j = min(x, q*_j)``,
+    ``q*_j = C (1 - fee/s_j)``, vectorised over positions and over the spreads ``s_j`` a round may
+    meet (``protocols.across.arb_income_per_year_usd`` is the scalar original for one spread)."""
 
-    spread: float
+    spreads: tuple[float, ...]
     fee_pct: float
     gas_usd: float
     capacity_usd: float
@@ -263,9 +264,15 @@ class BridgeArbIncome:
 
     def __call__(self, x: Vector) -> Vector:
         c = self.capacity_usd
-        q = np.minimum(np.maximum(x, 0.0), c)
-        profit = q * (self.spread * (1.0 - q / (2.0 * c)) - self.fee_pct) - self.gas_usd
-        return self.round_trips_per_year * np.where(q > 0.0, np.maximum(profit, 0.0), 0.0)
+        s = np.asarray([v for v in self.spreads if v > self.fee_pct], dtype=np.float64)
+        xs = np.asarray(x, dtype=np.float64)
+        if s.size == 0:
+            return np.zeros_like(xs)
+        q_star = c * (1.0 - self.fee_pct / s)  # the arbitrageur stops where the marginal gap meets the fee
+        q = np.minimum(np.maximum(xs, 0.0)[..., None], q_star)
+        profit = q * (s * (1.0 - q / (2.0 * c)) - self.fee_pct) - self.gas_usd
+        paid = np.where(q > 0.0, np.maximum(profit, 0.0), 0.0)
+        return self.round_trips_per_year * paid.sum(axis=-1) / len(self.spreads)
 
 
 def _zero(x: Vector) -> Vector:
@@ -423,29 +430,38 @@ class DilutedCurve(YieldCurve):
 
 
 def bridge_arb_curve(
-    spread: float,
+    spread: float | tuple[float, ...],
     fee_pct: float,
     gas_usd: float,
     route_capacity_usd: float,
     round_trips_per_year: float,
 ) -> EnvelopeCurve:
-    """Bridge arbitrage inventory: ``real(x) = N * max(0, q (s (1 - q / 2C) - fee) - gas)``,
-    ``q = min(x, C)`` (``across.arb_income_per_year_usd``): the price gap ``s`` shrinks linearly as
-    the trade closes it, fees ``fee`` (LP + capital, ``totalRelayFee`` minus gas) are proportional,
-    ``gas`` is per round, ``C`` is the route's instant limit and ``N`` the round trips per year.
-    Its concave envelope is a chord from 0 to where a round first pays well enough.
+    """Bridge arbitrage inventory: ``real(x) = N * mean_j max(0, q_j (s_j (1 - q_j / 2C) - fee) - gas)``
+    with ``q_j = min(x, q*_j)`` (``across.arb_income_per_year_usd``): the price gap ``s`` shrinks
+    linearly as the trade closes it and the trade stops at ``q* = C (1 - fee/s)``; fees ``fee``
+    (LP + capital, ``totalRelayFee`` minus gas) are proportional, ``gas`` is per round, ``C`` is the
+    route's instant limit and ``N`` the round trips per year.
+
+    ``spread`` is one gap, or the gaps the rounds are expected to meet (e.g. the recent hourly
+    history): a gap mean-reverts within hours while a position is held for weeks, so the expected
+    income is the mean over the gap's distribution, not the income at today's gap. Its concave
+    envelope bridges, with a chord, the start where a round does not yet pay its gas.
 
     ``real`` is the vectorised form of ``protocols.across.arb_income_per_year_usd`` (a scalar
     function; the grid and refinements evaluate thousands of points per curve). The property
     tests check the two agree at sampled points."""
+    spreads = (float(spread),) if isinstance(spread, (int, float)) else tuple(float(v) for v in spread)
     c = float(route_capacity_usd)
-    if c <= 0.0 or spread <= fee_pct or round_trips_per_year <= 0.0:
+    paying = [v for v in spreads if v > fee_pct]
+    if c <= 0.0 or not paying or round_trips_per_year <= 0.0:
         return EnvelopeCurve(_zero, domain_usd=0.0)
-    real = BridgeArbIncome(spread, fee_pct, gas_usd, c, round_trips_per_year)
-    breakeven = []
-    # where the round's profit crosses zero: q^2 s/2C - q (s - fee) + gas = 0
-    a, b = spread / (2.0 * c), -(spread - fee_pct)
-    disc = b * b - 4.0 * a * gas_usd
-    if disc > 0:
-        breakeven.append((-b - math.sqrt(disc)) / (2.0 * a))
-    return EnvelopeCurve(real, domain_usd=c, breakpoints=tuple(breakeven))
+    real = BridgeArbIncome(spreads, fee_pct, gas_usd, c, round_trips_per_year)
+    bends = set()
+    for s in paying:
+        bends.add(c * (1.0 - fee_pct / s))  # where this gap's round stops growing
+        # where its round's profit crosses zero: q^2 s/2C - q (s - fee) + gas = 0
+        a, b = s / (2.0 * c), -(s - fee_pct)
+        disc = b * b - 4.0 * a * gas_usd
+        if disc > 0:
+            bends.add((-b - math.sqrt(disc)) / (2.0 * a))
+    return EnvelopeCurve(real, domain_usd=c, breakpoints=tuple(sorted(v for v in bends if 0.0 < v < c)))

@@ -322,3 +322,40 @@ async def test_a_slow_feed_does_not_age_the_others_under_a_fast_clock() -> None:
         await stop(runner)
     assert report.rejections == ()
     assert report.feed_durations_seconds["lido"] >= 1.0
+
+
+async def test_bridge_curve_is_the_markets_income_averaged_over_the_recent_gaps(default_market: World) -> None:
+    """The route's curve is the market's own income model, averaged over the hourly gaps of the
+    coins charts (plus today's): a gap that closes for a few hours must not zero a weeks-long hold."""
+    w = default_market
+    vid = "across-usdc-arbitrum-base"
+    params = next(v for v in w.venues if v.id == vid).feed.params
+    coins = f"{params['origin_price_coin']},{params['destination_price_coin']}"
+    async with w.session.get(f"{w.url}/coins/chart/{coins}", params={"span": str(FAST.get("volatility_span_hours", 168)), "period": "1h"}) as resp:
+        charts = (await resp.json())["coins"]
+    hourly = [{round(p["timestamp"] / 3600): p["price"] for p in charts[c.lower()]["prices"]} for c in coins.split(",")]
+    gaps = [hourly[1][h] / hourly[0][h] - 1.0 for h in sorted(hourly[0].keys() & hourly[1].keys())]
+    assert len(gaps) > 24
+    report = await w.poller().poll({})
+    snap = report.snapshots[vid]
+    model = w.market.by_id[vid]
+    today = model.spread(w.market)
+    real_spread = type(model).spread
+    try:
+        for x in (1e3, 3e4, 3e5):
+            expected = 0.0
+            for gap in (*gaps, today):
+                type(model).spread = lambda self, m, g=gap: g  # the market's model at that gap
+                expected += model.income_per_year(x, w.market)
+            expected /= len(gaps) + 1
+            if not snap.curve.bridges or x > max(b[1] for b in snap.curve.bridges):  # outside chords: exact
+                # 1e-3: the adapter uses the fee quoted for params.quote_amount_usd; Across' LP fee
+                # grows a little with the amount's utilization move (2.4e-4 at $300k)
+                assert float(snap.curve.real_income_usd(np.array([x]))[0]) == pytest.approx(expected, rel=1e-3), x
+    finally:
+        type(model).spread = real_spread
+    assert snap.state["spread_samples"] == len(gaps) + 1
+    # today's gap below the fee no longer zeroes a route whose history pays
+    paying = [g for g in gaps if g > snap.state["fee_pct"]]
+    if paying and today <= snap.state["fee_pct"]:
+        assert snap.curve.capacity_usd > 0
