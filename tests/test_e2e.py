@@ -267,3 +267,27 @@ def test_killed_mid_run_the_books_still_match_the_venues_exactly(tmp_path):
         code, _ = daemon.terminate()
     assert code == 0
     assert_books_match_the_market(*books_and_market(data_dir, DEFAULT_CONFIG.parent / "market.default.yaml"))
+
+
+def test_a_second_daemon_on_the_same_data_dir_is_refused(tmp_path):
+    """Two daemons on one ledger would book each other's moves as yield: the second exits 1."""
+    import subprocess
+    import sys
+
+    from tests.daemon_process import REPO, free_port
+
+    data_dir = tmp_path / "var"
+    first = DaemonProcess(data_dir)
+    try:
+        first.wait_until(lambda: first.get("/healthz")[0] == 200, 30, "the first daemon")
+        second = subprocess.run(
+            [sys.executable, "-m", "vault.cli", "--log-json", "run", "--listen", f"127.0.0.1:{free_port()}",
+             "--data-dir", str(data_dir)],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+        )
+        assert second.returncode == 1
+        assert f"is in use by another yieldvault daemon (pid {first.proc.pid})" in second.stdout
+        assert first.get("/healthz")[0] == 200  # the first runs on, untouched
+    finally:
+        code, _ = first.terminate()
+    assert code == 0

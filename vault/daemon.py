@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import gc
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 import structlog
@@ -84,6 +86,26 @@ async def read_market_clock(session: aiohttp.ClientSession, root_url: str) -> tu
     return "live", None
 
 
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold ``data_dir/daemon.lock`` exclusively for the process's life (the OS frees it on any exit).
+
+    Two daemons on one ledger and one simulated world would each book the other's moves as yield.
+    """
+    handle = open(data_dir / "daemon.lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise OSError(f"data dir {data_dir} is in use by another yieldvault daemon (pid {holder})") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
 @dataclass
 class CycleState:
     """What the HTTP API and readiness probe read; written only by the jobs."""
@@ -139,6 +161,7 @@ class Daemon:
         self.started_monotonic = time.monotonic()
         self._stopping = asyncio.Event()
         self._running_jobs: set[asyncio.Task[Any]] = set()
+        self._lock: IO[str] | None = None
         self._market: Any = None
         self._market_runner: Any = None
         self._api_runner: aiohttp.web.AppRunner | None = None
@@ -150,6 +173,7 @@ class Daemon:
     async def start(self) -> None:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = lock_data_dir(s.data_dir)
         self.ledger = Ledger(s.data_dir / "ledger.sqlite3")
         await self._start_market()
         root_url = self.feeds_url or s.feeds.root_url or ""
@@ -269,17 +293,21 @@ class Daemon:
         return run
 
     async def stop(self, timeout_seconds: float = 7.0) -> None:
-        """Stop taking new runs, let the running step finish its current move, close everything."""
+        """Stop taking new runs, let the running step finish its current move, close everything.
+
+        Safe after a start that failed part-way: it closes only what was opened.
+        """
         self._stopping.set()
-        with contextlib.suppress(Exception):
-            self.scheduler.shutdown(wait=False)
+        if hasattr(self, "scheduler"):
+            with contextlib.suppress(Exception):
+                self.scheduler.shutdown(wait=False)
         if self._running_jobs:
             done, pending = await asyncio.wait(set(self._running_jobs), timeout=timeout_seconds)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
-        with contextlib.suppress(Exception):
+        if hasattr(self, "session"):
             await self.session.close()
         if self._api_runner is not None:
             await self._api_runner.cleanup()
@@ -287,7 +315,10 @@ class Daemon:
             from mockfeeds.server import stop as stop_market_server
 
             await stop_market_server(self._market_runner)
-        self.ledger.close()
+        if hasattr(self, "ledger"):
+            self.ledger.close()
+        if self._lock is not None:
+            self._lock.close()
         log.info("daemon_stopped")
 
     # -- jobs -------------------------------------------------------------------------------
