@@ -252,11 +252,14 @@ class CometSupplyIncome:
 
 @dataclass(frozen=True, slots=True)
 class BridgeArbIncome:
-    """``N * mean_j max(0, q_j (s_j (1 - q_j/2C) - fee) - gas)``, ``q_j = min(x, q*_j)``,
-    ``q*_j = C (1 - fee/s_j)``, vectorised over positions and over the spreads ``s_j`` a round may
-    meet (``protocols.across.arb_income_per_year_usd`` is the scalar original for one spread)."""
+    """``N * sum_j w_j max(0, q_j (s_j (1 - q_j/2C) - fee) - gas) / n``, ``q_j = min(x, q*_j)``,
+    ``q*_j = C (1 - fee/s_j)``: the mean over ``n`` gaps a round may meet, of which the paying ones
+    are ``s_j`` with multiplicity ``w_j``; vectorised over positions
+    (``protocols.across.arb_income_per_year_usd`` is the scalar original for one gap)."""
 
     spreads: tuple[float, ...]
+    weights: tuple[float, ...]
+    samples: float
     fee_pct: float
     gas_usd: float
     capacity_usd: float
@@ -264,7 +267,7 @@ class BridgeArbIncome:
 
     def __call__(self, x: Vector) -> Vector:
         c = self.capacity_usd
-        s = np.asarray([v for v in self.spreads if v > self.fee_pct], dtype=np.float64)
+        s = np.asarray(self.spreads, dtype=np.float64)
         xs = np.asarray(x, dtype=np.float64)
         if s.size == 0:
             return np.zeros_like(xs)
@@ -272,7 +275,19 @@ class BridgeArbIncome:
         q = np.minimum(np.maximum(xs, 0.0)[..., None], q_star)
         profit = q * (s * (1.0 - q / (2.0 * c)) - self.fee_pct) - self.gas_usd
         paid = np.where(q > 0.0, np.maximum(profit, 0.0), 0.0)
-        return self.round_trips_per_year * paid.sum(axis=-1) / len(self.spreads)
+        return self.round_trips_per_year * (paid @ np.asarray(self.weights)) / self.samples
+
+
+def _paying_gaps(spreads: tuple[float, ...], fee_pct: float, bins: int = 24) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The gaps above the fee, compressed to at most ``bins`` equal-count bins at their means.
+
+    Below each ``q*`` a round's profit is linear in the gap, so a bin's mean gap earns its members'
+    mean income there; gaps at or below the fee earn nothing and only count in the denominator."""
+    paying = np.sort(np.asarray([v for v in spreads if v > fee_pct], dtype=np.float64))
+    if paying.size <= bins:
+        return tuple(paying.tolist()), (1.0,) * int(paying.size)
+    groups = np.array_split(paying, bins)
+    return tuple(float(g.mean()) for g in groups), tuple(float(g.size) for g in groups)
 
 
 def _zero(x: Vector) -> Vector:
@@ -452,10 +467,10 @@ def bridge_arb_curve(
     tests check the two agree at sampled points."""
     spreads = (float(spread),) if isinstance(spread, (int, float)) else tuple(float(v) for v in spread)
     c = float(route_capacity_usd)
-    paying = [v for v in spreads if v > fee_pct]
+    paying, weights = _paying_gaps(spreads, fee_pct)
     if c <= 0.0 or not paying or round_trips_per_year <= 0.0:
         return EnvelopeCurve(_zero, domain_usd=0.0)
-    real = BridgeArbIncome(spreads, fee_pct, gas_usd, c, round_trips_per_year)
+    real = BridgeArbIncome(paying, weights, float(len(spreads)), fee_pct, gas_usd, c, round_trips_per_year)
     bends = set()
     for s in paying:
         bends.add(c * (1.0 - fee_pct / s))  # where this gap's round stops growing
