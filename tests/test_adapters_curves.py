@@ -175,6 +175,23 @@ def test_bridge_curve_is_concave_monotone_and_exact(spread: float, fee: float, g
 
 
 @PROPS
+@given(
+    spreads=st.lists(st.floats(-0.005, 0.01), min_size=2, max_size=20), fee=st.floats(0, 0.002),
+    gas=st.floats(0, 50), cap=st.floats(1e4, 5e6), trips=st.floats(1, 5000),
+)
+def test_bridge_curve_over_a_gap_history_is_the_mean_income(
+    spreads: list[float], fee: float, gas: float, cap: float, trips: float
+) -> None:
+    """Up to 24 paying gaps the mixture is exact: the mean of the scalar income over every gap."""
+    curve = bridge_arb_curve(tuple(spreads), fee, gas, cap, trips)
+    assert_concave_non_decreasing(curve, cap)
+    xs = outside_bridges(curve, sample_points(curve, cap))
+    for x in xs[:: max(1, len(xs) // 15)]:
+        exact = sum(across.arb_income_per_year_usd(float(x), s, fee, gas, cap, trips) for s in spreads) / len(spreads)
+        assert float(curve.real_income_usd(np.array([x]))[0]) == pytest.approx(exact, rel=1e-9, abs=1e-6)
+
+
+@PROPS
 @given(apr=st.floats(-0.1, 10), cap=st.one_of(st.just(math.inf), usd), tvl=usd, reward=st.floats(0, 1))
 def test_flat_and_diluted_curves(apr: float, cap: float, tvl: float, reward: float) -> None:
     flat = FlatCurve(apr, cap)
