@@ -114,6 +114,9 @@ class PortfolioState:
     positions_usd: Mapping[str, float]  # venue id -> current value
     idle_usd: float
     in_flight_usd: float = 0.0
+    # (days until it lands at the latest, USD) for the parts of in_flight_usd whose landing the books
+    # know (bridge transfers, queued withdrawals); the rest lands within the longest exit time.
+    in_flight_landing: tuple[tuple[float, float], ...] = ()
 
     @property
     def nav_usd(self) -> float:

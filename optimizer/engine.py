@@ -159,12 +159,25 @@ class Optimizer:
     def _known_in_flight(self, portfolio: PortfolioState, now: datetime) -> tuple[tuple[float, float], ...]:
         """Which part of ``portfolio.in_flight_usd`` is ours with a known landing time.
 
+        ``portfolio.in_flight_landing`` when the caller's books provide it (the daemon's ledger does);
+        otherwise:
         The queued withdrawals of earlier plans that have not landed yet, latest first, up to the
         amount actually in flight (so a plan that did not execute, or capital that landed early, is
         never counted; the latest landings are assumed still pending: the conservative attribution).
         Anything else in flight lands, as far as the optimizer knows, within the longest exit time.
         """
         self._flights = [(t, u) for t, u in self._flights if t > now]
+        if portfolio.in_flight_landing:
+            # The books know what is in flight and when it lands at the latest: better than memory,
+            # and it survives a restart.
+            left = max(float(portfolio.in_flight_usd), 0.0)
+            booked = []
+            for d, u in sorted(portfolio.in_flight_landing):
+                part = min(float(u), left)
+                if part > 0:
+                    booked.append((max(float(d), 0.0), part))
+                    left -= part
+            return tuple(booked)
         left = max(float(portfolio.in_flight_usd), 0.0)
         known = []
         for t, u in sorted(self._flights, key=lambda f: f[0], reverse=True):

@@ -83,7 +83,7 @@ async def test_queued_withdrawal_is_in_flight_until_it_settles(world):
     [res] = await world.executor.execute(plan(move(MoveAction.WITHDRAW, "lido-steth", 40_000, "w-lido")))
     assert res.status is MoveStatus.DONE
     flights = world.ledger.balances().in_flight_units
-    assert len(flights) == 1 and next(iter(flights)).startswith("ethereum/withdrawal/")
+    assert len(flights) == 1 and next(iter(flights)).startswith("ethereum/withdrawal/lido-steth/")
     assert sum(flights.values()) == usd_to_units(40_000)
     idle_before = world.ledger.account("idle:ethereum")
     await world.executor.settle_in_flight()

@@ -35,6 +35,7 @@ from adapters import FeedPoller, PollReport
 from core.money import units_to_str, units_to_usd
 from core.types import PortfolioState, VenueSnapshot
 from optimizer import Decision, Optimizer
+from protocols import across
 from vault.executor import DryRunExecutor, MoveResult, MoveStatus, OutcomeUnknown, PaperExecutor, move_to_dict
 from vault.ledger import Ledger
 from vault.metrics import Metrics
@@ -375,6 +376,7 @@ class Daemon:
                 positions_usd={v: units_to_usd(u) for v, u in balances.positions_units.items() if u},
                 idle_usd=units_to_usd(balances.total_idle_units),
                 in_flight_usd=units_to_usd(balances.total_in_flight_units),
+                in_flight_landing=self.in_flight_landing(balances.in_flight_units),
             )
             snapshots = list(self.state.report.snapshots.values()) if self.state.report else []
             decision = await asyncio.to_thread(self.optimizer.decide, snapshots, portfolio, started)
@@ -414,6 +416,21 @@ class Daemon:
                 reason=decision.reason,
             )
             return decision
+
+    def in_flight_landing(self, flights: dict[str, int]) -> tuple[tuple[float, float], ...]:
+        """(days until it lands at the latest, USD) for each in-flight account of the ledger.
+
+        A bridge transfer lands within Across' slow-fill window (an unfilled deposit is filled from
+        the pool after the ~2 h challenge period, protocol_math.md §5.3); a queued withdrawal within
+        its venue's exit time.
+        """
+        out = []
+        for flight, units in flights.items():
+            _, kind, ref = flight.split("/", 2)
+            venue = self.venues.get(ref.partition("/")[0]) if kind == "withdrawal" else None
+            days = venue.exit_days if venue is not None else across.SLOW_FILL_SECONDS / 86_400
+            out.append((days, units_to_usd(units)))
+        return tuple(out)
 
     # -- metrics ------------------------------------------------------------------------------
 

@@ -66,7 +66,7 @@ class OutcomeUnknown(Exception):
 
 
 def in_flight_account(chain: str, kind: str, ref: str) -> str:
-    """``in_flight:<chain it lands on>/<bridge|withdrawal>/<transfer or withdrawal id>``."""
+    """``in_flight:<chain it lands on>/bridge/<transfer id>`` or ``…/withdrawal/<venue>/<withdrawal id>``."""
     return f"in_flight:{chain}/{kind}/{ref}"
 
 
@@ -190,7 +190,7 @@ class PaperExecutor:
         else:
             if res.get("status") == "queued":
                 # Unbonding queue or redemption delay: the position shrinks now, the cash arrives later.
-                destination = in_flight_account(venue.chain, "withdrawal", str(res["withdrawal_id"]))
+                destination = in_flight_account(venue.chain, "withdrawal", f"{venue.id}/{res['withdrawal_id']}")
             else:
                 destination = f"idle:{venue.chain}"
             postings = [(f"position:{venue.id}", -applied), (destination, applied)]
@@ -284,7 +284,7 @@ class PaperExecutor:
                     continue
                 received = min(usd_to_units(res.get("received_usd", units_to_str(units))), units)
             else:
-                res = await self._call("GET", f"/withdrawals/{ref}")
+                res = await self._call("GET", f"/withdrawals/{ref.rpartition('/')[2]}")
                 if res.get("status") != "settled":
                     continue
                 received = units
