@@ -165,6 +165,7 @@ def test_names_follow_prometheus_units():
     unitless = {
         "yieldvault_build_info",
         "yieldvault_bridge_transfers_in_flight",
+        "yieldvault_unresolved_moves",
         "yieldvault_venue_frozen",
         "yieldvault_solver_status",
         "yieldvault_rebalances_total",

@@ -63,6 +63,7 @@ SILENT_ALERTS = {
     "YieldvaultNoRecentRebalance": "a rebalance completes every second",
     "YieldvaultNavDrawdown": "a fresh paper vault has not lost 2 % of its NAV",
     "YieldvaultVenueFrozen": "the simulated market serves good data for every venue",
+    "YieldvaultMoveUnresolved": "every venue answers every move",
 }
 
 #: dashboard targets (dashboard, panel title, refId) allowed to return no data or only NaN, each

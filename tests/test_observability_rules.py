@@ -29,6 +29,7 @@ REQUIRED_ALERTS = {
     "YieldvaultNoRecentRebalance",
     "YieldvaultNavDrawdown",
     "YieldvaultVenueFrozen",
+    "YieldvaultMoveUnresolved",
 }
 
 

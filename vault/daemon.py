@@ -438,6 +438,7 @@ class Daemon:
         b = self.ledger.balances()
         self.metrics.set_portfolio(units_to_usd(b.nav_units), units_to_usd(b.total_idle_units),
                                    units_to_usd(b.total_in_flight_units), realized_apr=self.realized.portfolio)
+        self.metrics.set_unresolved_moves(len(self.ledger.pending_moves()))
         bridging = {k: u for k, u in b.in_flight_units.items() if "/bridge/" in k}
         self.metrics.set_bridge_in_flight(len(bridging), units_to_usd(sum(bridging.values())))
         targets = self.state.decision.allocation.target_usd if self.state.decision and self.state.decision.allocation else {}

@@ -127,6 +127,11 @@ class Metrics:
         self.bridge_in_flight_usd = Gauge(
             "yieldvault_bridge_in_flight_usd", "USD value of bridge transfers not yet filled.", registry=reg
         )
+        self.unresolved_moves = Gauge(
+            "yieldvault_unresolved_moves",
+            "Moves sent to a venue whose outcome is not booked yet (replayed each cycle; the daemon holds meanwhile).",
+            registry=reg,
+        )
 
         # per venue
         self.allocation_usd = Gauge(
@@ -328,6 +333,10 @@ class Metrics:
         self.in_flight_usd.set(in_flight_usd)
         if realized_apr is not None:
             self.portfolio_realized_apr.set(realized_apr)
+
+    def set_unresolved_moves(self, count: int) -> None:
+        """Moves written ahead whose venue answer is not booked yet (0 in a healthy daemon)."""
+        self.unresolved_moves.set(count)
 
     def set_bridge_in_flight(self, transfers: int, usd: float) -> None:
         """Bridge transfers sent and not yet filled: their number and USD value."""
