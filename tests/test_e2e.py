@@ -217,6 +217,8 @@ def test_killed_while_a_move_is_unbooked_the_restart_books_it_once(tmp_path):
                           env={"YIELDVAULT_SCHEDULE__REBALANCE_INTERVAL_SECONDS": "3600"})
     try:
         first.wait_until(lambda: '"outcome": "failed"' in first.logs(), 60, "the first plan to lose an answer")
+        first.wait_until(lambda: first.metrics().get(("yieldvault_unresolved_moves", ())) == 1, 10,
+                         "the unresolved move in /metrics")
         db = sqlite3.connect(data_dir / "ledger.sqlite3")
         pending = db.execute("SELECT COUNT(*) FROM pending_moves").fetchone()[0]
         db.close()
