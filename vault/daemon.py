@@ -32,7 +32,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
 from adapters import FeedPoller, PollReport
-from core.money import units_to_str, units_to_usd
+from core.money import units_to_str, units_to_usd, usd_to_units
 from core.types import PortfolioState, VenueSnapshot
 from optimizer import Decision, Optimizer
 from protocols import across
@@ -197,8 +197,6 @@ class Daemon:
         else:
             self.executor = DryRunExecutor()
         if not self.ledger.is_initialised():
-            from core.money import usd_to_units
-
             self.ledger.deposit_capital(self.clock(), s.vault.home_chain, usd_to_units(s.vault.initial_capital_usd))
             log.info("capital_deposited", usd=str(s.vault.initial_capital_usd), chain=s.vault.home_chain)
         self.metrics.set_build_info(VERSION)
@@ -365,7 +363,13 @@ class Daemon:
                 await self.executor.settle_in_flight()
                 await self.executor.sync_positions()
             except OutcomeUnknown as exc:
-                log.warning("rebalance", outcome="failed", reason=f"venue sync failed: {exc}")
+                reason = f"venue sync failed: {exc}"
+                log.warning("rebalance", outcome="failed", solver_status="not_run", reason=reason)
+                self.ledger.record_rebalance(
+                    started_at=started, finished_at=self.clock(), outcome="failed", solver_status="not_run",
+                    reason=reason, nav_units=self.ledger.balances().nav_units, inputs={}, solution={}, moves=[],
+                    results=[],
+                )
                 self.metrics.record_rebalance("failed", "not_run", None)
                 self._export_portfolio()
                 return None
