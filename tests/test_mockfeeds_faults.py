@@ -3,36 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 
 from mockfeeds.app import create_app
 from mockfeeds.market import Market
+from tests.mockfeeds_world import cfg
 
-DEFAULT = yaml.safe_load((Path(__file__).resolve().parent.parent / "config" / "market.default.yaml").read_text())
 AAVE_POOL = "aa70268e-4b52-42bf-a116-608b370f9501"
 LIDO_POOL = "747c1d2a-c668-4682-b9f9-296708a3dd90"
-
-
-def cfg(**over: Any) -> dict[str, Any]:
-    c = copy.deepcopy(DEFAULT)
-    c["time_scale"] = 0
-    c.update(over)
-    return c
-
-
-@pytest.fixture
-async def mk(aiohttp_client: Any) -> tuple[Market, Any]:
-    m = Market.from_config(cfg())
-    return m, await aiohttp_client(create_app(m))
 
 
 async def add_fault(client: Any, **spec: Any) -> dict[str, Any]:

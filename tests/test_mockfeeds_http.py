@@ -4,13 +4,10 @@ a withdrawal beyond available liquidity is refused with a clear error)."""
 
 from __future__ import annotations
 
-import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from mockfeeds.app import create_app
 from mockfeeds.generate import generate_market
@@ -18,7 +15,6 @@ from mockfeeds.market import Market
 from protocols import aave, compound
 from protocols.aave import from_ray
 
-DEFAULT = yaml.safe_load((Path(__file__).resolve().parent.parent / "config" / "market.default.yaml").read_text())
 DAY = 86_400.0
 LLAMA_FIELDS = {
     "chain", "project", "symbol", "tvlUsd", "apyBase", "apyReward", "apy", "rewardTokens", "pool", "apyPct1D", "apyPct7D",
@@ -31,19 +27,6 @@ ARB_ROUTE = {
     "originChainId": "42161",
     "destinationChainId": "8453",
 }
-
-
-def cfg(**over: Any) -> dict[str, Any]:
-    c = copy.deepcopy(DEFAULT)
-    c["time_scale"] = 0
-    c.update(over)
-    return c
-
-
-@pytest.fixture
-async def mk(aiohttp_client: Any) -> tuple[Market, Any]:
-    m = Market.from_config(cfg())
-    return m, await aiohttp_client(create_app(m))
 
 
 async def post(client: Any, path: str, body: dict[str, Any]) -> tuple[int, Any]:

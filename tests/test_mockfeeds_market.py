@@ -15,16 +15,9 @@ from hypothesis import strategies as st
 
 from mockfeeds.market import Market, MarketError, SimClock
 from protocols import aave, lido
+from tests.mockfeeds_world import cfg
 
-DEFAULT = yaml.safe_load((Path(__file__).resolve().parent.parent / "config" / "market.default.yaml").read_text())
 DAY = 86_400.0
-
-
-def cfg(**over: Any) -> dict[str, Any]:
-    c = copy.deepcopy(DEFAULT)
-    c["time_scale"] = 0
-    c.update(over)
-    return c
 
 
 def test_default_market_has_the_daemons_five_venues() -> None:

@@ -8,23 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from mockfeeds.app import create_app
 from mockfeeds.market import Market
 from protocols import aave, lido
 from protocols.aave import from_ray
+from tests.mockfeeds_world import DEFAULT
 
-DEFAULT = yaml.safe_load((Path(__file__).resolve().parent.parent / "config" / "market.default.yaml").read_text())
 DAY = 86_400.0
-
-
-@pytest.fixture
-async def mk(aiohttp_client: Any) -> tuple[Market, Any]:
-    c = copy.deepcopy(DEFAULT)
-    c["time_scale"] = 0
-    m = Market.from_config(c)
-    return m, await aiohttp_client(create_app(m))
 
 
 async def post(client: Any, path: str, body: dict[str, Any]) -> tuple[int, Any]:
