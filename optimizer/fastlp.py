@@ -134,7 +134,6 @@ class SegmentLP:
         a, b = d.objective_pieces(self.model.settings)
         g_lb = a[:, 0] * lbx + b[:, 0]  # the first piece at lb (lb is its left end)
         cols_venue = np.repeat(np.arange(n), S)
-        ones = np.ones(n * S)
         # rows, each as (coefficient per column, rhs upper bound)
         rows_coef: list[FloatArray] = []
         rows_ub: list[float] = []

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import numpy as np
 import pytest
 
 from core.types import MoveAction, PortfolioState, VenueKind
