@@ -8,7 +8,7 @@ into a :class:`~core.types.VenueSnapshot`. It never does I/O itself; the poller 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -254,3 +254,14 @@ def emission_allowed(settings: FeedSettings, *tokens: str) -> bool:
     excluded = {t.upper() for t in settings.emissions.exclude_tokens}
     names = [t for t in tokens if t]
     return not names or any(t.upper() not in excluded for t in names)
+
+
+def index_rows(rows: Iterable[Any], key: str) -> dict[str, tuple[int, dict[str, Any]]]:
+    """``{row[key]: (position, row)}`` for the dict rows of a list payload that carry a string
+    ``key``; the first row wins a repeated key. Rows are validated later, one venue at a time,
+    so one bad row never refuses the others."""
+    out: dict[str, tuple[int, dict[str, Any]]] = {}
+    for i, raw in enumerate(rows):
+        if isinstance(raw, dict) and isinstance(raw.get(key), str):
+            out.setdefault(raw[key], (i, raw))
+    return out

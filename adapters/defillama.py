@@ -30,7 +30,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 
-from adapters.base import Adapter, BuildContext, Endpoint, Params, VenuePlan, emission_allowed
+from adapters.base import Adapter, BuildContext, Endpoint, Params, VenuePlan, index_rows, emission_allowed
 from adapters.config import FeedSettings
 from adapters.curves import DilutedCurve, FlatCurve, LpCurve
 from adapters.errors import FeedError
@@ -51,12 +51,7 @@ class DefiLlamaParams(Params):
 
 
 def _pool_index(fetched: Fetched) -> dict[str, Any]:
-    envelope = parse(LlamaPoolsEnvelope, fetched.payload, "defillama pools")
-    out: dict[str, Any] = {}
-    for i, raw in enumerate(envelope.data):
-        if isinstance(raw, dict) and isinstance(raw.get("pool"), str):
-            out.setdefault(raw["pool"], (i, raw))
-    return out
+    return index_rows(parse(LlamaPoolsEnvelope, fetched.payload, "defillama pools").data, "pool")
 
 
 class DefiLlamaAdapter(Adapter):

@@ -20,7 +20,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 
-from adapters.base import Adapter, BuildContext, Endpoint, Params, VenuePlan
+from adapters.base import Adapter, BuildContext, Endpoint, Params, VenuePlan, index_rows
 from adapters.config import FeedSettings
 from adapters.curves import FlatCurve
 from adapters.errors import FeedError
@@ -38,12 +38,7 @@ class FixedParams(Params):
 
 
 def _product_index(fetched: Fetched) -> dict[str, Any]:
-    envelope = parse(EarnList, fetched.payload, "earn flexible list")
-    out: dict[str, Any] = {}
-    for i, raw in enumerate(envelope.rows):
-        if isinstance(raw, dict) and isinstance(raw.get("productId"), str):
-            out.setdefault(raw["productId"], (i, raw))
-    return out
+    return index_rows(parse(EarnList, fetched.payload, "earn flexible list").rows, "productId")
 
 
 class FixedAdapter(Adapter):
