@@ -1036,7 +1036,8 @@ class Market:
     def summary(self) -> dict[str, Any]:
         self.sync()
         return {
-            "sim_time": iso(self.state_time),
+            "sim_time": iso(self.state_time),  # the last tick (what the data describes)
+            "clock_time": iso(self.clock.now()),  # the simulated clock now (data is stamped up to it)
             "time_scale": self.clock.time_scale,
             "tick_seconds": self.cfg.tick_seconds,
             "ticks": self.ticks,

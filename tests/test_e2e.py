@@ -111,6 +111,7 @@ def test_daemon_polls_a_separately_running_market_by_url(tmp_path):
         assert len(venues) >= 3
         assert "following_market_clock" in daemon.logs()  # feed times judged by the market's clock
         assert '"reason": "stale"' not in daemon.logs()
+        assert '"reason": "future_timestamp"' not in daemon.logs()  # the clock is the market's, not its last tick
     finally:
         code, _ = daemon.terminate()
         market.terminate()

@@ -61,7 +61,10 @@ class FollowedClock:
         self.resync(state)
 
     def resync(self, state: dict[str, Any]) -> None:
-        self.sim_at_anchor = datetime.fromisoformat(str(state["sim_time"]).replace("Z", "+00:00"))
+        # The market's clock now, not its last tick: data is stamped up to the clock, so anchoring on
+        # the tick lagged by up to a tick (900 s) and judged fresh data "future".
+        anchor = state.get("clock_time", state["sim_time"])
+        self.sim_at_anchor = datetime.fromisoformat(str(anchor).replace("Z", "+00:00"))
         self.time_scale = float(state["time_scale"])
         self.mono_at_anchor = time.monotonic()
 
