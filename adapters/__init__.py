@@ -13,4 +13,12 @@ from adapters.config import FeedSettings
 from adapters.errors import REASONS, FeedError
 from adapters.poller import ADAPTERS, FeedPoller, PollReport, Rejection
 
-__all__ = ["ADAPTERS", "REASONS", "FeedError", "FeedPoller", "FeedSettings", "PollReport", "Rejection"]
+__all__ = [
+    "ADAPTERS",
+    "REASONS",
+    "FeedError",
+    "FeedPoller",
+    "FeedSettings",
+    "PollReport",
+    "Rejection",
+]

@@ -65,11 +65,14 @@ class AaveAdapter(Adapter):
     name: ClassVar[str] = "aave_v3"
     feed: ClassVar[str] = "aave"
     prefix: ClassVar[str] = "aave"
-    live_base_url: ClassVar[str] = ""  # no public REST host: see README (a JSON gateway over UiPoolDataProviderV3)
+    # no public REST host: see README (a JSON gateway over UiPoolDataProviderV3)
+    live_base_url: ClassVar[str] = ""
     kinds: ClassVar[frozenset[VenueKind]] = frozenset({VenueKind.LENDING})
     params_model = AaveParams
 
-    def plan(self, venue: VenueConfig, params: AaveParams, base_url: str, settings: FeedSettings) -> VenuePlan:
+    def plan(
+        self, venue: VenueConfig, params: AaveParams, base_url: str, settings: FeedSettings
+    ) -> VenuePlan:
         endpoints = [Endpoint(self.feed, f"{base_url}/v3/{params.market}/reserves")]
         if params.incentives and settings.emissions.enabled:
             endpoints.append(Endpoint(self.feed, f"{base_url}/v3/{params.market}/incentives"))
@@ -82,11 +85,16 @@ class AaveAdapter(Adapter):
         index = ctx.index(reserves_ep, "reserves", _reserve_index)
         hit = index.get(p.asset.lower())
         if hit is None:
-            raise FeedError("schema", f"{where}: field reservesData: no reserve with symbol or address {p.asset!r}")
+            raise FeedError(
+                "schema",
+                f"{where}: field reservesData: no reserve with symbol or address {p.asset!r}",
+            )
         i, raw = hit
         r: AaveReserve = ctx.row(reserves_ep, i, raw, AaveReserve, f"{where} (reservesData.{i})")
         base = index["__base__"]
-        ctx.check_time(self.feed, r.lastUpdateTimestamp, f"{where} field lastUpdateTimestamp", reserves_ep)
+        ctx.check_time(
+            self.feed, r.lastUpdateTimestamp, f"{where} field lastUpdateTimestamp", reserves_ep
+        )
 
         unit = 10.0**r.decimals
         price_usd = (
@@ -96,9 +104,16 @@ class AaveAdapter(Adapter):
             / 10.0**USD_PRICE_DECIMALS
         )
         if not price_usd > 0:
-            raise FeedError("out_of_range", f"{where} field priceInMarketReferenceCurrency: price {price_usd} is not positive")
-        feed_supply_apr = ctx.check_apr(aave.from_ray(r.liquidityRate), f"{where} field liquidityRate")
-        feed_borrow_apr = ctx.check_apr(aave.from_ray(r.variableBorrowRate), f"{where} field variableBorrowRate")
+            raise FeedError(
+                "out_of_range",
+                f"{where} field priceInMarketReferenceCurrency: price {price_usd} is not positive",
+            )
+        feed_supply_apr = ctx.check_apr(
+            aave.from_ray(r.liquidityRate), f"{where} field liquidityRate"
+        )
+        feed_borrow_apr = ctx.check_apr(
+            aave.from_ray(r.variableBorrowRate), f"{where} field variableBorrowRate"
+        )
         try:
             strategy = aave.AaveRateStrategy(
                 aave.from_ray(r.baseVariableBorrowRate),
@@ -111,9 +126,12 @@ class AaveAdapter(Adapter):
             raise FeedError("out_of_range", f"{where} rate strategy: {exc}") from None
 
         debt_usd = ctx.check_amount(
-            r.totalScaledVariableDebt * aave.from_ray(r.variableBorrowIndex) / unit * price_usd, f"{where} total debt"
+            r.totalScaledVariableDebt * aave.from_ray(r.variableBorrowIndex) / unit * price_usd,
+            f"{where} total debt",
         )
-        available_usd = ctx.check_amount(r.availableLiquidity / unit * price_usd, f"{where} field availableLiquidity")
+        available_usd = ctx.check_amount(
+            r.availableLiquidity / unit * price_usd, f"{where} field availableLiquidity"
+        )
         others_liquidity_usd = max(available_usd - position_usd, 0.0)
         others_supply_usd = debt_usd + others_liquidity_usd
         if r.supplyCap > 0:
@@ -122,18 +140,28 @@ class AaveAdapter(Adapter):
             room_usd = math.inf
         if not r.isActive or r.isFrozen or r.isPaused:
             room_usd = 0.0  # no new supply accepted; what we hold stays
-        exit_usd = 0.0 if r.isPaused or not r.isActive else available_usd  # a paused pool pays nobody out
+        # a paused pool pays nobody out
+        exit_usd = 0.0 if r.isPaused or not r.isActive else available_usd
 
         rewards = self._rewards(plan.endpoints[1], ctx, r, where) if len(plan.endpoints) > 1 else []
-        emission_usd = sum((per_second * price * aave.SECONDS_PER_YEAR for _, per_second, price in rewards), 0.0)
+        emission_usd = sum(
+            (per_second * price * aave.SECONDS_PER_YEAR for _, per_second, price in rewards), 0.0
+        )
         emission_apr = sum(
-            (aave.incentive_apr(per_second, price, others_supply_usd / price_usd, price_usd) for _, per_second, price in rewards),
+            (
+                aave.incentive_apr(per_second, price, others_supply_usd / price_usd, price_usd)
+                for _, per_second, price in rewards
+            ),
             0.0,
         )
         ctx.check_apr(emission_apr, f"{where} incentive APR")
 
         curve = aave_lending_curve(
-            strategy, debt_usd, others_liquidity_usd, supply_room_usd=room_usd, emission_usd_per_year=emission_usd
+            strategy,
+            debt_usd,
+            others_liquidity_usd,
+            supply_room_usd=room_usd,
+            emission_usd_per_year=emission_usd,
         )
         u_without_us = aave.utilization(debt_usd, others_liquidity_usd)
         real_apr = float(aave.supply_apr(strategy, u_without_us))
@@ -154,7 +182,9 @@ class AaveAdapter(Adapter):
                 "utilization_without_us": u_without_us,
                 "supply_apr_feed": feed_supply_apr,
                 "borrow_apr_feed": feed_borrow_apr,
-                "supply_apr_model": float(aave.supply_apr(strategy, aave.utilization(debt_usd, available_usd))),
+                "supply_apr_model": float(
+                    aave.supply_apr(strategy, aave.utilization(debt_usd, available_usd))
+                ),
                 "supply_cap_room_usd": room_usd,
                 "emission_usd_per_year": emission_usd,
                 "reward_tokens": float(len(rewards)),
@@ -162,20 +192,28 @@ class AaveAdapter(Adapter):
             },
         )
 
-    def _rewards(self, ep: Endpoint, ctx: BuildContext, r: AaveReserve, where: str) -> list[tuple[str, float, float]]:
+    def _rewards(
+        self, ep: Endpoint, ctx: BuildContext, r: AaveReserve, where: str
+    ) -> list[tuple[str, float, float]]:
         """aToken-side rewards still running, as (symbol, tokens per second, USD price):
         ``emissionPerSecond / 10^decimals`` and ``rewardPriceFeed / 10^priceFeedDecimals``."""
         hit = ctx.index(ep, "incentives", _incentive_index).get(r.underlyingAsset.lower())
         if hit is None:
             return []
         i, raw = hit
-        inc: AaveReserveIncentives = ctx.row(ep, i, raw, AaveReserveIncentives, f"{where} incentives ({i})")
+        inc: AaveReserveIncentives = ctx.row(
+            ep, i, raw, AaveReserveIncentives, f"{where} incentives ({i})"
+        )
         out = []
         for j, info in enumerate(inc.aIncentiveData.rewardsTokenInformation):
-            if info.emissionEndTimestamp <= ctx.now or not emission_allowed(ctx.settings, info.rewardTokenSymbol):
+            if info.emissionEndTimestamp <= ctx.now or not emission_allowed(
+                ctx.settings, info.rewardTokenSymbol
+            ):
                 continue
             price = info.rewardPriceFeed / 10.0**info.priceFeedDecimals
             per_second = info.emissionPerSecond / 10.0**info.rewardTokenDecimals
-            ctx.check_amount(per_second * price, f"{where} incentives rewardsTokenInformation.{j} USD/second")
+            ctx.check_amount(
+                per_second * price, f"{where} incentives rewardsTokenInformation.{j} USD/second"
+            )
             out.append((info.rewardTokenSymbol, per_second, price))
         return out

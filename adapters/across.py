@@ -43,8 +43,10 @@ class AcrossParams(Params):
     origin_price_coin: str = Field(min_length=3)
     destination_price_coin: str = Field(min_length=3)
     input_decimals: Annotated[int, Field(ge=0, le=36)] = 6
-    quote_amount_usd: Annotated[float, Field(gt=0)] = 10_000.0  # the size the fee quote is asked for
-    round_trips_per_day: Annotated[float, Field(gt=0)] | None = None  # None: settings.bridge_round_trips_per_day
+    # the size the fee quote is asked for
+    quote_amount_usd: Annotated[float, Field(gt=0)] = 10_000.0
+    # None: settings.bridge_round_trips_per_day
+    round_trips_per_day: Annotated[float, Field(gt=0)] | None = None
     limits_endpoint: bool = False  # read /api/limits instead of the quote's embedded limits
     # Expect the gaps of the recent hourly price history (the coins chart over
     # feeds.volatility_span_hours) rather than today's gap alone; off: today's gap only.
@@ -59,7 +61,9 @@ class AcrossAdapter(Adapter):
     kinds: ClassVar[frozenset[VenueKind]] = frozenset({VenueKind.BRIDGE_ARB})
     params_model = AcrossParams
 
-    def plan(self, venue: VenueConfig, params: AcrossParams, base_url: str, settings: FeedSettings) -> VenuePlan:
+    def plan(
+        self, venue: VenueConfig, params: AcrossParams, base_url: str, settings: FeedSettings
+    ) -> VenuePlan:
         route = (
             ("destinationChainId", str(params.destination_chain_id)),
             ("inputToken", params.input_token),
@@ -67,47 +71,83 @@ class AcrossAdapter(Adapter):
             ("outputToken", params.output_token),
         )
         amount = str(int(round(params.quote_amount_usd * 10**params.input_decimals)))
-        endpoints = [Endpoint(self.feed, f"{base_url}/api/suggested-fees", tuple(sorted((*route, ("amount", amount)))))]
+        endpoints = [
+            Endpoint(
+                self.feed,
+                f"{base_url}/api/suggested-fees",
+                tuple(sorted((*route, ("amount", amount)))),
+            )
+        ]
         if params.limits_endpoint:
             endpoints.append(Endpoint(self.feed, f"{base_url}/api/limits", route))
         pair = (params.origin_price_coin, params.destination_price_coin)
         return VenuePlan(
-            venue, self, params, base_url, tuple(endpoints), coins=pair, chart_coins=pair if params.spread_history else ()
+            venue,
+            self,
+            params,
+            base_url,
+            tuple(endpoints),
+            coins=pair,
+            chart_coins=pair if params.spread_history else (),
         )
 
     def build(self, plan: VenuePlan, ctx: BuildContext, position_usd: float) -> VenueSnapshot:
         p: AcrossParams = plan.params
         where = f"across {p.origin_chain_id}->{p.destination_chain_id}"
-        fees: AcrossSuggestedFees = ctx.model(plan.endpoints[0], AcrossSuggestedFees, f"{where} suggested-fees")
-        ctx.check_time(self.feed, fees.timestamp, f"{where} suggested-fees field timestamp", plan.endpoints[0])
+        fees: AcrossSuggestedFees = ctx.model(
+            plan.endpoints[0], AcrossSuggestedFees, f"{where} suggested-fees"
+        )
+        ctx.check_time(
+            self.feed, fees.timestamp, f"{where} suggested-fees field timestamp", plan.endpoints[0]
+        )
         if p.limits_endpoint:
             limits = ctx.model(plan.endpoints[1], AcrossLimits, f"{where} limits")
         elif fees.limits is not None:
             limits = fees.limits
         else:
-            raise FeedError("schema", f"{where} suggested-fees: field limits: missing (set params.limits_endpoint)")
+            raise FeedError(
+                "schema",
+                f"{where} suggested-fees: field limits: missing (set params.limits_endpoint)",
+            )
         src = ctx.price(p.origin_price_coin).price
         dst = ctx.price(p.destination_price_coin).price
         spread = dst / src - 1.0
         unit = 10.0**p.input_decimals
         fee_pct = (fees.lpFee.pct + fees.relayerCapitalFee.pct) / PCT_SCALE
         if fee_pct > 1.0 or fees.totalRelayFee.pct > PCT_SCALE:
-            raise FeedError("out_of_range", f"{where} suggested-fees field totalRelayFee.pct: fee above 100 %")
-        gas_usd = ctx.check_amount(fees.relayerGasFee.total / unit * src, f"{where} field relayerGasFee.total")
-        capacity_usd = ctx.check_amount(limits.maxDepositInstant / unit * src, f"{where} field limits.maxDepositInstant")
+            raise FeedError(
+                "out_of_range", f"{where} suggested-fees field totalRelayFee.pct: fee above 100 %"
+            )
+        gas_usd = ctx.check_amount(
+            fees.relayerGasFee.total / unit * src, f"{where} field relayerGasFee.total"
+        )
+        capacity_usd = ctx.check_amount(
+            limits.maxDepositInstant / unit * src, f"{where} field limits.maxDepositInstant"
+        )
         max_deposit_usd = limits.maxDeposit / unit * src
         fill_seconds = max(float(fees.fill_seconds), 1.0)
-        per_day = p.round_trips_per_day if p.round_trips_per_day is not None else ctx.settings.bridge_round_trips_per_day
+        per_day = (
+            p.round_trips_per_day
+            if p.round_trips_per_day is not None
+            else ctx.settings.bridge_round_trips_per_day
+        )
         trips = min(SECONDS_PER_YEAR / (2.0 * fill_seconds), per_day * 365.0)
         spreads = (*self._history_spreads(ctx, p), spread) if p.spread_history else (spread,)
         curve = bridge_arb_curve(spreads, fee_pct, gas_usd, capacity_usd, trips)
-        probe = min(max(curve.capacity_usd, 1.0), p.quote_amount_usd) if curve.capacity_usd > 0 else p.quote_amount_usd
+        probe = (
+            min(max(curve.capacity_usd, 1.0), p.quote_amount_usd)
+            if curve.capacity_usd > 0
+            else p.quote_amount_usd
+        )
         real_apr = float(curve.real_income_usd(probe)) / probe
         ctx.check_apr(real_apr, f"{where} arbitrage APR")
         # Today's gap alone must be believable too: an absurd one is a broken feed or a crisis,
         # which a week of calm history must not average away.
         if capacity_usd > 0:
-            today = across.arb_income_per_year_usd(probe, spread, fee_pct, gas_usd, capacity_usd, trips) / probe
+            today = (
+                across.arb_income_per_year_usd(probe, spread, fee_pct, gas_usd, capacity_usd, trips)
+                / probe
+            )
             ctx.check_apr(today, f"{where} arbitrage APR at today's gap {spread:.4%}")
         return VenueSnapshot(
             venue=plan.config.to_venue(),
@@ -138,7 +178,12 @@ class AcrossAdapter(Adapter):
     @staticmethod
     def _history_spreads(ctx: BuildContext, p: AcrossParams) -> tuple[float, ...]:
         """The hourly gaps ``P_dst / P_src - 1`` over the coins charts' common hours."""
-        src = {round(pt.timestamp.timestamp() / 3600): pt.price for pt in ctx.chart(p.origin_price_coin).prices}
-        dst = {round(pt.timestamp.timestamp() / 3600): pt.price for pt in ctx.chart(p.destination_price_coin).prices}
+        src = {
+            round(pt.timestamp.timestamp() / 3600): pt.price
+            for pt in ctx.chart(p.origin_price_coin).prices
+        }
+        dst = {
+            round(pt.timestamp.timestamp() / 3600): pt.price
+            for pt in ctx.chart(p.destination_price_coin).prices
+        }
         return tuple(dst[h] / src[h] - 1.0 for h in sorted(src.keys() & dst.keys()))
-

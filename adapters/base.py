@@ -32,7 +32,8 @@ class Endpoint:
     feed: str
     url: str
     params: tuple[tuple[str, str], ...] = ()
-    paged: bool = False  # Binance-style ``current``/``size`` pages, merged into one {"rows","total"}
+    # Binance-style ``current``/``size`` pages, merged into one {"rows","total"}
+    paged: bool = False
 
     @property
     def query(self) -> dict[str, str] | None:
@@ -98,7 +99,9 @@ class BuildContext:
             raise entry.model
         return entry.model
 
-    def row(self, endpoint: Endpoint, key: Any, raw: Any, model: type[FeedModel], where: str) -> Any:
+    def row(
+        self, endpoint: Endpoint, key: Any, raw: Any, model: type[FeedModel], where: str
+    ) -> Any:
         """One row of an endpoint's payload validated as ``model``, cached with the body version."""
         fetched = self.fetched(endpoint)
         entry = self._parsed.get(fetched.url)
@@ -167,18 +170,26 @@ class BuildContext:
         age = (self.received_at(endpoint) - observed_at).total_seconds()
         if -age > self.settings.future_tolerance_seconds:
             raise FeedError(
-                "future_timestamp", f"{where} {observed_at.isoformat()} is {-age:.0f}s ahead of now", feed=feed
+                "future_timestamp",
+                f"{where} {observed_at.isoformat()} is {-age:.0f}s ahead of now",
+                feed=feed,
             )
         limit = self.settings.staleness_for(feed)
         if age > limit:
-            raise FeedError("stale", f"{where} {observed_at.isoformat()} is {age:.0f}s old > {limit:g}s", feed=feed)
+            raise FeedError(
+                "stale",
+                f"{where} {observed_at.isoformat()} is {age:.0f}s old > {limit:g}s",
+                feed=feed,
+            )
 
     def check_apr(self, value: float, where: str) -> float:
         """Refuse non-finite APRs and APRs above the configured sanity bound (decimal)."""
         if not math.isfinite(value):
             raise FeedError("nan", f"{where} is {value}")
         if value > self.settings.max_apr:
-            raise FeedError("out_of_range", f"{where} {value:.4g} > max_apr {self.settings.max_apr:g}")
+            raise FeedError(
+                "out_of_range", f"{where} {value:.4g} > max_apr {self.settings.max_apr:g}"
+            )
         return value
 
     def check_amount(self, value: float, where: str) -> float:
@@ -226,14 +237,18 @@ class Adapter:
             loc = ".".join(str(p) for p in first["loc"])
             raise ValueError(f"venue {venue.id}: feed.params.{loc}: {first['msg']}") from None
 
-    def plan(self, venue: VenueConfig, params: Any, base_url: str, settings: FeedSettings) -> VenuePlan:
+    def plan(
+        self, venue: VenueConfig, params: Any, base_url: str, settings: FeedSettings
+    ) -> VenuePlan:
         raise NotImplementedError
 
     def build(self, plan: VenuePlan, ctx: BuildContext, position_usd: float) -> VenueSnapshot:
         raise NotImplementedError
 
 
-def reward_price_usd(ctx: BuildContext, symbol: str, coin: str | None, fallback: float | None = None) -> float | None:
+def reward_price_usd(
+    ctx: BuildContext, symbol: str, coin: str | None, fallback: float | None = None
+) -> float | None:
     """Price of a reward token: the coins API when configured and answering, else ``fallback``
     (a price the feed itself sends), else the static price, else None (the emission is then not
     counted: an unpriced reward is worth nothing to the optimizer)."""

@@ -71,7 +71,9 @@ async def _serve(venues: int, seed: int) -> None:
     await stop(runner)
 
 
-async def bench_feeds(venues: int, cycles: int, seed: int, *, gc_freeze: bool = True) -> dict[str, Any]:
+async def bench_feeds(
+    venues: int, cycles: int, seed: int, *, gc_freeze: bool = True
+) -> dict[str, Any]:
     """Poll ``venues`` generated venues ``cycles`` times (after one warm-up cycle) and measure.
 
     Returns a JSON-able dict: cycle wall time p50/p99/max (s), client CPU seconds, peak RSS (MB),
@@ -86,7 +88,14 @@ async def bench_feeds(venues: int, cycles: int, seed: int, *, gc_freeze: bool = 
         raise ValueError(f"cycles must be >= 1, got {cycles}")
     configs = [VenueConfig.model_validate(v) for v in daemon_venues(generate_market(venues, seed))]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "adapters.bench", "serve", "--venues", str(venues), "--seed", str(seed),
+        sys.executable,
+        "-m",
+        "adapters.bench",
+        "serve",
+        "--venues",
+        str(venues),
+        "--seed",
+        str(seed),
         stdout=asyncio.subprocess.PIPE,
     )
     try:
@@ -100,7 +109,9 @@ async def bench_feeds(venues: int, cycles: int, seed: int, *, gc_freeze: bool = 
         positions = {c.id: 10_000.0 for c in configs[::3]}
         connector = aiohttp.TCPConnector(limit=settings.max_concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
-            poller = FeedPoller(configs, settings, session, root_url=hello["url"], clock=lambda: sim_now)
+            poller = FeedPoller(
+                configs, settings, session, root_url=hello["url"], clock=lambda: sim_now
+            )
             warm_start = time.perf_counter()
             warm = await poller.poll(positions)
             warm_seconds = time.perf_counter() - warm_start
@@ -156,8 +167,13 @@ async def bench_feeds(venues: int, cycles: int, seed: int, *, gc_freeze: bool = 
         "venues": len(configs),
         "cycles": cycles,
         "seed": seed,
-        "cycle_wall_seconds": {"p50": round(p50, 4), "p99": round(p99, 4), "max": round(max(walls), 4),
-                               "mean": round(statistics.fmean(walls), 4), "warmup": round(warm_seconds, 4)},
+        "cycle_wall_seconds": {
+            "p50": round(p50, 4),
+            "p99": round(p99, 4),
+            "max": round(max(walls), 4),
+            "mean": round(statistics.fmean(walls), 4),
+            "warmup": round(warm_seconds, 4),
+        },
         "cpu_seconds": round(cpu, 3),
         "cpu_seconds_per_cycle": round(cpu / cycles, 4),
         "peak_rss_mb": round(usage1.ru_maxrss / 1024.0, 1),  # Linux reports KiB
@@ -171,14 +187,23 @@ async def bench_feeds(venues: int, cycles: int, seed: int, *, gc_freeze: bool = 
         "rejections": len(report.rejections),
         "rejection_reasons": sorted({r.reason for r in report.rejections}),
         "gc_freeze_after_warmup": gc_freeze,
-        "server": {"separate_process": True, "cpu_seconds": None if server_cpu0 is None or server_cpu1 is None
-                   else round(server_cpu1 - server_cpu0, 3)},
-        "goals": {"cycle_p99_under_2s": p99 < GOAL_CYCLE_SECONDS, "loop_lag_under_50ms": max_lag < GOAL_LOOP_LAG_SECONDS},
+        "server": {
+            "separate_process": True,
+            "cpu_seconds": None
+            if server_cpu0 is None or server_cpu1 is None
+            else round(server_cpu1 - server_cpu0, 3),
+        },
+        "goals": {
+            "cycle_p99_under_2s": p99 < GOAL_CYCLE_SECONDS,
+            "loop_lag_under_50ms": max_lag < GOAL_LOOP_LAG_SECONDS,
+        },
     }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="yieldvault bench feeds", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="yieldvault bench feeds", description=__doc__.splitlines()[0]
+    )
     sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="(internal) serve a generated market and print its URL")
     serve.add_argument("--venues", type=int, required=True)
@@ -187,12 +212,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cycles", type=int, default=10)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    parser.add_argument("--no-gc-freeze", action="store_true", help="leave everything to the cyclic GC (no gc.freeze())")
+    parser.add_argument(
+        "--no-gc-freeze",
+        action="store_true",
+        help="leave everything to the cyclic GC (no gc.freeze())",
+    )
     args = parser.parse_args(argv)
     if args.command == "serve":
         asyncio.run(_serve(args.venues, args.seed))
         return 0
-    result = asyncio.run(bench_feeds(args.venues, args.cycles, args.seed, gc_freeze=not args.no_gc_freeze))
+    result = asyncio.run(
+        bench_feeds(args.venues, args.cycles, args.seed, gc_freeze=not args.no_gc_freeze)
+    )
     if args.json:
         print(json.dumps(result))
     else:

@@ -42,7 +42,11 @@ def chart_endpoints(coins_url: str, coins: Iterable[str], span_hours: int) -> di
     out: dict[str, Endpoint] = {}
     for i in range(0, len(unique), CHART_BATCH):
         chunk = unique[i : i + CHART_BATCH]
-        endpoint = Endpoint(FEED, f"{coins_url}/chart/{','.join(chunk)}", (("period", "1h"), ("span", str(span_hours))))
+        endpoint = Endpoint(
+            FEED,
+            f"{coins_url}/chart/{','.join(chunk)}",
+            (("period", "1h"), ("span", str(span_hours))),
+        )
         out.update({c: endpoint for c in chunk})
     return out
 
@@ -94,7 +98,9 @@ def volatility_from(ctx: BuildContext, endpoint: Endpoint, coin: str) -> float:
 def chart_from(ctx: BuildContext, endpoint: Endpoint, coin: str) -> CoinChart:
     raw = ctx.index(endpoint, "coins", _index).get(coin.lower())
     if raw is None:
-        raise FeedError("schema", f"coins chart: field coins.{coin}: missing from the answer", feed=FEED)
+        raise FeedError(
+            "schema", f"coins chart: field coins.{coin}: missing from the answer", feed=FEED
+        )
     return _row(ctx, endpoint, coin, raw, CoinChart, f"coins chart {coin}")
 
 
@@ -106,12 +112,17 @@ def realized_volatility_annual(chart: CoinChart) -> float:
     """
     points = sorted(chart.prices, key=lambda p: p.timestamp)
     if len(points) < 3:
-        raise FeedError("schema", f"coins chart: field prices: {len(points)} points, need >= 3 for a volatility")
+        raise FeedError(
+            "schema", f"coins chart: field prices: {len(points)} points, need >= 3 for a volatility"
+        )
     prices = np.array([p.price for p in points], dtype=np.float64)
     hours = np.array([p.timestamp.timestamp() for p in points], dtype=np.float64) / 3600.0
     span = float(hours[-1] - hours[0])
     if span <= 0:
-        raise FeedError("schema", "coins chart: field prices.timestamp: no time between the first and last point")
+        raise FeedError(
+            "schema",
+            "coins chart: field prices.timestamp: no time between the first and last point",
+        )
     returns = np.diff(np.log(prices))
     sigma = math.sqrt(float(np.sum(returns * returns)) / span * HOURS_PER_YEAR)
     if not math.isfinite(sigma):

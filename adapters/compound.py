@@ -19,7 +19,15 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from adapters.base import Adapter, BuildContext, Endpoint, Params, VenuePlan, emission_allowed, reward_price_usd
+from adapters.base import (
+    Adapter,
+    BuildContext,
+    Endpoint,
+    Params,
+    VenuePlan,
+    emission_allowed,
+    reward_price_usd,
+)
 from adapters.config import FeedSettings
 from adapters.curves import comet_lending_curve
 from adapters.errors import FeedError
@@ -42,11 +50,14 @@ class CompoundAdapter(Adapter):
     name: ClassVar[str] = "compound_v3"
     feed: ClassVar[str] = "compound"
     prefix: ClassVar[str] = "compound"
-    live_base_url: ClassVar[str] = ""  # no public REST host: see README (Comet getters over JSON-RPC)
+    # no public REST host: see README (Comet getters over JSON-RPC)
+    live_base_url: ClassVar[str] = ""
     kinds: ClassVar[frozenset[VenueKind]] = frozenset({VenueKind.LENDING})
     params_model = CompoundParams
 
-    def plan(self, venue: VenueConfig, params: CompoundParams, base_url: str, settings: FeedSettings) -> VenuePlan:
+    def plan(
+        self, venue: VenueConfig, params: CompoundParams, base_url: str, settings: FeedSettings
+    ) -> VenuePlan:
         reward_coin = settings.emissions.price_coins.get(REWARD_SYMBOL)
         return VenuePlan(
             venue,
@@ -65,12 +76,23 @@ class CompoundAdapter(Adapter):
         ctx.check_time(self.feed, c.timestamp, f"{where} field timestamp", plan.endpoints[0])
         price_usd = ctx.price(p.price_coin).price if p.price_coin else p.price_usd
         unit = 10.0**c.decimals
-        supply_usd = ctx.check_amount(c.totalSupply / unit * price_usd, f"{where} field totalSupply")
-        borrow_usd = ctx.check_amount(c.totalBorrow / unit * price_usd, f"{where} field totalBorrow")
+        supply_usd = ctx.check_amount(
+            c.totalSupply / unit * price_usd, f"{where} field totalSupply"
+        )
+        borrow_usd = ctx.check_amount(
+            c.totalBorrow / unit * price_usd, f"{where} field totalBorrow"
+        )
         if borrow_usd > supply_usd * (1 + 1e-9):
-            raise FeedError("out_of_range", f"{where} field totalBorrow {borrow_usd:.6g} USD exceeds totalSupply {supply_usd:.6g}")
-        feed_supply_apr = ctx.check_apr(compound.per_year(c.supplyRate / compound.FACTOR_SCALE), f"{where} field supplyRate")
-        feed_borrow_apr = ctx.check_apr(compound.per_year(c.borrowRate / compound.FACTOR_SCALE), f"{where} field borrowRate")
+            raise FeedError(
+                "out_of_range",
+                f"{where} field totalBorrow {borrow_usd:.6g} USD exceeds totalSupply {supply_usd:.6g}",
+            )
+        feed_supply_apr = ctx.check_apr(
+            compound.per_year(c.supplyRate / compound.FACTOR_SCALE), f"{where} field supplyRate"
+        )
+        feed_borrow_apr = ctx.check_apr(
+            compound.per_year(c.borrowRate / compound.FACTOR_SCALE), f"{where} field borrowRate"
+        )
         try:
             curve_params = compound.CometCurve.from_per_second_factors(
                 c.supplyKink,
@@ -91,17 +113,24 @@ class CompoundAdapter(Adapter):
         if emission_allowed(ctx.settings, REWARD_SYMBOL):
             # COMP's price: the coins API, else the price the gateway sends, else the static one
             coin = plan.optional_coins[0] if plan.optional_coins else None
-            reward_price = reward_price_usd(ctx, REWARD_SYMBOL, coin, fallback=c.rewardTokenPriceUsd)
+            reward_price = reward_price_usd(
+                ctx, REWARD_SYMBOL, coin, fallback=c.rewardTokenPriceUsd
+            )
         min_for_rewards_usd = c.baseMinForRewards / unit * price_usd
         if reward_price is not None and others_supply_usd >= min_for_rewards_usd:
             per_second = c.baseTrackingSupplySpeed / c.trackingIndexScale
-            emission_usd = ctx.check_amount(per_second * compound.SECONDS_PER_YEAR * reward_price, f"{where} COMP USD/year")
+            emission_usd = ctx.check_amount(
+                per_second * compound.SECONDS_PER_YEAR * reward_price, f"{where} COMP USD/year"
+            )
         emission_apr = emission_usd / others_supply_usd if others_supply_usd > 0 else 0.0
         ctx.check_apr(emission_apr, f"{where} COMP reward APR")
 
         curve = comet_lending_curve(
-            curve_params, borrow_usd, others_supply_usd,
-            supply_room_usd=0.0 if c.isPaused else math.inf, emission_usd_per_year=emission_usd,
+            curve_params,
+            borrow_usd,
+            others_supply_usd,
+            supply_room_usd=0.0 if c.isPaused else math.inf,
+            emission_usd_per_year=emission_usd,
         )
         u_without_us = compound.comet_utilization(borrow_usd, others_supply_usd)
         return VenueSnapshot(

@@ -69,10 +69,12 @@ class FeedSettings(_Strict):
 
     timeout_seconds: Seconds = 5.0  # whole request, connect to last byte
     feed_timeout_seconds: dict[str, Seconds] = Field(default_factory=dict)  # per feed override
-    staleness_seconds: Annotated[float, Field(gt=0)] = 600.0  # data older than this (feed time) freezes
+    # data older than this (feed time) freezes
+    staleness_seconds: Annotated[float, Field(gt=0)] = 600.0
     # per-feed overrides; without one, lido uses DEFAULT_FEED_STALENESS_SECONDS
     feed_staleness_seconds: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
-    future_tolerance_seconds: NonNegativeSeconds = 30.0  # clock skew allowed before "future_timestamp"
+    # clock skew allowed before "future_timestamp"
+    future_tolerance_seconds: NonNegativeSeconds = 30.0
     max_concurrency: Annotated[int, Field(ge=1, le=1024)] = 32  # requests in flight at once
     # Whatever has not answered this long after a cycle starts (retries included) is cut off with
     # reason "timeout", so one slow feed cannot hold back every other venue's data.
@@ -86,16 +88,19 @@ class FeedSettings(_Strict):
     feed_max_response_bytes: dict[str, Annotated[int, Field(ge=1024)]] = Field(default_factory=dict)
     max_apr: Annotated[float, Field(gt=0)] = 10.0  # sanity bound, decimal (10.0 = 1000 %)
     honour_cache_headers: bool = True  # ETag / Last-Modified revalidation and Cache-Control max-age
-    coins_batch_size: Annotated[int, Field(ge=1, le=500)] = 100  # coins per /coins request (URL length)
-    volatility_span_hours: Annotated[int, Field(ge=4, le=24 * 90)] = 24 * 7  # price history for LP IL
+    # coins per /coins request (URL length)
+    coins_batch_size: Annotated[int, Field(ge=1, le=500)] = 100
+    # price history for LP IL
+    volatility_span_hours: Annotated[int, Field(ge=4, le=24 * 90)] = 24 * 7
     emissions: EmissionSettings = EmissionSettings()
     # How often a bridge route's price gap reopens and pays a round (the feeds cannot say; the
     # fill time bounds it from above). A venue's params.round_trips_per_day overrides it.
     bridge_round_trips_per_day: Annotated[float, Field(gt=0, le=10_000)] = 2.0
-    yield_every_seconds: Annotated[float, Field(gt=0, le=1)] = 0.005  # CPU slice before yielding the loop
+    # CPU slice before yielding the loop
+    yield_every_seconds: Annotated[float, Field(gt=0, le=1)] = 0.005
 
     @model_validator(mode="after")
-    def _backoff_order(self) -> "FeedSettings":
+    def _backoff_order(self) -> FeedSettings:
         if self.retry.backoff_max_seconds < self.retry.backoff_base_seconds:
             raise ValueError("retry.backoff_max_seconds must be >= retry.backoff_base_seconds")
         return self
@@ -104,7 +109,11 @@ class FeedSettings(_Strict):
         return self.feed_max_response_bytes.get(feed, self.max_response_bytes)
 
     def cycle_deadline(self) -> float:
-        return self.cycle_deadline_seconds if self.cycle_deadline_seconds is not None else 2.0 * self.timeout_seconds
+        return (
+            self.cycle_deadline_seconds
+            if self.cycle_deadline_seconds is not None
+            else 2.0 * self.timeout_seconds
+        )
 
     def timeout_for(self, feed: str) -> float:
         return self.feed_timeout_seconds.get(feed, self.timeout_seconds)

@@ -87,11 +87,22 @@ class EnvelopeCurve(YieldCurve):
             return
         # geometric near 0 (where positions usually are), linear across the range (so no step is
         # coarse anywhere), plus the bends
-        grid = np.concatenate(([0.0], np.geomspace(top * 1e-9, top, _GRID_POINTS), np.linspace(0.0, top, _GRID_POINTS // 2)))
+        grid = np.concatenate(
+            (
+                [0.0],
+                np.geomspace(top * 1e-9, top, _GRID_POINTS),
+                np.linspace(0.0, top, _GRID_POINTS // 2),
+            )
+        )
         # around each bend, points closing in geometrically, so a corner far smaller than the
         # curvature across one coarse step is still seen (and bridged) by the hull
-        extra = [b * (1.0 + sign * 10.0**-k) for b in breakpoints if 0.0 < b < top and math.isfinite(b)
-                 for k in range(1, 8) for sign in (-1.0, 1.0)]
+        extra = [
+            b * (1.0 + sign * 10.0**-k)
+            for b in breakpoints
+            if 0.0 < b < top and math.isfinite(b)
+            for k in range(1, 8)
+            for sign in (-1.0, 1.0)
+        ]
         extra += [b for b in breakpoints if 0.0 < b < top and math.isfinite(b)]
         grid = np.unique(np.concatenate((grid, [e for e in extra if 0.0 < e < top])))
         values = np.asarray(exact_real(grid), dtype=np.float64)
@@ -133,7 +144,9 @@ class EnvelopeCurve(YieldCurve):
         x = _as_array(x_usd)
         if self._exact_emission is None:
             return np.zeros_like(x)
-        return np.asarray(self._exact_emission(np.clip(x, 0.0, self.capacity_usd)), dtype=np.float64)
+        return np.asarray(
+            self._exact_emission(np.clip(x, 0.0, self.capacity_usd)), dtype=np.float64
+        )
 
     def exact_real_income_usd(self, x_usd: ArrayLike) -> Vector:
         """The protocol's own income at ``x`` (no envelope, no capacity clip); for tests and audits."""
@@ -145,7 +158,9 @@ class EnvelopeCurve(YieldCurve):
         return tuple((b.x_a, b.x_b) for b in self._bridges)
 
 
-def _argmax_in(f: Callable[[Vector], Vector], lo: float, hi: float, rounds: int = 6, points: int = 33) -> float:
+def _argmax_in(
+    f: Callable[[Vector], Vector], lo: float, hi: float, rounds: int = 6, points: int = 33
+) -> float:
     """The maximiser of a unimodal ``f`` on ``[lo, hi]`` by repeated vectorised grid search: each
     round evaluates ``points`` values in one call and keeps the two cells around the best, so the
     bracket shrinks ``(points - 1) / 2`` fold a round (6 rounds: ~1e-7 of the starting width)."""
@@ -246,7 +261,9 @@ class CometSupplyIncome:
     supply_usd: float
 
     def __call__(self, x: Vector) -> Vector:
-        apr = compound.comet_supply_apr_after_deposit(self.curve, self.borrow_usd, self.supply_usd, x)
+        apr = compound.comet_supply_apr_after_deposit(
+            self.curve, self.borrow_usd, self.supply_usd, x
+        )
         return x * np.asarray(apr, dtype=np.float64)
 
 
@@ -271,14 +288,17 @@ class BridgeArbIncome:
         xs = np.asarray(x, dtype=np.float64)
         if s.size == 0:
             return np.zeros_like(xs)
-        q_star = c * (1.0 - self.fee_pct / s)  # the arbitrageur stops where the marginal gap meets the fee
+        # the arbitrageur stops where the marginal gap meets the fee
+        q_star = c * (1.0 - self.fee_pct / s)
         q = np.minimum(np.maximum(xs, 0.0)[..., None], q_star)
         profit = q * (s * (1.0 - q / (2.0 * c)) - self.fee_pct) - self.gas_usd
         paid = np.where(q > 0.0, np.maximum(profit, 0.0), 0.0)
         return self.round_trips_per_year * (paid @ np.asarray(self.weights)) / self.samples
 
 
-def _paying_gaps(spreads: tuple[float, ...], fee_pct: float, bins: int = 24) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _paying_gaps(
+    spreads: tuple[float, ...], fee_pct: float, bins: int = 24
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The gaps above the fee, compressed to at most ``bins`` equal-count bins at their means.
 
     Below each ``q*`` a round's profit is linear in the gap, so a bin's mean gap earns its members'
@@ -320,7 +340,9 @@ def aave_lending_curve(
         domain_usd=max(8.0 * others, 1.0),
         cap_usd=supply_room_usd,
         breakpoints=(kink,),
-        exact_emission=DilutedFlow(emission_usd_per_year, others) if emission_usd_per_year > 0 else None,
+        exact_emission=DilutedFlow(emission_usd_per_year, others)
+        if emission_usd_per_year > 0
+        else None,
     )
 
 
@@ -342,7 +364,9 @@ def comet_lending_curve(
         domain_usd=max(8.0 * supply, 1.0),
         cap_usd=supply_room_usd,
         breakpoints=(kink,),
-        exact_emission=DilutedFlow(emission_usd_per_year, supply) if emission_usd_per_year > 0 else None,
+        exact_emission=DilutedFlow(emission_usd_per_year, supply)
+        if emission_usd_per_year > 0
+        else None,
     )
 
 
@@ -354,7 +378,9 @@ class FlatCurve(YieldCurve):
     staking APR net of the protocol fee; a custodial product's flat APR up to its quota; an LST
     whose rewards are pro rata to stake). ``emission_apr`` likewise, kept apart."""
 
-    def __init__(self, apr: float, capacity_usd: float = math.inf, emission_apr: float = 0.0) -> None:
+    def __init__(
+        self, apr: float, capacity_usd: float = math.inf, emission_apr: float = 0.0
+    ) -> None:
         if not math.isfinite(apr) or not math.isfinite(emission_apr):
             raise ValueError(f"apr and emission_apr must be finite, got {apr!r}, {emission_apr!r}")
         self.apr_value = max(apr, 0.0)
@@ -425,7 +451,11 @@ class DilutedCurve(YieldCurve):
     Concave, increasing; at ``x`` = our current position it pays the feed's APR."""
 
     def __init__(
-        self, real_usd_per_year: float, tvl_others_usd: float, emission_usd_per_year: float = 0.0, capacity_usd: float = math.inf
+        self,
+        real_usd_per_year: float,
+        tvl_others_usd: float,
+        emission_usd_per_year: float = 0.0,
+        capacity_usd: float = math.inf,
     ) -> None:
         self.tvl_others_usd = max(tvl_others_usd, 1.0)
         self.real_usd_per_year = max(real_usd_per_year, 0.0)
@@ -465,12 +495,16 @@ def bridge_arb_curve(
     ``real`` is the vectorised form of ``protocols.across.arb_income_per_year_usd`` (a scalar
     function; the grid and refinements evaluate thousands of points per curve). The property
     tests check the two agree at sampled points."""
-    spreads = (float(spread),) if isinstance(spread, (int, float)) else tuple(float(v) for v in spread)
+    spreads = (
+        (float(spread),) if isinstance(spread, (int, float)) else tuple(float(v) for v in spread)
+    )
     c = float(route_capacity_usd)
     paying, weights = _paying_gaps(spreads, fee_pct)
     if c <= 0.0 or not paying or round_trips_per_year <= 0.0:
         return EnvelopeCurve(_zero, domain_usd=0.0)
-    real = BridgeArbIncome(paying, weights, float(len(spreads)), fee_pct, gas_usd, c, round_trips_per_year)
+    real = BridgeArbIncome(
+        paying, weights, float(len(spreads)), fee_pct, gas_usd, c, round_trips_per_year
+    )
     bends = set()
     for s in paying:
         bends.add(c * (1.0 - fee_pct / s))  # where this gap's round stops growing
@@ -479,4 +513,6 @@ def bridge_arb_curve(
         disc = b * b - 4.0 * a * gas_usd
         if disc > 0:
             bends.add((-b - math.sqrt(disc)) / (2.0 * a))
-    return EnvelopeCurve(real, domain_usd=c, breakpoints=tuple(sorted(v for v in bends if 0.0 < v < c)))
+    return EnvelopeCurve(
+        real, domain_usd=c, breakpoints=tuple(sorted(v for v in bends if 0.0 < v < c))
+    )

@@ -30,7 +30,15 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 
-from adapters.base import Adapter, BuildContext, Endpoint, Params, VenuePlan, index_rows, emission_allowed
+from adapters.base import (
+    Adapter,
+    BuildContext,
+    Endpoint,
+    Params,
+    VenuePlan,
+    emission_allowed,
+    index_rows,
+)
 from adapters.config import FeedSettings
 from adapters.curves import DilutedCurve, FlatCurve, LpCurve
 from adapters.errors import FeedError
@@ -46,7 +54,8 @@ class DefiLlamaParams(Params):
     price_coin: str | None = None  # the volatile token of an LP, for sigma from its price history
     sigma_annual: Annotated[float, Field(ge=0, le=10)] | None = None  # fixed volatility instead
     fee: Annotated[float, Field(gt=0, lt=0.1)] = uniswap.V2_FEE  # LP fee tier (Uniswap v2: 0.30 %)
-    history_days: Annotated[int, Field(ge=0, le=365)] = 0  # >0: fee APR = mean apyBase of the chart's last days
+    # >0: fee APR = mean apyBase of the chart's last days
+    history_days: Annotated[int, Field(ge=0, le=365)] = 0
     capacity_usd: Annotated[float, Field(gt=0)] | None = None  # a cap the row does not state
 
 
@@ -59,16 +68,27 @@ class DefiLlamaAdapter(Adapter):
     feed: ClassVar[str] = "defillama"
     prefix: ClassVar[str] = "defillama"
     live_base_url: ClassVar[str] = "https://yields.llama.fi"
-    kinds: ClassVar[frozenset[VenueKind]] = frozenset({VenueKind.LP, VenueKind.LENDING, VenueKind.STAKING, VenueKind.FIXED})
+    kinds: ClassVar[frozenset[VenueKind]] = frozenset(
+        {VenueKind.LP, VenueKind.LENDING, VenueKind.STAKING, VenueKind.FIXED}
+    )
     params_model = DefiLlamaParams
 
-    def plan(self, venue: VenueConfig, params: DefiLlamaParams, base_url: str, settings: FeedSettings) -> VenuePlan:
+    def plan(
+        self, venue: VenueConfig, params: DefiLlamaParams, base_url: str, settings: FeedSettings
+    ) -> VenuePlan:
         endpoints = [Endpoint(self.feed, f"{base_url}/pools")]
         if params.history_days > 0:
             endpoints.append(Endpoint(self.feed, f"{base_url}/chart/{params.pool}"))
-        needs_sigma = venue.kind == VenueKind.LP and params.sigma_annual is None and params.price_coin
+        needs_sigma = (
+            venue.kind == VenueKind.LP and params.sigma_annual is None and params.price_coin
+        )
         return VenuePlan(
-            venue, self, params, base_url, tuple(endpoints), chart_coins=(params.price_coin,) if needs_sigma else ()
+            venue,
+            self,
+            params,
+            base_url,
+            tuple(endpoints),
+            chart_coins=(params.price_coin,) if needs_sigma else (),
         )
 
     def build(self, plan: VenuePlan, ctx: BuildContext, position_usd: float) -> VenueSnapshot:
@@ -89,7 +109,11 @@ class DefiLlamaAdapter(Adapter):
         reward_apr = ctx.check_apr((row.apyReward or 0.0) / 100.0, f"{where} field apyReward")
         if not emission_allowed(ctx.settings, *(row.rewardTokens or [])):
             reward_apr = 0.0
-        state: dict[str, float] = {"tvl_usd_feed": row.tvlUsd, "apy_base_feed": base_apr, "apy_reward_feed": reward_apr}
+        state: dict[str, float] = {
+            "tvl_usd_feed": row.tvlUsd,
+            "apy_base_feed": base_apr,
+            "apy_reward_feed": reward_apr,
+        }
         if p.history_days > 0:
             base_apr = self._history_apr(plan, ctx, where, p.history_days)
             state["apy_base_history_mean"] = base_apr
@@ -99,17 +123,24 @@ class DefiLlamaAdapter(Adapter):
         curve: YieldCurve
         if kind == VenueKind.LP:
             sigma = self._sigma(plan, ctx, row, where)
-            volume_1d = base_apr * row.tvlUsd / (p.fee * uniswap.DAYS_PER_YEAR) if row.tvlUsd > 0 else 0.0
+            volume_1d = (
+                base_apr * row.tvlUsd / (p.fee * uniswap.DAYS_PER_YEAR) if row.tvlUsd > 0 else 0.0
+            )
             curve = LpCurve(max(volume_1d, 0.0), p.fee, tvl_others, sigma, reward_apr * row.tvlUsd)
             if capacity < curve.capacity_usd:
                 curve.capacity_usd = capacity
-            state.update(sigma_annual=sigma, il_apr=uniswap.lvr_apr(sigma), implied_volume_usd_1d=volume_1d)
+            state.update(
+                sigma_annual=sigma, il_apr=uniswap.lvr_apr(sigma), implied_volume_usd_1d=volume_1d
+            )
             if row.volumeUsd1d is not None:
                 state["volume_usd_1d_feed"] = row.volumeUsd1d
-            real_apr = base_apr * row.tvlUsd / max(tvl_others, 1.0) - uniswap.lvr_apr(sigma)  # marginal, without us
+            # marginal, without us
+            real_apr = base_apr * row.tvlUsd / max(tvl_others, 1.0) - uniswap.lvr_apr(sigma)
         elif kind == VenueKind.LENDING:
             # the marginal rate without us: the pool's interest over the others' supply
-            curve = DilutedCurve(base_apr * row.tvlUsd, tvl_others, reward_apr * row.tvlUsd, capacity)
+            curve = DilutedCurve(
+                base_apr * row.tvlUsd, tvl_others, reward_apr * row.tvlUsd, capacity
+            )
             real_apr = base_apr * row.tvlUsd / max(tvl_others, 1.0)
         else:
             curve = FlatCurve(base_apr, capacity, reward_apr)
@@ -134,9 +165,13 @@ class DefiLlamaAdapter(Adapter):
         if age > ctx.settings.staleness_for(self.feed) + 86_400:
             raise FeedError("stale", f"{where} chart field data[-1].timestamp is {age:.0f}s old")
         if -age > ctx.settings.future_tolerance_seconds:
-            raise FeedError("future_timestamp", f"{where} chart field data[-1].timestamp is {-age:.0f}s ahead")
+            raise FeedError(
+                "future_timestamp", f"{where} chart field data[-1].timestamp is {-age:.0f}s ahead"
+            )
         values = [d.apyBase if d.apyBase is not None else (d.apy or 0.0) for d in points]
-        return ctx.check_apr(sum(values) / len(values) / 100.0, f"{where} chart field data.apyBase mean")
+        return ctx.check_apr(
+            sum(values) / len(values) / 100.0, f"{where} chart field data.apyBase mean"
+        )
 
     def _sigma(self, plan: VenuePlan, ctx: BuildContext, row: LlamaPool, where: str) -> float:
         p: DefiLlamaParams = plan.params
@@ -147,6 +182,12 @@ class DefiLlamaAdapter(Adapter):
         if p.price_coin:
             sigma = ctx.volatility(p.price_coin)
             if sigma > 10.0:
-                raise FeedError("out_of_range", f"{where} price volatility {sigma:.3g} of {p.price_coin} > 1000 %")
+                raise FeedError(
+                    "out_of_range",
+                    f"{where} price volatility {sigma:.3g} of {p.price_coin} > 1000 %",
+                )
             return sigma
-        raise FeedError("schema", f"{where}: ilRisk is {row.ilRisk!r} but params.price_coin and params.sigma_annual are unset")
+        raise FeedError(
+            "schema",
+            f"{where}: ilRisk is {row.ilRisk!r} but params.price_coin and params.sigma_annual are unset",
+        )

@@ -33,7 +33,12 @@ class FeedError(Exception):
     """A refused response or payload. ``reason`` is one of :data:`REASONS`."""
 
     def __init__(
-        self, reason: str, detail: str, *, retry_after_seconds: float | None = None, feed: str | None = None
+        self,
+        reason: str,
+        detail: str,
+        *,
+        retry_after_seconds: float | None = None,
+        feed: str | None = None,
     ) -> None:
         if reason not in REASONS:
             raise ValueError(f"unknown feed error reason {reason!r}")

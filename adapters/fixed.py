@@ -33,8 +33,10 @@ from protocols import fixed
 
 class FixedParams(Params):
     product_id: str = Field(min_length=1)
-    quota_usd: Annotated[float, Field(gt=0)] | None = None  # the product's cap when the feed does not state it
-    price_usd: Annotated[float, Field(gt=0)] = 1.0  # USD per unit of the product's asset (stablecoins: 1)
+    # the product's cap when the feed does not state it
+    quota_usd: Annotated[float, Field(gt=0)] | None = None
+    # USD per unit of the product's asset (stablecoins: 1)
+    price_usd: Annotated[float, Field(gt=0)] = 1.0
 
 
 def _product_index(fetched: Fetched) -> dict[str, Any]:
@@ -49,8 +51,16 @@ class FixedAdapter(Adapter):
     kinds: ClassVar[frozenset[VenueKind]] = frozenset({VenueKind.FIXED})
     params_model = FixedParams
 
-    def plan(self, venue: VenueConfig, params: FixedParams, base_url: str, settings: FeedSettings) -> VenuePlan:
-        return VenuePlan(venue, self, params, base_url, (Endpoint(self.feed, f"{base_url}/sapi/v1/simple-earn/flexible/list", paged=True),))
+    def plan(
+        self, venue: VenueConfig, params: FixedParams, base_url: str, settings: FeedSettings
+    ) -> VenuePlan:
+        return VenuePlan(
+            venue,
+            self,
+            params,
+            base_url,
+            (Endpoint(self.feed, f"{base_url}/sapi/v1/simple-earn/flexible/list", paged=True),),
+        )
 
     def build(self, plan: VenuePlan, ctx: BuildContext, position_usd: float) -> VenueSnapshot:
         p: FixedParams = plan.params
@@ -58,12 +68,16 @@ class FixedAdapter(Adapter):
         where = f"earn product {p.product_id}"
         hit = ctx.index(ep, "products", _product_index).get(p.product_id)
         if hit is None:
-            raise FeedError("schema", f"{where}: field rows: no product with productId {p.product_id!r}")
+            raise FeedError(
+                "schema", f"{where}: field rows: no product with productId {p.product_id!r}"
+            )
         i, raw = hit
         row: EarnProduct = ctx.row(ep, i, raw, EarnProduct, f"{where} (rows.{i})")
         fetched_at = ctx.fetched(ep).fetched_at
         ctx.check_time(self.feed, fetched_at, f"{where} fetched", ep)
-        apr = ctx.check_apr(row.latestAnnualPercentageRate, f"{where} field latestAnnualPercentageRate")
+        apr = ctx.check_apr(
+            row.latestAnnualPercentageRate, f"{where} field latestAnnualPercentageRate"
+        )
         if row.maxPurchaseAmountPerUser is not None:
             quota_usd = row.maxPurchaseAmountPerUser * p.price_usd
         elif p.quota_usd is not None:
@@ -82,7 +96,9 @@ class FixedAdapter(Adapter):
             )
         except ValueError as exc:
             raise FeedError("out_of_range", f"{where}: {exc}") from None
-        open_for_purchase = row.canPurchase and not row.isSoldOut and row.status.upper() == "PURCHASING"
+        open_for_purchase = (
+            row.canPurchase and not row.isSoldOut and row.status.upper() == "PURCHASING"
+        )
         capacity = product.quota_usd if open_for_purchase else min(product.quota_usd, position_usd)
         return VenueSnapshot(
             venue=plan.config.to_venue(),

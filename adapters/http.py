@@ -37,7 +37,9 @@ class CircuitBreaker:
     after ``cooldown_seconds``, when exactly one trial request may go; its success closes the
     breaker, its failure opens it for another cool-down (Nygard, *Release It!*, ch. 5)."""
 
-    def __init__(self, failures_to_open: int, cooldown_seconds: float, monotonic: Callable[[], float]) -> None:
+    def __init__(
+        self, failures_to_open: int, cooldown_seconds: float, monotonic: Callable[[], float]
+    ) -> None:
         self.failures_to_open = failures_to_open
         self.cooldown_seconds = cooldown_seconds
         self._monotonic = monotonic
@@ -180,17 +182,30 @@ class FeedClient:
         breaker = self._breakers.get(key)
         if breaker is None:
             cb = self._settings.circuit_breaker
-            breaker = self._breakers[key] = CircuitBreaker(cb.failures_to_open, cb.cooldown_seconds, self._monotonic)
+            breaker = self._breakers[key] = CircuitBreaker(
+                cb.failures_to_open, cb.cooldown_seconds, self._monotonic
+            )
         return breaker
 
-    async def get_json(self, feed: str, url: str, params: Mapping[str, str] | None = None) -> Fetched:
+    async def get_json(
+        self, feed: str, url: str, params: Mapping[str, str] | None = None
+    ) -> Fetched:
         """GET ``url`` (with ``params``) and return its parsed JSON, or raise :class:`FeedError`."""
         full_url = f"{url}?{urlencode(sorted(params.items()))}" if params else url
         entry = self._cache.get(full_url)
-        if entry is not None and not entry.must_revalidate and self._monotonic() < entry.fresh_until:
+        if (
+            entry is not None
+            and not entry.must_revalidate
+            and self._monotonic() < entry.fresh_until
+        ):
             self.stats.cache_hits += 1
             return Fetched(
-                full_url, entry.payload, entry.fetched_at, from_cache=True, version=entry.version, received_at=self._clock()
+                full_url,
+                entry.payload,
+                entry.fetched_at,
+                from_cache=True,
+                version=entry.version,
+                received_at=self._clock(),
             )
 
         breaker = self.breaker(feed, full_url)
@@ -214,7 +229,9 @@ class FeedClient:
                     breaker.record_neutral()
                 if not retryable or attempt == retry.attempts:
                     raise
-                delay = self._rng.uniform(0.0, min(retry.backoff_max_seconds, retry.backoff_base_seconds * 2**attempt))
+                delay = self._rng.uniform(
+                    0.0, min(retry.backoff_max_seconds, retry.backoff_base_seconds * 2**attempt)
+                )
                 if exc.retry_after_seconds is not None:
                     delay = max(delay, min(exc.retry_after_seconds, retry.backoff_max_seconds))
                 self.stats.retries += 1
@@ -241,13 +258,21 @@ class FeedClient:
         try:
             async with self._semaphore:
                 async with asyncio.timeout(timeout_seconds):
-                    async with self._session.get(full_url, headers=headers, allow_redirects=True) as resp:
+                    async with self._session.get(
+                        full_url, headers=headers, allow_redirects=True
+                    ) as resp:
                         status = resp.status
                         if status == 304 and entry is not None:
                             self.stats.not_modified += 1
                             self._store(feed, full_url, resp.headers, entry.payload, same_body=True)
                             new = self._cache.get(full_url, entry)
-                            return Fetched(full_url, entry.payload, new.fetched_at, from_cache=True, version=entry.version)
+                            return Fetched(
+                                full_url,
+                                entry.payload,
+                                new.fetched_at,
+                                from_cache=True,
+                                version=entry.version,
+                            )
                         if status >= 500:
                             raise FeedError("http_5xx", f"HTTP {status} from {full_url}")
                         if status == 429:
@@ -263,7 +288,9 @@ class FeedClient:
         except FeedError:
             raise
         except TimeoutError:
-            raise FeedError("timeout", f"no complete answer from {full_url} within {timeout_seconds:g}s") from None
+            raise FeedError(
+                "timeout", f"no complete answer from {full_url} within {timeout_seconds:g}s"
+            ) from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
             raise FeedError("connection", f"{type(exc).__name__} from {full_url}: {exc}") from None
         except aiohttp.ClientError as exc:
@@ -280,7 +307,9 @@ class FeedClient:
         self._version += 1
         return Fetched(full_url, payload, self._clock(), version=self._version)
 
-    def _store(self, feed: str, full_url: str, headers: Mapping[str, str], payload: Any, *, same_body: bool) -> None:
+    def _store(
+        self, feed: str, full_url: str, headers: Mapping[str, str], payload: Any, *, same_body: bool
+    ) -> None:
         no_store, no_cache, max_age = _parse_cache_control(headers.get("Cache-Control"))
         if max_age is not None:
             # never trust a cached body so long that it would go stale before we ask again
@@ -311,7 +340,9 @@ class FeedClient:
 async def _read_capped(resp: aiohttp.ClientResponse, limit: int, url: str) -> bytes:
     declared = resp.content_length
     if declared is not None and declared > limit:
-        raise FeedError("too_large", f"{url} declares {declared} bytes > max_response_bytes {limit}")
+        raise FeedError(
+            "too_large", f"{url} declares {declared} bytes > max_response_bytes {limit}"
+        )
     buf = bytearray()
     async for chunk in resp.content.iter_chunked(1 << 16):
         buf += chunk

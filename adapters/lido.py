@@ -30,7 +30,8 @@ from protocols import lido
 class LidoParams(Params):
     withdrawals_base_url: str | None = None  # live: https://wq-api.lido.fi; None: the venue's base
     exit_probe_eth: Annotated[float, Field(gt=0, le=lido.MAX_REQUEST_ETH * 1000)] = 100.0
-    tvl_usd: Annotated[float, Field(ge=0)] | None = None  # the APR API reports no TVL; None: unbounded
+    # the APR API reports no TVL; None: unbounded
+    tvl_usd: Annotated[float, Field(ge=0)] | None = None
 
 
 class LidoAdapter(Adapter):
@@ -41,7 +42,9 @@ class LidoAdapter(Adapter):
     kinds: ClassVar[frozenset[VenueKind]] = frozenset({VenueKind.STAKING})
     params_model = LidoParams
 
-    def plan(self, venue: VenueConfig, params: LidoParams, base_url: str, settings: FeedSettings) -> VenuePlan:
+    def plan(
+        self, venue: VenueConfig, params: LidoParams, base_url: str, settings: FeedSettings
+    ) -> VenuePlan:
         wq = (params.withdrawals_base_url or base_url).rstrip("/")
         return VenuePlan(
             venue,
@@ -50,7 +53,11 @@ class LidoAdapter(Adapter):
             base_url,
             (
                 Endpoint(self.feed, f"{base_url}/v1/protocol/steth/apr/sma"),
-                Endpoint(self.feed, f"{wq}/v2/request-time/calculate", (("amount", f"{params.exit_probe_eth:g}"),)),
+                Endpoint(
+                    self.feed,
+                    f"{wq}/v2/request-time/calculate",
+                    (("amount", f"{params.exit_probe_eth:g}"),),
+                ),
             ),
         )
 
@@ -58,7 +65,9 @@ class LidoAdapter(Adapter):
         apr_ep, wq_ep = plan.endpoints
         sma = ctx.model(apr_ep, LidoAprSma, "lido apr/sma")
         latest = max(sma.data.aprs, key=lambda p: p.timeUnix)
-        ctx.check_time(self.feed, latest.timeUnix, "lido apr/sma field data.aprs[-1].timeUnix", apr_ep)
+        ctx.check_time(
+            self.feed, latest.timeUnix, "lido apr/sma field data.aprs[-1].timeUnix", apr_ep
+        )
         apr = ctx.check_apr(sma.data.smaApr / 100.0, "lido apr/sma field data.smaApr")
         latest_apr = ctx.check_apr(latest.apr / 100.0, "lido apr/sma field data.aprs[-1].apr")
         recent = sorted(sma.data.aprs, key=lambda p: p.timeUnix)[-7:]

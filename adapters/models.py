@@ -17,7 +17,15 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from adapters.errors import FeedError
@@ -36,7 +44,9 @@ def _big_int(value: Any) -> Any:
         if not math.isfinite(value):
             raise PydanticCustomError("finite_number", "Input should be a finite number")
         if value != int(value):
-            raise PydanticCustomError("int_from_float", "expected an integer, got {value}", {"value": value})
+            raise PydanticCustomError(
+                "int_from_float", "expected an integer, got {value}", {"value": value}
+            )
         return int(value)
     if isinstance(value, str):
         text = value.strip()
@@ -47,10 +57,14 @@ def _big_int(value: Any) -> Any:
         try:
             as_float = float(text)
         except ValueError:
-            raise PydanticCustomError("int_parsing", "expected a decimal integer string, got {value!r}", {"value": value}) from None
+            raise PydanticCustomError(
+                "int_parsing", "expected a decimal integer string, got {value!r}", {"value": value}
+            ) from None
         if as_float.is_integer() and "e" in text.lower():
             return int(as_float)
-        raise PydanticCustomError("int_parsing", "expected a decimal integer string, got {value!r}", {"value": value})
+        raise PydanticCustomError(
+            "int_parsing", "expected a decimal integer string, got {value!r}", {"value": value}
+        )
     raise PydanticCustomError("int_type", "expected an integer or a decimal integer string")
 
 
@@ -62,7 +76,9 @@ def _dec_float(value: Any) -> Any:
         try:
             value = float(value.strip())
         except ValueError:
-            raise PydanticCustomError("float_parsing", "expected a decimal string, got {value!r}", {"value": value}) from None
+            raise PydanticCustomError(
+                "float_parsing", "expected a decimal string, got {value!r}", {"value": value}
+            ) from None
     if isinstance(value, (int, float)) and not math.isfinite(float(value)):
         raise PydanticCustomError("finite_number", "Input should be a finite number")
     return value
@@ -80,7 +96,9 @@ def _unix_or_iso(value: Any) -> Any:
         try:
             return datetime.fromtimestamp(value, tz=UTC)
         except (OverflowError, OSError, ValueError):
-            raise PydanticCustomError("datetime_parsing", "timestamp {value} out of range", {"value": value}) from None
+            raise PydanticCustomError(
+                "datetime_parsing", "timestamp {value} out of range", {"value": value}
+            ) from None
     return value
 
 
@@ -315,7 +333,8 @@ class Comet(FeedModel):
     baseMinForRewards: BigUInt
     timestamp: Timestamp
     isPaused: bool = False  # Comet.isSupplyPaused() / isWithdrawPaused(), when the gateway sends it
-    rewardTokenPriceUsd: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None  # gateway's COMP price
+    # gateway's COMP price
+    rewardTokenPriceUsd: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
 
 
 # --- Across: app.across.to/api ----------------------------------------------------------------------
@@ -355,7 +374,11 @@ class AcrossSuggestedFees(FeedModel):
 
     @property
     def fill_seconds(self) -> int:
-        value = self.expectedFillTimeSec if self.expectedFillTimeSec is not None else self.estimatedFillTimeSec
+        value = (
+            self.expectedFillTimeSec
+            if self.expectedFillTimeSec is not None
+            else self.estimatedFillTimeSec
+        )
         assert value is not None
         return value
 
@@ -385,7 +408,15 @@ class EarnList(FeedModel):
 # --- errors -------------------------------------------------------------------------------------------
 
 _RANGE_ERRORS = frozenset(
-    {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long", "string_too_short"}
+    {
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+        "too_short",
+        "too_long",
+        "string_too_short",
+    }
 )
 
 
@@ -413,4 +444,3 @@ def parse(model: type[FeedModel], payload: Any, where: str) -> Any:
         return model.model_validate(payload)
     except ValidationError as exc:
         raise feed_error_from_validation(exc, where) from None
-

@@ -42,13 +42,23 @@ from adapters.lido import LidoAdapter
 from core.config import VenueConfig
 from core.types import VenueSnapshot
 
+
 def _log() -> structlog.typing.FilteringBoundLogger:
     # a fresh proxy per use, so logging reconfigured after import (the daemon, tests) applies
     return structlog.get_logger("adapters")  # type: ignore[no-any-return]
 
+
 #: FeedRef.adapter -> adapter
 ADAPTERS: dict[str, Adapter] = {
-    a.name: a for a in (DefiLlamaAdapter(), LidoAdapter(), AaveAdapter(), CompoundAdapter(), AcrossAdapter(), FixedAdapter())
+    a.name: a
+    for a in (
+        DefiLlamaAdapter(),
+        LidoAdapter(),
+        AaveAdapter(),
+        CompoundAdapter(),
+        AcrossAdapter(),
+        FixedAdapter(),
+    )
 }
 
 
@@ -102,9 +112,13 @@ class FeedPoller:
             seen.add(venue.id)
             adapter = ADAPTERS.get(venue.feed.adapter)
             if adapter is None:
-                raise ValueError(f"venue {venue.id}: feed.adapter {venue.feed.adapter!r} unknown; known: {sorted(ADAPTERS)}")
+                raise ValueError(
+                    f"venue {venue.id}: feed.adapter {venue.feed.adapter!r} unknown; known: {sorted(ADAPTERS)}"
+                )
             params = adapter.parse_params(venue)
-            base_url = (venue.feed.base_url or self._prefix_url(venue.id, adapter.prefix)).rstrip("/")
+            base_url = (venue.feed.base_url or self._prefix_url(venue.id, adapter.prefix)).rstrip(
+                "/"
+            )
             self._plans.append(adapter.plan(venue, params, base_url, settings))
         coins_url = (settings.coins_url or self._prefix_url("coins", coins.PREFIX)).rstrip("/")
         self._coin_endpoint = coins.price_endpoints(
@@ -113,7 +127,9 @@ class FeedPoller:
             settings.coins_batch_size,
         )
         self._chart_endpoint = coins.chart_endpoints(
-            coins_url, [c for p in self._plans for c in p.chart_coins], settings.volatility_span_hours
+            coins_url,
+            [c for p in self._plans for c in p.chart_coins],
+            settings.volatility_span_hours,
         )
         self._last_good: dict[str, VenueSnapshot] = {}
         self._last_reason: dict[str, str] = {}
@@ -149,7 +165,14 @@ class FeedPoller:
         requests_before = self._client.stats.requests
         results, durations = await self._fetch_all()
         # each payload's age is judged at its own arrival (Fetched.received_at), not here
-        ctx = BuildContext(self._settings, self._clock(), results, self._coin_endpoint, self._chart_endpoint, self._parsed)
+        ctx = BuildContext(
+            self._settings,
+            self._clock(),
+            results,
+            self._coin_endpoint,
+            self._chart_endpoint,
+            self._parsed,
+        )
 
         snapshots: dict[str, VenueSnapshot] = {}
         rejections: list[Rejection] = []
@@ -161,17 +184,28 @@ class FeedPoller:
                 snapshot = plan.adapter.build(plan, ctx, position)
             except FeedError as exc:
                 rejections.append(Rejection(vid, _feed_of(exc, plan), exc.reason, exc.detail))
-            except KeyError as exc:  # an endpoint or coin the plan did not register: a bug, not data
-                rejections.append(Rejection(vid, plan.adapter.feed, "schema", f"missing input {exc}"))
+            except (
+                KeyError
+            ) as exc:  # an endpoint or coin the plan did not register: a bug, not data
+                rejections.append(
+                    Rejection(vid, plan.adapter.feed, "schema", f"missing input {exc}")
+                )
                 _log().exception("adapter_bug", venue=vid)
-            except Exception as exc:  # noqa: BLE001 - a feed must never crash the daemon
-                rejections.append(Rejection(vid, plan.adapter.feed, "schema", f"{type(exc).__name__}: {exc}"))
+            except Exception as exc:
+                rejections.append(
+                    Rejection(vid, plan.adapter.feed, "schema", f"{type(exc).__name__}: {exc}")
+                )
                 _log().exception("adapter_build_failed", venue=vid, feed=plan.adapter.feed)
             else:
                 self._last_good[vid] = snapshot
                 snapshots[vid] = snapshot
                 if vid in self._last_reason:
-                    _log().info("feed_recovered", venue=vid, feed=plan.adapter.feed, was=self._last_reason.pop(vid))
+                    _log().info(
+                        "feed_recovered",
+                        venue=vid,
+                        feed=plan.adapter.feed,
+                        was=self._last_reason.pop(vid),
+                    )
             if time.perf_counter() - slice_start > self._settings.yield_every_seconds:
                 await asyncio.sleep(0)
                 slice_start = time.perf_counter()
@@ -179,13 +213,21 @@ class FeedPoller:
         repeated: dict[tuple[str, str], list[str]] = {}
         for rej in rejections:
             if self._last_reason.get(rej.venue_id) != rej.reason:
-                _log().warning("feed_rejected", venue=rej.venue_id, feed=rej.feed, reason=rej.reason, detail=rej.detail)
+                _log().warning(
+                    "feed_rejected",
+                    venue=rej.venue_id,
+                    feed=rej.feed,
+                    reason=rej.reason,
+                    detail=rej.detail,
+                )
                 self._last_reason[rej.venue_id] = rej.reason
             else:
                 repeated.setdefault((rej.feed, rej.reason), []).append(rej.venue_id)
             last = self._last_good.get(rej.venue_id)
             if last is not None:
-                snapshots[rej.venue_id] = dataclasses.replace(last, frozen=True, frozen_reason=f"{rej.reason}: {rej.detail}")
+                snapshots[rej.venue_id] = dataclasses.replace(
+                    last, frozen=True, frozen_reason=f"{rej.reason}: {rej.detail}"
+                )
 
         # parsed payloads are kept only where the next cycle can reuse them (a 304 or a max-age hit);
         # the rest would only sit in the cyclic GC's way until the next cycle replaces them
@@ -195,7 +237,13 @@ class FeedPoller:
 
         # a feed that stays down would otherwise log one line per venue per cycle
         for (feed, reason), venue_ids in repeated.items():
-            _log().info("feed_rejected_again", feed=feed, reason=reason, venues=len(venue_ids), venue_ids=venue_ids)
+            _log().info(
+                "feed_rejected_again",
+                feed=feed,
+                reason=reason,
+                venues=len(venue_ids),
+                venue_ids=venue_ids,
+            )
 
         return PollReport(
             snapshots=snapshots,
@@ -214,12 +262,16 @@ class FeedPoller:
         async def one(ep: Endpoint) -> Fetched | FeedError:
             t0 = time.perf_counter()
             try:
-                fetched = await (self._get_paged(ep) if ep.paged else self._client.get_json(ep.feed, ep.url, ep.query))
+                fetched = await (
+                    self._get_paged(ep)
+                    if ep.paged
+                    else self._client.get_json(ep.feed, ep.url, ep.query)
+                )
             except FeedError as exc:
                 if exc.feed is None:
                     exc.feed = ep.feed
                 result: Fetched | FeedError = exc
-            except Exception as exc:  # noqa: BLE001 - never let one request kill the cycle
+            except Exception as exc:
                 _log().exception("fetch_failed", feed=ep.feed, url=ep.url)
                 result = FeedError("connection", f"{type(exc).__name__}: {exc}", feed=ep.feed)
             else:
@@ -244,26 +296,38 @@ class FeedPoller:
         cut_at = time.perf_counter()
         for ep, task in tasks.items():
             if task.cancelled():
-                results[ep] = FeedError("timeout", f"{ep.url} not done within the cycle deadline {deadline:g}s", feed=ep.feed)
+                results[ep] = FeedError(
+                    "timeout",
+                    f"{ep.url} not done within the cycle deadline {deadline:g}s",
+                    feed=ep.feed,
+                )
                 span = spans.setdefault(ep.feed, [math.inf, -math.inf])
                 span[0], span[1] = min(span[0], fetch_start), max(span[1], cut_at)
             else:
                 results[ep] = task.result()
-        durations = {feed: max(t1 - t0, 0.0) for feed, (t0, t1) in spans.items() if math.isfinite(t0)}
+        durations = {
+            feed: max(t1 - t0, 0.0) for feed, (t0, t1) in spans.items() if math.isfinite(t0)
+        }
         return results, durations
-
 
     async def _get_paged(self, ep: Endpoint) -> Fetched:
         """Page 1, then the pages its ``total`` calls for, merged as one ``{"rows", "total"}``."""
         query = dict(ep.query or {})
-        first = await self._client.get_json(ep.feed, ep.url, {**query, "current": "1", "size": str(PAGE_SIZE)})
+        first = await self._client.get_json(
+            ep.feed, ep.url, {**query, "current": "1", "size": str(PAGE_SIZE)}
+        )
         payload = first.payload
         total = payload.get("total") if isinstance(payload, dict) else None
         if not isinstance(total, int) or isinstance(total, bool) or total <= PAGE_SIZE:
             return first
         pages = min(math.ceil(total / PAGE_SIZE), MAX_PAGES)
         rest = await asyncio.gather(
-            *(self._client.get_json(ep.feed, ep.url, {**query, "current": str(n), "size": str(PAGE_SIZE)}) for n in range(2, pages + 1))
+            *(
+                self._client.get_json(
+                    ep.feed, ep.url, {**query, "current": str(n), "size": str(PAGE_SIZE)}
+                )
+                for n in range(2, pages + 1)
+            )
         )
         rows: list[object] = []
         for page in (first, *rest):
@@ -278,7 +342,9 @@ class FeedPoller:
             from_cache=all(p.from_cache for p in (first, *rest)),
             version=hash(tuple(p.version for p in (first, *rest))),
             requests=sum(p.requests for p in (first, *rest)),
-            received_at=max((p.received_at for p in (first, *rest) if p.received_at is not None), default=None),
+            received_at=max(
+                (p.received_at for p in (first, *rest) if p.received_at is not None), default=None
+            ),
         )
 
 

@@ -63,7 +63,11 @@ def llama_pool_row(
         "stablecoin": False,
         "ilRisk": il_risk,
         "exposure": "multi" if "-" in symbol else "single",
-        "predictions": {"predictedClass": "Stable/Up", "predictedProbability": 71.0, "binnedConfidence": 2},
+        "predictions": {
+            "predictedClass": "Stable/Up",
+            "predictedProbability": 71.0,
+            "binnedConfidence": 2,
+        },
         "poolMeta": None,
         "mu": 5.1,
         "sigma": 0.42,
@@ -115,12 +119,17 @@ def aave_reserve(
     }
 
 
-def price_history(now: datetime, hours: int, sigma_annual: float, start: float = 2069.0, seed: int = 7) -> list[dict[str, Any]]:
+def price_history(
+    now: datetime, hours: int, sigma_annual: float, start: float = 2069.0, seed: int = 7
+) -> list[dict[str, Any]]:
     rng = np.random.default_rng(seed)
     step = sigma_annual / math.sqrt(24 * 365)
     logs = np.cumsum(np.concatenate(([0.0], rng.normal(0.0, step, hours))))
     return [
-        {"timestamp": int((now - timedelta(hours=hours - i)).timestamp()), "price": float(start * math.exp(v))}
+        {
+            "timestamp": int((now - timedelta(hours=hours - i)).timestamp()),
+            "price": float(start * math.exp(v)),
+        }
         for i, v in enumerate(logs)
     ]
 
@@ -153,7 +162,9 @@ class FakeFeeds:
                 "status": "success",
                 "data": [
                     {
-                        "timestamp": (now - timedelta(days=6 - d)).isoformat().replace("+00:00", "Z"),
+                        "timestamp": (now - timedelta(days=6 - d))
+                        .isoformat()
+                        .replace("+00:00", "Z"),
                         "tvlUsd": 300e6,
                         "apy": 4.4 + 0.1 * d,
                         "apyBase": 4.0 + 0.1 * d,
@@ -166,10 +177,17 @@ class FakeFeeds:
             },
             "/lido/v1/protocol/steth/apr/sma": {
                 "data": {
-                    "aprs": [{"timeUnix": ts - 86_400 * (6 - d) - 3600, "apr": 2.9 + 0.02 * d} for d in range(7)],
+                    "aprs": [
+                        {"timeUnix": ts - 86_400 * (6 - d) - 3600, "apr": 2.9 + 0.02 * d}
+                        for d in range(7)
+                    ],
                     "smaApr": 2.96,
                 },
-                "meta": {"symbol": "stETH", "address": "0xae7ab96520de3a18e5e111b5eaab095312d7fe84", "chainId": 1},
+                "meta": {
+                    "symbol": "stETH",
+                    "address": "0xae7ab96520de3a18e5e111b5eaab095312d7fe84",
+                    "chainId": 1,
+                },
             },
             "/lido/v2/request-time/calculate": {
                 "requestInfo": {
@@ -178,7 +196,9 @@ class FakeFeeds:
                     "type": "exitValidators",
                 },
                 "status": "calculated",
-                "nextCalculationAt": (now + timedelta(minutes=10)).isoformat().replace("+00:00", "Z"),
+                "nextCalculationAt": (now + timedelta(minutes=10))
+                .isoformat()
+                .replace("+00:00", "Z"),
             },
             "/aave/v3/ethereum/reserves": {
                 "reservesData": [aave_reserve(now)],
@@ -288,15 +308,27 @@ class FakeFeeds:
             price = self.coin_prices.get(key.lower())
             if price is not None:
                 decimals = 18 if key.lower().endswith((WETH, COMP)) else 6
-                out[key] = {"decimals": decimals, "symbol": "X", "price": price, "timestamp": ts, "confidence": 0.99}
+                out[key] = {
+                    "decimals": decimals,
+                    "symbol": "X",
+                    "price": price,
+                    "timestamp": ts,
+                    "confidence": 0.99,
+                }
         return {"coins": out}
 
     def coins_chart(self, keys: str, span: int) -> dict[str, Any]:
         out = {}
         for key in keys.split(","):
             if key.lower() in self.coin_prices:
-                out[key] = {"symbol": "WETH", "decimals": 18, "confidence": 0.99,
-                            "prices": price_history(self.now, span, self.sigma_annual, self.coin_prices[key.lower()])}
+                out[key] = {
+                    "symbol": "WETH",
+                    "decimals": 18,
+                    "confidence": 0.99,
+                    "prices": price_history(
+                        self.now, span, self.sigma_annual, self.coin_prices[key.lower()]
+                    ),
+                }
         return {"coins": out}
 
     def payload_for(self, path: str, query: dict[str, str]) -> Any:
@@ -306,7 +338,10 @@ class FakeFeeds:
             return self.coins_chart(path.rsplit("/", 1)[1], int(query.get("span", "168")))
         if path in self.payloads:
             return copy.deepcopy(self.payloads[path])
-        raise web.HTTPNotFound(text=json.dumps({"error": {"field": "path", "reason": f"no feed at {path}"}}), content_type="application/json")
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": {"field": "path", "reason": f"no feed at {path}"}}),
+            content_type="application/json",
+        )
 
     def _match(self, table: dict[str, Any], path: str) -> Any:
         for prefix, value in table.items():
@@ -323,7 +358,9 @@ class FakeFeeds:
         status = self._match(self.status, path)
         extra = self._match(self.headers, path) or {}
         if status:
-            return web.json_response({"error": {"field": None, "reason": "injected"}}, status=status, headers=extra)
+            return web.json_response(
+                {"error": {"field": None, "reason": "injected"}}, status=status, headers=extra
+            )
         raw = self._match(self.raw_body, path)
         if raw is not None:
             return web.Response(body=raw, content_type="application/json", headers=extra)

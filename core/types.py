@@ -32,7 +32,8 @@ class VenueCosts:
 
     deposit_usd: float = 0.0
     withdraw_usd: float = 0.0
-    fee_bps: float = 0.0  # proportional, charged on each deposit and each withdrawal (fees, slippage)
+    # proportional, charged on each deposit and each withdrawal (fees, slippage)
+    fee_bps: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +46,10 @@ class Venue:
     chain: str
     asset: str
     risk_score: float = 1.0  # 0 = cash-like, 10 = worst; the NAV-weighted average is budgeted
-    dependencies: tuple[str, ...] = ()  # underlying protocols besides `protocol` (stETH market -> "lido")
-    exit_days: float = 0.0  # days from asking for capital back to having it (unbonding, queues, bridges)
+    # underlying protocols besides `protocol` (stETH market -> "lido")
+    dependencies: tuple[str, ...] = ()
+    # days from asking for capital back to having it (unbonding, queues, bridges)
+    exit_days: float = 0.0
     costs: VenueCosts = field(default_factory=VenueCosts)
 
     @property
@@ -160,3 +163,36 @@ class Plan:
     cost_usd: float
     execute: bool
     reason: str  # why it executes or holds, e.g. "gain 120.5 > 1.5 x cost 40.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Directives:
+    """What the protocol-health guards and the operator impose on one decision, on top of the limits.
+
+    * ``freeze``: venues that may shrink but never grow (like a frozen snapshot);
+    * ``exit``: venues whose target is 0, executed whatever the benefit/cost gate says (still
+      through the independent checker), fastest exits first, queued exits started at once;
+    * ``no_new_deposits``: no venue may grow (pause new risk), withdrawals and exits still run;
+    * ``hold_all``: nothing moves at all this cycle (an operator's full pause).
+
+    ``reasons`` maps a venue id (or ``"*"`` for the whole portfolio) to why, for logs and the API.
+    """
+
+    freeze: frozenset[str] = frozenset()
+    exit: frozenset[str] = frozenset()
+    no_new_deposits: bool = False
+    hold_all: bool = False
+    reasons: Mapping[str, str] = field(default_factory=dict)
+
+    def merge(self, other: Directives) -> Directives:
+        """Both sets of constraints at once (the stricter of each)."""
+        return Directives(
+            freeze=self.freeze | other.freeze,
+            exit=self.exit | other.exit,
+            no_new_deposits=self.no_new_deposits or other.no_new_deposits,
+            hold_all=self.hold_all or other.hold_all,
+            reasons={**self.reasons, **other.reasons},
+        )
+
+
+NO_DIRECTIVES = Directives()

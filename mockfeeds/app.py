@@ -32,7 +32,9 @@ def error(field: str | None, reason: str, status: int = 422) -> web.Response:
 
 
 @web.middleware
-async def errors_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     try:
         return await handler(request)
     except MarketError as exc:
@@ -87,7 +89,10 @@ async def reply(
             await asyncio.sleep(rule.timeout_seconds)
             return error(None, "injected fault: timeout", 504)
         elif rule.mode == "http_5xx":
-            return web.json_response({"error": {"field": None, "reason": f"injected fault: {rule.status}"}}, status=rule.status)
+            return web.json_response(
+                {"error": {"field": None, "reason": f"injected fault: {rule.status}"}},
+                status=rule.status,
+            )
     text = json.dumps(body_obj, separators=(",", ":"), allow_nan=True)
     for rule in rules:
         if rule.mode == "malformed_json":
@@ -95,7 +100,9 @@ async def reply(
         elif rule.mode == "oversized":
             pad = max(0, rule.size_bytes - len(text) - 16)
             if text.startswith("{") and text.endswith("}"):
-                text = text[:-1] + (',' if len(text) > 2 else '') + '"_padding":"' + "x" * pad + '"}'
+                text = (
+                    text[:-1] + ("," if len(text) > 2 else "") + '"_padding":"' + "x" * pad + '"}'
+                )
             else:
                 text = '{"data":' + text + ',"_padding":"' + "x" * pad + '"}'
     return web.Response(text=text, status=status, content_type="application/json")
@@ -109,7 +116,10 @@ def _replace_rows(obj: Any, targets: set[int], fn: Callable[[dict[str, Any]], An
             return fn(obj)
         return {k: _replace_rows(v, targets, fn) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [fn(v) if isinstance(v, dict) and id(v) in targets else _replace_rows(v, targets, fn) for v in obj]
+        return [
+            fn(v) if isinstance(v, dict) and id(v) in targets else _replace_rows(v, targets, fn)
+            for v in obj
+        ]
     return obj
 
 
@@ -129,7 +139,14 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def _query_number(request: web.Request, name: str, default: float | None = None, *, lo: float = -math.inf, hi: float = math.inf) -> float:
+def _query_number(
+    request: web.Request,
+    name: str,
+    default: float | None = None,
+    *,
+    lo: float = -math.inf,
+    hi: float = math.inf,
+) -> float:
     raw = request.query.get(name)
     if raw is None:
         if default is None:
@@ -149,7 +166,13 @@ async def defillama_pools(request: web.Request) -> web.StreamResponse:
     m = _market(request)
     rows = m.defillama_rows()
     payload = {"status": "success", "data": [r for _, r in rows]}
-    return await reply(request, payload, venues=frozenset(m.by_id), rows=rows, cached_body=m.defillama_pools_bytes())
+    return await reply(
+        request,
+        payload,
+        venues=frozenset(m.by_id),
+        rows=rows,
+        cached_body=m.defillama_pools_bytes(),
+    )
 
 
 async def defillama_chart(request: web.Request) -> web.StreamResponse:
@@ -221,7 +244,13 @@ async def coins_current(request: web.Request) -> web.StreamResponse:
             continue
         chain, sym = ref
         tok = m.cfg.chains[chain].tokens[sym]
-        coins[key] = {"decimals": tok.decimals, "symbol": sym, "price": m.token_price(chain, sym), "timestamp": ts, "confidence": 0.99}
+        coins[key] = {
+            "decimals": tok.decimals,
+            "symbol": sym,
+            "price": m.token_price(chain, sym),
+            "timestamp": ts,
+            "confidence": 0.99,
+        }
         for vid in cv.get(m.coin_key(chain, sym), set()):
             venues.add(vid)
             rows.append((vid, coins[key]))
@@ -296,12 +325,18 @@ async def lido_request_time(request: web.Request) -> web.StreamResponse:
     now = m.state_time
     from protocols import lido as lido_math
 
-    wait = lido_math.withdrawal_wait_seconds(amount_eth, v.queue_eth, v.c.buffer_eth, v.next_report_after(now) - now, bunker=v.bunker)
+    wait = lido_math.withdrawal_wait_seconds(
+        amount_eth, v.queue_eth, v.c.buffer_eth, v.next_report_after(now) - now, bunker=v.bunker
+    )
     kind = "buffer" if v.queue_eth + amount_eth <= v.c.buffer_eth else "exitValidators"
     if v.bunker:
         kind = "bunker"
     payload = {
-        "requestInfo": {"finalizationIn": int(wait * 1000), "finalizationAt": iso(now + wait), "type": kind},
+        "requestInfo": {
+            "finalizationIn": int(wait * 1000),
+            "finalizationAt": iso(now + wait),
+            "type": kind,
+        },
         "status": "calculated",
         "nextCalculationAt": iso(now + 60),
     }
@@ -310,7 +345,11 @@ async def lido_request_time(request: web.Request) -> web.StreamResponse:
 
 # --- Aave --------------------------------------------------------------------------------------
 def _aave_venues(m: Market, market_name: str) -> list[LendingVenue]:
-    out = [v for v in m.venues if isinstance(v, LendingVenue) and not v.is_compound and v.c.market == market_name]
+    out = [
+        v
+        for v in m.venues
+        if isinstance(v, LendingVenue) and not v.is_compound and v.c.market == market_name
+    ]
     if not out:
         raise MarketError("market", f"unknown Aave market {market_name!r}", 404)
     return out
@@ -409,7 +448,10 @@ async def compound_comet(request: web.Request) -> web.StreamResponse:
         (
             x
             for x in m.venues
-            if isinstance(x, LendingVenue) and x.is_compound and x.chain == chain and (x.c.comet or "").lower() == comet
+            if isinstance(x, LendingVenue)
+            and x.is_compound
+            and x.chain == chain
+            and (x.c.comet or "").lower() == comet
         ),
         None,
     )
@@ -439,7 +481,9 @@ async def compound_comet(request: web.Request) -> web.StreamResponse:
         "borrowPerSecondInterestRateSlopeHigh": str(f(cv.borrow_slope_high)),
         "borrowPerSecondInterestRateBase": str(f(cv.borrow_base)),
         # COMP per second scaled by trackingIndexScale (1e15), from the decaying USD emission
-        "baseTrackingSupplySpeed": str(int(v.emission_usd_per_day(m.state_time) / 86_400.0 / inc.reward_price_usd * 1e15)),
+        "baseTrackingSupplySpeed": str(
+            int(v.emission_usd_per_day(m.state_time) / 86_400.0 / inc.reward_price_usd * 1e15)
+        ),
         "trackingIndexScale": "1000000000000000",
         "baseMinForRewards": str(1_000_000 * scale),
         "rewardTokenPriceUsd": inc.reward_price_usd,
@@ -468,7 +512,11 @@ def _route(m: Market, request: web.Request) -> tuple[str, str, int]:
         if tok is None:
             raise MarketError(field, f"{token} is not bridged on {chain}", 400)
         if given is not None and given.lower() != tok.address.lower():
-            raise MarketError(field, f"unsupported token {given} on chain {ids[origin_id if field == 'inputToken' else dest_id]}; route token is {tok.address}", 400)
+            raise MarketError(
+                field,
+                f"unsupported token {given} on chain {ids[origin_id if field == 'inputToken' else dest_id]}; route token is {tok.address}",
+                400,
+            )
     decimals = m.cfg.chains[origin].tokens[token].decimals
     return origin, dest, decimals
 
@@ -481,7 +529,11 @@ async def across_limits(request: web.Request) -> web.StreamResponse:
     m = _market(request)
     origin, dest, decimals = _route(m, request)
     rv = m.route_venue(origin, dest)
-    return await reply(request, _limits_body(m.route_limits_usd(origin, dest), decimals), venues=frozenset({rv.id} if rv else set()))
+    return await reply(
+        request,
+        _limits_body(m.route_limits_usd(origin, dest), decimals),
+        venues=frozenset({rv.id} if rv else set()),
+    )
 
 
 async def across_suggested_fees(request: web.Request) -> web.StreamResponse:
@@ -489,7 +541,9 @@ async def across_suggested_fees(request: web.Request) -> web.StreamResponse:
     origin, dest, decimals = _route(m, request)
     raw = request.query.get("amount")
     if raw is None or not raw.isdigit() or int(raw) <= 0:
-        raise MarketError("amount", "required: a positive integer in the input token's base units", 400)
+        raise MarketError(
+            "amount", "required: a positive integer in the input token's base units", 400
+        )
     units = int(raw)
     amount = units / 10**decimals
     lim = m.route_limits_usd(origin, dest)
@@ -498,15 +552,27 @@ async def across_suggested_fees(request: web.Request) -> web.StreamResponse:
     if amount > lim["maxDeposit"]:
         raise MarketError("amount", f"exceeds maxDeposit {lim['maxDeposit']}", 400)
     b = m.cfg.bridge
-    model = m.route_rate_model(origin, dest) or across.RateModel(b.rate_model.ubar, b.rate_model.r0, b.rate_model.r1, b.rate_model.r2)
+    model = m.route_rate_model(origin, dest) or across.RateModel(
+        b.rate_model.ubar, b.rate_model.r0, b.rate_model.r1, b.rate_model.r2
+    )
     liquid = b.hub_liquidity_usd * (1.0 - m.hub_u)
     utilized = b.hub_liquidity_usd * m.hub_u
     lp = across.lp_fee_pct(model, m.hub_u, across.utilization_after(liquid, utilized, amount))
-    cap = across.capital_fee_pct(amount, across.CapitalFeeConfig(b.capital_fee.lower_bound, b.capital_fee.upper_bound, b.capital_fee.cutoff))
+    cap = across.capital_fee_pct(
+        amount,
+        across.CapitalFeeConfig(
+            b.capital_fee.lower_bound, b.capital_fee.upper_bound, b.capital_fee.cutoff
+        ),
+    )
     gas_usd = m.cfg.chains[dest].fill_gas_usd
     gas = across.gas_fee_pct(gas_usd, amount)
     total = lp + cap + gas
-    fill = across.fill_time_seconds(amount, m.cfg.chains[origin].instant_fill_seconds, lim["maxDepositInstant"], lim["maxDepositShortDelay"])
+    fill = across.fill_time_seconds(
+        amount,
+        m.cfg.chains[origin].instant_fill_seconds,
+        lim["maxDepositInstant"],
+        lim["maxDepositShortDelay"],
+    )
 
     def fee(p: float) -> dict[str, str]:
         return {"pct": str(int(p * 1e18)), "total": str(int(p * units))}
@@ -570,11 +636,18 @@ async def earn_list(request: web.Request) -> web.StreamResponse:
                 },
             )
         )
-    return await reply(request, {"rows": [r for _, r in rows], "total": len(vs)}, venues=frozenset(v.id for v in page), rows=rows)
+    return await reply(
+        request,
+        {"rows": [r for _, r in rows], "total": len(vs)},
+        venues=frozenset(v.id for v in page),
+        rows=rows,
+    )
 
 
 # --- paper execution ------------------------------------------------------------------------
-async def _paper(request: web.Request, result: dict[str, Any], venues: frozenset[str] = frozenset()) -> web.StreamResponse:
+async def _paper(
+    request: web.Request, result: dict[str, Any], venues: frozenset[str] = frozenset()
+) -> web.StreamResponse:
     m = request.app[MARKET_KEY]
     m.save_if_dirty()  # a paper write is durable before it is acknowledged
     return await reply(request, result, venues=venues)
@@ -583,19 +656,28 @@ async def _paper(request: web.Request, result: dict[str, Any], venues: frozenset
 async def paper_deposit(request: web.Request) -> web.StreamResponse:
     m = _market(request)
     b = await _json_body(request)
-    return await _paper(request, m.deposit(b.get("venue"), b.get("amount_usd"), b.get("idempotency_key")))
+    return await _paper(
+        request, m.deposit(b.get("venue"), b.get("amount_usd"), b.get("idempotency_key"))
+    )
 
 
 async def paper_withdraw(request: web.Request) -> web.StreamResponse:
     m = _market(request)
     b = await _json_body(request)
-    return await _paper(request, m.withdraw(b.get("venue"), b.get("amount_usd"), b.get("idempotency_key")))
+    return await _paper(
+        request, m.withdraw(b.get("venue"), b.get("amount_usd"), b.get("idempotency_key"))
+    )
 
 
 async def paper_bridge(request: web.Request) -> web.StreamResponse:
     m = _market(request)
     b = await _json_body(request)
-    return await _paper(request, m.bridge(b.get("from_chain"), b.get("to_chain"), b.get("amount_usd"), b.get("idempotency_key")))
+    return await _paper(
+        request,
+        m.bridge(
+            b.get("from_chain"), b.get("to_chain"), b.get("amount_usd"), b.get("idempotency_key")
+        ),
+    )
 
 
 async def paper_transfer(request: web.Request) -> web.StreamResponse:
@@ -629,20 +711,38 @@ async def admin_clock(request: web.Request) -> web.Response:
     b = await _json_body(request)
     unknown = set(b) - {"advance_seconds", "time_scale"}
     if unknown:
-        raise MarketError(sorted(unknown)[0], "unknown field; allowed: advance_seconds, time_scale", 400)
+        raise MarketError(
+            sorted(unknown)[0], "unknown field; allowed: advance_seconds, time_scale", 400
+        )
     ticks = 0
     if "time_scale" in b:
         ts = b["time_scale"]
-        if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts) or ts < 0 or ts > 1e7:
+        if (
+            isinstance(ts, bool)
+            or not isinstance(ts, (int, float))
+            or not math.isfinite(ts)
+            or ts < 0
+            or ts > 1e7
+        ):
             raise MarketError("time_scale", "must be a number in [0, 1e7]")
         m.clock.set_time_scale(float(ts))
     if "advance_seconds" in b:
         adv = b["advance_seconds"]
-        if isinstance(adv, bool) or not isinstance(adv, (int, float)) or not math.isfinite(adv) or adv < 0 or adv > 400 * 86_400:
-            raise MarketError("advance_seconds", "must be a number in [0, 34560000] (400 simulated days)")
+        if (
+            isinstance(adv, bool)
+            or not isinstance(adv, (int, float))
+            or not math.isfinite(adv)
+            or adv < 0
+            or adv > 400 * 86_400
+        ):
+            raise MarketError(
+                "advance_seconds", "must be a number in [0, 34560000] (400 simulated days)"
+            )
         ticks = m.advance(float(adv))
     m.save_if_dirty()
-    return web.json_response({"sim_time": iso(m.state_time), "time_scale": m.clock.time_scale, "ticks": ticks})
+    return web.json_response(
+        {"sim_time": iso(m.state_time), "time_scale": m.clock.time_scale, "ticks": ticks}
+    )
 
 
 async def admin_scenarios_post(request: web.Request) -> web.Response:
@@ -654,7 +754,19 @@ async def admin_scenarios_post(request: web.Request) -> web.Response:
 
 async def admin_scenarios_get(request: web.Request) -> web.Response:
     m = _market(request)
-    return web.json_response({"scenarios": [m.scenario_public(s) for s in m.scenarios.values()], "names": ["rate_spike", "exploit", "depeg", "slashing", "bridge_halt", "liquidity_crunch"]})
+    return web.json_response(
+        {
+            "scenarios": [m.scenario_public(s) for s in m.scenarios.values()],
+            "names": [
+                "rate_spike",
+                "exploit",
+                "depeg",
+                "slashing",
+                "bridge_halt",
+                "liquidity_crunch",
+            ],
+        }
+    )
 
 
 async def admin_scenario_delete(request: web.Request) -> web.Response:
@@ -700,7 +812,9 @@ async def admin_save(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     m = request.app[MARKET_KEY]
-    return web.json_response({"status": "ok", "sim_time": iso(m.state_time), "venues": len(m.venues)})
+    return web.json_response(
+        {"status": "ok", "sim_time": iso(m.state_time), "venues": len(m.venues)}
+    )
 
 
 # --- lifecycle ----------------------------------------------------------------------------------
@@ -716,7 +830,7 @@ async def _ticker(app: web.Application) -> None:
             if loop.time() - last_save >= m.cfg.save_interval_seconds:
                 m.save_if_dirty()
                 last_save = loop.time()
-        except Exception:  # noqa: BLE001 - the ticker must outlive one bad save (e.g. disk full)
+        except Exception:
             await asyncio.sleep(1.0)
 
 

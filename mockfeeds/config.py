@@ -49,7 +49,8 @@ class ChainConfig(Strict):
     chain_id: Annotated[int, Field(gt=0)]
     defillama_name: str  # "Ethereum", "Arbitrum", ... as DefiLlama spells it
     fill_gas_usd: NonNeg = 0.05  # relayer gas for a fill on this chain (as destination)
-    instant_fill_seconds: NonNeg = 60.0  # typical fill time for deposits from this chain (as origin)
+    # typical fill time for deposits from this chain (as origin)
+    instant_fill_seconds: NonNeg = 60.0
     tokens: dict[str, TokenConfig] = Field(default_factory=dict)
 
 
@@ -115,8 +116,10 @@ class LendingConfig(Strict):
     comet: Address | None = None  # Compound v3 only
     underlying: Address
     decimals: Annotated[int, Field(ge=0, le=36)] = 6
-    strategy: str | dict[str, float] = "ethereum-usdc-2026-02"  # Aave preset name or explicit fields
-    comet_curve: dict[str, float] | None = None  # Compound v3: CometCurve fields; None = PRESET_CUSDCV3
+    # Aave preset name or explicit fields
+    strategy: str | dict[str, float] = "ethereum-usdc-2026-02"
+    # Compound v3: CometCurve fields; None = PRESET_CUSDCV3
+    comet_curve: dict[str, float] | None = None
     total_supply_usd: Pos
     utilization: Unit = 0.80
     utilization_mean: Unit = 0.80
@@ -124,7 +127,8 @@ class LendingConfig(Strict):
     reversion_per_day: Pos = 0.5
     shock_prob_per_day: NonNeg = 0.03
     shock_size: Unit = 0.06
-    supply_log_sigma: NonNeg = 0.05  # stationary log-std of the other suppliers' funds around their trend
+    # stationary log-std of the other suppliers' funds around their trend
+    supply_log_sigma: NonNeg = 0.05
     supply_reversion_per_day: Pos = 0.05
     supply_cap_tokens: NonNeg = 0.0  # whole tokens, 0 = no cap (Aave reports whole tokens)
     borrow_cap_tokens: NonNeg = 0.0
@@ -170,9 +174,14 @@ class LpConfig(Strict):
     volume_usd_1d: Pos = 120_000_000.0
     volume_sigma: NonNeg = 0.35  # log-std of a day's volume
     fee: Annotated[float, Field(ge=0, lt=0.1)] = 0.003
-    liquidity_log_sigma: NonNeg = 0.08  # stationary log-std of the other LPs' liquidity around its trend
+    # stationary log-std of the other LPs' liquidity around its trend
+    liquidity_log_sigma: NonNeg = 0.08
     liquidity_reversion_per_day: Pos = 0.05
-    incentives: IncentiveConfig = IncentiveConfig(reward_symbol="UNI", reward_address="0x1f9840a85d5af5bf1d1762f925bdaddc4201f984", reward_price_usd=8.0)
+    incentives: IncentiveConfig = IncentiveConfig(
+        reward_symbol="UNI",
+        reward_address="0x1f9840a85d5af5bf1d1762f925bdaddc4201f984",
+        reward_price_usd=8.0,
+    )
 
 
 class BridgeArbConfig(Strict):
@@ -181,7 +190,8 @@ class BridgeArbConfig(Strict):
     origin_chain: str
     destination_chain: str
     token: str = "USDC"
-    capacity_usd: Pos = 500_000.0  # C: size that closes the gap; the API's maxDepositInstant on this route
+    # C: size that closes the gap; the API's maxDepositInstant on this route
+    capacity_usd: Pos = 500_000.0
     round_trips_per_day: Pos = 2.0
     rate_model: RateModelConfig | None = None  # routeRateModel override (else the bridge's)
 
@@ -201,7 +211,8 @@ class VenueMarketConfig(Strict):
     chain: str
     asset: str
     risk_score: Annotated[float, Field(ge=0, le=10)] = 2.0
-    entry_fee_bps: Annotated[float, Field(ge=0, le=10_000)] | None = None  # None: the protocol's own
+    # None: the protocol's own
+    entry_fee_bps: Annotated[float, Field(ge=0, le=10_000)] | None = None
     defillama: DefiLlamaConfig = DefiLlamaConfig()
     lending: LendingConfig | None = None
     staking: StakingConfig | None = None
@@ -212,11 +223,20 @@ class VenueMarketConfig(Strict):
     @model_validator(mode="after")
     def _kind_section(self) -> VenueMarketConfig:
         if getattr(self, self.kind) is None:
-            raise ValueError(f"venue {self.id!r} of kind {self.kind} needs a `{self.kind}:` section")
+            raise ValueError(
+                f"venue {self.id!r} of kind {self.kind} needs a `{self.kind}:` section"
+            )
         for other in ("lending", "staking", "lp", "bridge_arb", "fixed"):
             if other != self.kind and getattr(self, other) is not None:
-                raise ValueError(f"venue {self.id!r} of kind {self.kind} must not have a `{other}:` section")
-        if self.kind == "lending" and self.protocol == "compound-v3" and self.lending and self.lending.comet is None:
+                raise ValueError(
+                    f"venue {self.id!r} of kind {self.kind} must not have a `{other}:` section"
+                )
+        if (
+            self.kind == "lending"
+            and self.protocol == "compound-v3"
+            and self.lending
+            and self.lending.comet is None
+        ):
             raise ValueError(f"venue {self.id!r}: compound-v3 needs lending.comet")
         return self
 
@@ -229,7 +249,15 @@ class FaultConfig(Strict):
     """A fault rule (see mockfeeds/faults.py): which requests it hits and what it does."""
 
     mode: Literal[
-        "latency", "http_5xx", "timeout", "malformed_json", "nan", "absurd", "stale", "schema_drift", "oversized"
+        "latency",
+        "http_5xx",
+        "timeout",
+        "malformed_json",
+        "nan",
+        "absurd",
+        "stale",
+        "schema_drift",
+        "oversized",
     ]
     venue: str | None = None
     path_prefix: str | None = None
@@ -268,7 +296,8 @@ class MarketConfig(Strict):
     time_scale: Annotated[float, Field(ge=0)] = 3600.0  # simulated seconds per wall-clock second
     tick_seconds: Pos = 900.0  # simulated step of the state processes
     start_time: datetime = datetime(2026, 2, 1, tzinfo=UTC)
-    history_days: Annotated[int, Field(ge=0, le=400)] = 30  # simulated before start_time (charts, SMA)
+    # simulated before start_time (charts, SMA)
+    history_days: Annotated[int, Field(ge=0, le=400)] = 30
     save_interval_seconds: Pos = 2.0  # wall seconds between periodic state saves
     eth_price: EthPriceConfig = EthPriceConfig()
     chains: dict[str, ChainConfig]
@@ -306,24 +335,42 @@ class MarketConfig(Strict):
             if v.lending is not None:
                 tok = self.chains[v.chain].tokens.get(v.asset)
                 if tok is None or tok.kind != "stable":
-                    raise ValueError(f"{where}.asset: lending venues take a stable token listed on chain {v.chain}, got {v.asset!r}")
-                key = (v.lending.market if v.protocol == "aave-v3" else f"{v.lending.market}/{v.lending.comet}", v.asset)
+                    raise ValueError(
+                        f"{where}.asset: lending venues take a stable token listed on chain {v.chain}, got {v.asset!r}"
+                    )
+                key = (
+                    v.lending.market
+                    if v.protocol == "aave-v3"
+                    else f"{v.lending.market}/{v.lending.comet}",
+                    v.asset,
+                )
                 if key in reserves:
-                    raise ValueError(f"{where}.asset: market {key[0]!r} already has a reserve {v.asset!r}")
+                    raise ValueError(
+                        f"{where}.asset: market {key[0]!r} already has a reserve {v.asset!r}"
+                    )
                 reserves.add(key)
             if v.lp is not None:
                 tokens = self.chains[v.chain].tokens
                 if v.lp.token1_symbol not in tokens or tokens[v.lp.token1_symbol].kind != "eth":
-                    raise ValueError(f"{where}.lp.token1_symbol: chain {v.chain} has no eth-kind token {v.lp.token1_symbol!r}")
+                    raise ValueError(
+                        f"{where}.lp.token1_symbol: chain {v.chain} has no eth-kind token {v.lp.token1_symbol!r}"
+                    )
                 if v.lp.token0_symbol not in tokens:
-                    raise ValueError(f"{where}.lp.token0_symbol: chain {v.chain} has no token {v.lp.token0_symbol!r}")
+                    raise ValueError(
+                        f"{where}.lp.token0_symbol: chain {v.chain} has no token {v.lp.token0_symbol!r}"
+                    )
             if v.bridge_arb is not None:
                 b = v.bridge_arb
-                for side, chain in (("origin_chain", b.origin_chain), ("destination_chain", b.destination_chain)):
+                for side, chain in (
+                    ("origin_chain", b.origin_chain),
+                    ("destination_chain", b.destination_chain),
+                ):
                     if chain not in self.chains:
                         raise ValueError(f"{where}.bridge_arb.{side}: unknown chain {chain!r}")
                     if b.token not in self.chains[chain].tokens:
-                        raise ValueError(f"{where}.bridge_arb.{side}: chain {chain} has no token {b.token!r}")
+                        raise ValueError(
+                            f"{where}.bridge_arb.{side}: chain {chain} has no token {b.token!r}"
+                        )
                 if b.origin_chain == b.destination_chain:
                     raise ValueError(f"{where}.bridge_arb: origin and destination must differ")
             if v.fixed is not None:
@@ -331,27 +378,42 @@ class MarketConfig(Strict):
                     raise ValueError(f"{where}.fixed.product_id: duplicate {v.fixed.product_id!r}")
                 products.add(v.fixed.product_id)
         if lido > 1:
-            raise ValueError("venues: at most one venue may use protocol lido (the /lido API serves one)")
+            raise ValueError(
+                "venues: at most one venue may use protocol lido (the /lido API serves one)"
+            )
         for i, f in enumerate(self.faults):
             if f.venue is not None and f.venue not in ids:
                 raise ValueError(f"faults.{i}.venue: unknown venue {f.venue!r}")
         kinds = {v.id: v.kind for v in self.venues}
-        needs_kind = {"rate_spike": "lending", "slashing": "staking", "exploit": None, "liquidity_crunch": None}
+        needs_kind = {
+            "rate_spike": "lending",
+            "slashing": "staking",
+            "exploit": None,
+            "liquidity_crunch": None,
+        }
         for i, sc in enumerate(self.scenarios):
             where = f"scenarios.{i}"
             if sc.name in needs_kind:
                 if sc.venue not in kinds:
-                    raise ValueError(f"{where}.venue: {sc.name} needs a known venue, got {sc.venue!r}")
+                    raise ValueError(
+                        f"{where}.venue: {sc.name} needs a known venue, got {sc.venue!r}"
+                    )
                 want = needs_kind[sc.name]
                 if want is not None and kinds[sc.venue] != want:
-                    raise ValueError(f"{where}.venue: {sc.name} applies to {want} venues, {sc.venue} is {kinds[sc.venue]}")
+                    raise ValueError(
+                        f"{where}.venue: {sc.name} applies to {want} venues, {sc.venue} is {kinds[sc.venue]}"
+                    )
             else:
                 if sc.chain not in self.chains:
-                    raise ValueError(f"{where}.chain: {sc.name} needs a known chain, got {sc.chain!r}")
+                    raise ValueError(
+                        f"{where}.chain: {sc.name} needs a known chain, got {sc.chain!r}"
+                    )
                 if sc.name == "depeg":
                     tok = self.chains[sc.chain].tokens.get(sc.token or "")
                     if tok is None or tok.kind != "stable":
-                        raise ValueError(f"{where}.token: chain {sc.chain} has no stable token {sc.token!r}")
+                        raise ValueError(
+                            f"{where}.token: chain {sc.chain} has no stable token {sc.token!r}"
+                        )
         return self
 
 

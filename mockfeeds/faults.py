@@ -35,11 +35,41 @@ MODES = REQUEST_MODES | VALUE_MODES
 #: fields that carry a rate, an amount or a price (what ``nan`` and ``absurd`` corrupt)
 VALUE_KEYS = frozenset(
     {
-        "tvlUsd", "apy", "apyBase", "apyReward", "apyBase7d", "apyMean30d", "volumeUsd1d", "volumeUsd7d", "mu", "sigma",
-        "price", "apr", "smaApr", "liquidityRate", "variableBorrowRate", "availableLiquidity", "totalScaledVariableDebt",
-        "liquidityIndex", "variableBorrowIndex", "supplyRate", "borrowRate", "totalSupply", "totalBorrow", "utilization",
-        "pct", "total", "latestAnnualPercentageRate", "emissionPerSecond", "minDeposit", "maxDeposit", "maxDepositInstant",
-        "maxDepositShortDelay", "recommendedDepositInstant", "finalizationIn", "priceInMarketReferenceCurrency",
+        "tvlUsd",
+        "apy",
+        "apyBase",
+        "apyReward",
+        "apyBase7d",
+        "apyMean30d",
+        "volumeUsd1d",
+        "volumeUsd7d",
+        "mu",
+        "sigma",
+        "price",
+        "apr",
+        "smaApr",
+        "liquidityRate",
+        "variableBorrowRate",
+        "availableLiquidity",
+        "totalScaledVariableDebt",
+        "liquidityIndex",
+        "variableBorrowIndex",
+        "supplyRate",
+        "borrowRate",
+        "totalSupply",
+        "totalBorrow",
+        "utilization",
+        "pct",
+        "total",
+        "latestAnnualPercentageRate",
+        "emissionPerSecond",
+        "minDeposit",
+        "maxDeposit",
+        "maxDepositInstant",
+        "maxDepositShortDelay",
+        "recommendedDepositInstant",
+        "finalizationIn",
+        "priceInMarketReferenceCurrency",
     }
 )
 NEGATE_KEYS = frozenset({"tvlUsd", "availableLiquidity", "totalSupply"})
@@ -149,7 +179,9 @@ def corrupt_absurd(obj: Any, factor: float) -> Any:
         if isinstance(v, str) and _numeric_string(v):
             n = float(v)
             big = abs(n) * factor if n else factor
-            return str(sign * int(big)) if "." not in v and "e" not in v.lower() else str(sign * big)
+            return (
+                str(sign * int(big)) if "." not in v and "e" not in v.lower() else str(sign * big)
+            )
         return v
 
     return _map_values(obj, fn)

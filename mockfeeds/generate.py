@@ -38,9 +38,33 @@ CHAINS: list[tuple[str, int, str, float, float]] = [
     ("sonic", 146, "Sonic", 0.02, 10),
 ]
 STABLES = ["USDC", "USDT", "DAI", "USDE", "FRAX", "LUSD", "GHO", "PYUSD", "USDS", "CRVUSD"]
-LST_PROTOCOLS = ["rocket-pool", "stakewise-v3", "frax-ether", "coinbase-wrapped-staked-eth", "binance-staked-eth", "mantle-staked-eth", "swell-liquid-staking", "stader", "ether.fi-stake", "kelp"]
-DEX_PROTOCOLS = ["uniswap-v2", "sushiswap", "pancakeswap-amm", "quickswap-dex", "camelot-v2", "aerodrome-v1"]
-KIND_SHARES = [("lending", 0.40), ("lp", 0.25), ("staking", 0.10), ("bridge_arb", 0.15), ("fixed", 0.10)]
+LST_PROTOCOLS = [
+    "rocket-pool",
+    "stakewise-v3",
+    "frax-ether",
+    "coinbase-wrapped-staked-eth",
+    "binance-staked-eth",
+    "mantle-staked-eth",
+    "swell-liquid-staking",
+    "stader",
+    "ether.fi-stake",
+    "kelp",
+]
+DEX_PROTOCOLS = [
+    "uniswap-v2",
+    "sushiswap",
+    "pancakeswap-amm",
+    "quickswap-dex",
+    "camelot-v2",
+    "aerodrome-v1",
+]
+KIND_SHARES = [
+    ("lending", 0.40),
+    ("lp", 0.25),
+    ("staking", 0.10),
+    ("bridge_arb", 0.15),
+    ("fixed", 0.10),
+]
 
 # real addresses where they exist (the default market's chains)
 REAL_TOKENS: dict[tuple[str, str], str] = {
@@ -88,9 +112,27 @@ def generate_market(n_venues: int, seed: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     chains: dict[str, Any] = {}
     for name, cid, llama, gas, fill in CHAINS:
-        tokens: dict[str, Any] = {s: {"address": _token(name, s), "decimals": 6 if s in ("USDC", "USDT", "PYUSD") else 18, "kind": "stable"} for s in STABLES}
-        tokens["WETH"] = {"address": _token(name, "WETH"), "decimals": 18, "kind": "eth", "deviation_sigma_bps": 3}
-        chains[name] = {"chain_id": cid, "defillama_name": llama, "fill_gas_usd": gas, "instant_fill_seconds": fill, "tokens": tokens}
+        tokens: dict[str, Any] = {
+            s: {
+                "address": _token(name, s),
+                "decimals": 6 if s in ("USDC", "USDT", "PYUSD") else 18,
+                "kind": "stable",
+            }
+            for s in STABLES
+        }
+        tokens["WETH"] = {
+            "address": _token(name, "WETH"),
+            "decimals": 18,
+            "kind": "eth",
+            "deviation_sigma_bps": 3,
+        }
+        chains[name] = {
+            "chain_id": cid,
+            "defillama_name": llama,
+            "fill_gas_usd": gas,
+            "instant_fill_seconds": fill,
+            "tokens": tokens,
+        }
     names = [c[0] for c in CHAINS]
     counts = _counts(n_venues)
     venues: list[dict[str, Any]] = []
@@ -115,12 +157,30 @@ def generate_market(n_venues: int, seed: int) -> dict[str, Any]:
             "utilization": (um := u(0.6, 0.9)),
             "utilization_mean": um,
             "utilization_sigma": u(0.02, 0.06),
-            "incentives": {"usd_per_day": float(rng.choice([0.0, 0.0, u(100, 5000)])), "half_life_days": u(30, 180)},
+            "incentives": {
+                "usd_per_day": float(rng.choice([0.0, 0.0, u(100, 5000)])),
+                "half_life_days": u(30, 180),
+            },
         }
         if compound:
             lending["comet"] = _addr("comet", market, sym)
-            lending["incentives"] = {**lending["incentives"], "reward_symbol": "COMP", "reward_address": "0xc00e94cb662c3520282e6f5717214004a7f26888", "reward_price_usd": 45.0}
-        venues.append({"id": vid, "kind": "lending", "protocol": proto, "chain": chain, "asset": sym, "risk_score": round(u(1.5, 4.0), 1), "lending": lending})
+            lending["incentives"] = {
+                **lending["incentives"],
+                "reward_symbol": "COMP",
+                "reward_address": "0xc00e94cb662c3520282e6f5717214004a7f26888",
+                "reward_price_usd": 45.0,
+            }
+        venues.append(
+            {
+                "id": vid,
+                "kind": "lending",
+                "protocol": proto,
+                "chain": chain,
+                "asset": sym,
+                "risk_score": round(u(1.5, 4.0), 1),
+                "lending": lending,
+            }
+        )
     for i in range(counts["lp"]):
         chain = names[i % len(names)]
         sym = STABLES[(i // len(names)) % len(STABLES)]
@@ -136,12 +196,33 @@ def generate_market(n_venues: int, seed: int) -> dict[str, Any]:
                 "chain": chain,
                 "asset": f"{sym}-WETH",
                 "risk_score": round(u(4.0, 7.0), 1),
-                "lp": {"pair_address": _addr("pair", vid), "token0_symbol": sym, "token1_symbol": "WETH", "tvl_usd": tvl, "volume_usd_1d": tvl * u(0.02, 0.3)},
+                "lp": {
+                    "pair_address": _addr("pair", vid),
+                    "token0_symbol": sym,
+                    "token1_symbol": "WETH",
+                    "tvl_usd": tvl,
+                    "volume_usd_1d": tvl * u(0.02, 0.3),
+                },
             }
         )
     for i in range(counts["staking"]):
         if i == 0:
-            venues.append({"id": "lido-steth", "kind": "staking", "protocol": "lido", "chain": "ethereum", "asset": "stETH", "risk_score": 2.0, "defillama": {"pool": "747c1d2a-c668-4682-b9f9-296708a3dd90", "project": "lido", "symbol": "STETH"}, "staking": {}})
+            venues.append(
+                {
+                    "id": "lido-steth",
+                    "kind": "staking",
+                    "protocol": "lido",
+                    "chain": "ethereum",
+                    "asset": "stETH",
+                    "risk_score": 2.0,
+                    "defillama": {
+                        "pool": "747c1d2a-c668-4682-b9f9-296708a3dd90",
+                        "project": "lido",
+                        "symbol": "STETH",
+                    },
+                    "staking": {},
+                }
+            )
             continue
         proto = LST_PROTOCOLS[i % len(LST_PROTOCOLS)]
         chain = names[(i // len(LST_PROTOCOLS)) % len(names)]
@@ -155,7 +236,12 @@ def generate_market(n_venues: int, seed: int) -> dict[str, Any]:
                 "chain": chain,
                 "asset": "ETH",
                 "risk_score": round(u(2.5, 5.0), 1),
-                "staking": {"total_pooled_eth": float(10 ** u(4.0, 6.0)), "protocol_apr": apr, "protocol_apr_mean": apr, "token_address": _addr("lst", vid)},
+                "staking": {
+                    "total_pooled_eth": float(10 ** u(4.0, 6.0)),
+                    "protocol_apr": apr,
+                    "protocol_apr_mean": apr,
+                    "token_address": _addr("lst", vid),
+                },
             }
         )
     routes = [(a, b) for a in names for b in names if a != b]
@@ -171,14 +257,22 @@ def generate_market(n_venues: int, seed: int) -> dict[str, Any]:
                 "chain": a,
                 "asset": "USDC",
                 "risk_score": 3.0,
-                "defillama": {"project": "across", "symbol": "USDC", "pool_meta": f"arb route {a}->{b}"},
+                "defillama": {
+                    "project": "across",
+                    "symbol": "USDC",
+                    "pool_meta": f"arb route {a}->{b}",
+                },
                 "bridge_arb": {
                     "origin_chain": a,
                     "destination_chain": b,
                     "capacity_usd": float(round(10 ** u(5.0, 6.3), -3)),
                     "round_trips_per_day": round(u(1.0, 4.0), 2),
                     # routeRateModel: L2->L2 routes charge ~no LP fee below the kink (protocol_math §5.1)
-                    **({"rate_model": {"ubar": 0.75, "r0": 0.0, "r1": 0.0, "r2": 0.6}} if "ethereum" not in (a, b) else {}),
+                    **(
+                        {"rate_model": {"ubar": 0.75, "r0": 0.0, "r1": 0.0, "r2": 0.6}}
+                        if "ethereum" not in (a, b)
+                        else {}
+                    ),
                 },
             }
         )
@@ -193,8 +287,17 @@ def generate_market(n_venues: int, seed: int) -> dict[str, Any]:
                 "chain": "ethereum",
                 "asset": sym,
                 "risk_score": 5.0,
-                "defillama": {"project": "binance-earn", "symbol": sym, "pool_meta": f"Simple Earn flexible {pid}"},
-                "fixed": {"product_id": pid, "apr": round(u(0.02, 0.08), 4), "redemption_delay_seconds": 86400.0, "quota_usd": float(round(10 ** u(6.0, 8.0), -3))},
+                "defillama": {
+                    "project": "binance-earn",
+                    "symbol": sym,
+                    "pool_meta": f"Simple Earn flexible {pid}",
+                },
+                "fixed": {
+                    "product_id": pid,
+                    "apr": round(u(0.02, 0.08), 4),
+                    "redemption_delay_seconds": 86400.0,
+                    "quota_usd": float(round(10 ** u(6.0, 8.0), -3)),
+                },
             }
         )
     return {
@@ -211,7 +314,10 @@ def generate_market(n_venues: int, seed: int) -> dict[str, Any]:
 
 def _chain_costs(chain_gas_usd: float) -> dict[str, float]:
     # a supply/withdraw costs ~ 150k gas; the relayer fill (~ 100k gas) prices gas per chain
-    return {"deposit_usd": round(chain_gas_usd * 1.5, 4), "withdraw_usd": round(chain_gas_usd * 1.5, 4)}
+    return {
+        "deposit_usd": round(chain_gas_usd * 1.5, 4),
+        "withdraw_usd": round(chain_gas_usd * 1.5, 4),
+    }
 
 
 def daemon_venues(market_cfg: dict[str, Any]) -> list[dict[str, Any]]:
@@ -247,7 +353,10 @@ def daemon_venues(market_cfg: dict[str, Any]) -> list[dict[str, Any]]:
             lp = v.lp
             assert lp is not None
             weth = chain.tokens[lp.token1_symbol].address
-            feed = {"adapter": "defillama", "params": {"pool": v.pool_uuid, "price_coin": f"{v.chain}:{weth}", "fee": lp.fee}}
+            feed = {
+                "adapter": "defillama",
+                "params": {"pool": v.pool_uuid, "price_coin": f"{v.chain}:{weth}", "fee": lp.fee},
+            }
             costs["fee_bps"] = lp.fee * 10_000 / 2  # half the deposit is swapped at the pool fee
         elif v.kind == "bridge_arb":
             b = v.bridge_arb
@@ -272,7 +381,10 @@ def daemon_venues(market_cfg: dict[str, Any]) -> list[dict[str, Any]]:
         else:
             fc = v.fixed
             assert fc is not None
-            feed = {"adapter": "fixed", "params": {"product_id": fc.product_id, "quota_usd": fc.quota_usd}}
+            feed = {
+                "adapter": "fixed",
+                "params": {"product_id": fc.product_id, "quota_usd": fc.quota_usd},
+            }
             exit_days = fc.redemption_delay_seconds / 86_400.0
             costs = {"deposit_usd": 1.0, "withdraw_usd": 1.0}
         d = {
@@ -304,7 +416,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--venues", type=int, default=1000)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--daemon-venues", action="store_true", help="print the daemon's venues: block instead")
+    p.add_argument(
+        "--daemon-venues", action="store_true", help="print the daemon's venues: block instead"
+    )
     a = p.parse_args(argv)
     market = generate_market(a.venues, a.seed)
     out = {"venues": daemon_venues(market)} if a.daemon_venues else market

@@ -32,7 +32,19 @@ import numpy as np
 
 from mockfeeds.config import MarketConfig, parse_market_config
 from mockfeeds.faults import FaultRule
-from mockfeeds.venues import DAY, N_NORMALS, SPY, BridgeArbVenue, LendingVenue, LpVenue, StakingVenue, VenueModel, build_venue, jump_happens, ou_step
+from mockfeeds.venues import (
+    DAY,
+    N_NORMALS,
+    SPY,
+    BridgeArbVenue,
+    LendingVenue,
+    LpVenue,
+    StakingVenue,
+    VenueModel,
+    build_venue,
+    jump_happens,
+    ou_step,
+)
 from protocols import across, lido
 
 STATE_VERSION = 1
@@ -41,7 +53,8 @@ Q6 = Decimal("0.000001")
 Q18 = Decimal("1e-18")
 HISTORY_MAX_DAYS = 400
 PRICE_HISTORY_HOURS = 24 * 30
-RETENTION_SECONDS = 30 * 86_400.0  # idempotency keys, settled withdrawals and transfers are kept this long
+# idempotency keys, settled withdrawals and transfers are kept this long
+RETENTION_SECONDS = 30 * 86_400.0
 
 SCENARIOS = ("rate_spike", "exploit", "depeg", "slashing", "bridge_halt", "liquidity_crunch")
 
@@ -76,7 +89,9 @@ class SimClock:
     (tests and backtests then move it with :meth:`advance`).
     """
 
-    def __init__(self, sim_start: float, time_scale: float, wall: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self, sim_start: float, time_scale: float, wall: Callable[[], float] | None = None
+    ) -> None:
         if not math.isfinite(time_scale) or time_scale < 0:
             raise ValueError(f"time_scale must be a finite number >= 0, got {time_scale!r}")
         self._wall = wall or time.monotonic
@@ -123,7 +138,9 @@ class Market:
         self.by_pool: dict[str, str] = {v.pool_uuid: v.id for v in cfg.venues}
         self.rng = np.random.Generator(np.random.PCG64(cfg.seed))
         self.fault_rng = np.random.Generator(np.random.PCG64(cfg.seed + 1))
-        self.tokens: list[tuple[str, str]] = [(c, s) for c, ch in cfg.chains.items() for s in ch.tokens]
+        self.tokens: list[tuple[str, str]] = [
+            (c, s) for c, ch in cfg.chains.items() for s in ch.tokens
+        ]
         self.basis_bps: dict[str, float] = {f"{c}:{s}": 0.0 for c, s in self.tokens}
         self.marks: dict[str, float] = {}  # "chain:symbol" -> depeg mark (scenario)
         self.eth_usd = cfg.eth_price.initial_usd
@@ -136,8 +153,12 @@ class Market:
         self.faults: dict[str, FaultRule] = {}
         self.halted_chains: dict[str, float] = {}  # chain -> halt end (sim time)
         self.scheduled_started: list[int] = []  # indices of cfg.scenarios already started
-        self.history: dict[str, deque[dict[str, Any]]] = {v.id: deque(maxlen=HISTORY_MAX_DAYS) for v in self.venues}
-        self.price_history: dict[str, deque[list[float]]] = {f"{c}:{s}": deque(maxlen=PRICE_HISTORY_HOURS) for c, s in self.tokens}
+        self.history: dict[str, deque[dict[str, Any]]] = {
+            v.id: deque(maxlen=HISTORY_MAX_DAYS) for v in self.venues
+        }
+        self.price_history: dict[str, deque[list[float]]] = {
+            f"{c}:{s}": deque(maxlen=PRICE_HISTORY_HOURS) for c, s in self.tokens
+        }
         self.state_time = self.epoch0
         self.ticks = 0
         self.version = 0
@@ -153,7 +174,9 @@ class Market:
                 saved = json.loads(self.state_path.read_text(encoding="utf-8"))
                 self._load(saved)
             except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f"state file {self.state_path}: cannot resume from it ({exc}); move it away to start a new world") from exc
+                raise ValueError(
+                    f"state file {self.state_path}: cannot resume from it ({exc}); move it away to start a new world"
+                ) from exc
             loaded = True
         if not loaded:
             self._warm_up()
@@ -207,22 +230,44 @@ class Market:
     def coin_key(self, chain: str, symbol: str) -> str:
         return f"{chain}:{self.cfg.chains[chain].tokens[symbol].address.lower()}"
 
-    def bridge_fee_pct(self, amount_usd: float, rate_model: across.RateModel | None = None, *, include_gas: bool, to_chain: str | None = None) -> float:
+    def bridge_fee_pct(
+        self,
+        amount_usd: float,
+        rate_model: across.RateModel | None = None,
+        *,
+        include_gas: bool,
+        to_chain: str | None = None,
+    ) -> float:
         """Across ``totalRelayFee.pct`` for ``amount_usd`` (LP fee over the hub utilization move + capital fee
         [+ destination gas])."""
         b = self.cfg.bridge
-        model = rate_model or across.RateModel(b.rate_model.ubar, b.rate_model.r0, b.rate_model.r1, b.rate_model.r2)
+        model = rate_model or across.RateModel(
+            b.rate_model.ubar, b.rate_model.r0, b.rate_model.r1, b.rate_model.r2
+        )
         liquid = b.hub_liquidity_usd * (1.0 - self.hub_u)
         utilized = b.hub_liquidity_usd * self.hub_u
         u1 = across.utilization_after(liquid, utilized, amount_usd)
         lp = across.lp_fee_pct(model, self.hub_u, u1)
-        cap = across.capital_fee_pct(amount_usd, across.CapitalFeeConfig(b.capital_fee.lower_bound, b.capital_fee.upper_bound, b.capital_fee.cutoff))
-        gas = across.gas_fee_pct(self.cfg.chains[to_chain].fill_gas_usd, amount_usd) if include_gas and to_chain else 0.0
+        cap = across.capital_fee_pct(
+            amount_usd,
+            across.CapitalFeeConfig(
+                b.capital_fee.lower_bound, b.capital_fee.upper_bound, b.capital_fee.cutoff
+            ),
+        )
+        gas = (
+            across.gas_fee_pct(self.cfg.chains[to_chain].fill_gas_usd, amount_usd)
+            if include_gas and to_chain
+            else 0.0
+        )
         return lp + cap + gas
 
     def route_venue(self, from_chain: str, to_chain: str) -> BridgeArbVenue | None:
         for v in self.venues:
-            if isinstance(v, BridgeArbVenue) and v.c.origin_chain == from_chain and v.c.destination_chain == to_chain:
+            if (
+                isinstance(v, BridgeArbVenue)
+                and v.c.origin_chain == from_chain
+                and v.c.destination_chain == to_chain
+            ):
                 return v
         return None
 
@@ -230,10 +275,26 @@ class Market:
         """Across ``/limits`` for a route in USD. An arb venue's route reports its capacity as
         ``maxDepositInstant`` (what relayers fill at once); a halted route reports zeros."""
         b = self.cfg.bridge
-        if max(self.halted_chains.get(from_chain, 0.0), self.halted_chains.get(to_chain, 0.0)) > self.state_time:
-            return dict.fromkeys(("minDeposit", "maxDeposit", "maxDepositInstant", "maxDepositShortDelay", "recommendedDepositInstant"), 0.0)
+        if (
+            max(self.halted_chains.get(from_chain, 0.0), self.halted_chains.get(to_chain, 0.0))
+            > self.state_time
+        ):
+            return dict.fromkeys(
+                (
+                    "minDeposit",
+                    "maxDeposit",
+                    "maxDepositInstant",
+                    "maxDepositShortDelay",
+                    "recommendedDepositInstant",
+                ),
+                0.0,
+            )
         rv = self.route_venue(from_chain, to_chain)
-        instant = min(rv.c.capacity_usd, b.max_deposit_instant_usd) if rv is not None else b.max_deposit_instant_usd
+        instant = (
+            min(rv.c.capacity_usd, b.max_deposit_instant_usd)
+            if rv is not None
+            else b.max_deposit_instant_usd
+        )
         short = max(b.max_deposit_short_delay_usd, instant)
         return {
             "minDeposit": b.min_deposit_usd,
@@ -275,21 +336,35 @@ class Market:
         dd, dty = h / DAY, h / SPY
         for k in range(n_sub):
             z = self.rng.standard_normal(1 + 3 * len(self.tokens)).tolist()
-            self.eth_usd *= math.exp((ep.drift_annual - 0.5 * ep.sigma_annual**2) * dty + ep.sigma_annual * math.sqrt(dty) * z[0])
+            self.eth_usd *= math.exp(
+                (ep.drift_annual - 0.5 * ep.sigma_annual**2) * dty
+                + ep.sigma_annual * math.sqrt(dty) * z[0]
+            )
             for i, (chain, sym) in enumerate(self.tokens):
                 tok = self.cfg.chains[chain].tokens[sym]
                 if tok.kind == "fixed":
                     continue
                 key = f"{chain}:{sym}"
-                x = ou_step(self.basis_bps[key], 0.0, tok.deviation_sigma_bps, tok.reversion_per_day, dd, z[1 + 3 * i])
-                if jump_happens(tok.spike_prob_per_day, dd, 0.5 * math.erfc(-z[2 + 3 * i] / math.sqrt(2.0))):
+                x = ou_step(
+                    self.basis_bps[key],
+                    0.0,
+                    tok.deviation_sigma_bps,
+                    tok.reversion_per_day,
+                    dd,
+                    z[1 + 3 * i],
+                )
+                if jump_happens(
+                    tok.spike_prob_per_day, dd, 0.5 * math.erfc(-z[2 + 3 * i] / math.sqrt(2.0))
+                ):
                     x += tok.spike_bps if z[3 + 3 * i] >= 0 else -tok.spike_bps
                 self.basis_bps[key] = x
             t0, t1 = t + k * h, t + (k + 1) * h
             if math.floor(t1 / 3600 + 1e-9) != math.floor(t0 / 3600 + 1e-9):
                 hour = math.floor(t1 / 3600 + 1e-9) * 3600
                 for chain, sym in self.tokens:
-                    self.price_history[f"{chain}:{sym}"].append([hour, self.token_price(chain, sym)])
+                    self.price_history[f"{chain}:{sym}"].append(
+                        [hour, self.token_price(chain, sym)]
+                    )
 
     def _step(self, dt: float) -> None:
         t = self.state_time
@@ -297,7 +372,20 @@ class Market:
         self._step_prices(t, dt)
         z = self.rng.standard_normal(1 + N_NORMALS * len(self.venues)).tolist()
         b = self.cfg.bridge
-        self.hub_u = min(max(ou_step(self.hub_u, b.utilization, b.utilization_sigma, b.utilization_reversion_per_day, dd, z[0]), 0.0), 0.99)
+        self.hub_u = min(
+            max(
+                ou_step(
+                    self.hub_u,
+                    b.utilization,
+                    b.utilization_sigma,
+                    b.utilization_reversion_per_day,
+                    dd,
+                    z[0],
+                ),
+                0.0,
+            ),
+            0.99,
+        )
         off = 1
         for j, v in enumerate(self.venues):
             zs = z[off + N_NORMALS * j : off + N_NORMALS * (j + 1)]
@@ -322,9 +410,19 @@ class Market:
         """Forget idempotency records, settled withdrawals and filled transfers older than
         ``RETENTION_SECONDS`` of simulated time, so a long run's state file stays small."""
         horizon = self.state_time - RETENTION_SECONDS
-        self.idempotency = {k: r for k, r in self.idempotency.items() if r.get("at", self.state_time) >= horizon}
-        self.withdrawals = {k: w for k, w in self.withdrawals.items() if w["status"] == "pending" or w["settles_at_ts"] >= horizon}
-        self.transfers = {k: t for k, t in self.transfers.items() if t["status"] == "in_flight" or t["arrives_at_ts"] >= horizon}
+        self.idempotency = {
+            k: r for k, r in self.idempotency.items() if r.get("at", self.state_time) >= horizon
+        }
+        self.withdrawals = {
+            k: w
+            for k, w in self.withdrawals.items()
+            if w["status"] == "pending" or w["settles_at_ts"] >= horizon
+        }
+        self.transfers = {
+            k: t
+            for k, t in self.transfers.items()
+            if t["status"] == "in_flight" or t["arrives_at_ts"] >= horizon
+        }
 
     def _settle(self) -> None:
         now = self.state_time
@@ -339,7 +437,10 @@ class Market:
         for tr in self.transfers.values():
             if tr["status"] != "in_flight":
                 continue
-            halt_end = max(self.halted_chains.get(tr["from_chain"], 0.0), self.halted_chains.get(tr["to_chain"], 0.0))
+            halt_end = max(
+                self.halted_chains.get(tr["from_chain"], 0.0),
+                self.halted_chains.get(tr["to_chain"], 0.0),
+            )
             if halt_end > now:
                 tr["arrives_at_ts"] = max(tr["arrives_at_ts"], halt_end)
                 tr["arrives_at"] = iso(tr["arrives_at_ts"])
@@ -361,7 +462,9 @@ class Market:
 
     def venue(self, venue_id: Any, field: str = "venue") -> VenueModel:
         if not isinstance(venue_id, str) or venue_id not in self.by_id:
-            raise MarketError(field, f"unknown venue {venue_id!r}", 404 if field == "venue_path" else 422)
+            raise MarketError(
+                field, f"unknown venue {venue_id!r}", 404 if field == "venue_path" else 422
+            )
         return self.by_id[venue_id]
 
     # --- paper execution -------------------------------------------------------------------------
@@ -372,11 +475,22 @@ class Market:
         if rec is None:
             return None
         if rec["op"] != op or rec["fingerprint"] != fingerprint:
-            raise MarketError("idempotency_key", f"already used for a different request ({rec['op']} {rec['fingerprint']})", 409)
+            raise MarketError(
+                "idempotency_key",
+                f"already used for a different request ({rec['op']} {rec['fingerprint']})",
+                409,
+            )
         return rec["response"]
 
-    def _remember(self, key: str, op: str, fingerprint: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
-        self.idempotency[key] = {"op": op, "fingerprint": fingerprint, "response": response, "at": self.state_time}
+    def _remember(
+        self, key: str, op: str, fingerprint: dict[str, Any], response: dict[str, Any]
+    ) -> dict[str, Any]:
+        self.idempotency[key] = {
+            "op": op,
+            "fingerprint": fingerprint,
+            "response": response,
+            "at": self.state_time,
+        }
         self.version += 1
         self.dirty = True
         return response
@@ -385,7 +499,7 @@ class Market:
     def parse_amount(raw: Any, field: str = "amount_usd") -> Decimal:
         """A positive USD decimal string with at most 6 decimals -> Decimal (MarketError otherwise)."""
         if not isinstance(raw, str):
-            raise MarketError(field, "must be a decimal string, e.g. \"1000.000000\"")
+            raise MarketError(field, 'must be a decimal string, e.g. "1000.000000"')
         try:
             d = Decimal(raw.strip())
         except ArithmeticError:
@@ -417,7 +531,9 @@ class Market:
             fc = v.cfg.fixed
             assert fc is not None
             if float(amount) < fc.min_purchase_usd:
-                raise MarketError("amount_usd", f"below the product's minimum purchase {fc.min_purchase_usd}")
+                raise MarketError(
+                    "amount_usd", f"below the product's minimum purchase {fc.min_purchase_usd}"
+                )
         limit = v.deposit_limit_usd(self)
         if float(amount) > limit:
             raise MarketError("amount_usd", f"exceeds the venue's remaining capacity {limit:.6f}")
@@ -453,9 +569,13 @@ class Market:
             return prior
         v = self.venue(venue_id)
         if v.paused:
-            raise MarketError("venue", f"venue {v.id} is paused (exploit scenario); withdrawals are refused")
+            raise MarketError(
+                "venue", f"venue {v.id} is paused (exploit scenario); withdrawals are refused"
+            )
         if v.halted:
-            raise MarketError("venue", f"venue {v.id} is halted (bridge halt scenario); inventory is stuck")
+            raise MarketError(
+                "venue", f"venue {v.id} is halted (bridge halt scenario); inventory is stuck"
+            )
         pos = self.position_usd_dec(v.id)
         if amount > pos:
             raise MarketError("amount_usd", f"exceeds position {usd_str(pos)}")
@@ -503,7 +623,9 @@ class Market:
             resp.update(status="completed", withdrawal_id=None, settles_at=iso(self.state_time))
         return self._remember(idempotency_key, "withdraw", fp, resp)
 
-    def bridge(self, from_chain: Any, to_chain: Any, amount_usd: Any, idempotency_key: Any) -> dict[str, Any]:
+    def bridge(
+        self, from_chain: Any, to_chain: Any, amount_usd: Any, idempotency_key: Any
+    ) -> dict[str, Any]:
         """Bridge the accounting token between chains through Across: fee = LP + capital + gas,
         arrival after the fill time (delayed while a bridge halt covers either chain)."""
         self.sync()
@@ -514,25 +636,38 @@ class Market:
             return self.transfer(prior["transfer_id"])
         for field, chain in (("from_chain", from_chain), ("to_chain", to_chain)):
             if not isinstance(chain, str) or chain not in self.cfg.chains:
-                raise MarketError(field, f"unknown chain {chain!r}; known: {sorted(self.cfg.chains)}")
+                raise MarketError(
+                    field, f"unknown chain {chain!r}; known: {sorted(self.cfg.chains)}"
+                )
             if self.cfg.bridge.token not in self.cfg.chains[chain].tokens:
                 raise MarketError(field, f"chain {chain} has no {self.cfg.bridge.token}")
             if self.halted_chains.get(chain, 0.0) > self.state_time:
-                raise MarketError(field, f"bridging on {chain} is halted until {iso(self.halted_chains[chain])}")
+                raise MarketError(
+                    field, f"bridging on {chain} is halted until {iso(self.halted_chains[chain])}"
+                )
         if from_chain == to_chain:
             raise MarketError("to_chain", "must differ from from_chain")
         b = self.cfg.bridge
         amt = float(amount)
         if amt < b.min_deposit_usd:
-            raise MarketError("amount_usd", f"below the route's minimum deposit {b.min_deposit_usd}")
+            raise MarketError(
+                "amount_usd", f"below the route's minimum deposit {b.min_deposit_usd}"
+            )
         if amt > b.max_deposit_usd:
-            raise MarketError("amount_usd", f"exceeds the route's maximum deposit {b.max_deposit_usd}")
+            raise MarketError(
+                "amount_usd", f"exceeds the route's maximum deposit {b.max_deposit_usd}"
+            )
         limits = self.route_limits_usd(from_chain, to_chain)
-        pct = self.bridge_fee_pct(amt, self.route_rate_model(from_chain, to_chain), include_gas=True, to_chain=to_chain)
+        pct = self.bridge_fee_pct(
+            amt, self.route_rate_model(from_chain, to_chain), include_gas=True, to_chain=to_chain
+        )
         fee = DEC.multiply(amount, Decimal(repr(pct))).quantize(Q6, rounding=ROUND_DOWN)
         fee = min(fee, amount)
         fill = across.fill_time_seconds(
-            amt, self.cfg.chains[from_chain].instant_fill_seconds, limits["maxDepositInstant"], limits["maxDepositShortDelay"]
+            amt,
+            self.cfg.chains[from_chain].instant_fill_seconds,
+            limits["maxDepositInstant"],
+            limits["maxDepositShortDelay"],
         )
         tid = "t-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
         arrives = self.state_time + fill
@@ -581,7 +716,14 @@ class Market:
         for w in self.withdrawals.values():
             if w["status"] == "pending":
                 pending[w["venue"]] = pending.get(w["venue"], Decimal(0)) + Decimal(w["amount_usd"])
-        in_flight = sum((Decimal(t["amount_usd"]) for t in self.transfers.values() if t["status"] == "in_flight"), Decimal(0))
+        in_flight = sum(
+            (
+                Decimal(t["amount_usd"])
+                for t in self.transfers.values()
+                if t["status"] == "in_flight"
+            ),
+            Decimal(0),
+        )
         rows = []
         for v in self.venues:
             if v.id in self.positions or v.id in pending:
@@ -592,7 +734,11 @@ class Market:
                         "pending_withdrawal_usd": usd_str(pending.get(v.id, Decimal(0))),
                     }
                 )
-        return {"positions": rows, "in_flight_bridge_usd": usd_str(in_flight), "sim_time": iso(self.state_time)}
+        return {
+            "positions": rows,
+            "in_flight_bridge_usd": usd_str(in_flight),
+            "sim_time": iso(self.state_time),
+        }
 
     # --- scenarios ---------------------------------------------------------------------------
     def start_scenario(self, spec: Mapping[str, Any], *, sync: bool = True) -> dict[str, Any]:
@@ -605,7 +751,12 @@ class Market:
         if name not in SCENARIOS:
             raise MarketError("name", f"unknown scenario {name!r}; known: {list(SCENARIOS)}")
         duration = spec.get("duration_seconds", 86_400.0)
-        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration) or duration <= 0:
+        if (
+            isinstance(duration, bool)
+            or not isinstance(duration, (int, float))
+            or not math.isfinite(duration)
+            or duration <= 0
+        ):
             raise MarketError("duration_seconds", "must be a number > 0 (simulated seconds)")
         params = spec.get("params") or {}
         if not isinstance(params, Mapping):
@@ -613,14 +764,26 @@ class Market:
 
         def num(key: str, default: float, lo: float, hi: float) -> float:
             val = params.get(key, default)
-            if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val) or not lo <= val <= hi:
+            if (
+                isinstance(val, bool)
+                or not isinstance(val, (int, float))
+                or not math.isfinite(val)
+                or not lo <= val <= hi
+            ):
                 raise MarketError(f"params.{key}", f"must be a number in [{lo}, {hi}]")
             return float(val)
 
         self._seq += 1
         sid = f"s-{self._seq}"
         now = self.state_time
-        rec: dict[str, Any] = {"scenario_id": sid, "name": name, "started_at": iso(now), "ends_at": iso(now + duration), "ends_at_ts": now + duration, "active": True}
+        rec: dict[str, Any] = {
+            "scenario_id": sid,
+            "name": name,
+            "started_at": iso(now),
+            "ends_at": iso(now + duration),
+            "ends_at_ts": now + duration,
+            "active": True,
+        }
         if name in ("rate_spike", "exploit", "slashing", "liquidity_crunch"):
             v = self.venue(spec.get("venue"))
             rec["venue"] = v.id
@@ -644,7 +807,11 @@ class Market:
                 loss = lido.slashing_loss_fraction(n, v.total_pooled_eth, v.c.total_staked_eth)
                 v.pending_loss = 1.0 - (1.0 - v.pending_loss) * (1.0 - loss)
                 v.bunker = True
-                rec["params"] = {"validators": n, "loss_fraction": loss, "applied_at_next_report": iso(v.next_report_after(now))}
+                rec["params"] = {
+                    "validators": n,
+                    "loss_fraction": loss,
+                    "applied_at_next_report": iso(v.next_report_after(now)),
+                }
             else:
                 if isinstance(v, LendingVenue):
                     frac = num("available_fraction", 0.001, 0.0, 1.0)
@@ -673,11 +840,16 @@ class Market:
                 raise MarketError("chain", f"unknown chain {chain!r}")
             self.halted_chains[chain] = max(self.halted_chains.get(chain, 0.0), now + duration)
             for v in self.venues:
-                if isinstance(v, BridgeArbVenue) and chain in (v.c.origin_chain, v.c.destination_chain):
+                if isinstance(v, BridgeArbVenue) and chain in (
+                    v.c.origin_chain,
+                    v.c.destination_chain,
+                ):
                     v.halted = True
             rec.update(chain=chain, params={})
         for v in self.venues:
-            v.ours_usd = float(self.position_usd_dec(v.id)) if v.id in self.positions else v.ours_usd
+            v.ours_usd = (
+                float(self.position_usd_dec(v.id)) if v.id in self.positions else v.ours_usd
+            )
         self.scenarios[sid] = rec
         self.version += 1
         self.dirty = True
@@ -690,7 +862,9 @@ class Market:
     def _apply_loss(self, v: VenueModel, f: float) -> None:
         keep = 1.0 - f
         if v.id in self.positions:
-            self.positions[v.id] = DEC.multiply(self.positions[v.id], Decimal(repr(keep))).quantize(Q18, rounding=ROUND_DOWN)
+            self.positions[v.id] = DEC.multiply(self.positions[v.id], Decimal(repr(keep))).quantize(
+                Q18, rounding=ROUND_DOWN
+            )
         if isinstance(v, LendingVenue):
             v.s_others *= keep
             v.s_trend *= keep
@@ -715,7 +889,9 @@ class Market:
                 continue
             self.scheduled_started.append(i)
             spec = {k: v for k, v in sc.model_dump().items() if k != "at" and v is not None}
-            spec["duration_seconds"] = max(1.0, sc.at.timestamp() + sc.duration_seconds - self.state_time)
+            spec["duration_seconds"] = max(
+                1.0, sc.at.timestamp() + sc.duration_seconds - self.state_time
+            )
             self.start_scenario(spec, sync=False)
 
     def _expire_scenarios(self) -> None:
@@ -746,7 +922,9 @@ class Market:
         elif name == "bridge_halt":
             chain = rec["chain"]
             if self.halted_chains.get(chain, 0.0) <= self.state_time or not any(
-                s["active"] and s["name"] == "bridge_halt" and s["chain"] == chain for s in self.scenarios.values() if s is not rec
+                s["active"] and s["name"] == "bridge_halt" and s["chain"] == chain
+                for s in self.scenarios.values()
+                if s is not rec
             ):
                 self.halted_chains.pop(chain, None)
             halted = {c for c, end in self.halted_chains.items()}
@@ -774,10 +952,19 @@ class Market:
             self._seq += 1
             fault_id = f"f-{self._seq}"
         try:
-            rule = FaultRule(id=fault_id, **{k: v for k, v in spec.items() if v is not None or k in ("venue", "path_prefix", "count")})
+            rule = FaultRule(
+                id=fault_id,
+                **{
+                    k: v
+                    for k, v in spec.items()
+                    if v is not None or k in ("venue", "path_prefix", "count")
+                },
+            )
         except (TypeError, ValueError) as exc:
             msg = str(exc)
-            field = next((f for f in allowed if msg.startswith(f)), "mode" if "mode" in msg else None)
+            field = next(
+                (f for f in allowed if msg.startswith(f)), "mode" if "mode" in msg else None
+            )
             raise MarketError(field, msg) from None
         self.faults[fault_id] = rule
         self.version += 1
@@ -814,7 +1001,12 @@ class Market:
     def _row_now(self, v: VenueModel) -> dict[str, Any]:
         base = v.base_apr(self) * 100.0
         reward = v.reward_apr(self) * 100.0
-        return {"tvlUsd": v.tvl_usd(self), "apyBase": base, "apyReward": reward if reward > 0 else None, "apy": max(0.0, base + reward)}
+        return {
+            "tvlUsd": v.tvl_usd(self),
+            "apyBase": base,
+            "apyReward": reward if reward > 0 else None,
+            "apy": max(0.0, base + reward),
+        }
 
     def _record_day(self) -> None:
         day_end = math.floor(self.state_time / DAY) * DAY - 0.001
@@ -876,7 +1068,11 @@ class Market:
                     "binnedConfidence": 1 if prob < 70 else (2 if prob < 85 else 3),
                 }
             else:
-                predictions = {"predictedClass": None, "predictedProbability": None, "binnedConfidence": None}
+                predictions = {
+                    "predictedClass": None,
+                    "predictedProbability": None,
+                    "binnedConfidence": None,
+                }
             extra = v.extra_row(self)
             il7 = v.il_7d(self) if isinstance(v, LpVenue) else None
             row = {
@@ -918,14 +1114,19 @@ class Market:
                 iqr = q3 - q1
                 bounds.append((max(0.0, q1 - 1.5 * iqr), q3 + 1.5 * iqr))
             for (_, row), (mu, sigma) in zip(out, stats, strict=True):
-                row["outlier"] = not (bounds[0][0] <= mu <= bounds[0][1] and bounds[1][0] <= sigma <= bounds[1][1])
+                row["outlier"] = not (
+                    bounds[0][0] <= mu <= bounds[0][1] and bounds[1][0] <= sigma <= bounds[1][1]
+                )
         return out
 
     def defillama_pools_bytes(self) -> bytes:
         """The serialized /pools body, built once per world version (fast for 1,000+ venues)."""
         return self.cached(
             "defillama_pools_bytes",
-            lambda: json.dumps({"status": "success", "data": [r for _, r in self.defillama_rows()]}, separators=(",", ":")).encode(),
+            lambda: json.dumps(
+                {"status": "success", "data": [r for _, r in self.defillama_rows()]},
+                separators=(",", ":"),
+            ).encode(),
         )
 
     def chart_rows(self, venue_id: str) -> list[dict[str, Any]]:
@@ -984,7 +1185,9 @@ class Market:
         self.fault_rng.bit_generator.state = d["fault_rng"]
         self.eth_usd = float(d["eth_usd"])
         self.hub_u = float(d["hub_u"])
-        self.basis_bps.update({k: float(v) for k, v in d["basis_bps"].items() if k in self.basis_bps})
+        self.basis_bps.update(
+            {k: float(v) for k, v in d["basis_bps"].items() if k in self.basis_bps}
+        )
         self.marks = {k: float(v) for k, v in d["marks"].items()}
         self.halted_chains = {k: float(v) for k, v in d["halted_chains"].items()}
         self.scheduled_started = [int(i) for i in d.get("scheduled_started", [])]
@@ -1037,7 +1240,9 @@ class Market:
         self.sync()
         return {
             "sim_time": iso(self.state_time),  # the last tick (what the data describes)
-            "clock_time": iso(self.clock.now()),  # the simulated clock now (data is stamped up to it)
+            "clock_time": iso(
+                self.clock.now()
+            ),  # the simulated clock now (data is stamped up to it)
             "time_scale": self.clock.time_scale,
             "tick_seconds": self.cfg.tick_seconds,
             "ticks": self.ticks,
@@ -1051,7 +1256,9 @@ class Market:
                     "base_apr": v.base_apr(self),
                     "reward_apr": v.reward_apr(self),
                     "tvl_usd": v.tvl_usd(self),
-                    "available_usd": v.available_usd(self) if math.isfinite(v.available_usd(self)) else None,
+                    "available_usd": v.available_usd(self)
+                    if math.isfinite(v.available_usd(self))
+                    else None,
                     "position_usd": self.position_usd(v.id),
                     "paused": v.paused,
                     "halted": v.halted,
@@ -1059,4 +1266,3 @@ class Market:
                 for v in self.venues
             ],
         }
-

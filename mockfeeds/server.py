@@ -25,7 +25,12 @@ async def start(
     On stop, requests still in flight (a ``timeout`` fault sleeps 30 s) are cancelled after
     ``shutdown_timeout_seconds``.
     """
-    runner = web.AppRunner(create_app(market), handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout_seconds)
+    runner = web.AppRunner(
+        create_app(market),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=shutdown_timeout_seconds,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     try:
@@ -62,7 +67,9 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, port
 
 
-async def serve_until_signal(config_path: Path | str | None, listen: str, state_path: Path | str | None) -> None:
+async def serve_until_signal(
+    config_path: Path | str | None, listen: str, state_path: Path | str | None
+) -> None:
     """Load the market, serve it, and stop cleanly (state saved) on SIGTERM or SIGINT."""
     host, port = parse_listen(listen)
     cfg = load_market_yaml(config_path or DEFAULT_MARKET_PATH)
@@ -75,14 +82,20 @@ async def serve_until_signal(config_path: Path | str | None, listen: str, state_
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop_event.set)
             installed.append(sig)
-    print(f"mock feeds: {len(market.venues)} venues at {url} (sim time x{market.clock.time_scale:g})", flush=True)
+    print(
+        f"mock feeds: {len(market.venues)} venues at {url} (sim time x{market.clock.time_scale:g})",
+        flush=True,
+    )
     try:
         await stop_event.wait()
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
         await stop(runner)
-        print("mock feeds: stopped, state saved" if market.state_path else "mock feeds: stopped", flush=True)
+        print(
+            "mock feeds: stopped, state saved" if market.state_path else "mock feeds: stopped",
+            flush=True,
+        )
 
 
 def run_forever(config_path: Path | str | None, listen: str, state_path: Path | str | None) -> int:

@@ -28,7 +28,9 @@ DAY = 86_400.0
 N_NORMALS = 4  # standard normals each venue draws per step
 
 
-def ou_step(x: float, mean: float, stationary_sd: float, reversion_per_day: float, dt_days: float, z: float) -> float:
+def ou_step(
+    x: float, mean: float, stationary_sd: float, reversion_per_day: float, dt_days: float, z: float
+) -> float:
     """Exact Ornstein-Uhlenbeck transition: ``x' = m + (x - m) a + sd sqrt(1 - a^2) z``, ``a = e^{-theta dt}``."""
     a = math.exp(-reversion_per_day * dt_days)
     return mean + (x - mean) * a + stationary_sd * math.sqrt(max(0.0, 1.0 - a * a)) * z
@@ -61,22 +63,38 @@ class VenueModel:
         self.epoch0 = epoch0  # when the simulated history starts (emission decay origin)
         self.ours_usd = 0.0
         self.paused = False  # exploit: deposits and withdrawals refused
-        self.withdraw_cap_usd: float | None = None  # liquidity crunch on venues without a pool model
+        # liquidity crunch on venues without a pool model
+        self.withdraw_cap_usd: float | None = None
         self.halted = False  # bridge halt on an arb route
 
     # --- state persistence -------------------------------------------------------------------
     STATE_FIELDS: tuple[str, ...] = ()
 
     def dump(self) -> dict[str, Any]:
-        d = {k: (list(v) if isinstance(v, deque) else v) for k in self.STATE_FIELDS for v in (getattr(self, k),)}
-        d.update(ours_usd=self.ours_usd, paused=self.paused, withdraw_cap_usd=self.withdraw_cap_usd, halted=self.halted)
+        d = {
+            k: (list(v) if isinstance(v, deque) else v)
+            for k in self.STATE_FIELDS
+            for v in (getattr(self, k),)
+        }
+        d.update(
+            ours_usd=self.ours_usd,
+            paused=self.paused,
+            withdraw_cap_usd=self.withdraw_cap_usd,
+            halted=self.halted,
+        )
         return d
 
     def load(self, d: dict[str, Any]) -> None:
         for k in (*self.STATE_FIELDS, "ours_usd", "paused", "withdraw_cap_usd", "halted"):
             if k in d:
                 v = d[k]
-                setattr(self, k, deque(v, maxlen=getattr(self, k).maxlen) if isinstance(getattr(self, k, None), deque) else v)
+                setattr(
+                    self,
+                    k,
+                    deque(v, maxlen=getattr(self, k).maxlen)
+                    if isinstance(getattr(self, k, None), deque)
+                    else v,
+                )
 
     # --- interface ---------------------------------------------------------------------------
     def step(self, t: float, dt: float, z: list[float], m: Market) -> float:
@@ -141,7 +159,9 @@ class LendingVenue(VenueModel):
             self.strategy = aave.PRESETS[c.strategy]
         else:
             self.strategy = aave.AaveRateStrategy(**c.strategy)
-        self.curve = compound.CometCurve(**c.comet_curve) if c.comet_curve else compound.PRESET_CUSDCV3
+        self.curve = (
+            compound.CometCurve(**c.comet_curve) if c.comet_curve else compound.PRESET_CUSDCV3
+        )
         self.s_others = c.total_supply_usd
         self.s_trend = c.total_supply_usd
         self.u_star = c.utilization
@@ -211,9 +231,17 @@ class LendingVenue(VenueModel):
         x = math.log(self.s_others * growth / self.s_trend)
         x = ou_step(x, 0.0, self.c.supply_log_sigma, self.c.supply_reversion_per_day, dd, z[0])
         self.s_others = self.s_trend * math.exp(x)
-        u = ou_step(self.u_star, self.c.utilization_mean, self.c.utilization_sigma, self.c.reversion_per_day, dd, z[1])
+        u = ou_step(
+            self.u_star,
+            self.c.utilization_mean,
+            self.c.utilization_sigma,
+            self.c.reversion_per_day,
+            dd,
+            z[1],
+        )
         if jump_happens(self.c.shock_prob_per_day, dd, _norm_cdf(z[2])):
-            u += self.c.shock_size if z[3] > -0.5 else -self.c.shock_size  # demand shocks are mostly up
+            # demand shocks are mostly up
+            u += self.c.shock_size if z[3] > -0.5 else -self.c.shock_size
         self.u_star = min(max(u, 0.0), 0.995)
         return 1.0 + (r_s + r_w) * dt / SPY
 
@@ -290,11 +318,26 @@ class StakingVenue(VenueModel):
     def step(self, t: float, dt: float, z: list[float], m: Market) -> float:
         dd = dt / DAY
         self.protocol_apr = max(
-            0.0, ou_step(self.protocol_apr, self.c.protocol_apr_mean, self.c.protocol_apr_sigma, self.c.reversion_per_day, dd, z[0])
+            0.0,
+            ou_step(
+                self.protocol_apr,
+                self.c.protocol_apr_mean,
+                self.c.protocol_apr_sigma,
+                self.c.reversion_per_day,
+                dd,
+                z[0],
+            ),
         )
         self.queue_eth = max(
             self.ours_queued_eth,
-            ou_step(self.queue_eth, self.c.queue_mean_eth + self.ours_queued_eth, self.c.queue_sigma_eth, 0.3, dd, z[1]),
+            ou_step(
+                self.queue_eth,
+                self.c.queue_mean_eth + self.ours_queued_eth,
+                self.c.queue_sigma_eth,
+                0.3,
+                dd,
+                z[1],
+            ),
         )
         end = t + dt
         report = self.next_report_after(t)
@@ -304,7 +347,8 @@ class StakingVenue(VenueModel):
         elapsed = max(report - self.last_report, 1.0)
         post = lido.post_rebase_share_rate(pre, self.protocol_apr, elapsed, self.c.fee)
         if self.pending_loss > 0:
-            post *= 1.0 - self.pending_loss  # socialised at this report; the fee is waived on a loss
+            # socialised at this report; the fee is waived on a loss
+            post *= 1.0 - self.pending_loss
             self.pending_loss = 0.0
         self.total_pooled_eth = post * self.total_shares
         self.aprs.append([report, lido.user_apr_from_share_rates(pre, post, elapsed)])
@@ -352,7 +396,8 @@ class LpVenue(VenueModel):
         self.tvl_others = c.tvl_usd
         self.tvl_trend = c.tvl_usd
         self.last_price: float | None = None
-        self.volumes: deque[list[float]] = deque(maxlen=7 * 24 * 12)  # [t_end, usd] per step, 7 days
+        # [t_end, usd] per step, 7 days
+        self.volumes: deque[list[float]] = deque(maxlen=7 * 24 * 12)
         self.il_window: deque[list[float]] = deque(maxlen=7 * 24 * 12)  # [t_end, price]
         self.sigma = mcfg.eth_price.sigma_annual
 
@@ -387,7 +432,9 @@ class LpVenue(VenueModel):
 
     def reward_apr(self, m: Market) -> float:
         inc = self.c.incentives
-        per_day = decayed_per_day(inc.usd_per_day, inc.half_life_days, (m.state_time - self.epoch0) / DAY)
+        per_day = decayed_per_day(
+            inc.usd_per_day, inc.half_life_days, (m.state_time - self.epoch0) / DAY
+        )
         return per_day * 365.0 / self.pool_tvl()
 
     def entry_cost_fraction(self, amount_usd: float, m: Market) -> float:
@@ -407,7 +454,11 @@ class LpVenue(VenueModel):
         self.last_price = price
         sd_step = self.sigma * math.sqrt(dt / SPY)
         move = abs(math.log(r)) / (sd_step * math.sqrt(2.0 / math.pi)) if sd_step > 0 else 1.0
-        vol = self.c.volume_usd_1d * dd * math.exp(self.c.volume_sigma * z[0] - 0.5 * self.c.volume_sigma**2)
+        vol = (
+            self.c.volume_usd_1d
+            * dd
+            * math.exp(self.c.volume_sigma * z[0] - 0.5 * self.c.volume_sigma**2)
+        )
         vol *= 0.5 + 0.5 * min(move, 6.0)  # volume rises with the price move (arbitrage flow)
         self.volumes.append([t + dt, vol])
         self.il_window.append([t + dt, price])
@@ -420,7 +471,9 @@ class LpVenue(VenueModel):
         self.tvl_others *= value_ratio * fee_growth
         self.tvl_trend *= value_ratio * fee_growth
         x = math.log(self.tvl_others / self.tvl_trend)
-        x = ou_step(x, 0.0, self.c.liquidity_log_sigma, self.c.liquidity_reversion_per_day, dd, z[1])
+        x = ou_step(
+            x, 0.0, self.c.liquidity_log_sigma, self.c.liquidity_reversion_per_day, dd, z[1]
+        )
         self.tvl_others = self.tvl_trend * math.exp(x)
         reward_growth = rewards / tvl_before if tvl_before > 0 else 0.0
         return (1.0 + uniswap.impermanent_loss(r)) * fee_growth + reward_growth
@@ -443,7 +496,10 @@ class LpVenue(VenueModel):
             "stablecoin": False,
             "ilRisk": "yes",
             "exposure": "multi",
-            "underlyingTokens": [chain_tokens[self.c.token0_symbol].address, chain_tokens[self.c.token1_symbol].address],
+            "underlyingTokens": [
+                chain_tokens[self.c.token0_symbol].address,
+                chain_tokens[self.c.token1_symbol].address,
+            ],
             "rewardTokens": [inc.reward_address] if inc.usd_per_day > 0 else None,
             "volumeUsd1d": v1,
             "volumeUsd7d": v7,
@@ -471,7 +527,11 @@ class BridgeArbVenue(VenueModel):
         self.round_trips_per_year = c.round_trips_per_day * 365.0
 
     def spread(self, m: Market) -> float:
-        return m.token_price(self.c.destination_chain, self.c.token) / m.token_price(self.c.origin_chain, self.c.token) - 1.0
+        return (
+            m.token_price(self.c.destination_chain, self.c.token)
+            / m.token_price(self.c.origin_chain, self.c.token)
+            - 1.0
+        )
 
     def income_per_year(self, position_usd: float, m: Market) -> float:
         if self.halted or self.paused or position_usd <= 0:
@@ -479,7 +539,9 @@ class BridgeArbVenue(VenueModel):
         q = min(position_usd, self.c.capacity_usd)
         fee = m.bridge_fee_pct(q, self.rate_model, include_gas=False)
         gas = m.cfg.chains[self.c.destination_chain].fill_gas_usd
-        return across.arb_income_per_year_usd(position_usd, self.spread(m), fee, gas, self.c.capacity_usd, self.round_trips_per_year)
+        return across.arb_income_per_year_usd(
+            position_usd, self.spread(m), fee, gas, self.c.capacity_usd, self.round_trips_per_year
+        )
 
     REFERENCE_USD = 10_000.0
 

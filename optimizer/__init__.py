@@ -5,4 +5,11 @@ from optimizer.config import LiquidityFloor, OptimizerSettings, RiskLimits
 from optimizer.engine import Decision, Optimizer
 from optimizer.feasibility import check_feasibility
 
-__all__ = ["check_feasibility", "Decision", "LiquidityFloor", "Optimizer", "OptimizerSettings", "RiskLimits"]
+__all__ = [
+    "Decision",
+    "LiquidityFloor",
+    "Optimizer",
+    "OptimizerSettings",
+    "RiskLimits",
+    "check_feasibility",
+]

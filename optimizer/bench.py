@@ -48,17 +48,28 @@ def all_limits(market: Market) -> RiskLimits:
         max_venue_usd=0.05 * nav,
         max_venue_ratio=0.04,
         max_venue_tvl_ratio=0.2,
-        max_kind_ratio={VenueKind.STAKING: 0.3, VenueKind.LENDING: 0.5, VenueKind.LP: 0.2, VenueKind.BRIDGE_ARB: 0.1, VenueKind.FIXED: 0.2},
+        max_kind_ratio={
+            VenueKind.STAKING: 0.3,
+            VenueKind.LENDING: 0.5,
+            VenueKind.LP: 0.2,
+            VenueKind.BRIDGE_ARB: 0.1,
+            VenueKind.FIXED: 0.2,
+        },
         max_chain_ratio={c: (0.6 if c == CHAINS[0] else 0.15) for c in CHAINS},
         max_protocol_ratio={p: 0.25 for p in protocols},
         max_dependency_ratio={"lido": 0.3},
         max_avg_risk_score=4.0,
-        liquidity_floors=(LiquidityFloor(days=1, min_ratio=0.3), LiquidityFloor(days=7, min_ratio=0.5)),
+        liquidity_floors=(
+            LiquidityFloor(days=1, min_ratio=0.3),
+            LiquidityFloor(days=7, min_ratio=0.5),
+        ),
         max_turnover_ratio=0.5,
     )
 
 
-def drift(snaps: Sequence[VenueSnapshot], rng: np.random.Generator, at: datetime, vol: float = 0.03) -> tuple[VenueSnapshot, ...]:
+def drift(
+    snaps: Sequence[VenueSnapshot], rng: np.random.Generator, at: datetime, vol: float = 0.03
+) -> tuple[VenueSnapshot, ...]:
     """The next cycle's market: every rate moves by a lognormal factor (sd ``vol``)."""
     out = []
     factors = rng.lognormal(0.0, vol, len(snaps))
@@ -72,8 +83,19 @@ def drift(snaps: Sequence[VenueSnapshot], rng: np.random.Generator, at: datetime
             nc = FlatCurve(c.apr_value * k, c.capacity_usd, c.emission_apr * k)
         else:
             nc = c
-        out.append(VenueSnapshot(venue=s.venue, observed_at=at, curve=nc, real_apr=s.real_apr * k, emission_apr=s.emission_apr * k,
-                                 tvl_usd=s.tvl_usd, exit_liquidity_usd=s.exit_liquidity_usd, frozen=s.frozen, frozen_reason=s.frozen_reason))
+        out.append(
+            VenueSnapshot(
+                venue=s.venue,
+                observed_at=at,
+                curve=nc,
+                real_apr=s.real_apr * k,
+                emission_apr=s.emission_apr * k,
+                tvl_usd=s.tvl_usd,
+                exit_liquidity_usd=s.exit_liquidity_usd,
+                frozen=s.frozen,
+                frozen_reason=s.frozen_reason,
+            )
+        )
     return tuple(out)
 
 
@@ -81,8 +103,13 @@ def _pct(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1e3, q)) if values else math.nan
 
 
-def bench_solver(venues: int, repeats: int = 20, seed: int = 0, settings: OptimizerSettings | None = None,
-                 naive: bool = True) -> dict:
+def bench_solver(
+    venues: int,
+    repeats: int = 20,
+    seed: int = 0,
+    settings: OptimizerSettings | None = None,
+    naive: bool = True,
+) -> dict:
     """Build once and re-solve ``repeats`` drifting cycles; then the naive rebuild-every-cycle version."""
     settings = settings or OptimizerSettings()
     rng = np.random.default_rng(seed)
@@ -114,7 +141,8 @@ def bench_solver(venues: int, repeats: int = 20, seed: int = 0, settings: Optimi
         if d.objective_usd is not None:
             objective.append(d.objective_usd)
         if with_reference:
-            ours_now = model.solve()  # the decide's last Parameter values (warm basis: already optimal)
+            # the decide's last Parameter values (warm basis: already optimal)
+            ours_now = model.solve()
             ref = model.solve_cvxpy()
             if ref_first is None:
                 ref_first = ref.solve_seconds  # includes the DPP compile (first cvxpy solve)
@@ -125,7 +153,8 @@ def bench_solver(venues: int, repeats: int = 20, seed: int = 0, settings: Optimi
             if ref.objective is not None and ours_now.objective is not None and ref.x is not None:
                 ref_gap.append((ours_now.objective - ref.objective) / abs(ref.objective))
                 a, b = model._cycle.objective_pieces(settings)
-                g_ref = float(np.min(a * ref.x[:, None] + b, axis=1).sum())  # the PWL objective at cvxpy's x
+                # the PWL objective at cvxpy's x
+                g_ref = float(np.min(a * ref.x[:, None] + b, axis=1).sum())
                 ref_true_gap.append((ours_now.objective - g_ref) / abs(g_ref))
     ours = {
         "first_build_ms": round((first.build_seconds + first.solve_seconds) * 1e3, 1),
@@ -155,19 +184,31 @@ def bench_solver(venues: int, repeats: int = 20, seed: int = 0, settings: Optimi
     if with_reference:
         # exactness: the last cycle's Parameter values, cvxpy solved tightly (Clarabel at 1e-10)
         ours_last = model.solve()
-        tight = dict(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10, max_iter=500)
-        model.problem.solve(**tight, **({"enforce_dpp": True} if model.use_dpp else {"ignore_dpp": True}))
+        tight = dict(
+            solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10, max_iter=500
+        )
+        model.problem.solve(
+            **tight, **({"enforce_dpp": True} if model.use_dpp else {"ignore_dpp": True})
+        )
         tight_obj = float(model.problem.value) if model.problem.value is not None else math.nan
         a, b = model._cycle.objective_pieces(settings)
-        tight_g = float(np.min(a * model.x.value[:, None] + b, axis=1).sum()) if model.x.value is not None else math.nan
+        tight_g = (
+            float(np.min(a * model.x.value[:, None] + b, axis=1).sum())
+            if model.x.value is not None
+            else math.nan
+        )
         ours["exactness"] = {
             "cvxpy_tight_status": str(model.problem.status),
             "cvxpy_tight_objective_nav": tight_obj,
             "ours_objective_nav": ours_last.objective,
-            "rel_diff": (ours_last.objective - tight_obj) / abs(tight_obj) if ours_last.objective is not None else None,
+            "rel_diff": (ours_last.objective - tight_obj) / abs(tight_obj)
+            if ours_last.objective is not None
+            else None,
             # the PWL objective at the tight solution's x (its Σ t may exceed it by the solver's slack)
             "cvxpy_tight_g_at_x_nav": tight_g,
-            "rel_diff_vs_g_at_x": (ours_last.objective - tight_g) / abs(tight_g) if ours_last.objective is not None else None,
+            "rel_diff_vs_g_at_x": (ours_last.objective - tight_g) / abs(tight_g)
+            if ours_last.objective is not None
+            else None,
         }
         # the cvxpy path (Clarabel, DPP up to dpp_max_venues) on the same Parameter values each cycle;
         # objective_rel_diff = (ours - cvxpy)/|cvxpy|: cvxpy's Σ t may exceed g(x) by its tolerance
@@ -179,19 +220,39 @@ def bench_solver(venues: int, repeats: int = 20, seed: int = 0, settings: Optimi
             "objective_rel_diff_max_abs": float(np.max(np.abs(ref_gap))) if ref_gap else None,
             "objective_rel_diff_mean": float(np.mean(ref_gap)) if ref_gap else None,
             # against g(x) at cvxpy's solution (its Σ t minus its own feasibility slack): ours >= it
-            "objective_rel_diff_vs_g_at_cvxpy_x_min": float(np.min(ref_true_gap)) if ref_true_gap else None,
-            "objective_rel_diff_vs_g_at_cvxpy_x_max": float(np.max(ref_true_gap)) if ref_true_gap else None,
+            "objective_rel_diff_vs_g_at_cvxpy_x_min": float(np.min(ref_true_gap))
+            if ref_true_gap
+            else None,
+            "objective_rel_diff_vs_g_at_cvxpy_x_max": float(np.max(ref_true_gap))
+            if ref_true_gap
+            else None,
         }
-    out: dict = {"venues": venues, "repeats": repeats, "seed": seed, "solver": settings.solver, "pieces": settings.pieces,
-                 "limits": sorted(type(lim).__name__ + (":" + lim.name if hasattr(lim, "family") else "") for lim in model.limits),
-                 "ours": ours}
+    out: dict = {
+        "venues": venues,
+        "repeats": repeats,
+        "seed": seed,
+        "solver": settings.solver,
+        "pieces": settings.pieces,
+        "limits": sorted(
+            type(lim).__name__ + (":" + lim.name if hasattr(lim, "family") else "")
+            for lim in model.limits
+        ),
+        "ours": ours,
+    }
     if naive:
         n_naive = max(2, min(repeats, 5 if venues <= 2000 else 2))
         build, nsolve, ntotal, nobj = [], [], [], []
         for i, snaps in enumerate(cycles[:n_naive]):
             t = time.perf_counter()
-            cycle = build_cycle(sorted(snaps, key=lambda s: s.venue.id), market.portfolio, limits, settings, home)
-            m = AllocationModel(cycle.venues, limits, settings.model_copy(update={"dpp_max_venues": 0, "lp_method": "cvxpy"}), home)
+            cycle = build_cycle(
+                sorted(snaps, key=lambda s: s.venue.id), market.portfolio, limits, settings, home
+            )
+            m = AllocationModel(
+                cycle.venues,
+                limits,
+                settings.model_copy(update={"dpp_max_venues": 0, "lp_method": "cvxpy"}),
+                home,
+            )
             t_build = time.perf_counter()
             m.update(cycle)
             r = m.solve()
@@ -214,16 +275,28 @@ def bench_solver(venues: int, repeats: int = 20, seed: int = 0, settings: Optimi
 
 # -- quality -------------------------------------------------------------------------------------
 
-def _exact_net_usd(snaps: Sequence[VenueSnapshot], x0: np.ndarray, x: np.ndarray, settings: OptimizerSettings, home: str) -> tuple[float, float, float]:
+
+def _exact_net_usd(
+    snaps: Sequence[VenueSnapshot],
+    x0: np.ndarray,
+    x: np.ndarray,
+    settings: OptimizerSettings,
+    home: str,
+) -> tuple[float, float, float]:
     """(annual true income, one-off exact move cost, net = income - cost · 365/H) of moving x0 -> x."""
     from optimizer.plan import make_moves
 
-    income = sum(float(s.curve.income_usd(np.array([xi]), settings.emission_haircut)[0]) for s, xi in zip(snaps, x))
+    income = sum(
+        float(s.curve.income_usd(np.array([xi]), settings.emission_haircut)[0])
+        for s, xi in zip(snaps, x)
+    )
     econ = make_moves(snaps, x0, x, settings, home, T0)
     return income, econ.cost_usd, income - econ.cost_usd * 365.0 / settings.holding_horizon_days
 
 
-def _physical_bounds(snaps: Sequence[VenueSnapshot], x0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _physical_bounds(
+    snaps: Sequence[VenueSnapshot], x0: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """What any strategy must respect: withdrawals within exit liquidity, frozen venues don't grow, capacity."""
     exit_liq = np.array([s.exit_liquidity_usd for s in snaps])
     lb = x0 - np.minimum(x0, exit_liq)
@@ -273,7 +346,12 @@ def water_filling(snaps, x0, budget_usd, limits, nav, haircut, steps: int = 2000
         cand = np.nonzero(room > 1e-9)[0]
         if len(cand) == 0:
             break
-        after = np.array([float(snaps[i].curve.apr(np.array([x[i] + min(step, room[i])]), haircut)[0]) for i in cand])
+        after = np.array(
+            [
+                float(snaps[i].curve.apr(np.array([x[i] + min(step, room[i])]), haircut)[0])
+                for i in cand
+            ]
+        )
         k = int(np.argmax(after))
         if after[k] <= 0:
             break
@@ -290,14 +368,26 @@ class _LimitSlack:
     is liquid only up to the exit liquidity) and turnover.
     """
 
-    def __init__(self, snaps, x0, idle_usd, limits: RiskLimits, nav: float, settings: OptimizerSettings, home: str):
+    def __init__(
+        self,
+        snaps,
+        x0,
+        idle_usd,
+        limits: RiskLimits,
+        nav: float,
+        settings: OptimizerSettings,
+        home: str,
+    ):
         self.snaps, self.x0, self.limits, self.nav = snaps, x0, limits, nav
         self.total = idle_usd + x0.sum()
         lb, ub = _physical_bounds(snaps, x0)
         self.ub = np.maximum(np.minimum(ub, _venue_caps(snaps, limits, nav)), x0)
-        fams = [({str(k): v for k, v in limits.max_kind_ratio.items()}, lambda v: (str(v.kind),)),
-                (limits.max_chain_ratio, lambda v: (v.chain,)), (limits.max_protocol_ratio, lambda v: (v.protocol,)),
-                (limits.max_dependency_ratio, lambda v: v.exposures)]
+        fams = [
+            ({str(k): v for k, v in limits.max_kind_ratio.items()}, lambda v: (str(v.kind),)),
+            (limits.max_chain_ratio, lambda v: (v.chain,)),
+            (limits.max_protocol_ratio, lambda v: (v.protocol,)),
+            (limits.max_dependency_ratio, lambda v: v.exposures),
+        ]
         rows, caps = [], []
         for caps_cfg, members in fams:
             for key, ratio in caps_cfg.items():
@@ -307,7 +397,12 @@ class _LimitSlack:
         self.caps = np.array(caps)
         self.r = np.array([s.venue.risk_score for s in snaps])
         self.L = np.array([s.exit_liquidity_usd for s in snaps])
-        e = np.array([s.venue.exit_days + (settings.bridge_days if s.venue.chain != home else 0.0) for s in snaps])
+        e = np.array(
+            [
+                s.venue.exit_days + (settings.bridge_days if s.venue.chain != home else 0.0)
+                for s in snaps
+            ]
+        )
         self.floors = [(e <= f.days, f.min_ratio * nav) for f in limits.liquidity_floors]
 
     def slack(self, x: np.ndarray) -> np.ndarray:
@@ -318,7 +413,9 @@ class _LimitSlack:
             out = np.minimum(out, np.where(self.G > 0, room[:, None], np.inf).min(axis=0))
         if self.limits.max_avg_risk_score is not None:
             room = self.limits.max_avg_risk_score * self.nav - self.r @ x
-            out = np.minimum(out, np.where(self.r > 0, room / np.where(self.r > 0, self.r, 1.0), np.inf))
+            out = np.minimum(
+                out, np.where(self.r > 0, room / np.where(self.r > 0, self.r, 1.0), np.inf)
+            )
         liquid_part = np.minimum(x, self.L)
         for mask, need in self.floors:
             room = idle + liquid_part[mask].sum() - need
@@ -329,7 +426,9 @@ class _LimitSlack:
         return np.maximum(out, 0.0)
 
 
-def within_limits(order_fn, snaps, x0, idle_usd, limits, nav, settings, home, steps: int = 2000) -> np.ndarray:
+def within_limits(
+    order_fn, snaps, x0, idle_usd, limits, nav, settings, home, steps: int = 2000
+) -> np.ndarray:
     """A baseline that keeps every limit: from the current holdings, deploy idle in slices to the
     venue ``order_fn(x)`` ranks first among those with room (it never withdraws)."""
     lim = _LimitSlack(snaps, x0, idle_usd, limits, nav, settings, home)
@@ -359,14 +458,35 @@ def _stale(market: Market, limits: RiskLimits, seed: int, exit_share: float = 1.
     rng = np.random.default_rng(seed + 1000)
     thawed = [dataclasses.replace(s, frozen=False) for s in market.snapshots]
     before = drift(thawed, rng, T0, vol=0.3)
-    free = OptimizerSettings(min_trade_usd=0.0, min_benefit_cost_ratio=0.0, hysteresis_apr=0.0, limit_buffer_ratio=0.0,
-                             cost_reserve_passes=0)  # the scenarios stay what they were before README §7a
-    d = Optimizer(limits.model_copy(update={"max_turnover_ratio": None}), free, CHAINS[0]).decide(before, market.portfolio, T0)
+    free = OptimizerSettings(
+        min_trade_usd=0.0,
+        min_benefit_cost_ratio=0.0,
+        hysteresis_apr=0.0,
+        limit_buffer_ratio=0.0,
+        cost_reserve_passes=0,
+    )  # the scenarios stay what they were before README §7a
+    d = Optimizer(limits.model_copy(update={"max_turnover_ratio": None}), free, CHAINS[0]).decide(
+        before, market.portfolio, T0
+    )
     assert d.allocation is not None, d.reason
     positions = {k: v for k, v in d.allocation.target_usd.items() if v > 1.0}
-    snaps = tuple(dataclasses.replace(s, exit_liquidity_usd=min(s.exit_liquidity_usd, exit_share * positions.get(s.venue.id, 0.0)))
-                  if exit_share < 1.0 else s for s in market.snapshots)
-    return Market(snaps, PortfolioState(positions_usd=positions, idle_usd=market.portfolio.nav_usd - sum(positions.values())))
+    snaps = tuple(
+        dataclasses.replace(
+            s,
+            exit_liquidity_usd=min(
+                s.exit_liquidity_usd, exit_share * positions.get(s.venue.id, 0.0)
+            ),
+        )
+        if exit_share < 1.0
+        else s
+        for s in market.snapshots
+    )
+    return Market(
+        snaps,
+        PortfolioState(
+            positions_usd=positions, idle_usd=market.portfolio.nav_usd - sum(positions.values())
+        ),
+    )
 
 
 def quality_scenarios(seed: int) -> list[tuple[str, Market, RiskLimits]]:
@@ -379,8 +499,17 @@ def quality_scenarios(seed: int) -> list[tuple[str, Market, RiskLimits]]:
     limits = all_limits(m).model_copy(update={"max_turnover_ratio": 0.3})
     out.append(("rebalance_with_turnover", _stale(m, limits, seed + 2), limits))
     m = random_market(25, seed + 3, nav_usd=50_000_000.0)
-    out.append(("heavy_rate_impact", m, RiskLimits(min_idle_ratio=0.02, max_venue_ratio=0.3,
-                                                    liquidity_floors=(LiquidityFloor(days=1, min_ratio=0.4),))))
+    out.append(
+        (
+            "heavy_rate_impact",
+            m,
+            RiskLimits(
+                min_idle_ratio=0.02,
+                max_venue_ratio=0.3,
+                liquidity_floors=(LiquidityFloor(days=1, min_ratio=0.4),),
+            ),
+        )
+    )
     m = random_market(30, seed + 4, nav_usd=10_000_000.0, frozen_share=0.2)
     limits = all_limits(m)
     out.append(("frozen_and_exit_bounds", _stale(m, limits, seed + 4, exit_share=0.3), limits))
@@ -394,12 +523,22 @@ def bench_quality(seed: int = 0, settings: OptimizerSettings | None = None) -> d
     # footing the baselines stand on: the buffer and the budget are deliberate reserves (README §7a),
     # not optimisation error. Their price in net yield is reported per scenario as `buffer_cost`
     # (ours with the default buffer and budget vs ours at the hard limits).
-    settings = settings or OptimizerSettings(min_benefit_cost_ratio=0.0, hysteresis_apr=0.0, limit_buffer_ratio=0.0,
-                                             cost_reserve_passes=0)
+    settings = settings or OptimizerSettings(
+        min_benefit_cost_ratio=0.0,
+        hysteresis_apr=0.0,
+        limit_buffer_ratio=0.0,
+        cost_reserve_passes=0,
+    )
     defaults = OptimizerSettings()
-    buffered_settings = settings.model_copy(update={"limit_buffer_ratio": defaults.limit_buffer_ratio,
-                                                    "cost_reserve_passes": defaults.cost_reserve_passes})
-    reference_settings = settings.model_copy(update={"pieces": 64, "samples": 2048, "refine_passes": 0})
+    buffered_settings = settings.model_copy(
+        update={
+            "limit_buffer_ratio": defaults.limit_buffer_ratio,
+            "cost_reserve_passes": defaults.cost_reserve_passes,
+        }
+    )
+    reference_settings = settings.model_copy(
+        update={"pieces": 64, "samples": 2048, "refine_passes": 0}
+    )
     home = CHAINS[0]
     scenarios = []
     for name, market, limits in quality_scenarios(seed):
@@ -413,56 +552,113 @@ def bench_quality(seed: int = 0, settings: OptimizerSettings | None = None) -> d
         ours_ms = (time.perf_counter() - t) * 1e3
         ref = Optimizer(limits, reference_settings, home).decide(snaps, pf, T0)
         buffered = Optimizer(limits, buffered_settings, home).decide(snaps, pf, T0)
-        row: dict = {"scenario": name, "venues": len(snaps), "nav_usd": nav, "ours_status": ours.status, "ours_decide_ms": round(ours_ms, 1)}
+        row: dict = {
+            "scenario": name,
+            "venues": len(snaps),
+            "nav_usd": nav,
+            "ours_status": ours.status,
+            "ours_decide_ms": round(ours_ms, 1),
+        }
         if ours.allocation is None or ref.allocation is None:
             row["error"] = f"ours {ours.status}, reference {ref.status}"
             scenarios.append(row)
             continue
         budget = pf.idle_usd + x0.sum() - limits.min_idle_ratio * nav
         if buffered.allocation is not None:
-            buffered_net = _exact_net_usd(snaps, x0, np.array([buffered.allocation.target_usd[i] for i in ids]), settings, home)[2]
-            ours_net = _exact_net_usd(snaps, x0, np.array([ours.allocation.target_usd[i] for i in ids]), settings, home)[2]
-            row["buffer_cost"] = round((ours_net - buffered_net) / abs(ours_net), 6) if ours_net else None
+            buffered_net = _exact_net_usd(
+                snaps,
+                x0,
+                np.array([buffered.allocation.target_usd[i] for i in ids]),
+                settings,
+                home,
+            )[2]
+            ours_net = _exact_net_usd(
+                snaps, x0, np.array([ours.allocation.target_usd[i] for i in ids]), settings, home
+            )[2]
+            row["buffer_cost"] = (
+                round((ours_net - buffered_net) / abs(ours_net), 6) if ours_net else None
+            )
         allocations = {
             "ours": np.array([ours.allocation.target_usd[i] for i in ids]),
             "reference": np.array([ref.allocation.target_usd[i] for i in ids]),
-            "greedy_apy": greedy_highest_apy(snaps, x0, budget, limits, nav, settings.emission_haircut),
-            "water_filling": water_filling(snaps, x0, budget, limits, nav, settings.emission_haircut),
+            "greedy_apy": greedy_highest_apy(
+                snaps, x0, budget, limits, nav, settings.emission_haircut
+            ),
+            "water_filling": water_filling(
+                snaps, x0, budget, limits, nav, settings.emission_haircut
+            ),
             "equal_weight": equal_weight(snaps, x0, budget, limits, nav, settings.emission_haircut),
         }
         h = settings.emission_haircut
         quoted = np.array([float(s.curve.apr(np.array([1e-6]), h)[0]) for s in snaps])
         allocations["greedy_apy_within_limits"] = within_limits(
-            lambda x, d: quoted, snaps, x0, pf.idle_usd, limits, nav, settings, home)
+            lambda x, d: quoted, snaps, x0, pf.idle_usd, limits, nav, settings, home
+        )
         allocations["water_filling_within_limits"] = within_limits(
-            lambda x, d: np.array([float(s.curve.apr(np.array([x[i] + d[i]]), h)[0]) for i, s in enumerate(snaps)]),
-            snaps, x0, pf.idle_usd, limits, nav, settings, home)
+            lambda x, d: np.array(
+                [float(s.curve.apr(np.array([x[i] + d[i]]), h)[0]) for i, s in enumerate(snaps)]
+            ),
+            snaps,
+            x0,
+            pf.idle_usd,
+            limits,
+            nav,
+            settings,
+            home,
+        )
         results = {}
         # a withdrawal from a queued venue is in flight after the plan, not idle (README §4a): a baseline
         # that reinvests it at once shows up as negative idle (a conservation violation)
-        queued = np.array([s.venue.exit_days > settings.instant_exit_days for s in snaps], dtype=bool)
+        queued = np.array(
+            [s.venue.exit_days > settings.instant_exit_days for s in snaps], dtype=bool
+        )
         for label, x in allocations.items():
             income, cost, net = _exact_net_usd(snaps, x0, x, settings, home)
             idle = pf.idle_usd + x0.sum() - x.sum() - float(np.maximum(x0 - x, 0.0)[queued].sum())
             rep = check_allocation(snaps, pf, dict(zip(ids, x)), idle, limits, settings, home)
-            results[label] = {"net_usd": round(net, 2), "net_apr": round(net / nav, 6), "income_usd": round(income, 2),
-                              "move_cost_usd": round(cost, 2), "violations": len(rep.violations),
-                              "violated": sorted({v.split(":")[0] for v in rep.violations})}
+            results[label] = {
+                "net_usd": round(net, 2),
+                "net_apr": round(net / nav, 6),
+                "income_usd": round(income, 2),
+                "move_cost_usd": round(cost, 2),
+                "violations": len(rep.violations),
+                "violated": sorted({v.split(":")[0] for v in rep.violations}),
+            }
         ref_net = results["reference"]["net_usd"]
-        upper = float(ref.objective_usd or 0.0) + float(ref.pwl_error_bound_usd or 0.0)  # true optimum <= this (PWL model)
+        # true optimum <= this (PWL model)
+        upper = float(ref.objective_usd or 0.0) + float(ref.pwl_error_bound_usd or 0.0)
         row.update(results)
-        row["gap_vs_reference"] = round((ref_net - results["ours"]["net_usd"]) / abs(ref_net), 6) if ref_net else None
+        row["gap_vs_reference"] = (
+            round((ref_net - results["ours"]["net_usd"]) / abs(ref_net), 6) if ref_net else None
+        )
         row["reference_error_bound_usd"] = round(float(ref.pwl_error_bound_usd or 0.0), 2)
         row["ours_error_bound_usd"] = round(float(ours.pwl_error_bound_usd or 0.0), 2)
-        row["gap_vs_reference_upper_bound"] = round((upper - float(ours.objective_usd or 0.0)) / abs(upper), 6) if upper else None
-        baselines = ("greedy_apy", "water_filling", "equal_weight", "greedy_apy_within_limits", "water_filling_within_limits")
-        row["ours_beats_every_baseline"] = all(results["ours"]["net_usd"] >= results[b]["net_usd"] - 1e-6 for b in baselines)
-        row["ours_beats_every_feasible_baseline"] = all(results["ours"]["net_usd"] >= results[b]["net_usd"] - 1e-6
-                                                        for b in baselines if results[b]["violations"] == 0)
-        row["baselines_that_beat_ours"] = sorted(b for b in baselines if results[b]["net_usd"] > results["ours"]["net_usd"] + 1e-6)
+        row["gap_vs_reference_upper_bound"] = (
+            round((upper - float(ours.objective_usd or 0.0)) / abs(upper), 6) if upper else None
+        )
+        baselines = (
+            "greedy_apy",
+            "water_filling",
+            "equal_weight",
+            "greedy_apy_within_limits",
+            "water_filling_within_limits",
+        )
+        row["ours_beats_every_baseline"] = all(
+            results["ours"]["net_usd"] >= results[b]["net_usd"] - 1e-6 for b in baselines
+        )
+        row["ours_beats_every_feasible_baseline"] = all(
+            results["ours"]["net_usd"] >= results[b]["net_usd"] - 1e-6
+            for b in baselines
+            if results[b]["violations"] == 0
+        )
+        row["baselines_that_beat_ours"] = sorted(
+            b for b in baselines if results[b]["net_usd"] > results["ours"]["net_usd"] + 1e-6
+        )
         scenarios.append(row)
     steady = steady_state_quality(seed, settings, reference_settings)
-    gaps = [s["gap_vs_reference"] for s in scenarios if s.get("gap_vs_reference") is not None] + [steady["max_gap_vs_reference"]]
+    gaps = [s["gap_vs_reference"] for s in scenarios if s.get("gap_vs_reference") is not None] + [
+        steady["max_gap_vs_reference"]
+    ]
     return {
         "steady_state": steady,
         "seed": seed,
@@ -470,20 +666,33 @@ def bench_quality(seed: int = 0, settings: OptimizerSettings | None = None) -> d
         "reference_pieces": reference_settings.pieces,
         "scenarios": scenarios,
         "max_gap_vs_reference": max(gaps) if gaps else None,
-        "ours_violations_total": sum(s.get("ours", {}).get("violations", 0) for s in scenarios) + steady["ours_violations"],
-        "ours_beats_every_baseline_everywhere": all(s.get("ours_beats_every_baseline", False) for s in scenarios),
-        "ours_beats_every_feasible_baseline_everywhere": all(s.get("ours_beats_every_feasible_baseline", False) for s in scenarios),
+        "ours_violations_total": sum(s.get("ours", {}).get("violations", 0) for s in scenarios)
+        + steady["ours_violations"],
+        "ours_beats_every_baseline_everywhere": all(
+            s.get("ours_beats_every_baseline", False) for s in scenarios
+        ),
+        "ours_beats_every_feasible_baseline_everywhere": all(
+            s.get("ours_beats_every_feasible_baseline", False) for s in scenarios
+        ),
         "limit_buffer_ratio": settings.limit_buffer_ratio,
-        "max_buffer_cost": max((s["buffer_cost"] for s in scenarios if s.get("buffer_cost") is not None), default=None),
+        "max_buffer_cost": max(
+            (s["buffer_cost"] for s in scenarios if s.get("buffer_cost") is not None), default=None
+        ),
     }
 
 
-def steady_state_quality(seed: int, settings: OptimizerSettings, reference_settings: OptimizerSettings, cycles: int = 15) -> dict:
+def steady_state_quality(
+    seed: int, settings: OptimizerSettings, reference_settings: OptimizerSettings, cycles: int = 15
+) -> dict:
     """The daemon's regime: one Optimizer across cycles, rates drifting 5 % a cycle, holdings
     following each target; every cycle compared with a fresh high-resolution reference."""
     rng = np.random.default_rng(seed + 77)
     market = random_market(40, seed + 7, nav_usd=10_000_000.0)
-    limits = RiskLimits(min_idle_ratio=0.02, max_venue_ratio=0.5, liquidity_floors=(LiquidityFloor(days=1, min_ratio=0.3),))
+    limits = RiskLimits(
+        min_idle_ratio=0.02,
+        max_venue_ratio=0.5,
+        liquidity_floors=(LiquidityFloor(days=1, min_ratio=0.3),),
+    )
     home = CHAINS[0]
     opt = Optimizer(limits, settings, home)
     snaps = tuple(sorted(market.snapshots, key=lambda s: s.venue.id))
@@ -504,14 +713,34 @@ def steady_state_quality(seed: int, settings: OptimizerSettings, reference_setti
         net_o = _exact_net_usd(snaps, x0, xo, settings, home)[2]
         net_r = _exact_net_usd(snaps, x0, xr, settings, home)[2]
         gaps.append((net_r - net_o) / abs(net_r) if net_r else 0.0)
-        violations += len(check_allocation(snaps, pf, ours.allocation.target_usd, ours.allocation.idle_usd, limits, settings, home).violations)
+        violations += len(
+            check_allocation(
+                snaps,
+                pf,
+                ours.allocation.target_usd,
+                ours.allocation.idle_usd,
+                limits,
+                settings,
+                home,
+            ).violations
+        )
         # queued withdrawals stay in flight (cycles are minutes apart: nothing lands within the run)
-        queued = np.array([s.venue.exit_days > settings.instant_exit_days for s in snaps], dtype=bool)
+        queued = np.array(
+            [s.venue.exit_days > settings.instant_exit_days for s in snaps], dtype=bool
+        )
         flight = float(np.maximum(x0 - xo, 0.0)[queued].sum())
-        pf = PortfolioState(positions_usd={i: v for i, v in ours.allocation.target_usd.items() if v > 0}, idle_usd=ours.allocation.idle_usd,
-                            in_flight_usd=pf.in_flight_usd + flight)
-    return {"cycles": cycles, "statuses": statuses, "max_gap_vs_reference": round(max(gaps), 6) if gaps else None,
-            "mean_gap_vs_reference": round(float(np.mean(gaps)), 6) if gaps else None, "ours_violations": violations}
+        pf = PortfolioState(
+            positions_usd={i: v for i, v in ours.allocation.target_usd.items() if v > 0},
+            idle_usd=ours.allocation.idle_usd,
+            in_flight_usd=pf.in_flight_usd + flight,
+        )
+    return {
+        "cycles": cycles,
+        "statuses": statuses,
+        "max_gap_vs_reference": round(max(gaps), 6) if gaps else None,
+        "mean_gap_vs_reference": round(float(np.mean(gaps)), 6) if gaps else None,
+        "ours_violations": violations,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

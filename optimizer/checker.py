@@ -53,7 +53,8 @@ UNKNOWN_SCORE = 10.0
 class CheckReport:
     violations: list[str] = field(default_factory=list)
     utilization: dict[str, float] = field(default_factory=dict)
-    excess: list[float] = field(default_factory=list)  # relative size of each violation (same order)
+    # relative size of each violation (same order)
+    excess: list[float] = field(default_factory=list)
 
     def add(self, message: str, excess: float = math.inf) -> None:
         self.violations.append(message)
@@ -116,9 +117,14 @@ def check_allocation(
     total = float(x.sum()) + idle_usd + locked + float(portfolio.in_flight_usd) + flight_usd
     if abs(total - nav) > tol:
         if flight_usd > tol and abs(total - flight_usd - nav) <= tol:
-            names = ", ".join(f"{ids[i]} ({new_flight[i]:,.2f} USD, {own_exit[i]:g} d)" for i in np.nonzero(new_flight > 0)[0][:5])
-            bad(f"queued_withdrawal: idle {idle_usd:,.2f} USD counts {flight_usd:,.2f} USD withdrawn from queued venues "
-                f"({names}), which is in flight until it settles, not idle")
+            names = ", ".join(
+                f"{ids[i]} ({new_flight[i]:,.2f} USD, {own_exit[i]:g} d)"
+                for i in np.nonzero(new_flight > 0)[0][:5]
+            )
+            bad(
+                f"queued_withdrawal: idle {idle_usd:,.2f} USD counts {flight_usd:,.2f} USD withdrawn from queued venues "
+                f"({names}), which is in flight until it settles, not idle"
+            )
         else:
             bad(f"conservation: allocation sums to {total:,.2f} USD but NAV is {nav:,.2f} USD")
     if idle_usd < -tol:
@@ -132,26 +138,45 @@ def check_allocation(
     for i in np.nonzero(x < -tol)[0]:
         bad(f"non_negative: venue {ids[i]} target {x[i]:,.2f} USD")
     for i in np.nonzero(x0 - x > np.minimum(x0, exit_liq) + tol)[0]:
-        bad(f"withdrawal_bound: venue {ids[i]} withdraws {x0[i] - x[i]:,.2f} USD, exit liquidity is {exit_liq[i]:,.2f} USD")
+        bad(
+            f"withdrawal_bound: venue {ids[i]} withdraws {x0[i] - x[i]:,.2f} USD, exit liquidity is {exit_liq[i]:,.2f} USD"
+        )
     for i in np.nonzero(frozen & (x > x0 + tol))[0]:
-        bad(f"frozen: venue {ids[i]} is frozen ({snaps[i].frozen_reason}) and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD")
+        bad(
+            f"frozen: venue {ids[i]} is frozen ({snaps[i].frozen_reason}) and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD"
+        )
     # capacity bounds growth, not holdings: above a capacity that shrank the position may stay (x0 >= stay)
     room = np.maximum(capacity, x0)
     for i in np.nonzero(x > room + tol)[0]:
-        bad(f"capacity: venue {ids[i]} grows {x0[i]:,.2f} -> {x[i]:,.2f} USD above capacity {capacity[i]:,.2f} USD",
-            over(x[i], room[i]))
+        bad(
+            f"capacity: venue {ids[i]} grows {x0[i]:,.2f} -> {x[i]:,.2f} USD above capacity {capacity[i]:,.2f} USD",
+            over(x[i], room[i]),
+        )
 
     def per_venue(name: str, caps: np.ndarray, what: str) -> None:
         allowed = np.maximum(caps, stay)
         with np.errstate(divide="ignore", invalid="ignore"):
-            util = np.where(allowed > 0, x / np.where(allowed > 0, allowed, 1.0), np.where(x <= 0, 0.0, np.inf))
+            util = np.where(
+                allowed > 0, x / np.where(allowed > 0, allowed, 1.0), np.where(x <= 0, 0.0, np.inf)
+            )
         rep.utilization[f"{name}:max"] = float(util.max()) if len(util) else 0.0
         for i in np.nonzero(x > allowed + tol)[0]:
-            bad(f"{name}: venue {ids[i]} holds {x[i]:,.2f} USD above {what} ({allowed[i]:,.2f} USD)", over(x[i], allowed[i]))
+            bad(
+                f"{name}: venue {ids[i]} holds {x[i]:,.2f} USD above {what} ({allowed[i]:,.2f} USD)",
+                over(x[i], allowed[i]),
+            )
 
     if limits.max_venue_usd is not None:
-        per_venue("venue_usd", np.full(len(ids), limits.max_venue_usd), f"max_venue_usd {limits.max_venue_usd:,.0f}")
-    per_venue("venue_ratio", np.full(len(ids), limits.max_venue_ratio * nav), f"max_venue_ratio {limits.max_venue_ratio:g} of NAV")
+        per_venue(
+            "venue_usd",
+            np.full(len(ids), limits.max_venue_usd),
+            f"max_venue_usd {limits.max_venue_usd:,.0f}",
+        )
+    per_venue(
+        "venue_ratio",
+        np.full(len(ids), limits.max_venue_ratio * nav),
+        f"max_venue_ratio {limits.max_venue_ratio:g} of NAV",
+    )
     if limits.max_venue_tvl_ratio is not None:
         r = limits.max_venue_tvl_ratio
         tvl = _amounts([s.tvl_usd for s in snaps])
@@ -182,44 +207,64 @@ def check_allocation(
             rep.utilization[f"{family}:{key}"] = _ratio(exposure, allowed)
             if exposure > allowed + tol:
                 names = ", ".join(ids[i] for i in np.nonzero(sel & (x > 0))[0][:5])
-                bad(f"max_{family}_ratio[{key}]: exposure {exposure:,.2f} USD above {ratio:g} of NAV ({allowed:,.2f} USD); venues {names}",
-                    over(exposure, allowed))
+                bad(
+                    f"max_{family}_ratio[{key}]: exposure {exposure:,.2f} USD above {ratio:g} of NAV ({allowed:,.2f} USD); venues {names}",
+                    over(exposure, allowed),
+                )
 
     if limits.max_avg_risk_score is not None:
         scores = np.array([float(s.venue.risk_score) for s in snaps])
         used = float(scores @ x) + UNKNOWN_SCORE * locked
-        allowed = max(limits.max_avg_risk_score * nav, float(scores @ stay) + UNKNOWN_SCORE * locked)
+        allowed = max(
+            limits.max_avg_risk_score * nav, float(scores @ stay) + UNKNOWN_SCORE * locked
+        )
         rep.utilization["risk_score"] = _ratio(used, allowed)
         if used > allowed + tol * 10:
-            bad(f"max_avg_risk_score: NAV-weighted risk score {used / nav:.4f} above {limits.max_avg_risk_score:g}", over(used, allowed))
+            bad(
+                f"max_avg_risk_score: NAV-weighted risk score {used / nav:.4f} above {limits.max_avg_risk_score:g}",
+                over(used, allowed),
+            )
 
     need_idle = limits.min_idle_ratio * nav
     rep.utilization["min_idle"] = _ratio(need_idle, idle_usd) if need_idle > 0 else 0.0
     if idle_usd < need_idle - tol:
-        bad(f"min_idle_ratio: idle {idle_usd:,.2f} USD below {limits.min_idle_ratio:g} of NAV ({need_idle:,.2f} USD)",
-            under(need_idle, idle_usd))
+        bad(
+            f"min_idle_ratio: idle {idle_usd:,.2f} USD below {limits.min_idle_ratio:g} of NAV ({need_idle:,.2f} USD)",
+            under(need_idle, idle_usd),
+        )
 
     if limits.liquidity_floors:
-        exit_days = np.array([s.venue.exit_days + (settings.bridge_days if s.venue.chain != home_chain else 0.0) for s in snaps])
+        exit_days = np.array(
+            [
+                s.venue.exit_days + (settings.bridge_days if s.venue.chain != home_chain else 0.0)
+                for s in snaps
+            ]
+        )
         liquid_part = np.minimum(np.maximum(x, 0.0), exit_liq)
         longest = float(exit_days.max()) if len(exit_days) else 0.0
         known_usd = float(sum(u for _, u in in_flight_known))
         for f in limits.liquidity_floors:
-            landing = float(new_flight[exit_days <= f.days].sum()) + float(sum(u for d, u in in_flight_known if d <= f.days))
+            landing = float(new_flight[exit_days <= f.days].sum()) + float(
+                sum(u for d, u in in_flight_known if d <= f.days)
+            )
             if f.days >= longest:
                 landing += max(float(portfolio.in_flight_usd) - known_usd, 0.0)
             liquid = idle_usd + landing + float(liquid_part[exit_days <= f.days].sum())
             need = f.min_ratio * nav
             rep.utilization[f"liquidity:{f.days:g}d"] = _ratio(need, liquid) if need > 0 else 0.0
             if liquid < need - tol:
-                bad(f"liquidity_floors[{f.days:g}d]: {liquid:,.2f} USD withdrawable within {f.days:g} days, below {f.min_ratio:g} of NAV ({need:,.2f} USD)",
-                    under(need, liquid))
+                bad(
+                    f"liquidity_floors[{f.days:g}d]: {liquid:,.2f} USD withdrawable within {f.days:g} days, below {f.min_ratio:g} of NAV ({need:,.2f} USD)",
+                    under(need, liquid),
+                )
 
     if limits.max_turnover_ratio is not None:
         moved = float(np.abs(x - x0).sum())
         allowed = limits.max_turnover_ratio * nav
         rep.utilization["turnover"] = _ratio(moved, allowed)
         if moved > allowed + tol:
-            bad(f"max_turnover_ratio: moves {moved:,.2f} USD, above {limits.max_turnover_ratio:g} of NAV ({allowed:,.2f} USD)",
-                over(moved, allowed))
+            bad(
+                f"max_turnover_ratio: moves {moved:,.2f} USD, above {limits.max_turnover_ratio:g} of NAV ({allowed:,.2f} USD)",
+                over(moved, allowed),
+            )
     return rep

@@ -28,17 +28,20 @@ class RiskLimits(Strict):
     min_idle_ratio: Ratio = 0.0
     max_venue_usd: PositiveUsd | None = None
     max_venue_ratio: Ratio = 1.0
-    max_venue_tvl_ratio: Ratio | None = None  # our position <= this share of the venue's TVL (after us)
+    # our position <= this share of the venue's TVL (after us)
+    max_venue_tvl_ratio: Ratio | None = None
     max_kind_ratio: dict[VenueKind, Ratio] = Field(default_factory=dict)
     max_chain_ratio: dict[str, Ratio] = Field(default_factory=dict)
     max_protocol_ratio: dict[str, Ratio] = Field(default_factory=dict)
-    max_dependency_ratio: dict[str, Ratio] = Field(default_factory=dict)  # counts every venue exposed to it
-    max_avg_risk_score: Annotated[float, Field(ge=0, le=10)] | None = None  # NAV-weighted, idle scores 0
+    # counts every venue exposed to it
+    max_dependency_ratio: dict[str, Ratio] = Field(default_factory=dict)
+    # NAV-weighted, idle scores 0
+    max_avg_risk_score: Annotated[float, Field(ge=0, le=10)] | None = None
     liquidity_floors: tuple[LiquidityFloor, ...] = ()
     max_turnover_ratio: Ratio | None = None  # sum |x - x0| / NAV per rebalance
 
     @model_validator(mode="after")
-    def _investable(self) -> "RiskLimits":
+    def _investable(self) -> RiskLimits:
         floors = {f.days: f.min_ratio for f in self.liquidity_floors}
         if len(floors) != len(self.liquidity_floors):
             raise ValueError("liquidity_floors: two floors with the same days")
@@ -49,9 +52,11 @@ class OptimizerSettings(Strict):
     solver: Literal["CLARABEL", "ECOS", "SCS", "OSQP", "HIGHS"] = "CLARABEL"
     time_limit_seconds: Annotated[float, Field(gt=0)] = 10.0
     pieces: Annotated[int, Field(ge=2, le=64)] = 8  # linear pieces per yield curve
-    holding_horizon_days: Annotated[float, Field(gt=0)] = 30.0  # gains vs costs are compared over this
+    # gains vs costs are compared over this
+    holding_horizon_days: Annotated[float, Field(gt=0)] = 30.0
     min_trade_usd: Annotated[float, Field(ge=0)] = 100.0
-    prune_max_tries: Annotated[int, Field(ge=0)] = 8  # withdrawals tried for undoing on exact costs (plan.py); 0: no pruning
+    # withdrawals tried for undoing on exact costs (plan.py); 0: no pruning
+    prune_max_tries: Annotated[int, Field(ge=0)] = 8
     min_benefit_cost_ratio: Annotated[float, Field(ge=0)] = 1.5
     hysteresis_apr: Annotated[float, Field(ge=0)] = 0.0005  # portfolio APR gain below this holds
     emission_haircut: Ratio = 0.5  # share of reward-token yield not believed
@@ -59,7 +64,8 @@ class OptimizerSettings(Strict):
     # -- cross-chain moves: idle sits on the home chain; a move to or from another chain adds a bridge leg
     bridge_fee_bps: Annotated[float, Field(ge=0, le=10_000)] = 5.0  # Across-like LP + relayer fee
     bridge_gas_usd: Annotated[float, Field(ge=0)] = 2.0  # origin-chain gas of one bridge deposit
-    bridge_days: Annotated[float, Field(ge=0)] = 0.01  # ~15 min fill time; adds to exit_days off-home
+    # ~15 min fill time; adds to exit_days off-home
+    bridge_days: Annotated[float, Field(ge=0)] = 0.01
     # a withdrawal from a venue whose own exit_days is at most this pays out at once and can fund the
     # plan's deposits; from a slower venue (a queue, a redemption delay) it goes in flight until it
     # settles: it counts in NAV and toward the liquidity floors at its horizon, never as idle (README §4)
@@ -82,17 +88,21 @@ class OptimizerSettings(Strict):
     # after the first solve, refit every curved venue with a breakpoint at its solution and solve
     # again (same compiled problem, new Parameter values): the PWL is then exact at the optimum
     refine_passes: Annotated[int, Field(ge=0, le=3)] = 1
-    pwl_method: Literal["quantile", "greedy"] = "quantile"  # breakpoint placement (optimizer/pwl.py)
+    # breakpoint placement (optimizer/pwl.py)
+    pwl_method: Literal["quantile", "greedy"] = "quantile"
     samples: Annotated[int, Field(ge=16, le=4096)] = 96  # grid points per curve for the PWL fit
-    solver_options: dict[str, float | int | bool | str] = Field(default_factory=dict)  # passed to the solver as is
+    # passed to the solver as is
+    solver_options: dict[str, float | int | bool | str] = Field(default_factory=dict)
     # how the LP (risk_aversion = 0) is solved: "segment" writes it on the pieces' segments, so only the
     # ~30-60 coupling rows remain, and solves it with HiGHS's dual simplex from the previous basis
     # (optimizer/fastlp.py; exact, the same optimum); "cvxpy" solves the cvxpy problem with `solver`
     # (the reference; the risk term always takes this path). Either falls back to cvxpy on failure.
     lp_method: Literal["segment", "cvxpy"] = "segment"
     clarabel_refinement: bool = False  # Clarabel's iterative refinement (see README for the trade)
-    tolerance: Annotated[float, Field(gt=0, le=1e-3)] = 1e-7  # solver gap/feasibility tolerance (NAV units)
-    check_tolerance_ratio: Annotated[float, Field(gt=0, le=1e-2)] = 1e-5  # checker slack, share of NAV
+    # solver gap/feasibility tolerance (NAV units)
+    tolerance: Annotated[float, Field(gt=0, le=1e-3)] = 1e-7
+    # checker slack, share of NAV
+    check_tolerance_ratio: Annotated[float, Field(gt=0, le=1e-2)] = 1e-5
     # DPP compiles once and re-solves by re-stuffing numbers; its first compile grows with the number
     # of parameter entries (see README). Above this many venues the problem is still built once but
     # solved with ignore_dpp=True (plain re-canonicalisation each solve), which is cheaper there.

@@ -30,7 +30,9 @@ def usable(values: Sequence[float], missing: float = 0.0) -> FloatArray:
     return np.maximum(np.where(np.isnan(a), missing, a), 0.0)
 
 
-def cost_rates(venues: Sequence[Venue], settings: OptimizerSettings, home_chain: str, nav_usd: float) -> tuple[FloatArray, FloatArray]:
+def cost_rates(
+    venues: Sequence[Venue], settings: OptimizerSettings, home_chain: str, nav_usd: float
+) -> tuple[FloatArray, FloatArray]:
     """Per-USD one-off cost of moving into / out of each venue (fractions of the amount moved).
 
     ``c_in = fee_bps/1e4 + deposit_gas/(g NAV) [+ bridge_fee_bps/1e4 + bridge_gas/(g NAV) off-home]``,
@@ -46,9 +48,13 @@ def cost_rates(venues: Sequence[Venue], settings: OptimizerSettings, home_chain:
     return c_in, c_out
 
 
-def effective_exit_days(venues: Sequence[Venue], settings: OptimizerSettings, home_chain: str) -> FloatArray:
+def effective_exit_days(
+    venues: Sequence[Venue], settings: OptimizerSettings, home_chain: str
+) -> FloatArray:
     """Days until capital in the venue is idle on the home chain: unbonding plus the bridge off-home."""
-    return np.array([v.exit_days + (settings.bridge_days if v.chain != home_chain else 0.0) for v in venues])
+    return np.array(
+        [v.exit_days + (settings.bridge_days if v.chain != home_chain else 0.0) for v in venues]
+    )
 
 
 def queued_exits(venues: Sequence[Venue], settings: OptimizerSettings) -> NDArray[np.bool_]:
@@ -59,7 +65,12 @@ def queued_exits(venues: Sequence[Venue], settings: OptimizerSettings) -> NDArra
     return np.array([v.exit_days > settings.instant_exit_days for v in venues], dtype=bool)
 
 
-def in_flight_liquid_usd(days: float, in_flight_usd: float, known: Sequence[tuple[float, float]], longest_exit_days: float) -> float:
+def in_flight_liquid_usd(
+    days: float,
+    in_flight_usd: float,
+    known: Sequence[tuple[float, float]],
+    longest_exit_days: float,
+) -> float:
     """What of the capital already in flight lands within ``days``: each known part ``(days left, USD)``
     at its own horizon; the rest (origin unknown) only within the longest exit time of any venue."""
     known_usd = float(sum(u for _, u in known))
@@ -106,7 +117,10 @@ class CycleData:
     def in_flight_liquid(self, days: float, exit_days: FloatArray) -> float:
         """Capital already in flight that lands within ``days`` (NAV units)."""
         longest = float(exit_days.max()) if len(exit_days) else 0.0
-        return in_flight_liquid_usd(days, self.in_flight_usd, self.in_flight_known, longest) / self.nav_usd
+        return (
+            in_flight_liquid_usd(days, self.in_flight_usd, self.in_flight_known, longest)
+            / self.nav_usd
+        )
 
     @property
     def n(self) -> int:
@@ -133,8 +147,13 @@ class CycleData:
         return a, b
 
 
-def upper_bounds_usd(snaps: Sequence[VenueSnapshot], x0_usd: FloatArray, limits: RiskLimits, nav_usd: float,
-                     buffer: float = 0.0) -> dict[str, FloatArray]:
+def upper_bounds_usd(
+    snaps: Sequence[VenueSnapshot],
+    x0_usd: FloatArray,
+    limits: RiskLimits,
+    nav_usd: float,
+    buffer: float = 0.0,
+) -> dict[str, FloatArray]:
     """Every per-venue cap on the position, USD, by limit name (before the withdrawal floor).
 
     ``buffer``: the caps the plan aims at are ``(1 - buffer)`` of the limits (capacity included;
@@ -149,12 +168,16 @@ def upper_bounds_usd(snaps: Sequence[VenueSnapshot], x0_usd: FloatArray, limits:
     caps: dict[str, FloatArray] = {}
     n = len(snaps)
     keep = 1.0 - buffer
-    caps["capacity"] = np.maximum(keep * usable([s.curve.capacity_usd for s in snaps], missing=0.0), x0_usd)
+    caps["capacity"] = np.maximum(
+        keep * usable([s.curve.capacity_usd for s in snaps], missing=0.0), x0_usd
+    )
     caps["frozen"] = np.where([s.frozen for s in snaps], x0_usd, math.inf)
     if limits.max_venue_usd is not None:
         caps["venue_usd"] = np.full(n, keep * limits.max_venue_usd)
     # a share of NAV of 1 or more is no limit that drift could push us past: not buffered
-    caps["venue_ratio"] = np.full(n, (keep if limits.max_venue_ratio < 1 else 1.0) * limits.max_venue_ratio * nav_usd)
+    caps["venue_ratio"] = np.full(
+        n, (keep if limits.max_venue_ratio < 1 else 1.0) * limits.max_venue_ratio * nav_usd
+    )
     if limits.max_venue_tvl_ratio is not None:
         r = limits.max_venue_tvl_ratio
         tvl = usable([s.tvl_usd for s in snaps])
@@ -198,9 +221,20 @@ def build_cycle(
     ub_usd = np.minimum(ub_usd, max(investable_usd, 0.0))
     ub_usd = np.maximum(ub_usd, lb_usd)  # a position we cannot exit stays, caps or not
     budget = None if linear is None else np.where(linear, 0, settings.pieces - 1)
-    pwl = fit_pwl([s.curve for s in snaps], lb_usd, ub_usd, x0_usd, settings.pieces, settings.samples,
-                  settings.emission_haircut, split_budget=budget, method=settings.pwl_method, hint_usd=hint_usd,
-                  window_usd=window_usd, window_share=window_share)
+    pwl = fit_pwl(
+        [s.curve for s in snaps],
+        lb_usd,
+        ub_usd,
+        x0_usd,
+        settings.pieces,
+        settings.samples,
+        settings.emission_haircut,
+        split_budget=budget,
+        method=settings.pwl_method,
+        hint_usd=hint_usd,
+        window_usd=window_usd,
+        window_share=window_share,
+    )
     c_in, c_out = cost_rates(venues, settings, home_chain, nav)
     return CycleData(
         venues=venues,
@@ -220,4 +254,3 @@ def build_cycle(
         queued=queued_exits(venues, settings),
         in_flight_known=tuple((float(d), float(u)) for d, u in in_flight_known),
     )
-

@@ -39,7 +39,8 @@ class Decision:
     status: str  # "optimal" | "infeasible" | "solver_error" | "check_failed" | "no_venues"
     allocation: Allocation | None
     plan: Plan
-    objective_usd: float | None  # predicted annual net income (PWL income - annualised move costs - risk penalty)
+    # predicted annual net income (PWL income - annualised move costs - risk penalty)
+    objective_usd: float | None
     predicted_apr: float | None  # Σ true income at the target / NAV (idle earns 0)
     solve_seconds: float  # wall time of the cvxpy solve
     build_seconds: float  # problem construction (0 when the cached problem was reused)
@@ -51,7 +52,8 @@ class Decision:
     total_seconds: float = 0.0
     rebuilt: bool = False
     dpp: bool = True
-    pwl_error_bound_usd: float | None = None  # Σ_i ε_i: true optimum - PWL optimum <= this (USD/year)
+    # Σ_i ε_i: true optimum - PWL optimum <= this (USD/year)
+    pwl_error_bound_usd: float | None = None
     venues: int = 0
     current_violations: tuple[str, ...] = ()  # limits the holdings broke before this decision
 
@@ -84,7 +86,8 @@ def _window_around(breakpoints: FloatArray, x_usd: FloatArray) -> tuple[FloatArr
     rows = np.arange(n)
     tol = (1e-9 * (breakpoints[:, -1] - breakpoints[:, 0]) + 1e-9)[:, None]
     left = (breakpoints < x_usd[:, None] - tol).sum(axis=1)  # breakpoints strictly left of x
-    right = (breakpoints <= x_usd[:, None] + tol).sum(axis=1)  # index of the first one strictly right of x
+    # index of the first one strictly right of x
+    right = (breakpoints <= x_usd[:, None] + tol).sum(axis=1)
     lo = breakpoints[rows, np.clip(left - 1, 0, m - 1)]
     hi = breakpoints[rows, np.clip(right, 0, m - 1)]
     floor = np.maximum(0.25 * np.abs(x_usd), 0.05 * (breakpoints[:, -1] - breakpoints[:, 0]))
@@ -108,7 +111,9 @@ class RiskHistory:
             q = self.series.setdefault(s.venue.id, deque(maxlen=self.window))
             q.append(float(s.real_apr) + (1.0 - haircut) * float(s.emission_apr))
 
-    def factors(self, ids: Sequence[str], settings: OptimizerSettings) -> tuple[FloatArray, FloatArray] | None:
+    def factors(
+        self, ids: Sequence[str], settings: OptimizerSettings
+    ) -> tuple[FloatArray, FloatArray] | None:
         depth = min((len(self.series.get(i, ())) for i in ids), default=0)
         if depth < settings.risk_min_observations:
             return None
@@ -140,7 +145,8 @@ class Optimizer:
         self._model_key: tuple[Venue, ...] | None = None
         self.rebuilds = 0
         self._last_snapshot: dict[str, VenueSnapshot] = {}
-        self._last_seen: dict[str, int] = {}  # venue id -> decide() count when last in the snapshots
+        # venue id -> decide() count when last in the snapshots
+        self._last_seen: dict[str, int] = {}
         self._cycle = 0
         self._history = RiskHistory(settings.risk_window)
         # venue id -> (solution USD, refinement window lo, hi): the next cycle's PWL is refined there
@@ -149,14 +155,26 @@ class Optimizer:
         # withdrawals from queued venues this optimizer planned and saw executed: (lands at, USD), so
         # that the capital in flight counts toward the floors at its own horizon (README §4)
         self._flights: list[tuple[datetime, float]] = []
-        self._known: tuple[tuple[float, float], ...] = ()  # this decide's (days left, USD) in flight
+        # this decide's (days left, USD) in flight
+        self._known: tuple[tuple[float, float], ...] = ()
         self._queued_exit_days: dict[str, float] = {}
 
-    def _build_cycle(self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, **kw: object) -> CycleData:
-        return build_cycle(snaps, portfolio, self.limits, self.settings, self.home_chain,
-                           in_flight_known=self._known, **kw)  # type: ignore[arg-type]
+    def _build_cycle(
+        self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, **kw: object
+    ) -> CycleData:
+        return build_cycle(
+            snaps,
+            portfolio,
+            self.limits,
+            self.settings,
+            self.home_chain,
+            in_flight_known=self._known,
+            **kw,
+        )  # type: ignore[arg-type]
 
-    def _known_in_flight(self, portfolio: PortfolioState, now: datetime) -> tuple[tuple[float, float], ...]:
+    def _known_in_flight(
+        self, portfolio: PortfolioState, now: datetime
+    ) -> tuple[tuple[float, float], ...]:
         """Which part of ``portfolio.in_flight_usd`` is ours with a known landing time.
 
         ``portfolio.in_flight_landing`` when the caller's books provide it (the daemon's ledger does);
@@ -188,15 +206,21 @@ class Optimizer:
             left -= part
         return tuple(known)
 
-    def _record_flights(self, decision: "Decision", queued_exit_days: dict[str, float], now: datetime) -> None:
+    def _record_flights(
+        self, decision: Decision, queued_exit_days: dict[str, float], now: datetime
+    ) -> None:
         """Remember the queued withdrawals of a plan that executes: their capital lands after the
         venue's exit time (plus the bridge off the home chain)."""
         for m in decision.plan.moves:
             if m.action is MoveAction.WITHDRAW and m.venue_id in queued_exit_days:
-                self._flights.append((now + timedelta(days=queued_exit_days[m.venue_id]), float(m.amount_usd)))
+                self._flights.append(
+                    (now + timedelta(days=queued_exit_days[m.venue_id]), float(m.amount_usd))
+                )
 
     # -- helpers -------------------------------------------------------------------------------
-    def _venue_set(self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState) -> list[VenueSnapshot]:
+    def _venue_set(
+        self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState
+    ) -> list[VenueSnapshot]:
         """Current snapshots plus the last one seen, frozen, for venues whose feed is gone: always
         for held venues, and for ``keep_lost_venues_cycles`` cycles for the others, so that a
         flapping feed does not rebuild (and recompile) the problem every time it drops out."""
@@ -208,32 +232,47 @@ class Optimizer:
             if vid in current:
                 continue
             held = portfolio.positions_usd.get(vid, 0.0) > 0
-            if held or self._cycle - self._last_seen.get(vid, 0) <= self.settings.keep_lost_venues_cycles:
-                current[vid] = dataclasses.replace(last, frozen=True, frozen_reason="no snapshot this cycle (feed lost)")
+            if (
+                held
+                or self._cycle - self._last_seen.get(vid, 0)
+                <= self.settings.keep_lost_venues_cycles
+            ):
+                current[vid] = dataclasses.replace(
+                    last, frozen=True, frozen_reason="no snapshot this cycle (feed lost)"
+                )
         return [current[k] for k in sorted(current)]
 
-    def _warm_hints(self, snaps: Sequence[VenueSnapshot]) -> tuple[FloatArray, tuple[FloatArray, FloatArray]] | None:
+    def _warm_hints(
+        self, snaps: Sequence[VenueSnapshot]
+    ) -> tuple[FloatArray, tuple[FloatArray, FloatArray]] | None:
         """Last cycle's solution and refinement window per venue (NaN where unknown)."""
         if not self._warm:
             return None
-        rows = np.array([self._warm.get(s.venue.id, (np.nan, np.nan, np.nan)) for s in snaps], dtype=float)
+        rows = np.array(
+            [self._warm.get(s.venue.id, (np.nan, np.nan, np.nan)) for s in snaps], dtype=float
+        )
         return rows[:, 0], (rows[:, 1], rows[:, 2])
 
-    def _cycle_and_model(self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState) -> tuple[CycleData, AllocationModel, bool]:
+    def _cycle_and_model(
+        self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState
+    ) -> tuple[CycleData, AllocationModel, bool]:
         """Fit this cycle; reuse the compiled problem unless the venue set (or a curve's linearity) changed."""
         venues = tuple(s.venue for s in snaps)
         model = self._model
         if model is not None and self._model_key == venues:
             warm = self._warm_hints(snaps)
             hint, window = warm if warm is not None else (None, None)
-            cycle = self._build_cycle(snaps, portfolio, linear=model.linear,
-                                hint_usd=hint, window_usd=window)
+            cycle = self._build_cycle(
+                snaps, portfolio, linear=model.linear, hint_usd=hint, window_usd=window
+            )
             if not np.any(model.linear & ~cycle.pwl.linear()):
                 return cycle, model, False
         # which venues are exactly served by the two chords around x0 (fit all venues that way first)
         probe = self._build_cycle(snaps, portfolio, linear=np.ones(len(snaps), dtype=bool))
         linear = probe.pwl.linear()
-        self._model = AllocationModel(venues, self.limits, self.settings, self.home_chain, linear=linear)
+        self._model = AllocationModel(
+            venues, self.limits, self.settings, self.home_chain, linear=linear
+        )
         self._model_key = venues
         self.rebuilds += 1
         # refit with the two-chord budget for linear venues, so the pieces the model keeps are exact
@@ -242,14 +281,24 @@ class Optimizer:
 
     def _hold(self, status: str, reason: str, **kw: object) -> Decision:
         base: dict[str, object] = dict(
-            status=status, allocation=None, plan=dataclasses.replace(HOLD, reason=reason), objective_usd=None,
-            predicted_apr=None, solve_seconds=0.0, build_seconds=0.0, violations=(), limit_utilization={}, reason=reason,
+            status=status,
+            allocation=None,
+            plan=dataclasses.replace(HOLD, reason=reason),
+            objective_usd=None,
+            predicted_apr=None,
+            solve_seconds=0.0,
+            build_seconds=0.0,
+            violations=(),
+            limit_utilization={},
+            reason=reason,
         )
         base.update(kw)
         return Decision(**base)  # type: ignore[arg-type]
 
     # -- the cycle -----------------------------------------------------------------------------
-    def decide(self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState, now: datetime) -> Decision:
+    def decide(
+        self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState, now: datetime
+    ) -> Decision:
         with self._lock:
             try:
                 self._known = self._known_in_flight(portfolio, now)
@@ -257,11 +306,13 @@ class Optimizer:
                 if decision.plan.execute and decision.status == "optimal":
                     self._record_flights(decision, self._queued_exit_days, now)
                 return decision
-            except Exception as exc:  # noqa: BLE001 - bad input or a bug must hold, not kill the daemon
+            except Exception as exc:
                 self._warm = {}
                 return self._hold("solver_error", f"hold: {type(exc).__name__}: {exc}")
 
-    def _decide(self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState, now: datetime) -> Decision:
+    def _decide(
+        self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState, now: datetime
+    ) -> Decision:
         t_start = time.perf_counter()
         snaps = self._venue_set(snapshots, portfolio)
         for s in snapshots:
@@ -281,9 +332,15 @@ class Optimizer:
             return self._hold("solver_error", f"hold: bad input: {exc}")
         venues = cycle.venues
         exit_days = effective_exit_days(venues, self.settings, self.home_chain)
-        self._queued_exit_days = {v.id: float(e) for v, e, q in zip(venues, exit_days, cycle.queued_mask()) if q}
+        self._queued_exit_days = {
+            v.id: float(e) for v, e, q in zip(venues, exit_days, cycle.queued_mask()) if q
+        }
         build_seconds = model.build_seconds if rebuilt else 0.0
-        risk = self._history.factors([v.id for v in venues], self.settings) if model.with_risk else None
+        risk = (
+            self._history.factors([v.id for v in venues], self.settings)
+            if model.with_risk
+            else None
+        )
         fit_seconds = time.perf_counter() - t_fit - build_seconds
         clock = _Clock()
         cold = rebuilt or not self._warm
@@ -293,55 +350,101 @@ class Optimizer:
             # idle exactly at its floor with nothing that can leave: aim at the limits themselves
             t_refit = time.perf_counter()
             warm = self._warm_hints(snaps)
-            hard = self._build_cycle(snaps, portfolio, linear=model.linear,
-                               hint_usd=warm[0] if warm else None, window_usd=warm[1] if warm else None, buffer=0.0)
+            hard = self._build_cycle(
+                snaps,
+                portfolio,
+                linear=model.linear,
+                hint_usd=warm[0] if warm else None,
+                window_usd=warm[1] if warm else None,
+                buffer=0.0,
+            )
             clock.fit += time.perf_counter() - t_refit
             result, cycle = self._solve(snaps, portfolio, model, hard, risk, cold, clock)
         fit_seconds += clock.fit
         if result.status == "optimal" and result.x is not None:
             x_usd = result.x * nav
             lo, hi = _window_around(cycle.pwl.breakpoints, x_usd)
-            self._warm = {v.id: (float(x_usd[i]), float(lo[i]), float(hi[i])) for i, v in enumerate(cycle.venues) if not model.linear[i]}
+            self._warm = {
+                v.id: (float(x_usd[i]), float(lo[i]), float(hi[i]))
+                for i, v in enumerate(cycle.venues)
+                if not model.linear[i]
+            }
         else:
             self._warm = {}
         x0_usd = cycle.x0 * nav
         current = self._check(snaps, portfolio, x0_usd, cycle)
         # holdings breaches up to the drift band came from drift or costs and force nothing (README §7)
         tolerance = self.settings.drift_tolerance_ratio
-        forced_by = tuple(v for v, e in zip(current.violations, current.excess) if not e <= tolerance)
+        forced_by = tuple(
+            v for v, e in zip(current.violations, current.excess) if not e <= tolerance
+        )
         drifted = tuple(v for v, e in zip(current.violations, current.excess) if e <= tolerance)
 
         def timing() -> dict[str, object]:
-            return dict(solve_seconds=clock.solve, build_seconds=build_seconds, solver_seconds=clock.solver,
-                        fit_seconds=fit_seconds, rebuilt=rebuilt, dpp=model.use_dpp, venues=len(venues),
-                        pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()))
+            return dict(
+                solve_seconds=clock.solve,
+                build_seconds=build_seconds,
+                solver_seconds=clock.solver,
+                fit_seconds=fit_seconds,
+                rebuilt=rebuilt,
+                dpp=model.use_dpp,
+                venues=len(venues),
+                pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()),
+            )
 
         if result.status != "optimal" or result.x is None:
             reason = f"hold: {result.status} ({result.detail})"
             if current.violations:
-                reason += f"; holdings break {len(current.violations)} limit(s): {current.violations[0]}"
-            return self._hold(result.status, reason, total_seconds=time.perf_counter() - t_start,
-                              current_violations=tuple(current.violations), limit_utilization=current.utilization, **timing())
+                reason += (
+                    f"; holdings break {len(current.violations)} limit(s): {current.violations[0]}"
+                )
+            return self._hold(
+                result.status,
+                reason,
+                total_seconds=time.perf_counter() - t_start,
+                current_violations=tuple(current.violations),
+                limit_utilization=current.utilization,
+                **timing(),
+            )
 
         target, report = self._target(snaps, portfolio, result, cycle)
         # the plan pays its gas and fees after the moves, out of idle (vault/executor.py): check the state
         # it leaves against the hard limits; if its costs would take idle below a floor, reserve them
         # out of idle in the model and solve again (README §7)
-        short: tuple[str, ...] = ()  # what the plan would break, beyond the drift band, after its own costs
+        # what the plan would break, beyond the drift band, after its own costs
+        short: tuple[str, ...] = ()
         passes = self.settings.cost_reserve_passes
         for attempt in range(passes + 1 if passes > 0 else 0):
             if not report.ok or np.array_equal(target, x0_usd):
                 short = ()
                 break
-            post = after_costs(snaps, x0_usd, target, cycle.idle_after_usd(target), self.settings, self.home_chain,
-                               queued=cycle.queued_mask())
-            after = check_allocation(snaps, portfolio, dict(zip([v.id for v in venues], post.positions_usd.tolist())),
-                                     post.idle_usd, self.limits, self.settings, self.home_chain, costs_usd=post.cost_usd,
-                                     in_flight_known=cycle.in_flight_known)
+            post = after_costs(
+                snaps,
+                x0_usd,
+                target,
+                cycle.idle_after_usd(target),
+                self.settings,
+                self.home_chain,
+                queued=cycle.queued_mask(),
+            )
+            after = check_allocation(
+                snaps,
+                portfolio,
+                dict(zip([v.id for v in venues], post.positions_usd.tolist())),
+                post.idle_usd,
+                self.limits,
+                self.settings,
+                self.home_chain,
+                costs_usd=post.cost_usd,
+                in_flight_known=cycle.in_flight_known,
+            )
             short = tuple(v for v, e in zip(after.violations, after.excess) if not e <= tolerance)
             if not after.violations or attempt == passes:
                 break
-            reserve = max(cycle.idle_reserve, 1.25 * post.idle_cost_usd / nav + self.settings.check_tolerance_ratio)
+            reserve = max(
+                cycle.idle_reserve,
+                1.25 * post.idle_cost_usd / nav + self.settings.check_tolerance_ratio,
+            )
             cycle = dataclasses.replace(cycle, idle_reserve=reserve)
             model.update(cycle, risk)
             again = clock.add(model.solve())
@@ -352,29 +455,67 @@ class Optimizer:
 
         objective_usd = result.objective * nav if result.objective is not None else None
         allocation = self._allocation(venues, target, cycle, portfolio)
-        income = sum(float(s.curve.income_usd(np.array([target[i]]), self.settings.emission_haircut)[0]) for i, s in enumerate(snaps))
+        income = sum(
+            float(s.curve.income_usd(np.array([target[i]]), self.settings.emission_haircut)[0])
+            for i, s in enumerate(snaps)
+        )
         predicted_apr = income / nav
         if not report.ok:
-            reason = f"hold: check failed: {report.violations[0]}" + (f" (+{len(report.violations) - 1} more)" if len(report.violations) > 1 else "")
-            return Decision(status="check_failed", allocation=allocation, plan=dataclasses.replace(HOLD, reason=reason),
-                            objective_usd=objective_usd, predicted_apr=predicted_apr, violations=tuple(report.violations),
-                            limit_utilization=report.utilization, reason=reason, total_seconds=time.perf_counter() - t_start,
-                            current_violations=tuple(current.violations), **timing())  # type: ignore[arg-type]
+            reason = f"hold: check failed: {report.violations[0]}" + (
+                f" (+{len(report.violations) - 1} more)" if len(report.violations) > 1 else ""
+            )
+            return Decision(
+                status="check_failed",
+                allocation=allocation,
+                plan=dataclasses.replace(HOLD, reason=reason),
+                objective_usd=objective_usd,
+                predicted_apr=predicted_apr,
+                violations=tuple(report.violations),
+                limit_utilization=report.utilization,
+                reason=reason,
+                total_seconds=time.perf_counter() - t_start,
+                current_violations=tuple(current.violations),
+                **timing(),
+            )  # type: ignore[arg-type]
         econ = make_moves(snaps, x0_usd, target, self.settings, self.home_chain, now)
         plan = gate(econ, nav, self.settings, forced_by=forced_by, drifted=drifted)
         if plan.execute and short and not forced_by:
             # a plan whose own gas and fees would push the holdings past a limit by more than the drift
             # band (so that the next cycle would have to restore it) waits
-            plan = Plan((), plan.expected_gain_usd, plan.cost_usd, False,
-                        f"hold: after its own gas and fees the plan would break {short[0]}")
-        reason = f"optimal: {len(plan.moves)} moves, predicted APR {predicted_apr:.4%}; {plan.reason}"
-        return Decision(status="optimal", allocation=allocation, plan=plan, objective_usd=objective_usd,
-                        predicted_apr=predicted_apr, violations=(), limit_utilization=report.utilization, reason=reason,
-                        total_seconds=time.perf_counter() - t_start, current_violations=tuple(current.violations),
-                        **timing())  # type: ignore[arg-type]
+            plan = Plan(
+                (),
+                plan.expected_gain_usd,
+                plan.cost_usd,
+                False,
+                f"hold: after its own gas and fees the plan would break {short[0]}",
+            )
+        reason = (
+            f"optimal: {len(plan.moves)} moves, predicted APR {predicted_apr:.4%}; {plan.reason}"
+        )
+        return Decision(
+            status="optimal",
+            allocation=allocation,
+            plan=plan,
+            objective_usd=objective_usd,
+            predicted_apr=predicted_apr,
+            violations=(),
+            limit_utilization=report.utilization,
+            reason=reason,
+            total_seconds=time.perf_counter() - t_start,
+            current_violations=tuple(current.violations),
+            **timing(),
+        )  # type: ignore[arg-type]
 
-    def _solve(self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, model: AllocationModel, cycle: CycleData,
-               risk: tuple[FloatArray, FloatArray] | None, cold: bool, clock: "_Clock") -> tuple[SolveResult, CycleData]:
+    def _solve(
+        self,
+        snaps: Sequence[VenueSnapshot],
+        portfolio: PortfolioState,
+        model: AllocationModel,
+        cycle: CycleData,
+        risk: tuple[FloatArray, FloatArray] | None,
+        cold: bool,
+        clock: _Clock,
+    ) -> tuple[SolveResult, CycleData]:
         """Solve the cycle; cold, refit the curves around the solution and solve again (README §2)."""
         nav = cycle.nav_usd
         model.update(cycle, risk)
@@ -384,19 +525,34 @@ class Optimizer:
                 break
             t_refit = time.perf_counter()
             hint = np.where(model.linear, np.nan, result.x * nav)
-            refined = self._build_cycle(snaps, portfolio, linear=model.linear,
-                                  hint_usd=hint, window_usd=_window_around(cycle.pwl.breakpoints, result.x * nav),
-                                  window_share=0.9, buffer=cycle.buffer)
+            refined = self._build_cycle(
+                snaps,
+                portfolio,
+                linear=model.linear,
+                hint_usd=hint,
+                window_usd=_window_around(cycle.pwl.breakpoints, result.x * nav),
+                window_share=0.9,
+                buffer=cycle.buffer,
+            )
             model.update(refined, risk)
             clock.fit += time.perf_counter() - t_refit
             again = clock.add(model.solve())
-            if again.status != "optimal" or again.objective is None or again.objective < (result.objective or -np.inf) - 1e-9:
+            if (
+                again.status != "optimal"
+                or again.objective is None
+                or again.objective < (result.objective or -np.inf) - 1e-9
+            ):
                 break  # keep the first solution (cannot happen in exact arithmetic: x* stays feasible)
             result, cycle = again, refined
         return result, cycle
 
-    def _target(self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, result: SolveResult,
-                cycle: CycleData) -> tuple[FloatArray, CheckReport]:
+    def _target(
+        self,
+        snaps: Sequence[VenueSnapshot],
+        portfolio: PortfolioState,
+        result: SolveResult,
+        cycle: CycleData,
+    ) -> tuple[FloatArray, CheckReport]:
         """The solution as a checked target: small trades rounded away, losing moves undone."""
         nav = cycle.nav_usd
         x0_usd = cycle.x0 * nav
@@ -412,18 +568,43 @@ class Optimizer:
         if report.ok and self.settings.prune_max_tries > 0:
             reserve = (self.limits.min_idle_ratio * (1.0 + cycle.buffer) + cycle.idle_reserve) * nav
             target, report = prune_unprofitable(
-                snaps, x0_usd, target, report, self.settings, self.home_chain,
-                lambda x: self._check(snaps, portfolio, x, cycle), cycle.investable * nav, reserve, queued=cycle.queued_mask())
+                snaps,
+                x0_usd,
+                target,
+                report,
+                self.settings,
+                self.home_chain,
+                lambda x: self._check(snaps, portfolio, x, cycle),
+                cycle.investable * nav,
+                reserve,
+                queued=cycle.queued_mask(),
+            )
         return target, report
 
-    def _check(self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, target_usd: FloatArray, cycle: CycleData) -> CheckReport:
+    def _check(
+        self,
+        snaps: Sequence[VenueSnapshot],
+        portfolio: PortfolioState,
+        target_usd: FloatArray,
+        cycle: CycleData,
+    ) -> CheckReport:
         ids = [s.venue.id for s in snaps]
         idle = cycle.idle_after_usd(target_usd)  # queued withdrawals are in flight, not idle
-        return check_allocation(snaps, portfolio, dict(zip(ids, target_usd.tolist())), idle, self.limits, self.settings,
-                                self.home_chain, in_flight_known=cycle.in_flight_known)
+        return check_allocation(
+            snaps,
+            portfolio,
+            dict(zip(ids, target_usd.tolist())),
+            idle,
+            self.limits,
+            self.settings,
+            self.home_chain,
+            in_flight_known=cycle.in_flight_known,
+        )
 
     @staticmethod
-    def _allocation(venues: Sequence[Venue], target: FloatArray, cycle: CycleData, portfolio: PortfolioState) -> Allocation:
+    def _allocation(
+        venues: Sequence[Venue], target: FloatArray, cycle: CycleData, portfolio: PortfolioState
+    ) -> Allocation:
         targets = {v.id: float(target[i]) for i, v in enumerate(venues)}
         for vid, amount in portfolio.positions_usd.items():
             targets.setdefault(vid, float(amount))  # locked: no snapshot ever seen, held as is

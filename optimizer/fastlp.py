@@ -53,8 +53,15 @@ class SegmentResult:
 class SegmentLP:
     """Built from a compiled :class:`AllocationModel` (its limits hold the structure: groups, masks)."""
 
-    def __init__(self, model) -> None:  # noqa: ANN001 - AllocationModel (import cycle)
-        from optimizer.limits import GroupCaps, LiquidityFloors, MinIdle, RiskBudget, Turnover, VenueBox
+    def __init__(self, model) -> None:
+        from optimizer.limits import (
+            GroupCaps,
+            LiquidityFloors,
+            MinIdle,
+            RiskBudget,
+            Turnover,
+            VenueBox,
+        )
 
         self.model = model
         n = len(model.venues)
@@ -96,7 +103,9 @@ class SegmentLP:
         self.run_seconds = 0.0
 
     # ------------------------------------------------------------------------------------------
-    def _slots(self, d: CycleData) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    def _slots(
+        self, d: CycleData
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
         """Per venue ``P + 1`` slots: (left end, width, slope, left-of-x0 flag, below-c flag), NAV units."""
         nav = d.nav_usd
         beta = d.pwl.breakpoints / nav  # (n, P+1)
@@ -105,7 +114,8 @@ class SegmentLP:
         pts = np.sort(np.concatenate([beta, c], axis=1), axis=1)  # (n, P+2)
         left, right = pts[:, :-1], pts[:, 1:]
         width = np.maximum(right - left, 0.0)
-        a, _ = d.objective_pieces(self.model.settings)  # (n, P) slopes in NAV units (costs folded in)
+        # (n, P) slopes in NAV units (costs folded in)
+        a, _ = d.objective_pieces(self.model.settings)
         mid = 0.5 * (left + right)
         P = a.shape[1]
         piece = np.clip((beta[:, None, 1:-1] <= mid[:, :, None]).sum(axis=2), 0, P - 1)
@@ -120,8 +130,10 @@ class SegmentLP:
         t0 = time.perf_counter()
         try:
             return self._solve(d, t0)
-        except Exception as exc:  # noqa: BLE001 - the caller falls back to the cvxpy path
-            return SegmentResult("solver_error", None, None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            return SegmentResult(
+                "solver_error", None, None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"
+            )
 
     def _solve(self, d: CycleData, t0: float) -> SegmentResult:
         n = self.n
@@ -162,12 +174,16 @@ class SegmentLP:
                 coef = 1.0 - notland - zm
                 rows_coef.append(coef.ravel())
                 zconst = float(np.minimum(lbx, L)[self.z_mask[j]].sum())
-                notland_const = float((width * notland).sum()) + float(above[self.queued & ~self.land_mask[j]].sum())
+                notland_const = float((width * notland).sum()) + float(
+                    above[self.queued & ~self.land_mask[j]].sum()
+                )
                 rows_ub.append(B - float(lbx.sum()) - notland_const + zconst - floor_rhs[j])
         if self.turnover is not None:
             coef = np.where(is_left, -1.0, 1.0)
             rows_coef.append(coef.ravel())
-            rows_ub.append(float(self.turnover.max_ratio) - float((width * is_left).sum()) - float(above.sum()))
+            rows_ub.append(
+                float(self.turnover.max_ratio) - float((width * is_left).sum()) - float(above.sum())
+            )
         dense_rows = np.array(rows_coef)  # (R1, n*S)
         # assemble the sparse matrix: dense rows (every column) + x-rows (M_i repeated over slots)
         Mc = M.tocsc()
@@ -196,7 +212,8 @@ class SegmentLP:
         h = self.highs
         h.passModel(lp)
         if self._basis is not None and self._basis_shape == (n * S, nrow):
-            h.setBasis(self._basis)  # the previous cycle's basis: a valid start, usually a few pivots away
+            # the previous cycle's basis: a valid start, usually a few pivots away
+            h.setBasis(self._basis)
         t_run = time.perf_counter()
         h.run()
         self.run_seconds = time.perf_counter() - t_run
@@ -213,4 +230,6 @@ class SegmentLP:
         self._basis = None
         if status == highspy.HighsModelStatus.kInfeasible:
             return SegmentResult("infeasible", None, None, elapsed, "segment simplex: infeasible")
-        return SegmentResult("solver_error", None, None, elapsed, f"segment simplex: {h.modelStatusToString(status)}")
+        return SegmentResult(
+            "solver_error", None, None, elapsed, f"segment simplex: {h.modelStatusToString(status)}"
+        )

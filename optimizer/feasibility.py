@@ -27,8 +27,13 @@ from optimizer.config import OptimizerSettings, RiskLimits
 from optimizer.cycle import effective_exit_days
 
 
-def check_feasibility(venues: Sequence[Venue], limits: RiskLimits, nav_usd: float | None = None,
-                      home_chain: str | None = None, settings: OptimizerSettings | None = None) -> list[str]:
+def check_feasibility(
+    venues: Sequence[Venue],
+    limits: RiskLimits,
+    nav_usd: float | None = None,
+    home_chain: str | None = None,
+    settings: OptimizerSettings | None = None,
+) -> list[str]:
     """Empty when the limits can place ``1 - min_idle_ratio`` of NAV; else one line per conflict.
 
     ``nav_usd`` (optional) turns ``max_venue_usd`` into a share; ``home_chain`` (optional) adds the
@@ -37,7 +42,13 @@ def check_feasibility(venues: Sequence[Venue], limits: RiskLimits, nav_usd: floa
     problems: list[str] = []
     need = 1.0 - limits.min_idle_ratio
     if not venues:
-        return [] if need <= 0 else [f"no venues configured, but min_idle_ratio {limits.min_idle_ratio:g} leaves {need:g} of NAV to invest"]
+        return (
+            []
+            if need <= 0
+            else [
+                f"no venues configured, but min_idle_ratio {limits.min_idle_ratio:g} leaves {need:g} of NAV to invest"
+            ]
+        )
     ids = [v.id for v in venues]
     if len(set(ids)) != len(ids):
         problems.append("venues: duplicate venue ids")
@@ -49,10 +60,17 @@ def check_feasibility(venues: Sequence[Venue], limits: RiskLimits, nav_usd: floa
     cap_label = f"max_venue_ratio {limits.max_venue_ratio:g}"
     if limits.max_venue_usd is not None and nav_usd:
         if limits.max_venue_usd / nav_usd < cap:
-            cap, cap_label = limits.max_venue_usd / nav_usd, f"max_venue_usd {limits.max_venue_usd:,.0f} (= {limits.max_venue_usd / nav_usd:.4g} of NAV {nav_usd:,.0f})"
+            cap, cap_label = (
+                limits.max_venue_usd / nav_usd,
+                f"max_venue_usd {limits.max_venue_usd:,.0f} (= {limits.max_venue_usd / nav_usd:.4g} of NAV {nav_usd:,.0f})",
+            )
     labelled.append((f"{cap_label} x {n} venues", w <= cap))
     families = (
-        ("max_kind_ratio", {str(k): r for k, r in limits.max_kind_ratio.items()}, lambda v: (str(v.kind),)),
+        (
+            "max_kind_ratio",
+            {str(k): r for k, r in limits.max_kind_ratio.items()},
+            lambda v: (str(v.kind),),
+        ),
         ("max_chain_ratio", dict(limits.max_chain_ratio), lambda v: (v.chain,)),
         ("max_protocol_ratio", dict(limits.max_protocol_ratio), lambda v: (v.protocol,)),
         ("max_dependency_ratio", dict(limits.max_dependency_ratio), lambda v: v.exposures),
@@ -64,13 +82,25 @@ def check_feasibility(venues: Sequence[Venue], limits: RiskLimits, nav_usd: floa
                 labelled.append((f"{name}[{key}] {ratio:g}", sel @ w <= ratio))
     if limits.max_avg_risk_score is not None:
         r = np.array([v.risk_score for v in venues])
-        labelled.append((f"max_avg_risk_score {limits.max_avg_risk_score:g} (venue scores {r.min():g}..{r.max():g})",
-                         r @ w <= limits.max_avg_risk_score))
-    exit_days = effective_exit_days(venues, settings, home_chain) if home_chain else np.array([v.exit_days for v in venues])
+        labelled.append(
+            (
+                f"max_avg_risk_score {limits.max_avg_risk_score:g} (venue scores {r.min():g}..{r.max():g})",
+                r @ w <= limits.max_avg_risk_score,
+            )
+        )
+    exit_days = (
+        effective_exit_days(venues, settings, home_chain)
+        if home_chain
+        else np.array([v.exit_days for v in venues])
+    )
     for j, f in enumerate(sorted(limits.liquidity_floors, key=lambda f: f.days)):
         liquid = (exit_days <= f.days).astype(float)
-        labelled.append((f"liquidity_floors[{j}] ({f.min_ratio:g} of NAV within {f.days:g} d; {int(liquid.sum())} of {n} venues exit that fast)",
-                         1 - cp.sum(w) + liquid @ w >= f.min_ratio))
+        labelled.append(
+            (
+                f"liquidity_floors[{j}] ({f.min_ratio:g} of NAV within {f.days:g} d; {int(liquid.sum())} of {n} venues exit that fast)",
+                1 - cp.sum(w) + liquid @ w >= f.min_ratio,
+            )
+        )
     labelled.append((f"min_idle_ratio {limits.min_idle_ratio:g}", cp.sum(w) <= need))
     prob = cp.Problem(cp.Maximize(cp.sum(w)), [c for _, c in labelled])
     prob.solve(solver="CLARABEL")

@@ -128,7 +128,9 @@ class GroupCaps(Limit):
 
     def build(self, m: ModelVars) -> list[cp.Constraint]:
         rows, cols = [], []
-        self.keys = [k for k in self.caps_cfg if any(k in self.members(self.family, v) for v in m.venues)]
+        self.keys = [
+            k for k in self.caps_cfg if any(k in self.members(self.family, v) for v in m.venues)
+        ]
         index = {k: r for r, k in enumerate(self.keys)}
         for i, v in enumerate(m.venues):
             for k in self.members(self.family, v):
@@ -137,14 +139,17 @@ class GroupCaps(Limit):
                     cols.append(i)
         if not self.keys:
             return []
-        self.G = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(self.keys), len(m.venues)))
+        self.G = sp.csr_matrix(
+            (np.ones(len(rows)), (rows, cols)), shape=(len(self.keys), len(m.venues))
+        )
         self.cap = cp.Parameter(len(self.keys), nonneg=True, name=f"cap_{self.family}")
         self.cap_cfg = np.array([self.caps_cfg[k] for k in self.keys])
         return [self.G @ m.x <= self.cap]
 
     def update(self, d: CycleData) -> None:
         if self.keys:
-            keep = np.where(self.cap_cfg < 1.0, 1.0 - d.buffer, 1.0)  # a share of 1 is no limit to drift past
+            # a share of 1 is no limit to drift past
+            keep = np.where(self.cap_cfg < 1.0, 1.0 - d.buffer, 1.0)
             self.cap.value = np.maximum(self.cap_cfg * keep, self.G @ d.lb)
 
 
@@ -194,7 +199,9 @@ class LiquidityFloors(Limit):
         # a withdrawal in flight lands within D days if its venue's exit time is <= D
         landing = None
         if m.flight is not None and m.queued_idx is not None:
-            fmask = np.array([(exit_days[m.queued_idx] <= f.days).astype(float) for f in self.floors])
+            fmask = np.array(
+                [(exit_days[m.queued_idx] <= f.days).astype(float) for f in self.floors]
+            )
             if fmask.any():
                 landing = sp.csr_matrix(fmask) @ m.flight
         if len(self.idx) == 0:
@@ -212,8 +219,17 @@ class LiquidityFloors(Limit):
 
     def update(self, d: CycleData) -> None:
         # capital already in flight that lands within D counts toward the floor (README §4)
-        self.floor.value = np.array([max(f.min_ratio * (1.0 + d.buffer) + d.idle_reserve - d.in_flight_liquid(f.days, self.exit_days), 0.0)
-                                     for f in self.floors])
+        self.floor.value = np.array(
+            [
+                max(
+                    f.min_ratio * (1.0 + d.buffer)
+                    + d.idle_reserve
+                    - d.in_flight_liquid(f.days, self.exit_days),
+                    0.0,
+                )
+                for f in self.floors
+            ]
+        )
         if len(self.idx):
             self.L.value = d.exit_liquidity[self.idx]
 
@@ -254,4 +270,3 @@ def limits_from_config(limits: RiskLimits) -> list[Limit]:
     if limits.max_turnover_ratio is not None:
         out.append(Turnover(limits))
     return out
-

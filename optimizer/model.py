@@ -47,17 +47,36 @@ def solver_options(settings: OptimizerSettings) -> dict[str, object]:
         case "CLARABEL":
             # iterative refinement roughly doubles the time per iteration on this LP (README) and
             # changes the objective by < 1e-7 NAV; the independent checker guards feasibility
-            return {"time_limit": limit, "tol_gap_abs": tol, "tol_gap_rel": tol, "tol_feas": tol,
-                    "iterative_refinement_enable": settings.clarabel_refinement, **settings.solver_options}
+            return {
+                "time_limit": limit,
+                "tol_gap_abs": tol,
+                "tol_gap_rel": tol,
+                "tol_feas": tol,
+                "iterative_refinement_enable": settings.clarabel_refinement,
+                **settings.solver_options,
+            }
         case "ECOS":
             return {"abstol": tol, "reltol": tol, "feastol": tol, **settings.solver_options}
         case "OSQP":
-            return {"time_limit": limit, "eps_abs": tol, "eps_rel": tol, "polish": True, **settings.solver_options}
+            return {
+                "time_limit": limit,
+                "eps_abs": tol,
+                "eps_rel": tol,
+                "polish": True,
+                **settings.solver_options,
+            }
         case "SCS":
-            return {"time_limit_secs": limit, "eps_abs": tol, "eps_rel": tol, **settings.solver_options}
+            return {
+                "time_limit_secs": limit,
+                "eps_abs": tol,
+                "eps_rel": tol,
+                **settings.solver_options,
+            }
         case "HIGHS":
             opts = {"time_limit": limit, **settings.solver_options}
-            if "solver" in opts:  # HiGHS's own 'solver' option (simplex/ipm) clashes with cvxpy's keyword
+            if (
+                "solver" in opts
+            ):  # HiGHS's own 'solver' option (simplex/ipm) clashes with cvxpy's keyword
                 opts["highs_options"] = {"solver": opts.pop("solver")}
             return opts
     return {}
@@ -66,8 +85,14 @@ def solver_options(settings: OptimizerSettings) -> dict[str, object]:
 class AllocationModel:
     """One cvxpy Problem for a fixed, ordered venue set."""
 
-    def __init__(self, venues: tuple[Venue, ...], limits: RiskLimits, settings: OptimizerSettings, home_chain: str,
-                 linear: NDArray[np.bool_] | None = None):
+    def __init__(
+        self,
+        venues: tuple[Venue, ...],
+        limits: RiskLimits,
+        settings: OptimizerSettings,
+        home_chain: str,
+        linear: NDArray[np.bool_] | None = None,
+    ):
         t0 = time.perf_counter()
         self.venues = venues
         self.settings = settings
@@ -88,8 +113,15 @@ class AllocationModel:
             self.x0_queued = cp.Parameter(len(self.queued_idx), nonneg=True, name="x0_queued")
             flight_constraints.append(self.flight >= self.x0_queued - self.x[self.queued_idx])
             idle = idle - cp.sum(self.flight)
-        m = ModelVars(x=self.x, idle=idle, venues=venues, settings=settings, home_chain=home_chain,
-                      flight=self.flight, queued_idx=self.queued_idx)
+        m = ModelVars(
+            x=self.x,
+            idle=idle,
+            venues=venues,
+            settings=settings,
+            home_chain=home_chain,
+            flight=self.flight,
+            queued_idx=self.queued_idx,
+        )
         self.limits: list[Limit] = limits_from_config(limits)
         # two blocks: venues with linear curves need only the two pieces around x0 (a third of the
         # rows at pieces=8), the others pieces + 1
@@ -114,7 +146,9 @@ class AllocationModel:
         if self.with_risk:
             self.loadings = cp.Parameter((n, settings.risk_factors), name="risk_loadings")
             self.idio = cp.Parameter(n, nonneg=True, name="risk_idio")
-            self.risk = cp.sum_squares(self.loadings.T @ self.x) + cp.sum_squares(cp.multiply(self.idio, self.x))
+            self.risk = cp.sum_squares(self.loadings.T @ self.x) + cp.sum_squares(
+                cp.multiply(self.idio, self.x)
+            )
             objective = objective - self.risk
         self.problem = cp.Problem(cp.Maximize(objective), constraints)
         self.use_dpp = n <= settings.dpp_max_venues
@@ -159,7 +193,9 @@ class AllocationModel:
             r = self.segment.solve(self._cycle)
             if r.status == "optimal":
                 self.solves += 1
-                return SolveResult("optimal", r.x, r.objective, r.seconds, self.segment.run_seconds, r.detail)
+                return SolveResult(
+                    "optimal", r.x, r.objective, r.seconds, self.segment.run_seconds, r.detail
+                )
             # infeasible or an error: the reference path decides (and reports) it
         return self.solve_cvxpy()
 
@@ -173,16 +209,31 @@ class AllocationModel:
         t0 = time.perf_counter()
         try:
             self.problem.solve(solver=self.settings.solver, warm_start=True, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - any solver failure is a hold, never a crash
-            return SolveResult("solver_error", None, None, time.perf_counter() - t0, None, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            return SolveResult(
+                "solver_error",
+                None,
+                None,
+                time.perf_counter() - t0,
+                None,
+                f"{type(exc).__name__}: {exc}",
+            )
         elapsed = time.perf_counter() - t0
         self.solves += 1
         stats = self.problem.solver_stats
-        solver_seconds = float(stats.solve_time) if stats is not None and stats.solve_time is not None else None
+        solver_seconds = (
+            float(stats.solve_time) if stats is not None and stats.solve_time is not None else None
+        )
         status = self.problem.status
         if status in ACCEPTED and self.x.value is not None:
-            return SolveResult("optimal", np.asarray(self.x.value, dtype=float), float(self.problem.value),
-                               elapsed, solver_seconds, str(status))
+            return SolveResult(
+                "optimal",
+                np.asarray(self.x.value, dtype=float),
+                float(self.problem.value),
+                elapsed,
+                solver_seconds,
+                str(status),
+            )
         if status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
             return SolveResult("infeasible", None, None, elapsed, solver_seconds, str(status))
         return SolveResult("solver_error", None, None, elapsed, solver_seconds, str(status))

@@ -37,20 +37,34 @@ from optimizer.config import OptimizerSettings
 FloatArray = NDArray[np.float64]
 
 
-def idempotency_key(now: datetime, venue_id: str, action: MoveAction, amount_usd: float, from_chain: str, to_chain: str) -> str:
+def idempotency_key(
+    now: datetime,
+    venue_id: str,
+    action: MoveAction,
+    amount_usd: float,
+    from_chain: str,
+    to_chain: str,
+) -> str:
     """Deterministic: the same decision time, venue, action, route and amount give the same key."""
     raw = f"{now.isoformat()}|{venue_id}|{action.value}|{from_chain}|{to_chain}|{round(amount_usd, 2):.2f}"
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def round_small_trades(x0_usd: FloatArray, target_usd: FloatArray, min_trade_usd: float) -> FloatArray:
+def round_small_trades(
+    x0_usd: FloatArray, target_usd: FloatArray, min_trade_usd: float
+) -> FloatArray:
     """Targets whose move is below ``min_trade_usd`` stay where they are."""
     small = np.abs(target_usd - x0_usd) < min_trade_usd
     return np.where(small, x0_usd, target_usd)
 
 
-def move_values_usd(snaps: Sequence[VenueSnapshot], x0_usd: FloatArray, target_usd: FloatArray,
-                    settings: OptimizerSettings, home_chain: str) -> FloatArray:
+def move_values_usd(
+    snaps: Sequence[VenueSnapshot],
+    x0_usd: FloatArray,
+    target_usd: FloatArray,
+    settings: OptimizerSettings,
+    home_chain: str,
+) -> FloatArray:
     """Exact value of each venue's move on its own over the horizon: gain on the true curve minus
     its exact cost (gas, fees, bridge legs); capital that is not moved stays idle and earns 0."""
     horizon = settings.holding_horizon_days / 365.0
@@ -60,7 +74,13 @@ def move_values_usd(snaps: Sequence[VenueSnapshot], x0_usd: FloatArray, target_u
         if delta == 0.0:
             continue
         v, amount = s.venue, abs(delta)
-        gain = float(s.curve.income_usd(np.array([target_usd[i], x0_usd[i]]), settings.emission_haircut) @ np.array([1.0, -1.0])) * horizon
+        gain = (
+            float(
+                s.curve.income_usd(np.array([target_usd[i], x0_usd[i]]), settings.emission_haircut)
+                @ np.array([1.0, -1.0])
+            )
+            * horizon
+        )
         gas = v.costs.deposit_usd if delta > 0 else v.costs.withdraw_usd
         cost = gas + v.costs.fee_bps / 1e4 * amount
         if v.chain != home_chain:
@@ -69,8 +89,18 @@ def move_values_usd(snaps: Sequence[VenueSnapshot], x0_usd: FloatArray, target_u
     return out
 
 
-def prune_unprofitable(snaps, x0_usd, target_usd, report, settings: OptimizerSettings, home_chain: str, check,
-                       investable_usd: float, min_idle_usd: float, queued: NDArray[np.bool_] | None = None):
+def prune_unprofitable(
+    snaps,
+    x0_usd,
+    target_usd,
+    report,
+    settings: OptimizerSettings,
+    home_chain: str,
+    check,
+    investable_usd: float,
+    min_idle_usd: float,
+    queued: NDArray[np.bool_] | None = None,
+):
     """Undo moves that lose money on their own, while the checker still passes.
 
     The convex model can only amortise the fixed gas charge (README §3), so it may propose a small
@@ -173,12 +203,20 @@ class AfterCosts:
 
     positions_usd: FloatArray  # per venue, after fees and bridge fees on the way in
     idle_usd: float  # the allocation's idle minus the gas and the fees paid out of idle
-    idle_cost_usd: float  # what the plan takes out of idle beyond the allocation: gas, fees on the way out
+    # what the plan takes out of idle beyond the allocation: gas, fees on the way out
+    idle_cost_usd: float
     cost_usd: float  # all NAV the plan spends: idle_cost + fees taken from deposits
 
 
-def after_costs(snaps: Sequence[VenueSnapshot], x0_usd: FloatArray, target_usd: FloatArray, idle_usd: float,
-                settings: OptimizerSettings, home_chain: str, queued: NDArray[np.bool_] | None = None) -> AfterCosts:
+def after_costs(
+    snaps: Sequence[VenueSnapshot],
+    x0_usd: FloatArray,
+    target_usd: FloatArray,
+    idle_usd: float,
+    settings: OptimizerSettings,
+    home_chain: str,
+    queued: NDArray[np.bool_] | None = None,
+) -> AfterCosts:
     """Book the plan the way the executor does, ahead of time.
 
     ``idle_usd`` is the allocation's idle right after the moves (a withdrawal from a ``queued`` venue
@@ -195,11 +233,15 @@ def after_costs(snaps: Sequence[VenueSnapshot], x0_usd: FloatArray, target_usd: 
     bridge = np.where(cross, settings.bridge_fee_bps / 1e4, 0.0)
     kept = (1.0 - fee) * (1.0 - bridge)  # share of a moved USD that arrives
     dep, wd = delta > 0, delta < 0
-    gas = np.where(dep, [s.venue.costs.deposit_usd for s in snaps], 0.0) + np.where(wd, [s.venue.costs.withdraw_usd for s in snaps], 0.0)
+    gas = np.where(dep, [s.venue.costs.deposit_usd for s in snaps], 0.0) + np.where(
+        wd, [s.venue.costs.withdraw_usd for s in snaps], 0.0
+    )
     legs = float(((dep | wd) & cross).sum()) * settings.bridge_gas_usd
     positions = np.where(dep, x0_usd + delta * kept, target_usd)
     instant_wd = wd if queued is None else wd & ~np.asarray(queued, dtype=bool)
-    idle_cost = float(gas.sum()) + legs + float((-delta[instant_wd] * (1.0 - kept[instant_wd])).sum())
+    idle_cost = (
+        float(gas.sum()) + legs + float((-delta[instant_wd] * (1.0 - kept[instant_wd])).sum())
+    )
     deposit_fees = float((delta[dep] * (1.0 - kept[dep])).sum())
     return AfterCosts(positions, idle_usd - idle_cost, idle_cost, idle_cost + deposit_fees)
 
@@ -232,30 +274,83 @@ def make_moves(
             continue
         v = s.venue
         amount = abs(delta)
-        gain = float(s.curve.income_usd(np.array([target_usd[i]]), h)[0] - s.curve.income_usd(np.array([x0_usd[i]]), h)[0]) * horizon
+        gain = (
+            float(
+                s.curve.income_usd(np.array([target_usd[i]]), h)[0]
+                - s.curve.income_usd(np.array([x0_usd[i]]), h)[0]
+            )
+            * horizon
+        )
         cross = v.chain != home_chain
-        bridge_cost = settings.bridge_gas_usd + settings.bridge_fee_bps / 1e4 * amount if cross else 0.0
+        bridge_cost = (
+            settings.bridge_gas_usd + settings.bridge_fee_bps / 1e4 * amount if cross else 0.0
+        )
         if delta < 0:
             cost = v.costs.withdraw_usd + v.costs.fee_bps / 1e4 * amount
-            withdrawals.append(Move(MoveAction.WITHDRAW, v.id, amount, idempotency_key(now, v.id, MoveAction.WITHDRAW, amount, v.chain, v.chain),
-                                    from_chain=v.chain, to_chain=v.chain, expected_gain_usd=gain, cost_usd=cost))
+            withdrawals.append(
+                Move(
+                    MoveAction.WITHDRAW,
+                    v.id,
+                    amount,
+                    idempotency_key(now, v.id, MoveAction.WITHDRAW, amount, v.chain, v.chain),
+                    from_chain=v.chain,
+                    to_chain=v.chain,
+                    expected_gain_usd=gain,
+                    cost_usd=cost,
+                )
+            )
             if cross:
-                to_home.append(Move(MoveAction.BRIDGE, v.id, amount, idempotency_key(now, v.id, MoveAction.BRIDGE, amount, v.chain, home_chain),
-                                    from_chain=v.chain, to_chain=home_chain, cost_usd=bridge_cost))
+                to_home.append(
+                    Move(
+                        MoveAction.BRIDGE,
+                        v.id,
+                        amount,
+                        idempotency_key(now, v.id, MoveAction.BRIDGE, amount, v.chain, home_chain),
+                        from_chain=v.chain,
+                        to_chain=home_chain,
+                        cost_usd=bridge_cost,
+                    )
+                )
         else:
             cost = v.costs.deposit_usd + v.costs.fee_bps / 1e4 * amount
             if cross:
-                from_home.append(Move(MoveAction.BRIDGE, v.id, amount, idempotency_key(now, v.id, MoveAction.BRIDGE, amount, home_chain, v.chain),
-                                      from_chain=home_chain, to_chain=v.chain, cost_usd=bridge_cost))
-            deposits.append(Move(MoveAction.DEPOSIT, v.id, amount, idempotency_key(now, v.id, MoveAction.DEPOSIT, amount, v.chain, v.chain),
-                                 from_chain=v.chain, to_chain=v.chain, expected_gain_usd=gain, cost_usd=cost))
+                from_home.append(
+                    Move(
+                        MoveAction.BRIDGE,
+                        v.id,
+                        amount,
+                        idempotency_key(now, v.id, MoveAction.BRIDGE, amount, home_chain, v.chain),
+                        from_chain=home_chain,
+                        to_chain=v.chain,
+                        cost_usd=bridge_cost,
+                    )
+                )
+            deposits.append(
+                Move(
+                    MoveAction.DEPOSIT,
+                    v.id,
+                    amount,
+                    idempotency_key(now, v.id, MoveAction.DEPOSIT, amount, v.chain, v.chain),
+                    from_chain=v.chain,
+                    to_chain=v.chain,
+                    expected_gain_usd=gain,
+                    cost_usd=cost,
+                )
+            )
         gain_total += gain
         cost_total += cost + bridge_cost
-    return PlanEconomics(tuple(withdrawals + to_home + from_home + deposits), gain_total, cost_total)
+    return PlanEconomics(
+        tuple(withdrawals + to_home + from_home + deposits), gain_total, cost_total
+    )
 
 
-def gate(econ: PlanEconomics, nav_usd: float, settings: OptimizerSettings, forced_by: Sequence[str] = (),
-         drifted: Sequence[str] = ()) -> Plan:
+def gate(
+    econ: PlanEconomics,
+    nav_usd: float,
+    settings: OptimizerSettings,
+    forced_by: Sequence[str] = (),
+    drifted: Sequence[str] = (),
+) -> Plan:
     """Execute the moves only if they pay, or if they restore a limit the holdings break by more
     than the drift band (``forced_by``); holding returns no moves.
 
@@ -265,17 +360,57 @@ def gate(econ: PlanEconomics, nav_usd: float, settings: OptimizerSettings, force
     """
     g, c = econ.gain_usd, econ.cost_usd
     if not econ.moves:
-        return Plan(moves=(), expected_gain_usd=0.0, cost_usd=0.0, execute=False, reason="no moves: already at target")
+        return Plan(
+            moves=(),
+            expected_gain_usd=0.0,
+            cost_usd=0.0,
+            execute=False,
+            reason="no moves: already at target",
+        )
     if not (math.isfinite(g) and math.isfinite(c)):
         return Plan((), 0.0, 0.0, False, f"hold: non-finite gain {g} or cost {c}")
     net_apr = (g - c) / nav_usd * 365.0 / settings.holding_horizon_days
     if forced_by:
-        return Plan(econ.moves, g, c, True, f"restores broken limits ({'; '.join(forced_by[:3])}); gain {g:,.2f} vs cost {c:,.2f} USD")
-    band = f" (holdings within the drift band of {len(drifted)} limit(s): {drifted[0]})" if drifted else ""
+        return Plan(
+            econ.moves,
+            g,
+            c,
+            True,
+            f"restores broken limits ({'; '.join(forced_by[:3])}); gain {g:,.2f} vs cost {c:,.2f} USD",
+        )
+    band = (
+        f" (holdings within the drift band of {len(drifted)} limit(s): {drifted[0]})"
+        if drifted
+        else ""
+    )
     if g - c <= 0:
-        return Plan((), g, c, False, f"hold: net gain {g - c:,.2f} USD is not positive (gain {g:,.2f}, cost {c:,.2f}){band}")
+        return Plan(
+            (),
+            g,
+            c,
+            False,
+            f"hold: net gain {g - c:,.2f} USD is not positive (gain {g:,.2f}, cost {c:,.2f}){band}",
+        )
     if g < settings.min_benefit_cost_ratio * c:
-        return Plan((), g, c, False, f"hold: gain {g:,.2f} < {settings.min_benefit_cost_ratio:g} x cost {c:,.2f} USD over {settings.holding_horizon_days:g} d{band}")
+        return Plan(
+            (),
+            g,
+            c,
+            False,
+            f"hold: gain {g:,.2f} < {settings.min_benefit_cost_ratio:g} x cost {c:,.2f} USD over {settings.holding_horizon_days:g} d{band}",
+        )
     if net_apr < settings.hysteresis_apr:
-        return Plan((), g, c, False, f"hold: net APR gain {net_apr:.6f} below hysteresis {settings.hysteresis_apr:g}{band}")
-    return Plan(econ.moves, g, c, True, f"gain {g:,.2f} >= {settings.min_benefit_cost_ratio:g} x cost {c:,.2f} USD, net APR gain {net_apr:.5f}")
+        return Plan(
+            (),
+            g,
+            c,
+            False,
+            f"hold: net APR gain {net_apr:.6f} below hysteresis {settings.hysteresis_apr:g}{band}",
+        )
+    return Plan(
+        econ.moves,
+        g,
+        c,
+        True,
+        f"gain {g:,.2f} >= {settings.min_benefit_cost_ratio:g} x cost {c:,.2f} USD, net APR gain {net_apr:.5f}",
+    )

@@ -39,7 +39,9 @@ from core.types import YieldCurve
 FloatArray = NDArray[np.float64]
 
 
-def evaluate_curves(curves: Sequence[YieldCurve], x_usd: FloatArray, emission_haircut: float) -> FloatArray:
+def evaluate_curves(
+    curves: Sequence[YieldCurve], x_usd: FloatArray, emission_haircut: float
+) -> FloatArray:
     """``income_usd`` of curve ``i`` at each ``x_usd[i, :]``: shape (n, M).
 
     Curves whose class itself defines ``batch_income_usd(curves, x, emission_haircut)`` (a classmethod
@@ -124,16 +126,28 @@ def fit_pwl(
     # grid: half uniform, half geometric from 1e-4 of the domain (rate impact bends a curve on the
     # scale of the pool, often far below our domain), plus x0
     half = (m - 1) // 2
-    g = np.unique(np.concatenate([np.linspace(0.0, 1.0, m - 1 - half), np.geomspace(1e-4, 1.0, half + 1)[:-1]]))
-    g = np.concatenate([g, np.linspace(0.0, 1.0, m - 1 - len(g) + 2)[1:-1]]) if len(g) < m - 1 else g
+    g = np.unique(
+        np.concatenate(
+            [np.linspace(0.0, 1.0, m - 1 - half), np.geomspace(1e-4, 1.0, half + 1)[:-1]]
+        )
+    )
+    g = (
+        np.concatenate([g, np.linspace(0.0, 1.0, m - 1 - len(g) + 2)[1:-1]])
+        if len(g) < m - 1
+        else g
+    )
     hint = np.full(n, np.nan) if hint_usd is None else np.asarray(hint_usd, dtype=float)
     has_hint = np.isfinite(hint)
     hint = np.clip(np.where(has_hint, hint, x0), lb, ub)
     # a grid node on the capacity: a curve is flat beyond it, a kink that the quantile placement then puts
     # a breakpoint on (capacity lies inside the domain only when a position is held above it, README §4)
     cap = np.array([float(c.capacity_usd) for c in curves]) if n else np.zeros(0)
-    cap = np.where((cap > lb) & (cap < ub), cap, x0)  # else a duplicate of x0, which changes nothing
-    grid = np.concatenate([lb[:, None] + width[:, None] * g[None, :], x0[:, None], hint[:, None], cap[:, None]], axis=1)
+    # else a duplicate of x0, which changes nothing
+    cap = np.where((cap > lb) & (cap < ub), cap, x0)
+    grid = np.concatenate(
+        [lb[:, None] + width[:, None] * g[None, :], x0[:, None], hint[:, None], cap[:, None]],
+        axis=1,
+    )
     grid.sort(axis=1)
     m = grid.shape[1]
     f = evaluate_curves(curves, grid, emission_haircut)
@@ -157,7 +171,10 @@ def fit_pwl(
     is_bp[:, 0] = True
     is_bp[:, -1] = True
     for forced in (x0, hint):
-        is_bp[np.arange(n), np.argmax(grid >= forced[:, None] - 1e-12 * (1 + np.abs(forced[:, None])), axis=1)] = True
+        is_bp[
+            np.arange(n),
+            np.argmax(grid >= forced[:, None] - 1e-12 * (1 + np.abs(forced[:, None])), axis=1),
+        ] = True
     budget = np.full(n, max(pieces - 1, 0)) if split_budget is None else np.asarray(split_budget)
     budget = np.where(has_hint, np.maximum(budget - 1, 0), budget)
     if method == "quantile":
@@ -198,7 +215,11 @@ def fit_pwl(
         with np.errstate(divide="ignore", invalid="ignore"):
             on_left = fl + (g_r - xl) * np.where(xj > xl, (fj - fl) / (xj - xl), 0.0)
             on_right = fj + (g_r - xj) * np.where(xr > xj, (fr - fj) / (xr - xj), 0.0)
-        new = np.where((c_r > left) & (c_r <= jr), on_left, np.where((c_r > jr) & (c_r < right), on_right, chord[rows]))
+        new = np.where(
+            (c_r > left) & (c_r <= jr),
+            on_left,
+            np.where((c_r > jr) & (c_r < right), on_right, chord[rows]),
+        )
         chord[rows] = new
         is_bp[rows, j[rows]] = True
     gap = f - chord
@@ -237,8 +258,13 @@ def fit_pwl(
     )
 
 
-def _quantile_breakpoints(cell_slope: FloatArray, h: FloatArray, is_bp: NDArray[np.bool_], budget: NDArray[np.int64],
-                          weight: FloatArray | None = None) -> None:
+def _quantile_breakpoints(
+    cell_slope: FloatArray,
+    h: FloatArray,
+    is_bp: NDArray[np.bool_],
+    budget: NDArray[np.int64],
+    weight: FloatArray | None = None,
+) -> None:
     """Mark ``budget[i]`` more breakpoints at equal quantiles of the measure ``Σ sqrt(slope drop · h)``.
 
     For a smooth curve the slope drop at node ``j`` is about ``f'' h``, so the measure is
@@ -263,7 +289,9 @@ def _quantile_breakpoints(cell_slope: FloatArray, h: FloatArray, is_bp: NDArray[
     is_bp[rows[valid], pos[valid] + 1] = True
 
 
-def _chord_values(grid: FloatArray, f: FloatArray, is_bp: NDArray[np.bool_], cols: NDArray[np.int64]) -> FloatArray:
+def _chord_values(
+    grid: FloatArray, f: FloatArray, is_bp: NDArray[np.bool_], cols: NDArray[np.int64]
+) -> FloatArray:
     """Value at every grid node of the chord through the marked breakpoints."""
     n, m = grid.shape
     base = (np.arange(n) * m)[:, None]

@@ -47,7 +47,13 @@ def _capped(x_usd: FloatArray, capacity_usd: float) -> FloatArray:
 class DilutionCurve(YieldCurve):
     """``f(x) = I x/(S+x) + (1-h) E x/(S+x)``: interest ``I`` and emissions ``E`` shared with supply ``S``."""
 
-    def __init__(self, interest_usd: float, supply_usd: float, emission_usd: float = 0.0, capacity_usd: float = math.inf):
+    def __init__(
+        self,
+        interest_usd: float,
+        supply_usd: float,
+        emission_usd: float = 0.0,
+        capacity_usd: float = math.inf,
+    ):
         self.interest_usd = float(interest_usd)
         self.supply_usd = float(supply_usd)
         self.emission_usd = float(emission_usd)
@@ -62,7 +68,9 @@ class DilutionCurve(YieldCurve):
         return self.emission_usd * x / (self.supply_usd + x)
 
     @classmethod
-    def batch_income_usd(cls, curves: Sequence["DilutionCurve"], x_usd: FloatArray, emission_haircut: float) -> FloatArray:
+    def batch_income_usd(
+        cls, curves: Sequence[DilutionCurve], x_usd: FloatArray, emission_haircut: float
+    ) -> FloatArray:
         i = np.array([c.interest_usd for c in curves])[:, None]
         e = np.array([c.emission_usd for c in curves])[:, None]
         s = np.array([c.supply_usd for c in curves])[:, None]
@@ -78,18 +86,34 @@ class KinkedLendingCurve(YieldCurve):
     non-decreasing (checked on a fine grid when the curve is built).
     """
 
-    def __init__(self, supply_usd: float, borrow_usd: float, base: float = 0.0, slope1: float = 0.04,
-                 slope2: float = 0.6, u_opt: float = 0.9, reserve_factor: float = 0.1, capacity_usd: float = math.inf):
+    def __init__(
+        self,
+        supply_usd: float,
+        borrow_usd: float,
+        base: float = 0.0,
+        slope1: float = 0.04,
+        slope2: float = 0.6,
+        u_opt: float = 0.9,
+        reserve_factor: float = 0.1,
+        capacity_usd: float = math.inf,
+    ):
         self.supply_usd = float(supply_usd)
         self.borrow_usd = float(min(borrow_usd, supply_usd))
-        self.base, self.slope1, self.slope2, self.u_opt = float(base), float(slope1), float(slope2), float(u_opt)
+        self.base, self.slope1, self.slope2, self.u_opt = (
+            float(base),
+            float(slope1),
+            float(slope2),
+            float(u_opt),
+        )
         self.reserve_factor = float(reserve_factor)
         limit = min(capacity_usd, 20.0 * self.supply_usd)
         grid = np.linspace(0.0, limit, 4001)
         f = self._income(grid)
         d = np.diff(f)
         bad = np.nonzero((np.diff(d) > 1e-9 * (1 + np.abs(f[-1]))) | (d[1:] < 0))[0]
-        self.capacity_usd = float(grid[bad[0]] if len(bad) else limit) if limit < math.inf else math.inf
+        self.capacity_usd = (
+            float(grid[bad[0]] if len(bad) else limit) if limit < math.inf else math.inf
+        )
 
     def _rate(self, u: FloatArray) -> FloatArray:
         below = self.base + self.slope1 * u / self.u_opt
@@ -102,7 +126,13 @@ class KinkedLendingCurve(YieldCurve):
     def _income(self, x_usd: FloatArray) -> FloatArray:
         x = np.asarray(x_usd, dtype=float)
         u = self.borrow_usd / (self.supply_usd + x)
-        return (1.0 - self.reserve_factor) * self.borrow_usd * self._rate(u) * x / (self.supply_usd + x)
+        return (
+            (1.0 - self.reserve_factor)
+            * self.borrow_usd
+            * self._rate(u)
+            * x
+            / (self.supply_usd + x)
+        )
 
 
 class LPCurve(YieldCurve):
@@ -115,7 +145,9 @@ class LPCurve(YieldCurve):
         total = self.fees_usd + self.emission_usd
         # marginal (F+E) T/(T+x)^2 - il = 0; with the haircut the real cap can only be lower, which
         # the optimizer sees anyway because the curve stays concave beyond it (just decreasing)
-        self.capacity_usd = max(math.sqrt(total * self.tvl_usd / il) - self.tvl_usd, 0.0) if il > 0 else math.inf
+        self.capacity_usd = (
+            max(math.sqrt(total * self.tvl_usd / il) - self.tvl_usd, 0.0) if il > 0 else math.inf
+        )
 
     def real_income_usd(self, x_usd: FloatArray) -> FloatArray:
         x = _capped(x_usd, self.capacity_usd)
@@ -126,7 +158,9 @@ class LPCurve(YieldCurve):
         return self.emission_usd * x / (self.tvl_usd + x)
 
     @classmethod
-    def batch_income_usd(cls, curves: Sequence["LPCurve"], x_usd: FloatArray, emission_haircut: float) -> FloatArray:
+    def batch_income_usd(
+        cls, curves: Sequence[LPCurve], x_usd: FloatArray, emission_haircut: float
+    ) -> FloatArray:
         f = np.array([c.fees_usd for c in curves])[:, None]
         e = np.array([c.emission_usd for c in curves])[:, None]
         t = np.array([c.tvl_usd for c in curves])[:, None]
@@ -138,7 +172,11 @@ class FlatCurve(YieldCurve):
     """``f(x) = apr x`` (staking, fixed-rate products): no rate impact up to ``capacity_usd``."""
 
     def __init__(self, apr: float, capacity_usd: float = math.inf, emission_apr: float = 0.0):
-        self.apr_value, self.capacity_usd, self.emission_apr = float(apr), float(capacity_usd), float(emission_apr)
+        self.apr_value, self.capacity_usd, self.emission_apr = (
+            float(apr),
+            float(capacity_usd),
+            float(emission_apr),
+        )
 
     def real_income_usd(self, x_usd: FloatArray) -> FloatArray:
         return self.apr_value * _capped(x_usd, self.capacity_usd)
@@ -147,8 +185,12 @@ class FlatCurve(YieldCurve):
         return self.emission_apr * _capped(x_usd, self.capacity_usd)
 
     @classmethod
-    def batch_income_usd(cls, curves: Sequence["FlatCurve"], x_usd: FloatArray, emission_haircut: float) -> FloatArray:
-        a = np.array([c.apr_value + (1.0 - emission_haircut) * c.emission_apr for c in curves])[:, None]
+    def batch_income_usd(
+        cls, curves: Sequence[FlatCurve], x_usd: FloatArray, emission_haircut: float
+    ) -> FloatArray:
+        a = np.array([c.apr_value + (1.0 - emission_haircut) * c.emission_apr for c in curves])[
+            :, None
+        ]
         return a * np.minimum(x_usd, np.array([c.capacity_usd for c in curves])[:, None])
 
 
@@ -162,7 +204,9 @@ class TieredCurve(YieldCurve):
 
     def real_income_usd(self, x_usd: FloatArray) -> FloatArray:
         x = _capped(x_usd, self.capacity_usd)
-        return self.apr1 * np.minimum(x, self.tier_usd) + self.apr2 * np.maximum(x - self.tier_usd, 0.0)
+        return self.apr1 * np.minimum(x, self.tier_usd) + self.apr2 * np.maximum(
+            x - self.tier_usd, 0.0
+        )
 
 
 CHAINS = ("ethereum", "arbitrum", "base", "optimism", "polygon", "avalanche", "bsc", "gnosis")
@@ -181,8 +225,14 @@ class Market:
     portfolio: PortfolioState
 
 
-def random_market(n: int, seed: int, nav_usd: float = 10_000_000.0, invested_share: float = 0.0,
-                  observed_at: datetime | None = None, frozen_share: float = 0.0) -> Market:
+def random_market(
+    n: int,
+    seed: int,
+    nav_usd: float = 10_000_000.0,
+    invested_share: float = 0.0,
+    observed_at: datetime | None = None,
+    frozen_share: float = 0.0,
+) -> Market:
     """A seeded market of ``n`` venues sized so that our NAV moves rates (pool sizes ~ NAV/n .. 50 NAV/n).
 
     ``invested_share`` of NAV starts spread over random venues (the rest idle);
@@ -206,20 +256,28 @@ def random_market(n: int, seed: int, nav_usd: float = 10_000_000.0, invested_sha
             apr0 = float(rng.uniform(0.01, 0.09))
             if rng.uniform() < 0.5:
                 emission = pool * float(rng.uniform(0.0, 0.03))
-            curve: YieldCurve = DilutionCurve(interest_usd=apr0 * pool, supply_usd=pool, emission_usd=emission)
+            curve: YieldCurve = DilutionCurve(
+                interest_usd=apr0 * pool, supply_usd=pool, emission_usd=emission
+            )
             exit_days = 0.0
         elif kind == VenueKind.LP:
             fee_apr = float(rng.uniform(0.03, 0.2))
-            curve = LPCurve(fees_usd=fee_apr * pool, tvl_usd=pool, sigma=float(rng.uniform(0.05, 0.5)))
+            curve = LPCurve(
+                fees_usd=fee_apr * pool, tvl_usd=pool, sigma=float(rng.uniform(0.05, 0.5))
+            )
             exit_days = 0.0
         elif kind == VenueKind.BRIDGE_ARB:
-            curve = DilutionCurve(interest_usd=float(rng.uniform(0.02, 0.15)) * pool * 0.3, supply_usd=pool * 0.3)
+            curve = DilutionCurve(
+                interest_usd=float(rng.uniform(0.02, 0.15)) * pool * 0.3, supply_usd=pool * 0.3
+            )
             exit_days = 0.01
         elif kind == VenueKind.STAKING:
             curve = FlatCurve(apr=float(rng.uniform(0.025, 0.045)), capacity_usd=math.inf)
             exit_days = float(rng.choice([1.0, 3.0, 7.0, 21.0]))
         else:
-            curve = FlatCurve(apr=float(rng.uniform(0.03, 0.08)), capacity_usd=pool * float(rng.uniform(0.2, 1.0)))
+            curve = FlatCurve(
+                apr=float(rng.uniform(0.03, 0.08)), capacity_usd=pool * float(rng.uniform(0.2, 1.0))
+            )
             exit_days = float(rng.choice([0.0, 1.0, 30.0]))
         venue = Venue(
             id=f"v{i:05d}-{kind.value}",
@@ -230,15 +288,26 @@ def random_market(n: int, seed: int, nav_usd: float = 10_000_000.0, invested_sha
             risk_score=float(np.round(rng.uniform(1, 8), 1)),
             dependencies=deps,
             exit_days=exit_days,
-            costs=VenueCosts(deposit_usd=float(rng.uniform(0.5, 8)), withdraw_usd=float(rng.uniform(0.5, 8)),
-                             fee_bps=float(rng.choice([0.0, 0.0, 2.0, 15.0]))),
+            costs=VenueCosts(
+                deposit_usd=float(rng.uniform(0.5, 8)),
+                withdraw_usd=float(rng.uniform(0.5, 8)),
+                fee_bps=float(rng.choice([0.0, 0.0, 2.0, 15.0])),
+            ),
         )
         marginal = float(np.asarray(curve.apr(np.array([1e-6]))).ravel()[0])
-        snaps.append(VenueSnapshot(
-            venue=venue, observed_at=at, curve=curve, real_apr=marginal, emission_apr=0.0,
-            tvl_usd=pool, exit_liquidity_usd=pool * float(rng.uniform(0.05, 1.0)),
-            frozen=bool(rng.uniform() < frozen_share), frozen_reason="test",
-        ))
+        snaps.append(
+            VenueSnapshot(
+                venue=venue,
+                observed_at=at,
+                curve=curve,
+                real_apr=marginal,
+                emission_apr=0.0,
+                tvl_usd=pool,
+                exit_liquidity_usd=pool * float(rng.uniform(0.05, 1.0)),
+                frozen=bool(rng.uniform() < frozen_share),
+                frozen_reason="test",
+            )
+        )
     positions: dict[str, float] = {}
     if invested_share > 0 and n:
         picks = rng.choice(n, size=max(1, n // 3), replace=False)
@@ -246,7 +315,9 @@ def random_market(n: int, seed: int, nav_usd: float = 10_000_000.0, invested_sha
         for j, wj in zip(picks, w):
             positions[snaps[j].venue.id] = float(invested_share * nav_usd * wj)
     idle = nav_usd - sum(positions.values())
-    return Market(snapshots=tuple(snaps), portfolio=PortfolioState(positions_usd=positions, idle_usd=idle))
+    return Market(
+        snapshots=tuple(snaps), portfolio=PortfolioState(positions_usd=positions, idle_usd=idle)
+    )
 
 
 def make_snapshot(
@@ -268,9 +339,26 @@ def make_snapshot(
 ) -> VenueSnapshot:
     """A snapshot with sensible defaults (flat ``apr`` curve, huge TVL and exit liquidity, no costs)."""
     curve = curve if curve is not None else FlatCurve(apr)
-    venue = Venue(id=venue_id, kind=kind, protocol=protocol, chain=chain, asset="USDC", risk_score=risk_score,
-                  dependencies=dependencies, exit_days=exit_days, costs=costs or VenueCosts())
+    venue = Venue(
+        id=venue_id,
+        kind=kind,
+        protocol=protocol,
+        chain=chain,
+        asset="USDC",
+        risk_score=risk_score,
+        dependencies=dependencies,
+        exit_days=exit_days,
+        costs=costs or VenueCosts(),
+    )
     marginal = float(np.asarray(curve.apr(np.array([1e-6]))).ravel()[0])
-    return VenueSnapshot(venue=venue, observed_at=observed_at or datetime(2026, 1, 1, tzinfo=UTC), curve=curve,
-                         real_apr=marginal, emission_apr=0.0, tvl_usd=tvl_usd, exit_liquidity_usd=exit_liquidity_usd,
-                         frozen=frozen, frozen_reason="test" if frozen else "")
+    return VenueSnapshot(
+        venue=venue,
+        observed_at=observed_at or datetime(2026, 1, 1, tzinfo=UTC),
+        curve=curve,
+        real_apr=marginal,
+        emission_apr=0.0,
+        tvl_usd=tvl_usd,
+        exit_liquidity_usd=exit_liquidity_usd,
+        frozen=frozen,
+        frozen_reason="test" if frozen else "",
+    )

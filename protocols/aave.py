@@ -60,7 +60,13 @@ class AaveRateStrategy:
     reserve_factor: float
 
     def __post_init__(self) -> None:
-        for name in ("base_variable_borrow_apr", "slope1_apr", "slope2_apr", "optimal_usage_ratio", "reserve_factor"):
+        for name in (
+            "base_variable_borrow_apr",
+            "slope1_apr",
+            "slope2_apr",
+            "optimal_usage_ratio",
+            "reserve_factor",
+        ):
             _check_finite(name, getattr(self, name))
         for name in ("base_variable_borrow_apr", "slope1_apr", "slope2_apr"):
             if getattr(self, name) < 0.0:
@@ -71,7 +77,9 @@ class AaveRateStrategy:
                 f" got {self.optimal_usage_ratio!r}"
             )
         if self.slope1_apr > self.slope2_apr:
-            raise ValueError(f"slope1_apr ({self.slope1_apr!r}) must be <= slope2_apr ({self.slope2_apr!r})")
+            raise ValueError(
+                f"slope1_apr ({self.slope1_apr!r}) must be <= slope2_apr ({self.slope2_apr!r})"
+            )
         if not 0.0 <= self.reserve_factor < 1.0:
             raise ValueError(f"reserve_factor must be in [0, 1), got {self.reserve_factor!r}")
         if self.max_borrow_apr > MAX_BORROW_APR:
@@ -253,7 +261,12 @@ def incentive_apr(
         return 0.0
     if asset_price_usd == 0.0:
         raise ValueError("asset_price_usd must be > 0 when total_supply_tokens > 0")
-    return emission_per_second * reward_price_usd * SECONDS_PER_YEAR / (total_supply_tokens * asset_price_usd)
+    return (
+        emission_per_second
+        * reward_price_usd
+        * SECONDS_PER_YEAR
+        / (total_supply_tokens * asset_price_usd)
+    )
 
 
 def to_ray(x: float) -> str:

@@ -148,7 +148,11 @@ def gas_fee_pct(gas_usd: float, amount_usd: float) -> float:
 
 def total_relay_fee_pct(lp_fee: float, capital_fee: float, gas_fee: float) -> float:
     """``totalRelayFeePct = capitalFeePct + gasFeePct + lpFeePct`` (API ``totalRelayFee.pct``)."""
-    return _non_negative("lp_fee", lp_fee) + _non_negative("capital_fee", capital_fee) + _non_negative("gas_fee", gas_fee)
+    return (
+        _non_negative("lp_fee", lp_fee)
+        + _non_negative("capital_fee", capital_fee)
+        + _non_negative("gas_fee", gas_fee)
+    )
 
 
 def fill_time_seconds(
@@ -170,7 +174,9 @@ def fill_time_seconds(
     instant = _non_negative("max_deposit_instant_usd", max_deposit_instant_usd)
     short = _non_negative("max_deposit_short_delay_usd", max_deposit_short_delay_usd)
     if short < instant:
-        raise ValueError(f"max_deposit_short_delay_usd ({short}) must be >= max_deposit_instant_usd ({instant})")
+        raise ValueError(
+            f"max_deposit_short_delay_usd ({short}) must be >= max_deposit_instant_usd ({instant})"
+        )
     if a <= instant:
         return base
     if a <= short:
@@ -202,7 +208,9 @@ def arb_optimal_trade_usd(spread: float, fee_pct: float, capacity_usd: float) ->
     return c * (1.0 - fee / s)
 
 
-def arb_round_trip_profit_usd(size_usd: float, spread: float, fee_pct: float, gas_usd: float, capacity_usd: float) -> float:
+def arb_round_trip_profit_usd(
+    size_usd: float, spread: float, fee_pct: float, gas_usd: float, capacity_usd: float
+) -> float:
     """Profit of one arbitrage round on a route (protocol_math.md §5.4, linear gap closure):
 
     ``q = min(size, q*)``; ``profit = q * (s * (1 - q/(2C)) - fee_pct) - gas_usd``
@@ -240,4 +248,6 @@ def arb_income_per_year_usd(
     **(derived)** from :func:`arb_round_trip_profit_usd`.
     """
     n = _non_negative("round_trips_per_year", round_trips_per_year)
-    return n * max(0.0, arb_round_trip_profit_usd(position_usd, spread, fee_pct, gas_usd, capacity_usd))
+    return n * max(
+        0.0, arb_round_trip_profit_usd(position_usd, spread, fee_pct, gas_usd, capacity_usd)
+    )

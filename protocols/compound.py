@@ -34,7 +34,9 @@ def _check_amount(name: str, value: float) -> None:
 
 def _check_utilization(u: NDArray[np.float64]) -> None:
     if np.any((u < 0.0) | (u > 1.0)):
-        raise ValueError(f"utilization must be in [0, 1], got {u[(u < 0.0) | (u > 1.0)].ravel()[0]!r}")
+        raise ValueError(
+            f"utilization must be in [0, 1], got {u[(u < 0.0) | (u > 1.0)].ravel()[0]!r}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +60,11 @@ class CometCurve:
     def __post_init__(self) -> None:
         for name in self.__slots__:
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+            ):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
             if name.endswith("_kink"):
                 if not 0.0 < value <= 1.0:
@@ -95,9 +101,13 @@ class CometCurve:
         )
 
 
-def _kinked(base: float, slope_low: float, slope_high: float, kink: float, u: NDArray[np.float64]) -> NDArray[np.float64]:
+def _kinked(
+    base: float, slope_low: float, slope_high: float, kink: float, u: NDArray[np.float64]
+) -> NDArray[np.float64]:
     # Comet does not divide the slope by the kink (unlike Aave and Compound v2).
-    return np.where(u <= kink, base + slope_low * u, base + slope_low * kink + slope_high * (u - kink))
+    return np.where(
+        u <= kink, base + slope_low * u, base + slope_low * kink + slope_high * (u - kink)
+    )
 
 
 def comet_supply_apr(curve: CometCurve, u: FloatOrArray) -> FloatOrArray:
@@ -109,7 +119,9 @@ def comet_supply_apr(curve: CometCurve, u: FloatOrArray) -> FloatOrArray:
     arr, scalar = _as_float_array("utilization", u)
     _check_utilization(arr)
     c = curve
-    return _out(_kinked(c.supply_base, c.supply_slope_low, c.supply_slope_high, c.supply_kink, arr), scalar)
+    return _out(
+        _kinked(c.supply_base, c.supply_slope_low, c.supply_slope_high, c.supply_kink, arr), scalar
+    )
 
 
 def comet_borrow_apr(curve: CometCurve, u: FloatOrArray) -> FloatOrArray:
@@ -118,7 +130,9 @@ def comet_borrow_apr(curve: CometCurve, u: FloatOrArray) -> FloatOrArray:
     arr, scalar = _as_float_array("utilization", u)
     _check_utilization(arr)
     c = curve
-    return _out(_kinked(c.borrow_base, c.borrow_slope_low, c.borrow_slope_high, c.borrow_kink, arr), scalar)
+    return _out(
+        _kinked(c.borrow_base, c.borrow_slope_low, c.borrow_slope_high, c.borrow_kink, arr), scalar
+    )
 
 
 def comet_utilization(total_borrow: float, total_supply: float) -> float:
@@ -129,7 +143,9 @@ def comet_utilization(total_borrow: float, total_supply: float) -> float:
     if total_supply == 0.0:
         return 0.0
     if total_borrow > total_supply:
-        raise ValueError(f"total_borrow ({total_borrow!r}) must be <= total_supply ({total_supply!r})")
+        raise ValueError(
+            f"total_borrow ({total_borrow!r}) must be <= total_supply ({total_supply!r})"
+        )
     return total_borrow / total_supply
 
 

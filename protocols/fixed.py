@@ -85,6 +85,8 @@ def expected_loss_apr(annual_default_probability: float, loss_given_default: flo
     return p * lgd
 
 
-def risk_adjusted_apr(apr: float, annual_default_probability: float, loss_given_default: float) -> float:
+def risk_adjusted_apr(
+    apr: float, annual_default_probability: float, loss_given_default: float
+) -> float:
     """``apr - p_default * LGD``: the flat rate net of the counterparty's expected loss."""
     return _finite("apr", apr) - expected_loss_apr(annual_default_probability, loss_given_default)

@@ -25,8 +25,10 @@ SECONDS_PER_DAY = 86_400
 PROTOCOL_FEE = 0.10  # 5 % node operators + 5 % DAO treasury (curated module)
 SHARE_RATE_SCALE = 10**27  # preShareRate = preTotalEther * 1e27 / preTotalShares
 EXIT_CHURN_ETH_PER_DAY = 57_600.0  # 256 ETH/epoch * 225 epochs/day (Electra, §3.3, derived)
-WITHDRAWAL_SWEEP_DELAY_SECONDS = 256 * 384 + 2 * SECONDS_PER_DAY  # >= 256 epochs (~27 h) + ~2 d average sweep
-BUNKER_EXTRA_SECONDS = 14 * SECONDS_PER_DAY  # bunker mode delays finalisation ~14 frames (withdrawals-api)
+# >= 256 epochs (~27 h) + ~2 d average sweep
+WITHDRAWAL_SWEEP_DELAY_SECONDS = 256 * 384 + 2 * SECONDS_PER_DAY
+# bunker mode delays finalisation ~14 frames (withdrawals-api)
+BUNKER_EXTRA_SECONDS = 14 * SECONDS_PER_DAY
 MAX_REQUEST_ETH = 1000.0  # WithdrawalQueue MAX_STETH_WITHDRAWAL_AMOUNT
 EPOCHS_PER_YEAR = 82_181.25
 
@@ -36,10 +38,14 @@ def share_rate(total_pooled_ether: float, total_shares: float) -> float:
 
     Source: ``lidofinance/docs : docs/integrations/api.md``. ValueError unless both are > 0.
     """
-    return _positive("total_pooled_ether", total_pooled_ether) / _positive("total_shares", total_shares)
+    return _positive("total_pooled_ether", total_pooled_ether) / _positive(
+        "total_shares", total_shares
+    )
 
 
-def user_apr_from_share_rates(pre_share_rate: float, post_share_rate: float, time_elapsed_seconds: float) -> float:
+def user_apr_from_share_rates(
+    pre_share_rate: float, post_share_rate: float, time_elapsed_seconds: float
+) -> float:
     """User APR between two rebases, as Lido's API computes it from ``TokenRebased``:
 
     ``userAPR = SECONDS_IN_YEAR * (postShareRate - preShareRate) / preShareRate / timeElapsed``
@@ -67,7 +73,10 @@ def user_apr_from_protocol_apr(protocol_apr: float, fee: float = PROTOCOL_FEE) -
 
 
 def post_rebase_share_rate(
-    pre_share_rate: float, protocol_apr: float, time_elapsed_seconds: float, fee: float = PROTOCOL_FEE
+    pre_share_rate: float,
+    protocol_apr: float,
+    time_elapsed_seconds: float,
+    fee: float = PROTOCOL_FEE,
 ) -> float:
     """Share rate after one oracle report that credits ``protocol_apr`` (gross) over the elapsed time.
 
@@ -79,7 +88,9 @@ def post_rebase_share_rate(
     user = user_apr_from_protocol_apr(protocol_apr, fee)
     post = pre * (1.0 + user * dt / SECONDS_PER_YEAR)
     if post <= 0.0:
-        raise ValueError(f"protocol_apr {protocol_apr!r} over {dt} s would make the share rate non-positive")
+        raise ValueError(
+            f"protocol_apr {protocol_apr!r} over {dt} s would make the share rate non-positive"
+        )
     return post
 
 
@@ -140,7 +151,9 @@ def withdrawal_wait_seconds(
     buffer = _non_negative("buffer_eth", buffer_eth)
     nxt = _non_negative("seconds_to_next_report", seconds_to_next_report)
     if nxt > SECONDS_PER_DAY:
-        raise ValueError(f"seconds_to_next_report must be <= one day (reports are daily), got {nxt!r}")
+        raise ValueError(
+            f"seconds_to_next_report must be <= one day (reports are daily), got {nxt!r}"
+        )
     churn = _positive("exit_churn_eth_per_day", exit_churn_eth_per_day)
     sweep = _non_negative("sweep_delay_seconds", sweep_delay_seconds)
     backlog = _non_negative("beacon_exit_queue_eth", beacon_exit_queue_eth)
@@ -178,14 +191,22 @@ def slashing_loss_fraction(
     Source: ``ethereum/consensus-specs`` (§3.4 of protocol_math.md, "Mock guideline for an LST").
     Capped at 1. ValueError on negative counts or non-positive totals.
     """
-    if isinstance(slashed_validators, bool) or not isinstance(slashed_validators, int) or slashed_validators < 0:
+    if (
+        isinstance(slashed_validators, bool)
+        or not isinstance(slashed_validators, int)
+        or slashed_validators < 0
+    ):
         raise ValueError(f"slashed_validators must be an int >= 0, got {slashed_validators!r}")
     lst = _positive("total_lst_eth", total_lst_eth)
     tab = _positive("total_active_balance_eth", total_active_balance_eth)
     eb = _positive("effective_balance_eth", effective_balance_eth)
     missed = _non_negative("missed_duties_fraction", missed_duties_fraction)
     slashed_eth = slashed_validators * eb
-    s = slashed_eth if recently_slashed_eth is None else _non_negative("recently_slashed_eth", recently_slashed_eth)
+    s = (
+        slashed_eth
+        if recently_slashed_eth is None
+        else _non_negative("recently_slashed_eth", recently_slashed_eth)
+    )
     if slashed_eth > lst:
         raise ValueError(f"slashed ETH {slashed_eth} exceeds total_lst_eth {lst}")
     initial = 1.0 / 4096.0 if electra else 1.0 / 32.0

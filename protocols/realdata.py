@@ -38,7 +38,13 @@ from protocols.aave import AaveRateStrategy, borrow_apr, implied_utilization
 
 FloatArray = NDArray[np.float64]
 
-_FLOAT_COLUMNS = ("supply_apr", "borrow_apr", "reserve_factor", "liquidity_index", "variable_borrow_index")
+_FLOAT_COLUMNS = (
+    "supply_apr",
+    "borrow_apr",
+    "reserve_factor",
+    "liquidity_index",
+    "variable_borrow_index",
+)
 _TEXT_COLUMNS = ("network", "symbol", "asset")
 
 
@@ -80,7 +86,9 @@ class RateSeries:
 def read_rates_csv(path: str | Path) -> RateTable:
     """Read ``aave_v3_daily_rates.csv`` with the stdlib csv module. ValueError names the row and
     column of any value that is not a number."""
-    columns: dict[str, list[object]] = {name: [] for name in ("date", *_TEXT_COLUMNS, *_FLOAT_COLUMNS)}
+    columns: dict[str, list[object]] = {
+        name: [] for name in ("date", *_TEXT_COLUMNS, *_FLOAT_COLUMNS)
+    }
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         missing = set(columns) - set(reader.fieldnames or ())
@@ -94,7 +102,9 @@ def read_rates_csv(path: str | Path) -> RateTable:
                 try:
                     columns[name].append(float(row[name]))
                 except ValueError as exc:
-                    raise ValueError(f"{path}:{line_no}: column {name} is not a number: {row[name]!r}") from exc
+                    raise ValueError(
+                        f"{path}:{line_no}: column {name} is not a number: {row[name]!r}"
+                    ) from exc
     return RateTable(
         date=np.array(columns["date"], dtype="datetime64[D]"),
         **{name: np.array(columns[name], dtype=np.str_) for name in _TEXT_COLUMNS},
@@ -102,7 +112,9 @@ def read_rates_csv(path: str | Path) -> RateTable:
     )
 
 
-def select_series(table: RateTable, network: str, symbol: str, asset: str | None = None) -> RateSeries:
+def select_series(
+    table: RateTable, network: str, symbol: str, asset: str | None = None
+) -> RateSeries:
     """Rows of one reserve, sorted by date. Some networks list two reserves under one symbol
     (arbitrum, optimism and polygon each have native USDC and bridged USDC.e as "USDC"): pass
     ``asset`` (the token address) then, else ValueError."""
@@ -134,7 +146,9 @@ def recover_utilization(series: RateSeries) -> FloatArray:
     u = np.full(len(series), np.nan)
     ok = (series.borrow_apr > 0.0) & (series.reserve_factor < 1.0)
     if ok.any():
-        u[ok] = implied_utilization(series.supply_apr[ok], series.borrow_apr[ok], series.reserve_factor[ok])
+        u[ok] = implied_utilization(
+            series.supply_apr[ok], series.borrow_apr[ok], series.reserve_factor[ok]
+        )
     return u
 
 
@@ -153,7 +167,9 @@ def implied_slope1(
     return out
 
 
-def segment_piecewise_constant(values: Sequence[float] | FloatArray, penalty: float, min_size: int = 1) -> list[tuple[int, int]]:
+def segment_piecewise_constant(
+    values: Sequence[float] | FloatArray, penalty: float, min_size: int = 1
+) -> list[tuple[int, int]]:
     """Optimal partition of ``values`` into constant segments: minimise
     ``sum over segments of sum (x_i - mean_segment)^2 + penalty * (number of segments)``
     exactly by dynamic programming (Jackson et al. 2005), O(n^2) with numpy. Returns half-open
@@ -294,7 +310,10 @@ def quote_rounding_bound_apr(
     ``slope2/(1-Uopt)`` above it."""
     b = series.borrow_apr
     with np.errstate(invalid="ignore", divide="ignore"):
-        du = quote_rounding_apr / (b * (1.0 - series.reserve_factor)) + utilization * quote_rounding_apr / b
+        du = (
+            quote_rounding_apr / (b * (1.0 - series.reserve_factor))
+            + utilization * quote_rounding_apr / b
+        )
     return quote_rounding_apr + np.abs(slope_per_unit_u) * du
 
 
@@ -355,7 +374,9 @@ def fit_kinked_history(
             use = abv & (excess >= min_excess_for_slope2)
             if not use.any():
                 use = abv
-            s2_day = (series.borrow_apr[use] - base_apr - s1) * (1.0 - optimal_usage_ratio) / excess[use]
+            s2_day = (
+                (series.borrow_apr[use] - base_apr - s1) * (1.0 - optimal_usage_ratio) / excess[use]
+            )
             s2 = float(np.median(s2_day))
         days = series.date[in_k]
         segments.append(
@@ -372,8 +393,12 @@ def fit_kinked_history(
         )
         predict = in_k
         try:
-            strategy = AaveRateStrategy(base_apr, s1, s2 if s2 is not None else s1, optimal_usage_ratio, 0.0)
-        except ValueError:  # fitted slope2 < slope1 contradicts the contract: leave those days unexplained
+            strategy = AaveRateStrategy(
+                base_apr, s1, s2 if s2 is not None else s1, optimal_usage_ratio, 0.0
+            )
+        except (
+            ValueError
+        ):  # fitted slope2 < slope1 contradicts the contract: leave those days unexplained
             strategy = AaveRateStrategy(base_apr, s1, s1, optimal_usage_ratio, 0.0)
             predict = bel
         model[predict] = borrow_apr(strategy, np.clip(u[predict], 0.0, 1.0))
@@ -462,7 +487,9 @@ if __name__ == "__main__":  # reproduce the numbers in docs/aave-real-data.md
     import os
     import sys
 
-    shared = Path(os.environ.get("YIELDVAULT_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+    shared = Path(
+        os.environ.get("YIELDVAULT_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")
+    )
     table = read_rates_csv(shared / "data" / "aave_v3_daily_rates.csv")
     args = sys.argv[1:] or ["ethereum", "USDC"]
     chosen = select_series(table, args[0], args[1], args[2] if len(args) > 2 else None)

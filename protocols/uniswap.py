@@ -29,7 +29,9 @@ def _fee(fee: float) -> float:
     return f
 
 
-def get_amount_out(amount_in: float, reserve_in: float, reserve_out: float, fee: float = V2_FEE) -> float:
+def get_amount_out(
+    amount_in: float, reserve_in: float, reserve_out: float, fee: float = V2_FEE
+) -> float:
     """Output of a constant-product swap with the input fee (UniswapV2Library.getAmountOut):
 
     ``out = in*(1-fee) * R_out / (R_in + in*(1-fee))``; with fee 0.003 this is the contract's
@@ -43,7 +45,9 @@ def get_amount_out(amount_in: float, reserve_in: float, reserve_out: float, fee:
     return a_fee * rout / (rin + a_fee)
 
 
-def get_amount_in(amount_out: float, reserve_in: float, reserve_out: float, fee: float = V2_FEE) -> float:
+def get_amount_in(
+    amount_out: float, reserve_in: float, reserve_out: float, fee: float = V2_FEE
+) -> float:
     """Input needed for ``amount_out`` (UniswapV2Library.getAmountIn, real-valued):
 
     ``in = R_in * out / ((R_out - out) * (1 - fee))``. ValueError if ``amount_out >= reserve_out``.
@@ -56,7 +60,9 @@ def get_amount_in(amount_out: float, reserve_in: float, reserve_out: float, fee:
     return rin * out / ((rout - out) * (1.0 - _fee(fee)))
 
 
-def single_sided_entry_cost_fraction(amount_usd: float, pool_tvl_usd: float, fee: float = V2_FEE) -> float:
+def single_sided_entry_cost_fraction(
+    amount_usd: float, pool_tvl_usd: float, fee: float = V2_FEE
+) -> float:
     """Share of a one-token deposit lost to swapping half into the other token first (a "zap").
 
     Half of ``amount`` is swapped through the pool, whose input-side reserve is ``TVL/2``; the
@@ -153,7 +159,9 @@ def v3_capital_efficiency(price: float, lower_price: float, upper_price: float) 
     pa = _positive("lower_price", lower_price)
     pb = _positive("upper_price", upper_price)
     if not pa < p < pb:
-        raise ValueError(f"price must lie strictly inside (lower_price, upper_price), got {pa} < {p} < {pb} false")
+        raise ValueError(
+            f"price must lie strictly inside (lower_price, upper_price), got {pa} < {p} < {pb} false"
+        )
     return 1.0 / (1.0 - (math.sqrt(pa / p) + math.sqrt(p / pb)) / 2.0)
 
 
@@ -168,7 +176,9 @@ def v3_capital_efficiency_symmetric(k: float) -> float:
     return 1.0 / (1.0 - kk**-0.5)
 
 
-def v3_position_value(liquidity: float, price: float, lower_price: float, upper_price: float) -> float:
+def v3_position_value(
+    liquidity: float, price: float, lower_price: float, upper_price: float
+) -> float:
     """Value in token1 of a v3 position with liquidity ``L`` on ``[pa, pb]`` at price ``P``
     (LiquidityAmounts.sol; whitepaper eqs. 6.29–6.30)::
 

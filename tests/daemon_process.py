@@ -31,16 +31,34 @@ def free_port() -> int:
 
 
 class DaemonProcess:
-    def __init__(self, data_dir: Path, *, args: list[str] | None = None, env: Mapping[str, str] | None = None,
-                 command: list[str] | None = None, port: int | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        args: list[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        command: list[str] | None = None,
+        port: int | None = None,
+    ):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / f"daemon-{self.port}.log"
         full_env = {**os.environ, **FAST_SCHEDULE, **(env or {})}
-        cmd = command or [sys.executable, "-m", "vault.cli", "run", "--listen", f"127.0.0.1:{self.port}",
-                          "--data-dir", str(data_dir), *(args or [])]
+        cmd = command or [
+            sys.executable,
+            "-m",
+            "vault.cli",
+            "run",
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--data-dir",
+            str(data_dir),
+            *(args or []),
+        ]
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cmd, cwd=REPO, env=full_env, stdout=self._log, stderr=subprocess.STDOUT
+        )
 
     def get(self, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
         try:
@@ -67,7 +85,9 @@ class DaemonProcess:
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"daemon exited with {self.proc.returncode} while waiting for {what}:\n{self.logs()}")
+                raise AssertionError(
+                    f"daemon exited with {self.proc.returncode} while waiting for {what}:\n{self.logs()}"
+                )
             try:
                 value = predicate()
                 if value:
@@ -75,7 +95,9 @@ class DaemonProcess:
             except (OSError, AssertionError, ValueError) as exc:
                 last_error = exc
             time.sleep(0.25)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error}):\n{self.logs()[-4000:]}")
+        raise AssertionError(
+            f"timed out after {timeout}s waiting for {what} (last error: {last_error}):\n{self.logs()[-4000:]}"
+        )
 
     def terminate(self, timeout: float = 10.0) -> tuple[int, float]:
         """SIGTERM; returns (exit code, seconds it took)."""

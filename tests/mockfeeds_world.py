@@ -9,7 +9,9 @@ from typing import Any
 
 import yaml
 
-DEFAULT = yaml.safe_load((Path(__file__).resolve().parent.parent / "config" / "market.default.yaml").read_text())
+DEFAULT = yaml.safe_load(
+    (Path(__file__).resolve().parent.parent / "config" / "market.default.yaml").read_text()
+)
 
 
 def cfg(**over: Any) -> dict[str, Any]:

@@ -29,7 +29,9 @@ from protocols.realdata import (
     select_series,
 )
 
-SHARED_DIR = Path(os.environ.get("YIELDVAULT_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+SHARED_DIR = Path(
+    os.environ.get("YIELDVAULT_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")
+)
 DATA_FILE = SHARED_DIR / "data" / "aave_v3_daily_rates.csv"
 D = np.datetime64
 
@@ -53,14 +55,21 @@ def test_segmentation_recovers_steps_and_ignores_noise() -> None:
     rng = np.random.default_rng(0)
     truth = np.repeat([0.055, 0.065, 0.06, 0.04], [20, 50, 5, 30])
     noisy = truth + rng.uniform(-2e-6, 2e-6, truth.size)
-    assert segment_piecewise_constant(noisy, penalty=1e-6) == [(0, 20), (20, 70), (70, 75), (75, 105)]
+    assert segment_piecewise_constant(noisy, penalty=1e-6) == [
+        (0, 20),
+        (20, 70),
+        (70, 75),
+        (75, 105),
+    ]
     assert segment_piecewise_constant(np.full(10, 0.05), penalty=1e-6) == [(0, 10)]
     assert segment_piecewise_constant([], penalty=1.0) == []
     with pytest.raises(ValueError, match="finite"):
         segment_piecewise_constant([0.1, np.nan], penalty=1.0)
 
 
-def _synthetic_series(u: np.ndarray, slope1: np.ndarray, slope2: float = 0.10, rf: float = 0.1) -> RateSeries:
+def _synthetic_series(
+    u: np.ndarray, slope1: np.ndarray, slope2: float = 0.10, rf: float = 0.1
+) -> RateSeries:
     b = np.empty_like(u)
     s = np.empty_like(u)
     for i, (ui, s1) in enumerate(zip(u, slope1, strict=True)):
@@ -104,7 +113,9 @@ def test_recover_utilization_nan_without_borrow() -> None:
 
 def test_file_shape(table: RateTable, usdc: KinkedFit) -> None:
     assert len(table) == 42_443
-    assert usdc.n_days == usdc.n_valid == 395  # every day has borrow > 0, so U is recovered every day
+    assert (
+        usdc.n_days == usdc.n_valid == 395
+    )  # every day has borrow > 0, so U is recovered every day
     assert usdc.series.reserve_factor.min() == usdc.series.reserve_factor.max() == 0.10
     with pytest.raises(ValueError, match="several reserves"):
         select_series(table, "arbitrum", "USDC")  # native USDC and USDC.e share the symbol
@@ -113,7 +124,14 @@ def test_file_shape(table: RateTable, usdc: KinkedFit) -> None:
 def test_usdc_slope1_is_piecewise_constant_with_governance_steps(usdc: KinkedFit) -> None:
     firsts = [str(s.first_date) for s in usdc.segments]
     slopes = [s.slope1_apr for s in usdc.segments]
-    assert firsts == ["2025-07-22", "2025-08-15", "2025-10-25", "2025-11-27", "2026-01-06", "2026-03-08"]
+    assert firsts == [
+        "2025-07-22",
+        "2025-08-15",
+        "2025-10-25",
+        "2025-11-27",
+        "2026-01-06",
+        "2026-03-08",
+    ]
     assert slopes == pytest.approx([0.055, 0.065, 0.060, 0.055, 0.050, 0.040], abs=1e-5)
     # on every below-kink day the implied slope1 sits on its segment's value to within quote rounding
     assert max(s.max_abs_slope1_dev for s in usdc.segments) < 5e-6
@@ -125,11 +143,13 @@ def test_usdc_slope1_is_piecewise_constant_with_governance_steps(usdc: KinkedFit
 
 
 def test_usdc_segments_match_governance_snapshots(usdc: KinkedFit) -> None:
-    def segment_on(day: str):  # noqa: ANN202
+    def segment_on(day: str):
         return next(s for s in usdc.segments if s.first_date <= D(day) <= s.last_date)
 
     # reference/protocol_math.md §1.3: snapshot A (~31 Jul 2025), snapshot B (~Feb 2026), 2026-08-22
-    assert segment_on("2025-07-31").slope1_apr == pytest.approx(PRESETS["ethereum-usdc-2025-07"].slope1_apr, abs=1e-5)
+    assert segment_on("2025-07-31").slope1_apr == pytest.approx(
+        PRESETS["ethereum-usdc-2025-07"].slope1_apr, abs=1e-5
+    )
     feb = segment_on("2026-02-15")
     assert feb.slope1_apr == pytest.approx(PRESETS["ethereum-usdc-2026-02"].slope1_apr, abs=1e-5)
     assert feb.slope2_apr == pytest.approx(PRESETS["ethereum-usdc-2026-02"].slope2_apr, abs=1e-3)
@@ -147,7 +167,12 @@ def test_usdc_kink_and_slope2(usdc: KinkedFit) -> None:
     assert usdc.segments[-1].n_above_kink == 31
     # U = 100 % on 2026-04-20..23: borrow APR at its cap slope1 + slope2 = 14 %
     full = usdc.utilization > 0.9999
-    assert [str(d) for d in usdc.series.date[full]] == ["2026-04-20", "2026-04-21", "2026-04-22", "2026-04-23"]
+    assert [str(d) for d in usdc.series.date[full]] == [
+        "2026-04-20",
+        "2026-04-21",
+        "2026-04-22",
+        "2026-04-23",
+    ]
     assert usdc.series.borrow_apr[full] == pytest.approx(0.14, abs=1e-4)
 
 
@@ -171,7 +196,10 @@ def test_usdc_liquidity_index_confirms_quoted_supply_rate(usdc: KinkedFit) -> No
 
 def test_other_ethereum_stablecoins_follow_the_same_schedule(table: RateTable) -> None:
     for symbol, expected in (
-        ("USDT", [0.055, 0.06362, 0.065, 0.060, 0.055, 0.050, 0.040]),  # 0.06362 = 6.5 % * 0.92/0.94
+        (
+            "USDT",
+            [0.055, 0.06362, 0.065, 0.060, 0.055, 0.050, 0.040],
+        ),  # 0.06362 = 6.5 % * 0.92/0.94
         ("DAI", [0.055, 0.065, 0.060, 0.055, 0.050]),
     ):
         fit = fit_kinked_history(select_series(table, "ethereum", symbol), optimal_usage_ratio=0.92)

@@ -13,7 +13,9 @@ async def test_bench_feeds_small_market() -> None:
     assert result["venues"] == 30 and result["snapshots"] == 30 and result["rejections"] == 0
     w = result["cycle_wall_seconds"]
     assert 0 < w["p50"] <= w["p99"] <= w["max"]
-    assert result["cpu_seconds"] >= 0 and result["peak_rss_mb"] > 0 and result["max_loop_lag_ms"] >= 0
+    assert (
+        result["cpu_seconds"] >= 0 and result["peak_rss_mb"] > 0 and result["max_loop_lag_ms"] >= 0
+    )
     assert result["requests_per_cycle"] == result["endpoints"]
     assert set(result["goals"]) == {"cycle_p99_under_2s", "loop_lag_under_50ms"}
     assert result["server"]["separate_process"] is True

@@ -22,15 +22,23 @@ from adapters.testing import COMET, FakeFeeds
 from core.config import VenueConfig
 from tests.test_adapters_poller import VENUES
 
-FUZZ = settings(deadline=None, max_examples=60, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    deadline=None, max_examples=60, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 json_leaf = st.one_of(
-    st.none(), st.booleans(), st.integers(-(10**30), 10**30),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**30), 10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
     st.sampled_from(["NaN", "-1", "1e400", "0x", "", "Infinity", "12.5", "-0"]),
 )
 json_value = st.recursive(
-    json_leaf, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    json_leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -58,7 +66,11 @@ def _mutate(payload: Any, path: tuple[Any, ...], action: str, value: Any, number
         del obj[path[-1]]
     elif action == "renumber" and isinstance(old, (int, float)) and not isinstance(old, bool):
         obj[path[-1]] = number  # same kind of field, a hostile number (NaN, inf, negative, huge)
-    elif action == "renumber" and isinstance(old, str) and old.lstrip("-").replace(".", "", 1).isdigit():
+    elif (
+        action == "renumber"
+        and isinstance(old, str)
+        and old.lstrip("-").replace(".", "", 1).isdigit()
+    ):
         obj[path[-1]] = repr(number) if not number.is_integer() else str(int(number))
     else:
         obj[path[-1]] = value
@@ -101,7 +113,11 @@ def _check(venue: VenueConfig, fake: FakeFeeds, mutated: dict[str, Any]) -> None
         return
     x = np.array([0.0, 1e3, 1e6, 1e9])
     income = snap.curve.income_usd(x)
-    assert np.all(np.isfinite(income)) and income[0] == 0.0 and np.all(np.diff(income) >= -1e-6 * max(1.0, abs(income).max()))
+    assert (
+        np.all(np.isfinite(income))
+        and income[0] == 0.0
+        and np.all(np.diff(income) >= -1e-6 * max(1.0, abs(income).max()))
+    )
     assert math.isfinite(snap.real_apr) and math.isfinite(snap.emission_apr)
     assert snap.tvl_usd >= 0 and snap.exit_liquidity_usd >= 0
 
@@ -122,7 +138,12 @@ def test_mutated_payloads_never_crash_an_adapter(venue: VenueConfig, data: st.Da
     path = data.draw(st.sampled_from(_paths(base)))
     action = data.draw(st.sampled_from(["replace", "delete", "renumber", "renumber"]))
     value = data.draw(json_value)
-    number = data.draw(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([-1.0, 0.0, 1e40, 1e-40, 2.0**70])))
+    number = data.draw(
+        st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.sampled_from([-1.0, 0.0, 1e40, 1e-40, 2.0**70]),
+        )
+    )
     _check(venue, fake, {path_key: _mutate(base, path, action, value, number)})
 
 

@@ -44,7 +44,9 @@ class Script:
         status, body, headers = step  # type: ignore[misc]
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
-        return web.Response(status=status, body=body, headers={"Content-Type": "application/json", **headers})
+        return web.Response(
+            status=status, body=body, headers={"Content-Type": "application/json", **headers}
+        )
 
 
 async def serve(aiohttp_server, script: Script) -> str:  # type: ignore[no-untyped-def]
@@ -101,8 +103,14 @@ async def test_429_is_retried_honouring_retry_after(aiohttp_server) -> None:
         slept.append(s)
 
     async with aiohttp.ClientSession() as session:
-        client = FeedClient(session, settings(retry={"attempts": 2, "backoff_base_seconds": 0.0, "backoff_max_seconds": 1.0}),
-                            clock=lambda: NOW, sleep=sleep)
+        client = FeedClient(
+            session,
+            settings(
+                retry={"attempts": 2, "backoff_base_seconds": 0.0, "backoff_max_seconds": 1.0}
+            ),
+            clock=lambda: NOW,
+            sleep=sleep,
+        )
         fetched = await client.get_json("f", url)
     assert fetched.payload == {"ok": 2} and slept == [0.05]
 
@@ -115,8 +123,10 @@ async def test_backoff_is_exponential_with_full_jitter(aiohttp_server) -> None:
     async def sleep(s: float) -> None:
         slept.append(s)
 
-    s = settings(retry={"attempts": 4, "backoff_base_seconds": 0.1, "backoff_max_seconds": 0.3},
-                 circuit_breaker={"failures_to_open": 10, "cooldown_seconds": 60})
+    s = settings(
+        retry={"attempts": 4, "backoff_base_seconds": 0.1, "backoff_max_seconds": 0.3},
+        circuit_breaker={"failures_to_open": 10, "cooldown_seconds": 60},
+    )
     async with aiohttp.ClientSession() as session:
         client = FeedClient(session, s, clock=lambda: NOW, sleep=sleep)
         with pytest.raises(FeedError):
@@ -129,7 +139,9 @@ async def test_timeout_is_reported(aiohttp_server) -> None:
     script = Script(["sleep"])
     url = await serve(aiohttp_server, script)
     async with aiohttp.ClientSession() as session:
-        client = FeedClient(session, settings(timeout_seconds=0.1, retry={"attempts": 0}), clock=lambda: NOW)
+        client = FeedClient(
+            session, settings(timeout_seconds=0.1, retry={"attempts": 0}), clock=lambda: NOW
+        )
         with pytest.raises(FeedError) as err:
             await client.get_json("f", url)
     assert err.value.reason == "timeout"
@@ -148,7 +160,9 @@ async def test_breaker_opens_fails_fast_and_half_opens(aiohttp_server) -> None:
     url = await serve(aiohttp_server, script)
     mono = Clock()
     async with aiohttp.ClientSession() as session:
-        client = FeedClient(session, settings(retry={"attempts": 0}), clock=lambda: NOW, monotonic=mono)
+        client = FeedClient(
+            session, settings(retry={"attempts": 0}), clock=lambda: NOW, monotonic=mono
+        )
         for _ in range(3):
             with pytest.raises(FeedError):
                 await client.get_json("f", url)
@@ -272,7 +286,9 @@ async def test_concurrency_is_bounded(aiohttp_server) -> None:
     server = await aiohttp_server(app)
     async with aiohttp.ClientSession() as session:
         client = FeedClient(session, settings(max_concurrency=3), clock=lambda: NOW)
-        await asyncio.gather(*(client.get_json("f", str(server.make_url(f"/{i}"))) for i in range(12)))
+        await asyncio.gather(
+            *(client.get_json("f", str(server.make_url(f"/{i}"))) for i in range(12))
+        )
     assert peak == 3
 
 
@@ -281,7 +297,9 @@ async def test_max_age_is_capped_below_the_staleness_limit(aiohttp_server) -> No
     url = await serve(aiohttp_server, script)
     mono = Clock()
     async with aiohttp.ClientSession() as session:
-        client = FeedClient(session, settings(staleness_seconds=600), clock=lambda: NOW, monotonic=mono)
+        client = FeedClient(
+            session, settings(staleness_seconds=600), clock=lambda: NOW, monotonic=mono
+        )
         await client.get_json("f", url)
         mono.t += 301  # half the staleness limit: the cached copy is no longer served as fresh
         assert (await client.get_json("f", url)).payload == {"v": 2}

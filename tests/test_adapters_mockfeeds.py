@@ -22,7 +22,10 @@ from mockfeeds.market import Market
 from mockfeeds.server import start, stop
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = {"timeout_seconds": 0.4, "retry": {"attempts": 1, "backoff_base_seconds": 0.0, "backoff_max_seconds": 0.0}}
+FAST = {
+    "timeout_seconds": 0.4,
+    "retry": {"attempts": 1, "backoff_base_seconds": 0.0, "backoff_max_seconds": 0.0},
+}
 
 #: one venue per adapter in the generated market
 PICK = {
@@ -33,11 +36,20 @@ PICK = {
     "across": "across-usdc-ethereum-arbitrum",
     "fixed": "earn-usdc001",
 }
-PREFIX = {"lido": "/lido", "aave_v3": "/aave", "compound_v3": "/compound", "defillama": "/defillama", "across": "/across", "fixed": "/earn"}
+PREFIX = {
+    "lido": "/lido",
+    "aave_v3": "/aave",
+    "compound_v3": "/compound",
+    "defillama": "/defillama",
+    "across": "/across",
+    "fixed": "/earn",
+}
 
 
 class World:
-    def __init__(self, market: Market, url: str, venues: list[VenueConfig], session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, market: Market, url: str, venues: list[VenueConfig], session: aiohttp.ClientSession
+    ) -> None:
         self.market, self.url, self.venues, self.session = market, url, venues, session
 
     def now(self) -> datetime:
@@ -78,7 +90,10 @@ async def generated() -> AsyncIterator[World]:
 
 @pytest.fixture
 async def default_market() -> AsyncIterator[World]:
-    venues = [VenueConfig.model_validate(v) for v in yaml.safe_load((ROOT / "config/default.yaml").read_text())["venues"]]
+    venues = [
+        VenueConfig.model_validate(v)
+        for v in yaml.safe_load((ROOT / "config/default.yaml").read_text())["venues"]
+    ]
     async for w in _world(load_market_yaml(DEFAULT_MARKET_PATH), venues):
         yield w
 
@@ -127,14 +142,19 @@ async def test_every_adapter_against_generated_market(generated: World) -> None:
 
 async def test_positions_from_paper_deposits_are_excluded(default_market: World) -> None:
     w = default_market
-    async with w.session.post(f"{w.url}/paper/v1/deposit", json={"venue": "aave-v3-usdc-ethereum", "amount_usd": "50000000", "idempotency_key": "t1"}) as resp:
+    async with w.session.post(
+        f"{w.url}/paper/v1/deposit",
+        json={"venue": "aave-v3-usdc-ethereum", "amount_usd": "50000000", "idempotency_key": "t1"},
+    ) as resp:
         assert resp.status == 200, await resp.text()
         position = float((await resp.json())["position_usd"])
     before = w.market.by_id["aave-v3-usdc-ethereum"].base_apr(w.market)
     report = await w.poller().poll({"aave-v3-usdc-ethereum": position})
     snap = report.snapshots["aave-v3-usdc-ethereum"]
     # the feed shows the pool with our 50M; at x = our position the curve earns what we earn now
-    assert float(snap.curve.exact_real_income_usd([position])[0]) / position == pytest.approx(before, rel=1e-4)
+    assert float(snap.curve.exact_real_income_usd([position])[0]) / position == pytest.approx(
+        before, rel=1e-4
+    )
     # and its marginal rate (without us) is higher than the pool's current rate
     assert snap.real_apr > before
 
@@ -145,7 +165,14 @@ VALUE_FAULTS = {
     "schema_drift": {a: "schema" for a in PICK},
     # timestamp-less feeds (DefiLlama /pools rows, Binance earn rows) cannot show a frozen body as
     # stale; Across stamps its quote with a string, the mock shifts only numbers: its coins go stale
-    "stale": {"lido": "stale", "aave_v3": "stale", "compound_v3": "stale", "across": "stale", "defillama": None, "fixed": None},
+    "stale": {
+        "lido": "stale",
+        "aave_v3": "stale",
+        "compound_v3": "stale",
+        "across": "stale",
+        "defillama": None,
+        "fixed": None,
+    },
 }
 
 
@@ -168,7 +195,11 @@ async def test_value_faults_per_venue(generated: World, mode: str) -> None:
             if adapter == "aave_v3":
                 # a venue rule spoils only that venue's row of the market's shared reserves list
                 # (it also spoils coins rows it shares: the USDC price bridge routes read too)
-                same_market = {v.id for v in generated.venues if v.feed.adapter == adapter and v.chain == "ethereum"}
+                same_market = {
+                    v.id
+                    for v in generated.venues
+                    if v.feed.adapter == adapter and v.chain == "ethereum"
+                }
                 assert set(got) & same_market == {venue}, sorted(got)
         await generated.clear_faults()
     healed = await poller.poll({})
@@ -221,7 +252,9 @@ async def test_latency_below_the_timeout_is_served(generated: World) -> None:
 
 
 async def test_one_transient_failure_is_retried_away(generated: World) -> None:
-    poller = generated.poller(retry={"attempts": 2, "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.02})
+    poller = generated.poller(
+        retry={"attempts": 2, "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.02}
+    )
     await generated.fault(mode="http_5xx", path_prefix="/earn", count=1)
     report = await poller.poll({})
     assert report.rejections == ()
@@ -230,7 +263,9 @@ async def test_one_transient_failure_is_retried_away(generated: World) -> None:
 
 async def test_breaker_opens_against_a_failing_feed(generated: World) -> None:
     # the lido venue reads two endpoints under /lido: two failures per cycle
-    poller = generated.poller(retry={"attempts": 0}, circuit_breaker={"failures_to_open": 4, "cooldown_seconds": 300})
+    poller = generated.poller(
+        retry={"attempts": 0}, circuit_breaker={"failures_to_open": 4, "cooldown_seconds": 300}
+    )
     await generated.fault(mode="http_5xx", path_prefix="/lido")
     reasons = []
     for _ in range(3):
@@ -242,7 +277,9 @@ async def test_breaker_opens_against_a_failing_feed(generated: World) -> None:
 async def test_time_moves_and_snapshots_follow(generated: World) -> None:
     poller = generated.poller()
     first = await poller.poll({})
-    async with generated.session.post(f"{generated.url}/admin/v1/clock", json={"advance_seconds": 6 * 3600}) as resp:
+    async with generated.session.post(
+        f"{generated.url}/admin/v1/clock", json={"advance_seconds": 6 * 3600}
+    ) as resp:
         assert resp.status == 200
     second = await poller.poll({})
     assert second.rejections == ()
@@ -261,7 +298,9 @@ async def test_scenarios_move_the_curves_not_the_daemon(default_market: World) -
     poller = w.poller()
     calm = await poller.poll({})
     assert calm.rejections == ()
-    await _scenario(w, name="rate_spike", venue="aave-v3-usdc-ethereum", params={"utilization": 0.97})
+    await _scenario(
+        w, name="rate_spike", venue="aave-v3-usdc-ethereum", params={"utilization": 0.97}
+    )
     await _scenario(w, name="slashing", venue="lido-steth", params={"validators": 500})
     await _scenario(w, name="exploit", venue="earn-usdt-flexible", params={"loss_fraction": 0.1})
     await _scenario(w, name="bridge_halt", chain="base")
@@ -275,25 +314,36 @@ async def test_scenarios_move_the_curves_not_the_daemon(default_market: World) -
     assert aave_snap.curve.bridges  # our deposit would push U back through the kink
     assert report.snapshots["lido-steth"].venue.exit_days > 14  # bunker mode
     earn = report.snapshots["earn-usdt-flexible"]
-    assert earn.curve.capacity_usd == 0.0 and earn.exit_liquidity_usd == 0.0  # paused, cannot redeem
+    assert (
+        earn.curve.capacity_usd == 0.0 and earn.exit_liquidity_usd == 0.0
+    )  # paused, cannot redeem
 
 
 async def test_depeg_and_liquidity_crunch(default_market: World) -> None:
     w = default_market
     poller = w.poller()
     await poller.poll({})
-    await _scenario(w, name="liquidity_crunch", venue="aave-v3-usdc-ethereum", params={"available_fraction": 0.001})
+    await _scenario(
+        w,
+        name="liquidity_crunch",
+        venue="aave-v3-usdc-ethereum",
+        params={"available_fraction": 0.001},
+    )
     await _scenario(w, name="depeg", chain="arbitrum", token="USDC", params={"price": 0.95})
     report = await poller.poll({})
     aave_snap = report.snapshots["aave-v3-usdc-ethereum"]
     assert aave_snap.exit_liquidity_usd < 0.002 * aave_snap.state["total_debt_usd"]
     # a 5 % gap repriced twice a day is more than the 1000 % sanity bound: refused, not believed
-    assert {r.venue_id: r.reason for r in report.rejections} == {"across-usdc-arbitrum-base": "out_of_range"}
+    assert {r.venue_id: r.reason for r in report.rejections} == {
+        "across-usdc-arbitrum-base": "out_of_range"
+    }
 
 
 async def test_earn_list_is_paged() -> None:
     cfg = generate_market(1100, seed=2)  # 110 fixed products: two pages of at most 100
-    venues = [VenueConfig.model_validate(v) for v in daemon_venues(cfg) if v["feed"]["adapter"] == "fixed"]
+    venues = [
+        VenueConfig.model_validate(v) for v in daemon_venues(cfg) if v["feed"]["adapter"] == "fixed"
+    ]
     assert len(venues) == 110
     async for w in _world(cfg, venues):
         poller = w.poller()
@@ -301,22 +351,37 @@ async def test_earn_list_is_paged() -> None:
         assert report.rejections == () and len(report.snapshots) == 110
         assert report.requests == 2
         quotas = {v.id: w.market.by_id[v.id].c.quota_usd for v in venues}
-        assert all(report.snapshots[k].curve.capacity_usd == pytest.approx(q) for k, q in quotas.items())
+        assert all(
+            report.snapshots[k].curve.capacity_usd == pytest.approx(q) for k, q in quotas.items()
+        )
 
 
 async def test_a_slow_feed_does_not_age_the_others_under_a_fast_clock() -> None:
     """At 3600 simulated seconds per second, a feed answering 1 s late is an hour late in
     simulated time; the other feeds' data must still be judged at its own arrival."""
-    venues = [VenueConfig.model_validate(v) for v in yaml.safe_load((ROOT / "config/default.yaml").read_text())["venues"]]
+    venues = [
+        VenueConfig.model_validate(v)
+        for v in yaml.safe_load((ROOT / "config/default.yaml").read_text())["venues"]
+    ]
     market = Market.from_config({**load_market_yaml(DEFAULT_MARKET_PATH), "time_scale": 3600})
     runner, url = await start(market)
     try:
         async with aiohttp.ClientSession() as session:
-            async with session.post(f"{url}/admin/v1/faults", json={"mode": "latency", "path_prefix": "/lido", "latency_ms": 1000}) as resp:
+            async with session.post(
+                f"{url}/admin/v1/faults",
+                json={"mode": "latency", "path_prefix": "/lido", "latency_ms": 1000},
+            ) as resp:
                 assert resp.status == 201
-            settings = FeedSettings.model_validate({**FAST, "timeout_seconds": 3.0, "staleness_seconds": 2000})
-            poller = FeedPoller(venues, settings, session, root_url=url,
-                                clock=lambda: datetime.fromtimestamp(market.clock.now(), UTC))
+            settings = FeedSettings.model_validate(
+                {**FAST, "timeout_seconds": 3.0, "staleness_seconds": 2000}
+            )
+            poller = FeedPoller(
+                venues,
+                settings,
+                session,
+                root_url=url,
+                clock=lambda: datetime.fromtimestamp(market.clock.now(), UTC),
+            )
             report = await poller.poll({})
     finally:
         await stop(runner)
@@ -324,16 +389,24 @@ async def test_a_slow_feed_does_not_age_the_others_under_a_fast_clock() -> None:
     assert report.feed_durations_seconds["lido"] >= 1.0
 
 
-async def test_bridge_curve_is_the_markets_income_averaged_over_the_recent_gaps(default_market: World) -> None:
+async def test_bridge_curve_is_the_markets_income_averaged_over_the_recent_gaps(
+    default_market: World,
+) -> None:
     """The route's curve is the market's own income model, averaged over the hourly gaps of the
     coins charts (plus today's): a gap that closes for a few hours must not zero a weeks-long hold."""
     w = default_market
     vid = "across-usdc-arbitrum-base"
     params = next(v for v in w.venues if v.id == vid).feed.params
     coins = f"{params['origin_price_coin']},{params['destination_price_coin']}"
-    async with w.session.get(f"{w.url}/coins/chart/{coins}", params={"span": str(FAST.get("volatility_span_hours", 168)), "period": "1h"}) as resp:
+    async with w.session.get(
+        f"{w.url}/coins/chart/{coins}",
+        params={"span": str(FAST.get("volatility_span_hours", 168)), "period": "1h"},
+    ) as resp:
         charts = (await resp.json())["coins"]
-    hourly = [{round(p["timestamp"] / 3600): p["price"] for p in charts[c.lower()]["prices"]} for c in coins.split(",")]
+    hourly = [
+        {round(p["timestamp"] / 3600): p["price"] for p in charts[c.lower()]["prices"]}
+        for c in coins.split(",")
+    ]
     gaps = [hourly[1][h] / hourly[0][h] - 1.0 for h in sorted(hourly[0].keys() & hourly[1].keys())]
     assert len(gaps) > 24
     report = await w.poller().poll({})
@@ -348,10 +421,14 @@ async def test_bridge_curve_is_the_markets_income_averaged_over_the_recent_gaps(
                 type(model).spread = lambda self, m, g=gap: g  # the market's model at that gap
                 expected += model.income_per_year(x, w.market)
             expected /= len(gaps) + 1
-            if not snap.curve.bridges or x > max(b[1] for b in snap.curve.bridges):  # outside chords: exact
+            if not snap.curve.bridges or x > max(
+                b[1] for b in snap.curve.bridges
+            ):  # outside chords: exact
                 # 1e-3: the adapter uses the fee quoted for params.quote_amount_usd; Across' LP fee
                 # grows a little with the amount's utilization move (2.4e-4 at $300k)
-                assert float(snap.curve.real_income_usd(np.array([x]))[0]) == pytest.approx(expected, rel=1e-3), x
+                assert float(snap.curve.real_income_usd(np.array([x]))[0]) == pytest.approx(
+                    expected, rel=1e-3
+                ), x
     finally:
         type(model).spread = real_spread
     assert snap.state["spread_samples"] == len(gaps) + 1

@@ -22,7 +22,10 @@ from core.types import VenueKind
 from protocols import aave, compound, uniswap
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_VENUES = [VenueConfig.model_validate(v) for v in yaml.safe_load((ROOT / "config/default.yaml").read_text())["venues"]]
+DEFAULT_VENUES = [
+    VenueConfig.model_validate(v)
+    for v in yaml.safe_load((ROOT / "config/default.yaml").read_text())["venues"]
+]
 COMPOUND_VENUE = VenueConfig.model_validate(
     {
         "id": "compound-v3-usdc-ethereum",
@@ -34,7 +37,10 @@ COMPOUND_VENUE = VenueConfig.model_validate(
     }
 )
 VENUES = [*DEFAULT_VENUES, COMPOUND_VENUE]
-FAST = {"timeout_seconds": 0.3, "retry": {"attempts": 1, "backoff_base_seconds": 0.0, "backoff_max_seconds": 0.0}}
+FAST = {
+    "timeout_seconds": 0.3,
+    "retry": {"attempts": 1, "backoff_base_seconds": 0.0, "backoff_max_seconds": 0.0},
+}
 
 
 class Harness:
@@ -69,7 +75,15 @@ async def test_every_default_venue_gets_a_snapshot(h: Harness) -> None:
     assert isinstance(lido.curve, FlatCurve) and lido.real_apr == pytest.approx(0.0296)
     assert lido.venue.exit_days == pytest.approx(4.0)  # the queue's 4 days beat the configured 3
     assert report.snapshots["earn-usdt-flexible"].real_apr == pytest.approx(0.05)
-    assert set(report.feed_durations_seconds) == {"lido", "aave", "defillama", "across", "earn", "compound", "coins"}
+    assert set(report.feed_durations_seconds) == {
+        "lido",
+        "aave",
+        "defillama",
+        "across",
+        "earn",
+        "compound",
+        "coins",
+    }
     assert set(report.feed_last_success) == set(report.feed_durations_seconds)
     assert report.polled_at == h.fake.now
 
@@ -80,15 +94,27 @@ async def test_venues_sharing_an_endpoint_cost_one_request(h: Harness) -> None:
     ]
     llama = [
         VenueConfig.model_validate(
-            {"id": f"llama-{i}", "kind": "lending", "protocol": "x", "chain": "ethereum", "asset": "USDC",
-             "feed": {"adapter": "defillama", "params": {"pool": f"pool-{i}"}}}
+            {
+                "id": f"llama-{i}",
+                "kind": "lending",
+                "protocol": "x",
+                "chain": "ethereum",
+                "asset": "USDC",
+                "feed": {"adapter": "defillama", "params": {"pool": f"pool-{i}"}},
+            }
         )
         for i in range(40)
     ]
     aave_many = [
         VenueConfig.model_validate(
-            {"id": f"aave-{i}", "kind": "lending", "protocol": "aave-v3", "chain": "ethereum", "asset": "USDC",
-             "feed": {"adapter": "aave_v3", "params": {"market": "ethereum", "asset": "USDC"}}}
+            {
+                "id": f"aave-{i}",
+                "kind": "lending",
+                "protocol": "aave-v3",
+                "chain": "ethereum",
+                "asset": "USDC",
+                "feed": {"adapter": "aave_v3", "params": {"market": "ethereum", "asset": "USDC"}},
+            }
         )
         for i in range(20)
     ]
@@ -134,24 +160,37 @@ async def test_aave_curve_excludes_our_position(h: Harness) -> None:
 
 
 async def test_lp_and_comet_curves_exclude_our_position(h: Harness) -> None:
-    report = await h.poller().poll({"uniswap-v2-usdc-weth-ethereum": 30e6, "compound-v3-usdc-ethereum": 100e6})
+    report = await h.poller().poll(
+        {"uniswap-v2-usdc-weth-ethereum": 30e6, "compound-v3-usdc-ethereum": 100e6}
+    )
     lp = report.snapshots["uniswap-v2-usdc-weth-ethereum"]
     assert isinstance(lp.curve, LpCurve)
     assert lp.curve.tvl_others_usd == pytest.approx(270e6)
     x = 1e6
     volume = 0.0438 * 300e6 / (0.003 * 365)
-    expected = uniswap.fee_income_after_deposit_usd(x, volume, 270e6) - uniswap.lvr_apr(lp.state["sigma_annual"]) * x
+    expected = (
+        uniswap.fee_income_after_deposit_usd(x, volume, 270e6)
+        - uniswap.lvr_apr(lp.state["sigma_annual"]) * x
+    )
     assert float(lp.curve.real_income_usd(np.array([x]))[0]) == pytest.approx(expected, rel=1e-9)
     assert 0.3 < lp.state["sigma_annual"] < 1.0  # realized from the hourly history (0.65 generated)
 
     comet = report.snapshots["compound-v3-usdc-ethereum"]
     curve = compound.CometCurve.from_per_second_factors(
-        9 * 10**17, int(0.054e18) // 31_536_000, int(3.034e18) // 31_536_000, 0,
-        9 * 10**17, int(0.05e18) // 31_536_000, int(3.4e18) // 31_536_000, int(0.015e18) // 31_536_000,
+        9 * 10**17,
+        int(0.054e18) // 31_536_000,
+        int(3.034e18) // 31_536_000,
+        0,
+        9 * 10**17,
+        int(0.05e18) // 31_536_000,
+        int(3.4e18) // 31_536_000,
+        int(0.015e18) // 31_536_000,
     )
     xs = np.array([1e5, 1e7])
     np.testing.assert_allclose(
-        comet.curve.real_income_usd(xs), xs * compound.comet_supply_apr_after_deposit(curve, 400e6, 400e6, xs), rtol=1e-9
+        comet.curve.real_income_usd(xs),
+        xs * compound.comet_supply_apr_after_deposit(curve, 400e6, 400e6, xs),
+        rtol=1e-9,
     )
     # COMP: 35/day at 45 USD split over the supply without us
     assert comet.emission_apr == pytest.approx(35 * 365 * 45 / 400e6, rel=1e-3)
@@ -161,7 +200,10 @@ async def test_emission_exclusion(h: Harness) -> None:
     report = await h.poller(emissions={"exclude_tokens": ["AAVE", "COMP"]}).poll({})
     assert report.snapshots["aave-v3-usdc-ethereum"].emission_apr == 0.0
     assert report.snapshots["compound-v3-usdc-ethereum"].emission_apr == 0.0
-    assert report.snapshots["aave-v3-usdc-ethereum"].curve.emission_income_usd(np.array([1e6]))[0] == 0.0
+    assert (
+        report.snapshots["aave-v3-usdc-ethereum"].curve.emission_income_usd(np.array([1e6]))[0]
+        == 0.0
+    )
 
 
 def _set(payloads: dict[str, Any], path: str, keys: list[Any], value: Any) -> None:
@@ -173,21 +215,95 @@ def _set(payloads: dict[str, Any], path: str, keys: list[Any], value: Any) -> No
 
 CASES = [
     # (venue, path, keys, value, reason, text in detail)
-    ("aave-v3-usdc-ethereum", "/aave/v3/ethereum/reserves", ["reservesData", 0, "liquidityRate"], "NaN", "nan", "liquidityRate"),
-    ("uniswap-v2-usdc-weth-ethereum", "/defillama/pools", ["data", 0, "tvlUsd"], math.nan, "nan", "tvlUsd"),
-    ("uniswap-v2-usdc-weth-ethereum", "/defillama/pools", ["data", 0, "apyBase"], math.inf, "nan", "apyBase"),
-    ("uniswap-v2-usdc-weth-ethereum", "/defillama/pools", ["data", 0, "tvlUsd"], -5.0, "out_of_range", "tvlUsd"),
-    ("uniswap-v2-usdc-weth-ethereum", "/defillama/pools", ["data", 0, "apyBase"], 1500.0, "out_of_range", "apyBase"),
-    ("earn-usdt-flexible", "/earn/sapi/v1/simple-earn/flexible/list", ["rows", 0, "latestAnnualPercentageRate"], "12.5", "out_of_range", "latestAnnualPercentageRate"),
-    ("aave-v3-usdc-ethereum", "/aave/v3/ethereum/reserves", ["reservesData", 0, "availableLiquidity"], "-1", "out_of_range", "availableLiquidity"),
-    ("compound-v3-usdc-ethereum", f"/compound/v3/ethereum/{COMET}", ["timestamp"], "STALE", "stale", "timestamp"),
-    ("across-usdc-arbitrum-base", "/across/api/suggested-fees", ["timestamp"], "FUTURE", "future_timestamp", "timestamp"),
+    (
+        "aave-v3-usdc-ethereum",
+        "/aave/v3/ethereum/reserves",
+        ["reservesData", 0, "liquidityRate"],
+        "NaN",
+        "nan",
+        "liquidityRate",
+    ),
+    (
+        "uniswap-v2-usdc-weth-ethereum",
+        "/defillama/pools",
+        ["data", 0, "tvlUsd"],
+        math.nan,
+        "nan",
+        "tvlUsd",
+    ),
+    (
+        "uniswap-v2-usdc-weth-ethereum",
+        "/defillama/pools",
+        ["data", 0, "apyBase"],
+        math.inf,
+        "nan",
+        "apyBase",
+    ),
+    (
+        "uniswap-v2-usdc-weth-ethereum",
+        "/defillama/pools",
+        ["data", 0, "tvlUsd"],
+        -5.0,
+        "out_of_range",
+        "tvlUsd",
+    ),
+    (
+        "uniswap-v2-usdc-weth-ethereum",
+        "/defillama/pools",
+        ["data", 0, "apyBase"],
+        1500.0,
+        "out_of_range",
+        "apyBase",
+    ),
+    (
+        "earn-usdt-flexible",
+        "/earn/sapi/v1/simple-earn/flexible/list",
+        ["rows", 0, "latestAnnualPercentageRate"],
+        "12.5",
+        "out_of_range",
+        "latestAnnualPercentageRate",
+    ),
+    (
+        "aave-v3-usdc-ethereum",
+        "/aave/v3/ethereum/reserves",
+        ["reservesData", 0, "availableLiquidity"],
+        "-1",
+        "out_of_range",
+        "availableLiquidity",
+    ),
+    (
+        "compound-v3-usdc-ethereum",
+        f"/compound/v3/ethereum/{COMET}",
+        ["timestamp"],
+        "STALE",
+        "stale",
+        "timestamp",
+    ),
+    (
+        "across-usdc-arbitrum-base",
+        "/across/api/suggested-fees",
+        ["timestamp"],
+        "FUTURE",
+        "future_timestamp",
+        "timestamp",
+    ),
     ("lido-steth", "/lido/v1/protocol/steth/apr/sma", ["data", "smaApr"], None, "schema", "smaApr"),
-    ("compound-v3-usdc-ethereum", f"/compound/v3/ethereum/{COMET}", ["totalSupply"], "lots", "schema", "totalSupply"),
+    (
+        "compound-v3-usdc-ethereum",
+        f"/compound/v3/ethereum/{COMET}",
+        ["totalSupply"],
+        "lots",
+        "schema",
+        "totalSupply",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("venue", "path", "keys", "value", "reason", "field"), CASES, ids=[f"{c[4]}-{c[5]}" for c in CASES])
+@pytest.mark.parametrize(
+    ("venue", "path", "keys", "value", "reason", "field"),
+    CASES,
+    ids=[f"{c[4]}-{c[5]}" for c in CASES],
+)
 async def test_bad_values_are_rejected_and_the_venue_frozen(
     h: Harness, venue: str, path: str, keys: list[Any], value: Any, reason: str, field: str
 ) -> None:
@@ -223,20 +339,28 @@ async def test_bad_values_are_rejected_and_the_venue_frozen(
         ("raw_body", b'{"pad": "' + b"x" * 20_000 + b'"}', "too_large"),
     ],
 )
-async def test_request_failures_freeze_every_venue_of_the_endpoint(h: Harness, knob: str, value: Any, reason: str) -> None:
+async def test_request_failures_freeze_every_venue_of_the_endpoint(
+    h: Harness, knob: str, value: Any, reason: str
+) -> None:
     venues = [v for v in VENUES if v.feed.adapter in ("aave_v3", "lido")]
     poller = h.poller(venues, max_response_bytes=16_384)
     await poller.poll({})
     getattr(h.fake, knob)["/aave/v3/ethereum/reserves"] = value
     report = await poller.poll({})
-    assert [(r.venue_id, r.feed, r.reason) for r in report.rejections] == [("aave-v3-usdc-ethereum", "aave", reason)]
+    assert [(r.venue_id, r.feed, r.reason) for r in report.rejections] == [
+        ("aave-v3-usdc-ethereum", "aave", reason)
+    ]
     assert report.snapshots["aave-v3-usdc-ethereum"].frozen
     assert not report.snapshots["lido-steth"].frozen
 
 
 async def test_breaker_opens_after_repeated_failures(h: Harness) -> None:
     venues = [v for v in VENUES if v.feed.adapter == "fixed"]
-    poller = h.poller(venues, retry={"attempts": 0}, circuit_breaker={"failures_to_open": 2, "cooldown_seconds": 600})
+    poller = h.poller(
+        venues,
+        retry={"attempts": 0},
+        circuit_breaker={"failures_to_open": 2, "cooldown_seconds": 600},
+    )
     h.fake.status["/earn"] = 500
     reasons = [(await poller.poll({})).rejections[0].reason for _ in range(4)]
     assert reasons == ["http_5xx", "http_5xx", "circuit_open", "circuit_open"]
@@ -245,7 +369,11 @@ async def test_breaker_opens_after_repeated_failures(h: Harness) -> None:
 
 async def test_connection_refused_and_never_good_venue(h: Harness, unused_tcp_port: int) -> None:
     dead = DEFAULT_VENUES[0].model_copy(
-        update={"feed": DEFAULT_VENUES[0].feed.model_copy(update={"base_url": f"http://127.0.0.1:{unused_tcp_port}/lido"})}
+        update={
+            "feed": DEFAULT_VENUES[0].feed.model_copy(
+                update={"base_url": f"http://127.0.0.1:{unused_tcp_port}/lido"}
+            )
+        }
     )
     report = await h.poller([dead]).poll({})
     assert report.snapshots == {}
@@ -269,13 +397,17 @@ async def test_stale_price_rejects_bridge_venue(h: Harness) -> None:
 
 
 async def test_positions_that_are_not_numbers_are_ignored(h: Harness) -> None:
-    report: PollReport = await h.poller().poll({"aave-v3-usdc-ethereum": math.nan, "lido-steth": -5.0})
+    report: PollReport = await h.poller().poll(
+        {"aave-v3-usdc-ethereum": math.nan, "lido-steth": -5.0}
+    )
     assert report.rejections == ()
     assert report.snapshots["aave-v3-usdc-ethereum"].state["position_usd"] == 0.0
 
 
 async def test_frozen_reserve_caps_at_zero_growth(h: Harness) -> None:
-    h.fake.payloads["/aave/v3/ethereum/reserves"]["reservesData"] = [{**aave_reserve(h.fake.now), "isFrozen": True}]
+    h.fake.payloads["/aave/v3/ethereum/reserves"]["reservesData"] = [
+        {**aave_reserve(h.fake.now), "isFrozen": True}
+    ]
     venues = [v for v in VENUES if v.feed.adapter == "aave_v3"]
     snap = (await h.poller(venues).poll({})).snapshots["aave-v3-usdc-ethereum"]
     assert snap.curve.capacity_usd == 0.0
@@ -283,7 +415,11 @@ async def test_frozen_reserve_caps_at_zero_growth(h: Harness) -> None:
 
 async def test_history_days_uses_the_chart(h: Harness) -> None:
     venue = DEFAULT_VENUES[2].model_copy(
-        update={"feed": DEFAULT_VENUES[2].feed.model_copy(update={"params": {"pool": LP_POOL, "sigma_annual": 0.5, "history_days": 3}})}
+        update={
+            "feed": DEFAULT_VENUES[2].feed.model_copy(
+                update={"params": {"pool": LP_POOL, "sigma_annual": 0.5, "history_days": 3}}
+            )
+        }
     )
     snap = (await h.poller([venue]).poll({})).snapshots[venue.id]
     assert snap.state["apy_base_history_mean"] == pytest.approx((4.4 + 4.5 + 4.6) / 3 / 100)
@@ -292,10 +428,16 @@ async def test_history_days_uses_the_chart(h: Harness) -> None:
 
 
 def test_config_errors_name_the_field() -> None:
-    bad = DEFAULT_VENUES[1].model_copy(update={"feed": DEFAULT_VENUES[1].feed.model_copy(update={"params": {"market": "ethereum"}})})
+    bad = DEFAULT_VENUES[1].model_copy(
+        update={
+            "feed": DEFAULT_VENUES[1].feed.model_copy(update={"params": {"market": "ethereum"}})
+        }
+    )
     with pytest.raises(ValueError, match=r"aave-v3-usdc-ethereum: feed.params.asset"):
         FeedPoller([bad], FeedSettings(), None, root_url="http://x", clock=lambda: None)  # type: ignore[arg-type]
-    unknown = DEFAULT_VENUES[0].model_copy(update={"feed": DEFAULT_VENUES[0].feed.model_copy(update={"adapter": "nope"})})
+    unknown = DEFAULT_VENUES[0].model_copy(
+        update={"feed": DEFAULT_VENUES[0].feed.model_copy(update={"adapter": "nope"})}
+    )
     with pytest.raises(ValueError, match="feed.adapter 'nope' unknown"):
         FeedPoller([unknown], FeedSettings(), None, root_url="http://x", clock=lambda: None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="serves kinds"):
@@ -311,8 +453,13 @@ async def test_etag_revalidation_reuses_validated_payloads(h: Harness) -> None:
     first = await poller.poll({})
     second = await poller.poll({})
     assert second.rejections == () and poller.client.stats.not_modified == second.requests
-    assert second.snapshots["aave-v3-usdc-ethereum"].real_apr == first.snapshots["aave-v3-usdc-ethereum"].real_apr
-    h.fake.payloads["/earn/sapi/v1/simple-earn/flexible/list"]["rows"][0]["latestAnnualPercentageRate"] = "0.06"
+    assert (
+        second.snapshots["aave-v3-usdc-ethereum"].real_apr
+        == first.snapshots["aave-v3-usdc-ethereum"].real_apr
+    )
+    h.fake.payloads["/earn/sapi/v1/simple-earn/flexible/list"]["rows"][0][
+        "latestAnnualPercentageRate"
+    ] = "0.06"
     third = await poller.poll({})
     assert third.snapshots["earn-usdt-flexible"].real_apr == pytest.approx(0.06)
 
@@ -331,7 +478,9 @@ async def test_max_age_skips_requests_and_keeps_last_success(h: Harness) -> None
 async def test_per_feed_timeout(h: Harness) -> None:
     h.fake.delay_seconds["/lido"] = 0.2
     venues = [v for v in VENUES if v.feed.adapter in ("lido", "fixed")]
-    report = await h.poller(venues, timeout_seconds=1.0, feed_timeout_seconds={"lido": 0.05}).poll({})
+    report = await h.poller(venues, timeout_seconds=1.0, feed_timeout_seconds={"lido": 0.05}).poll(
+        {}
+    )
     assert [(r.venue_id, r.reason) for r in report.rejections] == [("lido-steth", "timeout")]
 
 
@@ -372,7 +521,10 @@ async def test_across_fill_time_under_either_name(h: Harness) -> None:
     fees = h.fake.payloads["/across/api/suggested-fees"]
     fees["estimatedFillTimeSec"] = fees.pop("expectedFillTimeSec")
     report = await h.poller(venues).poll({})
-    assert report.rejections == () and report.snapshots["across-usdc-arbitrum-base"].state["expected_fill_seconds"] == 60
+    assert (
+        report.rejections == ()
+        and report.snapshots["across-usdc-arbitrum-base"].state["expected_fill_seconds"] == 60
+    )
     del fees["estimatedFillTimeSec"]
     report = await h.poller(venues).poll({})
     assert report.rejections[0].reason == "schema" and "FillTimeSec" in report.rejections[0].detail
@@ -387,5 +539,9 @@ async def test_snapshots_pickle_and_copy(h: Harness) -> None:
     again = pickle.loads(pickle.dumps(report))
     x = np.array([0.0, 1e5, 1e7])
     for vid, snap in report.snapshots.items():
-        np.testing.assert_array_equal(again.snapshots[vid].curve.income_usd(x), snap.curve.income_usd(x))
-        np.testing.assert_array_equal(copy.deepcopy(snap).curve.income_usd(x), snap.curve.income_usd(x))
+        np.testing.assert_array_equal(
+            again.snapshots[vid].curve.income_usd(x), snap.curve.income_usd(x)
+        )
+        np.testing.assert_array_equal(
+            copy.deepcopy(snap).curve.income_usd(x), snap.curve.income_usd(x)
+        )

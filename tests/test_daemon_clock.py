@@ -12,13 +12,21 @@ def test_the_market_reports_its_clock_as_well_as_its_last_tick():
     market = Market.from_config(DEFAULT, wall_clock=lambda: wall[0])  # 3600 simulated s per wall s
     wall[0] = 0.2  # 720 simulated seconds: inside the first 900 s tick
     state = market.summary()
-    tick, clock = (datetime.fromisoformat(state[k].replace("Z", "+00:00")) for k in ("sim_time", "clock_time"))
-    assert (clock - tick).total_seconds() > 600  # data may be stamped up to the clock, past the tick
+    tick, clock = (
+        datetime.fromisoformat(state[k].replace("Z", "+00:00")) for k in ("sim_time", "clock_time")
+    )
+    assert (
+        clock - tick
+    ).total_seconds() > 600  # data may be stamped up to the clock, past the tick
     assert clock.timestamp() == market.clock.now()
 
 
 def test_the_followed_clock_anchors_on_the_market_clock_not_its_last_tick():
-    state = {"sim_time": "2026-02-01T01:30:00.000Z", "clock_time": "2026-02-01T01:44:30.000Z", "time_scale": 0.0}
+    state = {
+        "sim_time": "2026-02-01T01:30:00.000Z",
+        "clock_time": "2026-02-01T01:44:30.000Z",
+        "time_scale": 0.0,
+    }
     followed = FollowedClock(state)
     assert followed().isoformat() == "2026-02-01T01:44:30+00:00"
     # an older market that reports only its tick is still followed

@@ -68,15 +68,25 @@ def test_entrypoint_runs_healthcheck_passes_and_sigterm_exits_zero(tmp_path):
     data_dir = tmp_path / "data"
     daemon_env = {
         key: value.replace("/app/config", str(REPO / "config")).replace("/data", str(data_dir))
-        for key, value in env.items() if key.startswith("YIELDVAULT_")
+        for key, value in env.items()
+        if key.startswith("YIELDVAULT_")
     }
     port = free_port()
     daemon_env["YIELDVAULT_LISTEN"] = daemon_env["YIELDVAULT_LISTEN"].replace(":9500", f":{port}")
-    executable = str((REPO / ".venv" / "bin" / "yieldvault")) if (REPO / ".venv" / "bin" / "yieldvault").exists() else None
-    command = [executable or sys.executable, *(argv[1:] if executable else ["-m", "vault.cli", *argv[1:]])]
+    executable = (
+        str(REPO / ".venv" / "bin" / "yieldvault")
+        if (REPO / ".venv" / "bin" / "yieldvault").exists()
+        else None
+    )
+    command = [
+        executable or sys.executable,
+        *(argv[1:] if executable else ["-m", "vault.cli", *argv[1:]]),
+    ]
     daemon = DaemonProcess(data_dir, env=daemon_env, command=command, port=port)
     try:
-        daemon.wait_until(lambda: daemon.get("/healthz")[0] == 200, 30, "/healthz on the image's listen address")
+        daemon.wait_until(
+            lambda: daemon.get("/healthz")[0] == 200, 30, "/healthz on the image's listen address"
+        )
         check = json.loads(healthcheck.split("CMD", 1)[1].strip())
         check = [part.replace("9500", str(port)) for part in check]
         check[0] = sys.executable

@@ -21,7 +21,9 @@ def allocated_venues(daemon: DaemonProcess) -> dict[str, float]:
 
 
 def rebalances(daemon: DaemonProcess) -> float:
-    return sum(v for (name, _), v in daemon.metrics().items() if name == "yieldvault_rebalances_total")
+    return sum(
+        v for (name, _), v in daemon.metrics().items() if name == "yieldvault_rebalances_total"
+    )
 
 
 def test_run_allocates_stops_cleanly_and_resumes_without_loss(tmp_path):
@@ -29,8 +31,11 @@ def test_run_allocates_stops_cleanly_and_resumes_without_loss(tmp_path):
     first = DaemonProcess(data_dir)
     try:
         first.wait_until(lambda: first.get("/healthz")[0] == 200, 30, "/healthz")
-        venues = first.wait_until(lambda: len(allocated_venues(first)) >= 3 and allocated_venues(first), 60,
-                                  "non-zero allocation in >= 3 venues")
+        venues = first.wait_until(
+            lambda: len(allocated_venues(first)) >= 3 and allocated_venues(first),
+            60,
+            "non-zero allocation in >= 3 venues",
+        )
         assert len(venues) >= 3
         assert rebalances(first) >= 1
         status = first.json("/api/v1/status")
@@ -38,7 +43,9 @@ def test_run_allocates_stops_cleanly_and_resumes_without_loss(tmp_path):
         assert first.wait_until(lambda: first.get("/readyz")[0] == 200, 30, "/readyz")
         lines = [json.loads(line) for line in first.logs().splitlines() if line.startswith("{")]
         rebalance_lines = [line for line in lines if line.get("event") == "rebalance"]
-        assert rebalance_lines and {"outcome", "nav_usd", "solver_status"} <= rebalance_lines[0].keys()
+        assert (
+            rebalance_lines and {"outcome", "nav_usd", "solver_status"} <= rebalance_lines[0].keys()
+        )
     finally:
         code, seconds = first.terminate()
     assert code == 0, first.logs()[-3000:]
@@ -57,11 +64,18 @@ def test_run_allocates_stops_cleanly_and_resumes_without_loss(tmp_path):
 
     second = DaemonProcess(data_dir)
     try:
-        status = second.wait_until(lambda: second.json("/api/v1/status"), 30, "status after restart")
+        status = second.wait_until(
+            lambda: second.json("/api/v1/status"), 30, "status after restart"
+        )
         nav = usd_to_units(status["nav_usd"])
-        assert at_stop.nav_units * 0.99 <= nav <= at_stop.nav_units * 1.01  # nothing lost, nothing counted twice
-        second.wait_until(lambda: len(ledger_rebalances(data_dir)) > len(rebalances_at_stop), 30,
-                          "a rebalance after the restart")
+        assert (
+            at_stop.nav_units * 0.99 <= nav <= at_stop.nav_units * 1.01
+        )  # nothing lost, nothing counted twice
+        second.wait_until(
+            lambda: len(ledger_rebalances(data_dir)) > len(rebalances_at_stop),
+            30,
+            "a rebalance after the restart",
+        )
     finally:
         code, _ = second.terminate()
     assert code == 0
@@ -72,7 +86,11 @@ def test_run_allocates_stops_cleanly_and_resumes_without_loss(tmp_path):
     resumed = first_after["positions_usd"]
     assert set(resumed) == set(invested)
     for venue, units in invested.items():
-        assert abs(usd_to_units(resumed[venue]) - units) <= units * 0.005, (venue, units, resumed[venue])
+        assert abs(usd_to_units(resumed[venue]) - units) <= units * 0.005, (
+            venue,
+            units,
+            resumed[venue],
+        )
     ledger = Ledger(data_dir / "ledger.sqlite3")
     assert ledger.audit() == []
     ledger.close()
@@ -86,7 +104,8 @@ def ledger_rebalances(data_dir) -> list[dict]:
     finally:
         db.close()
     inputs = [json.loads(r[0]) for r in rows]
-    return [i["portfolio"] for i in inputs if "portfolio" in i]  # cycles that held before planning have none
+    # cycles that held before planning have none
+    return [i["portfolio"] for i in inputs if "portfolio" in i]
 
 
 def test_daemon_polls_a_separately_running_market_by_url(tmp_path):
@@ -98,20 +117,39 @@ def test_daemon_polls_a_separately_running_market_by_url(tmp_path):
 
     port = free_port()
     market = subprocess.Popen(
-        [sys.executable, "-m", "vault.cli", "mock-feeds", "--listen", f"127.0.0.1:{port}", "--state", str(tmp_path / "market.json")],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "vault.cli",
+            "mock-feeds",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--state",
+            str(tmp_path / "market.json"),
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    daemon = DaemonProcess(tmp_path / "var", env={
-        "YIELDVAULT_FEEDS__EMBEDDED_MARKET": "null",
-        "YIELDVAULT_FEEDS__ROOT_URL": f"http://127.0.0.1:{port}",
-    })
+    daemon = DaemonProcess(
+        tmp_path / "var",
+        env={
+            "YIELDVAULT_FEEDS__EMBEDDED_MARKET": "null",
+            "YIELDVAULT_FEEDS__ROOT_URL": f"http://127.0.0.1:{port}",
+        },
+    )
     try:
-        venues = daemon.wait_until(lambda: len(allocated_venues(daemon)) >= 3 and allocated_venues(daemon), 60,
-                                   "allocation from feeds polled by URL")
+        venues = daemon.wait_until(
+            lambda: len(allocated_venues(daemon)) >= 3 and allocated_venues(daemon),
+            60,
+            "allocation from feeds polled by URL",
+        )
         assert len(venues) >= 3
         assert "following_market_clock" in daemon.logs()  # feed times judged by the market's clock
         assert '"reason": "stale"' not in daemon.logs()
-        assert '"reason": "future_timestamp"' not in daemon.logs()  # the clock is the market's, not its last tick
+        assert (
+            '"reason": "future_timestamp"' not in daemon.logs()
+        )  # the clock is the market's, not its last tick
     finally:
         code, _ = daemon.terminate()
         market.terminate()
@@ -128,19 +166,35 @@ def test_bad_feed_data_freezes_the_venue_and_the_daemon_keeps_running(tmp_path):
     daemon = DaemonProcess(tmp_path / "var")
     try:
         daemon.wait_until(lambda: len(allocated_venues(daemon)) >= 3, 60, "a first allocation")
-        market_url = re.search(r'"url": "(http://127\.0\.0\.1:\d+)", "market"', daemon.logs()).group(1)
+        market_url = re.search(
+            r'"url": "(http://127\.0\.0\.1:\d+)", "market"', daemon.logs()
+        ).group(1)
         fault = json.dumps({"venue": "aave-v3-usdc-ethereum", "mode": "nan"}).encode()
-        request = urllib.request.Request(f"{market_url}/admin/v1/faults", data=fault, method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{market_url}/admin/v1/faults",
+            data=fault,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         assert urllib.request.urlopen(request, timeout=5).status == 201
-        frozen = ("yieldvault_venue_frozen", (("chain", "ethereum"), ("kind", "lending"), ("venue", "aave-v3-usdc-ethereum")))
+        frozen = (
+            "yieldvault_venue_frozen",
+            (("chain", "ethereum"), ("kind", "lending"), ("venue", "aave-v3-usdc-ethereum")),
+        )
         daemon.wait_until(lambda: daemon.metrics().get(frozen) == 1, 30, "the venue frozen")
-        errors = sum(v for (name, labels), v in daemon.metrics().items()
-                     if name == "yieldvault_feed_errors_total" and dict(labels).get("feed") == "aave")
+        errors = sum(
+            v
+            for (name, labels), v in daemon.metrics().items()
+            if name == "yieldvault_feed_errors_total" and dict(labels).get("feed") == "aave"
+        )
         assert errors >= 1
         held = allocated_venues(daemon).get("aave-v3-usdc-ethereum", 0.0)
         count = daemon.json("/api/v1/status")["rebalances"]
-        daemon.wait_until(lambda: daemon.json("/api/v1/status")["rebalances"] >= count + 3, 30, "rebalances while frozen")
+        daemon.wait_until(
+            lambda: daemon.json("/api/v1/status")["rebalances"] >= count + 3,
+            30,
+            "rebalances while frozen",
+        )
         status = daemon.json("/api/v1/status")
         aave = next(p for p in status["positions"] if p["venue"] == "aave-v3-usdc-ethereum")
         assert aave["frozen"] is True and "nan" in aave["frozen_reason"].lower()
@@ -165,8 +219,13 @@ def books_and_market(data_dir, market_yaml):
     finally:
         ledger.close()
     # The world the market saved at the stop, read on a stopped clock.
-    market = Market.from_config(read_yaml(market_yaml), state_path=data_dir / "market-state.json", wall_clock=lambda: 0.0)
-    venues = {row["venue"]: usd_to_units(row["position_usd"]) for row in market.positions_view()["positions"]}
+    market = Market.from_config(
+        read_yaml(market_yaml), state_path=data_dir / "market-state.json", wall_clock=lambda: 0.0
+    )
+    venues = {
+        row["venue"]: usd_to_units(row["position_usd"])
+        for row in market.positions_view()["positions"]
+    }
     return books, earned, venues
 
 
@@ -176,18 +235,30 @@ def pause_market_and_settle(daemon: DaemonProcess) -> None:
     import urllib.request
 
     market_url = re.findall(r'"url": "(http://127\.0\.0\.1:\d+)", "market"', daemon.logs())[-1]
-    request = urllib.request.Request(f"{market_url}/admin/v1/clock", data=b'{"time_scale": 0}', method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{market_url}/admin/v1/clock",
+        data=b'{"time_scale": 0}',
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     assert urllib.request.urlopen(request, timeout=5).status == 200
     count = daemon.json("/api/v1/status")["rebalances"]
-    daemon.wait_until(lambda: daemon.json("/api/v1/status")["rebalances"] >= count + 2, 30, "two syncs on a paused clock")
+    daemon.wait_until(
+        lambda: daemon.json("/api/v1/status")["rebalances"] >= count + 2,
+        30,
+        "two syncs on a paused clock",
+    )
 
 
 def assert_books_match_the_market(books, earned, venues):
     ours = {v: u for v, u in books.positions_units.items() if u}
     assert set(ours) == {v for v, u in venues.items() if u}
     for venue, units in ours.items():
-        assert abs(venues[venue] - units) <= 10, (venue, units, venues[venue])  # 10 base units = $0.00001
+        assert abs(venues[venue] - units) <= 10, (
+            venue,
+            units,
+            venues[venue],
+        )  # 10 base units = $0.00001
     # A move the venue executed but the books lost would come back at the next sync as "income" the
     # size of the move; the few simulated days these tests span pay a few hundred dollars on $1M.
     assert abs(earned) < usd_to_units(2_000), earned
@@ -215,12 +286,20 @@ def test_killed_while_a_move_is_unbooked_the_restart_books_it_once(tmp_path):
     market_yaml.write_text(yaml.safe_dump(market))
     data_dir = tmp_path / "var"
 
-    first = DaemonProcess(data_dir, args=["--config", str(config_dir / "default.yaml")],
-                          env={"YIELDVAULT_SCHEDULE__REBALANCE_INTERVAL_SECONDS": "3600"})
+    first = DaemonProcess(
+        data_dir,
+        args=["--config", str(config_dir / "default.yaml")],
+        env={"YIELDVAULT_SCHEDULE__REBALANCE_INTERVAL_SECONDS": "3600"},
+    )
     try:
-        first.wait_until(lambda: '"outcome": "failed"' in first.logs(), 60, "the first plan to lose an answer")
-        first.wait_until(lambda: first.metrics().get(("yieldvault_unresolved_moves", ())) == 1, 10,
-                         "the unresolved move in /metrics")
+        first.wait_until(
+            lambda: '"outcome": "failed"' in first.logs(), 60, "the first plan to lose an answer"
+        )
+        first.wait_until(
+            lambda: first.metrics().get(("yieldvault_unresolved_moves", ())) == 1,
+            10,
+            "the unresolved move in /metrics",
+        )
         db = sqlite3.connect(data_dir / "ledger.sqlite3")
         pending = db.execute("SELECT COUNT(*) FROM pending_moves").fetchone()[0]
         db.close()
@@ -230,15 +309,24 @@ def test_killed_while_a_move_is_unbooked_the_restart_books_it_once(tmp_path):
         first.proc.wait()
         first.kill()
 
-    second = DaemonProcess(data_dir, args=["--config", str(config_dir / "default.yaml")],
-                           env={"YIELDVAULT_SCHEDULE__REBALANCE_INTERVAL_SECONDS": "0.5"})
+    second = DaemonProcess(
+        data_dir,
+        args=["--config", str(config_dir / "default.yaml")],
+        env={"YIELDVAULT_SCHEDULE__REBALANCE_INTERVAL_SECONDS": "0.5"},
+    )
     try:
         second.wait_until(lambda: "move_replayed" in second.logs(), 60, "the replay")
         db = sqlite3.connect(data_dir / "ledger.sqlite3")
-        held = db.execute("SELECT COUNT(*) FROM rebalances WHERE solver_status = 'not_run'").fetchone()[0]
+        held = db.execute(
+            "SELECT COUNT(*) FROM rebalances WHERE solver_status = 'not_run'"
+        ).fetchone()[0]
         db.close()
         assert held >= 1  # the cycle that held for the unresolved move is on the record too
-        second.wait_until(lambda: second.json("/api/v1/status")["rebalances"] >= 4, 60, "rebalances after the replay")
+        second.wait_until(
+            lambda: second.json("/api/v1/status")["rebalances"] >= 4,
+            60,
+            "rebalances after the replay",
+        )
         pause_market_and_settle(second)
     finally:
         code, _ = second.terminate()
@@ -257,7 +345,9 @@ def test_killed_mid_run_the_books_still_match_the_venues_exactly(tmp_path):
     data_dir = tmp_path / "var"
     rng = random.Random(11)
     for _ in range(3):
-        daemon = DaemonProcess(data_dir, env={"YIELDVAULT_SCHEDULE__REBALANCE_INTERVAL_SECONDS": "0.5"})
+        daemon = DaemonProcess(
+            data_dir, env={"YIELDVAULT_SCHEDULE__REBALANCE_INTERVAL_SECONDS": "0.5"}
+        )
         try:
             daemon.wait_until(lambda: len(allocated_venues(daemon)) >= 3, 60, "an allocation")
             time.sleep(rng.uniform(0.0, 2.0))
@@ -269,12 +359,18 @@ def test_killed_mid_run_the_books_still_match_the_venues_exactly(tmp_path):
     try:
         daemon.wait_until(lambda: daemon.get("/healthz")[0] == 200, 30, "restart")
         before = daemon.json("/api/v1/status")["rebalances"]
-        daemon.wait_until(lambda: daemon.json("/api/v1/status")["rebalances"] > before + 1, 30, "rebalances after restart")
+        daemon.wait_until(
+            lambda: daemon.json("/api/v1/status")["rebalances"] > before + 1,
+            30,
+            "rebalances after restart",
+        )
         pause_market_and_settle(daemon)
     finally:
         code, _ = daemon.terminate()
     assert code == 0
-    assert_books_match_the_market(*books_and_market(data_dir, DEFAULT_CONFIG.parent / "market.default.yaml"))
+    assert_books_match_the_market(
+        *books_and_market(data_dir, DEFAULT_CONFIG.parent / "market.default.yaml")
+    )
 
 
 def test_a_second_daemon_on_the_same_data_dir_is_refused(tmp_path):
@@ -289,9 +385,21 @@ def test_a_second_daemon_on_the_same_data_dir_is_refused(tmp_path):
     try:
         first.wait_until(lambda: first.get("/healthz")[0] == 200, 30, "the first daemon")
         second = subprocess.run(
-            [sys.executable, "-m", "vault.cli", "--log-json", "run", "--listen", f"127.0.0.1:{free_port()}",
-             "--data-dir", str(data_dir)],
-            cwd=REPO, capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "vault.cli",
+                "--log-json",
+                "run",
+                "--listen",
+                f"127.0.0.1:{free_port()}",
+                "--data-dir",
+                str(data_dir),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert second.returncode == 1
         assert f"is in use by another yieldvault daemon (pid {first.proc.pid})" in second.stdout

@@ -39,7 +39,11 @@ def test_unbalanced_and_overdrawn_transactions_are_refused(ledger):
     with pytest.raises(LedgerError, match="sum to 1"):
         ledger.post(T0, "bad", [("idle:ethereum", -1), ("position:a", 2)])
     with pytest.raises(LedgerError, match="negative"):
-        ledger.post(T0, "bad", [("idle:ethereum", -usd_to_units("2000000")), ("position:a", usd_to_units("2000000"))])
+        ledger.post(
+            T0,
+            "bad",
+            [("idle:ethereum", -usd_to_units("2000000")), ("position:a", usd_to_units("2000000"))],
+        )
     assert ledger.balances().positions_units == {}
     assert ledger.audit() == []
 
@@ -52,7 +56,9 @@ def test_write_ahead_move_survives_a_restart_and_books_once(tmp_path, ledger):
     assert [m["idempotency_key"] for m in reopened.pending_moves()] == ["k1"]
     postings = [("idle:ethereum", -amount), ("position:a", amount)]
     assert reopened.finish_move(T0, "k1", "deposit", postings) is True
-    assert reopened.finish_move(T0, "k1", "deposit", postings) is False  # replayed: not booked twice
+    assert (
+        reopened.finish_move(T0, "k1", "deposit", postings) is False
+    )  # replayed: not booked twice
     assert reopened.pending_moves() == []
     bal = reopened.balances()
     assert bal.positions_units == {"a": amount}
@@ -78,7 +84,12 @@ moves = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(moves)
 def test_capital_is_conserved_at_every_commit(tmp_path_factory, ops):
     led = Ledger(tmp_path_factory.mktemp("l") / "ledger.sqlite3")
@@ -100,7 +111,11 @@ def test_capital_is_conserved_at_every_commit(tmp_path_factory, ops):
             if not flights:
                 continue
             tid, amt = next(iter(flights.items()))
-            lines = [(f"in_flight:{tid}", -amt), ("idle:arbitrum", amt - 1), (FEES, 1)] if amt > 1 else []
+            lines = (
+                [(f"in_flight:{tid}", -amt), ("idle:arbitrum", amt - 1), (FEES, 1)]
+                if amt > 1
+                else []
+            )
         else:
             fee = min(units % 1000, idle)
             lines = [("idle:ethereum", -fee), (FEES, fee)]

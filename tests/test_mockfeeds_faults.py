@@ -46,14 +46,18 @@ async def test_timeout(mk: tuple[Market, Any]) -> None:
     _, client = mk
     await add_fault(client, path_prefix="/earn/", mode="timeout", timeout_seconds=1.0)
     with pytest.raises(asyncio.TimeoutError):
-        await client.get("/earn/sapi/v1/simple-earn/flexible/list", timeout=aiohttp.ClientTimeout(total=0.2))
+        await client.get(
+            "/earn/sapi/v1/simple-earn/flexible/list", timeout=aiohttp.ClientTimeout(total=0.2)
+        )
     r = await client.get("/earn/sapi/v1/simple-earn/flexible/list")  # waited out: 504
     assert r.status == 504 and (await r.json())["error"]["reason"] == "injected fault: timeout"
 
 
 async def test_http_5xx_with_count_then_recovers(mk: tuple[Market, Any]) -> None:
     m, client = mk
-    rule = await add_fault(client, venue="aave-v3-usdc-ethereum", mode="http_5xx", status=502, count=2)
+    rule = await add_fault(
+        client, venue="aave-v3-usdc-ethereum", mode="http_5xx", status=502, count=2
+    )
     for _ in range(2):
         r = await client.get("/aave/v3/ethereum/reserves")
         assert r.status == 502 and (await r.json())["error"]["reason"] == "injected fault: 502"
@@ -68,7 +72,10 @@ async def test_probability_is_seeded(mk: tuple[Market, Any]) -> None:
     assert 8 <= statuses.count(503) <= 32
     m2 = Market.from_config(cfg())
     m2.add_fault({"path_prefix": "/lido/", "mode": "http_5xx", "probability": 0.5})
-    again = [503 if m2.matching_faults("/lido/v1/protocol/steth/apr/sma", frozenset()) else 200 for _ in range(40)]
+    again = [
+        503 if m2.matching_faults("/lido/v1/protocol/steth/apr/sma", frozenset()) else 200
+        for _ in range(40)
+    ]
     assert again == statuses  # same seed, same draws
 
 
@@ -92,7 +99,9 @@ async def test_nan_hits_only_the_venues_row(mk: tuple[Market, Any]) -> None:
     assert res["symbol"] == "USDC"
 
 
-async def test_value_faults_on_two_venues_of_one_response_both_apply(mk: tuple[Market, Any]) -> None:
+async def test_value_faults_on_two_venues_of_one_response_both_apply(
+    mk: tuple[Market, Any],
+) -> None:
     m, client = mk
     before = rows_by_pool(m.defillama_pools_bytes().decode())[LIDO_POOL]
     await add_fault(client, venue="aave-v3-usdc-ethereum", mode="nan")
@@ -118,11 +127,18 @@ async def test_stale_freezes_values_and_ages_timestamps(mk: tuple[Market, Any]) 
     fresh = await (await client.get("/lido/v1/protocol/steth/apr/sma")).json()
     await add_fault(client, venue="lido-steth", mode="stale", stale_seconds=3 * 86_400)
     stale = await (await client.get("/lido/v1/protocol/steth/apr/sma")).json()
-    assert [a["timeUnix"] for a in stale["data"]["aprs"]] == [a["timeUnix"] - 3 * 86_400 for a in fresh["data"]["aprs"]]
+    assert [a["timeUnix"] for a in stale["data"]["aprs"]] == [
+        a["timeUnix"] - 3 * 86_400 for a in fresh["data"]["aprs"]
+    ]
     m.advance(3 * 86_400)
     later = await (await client.get("/lido/v1/protocol/steth/apr/sma")).json()
     assert later == stale  # frozen while the world moves on
-    fees = await (await client.get("/across/api/suggested-fees", params={"originChainId": "42161", "destinationChainId": "8453", "amount": "1000000000"})).json()
+    fees = await (
+        await client.get(
+            "/across/api/suggested-fees",
+            params={"originChainId": "42161", "destinationChainId": "8453", "amount": "1000000000"},
+        )
+    ).json()
     assert int(fees["timestamp"]) == int(m.state_time)  # other feeds stay fresh
     await add_fault(client, venue="aave-v3-usdc-ethereum", mode="stale", stale_seconds=600)
     chart = await (await client.get(f"/defillama/chart/{AAVE_POOL}")).json()
@@ -133,10 +149,17 @@ async def test_schema_drift(mk: tuple[Market, Any]) -> None:
     _, client = mk
     await add_fault(client, venue="earn-usdt-flexible", mode="schema_drift")
     row = (await (await client.get("/earn/sapi/v1/simple-earn/flexible/list")).json())["rows"][0]
-    assert "latestAnnualPercentageRate" not in row and row["latest_annual_percentage_rate"] == "0.04500000"
+    assert (
+        "latestAnnualPercentageRate" not in row
+        and row["latest_annual_percentage_rate"] == "0.04500000"
+    )
     assert "productId" not in row and row["product_id"] == "USDT001"
     rows = rows_by_pool(await (await client.get("/defillama/pools")).text())
-    drifted = next(r for r in json.loads(await (await client.get("/defillama/pools")).text())["data"] if "tvlUsd" not in r)
+    drifted = next(
+        r
+        for r in json.loads(await (await client.get("/defillama/pools")).text())["data"]
+        if "tvlUsd" not in r
+    )
     assert isinstance(drifted["tvl_usd"], str) and "tvlUsd" not in drifted
     assert "tvlUsd" in rows[AAVE_POOL]
 
@@ -147,11 +170,16 @@ async def test_oversized_body(mk: tuple[Market, Any]) -> None:
     r = await client.get("/coins/prices/current/base:0x833589fcd6edb6e08f4c7c32d4f71b54bda02913")
     body = await r.read()
     assert len(body) >= 3_000_000 - 64
-    assert json.loads(body)["coins"]["base:0x833589fcd6edb6e08f4c7c32d4f71b54bda02913"]["symbol"] == "USDC"
+    assert (
+        json.loads(body)["coins"]["base:0x833589fcd6edb6e08f4c7c32d4f71b54bda02913"]["symbol"]
+        == "USDC"
+    )
 
 
 async def test_faults_from_config_and_admin_listing(aiohttp_client: Any) -> None:
-    m = Market.from_config(cfg(faults=[{"venue": "earn-usdt-flexible", "mode": "http_5xx", "status": 500}]))
+    m = Market.from_config(
+        cfg(faults=[{"venue": "earn-usdt-flexible", "mode": "http_5xx", "status": 500}])
+    )
     client = await aiohttp_client(create_app(m))
     assert (await client.get("/earn/sapi/v1/simple-earn/flexible/list")).status == 500
     listed = (await (await client.get("/admin/v1/faults")).json())["faults"]
@@ -179,10 +207,16 @@ async def test_bad_fault_specs_are_refused(mk: tuple[Market, Any]) -> None:
         assert body["error"]["field"] == field, body
 
 
-async def test_a_lost_paper_response_is_recovered_by_retrying_the_key(mk: tuple[Market, Any]) -> None:
+async def test_a_lost_paper_response_is_recovered_by_retrying_the_key(
+    mk: tuple[Market, Any],
+) -> None:
     m, client = mk
     await add_fault(client, path_prefix="/paper/v1/deposit", mode="http_5xx", count=1)
-    body = {"venue": "aave-v3-usdc-ethereum", "amount_usd": "1000.000000", "idempotency_key": "retry-me"}
+    body = {
+        "venue": "aave-v3-usdc-ethereum",
+        "amount_usd": "1000.000000",
+        "idempotency_key": "retry-me",
+    }
     assert (await client.post("/paper/v1/deposit", json=body)).status == 503  # applied, answer lost
     r = await client.post("/paper/v1/deposit", json=body)
     assert r.status == 200 and (await r.json())["position_usd"] == "1000.000000"

@@ -49,7 +49,12 @@ def test_daemon_venues_of_the_default_market_match_config_default_yaml() -> None
     ours = {v["id"]: v for v in daemon_venues(market)}
     for want in daemon:
         got = ours[want["id"]]
-        assert (got["kind"], got["chain"], got["protocol"], got["asset"]) == (want["kind"], want["chain"], want["protocol"], want["asset"])
+        assert (got["kind"], got["chain"], got["protocol"], got["asset"]) == (
+            want["kind"],
+            want["chain"],
+            want["protocol"],
+            want["asset"],
+        )
         assert got["feed"]["adapter"] == want["feed"]["adapter"]
         for key, value in want["feed"].get("params", {}).items():
             assert got["feed"]["params"][key] == value, (want["id"], key)
@@ -66,12 +71,20 @@ async def test_a_thousand_venue_market_serves_every_row(aiohttp_client: Any) -> 
     first = m.defillama_pools_bytes()
     await client.get("/defillama/pools")
     assert m.defillama_pools_bytes() is first  # built once per tick, not per request
-    by_market: Counter[str] = Counter(v.c.market for v in m.venues if v.kind == "lending" and not v.is_compound)  # type: ignore[attr-defined]
+    by_market: Counter[str] = Counter(
+        v.c.market for v in m.venues if v.kind == "lending" and not v.is_compound
+    )  # type: ignore[attr-defined]
     market_name, n = by_market.most_common(1)[0]
     reserves = await (await client.get(f"/aave/v3/{market_name}/reserves")).json()
     assert len(reserves["reservesData"]) == n
     route = next(v for v in daemon_venues(c) if v["feed"]["adapter"] == "across")["feed"]["params"]
-    q = {"originChainId": route["origin_chain_id"], "destinationChainId": route["destination_chain_id"], "inputToken": route["input_token"], "outputToken": route["output_token"], "amount": "1000000000"}
+    q = {
+        "originChainId": route["origin_chain_id"],
+        "destinationChainId": route["destination_chain_id"],
+        "inputToken": route["input_token"],
+        "outputToken": route["output_token"],
+        "amount": "1000000000",
+    }
     assert (await client.get("/across/api/suggested-fees", params=q)).status == 200
     fixed = await (await client.get("/earn/sapi/v1/simple-earn/flexible/list")).json()
     assert fixed["total"] == 100 and len(fixed["rows"]) == 100
@@ -80,7 +93,9 @@ async def test_a_thousand_venue_market_serves_every_row(aiohttp_client: Any) -> 
     copy.deepcopy(m.dump_state())
 
 
-def test_generate_cli_prints_a_loadable_market_and_its_daemon_venues(capsys: pytest.CaptureFixture[str]) -> None:
+def test_generate_cli_prints_a_loadable_market_and_its_daemon_venues(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from mockfeeds.generate import main
 
     main(["--venues", "12", "--seed", "4"])

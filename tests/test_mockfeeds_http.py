@@ -17,9 +17,34 @@ from protocols.aave import from_ray
 
 DAY = 86_400.0
 LLAMA_FIELDS = {
-    "chain", "project", "symbol", "tvlUsd", "apyBase", "apyReward", "apy", "rewardTokens", "pool", "apyPct1D", "apyPct7D",
-    "apyPct30D", "stablecoin", "ilRisk", "exposure", "predictions", "poolMeta", "mu", "sigma", "count", "outlier",
-    "underlyingTokens", "il7d", "apyBase7d", "apyMean30d", "volumeUsd1d", "volumeUsd7d", "apyBaseInception",
+    "chain",
+    "project",
+    "symbol",
+    "tvlUsd",
+    "apyBase",
+    "apyReward",
+    "apy",
+    "rewardTokens",
+    "pool",
+    "apyPct1D",
+    "apyPct7D",
+    "apyPct30D",
+    "stablecoin",
+    "ilRisk",
+    "exposure",
+    "predictions",
+    "poolMeta",
+    "mu",
+    "sigma",
+    "count",
+    "outlier",
+    "underlyingTokens",
+    "il7d",
+    "apyBase7d",
+    "apyMean30d",
+    "volumeUsd1d",
+    "volumeUsd7d",
+    "apyBaseInception",
 }
 ARB_ROUTE = {
     "inputToken": "0xaf88d065e77c8cc2239327c5edb3a432268e5831",
@@ -50,14 +75,24 @@ def pool_state(res: dict[str, Any]) -> tuple[float, float]:
     return debt, int(res["availableLiquidity"]) / scale
 
 
-async def test_deposit_lowers_the_next_polled_aave_rate_by_what_the_model_predicts(mk: tuple[Market, Any]) -> None:
+async def test_deposit_lowers_the_next_polled_aave_rate_by_what_the_model_predicts(
+    mk: tuple[Market, Any],
+) -> None:
     _, client = mk
     before = (await (await client.get("/aave/v3/ethereum/reserves")).json())["reservesData"][0]
     s = strategy_of(before)
     debt, avail = pool_state(before)
     rate0 = from_ray(before["liquidityRate"])
     assert rate0 == pytest.approx(aave.supply_apr(s, aave.utilization(debt, avail)), rel=1e-9)
-    status, body = await post(client, "/paper/v1/deposit", {"venue": "aave-v3-usdc-ethereum", "amount_usd": "1000000.000000", "idempotency_key": "dep-1"})
+    status, body = await post(
+        client,
+        "/paper/v1/deposit",
+        {
+            "venue": "aave-v3-usdc-ethereum",
+            "amount_usd": "1000000.000000",
+            "idempotency_key": "dep-1",
+        },
+    )
     assert status == 200 and body["position_usd"] == "1000000.000000"
     after = (await (await client.get("/aave/v3/ethereum/reserves")).json())["reservesData"][0]
     rate1 = from_ray(after["liquidityRate"])
@@ -73,20 +108,42 @@ async def test_deposit_lowers_the_next_polled_aave_rate_by_what_the_model_predic
 
 async def test_withdrawal_beyond_available_liquidity_is_refused(mk: tuple[Market, Any]) -> None:
     m, client = mk
-    await post(client, "/paper/v1/deposit", {"venue": "aave-v3-usdc-ethereum", "amount_usd": "2000000.000000", "idempotency_key": "d"})
-    status, _ = await post(client, "/admin/v1/scenarios", {"name": "liquidity_crunch", "venue": "aave-v3-usdc-ethereum", "params": {"available_fraction": 0.001}})
+    await post(
+        client,
+        "/paper/v1/deposit",
+        {"venue": "aave-v3-usdc-ethereum", "amount_usd": "2000000.000000", "idempotency_key": "d"},
+    )
+    status, _ = await post(
+        client,
+        "/admin/v1/scenarios",
+        {
+            "name": "liquidity_crunch",
+            "venue": "aave-v3-usdc-ethereum",
+            "params": {"available_fraction": 0.001},
+        },
+    )
     assert status == 201
     res = (await (await client.get("/aave/v3/ethereum/reserves")).json())["reservesData"][0]
     avail = pool_state(res)[1]
     assert 700_000 < avail < 900_000
-    status, body = await post(client, "/paper/v1/withdraw", {"venue": "aave-v3-usdc-ethereum", "amount_usd": "1500000.000000", "idempotency_key": "w1"})
+    status, body = await post(
+        client,
+        "/paper/v1/withdraw",
+        {"venue": "aave-v3-usdc-ethereum", "amount_usd": "1500000.000000", "idempotency_key": "w1"},
+    )
     assert status == 422
     assert body["error"]["field"] == "amount_usd"
     assert body["error"]["reason"].startswith("exceeds available liquidity ")
     assert float(body["error"]["reason"].rsplit(" ", 1)[1]) == pytest.approx(avail, abs=1.0)
     assert m.position_usd("aave-v3-usdc-ethereum") == "2000000.000000"  # nothing moved
-    status, body = await post(client, "/paper/v1/withdraw", {"venue": "aave-v3-usdc-ethereum", "amount_usd": "500000.000000", "idempotency_key": "w2"})
-    assert status == 200 and body["position_usd"] == "1500000.000000" and body["status"] == "completed"
+    status, body = await post(
+        client,
+        "/paper/v1/withdraw",
+        {"venue": "aave-v3-usdc-ethereum", "amount_usd": "500000.000000", "idempotency_key": "w2"},
+    )
+    assert (
+        status == 200 and body["position_usd"] == "1500000.000000" and body["status"] == "completed"
+    )
 
 
 async def test_defillama_pools_and_chart(mk: tuple[Market, Any]) -> None:
@@ -99,10 +156,20 @@ async def test_defillama_pools_and_chart(mk: tuple[Market, Any]) -> None:
         assert row["count"] == 30
     lp = next(r for r in body["data"] if r["project"] == "uniswap-v2")
     assert lp["ilRisk"] == "yes" and lp["exposure"] == "multi"
-    assert lp["apyBase"] == pytest.approx(lp["volumeUsd1d"] * 0.003 * 365 / lp["tvlUsd"] * 100, rel=1e-9)
+    assert lp["apyBase"] == pytest.approx(
+        lp["volumeUsd1d"] * 0.003 * 365 / lp["tvlUsd"] * 100, rel=1e-9
+    )
     chart = await (await client.get("/defillama/chart/747c1d2a-c668-4682-b9f9-296708a3dd90")).json()
     assert chart["status"] == "success" and len(chart["data"]) == 31
-    assert set(chart["data"][0]) == {"timestamp", "tvlUsd", "apy", "apyBase", "apyReward", "il7d", "apyBase7d"}
+    assert set(chart["data"][0]) == {
+        "timestamp",
+        "tvlUsd",
+        "apy",
+        "apyBase",
+        "apyReward",
+        "il7d",
+        "apyBase7d",
+    }
     assert chart["data"][-1]["timestamp"] == "2026-02-01T00:00:00.000Z"
     missing = await client.get("/defillama/chart/nope")
     assert missing.status == 404 and (await missing.json())["error"]["field"] == "pool"
@@ -123,13 +190,22 @@ async def test_coins_prices_and_chart(mk: tuple[Market, Any]) -> None:
     m.advance(6 * 3600)
     keys = "arbitrum:0xaf88d065e77c8cc2239327c5edb3a432268e5831,base:0x833589FCD6EDB6E08F4C7C32D4F71B54BDA02913,ethereum:0xdeadbeef"
     body = await (await client.get(f"/coins/prices/current/{keys}")).json()
-    assert set(body["coins"]) == {"arbitrum:0xaf88d065e77c8cc2239327c5edb3a432268e5831", "base:0x833589FCD6EDB6E08F4C7C32D4F71B54BDA02913"}
+    assert set(body["coins"]) == {
+        "arbitrum:0xaf88d065e77c8cc2239327c5edb3a432268e5831",
+        "base:0x833589FCD6EDB6E08F4C7C32D4F71B54BDA02913",
+    }
     usdc = body["coins"]["arbitrum:0xaf88d065e77c8cc2239327c5edb3a432268e5831"]
     assert usdc["symbol"] == "USDC" and usdc["decimals"] == 6 and abs(usdc["price"] - 1) < 0.01
     assert usdc["timestamp"] == int(m.state_time)
-    chart = await (await client.get("/coins/chart/ethereum:0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2?span=4&period=1h")).json()
+    chart = await (
+        await client.get(
+            "/coins/chart/ethereum:0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2?span=4&period=1h"
+        )
+    ).json()
     prices = chart["coins"]["ethereum:0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2"]["prices"]
-    assert len(prices) == 4 and [p["timestamp"] for p in prices] == sorted(p["timestamp"] for p in prices)
+    assert len(prices) == 4 and [p["timestamp"] for p in prices] == sorted(
+        p["timestamp"] for p in prices
+    )
     assert prices[-1]["timestamp"] - prices[-2]["timestamp"] == 3600
     assert prices[-1]["price"] == pytest.approx(m.token_price("ethereum", "WETH"))
 
@@ -140,9 +216,16 @@ async def test_lido_endpoints(mk: tuple[Market, Any]) -> None:
     aprs = sma["data"]["aprs"]
     assert len(aprs) == 7 and all(2.0 < a["apr"] < 4.0 for a in aprs)
     assert sma["data"]["smaApr"] == pytest.approx(sum(a["apr"] for a in aprs) / 7)
-    assert sma["meta"] == {"symbol": "stETH", "address": "0xae7ab96520de3a18e5e111b5eaab095312d7fe84", "chainId": 1}
+    assert sma["meta"] == {
+        "symbol": "stETH",
+        "address": "0xae7ab96520de3a18e5e111b5eaab095312d7fe84",
+        "chainId": 1,
+    }
     wq = await (await client.get("/lido/v2/request-time/calculate?amount=100")).json()
-    assert wq["status"] == "calculated" and wq["requestInfo"]["type"] in ("buffer", "exitValidators")
+    assert wq["status"] == "calculated" and wq["requestInfo"]["type"] in (
+        "buffer",
+        "exitValidators",
+    )
     assert 0 < wq["requestInfo"]["finalizationIn"] <= 10 * 86_400_000
     bad = await client.get("/lido/v2/request-time/calculate?amount=abc")
     assert bad.status == 400 and (await bad.json())["error"]["field"] == "amount"
@@ -172,7 +255,9 @@ async def test_compound_comet_endpoint(aiohttp_client: Any) -> None:
     u = int(body["utilization"]) / 1e18
     assert u == pytest.approx(v.utilization(), abs=1e-15)
     assert int(body["totalBorrow"]) / int(body["totalSupply"]) == pytest.approx(u, rel=1e-9)
-    assert int(body["supplyRate"]) * compound.SECONDS_PER_YEAR / 1e18 == pytest.approx(compound.comet_supply_apr(compound.PRESET_CUSDCV3, u), rel=1e-6)
+    assert int(body["supplyRate"]) * compound.SECONDS_PER_YEAR / 1e18 == pytest.approx(
+        compound.comet_supply_apr(compound.PRESET_CUSDCV3, u), rel=1e-6
+    )
     assert body["supplyKink"] == str(10**17 * 9)
 
 
@@ -187,14 +272,26 @@ async def test_across_endpoints_and_paper_bridge_agree(mk: tuple[Market, Any]) -
     assert fees["limits"]["maxDepositInstant"] == str(500_000 * 10**6)  # the arb route's capacity
     limits = await (await client.get("/across/api/limits", params=ARB_ROUTE)).json()
     assert limits == fees["limits"]
-    status, tr = await post(client, "/paper/v1/bridge", {"from_chain": "arbitrum", "to_chain": "base", "amount_usd": "50000.000000", "idempotency_key": "br"})
+    status, tr = await post(
+        client,
+        "/paper/v1/bridge",
+        {
+            "from_chain": "arbitrum",
+            "to_chain": "base",
+            "amount_usd": "50000.000000",
+            "idempotency_key": "br",
+        },
+    )
     assert status == 200 and tr["status"] == "in_flight"
     assert float(tr["fee_usd"]) == pytest.approx(total * 50_000, abs=0.01)
     assert float(tr["received_usd"]) + float(tr["fee_usd"]) == 50_000
     m.advance(900)
     done = await (await client.get(f"/paper/v1/bridge/{tr['transfer_id']}")).json()
     assert done["status"] == "filled" and done["received_usd"] == tr["received_usd"]
-    bad = await client.get("/across/api/suggested-fees", params=dict(ARB_ROUTE, inputToken="0x" + "1" * 40, amount="1000"))
+    bad = await client.get(
+        "/across/api/suggested-fees",
+        params=dict(ARB_ROUTE, inputToken="0x" + "1" * 40, amount="1000"),
+    )
     assert bad.status == 400 and (await bad.json())["error"]["field"] == "inputToken"
 
 
@@ -205,25 +302,51 @@ async def test_earn_product_list(mk: tuple[Market, Any]) -> None:
     row = body["rows"][0]
     assert row["productId"] == "USDT001" and row["latestAnnualPercentageRate"] == "0.04500000"
     assert row["canPurchase"] and row["canRedeem"] and row["status"] == "PURCHASING"
-    assert (await (await client.get("/earn/sapi/v1/simple-earn/flexible/list?asset=BTC")).json())["rows"] == []
+    assert (await (await client.get("/earn/sapi/v1/simple-earn/flexible/list?asset=BTC")).json())[
+        "rows"
+    ] == []
 
 
 async def test_queued_withdrawals_and_positions(mk: tuple[Market, Any]) -> None:
     m, client = mk
-    await post(client, "/paper/v1/deposit", {"venue": "lido-steth", "amount_usd": "100000.000000", "idempotency_key": "l"})
-    await post(client, "/paper/v1/deposit", {"venue": "earn-usdt-flexible", "amount_usd": "100000.000000", "idempotency_key": "e"})
-    wq = await (await client.get("/lido/v2/request-time/calculate", params={"amount": str(40_000 / m.eth_usd)})).json()
-    status, w = await post(client, "/paper/v1/withdraw", {"venue": "lido-steth", "amount_usd": "40000.000000", "idempotency_key": "lw"})
+    await post(
+        client,
+        "/paper/v1/deposit",
+        {"venue": "lido-steth", "amount_usd": "100000.000000", "idempotency_key": "l"},
+    )
+    await post(
+        client,
+        "/paper/v1/deposit",
+        {"venue": "earn-usdt-flexible", "amount_usd": "100000.000000", "idempotency_key": "e"},
+    )
+    wq = await (
+        await client.get(
+            "/lido/v2/request-time/calculate", params={"amount": str(40_000 / m.eth_usd)}
+        )
+    ).json()
+    status, w = await post(
+        client,
+        "/paper/v1/withdraw",
+        {"venue": "lido-steth", "amount_usd": "40000.000000", "idempotency_key": "lw"},
+    )
     assert status == 200 and w["status"] == "queued" and w["position_usd"] == "60000.000000"
     assert w["settles_at"] == wq["requestInfo"]["finalizationAt"]
-    status, e = await post(client, "/paper/v1/withdraw", {"venue": "earn-usdt-flexible", "amount_usd": "100000.000000", "idempotency_key": "ew"})
+    status, e = await post(
+        client,
+        "/paper/v1/withdraw",
+        {"venue": "earn-usdt-flexible", "amount_usd": "100000.000000", "idempotency_key": "ew"},
+    )
     assert e["status"] == "queued" and e["settles_at"] == "2026-02-02T00:00:00.000Z"
     pos = await (await client.get("/paper/v1/positions")).json()
     by = {p["venue"]: p for p in pos["positions"]}
     assert by["lido-steth"]["pending_withdrawal_usd"] == "40000.000000"
     m.advance(DAY)
-    assert (await (await client.get(f"/paper/v1/withdrawals/{e['withdrawal_id']}")).json())["status"] == "settled"
-    assert (await (await client.get(f"/paper/v1/withdrawals/{w['withdrawal_id']}")).json())["status"] == "pending"
+    assert (await (await client.get(f"/paper/v1/withdrawals/{e['withdrawal_id']}")).json())[
+        "status"
+    ] == "settled"
+    assert (await (await client.get(f"/paper/v1/withdrawals/{w['withdrawal_id']}")).json())[
+        "status"
+    ] == "pending"
     m.advance(12 * DAY)
     listed = await (await client.get("/paper/v1/withdrawals")).json()
     assert {x["status"] for x in listed["withdrawals"]} == {"settled"}
@@ -231,12 +354,26 @@ async def test_queued_withdrawals_and_positions(mk: tuple[Market, Any]) -> None:
 
 async def test_http_errors_are_json_with_field_and_reason(mk: tuple[Market, Any]) -> None:
     _, client = mk
-    r = await client.post("/paper/v1/deposit", data=b"{not json", headers={"content-type": "application/json"})
+    r = await client.post(
+        "/paper/v1/deposit", data=b"{not json", headers={"content-type": "application/json"}
+    )
     assert r.status == 400 and (await r.json())["error"]["reason"] == "body is not valid JSON"
-    status, body = await post(client, "/paper/v1/deposit", {"venue": "aave-v3-usdc-ethereum", "amount_usd": 5, "idempotency_key": "x"})
+    status, body = await post(
+        client,
+        "/paper/v1/deposit",
+        {"venue": "aave-v3-usdc-ethereum", "amount_usd": 5, "idempotency_key": "x"},
+    )
     assert status == 422 and body["error"]["field"] == "amount_usd"
-    status, body = await post(client, "/paper/v1/deposit", {"venue": "aave-v3-usdc-ethereum", "amount_usd": "5", "idempotency_key": "x"})
-    status, body = await post(client, "/paper/v1/deposit", {"venue": "aave-v3-usdc-ethereum", "amount_usd": "6", "idempotency_key": "x"})
+    status, body = await post(
+        client,
+        "/paper/v1/deposit",
+        {"venue": "aave-v3-usdc-ethereum", "amount_usd": "5", "idempotency_key": "x"},
+    )
+    status, body = await post(
+        client,
+        "/paper/v1/deposit",
+        {"venue": "aave-v3-usdc-ethereum", "amount_usd": "6", "idempotency_key": "x"},
+    )
     assert status == 409 and body["error"]["field"] == "idempotency_key"
     r = await client.get("/nothing/here")
     assert r.status == 404 and "error" in await r.json()
@@ -264,14 +401,26 @@ async def test_lp_deposit_dilutes_the_fee_apr_the_next_poll_reports(mk: tuple[Ma
         return next(r for r in rows if r["pool"] == lp_pool)
 
     before = await row()
-    status, body = await post(client, "/paper/v1/deposit", {"venue": "uniswap-v2-usdc-weth-ethereum", "amount_usd": "10000000.000000", "idempotency_key": "lp"})
+    status, body = await post(
+        client,
+        "/paper/v1/deposit",
+        {
+            "venue": "uniswap-v2-usdc-weth-ethereum",
+            "amount_usd": "10000000.000000",
+            "idempotency_key": "lp",
+        },
+    )
     assert status == 200
     applied = float(body["applied_usd"])
     cost = uniswap.single_sided_entry_cost_fraction(10_000_000, before["tvlUsd"])
-    assert applied == pytest.approx(10_000_000 * (1 - cost), abs=0.01)  # the zap pays the swap fee and impact
+    assert applied == pytest.approx(
+        10_000_000 * (1 - cost), abs=0.01
+    )  # the zap pays the swap fee and impact
     after = await row()
     assert after["tvlUsd"] == pytest.approx(before["tvlUsd"] + applied, rel=1e-12)
-    assert after["apyBase"] == pytest.approx(uniswap.fee_apr(before["volumeUsd1d"], before["tvlUsd"] + applied) * 100, rel=1e-9)
+    assert after["apyBase"] == pytest.approx(
+        uniswap.fee_apr(before["volumeUsd1d"], before["tvlUsd"] + applied) * 100, rel=1e-9
+    )
     assert after["apyBase"] < before["apyBase"]
 
 
@@ -282,5 +431,9 @@ async def test_arb_route_apr_shrinks_with_our_inventory(mk: tuple[Market, Any]) 
     m.basis_bps["arbitrum:USDC"], m.basis_bps["base:USDC"] = 0.0, 5.0
     small = v.base_apr(m)
     assert small > 0
-    await post(client, "/paper/v1/deposit", {"venue": v.id, "amount_usd": "2000000.000000", "idempotency_key": "arb"})
+    await post(
+        client,
+        "/paper/v1/deposit",
+        {"venue": v.id, "amount_usd": "2000000.000000", "idempotency_key": "arb"},
+    )
     assert v.base_apr(m) < small / 3  # capped at q* = C (1 - fee/s) < 500k: the rest earns nothing

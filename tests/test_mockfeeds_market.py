@@ -29,7 +29,9 @@ def test_default_market_has_the_daemons_five_venues() -> None:
         "across-usdc-arbitrum-base",
         "earn-usdt-flexible",
     ]
-    daemon = yaml.safe_load((Path(__file__).resolve().parent.parent / "config" / "default.yaml").read_text())
+    daemon = yaml.safe_load(
+        (Path(__file__).resolve().parent.parent / "config" / "default.yaml").read_text()
+    )
     assert [v["id"] for v in daemon["venues"]] == [v.id for v in m.venues]
     # realistic marginal rates at the start
     aprs = {v.id: v.base_apr(m) for v in m.venues}
@@ -99,7 +101,11 @@ def test_a_corrupt_state_file_is_a_clear_error(tmp_path: Path) -> None:
         (("venues", 0, "chain"), "mars", "venues.0.chain"),
         (("venues", 1, "lending", "strategy"), "nope", "unknown Aave preset"),
         (("time_scale",), -1, "time_scale"),
-        (("venues", 3, "bridge_arb", "destination_chain"), "arbitrum", "origin and destination must differ"),
+        (
+            ("venues", 3, "bridge_arb", "destination_chain"),
+            "arbitrum",
+            "origin and destination must differ",
+        ),
     ],
 )
 def test_config_errors_name_the_field(path: tuple[Any, ...], value: Any, needle: str) -> None:
@@ -125,7 +131,8 @@ def test_fixed_product_accrues_its_flat_apr() -> None:
     m.advance(365 * DAY)
     value = Decimal(m.position_usd("earn-usdt-flexible"))
     hours = 365 * 24
-    expected = Decimal(1_000_000) * (Decimal(1) + Decimal("0.045") / hours) ** hours  # credited hourly
+    # credited hourly
+    expected = Decimal(1_000_000) * (Decimal(1) + Decimal("0.045") / hours) ** hours
     assert abs(value - expected) < Decimal("0.01")
 
 
@@ -135,7 +142,9 @@ def test_lending_position_earns_the_supply_rate_of_each_step() -> None:
     m.deposit(v.id, "1000000.000000", "a")
     rate = v.base_apr(m) + v.reward_apr(m)
     m.advance(900)  # one tick at the rate in force
-    assert Decimal(m.position_usd(v.id)) == pytest.approx(Decimal(1_000_000) * Decimal(1 + rate * 900 / 31_536_000), abs=Decimal("0.000002"))
+    assert Decimal(m.position_usd(v.id)) == pytest.approx(
+        Decimal(1_000_000) * Decimal(1 + rate * 900 / 31_536_000), abs=Decimal("0.000002")
+    )
 
 
 def test_deposit_moves_utilization_exactly_as_the_aave_curve_says() -> None:
@@ -144,7 +153,9 @@ def test_deposit_moves_utilization_exactly_as_the_aave_curve_says() -> None:
     debt, avail = v.debt(), v.available_usd(m)
     m.deposit(v.id, "5000000.000000", "x")
     assert v.debt() == debt
-    assert v.base_apr(m) == pytest.approx(float(aave.supply_apr_after_deposit(v.strategy, debt, avail, 5e6)), rel=1e-12)
+    assert v.base_apr(m) == pytest.approx(
+        float(aave.supply_apr_after_deposit(v.strategy, debt, avail, 5e6)), rel=1e-12
+    )
 
 
 def test_staking_position_steps_at_the_daily_report() -> None:
@@ -157,7 +168,9 @@ def test_staking_position_steps_at_the_daily_report() -> None:
     m.advance(3600)
     post = v.share_rate()
     assert lido.user_apr_from_share_rates(pre, post, DAY) == pytest.approx(v.aprs[-1][1])
-    assert Decimal(m.position_usd("lido-steth")) == pytest.approx(Decimal(100_000) * Decimal(post / pre), abs=Decimal("0.000002"))
+    assert Decimal(m.position_usd("lido-steth")) == pytest.approx(
+        Decimal(100_000) * Decimal(post / pre), abs=Decimal("0.000002")
+    )
 
 
 def test_paper_input_errors_name_field_and_reason() -> None:
@@ -231,7 +244,15 @@ _FROZEN = Market.from_config(cfg())
 
 
 @settings(deadline=None, max_examples=30)
-@given(st.lists(st.tuples(st.sampled_from(["deposit", "withdraw"]), st.integers(100_000, 4_000_000_000_000)), min_size=1, max_size=12))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["deposit", "withdraw"]), st.integers(100_000, 4_000_000_000_000)
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
 def test_paper_money_is_exact_while_time_stands_still(ops: list[tuple[str, int]]) -> None:
     """With the clock frozen, a position is exactly deposits minus withdrawals, to the micro-dollar."""
     m = copy.deepcopy(_FROZEN)

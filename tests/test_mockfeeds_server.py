@@ -41,9 +41,18 @@ async def test_start_on_an_ephemeral_port_and_save_on_stop(tmp_path: Path) -> No
         async with aiohttp.ClientSession() as s:
             async with s.get(f"{url}/healthz") as r:
                 assert (await r.json())["venues"] == 5
-            async with s.post(f"{url}/paper/v1/deposit", json={"venue": "earn-usdt-flexible", "amount_usd": "10.000000", "idempotency_key": "k"}) as r:
+            async with s.post(
+                f"{url}/paper/v1/deposit",
+                json={
+                    "venue": "earn-usdt-flexible",
+                    "amount_usd": "10.000000",
+                    "idempotency_key": "k",
+                },
+            ) as r:
                 assert r.status == 200
-        assert json.loads(state.read_text())["positions"] == {"earn-usdt-flexible": "10.000000"}  # saved at the write
+        assert json.loads(state.read_text())["positions"] == {
+            "earn-usdt-flexible": "10.000000"
+        }  # saved at the write
         m.advance(3600)
     finally:
         await stop(runner)
@@ -63,7 +72,9 @@ async def test_the_clock_runs_accelerated_while_serving() -> None:
             await asyncio.sleep(0.6)
             async with s.get(f"{url}/admin/v1/state") as r:
                 body = await r.json()
-        assert m.state_time - t0 >= 3 * 3600  # >= 0.6 s x 10 simulated hours per second, minus a tick
+        assert (
+            m.state_time - t0 >= 3 * 3600
+        )  # >= 0.6 s x 10 simulated hours per second, minus a tick
         assert body["sim_time"] > "2026-02-01T03"
     finally:
         await stop(runner)
@@ -103,11 +114,19 @@ def test_run_forever_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     state = tmp_path / "world.json"
     port = _free_port()
     code = f"from mockfeeds.server import run_forever; raise SystemExit(run_forever(None, '127.0.0.1:{port}', {str(state)!r}))"
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert f"http://127.0.0.1:{port}" in line, line + (proc.stderr.read() if proc.poll() is not None and proc.stderr else "")
+        assert f"http://127.0.0.1:{port}" in line, line + (
+            proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
+        )
         time.sleep(0.3)
         os.kill(proc.pid, signal.SIGTERM)
         out, err = proc.communicate(timeout=20)

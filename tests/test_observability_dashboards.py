@@ -29,7 +29,9 @@ PROMTOOL = shutil.which("promtool")
 
 
 def _load_generator():
-    spec = importlib.util.spec_from_file_location("generate_dashboards", GRAFANA / "generate_dashboards.py")
+    spec = importlib.util.spec_from_file_location(
+        "generate_dashboards", GRAFANA / "generate_dashboards.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -55,8 +57,18 @@ def exposed_names() -> set[str]:
     m.declare_feeds(["f"])
     m.set_schedule(1, 1)
     m.set_build_info("test")
-    m.set_venue_state("v", "lp", "c", real_apr=0, emission_apr=0, tvl_usd=1, frozen=False, observed_at=0,
-                      exit_liquidity_usd=1, realized_apr=0)
+    m.set_venue_state(
+        "v",
+        "lp",
+        "c",
+        real_apr=0,
+        emission_apr=0,
+        tvl_usd=1,
+        frozen=False,
+        observed_at=0,
+        exit_liquidity_usd=1,
+        realized_apr=0,
+    )
     m.set_limit_utilization("x", 0)
     m.record_rebalance("held", "optimal", 0.1, 1, 0.01, 0, 0, 0)
     names = set()
@@ -70,7 +82,9 @@ METRIC_NAME = re.compile(r"\b(yieldvault_[a-z0-9_]+)\b")
 
 def test_the_four_dashboards_exist_and_are_generated_from_the_script():
     assert set(DASHBOARDS) == {"overview.json", "venues.json", "optimizer.json", "feeds.json"}
-    assert gen.main(["--check"]) == 0, "grafana/dashboards/*.json differ from the generator: run it and commit"
+    assert gen.main(["--check"]) == 0, (
+        "grafana/dashboards/*.json differ from the generator: run it and commit"
+    )
 
 
 def test_dashboard_model_fields():
@@ -79,7 +93,9 @@ def test_dashboard_model_fields():
     for name, d in DASHBOARDS.items():
         assert 8 <= len(d["uid"]) <= 40 and re.fullmatch(r"[a-zA-Z0-9_-]+", d["uid"]), name
         assert d["title"] and 36 <= d["schemaVersion"] <= 42, name
-        assert "id" not in d or d["id"] is None, f"{name}: a fixed numeric id clashes across Grafana instances"
+        assert "id" not in d or d["id"] is None, (
+            f"{name}: a fixed numeric id clashes across Grafana instances"
+        )
         assert isinstance(d["panels"], list) and d["panels"], name
 
 
@@ -94,7 +110,10 @@ def test_panel_ids_are_unique_and_grid_positions_valid():
             g = p["gridPos"]
             assert set(g) >= {"h", "w", "x", "y"}, (name, p["title"])
             assert all(isinstance(g[k], int) for k in "hwxy"), (name, p["title"])
-            assert g["h"] >= 1 and 1 <= g["w"] <= 24 and g["x"] >= 0 and g["y"] >= 0, (name, p["title"])
+            assert g["h"] >= 1 and 1 <= g["w"] <= 24 and g["x"] >= 0 and g["y"] >= 0, (
+                name,
+                p["title"],
+            )
             assert g["x"] + g["w"] <= 24, f"{name}: {p['title']} runs past the 24-column grid"
             for x in range(g["x"], g["x"] + g["w"]):
                 for y in range(g["y"], g["y"] + g["h"]):
@@ -103,7 +122,9 @@ def test_panel_ids_are_unique_and_grid_positions_valid():
 
 
 def test_every_panel_has_description_unit_and_queries_on_the_fixed_datasource():
-    provisioned = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yaml").read_text())
+    provisioned = yaml.safe_load(
+        (GRAFANA / "provisioning" / "datasources" / "prometheus.yaml").read_text()
+    )
     (ds,) = provisioned["datasources"]
     assert ds["uid"] == gen.DATASOURCE_UID and ds["type"] == "prometheus"
     for name, d in DASHBOARDS.items():
@@ -131,7 +152,9 @@ def test_rate_windows_use_rate_interval_and_variables_are_defined():
         for title, ref, expr in gen.panel_queries(d):
             for fn, window in re.findall(r"\b(rate|irate|increase)\(.*?\[([^\]]+)\]", expr):
                 if fn in ("rate", "irate"):
-                    assert window == "$__rate_interval", f"{name}: {title} {ref}: {fn}() over {window}"
+                    assert window == "$__rate_interval", (
+                        f"{name}: {title} {ref}: {fn}() over {window}"
+                    )
                 else:
                     assert window in ("$__rate_interval", "$__range"), f"{name}: {title} {ref}"
             used = set(re.findall(r"\$\{?([A-Za-z_]\w*)", expr)) - grafana_builtins
@@ -144,23 +167,37 @@ def test_template_variables_come_from_allocation_labels():
         for label in ("chain", "kind", "venue"):
             v = variables[label]
             assert v["type"] == "query" and v["datasource"]["uid"] == gen.DATASOURCE_UID, name
-            assert re.fullmatch(rf"label_values\(yieldvault_allocation_usd(\{{.*\}})?, {label}\)", v["query"]["query"]), name
+            assert re.fullmatch(
+                rf"label_values\(yieldvault_allocation_usd(\{{.*\}})?, {label}\)",
+                v["query"]["query"],
+            ), name
             assert v["includeAll"] and v["allValue"] == ".*", name
 
 
 def test_every_metric_a_dashboard_or_alert_names_is_exported():
     names = exposed_names()
     exprs = [(n, t, e) for n, d in DASHBOARDS.items() for t, _, e in gen.panel_queries(d)]
-    exprs += [(n, v["name"], v["query"]["query"]) for n, d in DASHBOARDS.items() for v in d["templating"]["list"]]
+    exprs += [
+        (n, v["name"], v["query"]["query"])
+        for n, d in DASHBOARDS.items()
+        for v in d["templating"]["list"]
+    ]
     for path in (ROOT / "prometheus" / "rules").glob("*.yml"):
         for group in yaml.safe_load(path.read_text())["groups"]:
-            exprs += [(path.name, r.get("alert", r.get("record")), r["expr"]) for r in group["rules"]]
+            exprs += [
+                (path.name, r.get("alert", r.get("record")), r["expr"]) for r in group["rules"]
+            ]
     for where, title, expr in exprs:
         for metric in METRIC_NAME.findall(expr):
-            assert metric in names, f"{where}: {title} queries {metric}, which the daemon does not export"
+            assert metric in names, (
+                f"{where}: {title} queries {metric}, which the daemon does not export"
+            )
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package prometheus; run .ci/install-prometheus.sh)")
+@pytest.mark.skipif(
+    PROMTOOL is None,
+    reason="promtool not installed (Debian package prometheus; run .ci/install-prometheus.sh)",
+)
 def test_every_dashboard_query_parses(tmp_path):
     """promtool parses each query (as a recording rule) after Grafana's variables are substituted."""
     rules = [
@@ -170,12 +207,23 @@ def test_every_dashboard_query_parses(tmp_path):
     ]
     path = tmp_path / "panels.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
-    result = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(rules)} rules found" in result.stdout
     # control: a broken query is reported
-    path.write_text(yaml.safe_dump({"groups": [{"name": "bad", "rules": [{"record": "x:y", "expr": "sum(rate(x[1m])"}]}]}))
-    assert subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, timeout=60).returncode != 0
+    path.write_text(
+        yaml.safe_dump(
+            {"groups": [{"name": "bad", "rules": [{"record": "x:y", "expr": "sum(rate(x[1m])"}]}]}
+        )
+    )
+    assert (
+        subprocess.run(
+            [PROMTOOL, "check", "rules", str(path)], capture_output=True, timeout=60
+        ).returncode
+        != 0
+    )
 
 
 def test_compose_provisioning_and_scrape_config_agree():
@@ -211,26 +259,39 @@ def test_compose_provisioning_and_scrape_config_agree():
     feeds_url = services["yieldvault"]["environment"]["YIELDVAULT_FEEDS__ROOT_URL"]
     market_cmd = services["mockfeeds"]["command"]
     assert market_cmd[0] == "mock-feeds"
-    assert feeds_url == f"http://mockfeeds:{market_cmd[market_cmd.index('--listen') + 1].split(':')[1]}"
+    assert (
+        feeds_url
+        == f"http://mockfeeds:{market_cmd[market_cmd.index('--listen') + 1].split(':')[1]}"
+    )
     assert services["yieldvault"]["environment"]["YIELDVAULT_FEEDS__EMBEDDED_MARKET"] == "null"
     assert services["yieldvault"]["depends_on"]["mockfeeds"]["condition"] == "service_healthy"
     # the daemon runs a config that ships in the image (Dockerfile: COPY config /app/config)
     config_file = services["yieldvault"]["environment"]["YIELDVAULT_CONFIG_FILE"]
-    assert config_file.startswith("/app/config/") and (ROOT / "config" / Path(config_file).name).exists()
+    assert (
+        config_file.startswith("/app/config/")
+        and (ROOT / "config" / Path(config_file).name).exists()
+    )
     assert services["yieldvault"]["environment"]["YIELDVAULT_LISTEN"].startswith("0.0.0.0:")
 
     # Grafana: provisioning and dashboards mounted where the provider looks; data source -> Prometheus
     graf = mounts("grafana")
     assert graf["/etc/grafana/provisioning"] == "./grafana/provisioning"
-    provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "yieldvault.yaml").read_text())
+    provider = yaml.safe_load(
+        (GRAFANA / "provisioning" / "dashboards" / "yieldvault.yaml").read_text()
+    )
     (p,) = provider["providers"]
     assert graf[p["options"]["path"]] == "./grafana/dashboards"
-    ds = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yaml").read_text())["datasources"][0]
+    ds = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yaml").read_text())[
+        "datasources"
+    ][0]
     assert ds["url"] == "http://prometheus:9090"
     # $__rate_interval is computed from the data source's declared scrape interval
     assert ds["jsonData"]["timeInterval"] == scrape["global"]["scrape_interval"]
     home = services["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
-    assert home.startswith(p["options"]["path"] + "/") and (GRAFANA / "dashboards" / Path(home).name).exists()
+    assert (
+        home.startswith(p["options"]["path"] + "/")
+        and (GRAFANA / "dashboards" / Path(home).name).exists()
+    )
     # images are pinned
     for name in ("prometheus", "grafana"):
         assert ":" in services[name]["image"] and not services[name]["image"].endswith(":latest")

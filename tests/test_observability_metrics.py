@@ -27,7 +27,8 @@ from vault.metrics import FEED_ERROR_REASONS, OUTCOMES, SOLVER_STATUSES, Metrics
 ROOT = Path(__file__).resolve().parents[1]
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool not installed (Debian package prometheus; run .ci/install-prometheus.sh)"
+    PROMTOOL is None,
+    reason="promtool not installed (Debian package prometheus; run .ci/install-prometheus.sh)",
 )
 
 
@@ -126,7 +127,9 @@ def documented_names() -> set[str]:
 @needs_promtool
 def test_promtool_check_metrics_passes_on_a_filled_registry():
     text = filled_metrics().exposition()
-    result = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, timeout=30)
+    result = subprocess.run(
+        [PROMTOOL, "check", "metrics"], input=text, capture_output=True, timeout=30
+    )
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
     assert b"yieldvault_nav_usd" in text
 
@@ -135,7 +138,9 @@ def test_promtool_check_metrics_passes_on_a_filled_registry():
 def test_promtool_check_metrics_rejects_a_bad_name():
     """Control: the lint really runs, so the test above can fail."""
     bad = b"# HELP yieldvault_solve_ms Solve time.\n# TYPE yieldvault_solve_ms counter\nyieldvault_solve_ms 3\n"
-    result = subprocess.run([PROMTOOL, "check", "metrics"], input=bad, capture_output=True, timeout=30)
+    result = subprocess.run(
+        [PROMTOOL, "check", "metrics"], input=bad, capture_output=True, timeout=30
+    )
     assert result.returncode != 0
     assert b"_total" in result.stdout + result.stderr
 
@@ -150,7 +155,11 @@ def test_catalog_and_docs_list_the_same_metrics():
 def test_core_names_fixed_by_the_design_exist_with_their_labels():
     s = samples(filled_metrics())
     names = {name for name, _ in s}
-    for name in ("yieldvault_nav_usd", "yieldvault_solver_duration_seconds_bucket", "yieldvault_build_info"):
+    for name in (
+        "yieldvault_nav_usd",
+        "yieldvault_solver_duration_seconds_bucket",
+        "yieldvault_build_info",
+    ):
         assert name in names
     alloc = [dict(lbl) for name, lbl in s if name == "yieldvault_allocation_usd"]
     assert len(alloc) == 5 and all(set(a) == {"venue", "kind", "chain"} for a in alloc)
@@ -183,8 +192,14 @@ def test_a_fresh_registry_has_bounded_preinitialised_series():
     m.declare_venues([("lido-steth", "staking", "ethereum")])
     m.declare_feeds(["lido-steth"], started_at=1000.0)
     m.set_schedule(2, 5, started_at=1000.0)
-    assert value(m, "yieldvault_allocation_usd", venue="lido-steth", kind="staking", chain="ethereum") == 0
-    assert value(m, "yieldvault_venue_frozen", venue="lido-steth", kind="staking", chain="ethereum") == 0
+    assert (
+        value(m, "yieldvault_allocation_usd", venue="lido-steth", kind="staking", chain="ethereum")
+        == 0
+    )
+    assert (
+        value(m, "yieldvault_venue_frozen", venue="lido-steth", kind="staking", chain="ethereum")
+        == 0
+    )
     assert value(m, "yieldvault_rebalances_total", outcome="gated") == 0
     assert value(m, "yieldvault_feed_errors_total", feed="lido-steth", reason="timeout") == 0
     assert value(m, "yieldvault_feed_last_success_timestamp_seconds", feed="lido-steth") == 1000.0
@@ -237,15 +252,22 @@ def test_limit_scope_is_split_from_the_name_or_given():
     m.set_limit_utilization("min_idle_ratio", 0.9)
     m.set_limit_utilization("liquidity_floor", 1.2, scope="1d")
     assert value(m, "yieldvault_limit_utilization_ratio", limit="max_kind_ratio", scope="lp") == 0.5
-    assert value(m, "yieldvault_limit_utilization_ratio", limit="min_idle_ratio", scope="portfolio") == 0.9
-    assert value(m, "yieldvault_limit_utilization_ratio", limit="liquidity_floor", scope="1d") == 1.2
+    assert (
+        value(m, "yieldvault_limit_utilization_ratio", limit="min_idle_ratio", scope="portfolio")
+        == 0.9
+    )
+    assert (
+        value(m, "yieldvault_limit_utilization_ratio", limit="liquidity_floor", scope="1d") == 1.2
+    )
 
 
 def test_set_venue_state_records_a_whole_snapshot():
     m = Metrics()
     key = ("aave-v3-usdc-ethereum", "lending", "ethereum")
     m.declare_venues([key])
-    m.set_venue_state(*key, real_apr=0.04, emission_apr=0.002, tvl_usd=9e8, frozen=True, observed_at=1234.0)
+    m.set_venue_state(
+        *key, real_apr=0.04, emission_apr=0.002, tvl_usd=9e8, frozen=True, observed_at=1234.0
+    )
     labels = dict(zip(("venue", "kind", "chain"), key))
     assert value(m, "yieldvault_venue_predicted_apr_ratio", component="real", **labels) == 0.04
     assert value(m, "yieldvault_venue_predicted_apr_ratio", component="emission", **labels) == 0.002
@@ -295,7 +317,9 @@ def test_record_snapshot_exports_apr_components_tvl_and_frozen():
     m = filled_metrics()
     lp = dict(venue="uniswap-v2-usdc-weth-ethereum", kind="lp", chain="ethereum")
     assert value(m, "yieldvault_venue_predicted_apr_ratio", component="emission", **lp) == 0.01
-    assert value(m, "yieldvault_venue_predicted_apr_ratio", component="real", **lp) == pytest.approx(0.04)
+    assert value(
+        m, "yieldvault_venue_predicted_apr_ratio", component="real", **lp
+    ) == pytest.approx(0.04)
     assert value(m, "yieldvault_venue_tvl_usd", **lp) == 150_000_000.0
     bridge = dict(venue="across-usdc-arbitrum-base", kind="bridge_arb", chain="arbitrum")
     assert value(m, "yieldvault_venue_frozen", **bridge) == 1
@@ -318,6 +342,8 @@ async def test_metrics_handler_serves_the_registry_over_aiohttp(aiohttp_client):
     body = await resp.text()
     assert 'yieldvault_allocation_usd{chain="ethereum",kind="staking",venue="lido-steth"}' in body
     # what Prometheus 2.x asks for: OpenMetrics, which must carry the same families
-    resp = await client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    resp = await client.get(
+        "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
     assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
     assert "yieldvault_rebalances_total" in await resp.text()

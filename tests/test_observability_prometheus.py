@@ -44,11 +44,16 @@ if PROMETHEUS is None or PROMTOOL is None:
         allow_module_level=True,
     )
 
-_spec = importlib.util.spec_from_file_location("generate_dashboards", ROOT / "grafana" / "generate_dashboards.py")
+_spec = importlib.util.spec_from_file_location(
+    "generate_dashboards", ROOT / "grafana" / "generate_dashboards.py"
+)
 gen = importlib.util.module_from_spec(_spec)  # grafana/ is not a package
 _spec.loader.exec_module(gen)
 
-DASHBOARDS = {p.name: json.loads(p.read_text()) for p in sorted((ROOT / "grafana" / "dashboards").glob("*.json"))}
+DASHBOARDS = {
+    p.name: json.loads(p.read_text())
+    for p in sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
+}
 RULE_FILES = sorted((ROOT / "prometheus" / "rules").glob("*.yml"))
 DEFAULT_CONFIG = ROOT / "config" / "default.yaml"
 CONFIG_VENUES = {v["id"]: v for v in yaml.safe_load(DEFAULT_CONFIG.read_text())["venues"]}
@@ -88,13 +93,21 @@ def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def wait_for(what: str, check, procs: list[subprocess.Popen], timeout: float = TIMEOUT, interval: float = 0.25):
+def wait_for(
+    what: str,
+    check,
+    procs: list[subprocess.Popen],
+    timeout: float = TIMEOUT,
+    interval: float = 0.25,
+):
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
         for p in procs:
             if p.poll() is not None:
-                pytest.fail(f"{p.args[0]} exited with {p.returncode} while waiting for {what}:\n{tail(p)}")
+                pytest.fail(
+                    f"{p.args[0]} exited with {p.returncode} while waiting for {what}:\n{tail(p)}"
+                )
         try:
             last = check()
             if last:
@@ -102,7 +115,10 @@ def wait_for(what: str, check, procs: list[subprocess.Popen], timeout: float = T
         except (OSError, ValueError, KeyError) as exc:
             last = exc
         time.sleep(interval)
-    pytest.fail(f"timed out after {timeout} s waiting for {what} (last: {last!r})\n" + "\n".join(tail(p) for p in procs))
+    pytest.fail(
+        f"timed out after {timeout} s waiting for {what} (last: {last!r})\n"
+        + "\n".join(tail(p) for p in procs)
+    )
 
 
 def tail(p: subprocess.Popen) -> str:
@@ -130,7 +146,11 @@ def stop(p: subprocess.Popen) -> None:
 
 def yieldvault_exe() -> str:
     exe = Path(sys.executable).parent / "yieldvault"
-    return str(exe) if exe.exists() else (shutil.which("yieldvault") or pytest.fail("yieldvault CLI not installed"))
+    return (
+        str(exe)
+        if exe.exists()
+        else (shutil.which("yieldvault") or pytest.fail("yieldvault CLI not installed"))
+    )
 
 
 class Stack:
@@ -145,7 +165,9 @@ class Stack:
             url += "?" + urllib.parse.urlencode(params)
         status, body = get(url)
         doc = json.loads(body)
-        assert doc.get("status") == "success", f"{path} {params}: HTTP {status}: {doc.get('errorType')}: {doc.get('error')}"
+        assert doc.get("status") == "success", (
+            f"{path} {params}: HTTP {status}: {doc.get('errorType')}: {doc.get('error')}"
+        )
         return doc["data"]
 
     def query(self, expr: str) -> list[dict]:
@@ -177,16 +199,39 @@ def stack(request, tmp_path_factory) -> Stack:
             # as in docker-compose.yml: the market runs alone, the daemon polls it by URL
             market_port = free_port()
             market = spawn(
-                [exe, "mock-feeds", "--listen", f"127.0.0.1:{market_port}", "--state", str(tmp / "market.json")],
+                [
+                    exe,
+                    "mock-feeds",
+                    "--listen",
+                    f"127.0.0.1:{market_port}",
+                    "--state",
+                    str(tmp / "market.json"),
+                ],
                 tmp / "mockfeeds.log",
             )
             procs.append(market)
             market_url = f"http://127.0.0.1:{market_port}"
-            wait_for("the mock feeds", lambda: get(f"{market_url}/defillama/pools")[0] == 200, procs)
-            env.update({"YIELDVAULT_FEEDS__EMBEDDED_MARKET": "null", "YIELDVAULT_FEEDS__ROOT_URL": market_url})
+            wait_for(
+                "the mock feeds", lambda: get(f"{market_url}/defillama/pools")[0] == 200, procs
+            )
+            env.update(
+                {
+                    "YIELDVAULT_FEEDS__EMBEDDED_MARKET": "null",
+                    "YIELDVAULT_FEEDS__ROOT_URL": market_url,
+                }
+            )
         daemon = spawn(
-            [exe, "--log-json", "run", "--config", str(DEFAULT_CONFIG), "--listen", f"127.0.0.1:{daemon_port}",
-             "--data-dir", str(tmp / "data")],
+            [
+                exe,
+                "--log-json",
+                "run",
+                "--config",
+                str(DEFAULT_CONFIG),
+                "--listen",
+                f"127.0.0.1:{daemon_port}",
+                "--data-dir",
+                str(tmp / "data"),
+            ],
             tmp / "daemon.log",
             env,
         )
@@ -195,10 +240,17 @@ def stack(request, tmp_path_factory) -> Stack:
         wait_for("the daemon's /metrics", lambda: get(f"{daemon_url}/metrics")[0] == 200, procs)
 
         config = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+            "global": {
+                "scrape_interval": "1s",
+                "scrape_timeout": "1s",
+                "evaluation_interval": "1s",
+            },
             "rule_files": [str(p) for p in RULE_FILES],
             "scrape_configs": [
-                {"job_name": "yieldvault", "static_configs": [{"targets": [f"127.0.0.1:{daemon_port}"]}]}
+                {
+                    "job_name": "yieldvault",
+                    "static_configs": [{"targets": [f"127.0.0.1:{daemon_port}"]}],
+                }
             ],
         }
         (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -227,8 +279,10 @@ def stack(request, tmp_path_factory) -> Stack:
             polls = s.query("sum(yieldvault_feed_poll_duration_seconds_count)")
             rebalanced = s.query("yieldvault_rebalances_total")
             return (
-                bool(solves) and float(solves[0]["value"][1]) >= 2
-                and bool(polls) and float(polls[0]["value"][1]) >= 2 * len(CONFIG_VENUES)
+                bool(solves)
+                and float(solves[0]["value"][1]) >= 2
+                and bool(polls)
+                and float(polls[0]["value"][1]) >= 2 * len(CONFIG_VENUES)
                 and sum(float(r["value"][1]) for r in rebalanced) >= 2
             )
 
@@ -245,7 +299,9 @@ def stack(request, tmp_path_factory) -> Stack:
 def test_promtool_check_metrics_passes_on_the_running_daemon(stack):
     status, body = get(f"{stack.daemon_url}/metrics")
     assert status == 200
-    result = subprocess.run([PROMTOOL, "check", "metrics"], input=body, capture_output=True, timeout=30)
+    result = subprocess.run(
+        [PROMTOOL, "check", "metrics"], input=body, capture_output=True, timeout=30
+    )
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
     assert b"yieldvault_nav_usd" in body
 
@@ -295,7 +351,9 @@ def test_every_dashboard_query_parses_and_returns_data(stack):
                 if not result:
                     problems.append(f"{name} / {title} / {ref} [{variant}]: no data for {promql}")
                 elif not _has_finite_value(result):
-                    problems.append(f"{name} / {title} / {ref} [{variant}]: only NaN/Inf for {promql}")
+                    problems.append(
+                        f"{name} / {title} / {ref} [{variant}]: only NaN/Inf for {promql}"
+                    )
     assert not problems, f"{len(problems)} of {checked} queries failed:\n" + "\n".join(problems)
     assert checked >= 60
 
@@ -326,7 +384,9 @@ def test_template_variables_list_the_configured_venues(stack):
 
 
 def _alert_rules() -> list[dict]:
-    return [r for p in RULE_FILES for g in yaml.safe_load(p.read_text())["groups"] for r in g["rules"]]
+    return [
+        r for p in RULE_FILES for g in yaml.safe_load(p.read_text())["groups"] for r in g["rules"]
+    ]
 
 
 def test_every_alert_expression_parses_and_returns_data_or_is_silent_by_design(stack):
@@ -341,10 +401,16 @@ def test_every_alert_expression_parses_and_returns_data_or_is_silent_by_design(s
             continue
         if alert in SILENT_ALERTS:
             if result:
-                problems.append(f"{alert} is expected silent ({SILENT_ALERTS[alert]}) but returns {result}")
-            missing = {m for m in re.findall(r"\b(yieldvault_[a-z0-9_]+|up)\b", rule["expr"])} - names
+                problems.append(
+                    f"{alert} is expected silent ({SILENT_ALERTS[alert]}) but returns {result}"
+                )
+            missing = {
+                m for m in re.findall(r"\b(yieldvault_[a-z0-9_]+|up)\b", rule["expr"])
+            } - names
             if missing:
-                problems.append(f"{alert} is silent only because Prometheus has no {sorted(missing)}")
+                problems.append(
+                    f"{alert} is silent only because Prometheus has no {sorted(missing)}"
+                )
         elif not result:
             problems.append(f"{alert} returns no data")
     assert not problems, "\n".join(problems)
@@ -355,13 +421,19 @@ def test_prometheus_evaluates_every_rule_without_error_and_none_is_active(stack)
     def evaluated():
         groups = stack.api("rules")["groups"]
         rules = [r for g in groups for r in g["rules"]]
-        return rules if rules and all(r.get("lastEvaluation", "").startswith("20") for r in rules) else None
+        return (
+            rules
+            if rules and all(r.get("lastEvaluation", "").startswith("20") for r in rules)
+            else None
+        )
 
     rules = wait_for("a rule evaluation", evaluated, stack.procs, timeout=15)
     assert {r["name"] for r in rules} == {r.get("alert") or r.get("record") for r in _alert_rules()}
     for r in rules:
         assert r["health"] == "ok", f"{r['name']}: {r.get('lastError')}"
-        assert r["state"] == "inactive", f"{r['name']} is {r['state']} on a healthy daemon: {r.get('alerts')}"
+        assert r["state"] == "inactive", (
+            f"{r['name']} is {r['state']} on a healthy daemon: {r.get('alerts')}"
+        )
 
 
 # --- the numbers make sense -----------------------------------------------------------------------
@@ -370,7 +442,9 @@ def test_prometheus_evaluates_every_rule_without_error_and_none_is_active(stack)
 def test_capital_identity_and_freshness_hold_in_prometheus(stack):
     nav = stack.scalar("yieldvault_nav_usd")
     assert 0.9e6 < nav < 1.1e6  # the default config deposits 1,000,000 USD
-    parts = stack.scalar("sum(yieldvault_allocation_usd) + on() yieldvault_idle_usd + on() yieldvault_in_flight_usd")
+    parts = stack.scalar(
+        "sum(yieldvault_allocation_usd) + on() yieldvault_idle_usd + on() yieldvault_in_flight_usd"
+    )
     assert parts == pytest.approx(nav, abs=1.0), "idle + positions + in flight != NAV"
     # wall-clock timestamps: ages are small and never negative
     for expr in (
@@ -394,7 +468,11 @@ def test_every_feed_succeeds_and_every_venue_has_data(stack):
     assert feeds, "no feed has a last-success series"
     stuck = sorted(r["metric"]["feed"] for r in feeds if float(r["value"][1]) < 1)
     assert not stuck, f"feeds with no successful poll while Prometheus watched: {stuck}"
-    observed = {r["metric"]["venue"] for r in stack.query("yieldvault_venue_observed_timestamp_seconds")}
-    assert observed == set(CONFIG_VENUES), f"venues without a snapshot: {sorted(set(CONFIG_VENUES) - observed)}"
+    observed = {
+        r["metric"]["venue"] for r in stack.query("yieldvault_venue_observed_timestamp_seconds")
+    }
+    assert observed == set(CONFIG_VENUES), (
+        f"venues without a snapshot: {sorted(set(CONFIG_VENUES) - observed)}"
+    )
     frozen = [r["metric"]["venue"] for r in stack.query("yieldvault_venue_frozen == 1")]
     assert not frozen, f"frozen on a healthy market: {frozen}"

@@ -18,7 +18,8 @@ RULE_FILES = sorted((PROM_DIR / "rules").glob("*.yml"))
 TEST_FILES = sorted((PROM_DIR / "tests").glob("*.yml"))
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool not installed (Debian package prometheus; run .ci/install-prometheus.sh)"
+    PROMTOOL is None,
+    reason="promtool not installed (Debian package prometheus; run .ci/install-prometheus.sh)",
 )
 
 REQUIRED_ALERTS = {
@@ -51,7 +52,9 @@ def test_every_required_alert_exists_with_severity_and_annotations():
     for r in rules:
         assert r["alert"].startswith("Yieldvault")
         assert r["labels"]["severity"] in {"critical", "warning", "info"}, r["alert"]
-        assert r["annotations"]["summary"].strip() and r["annotations"]["description"].strip(), r["alert"]
+        assert r["annotations"]["summary"].strip() and r["annotations"]["description"].strip(), r[
+            "alert"
+        ]
         assert "for" in r, f"{r['alert']} has no `for`: a single bad scrape would page"
 
 
@@ -86,7 +89,11 @@ def test_unit_tests_catch_a_changed_threshold(tmp_path):
     rules = copy / "rules" / "yieldvault-alerts.yml"
     text = rules.read_text()
     assert "yieldvault_limit_utilization_ratio > 1.001" in text
-    rules.write_text(text.replace("yieldvault_limit_utilization_ratio > 1.001", "yieldvault_limit_utilization_ratio > 1.5"))
+    rules.write_text(
+        text.replace(
+            "yieldvault_limit_utilization_ratio > 1.001", "yieldvault_limit_utilization_ratio > 1.5"
+        )
+    )
     result = promtool("test", "rules", *[str(copy / "tests" / p.name) for p in TEST_FILES])
     assert result.returncode != 0
     assert "YieldvaultLimitBreached" in result.stdout + result.stderr

@@ -30,8 +30,14 @@ ARB_COSTS = VenueCosts(deposit_usd=2.0, withdraw_usd=2.0, fee_bps=1.0)
 def market(capacity: float, alternative_apr: float = 0.0):
     """The bridge-arb venue (off the home chain, like the Across route) and a lending venue."""
     return [
-        make_snapshot("arb", FlatCurve(0.08, capacity_usd=capacity), kind=VenueKind.BRIDGE_ARB, protocol="across",
-                      chain="arbitrum", costs=ARB_COSTS),
+        make_snapshot(
+            "arb",
+            FlatCurve(0.08, capacity_usd=capacity),
+            kind=VenueKind.BRIDGE_ARB,
+            protocol="across",
+            chain="arbitrum",
+            costs=ARB_COSTS,
+        ),
         make_snapshot("lend", apr=alternative_apr, protocol="aave-v3"),
     ]
 
@@ -64,7 +70,9 @@ def test_shrunken_capacity_forces_no_withdrawal(capacity):
 
 @pytest.mark.parametrize("lp_method", ["segment", "cvxpy"])
 def test_model_bounds_growth_by_max_of_capacity_and_position(lp_method):
-    settings = OptimizerSettings(lp_method=lp_method, min_benefit_cost_ratio=0.0, hysteresis_apr=0.0, limit_buffer_ratio=0.0)
+    settings = OptimizerSettings(
+        lp_method=lp_method, min_benefit_cost_ratio=0.0, hysteresis_apr=0.0, limit_buffer_ratio=0.0
+    )
     snaps = market(50_000.0, alternative_apr=0.03)
     cycle = build_cycle(snaps, HOLDINGS, RiskLimits(), settings, "ethereum")
     assert cycle.ub[0] * NAV == pytest.approx(185_000.0)  # max(capacity, x0), not the capacity
@@ -119,6 +127,9 @@ def test_capacity_drop_cycle_by_cycle_costs_nothing():
     for cycle in range(6):
         d = opt.decide(market(0.0 if cycle % 2 else 400_000.0), HOLDINGS, NOW)
         assert d.status == "optimal", d.reason
-        executed.append(d.plan.execute and any(m.venue_id == "arb" and m.action.value == "withdraw" for m in d.plan.moves))
+        executed.append(
+            d.plan.execute
+            and any(m.venue_id == "arb" and m.action.value == "withdraw" for m in d.plan.moves)
+        )
     assert not any(executed)
     assert np.isfinite(d.objective_usd)

@@ -33,29 +33,83 @@ HOME = "ethereum"
 NAV0 = 1_000_000.0
 
 LIMITS = RiskLimits(  # config/default.yaml
-    min_idle_ratio=0.02, max_venue_ratio=0.40, max_venue_tvl_ratio=0.10,
-    max_kind_ratio={VenueKind.STAKING: 0.40, VenueKind.LENDING: 0.60, VenueKind.LP: 0.25,
-                    VenueKind.BRIDGE_ARB: 0.20, VenueKind.FIXED: 0.30},
-    max_dependency_ratio={"lido": 0.40}, max_avg_risk_score=4.0,
-    liquidity_floors=(LiquidityFloor(days=1, min_ratio=0.30),), max_turnover_ratio=1.0,
+    min_idle_ratio=0.02,
+    max_venue_ratio=0.40,
+    max_venue_tvl_ratio=0.10,
+    max_kind_ratio={
+        VenueKind.STAKING: 0.40,
+        VenueKind.LENDING: 0.60,
+        VenueKind.LP: 0.25,
+        VenueKind.BRIDGE_ARB: 0.20,
+        VenueKind.FIXED: 0.30,
+    },
+    max_dependency_ratio={"lido": 0.40},
+    max_avg_risk_score=4.0,
+    liquidity_floors=(LiquidityFloor(days=1, min_ratio=0.30),),
+    max_turnover_ratio=1.0,
 )
-SETTINGS = OptimizerSettings(min_trade_usd=100, min_benefit_cost_ratio=1.5, hysteresis_apr=0.0005, emission_haircut=0.5)
-OLD = SETTINGS.model_copy(update={"limit_buffer_ratio": 0.0, "drift_tolerance_ratio": 0.0, "cost_reserve_passes": 0})
+SETTINGS = OptimizerSettings(
+    min_trade_usd=100, min_benefit_cost_ratio=1.5, hysteresis_apr=0.0005, emission_haircut=0.5
+)
+OLD = SETTINGS.model_copy(
+    update={"limit_buffer_ratio": 0.0, "drift_tolerance_ratio": 0.0, "cost_reserve_passes": 0}
+)
 
 
 def market() -> list[VenueSnapshot]:
     return [
-        make_snapshot("lido-steth", FlatCurve(0.031), kind=VenueKind.STAKING, protocol="lido", risk_score=2, exit_days=3,
-                      costs=VenueCosts(3, 6, 0), tvl_usd=9e9),
-        make_snapshot("aave-usdc", DilutionCurve(0.052 * 300e6, 300e6), kind=VenueKind.LENDING, protocol="aave-v3",
-                      risk_score=2, costs=VenueCosts(4, 4, 0), tvl_usd=300e6, exit_liquidity_usd=30e6),
-        make_snapshot("univ2-usdc-weth", LPCurve(0.11 * 40e6, 40e6, 0.2), kind=VenueKind.LP, protocol="uniswap-v2",
-                      risk_score=5, costs=VenueCosts(6, 6, 15), tvl_usd=40e6, exit_liquidity_usd=40e6),
-        make_snapshot("across-arb", DilutionCurve(0.07 * 3e6, 3e6), kind=VenueKind.BRIDGE_ARB, protocol="across",
-                      chain="arbitrum", risk_score=3, exit_days=0.01, costs=VenueCosts(0.5, 0.5, 0), tvl_usd=3e6,
-                      exit_liquidity_usd=3e6),
-        make_snapshot("earn-usdt", FlatCurve(0.065, capacity_usd=5e6), kind=VenueKind.FIXED, protocol="binance-earn",
-                      risk_score=5, exit_days=1, costs=VenueCosts(1, 1, 0), tvl_usd=50e6),
+        make_snapshot(
+            "lido-steth",
+            FlatCurve(0.031),
+            kind=VenueKind.STAKING,
+            protocol="lido",
+            risk_score=2,
+            exit_days=3,
+            costs=VenueCosts(3, 6, 0),
+            tvl_usd=9e9,
+        ),
+        make_snapshot(
+            "aave-usdc",
+            DilutionCurve(0.052 * 300e6, 300e6),
+            kind=VenueKind.LENDING,
+            protocol="aave-v3",
+            risk_score=2,
+            costs=VenueCosts(4, 4, 0),
+            tvl_usd=300e6,
+            exit_liquidity_usd=30e6,
+        ),
+        make_snapshot(
+            "univ2-usdc-weth",
+            LPCurve(0.11 * 40e6, 40e6, 0.2),
+            kind=VenueKind.LP,
+            protocol="uniswap-v2",
+            risk_score=5,
+            costs=VenueCosts(6, 6, 15),
+            tvl_usd=40e6,
+            exit_liquidity_usd=40e6,
+        ),
+        make_snapshot(
+            "across-arb",
+            DilutionCurve(0.07 * 3e6, 3e6),
+            kind=VenueKind.BRIDGE_ARB,
+            protocol="across",
+            chain="arbitrum",
+            risk_score=3,
+            exit_days=0.01,
+            costs=VenueCosts(0.5, 0.5, 0),
+            tvl_usd=3e6,
+            exit_liquidity_usd=3e6,
+        ),
+        make_snapshot(
+            "earn-usdt",
+            FlatCurve(0.065, capacity_usd=5e6),
+            kind=VenueKind.FIXED,
+            protocol="binance-earn",
+            risk_score=5,
+            exit_days=1,
+            costs=VenueCosts(1, 1, 0),
+            tvl_usd=50e6,
+        ),
     ]
 
 
@@ -69,7 +123,8 @@ class Book:
         self.idle = {HOME: NAV0}
         self.costs = 0.0  # NAV spent on gas and fees
         self.hours = 0.0  # the book's clock
-        self.flights: list[tuple[float, str, float]] = []  # queued withdrawals: (lands at hour, chain, USD)
+        # queued withdrawals: (lands at hour, chain, USD)
+        self.flights: list[tuple[float, str, float]] = []
 
     @property
     def in_flight(self) -> float:
@@ -80,8 +135,11 @@ class Book:
         return sum(self.positions.values()) + sum(self.idle.values()) + self.in_flight
 
     def portfolio(self) -> PortfolioState:
-        return PortfolioState(positions_usd={k: v for k, v in self.positions.items() if v > 0}, idle_usd=sum(self.idle.values()),
-                              in_flight_usd=self.in_flight)
+        return PortfolioState(
+            positions_usd={k: v for k, v in self.positions.items() if v > 0},
+            idle_usd=sum(self.idle.values()),
+            in_flight_usd=self.in_flight,
+        )
 
     def advance(self, hours: float) -> None:
         """The clock moves; queued withdrawals whose time has come land in their chain's idle."""
@@ -91,7 +149,8 @@ class Book:
             self.idle[flight[1]] = self.idle.get(flight[1], 0.0) + flight[2]
 
     def _gas(self, usd: float) -> None:
-        paid = min(usd, max(self.idle.get(HOME, 0.0), 0.0))  # from home idle, up to what is left after the move
+        # from home idle, up to what is left after the move
+        paid = min(usd, max(self.idle.get(HOME, 0.0), 0.0))
         self.idle[HOME] -= paid
         self.costs += paid
 
@@ -121,7 +180,13 @@ class Book:
                 self.costs += fee
                 self._gas(v.costs.deposit_usd)
 
-    def accrue(self, snaps: list[VenueSnapshot], hours: float, rng: np.random.Generator, mark_sd: float = 2e-6) -> None:
+    def accrue(
+        self,
+        snaps: list[VenueSnapshot],
+        hours: float,
+        rng: np.random.Generator,
+        mark_sd: float = 2e-6,
+    ) -> None:
         """Yield accrues on every position over ``hours``; marks move by a lognormal hair; queued
         withdrawals land when their time comes."""
         self.advance(hours)
@@ -132,7 +197,13 @@ class Book:
                 self.positions[s.venue.id] = (x + earned) * float(rng.lognormal(0.0, mark_sd))
 
 
-def run(settings: OptimizerSettings, cycles: int, seed: int = 7, hours: float = 24.0, rate_vol: float = 0.01):
+def run(
+    settings: OptimizerSettings,
+    cycles: int,
+    seed: int = 7,
+    hours: float = 24.0,
+    rate_vol: float = 0.01,
+):
     rng = np.random.default_rng(seed)
     snaps = market()
     book = Book(snaps, settings)
@@ -147,7 +218,9 @@ def run(settings: OptimizerSettings, cycles: int, seed: int = 7, hours: float = 
         book.accrue(snaps, hours, rng)
         snaps = list(drift(snaps, rng, at, vol=rate_vol))
         pf = book.portfolio()
-        holding = check_allocation(snaps, pf, dict(pf.positions_usd), pf.idle_usd, LIMITS, settings, HOME)
+        holding = check_allocation(
+            snaps, pf, dict(pf.positions_usd), pf.idle_usd, LIMITS, settings, HOME
+        )
         breaches.append(max(holding.excess, default=0.0))
         d = opt.decide(snaps, pf, at)
         decisions.append(d)
@@ -155,8 +228,17 @@ def run(settings: OptimizerSettings, cycles: int, seed: int = 7, hours: float = 
         if d.plan.execute:
             executed += 1
             book.execute(d.plan.moves)
-    return dict(book=book, opt=opt, snaps=snaps, rng=rng, executed=executed, breaches=breaches, decisions=decisions,
-                quiet_costs=book.costs - costs_after_first, nav_after_first=nav_after_first)
+    return dict(
+        book=book,
+        opt=opt,
+        snaps=snaps,
+        rng=rng,
+        executed=executed,
+        breaches=breaches,
+        decisions=decisions,
+        quiet_costs=book.costs - costs_after_first,
+        nav_after_first=nav_after_first,
+    )
 
 
 def test_quiet_market_does_not_churn_at_the_limits():
@@ -175,7 +257,9 @@ def test_quiet_market_does_not_churn_at_the_limits():
 def test_the_old_behaviour_churned():
     """The same simulation with no buffer and no drift band (the behaviour before): churn every cycle."""
     out = run(OLD, cycles=20)
-    assert out["executed"] >= 10  # every day a ~$6 "restore" of the LP's kind cap, which a day's accrual broke again
+    assert (
+        out["executed"] >= 10
+    )  # every day a ~$6 "restore" of the LP's kind cap, which a day's accrual broke again
     assert out["quiet_costs"] >= 50.0
 
 
@@ -186,10 +270,14 @@ def test_a_real_breach_is_still_restored():
     # capped position now holds a larger share of NAV; the largest breach is far beyond the drift band
     book.positions["univ2-usdc-weth"] *= 0.8
     pf = book.portfolio()
-    holding = check_allocation(snaps, pf, dict(pf.positions_usd), pf.idle_usd, LIMITS, SETTINGS, HOME)
+    holding = check_allocation(
+        snaps, pf, dict(pf.positions_usd), pf.idle_usd, LIMITS, SETTINGS, HOME
+    )
     assert holding.violations and max(holding.excess) > SETTINGS.drift_tolerance_ratio
     d = opt.decide(snaps, pf, T0 + timedelta(hours=6))
-    assert d.status == "optimal" and d.plan.execute and "restores broken limits" in d.plan.reason, d.reason
+    assert d.status == "optimal" and d.plan.execute and "restores broken limits" in d.plan.reason, (
+        d.reason
+    )
     book.execute(d.plan.moves)
     pf = book.portfolio()
     after = check_allocation(snaps, pf, dict(pf.positions_usd), pf.idle_usd, LIMITS, SETTINGS, HOME)
@@ -228,7 +316,10 @@ def test_a_drift_inside_the_band_does_not_force_but_beyond_it_does():
     pf = book.portfolio()
     d = opt.decide(snaps, pf, T0 + timedelta(hours=4))
     assert d.plan.execute and "restores broken limits" in d.plan.reason, d.reason
-    assert d.allocation.target_usd["earn-usdt"] <= cap * (1 - SETTINGS.limit_buffer_ratio) * pf.nav_usd + 1.0
+    assert (
+        d.allocation.target_usd["earn-usdt"]
+        <= cap * (1 - SETTINGS.limit_buffer_ratio) * pf.nav_usd + 1.0
+    )
     book.execute(d.plan.moves)
     pf = book.portfolio()
     after = check_allocation(snaps, pf, dict(pf.positions_usd), pf.idle_usd, LIMITS, SETTINGS, HOME)
@@ -238,17 +329,28 @@ def test_a_drift_inside_the_band_does_not_force_but_beyond_it_does():
 def test_the_plan_budgets_its_own_gas_into_idle():
     """Expensive gas and no buffer to hide it in: the idle left after paying the gas meets the reserve."""
     costly = OptimizerSettings(limit_buffer_ratio=0.0, gas_reference_ratio=0.3, min_trade_usd=100)
-    snaps = [make_snapshot(f"v{i}", FlatCurve(0.05 + 0.001 * i), protocol=f"p{i}", costs=VenueCosts(400, 400, 0))
-             for i in range(4)]
+    snaps = [
+        make_snapshot(
+            f"v{i}", FlatCurve(0.05 + 0.001 * i), protocol=f"p{i}", costs=VenueCosts(400, 400, 0)
+        )
+        for i in range(4)
+    ]
     limits = RiskLimits(min_idle_ratio=0.02)
-    for settings, budgeted in ((costly, True), (costly.model_copy(update={"cost_reserve_passes": 0}), False)):
+    for settings, budgeted in (
+        (costly, True),
+        (costly.model_copy(update={"cost_reserve_passes": 0}), False),
+    ):
         book = Book(snaps, settings)
         d = Optimizer(limits, settings, HOME).decide(snaps, book.portfolio(), T0)
         assert d.plan.execute, d.reason
         book.execute(d.plan.moves)
         pf = book.portfolio()
-        after = check_allocation(snaps, pf, dict(pf.positions_usd), pf.idle_usd, limits, settings, HOME)
-        assert after.ok is budgeted, after.violations  # without the budget the gas eats into the reserve
+        after = check_allocation(
+            snaps, pf, dict(pf.positions_usd), pf.idle_usd, limits, settings, HOME
+        )
+        assert after.ok is budgeted, (
+            after.violations
+        )  # without the budget the gas eats into the reserve
         if budgeted:
             assert pf.idle_usd >= 0.02 * book.nav
 
@@ -256,9 +358,15 @@ def test_the_plan_budgets_its_own_gas_into_idle():
 @pytest.mark.parametrize("family", ["venue_ratio", "kind", "min_idle", "floor", "risk"])
 def test_targets_sit_inside_each_limit_by_the_buffer(family):
     b = 0.01
-    settings = OptimizerSettings(min_trade_usd=0.0, min_benefit_cost_ratio=0.0, hysteresis_apr=0.0, limit_buffer_ratio=b)
-    best = make_snapshot("best", FlatCurve(0.09), kind=VenueKind.LP, protocol="p1", risk_score=6, exit_days=5)
-    rest = make_snapshot("rest", FlatCurve(0.01), kind=VenueKind.LENDING, protocol="p2", risk_score=0)
+    settings = OptimizerSettings(
+        min_trade_usd=0.0, min_benefit_cost_ratio=0.0, hysteresis_apr=0.0, limit_buffer_ratio=b
+    )
+    best = make_snapshot(
+        "best", FlatCurve(0.09), kind=VenueKind.LP, protocol="p1", risk_score=6, exit_days=5
+    )
+    rest = make_snapshot(
+        "rest", FlatCurve(0.01), kind=VenueKind.LENDING, protocol="p2", risk_score=0
+    )
     limits = {
         "venue_ratio": RiskLimits(max_venue_ratio=0.5),
         "kind": RiskLimits(max_kind_ratio={VenueKind.LP: 0.5}),

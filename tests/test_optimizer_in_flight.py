@@ -17,8 +17,12 @@ NAV = 1_000_000.0
 def portfolio(landing: tuple[tuple[float, float], ...]) -> PortfolioState:
     # 700k is on a bridge, 250k sits in Lido (3-day queue), only 50k is idle: within one day, only
     # the bridge can make the 30 % floor.
-    return PortfolioState(positions_usd={"lido-steth": 250_000.0}, idle_usd=50_000.0, in_flight_usd=700_000.0,
-                          in_flight_landing=landing)
+    return PortfolioState(
+        positions_usd={"lido-steth": 250_000.0},
+        idle_usd=50_000.0,
+        in_flight_usd=700_000.0,
+        in_flight_landing=landing,
+    )
 
 
 def test_unknown_landing_counts_only_within_the_longest_exit_time():
@@ -28,13 +32,20 @@ def test_unknown_landing_counts_only_within_the_longest_exit_time():
 
 
 def test_a_bridge_landing_within_the_floor_makes_it_feasible():
-    decision = Optimizer(LIMITS, SETTINGS, HOME).decide(market(), portfolio(((2 / 24, 700_000.0),)), T0)
+    decision = Optimizer(LIMITS, SETTINGS, HOME).decide(
+        market(), portfolio(((2 / 24, 700_000.0),)), T0
+    )
     assert decision.status == "optimal", decision.reason
     assert decision.violations == ()
     # capital in flight is never invested: targets plus idle stay within what is not in flight
-    assert sum(decision.allocation.target_usd.values()) + decision.allocation.idle_usd <= NAV - 700_000.0 + 1e-6
+    assert (
+        sum(decision.allocation.target_usd.values()) + decision.allocation.idle_usd
+        <= NAV - 700_000.0 + 1e-6
+    )
 
 
 def test_landing_beyond_the_floor_does_not_count():
-    decision = Optimizer(LIMITS, SETTINGS, HOME).decide(market(), portfolio(((2.0, 700_000.0),)), T0)
+    decision = Optimizer(LIMITS, SETTINGS, HOME).decide(
+        market(), portfolio(((2.0, 700_000.0),)), T0
+    )
     assert decision.status == "infeasible"

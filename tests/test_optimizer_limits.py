@@ -15,20 +15,27 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 NAV = 1_000_000.0
 TOL = 1.0  # USD
 # the hard limits themselves (no buffer): each binds exactly; the buffered targets are tested in test_optimizer_churn.py
-SETTINGS = OptimizerSettings(min_trade_usd=0.0, min_benefit_cost_ratio=0.0, hysteresis_apr=0.0, limit_buffer_ratio=0.0)
+SETTINGS = OptimizerSettings(
+    min_trade_usd=0.0, min_benefit_cost_ratio=0.0, hysteresis_apr=0.0, limit_buffer_ratio=0.0
+)
 
 
 def decide(snaps, limits: RiskLimits, positions=None, idle=None, settings=SETTINGS):
     positions = positions or {}
     idle = NAV - sum(positions.values()) if idle is None else idle
-    d = Optimizer(limits, settings, "ethereum").decide(snaps, PortfolioState(positions_usd=positions, idle_usd=idle), NOW)
+    d = Optimizer(limits, settings, "ethereum").decide(
+        snaps, PortfolioState(positions_usd=positions, idle_usd=idle), NOW
+    )
     assert d.status == "optimal", d.reason
     assert d.violations == ()
     return d
 
 
 def two_venues(**a_kw):
-    return [make_snapshot("a", apr=0.10, **a_kw), make_snapshot("b", apr=0.05, protocol="compound-v3")]
+    return [
+        make_snapshot("a", apr=0.10, **a_kw),
+        make_snapshot("b", apr=0.05, protocol="compound-v3"),
+    ]
 
 
 def test_unconstrained_goes_all_in_best_venue():
@@ -55,13 +62,19 @@ def test_max_venue_tvl_ratio_binds_after_us():
 
 
 def test_curve_capacity_binds():
-    d = decide([make_snapshot("a", FlatCurve(0.1, capacity_usd=250_000)), make_snapshot("b", apr=0.05)], RiskLimits())
+    d = decide(
+        [make_snapshot("a", FlatCurve(0.1, capacity_usd=250_000)), make_snapshot("b", apr=0.05)],
+        RiskLimits(),
+    )
     assert d.allocation.target_usd["a"] == pytest.approx(250_000, abs=TOL)
 
 
 def test_max_kind_ratio_binds():
-    snaps = [make_snapshot("a", apr=0.10), make_snapshot("b", apr=0.09),
-             make_snapshot("c", apr=0.03, kind=VenueKind.STAKING, protocol="lido")]
+    snaps = [
+        make_snapshot("a", apr=0.10),
+        make_snapshot("b", apr=0.09),
+        make_snapshot("c", apr=0.03, kind=VenueKind.STAKING, protocol="lido"),
+    ]
     d = decide(snaps, RiskLimits(max_kind_ratio={VenueKind.LENDING: 0.5}))
     t = d.allocation.target_usd
     assert t["a"] + t["b"] == pytest.approx(0.5 * NAV, abs=TOL)
@@ -80,9 +93,11 @@ def test_max_protocol_ratio_binds():
 
 
 def test_max_dependency_ratio_counts_every_venue_built_on_it():
-    snaps = [make_snapshot("steth-market", apr=0.10, dependencies=("lido",)),
-             make_snapshot("lido", apr=0.08, kind=VenueKind.STAKING, protocol="lido"),
-             make_snapshot("c", apr=0.03, protocol="compound-v3")]
+    snaps = [
+        make_snapshot("steth-market", apr=0.10, dependencies=("lido",)),
+        make_snapshot("lido", apr=0.08, kind=VenueKind.STAKING, protocol="lido"),
+        make_snapshot("c", apr=0.03, protocol="compound-v3"),
+    ]
     d = decide(snaps, RiskLimits(max_dependency_ratio={"lido": 0.4}))
     t = d.allocation.target_usd
     assert t["steth-market"] + t["lido"] == pytest.approx(0.4 * NAV, abs=TOL)
@@ -90,7 +105,10 @@ def test_max_dependency_ratio_counts_every_venue_built_on_it():
 
 
 def test_max_avg_risk_score_binds():
-    snaps = [make_snapshot("a", apr=0.10, risk_score=8), make_snapshot("b", apr=0.05, risk_score=2, protocol="x")]
+    snaps = [
+        make_snapshot("a", apr=0.10, risk_score=8),
+        make_snapshot("b", apr=0.05, risk_score=2, protocol="x"),
+    ]
     d = decide(snaps, RiskLimits(max_avg_risk_score=4.0))
     t = d.allocation.target_usd
     assert (8 * t["a"] + 2 * t["b"]) / NAV == pytest.approx(4.0, abs=1e-5)
@@ -103,7 +121,10 @@ def test_min_idle_binds():
 
 
 def test_liquidity_floor_binds_and_counts_only_exit_liquidity():
-    snaps = [make_snapshot("slow", apr=0.10, exit_days=7), make_snapshot("fast", apr=0.05, protocol="x", exit_liquidity_usd=100_000)]
+    snaps = [
+        make_snapshot("slow", apr=0.10, exit_days=7),
+        make_snapshot("fast", apr=0.05, protocol="x", exit_liquidity_usd=100_000),
+    ]
     limits = RiskLimits(liquidity_floors=(LiquidityFloor(days=1, min_ratio=0.5),))
     d = decide(snaps, limits)
     t = d.allocation.target_usd
@@ -113,7 +134,10 @@ def test_liquidity_floor_binds_and_counts_only_exit_liquidity():
 
 
 def test_liquidity_floor_counts_bridge_time_off_home_chain():
-    snaps = [make_snapshot("arb", apr=0.10, chain="arbitrum", exit_days=0.0), make_snapshot("home", apr=0.05, protocol="x")]
+    snaps = [
+        make_snapshot("arb", apr=0.10, chain="arbitrum", exit_days=0.0),
+        make_snapshot("home", apr=0.05, protocol="x"),
+    ]
     settings = SETTINGS.model_copy(update={"bridge_days": 0.5})
     limits = RiskLimits(liquidity_floors=(LiquidityFloor(days=0.1, min_ratio=0.6),))
     d = decide(snaps, limits, settings=settings)
@@ -138,14 +162,20 @@ def test_frozen_venue_may_not_grow_but_may_shrink():
 
 
 def test_withdrawals_bounded_by_exit_liquidity():
-    snaps = [make_snapshot("a", apr=0.10), make_snapshot("b", apr=0.01, protocol="x", exit_liquidity_usd=100_000)]
+    snaps = [
+        make_snapshot("a", apr=0.10),
+        make_snapshot("b", apr=0.01, protocol="x", exit_liquidity_usd=100_000),
+    ]
     d = decide(snaps, RiskLimits(), positions={"b": 500_000})
     assert d.allocation.target_usd["b"] == pytest.approx(400_000, abs=TOL)
 
 
 def test_locked_cap_is_not_a_violation_but_may_not_worsen():
     # 'b' holds 50 % of NAV, above a 30 % venue cap, and only 100k can leave this cycle
-    snaps = [make_snapshot("a", apr=0.10), make_snapshot("b", apr=0.20, protocol="x", exit_liquidity_usd=100_000)]
+    snaps = [
+        make_snapshot("a", apr=0.10),
+        make_snapshot("b", apr=0.20, protocol="x", exit_liquidity_usd=100_000),
+    ]
     d = decide(snaps, RiskLimits(max_venue_ratio=0.3), positions={"b": 500_000})
     assert d.allocation.target_usd["b"] == pytest.approx(400_000, abs=TOL)
 
@@ -159,21 +189,33 @@ def test_position_without_snapshot_is_held_or_shrinks_frozen():
     assert d.allocation.target_usd["a"] == pytest.approx(800_000, abs=TOL)
     # seen once, then lost: frozen at its last snapshot, may shrink within its exit liquidity
     opt = Optimizer(RiskLimits(), SETTINGS, "ethereum")
-    opt.decide([make_snapshot("a", apr=0.05), make_snapshot("gone", apr=0.01, protocol="x", exit_liquidity_usd=50_000)], portfolio, NOW)
+    opt.decide(
+        [
+            make_snapshot("a", apr=0.05),
+            make_snapshot("gone", apr=0.01, protocol="x", exit_liquidity_usd=50_000),
+        ],
+        portfolio,
+        NOW,
+    )
     d = opt.decide([make_snapshot("a", apr=0.05)], portfolio, NOW)
     assert d.allocation.target_usd["gone"] == pytest.approx(150_000, abs=TOL)
 
 
 def test_move_costs_keep_a_marginally_better_venue_out():
     costly = VenueCosts(deposit_usd=0, withdraw_usd=0, fee_bps=50)  # 0.5 % each way
-    snaps = [make_snapshot("a", apr=0.051, costs=costly), make_snapshot("b", apr=0.05, protocol="x")]
+    snaps = [
+        make_snapshot("a", apr=0.051, costs=costly),
+        make_snapshot("b", apr=0.05, protocol="x"),
+    ]
     d = decide(snaps, RiskLimits(), positions={"b": NAV}, idle=0.0)
     assert d.allocation.target_usd["b"] == pytest.approx(NAV, abs=TOL)
 
 
 def test_rate_impact_spreads_capital():
-    snaps = [make_snapshot("a", DilutionCurve(interest_usd=100_000, supply_usd=1_000_000)),
-             make_snapshot("b", DilutionCurve(interest_usd=100_000, supply_usd=1_000_000), protocol="x")]
+    snaps = [
+        make_snapshot("a", DilutionCurve(interest_usd=100_000, supply_usd=1_000_000)),
+        make_snapshot("b", DilutionCurve(interest_usd=100_000, supply_usd=1_000_000), protocol="x"),
+    ]
     d = decide(snaps, RiskLimits())
     t = d.allocation.target_usd
     # two identical curves: the PWL optimum is a whole face (any split within one piece of each);

@@ -30,7 +30,9 @@ def curves(draw):
         cap = draw(st.one_of(st.just(float("inf")), st.floats(1e4, 2e6)))
         return FlatCurve(draw(st.floats(0.0, 0.15)), capacity_usd=cap)
     if kind == "dilution":
-        return DilutionCurve(draw(st.floats(0.0, 0.15)) * pool, pool, emission_usd=draw(st.floats(0.0, 0.05)) * pool)
+        return DilutionCurve(
+            draw(st.floats(0.0, 0.15)) * pool, pool, emission_usd=draw(st.floats(0.0, 0.05)) * pool
+        )
     if kind == "lp":
         return LPCurve(draw(st.floats(0.01, 0.3)) * pool, pool, sigma=draw(st.floats(0.05, 0.6)))
     return KinkedLendingCurve(supply_usd=pool, borrow_usd=pool * draw(st.floats(0.3, 0.97)))
@@ -41,23 +43,34 @@ def markets(draw):
     n = draw(st.integers(1, 7))
     snaps = []
     for i in range(n):
-        snaps.append(make_snapshot(
-            f"v{i}", draw(curves()),
-            kind=draw(st.sampled_from(list(VenueKind))),
-            protocol=draw(st.sampled_from(["aave-v3", "lido", "curve", "morpho"])),
-            chain=draw(st.sampled_from([HOME, "arbitrum", "base"])),
-            risk_score=draw(st.floats(0.0, 9.0)),
-            dependencies=draw(st.sampled_from([(), ("lido",)])),
-            exit_days=draw(st.sampled_from([0.0, 1.0, 7.0])),
-            costs=VenueCosts(draw(st.floats(0, 20)), draw(st.floats(0, 20)), draw(st.sampled_from([0.0, 5.0, 30.0]))),
-            tvl_usd=draw(st.floats(1e5, 1e8)),
-            exit_liquidity_usd=draw(st.floats(0.0, 2e6)),
-            frozen=draw(st.booleans()) and draw(st.booleans()),
-        ))
+        snaps.append(
+            make_snapshot(
+                f"v{i}",
+                draw(curves()),
+                kind=draw(st.sampled_from(list(VenueKind))),
+                protocol=draw(st.sampled_from(["aave-v3", "lido", "curve", "morpho"])),
+                chain=draw(st.sampled_from([HOME, "arbitrum", "base"])),
+                risk_score=draw(st.floats(0.0, 9.0)),
+                dependencies=draw(st.sampled_from([(), ("lido",)])),
+                exit_days=draw(st.sampled_from([0.0, 1.0, 7.0])),
+                costs=VenueCosts(
+                    draw(st.floats(0, 20)),
+                    draw(st.floats(0, 20)),
+                    draw(st.sampled_from([0.0, 5.0, 30.0])),
+                ),
+                tvl_usd=draw(st.floats(1e5, 1e8)),
+                exit_liquidity_usd=draw(st.floats(0.0, 2e6)),
+                frozen=draw(st.booleans()) and draw(st.booleans()),
+            )
+        )
     weights = [draw(st.floats(0.0, 1.0)) if draw(st.booleans()) else 0.0 for _ in range(n)]
     invested = draw(st.floats(0.0, 1.0))
     total = sum(weights)
-    positions = {s.venue.id: invested * NAV * w / total for s, w in zip(snaps, weights) if total > 0 and w > 0}
+    positions = {
+        s.venue.id: invested * NAV * w / total
+        for s, w in zip(snaps, weights)
+        if total > 0 and w > 0
+    }
     pf = PortfolioState(positions_usd=positions, idle_usd=NAV - sum(positions.values()))
     return snaps, pf
 
@@ -65,8 +78,15 @@ def markets(draw):
 @st.composite
 def limit_sets(draw):
     maybe = lambda strat: draw(st.one_of(st.none(), strat))  # noqa: E731
-    floors = draw(st.sampled_from([(), (LiquidityFloor(days=1, min_ratio=0.2),),
-                                   (LiquidityFloor(days=0, min_ratio=0.1), LiquidityFloor(days=7, min_ratio=0.4))]))
+    floors = draw(
+        st.sampled_from(
+            [
+                (),
+                (LiquidityFloor(days=1, min_ratio=0.2),),
+                (LiquidityFloor(days=0, min_ratio=0.1), LiquidityFloor(days=7, min_ratio=0.4)),
+            ]
+        )
+    )
     return RiskLimits(
         min_idle_ratio=draw(st.floats(0.0, 0.3)),
         max_venue_usd=maybe(st.floats(5e4, 1e6)),
@@ -84,13 +104,20 @@ def limit_sets(draw):
 
 def true_net_usd(snaps, x_usd, x0_usd, opt_settings: OptimizerSettings) -> float:
     """True income minus the same annualised linear move costs the objective uses."""
-    income = sum(float(s.curve.income_usd(np.array([x]), opt_settings.emission_haircut)[0]) for s, x in zip(snaps, x_usd))
+    income = sum(
+        float(s.curve.income_usd(np.array([x]), opt_settings.emission_haircut)[0])
+        for s, x in zip(snaps, x_usd)
+    )
     c_in, c_out = cost_rates([s.venue for s in snaps], opt_settings, HOME, NAV)
-    moves = float((c_in * np.maximum(x_usd - x0_usd, 0) + c_out * np.maximum(x0_usd - x_usd, 0)).sum())
+    moves = float(
+        (c_in * np.maximum(x_usd - x0_usd, 0) + c_out * np.maximum(x0_usd - x_usd, 0)).sum()
+    )
     return income - moves * 365.0 / opt_settings.holding_horizon_days
 
 
-@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(markets(), limit_sets())
 def test_random_markets_give_checked_conserving_never_worse_solutions(market, limits):
     snaps, pf = market
@@ -109,7 +136,10 @@ def test_random_markets_give_checked_conserving_never_worse_solutions(market, li
     # capital conserved; a withdrawal from a queued venue is in flight after the plan, never idle
     queued = {s.venue.id for s in snaps if s.venue.exit_days > SETTINGS.instant_exit_days}
     flight = sum(max(pf.positions_usd.get(i, 0.0) - target[i], 0.0) for i in queued)
-    assert abs(sum(target.values()) + d.allocation.idle_usd + pf.in_flight_usd + flight - pf.nav_usd) <= 1e-6 * NAV
+    assert (
+        abs(sum(target.values()) + d.allocation.idle_usd + pf.in_flight_usd + flight - pf.nav_usd)
+        <= 1e-6 * NAV
+    )
     assert d.allocation.idle_usd >= -1e-6 * NAV
     # every limit holds, rechecked from scratch
     rep = check_allocation(snaps, pf, target, d.allocation.idle_usd, limits, SETTINGS, HOME)
@@ -157,7 +187,9 @@ def _max_violation_at(model, x: np.ndarray, cycle) -> float:
     return worst
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(markets(), limit_sets())
 def test_segment_simplex_matches_the_cvxpy_reference(market, limits):
     """optimizer/fastlp.py solves the same LP exactly: same optimum as the cvxpy problem solved tightly
@@ -169,10 +201,20 @@ def test_segment_simplex_matches_the_cvxpy_reference(market, limits):
     assert model is not None and model.segment is not None
     cycle = model._cycle
     seg = model.solve()
-    model.problem.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10, max_iter=400,
-                        enforce_dpp=model.use_dpp, ignore_dpp=not model.use_dpp)
+    model.problem.solve(
+        solver="CLARABEL",
+        tol_gap_abs=1e-10,
+        tol_gap_rel=1e-10,
+        tol_feas=1e-10,
+        max_iter=400,
+        enforce_dpp=model.use_dpp,
+        ignore_dpp=not model.use_dpp,
+    )
     if model.problem.status not in ("optimal", "optimal_inaccurate"):
-        assert seg.status != "optimal" or seg.detail != "segment simplex", (seg, model.problem.status)
+        assert seg.status != "optimal" or seg.detail != "segment simplex", (
+            seg,
+            model.problem.status,
+        )
         return
     ref = float(model.problem.value)
     assert seg.status == "optimal" and seg.detail == "segment simplex", seg

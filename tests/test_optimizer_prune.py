@@ -20,7 +20,9 @@ SETTINGS = OptimizerSettings()
 GAS = VenueCosts(deposit_usd=5.0, withdraw_usd=5.0)
 SNAPS = [
     make_snapshot("old", FlatCurve(0.050), costs=GAS),
-    make_snapshot("new", FlatCurve(0.051), costs=GAS),  # 0.1 % more: 1.6 USD over 30 d on 20k, gas 10
+    make_snapshot(
+        "new", FlatCurve(0.051), costs=GAS
+    ),  # 0.1 % more: 1.6 USD over 30 d on 20k, gas 10
     make_snapshot("best", FlatCurve(0.100), costs=VenueCosts(deposit_usd=1.0)),
 ]
 X0 = np.array([100_000.0, 0.0, 0.0])
@@ -33,7 +35,9 @@ def verdict(ok: bool) -> CheckReport:
 
 def prune(target, check):
     t = np.asarray(target, dtype=float)
-    return prune_unprofitable(SNAPS, X0, t, CheckReport(), SETTINGS, "ethereum", check, INVESTABLE, 0.0)
+    return prune_unprofitable(
+        SNAPS, X0, t, CheckReport(), SETTINGS, "ethereum", check, INVESTABLE, 0.0
+    )
 
 
 def test_a_losing_swap_under_a_cap_is_undone_as_a_pair():

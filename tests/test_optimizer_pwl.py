@@ -40,7 +40,9 @@ def test_chords_lie_below_the_curve_within_the_bound(method, pieces):
         assert gap.max() <= pwl.error_bound_usd[i] + scale, (i, gap.max(), pwl.error_bound_usd[i])
         # exact at the forced breakpoints lb, x0, ub
         for x in (lb[i], x0[i], ub[i]):
-            assert np.min(pwl.slope[i] * x + pwl.intercept[i]) == pytest.approx(float(c.income_usd(np.array([x]), 0.5)[0]), abs=scale + 1e-6)
+            assert np.min(pwl.slope[i] * x + pwl.intercept[i]) == pytest.approx(
+                float(c.income_usd(np.array([x]), 0.5)[0]), abs=scale + 1e-6
+            )
     assert pwl.slope.shape == (n, pieces + 1)
 
 
@@ -64,9 +66,21 @@ def test_a_kink_gets_a_breakpoint_and_a_line_gets_none():
 def test_hint_is_exact_and_window_gathers_breakpoints():
     c = DilutionCurve(interest_usd=80_000, supply_usd=500_000)
     hint = np.array([300_000.0])
-    pwl = fit_pwl([c], np.zeros(1), np.full(1, 1e6), np.zeros(1), 8, 96, 0.0, hint_usd=hint,
-                  window_usd=(np.array([250_000.0]), np.array([350_000.0])), window_share=0.9)
-    assert np.min(pwl.slope[0] * 300_000 + pwl.intercept[0]) == pytest.approx(float(c.income_usd(hint)[0]), rel=1e-12)
+    pwl = fit_pwl(
+        [c],
+        np.zeros(1),
+        np.full(1, 1e6),
+        np.zeros(1),
+        8,
+        96,
+        0.0,
+        hint_usd=hint,
+        window_usd=(np.array([250_000.0]), np.array([350_000.0])),
+        window_share=0.9,
+    )
+    assert np.min(pwl.slope[0] * 300_000 + pwl.intercept[0]) == pytest.approx(
+        float(c.income_usd(hint)[0]), rel=1e-12
+    )
     inside = ((pwl.breakpoints[0] >= 250_000) & (pwl.breakpoints[0] <= 350_000)).sum()
     assert inside >= 5
 
@@ -82,8 +96,17 @@ def test_a_forced_node_a_hair_from_a_grid_node_does_not_bend_the_fit():
     x0 = 2765957.446808511  # 26/47 of 5e6: a node of the uniform grid on [0, 5e6]
     for hint in (2765957.4468085095, x0):
         for ub in (5e6, 4999999.999999999):
-            pwl = fit_pwl([c], np.array([0.0]), np.array([ub]), np.array([x0]), 8, 96, 0.5, hint_usd=np.array([hint]),
-                          window_usd=(np.array([2074468.0851063821]), np.array([ub])))
+            pwl = fit_pwl(
+                [c],
+                np.array([0.0]),
+                np.array([ub]),
+                np.array([x0]),
+                8,
+                96,
+                0.5,
+                hint_usd=np.array([hint]),
+                window_usd=(np.array([2074468.0851063821]), np.array([ub])),
+            )
             assert np.all(pwl.slope[0] > 0.0), pwl.slope[0]
             assert np.all(np.diff(pwl.slope[0]) <= 1e-12), pwl.slope[0]
             xs = np.linspace(0.0, ub, 4001)

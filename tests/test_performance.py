@@ -20,7 +20,8 @@ def test_realized_apr_recovers_a_constant_rate_and_charges_costs():
         pos += earned
         r.update(T0 + day * DAY, int(nav), {"a": int(pos)}, {"a": int(income)})
     assert r.venues["a"] == pytest.approx(0.05, rel=1e-3)
-    expected_net = (0.05 * 500_000 - 365) / 1_000_000  # half the NAV earns 5 %, minus 365 USD/yr of gas
+    # half the NAV earns 5 %, minus 365 USD/yr of gas
+    expected_net = (0.05 * 500_000 - 365) / 1_000_000
     assert r.portfolio == pytest.approx(expected_net, rel=2e-2)
 
 
@@ -30,7 +31,8 @@ def test_a_loss_is_a_negative_rate_and_time_must_move_forward():
     r.update(T0 + DAY, 99, {"lp": 99}, {"lp": 1})  # the position lost one unit
     assert r.venues["lp"] == pytest.approx(-0.01 * 365)
     before = r.venues["lp"]
-    r.update(T0 + DAY, 50, {"lp": 50}, {"lp": 50})  # same timestamp: ignored, not a division by zero
+    # same timestamp: ignored, not a division by zero
+    r.update(T0 + DAY, 50, {"lp": 50}, {"lp": 50})
     assert r.venues["lp"] == before
     with pytest.raises(ValueError, match="half_life_days"):
         RealizedApr(0)

@@ -133,8 +133,12 @@ def test_utilization() -> None:
 
 def test_supply_apr_after_deposit() -> None:
     # debt 80, liquidity 20: U 0.8 before; +100 deposit -> U 0.4
-    assert supply_apr_after_deposit(USDC_2026, 80.0, 20.0, 0.0) == pytest.approx(supply_apr(USDC_2026, 0.8))
-    assert supply_apr_after_deposit(USDC_2026, 80.0, 20.0, 100.0) == pytest.approx(supply_apr(USDC_2026, 0.4))
+    assert supply_apr_after_deposit(USDC_2026, 80.0, 20.0, 0.0) == pytest.approx(
+        supply_apr(USDC_2026, 0.8)
+    )
+    assert supply_apr_after_deposit(USDC_2026, 80.0, 20.0, 100.0) == pytest.approx(
+        supply_apr(USDC_2026, 0.4)
+    )
     curve = supply_apr_after_deposit(USDC_2026, 80.0, 20.0, np.array([0.0, 100.0]))
     assert isinstance(curve, np.ndarray) and curve[1] < curve[0]
     assert supply_apr_after_deposit(USDC_2026, 0.0, 0.0, 0.0) == 0.0

@@ -15,12 +15,18 @@ def test_sdk_readme_example() -> None:
     # (protocol_math.md §5.1 quotes these as 0.615 % and 1.18 bp: a factor-10 unit slip there)
     m = a.RateModel(ubar=0.65, r0=0.0, r1=0.08, r2=1.0)
     assert a.average_rate(m, 0.0, 0.01) == pytest.approx(0.000615384615, rel=1e-9)
-    assert a.lp_fee_pct(m, 0.0, 0.01) == pytest.approx((1 + 0.000615384615) ** (1 / 52) - 1, rel=1e-9)
+    assert a.lp_fee_pct(m, 0.0, 0.01) == pytest.approx(
+        (1 + 0.000615384615) ** (1 / 52) - 1, rel=1e-9
+    )
 
 
 def test_umip_and_realistic_weekly_fees() -> None:
-    assert a.lp_fee_pct(a.RateModel(0.75, 0.05, 0.0, 0.6), 0.0, 0.0) * 1e4 == pytest.approx(9.4, abs=0.05)
-    assert a.lp_fee_pct(a.RateModel(0.75, 0.021, 0.0, 0.6), 0.0, 0.0) * 1e4 == pytest.approx(4.0, abs=0.05)
+    assert a.lp_fee_pct(a.RateModel(0.75, 0.05, 0.0, 0.6), 0.0, 0.0) * 1e4 == pytest.approx(
+        9.4, abs=0.05
+    )
+    assert a.lp_fee_pct(a.RateModel(0.75, 0.021, 0.0, 0.6), 0.0, 0.0) * 1e4 == pytest.approx(
+        4.0, abs=0.05
+    )
 
 
 def test_average_rate_across_the_kink_matches_numeric_integral() -> None:
@@ -71,8 +77,12 @@ def test_bridge_arb_income_is_concave_and_capped() -> None:
     assert np.all(np.diff(inc, 2) <= 1e-6)  # concave
     # the arbitrageur stops at q* = C (1 - fee/s) = 375k; more inventory earns the same
     assert a.arb_optimal_trade_usd(0.0004, 0.0001, 500_000) == pytest.approx(375_000)
-    assert inc[-1] == inc[38] == pytest.approx(730 * 375_000 * (0.0004 * (1 - 375_000 / 1e6) - 0.0001))
+    assert (
+        inc[-1] == inc[38] == pytest.approx(730 * 375_000 * (0.0004 * (1 - 375_000 / 1e6) - 0.0001))
+    )
     assert inc[37] < inc[38]
-    assert a.arb_round_trip_profit_usd(100_000, 0.0004, 0.0001, 1.0, 500_000) == pytest.approx(100_000 * (0.0004 * 0.9 - 0.0001) - 1.0)
+    assert a.arb_round_trip_profit_usd(100_000, 0.0004, 0.0001, 1.0, 500_000) == pytest.approx(
+        100_000 * (0.0004 * 0.9 - 0.0001) - 1.0
+    )
     # a gap below the fee never pays
     assert a.arb_income_per_year_usd(10_000, 0.00005, 0.0001, 0.0, 500_000, 730) == 0.0

@@ -27,7 +27,9 @@ from protocols.compound import (
 )
 
 
-@pytest.mark.parametrize(("u", "supply", "borrow"), [(0.9, 0.0486, 0.06), (0.95, 0.2003, 0.23), (0.0, 0.0, 0.015)])
+@pytest.mark.parametrize(
+    ("u", "supply", "borrow"), [(0.9, 0.0486, 0.06), (0.95, 0.2003, 0.23), (0.0, 0.0, 0.015)]
+)
 def test_latest_curve_worked_values(u: float, supply: float, borrow: float) -> None:
     assert comet_supply_apr(PRESET_CUSDCV3, u) == pytest.approx(supply, abs=1e-9)
     assert comet_borrow_apr(PRESET_CUSDCV3, u) == pytest.approx(borrow, abs=1e-9)
@@ -59,7 +61,12 @@ def test_bad_utilization(bad: float) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("supply_kink", 0.0), ("borrow_kink", 1.5), ("supply_slope_low", -0.01), ("borrow_base", math.inf)],
+    [
+        ("supply_kink", 0.0),
+        ("borrow_kink", 1.5),
+        ("supply_slope_low", -0.01),
+        ("borrow_base", math.inf),
+    ],
 )
 def test_curve_validation(field: str, value: float) -> None:
     kwargs = {name: getattr(PRESET_CUSDCV3, name) for name in CometCurve.__slots__}
@@ -79,7 +86,9 @@ def test_utilization() -> None:
 
 def test_supply_after_deposit() -> None:
     assert comet_supply_apr_after_deposit(PRESET_CUSDCV3, 90.0, 100.0, 0.0) == pytest.approx(0.0486)
-    assert comet_supply_apr_after_deposit(PRESET_CUSDCV3, 90.0, 100.0, 50.0) == pytest.approx(0.054 * 0.6)
+    assert comet_supply_apr_after_deposit(PRESET_CUSDCV3, 90.0, 100.0, 50.0) == pytest.approx(
+        0.054 * 0.6
+    )
     with pytest.raises(ValueError, match="deposit"):
         comet_supply_apr_after_deposit(PRESET_CUSDCV3, 90.0, 100.0, -1.0)
 
@@ -92,8 +101,10 @@ def test_per_second_conversions() -> None:
     # Comet truncates on construction: 5 % / SPY = 1585489599 per second in 1e18 units
     assert onchain_per_second_factor(0.05) == 5 * 10**16 // SECONDS_PER_YEAR == 1585489599
     rebuilt = CometCurve.from_per_second_factors(
-        to_factor(0.9), *(onchain_per_second_factor(x) for x in (0.054, 3.034, 0.0)),
-        to_factor(0.9), *(onchain_per_second_factor(x) for x in (0.05, 3.4, 0.015)),
+        to_factor(0.9),
+        *(onchain_per_second_factor(x) for x in (0.054, 3.034, 0.0)),
+        to_factor(0.9),
+        *(onchain_per_second_factor(x) for x in (0.05, 3.4, 0.015)),
     )
     assert comet_borrow_apr(rebuilt, 0.9) == pytest.approx(0.06, abs=1e-9)
 

@@ -10,7 +10,9 @@ from protocols import fixed
 
 
 def test_simple_interest_and_redemption() -> None:
-    assert fixed.accrued_interest_usd(1_000_000, 0.05, fixed.SECONDS_PER_YEAR) == pytest.approx(50_000)
+    assert fixed.accrued_interest_usd(1_000_000, 0.05, fixed.SECONDS_PER_YEAR) == pytest.approx(
+        50_000
+    )
     assert fixed.daily_interest_usd(365_000, 0.05) == pytest.approx(50.0)
     p = fixed.FixedRateProduct("USDT001", "USDT", 0.045, 5.0, 86_400)
     assert fixed.redemption_settles_at(1_000.0, p) == 87_400.0
@@ -34,7 +36,13 @@ def test_risk_adjusted_apr() -> None:
     ],
 )
 def test_product_rejects_impossible_fields(kwargs: dict[str, object], field: str) -> None:
-    base: dict[str, object] = {"product_id": "X1", "asset": "USDT", "apr": 0.05, "risk_score": 5.0, "redemption_delay_seconds": 86_400}
+    base: dict[str, object] = {
+        "product_id": "X1",
+        "asset": "USDT",
+        "apr": 0.05,
+        "risk_score": 5.0,
+        "redemption_delay_seconds": 86_400,
+    }
     base.update(kwargs)
     with pytest.raises(ValueError, match=field):
         fixed.FixedRateProduct(**base)  # type: ignore[arg-type]

@@ -44,7 +44,10 @@ def test_withdrawal_wait_matches_lidos_published_ranges() -> None:
     small = lido.withdrawal_wait_seconds(500, 0, 0, 3_600) / 86_400
     assert 3 <= small <= 8
     # > 100k stETH behind an exit-queue backlog: about two weeks
-    big = lido.withdrawal_wait_seconds(100_000, 20_000, 0, 3_600, beacon_exit_queue_eth=400_000) / 86_400
+    big = (
+        lido.withdrawal_wait_seconds(100_000, 20_000, 0, 3_600, beacon_exit_queue_eth=400_000)
+        / 86_400
+    )
     assert 12 <= big <= 16
     # bunker mode adds ~14 frames
     assert lido.withdrawal_wait_seconds(10, 0, 100, 0, bunker=True) == 14 * 86_400
@@ -52,7 +55,12 @@ def test_withdrawal_wait_matches_lidos_published_ranges() -> None:
 
 @pytest.mark.parametrize(
     ("args", "field"),
-    [((0, 0, 0, 0), "request_eth"), ((1, -1, 0, 0), "queue_eth"), ((1, 0, 0, 90_000), "seconds_to_next_report"), ((math.nan, 0, 0, 0), "request_eth")],
+    [
+        ((0, 0, 0, 0), "request_eth"),
+        ((1, -1, 0, 0), "queue_eth"),
+        ((1, 0, 0, 90_000), "seconds_to_next_report"),
+        ((math.nan, 0, 0, 0), "request_eth"),
+    ],
 )
 def test_withdrawal_wait_rejects_impossible_input(args: tuple[float, ...], field: str) -> None:
     with pytest.raises(ValueError, match=field):
@@ -64,8 +72,12 @@ def test_slashing_loss_fraction() -> None:
     expected = 32 * (1 / 4096 + 3 * 32 / 34e6 + 0.003) / 9.3e6
     assert lido.slashing_loss_fraction(1, 9.3e6, 34e6) == pytest.approx(expected)
     # correlated: a third of all stake slashed wipes the slashed validators out
-    assert lido.slashing_loss_fraction(100, 9.3e6, 34e6, recently_slashed_eth=12e6) == pytest.approx(3200 / 9.3e6)
-    assert lido.slashing_loss_fraction(1, 9.3e6, 34e6, electra=False) > lido.slashing_loss_fraction(1, 9.3e6, 34e6)
+    assert lido.slashing_loss_fraction(
+        100, 9.3e6, 34e6, recently_slashed_eth=12e6
+    ) == pytest.approx(3200 / 9.3e6)
+    assert lido.slashing_loss_fraction(1, 9.3e6, 34e6, electra=False) > lido.slashing_loss_fraction(
+        1, 9.3e6, 34e6
+    )
     with pytest.raises(ValueError, match="slashed_validators"):
         lido.slashing_loss_fraction(-1, 9.3e6, 34e6)
     with pytest.raises(ValueError, match="exceeds total_lst_eth"):

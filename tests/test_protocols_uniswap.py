@@ -98,7 +98,9 @@ def test_v3_capital_efficiency() -> None:
     assert u.v3_capital_efficiency_symmetric(1.5) == pytest.approx(5.45, abs=0.01)
     assert u.v3_capital_efficiency_symmetric(2.0) == pytest.approx(3.414, abs=1e-3)
     assert u.v3_capital_efficiency_symmetric(4.0) == pytest.approx(2.0)
-    assert u.v3_capital_efficiency(2000.0, 1000.0, 4000.0) == pytest.approx(u.v3_capital_efficiency_symmetric(2.0))
+    assert u.v3_capital_efficiency(2000.0, 1000.0, 4000.0) == pytest.approx(
+        u.v3_capital_efficiency_symmetric(2.0)
+    )
     with pytest.raises(ValueError, match="strictly inside"):
         u.v3_capital_efficiency(5000.0, 1000.0, 4000.0)
     with pytest.raises(ValueError, match="k must be > 1"):

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 DAEMON = web.AppKey("daemon", object)
 
 
-def create_app(daemon: "Daemon") -> web.Application:
+def create_app(daemon: Daemon) -> web.Application:
     app = web.Application()
     app[DAEMON] = daemon
     app.router.add_get("/metrics", metrics_handler(daemon.metrics))
@@ -33,7 +33,9 @@ def create_app(daemon: "Daemon") -> web.Application:
 
 async def healthz(request: web.Request) -> web.Response:
     daemon: Daemon = request.app[DAEMON]  # type: ignore[assignment]
-    return web.json_response({"status": "alive", "uptime_seconds": round(time.monotonic() - daemon.started_monotonic, 3)})
+    return web.json_response(
+        {"status": "alive", "uptime_seconds": round(time.monotonic() - daemon.started_monotonic, 3)}
+    )
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -51,34 +53,40 @@ async def status(request: web.Request) -> web.Response:
     positions: list[dict[str, Any]] = []
     for venue in daemon.venues.values():
         snap = report.snapshots.get(venue.id) if report else None
-        positions.append({
-            "venue": venue.id,
-            "kind": str(venue.kind),
-            "protocol": venue.protocol,
-            "chain": venue.chain,
-            "position_usd": units_to_str(balances.positions_units.get(venue.id, 0)),
-            "target_usd": round(float(targets.get(venue.id, 0.0)), 6),
-            "real_apr": snap.real_apr if snap else None,
-            "emission_apr": snap.emission_apr if snap else None,
-            "frozen": snap.frozen if snap else None,
-            "frozen_reason": snap.frozen_reason if snap else None,
-        })
+        positions.append(
+            {
+                "venue": venue.id,
+                "kind": str(venue.kind),
+                "protocol": venue.protocol,
+                "chain": venue.chain,
+                "position_usd": units_to_str(balances.positions_units.get(venue.id, 0)),
+                "target_usd": round(float(targets.get(venue.id, 0.0)), 6),
+                "real_apr": snap.real_apr if snap else None,
+                "emission_apr": snap.emission_apr if snap else None,
+                "frozen": snap.frozen if snap else None,
+                "frozen_reason": snap.frozen_reason if snap else None,
+            }
+        )
     last = daemon.ledger.last_rebalance()
-    return web.json_response({
-        "mode": daemon.settings.vault.mode,
-        "time": daemon.clock().isoformat(),
-        "nav_usd": units_to_str(balances.nav_units),
-        "idle_usd": {chain: units_to_str(u) for chain, u in balances.idle_units.items()},
-        "in_flight_usd": {t: units_to_str(u) for t, u in balances.in_flight_units.items()},
-        "positions": positions,
-        "rebalances": daemon.ledger.rebalance_count(),
-        "last_rebalance": None if last is None else {
-            "id": last.id,
-            "started_at": last.started_at,
-            "outcome": last.outcome,
-            "solver_status": last.solver_status,
-            "reason": last.reason,
-            "moves": last.moves,
-            "results": last.results,
-        },
-    })
+    return web.json_response(
+        {
+            "mode": daemon.settings.vault.mode,
+            "time": daemon.clock().isoformat(),
+            "nav_usd": units_to_str(balances.nav_units),
+            "idle_usd": {chain: units_to_str(u) for chain, u in balances.idle_units.items()},
+            "in_flight_usd": {t: units_to_str(u) for t, u in balances.in_flight_units.items()},
+            "positions": positions,
+            "rebalances": daemon.ledger.rebalance_count(),
+            "last_rebalance": None
+            if last is None
+            else {
+                "id": last.id,
+                "started_at": last.started_at,
+                "outcome": last.outcome,
+                "solver_status": last.solver_status,
+                "reason": last.reason,
+                "moves": last.moves,
+                "results": last.results,
+            },
+        }
+    )

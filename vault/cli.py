@@ -29,29 +29,64 @@ log = structlog.get_logger("vault.cli")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="yieldvault", description="Automated DeFi yield vault optimizer.")
+    p = argparse.ArgumentParser(
+        prog="yieldvault", description="Automated DeFi yield vault optimizer."
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--log-json", dest="log_json", action="store_true", default=None, help="JSON log lines (default when stdout is not a terminal)")
-    fmt.add_argument("--log-console", dest="log_json", action="store_false", help="readable console logs")
+    fmt.add_argument(
+        "--log-json",
+        dest="log_json",
+        action="store_true",
+        default=None,
+        help="JSON log lines (default when stdout is not a terminal)",
+    )
+    fmt.add_argument(
+        "--log-console", dest="log_json", action="store_false", help="readable console logs"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the daemon")
-    run.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"YAML config (default: {DEFAULT_CONFIG})")
-    run.add_argument("--listen", default=None, help="HOST:PORT for /metrics, /healthz, /readyz, /api/v1/status (overrides config)")
-    run.add_argument("--data-dir", type=Path, default=None, help="where the SQLite ledger lives (overrides config; default ./var)")
+    run.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help=f"YAML config (default: {DEFAULT_CONFIG})",
+    )
+    run.add_argument(
+        "--listen",
+        default=None,
+        help="HOST:PORT for /metrics, /healthz, /readyz, /api/v1/status (overrides config)",
+    )
+    run.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where the SQLite ledger lives (overrides config; default ./var)",
+    )
 
-    feeds = sub.add_parser("mock-feeds", help="run the simulated market alone, for a daemon to poll by URL")
+    feeds = sub.add_parser(
+        "mock-feeds", help="run the simulated market alone, for a daemon to poll by URL"
+    )
     feeds.add_argument("--listen", default="127.0.0.1:9600")
     feeds.add_argument("--market", type=Path, default=DEFAULT_CONFIG.parent / "market.default.yaml")
-    feeds.add_argument("--state", type=Path, default=None, help="JSON file to keep the simulated world in across restarts")
+    feeds.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        help="JSON file to keep the simulated world in across restarts",
+    )
 
-    check = sub.add_parser("check-config", help="validate a config file and the feasibility of its limits")
+    check = sub.add_parser(
+        "check-config", help="validate a config file and the feasibility of its limits"
+    )
     check.add_argument("file", type=Path, nargs="?", default=DEFAULT_CONFIG)
 
     bench = sub.add_parser("bench", help="benchmarks that print JSON")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
-    solver = bench_sub.add_parser("solver", help="first build and re-solve times of the allocation problem")
+    solver = bench_sub.add_parser(
+        "solver", help="first build and re-solve times of the allocation problem"
+    )
     solver.add_argument("--venues", type=int, default=1000)
     solver.add_argument("--repeats", type=int, default=20)
     solver.add_argument("--seed", type=int, default=7)
@@ -75,7 +110,10 @@ def check_config(path: Path) -> list[str]:
         return exc.problems
     from optimizer import check_feasibility
 
-    problems = [f"limits: {p}" for p in check_feasibility([v.to_venue() for v in settings.venues], settings.limits)]
+    problems = [
+        f"limits: {p}"
+        for p in check_feasibility([v.to_venue() for v in settings.venues], settings.limits)
+    ]
     market = settings.market_path(path.parent)
     if market is not None:
         from mockfeeds.market import Market
@@ -154,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from adapters.bench import bench_feeds
 
-            _print_json(asyncio.run(bench_feeds(venues=args.venues, cycles=args.cycles, seed=args.seed)))
+            _print_json(
+                asyncio.run(bench_feeds(venues=args.venues, cycles=args.cycles, seed=args.seed))
+            )
         return 0
     return 2
 

@@ -36,7 +36,14 @@ from core.money import units_to_str, units_to_usd, usd_to_units
 from core.types import PortfolioState, VenueSnapshot
 from optimizer import Decision, Optimizer
 from protocols import across
-from vault.executor import DryRunExecutor, MoveResult, MoveStatus, OutcomeUnknown, PaperExecutor, move_to_dict
+from vault.executor import (
+    DryRunExecutor,
+    MoveResult,
+    MoveStatus,
+    OutcomeUnknown,
+    PaperExecutor,
+    move_to_dict,
+)
 from vault.ledger import Ledger
 from vault.metrics import Metrics
 from vault.performance import RealizedApr
@@ -69,19 +76,25 @@ class FollowedClock:
         self.mono_at_anchor = time.monotonic()
 
     def __call__(self) -> datetime:
-        return self.sim_at_anchor + timedelta(seconds=(time.monotonic() - self.mono_at_anchor) * self.time_scale)
+        return self.sim_at_anchor + timedelta(
+            seconds=(time.monotonic() - self.mono_at_anchor) * self.time_scale
+        )
 
 
-async def read_market_clock(session: aiohttp.ClientSession, root_url: str) -> tuple[str, dict[str, Any] | None]:
+async def read_market_clock(
+    session: aiohttp.ClientSession, root_url: str
+) -> tuple[str, dict[str, Any] | None]:
     """Ask ``root_url`` for a simulated market's clock.
 
     Returns ("market", {"sim_time", "time_scale"}) for a simulated market, ("live", None) for a
     host that answers without one, ("unreachable", None) when nothing answers (ask again later).
     """
     try:
-        async with session.get(f"{root_url.rstrip('/')}/admin/v1/state", timeout=aiohttp.ClientTimeout(total=3)) as resp:
+        async with session.get(
+            f"{root_url.rstrip('/')}/admin/v1/state", timeout=aiohttp.ClientTimeout(total=3)
+        ) as resp:
             body = await resp.json(content_type=None) if resp.status == 200 else None
-    except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientConnectionError):
         return "unreachable", None
     except (aiohttp.ClientError, ValueError):
         return "live", None
@@ -102,7 +115,9 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise OSError(f"data dir {data_dir} is in use by another yieldvault daemon (pid {holder})") from None
+        raise OSError(
+            f"data dir {data_dir} is in use by another yieldvault daemon (pid {holder})"
+        ) from None
     handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))
@@ -153,7 +168,9 @@ def snapshot_record(s: VenueSnapshot) -> dict[str, Any]:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, *, config_dir: Path, registry: CollectorRegistry | None = None):
+    def __init__(
+        self, settings: Settings, *, config_dir: Path, registry: CollectorRegistry | None = None
+    ):
         self.settings = settings
         self.config_dir = config_dir
         self.venues = {v.id: v.to_venue() for v in settings.venues}
@@ -190,43 +207,76 @@ class Daemon:
         # Whether feed times follow a remote simulated market is settled at the first answer from root_url.
         self._clock_unsettled = self._market is None and bool(root_url) and s.vault.clock != "wall"
         await self._settle_clock()
-        self.poller = FeedPoller(list(s.venues), s.feeds, self.session, root_url=root_url, clock=self.now)
+        self.poller = FeedPoller(
+            list(s.venues), s.feeds, self.session, root_url=root_url, clock=self.now
+        )
         self.optimizer = Optimizer(s.limits, s.optimizer, s.vault.home_chain)
         if s.vault.mode == "paper":
             self.executor: PaperExecutor | DryRunExecutor = PaperExecutor(
-                session=self.session, base_url=root_url, ledger=self.ledger, venues=self.venues,
-                home_chain=s.vault.home_chain, clock=self.now,
+                session=self.session,
+                base_url=root_url,
+                ledger=self.ledger,
+                venues=self.venues,
+                home_chain=s.vault.home_chain,
+                clock=self.now,
             )
         else:
             self.executor = DryRunExecutor()
         if not self.ledger.is_initialised():
-            self.ledger.deposit_capital(self.clock(), s.vault.home_chain, usd_to_units(s.vault.initial_capital_usd))
-            log.info("capital_deposited", usd=str(s.vault.initial_capital_usd), chain=s.vault.home_chain)
+            self.ledger.deposit_capital(
+                self.clock(), s.vault.home_chain, usd_to_units(s.vault.initial_capital_usd)
+            )
+            log.info(
+                "capital_deposited", usd=str(s.vault.initial_capital_usd), chain=s.vault.home_chain
+            )
         self.metrics.set_build_info(VERSION)
         self.metrics.declare_venues([(v.id, str(v.kind), v.chain) for v in self.venues.values()])
-        self.metrics.set_schedule(s.schedule.poll_interval_seconds, s.schedule.rebalance_interval_seconds,
-                                  started_at=time.time())
+        self.metrics.set_schedule(
+            s.schedule.poll_interval_seconds,
+            s.schedule.rebalance_interval_seconds,
+            started_at=time.time(),
+        )
         self._export_portfolio()
         await self._start_api()
         self.scheduler = AsyncIOScheduler(
             timezone=UTC,
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": int(s.schedule.misfire_grace_seconds)},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": int(s.schedule.misfire_grace_seconds),
+            },
         )
         # One poll before the schedule starts, so the first rebalance already sees the venues.
         await self._job(self.poll_once)()
         now = wall_clock()
-        self.scheduler.add_job(self._job(self.poll_once), "interval", seconds=s.schedule.poll_interval_seconds,
-                               id="poll", next_run_time=now + timedelta(seconds=s.schedule.poll_interval_seconds))
-        self.scheduler.add_job(self._job(self.rebalance_once), "interval", seconds=s.schedule.rebalance_interval_seconds,
-                               id="rebalance", next_run_time=now)
+        self.scheduler.add_job(
+            self._job(self.poll_once),
+            "interval",
+            seconds=s.schedule.poll_interval_seconds,
+            id="poll",
+            next_run_time=now + timedelta(seconds=s.schedule.poll_interval_seconds),
+        )
+        self.scheduler.add_job(
+            self._job(self.rebalance_once),
+            "interval",
+            seconds=s.schedule.rebalance_interval_seconds,
+            id="rebalance",
+            next_run_time=now,
+        )
         self.scheduler.start()
         # Everything built so far lives as long as the process: move it out of the cyclic GC's
         # reach, so full collections stay short enough not to stall the event loop (> 50 ms measured).
         gc.collect()
         gc.freeze()
         b = self.ledger.balances()
-        log.info("daemon_started", listen=self.listen_url, feeds=root_url, mode=s.vault.mode,
-                 nav_usd=units_to_str(b.nav_units), positions=len([u for u in b.positions_units.values() if u]))
+        log.info(
+            "daemon_started",
+            listen=self.listen_url,
+            feeds=root_url,
+            mode=s.vault.mode,
+            nav_usd=units_to_str(b.nav_units),
+            positions=len([u for u in b.positions_units.values() if u]),
+        )
 
     def now(self) -> datetime:
         """The time feed data is judged by: wall clock, or a simulated market's clock."""
@@ -240,14 +290,20 @@ class Daemon:
             if self._followed is None:
                 self._followed = FollowedClock(state)
                 self.clock = self._followed
-                log.info("following_market_clock", sim_time=state["sim_time"], time_scale=state["time_scale"])
+                log.info(
+                    "following_market_clock",
+                    sim_time=state["sim_time"],
+                    time_scale=state["time_scale"],
+                )
             else:
                 self._followed.resync(state)
             self.time_scale = self._followed.time_scale or 1.0
             self._clock_unsettled = False
         elif kind == "live" and self._clock_unsettled:
             if self.settings.vault.clock == "market":
-                raise OSError(f"vault.clock is 'market' but {self.poller_root} serves no simulated market clock")
+                raise OSError(
+                    f"vault.clock is 'market' but {self.poller_root} serves no simulated market clock"
+                )
             self._clock_unsettled = False  # a live host: the wall clock it is
 
     async def _start_market(self) -> None:
@@ -258,8 +314,12 @@ class Daemon:
         from mockfeeds.server import start as start_market_server
         from vault.settings import read_yaml
 
-        self._market = Market.from_config(read_yaml(market_path), state_path=self.settings.data_dir / "market-state.json")
-        self._market_runner, self.feeds_url = await start_market_server(self._market, "127.0.0.1", 0)
+        self._market = Market.from_config(
+            read_yaml(market_path), state_path=self.settings.data_dir / "market-state.json"
+        )
+        self._market_runner, self.feeds_url = await start_market_server(
+            self._market, "127.0.0.1", 0
+        )
         # Feeds stamp their data in simulated time; judge staleness by the same clock.
         sim_clock = self._market.clock
         self.clock = lambda: datetime.fromtimestamp(sim_clock.now(), UTC)
@@ -340,10 +400,14 @@ class Daemon:
             wall = time.time()
             failed_feeds = {r.feed for r in report.rejections}
             for feed, seconds in report.feed_durations_seconds.items():
-                self.metrics.observe_feed_poll(feed, seconds, ok=feed not in failed_feeds, reason=None, at=wall)
+                self.metrics.observe_feed_poll(
+                    feed, seconds, ok=feed not in failed_feeds, reason=None, at=wall
+                )
             for r in report.rejections:
                 self.metrics.count_feed_error(r.feed, r.reason)
-                log.warning("feed_rejected", venue=r.venue_id, feed=r.feed, reason=r.reason, detail=r.detail)
+                log.warning(
+                    "feed_rejected", venue=r.venue_id, feed=r.feed, reason=r.reason, detail=r.detail
+                )
             feed_now = self.clock()
             for snap in report.snapshots.values():
                 # Feeds stamp data in their own (possibly simulated) time; export its wall-clock equivalent.
@@ -362,25 +426,40 @@ class Daemon:
                 unresolved = self.ledger.pending_moves()
                 if unresolved:
                     # Syncing now would book a move the venue applied, but we have not, as yield.
-                    raise OutcomeUnknown(f"{len(unresolved)} move(s) still unresolved; replayed next cycle")
+                    raise OutcomeUnknown(
+                        f"{len(unresolved)} move(s) still unresolved; replayed next cycle"
+                    )
                 await self.executor.settle_in_flight()
                 await self.executor.sync_positions()
             except OutcomeUnknown as exc:
                 reason = f"venue sync failed: {exc}"
                 log.warning("rebalance", outcome="failed", solver_status="not_run", reason=reason)
                 self.ledger.record_rebalance(
-                    started_at=started, finished_at=self.clock(), outcome="failed", solver_status="not_run",
-                    reason=reason, nav_units=self.ledger.balances().nav_units, inputs={}, solution={}, moves=[],
+                    started_at=started,
+                    finished_at=self.clock(),
+                    outcome="failed",
+                    solver_status="not_run",
+                    reason=reason,
+                    nav_units=self.ledger.balances().nav_units,
+                    inputs={},
+                    solution={},
+                    moves=[],
                     results=[],
                 )
                 self.metrics.record_rebalance("failed", "not_run", None)
                 self._export_portfolio()
                 return None
             balances = self.ledger.balances()
-            self.realized.update(started, balances.nav_units, balances.positions_units,
-                                 {v: self.ledger.account(f"income:{v}") for v in self.venues})
+            self.realized.update(
+                started,
+                balances.nav_units,
+                balances.positions_units,
+                {v: self.ledger.account(f"income:{v}") for v in self.venues},
+            )
             portfolio = PortfolioState(
-                positions_usd={v: units_to_usd(u) for v, u in balances.positions_units.items() if u},
+                positions_usd={
+                    v: units_to_usd(u) for v, u in balances.positions_units.items() if u
+                },
                 idle_usd=units_to_usd(balances.total_idle_units),
                 in_flight_usd=units_to_usd(balances.total_in_flight_units),
                 in_flight_landing=self.in_flight_landing(balances.in_flight_units),
@@ -389,7 +468,9 @@ class Daemon:
             decision = await asyncio.to_thread(self.optimizer.decide, snapshots, portfolio, started)
             results: list[MoveResult] = []
             if decision.plan.execute and decision.status == "optimal" and not decision.violations:
-                results = await self.executor.execute(decision.plan, should_stop=self._stopping.is_set)
+                results = await self.executor.execute(
+                    decision.plan, should_stop=self._stopping.is_set
+                )
             outcome = rebalance_outcome(decision, results, dry_run=s.vault.mode == "dry-run")
             after = self.ledger.balances()
             self.ledger.record_rebalance(
@@ -399,13 +480,24 @@ class Daemon:
                 solver_status=decision.status,
                 reason=decision.reason,
                 nav_units=after.nav_units,
-                inputs={"portfolio": {"positions_usd": dict(portfolio.positions_usd), "idle_usd": portfolio.idle_usd,
-                                      "in_flight_usd": portfolio.in_flight_usd},
-                        "snapshots": [snapshot_record(x) for x in snapshots]},
-                solution={"status": decision.status, "objective_usd": decision.objective_usd,
-                          "predicted_apr": decision.predicted_apr, "violations": list(decision.violations),
-                          "limit_utilization": dict(decision.limit_utilization),
-                          "target_usd": dict(decision.allocation.target_usd) if decision.allocation else None},
+                inputs={
+                    "portfolio": {
+                        "positions_usd": dict(portfolio.positions_usd),
+                        "idle_usd": portfolio.idle_usd,
+                        "in_flight_usd": portfolio.in_flight_usd,
+                    },
+                    "snapshots": [snapshot_record(x) for x in snapshots],
+                },
+                solution={
+                    "status": decision.status,
+                    "objective_usd": decision.objective_usd,
+                    "predicted_apr": decision.predicted_apr,
+                    "violations": list(decision.violations),
+                    "limit_utilization": dict(decision.limit_utilization),
+                    "target_usd": dict(decision.allocation.target_usd)
+                    if decision.allocation
+                    else None,
+                },
                 moves=[move_to_dict(m) for m in decision.plan.moves],
                 results=[r.as_dict() for r in results],
             )
@@ -416,10 +508,16 @@ class Daemon:
             self._export_decision(decision, outcome)
             self._export_portfolio()
             log.info(
-                "rebalance", outcome=outcome, solver_status=decision.status, nav_usd=units_to_str(after.nav_units),
-                predicted_apr=decision.predicted_apr, moves=len(decision.plan.moves),
-                done=sum(r.status is MoveStatus.DONE for r in results), gain_usd=round(decision.plan.expected_gain_usd, 2),
-                cost_usd=round(decision.plan.cost_usd, 2), solve_ms=round(decision.solve_seconds * 1000, 2),
+                "rebalance",
+                outcome=outcome,
+                solver_status=decision.status,
+                nav_usd=units_to_str(after.nav_units),
+                predicted_apr=decision.predicted_apr,
+                moves=len(decision.plan.moves),
+                done=sum(r.status is MoveStatus.DONE for r in results),
+                gain_usd=round(decision.plan.expected_gain_usd, 2),
+                cost_usd=round(decision.plan.cost_usd, 2),
+                solve_ms=round(decision.solve_seconds * 1000, 2),
                 reason=decision.reason,
             )
             return decision
@@ -443,22 +541,45 @@ class Daemon:
 
     def _export_portfolio(self) -> None:
         b = self.ledger.balances()
-        self.metrics.set_portfolio(units_to_usd(b.nav_units), units_to_usd(b.total_idle_units),
-                                   units_to_usd(b.total_in_flight_units), realized_apr=self.realized.portfolio)
+        self.metrics.set_portfolio(
+            units_to_usd(b.nav_units),
+            units_to_usd(b.total_idle_units),
+            units_to_usd(b.total_in_flight_units),
+            realized_apr=self.realized.portfolio,
+        )
         self.metrics.set_unresolved_moves(len(self.ledger.pending_moves()))
         bridging = {k: u for k, u in b.in_flight_units.items() if "/bridge/" in k}
         self.metrics.set_bridge_in_flight(len(bridging), units_to_usd(sum(bridging.values())))
-        targets = self.state.decision.allocation.target_usd if self.state.decision and self.state.decision.allocation else {}
+        targets = (
+            self.state.decision.allocation.target_usd
+            if self.state.decision and self.state.decision.allocation
+            else {}
+        )
         for v in self.venues.values():
-            self.metrics.set_allocation(v.id, str(v.kind), v.chain, units_to_usd(b.positions_units.get(v.id, 0)),
-                                        float(targets.get(v.id, 0.0)))
+            self.metrics.set_allocation(
+                v.id,
+                str(v.kind),
+                v.chain,
+                units_to_usd(b.positions_units.get(v.id, 0)),
+                float(targets.get(v.id, 0.0)),
+            )
             if v.id in self.realized.venues:
-                self.metrics.set_venue_realized_apr(v.id, str(v.kind), v.chain, self.realized.venues[v.id])
+                self.metrics.set_venue_realized_apr(
+                    v.id, str(v.kind), v.chain, self.realized.venues[v.id]
+                )
 
     def _export_decision(self, d: Decision, outcome: str) -> None:
         turnover = sum(m.amount_usd for m in d.plan.moves if m.action != "bridge")
-        self.metrics.record_rebalance(outcome, d.status, d.solve_seconds, d.objective_usd, d.predicted_apr,
-                                      turnover, d.plan.cost_usd, expected_gain_usd=d.plan.expected_gain_usd)
+        self.metrics.record_rebalance(
+            outcome,
+            d.status,
+            d.solve_seconds,
+            d.objective_usd,
+            d.predicted_apr,
+            turnover,
+            d.plan.cost_usd,
+            expected_gain_usd=d.plan.expected_gain_usd,
+        )
         for name, ratio in d.limit_utilization.items():
             self.metrics.set_limit_utilization(name, ratio)
         if outcome in ("executed", "held", "gated"):
@@ -469,7 +590,11 @@ class Daemon:
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready = feeds fresh (a good poll within 3 poll intervals) and the last solve was optimal."""
         s = self.settings.schedule
-        age = None if self.state.last_poll_monotonic is None else time.monotonic() - self.state.last_poll_monotonic
+        age = (
+            None
+            if self.state.last_poll_monotonic is None
+            else time.monotonic() - self.state.last_poll_monotonic
+        )
         report = self.state.report
         live = sum(1 for x in report.snapshots.values() if not x.frozen) if report else 0
         feeds_fresh = age is not None and age <= 3 * s.poll_interval_seconds and live > 0

@@ -35,7 +35,8 @@ log = structlog.get_logger("vault.executor")
 class MoveStatus(enum.StrEnum):
     DONE = "done"
     REFUSED = "refused"  # the venue said no (e.g. beyond available liquidity); nothing moved
-    UNKNOWN = "unknown"  # the call failed in a way that may or may not have moved money; replayed later
+    # the call failed in a way that may or may not have moved money; replayed later
+    UNKNOWN = "unknown"
     SKIPPED = "skipped"  # dry-run, or nothing left to move
 
 
@@ -92,9 +93,18 @@ class DryRunExecutor:
     async def settle_in_flight(self) -> None:
         return None
 
-    async def execute(self, plan: Plan, should_stop: Callable[[], bool] = lambda: False) -> list[MoveResult]:
+    async def execute(
+        self, plan: Plan, should_stop: Callable[[], bool] = lambda: False
+    ) -> list[MoveResult]:
         return [
-            MoveResult(m.idempotency_key, str(m.action), m.venue_id, MoveStatus.SKIPPED, usd_to_units(m.amount_usd), detail="dry-run")
+            MoveResult(
+                m.idempotency_key,
+                str(m.action),
+                m.venue_id,
+                MoveStatus.SKIPPED,
+                usd_to_units(m.amount_usd),
+                detail="dry-run",
+            )
             for m in plan.moves
         ]
 
@@ -125,31 +135,45 @@ class PaperExecutor:
 
     # -- HTTP --------------------------------------------------------------------------------
 
-    async def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    async def _call(
+        self, method: str, path: str, body: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         try:
-            async with self._session.request(method, self._base + path, json=body, timeout=self._timeout) as resp:
+            async with self._session.request(
+                method, self._base + path, json=body, timeout=self._timeout
+            ) as resp:
                 payload = await resp.json(content_type=None)
                 if resp.status == 409:
                     # The key was used before with another body: what happened to the first is unknown.
-                    raise OutcomeUnknown(f"{method} {path}: idempotency key reused with a different request")
+                    raise OutcomeUnknown(
+                        f"{method} {path}: idempotency key reused with a different request"
+                    )
                 if 400 <= resp.status < 500:
                     err = (payload or {}).get("error", {}) if isinstance(payload, dict) else {}
-                    raise VenueRefused(str(err.get("field", "?")), str(err.get("reason", f"HTTP {resp.status}")))
+                    raise VenueRefused(
+                        str(err.get("field", "?")), str(err.get("reason", f"HTTP {resp.status}"))
+                    )
                 if resp.status >= 500:
                     raise OutcomeUnknown(f"{method} {path}: HTTP {resp.status}")
                 if not isinstance(payload, dict):
                     raise OutcomeUnknown(f"{method} {path}: expected a JSON object")
                 return payload
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             raise OutcomeUnknown(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
 
     # -- bookkeeping per action ---------------------------------------------------------------
 
-    def _with_gas(self, venue: Venue, action: MoveAction, postings: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    def _with_gas(
+        self, venue: Venue, action: MoveAction, postings: list[tuple[str, int]]
+    ) -> list[tuple[str, int]]:
         """Add the move's gas, paid from home-chain idle, up to what is left there after the move itself."""
-        gas_usd = venue.costs.deposit_usd if action is MoveAction.DEPOSIT else venue.costs.withdraw_usd
+        gas_usd = (
+            venue.costs.deposit_usd if action is MoveAction.DEPOSIT else venue.costs.withdraw_usd
+        )
         home = f"idle:{self._home}"
-        left = self._ledger.account(home) + sum(units for account, units in postings if account == home)
+        left = self._ledger.account(home) + sum(
+            units for account, units in postings if account == home
+        )
         gas = min(usd_to_units(gas_usd), max(left, 0))
         return postings + ([(home, -gas), (GAS, gas)] if gas > 0 else [])
 
@@ -163,34 +187,56 @@ class PaperExecutor:
             amount = min(requested, self._ledger.account(f"idle:{move.from_chain}"))
             body = {"from_chain": move.from_chain, "to_chain": move.to_chain}
         elif move.action is MoveAction.DEPOSIT:
-            amount = min(requested, self._ledger.account(f"idle:{self._venues[move.venue_id].chain}"))
+            amount = min(
+                requested, self._ledger.account(f"idle:{self._venues[move.venue_id].chain}")
+            )
             body = {"venue": move.venue_id}
         else:
             amount = min(requested, self._ledger.account(f"position:{move.venue_id}"))
             body = {"venue": move.venue_id}
         if amount <= 0:
             return None
-        return f"/{move.action}", {**body, "amount_usd": units_to_str(amount), "idempotency_key": move.idempotency_key}
+        return f"/{move.action}", {
+            **body,
+            "amount_usd": units_to_str(amount),
+            "idempotency_key": move.idempotency_key,
+        }
 
-    def _postings(self, move: Move, amount: int, res: Mapping[str, Any]) -> tuple[int, list[tuple[str, int]]]:
+    def _postings(
+        self, move: Move, amount: int, res: Mapping[str, Any]
+    ) -> tuple[int, list[tuple[str, int]]]:
         """What the venue's answer means for the books: (applied units, balanced postings)."""
         if move.action is MoveAction.BRIDGE:
             fee = usd_to_units(res.get("fee_usd", "0"))
             if not 0 <= fee <= amount:
-                raise OutcomeUnknown(f"bridge: fee_usd {res.get('fee_usd')} outside [0, {units_to_str(amount)}]")
+                raise OutcomeUnknown(
+                    f"bridge: fee_usd {res.get('fee_usd')} outside [0, {units_to_str(amount)}]"
+                )
             # Booked in flight; settle_in_flight lands it on the destination chain when filled.
             flight = in_flight_account(move.to_chain, "bridge", str(res["transfer_id"]))
-            return amount - fee, [(f"idle:{move.from_chain}", -amount), (flight, amount - fee), (FEES, fee)]
+            return amount - fee, [
+                (f"idle:{move.from_chain}", -amount),
+                (flight, amount - fee),
+                (FEES, fee),
+            ]
         venue = self._venues[move.venue_id]
         applied = usd_to_units(res["applied_usd"])
         if not 0 <= applied <= amount:
-            raise OutcomeUnknown(f"{move.action} {venue.id}: applied_usd {res['applied_usd']} outside [0, {units_to_str(amount)}]")
+            raise OutcomeUnknown(
+                f"{move.action} {venue.id}: applied_usd {res['applied_usd']} outside [0, {units_to_str(amount)}]"
+            )
         if move.action is MoveAction.DEPOSIT:
-            postings = [(f"idle:{venue.chain}", -amount), (f"position:{venue.id}", applied), (FEES, amount - applied)]
+            postings = [
+                (f"idle:{venue.chain}", -amount),
+                (f"position:{venue.id}", applied),
+                (FEES, amount - applied),
+            ]
         else:
             if res.get("status") == "queued":
                 # Unbonding queue or redemption delay: the position shrinks now, the cash arrives later.
-                destination = in_flight_account(venue.chain, "withdrawal", f"{venue.id}/{res['withdrawal_id']}")
+                destination = in_flight_account(
+                    venue.chain, "withdrawal", f"{venue.id}/{res['withdrawal_id']}"
+                )
             else:
                 destination = f"idle:{venue.chain}"
             postings = [(f"position:{venue.id}", -applied), (destination, applied)]
@@ -198,12 +244,22 @@ class PaperExecutor:
 
     # -- public --------------------------------------------------------------------------------
 
-    async def _run(self, move: Move, written: tuple[str, dict[str, Any]] | None = None) -> MoveResult:
+    async def _run(
+        self, move: Move, written: tuple[str, dict[str, Any]] | None = None
+    ) -> MoveResult:
         """Run one move; ``written`` is the call written ahead by an earlier attempt (a replay)."""
         requested = usd_to_units(move.amount_usd)
 
         def result(status: MoveStatus, applied: int = 0, detail: str = "") -> MoveResult:
-            return MoveResult(move.idempotency_key, str(move.action), move.venue_id, status, requested, applied, detail)
+            return MoveResult(
+                move.idempotency_key,
+                str(move.action),
+                move.venue_id,
+                status,
+                requested,
+                applied,
+                detail,
+            )
 
         if move.action is not MoveAction.BRIDGE and move.venue_id not in self._venues:
             return result(MoveStatus.REFUSED, detail="venue_id: not a configured venue")
@@ -212,8 +268,11 @@ class PaperExecutor:
             return result(MoveStatus.SKIPPED, detail="nothing available to move")
         path, body = call
         if written is None:
-            self._ledger.begin_move(self._clock(), move.idempotency_key,
-                                    {"move": move_to_dict(move), "path": path, "body": body})
+            self._ledger.begin_move(
+                self._clock(),
+                move.idempotency_key,
+                {"move": move_to_dict(move), "path": path, "body": body},
+            )
         try:
             res = await self._call("POST", path, body)
             applied, postings = self._postings(move, usd_to_units(body["amount_usd"]), res)
@@ -222,26 +281,41 @@ class PaperExecutor:
             return result(MoveStatus.REFUSED, detail=f"{exc.field}: {exc.reason}")
         except OutcomeUnknown as exc:
             return result(MoveStatus.UNKNOWN, detail=str(exc))
-        self._ledger.finish_move(self._clock(), move.idempotency_key, str(move.action), postings, memo=move.venue_id)
+        self._ledger.finish_move(
+            self._clock(), move.idempotency_key, str(move.action), postings, memo=move.venue_id
+        )
         return result(MoveStatus.DONE, applied)
 
-    async def execute(self, plan: Plan, should_stop: Callable[[], bool] = lambda: False) -> list[MoveResult]:
+    async def execute(
+        self, plan: Plan, should_stop: Callable[[], bool] = lambda: False
+    ) -> list[MoveResult]:
         """Run the moves in order; stop early (cleanly, between moves) when ``should_stop()`` turns true."""
         results: list[MoveResult] = []
         for i, move in enumerate(plan.moves):
             if should_stop():
                 break
-            if i and plan.moves[i - 1].action is MoveAction.BRIDGE and move.action is not MoveAction.BRIDGE:
+            if (
+                i
+                and plan.moves[i - 1].action is MoveAction.BRIDGE
+                and move.action is not MoveAction.BRIDGE
+            ):
                 # All bridge legs are sent; wait once, bounded, for fills before the deposits they fund.
                 # What lands later stays idle on its chain for a later cycle.
                 await self._await_fills()
             started = asyncio.get_running_loop().time()
             result = await self._run(move)
             results.append(result)
-            log.info("move", action=result.action, venue=result.venue_id, status=str(result.status),
-                     requested_usd=units_to_str(result.requested_units), applied_usd=units_to_str(result.applied_units),
-                     key=result.idempotency_key, detail=result.detail,
-                     seconds=round(asyncio.get_running_loop().time() - started, 3))
+            log.info(
+                "move",
+                action=result.action,
+                venue=result.venue_id,
+                status=str(result.status),
+                requested_usd=units_to_str(result.requested_units),
+                applied_usd=units_to_str(result.applied_units),
+                key=result.idempotency_key,
+                detail=result.detail,
+                seconds=round(asyncio.get_running_loop().time() - started, 3),
+            )
             if result.status is MoveStatus.UNKNOWN:
                 break  # later moves may depend on this one; it is replayed next cycle
         return results
@@ -251,7 +325,12 @@ class PaperExecutor:
         results = []
         for pending in self._ledger.pending_moves():
             move = move_from_dict(pending["move"])
-            log.info("move_replayed", key=move.idempotency_key, action=str(move.action), venue=move.venue_id)
+            log.info(
+                "move_replayed",
+                key=move.idempotency_key,
+                action=str(move.action),
+                venue=move.venue_id,
+            )
             result = await self._run(move, written=(pending["path"], pending["body"]))
             results.append(result)
             if result.status is MoveStatus.UNKNOWN:
@@ -271,8 +350,12 @@ class PaperExecutor:
                 raise OutcomeUnknown(f"positions: {venue_id} position_usd is negative")
             delta = reported - self._ledger.account(f"position:{venue_id}")
             if delta:
-                self._ledger.post(now, "accrual", [(f"position:{venue_id}", delta), (f"income:{venue_id}", -delta)],
-                                  memo=venue_id)
+                self._ledger.post(
+                    now,
+                    "accrual",
+                    [(f"position:{venue_id}", delta), (f"income:{venue_id}", -delta)],
+                    memo=venue_id,
+                )
 
     async def settle_in_flight(self) -> None:
         """Land filled bridge transfers and settled queued withdrawals on their chain's idle account."""
@@ -289,8 +372,13 @@ class PaperExecutor:
                     continue
                 received = units
             self._ledger.post(
-                self._clock(), f"{kind}_settled",
-                [(f"in_flight:{flight}", -units), (f"idle:{chain}", received), (FEES, units - received)],
+                self._clock(),
+                f"{kind}_settled",
+                [
+                    (f"in_flight:{flight}", -units),
+                    (f"idle:{chain}", received),
+                    (FEES, units - received),
+                ],
                 idempotency_key=f"{kind}_settled:{ref}",
             )
 

@@ -90,7 +90,11 @@ class Balances:
 
     @property
     def nav_units(self) -> int:
-        return sum(self.idle_units.values()) + sum(self.positions_units.values()) + sum(self.in_flight_units.values())
+        return (
+            sum(self.idle_units.values())
+            + sum(self.positions_units.values())
+            + sum(self.in_flight_units.values())
+        )
 
     @property
     def total_idle_units(self) -> int:
@@ -124,7 +128,8 @@ class Ledger:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
         self._db.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+            (str(SCHEMA_VERSION),),
         )
 
     def close(self) -> None:
@@ -154,10 +159,14 @@ class Ledger:
         db.execute("BEGIN IMMEDIATE")
         try:
             if idempotency_key is not None:
-                row = db.execute("SELECT 1 FROM transactions WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+                row = db.execute(
+                    "SELECT 1 FROM transactions WHERE idempotency_key = ?", (idempotency_key,)
+                ).fetchone()
                 if row is not None:
                     if _clear_pending:
-                        db.execute("DELETE FROM pending_moves WHERE idempotency_key = ?", (_clear_pending,))
+                        db.execute(
+                            "DELETE FROM pending_moves WHERE idempotency_key = ?", (_clear_pending,)
+                        )
                     db.execute("COMMIT")
                     return False
             cur = db.execute(
@@ -166,7 +175,10 @@ class Ledger:
             )
             tx_id = cur.lastrowid
             for account, units in lines:
-                db.execute("INSERT INTO postings(tx_id, account, amount_units) VALUES (?, ?, ?)", (tx_id, account, units))
+                db.execute(
+                    "INSERT INTO postings(tx_id, account, amount_units) VALUES (?, ?, ?)",
+                    (tx_id, account, units),
+                )
                 new = db.execute(
                     "INSERT INTO balances(account, units) VALUES (?, ?) "
                     "ON CONFLICT(account) DO UPDATE SET units = units + excluded.units RETURNING units",
@@ -185,10 +197,20 @@ class Ledger:
 
     def deposit_capital(self, at: datetime, chain: str, units: int) -> None:
         """Capital put into the vault from outside: equity -> idle. Done once, on the first start."""
-        self.post(at, "capital_in", [(f"idle:{chain}", units), (EQUITY, -units)], idempotency_key="capital_in:initial")
+        self.post(
+            at,
+            "capital_in",
+            [(f"idle:{chain}", units), (EQUITY, -units)],
+            idempotency_key="capital_in:initial",
+        )
 
     def is_initialised(self) -> bool:
-        return self._db.execute("SELECT 1 FROM transactions WHERE idempotency_key = 'capital_in:initial'").fetchone() is not None
+        return (
+            self._db.execute(
+                "SELECT 1 FROM transactions WHERE idempotency_key = 'capital_in:initial'"
+            ).fetchone()
+            is not None
+        )
 
     # -- write-ahead moves -----------------------------------------------------------------
 
@@ -198,7 +220,9 @@ class Ledger:
             (key, at.isoformat(), json.dumps(dict(move), sort_keys=True)),
         )
 
-    def finish_move(self, at: datetime, key: str, kind: str, postings: Iterable[tuple[str, int]], memo: str = "") -> bool:
+    def finish_move(
+        self, at: datetime, key: str, kind: str, postings: Iterable[tuple[str, int]], memo: str = ""
+    ) -> bool:
         """Book a move's result and clear its intent in the same SQL transaction."""
         return self.post(at, kind, postings, idempotency_key=key, memo=memo, _clear_pending=key)
 
@@ -207,7 +231,9 @@ class Ledger:
         self._db.execute("DELETE FROM pending_moves WHERE idempotency_key = ?", (key,))
 
     def pending_moves(self) -> list[dict[str, Any]]:
-        rows = self._db.execute("SELECT move_json FROM pending_moves ORDER BY created_at, idempotency_key").fetchall()
+        rows = self._db.execute(
+            "SELECT move_json FROM pending_moves ORDER BY created_at, idempotency_key"
+        ).fetchall()
         return [json.loads(r[0]) for r in rows]
 
     # -- reading ---------------------------------------------------------------------------
@@ -216,7 +242,9 @@ class Ledger:
         idle: dict[str, int] = {}
         positions: dict[str, int] = {}
         in_flight: dict[str, int] = {}
-        for account, units in self._db.execute("SELECT account, units FROM balances ORDER BY account"):
+        for account, units in self._db.execute(
+            "SELECT account, units FROM balances ORDER BY account"
+        ):
             kind, _, name = account.partition(":")
             if kind == "idle":
                 idle[name] = units
@@ -241,11 +269,15 @@ class Ledger:
                 "SELECT tx_id, SUM(amount_units) FROM postings GROUP BY tx_id HAVING SUM(amount_units) != 0"
             )
         ]
-        derived = dict(self._db.execute("SELECT account, SUM(amount_units) FROM postings GROUP BY account"))
+        derived = dict(
+            self._db.execute("SELECT account, SUM(amount_units) FROM postings GROUP BY account")
+        )
         stored = dict(self._db.execute("SELECT account, units FROM balances"))
         for account in sorted(set(derived) | set(stored)):
             if derived.get(account, 0) != stored.get(account, 0):
-                problems.append(f"{account}: stored {stored.get(account, 0)} != derived {derived.get(account, 0)}")
+                problems.append(
+                    f"{account}: stored {stored.get(account, 0)} != derived {derived.get(account, 0)}"
+                )
         if sum(stored.values()) != 0:
             problems.append(f"balances sum to {sum(stored.values())} units, not 0")
         return problems

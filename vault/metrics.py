@@ -36,7 +36,14 @@ prometheus_client.disable_created_metrics()
 OUTCOMES: tuple[str, ...] = ("executed", "held", "gated", "failed")
 #: what the solver (and the independent checker) said about the last problem; ``not_run`` when the
 #: cycle failed before the solver could run (e.g. syncing positions with the venues failed)
-SOLVER_STATUSES: tuple[str, ...] = ("optimal", "infeasible", "solver_error", "check_failed", "no_venues", "not_run")
+SOLVER_STATUSES: tuple[str, ...] = (
+    "optimal",
+    "infeasible",
+    "solver_error",
+    "check_failed",
+    "no_venues",
+    "not_run",
+)
 #: why a feed poll or a venue's data was refused: the adapters' closed set (``adapters.errors.REASONS``)
 #: plus ``other``, which counts anything outside it
 FEED_ERROR_REASONS: tuple[str, ...] = (*sorted(REASONS), "other")
@@ -87,7 +94,9 @@ class Metrics:
     ``started_at`` (Unix time, default: now) is where the last-success timestamps start.
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None, started_at: float | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, started_at: float | None = None
+    ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.started_at = time.time() if started_at is None else started_at
         reg = self.registry
@@ -99,13 +108,19 @@ class Metrics:
         prometheus_client.PlatformCollector(registry=reg)
         prometheus_client.GCCollector(registry=reg)
 
-        self.build_info = Info("yieldvault_build", "Version of the running daemon (value is always 1).", registry=reg)
+        self.build_info = Info(
+            "yieldvault_build", "Version of the running daemon (value is always 1).", registry=reg
+        )
 
         # portfolio
         self.nav_usd = Gauge(
-            "yieldvault_nav_usd", "Net asset value: idle + positions + in flight, in USD.", registry=reg
+            "yieldvault_nav_usd",
+            "Net asset value: idle + positions + in flight, in USD.",
+            registry=reg,
         )
-        self.idle_usd = Gauge("yieldvault_idle_usd", "Capital held idle on the home chain, in USD.", registry=reg)
+        self.idle_usd = Gauge(
+            "yieldvault_idle_usd", "Capital held idle on the home chain, in USD.", registry=reg
+        )
         self.in_flight_usd = Gauge(
             "yieldvault_in_flight_usd",
             "Capital between venues (bridge legs, withdrawal queues), counted in NAV, in USD.",
@@ -122,10 +137,14 @@ class Metrics:
             registry=reg,
         )
         self.bridge_transfers_in_flight = Gauge(
-            "yieldvault_bridge_transfers_in_flight", "Bridge transfers sent and not yet filled.", registry=reg
+            "yieldvault_bridge_transfers_in_flight",
+            "Bridge transfers sent and not yet filled.",
+            registry=reg,
         )
         self.bridge_in_flight_usd = Gauge(
-            "yieldvault_bridge_in_flight_usd", "USD value of bridge transfers not yet filled.", registry=reg
+            "yieldvault_bridge_in_flight_usd",
+            "USD value of bridge transfers not yet filled.",
+            registry=reg,
         )
         self.unresolved_moves = Gauge(
             "yieldvault_unresolved_moves",
@@ -135,7 +154,10 @@ class Metrics:
 
         # per venue
         self.allocation_usd = Gauge(
-            "yieldvault_allocation_usd", "Current position value per venue, in USD.", VENUE_LABELS, registry=reg
+            "yieldvault_allocation_usd",
+            "Current position value per venue, in USD.",
+            VENUE_LABELS,
+            registry=reg,
         )
         self.allocation_target_usd = Gauge(
             "yieldvault_allocation_target_usd",
@@ -157,7 +179,10 @@ class Metrics:
             registry=reg,
         )
         self.venue_tvl_usd = Gauge(
-            "yieldvault_venue_tvl_usd", "Total value locked in a venue per its feed, in USD.", VENUE_LABELS, registry=reg
+            "yieldvault_venue_tvl_usd",
+            "Total value locked in a venue per its feed, in USD.",
+            VENUE_LABELS,
+            registry=reg,
         )
         self.venue_exit_liquidity_usd = Gauge(
             "yieldvault_venue_exit_liquidity_usd",
@@ -188,7 +213,10 @@ class Metrics:
 
         # rebalancing and the optimizer
         self.rebalances_total = Counter(
-            "yieldvault_rebalances_total", "Rebalance cycles by outcome.", ("outcome",), registry=reg
+            "yieldvault_rebalances_total",
+            "Rebalance cycles by outcome.",
+            ("outcome",),
+            registry=reg,
         )
         self.solves_total = Counter(
             "yieldvault_solves_total", "Optimizer runs by solver status.", ("status",), registry=reg
@@ -211,10 +239,14 @@ class Metrics:
             registry=reg,
         )
         self.plan_turnover_usd = Gauge(
-            "yieldvault_plan_turnover_usd", "Sum of move amounts of the last plan, in USD.", registry=reg
+            "yieldvault_plan_turnover_usd",
+            "Sum of move amounts of the last plan, in USD.",
+            registry=reg,
         )
         self.plan_cost_usd = Gauge(
-            "yieldvault_plan_cost_usd", "Expected cost (gas, fees) of the last plan, in USD.", registry=reg
+            "yieldvault_plan_cost_usd",
+            "Expected cost (gas, fees) of the last plan, in USD.",
+            registry=reg,
         )
         self.plan_expected_gain_usd = Gauge(
             "yieldvault_plan_expected_gain_usd",
@@ -225,7 +257,9 @@ class Metrics:
             "yieldvault_executed_turnover_usd", "USD moved by executed plans.", registry=reg
         )
         self.execution_costs_usd_total = Counter(
-            "yieldvault_execution_costs_usd", "Expected costs of executed plans, in USD.", registry=reg
+            "yieldvault_execution_costs_usd",
+            "Expected costs of executed plans, in USD.",
+            registry=reg,
         )
 
         # feeds
@@ -237,7 +271,10 @@ class Metrics:
             registry=reg,
         )
         self.feed_errors_total = Counter(
-            "yieldvault_feed_errors_total", "Failed feed polls by reason.", ("feed", "reason"), registry=reg
+            "yieldvault_feed_errors_total",
+            "Failed feed polls by reason.",
+            ("feed", "reason"),
+            registry=reg,
         )
         self.feed_last_success = Gauge(
             "yieldvault_feed_last_success_timestamp_seconds",
@@ -261,8 +298,12 @@ class Metrics:
         )
 
         # unknown until the first solve / the first stretch of history; 0 would be a false value
-        for gauge in (self.portfolio_predicted_apr, self.portfolio_realized_apr,
-                      self.solver_objective_usd, self.plan_expected_gain_usd):
+        for gauge in (
+            self.portfolio_predicted_apr,
+            self.portfolio_realized_apr,
+            self.solver_objective_usd,
+            self.plan_expected_gain_usd,
+        ):
             gauge.set(math.nan)
         for outcome in OUTCOMES:
             self.rebalances_total.labels(outcome=outcome)
@@ -305,7 +346,10 @@ class Metrics:
             self.feed_last_success.labels(feed=feed).set(at)
 
     def set_schedule(
-        self, poll_interval_seconds: float, rebalance_interval_seconds: float, started_at: float | None = None
+        self,
+        poll_interval_seconds: float,
+        rebalance_interval_seconds: float,
+        started_at: float | None = None,
     ) -> None:
         """Export the configured job intervals (the staleness alerts scale with them).
 
@@ -325,7 +369,11 @@ class Metrics:
     # --- portfolio ---------------------------------------------------------------------------
 
     def set_portfolio(
-        self, nav_usd: float, idle_usd: float, in_flight_usd: float, realized_apr: float | None = None
+        self,
+        nav_usd: float,
+        idle_usd: float,
+        in_flight_usd: float,
+        realized_apr: float | None = None,
     ) -> None:
         """NAV and its idle and in-flight parts; ``realized_apr`` of the NAV when the daemon knows it."""
         self.nav_usd.set(nav_usd)
@@ -363,10 +411,14 @@ class Metrics:
     def _labels(self, venue: str, kind: Any, chain: str) -> tuple[str, str, str]:
         key = (str(venue), str(kind), str(chain))
         if key not in self._venues:
-            raise ValueError(f"venue {key} was not declared with Metrics.declare_venues (labels must stay bounded)")
+            raise ValueError(
+                f"venue {key} was not declared with Metrics.declare_venues (labels must stay bounded)"
+            )
         return key
 
-    def set_allocation(self, venue: str, kind: Any, chain: str, current_usd: float, target_usd: float | None) -> None:
+    def set_allocation(
+        self, venue: str, kind: Any, chain: str, current_usd: float, target_usd: float | None
+    ) -> None:
         """Current position value and (when a solve produced one) the target, in USD."""
         key = self._labels(venue, kind, chain)
         self.allocation_usd.labels(*key).set(current_usd)
@@ -389,12 +441,21 @@ class Metrics:
         if realized_apr is not None:
             self.venue_realized_apr.labels(*key).set(realized_apr)
 
-    def set_venue_realized_apr(self, venue: str, kind: Any, chain: str, realized_apr: float | None) -> None:
+    def set_venue_realized_apr(
+        self, venue: str, kind: Any, chain: str, realized_apr: float | None
+    ) -> None:
         """Realized APR of our position in the venue; ``None`` (no position history) exports NaN."""
-        self.venue_realized_apr.labels(*self._labels(venue, kind, chain)).set(_finite_or_nan(realized_apr))
+        self.venue_realized_apr.labels(*self._labels(venue, kind, chain)).set(
+            _finite_or_nan(realized_apr)
+        )
 
     def set_venue_tvl(
-        self, venue: str, kind: Any, chain: str, tvl_usd: float, exit_liquidity_usd: float | None = None
+        self,
+        venue: str,
+        kind: Any,
+        chain: str,
+        tvl_usd: float,
+        exit_liquidity_usd: float | None = None,
     ) -> None:
         """The venue's TVL and, when the feed reports it, the liquidity withdrawable now."""
         key = self._labels(venue, kind, chain)
@@ -451,7 +512,12 @@ class Metrics:
     # --- feeds and cycles --------------------------------------------------------------------
 
     def observe_feed_poll(
-        self, feed: str, duration_seconds: float, ok: bool, reason: str | None = None, at: float | None = None
+        self,
+        feed: str,
+        duration_seconds: float,
+        ok: bool,
+        reason: str | None = None,
+        at: float | None = None,
     ) -> None:
         """One poll of a feed: its duration; on success its wall-clock time ``at``.
 
@@ -509,7 +575,9 @@ class Metrics:
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
         if solver_status not in SOLVER_STATUSES:
-            raise ValueError(f"solver_status must be one of {SOLVER_STATUSES}, got {solver_status!r}")
+            raise ValueError(
+                f"solver_status must be one of {SOLVER_STATUSES}, got {solver_status!r}"
+            )
         self.rebalances_total.labels(outcome=outcome).inc()
         self.solves_total.labels(status=solver_status).inc()
         for status in SOLVER_STATUSES:

@@ -33,8 +33,13 @@ class RealizedApr:
     def _blend(self, old: float | None, new: float, alpha: float) -> float:
         return new if old is None else old + alpha * (new - old)
 
-    def update(self, at: datetime, nav_units: int, positions_units: Mapping[str, int],
-               income_units: Mapping[str, int]) -> None:
+    def update(
+        self,
+        at: datetime,
+        nav_units: int,
+        positions_units: Mapping[str, int],
+        income_units: Mapping[str, int],
+    ) -> None:
         """Record the books right after a sync; the first call only sets the starting point."""
         last = self._last
         self._last = (at, nav_units, dict(positions_units), dict(income_units))

@@ -7,11 +7,11 @@ Unknown keys anywhere are errors (``extra="forbid"``), so a typo never silently 
 
 from __future__ import annotations
 
+import enum
 import os
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-import enum
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -24,11 +24,15 @@ from core.config import Strict, VenueConfig
 from optimizer.config import OptimizerSettings, RiskLimits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = Path(os.environ.get("YIELDVAULT_CONFIG_FILE", REPO_ROOT / "config" / "default.yaml"))
+DEFAULT_CONFIG = Path(
+    os.environ.get("YIELDVAULT_CONFIG_FILE", REPO_ROOT / "config" / "default.yaml")
+)
 
 
 class VaultSection(Strict):
-    initial_capital_usd: Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=6)] = Decimal(1_000_000)
+    initial_capital_usd: Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=6)] = Decimal(
+        1_000_000
+    )
     home_chain: str = "ethereum"
     mode: Literal["paper", "dry-run"] = "paper"
     # Feed timestamps are judged against this clock. auto: follow the simulated market's clock when
@@ -75,7 +79,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Settings":
+    def _consistent(self) -> Settings:
         seen: set[str] = set()
         for venue in self.venues:
             if venue.id in seen:
@@ -84,18 +88,28 @@ class Settings(BaseSettings):
         kinds = {v.kind for v in self.venues}
         unknown_kinds = set(self.limits.max_kind_ratio) - kinds
         if unknown_kinds:
-            raise ValueError(f"limits.max_kind_ratio: no configured venue is of kind {sorted(unknown_kinds)}")
+            raise ValueError(
+                f"limits.max_kind_ratio: no configured venue is of kind {sorted(unknown_kinds)}"
+            )
         for key, universe, what in (
             ("max_chain_ratio", {v.chain for v in self.venues}, "chain"),
             ("max_protocol_ratio", {v.protocol for v in self.venues}, "protocol"),
-            ("max_dependency_ratio", {p for v in self.venues for p in v.to_venue().exposures}, "protocol"),
+            (
+                "max_dependency_ratio",
+                {p for v in self.venues for p in v.to_venue().exposures},
+                "protocol",
+            ),
         ):
             unknown = set(getattr(self.limits, key)) - universe
             if unknown:
-                raise ValueError(f"limits.{key}: no configured venue is on {what} {sorted(unknown)}")
+                raise ValueError(
+                    f"limits.{key}: no configured venue is on {what} {sorted(unknown)}"
+                )
         if self.feeds.embedded_market is None and self.feeds.root_url is None:
             if any(v.feed.base_url is None for v in self.venues):
-                raise ValueError("feeds: set embedded_market or root_url (a venue's feed has no base_url)")
+                raise ValueError(
+                    "feeds: set embedded_market or root_url (a venue's feed has no base_url)"
+                )
         return self
 
     @classmethod
@@ -164,11 +178,15 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(source, [f"(top level): expected a mapping of keys, got {type(data).__name__}"])
+        raise ConfigError(
+            source, [f"(top level): expected a mapping of keys, got {type(data).__name__}"]
+        )
     return data
 
 
-def load_settings(path: Path = DEFAULT_CONFIG, *, listen: str | None = None, data_dir: Path | None = None) -> Settings:
+def load_settings(
+    path: Path = DEFAULT_CONFIG, *, listen: str | None = None, data_dir: Path | None = None
+) -> Settings:
     """Load and validate the config at ``path`` with environment overrides; raise ConfigError on any problem.
 
     ``listen`` and ``data_dir`` (from CLI flags) beat both the file and the environment.
@@ -194,11 +212,19 @@ def describe(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, An
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         annotation = field.annotation
-        nested = [a for a in (annotation, *get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        nested = [
+            a
+            for a in (annotation, *get_args(annotation))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
         if nested and name != "venues":
             yield from describe(nested[0], key + ".")
         else:
-            default = "(required)" if field.is_required() else field.get_default(call_default_factory=True)
+            default = (
+                "(required)"
+                if field.is_required()
+                else field.get_default(call_default_factory=True)
+            )
             yield key, annotation, default
 
 
@@ -235,7 +261,15 @@ def _reference_rows(model: type[BaseModel]) -> list[str]:
 
 def config_reference_markdown() -> str:
     """The README's config reference tables, generated from the models (``python -m vault.settings``)."""
-    return "\n".join([*_reference_rows(Settings), "", "Each entry of `venues`:", "", *_reference_rows(VenueConfig)])
+    return "\n".join(
+        [
+            *_reference_rows(Settings),
+            "",
+            "Each entry of `venues`:",
+            "",
+            *_reference_rows(VenueConfig),
+        ]
+    )
 
 
 if __name__ == "__main__":
