@@ -73,7 +73,7 @@ def drift(
     """The next cycle's market: every rate moves by a lognormal factor (sd ``vol``)."""
     out = []
     factors = rng.lognormal(0.0, vol, len(snaps))
-    for s, k in zip(snaps, factors):
+    for s, k in zip(snaps, factors, strict=True):
         c = s.curve
         if isinstance(c, DilutionCurve):
             nc = DilutionCurve(c.interest_usd * k, c.supply_usd, c.emission_usd * k, c.capacity_usd)
@@ -242,7 +242,7 @@ def bench_solver(
     if naive:
         n_naive = max(2, min(repeats, 5 if venues <= 2000 else 2))
         build, nsolve, ntotal, nobj = [], [], [], []
-        for i, snaps in enumerate(cycles[:n_naive]):
+        for snaps in cycles[:n_naive]:
             t = time.perf_counter()
             cycle = build_cycle(
                 sorted(snaps, key=lambda s: s.venue.id), market.portfolio, limits, settings, home
@@ -288,7 +288,7 @@ def _exact_net_usd(
 
     income = sum(
         float(s.curve.income_usd(np.array([xi]), settings.emission_haircut)[0])
-        for s, xi in zip(snaps, x)
+        for s, xi in zip(snaps, x, strict=True)
     )
     econ = make_moves(snaps, x0, x, settings, home, T0)
     return income, econ.cost_usd, income - econ.cost_usd * 365.0 / settings.holding_horizon_days
@@ -380,7 +380,7 @@ class _LimitSlack:
     ):
         self.snaps, self.x0, self.limits, self.nav = snaps, x0, limits, nav
         self.total = idle_usd + x0.sum()
-        lb, ub = _physical_bounds(snaps, x0)
+        _, ub = _physical_bounds(snaps, x0)
         self.ub = np.maximum(np.minimum(ub, _venue_caps(snaps, limits, nav)), x0)
         fams = [
             ({str(k): v for k, v in limits.max_kind_ratio.items()}, lambda v: (str(v.kind),)),
@@ -516,8 +516,16 @@ def quality_scenarios(seed: int) -> list[tuple[str, Market, RiskLimits]]:
     return out
 
 
-def bench_quality(seed: int = 0, settings: OptimizerSettings | None = None) -> dict:
-    """Net yield of ours vs the high-resolution reference and three baselines on seeded markets."""
+def bench_quality(
+    seed: int = 0,
+    settings: OptimizerSettings | None = None,
+    scenarios_only: Sequence[str] | None = None,
+    steady_cycles: int = 15,
+) -> dict:
+    """Net yield of ours vs the high-resolution reference and three baselines on seeded markets.
+
+    ``scenarios_only``: run only the named scenarios (all by default); ``steady_cycles``: cycles of
+    the steady-state run (a quick smoke run uses fewer)."""
     # the plan as the daemon makes it (min trade, pruning), minus the gate: the target is what is compared.
     # Against the hard limits with no cost budget (limit_buffer_ratio 0, cost_reserve_passes 0), the
     # footing the baselines stand on: the buffer and the budget are deliberate reserves (README §7a),
@@ -542,6 +550,8 @@ def bench_quality(seed: int = 0, settings: OptimizerSettings | None = None) -> d
     home = CHAINS[0]
     scenarios = []
     for name, market, limits in quality_scenarios(seed):
+        if scenarios_only is not None and name not in scenarios_only:
+            continue
         snaps = sorted(market.snapshots, key=lambda s: s.venue.id)
         pf = market.portfolio
         nav = pf.nav_usd
@@ -592,10 +602,10 @@ def bench_quality(seed: int = 0, settings: OptimizerSettings | None = None) -> d
         h = settings.emission_haircut
         quoted = np.array([float(s.curve.apr(np.array([1e-6]), h)[0]) for s in snaps])
         allocations["greedy_apy_within_limits"] = within_limits(
-            lambda x, d: quoted, snaps, x0, pf.idle_usd, limits, nav, settings, home
+            lambda x, d, quoted=quoted: quoted, snaps, x0, pf.idle_usd, limits, nav, settings, home
         )
         allocations["water_filling_within_limits"] = within_limits(
-            lambda x, d: np.array(
+            lambda x, d, snaps=snaps, h=h: np.array(
                 [float(s.curve.apr(np.array([x[i] + d[i]]), h)[0]) for i, s in enumerate(snaps)]
             ),
             snaps,
@@ -615,7 +625,9 @@ def bench_quality(seed: int = 0, settings: OptimizerSettings | None = None) -> d
         for label, x in allocations.items():
             income, cost, net = _exact_net_usd(snaps, x0, x, settings, home)
             idle = pf.idle_usd + x0.sum() - x.sum() - float(np.maximum(x0 - x, 0.0)[queued].sum())
-            rep = check_allocation(snaps, pf, dict(zip(ids, x)), idle, limits, settings, home)
+            rep = check_allocation(
+                snaps, pf, dict(zip(ids, x, strict=True)), idle, limits, settings, home
+            )
             results[label] = {
                 "net_usd": round(net, 2),
                 "net_apr": round(net / nav, 6),
@@ -655,7 +667,7 @@ def bench_quality(seed: int = 0, settings: OptimizerSettings | None = None) -> d
             b for b in baselines if results[b]["net_usd"] > results["ours"]["net_usd"] + 1e-6
         )
         scenarios.append(row)
-    steady = steady_state_quality(seed, settings, reference_settings)
+    steady = steady_state_quality(seed, settings, reference_settings, cycles=steady_cycles)
     gaps = [s["gap_vs_reference"] for s in scenarios if s.get("gap_vs_reference") is not None] + [
         steady["max_gap_vs_reference"]
     ]
@@ -743,6 +755,29 @@ def steady_state_quality(
     }
 
 
+SCENARIOS = (
+    "loose",
+    "binding_limits",
+    "rebalance_with_turnover",
+    "heavy_rate_impact",
+    "frozen_and_exit_bounds",
+)
+
+
+def add_quality_options(p: argparse.ArgumentParser) -> None:
+    """``--scenario NAME`` (repeatable; all by default) and ``--steady-cycles N`` (15)."""
+    p.add_argument(
+        "--scenario",
+        dest="scenarios",
+        action="append",
+        choices=SCENARIOS,
+        help="run only this scenario (repeatable; default: all)",
+    )
+    p.add_argument(
+        "--steady-cycles", type=int, default=15, help="cycles of the steady-state run (15)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``bench solver --venues N [--repeats R] [--seed S]`` | ``bench quality [--seed S]``; prints JSON."""
     p = argparse.ArgumentParser(prog="yieldvault bench")
@@ -754,12 +789,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ps.add_argument("--json", action="store_true", help="JSON output (the only format)")
     pq = sub.add_parser("quality", help="net yield vs reference and baselines on seeded markets")
     pq.add_argument("--seed", type=int, default=0)
+    add_quality_options(pq)
     pq.add_argument("--json", action="store_true", help="JSON output (the only format)")
     args = p.parse_args(argv)
     if args.what == "solver":
         out = bench_solver(args.venues, args.repeats, args.seed)
     else:
-        out = bench_quality(args.seed)
+        out = bench_quality(
+            args.seed, scenarios_only=args.scenarios, steady_cycles=args.steady_cycles
+        )
     json.dump(out, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
     return 0

@@ -37,6 +37,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from optimizer.cycle import CycleData
+from optimizer.highs import quiet_highs
 
 FloatArray = NDArray[np.float64]
 
@@ -87,8 +88,7 @@ class SegmentLP:
             liquid[self.floors.idx] = True
             self.z_mask = liquid[None, :] & (e[None, :] <= self.floor_days[:, None])  # (F, n)
             self.land_mask = self.queued[None, :] & (e[None, :] <= self.floor_days[:, None])
-        self.highs = highspy.Highs()
-        self.highs.setOptionValue("output_flag", False)
+        self.highs = quiet_highs()
         self.highs.setOptionValue("primal_feasibility_tolerance", 1e-9)
         self.highs.setOptionValue("dual_feasibility_tolerance", 1e-9)
         self.highs.setOptionValue("time_limit", float(model.settings.time_limit_seconds))
@@ -138,7 +138,7 @@ class SegmentLP:
     def _solve(self, d: CycleData, t0: float) -> SegmentResult:
         n = self.n
         lbx = np.asarray(self.box.lb.value, dtype=float)
-        left, width, slope, is_left, below = self._slots(d)
+        _, width, slope, is_left, below = self._slots(d)
         S = width.shape[1]
         B = float(self.model.budget.value)
         q = self.queued[:, None]

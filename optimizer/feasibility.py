@@ -58,12 +58,11 @@ def check_feasibility(
     labelled: list[tuple[str, cp.Constraint]] = []
     cap = limits.max_venue_ratio
     cap_label = f"max_venue_ratio {limits.max_venue_ratio:g}"
-    if limits.max_venue_usd is not None and nav_usd:
-        if limits.max_venue_usd / nav_usd < cap:
-            cap, cap_label = (
-                limits.max_venue_usd / nav_usd,
-                f"max_venue_usd {limits.max_venue_usd:,.0f} (= {limits.max_venue_usd / nav_usd:.4g} of NAV {nav_usd:,.0f})",
-            )
+    if limits.max_venue_usd is not None and nav_usd and limits.max_venue_usd / nav_usd < cap:
+        cap, cap_label = (
+            limits.max_venue_usd / nav_usd,
+            f"max_venue_usd {limits.max_venue_usd:,.0f} (= {limits.max_venue_usd / nav_usd:.4g} of NAV {nav_usd:,.0f})",
+        )
     labelled.append((f"{cap_label} x {n} venues", w <= cap))
     families = (
         (
@@ -103,9 +102,9 @@ def check_feasibility(
         )
     labelled.append((f"min_idle_ratio {limits.min_idle_ratio:g}", cp.sum(w) <= need))
     prob = cp.Problem(cp.Maximize(cp.sum(w)), [c for _, c in labelled])
-    prob.solve(solver="CLARABEL")
+    prob.solve(solver="CLARABEL", verbose=False)
     if prob.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
-        return problems + [f"feasibility LP did not solve ({prob.status})"]
+        return [*problems, f"feasibility LP did not solve ({prob.status})"]
     best = float(prob.value)
     if best < need - 1e-6:
         binding = []

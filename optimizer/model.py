@@ -208,7 +208,9 @@ class AllocationModel:
             kwargs["ignore_dpp"] = True
         t0 = time.perf_counter()
         try:
-            self.problem.solve(solver=self.settings.solver, warm_start=True, **kwargs)
+            self.problem.solve(
+                solver=self.settings.solver, warm_start=True, verbose=False, **kwargs
+            )
         except Exception as exc:
             return SolveResult(
                 "solver_error",

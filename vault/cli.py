@@ -93,6 +93,15 @@ def _parser() -> argparse.ArgumentParser:
     solver.add_argument("--json", action="store_true")
     quality = bench_sub.add_parser("quality", help="net yield against baselines on seeded markets")
     quality.add_argument("--seed", type=int, default=7)
+    # the names of optimizer.bench.SCENARIOS (not imported here: it loads cvxpy, ~2 s)
+    quality.add_argument(
+        "--scenario",
+        dest="scenarios",
+        action="append",
+        choices=QUALITY_SCENARIOS,
+        help="run only this scenario (repeatable; default: all)",
+    )
+    quality.add_argument("--steady-cycles", type=int, default=15)
     quality.add_argument("--json", action="store_true")
     feedsb = bench_sub.add_parser("feeds", help="poll-cycle time for many mock venues on loopback")
     feedsb.add_argument("--venues", type=int, default=1000)
@@ -100,6 +109,15 @@ def _parser() -> argparse.ArgumentParser:
     feedsb.add_argument("--seed", type=int, default=7)
     feedsb.add_argument("--json", action="store_true")
     return p
+
+
+QUALITY_SCENARIOS = (
+    "loose",
+    "binding_limits",
+    "rebalance_with_turnover",
+    "heavy_rate_impact",
+    "frozen_and_exit_bounds",
+)
 
 
 def check_config(path: Path) -> list[str]:
@@ -188,7 +206,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.bench == "quality":
             from optimizer.bench import bench_quality
 
-            _print_json(bench_quality(seed=args.seed))
+            _print_json(
+                bench_quality(
+                    seed=args.seed, scenarios_only=args.scenarios, steady_cycles=args.steady_cycles
+                )
+            )
         else:
             from adapters.bench import bench_feeds
 
