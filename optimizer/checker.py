@@ -91,180 +91,263 @@ def check_allocation(
     """``in_flight_known``: ``(days until it lands, USD)`` for the parts of ``portfolio.in_flight_usd``
     whose landing time is known (the rest counts only toward floors at least as long as the longest
     exit time of any venue)."""
-    rep = CheckReport()
-    nav = float(portfolio.nav_usd) - float(costs_usd)
-    tol = settings.check_tolerance_ratio * max(nav, 1.0)
-    ids = [s.venue.id for s in snaps]
-    known = set(ids)
-    x0 = np.array([max(float(portfolio.positions_usd.get(i, 0.0)), 0.0) for i in ids])
-    x = np.array([float(target_usd.get(i, portfolio.positions_usd.get(i, 0.0))) for i in ids])
-    locked = sum(max(float(v), 0.0) for k, v in portfolio.positions_usd.items() if k not in known)
-    exit_liq = _amounts([s.exit_liquidity_usd for s in snaps])
-    stay = x0 - np.minimum(x0, exit_liq)  # what cannot leave this cycle
-    bad = rep.add
+    ctx = CheckContext(snaps, portfolio, limits, settings, home_chain, in_flight_known)
+    return ctx.check_mapping(target_usd, idle_usd, costs_usd)
 
-    def over(used: float, allowed: float) -> float:
-        return (used - allowed) / allowed if allowed > 0 else math.inf
 
-    def under(need: float, have: float) -> float:
-        return (need - have) / need if need > 0 else math.inf
+class CheckContext:
+    """Everything the rules read that does not depend on the proposed allocation, in arrays, so that
+    checking many candidate allocations of one cycle (the pruning of README §7 tries up to a dozen)
+    costs NumPy over the venues and nothing per venue in Python. Built from the raw inputs only."""
 
-    # a withdrawal from a queued venue is in flight after the plan, not idle
-    own_exit = np.array([float(s.venue.exit_days) for s in snaps])
-    queued = own_exit > settings.instant_exit_days
-    new_flight = np.where(queued, np.maximum(x0 - x, 0.0), 0.0)
-    flight_usd = float(new_flight.sum())
-    total = float(x.sum()) + idle_usd + locked + float(portfolio.in_flight_usd) + flight_usd
-    if abs(total - nav) > tol:
-        if flight_usd > tol and abs(total - flight_usd - nav) <= tol:
-            names = ", ".join(
-                f"{ids[i]} ({new_flight[i]:,.2f} USD, {own_exit[i]:g} d)"
-                for i in np.nonzero(new_flight > 0)[0][:5]
-            )
-            bad(
-                f"queued_withdrawal: idle {idle_usd:,.2f} USD counts {flight_usd:,.2f} USD withdrawn from queued venues "
-                f"({names}), which is in flight until it settles, not idle"
-            )
-        else:
-            bad(f"conservation: allocation sums to {total:,.2f} USD but NAV is {nav:,.2f} USD")
-    if idle_usd < -tol:
-        bad(f"conservation: idle is negative ({idle_usd:,.2f} USD)")
-    unknown = set(target_usd) - known
-    for vid in sorted(unknown):
-        if abs(float(target_usd[vid]) - float(portfolio.positions_usd.get(vid, 0.0))) > tol:
-            bad(f"locked: venue {vid} has no snapshot and must hold, but its target moves")
-    frozen = np.array([s.frozen for s in snaps], dtype=bool)
-    capacity = _amounts([s.curve.capacity_usd for s in snaps])
-    for i in np.nonzero(x < -tol)[0]:
-        bad(f"non_negative: venue {ids[i]} target {x[i]:,.2f} USD")
-    for i in np.nonzero(x0 - x > np.minimum(x0, exit_liq) + tol)[0]:
-        bad(
-            f"withdrawal_bound: venue {ids[i]} withdraws {x0[i] - x[i]:,.2f} USD, exit liquidity is {exit_liq[i]:,.2f} USD"
-        )
-    for i in np.nonzero(frozen & (x > x0 + tol))[0]:
-        bad(
-            f"frozen: venue {ids[i]} is frozen ({snaps[i].frozen_reason}) and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD"
-        )
-    # capacity bounds growth, not holdings: above a capacity that shrank the position may stay (x0 >= stay)
-    room = np.maximum(capacity, x0)
-    for i in np.nonzero(x > room + tol)[0]:
-        bad(
-            f"capacity: venue {ids[i]} grows {x0[i]:,.2f} -> {x[i]:,.2f} USD above capacity {capacity[i]:,.2f} USD",
-            over(x[i], room[i]),
-        )
-
-    def per_venue(name: str, caps: np.ndarray, what: str) -> None:
-        allowed = np.maximum(caps, stay)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            util = np.where(
-                allowed > 0, x / np.where(allowed > 0, allowed, 1.0), np.where(x <= 0, 0.0, np.inf)
-            )
-        rep.utilization[f"{name}:max"] = float(util.max()) if len(util) else 0.0
-        for i in np.nonzero(x > allowed + tol)[0]:
-            bad(
-                f"{name}: venue {ids[i]} holds {x[i]:,.2f} USD above {what} ({allowed[i]:,.2f} USD)",
-                over(x[i], allowed[i]),
-            )
-
-    if limits.max_venue_usd is not None:
-        per_venue(
-            "venue_usd",
-            np.full(len(ids), limits.max_venue_usd),
-            f"max_venue_usd {limits.max_venue_usd:,.0f}",
-        )
-    per_venue(
-        "venue_ratio",
-        np.full(len(ids), limits.max_venue_ratio * nav),
-        f"max_venue_ratio {limits.max_venue_ratio:g} of NAV",
-    )
-    if limits.max_venue_tvl_ratio is not None:
-        r = limits.max_venue_tvl_ratio
-        tvl = _amounts([s.tvl_usd for s in snaps])
-        # x / (TVL + x) <= r
-        caps = np.full(len(ids), math.inf) if r >= 1 else r * tvl / (1 - r)
-        per_venue("venue_tvl", caps, f"max_venue_tvl_ratio {r:g} of TVL after us")
-
-    groups = (
-        ("kind", {str(k): v for k, v in limits.max_kind_ratio.items()}, lambda v: (str(v.kind),)),
-        ("chain", dict(limits.max_chain_ratio), lambda v: (v.chain,)),
-        ("protocol", dict(limits.max_protocol_ratio), lambda v: (v.protocol,)),
-        ("dependency", dict(limits.max_dependency_ratio), lambda v: (v.protocol, *v.dependencies)),
-    )
-    for family, caps_cfg, members in groups:
-        if not caps_cfg:
-            continue
-        index: dict[str, list[int]] = {key: [] for key in caps_cfg}
-        for i, s in enumerate(snaps):
-            for key in set(members(s.venue)):
-                if key in index:
-                    index[key].append(i)
-        for key, ratio in caps_cfg.items():
-            sel = np.zeros(len(snaps), dtype=bool)
-            sel[index[key]] = True
-            exposure = float(x[sel].sum()) if len(sel) else 0.0
-            forced = float(stay[sel].sum()) if len(sel) else 0.0
-            allowed = max(ratio * nav, forced)
-            rep.utilization[f"{family}:{key}"] = _ratio(exposure, allowed)
-            if exposure > allowed + tol:
-                names = ", ".join(ids[i] for i in np.nonzero(sel & (x > 0))[0][:5])
-                bad(
-                    f"max_{family}_ratio[{key}]: exposure {exposure:,.2f} USD above {ratio:g} of NAV ({allowed:,.2f} USD); venues {names}",
-                    over(exposure, allowed),
-                )
-
-    if limits.max_avg_risk_score is not None:
-        scores = np.array([float(s.venue.risk_score) for s in snaps])
-        used = float(scores @ x) + UNKNOWN_SCORE * locked
-        allowed = max(
-            limits.max_avg_risk_score * nav, float(scores @ stay) + UNKNOWN_SCORE * locked
-        )
-        rep.utilization["risk_score"] = _ratio(used, allowed)
-        if used > allowed + tol * 10:
-            bad(
-                f"max_avg_risk_score: NAV-weighted risk score {used / nav:.4f} above {limits.max_avg_risk_score:g}",
-                over(used, allowed),
-            )
-
-    need_idle = limits.min_idle_ratio * nav
-    rep.utilization["min_idle"] = _ratio(need_idle, idle_usd) if need_idle > 0 else 0.0
-    if idle_usd < need_idle - tol:
-        bad(
-            f"min_idle_ratio: idle {idle_usd:,.2f} USD below {limits.min_idle_ratio:g} of NAV ({need_idle:,.2f} USD)",
-            under(need_idle, idle_usd),
-        )
-
-    if limits.liquidity_floors:
-        exit_days = np.array(
+    def __init__(
+        self,
+        snaps: Sequence[VenueSnapshot],
+        portfolio: PortfolioState,
+        limits: RiskLimits,
+        settings: OptimizerSettings,
+        home_chain: str,
+        in_flight_known: Sequence[tuple[float, float]] = (),
+    ) -> None:
+        self.snaps = snaps
+        self.portfolio = portfolio
+        self.limits = limits
+        self.settings = settings
+        self.in_flight_known = tuple(in_flight_known)
+        self.ids = ids = [s.venue.id for s in snaps]
+        self.index = {vid: i for i, vid in enumerate(ids)}
+        known = set(ids)
+        positions = portfolio.positions_usd
+        self.x0 = np.array([max(float(positions.get(i, 0.0)), 0.0) for i in ids])
+        self.locked = sum(max(float(v), 0.0) for k, v in positions.items() if k not in known)
+        self.exit_liq = _amounts([s.exit_liquidity_usd for s in snaps])
+        self.stay = self.x0 - np.minimum(self.x0, self.exit_liq)  # what cannot leave this cycle
+        self.own_exit = np.array([float(s.venue.exit_days) for s in snaps])
+        self.queued = self.own_exit > settings.instant_exit_days
+        self.frozen = np.array([s.frozen for s in snaps], dtype=bool)
+        self.capacity = _amounts([s.curve.capacity_usd for s in snaps])
+        self.tvl = _amounts([s.tvl_usd for s in snaps])
+        self.scores = np.array([float(s.venue.risk_score) for s in snaps])
+        self.exit_days = np.array(
             [
                 s.venue.exit_days + (settings.bridge_days if s.venue.chain != home_chain else 0.0)
                 for s in snaps
             ]
         )
-        liquid_part = np.minimum(np.maximum(x, 0.0), exit_liq)
-        longest = float(exit_days.max()) if len(exit_days) else 0.0
-        known_usd = float(sum(u for _, u in in_flight_known))
-        for f in limits.liquidity_floors:
-            landing = float(new_flight[exit_days <= f.days].sum()) + float(
-                sum(u for d, u in in_flight_known if d <= f.days)
-            )
-            if f.days >= longest:
-                landing += max(float(portfolio.in_flight_usd) - known_usd, 0.0)
-            liquid = idle_usd + landing + float(liquid_part[exit_days <= f.days].sum())
-            need = f.min_ratio * nav
-            rep.utilization[f"liquidity:{f.days:g}d"] = _ratio(need, liquid) if need > 0 else 0.0
-            if liquid < need - tol:
+        # group caps: (family, key, ratio, member mask)
+        groups = (
+            (
+                "kind",
+                {str(k): v for k, v in limits.max_kind_ratio.items()},
+                lambda v: (str(v.kind),),
+            ),
+            ("chain", dict(limits.max_chain_ratio), lambda v: (v.chain,)),
+            ("protocol", dict(limits.max_protocol_ratio), lambda v: (v.protocol,)),
+            (
+                "dependency",
+                dict(limits.max_dependency_ratio),
+                lambda v: (v.protocol, *v.dependencies),
+            ),
+        )
+        self.groups: list[tuple[str, str, float, np.ndarray]] = []
+        for family, caps_cfg, members in groups:
+            if not caps_cfg:
+                continue
+            index: dict[str, list[int]] = {key: [] for key in caps_cfg}
+            for i, s in enumerate(snaps):
+                for key in set(members(s.venue)):
+                    if key in index:
+                        index[key].append(i)
+            for key, ratio in caps_cfg.items():
+                sel = np.zeros(len(snaps), dtype=bool)
+                sel[index[key]] = True
+                self.groups.append((family, key, float(ratio), sel))
+        # one matrix for every group's exposure at once
+        self.G = (
+            np.array([g[3] for g in self.groups], dtype=float)
+            if self.groups
+            else np.zeros((0, len(snaps)))
+        )
+        self.forced_group = self.G @ self.stay
+        self.floor_masks = [self.exit_days <= f.days for f in limits.liquidity_floors]
+
+    def check_mapping(
+        self, target_usd: Mapping[str, float], idle_usd: float, costs_usd: float = 0.0
+    ) -> CheckReport:
+        """A target given as ``{venue id: USD}`` (venues left out hold; unknown ids are checked as
+        locked positions that must not move)."""
+        positions = self.portfolio.positions_usd
+        x = np.array(
+            [float(target_usd.get(i, positions.get(i, 0.0))) for i in self.ids], dtype=float
+        )
+        unknown = {k: float(v) for k, v in target_usd.items() if k not in self.index}
+        return self.check(x, idle_usd, costs_usd, unknown)
+
+    def check(
+        self,
+        x: np.ndarray,
+        idle_usd: float,
+        costs_usd: float = 0.0,
+        unknown_targets: Mapping[str, float] | None = None,
+    ) -> CheckReport:
+        """Check the allocation ``x`` (USD per venue, in snapshot order) with ``idle_usd`` idle, after a
+        plan that cost ``costs_usd`` out of NAV."""
+        rep = CheckReport()
+        portfolio, limits, settings = self.portfolio, self.limits, self.settings
+        ids, x0, stay, exit_liq = self.ids, self.x0, self.stay, self.exit_liq
+        x = np.asarray(x, dtype=float)
+        nav = float(portfolio.nav_usd) - float(costs_usd)
+        tol = settings.check_tolerance_ratio * max(nav, 1.0)
+        locked = self.locked
+        bad = rep.add
+
+        def over(used: float, allowed: float) -> float:
+            return (used - allowed) / allowed if allowed > 0 else math.inf
+
+        def under(need: float, have: float) -> float:
+            return (need - have) / need if need > 0 else math.inf
+
+        # a withdrawal from a queued venue is in flight after the plan, not idle
+        own_exit = self.own_exit
+        new_flight = np.where(self.queued, np.maximum(x0 - x, 0.0), 0.0)
+        flight_usd = float(new_flight.sum())
+        total = float(x.sum()) + idle_usd + locked + float(portfolio.in_flight_usd) + flight_usd
+        if abs(total - nav) > tol:
+            if flight_usd > tol and abs(total - flight_usd - nav) <= tol:
+                names = ", ".join(
+                    f"{ids[i]} ({new_flight[i]:,.2f} USD, {own_exit[i]:g} d)"
+                    for i in np.nonzero(new_flight > 0)[0][:5]
+                )
                 bad(
-                    f"liquidity_floors[{f.days:g}d]: {liquid:,.2f} USD withdrawable within {f.days:g} days, below {f.min_ratio:g} of NAV ({need:,.2f} USD)",
-                    under(need, liquid),
+                    f"queued_withdrawal: idle {idle_usd:,.2f} USD counts {flight_usd:,.2f} USD withdrawn from queued venues "
+                    f"({names}), which is in flight until it settles, not idle"
+                )
+            else:
+                bad(f"conservation: allocation sums to {total:,.2f} USD but NAV is {nav:,.2f} USD")
+        if idle_usd < -tol:
+            bad(f"conservation: idle is negative ({idle_usd:,.2f} USD)")
+        for vid in sorted(unknown_targets or {}):
+            if (
+                abs(float(unknown_targets[vid]) - float(portfolio.positions_usd.get(vid, 0.0)))
+                > tol
+            ):  # type: ignore[index]
+                bad(f"locked: venue {vid} has no snapshot and must hold, but its target moves")
+        frozen, capacity = self.frozen, self.capacity
+        for i in np.nonzero(x < -tol)[0]:
+            bad(f"non_negative: venue {ids[i]} target {x[i]:,.2f} USD")
+        for i in np.nonzero(x0 - x > np.minimum(x0, exit_liq) + tol)[0]:
+            bad(
+                f"withdrawal_bound: venue {ids[i]} withdraws {x0[i] - x[i]:,.2f} USD, exit liquidity is {exit_liq[i]:,.2f} USD"
+            )
+        for i in np.nonzero(frozen & (x > x0 + tol))[0]:
+            bad(
+                f"frozen: venue {ids[i]} is frozen ({self.snaps[i].frozen_reason}) and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD"
+            )
+        # capacity bounds growth, not holdings: above a capacity that shrank the position may stay (x0 >= stay)
+        room = np.maximum(capacity, x0)
+        for i in np.nonzero(x > room + tol)[0]:
+            bad(
+                f"capacity: venue {ids[i]} grows {x0[i]:,.2f} -> {x[i]:,.2f} USD above capacity {capacity[i]:,.2f} USD",
+                over(x[i], room[i]),
+            )
+
+        def per_venue(name: str, caps: np.ndarray, what: str) -> None:
+            allowed = np.maximum(caps, stay)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                util = np.where(
+                    allowed > 0,
+                    x / np.where(allowed > 0, allowed, 1.0),
+                    np.where(x <= 0, 0.0, np.inf),
+                )
+            rep.utilization[f"{name}:max"] = float(util.max()) if len(util) else 0.0
+            for i in np.nonzero(x > allowed + tol)[0]:
+                bad(
+                    f"{name}: venue {ids[i]} holds {x[i]:,.2f} USD above {what} ({allowed[i]:,.2f} USD)",
+                    over(x[i], allowed[i]),
                 )
 
-    if limits.max_turnover_ratio is not None:
-        moved = float(np.abs(x - x0).sum())
-        allowed = limits.max_turnover_ratio * nav
-        rep.utilization["turnover"] = _ratio(moved, allowed)
-        if moved > allowed + tol:
-            bad(
-                f"max_turnover_ratio: moves {moved:,.2f} USD, above {limits.max_turnover_ratio:g} of NAV ({allowed:,.2f} USD)",
-                over(moved, allowed),
+        n = len(ids)
+        if limits.max_venue_usd is not None:
+            per_venue(
+                "venue_usd",
+                np.full(n, limits.max_venue_usd),
+                f"max_venue_usd {limits.max_venue_usd:,.0f}",
             )
-    return rep
+        per_venue(
+            "venue_ratio",
+            np.full(n, limits.max_venue_ratio * nav),
+            f"max_venue_ratio {limits.max_venue_ratio:g} of NAV",
+        )
+        if limits.max_venue_tvl_ratio is not None:
+            r = limits.max_venue_tvl_ratio
+            # x / (TVL + x) <= r
+            caps = np.full(n, math.inf) if r >= 1 else r * self.tvl / (1 - r)
+            per_venue("venue_tvl", caps, f"max_venue_tvl_ratio {r:g} of TVL after us")
+
+        if self.groups:
+            exposures = self.G @ x
+            for k, (family, key, ratio, sel) in enumerate(self.groups):
+                exposure = float(exposures[k])
+                allowed = max(ratio * nav, float(self.forced_group[k]))
+                rep.utilization[f"{family}:{key}"] = _ratio(exposure, allowed)
+                if exposure > allowed + tol:
+                    names = ", ".join(ids[i] for i in np.nonzero(sel & (x > 0))[0][:5])
+                    bad(
+                        f"max_{family}_ratio[{key}]: exposure {exposure:,.2f} USD above {ratio:g} of NAV ({allowed:,.2f} USD); venues {names}",
+                        over(exposure, allowed),
+                    )
+
+        if limits.max_avg_risk_score is not None:
+            scores = self.scores
+            used = float(scores @ x) + UNKNOWN_SCORE * locked
+            allowed = max(
+                limits.max_avg_risk_score * nav, float(scores @ stay) + UNKNOWN_SCORE * locked
+            )
+            rep.utilization["risk_score"] = _ratio(used, allowed)
+            if used > allowed + tol * 10:
+                bad(
+                    f"max_avg_risk_score: NAV-weighted risk score {used / nav:.4f} above {limits.max_avg_risk_score:g}",
+                    over(used, allowed),
+                )
+
+        need_idle = limits.min_idle_ratio * nav
+        rep.utilization["min_idle"] = _ratio(need_idle, idle_usd) if need_idle > 0 else 0.0
+        if idle_usd < need_idle - tol:
+            bad(
+                f"min_idle_ratio: idle {idle_usd:,.2f} USD below {limits.min_idle_ratio:g} of NAV ({need_idle:,.2f} USD)",
+                under(need_idle, idle_usd),
+            )
+
+        if limits.liquidity_floors:
+            exit_days = self.exit_days
+            in_flight_known = self.in_flight_known
+            liquid_part = np.minimum(np.maximum(x, 0.0), exit_liq)
+            longest = float(exit_days.max()) if len(exit_days) else 0.0
+            known_usd = float(sum(u for _, u in in_flight_known))
+            for f, within in zip(limits.liquidity_floors, self.floor_masks, strict=True):
+                landing = float(new_flight[within].sum()) + float(
+                    sum(u for d, u in in_flight_known if d <= f.days)
+                )
+                if f.days >= longest:
+                    landing += max(float(portfolio.in_flight_usd) - known_usd, 0.0)
+                liquid = idle_usd + landing + float(liquid_part[within].sum())
+                need = f.min_ratio * nav
+                rep.utilization[f"liquidity:{f.days:g}d"] = (
+                    _ratio(need, liquid) if need > 0 else 0.0
+                )
+                if liquid < need - tol:
+                    bad(
+                        f"liquidity_floors[{f.days:g}d]: {liquid:,.2f} USD withdrawable within {f.days:g} days, below {f.min_ratio:g} of NAV ({need:,.2f} USD)",
+                        under(need, liquid),
+                    )
+
+        if limits.max_turnover_ratio is not None:
+            moved = float(np.abs(x - x0).sum())
+            allowed = limits.max_turnover_ratio * nav
+            rep.utilization["turnover"] = _ratio(moved, allowed)
+            if moved > allowed + tol:
+                bad(
+                    f"max_turnover_ratio: moves {moved:,.2f} USD, above {limits.max_turnover_ratio:g} of NAV ({allowed:,.2f} USD)",
+                    over(moved, allowed),
+                )
+        return rep

@@ -23,11 +23,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.types import Allocation, MoveAction, Plan, PortfolioState, Venue, VenueSnapshot
-from optimizer.checker import CheckReport, check_allocation
+from optimizer.checker import CheckContext, CheckReport
 from optimizer.config import OptimizerSettings, RiskLimits
 from optimizer.cycle import CycleData, build_cycle, effective_exit_days
 from optimizer.model import AllocationModel, SolveResult
-from optimizer.plan import after_costs, gate, make_moves, prune_unprofitable, round_small_trades
+from optimizer.plan import (
+    PlanContext,
+    after_costs,
+    gate,
+    make_moves,
+    prune_unprofitable,
+    round_small_trades,
+)
 
 FloatArray = NDArray[np.float64]
 
@@ -158,6 +165,16 @@ class Optimizer:
         # this decide's (days left, USD) in flight
         self._known: tuple[tuple[float, float], ...] = ()
         self._queued_exit_days: dict[str, float] = {}
+        # per-decide scratch: the checker's arrays for (snapshots, portfolio, in flight) of this cycle
+        self._check_memo: (
+            tuple[
+                Sequence[VenueSnapshot],
+                PortfolioState,
+                tuple[tuple[float, float], ...],
+                CheckContext,
+            ]
+            | None
+        ) = None
 
     def _build_cycle(
         self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, **kw: object
@@ -372,6 +389,8 @@ class Optimizer:
         else:
             self._warm = {}
         x0_usd = cycle.x0 * nav
+        # the cycle's cost arrays and true incomes, shared by pruning, the post-cost check and the plan
+        priced = PlanContext(snaps, x0_usd, self.settings, self.home_chain)
         current = self._check(snaps, portfolio, x0_usd, cycle)
         # holdings breaches up to the drift band came from drift or costs and force nothing (README §7)
         tolerance = self.settings.drift_tolerance_ratio
@@ -407,7 +426,7 @@ class Optimizer:
                 **timing(),
             )
 
-        target, report = self._target(snaps, portfolio, result, cycle)
+        target, report = self._target(snaps, portfolio, result, cycle, priced)
         # the plan pays its gas and fees after the moves, out of idle (vault/executor.py): check the state
         # it leaves against the hard limits; if its costs would take idle below a floor, reserve them
         # out of idle in the model and solve again (README §7)
@@ -426,17 +445,10 @@ class Optimizer:
                 self.settings,
                 self.home_chain,
                 queued=cycle.queued_mask(),
+                ctx=priced,
             )
-            after = check_allocation(
-                snaps,
-                portfolio,
-                dict(zip([v.id for v in venues], post.positions_usd.tolist())),
-                post.idle_usd,
-                self.limits,
-                self.settings,
-                self.home_chain,
-                costs_usd=post.cost_usd,
-                in_flight_known=cycle.in_flight_known,
+            after = self._checker(snaps, portfolio, cycle).check(
+                post.positions_usd, post.idle_usd, costs_usd=post.cost_usd
             )
             short = tuple(v for v, e in zip(after.violations, after.excess) if not e <= tolerance)
             if not after.violations or attempt == passes:
@@ -451,14 +463,11 @@ class Optimizer:
             if again.status != "optimal" or again.x is None:
                 break
             result = again
-            target, report = self._target(snaps, portfolio, result, cycle)
+            target, report = self._target(snaps, portfolio, result, cycle, priced)
 
         objective_usd = result.objective * nav if result.objective is not None else None
         allocation = self._allocation(venues, target, cycle, portfolio)
-        income = sum(
-            float(s.curve.income_usd(np.array([target[i]]), self.settings.emission_haircut)[0])
-            for i, s in enumerate(snaps)
-        )
+        income = float(priced.income_usd(target).sum())
         predicted_apr = income / nav
         if not report.ok:
             reason = f"hold: check failed: {report.violations[0]}" + (
@@ -477,7 +486,7 @@ class Optimizer:
                 current_violations=tuple(current.violations),
                 **timing(),
             )  # type: ignore[arg-type]
-        econ = make_moves(snaps, x0_usd, target, self.settings, self.home_chain, now)
+        econ = make_moves(snaps, x0_usd, target, self.settings, self.home_chain, now, ctx=priced)
         plan = gate(econ, nav, self.settings, forced_by=forced_by, drifted=drifted)
         if plan.execute and short and not forced_by:
             # a plan whose own gas and fees would push the holdings past a limit by more than the drift
@@ -552,6 +561,7 @@ class Optimizer:
         portfolio: PortfolioState,
         result: SolveResult,
         cycle: CycleData,
+        priced: PlanContext,
     ) -> tuple[FloatArray, CheckReport]:
         """The solution as a checked target: small trades rounded away, losing moves undone."""
         nav = cycle.nav_usd
@@ -578,8 +588,33 @@ class Optimizer:
                 cycle.investable * nav,
                 reserve,
                 queued=cycle.queued_mask(),
+                ctx=priced,
             )
         return target, report
+
+    def _checker(
+        self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, cycle: CycleData
+    ) -> CheckContext:
+        """The checker's arrays for this cycle's inputs, built once and reused by every check of the
+        cycle (holdings, rounded target, each pruning trial, the post-cost state)."""
+        memo = self._check_memo
+        if (
+            memo is not None
+            and memo[0] is snaps
+            and memo[1] is portfolio
+            and memo[2] == cycle.in_flight_known
+        ):
+            return memo[3]
+        ctx = CheckContext(
+            snaps,
+            portfolio,
+            self.limits,
+            self.settings,
+            self.home_chain,
+            in_flight_known=cycle.in_flight_known,
+        )
+        self._check_memo = (snaps, portfolio, cycle.in_flight_known, ctx)
+        return ctx
 
     def _check(
         self,
@@ -588,18 +623,8 @@ class Optimizer:
         target_usd: FloatArray,
         cycle: CycleData,
     ) -> CheckReport:
-        ids = [s.venue.id for s in snaps]
         idle = cycle.idle_after_usd(target_usd)  # queued withdrawals are in flight, not idle
-        return check_allocation(
-            snaps,
-            portfolio,
-            dict(zip(ids, target_usd.tolist())),
-            idle,
-            self.limits,
-            self.settings,
-            self.home_chain,
-            in_flight_known=cycle.in_flight_known,
-        )
+        return self._checker(snaps, portfolio, cycle).check(target_usd, idle)
 
     @staticmethod
     def _allocation(

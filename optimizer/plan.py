@@ -33,20 +33,23 @@ from numpy.typing import NDArray
 
 from core.types import Move, MoveAction, Plan, VenueSnapshot
 from optimizer.config import OptimizerSettings
+from optimizer.pwl import evaluate_curves
 
 FloatArray = NDArray[np.float64]
 
 
 def idempotency_key(
-    now: datetime,
+    now: datetime | str,
     venue_id: str,
     action: MoveAction,
     amount_usd: float,
     from_chain: str,
     to_chain: str,
 ) -> str:
-    """Deterministic: the same decision time, venue, action, route and amount give the same key."""
-    raw = f"{now.isoformat()}|{venue_id}|{action.value}|{from_chain}|{to_chain}|{round(amount_usd, 2):.2f}"
+    """Deterministic: the same decision time, venue, action, route and amount give the same key.
+    ``now`` may be given as its ``isoformat()`` already (a plan computes it once)."""
+    at = now if isinstance(now, str) else now.isoformat()
+    raw = f"{at}|{venue_id}|{action.value}|{from_chain}|{to_chain}|{round(amount_usd, 2):.2f}"
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
@@ -58,35 +61,95 @@ def round_small_trades(
     return np.where(small, x0_usd, target_usd)
 
 
+class PlanContext:
+    """One cycle's per-venue cost arrays and true incomes, so that pricing a candidate target (the
+    pruning tries a dozen, the plan and the predicted APR read the final one) is NumPy over all
+    venues, with the true curves evaluated once per venue and point (batched per curve class,
+    :func:`optimizer.pwl.evaluate_curves`).
+
+    Exact costs per venue, as the executor books them: a deposit ``gas_in + fee·δ``, a withdrawal
+    ``gas_out + fee·|δ|``, off the home chain one bridge leg ``bridge_gas_usd + bridge_fee_bps·|δ|``.
+    """
+
+    def __init__(
+        self,
+        snaps: Sequence[VenueSnapshot],
+        x0_usd: FloatArray,
+        settings: OptimizerSettings,
+        home_chain: str,
+    ) -> None:
+        self.snaps = snaps
+        self.settings = settings
+        self.home_chain = home_chain
+        self.x0 = np.asarray(x0_usd, dtype=float)
+        venues = [s.venue for s in snaps]
+        self.fee = np.array([v.costs.fee_bps for v in venues], dtype=float) / 1e4
+        self.gas_in = np.array([v.costs.deposit_usd for v in venues], dtype=float)
+        self.gas_out = np.array([v.costs.withdraw_usd for v in venues], dtype=float)
+        self.cross = np.array([v.chain != home_chain for v in venues], dtype=bool)
+        self.bridge_fee = np.where(self.cross, settings.bridge_fee_bps / 1e4, 0.0)
+        self.bridge_gas = np.where(self.cross, settings.bridge_gas_usd, 0.0)
+        self._curves = [s.curve for s in snaps]
+        self._f0: FloatArray | None = None
+        # the last point each venue was evaluated at, and its income
+        self._xc = np.full(len(snaps), np.nan)
+        self._fc = np.zeros(len(snaps))
+
+    def income_usd(self, x_usd: FloatArray) -> FloatArray:
+        """True annual income of each venue at ``x_usd`` (emission haircut applied)."""
+        x = np.asarray(x_usd, dtype=float)
+        h = self.settings.emission_haircut
+        if self._f0 is None:
+            self._f0 = evaluate_curves(self._curves, self.x0[:, None], h)[:, 0]
+        at_x0 = x == self.x0
+        miss = ~at_x0 & (x != self._xc)
+        if miss.any():
+            idx = np.nonzero(miss)[0]
+            self._fc[idx] = evaluate_curves([self._curves[i] for i in idx], x[idx][:, None], h)[
+                :, 0
+            ]
+            self._xc[idx] = x[idx]
+        return np.where(at_x0, self._f0, self._fc)
+
+    def costs_usd(self, target_usd: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """(venue move cost, bridge leg cost) per venue, USD; 0 where nothing moves."""
+        delta = np.asarray(target_usd, dtype=float) - self.x0
+        amount = np.abs(delta)
+        moved = delta != 0.0
+        gas = np.where(delta > 0, self.gas_in, self.gas_out)
+        venue = np.where(moved, gas + self.fee * amount, 0.0)
+        bridge = np.where(moved & self.cross, self.bridge_gas + self.bridge_fee * amount, 0.0)
+        return venue, bridge
+
+    def gains_usd(self, target_usd: FloatArray) -> FloatArray:
+        """Gain of each venue's move over the holding horizon: ``(f(target) - f(x0)) · H/365``."""
+        horizon = self.settings.holding_horizon_days / 365.0
+        target = np.asarray(target_usd, dtype=float)
+        moved = target != self.x0
+        if not moved.any():
+            return np.zeros(len(target))
+        f = self.income_usd(target)
+        assert self._f0 is not None
+        return np.where(moved, (f - self._f0) * horizon, 0.0)
+
+    def values_usd(self, target_usd: FloatArray) -> FloatArray:
+        """Exact value of each venue's move on its own: gain minus its cost (bridge leg included)."""
+        venue, bridge = self.costs_usd(target_usd)
+        return self.gains_usd(target_usd) - venue - bridge
+
+
 def move_values_usd(
     snaps: Sequence[VenueSnapshot],
     x0_usd: FloatArray,
     target_usd: FloatArray,
     settings: OptimizerSettings,
     home_chain: str,
+    ctx: PlanContext | None = None,
 ) -> FloatArray:
     """Exact value of each venue's move on its own over the horizon: gain on the true curve minus
     its exact cost (gas, fees, bridge legs); capital that is not moved stays idle and earns 0."""
-    horizon = settings.holding_horizon_days / 365.0
-    out = np.zeros(len(snaps))
-    for i, s in enumerate(snaps):
-        delta = float(target_usd[i] - x0_usd[i])
-        if delta == 0.0:
-            continue
-        v, amount = s.venue, abs(delta)
-        gain = (
-            float(
-                s.curve.income_usd(np.array([target_usd[i], x0_usd[i]]), settings.emission_haircut)
-                @ np.array([1.0, -1.0])
-            )
-            * horizon
-        )
-        gas = v.costs.deposit_usd if delta > 0 else v.costs.withdraw_usd
-        cost = gas + v.costs.fee_bps / 1e4 * amount
-        if v.chain != home_chain:
-            cost += settings.bridge_gas_usd + settings.bridge_fee_bps / 1e4 * amount
-        out[i] = gain - cost
-    return out
+    ctx = ctx or PlanContext(snaps, x0_usd, settings, home_chain)
+    return ctx.values_usd(target_usd)
 
 
 def prune_unprofitable(
@@ -100,6 +163,7 @@ def prune_unprofitable(
     investable_usd: float,
     min_idle_usd: float,
     queued: NDArray[np.bool_] | None = None,
+    ctx: PlanContext | None = None,
 ):
     """Undo moves that lose money on their own, while the checker still passes.
 
@@ -118,7 +182,8 @@ def prune_unprofitable(
     ``queued``: venues whose withdrawals go in flight (not into idle); idle is then ``investable -
     Σ target - Σ_queued (x0 - target)⁺``, and undoing such a withdrawal takes nothing from idle.
     """
-    values = move_values_usd(snaps, x0_usd, target_usd, settings, home_chain)
+    ctx = ctx or PlanContext(snaps, x0_usd, settings, home_chain)
+    values = ctx.values_usd(target_usd)
     target = np.array(target_usd, dtype=float)
     q = np.zeros(len(target), dtype=bool) if queued is None else np.asarray(queued, dtype=bool)
 
@@ -146,7 +211,7 @@ def prune_unprofitable(
         if rep.ok:
             spare = idle_of(trial) - min_idle_usd
             target, report = trial, rep
-            values = move_values_usd(snaps, x0_usd, target, settings, home_chain)
+            values = ctx.values_usd(target)
     tries = 0
     for i in np.argsort(values):
         if values[i] >= 0 or tries >= settings.prune_max_tries:
@@ -216,6 +281,7 @@ def after_costs(
     settings: OptimizerSettings,
     home_chain: str,
     queued: NDArray[np.bool_] | None = None,
+    ctx: PlanContext | None = None,
 ) -> AfterCosts:
     """Book the plan the way the executor does, ahead of time.
 
@@ -227,15 +293,12 @@ def after_costs(
     gross); every deposit and withdrawal pays its gas from home-chain idle *after* the move, and
     (conservatively, the paper executor does not book it) every bridge leg its ``bridge_gas_usd``.
     """
+    ctx = ctx or PlanContext(snaps, x0_usd, settings, home_chain)
     delta = np.asarray(target_usd, dtype=float) - np.asarray(x0_usd, dtype=float)
-    fee = np.array([s.venue.costs.fee_bps for s in snaps]) / 1e4
-    cross = np.array([s.venue.chain != home_chain for s in snaps], dtype=bool)
-    bridge = np.where(cross, settings.bridge_fee_bps / 1e4, 0.0)
-    kept = (1.0 - fee) * (1.0 - bridge)  # share of a moved USD that arrives
+    cross = ctx.cross
+    kept = (1.0 - ctx.fee) * (1.0 - ctx.bridge_fee)  # share of a moved USD that arrives
     dep, wd = delta > 0, delta < 0
-    gas = np.where(dep, [s.venue.costs.deposit_usd for s in snaps], 0.0) + np.where(
-        wd, [s.venue.costs.withdraw_usd for s in snaps], 0.0
-    )
+    gas = np.where(dep, ctx.gas_in, 0.0) + np.where(wd, ctx.gas_out, 0.0)
     legs = float(((dep | wd) & cross).sum()) * settings.bridge_gas_usd
     positions = np.where(dep, x0_usd + delta * kept, target_usd)
     instant_wd = wd if queued is None else wd & ~np.asarray(queued, dtype=bool)
@@ -260,39 +323,32 @@ def make_moves(
     settings: OptimizerSettings,
     home_chain: str,
     now: datetime,
+    ctx: PlanContext | None = None,
 ) -> PlanEconomics:
-    horizon = settings.holding_horizon_days / 365.0
-    h = settings.emission_haircut
+    """The moves of a target, priced exactly (gains and costs in NumPy over all venues; one
+    :class:`Move` per leg of each venue that moves)."""
+    ctx = ctx or PlanContext(snaps, x0_usd, settings, home_chain)
+    target = np.asarray(target_usd, dtype=float)
+    delta = target - ctx.x0
+    gains = ctx.gains_usd(target)
+    venue_cost, bridge_cost = ctx.costs_usd(target)
+    at = now.isoformat()
     withdrawals: list[Move] = []
     to_home: list[Move] = []
     from_home: list[Move] = []
     deposits: list[Move] = []
-    gain_total = cost_total = 0.0
-    for i, s in enumerate(snaps):
-        delta = float(target_usd[i] - x0_usd[i])
-        if delta == 0.0:
-            continue
-        v = s.venue
-        amount = abs(delta)
-        gain = (
-            float(
-                s.curve.income_usd(np.array([target_usd[i]]), h)[0]
-                - s.curve.income_usd(np.array([x0_usd[i]]), h)[0]
-            )
-            * horizon
-        )
-        cross = v.chain != home_chain
-        bridge_cost = (
-            settings.bridge_gas_usd + settings.bridge_fee_bps / 1e4 * amount if cross else 0.0
-        )
-        if delta < 0:
-            cost = v.costs.withdraw_usd + v.costs.fee_bps / 1e4 * amount
+    for i in np.nonzero(delta != 0.0)[0]:
+        v = snaps[i].venue
+        amount = abs(float(delta[i]))
+        gain, cost, leg = float(gains[i]), float(venue_cost[i]), float(bridge_cost[i])
+        cross = bool(ctx.cross[i])
+        if delta[i] < 0:
             withdrawals.append(
                 Move(
                     MoveAction.WITHDRAW,
                     v.id,
                     amount,
-                    idempotency_key(now, v.id, MoveAction.WITHDRAW, amount, v.chain, v.chain),
+                    idempotency_key(at, v.id, MoveAction.WITHDRAW, amount, v.chain, v.chain),
                     from_chain=v.chain,
                     to_chain=v.chain,
                     expected_gain_usd=gain,
@@ -305,24 +361,23 @@ def make_moves(
                         MoveAction.BRIDGE,
                         v.id,
                         amount,
-                        idempotency_key(now, v.id, MoveAction.BRIDGE, amount, v.chain, home_chain),
+                        idempotency_key(at, v.id, MoveAction.BRIDGE, amount, v.chain, home_chain),
                         from_chain=v.chain,
                         to_chain=home_chain,
-                        cost_usd=bridge_cost,
+                        cost_usd=leg,
                     )
                 )
         else:
-            cost = v.costs.deposit_usd + v.costs.fee_bps / 1e4 * amount
             if cross:
                 from_home.append(
                     Move(
                         MoveAction.BRIDGE,
                         v.id,
                         amount,
-                        idempotency_key(now, v.id, MoveAction.BRIDGE, amount, home_chain, v.chain),
+                        idempotency_key(at, v.id, MoveAction.BRIDGE, amount, home_chain, v.chain),
                         from_chain=home_chain,
                         to_chain=v.chain,
-                        cost_usd=bridge_cost,
+                        cost_usd=leg,
                     )
                 )
             deposits.append(
@@ -330,17 +385,18 @@ def make_moves(
                     MoveAction.DEPOSIT,
                     v.id,
                     amount,
-                    idempotency_key(now, v.id, MoveAction.DEPOSIT, amount, v.chain, v.chain),
+                    idempotency_key(at, v.id, MoveAction.DEPOSIT, amount, v.chain, v.chain),
                     from_chain=v.chain,
                     to_chain=v.chain,
                     expected_gain_usd=gain,
                     cost_usd=cost,
                 )
             )
-        gain_total += gain
-        cost_total += cost + bridge_cost
+    moved = delta != 0.0
     return PlanEconomics(
-        tuple(withdrawals + to_home + from_home + deposits), gain_total, cost_total
+        tuple(withdrawals + to_home + from_home + deposits),
+        float(gains[moved].sum()),
+        float((venue_cost + bridge_cost)[moved].sum()),
     )
 
 

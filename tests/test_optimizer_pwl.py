@@ -113,3 +113,18 @@ def test_a_forced_node_a_hair_from_a_grid_node_does_not_bend_the_fit():
             fh = np.min(pwl.slope[0][None, :] * xs[:, None] + pwl.intercept[0][None, :], axis=1)
             gap = c.income_usd(xs, 0.5) - fh
             assert gap.min() >= -1e-6 and gap.max() <= pwl.error_bound_usd[0] + 1e-6
+
+
+def test_batch_income_equals_income_for_every_test_curve() -> None:
+    """``evaluate_curves`` takes a class's batch method when it has one: it must agree with
+    ``income_usd`` everywhere, beyond capacity too (the LP batch once kept falling there)."""
+    from optimizer.pwl import evaluate_curves
+    from optimizer.testing import random_market
+
+    snaps = random_market(200, 3).snapshots
+    curves = [s.curve for s in snaps]
+    caps = np.array([c.capacity_usd if np.isfinite(c.capacity_usd) else 1e7 for c in curves])
+    x = np.stack([np.zeros(len(curves)), 0.5 * caps, caps, 3.0 * caps], axis=1)
+    batched = evaluate_curves(curves, x, 0.5)
+    one_by_one = np.array([c.income_usd(x[i], 0.5) for i, c in enumerate(curves)])
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-12, atol=1e-9)
