@@ -118,56 +118,67 @@ class CheckContext:
         self.index = {vid: i for i, vid in enumerate(ids)}
         known = set(ids)
         positions = portfolio.positions_usd
-        self.x0 = np.array([max(float(positions.get(i, 0.0)), 0.0) for i in ids])
+        self.x0 = np.maximum(np.array([positions.get(i, 0.0) for i in ids], dtype=float), 0.0)
         self.locked = sum(max(float(v), 0.0) for k, v in positions.items() if k not in known)
-        self.exit_liq = _amounts([s.exit_liquidity_usd for s in snaps])
-        self.stay = self.x0 - np.minimum(self.x0, self.exit_liq)  # what cannot leave this cycle
-        self.own_exit = np.array([float(s.venue.exit_days) for s in snaps])
-        self.queued = self.own_exit > settings.instant_exit_days
-        self.frozen = np.array([s.frozen for s in snaps], dtype=bool)
-        self.capacity = _amounts([s.curve.capacity_usd for s in snaps])
-        self.tvl = _amounts([s.tvl_usd for s in snaps])
-        self.scores = np.array([float(s.venue.risk_score) for s in snaps])
-        self.exit_days = np.array(
+        # every per-venue number the rules read, in one pass over the snapshots
+        cols = np.array(
             [
-                s.venue.exit_days + (settings.bridge_days if s.venue.chain != home_chain else 0.0)
+                (
+                    s.exit_liquidity_usd,
+                    s.venue.exit_days,
+                    s.frozen,
+                    s.curve.capacity_usd,
+                    s.tvl_usd,
+                    s.venue.risk_score,
+                    s.venue.chain != home_chain,
+                )
                 for s in snaps
-            ]
+            ],
+            dtype=float,
+        ).reshape(len(snaps), 7)
+        self.exit_liq = _amounts(cols[:, 0])
+        self.stay = self.x0 - np.minimum(self.x0, self.exit_liq)  # what cannot leave this cycle
+        self.own_exit = cols[:, 1]
+        self.queued = self.own_exit > settings.instant_exit_days
+        self.frozen = cols[:, 2] > 0
+        self.capacity = _amounts(cols[:, 3])
+        self.tvl = _amounts(cols[:, 4])
+        self.scores = cols[:, 5]
+        self.exit_days = self.own_exit + np.where(cols[:, 6] > 0, settings.bridge_days, 0.0)
+        # group caps: (family, key, ratio, member mask); one pass over the venues for all of them
+        families = (
+            ("kind", {str(k): v for k, v in limits.max_kind_ratio.items()}),
+            ("chain", dict(limits.max_chain_ratio)),
+            ("protocol", dict(limits.max_protocol_ratio)),
+            ("dependency", dict(limits.max_dependency_ratio)),
         )
-        # group caps: (family, key, ratio, member mask)
-        groups = (
-            (
-                "kind",
-                {str(k): v for k, v in limits.max_kind_ratio.items()},
-                lambda v: (str(v.kind),),
-            ),
-            ("chain", dict(limits.max_chain_ratio), lambda v: (v.chain,)),
-            ("protocol", dict(limits.max_protocol_ratio), lambda v: (v.protocol,)),
-            (
-                "dependency",
-                dict(limits.max_dependency_ratio),
-                lambda v: (v.protocol, *v.dependencies),
-            ),
-        )
-        self.groups: list[tuple[str, str, float, np.ndarray]] = []
-        for family, caps_cfg, members in groups:
-            if not caps_cfg:
-                continue
-            index: dict[str, list[int]] = {key: [] for key in caps_cfg}
-            for i, s in enumerate(snaps):
-                for key in set(members(s.venue)):
-                    if key in index:
-                        index[key].append(i)
+        rows: dict[tuple[str, str], int] = {}
+        caps: list[tuple[str, str, float]] = []
+        for family, caps_cfg in families:
             for key, ratio in caps_cfg.items():
-                sel = np.zeros(len(snaps), dtype=bool)
-                sel[index[key]] = True
-                self.groups.append((family, key, float(ratio), sel))
-        # one matrix for every group's exposure at once
-        self.G = (
-            np.array([g[3] for g in self.groups], dtype=float)
-            if self.groups
-            else np.zeros((0, len(snaps)))
-        )
+                rows[(family, key)] = len(caps)
+                caps.append((family, key, float(ratio)))
+        self.G = np.zeros((len(caps), len(snaps)))
+        if caps:
+            hit_rows: list[int] = []
+            hit_cols: list[int] = []
+            for i, s in enumerate(snaps):
+                v = s.venue
+                for member in {
+                    ("kind", str(v.kind)),
+                    ("chain", v.chain),
+                    ("protocol", v.protocol),
+                    ("dependency", v.protocol),
+                    *(("dependency", d) for d in v.dependencies),
+                }:
+                    r = rows.get(member)
+                    if r is not None:
+                        hit_rows.append(r)
+                        hit_cols.append(i)
+            self.G[hit_rows, hit_cols] = 1.0
+        self.groups: list[tuple[str, str, float, np.ndarray]] = [
+            (family, key, ratio, self.G[k] > 0) for k, (family, key, ratio) in enumerate(caps)
+        ]
         self.forced_group = self.G @ self.stay
         self.floor_masks = [self.exit_days <= f.days for f in limits.liquidity_floors]
 

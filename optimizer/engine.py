@@ -63,15 +63,23 @@ class Decision:
     pwl_error_bound_usd: float | None = None
     venues: int = 0
     current_violations: tuple[str, ...] = ()  # limits the holdings broke before this decision
+    check_seconds: float = 0.0  # every checker call of this decide
+    prune_seconds: float = 0.0  # pruning of losing moves, its checker calls excluded
+    plan_seconds: float = 0.0  # pricing, post-cost state, moves and gate
 
 
 class _Clock:
-    """Solve and fit time of one decide(), summed over its solves."""
+    """Time of one decide() by stage, each summed over its calls: solve (and the solver inside it),
+    fit, check (every checker call), prune (pruning, its checker calls excluded), plan (pricing the
+    target, the post-cost state, the moves, the gate)."""
 
     def __init__(self) -> None:
         self.solve = 0.0
         self.solver: float | None = None
         self.fit = 0.0
+        self.check = 0.0
+        self.prune = 0.0
+        self.plan = 0.0
 
     def add(self, result: SolveResult) -> SolveResult:
         self.solve += result.solve_seconds
@@ -391,7 +399,7 @@ class Optimizer:
         x0_usd = cycle.x0 * nav
         # the cycle's cost arrays and true incomes, shared by pruning, the post-cost check and the plan
         priced = PlanContext(snaps, x0_usd, self.settings, self.home_chain)
-        current = self._check(snaps, portfolio, x0_usd, cycle)
+        current = self._check(snaps, portfolio, x0_usd, cycle, clock)
         # holdings breaches up to the drift band came from drift or costs and force nothing (README §7)
         tolerance = self.settings.drift_tolerance_ratio
         forced_by = tuple(
@@ -402,6 +410,9 @@ class Optimizer:
         def timing() -> dict[str, object]:
             return dict(
                 solve_seconds=clock.solve,
+                check_seconds=clock.check,
+                prune_seconds=clock.prune,
+                plan_seconds=clock.plan,
                 build_seconds=build_seconds,
                 solver_seconds=clock.solver,
                 fit_seconds=fit_seconds,
@@ -426,7 +437,7 @@ class Optimizer:
                 **timing(),
             )
 
-        target, report = self._target(snaps, portfolio, result, cycle, priced)
+        target, report = self._target(snaps, portfolio, result, cycle, priced, clock)
         # the plan pays its gas and fees after the moves, out of idle (vault/executor.py): check the state
         # it leaves against the hard limits; if its costs would take idle below a floor, reserve them
         # out of idle in the model and solve again (README §7)
@@ -437,6 +448,7 @@ class Optimizer:
             if not report.ok or np.array_equal(target, x0_usd):
                 short = ()
                 break
+            t_plan = time.perf_counter()
             post = after_costs(
                 snaps,
                 x0_usd,
@@ -447,9 +459,12 @@ class Optimizer:
                 queued=cycle.queued_mask(),
                 ctx=priced,
             )
+            t_check = time.perf_counter()
+            clock.plan += t_check - t_plan
             after = self._checker(snaps, portfolio, cycle).check(
                 post.positions_usd, post.idle_usd, costs_usd=post.cost_usd
             )
+            clock.check += time.perf_counter() - t_check
             short = tuple(v for v, e in zip(after.violations, after.excess) if not e <= tolerance)
             if not after.violations or attempt == passes:
                 break
@@ -463,13 +478,15 @@ class Optimizer:
             if again.status != "optimal" or again.x is None:
                 break
             result = again
-            target, report = self._target(snaps, portfolio, result, cycle, priced)
+            target, report = self._target(snaps, portfolio, result, cycle, priced, clock)
 
+        t_plan = time.perf_counter()
         objective_usd = result.objective * nav if result.objective is not None else None
         allocation = self._allocation(venues, target, cycle, portfolio)
         income = float(priced.income_usd(target).sum())
         predicted_apr = income / nav
         if not report.ok:
+            clock.plan += time.perf_counter() - t_plan
             reason = f"hold: check failed: {report.violations[0]}" + (
                 f" (+{len(report.violations) - 1} more)" if len(report.violations) > 1 else ""
             )
@@ -501,6 +518,7 @@ class Optimizer:
         reason = (
             f"optimal: {len(plan.moves)} moves, predicted APR {predicted_apr:.4%}; {plan.reason}"
         )
+        clock.plan += time.perf_counter() - t_plan
         return Decision(
             status="optimal",
             allocation=allocation,
@@ -562,6 +580,7 @@ class Optimizer:
         result: SolveResult,
         cycle: CycleData,
         priced: PlanContext,
+        clock: _Clock,
     ) -> tuple[FloatArray, CheckReport]:
         """The solution as a checked target: small trades rounded away, losing moves undone."""
         nav = cycle.nav_usd
@@ -569,13 +588,14 @@ class Optimizer:
         lb_usd, ub_usd = cycle.lb * nav, np.maximum(cycle.ub, cycle.lb) * nav
         raw = np.clip(np.asarray(result.x) * nav, lb_usd, ub_usd)
         rounded = round_small_trades(x0_usd, raw, self.settings.min_trade_usd)
-        target, report = rounded, self._check(snaps, portfolio, rounded, cycle)
+        target, report = rounded, self._check(snaps, portfolio, rounded, cycle, clock)
         if not report.ok:
             # dropping small trades moved us off a binding limit; the unrounded solution may pass
-            fallback = self._check(snaps, portfolio, raw, cycle)
+            fallback = self._check(snaps, portfolio, raw, cycle, clock)
             if fallback.ok:
                 target, report = raw, fallback
         if report.ok and self.settings.prune_max_tries > 0:
+            t_prune, checks_before = time.perf_counter(), clock.check
             reserve = (self.limits.min_idle_ratio * (1.0 + cycle.buffer) + cycle.idle_reserve) * nav
             target, report = prune_unprofitable(
                 snaps,
@@ -584,12 +604,13 @@ class Optimizer:
                 report,
                 self.settings,
                 self.home_chain,
-                lambda x: self._check(snaps, portfolio, x, cycle),
+                lambda x: self._check(snaps, portfolio, x, cycle, clock),
                 cycle.investable * nav,
                 reserve,
                 queued=cycle.queued_mask(),
                 ctx=priced,
             )
+            clock.prune += time.perf_counter() - t_prune - (clock.check - checks_before)
         return target, report
 
     def _checker(
@@ -622,9 +643,14 @@ class Optimizer:
         portfolio: PortfolioState,
         target_usd: FloatArray,
         cycle: CycleData,
+        clock: _Clock | None = None,
     ) -> CheckReport:
+        t0 = time.perf_counter()
         idle = cycle.idle_after_usd(target_usd)  # queued withdrawals are in flight, not idle
-        return self._checker(snaps, portfolio, cycle).check(target_usd, idle)
+        report = self._checker(snaps, portfolio, cycle).check(target_usd, idle)
+        if clock is not None:
+            clock.check += time.perf_counter() - t0
+        return report
 
     @staticmethod
     def _allocation(
