@@ -68,11 +68,18 @@ def all_limits(market: Market) -> RiskLimits:
 
 
 def drift(
-    snaps: Sequence[VenueSnapshot], rng: np.random.Generator, at: datetime, vol: float = 0.03
+    snaps: Sequence[VenueSnapshot],
+    rng: np.random.Generator,
+    at: datetime,
+    vol: float = 0.03,
+    share: float = 1.0,
 ) -> tuple[VenueSnapshot, ...]:
-    """The next cycle's market: every rate moves by a lognormal factor (sd ``vol``)."""
+    """The next cycle's market: every rate moves by a lognormal factor (sd ``vol``); with ``share`` < 1
+    only that share of the venues (drawn each cycle), the others' feeds say what they said."""
     out = []
     factors = rng.lognormal(0.0, vol, len(snaps))
+    if share < 1.0:
+        factors = np.where(rng.random(len(snaps)) < share, factors, 1.0)
     for s, k in zip(snaps, factors, strict=True):
         c = s.curve
         if isinstance(c, DilutionCurve):
@@ -109,8 +116,11 @@ def bench_solver(
     seed: int = 0,
     settings: OptimizerSettings | None = None,
     naive: bool = True,
+    changed_share: float = 1.0,
 ) -> dict:
-    """Build once and re-solve ``repeats`` drifting cycles; then the naive rebuild-every-cycle version."""
+    """Build once and re-solve ``repeats`` drifting cycles; then the naive rebuild-every-cycle version.
+    ``changed_share``: the share of venues whose rates move each cycle (1: all, the worst case for the
+    incremental fit)."""
     settings = settings or OptimizerSettings()
     rng = np.random.default_rng(seed)
     market = random_market(venues, seed, invested_share=0.6)
@@ -124,7 +134,13 @@ def bench_solver(
     first_total = time.perf_counter() - t
     model = opt._model
     assert model is not None
-    cycles = [drift(market.snapshots, rng, T0 + timedelta(minutes=i + 1)) for i in range(repeats)]
+    cycles = []
+    snaps_now: Sequence[VenueSnapshot] = market.snapshots
+    for i in range(repeats):
+        # each cycle drifts from the last (so an unchanged venue is the same as in the cycle before)
+        snaps_now = drift(snaps_now, rng, T0 + timedelta(minutes=i + 1), share=changed_share)
+        cycles.append(snaps_now)
+    refitted: list[int] = []
     solve, solver, fit, total, objective = [], [], [], [], []
     check, prune, plan, cpu = [], [], [], []
     statuses: dict[str, int] = {}
@@ -135,6 +151,7 @@ def bench_solver(
         c0 = time.process_time()
         d = opt.decide(snaps, market.portfolio, T0 + timedelta(minutes=i + 1))
         cpu.append(time.process_time() - c0)
+        refitted.append(model.fit_cache.refitted)
         statuses[d.status] = statuses.get(d.status, 0) + 1
         solve.append(d.solve_seconds)
         check.append(d.check_seconds)
@@ -172,6 +189,8 @@ def bench_solver(
         "solver_internal_p50_ms": round(_pct(solver, 50), 2),
         "solver_internal_p99_ms": round(_pct(solver, 99), 2),
         "fit_p50_ms": round(_pct(fit, 50), 2),
+        "changed_share": changed_share,
+        "refitted_venues_p50": float(np.median(refitted)) if refitted else None,
         "decide_p50_ms": round(_pct(total, 50), 2),
         "decide_p99_ms": round(_pct(total, 99), 2),
         # CPU time of the process per decide: what the decide costs when the box is shared
@@ -822,6 +841,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ps.add_argument("--venues", type=int, default=1000)
     ps.add_argument("--repeats", type=int, default=20)
     ps.add_argument("--seed", type=int, default=0)
+    ps.add_argument(
+        "--changed-share", type=float, default=1.0, help="share of venues whose rates move a cycle"
+    )
     ps.add_argument("--json", action="store_true", help="JSON output (the only format)")
     pq = sub.add_parser("quality", help="net yield vs reference and baselines on seeded markets")
     pq.add_argument("--seed", type=int, default=0)
@@ -829,7 +851,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pq.add_argument("--json", action="store_true", help="JSON output (the only format)")
     args = p.parse_args(argv)
     if args.what == "solver":
-        out = bench_solver(args.venues, args.repeats, args.seed)
+        out = bench_solver(args.venues, args.repeats, args.seed, changed_share=args.changed_share)
     else:
         out = bench_quality(
             args.seed, scenarios_only=args.scenarios, steady_cycles=args.steady_cycles

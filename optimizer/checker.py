@@ -37,6 +37,7 @@ above 1 = violated), under a bounded set of names.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -93,6 +94,10 @@ def check_allocation(
     exit time of any venue)."""
     ctx = CheckContext(snaps, portfolio, limits, settings, home_chain, in_flight_known)
     return ctx.check_mapping(target_usd, idle_usd, costs_usd)
+
+
+class _Enough(Exception):
+    """A first violation was found and the caller asked for no more."""
 
 
 class CheckContext:
@@ -160,22 +165,20 @@ class CheckContext:
                 caps.append((family, key, float(ratio)))
         self.G = np.zeros((len(caps), len(snaps)))
         if caps:
-            hit_rows: list[int] = []
-            hit_cols: list[int] = []
+            kinds = np.array([str(s.venue.kind) for s in snaps], dtype=object)
+            chains = np.array([s.venue.chain for s in snaps], dtype=object)
+            protocols = np.array([s.venue.protocol for s in snaps], dtype=object)
+            by_family = {"kind": kinds, "chain": chains, "protocol": protocols}
+            for (family, key), r in rows.items():
+                if family in by_family:
+                    self.G[r] = by_family[family] == key
+                else:  # a dependency: the venue's protocol or one of its dependencies
+                    self.G[r] = protocols == key
             for i, s in enumerate(snaps):
-                v = s.venue
-                for member in {
-                    ("kind", str(v.kind)),
-                    ("chain", v.chain),
-                    ("protocol", v.protocol),
-                    ("dependency", v.protocol),
-                    *(("dependency", d) for d in v.dependencies),
-                }:
-                    r = rows.get(member)
+                for d in s.venue.dependencies:
+                    r = rows.get(("dependency", d))
                     if r is not None:
-                        hit_rows.append(r)
-                        hit_cols.append(i)
-            self.G[hit_rows, hit_cols] = 1.0
+                        self.G[r, i] = 1.0
         self.groups: list[tuple[str, str, float, np.ndarray]] = [
             (family, key, ratio, self.G[k] > 0) for k, (family, key, ratio) in enumerate(caps)
         ]
@@ -200,17 +203,36 @@ class CheckContext:
         idle_usd: float,
         costs_usd: float = 0.0,
         unknown_targets: Mapping[str, float] | None = None,
+        first_only: bool = False,
     ) -> CheckReport:
         """Check the allocation ``x`` (USD per venue, in snapshot order) with ``idle_usd`` idle, after a
-        plan that cost ``costs_usd`` out of NAV."""
+        plan that cost ``costs_usd`` out of NAV. ``first_only``: stop at the first violation (a caller
+        that only asks whether a trial passes; its utilisation is then incomplete)."""
         rep = CheckReport()
+        with contextlib.suppress(_Enough):
+            self._check(rep, x, idle_usd, costs_usd, unknown_targets, first_only)
+        return rep
+
+    def _check(
+        self,
+        rep: CheckReport,
+        x: np.ndarray,
+        idle_usd: float,
+        costs_usd: float,
+        unknown_targets: Mapping[str, float] | None,
+        first_only: bool,
+    ) -> None:
         portfolio, limits, settings = self.portfolio, self.limits, self.settings
         ids, x0, stay, exit_liq = self.ids, self.x0, self.stay, self.exit_liq
         x = np.asarray(x, dtype=float)
         nav = float(portfolio.nav_usd) - float(costs_usd)
         tol = settings.check_tolerance_ratio * max(nav, 1.0)
         locked = self.locked
-        bad = rep.add
+
+        def bad(message: str, excess: float = math.inf) -> None:
+            rep.add(message, excess)
+            if first_only:
+                raise _Enough
 
         def over(used: float, allowed: float) -> float:
             return (used - allowed) / allowed if allowed > 0 else math.inf
@@ -361,4 +383,3 @@ class CheckContext:
                     f"max_turnover_ratio: moves {moved:,.2f} USD, above {limits.max_turnover_ratio:g} of NAV ({allowed:,.2f} USD)",
                     over(moved, allowed),
                 )
-        return rep

@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from core.types import PortfolioState, Venue, VenueSnapshot
 from optimizer.config import OptimizerSettings, RiskLimits
-from optimizer.pwl import PiecewiseLinear, fit_pwl
+from optimizer.pwl import FitCache, PiecewiseLinear, fit_pwl
 
 FloatArray = NDArray[np.float64]
 
@@ -198,8 +198,10 @@ def build_cycle(
     window_share: float = 0.5,
     buffer: float | None = None,
     in_flight_known: Sequence[tuple[float, float]] = (),
+    fit_cache: FitCache | None = None,
 ) -> CycleData:
     """This cycle's bounds, costs and PWL fit; ``linear[i]`` fits venue ``i`` with two chords only.
+    ``fit_cache``: refit only the venues whose fit inputs changed since the cached call (README §2).
 
     ``buffer`` (default ``settings.limit_buffer_ratio``): how far inside each limit the plan aims.
     """
@@ -234,6 +236,7 @@ def build_cycle(
         hint_usd=hint_usd,
         window_usd=window_usd,
         window_share=window_share,
+        cache=fit_cache,
     )
     c_in, c_out = cost_rates(venues, settings, home_chain, nav)
     return CycleData(

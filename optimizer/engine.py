@@ -194,6 +194,7 @@ class Optimizer:
             self.settings,
             self.home_chain,
             in_flight_known=self._known,
+            fit_cache=self._model.fit_cache if self._model is not None else None,
             **kw,
         )  # type: ignore[arg-type]
 
@@ -604,7 +605,7 @@ class Optimizer:
                 report,
                 self.settings,
                 self.home_chain,
-                lambda x: self._check(snaps, portfolio, x, cycle, clock),
+                lambda x: self._check(snaps, portfolio, x, cycle, clock, first_only=True),
                 cycle.investable * nav,
                 reserve,
                 queued=cycle.queued_mask(),
@@ -644,10 +645,13 @@ class Optimizer:
         target_usd: FloatArray,
         cycle: CycleData,
         clock: _Clock | None = None,
+        first_only: bool = False,
     ) -> CheckReport:
         t0 = time.perf_counter()
         idle = cycle.idle_after_usd(target_usd)  # queued withdrawals are in flight, not idle
-        report = self._checker(snaps, portfolio, cycle).check(target_usd, idle)
+        report = self._checker(snaps, portfolio, cycle).check(
+            target_usd, idle, first_only=first_only
+        )
         if clock is not None:
             clock.check += time.perf_counter() - t0
         return report

@@ -24,6 +24,7 @@ from core.types import Venue
 from optimizer.config import OptimizerSettings, RiskLimits
 from optimizer.cycle import CycleData, queued_exits
 from optimizer.limits import Limit, ModelVars, limits_from_config
+from optimizer.pwl import FitCache
 
 FloatArray = NDArray[np.float64]
 
@@ -160,6 +161,8 @@ class AllocationModel:
 
             self.segment = SegmentLP(self)
         self._cycle: CycleData | None = None
+        # the last fit of this venue set, so that a cycle refits only the venues that changed
+        self.fit_cache = FitCache()
         self.build_seconds = time.perf_counter() - t0
         self.solves = 0
 

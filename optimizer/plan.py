@@ -100,7 +100,9 @@ class PlanContext:
         x = np.asarray(x_usd, dtype=float)
         h = self.settings.emission_haircut
         if self._f0 is None:
-            self._f0 = evaluate_curves(self._curves, self.x0[:, None], h)[:, 0]
+            # the holdings and the first target in one batched evaluation
+            both = evaluate_curves(self._curves, np.stack([self.x0, x], axis=1), h)
+            self._f0, self._fc, self._xc = both[:, 0], both[:, 1].copy(), x.copy()
         at_x0 = x == self.x0
         miss = ~at_x0 & (x != self._xc)
         if miss.any():

@@ -90,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     solver.add_argument("--venues", type=int, default=1000)
     solver.add_argument("--repeats", type=int, default=20)
     solver.add_argument("--seed", type=int, default=7)
+    solver.add_argument(
+        "--changed-share", type=float, default=1.0, help="share of venues whose rates move a cycle"
+    )
     solver.add_argument("--json", action="store_true")
     quality = bench_sub.add_parser("quality", help="net yield against baselines on seeded markets")
     quality.add_argument("--seed", type=int, default=7)
@@ -202,7 +205,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.bench == "solver":
             from optimizer.bench import bench_solver
 
-            _print_json(bench_solver(venues=args.venues, repeats=args.repeats, seed=args.seed))
+            _print_json(
+                bench_solver(
+                    venues=args.venues,
+                    repeats=args.repeats,
+                    seed=args.seed,
+                    changed_share=args.changed_share,
+                )
+            )
         elif args.bench == "quality":
             from optimizer.bench import bench_quality
 
