@@ -150,6 +150,14 @@ class CheckContext:
         self.tvl = _amounts(cols[:, 4])
         self.scores = cols[:, 5]
         self.exit_days = self.own_exit + np.where(cols[:, 6] > 0, settings.bridge_days, 0.0)
+        # idle per chain (README §4c)
+        self.home_chain = home_chain
+        self.chain_names, self.chain_of = np.unique(
+            np.array([s.venue.chain for s in snaps] + [home_chain], dtype=object),
+            return_inverse=True,
+        )
+        self.chain_of = self.chain_of[:-1]
+        self.idle_on = portfolio.idle_on(home_chain)
         # group caps: (family, key, ratio, member mask); one pass over the venues for all of them
         families = (
             ("kind", {str(k): v for k, v in limits.max_kind_ratio.items()}),
@@ -204,14 +212,79 @@ class CheckContext:
         costs_usd: float = 0.0,
         unknown_targets: Mapping[str, float] | None = None,
         first_only: bool = False,
+        bridges: Sequence[tuple[str, str, float]] | None = None,
+        home_spend_usd: float = 0.0,
     ) -> CheckReport:
         """Check the allocation ``x`` (USD per venue, in snapshot order) with ``idle_usd`` idle, after a
         plan that cost ``costs_usd`` out of NAV. ``first_only``: stop at the first violation (a caller
-        that only asks whether a trial passes; its utilisation is then incomplete)."""
+        that only asks whether a trial passes; its utilisation is then incomplete).
+
+        ``bridges``: the plan's bridge legs ``(from chain, to chain, USD)``. Given, idle is checked per
+        chain: ``I_c + Σ_{i on c} (x0_i - x_i) - Σ_{i on c, queued} (x0_i - x_i)⁺ + in_c - out_c`` (and
+        ``- home_spend_usd`` on the home chain: the plan's gas) must not fall below the chain's floor
+        (``min_idle_by_chain_usd``, 0 elsewhere): a plan spends no idle a chain does not have. None:
+        the caller does not route (a baseline, a test of other limits), only the total is checked."""
         rep = CheckReport()
         with contextlib.suppress(_Enough):
             self._check(rep, x, idle_usd, costs_usd, unknown_targets, first_only)
+            if bridges is not None:
+                self._check_chains(
+                    rep, np.asarray(x, dtype=float), bridges, home_spend_usd, first_only
+                )
         return rep
+
+    def _check_chains(
+        self,
+        rep: CheckReport,
+        x: np.ndarray,
+        bridges: Sequence[tuple[str, str, float]],
+        home_spend_usd: float,
+        first_only: bool,
+    ) -> None:
+        tol = self.settings.check_tolerance_ratio * max(float(self.portfolio.nav_usd), 1.0)
+        delta = x - self.x0
+        spent = np.where(
+            self.queued, np.maximum(delta, 0.0), delta
+        )  # idle a move takes (or gives: < 0)
+        after = dict.fromkeys(self.idle_on, 0.0)
+        for c, u in self.idle_on.items():
+            after[c] = float(u)
+        by_chain = np.bincount(self.chain_of, weights=spent, minlength=len(self.chain_names))
+        for c, u in zip(self.chain_names, by_chain, strict=True):
+            after[str(c)] = after.get(str(c), 0.0) - float(u)
+        moved_in: dict[str, float] = {}
+        for origin, dest, usd in bridges:
+            if not usd >= 0:
+                rep.add(f"bridge: leg {origin} -> {dest} moves {usd} USD")
+                if first_only:
+                    raise _Enough
+                continue
+            after[origin] = after.get(origin, 0.0) - float(usd)
+            after[dest] = after.get(dest, 0.0) + float(usd)
+            moved_in[dest] = moved_in.get(dest, 0.0) + float(usd)
+        after[self.home_chain] = after.get(self.home_chain, 0.0) - float(home_spend_usd)
+        floors = self.limits.min_idle_by_chain_usd
+        for c in sorted(after):
+            need = float(floors.get(c, 0.0))
+            if c in floors:
+                rep.utilization[f"chain_idle:{c}"] = _ratio(need, max(after[c], 0.0))
+            if after[c] < need - tol:
+                on = (
+                    self.chain_of == int(np.searchsorted(self.chain_names, c))
+                    if c in set(self.chain_names)
+                    else np.zeros(len(self.ids), dtype=bool)
+                )
+                deposits = float(np.maximum(delta, 0.0)[on].sum())
+                what = f"floor {need:,.2f} USD" if need > 0 else "0"
+                rep.add(
+                    f"chain_idle[{c}]: idle on {c} after the plan would be {after[c]:,.2f} USD, below"
+                    f" {what} (idle {self.idle_on.get(c, 0.0):,.2f}, deposits {deposits:,.2f},"
+                    f" bridged in {moved_in.get(c, 0.0):,.2f} USD): the plan spends idle {c} does"
+                    " not have",
+                    (need - after[c]) / need if need > 0 else math.inf,
+                )
+                if first_only:
+                    raise _Enough
 
     def _check(
         self,

@@ -26,6 +26,9 @@ class LiquidityFloor(Strict):
 
 class RiskLimits(Strict):
     min_idle_ratio: Ratio = 0.0
+    # chain -> USD that must stay idle on that chain after every plan (e.g. gas money, a fast-exit
+    # buffer on an L2); a chain left out has no floor of its own (min_idle_ratio is on the total)
+    min_idle_by_chain_usd: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
     max_venue_usd: PositiveUsd | None = None
     max_venue_ratio: Ratio = 1.0
     # our position <= this share of the venue's TVL (after us)

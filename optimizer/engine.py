@@ -30,6 +30,7 @@ from optimizer.model import AllocationModel, SolveResult
 from optimizer.plan import (
     PlanContext,
     after_costs,
+    chain_flows_usd,
     gate,
     make_moves,
     prune_unprofitable,
@@ -359,7 +360,9 @@ class Optimizer:
         venues = cycle.venues
         exit_days = effective_exit_days(venues, self.settings, self.home_chain)
         self._queued_exit_days = {
-            v.id: float(e) for v, e, q in zip(venues, exit_days, cycle.queued_mask()) if q
+            v.id: float(e)
+            for v, e, q in zip(venues, exit_days, cycle.queued_mask(), strict=True)
+            if q
         }
         build_seconds = model.build_seconds if rebuilt else 0.0
         risk = (
@@ -399,14 +402,24 @@ class Optimizer:
             self._warm = {}
         x0_usd = cycle.x0 * nav
         # the cycle's cost arrays and true incomes, shared by pruning, the post-cost check and the plan
-        priced = PlanContext(snaps, x0_usd, self.settings, self.home_chain)
-        current = self._check(snaps, portfolio, x0_usd, cycle, clock)
+        priced = PlanContext(
+            snaps,
+            x0_usd,
+            self.settings,
+            self.home_chain,
+            idle_on=portfolio.idle_on(self.home_chain),
+            min_on=dict(self.limits.min_idle_by_chain_usd),
+            queued=cycle.queued_mask(),
+        )
+        current = self._check(snaps, portfolio, x0_usd, cycle, clock, priced=priced)
         # holdings breaches up to the drift band came from drift or costs and force nothing (README §7)
         tolerance = self.settings.drift_tolerance_ratio
         forced_by = tuple(
-            v for v, e in zip(current.violations, current.excess) if not e <= tolerance
+            v for v, e in zip(current.violations, current.excess, strict=True) if not e <= tolerance
         )
-        drifted = tuple(v for v, e in zip(current.violations, current.excess) if e <= tolerance)
+        drifted = tuple(
+            v for v, e in zip(current.violations, current.excess, strict=True) if e <= tolerance
+        )
 
         def timing() -> dict[str, object]:
             return dict(
@@ -460,13 +473,20 @@ class Optimizer:
                 queued=cycle.queued_mask(),
                 ctx=priced,
             )
+            legs = priced.legs(target)
             t_check = time.perf_counter()
             clock.plan += t_check - t_plan
             after = self._checker(snaps, portfolio, cycle).check(
-                post.positions_usd, post.idle_usd, costs_usd=post.cost_usd
+                post.positions_usd,
+                post.idle_usd,
+                costs_usd=post.cost_usd,
+                bridges=legs,
+                home_spend_usd=priced.gas_usd(target) + self.settings.bridge_gas_usd * len(legs),
             )
             clock.check += time.perf_counter() - t_check
-            short = tuple(v for v, e in zip(after.violations, after.excess) if not e <= tolerance)
+            short = tuple(
+                v for v, e in zip(after.violations, after.excess, strict=True) if not e <= tolerance
+            )
             if not after.violations or attempt == passes:
                 break
             reserve = max(
@@ -483,7 +503,7 @@ class Optimizer:
 
         t_plan = time.perf_counter()
         objective_usd = result.objective * nav if result.objective is not None else None
-        allocation = self._allocation(venues, target, cycle, portfolio)
+        allocation = self._allocation(venues, target, cycle, portfolio, priced)
         income = float(priced.income_usd(target).sum())
         predicted_apr = income / nav
         if not report.ok:
@@ -589,10 +609,13 @@ class Optimizer:
         lb_usd, ub_usd = cycle.lb * nav, np.maximum(cycle.ub, cycle.lb) * nav
         raw = np.clip(np.asarray(result.x) * nav, lb_usd, ub_usd)
         rounded = round_small_trades(x0_usd, raw, self.settings.min_trade_usd)
-        target, report = rounded, self._check(snaps, portfolio, rounded, cycle, clock)
+        target, report = (
+            rounded,
+            self._check(snaps, portfolio, rounded, cycle, clock, priced=priced),
+        )
         if not report.ok:
             # dropping small trades moved us off a binding limit; the unrounded solution may pass
-            fallback = self._check(snaps, portfolio, raw, cycle, clock)
+            fallback = self._check(snaps, portfolio, raw, cycle, clock, priced=priced)
             if fallback.ok:
                 target, report = raw, fallback
         if report.ok and self.settings.prune_max_tries > 0:
@@ -605,7 +628,9 @@ class Optimizer:
                 report,
                 self.settings,
                 self.home_chain,
-                lambda x: self._check(snaps, portfolio, x, cycle, clock, first_only=True),
+                lambda x: self._check(
+                    snaps, portfolio, x, cycle, clock, first_only=True, priced=priced
+                ),
                 cycle.investable * nav,
                 reserve,
                 queued=cycle.queued_mask(),
@@ -646,11 +671,16 @@ class Optimizer:
         cycle: CycleData,
         clock: _Clock | None = None,
         first_only: bool = False,
+        priced: PlanContext | None = None,
     ) -> CheckReport:
+        """``priced``: the cycle's plan context; given, the target's bridge legs are checked per chain."""
         t0 = time.perf_counter()
         idle = cycle.idle_after_usd(target_usd)  # queued withdrawals are in flight, not idle
         report = self._checker(snaps, portfolio, cycle).check(
-            target_usd, idle, first_only=first_only
+            target_usd,
+            idle,
+            first_only=first_only,
+            bridges=priced.legs(target_usd) if priced is not None else None,
         )
         if clock is not None:
             clock.check += time.perf_counter() - t0
@@ -658,9 +688,22 @@ class Optimizer:
 
     @staticmethod
     def _allocation(
-        venues: Sequence[Venue], target: FloatArray, cycle: CycleData, portfolio: PortfolioState
+        venues: Sequence[Venue],
+        target: FloatArray,
+        cycle: CycleData,
+        portfolio: PortfolioState,
+        priced: PlanContext,
     ) -> Allocation:
         targets = {v.id: float(target[i]) for i, v in enumerate(venues)}
         for vid, amount in portfolio.positions_usd.items():
             targets.setdefault(vid, float(amount))  # locked: no snapshot ever seen, held as is
-        return Allocation(target_usd=targets, idle_usd=cycle.idle_after_usd(target))
+        # idle per chain once the venue moves and the bridge legs are done (README §4c)
+        by_chain = chain_flows_usd(
+            priced.chains, priced.x0, target, cycle.queued_mask(), priced.idle_on
+        )
+        for origin, dest, usd in priced.legs(target):
+            by_chain[origin] = by_chain.get(origin, 0.0) - usd
+            by_chain[dest] = by_chain.get(dest, 0.0) + usd
+        return Allocation(
+            target_usd=targets, idle_usd=cycle.idle_after_usd(target), idle_by_chain_usd=by_chain
+        )

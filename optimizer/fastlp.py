@@ -49,6 +49,9 @@ class SegmentResult:
     objective: float | None
     seconds: float
     detail: str = ""
+    # the bridge legs of the optimum (README §4c), NAV units: home -> chain, chain -> home
+    bridge_out: FloatArray | None = None
+    bridge_back: FloatArray | None = None
 
 
 class SegmentLP:
@@ -56,6 +59,7 @@ class SegmentLP:
 
     def __init__(self, model) -> None:
         from optimizer.limits import (
+            ChainIdle,
             GroupCaps,
             LiquidityFloors,
             MinIdle,
@@ -75,6 +79,10 @@ class SegmentLP:
         self.risk = next((lim for lim in model.limits if isinstance(lim, RiskBudget)), None)
         self.floors = next((lim for lim in model.limits if isinstance(lim, LiquidityFloors)), None)
         self.turnover = next((lim for lim in model.limits if isinstance(lim, Turnover)), None)
+        self.chain = next((lim for lim in model.limits if isinstance(lim, ChainIdle)), None)
+        if self.chain is not None and self.chain.active:
+            where = {c: j for j, c in enumerate(self.chain.chains)}
+            self.chain_of = np.array([where[v.chain] for v in model.venues], dtype=np.int64)
         # constant x-rows: one row per group cap, the risk row; all in terms of x
         blocks = [g.G for g in self.groups]
         if self.risk is not None:
@@ -202,6 +210,20 @@ class SegmentLP:
         idle_coef = (1.0 - (is_left & q)).ravel()
         rows_coef.append(idle_coef)
         rows_ub.append(B - float(lbx.sum()) - left_q_width - float(self.min_idle.rhs.value))
+        # idle per chain (README §4c): Σ_{i on c} (s - Σ_{Q,left} s) - inflow_c <= avail_c - Σ_{i on c}
+        # (lb + [queued] (Σ_left ω + above)); the legs are columns after the slots
+        chain_row0 = len(rows_coef)
+        C = 0
+        if self.chain is not None and self.chain.active:
+            C = len(self.chain.chains)
+            ci = self.chain_of
+            per_venue = lbx + np.where(self.queued, (width * is_left).sum(axis=1) + above, 0.0)
+            avail = np.asarray(self.chain.avail.value, dtype=float)
+            rhs_chain = avail - np.bincount(ci, weights=per_venue, minlength=C)
+            coef = (1.0 - (is_left & q)).astype(float)
+            for c in range(C):
+                rows_coef.append(np.where((ci == c)[:, None], coef, 0.0).ravel())
+                rows_ub.append(float(rhs_chain[c]))
         # x-rows: groups, risk: M x <= rhs  ->  M_i per column of venue i
         x_rhs = []
         for g in self.groups:
@@ -234,29 +256,54 @@ class SegmentLP:
         rhs_x = np.concatenate(x_rhs) - (M @ lbx) if M.shape[0] else np.zeros(0)
         row_ub = np.concatenate([np.array(rows_ub), rhs_x])
         nrow = dense_rows.shape[0] + M.shape[0]
+        ncol = n * S
+        cost = np.ascontiguousarray(slope.ravel(), dtype=np.float64)
+        upper = np.ascontiguousarray(width.ravel(), dtype=np.float64)
+        legs = C - 1 if C > 1 else 0
+        if legs:
+            # bridge legs: out_c (home -> c) then back_c (c -> home); -T(out - back) in the chain rows
+            assert self.chain is not None
+            rate = float(self.chain.rate.value)
+            leg_rows = np.empty(4 * legs, dtype=np.int32)
+            leg_vals = np.empty(4 * legs)
+            chain_rows = chain_row0 + np.arange(1, C)
+            for k, sign in ((0, 1.0), (1, -1.0)):  # out, back
+                block = slice(2 * legs * k, 2 * legs * (k + 1))
+                rows_pair = np.stack([np.full(legs, chain_row0), chain_rows], axis=1)
+                vals_pair = np.stack([np.full(legs, sign), np.full(legs, -sign)], axis=1)
+                leg_rows[block] = rows_pair.ravel()
+                leg_vals[block] = vals_pair.ravel()
+            start = np.concatenate(
+                [start, start[-1] + 2 * np.arange(1, 2 * legs + 1, dtype=np.int32)]
+            ).astype(np.int32)
+            index = np.concatenate([index, leg_rows])
+            value = np.concatenate([value, leg_vals])
+            cost = np.concatenate([cost, np.full(2 * legs, -rate)])
+            upper = np.concatenate([upper, np.full(2 * legs, highspy.kHighsInf)])
+            ncol += 2 * legs
         # the array form of passModel: numpy in, no element-by-element conversion (assigning the
         # HighsLp's index_/value_ vectors from numpy cost ~50 ms at 1k venues, ~0.3 µs an entry)
         h = self.highs
         status = h.passModel(
-            n * S,
+            ncol,
             nrow,
             len(index),
             int(highspy.MatrixFormat.kColwise.value),
             int(highspy.ObjSense.kMaximize.value),
             float(g_lb.sum()),
-            np.ascontiguousarray(slope.ravel(), dtype=np.float64),
-            np.zeros(n * S),
-            np.ascontiguousarray(width.ravel(), dtype=np.float64),
+            cost,
+            np.zeros(ncol),
+            upper,
             np.full(nrow, -highspy.kHighsInf),
             np.ascontiguousarray(row_ub, dtype=np.float64),
             start,
             index,
             value,
-            np.zeros(n * S, dtype=np.int32),  # every column continuous
+            np.zeros(ncol, dtype=np.int32),  # every column continuous
         )
         if status == highspy.HighsStatus.kError:
             raise RuntimeError("HiGHS refused the segment LP (passModel)")
-        if self._basis is not None and self._basis_shape == (n * S, nrow):
+        if self._basis is not None and self._basis_shape == (ncol, nrow):
             # the previous cycle's basis: a valid start, usually a few pivots away
             h.setBasis(self._basis)
         t_run = time.perf_counter()
@@ -266,12 +313,17 @@ class SegmentLP:
         self.solves += 1
         elapsed = time.perf_counter() - t0
         if status == highspy.HighsModelStatus.kOptimal:
-            s = np.asarray(h.getSolution().col_value).reshape(n, S)
+            values = np.asarray(h.getSolution().col_value)
+            s = values[: n * S].reshape(n, S)
+            out = back = None
+            if legs:
+                out = np.maximum(values[n * S : n * S + legs], 0.0)
+                back = np.maximum(values[n * S + legs :], 0.0)
             s = np.clip(s, 0.0, width)
             x = lbx + s.sum(axis=1)
             obj = float(h.getInfo().objective_function_value)
-            self._basis, self._basis_shape = h.getBasis(), (n * S, nrow)
-            return SegmentResult("optimal", x, obj, elapsed, "segment simplex")
+            self._basis, self._basis_shape = h.getBasis(), (ncol, nrow)
+            return SegmentResult("optimal", x, obj, elapsed, "segment simplex", out, back)
         self._basis = None
         if status == highspy.HighsModelStatus.kInfeasible:
             return SegmentResult("infeasible", None, None, elapsed, "segment simplex: infeasible")

@@ -68,7 +68,9 @@ class PlanContext:
     :func:`optimizer.pwl.evaluate_curves`).
 
     Exact costs per venue, as the executor books them: a deposit ``gas_in + fee·δ``, a withdrawal
-    ``gas_out + fee·|δ|``, off the home chain one bridge leg ``bridge_gas_usd + bridge_fee_bps·|δ|``.
+    ``gas_out + fee·|δ|``; and per bridge leg (:meth:`legs`, README §4c) ``bridge_gas_usd +
+    bridge_fee_bps·amount``. ``idle_on``: idle per chain now (default: all on home, unlimited, i.e.
+    a chain's deficit always comes from home); ``min_on``: the per-chain floors.
     """
 
     def __init__(
@@ -77,6 +79,9 @@ class PlanContext:
         x0_usd: FloatArray,
         settings: OptimizerSettings,
         home_chain: str,
+        idle_on: dict[str, float] | None = None,
+        min_on: dict[str, float] | None = None,
+        queued: NDArray[np.bool_] | None = None,
     ) -> None:
         self.snaps = snaps
         self.settings = settings
@@ -89,6 +94,10 @@ class PlanContext:
         self.cross = np.array([v.chain != home_chain for v in venues], dtype=bool)
         self.bridge_fee = np.where(self.cross, settings.bridge_fee_bps / 1e4, 0.0)
         self.bridge_gas = np.where(self.cross, settings.bridge_gas_usd, 0.0)
+        self.chains = [v.chain for v in venues]
+        self.idle_on = {home_chain: math.inf} if idle_on is None else dict(idle_on)
+        self.min_on = dict(min_on or {})
+        self.queued = queued
         self._curves = [s.curve for s in snaps]
         self._f0: FloatArray | None = None
         # the last point each venue was evaluated at, and its income
@@ -113,15 +122,38 @@ class PlanContext:
             self._xc[idx] = x[idx]
         return np.where(at_x0, self._f0, self._fc)
 
-    def costs_usd(self, target_usd: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """(venue move cost, bridge leg cost) per venue, USD; 0 where nothing moves."""
+    def costs_usd(self, target_usd: FloatArray) -> FloatArray:
+        """Each venue's move cost (gas and fee), USD; 0 where nothing moves. Bridging is the plan's,
+        not a venue's (:meth:`legs_cost_usd`)."""
         delta = np.asarray(target_usd, dtype=float) - self.x0
-        amount = np.abs(delta)
-        moved = delta != 0.0
         gas = np.where(delta > 0, self.gas_in, self.gas_out)
-        venue = np.where(moved, gas + self.fee * amount, 0.0)
-        bridge = np.where(moved & self.cross, self.bridge_gas + self.bridge_fee * amount, 0.0)
-        return venue, bridge
+        return np.where(delta != 0.0, gas + self.fee * np.abs(delta), 0.0)
+
+    def gas_usd(self, target_usd: FloatArray) -> float:
+        """The venue moves' gas, paid from home idle."""
+        delta = np.asarray(target_usd, dtype=float) - self.x0
+        return float(np.where(delta > 0, self.gas_in, np.where(delta < 0, self.gas_out, 0.0)).sum())
+
+    def legs(self, target_usd: FloatArray) -> list[tuple[str, str, float]]:
+        """The bridge legs the target needs (:func:`bridge_legs`), home keeping the plan's gas."""
+        target = np.asarray(target_usd, dtype=float)
+        return bridge_legs(
+            self.chains,
+            self.x0,
+            target,
+            self.queued,
+            self.idle_on,
+            self.min_on,
+            self.home_chain,
+            home_spend_usd=self.gas_usd(target),
+            leg_gas_usd=self.settings.bridge_gas_usd,
+        )
+
+    def leg_cost_usd(self, amount_usd: float) -> float:
+        return self.settings.bridge_gas_usd + self.settings.bridge_fee_bps / 1e4 * amount_usd
+
+    def legs_cost_usd(self, target_usd: FloatArray) -> float:
+        return float(sum(self.leg_cost_usd(u) for _, _, u in self.legs(target_usd)))
 
     def gains_usd(self, target_usd: FloatArray) -> FloatArray:
         """Gain of each venue's move over the holding horizon: ``(f(target) - f(x0)) · H/365``."""
@@ -135,9 +167,74 @@ class PlanContext:
         return np.where(moved, (f - self._f0) * horizon, 0.0)
 
     def values_usd(self, target_usd: FloatArray) -> FloatArray:
-        """Exact value of each venue's move on its own: gain minus its cost (bridge leg included)."""
-        venue, bridge = self.costs_usd(target_usd)
-        return self.gains_usd(target_usd) - venue - bridge
+        """Exact value of each venue's move on its own: gain minus its gas and fee."""
+        return self.gains_usd(target_usd) - self.costs_usd(target_usd)
+
+
+def chain_flows_usd(
+    chains: Sequence[str],
+    x0_usd: FloatArray,
+    target_usd: FloatArray,
+    queued: NDArray[np.bool_] | None,
+    idle_on: dict[str, float],
+) -> dict[str, float]:
+    """Idle per chain right after the venue moves, before any bridge leg: ``I_c + Σ_{i on c}
+    (x0_i - x_i)`` with a withdrawal from a queued venue in flight (not idle) until it settles."""
+    delta = np.asarray(target_usd, dtype=float) - np.asarray(x0_usd, dtype=float)
+    q = np.zeros(len(delta), dtype=bool) if queued is None else np.asarray(queued, dtype=bool)
+    # queued venues: a deposit spends idle, a withdrawal lands later; instant ones: the whole move
+    freed = np.where(q, -np.maximum(delta, 0.0), -delta)
+    out = {c: float(u) for c, u in idle_on.items()}
+    names, inverse = np.unique(np.asarray(chains, dtype=object), return_inverse=True)
+    sums = np.bincount(inverse, weights=freed, minlength=len(names))
+    for c, u in zip(names, sums, strict=True):
+        out[str(c)] = out.get(str(c), 0.0) + float(u)
+    return out
+
+
+def bridge_legs(
+    chains: Sequence[str],
+    x0_usd: FloatArray,
+    target_usd: FloatArray,
+    queued: NDArray[np.bool_] | None,
+    idle_on: dict[str, float],
+    min_on: dict[str, float],
+    home_chain: str,
+    home_spend_usd: float = 0.0,
+    leg_gas_usd: float = 0.0,
+) -> list[tuple[str, str, float]]:
+    """The bridge legs a target needs, through home as the executor sends them (README §4c): a chain
+    whose idle after the venue moves falls below its floor (``min_on``, 0 where absent) gets the
+    shortfall from home; if home then falls below its own floor, the chains with idle above theirs
+    send the rest, largest surplus first. Nothing else is bridged: capital stays where it lands.
+    ``home_spend_usd``: what the plan pays from home idle besides (its gas); ``leg_gas_usd`` more per
+    leg. Returns ``(from, to, USD)``; what no chain can cover is left short (the checker rejects it)."""
+    after = chain_flows_usd(chains, x0_usd, target_usd, queued, idle_on)
+    legs: list[tuple[str, str, float]] = []
+    cents = 0.005
+    for c in sorted(after):
+        if c == home_chain:
+            continue
+        short = min_on.get(c, 0.0) - after[c]
+        if short > cents:
+            legs.append((home_chain, c, short))
+            after[c] += short
+            after[home_chain] = after.get(home_chain, 0.0) - short
+    spend = home_spend_usd + leg_gas_usd * len(legs)
+    need = min_on.get(home_chain, 0.0) - after.get(home_chain, 0.0) + spend
+    if need > cents:
+        need += leg_gas_usd  # the leg home pays its own gas too
+        spare = sorted(
+            ((after[c] - min_on.get(c, 0.0), c) for c in after if c != home_chain),
+            reverse=True,
+        )
+        for surplus, c in spare:
+            if need <= cents or surplus <= cents:
+                break
+            take = min(surplus, need)
+            legs.append((c, home_chain, take))
+            need -= take
+    return legs
 
 
 def move_values_usd(
@@ -149,7 +246,8 @@ def move_values_usd(
     ctx: PlanContext | None = None,
 ) -> FloatArray:
     """Exact value of each venue's move on its own over the horizon: gain on the true curve minus
-    its exact cost (gas, fees, bridge legs); capital that is not moved stays idle and earns 0."""
+    its exact cost (gas, fees); capital that is not moved stays idle and earns 0. The bridge legs
+    are the plan's (:meth:`PlanContext.legs_cost_usd`)."""
     ctx = ctx or PlanContext(snaps, x0_usd, settings, home_chain)
     return ctx.values_usd(target_usd)
 
@@ -257,7 +355,7 @@ def prune_unprofitable(
     # the moves left may still lose money together (each pays its own gas): if holding passes the checker,
     # a plan whose exact net is not positive is worse than holding (and the gate would hold it anyway)
     moved = target != x0_usd
-    if moved.any() and float(values[moved].sum()) <= 0.0:
+    if moved.any() and float(values[moved].sum()) - ctx.legs_cost_usd(target) <= 0.0:
         rep = check(np.array(x0_usd, dtype=float))
         if rep.ok:
             target, report = np.array(x0_usd, dtype=float), rep
@@ -288,26 +386,43 @@ def after_costs(
     """Book the plan the way the executor does, ahead of time.
 
     ``idle_usd`` is the allocation's idle right after the moves (a withdrawal from a ``queued`` venue
-    is in flight, not in it). A deposit of ``δ`` takes ``δ`` from idle and lands ``δ (1 - bridge
-    fee)(1 - fee)`` in the venue; a withdrawal of ``δ`` from an instant venue lands ``δ (1 - fee)(1 -
-    bridge fee)`` in idle; a withdrawal from a queued venue goes in flight whole (what it loses on the
-    way is taken when it settles and is not counted here: the checker counts the in-flight amount
-    gross); every deposit and withdrawal pays its gas from home-chain idle *after* the move, and
-    (conservatively, the paper executor does not book it) every bridge leg its ``bridge_gas_usd``.
+    is in flight, not in it). A deposit of ``δ`` takes ``δ`` from idle and lands ``δ (1 - fee)`` in
+    the venue; a withdrawal of ``δ`` from an instant venue lands ``δ (1 - fee)`` in idle; a withdrawal
+    from a queued venue goes in flight whole (what it loses on the way is taken when it settles and is
+    not counted here: the checker counts the in-flight amount gross); every deposit and withdrawal
+    pays its gas from home-chain idle *after* the move; every bridge leg of the plan
+    (:meth:`PlanContext.legs`) loses ``bridge_fee_bps`` of its amount on the way and (conservatively,
+    the paper executor does not book it) pays ``bridge_gas_usd``.
     """
     ctx = ctx or PlanContext(snaps, x0_usd, settings, home_chain)
     delta = np.asarray(target_usd, dtype=float) - np.asarray(x0_usd, dtype=float)
-    cross = ctx.cross
-    kept = (1.0 - ctx.fee) * (1.0 - ctx.bridge_fee)  # share of a moved USD that arrives
+    kept = 1.0 - ctx.fee  # share of a moved USD that arrives
     dep, wd = delta > 0, delta < 0
     gas = np.where(dep, ctx.gas_in, 0.0) + np.where(wd, ctx.gas_out, 0.0)
-    legs = float(((dep | wd) & cross).sum()) * settings.bridge_gas_usd
+    legs = ctx.legs(target_usd)
+    # each leg pays its gas from home idle and loses its fee on the way: a leg home lands short in
+    # home idle; a leg out lands short on its chain, so that chain's deposits (which it funds) get
+    # less, pro rata (the executor deposits what is there)
+    bf = settings.bridge_fee_bps / 1e4
+    legs_gas = settings.bridge_gas_usd * len(legs)
+    home_fees = float(sum(bf * u for o, d, u in legs if d == home_chain))
     positions = np.where(dep, x0_usd + delta * kept, target_usd)
+    chains = np.asarray(ctx.chains, dtype=object)
+    for origin, dest, usd in legs:
+        if origin != home_chain:
+            continue
+        on = dep & (chains == dest)
+        total = float(delta[on].sum())
+        if total > 0:
+            positions = np.where(on, positions - bf * usd * delta / total, positions)
     instant_wd = wd if queued is None else wd & ~np.asarray(queued, dtype=bool)
     idle_cost = (
-        float(gas.sum()) + legs + float((-delta[instant_wd] * (1.0 - kept[instant_wd])).sum())
+        float(gas.sum())
+        + legs_gas
+        + home_fees
+        + float((-delta[instant_wd] * (1.0 - kept[instant_wd])).sum())
     )
-    deposit_fees = float((delta[dep] * (1.0 - kept[dep])).sum())
+    deposit_fees = float((x0_usd + delta - positions)[dep].sum())
     return AfterCosts(positions, idle_usd - idle_cost, idle_cost, idle_cost + deposit_fees)
 
 
@@ -327,78 +442,56 @@ def make_moves(
     now: datetime,
     ctx: PlanContext | None = None,
 ) -> PlanEconomics:
-    """The moves of a target, priced exactly (gains and costs in NumPy over all venues; one
-    :class:`Move` per leg of each venue that moves)."""
+    """The moves of a target, priced exactly (gains and costs in NumPy over all venues): one
+    WITHDRAW or DEPOSIT per venue that moves, and the bridge legs the chains need
+    (:meth:`PlanContext.legs`; ``venue_id`` of a leg is ``bridge:<from>-><to>``). Order: withdrawals,
+    legs to home, legs out of home, deposits, so every deposit is funded by idle on its chain."""
     ctx = ctx or PlanContext(snaps, x0_usd, settings, home_chain)
     target = np.asarray(target_usd, dtype=float)
     delta = target - ctx.x0
     gains = ctx.gains_usd(target)
-    venue_cost, bridge_cost = ctx.costs_usd(target)
+    venue_cost = ctx.costs_usd(target)
     at = now.isoformat()
     withdrawals: list[Move] = []
-    to_home: list[Move] = []
-    from_home: list[Move] = []
     deposits: list[Move] = []
     for i in np.nonzero(delta != 0.0)[0]:
         v = snaps[i].venue
         amount = abs(float(delta[i]))
-        gain, cost, leg = float(gains[i]), float(venue_cost[i]), float(bridge_cost[i])
-        cross = bool(ctx.cross[i])
-        if delta[i] < 0:
-            withdrawals.append(
-                Move(
-                    MoveAction.WITHDRAW,
-                    v.id,
-                    amount,
-                    idempotency_key(at, v.id, MoveAction.WITHDRAW, amount, v.chain, v.chain),
-                    from_chain=v.chain,
-                    to_chain=v.chain,
-                    expected_gain_usd=gain,
-                    cost_usd=cost,
-                )
+        action = MoveAction.WITHDRAW if delta[i] < 0 else MoveAction.DEPOSIT
+        move = Move(
+            action,
+            v.id,
+            amount,
+            idempotency_key(at, v.id, action, amount, v.chain, v.chain),
+            from_chain=v.chain,
+            to_chain=v.chain,
+            expected_gain_usd=float(gains[i]),
+            cost_usd=float(venue_cost[i]),
+        )
+        (withdrawals if delta[i] < 0 else deposits).append(move)
+    to_home: list[Move] = []
+    from_home: list[Move] = []
+    legs_cost = 0.0
+    for origin, dest, amount in ctx.legs(target):
+        label = f"bridge:{origin}->{dest}"
+        cost = ctx.leg_cost_usd(amount)
+        legs_cost += cost
+        (from_home if origin == home_chain else to_home).append(
+            Move(
+                MoveAction.BRIDGE,
+                label,
+                amount,
+                idempotency_key(at, label, MoveAction.BRIDGE, amount, origin, dest),
+                from_chain=origin,
+                to_chain=dest,
+                cost_usd=cost,
             )
-            if cross:
-                to_home.append(
-                    Move(
-                        MoveAction.BRIDGE,
-                        v.id,
-                        amount,
-                        idempotency_key(at, v.id, MoveAction.BRIDGE, amount, v.chain, home_chain),
-                        from_chain=v.chain,
-                        to_chain=home_chain,
-                        cost_usd=leg,
-                    )
-                )
-        else:
-            if cross:
-                from_home.append(
-                    Move(
-                        MoveAction.BRIDGE,
-                        v.id,
-                        amount,
-                        idempotency_key(at, v.id, MoveAction.BRIDGE, amount, home_chain, v.chain),
-                        from_chain=home_chain,
-                        to_chain=v.chain,
-                        cost_usd=leg,
-                    )
-                )
-            deposits.append(
-                Move(
-                    MoveAction.DEPOSIT,
-                    v.id,
-                    amount,
-                    idempotency_key(at, v.id, MoveAction.DEPOSIT, amount, v.chain, v.chain),
-                    from_chain=v.chain,
-                    to_chain=v.chain,
-                    expected_gain_usd=gain,
-                    cost_usd=cost,
-                )
-            )
+        )
     moved = delta != 0.0
     return PlanEconomics(
         tuple(withdrawals + to_home + from_home + deposits),
         float(gains[moved].sum()),
-        float((venue_cost + bridge_cost)[moved].sum()),
+        float(venue_cost[moved].sum()) + legs_cost,
     )
 
 
