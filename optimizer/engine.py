@@ -15,17 +15,28 @@ import dataclasses
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
 from numpy.typing import NDArray
 
-from core.types import Allocation, MoveAction, Plan, PortfolioState, Venue, VenueSnapshot
+from core.types import (
+    NO_DIRECTIVES,
+    Allocation,
+    Directives,
+    MoveAction,
+    Plan,
+    PortfolioState,
+    Venue,
+    VenueSnapshot,
+)
 from optimizer.checker import CheckReport, check_allocation
 from optimizer.config import OptimizerSettings, RiskLimits
 from optimizer.cycle import CycleData, build_cycle, effective_exit_days
+from optimizer.directives import apply_freeze
+from optimizer.memory import EMPTY_MEMORY, OptimizerMemory
 from optimizer.model import AllocationModel, SolveResult
 from optimizer.plan import after_costs, gate, make_moves, prune_unprofitable, round_small_trades
 
@@ -56,6 +67,8 @@ class Decision:
     pwl_error_bound_usd: float | None = None
     venues: int = 0
     current_violations: tuple[str, ...] = ()  # limits the holdings broke before this decision
+    # what the next decide needs from this one (pass it back as ``decide(..., memory=)``)
+    memory: OptimizerMemory = EMPTY_MEMORY
 
 
 class _Clock:
@@ -102,9 +115,11 @@ class RiskHistory:
     ``γ xᵀΣx = ‖(√γ V_f Λ_f^{1/2})ᵀ x‖² + ‖√γ s ∘ x‖²`` in NAV units.
     """
 
-    def __init__(self, window: int):
+    def __init__(self, window: int, series: Mapping[str, Sequence[float]] | None = None):
         self.window = window
-        self.series: dict[str, deque[float]] = {}
+        self.series: dict[str, deque[float]] = {
+            k: deque(v, maxlen=window) for k, v in (series or {}).items()
+        }
 
     def record(self, snaps: Sequence[VenueSnapshot], haircut: float) -> None:
         for s in snaps:
@@ -130,11 +145,51 @@ class RiskHistory:
         return g * loadings, g * idio
 
 
-class Optimizer:
-    """Stateful across cycles: the compiled problem (per venue set), last snapshots, APR history.
+@dataclass(slots=True)
+class _Work:
+    """One decide's working copy of its memory plus its per-call scratch; never outlives the call."""
 
-    ``decide`` may run in a worker thread (``asyncio.to_thread``); one call at a time (a lock
-    enforces it, because the cvxpy Problem and its Parameters are shared mutable state).
+    cycle: int
+    last_snapshot: dict[str, VenueSnapshot]
+    last_seen: dict[str, int]
+    history: RiskHistory
+    warm: dict[str, tuple[float, float, float]]
+    flights: list[tuple[datetime, float]]
+    # scratch: this decide's (days left, USD) in flight, queued venues' exit days, exits ordered
+    known: tuple[tuple[float, float], ...] = ()
+    queued_exit_days: dict[str, float] = field(default_factory=dict)
+    exit: frozenset[str] = frozenset()
+
+    @classmethod
+    def start(cls, memory: OptimizerMemory, window: int, exit: frozenset[str]) -> _Work:
+        return cls(
+            cycle=memory.cycle,
+            last_snapshot=dict(memory.last_snapshot),
+            last_seen=dict(memory.last_seen),
+            history=RiskHistory(window, memory.risk_series),
+            warm=dict(memory.warm),
+            flights=list(memory.flights),
+            exit=exit,
+        )
+
+    def memory(self) -> OptimizerMemory:
+        return OptimizerMemory(
+            cycle=self.cycle,
+            last_snapshot=self.last_snapshot,
+            last_seen=self.last_seen,
+            risk_series={k: tuple(v) for k, v in self.history.series.items()},
+            warm=self.warm,
+            flights=tuple(self.flights),
+        )
+
+
+class Optimizer:
+    """Limits and settings, plus a cache: the compiled problem of the last venue set.
+
+    What one cycle passes to the next is an explicit :class:`OptimizerMemory` (``decide(...,
+    memory=)`` in, ``Decision.memory`` out), so a fresh Optimizer given the same memory decides
+    the same. ``decide`` may run in a worker thread (``asyncio.to_thread``); one call at a time (a
+    lock enforces it, because the cvxpy Problem and its Parameters are shared mutable state).
     """
 
     def __init__(self, limits: RiskLimits, settings: OptimizerSettings, home_chain: str):
@@ -144,36 +199,31 @@ class Optimizer:
         self._model: AllocationModel | None = None
         self._model_key: tuple[Venue, ...] | None = None
         self.rebuilds = 0
-        self._last_snapshot: dict[str, VenueSnapshot] = {}
-        # venue id -> decide() count when last in the snapshots
-        self._last_seen: dict[str, int] = {}
-        self._cycle = 0
-        self._history = RiskHistory(settings.risk_window)
-        # venue id -> (solution USD, refinement window lo, hi): the next cycle's PWL is refined there
-        self._warm: dict[str, tuple[float, float, float]] = {}
         self._lock = threading.Lock()
-        # withdrawals from queued venues this optimizer planned and saw executed: (lands at, USD), so
-        # that the capital in flight counts toward the floors at its own horizon (README §4)
-        self._flights: list[tuple[datetime, float]] = []
-        # this decide's (days left, USD) in flight
-        self._known: tuple[tuple[float, float], ...] = ()
-        self._queued_exit_days: dict[str, float] = {}
+        # the memory of the last decide: what ``decide(...)`` without ``memory=`` continues from
+        self.last_memory: OptimizerMemory = EMPTY_MEMORY
 
     def _build_cycle(
-        self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, **kw: object
+        self, w: _Work, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, **kw: object
     ) -> CycleData:
-        return build_cycle(
+        cycle = build_cycle(
             snaps,
             portfolio,
             self.limits,
             self.settings,
             self.home_chain,
-            in_flight_known=self._known,
+            in_flight_known=w.known,
             **kw,
         )  # type: ignore[arg-type]
+        if not w.exit:
+            return cycle
+        # Directives.exit: the venue's upper bound is 0 (its lower bound stays: what its exit
+        # liquidity cannot pay out now stays in)
+        out = np.array([v.id in w.exit for v in cycle.venues], dtype=bool)
+        return dataclasses.replace(cycle, ub=np.where(out, cycle.lb, cycle.ub))
 
     def _known_in_flight(
-        self, portfolio: PortfolioState, now: datetime
+        self, w: _Work, portfolio: PortfolioState, now: datetime
     ) -> tuple[tuple[float, float], ...]:
         """Which part of ``portfolio.in_flight_usd`` is ours with a known landing time.
 
@@ -184,7 +234,7 @@ class Optimizer:
         never counted; the latest landings are assumed still pending: the conservative attribution).
         Anything else in flight lands, as far as the optimizer knows, within the longest exit time.
         """
-        self._flights = [(t, u) for t, u in self._flights if t > now]
+        w.flights = [(t, u) for t, u in w.flights if t > now]
         if portfolio.in_flight_landing:
             # The books know what is in flight and when it lands at the latest: better than memory,
             # and it survives a restart.
@@ -198,7 +248,7 @@ class Optimizer:
             return tuple(booked)
         left = max(float(portfolio.in_flight_usd), 0.0)
         known = []
-        for t, u in sorted(self._flights, key=lambda f: f[0], reverse=True):
+        for t, u in sorted(w.flights, key=lambda f: f[0], reverse=True):
             part = min(u, left)
             if part <= 0:
                 break
@@ -206,69 +256,67 @@ class Optimizer:
             left -= part
         return tuple(known)
 
+    @staticmethod
     def _record_flights(
-        self, decision: Decision, queued_exit_days: dict[str, float], now: datetime
+        w: _Work, decision: Decision, queued_exit_days: dict[str, float], now: datetime
     ) -> None:
         """Remember the queued withdrawals of a plan that executes: their capital lands after the
         venue's exit time (plus the bridge off the home chain)."""
         for m in decision.plan.moves:
             if m.action is MoveAction.WITHDRAW and m.venue_id in queued_exit_days:
-                self._flights.append(
+                w.flights.append(
                     (now + timedelta(days=queued_exit_days[m.venue_id]), float(m.amount_usd))
                 )
 
     # -- helpers -------------------------------------------------------------------------------
     def _venue_set(
-        self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState
+        self, w: _Work, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState
     ) -> list[VenueSnapshot]:
         """Current snapshots plus the last one seen, frozen, for venues whose feed is gone: always
         for held venues, and for ``keep_lost_venues_cycles`` cycles for the others, so that a
         flapping feed does not rebuild (and recompile) the problem every time it drops out."""
-        self._cycle += 1
+        w.cycle += 1
         current = {s.venue.id: s for s in snapshots}
         for s in snapshots:
-            self._last_seen[s.venue.id] = self._cycle
-        for vid, last in self._last_snapshot.items():
+            w.last_seen[s.venue.id] = w.cycle
+        for vid, last in w.last_snapshot.items():
             if vid in current:
                 continue
             held = portfolio.positions_usd.get(vid, 0.0) > 0
-            if (
-                held
-                or self._cycle - self._last_seen.get(vid, 0)
-                <= self.settings.keep_lost_venues_cycles
-            ):
+            if held or w.cycle - w.last_seen.get(vid, 0) <= self.settings.keep_lost_venues_cycles:
                 current[vid] = dataclasses.replace(
                     last, frozen=True, frozen_reason="no snapshot this cycle (feed lost)"
                 )
         return [current[k] for k in sorted(current)]
 
+    @staticmethod
     def _warm_hints(
-        self, snaps: Sequence[VenueSnapshot]
+        w: _Work, snaps: Sequence[VenueSnapshot]
     ) -> tuple[FloatArray, tuple[FloatArray, FloatArray]] | None:
         """Last cycle's solution and refinement window per venue (NaN where unknown)."""
-        if not self._warm:
+        if not w.warm:
             return None
         rows = np.array(
-            [self._warm.get(s.venue.id, (np.nan, np.nan, np.nan)) for s in snaps], dtype=float
+            [w.warm.get(s.venue.id, (np.nan, np.nan, np.nan)) for s in snaps], dtype=float
         )
         return rows[:, 0], (rows[:, 1], rows[:, 2])
 
     def _cycle_and_model(
-        self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState
+        self, w: _Work, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState
     ) -> tuple[CycleData, AllocationModel, bool]:
         """Fit this cycle; reuse the compiled problem unless the venue set (or a curve's linearity) changed."""
         venues = tuple(s.venue for s in snaps)
         model = self._model
         if model is not None and self._model_key == venues:
-            warm = self._warm_hints(snaps)
+            warm = self._warm_hints(w, snaps)
             hint, window = warm if warm is not None else (None, None)
             cycle = self._build_cycle(
-                snaps, portfolio, linear=model.linear, hint_usd=hint, window_usd=window
+                w, snaps, portfolio, linear=model.linear, hint_usd=hint, window_usd=window
             )
             if not np.any(model.linear & ~cycle.pwl.linear()):
                 return cycle, model, False
         # which venues are exactly served by the two chords around x0 (fit all venues that way first)
-        probe = self._build_cycle(snaps, portfolio, linear=np.ones(len(snaps), dtype=bool))
+        probe = self._build_cycle(w, snaps, portfolio, linear=np.ones(len(snaps), dtype=bool))
         linear = probe.pwl.linear()
         self._model = AllocationModel(
             venues, self.limits, self.settings, self.home_chain, linear=linear
@@ -276,7 +324,7 @@ class Optimizer:
         self._model_key = venues
         self.rebuilds += 1
         # refit with the two-chord budget for linear venues, so the pieces the model keeps are exact
-        cycle = probe if linear.all() else self._build_cycle(snaps, portfolio, linear=linear)
+        cycle = probe if linear.all() else self._build_cycle(w, snaps, portfolio, linear=linear)
         return cycle, self._model, True
 
     def _hold(self, status: str, reason: str, **kw: object) -> Decision:
@@ -297,28 +345,52 @@ class Optimizer:
 
     # -- the cycle -----------------------------------------------------------------------------
     def decide(
-        self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState, now: datetime
+        self,
+        snapshots: Sequence[VenueSnapshot],
+        portfolio: PortfolioState,
+        now: datetime,
+        memory: OptimizerMemory | None = None,
+        directives: Directives = NO_DIRECTIVES,
     ) -> Decision:
+        """One decision from the snapshots, the holdings and ``memory`` (what the previous decide
+        returned as ``Decision.memory``; ``None``: this optimizer's last one, ``self.last_memory``,
+        a convenience for callers that run one sequence of cycles; ``EMPTY_MEMORY``: a cold start).
+
+        ``directives`` (:class:`core.types.Directives`): ``freeze`` and ``no_new_deposits`` freeze
+        the snapshots (shrink only); ``exit`` sets those venues' upper bound to 0 and makes their
+        holdings a broken limit, so the plan that takes them out executes whatever the benefit/cost
+        gate says (the checker still checks the target). ``hold_all`` is the caller's to apply (no
+        execution); the decision itself is still made, for the record.
+        """
+        start = self.last_memory if memory is None else memory
         with self._lock:
+            w = _Work.start(start, self.settings.risk_window, frozenset(directives.exit))
+            snaps = apply_freeze(snapshots, directives)
             try:
-                self._known = self._known_in_flight(portfolio, now)
-                decision = self._decide(snapshots, portfolio, now)
+                w.known = self._known_in_flight(w, portfolio, now)
+                decision = self._decide(w, snaps, portfolio, now)
                 if decision.plan.execute and decision.status == "optimal":
-                    self._record_flights(decision, self._queued_exit_days, now)
-                return decision
+                    self._record_flights(w, decision, w.queued_exit_days, now)
             except Exception as exc:
-                self._warm = {}
-                return self._hold("solver_error", f"hold: {type(exc).__name__}: {exc}")
+                w.warm = {}
+                decision = self._hold("solver_error", f"hold: {type(exc).__name__}: {exc}")
+            decision = dataclasses.replace(decision, memory=w.memory())
+            self.last_memory = decision.memory
+            return decision
 
     def _decide(
-        self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState, now: datetime
+        self,
+        w: _Work,
+        snapshots: Sequence[VenueSnapshot],
+        portfolio: PortfolioState,
+        now: datetime,
     ) -> Decision:
         t_start = time.perf_counter()
-        snaps = self._venue_set(snapshots, portfolio)
+        snaps = self._venue_set(w, snapshots, portfolio)
         for s in snapshots:
-            self._last_snapshot[s.venue.id] = s
+            w.last_snapshot[s.venue.id] = s
         if self.settings.risk_aversion > 0:
-            self._history.record(snapshots, self.settings.emission_haircut)
+            w.history.record(snapshots, self.settings.emission_haircut)
         if not snaps:
             return self._hold("no_venues", "hold: no venue snapshots")
         nav = portfolio.nav_usd
@@ -327,30 +399,27 @@ class Optimizer:
 
         t_fit = time.perf_counter()
         try:
-            cycle, model, rebuilt = self._cycle_and_model(snaps, portfolio)
+            cycle, model, rebuilt = self._cycle_and_model(w, snaps, portfolio)
         except (ValueError, FloatingPointError, ArithmeticError) as exc:
             return self._hold("solver_error", f"hold: bad input: {exc}")
         venues = cycle.venues
         exit_days = effective_exit_days(venues, self.settings, self.home_chain)
-        self._queued_exit_days = {
+        w.queued_exit_days = {
             v.id: float(e) for v, e, q in zip(venues, exit_days, cycle.queued_mask()) if q
         }
         build_seconds = model.build_seconds if rebuilt else 0.0
-        risk = (
-            self._history.factors([v.id for v in venues], self.settings)
-            if model.with_risk
-            else None
-        )
+        risk = w.history.factors([v.id for v in venues], self.settings) if model.with_risk else None
         fit_seconds = time.perf_counter() - t_fit - build_seconds
         clock = _Clock()
-        cold = rebuilt or not self._warm
-        result, cycle = self._solve(snaps, portfolio, model, cycle, risk, cold, clock)
+        cold = rebuilt or not w.warm
+        result, cycle = self._solve(w, snaps, portfolio, model, cycle, risk, cold, clock)
         if result.status == "infeasible" and cycle.buffer > 0:
             # the buffered limits (README §7) can be out of reach where the hard ones are not, e.g.
             # idle exactly at its floor with nothing that can leave: aim at the limits themselves
             t_refit = time.perf_counter()
-            warm = self._warm_hints(snaps)
+            warm = self._warm_hints(w, snaps)
             hard = self._build_cycle(
+                w,
                 snaps,
                 portfolio,
                 linear=model.linear,
@@ -359,20 +428,20 @@ class Optimizer:
                 buffer=0.0,
             )
             clock.fit += time.perf_counter() - t_refit
-            result, cycle = self._solve(snaps, portfolio, model, hard, risk, cold, clock)
+            result, cycle = self._solve(w, snaps, portfolio, model, hard, risk, cold, clock)
         fit_seconds += clock.fit
         if result.status == "optimal" and result.x is not None:
             x_usd = result.x * nav
             lo, hi = _window_around(cycle.pwl.breakpoints, x_usd)
-            self._warm = {
+            w.warm = {
                 v.id: (float(x_usd[i]), float(lo[i]), float(hi[i]))
                 for i, v in enumerate(cycle.venues)
                 if not model.linear[i]
             }
         else:
-            self._warm = {}
+            w.warm = {}
         x0_usd = cycle.x0 * nav
-        current = self._check(snaps, portfolio, x0_usd, cycle)
+        current = self._check(w, snaps, portfolio, x0_usd, cycle)
         # holdings breaches up to the drift band came from drift or costs and force nothing (README §7)
         tolerance = self.settings.drift_tolerance_ratio
         forced_by = tuple(
@@ -407,7 +476,7 @@ class Optimizer:
                 **timing(),
             )
 
-        target, report = self._target(snaps, portfolio, result, cycle)
+        target, report = self._target(w, snaps, portfolio, result, cycle)
         # the plan pays its gas and fees after the moves, out of idle (vault/executor.py): check the state
         # it leaves against the hard limits; if its costs would take idle below a floor, reserve them
         # out of idle in the model and solve again (README §7)
@@ -451,7 +520,7 @@ class Optimizer:
             if again.status != "optimal" or again.x is None:
                 break
             result = again
-            target, report = self._target(snaps, portfolio, result, cycle)
+            target, report = self._target(w, snaps, portfolio, result, cycle)
 
         objective_usd = result.objective * nav if result.objective is not None else None
         allocation = self._allocation(venues, target, cycle, portfolio)
@@ -508,6 +577,7 @@ class Optimizer:
 
     def _solve(
         self,
+        w: _Work,
         snaps: Sequence[VenueSnapshot],
         portfolio: PortfolioState,
         model: AllocationModel,
@@ -526,6 +596,7 @@ class Optimizer:
             t_refit = time.perf_counter()
             hint = np.where(model.linear, np.nan, result.x * nav)
             refined = self._build_cycle(
+                w,
                 snaps,
                 portfolio,
                 linear=model.linear,
@@ -548,6 +619,7 @@ class Optimizer:
 
     def _target(
         self,
+        w: _Work,
         snaps: Sequence[VenueSnapshot],
         portfolio: PortfolioState,
         result: SolveResult,
@@ -559,10 +631,10 @@ class Optimizer:
         lb_usd, ub_usd = cycle.lb * nav, np.maximum(cycle.ub, cycle.lb) * nav
         raw = np.clip(np.asarray(result.x) * nav, lb_usd, ub_usd)
         rounded = round_small_trades(x0_usd, raw, self.settings.min_trade_usd)
-        target, report = rounded, self._check(snaps, portfolio, rounded, cycle)
+        target, report = rounded, self._check(w, snaps, portfolio, rounded, cycle)
         if not report.ok:
             # dropping small trades moved us off a binding limit; the unrounded solution may pass
-            fallback = self._check(snaps, portfolio, raw, cycle)
+            fallback = self._check(w, snaps, portfolio, raw, cycle)
             if fallback.ok:
                 target, report = raw, fallback
         if report.ok and self.settings.prune_max_tries > 0:
@@ -574,7 +646,7 @@ class Optimizer:
                 report,
                 self.settings,
                 self.home_chain,
-                lambda x: self._check(snaps, portfolio, x, cycle),
+                lambda x: self._check(w, snaps, portfolio, x, cycle),
                 cycle.investable * nav,
                 reserve,
                 queued=cycle.queued_mask(),
@@ -583,14 +655,17 @@ class Optimizer:
 
     def _check(
         self,
+        w: _Work,
         snaps: Sequence[VenueSnapshot],
         portfolio: PortfolioState,
         target_usd: FloatArray,
         cycle: CycleData,
     ) -> CheckReport:
+        """The independent checker, plus ``Directives.exit``: an exit venue above what its exit
+        liquidity must leave in (``lb``) breaks it (so the holdings force the plan that exits)."""
         ids = [s.venue.id for s in snaps]
         idle = cycle.idle_after_usd(target_usd)  # queued withdrawals are in flight, not idle
-        return check_allocation(
+        report = check_allocation(
             snaps,
             portfolio,
             dict(zip(ids, target_usd.tolist())),
@@ -600,6 +675,12 @@ class Optimizer:
             self.home_chain,
             in_flight_known=cycle.in_flight_known,
         )
+        if w.exit:
+            floor = cycle.lb * cycle.nav_usd
+            for i, vid in enumerate(ids):
+                if vid in w.exit and target_usd[i] > floor[i] + 1e-6 + 1e-9 * cycle.nav_usd:
+                    report.add(f"exit {vid}: {target_usd[i]:,.2f} USD held, directive says 0")
+        return report
 
     @staticmethod
     def _allocation(

@@ -38,6 +38,7 @@ from optimizer import Decision, Optimizer
 from protocols import across
 from vault.executor import (
     DryRunExecutor,
+    Executor,
     MoveResult,
     MoveStatus,
     OutcomeUnknown,
@@ -48,6 +49,7 @@ from vault.ledger import Ledger
 from vault.metrics import Metrics
 from vault.performance import RealizedApr
 from vault.settings import Settings, parse_listen
+from vault.transport import HttpTransport
 
 log = structlog.get_logger("vault.daemon")
 
@@ -212,9 +214,8 @@ class Daemon:
         )
         self.optimizer = Optimizer(s.limits, s.optimizer, s.vault.home_chain)
         if s.vault.mode == "paper":
-            self.executor: PaperExecutor | DryRunExecutor = PaperExecutor(
-                session=self.session,
-                base_url=root_url,
+            self.executor: Executor = PaperExecutor(
+                HttpTransport(self.session, root_url),
                 ledger=self.ledger,
                 venues=self.venues,
                 home_chain=s.vault.home_chain,

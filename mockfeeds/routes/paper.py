@@ -1,60 +1,44 @@
-"""Paper execution routes (``/paper/v1``): thin handlers over the market's plain methods
-(:class:`mockfeeds.paper.PaperDesk`); each write is saved before it is acknowledged."""
+"""Paper execution routes (``/paper/v1``): thin handlers over :func:`mockfeeds.paper_api.paper_request`
+(the market's plain methods, :class:`mockfeeds.paper.PaperDesk`); each write is saved before it
+is acknowledged."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from aiohttp import web
 
 from mockfeeds.market import iso
-from mockfeeds.routes.common import MARKET_KEY, json_body, market_of, reply
+from mockfeeds.paper_api import paper_request
+from mockfeeds.routes.common import json_body, market_of, reply
 
 
 # --- paper execution ------------------------------------------------------------------------
-async def _paper(
-    request: web.Request, result: dict[str, Any], venues: frozenset[str] = frozenset()
-) -> web.StreamResponse:
-    m = request.app[MARKET_KEY]
-    m.save_if_dirty()  # a paper write is durable before it is acknowledged
-    return await reply(request, result, venues=venues)
+# The routes call mockfeeds.paper_api.paper_request, as vault.transport.InProcessTransport does
+# (it also saves each write before it is acknowledged).
+async def _paper_post(request: web.Request, path: str) -> web.StreamResponse:
+    m = market_of(request)
+    b = await json_body(request)
+    return await reply(request, paper_request(m, "POST", path, b))
 
 
 async def paper_deposit(request: web.Request) -> web.StreamResponse:
-    m = market_of(request)
-    b = await json_body(request)
-    return await _paper(
-        request, m.deposit(b.get("venue"), b.get("amount_usd"), b.get("idempotency_key"))
-    )
+    return await _paper_post(request, "/deposit")
 
 
 async def paper_withdraw(request: web.Request) -> web.StreamResponse:
-    m = market_of(request)
-    b = await json_body(request)
-    return await _paper(
-        request, m.withdraw(b.get("venue"), b.get("amount_usd"), b.get("idempotency_key"))
-    )
+    return await _paper_post(request, "/withdraw")
 
 
 async def paper_bridge(request: web.Request) -> web.StreamResponse:
-    m = market_of(request)
-    b = await json_body(request)
-    return await _paper(
-        request,
-        m.bridge(
-            b.get("from_chain"), b.get("to_chain"), b.get("amount_usd"), b.get("idempotency_key")
-        ),
-    )
+    return await _paper_post(request, "/bridge")
 
 
 async def paper_transfer(request: web.Request) -> web.StreamResponse:
-    m = market_of(request)
-    return await reply(request, m.transfer(request.match_info["transfer_id"]))
+    tid = request.match_info["transfer_id"]
+    return await reply(request, paper_request(market_of(request), "GET", f"/bridge/{tid}"))
 
 
 async def paper_positions(request: web.Request) -> web.StreamResponse:
-    m = market_of(request)
-    return await reply(request, m.positions_view())
+    return await reply(request, paper_request(market_of(request), "GET", "/positions"))
 
 
 async def paper_withdrawals(request: web.Request) -> web.StreamResponse:
@@ -64,5 +48,5 @@ async def paper_withdrawals(request: web.Request) -> web.StreamResponse:
 
 
 async def paper_withdrawal(request: web.Request) -> web.StreamResponse:
-    m = market_of(request)
-    return await reply(request, m.withdrawal(request.match_info["withdrawal_id"]))
+    wid = request.match_info["withdrawal_id"]
+    return await reply(request, paper_request(market_of(request), "GET", f"/withdrawals/{wid}"))
