@@ -155,6 +155,7 @@ class _Work:
     history: RiskHistory
     warm: dict[str, tuple[float, float, float]]
     flights: list[tuple[datetime, float]]
+    model_linear: tuple[tuple[str, bool], ...]
     # scratch: this decide's (days left, USD) in flight, queued venues' exit days, exits ordered
     known: tuple[tuple[float, float], ...] = ()
     queued_exit_days: dict[str, float] = field(default_factory=dict)
@@ -169,6 +170,7 @@ class _Work:
             history=RiskHistory(window, memory.risk_series),
             warm=dict(memory.warm),
             flights=list(memory.flights),
+            model_linear=memory.model_linear,
             exit=exit,
         )
 
@@ -180,6 +182,7 @@ class _Work:
             risk_series={k: tuple(v) for k, v in self.history.series.items()},
             warm=self.warm,
             flights=tuple(self.flights),
+            model_linear=self.model_linear,
         )
 
 
@@ -303,29 +306,55 @@ class Optimizer:
 
     def _cycle_and_model(
         self, w: _Work, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState
-    ) -> tuple[CycleData, AllocationModel, bool]:
-        """Fit this cycle; reuse the compiled problem unless the venue set (or a curve's linearity) changed."""
+    ) -> tuple[CycleData, AllocationModel, bool, bool]:
+        """Fit this cycle; reuse the compiled problem unless the venue set (or a curve's linearity)
+        changed. Returns (cycle, model, rebuilt, warm): ``warm`` when the fit is refined around the
+        last solution (``memory.warm``), as in a steady cycle.
+
+        Which venues the model fits with two chords (``linear``) is part of the memory
+        (``memory.model_linear``), so that a fresh optimizer (a restart) builds the model the
+        cached one has and fits it the same way: same memory, same decision."""
         venues = tuple(s.venue for s in snaps)
+        ids = tuple(v.id for v in venues)
+        remembered = None
+        if w.model_linear and tuple(i for i, _ in w.model_linear) == ids:
+            remembered = np.array([f for _, f in w.model_linear], dtype=bool)
+        warm = self._warm_hints(w, snaps)
+        hint, window = warm if warm is not None else (None, None)
         model = self._model
-        if model is not None and self._model_key == venues:
-            warm = self._warm_hints(w, snaps)
-            hint, window = warm if warm is not None else (None, None)
+        if (
+            model is not None
+            and self._model_key == venues
+            and (remembered is None or np.array_equal(remembered, model.linear))
+        ):
             cycle = self._build_cycle(
                 w, snaps, portfolio, linear=model.linear, hint_usd=hint, window_usd=window
             )
             if not np.any(model.linear & ~cycle.pwl.linear()):
-                return cycle, model, False
+                w.model_linear = tuple(zip(ids, model.linear.tolist(), strict=True))
+                return cycle, model, False, warm is not None
         # which venues are exactly served by the two chords around x0 (fit all venues that way first)
         probe = self._build_cycle(w, snaps, portfolio, linear=np.ones(len(snaps), dtype=bool))
         linear = probe.pwl.linear()
+        # the remembered fit, unless a venue it fits with two chords is no longer linear
+        resumed = remembered is not None and not np.any(remembered & ~linear)
+        if resumed and remembered is not None:
+            linear = remembered
         self._model = AllocationModel(
             venues, self.limits, self.settings, self.home_chain, linear=linear
         )
         self._model_key = venues
         self.rebuilds += 1
+        w.model_linear = tuple(zip(ids, linear.tolist(), strict=True))
         # refit with the two-chord budget for linear venues, so the pieces the model keeps are exact
-        cycle = probe if linear.all() else self._build_cycle(w, snaps, portfolio, linear=linear)
-        return cycle, self._model, True
+        if linear.all():
+            return probe, self._model, True, False
+        if resumed and warm is not None:
+            cycle = self._build_cycle(
+                w, snaps, portfolio, linear=linear, hint_usd=hint, window_usd=window
+            )
+            return cycle, self._model, True, True
+        return self._build_cycle(w, snaps, portfolio, linear=linear), self._model, True, False
 
     def _hold(self, status: str, reason: str, **kw: object) -> Decision:
         base: dict[str, object] = dict(
@@ -359,8 +388,8 @@ class Optimizer:
         ``directives`` (:class:`core.types.Directives`): ``freeze`` and ``no_new_deposits`` freeze
         the snapshots (shrink only); ``exit`` sets those venues' upper bound to 0 and makes their
         holdings a broken limit, so the plan that takes them out executes whatever the benefit/cost
-        gate says (the checker still checks the target). ``hold_all`` is the caller's to apply (no
-        execution); the decision itself is still made, for the record.
+        gate says (the checker still checks the target). ``hold_all``: the decision is made (for the
+        record) and its plan never executes.
         """
         start = self.last_memory if memory is None else memory
         with self._lock:
@@ -369,6 +398,13 @@ class Optimizer:
             try:
                 w.known = self._known_in_flight(w, portfolio, now)
                 decision = self._decide(w, snaps, portfolio, now)
+                if directives.hold_all and decision.plan.execute:
+                    why = directives.reasons.get("*") or "operator pause"
+                    held = f"hold: hold_all ({why}); would have run: {decision.plan.reason}"
+                    decision = dataclasses.replace(
+                        decision,
+                        plan=dataclasses.replace(decision.plan, execute=False, reason=held),
+                    )
                 if decision.plan.execute and decision.status == "optimal":
                     self._record_flights(w, decision, w.queued_exit_days, now)
             except Exception as exc:
@@ -399,7 +435,7 @@ class Optimizer:
 
         t_fit = time.perf_counter()
         try:
-            cycle, model, rebuilt = self._cycle_and_model(w, snaps, portfolio)
+            cycle, model, rebuilt, resumed = self._cycle_and_model(w, snaps, portfolio)
         except (ValueError, FloatingPointError, ArithmeticError) as exc:
             return self._hold("solver_error", f"hold: bad input: {exc}")
         venues = cycle.venues
@@ -411,7 +447,7 @@ class Optimizer:
         risk = w.history.factors([v.id for v in venues], self.settings) if model.with_risk else None
         fit_seconds = time.perf_counter() - t_fit - build_seconds
         clock = _Clock()
-        cold = rebuilt or not w.warm
+        cold = (rebuilt and not resumed) or not w.warm
         result, cycle = self._solve(w, snaps, portfolio, model, cycle, risk, cold, clock)
         if result.status == "infeasible" and cycle.buffer > 0:
             # the buffered limits (README §7) can be out of reach where the hard ones are not, e.g.

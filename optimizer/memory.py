@@ -15,6 +15,8 @@ What it holds, and why the next cycle needs it:
   (``OptimizerSettings.keep_lost_venues_cycles``);
 * ``risk_series``: the last ``risk_window`` marginal APRs per venue (the factor risk model's data);
 * ``warm``: per venue (solution USD, refinement window lo, hi): where the next PWL fit is refined;
+* ``model_linear``: the venue ids of the last model, in order, and whether each is fitted with two
+  chords (exactly linear): a fresh optimizer builds the same model and fits it the same way;
 * ``flights``: queued withdrawals this optimizer planned, as (lands at, USD), for callers whose
   books do not report landings (``PortfolioState.in_flight_landing``).
 
@@ -84,6 +86,7 @@ class OptimizerMemory:
     risk_series: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     warm: Mapping[str, tuple[float, float, float]] = field(default_factory=dict)
     flights: tuple[tuple[datetime, float], ...] = ()
+    model_linear: tuple[tuple[str, bool], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (floats round-trip exactly through ``json``)."""
@@ -95,6 +98,7 @@ class OptimizerMemory:
             "risk_series": {k: list(v) for k, v in self.risk_series.items()},
             "warm": {k: list(v) for k, v in self.warm.items()},
             "flights": [[t.isoformat(), u] for t, u in self.flights],
+            "model_linear": [[v, f] for v, f in self.model_linear],
             "last_snapshot_pickle": base64.b64encode(snaps).decode("ascii"),
         }
 
@@ -130,6 +134,7 @@ class OptimizerMemory:
                     str(k): (float(v[0]), float(v[1]), float(v[2])) for k, v in d["warm"].items()
                 },
                 flights=tuple((datetime.fromisoformat(t), float(u)) for t, u in d["flights"]),
+                model_linear=tuple((str(v), bool(f)) for v, f in d["model_linear"]),
             )
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise MemoryFormatError(f"memory: {type(exc).__name__}: {exc}") from exc

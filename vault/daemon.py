@@ -3,9 +3,10 @@
 Two jobs share one event loop:
 
 * ``poll``: every adapter polls its feed; the latest snapshots (and the rejections) are kept.
-* ``rebalance``: replay unfinished moves, land bridge transfers, book accrued yield, then ask the
-  optimizer (in a worker thread, so /metrics and /healthz stay responsive) for a decision, execute
-  its plan if the decision says so, and record inputs, solution, moves and outcome in SQLite.
+* ``rebalance``: one :func:`vault.cycle.run_cycle` (replay unfinished moves, land bridge
+  transfers, book accrued yield, guard, decide in a worker thread so /metrics and /healthz stay
+  responsive, execute what the gate and checker pass, record it all in SQLite); the daemon reads
+  its outcome for metrics, logs and the API, and passes the optimizer's memory on.
 
 Each job runs at most once at a time (``max_instances=1``) and misses coalesce into one run.
 On SIGTERM/SIGINT the scheduler stops taking new runs, the running step finishes its current
@@ -33,19 +34,25 @@ from prometheus_client import CollectorRegistry
 
 from adapters import FeedPoller, PollReport
 from core.money import units_to_str, units_to_usd, usd_to_units
-from core.types import PortfolioState, VenueSnapshot
+from core.types import NO_DIRECTIVES, Directives
 from optimizer import Decision, Optimizer
-from protocols import across
+from optimizer.memory import EMPTY_MEMORY, OptimizerMemory
+from vault.cycle import (
+    CycleDeps,
+    CycleInput,
+    CycleOutcome,
+    GuardHook,
+    no_guard,
+    run_cycle,
+)
 from vault.executor import (
     DryRunExecutor,
     Executor,
     MoveResult,
     MoveStatus,
-    OutcomeUnknown,
     PaperExecutor,
-    move_to_dict,
 )
-from vault.ledger import Ledger
+from vault.ledger import Ledger, LedgerError
 from vault.metrics import Metrics
 from vault.performance import RealizedApr
 from vault.settings import Settings, parse_listen
@@ -138,35 +145,7 @@ class CycleState:
     last_outcome: str | None = None
     cycles: int = 0
     results: list[MoveResult] = field(default_factory=list)
-
-
-def rebalance_outcome(decision: Decision, results: list[MoveResult], dry_run: bool) -> str:
-    """executed | held | gated | failed, as counted in ``yieldvault_rebalances_total{outcome}``."""
-    if decision.status in ("infeasible", "solver_error", "check_failed"):
-        return "failed"
-    if not decision.plan.moves:
-        return "held"
-    if not decision.plan.execute:
-        return "gated"
-    if dry_run:
-        return "held"
-    if any(r.status is MoveStatus.UNKNOWN for r in results):
-        return "failed"
-    return "executed" if any(r.status is MoveStatus.DONE for r in results) else "failed"
-
-
-def snapshot_record(s: VenueSnapshot) -> dict[str, Any]:
-    return {
-        "venue": s.venue.id,
-        "observed_at": s.observed_at.isoformat(),
-        "real_apr": s.real_apr,
-        "emission_apr": s.emission_apr,
-        "tvl_usd": s.tvl_usd,
-        "exit_liquidity_usd": s.exit_liquidity_usd,
-        "frozen": s.frozen,
-        "frozen_reason": s.frozen_reason,
-        "state": dict(s.state),
-    }
+    outcome: CycleOutcome | None = None  # the last cycle's, whole
 
 
 class Daemon:
@@ -190,6 +169,11 @@ class Daemon:
         self._api_runner: aiohttp.web.AppRunner | None = None
         self.listen_url: str | None = None
         self.feeds_url: str | None = None
+        # what one cycle passes to the next (vault/cycle.py): loaded from the ledger at start
+        self.memory: OptimizerMemory = EMPTY_MEMORY
+        self.directives: Directives = NO_DIRECTIVES  # the operator's, applied to every cycle
+        self.guard: GuardHook = no_guard
+        self.guard_state: Any = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -213,6 +197,7 @@ class Daemon:
             list(s.venues), s.feeds, self.session, root_url=root_url, clock=self.now
         )
         self.optimizer = Optimizer(s.limits, s.optimizer, s.vault.home_chain)
+        self.memory = self._load_memory()
         if s.vault.mode == "paper":
             self.executor: Executor = PaperExecutor(
                 HttpTransport(self.session, root_url),
@@ -278,6 +263,19 @@ class Daemon:
             nav_usd=units_to_str(b.nav_units),
             positions=len([u for u in b.positions_units.values() if u]),
         )
+
+    def _load_memory(self) -> OptimizerMemory:
+        """The optimizer memory of the last rebalance in the ledger, so a restart resumes where
+        the last run left off; a damaged one is logged and the optimizer starts cold."""
+        try:
+            stored = self.ledger.last_memory()
+            memory = EMPTY_MEMORY if stored is None else OptimizerMemory.from_json(stored)
+        except (ValueError, LedgerError) as exc:
+            log.warning("optimizer_memory_unreadable", error=str(exc))
+            return EMPTY_MEMORY
+        if stored is not None:
+            log.info("optimizer_memory_loaded", cycle=memory.cycle, venues=len(memory.last_seen))
+        return memory
 
     def now(self) -> datetime:
         """The time feed data is judged by: wall clock, or a simulated market's clock."""
@@ -418,125 +416,75 @@ class Daemon:
             return report
 
     async def rebalance_once(self) -> Decision | None:
-        s = self.settings
+        """One cycle (``vault/cycle.py``) on the latest snapshots; metrics, logs and the API state
+        are read from its outcome."""
         self.state.cycles += 1
         with structlog.contextvars.bound_contextvars(job="rebalance", cycle=self.state.cycles):
-            started = self.clock()
-            try:
-                await self.executor.recover()
-                unresolved = self.ledger.pending_moves()
-                if unresolved:
-                    # Syncing now would book a move the venue applied, but we have not, as yield.
-                    raise OutcomeUnknown(
-                        f"{len(unresolved)} move(s) still unresolved; replayed next cycle"
-                    )
-                await self.executor.settle_in_flight()
-                await self.executor.sync_positions()
-            except OutcomeUnknown as exc:
-                reason = f"venue sync failed: {exc}"
-                log.warning("rebalance", outcome="failed", solver_status="not_run", reason=reason)
-                self.ledger.record_rebalance(
-                    started_at=started,
-                    finished_at=self.clock(),
-                    outcome="failed",
+            snapshots = list(self.state.report.snapshots.values()) if self.state.report else []
+            inp = CycleInput(
+                snapshots=snapshots,
+                now=self.clock(),
+                memory=self.memory,
+                directives=self.directives,
+                guard_state=self.guard_state,
+            )
+            out = await run_cycle(inp, self.cycle_deps())
+            self.memory, self.guard_state = out.memory, out.guard_state
+            self.state.outcome = out
+            if out.decision is None:
+                log.warning(
+                    "rebalance",
+                    outcome=str(out.outcome),
                     solver_status="not_run",
-                    reason=reason,
-                    nav_units=self.ledger.balances().nav_units,
-                    inputs={},
-                    solution={},
-                    moves=[],
-                    results=[],
+                    reason=out.reason,
                 )
-                self.metrics.record_rebalance("failed", "not_run", None)
+                self.metrics.record_rebalance(str(out.outcome), "not_run", None)
                 self._export_portfolio()
                 return None
-            balances = self.ledger.balances()
-            self.realized.update(
-                started,
-                balances.nav_units,
-                balances.positions_units,
-                {v: self.ledger.account(f"income:{v}") for v in self.venues},
-            )
-            portfolio = PortfolioState(
-                positions_usd={
-                    v: units_to_usd(u) for v, u in balances.positions_units.items() if u
-                },
-                idle_usd=units_to_usd(balances.total_idle_units),
-                in_flight_usd=units_to_usd(balances.total_in_flight_units),
-                in_flight_landing=self.in_flight_landing(balances.in_flight_units),
-            )
-            snapshots = list(self.state.report.snapshots.values()) if self.state.report else []
-            decision = await asyncio.to_thread(self.optimizer.decide, snapshots, portfolio, started)
-            results: list[MoveResult] = []
-            if decision.plan.execute and decision.status == "optimal" and not decision.violations:
-                results = await self.executor.execute(
-                    decision.plan, should_stop=self._stopping.is_set
+            decision = out.decision
+            if out.synced is not None:
+                self.realized.update(
+                    out.started_at,
+                    out.synced.nav_units,
+                    out.synced.positions_units,
+                    out.income_units,
                 )
-            outcome = rebalance_outcome(decision, results, dry_run=s.vault.mode == "dry-run")
-            after = self.ledger.balances()
-            self.ledger.record_rebalance(
-                started_at=started,
-                finished_at=self.clock(),
-                outcome=outcome,
-                solver_status=decision.status,
-                reason=decision.reason,
-                nav_units=after.nav_units,
-                inputs={
-                    "portfolio": {
-                        "positions_usd": dict(portfolio.positions_usd),
-                        "idle_usd": portfolio.idle_usd,
-                        "in_flight_usd": portfolio.in_flight_usd,
-                    },
-                    "snapshots": [snapshot_record(x) for x in snapshots],
-                },
-                solution={
-                    "status": decision.status,
-                    "objective_usd": decision.objective_usd,
-                    "predicted_apr": decision.predicted_apr,
-                    "violations": list(decision.violations),
-                    "limit_utilization": dict(decision.limit_utilization),
-                    "target_usd": dict(decision.allocation.target_usd)
-                    if decision.allocation
-                    else None,
-                },
-                moves=[move_to_dict(m) for m in decision.plan.moves],
-                results=[r.as_dict() for r in results],
-            )
             self.state.decision = decision
-            self.state.last_rebalance_at = started
-            self.state.last_outcome = outcome
-            self.state.results = results
-            self._export_decision(decision, outcome)
+            self.state.last_rebalance_at = out.started_at
+            self.state.last_outcome = str(out.outcome)
+            self.state.results = list(out.results)
+            self._export_decision(decision, str(out.outcome))
             self._export_portfolio()
             log.info(
                 "rebalance",
-                outcome=outcome,
+                outcome=str(out.outcome),
                 solver_status=decision.status,
-                nav_usd=units_to_str(after.nav_units),
+                nav_usd=units_to_str(out.balances_after.nav_units),
                 predicted_apr=decision.predicted_apr,
                 moves=len(decision.plan.moves),
-                done=sum(r.status is MoveStatus.DONE for r in results),
+                done=sum(r.status is MoveStatus.DONE for r in out.results),
                 gain_usd=round(decision.plan.expected_gain_usd, 2),
                 cost_usd=round(decision.plan.cost_usd, 2),
                 solve_ms=round(decision.solve_seconds * 1000, 2),
-                reason=decision.reason,
+                cycle_ms=round(out.timings.total_seconds * 1000, 2),
+                reason=out.reason,
             )
             return decision
 
-    def in_flight_landing(self, flights: dict[str, int]) -> tuple[tuple[float, float], ...]:
-        """(days until it lands at the latest, USD) for each in-flight account of the ledger.
-
-        A bridge transfer lands within Across' slow-fill window (an unfilled deposit is filled from
-        the pool after the ~2 h challenge period, protocol_math.md §5.3); a queued withdrawal within
-        its venue's exit time.
-        """
-        out = []
-        for flight, units in flights.items():
-            _, kind, ref = flight.split("/", 2)
-            venue = self.venues.get(ref.partition("/")[0]) if kind == "withdrawal" else None
-            days = venue.exit_days if venue is not None else across.SLOW_FILL_SECONDS / 86_400
-            out.append((days, units_to_usd(units)))
-        return tuple(out)
+    def cycle_deps(self) -> CycleDeps:
+        """What ``run_cycle`` works with in this daemon (the solver in a worker thread)."""
+        assert self.ledger is not None and self.executor is not None and self.optimizer is not None
+        return CycleDeps(
+            ledger=self.ledger,
+            executor=self.executor,
+            optimizer=self.optimizer,
+            venues=self.venues,
+            clock=self.clock,
+            run_in_thread=asyncio.to_thread,
+            guard=self.guard,
+            should_stop=self._stopping.is_set,
+            dry_run=self.settings.vault.mode == "dry-run",
+        )
 
     # -- metrics ------------------------------------------------------------------------------
 

@@ -32,7 +32,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+# 2: rebalances.memory_json (the optimizer's memory after the cycle; NULL where none was made)
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -66,7 +67,8 @@ CREATE TABLE IF NOT EXISTS rebalances (
     inputs_json TEXT NOT NULL,
     solution_json TEXT NOT NULL,
     moves_json TEXT NOT NULL,
-    results_json TEXT NOT NULL
+    results_json TEXT NOT NULL,
+    memory_json TEXT
 );
 """
 
@@ -131,6 +133,39 @@ class Ledger:
             "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
             (str(SCHEMA_VERSION),),
         )
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a ledger written by an older version up to ``SCHEMA_VERSION``, in one transaction.
+
+        1 -> 2: ``rebalances.memory_json`` (NULL for the rows before: a daemon restarted on such a
+        ledger starts the optimizer cold, as it did before).
+        """
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0])
+        if version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"{self.path}: schema_version {version} is newer than this version reads "
+                f"({SCHEMA_VERSION})"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(rebalances)")}
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if "memory_json" not in columns:
+                self._db.execute("ALTER TABLE rebalances ADD COLUMN memory_json TEXT")
+            self._db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def schema_version(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0])
 
     def close(self) -> None:
         self._db.close()
@@ -297,10 +332,14 @@ class Ledger:
         solution: Any,
         moves: Any,
         results: Any,
+        memory: Mapping[str, Any] | None = None,
     ) -> int:
+        """One rebalance row; ``memory`` is the optimizer's memory after it (``OptimizerMemory.
+        to_json()``), None when the cycle made none (it did not decide)."""
         cur = self._db.execute(
             "INSERT INTO rebalances(started_at, finished_at, outcome, solver_status, reason, nav_units, "
-            "inputs_json, solution_json, moves_json, results_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "inputs_json, solution_json, moves_json, results_json, memory_json) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 started_at.isoformat(),
                 finished_at.isoformat(),
@@ -312,9 +351,23 @@ class Ledger:
                 json.dumps(solution, sort_keys=True, default=str),
                 json.dumps(moves, sort_keys=True, default=str),
                 json.dumps(results, sort_keys=True, default=str),
+                None if memory is None else json.dumps(memory, sort_keys=True),
             ),
         )
-        return int(cur.lastrowid)
+        return int(cur.lastrowid or 0)
+
+    def last_memory(self) -> dict[str, Any] | None:
+        """The optimizer memory of the latest rebalance that made one (None: start cold)."""
+        row = self._db.execute(
+            "SELECT memory_json FROM rebalances WHERE memory_json IS NOT NULL "
+            "ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        out = json.loads(row[0])
+        if not isinstance(out, dict):
+            raise LedgerError(f"{self.path}: rebalances.memory_json is not a JSON object")
+        return out
 
     def last_rebalance(self) -> RebalanceRecord | None:
         row = self._db.execute(
