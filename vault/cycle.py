@@ -39,7 +39,8 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from core.money import units_to_usd
 from core.types import NO_DIRECTIVES, Directives, PortfolioState, Venue, VenueSnapshot
-from optimizer import Decision, Optimizer
+from optimizer import Decision, DecisionStatus, Optimizer
+from optimizer.decision import FAILED_STATUSES
 from optimizer.directives import apply_freeze
 from optimizer.memory import OptimizerMemory
 from protocols import across
@@ -228,7 +229,7 @@ def may_execute(decision: Decision, directives: Directives) -> bool:
     """The gate said execute, the solve was optimal, the checker found nothing, no hold_all."""
     return (
         decision.plan.execute
-        and decision.status == "optimal"
+        and decision.status is DecisionStatus.OPTIMAL
         and not decision.violations
         and not directives.hold_all
     )
@@ -242,7 +243,7 @@ def rebalance_outcome(
     decision: Decision, results: Sequence[MoveResult], dry_run: bool, hold_all: bool = False
 ) -> RebalanceOutcome:
     """executed | held | gated | failed, as counted in ``yieldvault_rebalances_total{outcome}``."""
-    if decision.status in ("infeasible", "solver_error", "check_failed"):
+    if decision.status in FAILED_STATUSES:
         return RebalanceOutcome.FAILED
     if not decision.plan.moves or hold_all:
         return RebalanceOutcome.HELD
@@ -309,7 +310,7 @@ def record(
     solution: dict[str, Any] = {}
     if decision is not None:
         solution = {
-            "status": decision.status,
+            "status": str(decision.status),
             "objective_usd": decision.objective_usd,
             "predicted_apr": decision.predicted_apr,
             "violations": list(decision.violations),
@@ -321,7 +322,7 @@ def record(
         started_at=started_at,
         finished_at=deps.clock(),
         outcome=str(outcome),
-        solver_status=decision.status if decision is not None else "not_run",
+        solver_status=str(decision.status) if decision is not None else "not_run",
         reason=reason,
         nav_units=nav_units,
         inputs=inputs,
