@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import fcntl
 import gc
 import os
@@ -117,7 +118,7 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
 
     Two daemons on one ledger and one simulated world would each book the other's moves as yield.
     """
-    handle = open(data_dir / "daemon.lock", "a+")
+    handle = open(data_dir / "daemon.lock", "a+")  # noqa: SIM115 (held open for the process life)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -148,7 +149,25 @@ class CycleState:
     outcome: CycleOutcome | None = None  # the last cycle's, whole
 
 
+class State(enum.StrEnum):
+    """The daemon's lifecycle (Freqtrade's worker ``State``): what ``stop`` may assume."""
+
+    CREATED = "created"  # built; nothing opened yet
+    STARTING = "starting"  # start() is opening resources (some may be open)
+    RUNNING = "running"  # every resource open, the scheduler running
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class NotStarted(RuntimeError):
+    """A resource of the daemon was used before ``start`` opened it."""
+
+
 class Daemon:
+    """The process around :func:`vault.cycle.run_cycle`: its whole state is declared here; the
+    resources ``start`` opens are None until then (read them through the properties, which
+    raise :class:`NotStarted`)."""
+
     def __init__(
         self, settings: Settings, *, config_dir: Path, registry: CollectorRegistry | None = None
     ):
@@ -169,37 +188,80 @@ class Daemon:
         self._api_runner: aiohttp.web.AppRunner | None = None
         self.listen_url: str | None = None
         self.feeds_url: str | None = None
+        self.run_state = State.CREATED
+        # opened by start(), closed by stop()
+        self._ledger: Ledger | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._poller: FeedPoller | None = None
+        self._optimizer: Optimizer | None = None
+        self._executor: Executor | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        self.poller_root = ""  # the feeds' root URL (embedded market, settings, or none)
+        self._followed: FollowedClock | None = None  # a remote simulated market's clock
+        # whether feed times follow a remote simulated market is settled at root_url's first answer
+        self._clock_unsettled = False
         # what one cycle passes to the next (vault/cycle.py): loaded from the ledger at start
         self.memory: OptimizerMemory = EMPTY_MEMORY
         self.directives: Directives = NO_DIRECTIVES  # the operator's, applied to every cycle
         self.guard: GuardHook = no_guard
         self.guard_state: Any = None
 
+    # -- resources (open between start and stop) --------------------------------------------
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            raise NotStarted("the ledger is opened by Daemon.start()")
+        return self._ledger
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise NotStarted("the HTTP session is opened by Daemon.start()")
+        return self._session
+
+    @property
+    def poller(self) -> FeedPoller:
+        if self._poller is None:
+            raise NotStarted("the feed poller is built by Daemon.start()")
+        return self._poller
+
+    @property
+    def optimizer(self) -> Optimizer:
+        if self._optimizer is None:
+            raise NotStarted("the optimizer is built by Daemon.start()")
+        return self._optimizer
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            raise NotStarted("the executor is built by Daemon.start()")
+        return self._executor
+
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
         s = self.settings
+        self.run_state = State.STARTING
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock = lock_data_dir(s.data_dir)
-        self.ledger = Ledger(s.data_dir / "ledger.sqlite3")
+        self._ledger = Ledger(s.data_dir / "ledger.sqlite3")
         await self._start_market()
         root_url = self.feeds_url or s.feeds.root_url or ""
         self.poller_root = root_url
-        self.session = aiohttp.ClientSession(
+        self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=max(8, s.feeds.max_concurrency)),
             raise_for_status=False,
         )
-        self._followed: FollowedClock | None = None
-        # Whether feed times follow a remote simulated market is settled at the first answer from root_url.
         self._clock_unsettled = self._market is None and bool(root_url) and s.vault.clock != "wall"
         await self._settle_clock()
-        self.poller = FeedPoller(
+        self._poller = FeedPoller(
             list(s.venues), s.feeds, self.session, root_url=root_url, clock=self.now
         )
-        self.optimizer = Optimizer(s.limits, s.optimizer, s.vault.home_chain)
+        self._optimizer = Optimizer(s.limits, s.optimizer, s.vault.home_chain)
         self.memory = self._load_memory()
         if s.vault.mode == "paper":
-            self.executor: Executor = PaperExecutor(
+            self._executor = PaperExecutor(
                 HttpTransport(self.session, root_url),
                 ledger=self.ledger,
                 venues=self.venues,
@@ -207,7 +269,7 @@ class Daemon:
                 clock=self.now,
             )
         else:
-            self.executor = DryRunExecutor()
+            self._executor = DryRunExecutor()
         if not self.ledger.is_initialised():
             self.ledger.deposit_capital(
                 self.clock(), s.vault.home_chain, usd_to_units(s.vault.initial_capital_usd)
@@ -224,7 +286,7 @@ class Daemon:
         )
         self._export_portfolio()
         await self._start_api()
-        self.scheduler = AsyncIOScheduler(
+        scheduler = self._scheduler = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={
                 "coalesce": True,
@@ -235,21 +297,22 @@ class Daemon:
         # One poll before the schedule starts, so the first rebalance already sees the venues.
         await self._job(self.poll_once)()
         now = wall_clock()
-        self.scheduler.add_job(
+        scheduler.add_job(
             self._job(self.poll_once),
             "interval",
             seconds=s.schedule.poll_interval_seconds,
             id="poll",
             next_run_time=now + timedelta(seconds=s.schedule.poll_interval_seconds),
         )
-        self.scheduler.add_job(
+        scheduler.add_job(
             self._job(self.rebalance_once),
             "interval",
             seconds=s.schedule.rebalance_interval_seconds,
             id="rebalance",
             next_run_time=now,
         )
-        self.scheduler.start()
+        scheduler.start()
+        self.run_state = State.RUNNING
         # Everything built so far lives as long as the process: move it out of the cyclic GC's
         # reach, so full collections stay short enough not to stall the event loop (> 50 ms measured).
         gc.collect()
@@ -345,7 +408,9 @@ class Daemon:
             self._running_jobs.add(task)
             try:
                 await fn()
-            except Exception:  # a job never takes the daemon down; it logs and counts
+            except Exception:
+                # a job never takes the daemon down: it logs, and the job's last-success time
+                # stops advancing (the staleness alerts on yieldvault_last_success_timestamp_seconds)
                 log.exception("job_failed", job=fn.__name__)
             finally:
                 self._running_jobs.discard(task)
@@ -359,27 +424,29 @@ class Daemon:
         Safe after a start that failed part-way: it closes only what was opened.
         """
         self._stopping.set()
-        if hasattr(self, "scheduler"):
+        self.run_state = State.STOPPING
+        if self._scheduler is not None:
             with contextlib.suppress(Exception):
-                self.scheduler.shutdown(wait=False)
+                self._scheduler.shutdown(wait=False)
         if self._running_jobs:
-            done, pending = await asyncio.wait(set(self._running_jobs), timeout=timeout_seconds)
+            _, pending = await asyncio.wait(set(self._running_jobs), timeout=timeout_seconds)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
-        if hasattr(self, "session"):
-            await self.session.close()
+        if self._session is not None:
+            await self._session.close()
         if self._api_runner is not None:
             await self._api_runner.cleanup()
         if self._market_runner is not None:
             from mockfeeds.server import stop as stop_market_server
 
             await stop_market_server(self._market_runner)
-        if hasattr(self, "ledger"):
-            self.ledger.close()
+        if self._ledger is not None:
+            self._ledger.close()
         if self._lock is not None:
             self._lock.close()
+        self.run_state = State.STOPPED
         log.info("daemon_stopped")
 
     # -- jobs -------------------------------------------------------------------------------
@@ -473,7 +540,6 @@ class Daemon:
 
     def cycle_deps(self) -> CycleDeps:
         """What ``run_cycle`` works with in this daemon (the solver in a worker thread)."""
-        assert self.ledger is not None and self.executor is not None and self.optimizer is not None
         return CycleDeps(
             ledger=self.ledger,
             executor=self.executor,
