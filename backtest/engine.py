@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,7 +99,13 @@ def _digest(decision: object) -> str:
         if d.allocation is not None  # type: ignore[attr-defined]
         else None
     )
-    raw = json.dumps([d.status, d.plan.execute, moves, target], sort_keys=True, default=str)  # type: ignore[attr-defined]
+    # the predicted APR moves with every rate the decision saw, so any data from after t shows
+    predicted = None if d.predicted_apr is None else round(float(d.predicted_apr), 12)  # type: ignore[attr-defined]
+    raw = json.dumps(
+        [d.status, d.plan.execute, moves, target, predicted],  # type: ignore[attr-defined]
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
@@ -122,7 +129,11 @@ async def replay_strategy(
     prices: PriceTable | None = None,
     progress: Callable[[int], None] | None = None,
     audit_every_cycle: bool = False,
+    timings: dict[str, float] | None = None,
 ) -> StrategyRun:
+    """``timings``: when given, wall seconds per phase are added to it (market, books, snapshots,
+    decide, execute, check)."""
+    clock = _PhaseClock(timings)
     market = ReplayMarket(
         history,
         rates,
@@ -144,13 +155,16 @@ async def replay_strategy(
     tolerance = cfg.settings.drift_tolerance_ratio
     try:
         for ts in cycle_times(history, cfg.period_seconds):
+            clock.lap()
             market.advance_to(ts)
             now = market.now()
+            clock.lap("market")
             await executor.recover()
             await executor.settle_in_flight()
             await executor.sync_positions()
             b = ledger.balances()
             _check_books(ledger, market, b, audit_every_cycle)
+            clock.lap("books")
             portfolio = PortfolioState(
                 positions_usd={v: units_to_usd(u) for v, u in b.positions_units.items() if u},
                 idle_usd=units_to_usd(b.total_idle_units),
@@ -159,12 +173,15 @@ async def replay_strategy(
             )
             live = market.snapshots()
             snaps = market.hindsight_snapshots(cfg.period_seconds) if strategy.hindsight else live
+            clock.lap("snapshots")
             decision = strategy.decide(snaps, portfolio, now)
+            clock.lap("decide")
             results = []
             if decision.plan.execute and decision.status == "optimal" and not decision.violations:
                 results = await executor.execute(decision.plan)
                 if any(r.status is MoveStatus.DONE for r in results):
                     run.executed_plans += 1
+            clock.lap("execute")
             after = ledger.balances()
             if ledger.total_units() != 0:
                 raise ConservationError(f"accounts sum to {ledger.total_units()} units at {now}")
@@ -220,6 +237,7 @@ async def replay_strategy(
                     moves=[move_to_dict(m) for m in decision.plan.moves],
                     results=[r.as_dict() for r in results],
                 )
+            clock.lap("check")
             if progress is not None:
                 progress(1)
         run.costs_units = costs_by_kind(ledger)
@@ -230,6 +248,20 @@ async def replay_strategy(
     finally:
         ledger.close()
     return run
+
+
+class _PhaseClock:
+    def __init__(self, sink: dict[str, float] | None):
+        self.sink = sink
+        self.t = time.perf_counter()
+
+    def lap(self, phase: str | None = None) -> None:
+        if self.sink is None:
+            return
+        t = time.perf_counter()
+        if phase is not None:
+            self.sink[phase] = self.sink.get(phase, 0.0) + t - self.t
+        self.t = t
 
 
 def _check_books(ledger: Ledger, market: ReplayMarket, b: object, audit: bool) -> None:
@@ -261,6 +293,7 @@ def run_strategies(
     prices: PriceTable | None = None,
     progress: Callable[[int], None] | None = None,
     audit_every_cycle: bool = False,
+    timings: dict[str, float] | None = None,
 ) -> list[StrategyRun]:
     """Every strategy over the same history, one after another (each in its own world and books)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -277,6 +310,7 @@ def run_strategies(
                 prices=prices,
                 progress=progress,
                 audit_every_cycle=audit_every_cycle,
+                timings=timings,
             )
             for s in strategies
         ]

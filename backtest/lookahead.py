@@ -22,7 +22,10 @@ from backtest.rates import fit_rate_models
 from backtest.strategies import make_strategy
 
 
-def check_lookahead(p: Any, out_dir: Path, *, cuts: int = 3, seed: int = 0) -> dict[str, Any]:
+def check_lookahead(
+    p: Any, out_dir: Path, *, cuts: int = 3, seed: int = 0, strategy: str = "ours"
+) -> dict[str, Any]:
+    """``strategy``: which one to check (``hindsight`` must fail it: the test's negative control)."""
     cfg = RunConfig(
         p.config.limits,
         p.config.settings,
@@ -33,9 +36,9 @@ def check_lookahead(p: Any, out_dir: Path, *, cuts: int = 3, seed: int = 0) -> d
 
     def replay(history: Any, tag: str) -> Any:
         venues = history_venues(history)
-        strategy = make_strategy("ours", cfg.limits, cfg.settings, cfg.home_chain)
+        s = make_strategy(strategy, cfg.limits, cfg.settings, cfg.home_chain)
         return run_strategies(
-            [strategy],
+            [s],
             history,
             fit_rate_models(history),
             venues,
@@ -73,4 +76,4 @@ def check_lookahead(p: Any, out_dir: Path, *, cuts: int = 3, seed: int = 0) -> d
                 else iso(full.records[first_diff].ts),
             }
         )
-    return {"identical": identical, "cuts": results, "seed": seed}
+    return {"identical": identical, "cuts": results, "seed": seed, "strategy": strategy}

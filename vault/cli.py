@@ -104,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     feedsb.add_argument("--json", action="store_true")
     btb = bench_sub.add_parser("backtest", help="3-year hourly replay, a decision every hour")
     btb.add_argument("--history", type=Path, default=None)
+    btb.add_argument("--days", type=int, default=None, help="replay only the first N days")
     btb.add_argument("--json", action="store_true")
 
     from backtest.cli import add_parser as add_backtest
@@ -198,8 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         if args.bench == "backtest":
             from backtest.bench import bench_backtest
+            from backtest.cli import quiet_logs, stdout_to_stderr
 
-            _print_json(bench_backtest(args.history))
+            quiet_logs()
+            with stdout_to_stderr():
+                result = bench_backtest(args.history, days=args.days)
+            _print_json(result)
         elif args.bench == "solver":
             from optimizer.bench import bench_solver
 
