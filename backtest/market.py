@@ -32,7 +32,7 @@ from backtest.rates import RateModels
 from backtest.sources import COINGECKO_IDS, PriceTable
 from core.money import UNITS_PER_USD, units_to_str, usd_to_units
 from core.types import Venue, VenueCosts, VenueKind, VenueSnapshot
-from mockfeeds.market import MarketError
+from mockfeeds.state import MarketError
 
 SECONDS_PER_YEAR = 31_536_000
 # gas of one supply or withdraw transaction per chain, USD (Aave v3 supply ~150-200k gas; Ethereum at

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from core.types import Venue
-from mockfeeds.market import MarketError
+from mockfeeds.state import MarketError
 from vault.executor import OutcomeUnknown, PaperExecutor, VenueRefused
 from vault.ledger import Ledger
 
