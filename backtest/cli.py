@@ -35,7 +35,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--prices", type=Path, default=None, help="daily stablecoin prices (marks)")
     p.add_argument("--strategies", default=",".join(STRATEGIES))
-    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--out", type=Path, default=None, help="output directory (required)")
     p.add_argument("--json", action="store_true", help="print summary.json as the only stdout")
 
 
@@ -118,6 +118,8 @@ def main(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace) -> Any:
     from backtest.run import DEFAULT_PRICES, BadInput, prepare
 
+    if args.out is None:
+        raise BadInput("--out", "required (the directory for summary.json, report.html, ledgers)")
     if args.market is not None:
         raise BadInput(
             "--market", "the simulated-market (Monte Carlo) source is not built yet; use --history"

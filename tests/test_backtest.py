@@ -348,3 +348,48 @@ def test_real_history_loads_with_its_known_shape() -> None:
 def test_default_config_loads() -> None:
     cfg = load_config(None)
     assert cfg.home_chain == "ethereum" and cfg.limits.max_venue_ratio == 0.4
+
+
+# -- sweep ------------------------------------------------------------------------------------------
+
+
+def test_sweep_on_a_local_dask_cluster_writes_the_frontier(tmp_path: Path) -> None:
+    path = write_history(tmp_path / "h.csv", synthetic_rows(days=2))
+    out = tmp_path / "sweep"
+    res = run_cli(
+        "backtest",
+        "sweep",
+        "--history",
+        str(path),
+        "--out",
+        str(out),
+        "--json",
+        "--grid",
+        "limits.max_venue_ratio=0.3,0.5",
+        "--grid",
+        "optimizer.min_benefit_cost_ratio=1,3",
+        "--workers",
+        "2",
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    result = json.loads(res.stdout)
+    assert len(result["points"]) == 4
+    assert result["frontier"] and all(p in result["points"] for p in result["frontier"])
+    assert {p["point"]["limits.max_venue_ratio"] for p in result["points"]} == {0.3, 0.5}
+    assert (out / "frontier.png").stat().st_size > 1000
+    assert "| limits.max_venue_ratio |" in (out / "frontier.md").read_text()
+
+
+def test_sweep_refuses_an_unknown_key_before_running(tmp_path: Path) -> None:
+    path = write_history(tmp_path / "h.csv", synthetic_rows(days=1))
+    res = run_cli(
+        "backtest",
+        "sweep",
+        "--history",
+        str(path),
+        "--out",
+        str(tmp_path / "s"),
+        "--grid",
+        "limits.max_magic=1,2",
+    )
+    assert res.returncode == 2 and "--grid: limits.max_magic: unknown key" in res.stderr
