@@ -6,6 +6,9 @@
     yieldvault bench solver --venues N [--repeats R] --json
     yieldvault bench quality --json
     yieldvault bench feeds --venues N [--cycles C] --json
+    yieldvault backtest --history FILE [--config FILE] [--from D --to D] [--rebalance-every 6h] --out DIR [--json]
+    yieldvault backtest sweep --grid KEY=V1,V2 ... --history FILE --out DIR [--scheduler tcp://HOST:PORT]
+    yieldvault bench backtest --json
 
 Exit codes: 0 success, 1 runtime failure, 2 invalid config or usage.
 """
@@ -99,6 +102,14 @@ def _parser() -> argparse.ArgumentParser:
     feedsb.add_argument("--cycles", type=int, default=10)
     feedsb.add_argument("--seed", type=int, default=7)
     feedsb.add_argument("--json", action="store_true")
+    btb = bench_sub.add_parser("backtest", help="3-year hourly replay, a decision every hour")
+    btb.add_argument("--history", type=Path, default=None)
+    btb.add_argument("--days", type=int, default=None, help="replay only the first N days")
+    btb.add_argument("--json", action="store_true")
+
+    from backtest.cli import add_parser as add_backtest
+
+    add_backtest(sub)
     return p
 
 
@@ -180,8 +191,21 @@ def main(argv: list[str] | None = None) -> int:
         run_forever(args.market, args.listen, args.state)
         return 0
 
+    if args.command == "backtest":
+        from backtest.cli import main as backtest_main
+
+        return backtest_main(args)
+
     if args.command == "bench":
-        if args.bench == "solver":
+        if args.bench == "backtest":
+            from backtest.bench import bench_backtest
+            from backtest.cli import quiet_logs, stdout_to_stderr
+
+            quiet_logs()
+            with stdout_to_stderr():
+                result = bench_backtest(args.history, days=args.days)
+            _print_json(result)
+        elif args.bench == "solver":
             from optimizer.bench import bench_solver
 
             _print_json(bench_solver(venues=args.venues, repeats=args.repeats, seed=args.seed))
