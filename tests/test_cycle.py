@@ -344,7 +344,8 @@ async def test_a_report_the_books_cannot_explain_is_a_break_that_holds_until_boo
         assert out.outcome is RebalanceOutcome.HELD and out.decision is None
         assert AAVE in out.reason and "+3493" in out.reason
         assert r.ledger.account(f"income:{AAVE}") == income_before  # nothing booked as income
-        assert r.ledger.balances().nav_units == nav_before
+        # the other venues' explained accrual only (an hour's interest), not the 34,931
+        assert nav_before <= r.ledger.balances().nav_units <= nav_before + usd_to_units(100)
         [brk] = r.ledger.open_breaks()
         assert brk.venue == AAVE and brk.difference_units >= usd_to_units(34_931)
         again = await r.cycle(2, first.memory)  # still held: time never explains a break away
