@@ -21,6 +21,7 @@ import enum
 import fcntl
 import gc
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from core.money import units_to_str, units_to_usd, usd_to_units
 from core.types import NO_DIRECTIVES, Directives
 from optimizer import Decision, Optimizer
 from optimizer.memory import EMPTY_MEMORY, OptimizerMemory
+from vault import identity as identity_mod
 from vault.cycle import (
     CycleDeps,
     CycleInput,
@@ -53,6 +55,7 @@ from vault.executor import (
     MoveStatus,
     PaperExecutor,
 )
+from vault.integrity import LedgerWatch, audit_file, open_verified
 from vault.ledger import Ledger, LedgerError
 from vault.metrics import Metrics
 from vault.performance import RealizedApr
@@ -147,6 +150,7 @@ class CycleState:
     cycles: int = 0
     results: list[MoveResult] = field(default_factory=list)
     outcome: CycleOutcome | None = None  # the last cycle's, whole
+    hold_reason: str | None = None  # why the last cycle moved nothing before deciding
 
 
 class State(enum.StrEnum):
@@ -205,6 +209,8 @@ class Daemon:
         self.directives: Directives = NO_DIRECTIVES  # the operator's, applied to every cycle
         self.guard: GuardHook = no_guard
         self.guard_state: Any = None
+        self.vault_id: str | None = None  # vault/identity.py: settled by open_books()
+        self.ledger_watch: LedgerWatch | None = None  # vault/integrity.py
 
     # -- resources (open between start and stop) --------------------------------------------
 
@@ -240,12 +246,18 @@ class Daemon:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def open_books(self, adopt_reason: str | None = None) -> None:
+        """Lock the data dir, open the verified ledger, start the feeds' side, settle the vault's id.
+
+        Raises LedgerIntegrityError or IdentityError (one line; the CLI exits 2) when the books
+        cannot be trusted or do not belong to the venue's account. With ``adopt_reason``, a
+        ledger that went missing is rebuilt from what the venue holds for this vault's id.
+        """
         s = self.settings
         self.run_state = State.STARTING
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock = lock_data_dir(s.data_dir)
-        self._ledger = Ledger(s.data_dir / "ledger.sqlite3")
+        self._ledger = open_verified(s.data_dir / "ledger.sqlite3")
         await self._start_market()
         root_url = self.feeds_url or s.feeds.root_url or ""
         self.poller_root = root_url
@@ -255,14 +267,11 @@ class Daemon:
         )
         self._clock_unsettled = self._market is None and bool(root_url) and s.vault.clock != "wall"
         await self._settle_clock()
-        self._poller = FeedPoller(
-            list(s.venues), s.feeds, self.session, root_url=root_url, clock=self.now
-        )
-        self._optimizer = Optimizer(s.limits, s.optimizer, s.vault.home_chain)
-        self.memory = self._load_memory()
+        identity = identity_mod.resolve(self.ledger, s.data_dir, s.vault.id)
+        self.vault_id = identity.vault_id
         if s.vault.mode == "paper":
             self._executor = PaperExecutor(
-                HttpTransport(self.session, root_url),
+                HttpTransport(self.session, root_url, account=identity.vault_id),
                 ledger=self.ledger,
                 venues=self.venues,
                 home_chain=s.vault.home_chain,
@@ -271,12 +280,37 @@ class Daemon:
         else:
             self._executor = DryRunExecutor()
         if not self.ledger.is_initialised():
-            self.ledger.deposit_capital(
-                self.clock(), s.vault.home_chain, usd_to_units(s.vault.initial_capital_usd)
-            )
-            log.info(
-                "capital_deposited", usd=str(s.vault.initial_capital_usd), chain=s.vault.home_chain
-            )
+            held = await self.executor.venue_positions() if identity.fresh_with_known_id else {}
+            why = identity_mod.refusal(identity, self.ledger, held or {})
+            if why is not None and adopt_reason is None:
+                raise identity_mod.IdentityError(why)
+            self.ledger.set_vault_id(identity.vault_id)
+            if why is not None and adopt_reason is not None:
+                adopted = {v: u for v, u in (held or {}).items() if u}
+                self.ledger.adopt(self.clock(), adopted, adopt_reason)
+                log.warning("ledger_adopted", vault_id=identity.vault_id, reason=adopt_reason)
+            else:
+                self.ledger.deposit_capital(
+                    self.clock(), s.vault.home_chain, usd_to_units(s.vault.initial_capital_usd)
+                )
+                log.info(
+                    "capital_deposited",
+                    usd=str(s.vault.initial_capital_usd),
+                    chain=s.vault.home_chain,
+                    vault_id=identity.vault_id,
+                )
+            identity_mod.write_id_file(s.data_dir, identity.vault_id)
+        self.ledger_watch = LedgerWatch.start(self.ledger)
+
+    async def start(self) -> None:
+        s = self.settings
+        await self.open_books()
+        root_url = self.poller_root
+        self._poller = FeedPoller(
+            list(s.venues), s.feeds, self.session, root_url=root_url, clock=self.now
+        )
+        self._optimizer = Optimizer(s.limits, s.optimizer, s.vault.home_chain)
+        self.memory = self._load_memory()
         self.metrics.set_build_info(VERSION)
         self.metrics.declare_venues([(v.id, str(v.kind), v.chain) for v in self.venues.values()])
         self.metrics.set_schedule(
@@ -400,20 +434,29 @@ class Daemon:
         self.listen_url = f"http://{host}:{bound[1]}"
 
     def _job(self, fn: Callable[[], Any]) -> Callable[[], Any]:
-        async def run() -> None:
-            if self._stopping.is_set():
-                return
-            task = asyncio.current_task()
-            assert task is not None
-            self._running_jobs.add(task)
+        """The scheduler's entry for ``fn``: the work runs in a task of its own, shielded.
+
+        APScheduler's shutdown cancels the tasks it started; a cancelled move is a move whose
+        outcome is unknown. So the scheduler's task only waits (shielded) on ours, and ``stop()``
+        lets ours finish the move in progress (never starting another) before it closes anything.
+        """
+
+        async def work() -> None:
             try:
                 await fn()
             except Exception:
                 # a job never takes the daemon down: it logs, and the job's last-success time
                 # stops advancing (the staleness alerts on yieldvault_last_success_timestamp_seconds)
                 log.exception("job_failed", job=fn.__name__)
-            finally:
-                self._running_jobs.discard(task)
+
+        async def run() -> None:
+            if self._stopping.is_set():
+                return
+            task = asyncio.ensure_future(work())
+            self._running_jobs.add(task)
+            task.add_done_callback(self._running_jobs.discard)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(task)
 
         run.__name__ = fn.__name__
         return run
@@ -487,6 +530,10 @@ class Daemon:
         are read from its outcome."""
         self.state.cycles += 1
         with structlog.contextvars.bound_contextvars(job="rebalance", cycle=self.state.cycles):
+            problem = await self._ledger_problem()
+            if problem is not None:
+                self._hold(f"ledger integrity: {problem}")
+                return None
             snapshots = list(self.state.report.snapshots.values()) if self.state.report else []
             inp = CycleInput(
                 snapshots=snapshots,
@@ -498,6 +545,7 @@ class Daemon:
             out = await run_cycle(inp, self.cycle_deps())
             self.memory, self.guard_state = out.memory, out.guard_state
             self.state.outcome = out
+            self.state.hold_reason = out.reason if out.decision is None else None
             if out.decision is None:
                 log.warning(
                     "rebalance",
@@ -538,6 +586,46 @@ class Daemon:
             )
             return decision
 
+    async def _ledger_problem(self) -> str | None:
+        """None while the ledger file passes its checks (vault/integrity.py), else why (sticky)."""
+        watch = self.ledger_watch
+        if watch is None:
+            return "ledger not open"
+        first_failure = watch.failure is None
+        problem = watch.check()
+        if problem is None:
+            problems = await asyncio.to_thread(audit_file, self.ledger.path, self.ledger.key)
+            problem = watch.fail_with(problems)
+        if problem is not None:
+            if first_failure:
+                rescued = self.ledger.rescue_if_deleted()
+                if rescued is not None:
+                    log.error("ledger_rescued", path=str(rescued))
+            log.error("ledger_integrity_failed", reason=problem, vault_id=self.vault_id)
+        return problem
+
+    def _hold(self, reason: str) -> None:
+        """A cycle that moves and books nothing, because the ledger cannot be trusted any more."""
+        log.warning("rebalance", outcome="failed", solver_status="not_run", reason=reason)
+        with contextlib.suppress(sqlite3.Error):
+            self.ledger.record_rebalance(
+                started_at=self.clock(),
+                finished_at=self.clock(),
+                outcome="failed",
+                solver_status="not_run",
+                reason=reason,
+                nav_units=self.ledger.balances().nav_units,
+                inputs={},
+                solution={},
+                moves=[],
+                results=[],
+            )
+        self.state.last_outcome = "failed"
+        self.state.hold_reason = reason
+        self.metrics.record_rebalance("failed", "not_run", None)
+        with contextlib.suppress(sqlite3.Error):
+            self._export_portfolio()
+
     def cycle_deps(self) -> CycleDeps:
         """What ``run_cycle`` works with in this daemon (the solver in a worker thread)."""
         return CycleDeps(
@@ -550,6 +638,7 @@ class Daemon:
             guard=self.guard,
             should_stop=self._stopping.is_set,
             dry_run=self.settings.vault.mode == "dry-run",
+            reconcile=self.settings.reconciliation,
         )
 
     # -- metrics ------------------------------------------------------------------------------
@@ -563,6 +652,10 @@ class Daemon:
             realized_apr=self.realized.portfolio,
         )
         self.metrics.set_unresolved_moves(len(self.ledger.pending_moves()))
+        watch = self.ledger_watch
+        self.metrics.set_money_safety(
+            len(self.ledger.open_breaks()), watch is not None and watch.failure is None
+        )
         bridging = {k: u for k, u in b.in_flight_units.items() if "/bridge/" in k}
         self.metrics.set_bridge_in_flight(len(bridging), units_to_usd(sum(bridging.values())))
         targets = (
