@@ -15,17 +15,31 @@ import dataclasses
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
 from numpy.typing import NDArray
 
-from core.types import Allocation, MoveAction, Plan, PortfolioState, Venue, VenueSnapshot
+from core.types import (
+    NO_DIRECTIVES,
+    Allocation,
+    Directives,
+    MoveAction,
+    Plan,
+    PortfolioState,
+    Venue,
+    VenueSnapshot,
+)
 from optimizer.checker import CheckContext, CheckReport
 from optimizer.config import OptimizerSettings, RiskLimits
 from optimizer.cycle import CycleData, build_cycle, effective_exit_days
+from optimizer.decision import HOLD, Decision, DecisionStatus, Timings
+from optimizer.directives import apply_freeze
+from optimizer.memory import EMPTY_MEMORY, OptimizerMemory
+
+__all__ = ["HOLD", "Decision", "DecisionStatus", "Optimizer", "RiskHistory", "Timings"]
 from optimizer.model import AllocationModel, SolveResult
 from optimizer.plan import (
     PlanContext,
@@ -38,35 +52,6 @@ from optimizer.plan import (
 )
 
 FloatArray = NDArray[np.float64]
-
-HOLD = Plan(moves=(), expected_gain_usd=0.0, cost_usd=0.0, execute=False, reason="hold")
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    status: str  # "optimal" | "infeasible" | "solver_error" | "check_failed" | "no_venues"
-    allocation: Allocation | None
-    plan: Plan
-    # predicted annual net income (PWL income - annualised move costs - risk penalty)
-    objective_usd: float | None
-    predicted_apr: float | None  # Σ true income at the target / NAV (idle earns 0)
-    solve_seconds: float  # wall time of the cvxpy solve
-    build_seconds: float  # problem construction (0 when the cached problem was reused)
-    violations: tuple[str, ...]
-    limit_utilization: dict[str, float]
-    reason: str
-    solver_seconds: float | None = None  # solver-internal time
-    fit_seconds: float = 0.0  # PWL fit + parameter preparation
-    total_seconds: float = 0.0
-    rebuilt: bool = False
-    dpp: bool = True
-    # Σ_i ε_i: true optimum - PWL optimum <= this (USD/year)
-    pwl_error_bound_usd: float | None = None
-    venues: int = 0
-    current_violations: tuple[str, ...] = ()  # limits the holdings broke before this decision
-    check_seconds: float = 0.0  # every checker call of this decide
-    prune_seconds: float = 0.0  # pruning of losing moves, its checker calls excluded
-    plan_seconds: float = 0.0  # pricing, post-cost state, moves and gate
 
 
 class _Clock:
@@ -118,9 +103,11 @@ class RiskHistory:
     ``γ xᵀΣx = ‖(√γ V_f Λ_f^{1/2})ᵀ x‖² + ‖√γ s ∘ x‖²`` in NAV units.
     """
 
-    def __init__(self, window: int):
+    def __init__(self, window: int, series: Mapping[str, Sequence[float]] | None = None):
         self.window = window
-        self.series: dict[str, deque[float]] = {}
+        self.series: dict[str, deque[float]] = {
+            k: deque(v, maxlen=window) for k, v in (series or {}).items()
+        }
 
     def record(self, snaps: Sequence[VenueSnapshot], haircut: float) -> None:
         for s in snaps:
@@ -146,11 +133,56 @@ class RiskHistory:
         return g * loadings, g * idio
 
 
-class Optimizer:
-    """Stateful across cycles: the compiled problem (per venue set), last snapshots, APR history.
+@dataclass(slots=True)
+class _Work:
+    """One decide's working copy of its memory plus its per-call scratch; never outlives the call."""
 
-    ``decide`` may run in a worker thread (``asyncio.to_thread``); one call at a time (a lock
-    enforces it, because the cvxpy Problem and its Parameters are shared mutable state).
+    cycle: int
+    last_snapshot: dict[str, VenueSnapshot]
+    last_seen: dict[str, int]
+    history: RiskHistory
+    warm: dict[str, tuple[float, float, float]]
+    flights: list[tuple[datetime, float]]
+    model_linear: tuple[tuple[str, bool], ...]
+    # scratch: this decide's (days left, USD) in flight, queued venues' exit days, exits ordered
+    known: tuple[tuple[float, float], ...] = ()
+    queued_exit_days: dict[str, float] = field(default_factory=dict)
+    exit: frozenset[str] = frozenset()
+    # the checker's arrays for this decide's (snapshots, portfolio, in flight), built once
+    checker: tuple[object, object, object, CheckContext] | None = None
+
+    @classmethod
+    def start(cls, memory: OptimizerMemory, window: int, exit: frozenset[str]) -> _Work:
+        return cls(
+            cycle=memory.cycle,
+            last_snapshot=dict(memory.last_snapshot),
+            last_seen=dict(memory.last_seen),
+            history=RiskHistory(window, memory.risk_series),
+            warm=dict(memory.warm),
+            flights=list(memory.flights),
+            model_linear=memory.model_linear,
+            exit=exit,
+        )
+
+    def memory(self) -> OptimizerMemory:
+        return OptimizerMemory(
+            cycle=self.cycle,
+            last_snapshot=self.last_snapshot,
+            last_seen=self.last_seen,
+            risk_series={k: tuple(v) for k, v in self.history.series.items()},
+            warm=self.warm,
+            flights=tuple(self.flights),
+            model_linear=self.model_linear,
+        )
+
+
+class Optimizer:
+    """Limits and settings, plus a cache: the compiled problem of the last venue set.
+
+    What one cycle passes to the next is an explicit :class:`OptimizerMemory` (``decide(...,
+    memory=)`` in, ``Decision.memory`` out), so a fresh Optimizer given the same memory decides
+    the same. ``decide`` may run in a worker thread (``asyncio.to_thread``); one call at a time (a
+    lock enforces it, because the cvxpy Problem and its Parameters are shared mutable state).
     """
 
     def __init__(self, limits: RiskLimits, settings: OptimizerSettings, home_chain: str):
@@ -160,47 +192,32 @@ class Optimizer:
         self._model: AllocationModel | None = None
         self._model_key: tuple[Venue, ...] | None = None
         self.rebuilds = 0
-        self._last_snapshot: dict[str, VenueSnapshot] = {}
-        # venue id -> decide() count when last in the snapshots
-        self._last_seen: dict[str, int] = {}
-        self._cycle = 0
-        self._history = RiskHistory(settings.risk_window)
-        # venue id -> (solution USD, refinement window lo, hi): the next cycle's PWL is refined there
-        self._warm: dict[str, tuple[float, float, float]] = {}
         self._lock = threading.Lock()
-        # withdrawals from queued venues this optimizer planned and saw executed: (lands at, USD), so
-        # that the capital in flight counts toward the floors at its own horizon (README §4)
-        self._flights: list[tuple[datetime, float]] = []
-        # this decide's (days left, USD) in flight
-        self._known: tuple[tuple[float, float], ...] = ()
-        self._queued_exit_days: dict[str, float] = {}
-        # per-decide scratch: the checker's arrays for (snapshots, portfolio, in flight) of this cycle
-        self._check_memo: (
-            tuple[
-                Sequence[VenueSnapshot],
-                PortfolioState,
-                tuple[tuple[float, float], ...],
-                CheckContext,
-            ]
-            | None
-        ) = None
+        # the memory of the last decide: what ``decide(...)`` without ``memory=`` continues from
+        self.last_memory: OptimizerMemory = EMPTY_MEMORY
 
     def _build_cycle(
-        self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, **kw: object
+        self, w: _Work, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, **kw: object
     ) -> CycleData:
-        return build_cycle(
+        cycle = build_cycle(
             snaps,
             portfolio,
             self.limits,
             self.settings,
             self.home_chain,
-            in_flight_known=self._known,
+            in_flight_known=w.known,
             fit_cache=self._model.fit_cache if self._model is not None else None,
             **kw,
         )  # type: ignore[arg-type]
+        if not w.exit:
+            return cycle
+        # Directives.exit: the venue's upper bound is 0 (its lower bound stays: what its exit
+        # liquidity cannot pay out now stays in)
+        out = np.array([v.id in w.exit for v in cycle.venues], dtype=bool)
+        return dataclasses.replace(cycle, ub=np.where(out, cycle.lb, cycle.ub))
 
     def _known_in_flight(
-        self, portfolio: PortfolioState, now: datetime
+        self, w: _Work, portfolio: PortfolioState, now: datetime
     ) -> tuple[tuple[float, float], ...]:
         """Which part of ``portfolio.in_flight_usd`` is ours with a known landing time.
 
@@ -211,7 +228,7 @@ class Optimizer:
         never counted; the latest landings are assumed still pending: the conservative attribution).
         Anything else in flight lands, as far as the optimizer knows, within the longest exit time.
         """
-        self._flights = [(t, u) for t, u in self._flights if t > now]
+        w.flights = [(t, u) for t, u in w.flights if t > now]
         if portfolio.in_flight_landing:
             # The books know what is in flight and when it lands at the latest: better than memory,
             # and it survives a restart.
@@ -225,7 +242,7 @@ class Optimizer:
             return tuple(booked)
         left = max(float(portfolio.in_flight_usd), 0.0)
         known = []
-        for t, u in sorted(self._flights, key=lambda f: f[0], reverse=True):
+        for t, u in sorted(w.flights, key=lambda f: f[0], reverse=True):
             part = min(u, left)
             if part <= 0:
                 break
@@ -233,153 +250,222 @@ class Optimizer:
             left -= part
         return tuple(known)
 
+    @staticmethod
     def _record_flights(
-        self, decision: Decision, queued_exit_days: dict[str, float], now: datetime
+        w: _Work, decision: Decision, queued_exit_days: dict[str, float], now: datetime
     ) -> None:
         """Remember the queued withdrawals of a plan that executes: their capital lands after the
         venue's exit time (plus the bridge off the home chain)."""
         for m in decision.plan.moves:
             if m.action is MoveAction.WITHDRAW and m.venue_id in queued_exit_days:
-                self._flights.append(
+                w.flights.append(
                     (now + timedelta(days=queued_exit_days[m.venue_id]), float(m.amount_usd))
                 )
 
     # -- helpers -------------------------------------------------------------------------------
     def _venue_set(
-        self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState
+        self, w: _Work, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState
     ) -> list[VenueSnapshot]:
         """Current snapshots plus the last one seen, frozen, for venues whose feed is gone: always
         for held venues, and for ``keep_lost_venues_cycles`` cycles for the others, so that a
         flapping feed does not rebuild (and recompile) the problem every time it drops out."""
-        self._cycle += 1
+        w.cycle += 1
         current = {s.venue.id: s for s in snapshots}
         for s in snapshots:
-            self._last_seen[s.venue.id] = self._cycle
-        for vid, last in self._last_snapshot.items():
+            w.last_seen[s.venue.id] = w.cycle
+        for vid, last in w.last_snapshot.items():
             if vid in current:
                 continue
             held = portfolio.positions_usd.get(vid, 0.0) > 0
-            if (
-                held
-                or self._cycle - self._last_seen.get(vid, 0)
-                <= self.settings.keep_lost_venues_cycles
-            ):
+            if held or w.cycle - w.last_seen.get(vid, 0) <= self.settings.keep_lost_venues_cycles:
                 current[vid] = dataclasses.replace(
                     last, frozen=True, frozen_reason="no snapshot this cycle (feed lost)"
                 )
         return [current[k] for k in sorted(current)]
 
+    @staticmethod
     def _warm_hints(
-        self, snaps: Sequence[VenueSnapshot]
+        w: _Work, snaps: Sequence[VenueSnapshot]
     ) -> tuple[FloatArray, tuple[FloatArray, FloatArray]] | None:
         """Last cycle's solution and refinement window per venue (NaN where unknown)."""
-        if not self._warm:
+        if not w.warm:
             return None
         rows = np.array(
-            [self._warm.get(s.venue.id, (np.nan, np.nan, np.nan)) for s in snaps], dtype=float
+            [w.warm.get(s.venue.id, (np.nan, np.nan, np.nan)) for s in snaps], dtype=float
         )
         return rows[:, 0], (rows[:, 1], rows[:, 2])
 
     def _cycle_and_model(
-        self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState
-    ) -> tuple[CycleData, AllocationModel, bool]:
-        """Fit this cycle; reuse the compiled problem unless the venue set (or a curve's linearity) changed."""
+        self, w: _Work, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState
+    ) -> tuple[CycleData, AllocationModel, bool, bool]:
+        """Fit this cycle; reuse the compiled problem unless the venue set (or a curve's linearity)
+        changed. Returns (cycle, model, rebuilt, warm): ``warm`` when the fit is refined around the
+        last solution (``memory.warm``), as in a steady cycle.
+
+        Which venues the model fits with two chords (``linear``) is part of the memory
+        (``memory.model_linear``), so that a fresh optimizer (a restart) builds the model the
+        cached one has and fits it the same way: same memory, same decision."""
         venues = tuple(s.venue for s in snaps)
+        ids = tuple(v.id for v in venues)
+        remembered = None
+        if w.model_linear and tuple(i for i, _ in w.model_linear) == ids:
+            remembered = np.array([f for _, f in w.model_linear], dtype=bool)
+        warm = self._warm_hints(w, snaps)
+        hint, window = warm if warm is not None else (None, None)
         model = self._model
-        if model is not None and self._model_key == venues:
-            warm = self._warm_hints(snaps)
-            hint, window = warm if warm is not None else (None, None)
+        if (
+            model is not None
+            and self._model_key == venues
+            and (remembered is None or np.array_equal(remembered, model.linear))
+        ):
             cycle = self._build_cycle(
-                snaps, portfolio, linear=model.linear, hint_usd=hint, window_usd=window
+                w, snaps, portfolio, linear=model.linear, hint_usd=hint, window_usd=window
             )
             if not np.any(model.linear & ~cycle.pwl.linear()):
-                return cycle, model, False
+                w.model_linear = tuple(zip(ids, model.linear.tolist(), strict=True))
+                return cycle, model, False, warm is not None
         # which venues are exactly served by the two chords around x0 (fit all venues that way first)
-        probe = self._build_cycle(snaps, portfolio, linear=np.ones(len(snaps), dtype=bool))
+        probe = self._build_cycle(w, snaps, portfolio, linear=np.ones(len(snaps), dtype=bool))
         linear = probe.pwl.linear()
+        # the remembered fit, unless a venue it fits with two chords is no longer linear
+        resumed = remembered is not None and not np.any(remembered & ~linear)
+        if resumed and remembered is not None:
+            linear = remembered
         self._model = AllocationModel(
             venues, self.limits, self.settings, self.home_chain, linear=linear
         )
         self._model_key = venues
         self.rebuilds += 1
+        w.model_linear = tuple(zip(ids, linear.tolist(), strict=True))
         # refit with the two-chord budget for linear venues, so the pieces the model keeps are exact
-        cycle = probe if linear.all() else self._build_cycle(snaps, portfolio, linear=linear)
-        return cycle, self._model, True
+        if linear.all():
+            return probe, self._model, True, False
+        if resumed and warm is not None:
+            cycle = self._build_cycle(
+                w, snaps, portfolio, linear=linear, hint_usd=hint, window_usd=window
+            )
+            return cycle, self._model, True, True
+        return self._build_cycle(w, snaps, portfolio, linear=linear), self._model, True, False
 
-    def _hold(self, status: str, reason: str, **kw: object) -> Decision:
-        base: dict[str, object] = dict(
+    @staticmethod
+    def _hold(
+        status: DecisionStatus,
+        reason: str,
+        *,
+        timings: Timings | None = None,
+        limit_utilization: dict[str, float] | None = None,
+        current_violations: tuple[str, ...] = (),
+        rebuilt: bool = False,
+        dpp: bool = True,
+        venues: int = 0,
+        pwl_error_bound_usd: float | None = None,
+    ) -> Decision:
+        """A decision that moves nothing, with its one-line reason."""
+        return Decision(
             status=status,
             allocation=None,
             plan=dataclasses.replace(HOLD, reason=reason),
             objective_usd=None,
             predicted_apr=None,
-            solve_seconds=0.0,
-            build_seconds=0.0,
             violations=(),
-            limit_utilization={},
+            limit_utilization=limit_utilization or {},
             reason=reason,
+            timings=timings or Timings(),
+            rebuilt=rebuilt,
+            dpp=dpp,
+            venues=venues,
+            pwl_error_bound_usd=pwl_error_bound_usd,
+            current_violations=current_violations,
         )
-        base.update(kw)
-        return Decision(**base)  # type: ignore[arg-type]
 
     # -- the cycle -----------------------------------------------------------------------------
     def decide(
-        self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState, now: datetime
+        self,
+        snapshots: Sequence[VenueSnapshot],
+        portfolio: PortfolioState,
+        now: datetime,
+        memory: OptimizerMemory | None = None,
+        directives: Directives = NO_DIRECTIVES,
     ) -> Decision:
+        """One decision from the snapshots, the holdings and ``memory`` (what the previous decide
+        returned as ``Decision.memory``; ``None``: this optimizer's last one, ``self.last_memory``,
+        a convenience for callers that run one sequence of cycles; ``EMPTY_MEMORY``: a cold start).
+
+        ``directives`` (:class:`core.types.Directives`): ``freeze`` and ``no_new_deposits`` freeze
+        the snapshots (shrink only); ``exit`` sets those venues' upper bound to 0 and makes their
+        holdings a broken limit, so the plan that takes them out executes whatever the benefit/cost
+        gate says (the checker still checks the target). ``hold_all``: the decision is made (for the
+        record) and its plan never executes.
+        """
+        start = self.last_memory if memory is None else memory
         with self._lock:
+            w = _Work.start(start, self.settings.risk_window, frozenset(directives.exit))
+            snaps = apply_freeze(snapshots, directives)
             try:
-                self._known = self._known_in_flight(portfolio, now)
-                decision = self._decide(snapshots, portfolio, now)
-                if decision.plan.execute and decision.status == "optimal":
-                    self._record_flights(decision, self._queued_exit_days, now)
-                return decision
+                w.known = self._known_in_flight(w, portfolio, now)
+                decision = self._decide(w, snaps, portfolio, now)
+                if directives.hold_all and decision.plan.execute:
+                    why = directives.reasons.get("*") or "operator pause"
+                    held = f"hold: hold_all ({why}); would have run: {decision.plan.reason}"
+                    decision = dataclasses.replace(
+                        decision,
+                        plan=dataclasses.replace(decision.plan, execute=False, reason=held),
+                    )
+                if decision.plan.execute and decision.status is DecisionStatus.OPTIMAL:
+                    self._record_flights(w, decision, w.queued_exit_days, now)
             except Exception as exc:
-                self._warm = {}
-                return self._hold("solver_error", f"hold: {type(exc).__name__}: {exc}")
+                w.warm = {}
+                decision = self._hold(
+                    DecisionStatus.SOLVER_ERROR, f"hold: {type(exc).__name__}: {exc}"
+                )
+            decision = dataclasses.replace(decision, memory=w.memory())
+            self.last_memory = decision.memory
+            return decision
 
     def _decide(
-        self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState, now: datetime
+        self,
+        w: _Work,
+        snapshots: Sequence[VenueSnapshot],
+        portfolio: PortfolioState,
+        now: datetime,
     ) -> Decision:
         t_start = time.perf_counter()
-        snaps = self._venue_set(snapshots, portfolio)
+        snaps = self._venue_set(w, snapshots, portfolio)
         for s in snapshots:
-            self._last_snapshot[s.venue.id] = s
+            w.last_snapshot[s.venue.id] = s
         if self.settings.risk_aversion > 0:
-            self._history.record(snapshots, self.settings.emission_haircut)
+            w.history.record(snapshots, self.settings.emission_haircut)
         if not snaps:
-            return self._hold("no_venues", "hold: no venue snapshots")
+            return self._hold(DecisionStatus.NO_VENUES, "hold: no venue snapshots")
         nav = portfolio.nav_usd
         if not nav > 0:
-            return self._hold("no_venues", f"hold: NAV is {nav}")
+            return self._hold(DecisionStatus.NO_VENUES, f"hold: NAV is {nav}")
 
         t_fit = time.perf_counter()
         try:
-            cycle, model, rebuilt = self._cycle_and_model(snaps, portfolio)
+            cycle, model, rebuilt, resumed = self._cycle_and_model(w, snaps, portfolio)
         except (ValueError, FloatingPointError, ArithmeticError) as exc:
-            return self._hold("solver_error", f"hold: bad input: {exc}")
+            return self._hold(DecisionStatus.SOLVER_ERROR, f"hold: bad input: {exc}")
         venues = cycle.venues
         exit_days = effective_exit_days(venues, self.settings, self.home_chain)
-        self._queued_exit_days = {
+        w.queued_exit_days = {
             v.id: float(e)
             for v, e, q in zip(venues, exit_days, cycle.queued_mask(), strict=True)
             if q
         }
         build_seconds = model.build_seconds if rebuilt else 0.0
-        risk = (
-            self._history.factors([v.id for v in venues], self.settings)
-            if model.with_risk
-            else None
-        )
+        risk = w.history.factors([v.id for v in venues], self.settings) if model.with_risk else None
         fit_seconds = time.perf_counter() - t_fit - build_seconds
         clock = _Clock()
-        cold = rebuilt or not self._warm
-        result, cycle = self._solve(snaps, portfolio, model, cycle, risk, cold, clock)
+        cold = (rebuilt and not resumed) or not w.warm
+        result, cycle = self._solve(w, snaps, portfolio, model, cycle, risk, cold, clock)
         if result.status == "infeasible" and cycle.buffer > 0:
             # the buffered limits (README §7) can be out of reach where the hard ones are not, e.g.
             # idle exactly at its floor with nothing that can leave: aim at the limits themselves
             t_refit = time.perf_counter()
-            warm = self._warm_hints(snaps)
+            warm = self._warm_hints(w, snaps)
             hard = self._build_cycle(
+                w,
                 snaps,
                 portfolio,
                 linear=model.linear,
@@ -388,20 +474,21 @@ class Optimizer:
                 buffer=0.0,
             )
             clock.fit += time.perf_counter() - t_refit
-            result, cycle = self._solve(snaps, portfolio, model, hard, risk, cold, clock)
+            result, cycle = self._solve(w, snaps, portfolio, model, hard, risk, cold, clock)
         fit_seconds += clock.fit
         if result.status == "optimal" and result.x is not None:
             x_usd = result.x * nav
             lo, hi = _window_around(cycle.pwl.breakpoints, x_usd)
-            self._warm = {
+            w.warm = {
                 v.id: (float(x_usd[i]), float(lo[i]), float(hi[i]))
                 for i, v in enumerate(cycle.venues)
                 if not model.linear[i]
             }
         else:
-            self._warm = {}
+            w.warm = {}
         x0_usd = cycle.x0 * nav
-        # the cycle's cost arrays and true incomes, shared by pruning, the post-cost check and the plan
+        # the cycle's cost arrays, true incomes and bridge routing, shared by pruning, the post-cost
+        # check and the plan
         priced = PlanContext(
             snaps,
             x0_usd,
@@ -411,7 +498,7 @@ class Optimizer:
             min_on=dict(self.limits.min_idle_by_chain_usd),
             queued=cycle.queued_mask(),
         )
-        current = self._check(snaps, portfolio, x0_usd, cycle, clock, priced=priced)
+        current = self._check(w, snaps, portfolio, x0_usd, cycle, clock, priced=priced)
         # holdings breaches up to the drift band came from drift or costs and force nothing (README §7)
         tolerance = self.settings.drift_tolerance_ratio
         forced_by = tuple(
@@ -421,19 +508,16 @@ class Optimizer:
             v for v, e in zip(current.violations, current.excess, strict=True) if e <= tolerance
         )
 
-        def timing() -> dict[str, object]:
-            return dict(
+        def timings() -> Timings:
+            return Timings(
                 solve_seconds=clock.solve,
-                check_seconds=clock.check,
-                prune_seconds=clock.prune,
-                plan_seconds=clock.plan,
                 build_seconds=build_seconds,
                 solver_seconds=clock.solver,
                 fit_seconds=fit_seconds,
-                rebuilt=rebuilt,
-                dpp=model.use_dpp,
-                venues=len(venues),
-                pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()),
+                total_seconds=time.perf_counter() - t_start,
+                check_seconds=clock.check,
+                prune_seconds=clock.prune,
+                plan_seconds=clock.plan,
             )
 
         if result.status != "optimal" or result.x is None:
@@ -443,15 +527,18 @@ class Optimizer:
                     f"; holdings break {len(current.violations)} limit(s): {current.violations[0]}"
                 )
             return self._hold(
-                result.status,
+                DecisionStatus(result.status),
                 reason,
-                total_seconds=time.perf_counter() - t_start,
+                timings=timings(),
                 current_violations=tuple(current.violations),
                 limit_utilization=current.utilization,
-                **timing(),
+                rebuilt=rebuilt,
+                dpp=model.use_dpp,
+                venues=len(venues),
+                pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()),
             )
 
-        target, report = self._target(snaps, portfolio, result, cycle, priced, clock)
+        target, report = self._target(w, snaps, portfolio, result, cycle, priced, clock)
         # the plan pays its gas and fees after the moves, out of idle (vault/executor.py): check the state
         # it leaves against the hard limits; if its costs would take idle below a floor, reserve them
         # out of idle in the model and solve again (README §7)
@@ -476,7 +563,7 @@ class Optimizer:
             legs = priced.legs(target)
             t_check = time.perf_counter()
             clock.plan += t_check - t_plan
-            after = self._checker(snaps, portfolio, cycle).check(
+            after = self._checker(w, snaps, portfolio, cycle).check(
                 post.positions_usd,
                 post.idle_usd,
                 costs_usd=post.cost_usd,
@@ -499,7 +586,7 @@ class Optimizer:
             if again.status != "optimal" or again.x is None:
                 break
             result = again
-            target, report = self._target(snaps, portfolio, result, cycle, priced, clock)
+            target, report = self._target(w, snaps, portfolio, result, cycle, priced, clock)
 
         t_plan = time.perf_counter()
         objective_usd = result.objective * nav if result.objective is not None else None
@@ -512,7 +599,7 @@ class Optimizer:
                 f" (+{len(report.violations) - 1} more)" if len(report.violations) > 1 else ""
             )
             return Decision(
-                status="check_failed",
+                status=DecisionStatus.CHECK_FAILED,
                 allocation=allocation,
                 plan=dataclasses.replace(HOLD, reason=reason),
                 objective_usd=objective_usd,
@@ -520,10 +607,13 @@ class Optimizer:
                 violations=tuple(report.violations),
                 limit_utilization=report.utilization,
                 reason=reason,
-                total_seconds=time.perf_counter() - t_start,
+                timings=timings(),
+                rebuilt=rebuilt,
+                dpp=model.use_dpp,
+                venues=len(venues),
+                pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()),
                 current_violations=tuple(current.violations),
-                **timing(),
-            )  # type: ignore[arg-type]
+            )
         econ = make_moves(snaps, x0_usd, target, self.settings, self.home_chain, now, ctx=priced)
         plan = gate(econ, nav, self.settings, forced_by=forced_by, drifted=drifted)
         if plan.execute and short and not forced_by:
@@ -541,7 +631,7 @@ class Optimizer:
         )
         clock.plan += time.perf_counter() - t_plan
         return Decision(
-            status="optimal",
+            status=DecisionStatus.OPTIMAL,
             allocation=allocation,
             plan=plan,
             objective_usd=objective_usd,
@@ -549,13 +639,17 @@ class Optimizer:
             violations=(),
             limit_utilization=report.utilization,
             reason=reason,
-            total_seconds=time.perf_counter() - t_start,
+            timings=timings(),
+            rebuilt=rebuilt,
+            dpp=model.use_dpp,
+            venues=len(venues),
+            pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()),
             current_violations=tuple(current.violations),
-            **timing(),
-        )  # type: ignore[arg-type]
+        )
 
     def _solve(
         self,
+        w: _Work,
         snaps: Sequence[VenueSnapshot],
         portfolio: PortfolioState,
         model: AllocationModel,
@@ -574,6 +668,7 @@ class Optimizer:
             t_refit = time.perf_counter()
             hint = np.where(model.linear, np.nan, result.x * nav)
             refined = self._build_cycle(
+                w,
                 snaps,
                 portfolio,
                 linear=model.linear,
@@ -596,6 +691,7 @@ class Optimizer:
 
     def _target(
         self,
+        w: _Work,
         snaps: Sequence[VenueSnapshot],
         portfolio: PortfolioState,
         result: SolveResult,
@@ -611,11 +707,11 @@ class Optimizer:
         rounded = round_small_trades(x0_usd, raw, self.settings.min_trade_usd)
         target, report = (
             rounded,
-            self._check(snaps, portfolio, rounded, cycle, clock, priced=priced),
+            self._check(w, snaps, portfolio, rounded, cycle, clock, priced=priced),
         )
         if not report.ok:
             # dropping small trades moved us off a binding limit; the unrounded solution may pass
-            fallback = self._check(snaps, portfolio, raw, cycle, clock, priced=priced)
+            fallback = self._check(w, snaps, portfolio, raw, cycle, clock, priced=priced)
             if fallback.ok:
                 target, report = raw, fallback
         if report.ok and self.settings.prune_max_tries > 0:
@@ -629,7 +725,7 @@ class Optimizer:
                 self.settings,
                 self.home_chain,
                 lambda x: self._check(
-                    snaps, portfolio, x, cycle, clock, first_only=True, priced=priced
+                    w, snaps, portfolio, x, cycle, clock, first_only=True, priced=priced
                 ),
                 cycle.investable * nav,
                 reserve,
@@ -639,12 +735,45 @@ class Optimizer:
             clock.prune += time.perf_counter() - t_prune - (clock.check - checks_before)
         return target, report
 
+    def _check(
+        self,
+        w: _Work,
+        snaps: Sequence[VenueSnapshot],
+        portfolio: PortfolioState,
+        target_usd: FloatArray,
+        cycle: CycleData,
+        clock: _Clock | None = None,
+        first_only: bool = False,
+        priced: PlanContext | None = None,
+    ) -> CheckReport:
+        """The independent checker, plus ``Directives.exit``: an exit venue above what its exit
+        liquidity must leave in (``lb``) breaks it (so the holdings force the plan that exits).
+        ``priced``: the cycle's plan context; given, the target's bridge legs are checked per chain
+        (README §4c). ``first_only``: a trial, stop at the first violation."""
+        t0 = time.perf_counter()
+        ids = [s.venue.id for s in snaps]
+        idle = cycle.idle_after_usd(target_usd)  # queued withdrawals are in flight, not idle
+        report = self._checker(w, snaps, portfolio, cycle).check(
+            target_usd,
+            idle,
+            first_only=first_only,
+            bridges=priced.legs(target_usd) if priced is not None else None,
+        )
+        if clock is not None:
+            clock.check += time.perf_counter() - t0
+        if w.exit and not (first_only and report.violations):
+            floor = cycle.lb * cycle.nav_usd
+            for i, vid in enumerate(ids):
+                if vid in w.exit and target_usd[i] > floor[i] + 1e-6 + 1e-9 * cycle.nav_usd:
+                    report.add(f"exit {vid}: {target_usd[i]:,.2f} USD held, directive says 0")
+        return report
+
     def _checker(
-        self, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, cycle: CycleData
+        self, w: _Work, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, cycle: CycleData
     ) -> CheckContext:
-        """The checker's arrays for this cycle's inputs, built once and reused by every check of the
-        cycle (holdings, rounded target, each pruning trial, the post-cost state)."""
-        memo = self._check_memo
+        """The checker's arrays for this cycle's inputs, built once per decide and reused by every
+        check of it (holdings, rounded target, each pruning trial, the post-cost state)."""
+        memo = w.checker
         if (
             memo is not None
             and memo[0] is snaps
@@ -660,31 +789,8 @@ class Optimizer:
             self.home_chain,
             in_flight_known=cycle.in_flight_known,
         )
-        self._check_memo = (snaps, portfolio, cycle.in_flight_known, ctx)
+        w.checker = (snaps, portfolio, cycle.in_flight_known, ctx)
         return ctx
-
-    def _check(
-        self,
-        snaps: Sequence[VenueSnapshot],
-        portfolio: PortfolioState,
-        target_usd: FloatArray,
-        cycle: CycleData,
-        clock: _Clock | None = None,
-        first_only: bool = False,
-        priced: PlanContext | None = None,
-    ) -> CheckReport:
-        """``priced``: the cycle's plan context; given, the target's bridge legs are checked per chain."""
-        t0 = time.perf_counter()
-        idle = cycle.idle_after_usd(target_usd)  # queued withdrawals are in flight, not idle
-        report = self._checker(snaps, portfolio, cycle).check(
-            target_usd,
-            idle,
-            first_only=first_only,
-            bridges=priced.legs(target_usd) if priced is not None else None,
-        )
-        if clock is not None:
-            clock.check += time.perf_counter() - t0
-        return report
 
     @staticmethod
     def _allocation(

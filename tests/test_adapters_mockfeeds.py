@@ -179,7 +179,7 @@ VALUE_FAULTS = {
 @pytest.mark.parametrize("mode", sorted(VALUE_FAULTS))
 async def test_value_faults_per_venue(generated: World, mode: str) -> None:
     # one venue rule at a time: the mock applies only the first of several venue rules that hit
-    # the same shared response (mockfeeds.app._replace_rows matches rows by identity)
+    # the same shared response (mockfeeds.routes.common._replace_rows matches rows by identity)
     poller = generated.poller()
     await poller.poll({})
     for adapter, venue in PICK.items():

@@ -55,7 +55,9 @@ def test_run_allocates_stops_cleanly_and_resumes_without_loss(tmp_path):
     at_stop = ledger.balances()
     assert ledger.audit() == []
     assert ledger.pending_moves() == []
+    memory_at_stop = ledger.last_memory()  # the optimizer's memory after the last cycle
     ledger.close()
+    assert memory_at_stop is not None and memory_at_stop["cycle"] >= 1
     assert at_stop.nav_units >= usd_to_units(1_000_000) * 0.99  # capital is not lost
     invested = {v: u for v, u in at_stop.positions_units.items() if u}
     assert len(invested) >= 3
@@ -76,9 +78,22 @@ def test_run_allocates_stops_cleanly_and_resumes_without_loss(tmp_path):
             30,
             "a rebalance after the restart",
         )
+        loaded = [
+            json.loads(line)
+            for line in second.logs().splitlines()
+            if line.startswith("{") and "optimizer_memory_loaded" in line
+        ]
+        assert [x["cycle"] for x in loaded] == [memory_at_stop["cycle"]]  # it resumed there
     finally:
         code, _ = second.terminate()
     assert code == 0
+    db = sqlite3.connect(data_dir / "ledger.sqlite3")
+    cycles = [
+        json.loads(r[0])["cycle"]
+        for r in db.execute("SELECT memory_json FROM rebalances WHERE memory_json IS NOT NULL")
+    ]
+    db.close()
+    assert cycles == list(range(1, len(cycles) + 1))  # one run of decisions, restart or not
 
     # The first rebalance after the restart records the positions it started from: the ones at the
     # stop, synced with the venues (yield accrued since), before any move.

@@ -1,5 +1,12 @@
-"""The paper executor against the real simulated market on loopback, with a real SQLite ledger."""
+"""The paper executor against the real simulated market, with a real SQLite ledger.
 
+Every test runs twice: over HTTP on loopback (``HttpTransport``) and with the market in the same
+process (``InProcessTransport``); the booking must not tell them apart.
+"""
+
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import aiohttp
@@ -11,7 +18,9 @@ from mockfeeds.market import Market
 from mockfeeds.server import start, stop
 from vault.executor import MoveStatus, PaperExecutor, move_to_dict
 from vault.ledger import FEES, Ledger
+from vault.reconcile import ReconcileSettings, reconcile
 from vault.settings import DEFAULT_CONFIG, load_settings, read_yaml
+from vault.transport import HttpTransport, InProcessTransport, OutcomeUnknown, VenueRefused
 
 SETTINGS = load_settings(DEFAULT_CONFIG)
 VENUES = {v.id: v.to_venue() for v in SETTINGS.venues}
@@ -33,29 +42,56 @@ class World:
         ) - sum(self.ledger.account(f"income:{v}") for v in VENUES)
 
 
-@pytest.fixture
-async def world(tmp_path):
-    wall = [1_000_000.0]
-    market = Market.from_config(
+def new_market(wall: list[float]) -> Market:
+    return Market.from_config(
         read_yaml(DEFAULT_CONFIG.parent / "market.default.yaml"), wall_clock=lambda: wall[0]
     )
-    runner, url = await start(market, "127.0.0.1", 0)
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+
+
+@contextlib.asynccontextmanager
+async def make_world(path, transport_kind: str) -> AsyncIterator[World]:
+    wall = [1_000_000.0]
+    market = new_market(wall)
+    ledger = Ledger(path)
     clock = lambda: datetime.fromtimestamp(market.clock.now(), UTC)  # noqa: E731
     ledger.deposit_capital(clock(), "ethereum", MILLION)
+    runner = None
     async with aiohttp.ClientSession() as session:
+        if transport_kind == "http":
+            runner, url = await start(market, "127.0.0.1", 0)
+            transport: HttpTransport | InProcessTransport = HttpTransport(session, url)
+        else:
+            transport = InProcessTransport(market)
         executor = PaperExecutor(
-            session=session,
-            base_url=url,
+            transport,
             ledger=ledger,
             venues=VENUES,
             home_chain="ethereum",
             clock=clock,
             bridge_wait_seconds=0.5,
         )
-        yield World(market, executor, ledger, wall)
-    ledger.close()
-    await stop(runner)
+        try:
+            yield World(market, executor, ledger, wall)
+        finally:
+            ledger.close()
+            if runner is not None:
+                await stop(runner)
+
+
+@pytest.fixture(params=["http", "in_process"])
+async def world(tmp_path, request):
+    async with make_world(tmp_path / "ledger.sqlite3", request.param) as w:
+        yield w
+
+
+async def reconcile_all(executor, ledger) -> None:
+    """The cycle's sync step: the venue's report reconciled with the books (a 100 % APR explains
+    any sane accrual over these tests' few simulated weeks)."""
+    reported = await executor.venue_positions()
+    checks = reconcile(
+        ledger, reported, {v: 1.0 for v in VENUES}, executor._clock(), ReconcileSettings()
+    )
+    assert checks == []  # no break
 
 
 def move(action: MoveAction, venue: str, usd: float, key: str, **chains) -> Move:
@@ -78,7 +114,7 @@ async def test_deposit_accrue_and_withdraw_book_exactly(world):
     world.assert_books_sound()
 
     world.pass_wall_seconds(10 * 24)  # 10 simulated days at 3600x
-    await world.executor.sync_positions()
+    await reconcile_all(world.executor, world.ledger)
     accrued = world.ledger.account("position:aave-v3-usdc-ethereum") - usd_to_units(200_000)
     assert accrued > 0  # the supply rate paid interest ...
     assert accrued < usd_to_units(200_000) * 0.10 * 10 / 365  # ... at a sane rate
@@ -192,3 +228,81 @@ async def test_depositing_all_idle_still_books_within_the_balance(world):
     assert world.ledger.account("idle:ethereum") == 0
     assert world.ledger.pending_moves() == []
     world.assert_books_sound()
+
+
+def book_dump(path) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """Every transaction, posting and balance of a ledger file, in order."""
+    db = sqlite3.connect(path)
+    try:
+        return (
+            db.execute(
+                "SELECT id, at, kind, idempotency_key, memo FROM transactions ORDER BY id"
+            ).fetchall(),
+            db.execute(
+                "SELECT tx_id, account, amount_units FROM postings ORDER BY rowid"
+            ).fetchall(),
+            db.execute("SELECT account, units FROM balances ORDER BY account").fetchall(),
+        )
+    finally:
+        db.close()
+
+
+async def test_both_transports_book_the_same_plan_identically(tmp_path):
+    """One plan (deposits, a queued withdrawal, a bridge leg and the deposit it would fund (skipped: the leg has not filled yet), a refused
+    bridge), then accrual and settlement, against two markets of one config: one over HTTP,
+    one in process. The two ledgers are identical, transaction by transaction."""
+    steps = plan(
+        move(MoveAction.DEPOSIT, "aave-v3-usdc-ethereum", 200_000, "p-d1"),
+        move(MoveAction.DEPOSIT, "lido-steth", 100_000, "p-d2"),
+        move(MoveAction.WITHDRAW, "lido-steth", 40_000, "p-w1"),
+        move(  # below the route's minimum deposit: refused
+            MoveAction.BRIDGE,
+            "across-usdc-arbitrum-base",
+            0.5,
+            "p-b-refused",
+            from_chain="ethereum",
+            to_chain="arbitrum",
+        ),
+        move(
+            MoveAction.BRIDGE,
+            "across-usdc-arbitrum-base",
+            100_000,
+            "p-b1",
+            from_chain="ethereum",
+            to_chain="arbitrum",
+        ),
+        move(MoveAction.DEPOSIT, "across-usdc-arbitrum-base", 100_000, "p-d3"),
+    )
+    statuses = {}
+    for kind in ("http", "in_process"):
+        async with make_world(tmp_path / f"{kind}.sqlite3", kind) as w:
+            results = await w.executor.execute(steps)
+            w.pass_wall_seconds(30 * 24)  # 30 simulated days: accrual, fills, Lido's queue
+            await w.executor.settle_in_flight()
+            await reconcile_all(w.executor, w.ledger)
+            w.assert_books_sound()
+            statuses[kind] = [(r.status, r.applied_units, r.detail) for r in results]
+    assert statuses["http"] == statuses["in_process"]
+    assert [s for s, _, _ in statuses["http"]].count(MoveStatus.REFUSED) == 1
+    assert MoveStatus.DONE in [s for s, _, _ in statuses["http"]]
+    http, local = book_dump(tmp_path / "http.sqlite3"), book_dump(tmp_path / "in_process.sqlite3")
+    assert len(http[0]) > 6  # capital, moves, gas, accrual, settlements
+    assert http == local
+
+
+async def test_in_process_transport_maps_refusals_and_key_reuse_like_http():
+    market = new_market([1_000_000.0])
+    t = InProcessTransport(market)
+    body = {"venue": "aave-v3-usdc-ethereum", "amount_usd": "10.000000", "idempotency_key": "k"}
+    first = await t.request("POST", "/deposit", body)
+    assert first["applied_usd"] == "10.000000" and first["status"] == "completed"
+    assert await t.request("POST", "/deposit", body) == first  # same key, same answer
+    with pytest.raises(OutcomeUnknown, match="reused"):
+        await t.request("POST", "/deposit", {**body, "amount_usd": "11.000000"})
+    with pytest.raises(VenueRefused) as refused:
+        await t.request("POST", "/withdraw", {**body, "amount_usd": "1e3", "idempotency_key": "w"})
+    assert refused.value.field == "amount_usd"
+    with pytest.raises(VenueRefused, match="no such endpoint"):
+        await t.request("GET", "/nowhere")
+    first["position_usd"] = "mutated"  # the answer is a copy, not the market's record
+    assert (await t.request("POST", "/deposit", body))["position_usd"] == "10.000000"

@@ -175,6 +175,8 @@ def test_names_follow_prometheus_units():
         "yieldvault_build_info",
         "yieldvault_bridge_transfers_in_flight",
         "yieldvault_unresolved_moves",
+        "yieldvault_reconciliation_breaks",
+        "yieldvault_ledger_integrity_ok",
         "yieldvault_venue_frozen",
         "yieldvault_solver_status",
         "yieldvault_rebalances_total",

@@ -31,6 +31,8 @@ REQUIRED_ALERTS = {
     "YieldvaultNavDrawdown",
     "YieldvaultVenueFrozen",
     "YieldvaultMoveUnresolved",
+    "YieldvaultReconciliationBreak",
+    "YieldvaultLedgerIntegrity",
 }
 
 

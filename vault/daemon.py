@@ -3,9 +3,10 @@
 Two jobs share one event loop:
 
 * ``poll``: every adapter polls its feed; the latest snapshots (and the rejections) are kept.
-* ``rebalance``: replay unfinished moves, land bridge transfers, book accrued yield, then ask the
-  optimizer (in a worker thread, so /metrics and /healthz stay responsive) for a decision, execute
-  its plan if the decision says so, and record inputs, solution, moves and outcome in SQLite.
+* ``rebalance``: one :func:`vault.cycle.run_cycle` (replay unfinished moves, land bridge
+  transfers, book accrued yield, guard, decide in a worker thread so /metrics and /healthz stay
+  responsive, execute what the gate and checker pass, record it all in SQLite); the daemon reads
+  its outcome for metrics, logs and the API, and passes the optimizer's memory on.
 
 Each job runs at most once at a time (``max_instances=1``) and misses coalesce into one run.
 On SIGTERM/SIGINT the scheduler stops taking new runs, the running step finishes its current
@@ -16,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import fcntl
 import gc
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,21 +36,31 @@ from prometheus_client import CollectorRegistry
 
 from adapters import FeedPoller, PollReport
 from core.money import units_to_str, units_to_usd, usd_to_units
-from core.types import PortfolioState, VenueSnapshot
+from core.types import NO_DIRECTIVES, Directives
 from optimizer import Decision, Optimizer
-from protocols import across
+from optimizer.memory import EMPTY_MEMORY, OptimizerMemory
+from vault import identity as identity_mod
+from vault.cycle import (
+    CycleDeps,
+    CycleInput,
+    CycleOutcome,
+    GuardHook,
+    no_guard,
+    run_cycle,
+)
 from vault.executor import (
     DryRunExecutor,
+    Executor,
     MoveResult,
     MoveStatus,
-    OutcomeUnknown,
     PaperExecutor,
-    move_to_dict,
 )
-from vault.ledger import Ledger
+from vault.integrity import LedgerWatch, audit_file, open_verified
+from vault.ledger import Ledger, LedgerError
 from vault.metrics import Metrics
 from vault.performance import RealizedApr
 from vault.settings import Settings, parse_listen
+from vault.transport import HttpTransport
 
 log = structlog.get_logger("vault.daemon")
 
@@ -108,7 +121,7 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
 
     Two daemons on one ledger and one simulated world would each book the other's moves as yield.
     """
-    handle = open(data_dir / "daemon.lock", "a+")
+    handle = open(data_dir / "daemon.lock", "a+")  # noqa: SIM115 (held open for the process life)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -136,38 +149,29 @@ class CycleState:
     last_outcome: str | None = None
     cycles: int = 0
     results: list[MoveResult] = field(default_factory=list)
+    outcome: CycleOutcome | None = None  # the last cycle's, whole
+    hold_reason: str | None = None  # why the last cycle moved nothing before deciding
 
 
-def rebalance_outcome(decision: Decision, results: list[MoveResult], dry_run: bool) -> str:
-    """executed | held | gated | failed, as counted in ``yieldvault_rebalances_total{outcome}``."""
-    if decision.status in ("infeasible", "solver_error", "check_failed"):
-        return "failed"
-    if not decision.plan.moves:
-        return "held"
-    if not decision.plan.execute:
-        return "gated"
-    if dry_run:
-        return "held"
-    if any(r.status is MoveStatus.UNKNOWN for r in results):
-        return "failed"
-    return "executed" if any(r.status is MoveStatus.DONE for r in results) else "failed"
+class State(enum.StrEnum):
+    """The daemon's lifecycle (Freqtrade's worker ``State``): what ``stop`` may assume."""
+
+    CREATED = "created"  # built; nothing opened yet
+    STARTING = "starting"  # start() is opening resources (some may be open)
+    RUNNING = "running"  # every resource open, the scheduler running
+    STOPPING = "stopping"
+    STOPPED = "stopped"
 
 
-def snapshot_record(s: VenueSnapshot) -> dict[str, Any]:
-    return {
-        "venue": s.venue.id,
-        "observed_at": s.observed_at.isoformat(),
-        "real_apr": s.real_apr,
-        "emission_apr": s.emission_apr,
-        "tvl_usd": s.tvl_usd,
-        "exit_liquidity_usd": s.exit_liquidity_usd,
-        "frozen": s.frozen,
-        "frozen_reason": s.frozen_reason,
-        "state": dict(s.state),
-    }
+class NotStarted(RuntimeError):
+    """A resource of the daemon was used before ``start`` opened it."""
 
 
 class Daemon:
+    """The process around :func:`vault.cycle.run_cycle`: its whole state is declared here; the
+    resources ``start`` opens are None until then (read them through the properties, which
+    raise :class:`NotStarted`)."""
+
     def __init__(
         self, settings: Settings, *, config_dir: Path, registry: CollectorRegistry | None = None
     ):
@@ -188,47 +192,125 @@ class Daemon:
         self._api_runner: aiohttp.web.AppRunner | None = None
         self.listen_url: str | None = None
         self.feeds_url: str | None = None
+        self.run_state = State.CREATED
+        # opened by start(), closed by stop()
+        self._ledger: Ledger | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._poller: FeedPoller | None = None
+        self._optimizer: Optimizer | None = None
+        self._executor: Executor | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        self.poller_root = ""  # the feeds' root URL (embedded market, settings, or none)
+        self._followed: FollowedClock | None = None  # a remote simulated market's clock
+        # whether feed times follow a remote simulated market is settled at root_url's first answer
+        self._clock_unsettled = False
+        # what one cycle passes to the next (vault/cycle.py): loaded from the ledger at start
+        self.memory: OptimizerMemory = EMPTY_MEMORY
+        self.directives: Directives = NO_DIRECTIVES  # the operator's, applied to every cycle
+        self.guard: GuardHook = no_guard
+        self.guard_state: Any = None
+        self.vault_id: str | None = None  # vault/identity.py: settled by open_books()
+        self.ledger_watch: LedgerWatch | None = None  # vault/integrity.py
+
+    # -- resources (open between start and stop) --------------------------------------------
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            raise NotStarted("the ledger is opened by Daemon.start()")
+        return self._ledger
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise NotStarted("the HTTP session is opened by Daemon.start()")
+        return self._session
+
+    @property
+    def poller(self) -> FeedPoller:
+        if self._poller is None:
+            raise NotStarted("the feed poller is built by Daemon.start()")
+        return self._poller
+
+    @property
+    def optimizer(self) -> Optimizer:
+        if self._optimizer is None:
+            raise NotStarted("the optimizer is built by Daemon.start()")
+        return self._optimizer
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            raise NotStarted("the executor is built by Daemon.start()")
+        return self._executor
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def open_books(self, adopt_reason: str | None = None) -> None:
+        """Lock the data dir, open the verified ledger, start the feeds' side, settle the vault's id.
+
+        Raises LedgerIntegrityError or IdentityError (one line; the CLI exits 2) when the books
+        cannot be trusted or do not belong to the venue's account. With ``adopt_reason``, a
+        ledger that went missing is rebuilt from what the venue holds for this vault's id.
+        """
         s = self.settings
+        self.run_state = State.STARTING
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock = lock_data_dir(s.data_dir)
-        self.ledger = Ledger(s.data_dir / "ledger.sqlite3")
+        self._ledger = open_verified(s.data_dir / "ledger.sqlite3")
         await self._start_market()
         root_url = self.feeds_url or s.feeds.root_url or ""
         self.poller_root = root_url
-        self.session = aiohttp.ClientSession(
+        self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=max(8, s.feeds.max_concurrency)),
             raise_for_status=False,
         )
-        self._followed: FollowedClock | None = None
-        # Whether feed times follow a remote simulated market is settled at the first answer from root_url.
         self._clock_unsettled = self._market is None and bool(root_url) and s.vault.clock != "wall"
         await self._settle_clock()
-        self.poller = FeedPoller(
-            list(s.venues), s.feeds, self.session, root_url=root_url, clock=self.now
-        )
-        self.optimizer = Optimizer(s.limits, s.optimizer, s.vault.home_chain)
+        identity = identity_mod.resolve(self.ledger, s.data_dir, s.vault.id)
+        self.vault_id = identity.vault_id
         if s.vault.mode == "paper":
-            self.executor: PaperExecutor | DryRunExecutor = PaperExecutor(
-                session=self.session,
-                base_url=root_url,
+            self._executor = PaperExecutor(
+                HttpTransport(self.session, root_url, account=identity.vault_id),
                 ledger=self.ledger,
                 venues=self.venues,
                 home_chain=s.vault.home_chain,
                 clock=self.now,
             )
         else:
-            self.executor = DryRunExecutor()
+            self._executor = DryRunExecutor()
         if not self.ledger.is_initialised():
-            self.ledger.deposit_capital(
-                self.clock(), s.vault.home_chain, usd_to_units(s.vault.initial_capital_usd)
-            )
-            log.info(
-                "capital_deposited", usd=str(s.vault.initial_capital_usd), chain=s.vault.home_chain
-            )
+            held = await self.executor.venue_positions() if identity.fresh_with_known_id else {}
+            why = identity_mod.refusal(identity, self.ledger, held or {})
+            if why is not None and adopt_reason is None:
+                raise identity_mod.IdentityError(why)
+            self.ledger.set_vault_id(identity.vault_id)
+            if why is not None and adopt_reason is not None:
+                adopted = {v: u for v, u in (held or {}).items() if u}
+                self.ledger.adopt(self.clock(), adopted, adopt_reason)
+                log.warning("ledger_adopted", vault_id=identity.vault_id, reason=adopt_reason)
+            else:
+                self.ledger.deposit_capital(
+                    self.clock(), s.vault.home_chain, usd_to_units(s.vault.initial_capital_usd)
+                )
+                log.info(
+                    "capital_deposited",
+                    usd=str(s.vault.initial_capital_usd),
+                    chain=s.vault.home_chain,
+                    vault_id=identity.vault_id,
+                )
+            identity_mod.write_id_file(s.data_dir, identity.vault_id)
+        self.ledger_watch = LedgerWatch.start(self.ledger)
+
+    async def start(self) -> None:
+        s = self.settings
+        await self.open_books()
+        root_url = self.poller_root
+        self._poller = FeedPoller(
+            list(s.venues), s.feeds, self.session, root_url=root_url, clock=self.now
+        )
+        self._optimizer = Optimizer(s.limits, s.optimizer, s.vault.home_chain)
+        self.memory = self._load_memory()
         self.metrics.set_build_info(VERSION)
         self.metrics.declare_venues([(v.id, str(v.kind), v.chain) for v in self.venues.values()])
         self.metrics.set_schedule(
@@ -238,7 +320,7 @@ class Daemon:
         )
         self._export_portfolio()
         await self._start_api()
-        self.scheduler = AsyncIOScheduler(
+        scheduler = self._scheduler = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={
                 "coalesce": True,
@@ -249,21 +331,22 @@ class Daemon:
         # One poll before the schedule starts, so the first rebalance already sees the venues.
         await self._job(self.poll_once)()
         now = wall_clock()
-        self.scheduler.add_job(
+        scheduler.add_job(
             self._job(self.poll_once),
             "interval",
             seconds=s.schedule.poll_interval_seconds,
             id="poll",
             next_run_time=now + timedelta(seconds=s.schedule.poll_interval_seconds),
         )
-        self.scheduler.add_job(
+        scheduler.add_job(
             self._job(self.rebalance_once),
             "interval",
             seconds=s.schedule.rebalance_interval_seconds,
             id="rebalance",
             next_run_time=now,
         )
-        self.scheduler.start()
+        scheduler.start()
+        self.run_state = State.RUNNING
         # Everything built so far lives as long as the process: move it out of the cyclic GC's
         # reach, so full collections stay short enough not to stall the event loop (> 50 ms measured).
         gc.collect()
@@ -277,6 +360,19 @@ class Daemon:
             nav_usd=units_to_str(b.nav_units),
             positions=len([u for u in b.positions_units.values() if u]),
         )
+
+    def _load_memory(self) -> OptimizerMemory:
+        """The optimizer memory of the last rebalance in the ledger, so a restart resumes where
+        the last run left off; a damaged one is logged and the optimizer starts cold."""
+        try:
+            stored = self.ledger.last_memory()
+            memory = EMPTY_MEMORY if stored is None else OptimizerMemory.from_json(stored)
+        except (ValueError, LedgerError) as exc:
+            log.warning("optimizer_memory_unreadable", error=str(exc))
+            return EMPTY_MEMORY
+        if stored is not None:
+            log.info("optimizer_memory_loaded", cycle=memory.cycle, venues=len(memory.last_seen))
+        return memory
 
     def now(self) -> datetime:
         """The time feed data is judged by: wall clock, or a simulated market's clock."""
@@ -338,18 +434,29 @@ class Daemon:
         self.listen_url = f"http://{host}:{bound[1]}"
 
     def _job(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """The scheduler's entry for ``fn``: the work runs in a task of its own, shielded.
+
+        APScheduler's shutdown cancels the tasks it started; a cancelled move is a move whose
+        outcome is unknown. So the scheduler's task only waits (shielded) on ours, and ``stop()``
+        lets ours finish the move in progress (never starting another) before it closes anything.
+        """
+
+        async def work() -> None:
+            try:
+                await fn()
+            except Exception:
+                # a job never takes the daemon down: it logs, and the job's last-success time
+                # stops advancing (the staleness alerts on yieldvault_last_success_timestamp_seconds)
+                log.exception("job_failed", job=fn.__name__)
+
         async def run() -> None:
             if self._stopping.is_set():
                 return
-            task = asyncio.current_task()
-            assert task is not None
+            task = asyncio.ensure_future(work())
             self._running_jobs.add(task)
-            try:
-                await fn()
-            except Exception:  # a job never takes the daemon down; it logs and counts
-                log.exception("job_failed", job=fn.__name__)
-            finally:
-                self._running_jobs.discard(task)
+            task.add_done_callback(self._running_jobs.discard)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(task)
 
         run.__name__ = fn.__name__
         return run
@@ -360,27 +467,29 @@ class Daemon:
         Safe after a start that failed part-way: it closes only what was opened.
         """
         self._stopping.set()
-        if hasattr(self, "scheduler"):
+        self.run_state = State.STOPPING
+        if self._scheduler is not None:
             with contextlib.suppress(Exception):
-                self.scheduler.shutdown(wait=False)
+                self._scheduler.shutdown(wait=False)
         if self._running_jobs:
-            done, pending = await asyncio.wait(set(self._running_jobs), timeout=timeout_seconds)
+            _, pending = await asyncio.wait(set(self._running_jobs), timeout=timeout_seconds)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
-        if hasattr(self, "session"):
-            await self.session.close()
+        if self._session is not None:
+            await self._session.close()
         if self._api_runner is not None:
             await self._api_runner.cleanup()
         if self._market_runner is not None:
             from mockfeeds.server import stop as stop_market_server
 
             await stop_market_server(self._market_runner)
-        if hasattr(self, "ledger"):
-            self.ledger.close()
+        if self._ledger is not None:
+            self._ledger.close()
         if self._lock is not None:
             self._lock.close()
+        self.run_state = State.STOPPED
         log.info("daemon_stopped")
 
     # -- jobs -------------------------------------------------------------------------------
@@ -417,125 +526,120 @@ class Daemon:
             return report
 
     async def rebalance_once(self) -> Decision | None:
-        s = self.settings
+        """One cycle (``vault/cycle.py``) on the latest snapshots; metrics, logs and the API state
+        are read from its outcome."""
         self.state.cycles += 1
         with structlog.contextvars.bound_contextvars(job="rebalance", cycle=self.state.cycles):
-            started = self.clock()
-            try:
-                await self.executor.recover()
-                unresolved = self.ledger.pending_moves()
-                if unresolved:
-                    # Syncing now would book a move the venue applied, but we have not, as yield.
-                    raise OutcomeUnknown(
-                        f"{len(unresolved)} move(s) still unresolved; replayed next cycle"
-                    )
-                await self.executor.settle_in_flight()
-                await self.executor.sync_positions()
-            except OutcomeUnknown as exc:
-                reason = f"venue sync failed: {exc}"
-                log.warning("rebalance", outcome="failed", solver_status="not_run", reason=reason)
-                self.ledger.record_rebalance(
-                    started_at=started,
-                    finished_at=self.clock(),
-                    outcome="failed",
+            problem = await self._ledger_problem()
+            if problem is not None:
+                self._hold(f"ledger integrity: {problem}")
+                return None
+            snapshots = list(self.state.report.snapshots.values()) if self.state.report else []
+            inp = CycleInput(
+                snapshots=snapshots,
+                now=self.clock(),
+                memory=self.memory,
+                directives=self.directives,
+                guard_state=self.guard_state,
+            )
+            out = await run_cycle(inp, self.cycle_deps())
+            self.memory, self.guard_state = out.memory, out.guard_state
+            self.state.outcome = out
+            self.state.hold_reason = out.reason if out.decision is None else None
+            if out.decision is None:
+                log.warning(
+                    "rebalance",
+                    outcome=str(out.outcome),
                     solver_status="not_run",
-                    reason=reason,
-                    nav_units=self.ledger.balances().nav_units,
-                    inputs={},
-                    solution={},
-                    moves=[],
-                    results=[],
+                    reason=out.reason,
                 )
-                self.metrics.record_rebalance("failed", "not_run", None)
+                self.metrics.record_rebalance(str(out.outcome), "not_run", None)
                 self._export_portfolio()
                 return None
-            balances = self.ledger.balances()
-            self.realized.update(
-                started,
-                balances.nav_units,
-                balances.positions_units,
-                {v: self.ledger.account(f"income:{v}") for v in self.venues},
-            )
-            portfolio = PortfolioState(
-                positions_usd={
-                    v: units_to_usd(u) for v, u in balances.positions_units.items() if u
-                },
-                idle_usd=units_to_usd(balances.total_idle_units),
-                in_flight_usd=units_to_usd(balances.total_in_flight_units),
-                in_flight_landing=self.in_flight_landing(balances.in_flight_units),
-            )
-            snapshots = list(self.state.report.snapshots.values()) if self.state.report else []
-            decision = await asyncio.to_thread(self.optimizer.decide, snapshots, portfolio, started)
-            results: list[MoveResult] = []
-            if decision.plan.execute and decision.status == "optimal" and not decision.violations:
-                results = await self.executor.execute(
-                    decision.plan, should_stop=self._stopping.is_set
+            decision = out.decision
+            if out.synced is not None:
+                self.realized.update(
+                    out.started_at,
+                    out.synced.nav_units,
+                    out.synced.positions_units,
+                    out.income_units,
                 )
-            outcome = rebalance_outcome(decision, results, dry_run=s.vault.mode == "dry-run")
-            after = self.ledger.balances()
-            self.ledger.record_rebalance(
-                started_at=started,
-                finished_at=self.clock(),
-                outcome=outcome,
-                solver_status=decision.status,
-                reason=decision.reason,
-                nav_units=after.nav_units,
-                inputs={
-                    "portfolio": {
-                        "positions_usd": dict(portfolio.positions_usd),
-                        "idle_usd": portfolio.idle_usd,
-                        "in_flight_usd": portfolio.in_flight_usd,
-                    },
-                    "snapshots": [snapshot_record(x) for x in snapshots],
-                },
-                solution={
-                    "status": decision.status,
-                    "objective_usd": decision.objective_usd,
-                    "predicted_apr": decision.predicted_apr,
-                    "violations": list(decision.violations),
-                    "limit_utilization": dict(decision.limit_utilization),
-                    "target_usd": dict(decision.allocation.target_usd)
-                    if decision.allocation
-                    else None,
-                },
-                moves=[move_to_dict(m) for m in decision.plan.moves],
-                results=[r.as_dict() for r in results],
-            )
             self.state.decision = decision
-            self.state.last_rebalance_at = started
-            self.state.last_outcome = outcome
-            self.state.results = results
-            self._export_decision(decision, outcome)
+            self.state.last_rebalance_at = out.started_at
+            self.state.last_outcome = str(out.outcome)
+            self.state.results = list(out.results)
+            self._export_decision(decision, str(out.outcome))
             self._export_portfolio()
             log.info(
                 "rebalance",
-                outcome=outcome,
+                outcome=str(out.outcome),
                 solver_status=decision.status,
-                nav_usd=units_to_str(after.nav_units),
+                nav_usd=units_to_str(out.balances_after.nav_units),
                 predicted_apr=decision.predicted_apr,
                 moves=len(decision.plan.moves),
-                done=sum(r.status is MoveStatus.DONE for r in results),
+                done=sum(r.status is MoveStatus.DONE for r in out.results),
                 gain_usd=round(decision.plan.expected_gain_usd, 2),
                 cost_usd=round(decision.plan.cost_usd, 2),
                 solve_ms=round(decision.solve_seconds * 1000, 2),
-                reason=decision.reason,
+                cycle_ms=round(out.timings.total_seconds * 1000, 2),
+                reason=out.reason,
             )
             return decision
 
-    def in_flight_landing(self, flights: dict[str, int]) -> tuple[tuple[float, float], ...]:
-        """(days until it lands at the latest, USD) for each in-flight account of the ledger.
+    async def _ledger_problem(self) -> str | None:
+        """None while the ledger file passes its checks (vault/integrity.py), else why (sticky)."""
+        watch = self.ledger_watch
+        if watch is None:
+            return "ledger not open"
+        first_failure = watch.failure is None
+        problem = watch.check()
+        if problem is None:
+            problems = await asyncio.to_thread(audit_file, self.ledger.path, self.ledger.key)
+            problem = watch.fail_with(problems)
+        if problem is not None:
+            if first_failure:
+                rescued = self.ledger.rescue_if_deleted()
+                if rescued is not None:
+                    log.error("ledger_rescued", path=str(rescued))
+            log.error("ledger_integrity_failed", reason=problem, vault_id=self.vault_id)
+        return problem
 
-        A bridge transfer lands within Across' slow-fill window (an unfilled deposit is filled from
-        the pool after the ~2 h challenge period, protocol_math.md §5.3); a queued withdrawal within
-        its venue's exit time.
-        """
-        out = []
-        for flight, units in flights.items():
-            _, kind, ref = flight.split("/", 2)
-            venue = self.venues.get(ref.partition("/")[0]) if kind == "withdrawal" else None
-            days = venue.exit_days if venue is not None else across.SLOW_FILL_SECONDS / 86_400
-            out.append((days, units_to_usd(units)))
-        return tuple(out)
+    def _hold(self, reason: str) -> None:
+        """A cycle that moves and books nothing, because the ledger cannot be trusted any more."""
+        log.warning("rebalance", outcome="failed", solver_status="not_run", reason=reason)
+        with contextlib.suppress(sqlite3.Error):
+            self.ledger.record_rebalance(
+                started_at=self.clock(),
+                finished_at=self.clock(),
+                outcome="failed",
+                solver_status="not_run",
+                reason=reason,
+                nav_units=self.ledger.balances().nav_units,
+                inputs={},
+                solution={},
+                moves=[],
+                results=[],
+            )
+        self.state.last_outcome = "failed"
+        self.state.hold_reason = reason
+        self.metrics.record_rebalance("failed", "not_run", None)
+        with contextlib.suppress(sqlite3.Error):
+            self._export_portfolio()
+
+    def cycle_deps(self) -> CycleDeps:
+        """What ``run_cycle`` works with in this daemon (the solver in a worker thread)."""
+        return CycleDeps(
+            ledger=self.ledger,
+            executor=self.executor,
+            optimizer=self.optimizer,
+            venues=self.venues,
+            clock=self.clock,
+            run_in_thread=asyncio.to_thread,
+            guard=self.guard,
+            should_stop=self._stopping.is_set,
+            dry_run=self.settings.vault.mode == "dry-run",
+            reconcile=self.settings.reconciliation,
+        )
 
     # -- metrics ------------------------------------------------------------------------------
 
@@ -548,6 +652,10 @@ class Daemon:
             realized_apr=self.realized.portfolio,
         )
         self.metrics.set_unresolved_moves(len(self.ledger.pending_moves()))
+        watch = self.ledger_watch
+        self.metrics.set_money_safety(
+            len(self.ledger.open_breaks()), watch is not None and watch.failure is None
+        )
         bridging = {k: u for k, u in b.in_flight_units.items() if "/bridge/" in k}
         self.metrics.set_bridge_in_flight(len(bridging), units_to_usd(sum(bridging.values())))
         targets = (

@@ -1,10 +1,12 @@
 """Turn a plan's moves into venue calls and ledger postings.
 
-Two modes share one interface:
+Every executor is an :class:`Executor` (recover, settle in flight, sync positions, execute):
 
-* ``PaperExecutor`` calls the simulated market's paper-execution endpoints
-  (``mockfeeds/README.md``: ``/paper/v1/deposit``, ``/withdraw``, ``/bridge``, ``/positions``) and
-  books each result in the ledger, written ahead under the move's idempotency key.
+* ``PaperExecutor`` is the booking: what a venue's answer means for the ledger (write-ahead under
+  the move's idempotency key, postings, gas, in-flight accounts). The venue calls go through a
+  :class:`vault.transport.Transport`: ``HttpTransport`` to the simulated market's paper endpoints
+  (``mockfeeds/README.md``: ``/paper/v1/deposit``, ``/withdraw``, ``/bridge``, ``/positions``) or
+  ``InProcessTransport`` to a market object in this process (the backtester's).
 * ``DryRunExecutor`` books nothing and moves nothing: every move is reported as skipped.
 
 Ordering and safety: moves run one at a time in plan order (withdrawals, bridge legs, deposits).
@@ -20,14 +22,27 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-import aiohttp
 import structlog
 
 from core.money import units_to_str, usd_to_units
 from core.types import Move, MoveAction, Plan, Venue
 from vault.ledger import FEES, GAS, Ledger
+from vault.transport import OutcomeUnknown, Transport, VenueRefused
+
+__all__ = [
+    "DryRunExecutor",
+    "Executor",
+    "MoveResult",
+    "MoveStatus",
+    "OutcomeUnknown",
+    "PaperExecutor",
+    "VenueRefused",
+    "in_flight_account",
+    "move_from_dict",
+    "move_to_dict",
+]
 
 log = structlog.get_logger("vault.executor")
 
@@ -56,14 +71,29 @@ class MoveResult:
         return d
 
 
-class VenueRefused(Exception):
-    def __init__(self, field: str, reason: str):
-        super().__init__(f"{field}: {reason}")
-        self.field, self.reason = field, reason
+class Executor(Protocol):
+    """What the cycle (``vault/cycle.py``) asks of an executor, in this order each rebalance."""
 
+    async def recover(self) -> list[MoveResult]:
+        """Replay the moves written ahead but never booked (the process stopped mid-move)."""
+        ...
 
-class OutcomeUnknown(Exception):
-    pass
+    async def settle_in_flight(self) -> None:
+        """Land what has arrived: filled bridge transfers, settled queued withdrawals."""
+        ...
+
+    async def venue_positions(self) -> dict[str, int] | None:
+        """What the venues report holding for this vault (venue -> units); None: nothing anywhere.
+
+        Never booked by the executor: the cycle reconciles it with the books (vault/reconcile.py).
+        """
+        ...
+
+    async def execute(
+        self, plan: Plan, should_stop: Callable[[], bool] = lambda: False
+    ) -> list[MoveResult]:
+        """Run the plan's moves in order; stop cleanly between moves when ``should_stop()``."""
+        ...
 
 
 def in_flight_account(chain: str, kind: str, ref: str) -> str:
@@ -84,11 +114,11 @@ def move_from_dict(d: Mapping[str, Any]) -> Move:
 class DryRunExecutor:
     """Plans are recorded, nothing moves."""
 
+    async def venue_positions(self) -> dict[str, int] | None:
+        return None  # nothing is held anywhere
+
     async def recover(self) -> list[MoveResult]:
         return []
-
-    async def sync_positions(self) -> None:
-        return None
 
     async def settle_in_flight(self) -> None:
         return None
@@ -110,56 +140,34 @@ class DryRunExecutor:
 
 
 class PaperExecutor:
-    """Executes moves against the simulated market's paper endpoints and books them exactly."""
+    """The booking of moves: each venue answer, carried by ``transport``, posted exactly.
+
+    ``bridge_wait_seconds``: how long ``execute`` waits (event-loop time) for bridge legs to fill
+    before the deposits they fund; 0 checks once (a replayed market's clock does not move while
+    the executor waits).
+    """
 
     def __init__(
         self,
+        transport: Transport,
         *,
-        session: aiohttp.ClientSession,
-        base_url: str,
         ledger: Ledger,
         venues: Mapping[str, Venue],
         home_chain: str,
         clock: Callable[[], datetime],
         bridge_wait_seconds: float = 5.0,
-        request_timeout_seconds: float = 10.0,
     ):
-        self._session = session
-        self._base = base_url.rstrip("/") + "/paper/v1"
+        self.transport = transport
         self._ledger = ledger
         self._venues = venues
         self._home = home_chain
         self._clock = clock
         self._bridge_wait = bridge_wait_seconds
-        self._timeout = aiohttp.ClientTimeout(total=request_timeout_seconds)
-
-    # -- HTTP --------------------------------------------------------------------------------
 
     async def _call(
         self, method: str, path: str, body: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        try:
-            async with self._session.request(
-                method, self._base + path, json=body, timeout=self._timeout
-            ) as resp:
-                payload = await resp.json(content_type=None)
-                if resp.status == 409:
-                    # The key was used before with another body: what happened to the first is unknown.
-                    raise OutcomeUnknown(
-                        f"{method} {path}: idempotency key reused with a different request"
-                    )
-                if 400 <= resp.status < 500:
-                    err = (payload or {}).get("error", {}) if isinstance(payload, dict) else {}
-                    raise VenueRefused(
-                        str(err.get("field", "?")), str(err.get("reason", f"HTTP {resp.status}"))
-                    )
-                if resp.status >= 500:
-                    raise OutcomeUnknown(f"{method} {path}: HTTP {resp.status}")
-                if not isinstance(payload, dict):
-                    raise OutcomeUnknown(f"{method} {path}: expected a JSON object")
-                return payload
-        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            raise OutcomeUnknown(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        return await self.transport.request(method, path, body)
 
     # -- bookkeeping per action ---------------------------------------------------------------
 
@@ -337,25 +345,22 @@ class PaperExecutor:
                 break
         return results
 
-    async def sync_positions(self) -> None:
-        """Book yield accrued (or value lost) since the last sync: the venue's reported value is the truth."""
+    async def venue_positions(self) -> dict[str, int]:
+        """What the venue reports it holds for this vault's account: venue id -> base units.
+
+        Only reported, never booked here: ``vault/reconcile.py`` checks it against the books.
+        """
         res = await self._call("GET", "/positions")
-        now = self._clock()
+        out: dict[str, int] = {}
         for row in res.get("positions", []):
-            venue_id = str(row.get("venue"))
-            if venue_id not in self._venues:
-                continue
-            reported = usd_to_units(row["position_usd"])
-            if reported < 0:
-                raise OutcomeUnknown(f"positions: {venue_id} position_usd is negative")
-            delta = reported - self._ledger.account(f"position:{venue_id}")
-            if delta:
-                self._ledger.post(
-                    now,
-                    "accrual",
-                    [(f"position:{venue_id}", delta), (f"income:{venue_id}", -delta)],
-                    memo=venue_id,
-                )
+            try:
+                units = usd_to_units(row["position_usd"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise OutcomeUnknown(f"positions: unreadable row {row!r}: {exc}") from exc
+            if units < 0:
+                raise OutcomeUnknown(f"positions: {row.get('venue')} position_usd is negative")
+            out[str(row.get("venue"))] = units
+        return out
 
     async def settle_in_flight(self) -> None:
         """Land filled bridge transfers and settled queued withdrawals on their chain's idle account."""

@@ -151,6 +151,16 @@ class Metrics:
             "Moves sent to a venue whose outcome is not booked yet (replayed each cycle; the daemon holds meanwhile).",
             registry=reg,
         )
+        self.reconciliation_breaks = Gauge(
+            "yieldvault_reconciliation_breaks",
+            "Venues whose report the books cannot explain (open breaks); the daemon holds meanwhile.",
+            registry=reg,
+        )
+        self.ledger_integrity_ok = Gauge(
+            "yieldvault_ledger_integrity_ok",
+            "1 while the ledger file passes its checks; 0 once it was deleted, replaced or altered.",
+            registry=reg,
+        )
 
         # per venue
         self.allocation_usd = Gauge(
@@ -385,6 +395,11 @@ class Metrics:
     def set_unresolved_moves(self, count: int) -> None:
         """Moves written ahead whose venue answer is not booked yet (0 in a healthy daemon)."""
         self.unresolved_moves.set(count)
+
+    def set_money_safety(self, breaks: int, integrity_ok: bool) -> None:
+        """Open reconciliation breaks and whether the ledger file still passes its checks."""
+        self.reconciliation_breaks.set(breaks)
+        self.ledger_integrity_ok.set(1 if integrity_ok else 0)
 
     def set_bridge_in_flight(self, transfers: int, usd: float) -> None:
         """Bridge transfers sent and not yet filled: their number and USD value."""

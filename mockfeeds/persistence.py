@@ -1,0 +1,105 @@
+"""Persistence of the whole world: one JSON document (pools, prices, RNG states, positions,
+queues, transfers, idempotency records, scenarios, faults, histories), written atomically
+(temp file in the same directory, fsync, ``os.replace``) and loaded on start."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from mockfeeds.faults import FaultRule
+from mockfeeds.state import STATE_VERSION, MarketState
+
+
+class Persistence(MarketState):
+    """Dump, load and atomically save the world's state."""
+
+    def dump_state(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "seed": self.cfg.seed,
+            "state_time": self.state_time,
+            "ticks": self.ticks,
+            "seq": self._seq,
+            "rng": self.rng.bit_generator.state,
+            "fault_rng": self.fault_rng.bit_generator.state,
+            "eth_usd": self.eth_usd,
+            "hub_u": self.hub_u,
+            "basis_bps": self.basis_bps,
+            "marks": self.marks,
+            "halted_chains": self.halted_chains,
+            "scheduled_started": self.scheduled_started,
+            "venues": {v.id: v.dump() for v in self.venues},
+            "positions": {k: str(p) for k, p in self.positions.items()},
+            "withdrawals": self.withdrawals,
+            "transfers": self.transfers,
+            "idempotency": self.idempotency,
+            "scenarios": self.scenarios,
+            "faults": {fid: r.public() for fid, r in self.faults.items()},
+            "history": {k: list(h) for k, h in self.history.items()},
+            "price_history": {k: list(h) for k, h in self.price_history.items()},
+        }
+
+    def _load(self, d: dict[str, Any]) -> None:
+        if d.get("version") != STATE_VERSION:
+            raise ValueError(f"state file version {d.get('version')!r} is not {STATE_VERSION}")
+        self.state_time = float(d["state_time"])
+        self.ticks = int(d["ticks"])
+        self._seq = int(d.get("seq", 0))
+        self.rng.bit_generator.state = d["rng"]
+        self.fault_rng.bit_generator.state = d["fault_rng"]
+        self.eth_usd = float(d["eth_usd"])
+        self.hub_u = float(d["hub_u"])
+        self.basis_bps.update(
+            {k: float(v) for k, v in d["basis_bps"].items() if k in self.basis_bps}
+        )
+        self.marks = {k: float(v) for k, v in d["marks"].items()}
+        self.halted_chains = {k: float(v) for k, v in d["halted_chains"].items()}
+        self.scheduled_started = [int(i) for i in d.get("scheduled_started", [])]
+        for vid, vs in d["venues"].items():
+            if vid in self.by_id:
+                self.by_id[vid].load(vs)
+        self.positions = {k: Decimal(v) for k, v in d["positions"].items() if k in self.by_id}
+        self.withdrawals = d["withdrawals"]
+        self.transfers = d["transfers"]
+        self.idempotency = d["idempotency"]
+        self.scenarios = d["scenarios"]
+        self.faults = {}
+        for fid, spec in d["faults"].items():
+            spec = {k: v for k, v in spec.items() if k not in ("id", "hits")}
+            self.faults[fid] = FaultRule(id=fid, **spec)
+        for k, rows in d["history"].items():
+            if k in self.history:
+                self.history[k].extend(rows)
+        for k, rows in d["price_history"].items():
+            if k in self.price_history:
+                self.price_history[k].extend(rows)
+        self.version += 1
+
+    def save(self, path: Path | None = None) -> Path | None:
+        """Write the whole world atomically (temp file in the same directory + os.replace)."""
+        target = Path(path) if path is not None else self.state_path
+        if target is None:
+            return None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = json.dumps(self.dump_state(), separators=(",", ":"))
+        fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self.dirty = False
+        return target
+
+    def save_if_dirty(self) -> None:
+        if self.dirty and self.state_path is not None:
+            self.save()
