@@ -170,6 +170,7 @@ async def replay_strategy(
                 idle_usd=units_to_usd(b.total_idle_units),
                 in_flight_usd=units_to_usd(b.total_in_flight_units),
                 in_flight_landing=_landing(b.in_flight_units, by_id),
+                idle_by_chain_usd={c: units_to_usd(u) for c, u in b.idle_units.items() if u},
             )
             live = market.snapshots()
             snaps = market.hindsight_snapshots(cfg.period_seconds) if strategy.hindsight else live
@@ -190,6 +191,7 @@ async def replay_strategy(
                 idle_usd=units_to_usd(after.total_idle_units),
                 in_flight_usd=units_to_usd(after.total_in_flight_units),
                 in_flight_landing=_landing(after.in_flight_units, by_id),
+                idle_by_chain_usd={c: units_to_usd(u) for c, u in after.idle_units.items() if u},
             )
             report = check_allocation(
                 live,
