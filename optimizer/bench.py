@@ -117,10 +117,12 @@ def bench_solver(
     settings: OptimizerSettings | None = None,
     naive: bool = True,
     changed_share: float = 1.0,
+    reference: bool = True,
 ) -> dict:
     """Build once and re-solve ``repeats`` drifting cycles; then the naive rebuild-every-cycle version.
     ``changed_share``: the share of venues whose rates move each cycle (1: all, the worst case for the
-    incremental fit)."""
+    incremental fit). ``reference=False`` (with ``naive=False``: ``--ours-only``) skips the cvxpy
+    runs, so that the peak RSS is ours alone."""
     settings = settings or OptimizerSettings()
     rng = np.random.default_rng(seed)
     market = random_market(venues, seed, invested_share=0.6)
@@ -146,7 +148,7 @@ def bench_solver(
     statuses: dict[str, int] = {}
     # side by side, same cycles, same Parameter values: the cvxpy problem (the reference path)
     ref_solve, ref_solver, ref_gap, ref_true_gap, ref_first = [], [], [], [], None
-    with_reference = model.segment is not None
+    with_reference = model.segment is not None and reference
     for i, snaps in enumerate(cycles):
         c0 = time.process_time()
         d = opt.decide(snaps, market.portfolio, T0 + timedelta(minutes=i + 1))
@@ -226,7 +228,7 @@ def bench_solver(
         "parameter_entries": model.parameter_entries(),
         "pwl_error_bound_usd": first.pwl_error_bound_usd,
         "rebuilds_after_first": opt.rebuilds - 1,
-        "lp_method": "segment" if with_reference else "cvxpy",
+        "lp_method": "segment" if model.segment is not None else "cvxpy",
     }
     if with_reference:
         # exactness: the last cycle's Parameter values, cvxpy solved tightly (Clarabel at 1e-10)
@@ -844,6 +846,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ps.add_argument(
         "--changed-share", type=float, default=1.0, help="share of venues whose rates move a cycle"
     )
+    ps.add_argument(
+        "--ours-only", action="store_true", help="no naive and no cvxpy runs (peak RSS is ours)"
+    )
     ps.add_argument("--json", action="store_true", help="JSON output (the only format)")
     pq = sub.add_parser("quality", help="net yield vs reference and baselines on seeded markets")
     pq.add_argument("--seed", type=int, default=0)
@@ -851,7 +856,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     pq.add_argument("--json", action="store_true", help="JSON output (the only format)")
     args = p.parse_args(argv)
     if args.what == "solver":
-        out = bench_solver(args.venues, args.repeats, args.seed, changed_share=args.changed_share)
+        out = bench_solver(
+            args.venues,
+            args.repeats,
+            args.seed,
+            changed_share=args.changed_share,
+            naive=not args.ours_only,
+            reference=not args.ours_only,
+        )
     else:
         out = bench_quality(
             args.seed, scenarios_only=args.scenarios, steady_cycles=args.steady_cycles

@@ -324,7 +324,15 @@ class SegmentLP:
             obj = float(h.getInfo().objective_function_value)
             self._basis, self._basis_shape = h.getBasis(), (ncol, nrow)
             return SegmentResult("optimal", x, obj, elapsed, "segment simplex", out, back)
-        self._basis = None
+        if status == highspy.HighsModelStatus.kTimeLimit:
+            # a cold start that ran out of time (10k venues on a loaded box: the first dual simplex
+            # can take longer than time_limit_seconds): keep where it got to, so that the next cycle
+            # continues from there instead of starting cold again, and again falling back to cvxpy
+            basis = h.getBasis()
+            self._basis = basis if basis.valid else None
+            self._basis_shape = (ncol, nrow)
+        else:
+            self._basis = None
         if status == highspy.HighsModelStatus.kInfeasible:
             return SegmentResult("infeasible", None, None, elapsed, "segment simplex: infeasible")
         return SegmentResult(

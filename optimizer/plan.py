@@ -185,11 +185,29 @@ def chain_flows_usd(
     # queued venues: a deposit spends idle, a withdrawal lands later; instant ones: the whole move
     freed = np.where(q, -np.maximum(delta, 0.0), -delta)
     out = {c: float(u) for c, u in idle_on.items()}
-    names, inverse = np.unique(np.asarray(chains, dtype=object), return_inverse=True)
+    names, inverse = _chain_index(chains)
     sums = np.bincount(inverse, weights=freed, minlength=len(names))
     for c, u in zip(names, sums, strict=True):
-        out[str(c)] = out.get(str(c), 0.0) + float(u)
+        out[c] = out.get(c, 0.0) + float(u)
     return out
+
+
+_CHAIN_INDEX: dict[int, tuple[Sequence[str], tuple[list[str], NDArray[np.int64]]]] = {}
+
+
+def _chain_index(chains: Sequence[str]) -> tuple[list[str], NDArray[np.int64]]:
+    """(distinct chains, index of each venue's chain), cached for the last few chain lists (a cycle
+    asks for the same one a dozen times; sorting 10k strings costs ~10 ms each time)."""
+    hit = _CHAIN_INDEX.get(id(chains))
+    if hit is not None and hit[0] is chains:
+        return hit[1]
+    where: dict[str, int] = {}
+    idx = np.array([where.setdefault(c, len(where)) for c in chains], dtype=np.int64)
+    result = (list(where), idx)
+    if len(_CHAIN_INDEX) > 8:
+        _CHAIN_INDEX.clear()
+    _CHAIN_INDEX[id(chains)] = (chains, result)
+    return result
 
 
 def bridge_legs(
