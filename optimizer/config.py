@@ -93,7 +93,9 @@ class OptimizerSettings(Strict):
     refine_passes: Annotated[int, Field(ge=0, le=3)] = 1
     # breakpoint placement (optimizer/pwl.py)
     pwl_method: Literal["quantile", "greedy"] = "quantile"
-    samples: Annotated[int, Field(ge=16, le=4096)] = 96  # grid points per curve for the PWL fit
+    samples: Annotated[int, Field(ge=16, le=4096)] = (
+        128  # grid points per curve for the PWL fit (README §9)
+    )
     # passed to the solver as is
     solver_options: dict[str, float | int | bool | str] = Field(default_factory=dict)
     # how the LP (risk_aversion = 0) is solved: "segment" writes it on the pieces' segments, so only the
