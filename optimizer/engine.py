@@ -44,12 +44,12 @@ from optimizer.model import AllocationModel, SolveResult
 from optimizer.plan import (
     PlanContext,
     after_costs,
-    chain_flows_usd,
     gate,
     make_moves,
     prune_unprofitable,
     round_small_trades,
 )
+from optimizer.routing import chain_flows_usd
 
 FloatArray = NDArray[np.float64]
 
