@@ -237,6 +237,8 @@ def test_sigterm_drains_the_move_in_progress_and_books_it(tmp_path):
         db = sqlite3.connect(data_dir / "ledger.sqlite3", timeout=5)
         try:
             return db.execute("SELECT COUNT(*) FROM pending_moves").fetchone()[0]
+        except sqlite3.OperationalError:
+            return -1  # the daemon has created the file but not its schema yet
         finally:
             db.close()
 
