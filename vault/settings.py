@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from adapters.config import FeedSettings
 from core.config import Strict, VenueConfig
+from guard.config import GuardSettings
 from optimizer.config import OptimizerSettings, RiskLimits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +71,7 @@ class Settings(BaseSettings):
     feeds: FeedSettings = FeedSettings()
     limits: RiskLimits = RiskLimits()
     optimizer: OptimizerSettings = OptimizerSettings()
+    guards: GuardSettings = GuardSettings()
     venues: Annotated[tuple[VenueConfig, ...], Field(min_length=1)]
 
     @field_validator("listen")
