@@ -218,7 +218,7 @@ def test_price_jump_in_sigmas_and_two_sources_disagreeing() -> None:
     assert all(not d.freeze for d, _ in out)
     _, st = out[-1]
     t = T0 + hours(30 / 4)
-    d, st2 = g([snap(at=t, asset_price_usd=prices[-1] * 0.985)], p, t, st)  # -150 bp in a poll
+    d, _st2 = g([snap(at=t, asset_price_usd=prices[-1] * 0.985)], p, t, st)  # -150 bp in a poll
     assert d.freeze == {"aave-usdc"} and "sigma" in d.reasons["aave-usdc"]
     # the coins feed 3 % away from the pool's own oracle
     d, _ = g([snap(asset_price_usd=1.0, price_usd=0.97)], p, T0, None)
@@ -243,7 +243,7 @@ def test_loss_against_prediction_from_the_books_moves_do_not_count() -> None:
     )
     d, st2 = g(s2, p1, t, st)
     assert d.exit == {"lido"}
-    ev = [e for e in st2.events if e.guard == "loss"][0]
+    ev = next(e for e in st2.events if e.guard == "loss")
     assert dict(ev.evidence)["shortfall_usd"] == pytest.approx(3e5)
 
 
@@ -285,7 +285,7 @@ def test_env_turns_guards_off(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_bad_config_names_the_field() -> None:
-    with pytest.raises(ValueError, match="depeg.threshold_bps"):
+    with pytest.raises(ValueError, match=r"depeg\.threshold_bps"):
         GuardSettings.model_validate({"depeg": {"threshold_bps": -1}})
     with pytest.raises(ValueError, match="action"):
         GuardSettings.model_validate({"outflow": {"action": "panic"}})
