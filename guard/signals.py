@@ -67,13 +67,13 @@ def sample(snap: VenueSnapshot, position_usd: float) -> Sample:
     """What the signals need from a snapshot, read from its ``state`` (see ``adapters/*.py``).
 
     Price: ``asset_price_usd`` (the coins feed, added by the poller for venues with
-    ``feed.asset_coin``), else the pool's ``price_usd`` for a USD-pegged asset, else the bridge
+    ``feed.asset_coin``), else the pool's ``oracle_price_usd`` (Aave) for a USD-pegged asset, else the bridge
     route's side farther from 1. Peg: ``peg_price_usd`` (``feed.peg_coin``, e.g. ETH for stETH),
     else 1 USD for a USD-pegged asset.
     """
     s = snap.state
     usd_pegged = snap.venue.asset.upper() in USD_PEGGED
-    pool = _f(s, "price_usd")
+    pool = _f(s, "oracle_price_usd")
     price = _f(s, "asset_price_usd")
     if math.isnan(price) and usd_pegged:
         price = pool
@@ -92,7 +92,7 @@ def sample(snap: VenueSnapshot, position_usd: float) -> Sample:
         utilization=_f(s, "utilization"),
         price_usd=price,
         peg_usd=peg,
-        pool_price_usd=pool if "asset_price_usd" in s else math.nan,
+        pool_price_usd=pool if "asset_price_usd" in s else math.nan,  # a second source
         exit_liquidity_usd=float(snap.exit_liquidity_usd),
         position_usd=position_usd,
         exit_quote_seconds=quote,

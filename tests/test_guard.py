@@ -221,9 +221,9 @@ def test_price_jump_in_sigmas_and_two_sources_disagreeing() -> None:
     d, _st2 = g([snap(at=t, asset_price_usd=prices[-1] * 0.985)], p, t, st)  # -150 bp in a poll
     assert d.freeze == {"aave-usdc"} and "sigma" in d.reasons["aave-usdc"]
     # the coins feed 3 % away from the pool's own oracle
-    d, _ = g([snap(asset_price_usd=1.0, price_usd=0.97)], p, T0, None)
+    d, _ = g([snap(asset_price_usd=1.0, oracle_price_usd=0.97)], p, T0, None)
     assert d.freeze == {"aave-usdc"} and "pool oracle" in d.reasons["aave-usdc"]
-    d, _ = g([snap(asset_price_usd=1.0, price_usd=0.999)], p, T0, None)
+    d, _ = g([snap(asset_price_usd=1.0, oracle_price_usd=0.999)], p, T0, None)
     assert d.freeze == frozenset()
 
 
