@@ -31,6 +31,9 @@ REQUIRED_ALERTS = {
     "YieldvaultNavDrawdown",
     "YieldvaultVenueFrozen",
     "YieldvaultMoveUnresolved",
+    "YieldvaultGuardExit",
+    "YieldvaultGuardPause",
+    "YieldvaultGuardFreeze",
 }
 
 
