@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from core.config import Strict
 
@@ -16,6 +16,18 @@ Action = Literal["freeze", "exit", "pause"]
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
 Ratio = Annotated[float, Field(gt=0, le=1)]
+
+#: the guards judged per venue (each has its breaker; nav_drawdown and contagion come on top)
+VENUE_GUARDS = (
+    "depeg",
+    "outflow",
+    "withdrawability",
+    "paused",
+    "frozen",
+    "slow_exit",
+    "price_anomaly",
+    "loss",
+)
 
 HOUR = 3600.0
 DAY = 86_400.0
@@ -176,6 +188,14 @@ class ContagionConfig(Strict):
     enabled: bool = True
     guards: tuple[str, ...] = ("paused", "loss")
     staking_depeg: bool = True
+
+    @field_validator("guards")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(VENUE_GUARDS))
+        if unknown:
+            raise ValueError(f"unknown guard(s) {unknown}; known: {list(VENUE_GUARDS)}")
+        return value
 
 
 class ProtocolFlagsConfig(Strict):

@@ -23,21 +23,10 @@ from datetime import datetime
 from core.types import Directives, PortfolioState, VenueKind, VenueSnapshot
 from guard import signals
 from guard.breaker import Breaker, BreakerState, Event, EventKind, resume, step
-from guard.config import Action, GuardSettings
+from guard.config import VENUE_GUARDS, Action, GuardSettings
 
 PORTFOLIO = "*"
-GUARDS = (
-    "depeg",
-    "outflow",
-    "withdrawability",
-    "paused",
-    "frozen",
-    "slow_exit",
-    "price_anomaly",
-    "loss",
-    "nav_drawdown",
-    "contagion",
-)
+GUARDS = (*VENUE_GUARDS, "nav_drawdown", "contagion")
 _SEVERITY: dict[str, int] = {"freeze": 1, "exit": 2}
 
 
