@@ -186,7 +186,7 @@ def _bank_run_start(
         raise MarketError("venue", "bank_run applies to lending venues")
     rec["params"] = {
         "outflow_fraction": p.num("outflow_fraction", 0.6, 0.0, 0.99),
-        "repay_fraction": p.num("repay_fraction", 0.3, 0.0, 1.0),
+        "repay_fraction": p.num("repay_fraction", 0.45, 0.0, 1.0),
         "loss_fraction": p.num("loss_fraction", 0.0, 0.0, 1.0),
     }
     rec["debt0_usd"] = v.debt()
