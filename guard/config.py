@@ -107,8 +107,9 @@ class PausedConfig(SignalConfig):
 class FrozenConfig(SignalConfig):
     """A reserve frozen (no new supply) or a product closed for purchase: governance's warning.
 
-    Aave governance froze the v2 CRV and later the v3 BUSD/TUSD reserves ahead of delisting;
-    existing suppliers could still leave, new supply was refused. Freeze: never grow it.
+    Aave governance froze reserves ahead of delisting (v2 CRV and others after the Nov 2022 bad
+    debt, BUSD in 2023); existing suppliers could still leave, new supply was refused. Freeze:
+    never grow it.
     """
 
     action: Action = "freeze"
