@@ -96,7 +96,7 @@ class GuardRunner:
 
     def _log(self, e: Event) -> None:
         fields = {
-            "event": e.kind.value,
+            "kind": e.kind.value,
             "venue": e.venue,
             "guard": e.guard,
             "action": e.action,
