@@ -212,6 +212,9 @@ class GuardSettings(Strict):
     enabled: bool = True
     # one history sample per venue at most this often (feed time); windows are read from it
     history_step_seconds: Positive = 900.0
+    # the signals about our own position (exit liquidity below it, its loss) ignore a position
+    # below this: the dust an exit leaves accruing is no exposure (optimizer.min_trade_usd is 100)
+    min_position_usd: NonNegative = 100.0
     depeg: DepegConfig = DepegConfig()
     outflow: OutflowConfig = OutflowConfig()
     withdrawability: WithdrawabilityConfig = WithdrawabilityConfig()

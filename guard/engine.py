@@ -123,7 +123,8 @@ class Guards:
                 run(vid, "outflow", signals.outflow(cfg.outflow, kind, hist, now_s), cfg.outflow)
             if cfg.withdrawability.enabled:
                 w = cfg.withdrawability
-                run(vid, "withdrawability", signals.withdrawability(w, now_s), w)
+                r = signals.withdrawability(w, now_s, cfg.min_position_usd)
+                run(vid, "withdrawability", r, w)
             pf = cfg.protocol_flags
             if pf.paused.enabled:
                 run(vid, "paused", signals.paused(pf.paused, snap), pf.paused)
@@ -139,7 +140,9 @@ class Guards:
                 earned = None
                 if vid in portfolio.earned_usd and vid in state.earned:
                     earned = portfolio.earned_usd[vid] - state.earned[vid]
-                r = signals.loss(cfg.loss.shortfall_bps, prev, now_s, nav_drop, earned)
+                r = signals.loss(
+                    cfg.loss.shortfall_bps, prev, now_s, nav_drop, earned, cfg.min_position_usd
+                )
                 run(vid, "loss", r, cfg.loss)
             last[vid] = now_s
             history[vid] = _append(hist, now_s, cfg.history_step_seconds, cfg.history_seconds())

@@ -134,13 +134,15 @@ def outflow(
     )
 
 
-def withdrawability(cfg: WithdrawabilityConfig, now: Sample) -> Reading | None:
-    """``U >= utilization`` or ``exit liquidity < exit_liquidity_ratio x position`` (position > 0)."""
+def withdrawability(
+    cfg: WithdrawabilityConfig, now: Sample, min_position_usd: float = 0.0
+) -> Reading | None:
+    """``U >= utilization`` or ``exit liquidity < exit_liquidity_ratio x position`` (for a position
+    of at least ``min_position_usd``)."""
     util_known = not math.isnan(now.utilization)
-    short = now.position_usd > 0 and now.exit_liquidity_usd < (
-        cfg.exit_liquidity_ratio * now.position_usd
-    )
-    if not util_known and now.position_usd <= 0:
+    held = now.position_usd > 0 and now.position_usd >= min_position_usd
+    short = held and now.exit_liquidity_usd < cfg.exit_liquidity_ratio * now.position_usd
+    if not util_known and not held:
         return None
     hot = util_known and now.utilization >= cfg.utilization
     ev = {"exit_liquidity_usd": now.exit_liquidity_usd, "position_usd": now.position_usd}
@@ -253,6 +255,7 @@ def loss(
     now: Sample,
     nav_drop_usd: float,
     earned_usd: float | None = None,
+    min_position_usd: float = 0.0,
 ) -> Reading | None:
     """Between two cycles: predicted ``P0 x apr0 x dt / year``; realized = the yield the books
     credited to the venue in between (``earned_usd``, from ``PortfolioState.earned_usd``), which
@@ -265,6 +268,8 @@ def loss(
     cycle as a loss in another then blames the first up to the NAV drop.
     """
     if last is None or last.position_usd <= 0 or now.t <= last.t:
+        return None
+    if last.position_usd < min_position_usd:
         return None
     predicted = last.position_usd * max(last.real_apr, 0.0) * (now.t - last.t) / SECONDS_PER_YEAR
     if earned_usd is not None:

@@ -52,6 +52,8 @@ from vault.executor import (
     MoveStatus,
     PaperExecutor,
 )
+from vault.guard_store import GuardStore
+from vault.guarding import GuardRunner
 from vault.ledger import Ledger, LedgerError
 from vault.metrics import Metrics
 from vault.performance import RealizedApr
@@ -174,6 +176,7 @@ class Daemon:
         self.directives: Directives = NO_DIRECTIVES  # the operator's, applied to every cycle
         self.guard: GuardHook = no_guard
         self.guard_state: Any = None
+        self.guard_store: GuardStore | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -198,6 +201,16 @@ class Daemon:
         )
         self.optimizer = Optimizer(s.limits, s.optimizer, s.vault.home_chain)
         self.memory = self._load_memory()
+        # protocol-health guards (guard/): their state lives in data_dir/guards.sqlite3
+        self.guard_store = GuardStore(s.data_dir)
+        runner = GuardRunner(
+            s.guards,
+            store=self.guard_store,
+            metrics=self.metrics,
+            venues=list(self.venues),
+            earned_usd=self._earned_usd,
+        )
+        self.guard, self.guard_state = runner, runner.state
         if s.vault.mode == "paper":
             self.executor: Executor = PaperExecutor(
                 HttpTransport(self.session, root_url),
@@ -378,6 +391,8 @@ class Daemon:
             await stop_market_server(self._market_runner)
         if hasattr(self, "ledger"):
             self.ledger.close()
+        if self.guard_store is not None:
+            self.guard_store.close()
         if self._lock is not None:
             self._lock.close()
         log.info("daemon_stopped")
@@ -470,6 +485,10 @@ class Daemon:
                 reason=out.reason,
             )
             return decision
+
+    def _earned_usd(self) -> dict[str, float]:
+        """The yield the books credited to each venue so far (the loss guard's realized return)."""
+        return {v: -units_to_usd(self.ledger.account(f"income:{v}")) for v in self.venues}
 
     def cycle_deps(self) -> CycleDeps:
         """What ``run_cycle`` works with in this daemon (the solver in a worker thread)."""
