@@ -198,6 +198,8 @@ def _navs(data_dir: Path) -> list[tuple[datetime, float]]:
     db = sqlite3.connect(data_dir / "ledger.sqlite3")
     try:
         rows = db.execute("SELECT started_at, nav_units FROM rebalances ORDER BY id").fetchall()
+    except sqlite3.OperationalError:  # the daemon has not created its schema yet
+        rows = []
     finally:
         db.close()
     return [(datetime.fromisoformat(t), n / 1e6) for t, n in rows]
