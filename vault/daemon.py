@@ -55,6 +55,8 @@ from vault.executor import (
     MoveStatus,
     PaperExecutor,
 )
+from vault.guard_store import GuardStore
+from vault.guarding import GuardRunner
 from vault.integrity import LedgerWatch, audit_file, open_verified
 from vault.ledger import Ledger, LedgerError
 from vault.metrics import Metrics
@@ -211,6 +213,7 @@ class Daemon:
         self.guard_state: Any = None
         self.vault_id: str | None = None  # vault/identity.py: settled by open_books()
         self.ledger_watch: LedgerWatch | None = None  # vault/integrity.py
+        self.guard_store: GuardStore | None = None
 
     # -- resources (open between start and stop) --------------------------------------------
 
@@ -311,6 +314,16 @@ class Daemon:
         )
         self._optimizer = Optimizer(s.limits, s.optimizer, s.vault.home_chain)
         self.memory = self._load_memory()
+        # protocol-health guards (guard/): their state lives in data_dir/guards.sqlite3
+        self.guard_store = GuardStore(s.data_dir)
+        runner = GuardRunner(
+            s.guards,
+            store=self.guard_store,
+            metrics=self.metrics,
+            venues=list(self.venues),
+            earned_usd=self._earned_usd,
+        )
+        self.guard, self.guard_state = runner, runner.state
         self.metrics.set_build_info(VERSION)
         self.metrics.declare_venues([(v.id, str(v.kind), v.chain) for v in self.venues.values()])
         self.metrics.set_schedule(
@@ -487,6 +500,8 @@ class Daemon:
             await stop_market_server(self._market_runner)
         if self._ledger is not None:
             self._ledger.close()
+        if self.guard_store is not None:
+            self.guard_store.close()
         if self._lock is not None:
             self._lock.close()
         self.run_state = State.STOPPED
@@ -625,6 +640,10 @@ class Daemon:
         self.metrics.record_rebalance("failed", "not_run", None)
         with contextlib.suppress(sqlite3.Error):
             self._export_portfolio()
+
+    def _earned_usd(self) -> dict[str, float]:
+        """The yield the books credited to each venue so far (the loss guard's realized return)."""
+        return {v: -units_to_usd(self.ledger.account(f"income:{v}")) for v in self.venues}
 
     def cycle_deps(self) -> CycleDeps:
         """What ``run_cycle`` works with in this daemon (the solver in a worker thread)."""

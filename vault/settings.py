@@ -22,6 +22,7 @@ from pydantic_settings.exceptions import SettingsError
 
 from adapters.config import FeedSettings
 from core.config import Strict, VenueConfig
+from guard.config import GuardSettings
 from optimizer.config import OptimizerSettings, RiskLimits
 from vault.reconcile import ReconcileSettings
 
@@ -77,6 +78,7 @@ class Settings(BaseSettings):
     limits: RiskLimits = RiskLimits()
     optimizer: OptimizerSettings = OptimizerSettings()
     reconciliation: ReconcileSettings = ReconcileSettings()
+    guards: GuardSettings = GuardSettings()
     venues: Annotated[tuple[VenueConfig, ...], Field(min_length=1)]
 
     @field_validator("listen")
