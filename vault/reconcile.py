@@ -17,8 +17,12 @@ move. A venue that reports a position the books do not hold at all is a break th
 explain, in either direction.
 
 A break books nothing: it is kept in the ledger's ``breaks`` table (venue, books, reported, the
-explained bound, why) and refreshed at every sync while it lasts, and the daemon holds every
-move while any is open. Only an operator books it (:func:`book_break`, the CLI
+explained bound, why) and refreshed at every sync while it lasts. A *surplus* (the venue reports more than the books
+explain: where phantom money comes from) holds every move while it is open. A *shortfall* (less
+than the books: an exploit, a slashing) cannot create money, and holding every move would keep the
+vault from leaving the venue that lost it: while one is open no venue may grow (no new deposits
+anywhere), the venue is frozen, and the optimizer plans with what the venue reports, so exits (the
+guards', the operator's) still run (``vault/cycle.py: shortfall_directives``). Only an operator books it (:func:`book_break`, the CLI
 ``yieldvault ledger book-break`` and the operator API), as its own kind of transaction
 (``break_booked``: position against ``equity:breaks``, with the reason), never as income.
 """
