@@ -32,6 +32,21 @@ from adapters.config import FeedSettings
 from adapters.errors import FeedError
 
 
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One GET, shared by every venue that names it. ``feed`` is the metric label."""
+
+    feed: str
+    url: str
+    params: tuple[tuple[str, str], ...] = ()
+    # Binance-style ``current``/``size`` pages, merged into one {"rows","total"}
+    paged: bool = False
+
+    @property
+    def query(self) -> dict[str, str] | None:
+        return dict(self.params) if self.params else None
+
+
 class CircuitBreaker:
     """Closed -> open after ``failures_to_open`` consecutive transient failures; open -> half-open
     after ``cooldown_seconds``, when exactly one trial request may go; its success closes the

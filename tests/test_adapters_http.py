@@ -132,7 +132,7 @@ async def test_backoff_is_exponential_with_full_jitter(aiohttp_server) -> None:
         with pytest.raises(FeedError):
             await client.get_json("f", url)
     caps = [0.1, 0.2, 0.3, 0.3]
-    assert len(slept) == 4 and all(0.0 <= d <= c for d, c in zip(slept, caps))
+    assert len(slept) == 4 and all(0.0 <= d <= c for d, c in zip(slept, caps, strict=False))
 
 
 async def test_timeout_is_reported(aiohttp_server) -> None:

@@ -8,21 +8,47 @@ Amounts in ``/api/v1/status`` are exact decimal strings from the ledger.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from core.money import units_to_str
-from vault.metrics import metrics_handler
+from core.types import Venue
+from vault.integrity import LedgerWatch
+from vault.ledger import Ledger
+from vault.metrics import Metrics, metrics_handler
 from vault.reconcile import describe_break
-
-if TYPE_CHECKING:
-    from vault.daemon import Daemon
-
-DAEMON = web.AppKey("daemon", object)
+from vault.settings import Settings
+from vault.state import CycleState
 
 
-def create_app(daemon: Daemon) -> web.Application:
+class DaemonView(Protocol):
+    """What the API reads of the daemon (``vault.daemon.Daemon`` has it; the API never imports
+    the daemon's module, which serves this one)."""
+
+    settings: Settings
+    metrics: Metrics
+    state: CycleState
+    started_monotonic: float
+    clock: Callable[[], datetime]
+    vault_id: str | None
+    ledger_watch: LedgerWatch | None
+
+    @property
+    def venues(self) -> Mapping[str, Venue]: ...
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]: ...
+
+
+DAEMON = web.AppKey("daemon", DaemonView)
+
+
+def create_app(daemon: DaemonView) -> web.Application:
     app = web.Application()
     app[DAEMON] = daemon
     app.router.add_get("/metrics", metrics_handler(daemon.metrics))
@@ -33,20 +59,20 @@ def create_app(daemon: Daemon) -> web.Application:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    daemon: Daemon = request.app[DAEMON]  # type: ignore[assignment]
+    daemon = request.app[DAEMON]
     return web.json_response(
         {"status": "alive", "uptime_seconds": round(time.monotonic() - daemon.started_monotonic, 3)}
     )
 
 
 async def readyz(request: web.Request) -> web.Response:
-    daemon: Daemon = request.app[DAEMON]  # type: ignore[assignment]
+    daemon = request.app[DAEMON]
     ready, detail = daemon.readiness()
     return web.json_response({"ready": ready, **detail}, status=200 if ready else 503)
 
 
 async def status(request: web.Request) -> web.Response:
-    daemon: Daemon = request.app[DAEMON]  # type: ignore[assignment]
+    daemon = request.app[DAEMON]
     balances = daemon.ledger.balances()
     report = daemon.state.report
     decision = daemon.state.decision

@@ -24,7 +24,6 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -40,10 +39,10 @@ from core.types import NO_DIRECTIVES, Directives
 from optimizer import Decision, Optimizer
 from optimizer.memory import EMPTY_MEMORY, OptimizerMemory
 from vault import identity as identity_mod
+from vault.api import create_app
 from vault.cycle import (
     CycleDeps,
     CycleInput,
-    CycleOutcome,
     GuardHook,
     no_guard,
     run_cycle,
@@ -51,7 +50,6 @@ from vault.cycle import (
 from vault.executor import (
     DryRunExecutor,
     Executor,
-    MoveResult,
     MoveStatus,
     PaperExecutor,
 )
@@ -62,6 +60,7 @@ from vault.ledger import Ledger, LedgerError
 from vault.metrics import Metrics
 from vault.performance import RealizedApr
 from vault.settings import Settings, parse_listen
+from vault.state import CycleState
 from vault.transport import HttpTransport
 
 log = structlog.get_logger("vault.daemon")
@@ -138,21 +137,6 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
     handle.write(str(os.getpid()))
     handle.flush()
     return handle
-
-
-@dataclass
-class CycleState:
-    """What the HTTP API and readiness probe read; written only by the jobs."""
-
-    report: PollReport | None = None
-    last_poll_monotonic: float | None = None
-    decision: Decision | None = None
-    last_rebalance_at: datetime | None = None
-    last_outcome: str | None = None
-    cycles: int = 0
-    results: list[MoveResult] = field(default_factory=list)
-    outcome: CycleOutcome | None = None  # the last cycle's, whole
-    hold_reason: str | None = None  # why the last cycle moved nothing before deciding
 
 
 class State(enum.StrEnum):
@@ -436,8 +420,6 @@ class Daemon:
         log.info("embedded_market_started", url=self.feeds_url, market=str(market_path))
 
     async def _start_api(self) -> None:
-        from vault.api import create_app
-
         host, port = parse_listen(self.settings.listen)
         self._api_runner = aiohttp.web.AppRunner(create_app(self), access_log=None)
         await self._api_runner.setup()

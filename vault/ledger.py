@@ -605,7 +605,17 @@ class Ledger:
         ).fetchone()
         if row is None:
             return None
-        return RebalanceRecord(*row[:7], moves=json.loads(row[7]), results=json.loads(row[8]))
+        return RebalanceRecord(
+            id=int(row[0]),
+            started_at=str(row[1]),
+            finished_at=str(row[2]),
+            outcome=str(row[3]),
+            solver_status=str(row[4]),
+            reason=str(row[5]),
+            nav_units=int(row[6]),
+            moves=json.loads(row[7]),
+            results=json.loads(row[8]),
+        )
 
     def rebalance_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM rebalances").fetchone()[0])
