@@ -14,11 +14,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from mockfeeds.scenario_kinds import BASIC_KINDS, Params, ScenarioKind
+from mockfeeds.scenario_kinds_composite import COMPOSITE_KINDS
 from mockfeeds.state import MarketError, iso
 from mockfeeds.stepping import Stepping
 
 #: every scenario name the market knows, in the order ``GET /admin/v1/scenarios`` lists them
-SCENARIO_KINDS: dict[str, ScenarioKind] = {**BASIC_KINDS}
+SCENARIO_KINDS: dict[str, ScenarioKind] = {**BASIC_KINDS, **COMPOSITE_KINDS}
 SCENARIOS: tuple[str, ...] = tuple(SCENARIO_KINDS)
 
 
@@ -81,8 +82,13 @@ class Scenarios(Stepping):
         return self.scenario_public(rec)
 
     def _after_tick(self) -> None:
-        """After each tick: settle (below), then expire finished and start scheduled scenarios."""
+        """After each tick: settle (below), unfold the active scenarios that move with time, then
+        expire finished and start scheduled ones."""
         super()._after_tick()
+        for rec in self.scenarios.values():
+            kind = SCENARIO_KINDS[rec["name"]]
+            if rec["active"] and kind.tick is not None:
+                kind.tick(self, rec)
         self._expire_scenarios()
         self._start_scheduled()
 

@@ -321,6 +321,10 @@ async def test_unknown_scenario_and_listing(mk: tuple[Market, Any]) -> None:
         "slashing",
         "bridge_halt",
         "liquidity_crunch",
+        "steth_discount",
+        "funding_flip",
+        "floor_crash",
+        "rental_drought",
     }
 
 
