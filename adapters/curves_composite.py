@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -24,6 +25,35 @@ from core.types import YieldCurve
 from protocols import aave, hedged_lp, loop, nft_rental
 
 Vector = NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class LoopIncome:
+    """``protocols.loop.income_usd`` with its parameters bound (a picklable callable: snapshots,
+    curves included, are persisted with the optimizer's memory)."""
+
+    leverage: float
+    staking_apr: float
+    strategy: aave.AaveRateStrategy
+    debt_others_eth: float
+    supply_eth: float
+    eth_usd: float
+    collateral_supply_apr: float
+
+    def __call__(self, x: Vector) -> Vector:
+        return np.asarray(
+            loop.income_usd(
+                x,
+                leverage=self.leverage,
+                staking_apr=self.staking_apr,
+                strategy=self.strategy,
+                debt_others_eth=self.debt_others_eth,
+                supply_eth=self.supply_eth,
+                eth_usd=self.eth_usd,
+                collateral_supply_apr=self.collateral_supply_apr,
+            ),
+            dtype=np.float64,
+        )
 
 
 def loop_curve(
@@ -41,22 +71,9 @@ def loop_curve(
     our debt would lift the reserve's utilization to 99 %."""
     room_eth = max(0.99 * supply_eth - debt_others_eth, 0.0)
     domain = room_eth * eth_usd / (leverage - 1.0) if leverage > 1.0 else cap_usd
-
-    def real(x: Vector) -> Vector:
-        return np.asarray(
-            loop.income_usd(
-                x,
-                leverage=leverage,
-                staking_apr=staking_apr,
-                strategy=strategy,
-                debt_others_eth=debt_others_eth,
-                supply_eth=supply_eth,
-                eth_usd=eth_usd,
-                collateral_supply_apr=collateral_supply_apr,
-            ),
-            dtype=np.float64,
-        )
-
+    real = LoopIncome(
+        leverage, staking_apr, strategy, debt_others_eth, supply_eth, eth_usd, collateral_supply_apr
+    )
     kink_eth = strategy.optimal_usage_ratio * supply_eth - debt_others_eth
     kink = kink_eth * eth_usd / (leverage - 1.0) if leverage > 1.0 else math.inf
     top = min(domain, cap_usd)

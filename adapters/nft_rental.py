@@ -118,6 +118,8 @@ class NftRentalAdapter(Adapter):
         sigma = nft_rental.realized_volatility(
             [max(r.answer / scale, 1e-18) for r in ordered], spacing
         )
+        high = max(r.answer / scale for r in ordered)
+        drawdown = max(0.0, 1.0 - floor_eth / high) if high > 0 else 0.0
         eth_usd = ctx.price(ETH_COIN).price
         listings: Lendings = ctx.model(lend_ep, Lendings, f"{where} lendings")
         ctx.check_time(self.feed, listings.timestamp, f"{where} lendings field timestamp", lend_ep)
@@ -168,6 +170,7 @@ class NftRentalAdapter(Adapter):
                 "floor_eth": floor_eth,
                 "floor_usd": floor_usd,
                 "floor_sigma_annual": sigma,
+                "floor_drawdown": drawdown,  # below the high of the rounds read (7 days hourly)
                 "daily_rent_eth": rent,
                 "demand_nft_days_per_day": demand,
                 "listed_others": listed_others,

@@ -85,10 +85,16 @@ class Scenarios(Stepping):
         """After each tick: settle (below), unfold the active scenarios that move with time, then
         expire finished and start scheduled ones."""
         super()._after_tick()
+        ticked = False
         for rec in self.scenarios.values():
             kind = SCENARIO_KINDS[rec["name"]]
             if rec["active"] and kind.tick is not None:
                 kind.tick(self, rec)
+                ticked = True
+        if ticked:  # a mark may have moved: the venues' mirrors of our positions follow it
+            for v in self.venues:
+                if v.id in self.positions:
+                    v.ours_usd = float(self.position_usd_dec(v.id))
         self._expire_scenarios()
         self._start_scheduled()
 

@@ -221,7 +221,7 @@ def check_allocation(
                     over(exposure, allowed),
                 )
 
-    _check_loops(rep, snaps, ids, x, x0, stay, limits, tol)
+    _check_state_rules(rep, snaps, ids, x, x0, stay, limits, tol)
 
     if limits.max_avg_risk_score is not None:
         scores = np.array([float(s.venue.risk_score) for s in snaps])
@@ -281,7 +281,7 @@ def check_allocation(
     return rep
 
 
-def _check_loops(
+def _check_state_rules(
     rep: CheckReport,
     snaps: Sequence[VenueSnapshot],
     ids: list[str],
@@ -291,18 +291,29 @@ def _check_loops(
     limits: RiskLimits,
     tol: float,
 ) -> None:
-    """Loops: ``health_factor >= min_loop_health_factor`` and ``leverage <= max_loop_leverage`` of
+    """NFT rentals: ``floor_drawdown <= max_nft_floor_drawdown``, else ``x <= stay``. Loops:
+    ``health_factor >= min_loop_health_factor`` and ``leverage <= max_loop_leverage`` of
     our account, else the target must be what cannot leave (``x <= stay``); a loop whose *target*
     health factor or leverage (what a new deposit opens at) breaks them may not grow (``x <= x0``).
     A loop snapshot without these state keys counts as unhealthy."""
     hf_min, lev_max = limits.min_loop_health_factor, limits.max_loop_leverage
-    if hf_min is None and lev_max is None:
+    dd_max, disc_max = limits.max_nft_floor_drawdown, limits.max_loop_collateral_discount
+    if hf_min is None and lev_max is None and dd_max is None and disc_max is None:
         return
     worst = 0.0
     for i, s in enumerate(snaps):
-        if str(s.venue.kind) != "loop":
-            continue
         st = s.state
+        if str(s.venue.kind) == "nft_rental" and dd_max is not None:
+            dd = float(st.get("floor_drawdown", 1.0))
+            if not dd <= dd_max and x[i] > stay[i] + tol:
+                rep.add(
+                    f"nft_floor_drawdown: venue {ids[i]} floor is {dd:.1%} below its 7-day high, "
+                    f"beyond max_nft_floor_drawdown {dd_max:g}; it holds {x[i]:,.2f} USD, at most "
+                    f"{stay[i]:,.2f} USD (what cannot leave) may stay"
+                )
+            continue
+        if str(s.venue.kind) != "loop" or (hf_min is None and lev_max is None):
+            continue
         hf = float(st.get("health_factor", 0.0))
         lev = float(st.get("leverage", math.inf))
         thf = float(st.get("target_health_factor", 0.0))
@@ -321,9 +332,11 @@ def _check_loops(
         elif (
             (hf_min is not None and not thf >= hf_min)
             or (lev_max is not None and not tlev <= lev_max)
+            or (disc_max is not None and not float(st.get("steth_eth_price", 0.0)) >= 1 - disc_max)
         ) and x[i] > max(x0[i], stay[i]) + tol:
             rep.add(
                 f"loop_health: venue {ids[i]} opens new deposits at health factor {thf:.4f} / "
-                f"leverage {tlev:.2f}, outside the loop limits, and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD"
+                f"leverage {tlev:.2f} with collateral at {float(st.get('steth_eth_price', 0.0)):.4f} "
+                f"ETH, outside the loop limits, and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD"
             )
     rep.utilization["loop_health"] = worst

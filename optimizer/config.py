@@ -46,6 +46,11 @@ class RiskLimits(Strict):
     # venue must be exited; a target HF below it (or a target leverage above) may not grow
     min_loop_health_factor: Annotated[float, Field(gt=1)] | None = None
     max_loop_leverage: Annotated[float, Field(ge=1)] | None = None
+    # a loop whose collateral trades more than this below par (state steth_eth_price) may not grow:
+    # a loop opened into a widening discount is the one that gets liquidated
+    max_loop_collateral_discount: Annotated[float, Field(gt=0, lt=1)] | None = None
+    # NFT rentals (snapshot state floor_drawdown: the floor below its 7-day high): above this, sell
+    max_nft_floor_drawdown: Annotated[float, Field(gt=0, lt=1)] | None = None
 
     @field_validator("illiquid_kinds")
     @classmethod

@@ -131,7 +131,10 @@ class LoopVenue(VenueModel):
             return 1.0
         sold_eth = (lev - 1.0) * amount_usd / m.eth_price_usd()
         impact = 0.01 * sold_eth / self.c.unwind_liquidity_eth  # 1 % at the pool's depth
-        return loop_math.unwind_cost_fraction(lev, self.price(m), self.c.swap_fee, impact)
+        # the equity is already valued at the market price p, so selling at p realises that value:
+        # what is lost on top is the pool's fee and impact on the debt's worth of stETH (the
+        # discount term of unwind_cost_fraction is for a position valued at par)
+        return loop_math.unwind_cost_fraction(lev, 1.0, self.c.swap_fee, impact)
 
     def on_deposit(self, usd: float, m: MarketView) -> None:
         e = usd / m.eth_price_usd()
@@ -142,7 +145,8 @@ class LoopVenue(VenueModel):
         super().on_deposit(usd, m)
 
     def on_withdraw(self, usd: float, m: MarketView) -> None:
-        f = min(1.0, usd / self.ours_usd) if self.ours_usd > 0 else 1.0
+        # all of it (up to float noise in the mirror): close the account, leave no dust to liquidate
+        f = 1.0 if self.ours_usd <= 0 or usd >= self.ours_usd * (1 - 1e-9) else usd / self.ours_usd
         self.collateral_steth *= 1.0 - f
         self.debt_eth *= 1.0 - f
         super().on_withdraw(usd, m)
