@@ -128,11 +128,11 @@ class NftRentalAdapter(Adapter):
         listed_others = sum(r.lentAmount for r in others)
         rented_others = sum(r.lentAmount for r in others if r.renting is not None)
         our_n = sum(r.lentAmount for r in ours)
-        our_rented = sum(
-            r.lentAmount * (r.renting.share if r.renting and r.renting.share is not None else 1.0)
-            for r in ours
-            if r.renting is not None
-        )
+        our_rented = 0.0
+        for r in ours:
+            if r.renting is not None:
+                share = r.renting.share if r.renting.share is not None else 1.0
+                our_rented += r.lentAmount * share
         rents = [r.dailyRentPrice for r in others if r.dailyRentPrice > 0]
         rent = median(rents) if rents else 0.0
         ctx.check_apr(nft_rental.DAYS_PER_YEAR * rent / floor_eth, f"{where} rent yield")

@@ -184,6 +184,7 @@ def check_allocation(
         caps = np.full(len(ids), math.inf) if r >= 1 else r * tvl / (1 - r)
         per_venue("venue_tvl", caps, f"max_venue_tvl_ratio {r:g} of TVL after us")
 
+    illiquid_kinds = {str(k) for k in limits.illiquid_kinds}
     groups = (
         ("kind", {str(k): v for k, v in limits.max_kind_ratio.items()}, lambda v: (str(v.kind),)),
         ("chain", dict(limits.max_chain_ratio), lambda v: (v.chain,)),
@@ -197,7 +198,6 @@ def check_allocation(
             lambda v: ("illiquid",) if str(v.kind) in illiquid_kinds else (),
         ),
     )
-    illiquid_kinds = {str(k) for k in limits.illiquid_kinds}
 
     for family, caps_cfg, members in groups:
         if not caps_cfg:
