@@ -305,6 +305,9 @@ class ScheduledScenario(Strict):
         "slashing",
         "bridge_halt",
         "liquidity_crunch",
+        "depeg_path",
+        "exploit_path",
+        "bank_run",
         "steth_discount",
         "funding_flip",
         "floor_crash",
@@ -435,6 +438,8 @@ class MarketConfig(Strict):
             "slashing": "staking",
             "exploit": None,
             "liquidity_crunch": None,
+            "exploit_path": None,
+            "bank_run": "lending",
             "steth_discount": "loop",
             "funding_flip": "hedged_lp",
             "floor_crash": "nft_rental",
@@ -457,7 +462,7 @@ class MarketConfig(Strict):
                     raise ValueError(
                         f"{where}.chain: {sc.name} needs a known chain, got {sc.chain!r}"
                     )
-                if sc.name == "depeg":
+                if sc.name in ("depeg", "depeg_path"):
                     tok = self.chains[sc.chain].tokens.get(sc.token or "")
                     if tok is None or tok.kind != "stable":
                         raise ValueError(

@@ -52,9 +52,9 @@ TickFn = Callable[[MarketState, dict[str, Any]], None]
 
 @dataclass(frozen=True)
 class ScenarioKind:
-    """One named scenario: its start and revert functions (see the module docstring), and for a
-    scenario that unfolds over time (a discount that widens, a floor that slides) ``tick``, run
-    after every tick while it is active."""
+    """One named scenario: its start and revert functions (see the module docstring), and for
+    an incident that unfolds over time a ``tick`` run after every world tick while it is active
+    (``mockfeeds/incidents.py``)."""
 
     start: StartFn
     revert: RevertFn

@@ -31,6 +31,11 @@ REQUIRED_ALERTS = {
     "YieldvaultNavDrawdown",
     "YieldvaultVenueFrozen",
     "YieldvaultMoveUnresolved",
+    "YieldvaultReconciliationBreak",
+    "YieldvaultLedgerIntegrity",
+    "YieldvaultGuardExit",
+    "YieldvaultGuardPause",
+    "YieldvaultGuardFreeze",
 }
 
 

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from core.money import units_to_str
 from vault.metrics import metrics_handler
+from vault.reconcile import describe_break
 
 if TYPE_CHECKING:
     from vault.daemon import Daemon
@@ -71,6 +72,13 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "mode": daemon.settings.vault.mode,
+            "vault_id": daemon.vault_id,
+            "reconciliation_breaks": [describe_break(b) for b in daemon.ledger.open_breaks()],
+            "ledger_integrity": {
+                "ok": daemon.ledger_watch is not None and daemon.ledger_watch.failure is None,
+                "problem": daemon.ledger_watch.failure if daemon.ledger_watch else None,
+            },
+            "hold_reason": daemon.state.hold_reason,
             "time": daemon.clock().isoformat(),
             "nav_usd": units_to_str(balances.nav_units),
             "idle_usd": {chain: units_to_str(u) for chain, u in balances.idle_units.items()},
