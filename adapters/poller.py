@@ -37,8 +37,11 @@ from adapters.config import FeedSettings
 from adapters.defillama import DefiLlamaAdapter
 from adapters.errors import FeedError
 from adapters.fixed import FixedAdapter
+from adapters.hedged_lp import HedgedLpAdapter
 from adapters.http import FeedClient, Fetched
 from adapters.lido import LidoAdapter
+from adapters.loop import LoopAdapter
+from adapters.nft_rental import NftRentalAdapter
 from core.config import VenueConfig
 from core.types import VenueSnapshot
 
@@ -58,6 +61,9 @@ ADAPTERS: dict[str, Adapter] = {
         CompoundAdapter(),
         AcrossAdapter(),
         FixedAdapter(),
+        LoopAdapter(),
+        HedgedLpAdapter(),
+        NftRentalAdapter(),
     )
 }
 

@@ -329,6 +329,8 @@ def daemon_venues(market_cfg: dict[str, Any]) -> list[dict[str, Any]]:
     {chain ids, tokens, price coins, round_trips_per_day}; fixed -> ``fixed`` {product_id, quota_usd}.
     Every dict validates as a ``VenueConfig``.
     """
+    from mockfeeds.generate_kinds import composite_entry  # routes import the market, like app
+
     cfg = parse_market_config(market_cfg)
     out: list[dict[str, Any]] = []
     for v in cfg.venues:
@@ -378,6 +380,8 @@ def daemon_venues(market_cfg: dict[str, Any]) -> list[dict[str, Any]]:
             }
             exit_days = 0.01
             costs = {"deposit_usd": 0.5, "withdraw_usd": 0.5}
+        elif v.kind in ("loop", "hedged_lp", "nft_rental"):
+            feed, exit_days, deps, costs = composite_entry(v, cfg, costs)
         else:
             fc = v.fixed
             assert fc is not None

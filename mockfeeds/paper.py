@@ -133,6 +133,16 @@ class PaperDesk(Stepping):
         if float(amount) > available + 1e-9:
             raise MarketError("amount_usd", f"exceeds available liquidity {available:.2f}")
         delay = v.withdrawal_delay_seconds(float(amount), self.state_time, self)
+        # what leaving costs (a loop's unwind swap, an NFT sold below floor): the position shrinks
+        # by ``amount``, the payout is ``applied``; 0 for the other kinds
+        cost = v.exit_cost_fraction(float(amount), self)
+        applied = (
+            amount
+            if cost <= 0
+            else DEC.multiply(amount, Decimal(repr(1.0 - min(cost, 1.0)))).quantize(
+                Q6, rounding=ROUND_DOWN
+            )
+        )
         mark = self.mark(v.id)
         tokens = DEC.divide(amount, mark)
         if amount == pos:
@@ -144,8 +154,8 @@ class PaperDesk(Stepping):
             "venue": v.id,
             "action": "withdraw",
             "amount_usd": usd_str(amount),
-            "applied_usd": usd_str(amount),
-            "fee_usd": "0.000000",
+            "applied_usd": usd_str(applied),
+            "fee_usd": usd_str(amount - applied),
             "position_usd": self.position_usd(v.id),
             "idempotency_key": idempotency_key,
             "sim_time": iso(self.state_time),
@@ -156,7 +166,7 @@ class PaperDesk(Stepping):
             rec = {
                 "withdrawal_id": wid,
                 "venue": v.id,
-                "amount_usd": usd_str(amount),
+                "amount_usd": usd_str(applied),  # what arrives
                 "requested_at": iso(self.state_time),
                 "settles_at": iso(settles),
                 "settles_at_ts": settles,

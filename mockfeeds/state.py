@@ -116,7 +116,11 @@ class MarketState:
 
     # --- positions ----------------------------------------------------------------------------
     def mark(self, venue_id: str) -> Decimal:
+        """A scenario's mark on the venue's asset (a depeg, an stETH discount); 1 for a loop,
+        whose equity ``C p - D`` already prices its collateral at the market."""
         v = self.by_id[venue_id]
+        if v.kind == "loop":
+            return Decimal(1)
         m = self.marks.get(f"{v.chain}:{v.asset}")
         return Decimal(repr(m)) if m is not None else Decimal(1)
 

@@ -30,7 +30,15 @@ from optimizer.config import LiquidityFloor, OptimizerSettings, RiskLimits
 from optimizer.cycle import build_cycle
 from optimizer.engine import Optimizer
 from optimizer.model import AllocationModel
-from optimizer.testing import CHAINS, DilutionCurve, FlatCurve, LPCurve, Market, random_market
+from optimizer.testing import (
+    CHAINS,
+    DilutionCurve,
+    FlatCurve,
+    LPCurve,
+    Market,
+    make_snapshot,
+    random_market,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -517,7 +525,84 @@ def quality_scenarios(seed: int) -> list[tuple[str, Market, RiskLimits]]:
     m = random_market(30, seed + 4, nav_usd=10_000_000.0, frozen_share=0.2)
     limits = all_limits(m)
     out.append(("frozen_and_exit_bounds", _stale(m, limits, seed + 4, exit_share=0.3), limits))
+    m = composite_market(seed + 5, nav_usd=10_000_000.0)
+    out.append(("composite_kinds", m, composite_limits(m)))
     return out
+
+
+def composite_market(seed: int, nav_usd: float) -> Market:
+    """A random market plus venues of the composite kinds, as the optimizer sees them (curves,
+    kinds, dependencies, exit times and state; the protocol math is the adapters'): three loops
+    (one whose account health factor has fallen below the limit), two hedged LPs, two NFT
+    rentals that take days to sell."""
+    base = random_market(24, seed, nav_usd=nav_usd)
+    rng = np.random.default_rng(seed)
+    extra: list[VenueSnapshot] = []
+    for i, hf in enumerate((1.08, 1.10, 1.03)):
+        apr = float(rng.uniform(0.06, 0.12))
+        snap = make_snapshot(
+            f"loop-{i}",
+            DilutionCurve(apr * 3 * nav_usd, 2 * nav_usd),  # our debt raises the borrow rate
+            kind=VenueKind.LOOP,
+            protocol="aave-v3",
+            dependencies=("lido",),
+            risk_score=4.0,
+        )
+        # E-mode LT 95 %: leverage = HF / (HF - 0.95) at par
+        state = {
+            "health_factor": hf,
+            "leverage": hf / (hf - 0.95),
+            "target_health_factor": 1.08,
+            "target_leverage": 1.08 / (1.08 - 0.95),
+            "steth_eth_price": 1.0,
+        }
+        extra.append(dataclasses.replace(snap, state=state))
+    for i in range(2):
+        extra.append(
+            make_snapshot(
+                f"hedged-lp-{i}",
+                DilutionCurve(float(rng.uniform(0.08, 0.16)) * 2 * nav_usd, 2 * nav_usd),
+                kind=VenueKind.HEDGED_LP,
+                protocol="uniswap-v2",
+                dependencies=("binance-futures",),
+                risk_score=4.0,
+            )
+        )
+    for i in range(2):
+        snap = make_snapshot(
+            f"nft-{i}",
+            DilutionCurve(float(rng.uniform(0.10, 0.15)) * 0.2 * nav_usd, 0.2 * nav_usd),
+            kind=VenueKind.NFT_RENTAL,
+            protocol="renft",
+            exit_days=float(rng.uniform(2.0, 6.0)),
+            risk_score=7.0,
+        )
+        extra.append(dataclasses.replace(snap, state={"floor_drawdown": 0.05}))
+    held = {"loop-2": 0.05 * nav_usd}  # the unhealthy loop is held and must go
+    return Market(
+        (*base.snapshots, *extra),
+        PortfolioState(positions_usd=held, idle_usd=nav_usd - sum(held.values())),
+    )
+
+
+def composite_limits(market: Market) -> RiskLimits:
+    """Every limit family plus the composite kinds': kind caps, the illiquid cap, the loop rules."""
+    limits = all_limits(market)
+    return limits.model_copy(
+        update={
+            "max_turnover_ratio": None,
+            "max_kind_ratio": {
+                **limits.max_kind_ratio,
+                VenueKind.LOOP: 0.15,
+                VenueKind.HEDGED_LP: 0.15,
+                VenueKind.NFT_RENTAL: 0.05,
+            },
+            "max_illiquid_ratio": 0.04,
+            "min_loop_health_factor": 1.04,
+            "max_loop_leverage": 12.0,
+            "max_nft_floor_drawdown": 0.2,
+        }
+    )
 
 
 def bench_quality(seed: int = 0, settings: OptimizerSettings | None = None) -> dict:

@@ -149,7 +149,7 @@ async def test_withdrawal_beyond_available_liquidity_is_refused(mk: tuple[Market
 async def test_defillama_pools_and_chart(mk: tuple[Market, Any]) -> None:
     _m, client = mk
     body = await (await client.get("/defillama/pools")).json()
-    assert body["status"] == "success" and len(body["data"]) == 5
+    assert body["status"] == "success" and len(body["data"]) == 8
     for row in body["data"]:
         assert set(row) == LLAMA_FIELDS
         assert row["apy"] == pytest.approx(max(0.0, row["apyBase"] + (row["apyReward"] or 0.0)))
@@ -386,7 +386,7 @@ async def test_admin_clock_and_state(mk: tuple[Market, Any]) -> None:
     status, body = await post(client, "/admin/v1/clock", {"advance_seconds": -1})
     assert status == 422 and body["error"]["field"] == "advance_seconds"
     state = await (await client.get("/admin/v1/state")).json()
-    assert state["sim_time"] == "2026-02-01T01:00:00.000Z" and len(state["venues"]) == 5
+    assert state["sim_time"] == "2026-02-01T01:00:00.000Z" and len(state["venues"]) == 8
     json.dumps(state)
 
 

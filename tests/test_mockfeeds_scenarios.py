@@ -324,6 +324,10 @@ async def test_unknown_scenario_and_listing(mk: tuple[Market, Any]) -> None:
         "depeg_path",
         "exploit_path",
         "bank_run",
+        "steth_discount",
+        "funding_flip",
+        "floor_crash",
+        "rental_drought",
     }
 
 

@@ -261,7 +261,13 @@ class PaperExecutor:
                 )
             else:
                 destination = f"idle:{venue.chain}"
-            postings = [(f"position:{venue.id}", -applied), (destination, applied)]
+            # the position shrinks by what was asked; what did not arrive (an unwind's swap, a
+            # sale below floor) is a fee. Instant and queued kinds without exit costs: applied == amount
+            postings = [
+                (f"position:{venue.id}", -amount),
+                (destination, applied),
+                (FEES, amount - applied),
+            ]
         return applied, self._with_gas(venue, move.action, postings)
 
     # -- public --------------------------------------------------------------------------------

@@ -59,6 +59,13 @@ SOLVER_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 FEED_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 VENUE_LABELS = ("venue", "kind", "chain")
+#: the ``measure`` label of ``yieldvault_venue_risk_ratio``: a closed set per venue kind, read
+#: from the snapshot's ``state`` (the adapters of the composite kinds set them)
+RISK_MEASURES: dict[str, tuple[str, ...]] = {
+    "loop": ("health_factor", "leverage", "liquidation_distance", "steth_eth_price"),
+    "hedged_lp": ("funding_apr", "carry_apr", "residual_std_apr"),
+    "nft_rental": ("floor_drawdown", "occupancy"),
+}
 #: the venue label of a guard that judges the whole portfolio (the NAV drawdown breaker)
 GUARD_PORTFOLIO = "portfolio"
 
@@ -201,6 +208,14 @@ class Metrics:
             "yieldvault_venue_exit_liquidity_usd",
             "What could be withdrawn from a venue right now, in USD.",
             VENUE_LABELS,
+            registry=reg,
+        )
+        self.venue_risk = Gauge(
+            "yieldvault_venue_risk_ratio",
+            "A composite venue's risk state from its latest snapshot: a loop's health factor, "
+            "leverage and liquidation distance, a hedged LP's funding, carry and residual risk "
+            "(annual ratios), an NFT rental's floor drawdown and occupancy; dimensionless.",
+            (*VENUE_LABELS, "measure"),
             registry=reg,
         )
         self.venue_observed_timestamp = Gauge(
@@ -584,6 +599,12 @@ class Metrics:
         at = observed_at if observed_at is not None else snapshot.observed_at.timestamp()
         self.set_venue_observed(v.id, v.kind, v.chain, at)
         self.set_venue_frozen(v.id, v.kind, v.chain, snapshot.frozen)
+        key = self._labels(v.id, v.kind, v.chain)
+        for measure in RISK_MEASURES.get(str(v.kind), ()):
+            if measure in snapshot.state:
+                self.venue_risk.labels(*key, measure).set(
+                    _finite_or_nan(float(snapshot.state[measure]))
+                )
 
     # --- feeds and cycles --------------------------------------------------------------------
 
