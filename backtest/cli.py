@@ -37,6 +37,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategies", default=",".join(STRATEGIES))
     p.add_argument("--out", type=Path, default=None, help="output directory (required)")
     p.add_argument("--json", action="store_true", help="print summary.json as the only stdout")
+    p.add_argument("--jobs", type=int, default=1, help="strategies replayed in parallel processes")
 
 
 def add_parser(sub: Any) -> None:
@@ -162,7 +163,9 @@ def _main(args: argparse.Namespace) -> tuple[int, str]:
     p = _prepare(args)
     total = len(names) * len(cycle_times(p.history, p.period_seconds))
     with tqdm(total=total, file=sys.stderr, unit="cycle", desc="backtest", disable=None) as bar:
-        summary, runs = run_prepared(p, args.out, names, progress=bar.update)
+        summary, runs = run_prepared(
+            p, args.out, names, progress=bar.update, jobs=max(args.jobs, 1)
+        )
     if args.check_lookahead:
         from backtest.lookahead import check_lookahead
 
