@@ -177,7 +177,6 @@ def markdown_table(summary: dict) -> str:
 if __name__ == "__main__":
     import json
     import sys
-
     from pathlib import Path
 
     print(markdown_table(json.loads(Path(sys.argv[1]).read_text())), end="")
