@@ -179,7 +179,7 @@ def test_market_never_serves_data_after_now(tmp_path: Path) -> None:
 
 
 def test_conservation_and_checker_at_every_step_over_a_whole_replay(tmp_path: Path) -> None:
-    path = write_history(tmp_path / "h.csv", synthetic_rows(days=5))
+    path = write_history(tmp_path / "h.csv", synthetic_rows(days=3))
     p = prepare(path, None, period="6h", prices_path=None)
     summary, runs = run_prepared(p, tmp_path / "out", list(STRATEGIES), audit_every_cycle=True)
     for run in runs:
@@ -261,12 +261,12 @@ def test_summary_is_byte_identical_on_the_same_inputs(tmp_path: Path) -> None:
 
 
 def test_lookahead_check_passes_for_ours_and_catches_a_peeking_strategy(tmp_path: Path) -> None:
-    path = write_history(tmp_path / "h.csv", synthetic_rows(days=4))
+    path = write_history(tmp_path / "h.csv", synthetic_rows(days=3))
     p = prepare(path, None, period="6h", prices_path=None)
-    result = check_lookahead(p, tmp_path / "la", cuts=3, seed=1)
+    result = check_lookahead(p, tmp_path / "la", cuts=2, seed=1)
     assert result["identical"], result
     assert all(c["cycles_compared"] >= 2 for c in result["cuts"])
-    peeking = check_lookahead(p, tmp_path / "la2", cuts=3, seed=1, strategy="hindsight")
+    peeking = check_lookahead(p, tmp_path / "la2", cuts=2, seed=1, strategy="hindsight")
     assert not peeking["identical"]  # hindsight reads the next period: the check must see it
 
 
