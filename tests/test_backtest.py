@@ -393,3 +393,31 @@ def test_sweep_refuses_an_unknown_key_before_running(tmp_path: Path) -> None:
         "limits.max_magic=1,2",
     )
     assert res.returncode == 2 and "--grid: limits.max_magic: unknown key" in res.stderr
+
+
+def test_simulated_market_source_runs_through_the_adapters_and_the_books(tmp_path: Path) -> None:
+    """--market: the mockfeeds world, polled by the daemon's adapters on loopback, seeded."""
+    market = Path(__file__).resolve().parent.parent / "config" / "market.default.yaml"
+    res = run_cli(
+        "backtest",
+        "--market",
+        str(market),
+        "--days",
+        "0.5",
+        "--rebalance-every",
+        "6h",
+        "--strategies",
+        "ours,stay_home",
+        "--seed",
+        "3",
+        "--out",
+        str(tmp_path / "sim"),
+        "--json",
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    s = json.loads(res.stdout)
+    assert s["inputs"]["seed"] == 3 and s["strategies"]["ours"]["cycles"] == 3
+    assert s["strategies"]["ours"]["executed_plans"] >= 1
+    assert (tmp_path / "sim" / "report.html").is_file()
+    res = run_cli("backtest", "--market", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "x"))
+    assert res.returncode == 2 and "--market" in res.stderr
