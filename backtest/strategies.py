@@ -156,7 +156,7 @@ def make_strategy(
         return greedy_highest_apy(snaps, x0, _budget(limits, x0, idle, nav), limits, nav, h)
 
     def water(snaps, x0, idle, nav):  # type: ignore[no-untyped-def]
-        return water_filling(snaps, x0, _budget(limits, x0, idle, nav), limits, nav, h, steps=200)
+        return water_filling(snaps, x0, _budget(limits, x0, idle, nav), limits, nav, h, steps=50)
 
     def equal(snaps, x0, idle, nav):  # type: ignore[no-untyped-def]
         return equal_weight(snaps, x0, _budget(limits, x0, idle, nav), limits, nav, h)
