@@ -43,8 +43,12 @@ def _png(fig: plt.Figure) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _dates(ts: np.ndarray) -> list[datetime]:
-    return [datetime.fromtimestamp(int(t), UTC) for t in ts]
+def _dates(ts: np.ndarray) -> np.ndarray:
+    """Cycle times as datetime64 (matplotlib's date axis)."""
+    return np.array(
+        [datetime.fromtimestamp(int(t), UTC).replace(tzinfo=None) for t in ts],
+        dtype="datetime64[s]",
+    )
 
 
 def _nav_plot(runs: Sequence[StrategyRun]) -> str:
