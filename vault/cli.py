@@ -127,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     btb = bench_sub.add_parser("backtest", help="3-year hourly replay, a decision every hour")
     btb.add_argument("--history", type=Path, default=None)
     btb.add_argument("--days", type=int, default=None, help="replay only the first N days")
+    btb.add_argument("--venue-days", type=int, default=30, help="days of the 1,000-venue replay")
     btb.add_argument("--json", action="store_true")
 
     from backtest.cli import add_parser as add_backtest
@@ -384,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
 
             quiet_logs()
             with stdout_to_stderr():
-                result = bench_backtest(args.history, days=args.days)
+                result = bench_backtest(args.history, days=args.days, venue_days=args.venue_days)
             _print_json(result)
         elif args.bench == "solver":
             from optimizer.bench import bench_solver
