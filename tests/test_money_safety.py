@@ -256,3 +256,57 @@ def test_sigterm_drains_the_move_in_progress_and_books_it(tmp_path):
         assert deposits.fetchone()[0] == 1  # the one in flight, and no other started after SIGTERM
     finally:
         led.close()
+
+
+def test_case2_two_daemons_on_one_market_are_two_accounts(tmp_path):
+    """Each daemon books only its own deposits: the two NAVs sum to the 2M of capital put in
+    (before: 3.90M, each booking the other's deposits as yield)."""
+    import json
+
+    port = free_port()
+    market = subprocess.Popen(
+        [sys.executable, "-m", "vault.cli", "mock-feeds", "--listen", f"127.0.0.1:{port}"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env = {
+        "YIELDVAULT_FEEDS__EMBEDDED_MARKET": "null",
+        "YIELDVAULT_FEEDS__ROOT_URL": f"http://127.0.0.1:{port}",
+    }
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    daemons = [DaemonProcess(tmp_path / name / "var", env=env) for name in ("a", "b")]
+    try:
+        for d in daemons:
+            d.wait_until(lambda d=d: len(allocated_venues(d)) >= 3, 90, "an allocation")
+        for d in daemons:
+            count = d.json("/api/v1/status")["rebalances"]
+            d.wait_until(
+                lambda d=d, c=count: d.json("/api/v1/status")["rebalances"] >= c + 3, 60, "cycles"
+            )
+        statuses = [d.json("/api/v1/status") for d in daemons]
+        assert statuses[0]["vault_id"] != statuses[1]["vault_id"]
+        navs = [usd_to_units(s["nav_usd"]) for s in statuses]
+        for nav, s in zip(navs, statuses, strict=True):
+            assert usd_to_units(990_000) <= nav <= usd_to_units(1_010_000), s["nav_usd"]
+            assert s["reconciliation_breaks"] == []
+        for d in daemons:
+            assert d.metrics().get(("yieldvault_reconciliation_breaks", ())) == 0
+        # the market holds each vault's positions apart, equal to that vault's books
+        import urllib.request
+
+        for d, s in zip(daemons, statuses, strict=True):
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/paper/v1/positions",
+                headers={"X-Paper-Account": s["vault_id"]},
+            )
+            rows = json.loads(urllib.request.urlopen(req, timeout=5).read())["positions"]
+            assert {r["venue"] for r in rows if float(r["position_usd"]) > 0} == {
+                p["venue"] for p in s["positions"] if float(p["position_usd"]) > 0
+            }
+    finally:
+        codes = [d.terminate()[0] for d in daemons]
+        market.terminate()
+        market.wait(timeout=10)
+    assert codes == [0, 0]
