@@ -296,7 +296,7 @@ def test_case2_two_daemons_on_one_market_are_two_accounts(tmp_path):
         # the market holds each vault's positions apart, equal to that vault's books
         import urllib.request
 
-        for d, s in zip(daemons, statuses, strict=True):
+        for s in statuses:
             req = urllib.request.Request(
                 f"http://127.0.0.1:{port}/paper/v1/positions",
                 headers={"X-Paper-Account": s["vault_id"]},
@@ -310,3 +310,56 @@ def test_case2_two_daemons_on_one_market_are_two_accounts(tmp_path):
         market.terminate()
         market.wait(timeout=10)
     assert codes == [0, 0]
+
+
+def test_case5_a_held_venue_removed_from_the_config_is_refused_then_exited(stopped_vault, tmp_path):
+    """Deleting a venue that holds money from the config is refused, naming it; marked
+    `exit_only: true` instead, it stays visible and is withdrawn, and nothing else is sold off
+    (before: it vanished from the status and the books sold every other venue at a loss)."""
+    import yaml
+
+    from vault.settings import DEFAULT_CONFIG
+
+    data_dir = copy_of(stopped_vault, tmp_path)
+    led = open_verified(data_dir / "ledger.sqlite3")
+    held = {v: u for v, u in led.balances().positions_units.items() if u}
+    nav_before = led.balances().nav_units
+    led.close()
+    venue = "aave-v3-usdc-ethereum" if "aave-v3-usdc-ethereum" in held else sorted(held)[0]
+    config_dir = tmp_path / "config"
+    shutil.copytree(DEFAULT_CONFIG.parent, config_dir)
+    config = yaml.safe_load((config_dir / "default.yaml").read_text())
+    gone = next(v for v in config["venues"] if v["id"] == venue)
+    kinds = {k: r for k, r in config["limits"]["max_kind_ratio"].items() if k != gone["kind"]}
+    without = {
+        **config,
+        "venues": [v for v in config["venues"] if v["id"] != venue],
+        "limits": {**config["limits"], "max_kind_ratio": kinds},
+    }
+    (config_dir / "without.yaml").write_text(yaml.safe_dump(without))
+    proc = run_refused(data_dir, "run", "--config", str(config_dir / "without.yaml"))
+    assert venue in proc.stderr and "exit_only: true" in proc.stderr
+    for v in config["venues"]:
+        if v["id"] == venue:
+            v["exit_only"] = True
+    (config_dir / "exit.yaml").write_text(yaml.safe_dump(config))
+    daemon = DaemonProcess(data_dir, args=["--config", str(config_dir / "exit.yaml")])
+
+    def position(status: dict) -> dict:
+        return next(p for p in status["positions"] if p["venue"] == venue)
+
+    try:
+        first = daemon.wait_until(lambda: daemon.json("/api/v1/status"), 30, "status")
+        assert position(first)["exit_only"] is True
+        daemon.wait_until(
+            lambda: float(position(daemon.json("/api/v1/status"))["position_usd"]) == 0.0,
+            90,
+            f"{venue} withdrawn",
+        )
+        status = daemon.json("/api/v1/status")
+        assert usd_to_units(status["nav_usd"]) >= nav_before * 0.995
+        others = [p for p in status["positions"] if p["venue"] != venue]
+        assert sum(float(p["position_usd"]) > 0 for p in others) >= 2  # the rest stays invested
+    finally:
+        code, _ = daemon.terminate()
+    assert code == 0

@@ -57,6 +57,7 @@ async def status(request: web.Request) -> web.Response:
         positions.append(
             {
                 "venue": venue.id,
+                "exit_only": venue.id in daemon.exit_only.exit,
                 "kind": str(venue.kind),
                 "protocol": venue.protocol,
                 "chain": venue.chain,

@@ -61,6 +61,7 @@ from vault.integrity import LedgerWatch, audit_file, open_verified
 from vault.ledger import Ledger, LedgerError
 from vault.metrics import Metrics
 from vault.performance import RealizedApr
+from vault.reconcile import StrandedMoney, stranded
 from vault.settings import Settings, parse_listen
 from vault.transport import HttpTransport
 
@@ -212,6 +213,10 @@ class Daemon:
         self.guard: GuardHook = no_guard
         self.guard_state: Any = None
         self.vault_id: str | None = None  # vault/identity.py: settled by open_books()
+        self.exit_only = Directives(
+            exit=frozenset(v.id for v in settings.venues if v.exit_only),
+            reasons={v.id: "exit_only in the config" for v in settings.venues if v.exit_only},
+        )
         self.ledger_watch: LedgerWatch | None = None  # vault/integrity.py
         self.guard_store: GuardStore | None = None
 
@@ -303,6 +308,9 @@ class Daemon:
                     vault_id=identity.vault_id,
                 )
             identity_mod.write_id_file(s.data_dir, identity.vault_id)
+        why = stranded(self.ledger, set(self.venues))
+        if why is not None:
+            raise StrandedMoney(why)
         self.ledger_watch = LedgerWatch.start(self.ledger)
 
     async def start(self) -> None:
@@ -554,7 +562,7 @@ class Daemon:
                 snapshots=snapshots,
                 now=self.clock(),
                 memory=self.memory,
-                directives=self.directives,
+                directives=self.directives.merge(self.exit_only),
                 guard_state=self.guard_state,
             )
             out = await run_cycle(inp, self.cycle_deps())
