@@ -57,6 +57,7 @@ from vault.executor import (
 )
 from vault.guard_store import GuardStore
 from vault.guarding import GuardRunner
+from vault.httpguard import GuardLimits, GuardStats, start_guarded_site
 from vault.integrity import LedgerWatch, audit_file, open_verified
 from vault.ledger import Ledger, LedgerError
 from vault.metrics import Metrics
@@ -193,6 +194,8 @@ class Daemon:
         self._market: Any = None
         self._market_runner: Any = None
         self._api_runner: aiohttp.web.AppRunner | None = None
+        self._api_server: asyncio.Server | None = None
+        self.api_guard: GuardStats | None = None
         self.listen_url: str | None = None
         self.feeds_url: str | None = None
         self.run_state = State.CREATED
@@ -449,9 +452,11 @@ class Daemon:
         host, port = parse_listen(self.settings.listen)
         self._api_runner = aiohttp.web.AppRunner(create_app(self), access_log=None)
         await self._api_runner.setup()
-        site = aiohttp.web.TCPSite(self._api_runner, host, port)
-        await site.start()
-        bound = self._api_runner.addresses[0]
+        # a header timeout, a short keep-alive and a connection cap (vault/httpguard.py)
+        self._api_server, self.api_guard = await start_guarded_site(
+            self._api_runner, host, port, GuardLimits()
+        )
+        bound = self._api_server.sockets[0].getsockname()
         self.listen_url = f"http://{host}:{bound[1]}"
 
     def _job(self, fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -500,6 +505,8 @@ class Daemon:
                 await asyncio.wait(pending, timeout=1.0)
         if self._session is not None:
             await self._session.close()
+        if self._api_server is not None:
+            self._api_server.close()
         if self._api_runner is not None:
             await self._api_runner.cleanup()
         if self._market_runner is not None:
