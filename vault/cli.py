@@ -33,6 +33,7 @@ from core.money import units_to_str
 from vault.identity import IdentityError
 from vault.integrity import LedgerIntegrityError
 from vault.logs import configure_logging
+from vault.reconcile import StrandedMoney
 from vault.settings import DEFAULT_CONFIG, ConfigError, load_settings, read_yaml
 
 log = structlog.get_logger("vault.cli")
@@ -240,7 +241,7 @@ async def _run(settings: Any, config_dir: Path) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await daemon.start()
-    except (LedgerIntegrityError, IdentityError) as exc:
+    except (LedgerIntegrityError, IdentityError, StrandedMoney) as exc:
         print(f"yieldvault: refusing to start: {exc}", file=sys.stderr)
         await daemon.stop()
         return 2

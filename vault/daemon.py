@@ -55,10 +55,12 @@ from vault.executor import (
 )
 from vault.guard_store import GuardStore
 from vault.guarding import GuardRunner
+from vault.httpguard import GuardLimits, GuardStats, start_guarded_site
 from vault.integrity import LedgerWatch, audit_file, open_verified
 from vault.ledger import Ledger, LedgerError
 from vault.metrics import Metrics
 from vault.performance import RealizedApr
+from vault.reconcile import StrandedMoney, stranded
 from vault.settings import Settings, parse_listen
 from vault.state import CycleState
 from vault.transport import HttpTransport
@@ -176,6 +178,8 @@ class Daemon:
         self._market: Any = None
         self._market_runner: Any = None
         self._api_runner: aiohttp.web.AppRunner | None = None
+        self._api_server: asyncio.Server | None = None
+        self.api_guard: GuardStats | None = None
         self.listen_url: str | None = None
         self.feeds_url: str | None = None
         self.run_state = State.CREATED
@@ -196,6 +200,10 @@ class Daemon:
         self.guard: GuardHook = no_guard
         self.guard_state: Any = None
         self.vault_id: str | None = None  # vault/identity.py: settled by open_books()
+        self.exit_only = Directives(
+            exit=frozenset(v.id for v in settings.venues if v.exit_only),
+            reasons={v.id: "exit_only in the config" for v in settings.venues if v.exit_only},
+        )
         self.ledger_watch: LedgerWatch | None = None  # vault/integrity.py
         self.guard_store: GuardStore | None = None
 
@@ -287,6 +295,9 @@ class Daemon:
                     vault_id=identity.vault_id,
                 )
             identity_mod.write_id_file(s.data_dir, identity.vault_id)
+        why = stranded(self.ledger, set(self.venues))
+        if why is not None:
+            raise StrandedMoney(why)
         self.ledger_watch = LedgerWatch.start(self.ledger)
 
     async def start(self) -> None:
@@ -423,9 +434,11 @@ class Daemon:
         host, port = parse_listen(self.settings.listen)
         self._api_runner = aiohttp.web.AppRunner(create_app(self), access_log=None)
         await self._api_runner.setup()
-        site = aiohttp.web.TCPSite(self._api_runner, host, port)
-        await site.start()
-        bound = self._api_runner.addresses[0]
+        # a header timeout, a short keep-alive and a connection cap (vault/httpguard.py)
+        self._api_server, self.api_guard = await start_guarded_site(
+            self._api_runner, host, port, GuardLimits()
+        )
+        bound = self._api_server.sockets[0].getsockname()
         self.listen_url = f"http://{host}:{bound[1]}"
 
     def _job(self, fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -474,6 +487,8 @@ class Daemon:
                 await asyncio.wait(pending, timeout=1.0)
         if self._session is not None:
             await self._session.close()
+        if self._api_server is not None:
+            self._api_server.close()
         if self._api_runner is not None:
             await self._api_runner.cleanup()
         if self._market_runner is not None:
@@ -536,7 +551,7 @@ class Daemon:
                 snapshots=snapshots,
                 now=self.clock(),
                 memory=self.memory,
-                directives=self.directives,
+                directives=self.directives.merge(self.exit_only),
                 guard_state=self.guard_state,
             )
             out = await run_cycle(inp, self.cycle_deps())

@@ -240,6 +240,11 @@ class Ledger:
     def key(self) -> bytes:
         return self._key
 
+    @property
+    def changes(self) -> int:
+        """Rows this connection has changed since it opened (a cheap "did anything move?")."""
+        return int(self._db.total_changes)
+
     def rescue_if_deleted(self) -> Path | None:
         """A ledger file unlinked underneath us still lives in our open connection: copy it out."""
         if self.path.exists():

@@ -150,6 +150,25 @@ class NoOpenBreak(ValueError):
     pass
 
 
+class StrandedMoney(Exception):
+    """The books hold money at a venue the config no longer names (one line, naming it)."""
+
+
+def stranded(ledger: Ledger, configured: set[str]) -> str | None:
+    """Why the config would strand money (positions at venues it no longer names), or None."""
+    from core.money import units_to_str
+
+    gone = {v: u for v, u in ledger.balances().positions_units.items() if u and v not in configured}
+    if not gone:
+        return None
+    names = ", ".join(f"{v} ({units_to_str(u)} USD)" for v, u in sorted(gone.items()))
+    return (
+        f"venues: the books hold {names} but the config no longer names "
+        f"{'it' if len(gone) == 1 else 'them'}; put each back with `exit_only: true` to withdraw "
+        "it (it stays in the books and the status until it is out)"
+    )
+
+
 def book_break(ledger: Ledger, venue: str, reason: str, at: datetime) -> Break:
     """The operator's action: book an open break's difference, with a reason (never as income).
 
