@@ -21,8 +21,8 @@ from typing import Protocol
 
 import numpy as np
 
-from core.types import NO_DIRECTIVES, Allocation, Directives, PortfolioState, VenueSnapshot
-from optimizer import Decision, Optimizer, OptimizerSettings, RiskLimits
+from core.types import NO_DIRECTIVES, Allocation, Directives, Plan, PortfolioState, VenueSnapshot
+from optimizer import Decision, DecisionStatus, Optimizer, OptimizerSettings, RiskLimits
 from optimizer.bench import equal_weight, greedy_highest_apy, water_filling
 from optimizer.memory import OptimizerMemory
 from optimizer.plan import gate, make_moves, round_small_trades
@@ -115,18 +115,21 @@ class TargetStrategy:
 
 
 def _decision(
-    status: str, alloc: Allocation | None, nav: float, income: float, reason: str, plan=None
+    status: str,
+    alloc: Allocation | None,
+    nav: float,
+    income: float,
+    reason: str,
+    plan: Plan | None = None,
 ) -> Decision:
     from optimizer.engine import HOLD
 
     return Decision(
-        status=status,
+        status=DecisionStatus(status),
         allocation=alloc,
         plan=plan if plan is not None else dataclasses.replace(HOLD, reason=reason),
         objective_usd=None,
         predicted_apr=income / nav if nav > 0 else None,
-        solve_seconds=0.0,
-        build_seconds=0.0,
         violations=(),
         limit_utilization={},
         reason=reason,
