@@ -78,6 +78,7 @@ class GuardHook(Protocol):
         portfolio: PortfolioState,
         now: datetime,
         state: Any,
+        /,
     ) -> tuple[Directives, Any]: ...
 
 

@@ -194,8 +194,9 @@ class Ledger:
             (str(SCHEMA_VERSION),),
         )
         self._migrate()
-        self._key = key if key is not None else load_or_create_key(path.parent, create=True)
-        assert self._key is not None
+        loaded = key if key is not None else load_or_create_key(path.parent, create=True)
+        assert loaded is not None  # create=True makes one when there is none
+        self._key: bytes = loaded
         if self._meta("sealed") is None and self._count("transactions") == 0:
             self._set_meta("sealed", "1")  # a new ledger: sealed from its first transaction
 
