@@ -296,15 +296,20 @@ def test_case2_two_daemons_on_one_market_are_two_accounts(tmp_path):
         # the market holds each vault's positions apart, equal to that vault's books
         import urllib.request
 
-        for s in statuses:
+        def same_venues(d: DaemonProcess, vault_id: str) -> bool:
             req = urllib.request.Request(
                 f"http://127.0.0.1:{port}/paper/v1/positions",
-                headers={"X-Paper-Account": s["vault_id"]},
+                headers={"X-Paper-Account": vault_id},
             )
             rows = json.loads(urllib.request.urlopen(req, timeout=5).read())["positions"]
-            assert {r["venue"] for r in rows if float(r["position_usd"]) > 0} == {
-                p["venue"] for p in s["positions"] if float(p["position_usd"]) > 0
+            ours = d.json("/api/v1/status")["positions"]
+            return {r["venue"] for r in rows if float(r["position_usd"]) > 0} == {
+                p["venue"] for p in ours if float(p["position_usd"]) > 0
             }
+
+        for d, s in zip(daemons, statuses, strict=True):
+            # (a move may land between the two reads: ask again until they agree)
+            d.wait_until(lambda d=d, s=s: same_venues(d, s["vault_id"]), 20, "books = market")
     finally:
         codes = [d.terminate()[0] for d in daemons]
         market.terminate()
