@@ -368,3 +368,113 @@ def test_case5_a_held_venue_removed_from_the_config_is_refused_then_exited(stopp
     finally:
         code, _ = daemon.terminate()
     assert code == 0
+
+
+def test_case3_a_move_older_than_the_venues_key_memory_is_asked_about_not_replayed(tmp_path):
+    """A deposit applied but its answer lost, the daemon killed, the market's clock 31 days on
+    (its key memory is 30): the restart asks the venue instead of sending the deposit again,
+    books what the venue shows, and the books equal the market (before: the replay executed a
+    second time and +34,931 was booked as income)."""
+    import json
+    import signal
+    import time
+    import urllib.request
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    market = subprocess.Popen(
+        [sys.executable, "-m", "vault.cli", "mock-feeds", "--listen", f"127.0.0.1:{port}"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def post(path: str, body: dict) -> dict:
+        req = urllib.request.Request(
+            base + path,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        return json.loads(urllib.request.urlopen(req, timeout=10).read())
+
+    # Venues on ethereum only: a bridge leg in flight at the kill would be forgotten by the market
+    # after 31 days too, and that (held for a person, by design) is not what this case is about.
+    import yaml
+
+    from vault.settings import DEFAULT_CONFIG
+
+    config_dir = tmp_path / "config"
+    shutil.copytree(DEFAULT_CONFIG.parent, config_dir)
+    config = yaml.safe_load((config_dir / "default.yaml").read_text())
+    config["venues"] = [v for v in config["venues"] if v["chain"] == "ethereum"]
+    kinds = {v["kind"] for v in config["venues"]}
+    config["limits"]["max_kind_ratio"] = {
+        k: r for k, r in config["limits"]["max_kind_ratio"].items() if k in kinds
+    }
+    (config_dir / "default.yaml").write_text(yaml.safe_dump(config))
+    args = ["--config", str(config_dir / "default.yaml")]
+    env = {"YIELDVAULT_FEEDS__EMBEDDED_MARKET": "null", "YIELDVAULT_FEEDS__ROOT_URL": base}
+    data_dir = tmp_path / "var"
+
+    def pending() -> int:
+        try:
+            db = sqlite3.connect(data_dir / "ledger.sqlite3", timeout=5)
+            try:
+                return db.execute("SELECT COUNT(*) FROM pending_moves").fetchone()[0]
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return -1
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(base + "/admin/v1/state", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mock-feeds did not start"
+                time.sleep(0.2)
+        post(
+            "/admin/v1/faults", {"path_prefix": "/paper/v1/deposit", "mode": "http_5xx", "count": 1}
+        )
+        first = DaemonProcess(
+            data_dir,
+            args=args,
+            env={**env, "YIELDVAULT_SCHEDULE__REBALANCE_INTERVAL_SECONDS": "3600"},
+        )
+        try:
+            first.wait_until(lambda: pending() == 1, 90, "a deposit whose answer was lost")
+        finally:
+            first.proc.send_signal(signal.SIGKILL)
+            first.proc.wait()
+            first.kill()
+        post("/admin/v1/clock", {"advance_seconds": 31 * 86_400})
+        second = DaemonProcess(data_dir, args=args, env=env)
+        try:
+            second.wait_until(lambda: "move_asked_first" in second.logs(), 60, "the venue asked")
+            second.wait_until(lambda: pending() == 0, 30, "the move booked")
+            count = second.json("/api/v1/status")["rebalances"]
+            second.wait_until(
+                lambda: second.json("/api/v1/status")["rebalances"] >= count + 3, 60, "cycles"
+            )
+            status = second.json("/api/v1/status")
+            assert status["reconciliation_breaks"] == [], status["reconciliation_breaks"]
+            assert '"event": "move_replayed"' not in second.logs()
+            req = urllib.request.Request(
+                base + "/paper/v1/positions", headers={"X-Paper-Account": status["vault_id"]}
+            )
+            rows = json.loads(urllib.request.urlopen(req, timeout=5).read())["positions"]
+            market_units = {r["venue"]: usd_to_units(r["position_usd"]) for r in rows}
+            books = {p["venue"]: usd_to_units(p["position_usd"]) for p in status["positions"]}
+            for venue, units in market_units.items():
+                # the same to within what accrues between the two reads (a few basis points)
+                assert abs(books.get(venue, 0) - units) <= max(units * 0.001, 10**6), venue
+            assert usd_to_units(status["nav_usd"]) <= usd_to_units(1_000_000) * 1.01
+        finally:
+            code, _ = second.terminate()
+        assert code == 0
+    finally:
+        market.terminate()
+        market.wait(timeout=10)
