@@ -271,6 +271,7 @@ class Daemon:
                 venues=self.venues,
                 home_chain=s.vault.home_chain,
                 clock=self.now,
+                idempotency_window_seconds=s.reconciliation.venue_idempotency_window_seconds,
             )
         else:
             self._executor = DryRunExecutor()

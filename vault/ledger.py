@@ -433,10 +433,11 @@ class Ledger:
         self._db.execute("DELETE FROM pending_moves WHERE idempotency_key = ?", (key,))
 
     def pending_moves(self) -> list[dict[str, Any]]:
+        """The moves written ahead and not booked, oldest first; each with ``written_at``."""
         rows = self._db.execute(
-            "SELECT move_json FROM pending_moves ORDER BY created_at, idempotency_key"
+            "SELECT created_at, move_json FROM pending_moves ORDER BY created_at, idempotency_key"
         ).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        return [{**json.loads(r[1]), "written_at": r[0]} for r in rows]
 
     # -- reading ---------------------------------------------------------------------------
 
