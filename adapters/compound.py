@@ -88,10 +88,12 @@ class CompoundAdapter(Adapter):
                 f"{where} field totalBorrow {borrow_usd:.6g} USD exceeds totalSupply {supply_usd:.6g}",
             )
         feed_supply_apr = ctx.check_apr(
-            compound.per_year(c.supplyRate / compound.FACTOR_SCALE), f"{where} field supplyRate"
+            float(compound.per_year(c.supplyRate / compound.FACTOR_SCALE)),
+            f"{where} field supplyRate",
         )
         feed_borrow_apr = ctx.check_apr(
-            compound.per_year(c.borrowRate / compound.FACTOR_SCALE), f"{where} field borrowRate"
+            float(compound.per_year(c.borrowRate / compound.FACTOR_SCALE)),
+            f"{where} field borrowRate",
         )
         try:
             curve_params = compound.CometCurve.from_per_second_factors(
@@ -153,5 +155,6 @@ class CompoundAdapter(Adapter):
                 "emission_usd_per_year": emission_usd,
                 **({"reward_price_usd": reward_price} if reward_price is not None else {}),
                 "position_usd": position_usd,
+                "is_paused": float(c.isPaused),  # for the guards
             },
         )

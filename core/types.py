@@ -24,6 +24,9 @@ class VenueKind(enum.StrEnum):
     LP = "lp"
     BRIDGE_ARB = "bridge_arb"
     FIXED = "fixed"
+    LOOP = "loop"  # staking-lending loop: stETH collateral, ETH debt, restaked (protocols.loop)
+    HEDGED_LP = "hedged_lp"  # LP with its ETH delta shorted on a perpetual (protocols.hedged_lp)
+    NFT_RENTAL = "nft_rental"  # floor NFTs rented out by the day (protocols.nft_rental)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +126,9 @@ class PortfolioState:
     # chain -> idle USD on it (the ledger's idle:<chain> accounts), summing to idle_usd; empty means
     # every USD of idle_usd is on the home chain (callers that do not track chains)
     idle_by_chain_usd: Mapping[str, float] = field(default_factory=dict)
+    # cumulative yield the books credited to each venue (negative after a loss): the guards compare
+    # its change between cycles with the prediction, which moves in and out do not disturb
+    earned_usd: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def nav_usd(self) -> float:

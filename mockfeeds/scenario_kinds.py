@@ -47,23 +47,28 @@ class Params:
 
 StartFn = Callable[[MarketState, Mapping[str, Any], dict[str, Any], Params], None]
 RevertFn = Callable[[MarketState, dict[str, Any]], None]
+TickFn = Callable[[MarketState, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
 class ScenarioKind:
-    """One named scenario: its start and revert functions (see the module docstring)."""
+    """One named scenario: its start and revert functions (see the module docstring), and for
+    an incident that unfolds over time a ``tick`` run after every world tick while it is active
+    (``mockfeeds/incidents.py``)."""
 
     start: StartFn
     revert: RevertFn
+    tick: TickFn | None = None
 
 
 def apply_loss(m: MarketState, v: VenueModel, f: float) -> None:
     """The pool and our position in it lose the fraction ``f`` at once."""
     keep = 1.0 - f
-    if v.id in m.positions:
-        m.positions[v.id] = DEC.multiply(m.positions[v.id], Decimal(repr(keep))).quantize(
-            Q18, rounding=ROUND_DOWN
-        )
+    for book in m.books().values():  # every paper account loses alike
+        if v.id in book:
+            book[v.id] = DEC.multiply(book[v.id], Decimal(repr(keep))).quantize(
+                Q18, rounding=ROUND_DOWN
+            )
     if isinstance(v, LendingVenue):
         v.s_others *= keep
         v.s_trend *= keep

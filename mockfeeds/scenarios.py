@@ -13,12 +13,14 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from mockfeeds.incidents import INCIDENT_KINDS
 from mockfeeds.scenario_kinds import BASIC_KINDS, Params, ScenarioKind
+from mockfeeds.scenario_kinds_composite import COMPOSITE_KINDS
 from mockfeeds.state import MarketError, iso
 from mockfeeds.stepping import Stepping
 
 #: every scenario name the market knows, in the order ``GET /admin/v1/scenarios`` lists them
-SCENARIO_KINDS: dict[str, ScenarioKind] = {**BASIC_KINDS}
+SCENARIO_KINDS: dict[str, ScenarioKind] = {**BASIC_KINDS, **INCIDENT_KINDS, **COMPOSITE_KINDS}
 SCENARIOS: tuple[str, ...] = tuple(SCENARIO_KINDS)
 
 
@@ -54,13 +56,13 @@ class Scenarios(Stepping):
             "started_at": iso(now),
             "ends_at": iso(now + duration),
             "ends_at_ts": now + duration,
+            "started_at_ts": now,
             "active": True,
         }
         SCENARIO_KINDS[name].start(self, spec, rec, Params(params))
         for v in self.venues:
-            v.ours_usd = (
-                float(self.position_usd_dec(v.id)) if v.id in self.positions else v.ours_usd
-            )
+            if any(v.id in b for b in self.books().values()):
+                v.ours_usd = self.ours_total_usd(v.id)
         self.scenarios[sid] = rec
         self.version += 1
         self.dirty = True
@@ -81,10 +83,25 @@ class Scenarios(Stepping):
         return self.scenario_public(rec)
 
     def _after_tick(self) -> None:
-        """After each tick: settle (below), then expire finished and start scheduled scenarios."""
+        """After each tick: settle (below), unfold the active scenarios that move with time, then
+        expire finished and start scheduled ones."""
         super()._after_tick()
+        self._tick_scenarios()
         self._expire_scenarios()
         self._start_scheduled()
+
+    def _tick_scenarios(self) -> None:
+        """Move the incidents that unfold over time (``ScenarioKind.tick``) to this tick."""
+        ticked = False
+        for rec in self.scenarios.values():
+            kind = SCENARIO_KINDS.get(rec["name"])
+            if rec["active"] and kind is not None and kind.tick is not None:
+                kind.tick(self, rec)
+                ticked = True
+        if ticked:
+            for v in self.venues:
+                if v.id in self.positions:
+                    v.ours_usd = float(self.position_usd_dec(v.id))
 
     def _start_scheduled(self) -> None:
         """Start the YAML's ``scenarios:`` whose ``at`` has come (each once, in config order)."""
@@ -108,7 +125,7 @@ class Scenarios(Stepping):
         rec["ended_at"] = iso(self.state_time)
         SCENARIO_KINDS[rec["name"]].revert(self, rec)
         for v in self.venues:
-            if v.id in self.positions:
-                v.ours_usd = float(self.position_usd_dec(v.id))
+            if any(v.id in b for b in self.books().values()):
+                v.ours_usd = self.ours_total_usd(v.id)
         self.version += 1
         self.dirty = True

@@ -164,6 +164,12 @@ class CheckContext:
             ("chain", dict(limits.max_chain_ratio)),
             ("protocol", dict(limits.max_protocol_ratio)),
             ("dependency", dict(limits.max_dependency_ratio)),
+            (
+                "illiquid",
+                {"illiquid": limits.max_illiquid_ratio}
+                if limits.max_illiquid_ratio is not None
+                else {},
+            ),
         )
         rows: dict[tuple[str, str], int] = {}
         caps: list[tuple[str, str, float]] = []
@@ -177,9 +183,12 @@ class CheckContext:
             chains = np.array([s.venue.chain for s in snaps], dtype=object)
             protocols = np.array([s.venue.protocol for s in snaps], dtype=object)
             by_family = {"kind": kinds, "chain": chains, "protocol": protocols}
+            illiquid_kinds = {str(k) for k in limits.illiquid_kinds}
             for (family, key), r in rows.items():
                 if family in by_family:
                     self.G[r] = by_family[family] == key
+                elif family == "illiquid":  # every venue of an illiquid kind (NFT rentals, loops)
+                    self.G[r] = np.array([k in illiquid_kinds for k in kinds], dtype=bool)
                 else:  # a dependency: the venue's protocol or one of its dependencies
                     self.G[r] = protocols == key
             for i, s in enumerate(snaps):
@@ -347,7 +356,7 @@ class CheckContext:
             )
         for i in np.nonzero(frozen & (x > x0 + tol))[0]:
             bad(
-                f"frozen: venue {ids[i]} is frozen ({self.snaps[i].frozen_reason}) and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD"
+                f"frozen: venue {ids[i]} is frozen ({self.snaps[int(i)].frozen_reason}) and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD"
             )
         # capacity bounds growth, not holdings: above a capacity that shrank the position may stay (x0 >= stay)
         room = np.maximum(capacity, x0)
@@ -456,3 +465,65 @@ class CheckContext:
                     f"max_turnover_ratio: moves {moved:,.2f} USD, above {limits.max_turnover_ratio:g} of NAV ({allowed:,.2f} USD)",
                     over(moved, allowed),
                 )
+        _check_state_rules(rep, self.snaps, ids, x, x0, stay, limits, tol)
+
+
+def _check_state_rules(
+    rep: CheckReport,
+    snaps: Sequence[VenueSnapshot],
+    ids: list[str],
+    x: np.ndarray,
+    x0: np.ndarray,
+    stay: np.ndarray,
+    limits: RiskLimits,
+    tol: float,
+) -> None:
+    """NFT rentals: ``floor_drawdown <= max_nft_floor_drawdown``, else ``x <= stay``. Loops:
+    ``health_factor >= min_loop_health_factor`` and ``leverage <= max_loop_leverage`` of
+    our account, else the target must be what cannot leave (``x <= stay``); a loop whose *target*
+    health factor or leverage (what a new deposit opens at) breaks them may not grow (``x <= x0``).
+    A loop snapshot without these state keys counts as unhealthy."""
+    hf_min, lev_max = limits.min_loop_health_factor, limits.max_loop_leverage
+    dd_max, disc_max = limits.max_nft_floor_drawdown, limits.max_loop_collateral_discount
+    if hf_min is None and lev_max is None and dd_max is None and disc_max is None:
+        return
+    worst = 0.0
+    for i, s in enumerate(snaps):
+        st = s.state
+        if str(s.venue.kind) == "nft_rental" and dd_max is not None:
+            dd = float(st.get("floor_drawdown", 1.0))
+            if not dd <= dd_max and x[i] > stay[i] + tol:
+                rep.add(
+                    f"nft_floor_drawdown: venue {ids[i]} floor is {dd:.1%} below its 7-day high, "
+                    f"beyond max_nft_floor_drawdown {dd_max:g}; it holds {x[i]:,.2f} USD, at most "
+                    f"{stay[i]:,.2f} USD (what cannot leave) may stay"
+                )
+            continue
+        if str(s.venue.kind) != "loop" or (hf_min is None and lev_max is None):
+            continue
+        hf = float(st.get("health_factor", 0.0))
+        lev = float(st.get("leverage", math.inf))
+        thf = float(st.get("target_health_factor", 0.0))
+        tlev = float(st.get("target_leverage", math.inf))
+        if hf_min is not None and hf > 0:
+            worst = max(worst, hf_min / hf)
+        if (hf_min is not None and not hf >= hf_min) or (
+            lev_max is not None and not lev <= lev_max
+        ):
+            if x[i] > stay[i] + tol:
+                rep.add(
+                    f"loop_health: venue {ids[i]} health factor {hf:.4f} / leverage {lev:.2f} breaks "
+                    f"min_loop_health_factor {hf_min} / max_loop_leverage {lev_max}; it holds "
+                    f"{x[i]:,.2f} USD, at most {stay[i]:,.2f} USD (what cannot leave) may stay"
+                )
+        elif (
+            (hf_min is not None and not thf >= hf_min)
+            or (lev_max is not None and not tlev <= lev_max)
+            or (disc_max is not None and not float(st.get("steth_eth_price", 0.0)) >= 1 - disc_max)
+        ) and x[i] > max(x0[i], stay[i]) + tol:
+            rep.add(
+                f"loop_health: venue {ids[i]} opens new deposits at health factor {thf:.4f} / "
+                f"leverage {tlev:.2f} with collateral at {float(st.get('steth_eth_price', 0.0)):.4f} "
+                f"ETH, outside the loop limits, and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD"
+            )
+    rep.utilization["loop_health"] = worst

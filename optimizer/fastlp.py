@@ -40,6 +40,7 @@ from optimizer.cycle import CycleData
 from optimizer.highs import quiet_highs
 
 FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,7 @@ class SegmentLP:
         # no scaling: the LP is in NAV units already (coefficients 0/1 and risk scores, slopes ~APRs,
         # bounds <= 1); measured at 1k venues, a warm run 7.5 -> 3.9 ms, the same optima
         self.highs.setOptionValue("simplex_scale_strategy", 0)
-        self._basis = None
+        self._basis: highspy.HighsBasis | None = None
         self._basis_shape: tuple[int, int] | None = None
         # (slot count, CSC of the constant x-rows over the slot columns)
         self._x_cache: tuple[int, NDArray[np.int64], NDArray[np.int64], FloatArray] | None = None
@@ -118,7 +119,7 @@ class SegmentLP:
     # ------------------------------------------------------------------------------------------
     def _slots(
         self, d: CycleData
-    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    ) -> tuple[FloatArray, FloatArray, FloatArray, BoolArray, BoolArray]:
         """Per venue ``P + 1`` slots: (left end, width, slope, left-of-x0 flag, below-c flag), NAV units."""
         nav = d.nav_usd
         beta = d.pwl.breakpoints / nav  # (n, P+1)
@@ -207,9 +208,14 @@ class SegmentLP:
         above = np.maximum(d.x0 - d.pwl.breakpoints[:, -1] / d.nav_usd, 0.0)
         left_q_width = float((width * (is_left & q)).sum()) + float(above[self.queued].sum())
         # min idle: Σ s - Σ_{Q,left} s <= B - Σ lb - Σ_{Q,left} ω - m'
-        idle_coef = (1.0 - (is_left & q)).ravel()
+        idle_coef: FloatArray = (1.0 - (is_left & q)).ravel().astype(np.float64)
         rows_coef.append(idle_coef)
-        rows_ub.append(B - float(lbx.sum()) - left_q_width - float(self.min_idle.rhs.value))
+        rows_ub.append(
+            B
+            - float(lbx.sum())
+            - left_q_width
+            - float(np.asarray(self.min_idle.rhs.value, dtype=float))
+        )
         # idle per chain (README §4c): Σ_{i on c} (s - Σ_{Q,left} s) - inflow_c <= avail_c - Σ_{i on c}
         # (lb + [queued] (Σ_left ω + above)); the legs are columns after the slots
         chain_row0 = len(rows_coef)
@@ -229,7 +235,7 @@ class SegmentLP:
         for g in self.groups:
             x_rhs.append(np.asarray(g.cap.value, dtype=float))
         if self.risk is not None:
-            x_rhs.append(np.array([float(self.risk.rhs.value)]))
+            x_rhs.append(np.array([float(np.asarray(self.risk.rhs.value, dtype=float))]))
         M = self.x_rows
         # liquidity floors: Σ s - Σ_{Q,left,not landing} s - Σ_{z, below} s <= B - Σ lb - Σ_{Q left not landing} ω + Σ_z min(lb, L) - floor
         if self.floors is not None:

@@ -242,7 +242,14 @@ def random_market(
     """
     rng = np.random.default_rng(seed)
     at = observed_at or datetime(2026, 1, 1, tzinfo=UTC)
-    kinds = rng.choice(list(VenueKind), size=n, p=[0.2, 0.4, 0.2, 0.1, 0.1])
+    basic = [
+        VenueKind.STAKING,
+        VenueKind.LENDING,
+        VenueKind.LP,
+        VenueKind.BRIDGE_ARB,
+        VenueKind.FIXED,
+    ]
+    kinds = rng.choice(basic, size=n, p=[0.2, 0.4, 0.2, 0.1, 0.1])
     snaps: list[VenueSnapshot] = []
     scale = nav_usd / max(n, 1)
     for i in range(n):

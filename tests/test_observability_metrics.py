@@ -92,6 +92,9 @@ def filled_metrics(registry: CollectorRegistry | None = None) -> Metrics:
     m.record_rebalance("held", "optimal", 0.005, 42_150.0, 0.0432, 0.0, 0.0, 0.0)
     m.mark_cycle_success("poll", now)
     m.mark_cycle_success("rebalance", now)
+    m.declare_guards([v.id for v in venues], ("depeg", "outflow", "nav_drawdown"))
+    m.set_guards([(venues[0].id, "depeg", 2)], [venues[0].id], [], pause=False)
+    m.count_guard_trip("depeg")
     return m
 
 
@@ -182,6 +185,9 @@ def test_names_follow_prometheus_units():
         "yieldvault_rebalances_total",
         "yieldvault_solves_total",
         "yieldvault_feed_errors_total",
+        "yieldvault_guard_state",
+        "yieldvault_guard_trips_total",
+        "yieldvault_guard_directive",
     }
     for name in catalog_names(filled_metrics()):
         if name in unitless:
@@ -270,7 +276,7 @@ def test_set_venue_state_records_a_whole_snapshot():
     m.set_venue_state(
         *key, real_apr=0.04, emission_apr=0.002, tvl_usd=9e8, frozen=True, observed_at=1234.0
     )
-    labels = dict(zip(("venue", "kind", "chain"), key))
+    labels = dict(zip(("venue", "kind", "chain"), key, strict=False))
     assert value(m, "yieldvault_venue_predicted_apr_ratio", component="real", **labels) == 0.04
     assert value(m, "yieldvault_venue_predicted_apr_ratio", component="emission", **labels) == 0.002
     assert value(m, "yieldvault_venue_tvl_usd", **labels) == 9e8

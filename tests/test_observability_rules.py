@@ -33,6 +33,9 @@ REQUIRED_ALERTS = {
     "YieldvaultMoveUnresolved",
     "YieldvaultReconciliationBreak",
     "YieldvaultLedgerIntegrity",
+    "YieldvaultGuardExit",
+    "YieldvaultGuardPause",
+    "YieldvaultGuardFreeze",
 }
 
 

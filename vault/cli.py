@@ -10,6 +10,8 @@
     yieldvault backtest --history FILE [--config FILE] [--from D --to D] [--rebalance-every 6h] --out DIR [--json]
     yieldvault backtest sweep --grid KEY=V1,V2 ... --history FILE --out DIR [--scheduler tcp://HOST:PORT]
     yieldvault bench backtest --json
+    yieldvault guards resume [--venue V] [--guard G] [--config FILE] [--data-dir DIR]
+    yieldvault guards status [--config FILE] [--data-dir DIR] [--json]
 
 Exit codes: 0 success, 1 runtime failure, 2 invalid config or usage.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import signal
 import sys
@@ -30,6 +33,7 @@ from core.money import units_to_str
 from vault.identity import IdentityError
 from vault.integrity import LedgerIntegrityError
 from vault.logs import configure_logging
+from vault.reconcile import StrandedMoney
 from vault.settings import DEFAULT_CONFIG, ConfigError, load_settings, read_yaml
 
 log = structlog.get_logger("vault.cli")
@@ -136,11 +140,24 @@ def _parser() -> argparse.ArgumentParser:
     btb = bench_sub.add_parser("backtest", help="3-year hourly replay, a decision every hour")
     btb.add_argument("--history", type=Path, default=None)
     btb.add_argument("--days", type=int, default=None, help="replay only the first N days")
+    btb.add_argument("--venue-days", type=int, default=30, help="days of the 1,000-venue replay")
     btb.add_argument("--json", action="store_true")
 
     from backtest.cli import add_parser as add_backtest
 
     add_backtest(sub)
+    guards = sub.add_parser("guards", help="protocol-health guards: status, operator resume")
+    guards_sub = guards.add_subparsers(dest="guards", required=True)
+    resume = guards_sub.add_parser(
+        "resume", help="resume tripped exit/pause breakers (applied at the daemon's next cycle)"
+    )
+    resume.add_argument("--venue", default=None, help="only this venue ('*' = the portfolio)")
+    resume.add_argument("--guard", default=None, help="only this guard (e.g. depeg)")
+    status = guards_sub.add_parser("status", help="every breaker that is not closed")
+    status.add_argument("--json", action="store_true")
+    for gp in (resume, status):
+        gp.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+        gp.add_argument("--data-dir", type=Path, default=None)
     return p
 
 
@@ -150,7 +167,60 @@ QUALITY_SCENARIOS = (
     "rebalance_with_turnover",
     "heavy_rate_impact",
     "frozen_and_exit_bounds",
+    "composite_kinds",
 )
+
+
+def guards_command(args: argparse.Namespace) -> int:
+    """``yieldvault guards resume|status``: exit 2 naming the field on a bad venue or guard."""
+    from vault.guard_store import read_status, request_resume
+
+    try:
+        settings = load_settings(args.config, data_dir=args.data_dir)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+    if args.guards == "resume":
+        try:
+            req = request_resume(
+                settings.data_dir,
+                args.venue,
+                args.guard,
+                venues={v.id for v in settings.venues},
+            )
+        except ValueError as exc:
+            print(f"yieldvault guards resume: {exc}", file=sys.stderr)
+            return 2
+        print(
+            f"resume #{req.id} queued for venue={req.venue or 'any'} guard={req.guard or 'any'}; "
+            "the daemon applies it at its next rebalance"
+        )
+        return 0
+    try:
+        state, pending = read_status(settings.data_dir)
+    except (ValueError, OSError) as exc:
+        print(f"yieldvault guards status: {exc}", file=sys.stderr)
+        return 1
+    rows = [
+        {
+            "venue": v,
+            "guard": g,
+            "state": b.state.value,
+            "action": b.action,
+            "trips": b.trips,
+            "resumed": b.resumed,
+            "evidence": b.evidence,
+        }
+        for (v, g), b in sorted(state.breakers.items())
+        if b.active
+    ]
+    if args.json:
+        _print_json({"breakers": rows, "pending_resumes": [dataclasses.asdict(r) for r in pending]})
+    else:
+        for r in rows:
+            print(f"{r['venue']:28} {r['guard']:16} {r['state']:8} {r['action']:6} {r['evidence']}")
+        print(f"{len(rows)} breaker(s) not closed; {len(pending)} resume(s) pending")
+    return 0
 
 
 def check_config(path: Path) -> list[str]:
@@ -193,7 +263,7 @@ async def _run(settings: Any, config_dir: Path) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await daemon.start()
-    except (LedgerIntegrityError, IdentityError) as exc:
+    except (LedgerIntegrityError, IdentityError, StrandedMoney) as exc:
         print(f"yieldvault: refusing to start: {exc}", file=sys.stderr)
         await daemon.stop()
         return 2
@@ -328,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         from backtest.cli import main as backtest_main
 
         return backtest_main(args)
+    if args.command == "guards":
+        return guards_command(args)
 
     if args.command == "bench":
         if args.bench == "backtest":
@@ -336,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
 
             quiet_logs()
             with stdout_to_stderr():
-                result = bench_backtest(args.history, days=args.days)
+                result = bench_backtest(args.history, days=args.days, venue_days=args.venue_days)
             _print_json(result)
         elif args.bench == "solver":
             from optimizer.bench import bench_solver

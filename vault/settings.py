@@ -22,6 +22,7 @@ from pydantic_settings.exceptions import SettingsError
 
 from adapters.config import FeedSettings
 from core.config import Strict, VenueConfig
+from guard.config import GuardSettings
 from optimizer.config import OptimizerSettings, RiskLimits
 from vault.reconcile import ReconcileSettings
 
@@ -77,6 +78,7 @@ class Settings(BaseSettings):
     limits: RiskLimits = RiskLimits()
     optimizer: OptimizerSettings = OptimizerSettings()
     reconciliation: ReconcileSettings = ReconcileSettings()
+    guards: GuardSettings = GuardSettings()
     venues: Annotated[tuple[VenueConfig, ...], Field(min_length=1)]
 
     @field_validator("listen")
@@ -112,11 +114,14 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"limits.{key}: no configured venue is on {what} {sorted(unknown)}"
                 )
-        if self.feeds.embedded_market is None and self.feeds.root_url is None:
-            if any(v.feed.base_url is None for v in self.venues):
-                raise ValueError(
-                    "feeds: set embedded_market or root_url (a venue's feed has no base_url)"
-                )
+        if (
+            self.feeds.embedded_market is None
+            and self.feeds.root_url is None
+            and any(v.feed.base_url is None for v in self.venues)
+        ):
+            raise ValueError(
+                "feeds: set embedded_market or root_url (a venue's feed has no base_url)"
+            )
         return self
 
     @classmethod

@@ -60,6 +60,7 @@ class VenueModel:
         self.epoch0 = epoch0  # when the simulated history starts (emission decay origin)
         self.ours_usd = 0.0
         self.paused = False  # exploit: deposits and withdrawals refused
+        self.oracle_offset_bps = 0.0  # exploit_path: the pool's own oracle off the market
         # liquidity crunch on venues without a pool model
         self.withdraw_cap_usd: float | None = None
         self.halted = False  # bridge halt on an arb route
@@ -115,6 +116,10 @@ class VenueModel:
     def entry_cost_fraction(self, amount_usd: float, m: MarketView) -> float:
         if self.cfg.entry_fee_bps is not None:
             return self.cfg.entry_fee_bps / 10_000
+        return 0.0
+
+    def exit_cost_fraction(self, amount_usd: float, m: MarketView) -> float:
+        """Share of a withdrawal lost on the way out (an unwind's swap, a sale below floor); 0 here."""
         return 0.0
 
     def deposit_limit_usd(self, m: MarketView) -> float:
