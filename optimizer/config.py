@@ -75,6 +75,9 @@ class RiskLimits(Strict):
 class OptimizerSettings(Strict):
     solver: Literal["CLARABEL", "ECOS", "SCS", "OSQP", "HIGHS"] = "CLARABEL"
     time_limit_seconds: Annotated[float, Field(gt=0)] = 10.0
+    # the segment LP's first solve of a venue set (no basis yet): a cold dual simplex at 10k+ venues
+    # can take longer than time_limit_seconds on a busy box, and the cvxpy fallback is no faster
+    cold_time_limit_seconds: Annotated[float, Field(gt=0)] = 120.0
     pieces: Annotated[int, Field(ge=2, le=64)] = 8  # linear pieces per yield curve
     # gains vs costs are compared over this
     holding_horizon_days: Annotated[float, Field(gt=0)] = 30.0

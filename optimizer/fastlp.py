@@ -309,7 +309,11 @@ class SegmentLP:
         )
         if status == highspy.HighsStatus.kError:
             raise RuntimeError("HiGHS refused the segment LP (passModel)")
-        if self._basis is not None and self._basis_shape == (ncol, nrow):
+        warm = self._basis is not None and self._basis_shape == (ncol, nrow)
+        settings = self.model.settings
+        limit = settings.time_limit_seconds if warm else settings.cold_time_limit_seconds
+        h.setOptionValue("time_limit", float(limit))
+        if warm:
             # the previous cycle's basis: a valid start, usually a few pivots away
             h.setBasis(self._basis)
         t_run = time.perf_counter()
