@@ -175,7 +175,7 @@ class DefiLlamaAdapter(Adapter):
 
     def _sigma(self, plan: VenuePlan, ctx: BuildContext, row: LlamaPool, where: str) -> float:
         p: DefiLlamaParams = plan.params
-        if row.ilRisk.lower() == "no":
+        if row.ilRisk is not None and row.ilRisk.lower() == "no":
             return 0.0
         if p.sigma_annual is not None:
             return p.sigma_annual
@@ -189,5 +189,6 @@ class DefiLlamaAdapter(Adapter):
             return sigma
         raise FeedError(
             "schema",
-            f"{where}: ilRisk is {row.ilRisk!r} but params.price_coin and params.sigma_annual are unset",
+            f"{where}: field ilRisk is {row.ilRisk!r} (not 'no') but params.price_coin and"
+            " params.sigma_annual are unset",
         )

@@ -131,37 +131,46 @@ class Predictions(FeedModel):
 
 
 class LlamaPool(FeedModel):
-    """One ``/pools`` row: all 28 documented fields. Percentages are in % (``apyBase`` 3.1 = 3.1 %);
-    the live API sends null for the optional ones (DEX-only, lending-only or unknown)."""
+    """One ``/pools`` row. Required: what the curves read, ``pool``, ``tvlUsd`` and ``apyBase`` (the
+    key must be there; the live API sends null for a pool without a base yield, read as 0). The other
+    25 documented fields are optional: validated when present (a NaN or a negative amount is still
+    an error naming the field), ``None`` when absent, because the live API adds and drops columns
+    and an export may lack one the adapter never reads (``apyBaseInception``). Percentages are in %
+    (``apyBase`` 3.1 = 3.1 %). ``apyReward``/``rewardTokens`` (emissions), ``ilRisk`` (LP
+    volatility) and ``volumeUsd1d`` (a diagnostic) are read when present; an LP row without
+    ``ilRisk`` takes its volatility from the venue's params (``sigma_annual`` or ``price_coin``)."""
 
-    chain: str
-    project: str
-    symbol: str
+    # what the curves read
+    pool: str = Field(min_length=1)
     tvlUsd: NonNeg
     apyBase: Percent | None
-    apyReward: NonNegPercent | None
-    apy: Percent | None
-    rewardTokens: list[str] | None
-    pool: str = Field(min_length=1)
-    apyPct1D: Finite | None
-    apyPct7D: Finite | None
-    apyPct30D: Finite | None
-    stablecoin: bool
-    ilRisk: str
-    exposure: str
-    predictions: Predictions | None
-    poolMeta: str | None
-    mu: Finite | None
-    sigma: NonNeg | None
-    count: Annotated[int, Field(ge=0)] | None
-    outlier: bool
-    underlyingTokens: list[str] | None
-    il7d: Finite | None
-    apyBase7d: Percent | None
-    apyMean30d: Finite | None
-    volumeUsd1d: NonNeg | None
-    volumeUsd7d: NonNeg | None
-    apyBaseInception: Finite | None
+    # read when present
+    apyReward: NonNegPercent | None = None
+    rewardTokens: list[str] | None = None
+    ilRisk: str | None = None
+    volumeUsd1d: NonNeg | None = None
+    # documented, never read: checked when present
+    chain: str | None = None
+    project: str | None = None
+    symbol: str | None = None
+    apy: Percent | None = None
+    apyPct1D: Finite | None = None
+    apyPct7D: Finite | None = None
+    apyPct30D: Finite | None = None
+    stablecoin: bool | None = None
+    exposure: str | None = None
+    predictions: Predictions | None = None
+    poolMeta: str | None = None
+    mu: Finite | None = None
+    sigma: NonNeg | None = None
+    count: Annotated[int, Field(ge=0)] | None = None
+    outlier: bool | None = None
+    underlyingTokens: list[str] | None = None
+    il7d: Finite | None = None
+    apyBase7d: Percent | None = None
+    apyMean30d: Finite | None = None
+    volumeUsd7d: NonNeg | None = None
+    apyBaseInception: Finite | None = None
 
 
 class LlamaPoolsEnvelope(FeedModel):

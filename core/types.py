@@ -123,6 +123,9 @@ class PortfolioState:
     # (days until it lands at the latest, USD) for the parts of in_flight_usd whose landing the books
     # know (bridge transfers, queued withdrawals); the rest lands within the longest exit time.
     in_flight_landing: tuple[tuple[float, float], ...] = ()
+    # chain -> idle USD on it (the ledger's idle:<chain> accounts), summing to idle_usd; empty means
+    # every USD of idle_usd is on the home chain (callers that do not track chains)
+    idle_by_chain_usd: Mapping[str, float] = field(default_factory=dict)
     # cumulative yield the books credited to each venue (negative after a loss): the guards compare
     # its change between cycles with the prediction, which moves in and out do not disturb
     earned_usd: Mapping[str, float] = field(default_factory=dict)
@@ -131,13 +134,21 @@ class PortfolioState:
     def nav_usd(self) -> float:
         return self.idle_usd + self.in_flight_usd + sum(self.positions_usd.values())
 
+    def idle_on(self, home_chain: str) -> dict[str, float]:
+        """Idle per chain (home-chain only when ``idle_by_chain_usd`` is empty)."""
+        if not self.idle_by_chain_usd:
+            return {home_chain: float(self.idle_usd)}
+        return {str(c): float(u) for c, u in self.idle_by_chain_usd.items()}
+
 
 @dataclass(frozen=True, slots=True)
 class Allocation:
-    """Target USD per venue plus what stays idle."""
+    """Target USD per venue plus what stays idle (in total, and per chain once the plan's bridge
+    legs have moved it; empty when the caller does not track chains)."""
 
     target_usd: Mapping[str, float]
     idle_usd: float
+    idle_by_chain_usd: Mapping[str, float] = field(default_factory=dict)
 
 
 class MoveAction(enum.StrEnum):

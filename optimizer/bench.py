@@ -77,12 +77,19 @@ def all_limits(market: Market) -> RiskLimits:
 
 
 def drift(
-    snaps: Sequence[VenueSnapshot], rng: np.random.Generator, at: datetime, vol: float = 0.03
+    snaps: Sequence[VenueSnapshot],
+    rng: np.random.Generator,
+    at: datetime,
+    vol: float = 0.03,
+    share: float = 1.0,
 ) -> tuple[VenueSnapshot, ...]:
-    """The next cycle's market: every rate moves by a lognormal factor (sd ``vol``)."""
+    """The next cycle's market: every rate moves by a lognormal factor (sd ``vol``); with ``share`` < 1
+    only that share of the venues (drawn each cycle), the others' feeds say what they said."""
     out = []
     factors = rng.lognormal(0.0, vol, len(snaps))
-    for s, k in zip(snaps, factors, strict=False):
+    if share < 1.0:
+        factors = np.where(rng.random(len(snaps)) < share, factors, 1.0)
+    for s, k in zip(snaps, factors, strict=True):
         c = s.curve
         nc: YieldCurve
         if isinstance(c, DilutionCurve):
@@ -109,6 +116,19 @@ def drift(
     return tuple(out)
 
 
+def _legs_cost(model: AllocationModel) -> float:
+    """The bridge legs' annualised cost at the cvxpy problem's last solution (NAV units, README §4c)."""
+    from optimizer.limits import ChainIdle
+
+    for lim in model.limits:
+        if isinstance(lim, ChainIdle) and lim.active and lim.out is not None:
+            out, back = lim.out.value, lim.back.value
+            if out is None or back is None:
+                return 0.0
+            return float(lim.rate.value) * float(np.sum(out) + np.sum(back))
+    return 0.0
+
+
 def _pct(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1e3, q)) if values else math.nan
 
@@ -119,8 +139,13 @@ def bench_solver(
     seed: int = 0,
     settings: OptimizerSettings | None = None,
     naive: bool = True,
+    changed_share: float = 1.0,
+    reference: bool = True,
 ) -> dict:
-    """Build once and re-solve ``repeats`` drifting cycles; then the naive rebuild-every-cycle version."""
+    """Build once and re-solve ``repeats`` drifting cycles; then the naive rebuild-every-cycle version.
+    ``changed_share``: the share of venues whose rates move each cycle (1: all, the worst case for the
+    incremental fit). ``reference=False`` (with ``naive=False``: ``--ours-only``) skips the cvxpy
+    runs, so that the peak RSS is ours alone."""
     settings = settings or OptimizerSettings()
     rng = np.random.default_rng(seed)
     market = random_market(venues, seed, invested_share=0.6)
@@ -134,16 +159,29 @@ def bench_solver(
     first_total = time.perf_counter() - t
     model = opt._model
     assert model is not None
-    cycles = [drift(market.snapshots, rng, T0 + timedelta(minutes=i + 1)) for i in range(repeats)]
+    cycles = []
+    snaps_now: Sequence[VenueSnapshot] = market.snapshots
+    for i in range(repeats):
+        # each cycle drifts from the last (so an unchanged venue is the same as in the cycle before)
+        snaps_now = drift(snaps_now, rng, T0 + timedelta(minutes=i + 1), share=changed_share)
+        cycles.append(snaps_now)
+    refitted: list[int] = []
     solve, solver, fit, total, objective = [], [], [], [], []
+    check, prune, plan, cpu = [], [], [], []
     statuses: dict[str, int] = {}
     # side by side, same cycles, same Parameter values: the cvxpy problem (the reference path)
     ref_solve, ref_solver, ref_gap, ref_true_gap, ref_first = [], [], [], [], None
-    with_reference = model.segment is not None
+    with_reference = model.segment is not None and reference
     for i, snaps in enumerate(cycles):
+        c0 = time.process_time()
         d = opt.decide(snaps, market.portfolio, T0 + timedelta(minutes=i + 1))
+        cpu.append(time.process_time() - c0)
+        refitted.append(model.fit_cache.refitted)
         statuses[d.status] = statuses.get(d.status, 0) + 1
         solve.append(d.solve_seconds)
+        check.append(d.check_seconds)
+        prune.append(d.prune_seconds)
+        plan.append(d.plan_seconds)
         fit.append(d.fit_seconds)
         total.append(d.total_seconds)
         if d.solver_seconds is not None:
@@ -165,7 +203,7 @@ def bench_solver(
                 assert model._cycle is not None  # set by the update before the solve
                 a, b = model._cycle.objective_pieces(settings)
                 # the PWL objective at cvxpy's x
-                g_ref = float(np.min(a * ref.x[:, None] + b, axis=1).sum())
+                g_ref = float(np.min(a * ref.x[:, None] + b, axis=1).sum()) - _legs_cost(model)
                 ref_true_gap.append((ours_now.objective - g_ref) / abs(g_ref))
     ours: dict[str, Any] = {
         "first_build_ms": round((first.build_seconds + first.solve_seconds) * 1e3, 1),
@@ -177,8 +215,32 @@ def bench_solver(
         "solver_internal_p50_ms": round(_pct(solver, 50), 2),
         "solver_internal_p99_ms": round(_pct(solver, 99), 2),
         "fit_p50_ms": round(_pct(fit, 50), 2),
+        "changed_share": changed_share,
+        "refitted_venues_p50": float(np.median(refitted)) if refitted else None,
         "decide_p50_ms": round(_pct(total, 50), 2),
         "decide_p99_ms": round(_pct(total, 99), 2),
+        # CPU time of the process per decide: what the decide costs when the box is shared
+        "decide_cpu_p50_ms": round(_pct(cpu, 50), 2),
+        # p50 of each stage of decide (they need not add up to the decide p50 exactly)
+        "stages_p50_ms": {
+            "fit": round(_pct(fit, 50), 2),
+            "solve": round(_pct(solve, 50), 2),
+            "check": round(_pct(check, 50), 2),
+            "prune": round(_pct(prune, 50), 2),
+            "plan": round(_pct(plan, 50), 2),
+            "other": round(
+                _pct(
+                    [
+                        t - a - b - c - e - f
+                        for t, a, b, c, e, f in zip(
+                            total, fit, solve, check, prune, plan, strict=True
+                        )
+                    ],
+                    50,
+                ),
+                2,
+            ),
+        },
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "rss_at_start_mb": round(rss0, 1),
         "objective_usd_first": first.objective_usd,
@@ -190,7 +252,7 @@ def bench_solver(
         "parameter_entries": model.parameter_entries(),
         "pwl_error_bound_usd": first.pwl_error_bound_usd,
         "rebuilds_after_first": opt.rebuilds - 1,
-        "lp_method": "segment" if with_reference else "cvxpy",
+        "lp_method": "segment" if model.segment is not None else "cvxpy",
     }
     if with_reference:
         # exactness: the last cycle's Parameter values, cvxpy solved tightly (Clarabel at 1e-10)
@@ -205,7 +267,7 @@ def bench_solver(
         assert model._cycle is not None  # set by the update before the solve
         a, b = model._cycle.objective_pieces(settings)
         tight_g = (
-            float(np.min(a * model.x.value[:, None] + b, axis=1).sum())
+            float(np.min(a * model.x.value[:, None] + b, axis=1).sum()) - _legs_cost(model)
             if model.x.value is not None
             else math.nan
         )
@@ -253,8 +315,9 @@ def bench_solver(
     }
     if naive:
         n_naive = max(2, min(repeats, 5 if venues <= 2000 else 2))
-        build, nsolve, ntotal, nobj = [], [], [], []
+        build, nsolve, ntotal, nobj, ncpu = [], [], [], [], []
         for snaps in cycles[:n_naive]:
+            c0 = time.process_time()
             t = time.perf_counter()
             cycle = build_cycle(
                 sorted(snaps, key=lambda s: s.venue.id), market.portfolio, limits, settings, home
@@ -271,16 +334,23 @@ def bench_solver(
             build.append(t_build - t)
             nsolve.append(r.solve_seconds)
             ntotal.append(time.perf_counter() - t)
+            ncpu.append(time.process_time() - c0)
             if r.objective is not None:
                 nobj.append(r.objective * cycle.nav_usd)
         out["naive"] = {
             "cycles": n_naive,
             "cycle_p50_ms": round(_pct(ntotal, 50), 1),
+            "cycle_cpu_p50_ms": round(_pct(ncpu, 50), 1),
             "build_p50_ms": round(_pct(build, 50), 1),
             "solve_p50_ms": round(_pct(nsolve, 50), 1),
             "objective_usd_first_cycle": nobj[0] if nobj else None,
             "ours_objective_usd_same_cycle": objective[0] if objective else None,
             "peak_rss_mb": round(peak_rss_mb(), 1),
+        }
+        # the goal: decide (fit, solve, check, prune, plan) >= 4x faster than the naive cycle (build + solve)
+        out["speedup_decide_vs_naive"] = {
+            "wall_p50": round(_pct(ntotal, 50) / _pct(total, 50), 2),
+            "cpu_p50": round(_pct(ncpu, 50) / _pct(cpu, 50), 2),
         }
     return out
 
@@ -300,7 +370,7 @@ def _exact_net_usd(
 
     income = sum(
         float(s.curve.income_usd(np.array([xi]), settings.emission_haircut)[0])
-        for s, xi in zip(snaps, x, strict=False)
+        for s, xi in zip(snaps, x, strict=True)
     )
     econ = make_moves(snaps, x0, x, settings, home, T0)
     return income, econ.cost_usd, income - econ.cost_usd * 365.0 / settings.holding_horizon_days
@@ -392,7 +462,7 @@ class _LimitSlack:
     ):
         self.snaps, self.x0, self.limits, self.nav = snaps, x0, limits, nav
         self.total = idle_usd + x0.sum()
-        _lb, ub = _physical_bounds(snaps, x0)
+        _, ub = _physical_bounds(snaps, x0)
         self.ub = np.maximum(np.minimum(ub, _venue_caps(snaps, limits, nav)), x0)
         fams = [
             ({str(k): v for k, v in limits.max_kind_ratio.items()}, lambda v: (str(v.kind),)),
@@ -605,8 +675,16 @@ def composite_limits(market: Market) -> RiskLimits:
     )
 
 
-def bench_quality(seed: int = 0, settings: OptimizerSettings | None = None) -> dict:
-    """Net yield of ours vs the high-resolution reference and three baselines on seeded markets."""
+def bench_quality(
+    seed: int = 0,
+    settings: OptimizerSettings | None = None,
+    scenarios_only: Sequence[str] | None = None,
+    steady_cycles: int = 15,
+) -> dict:
+    """Net yield of ours vs the high-resolution reference and three baselines on seeded markets.
+
+    ``scenarios_only``: run only the named scenarios (all by default); ``steady_cycles``: cycles of
+    the steady-state run (a quick smoke run uses fewer)."""
     # the plan as the daemon makes it (min trade, pruning), minus the gate: the target is what is compared.
     # Against the hard limits with no cost budget (limit_buffer_ratio 0, cost_reserve_passes 0), the
     # footing the baselines stand on: the buffer and the budget are deliberate reserves (README §7a),
@@ -631,6 +709,8 @@ def bench_quality(seed: int = 0, settings: OptimizerSettings | None = None) -> d
     home = CHAINS[0]
     scenarios = []
     for name, market, limits in quality_scenarios(seed):
+        if scenarios_only is not None and name not in scenarios_only:
+            continue
         snaps = sorted(market.snapshots, key=lambda s: s.venue.id)
         pf = market.portfolio
         nav = pf.nav_usd
@@ -705,7 +785,7 @@ def bench_quality(seed: int = 0, settings: OptimizerSettings | None = None) -> d
             income, cost, net = _exact_net_usd(snaps, x0, x, settings, home)
             idle = pf.idle_usd + x0.sum() - x.sum() - float(np.maximum(x0 - x, 0.0)[queued].sum())
             rep = check_allocation(
-                snaps, pf, dict(zip(ids, x, strict=False)), idle, limits, settings, home
+                snaps, pf, dict(zip(ids, x, strict=True)), idle, limits, settings, home
             )
             results[label] = {
                 "net_usd": round(net, 2),
@@ -746,7 +826,7 @@ def bench_quality(seed: int = 0, settings: OptimizerSettings | None = None) -> d
             b for b in baselines if results[b]["net_usd"] > results["ours"]["net_usd"] + 1e-6
         )
         scenarios.append(row)
-    steady = steady_state_quality(seed, settings, reference_settings)
+    steady = steady_state_quality(seed, settings, reference_settings, cycles=steady_cycles)
     gaps = [s["gap_vs_reference"] for s in scenarios if s.get("gap_vs_reference") is not None] + [
         steady["max_gap_vs_reference"]
     ]
@@ -836,6 +916,30 @@ def steady_state_quality(
     }
 
 
+SCENARIOS = (
+    "loose",
+    "binding_limits",
+    "rebalance_with_turnover",
+    "heavy_rate_impact",
+    "frozen_and_exit_bounds",
+    "composite_kinds",
+)
+
+
+def add_quality_options(p: argparse.ArgumentParser) -> None:
+    """``--scenario NAME`` (repeatable; all by default) and ``--steady-cycles N`` (15)."""
+    p.add_argument(
+        "--scenario",
+        dest="scenarios",
+        action="append",
+        choices=SCENARIOS,
+        help="run only this scenario (repeatable; default: all)",
+    )
+    p.add_argument(
+        "--steady-cycles", type=int, default=15, help="cycles of the steady-state run (15)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``bench solver --venues N [--repeats R] [--seed S]`` | ``bench quality [--seed S]``; prints JSON."""
     p = argparse.ArgumentParser(prog="yieldvault bench")
@@ -844,15 +948,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     ps.add_argument("--venues", type=int, default=1000)
     ps.add_argument("--repeats", type=int, default=20)
     ps.add_argument("--seed", type=int, default=0)
+    ps.add_argument(
+        "--changed-share", type=float, default=1.0, help="share of venues whose rates move a cycle"
+    )
+    ps.add_argument(
+        "--ours-only", action="store_true", help="no naive and no cvxpy runs (peak RSS is ours)"
+    )
     ps.add_argument("--json", action="store_true", help="JSON output (the only format)")
     pq = sub.add_parser("quality", help="net yield vs reference and baselines on seeded markets")
     pq.add_argument("--seed", type=int, default=0)
+    add_quality_options(pq)
     pq.add_argument("--json", action="store_true", help="JSON output (the only format)")
     args = p.parse_args(argv)
     if args.what == "solver":
-        out = bench_solver(args.venues, args.repeats, args.seed)
+        out = bench_solver(
+            args.venues,
+            args.repeats,
+            args.seed,
+            changed_share=args.changed_share,
+            naive=not args.ours_only,
+            reference=not args.ours_only,
+        )
     else:
-        out = bench_quality(args.seed)
+        out = bench_quality(
+            args.seed, scenarios_only=args.scenarios, steady_cycles=args.steady_cycles
+        )
     json.dump(out, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
     return 0

@@ -37,6 +37,7 @@ above 1 = violated), under a bounded set of names.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -91,194 +92,380 @@ def check_allocation(
     """``in_flight_known``: ``(days until it lands, USD)`` for the parts of ``portfolio.in_flight_usd``
     whose landing time is known (the rest counts only toward floors at least as long as the longest
     exit time of any venue)."""
-    rep = CheckReport()
-    nav = float(portfolio.nav_usd) - float(costs_usd)
-    tol = settings.check_tolerance_ratio * max(nav, 1.0)
-    ids = [s.venue.id for s in snaps]
-    known = set(ids)
-    x0 = np.array([max(float(portfolio.positions_usd.get(i, 0.0)), 0.0) for i in ids])
-    x = np.array([float(target_usd.get(i, portfolio.positions_usd.get(i, 0.0))) for i in ids])
-    locked = sum(max(float(v), 0.0) for k, v in portfolio.positions_usd.items() if k not in known)
-    exit_liq = _amounts([s.exit_liquidity_usd for s in snaps])
-    stay = x0 - np.minimum(x0, exit_liq)  # what cannot leave this cycle
-    bad = rep.add
+    ctx = CheckContext(snaps, portfolio, limits, settings, home_chain, in_flight_known)
+    return ctx.check_mapping(target_usd, idle_usd, costs_usd)
 
-    def over(used: float, allowed: float) -> float:
-        return (used - allowed) / allowed if allowed > 0 else math.inf
 
-    def under(need: float, have: float) -> float:
-        return (need - have) / need if need > 0 else math.inf
+class _Enough(Exception):
+    """A first violation was found and the caller asked for no more."""
 
-    # a withdrawal from a queued venue is in flight after the plan, not idle
-    own_exit = np.array([float(s.venue.exit_days) for s in snaps])
-    queued = own_exit > settings.instant_exit_days
-    new_flight = np.where(queued, np.maximum(x0 - x, 0.0), 0.0)
-    flight_usd = float(new_flight.sum())
-    total = float(x.sum()) + idle_usd + locked + float(portfolio.in_flight_usd) + flight_usd
-    if abs(total - nav) > tol:
-        if flight_usd > tol and abs(total - flight_usd - nav) <= tol:
-            names = ", ".join(
-                f"{ids[i]} ({new_flight[i]:,.2f} USD, {own_exit[i]:g} d)"
-                for i in np.nonzero(new_flight > 0)[0][:5]
-            )
-            bad(
-                f"queued_withdrawal: idle {idle_usd:,.2f} USD counts {flight_usd:,.2f} USD withdrawn from queued venues "
-                f"({names}), which is in flight until it settles, not idle"
-            )
-        else:
-            bad(f"conservation: allocation sums to {total:,.2f} USD but NAV is {nav:,.2f} USD")
-    if idle_usd < -tol:
-        bad(f"conservation: idle is negative ({idle_usd:,.2f} USD)")
-    unknown = set(target_usd) - known
-    for vid in sorted(unknown):
-        if abs(float(target_usd[vid]) - float(portfolio.positions_usd.get(vid, 0.0))) > tol:
-            bad(f"locked: venue {vid} has no snapshot and must hold, but its target moves")
-    frozen = np.array([s.frozen for s in snaps], dtype=bool)
-    capacity = _amounts([s.curve.capacity_usd for s in snaps])
-    for i in np.nonzero(x < -tol)[0]:
-        bad(f"non_negative: venue {ids[i]} target {x[i]:,.2f} USD")
-    for i in np.nonzero(x0 - x > np.minimum(x0, exit_liq) + tol)[0]:
-        bad(
-            f"withdrawal_bound: venue {ids[i]} withdraws {x0[i] - x[i]:,.2f} USD, exit liquidity is {exit_liq[i]:,.2f} USD"
-        )
-    for i in np.nonzero(frozen & (x > x0 + tol))[0]:
-        bad(
-            f"frozen: venue {ids[i]} is frozen ({snaps[int(i)].frozen_reason}) and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD"
-        )
-    # capacity bounds growth, not holdings: above a capacity that shrank the position may stay (x0 >= stay)
-    room = np.maximum(capacity, x0)
-    for i in np.nonzero(x > room + tol)[0]:
-        bad(
-            f"capacity: venue {ids[i]} grows {x0[i]:,.2f} -> {x[i]:,.2f} USD above capacity {capacity[i]:,.2f} USD",
-            over(x[i], room[i]),
-        )
 
-    def per_venue(name: str, caps: np.ndarray, what: str) -> None:
-        allowed = np.maximum(caps, stay)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            util = np.where(
-                allowed > 0, x / np.where(allowed > 0, allowed, 1.0), np.where(x <= 0, 0.0, np.inf)
-            )
-        rep.utilization[f"{name}:max"] = float(util.max()) if len(util) else 0.0
-        for i in np.nonzero(x > allowed + tol)[0]:
-            bad(
-                f"{name}: venue {ids[i]} holds {x[i]:,.2f} USD above {what} ({allowed[i]:,.2f} USD)",
-                over(x[i], allowed[i]),
-            )
+class CheckContext:
+    """Everything the rules read that does not depend on the proposed allocation, in arrays, so that
+    checking many candidate allocations of one cycle (the pruning of README §7 tries up to a dozen)
+    costs NumPy over the venues and nothing per venue in Python. Built from the raw inputs only."""
 
-    if limits.max_venue_usd is not None:
-        per_venue(
-            "venue_usd",
-            np.full(len(ids), limits.max_venue_usd),
-            f"max_venue_usd {limits.max_venue_usd:,.0f}",
-        )
-    per_venue(
-        "venue_ratio",
-        np.full(len(ids), limits.max_venue_ratio * nav),
-        f"max_venue_ratio {limits.max_venue_ratio:g} of NAV",
-    )
-    if limits.max_venue_tvl_ratio is not None:
-        r = limits.max_venue_tvl_ratio
-        tvl = _amounts([s.tvl_usd for s in snaps])
-        # x / (TVL + x) <= r
-        caps = np.full(len(ids), math.inf) if r >= 1 else r * tvl / (1 - r)
-        per_venue("venue_tvl", caps, f"max_venue_tvl_ratio {r:g} of TVL after us")
-
-    illiquid_kinds = {str(k) for k in limits.illiquid_kinds}
-    groups = (
-        ("kind", {str(k): v for k, v in limits.max_kind_ratio.items()}, lambda v: (str(v.kind),)),
-        ("chain", dict(limits.max_chain_ratio), lambda v: (v.chain,)),
-        ("protocol", dict(limits.max_protocol_ratio), lambda v: (v.protocol,)),
-        ("dependency", dict(limits.max_dependency_ratio), lambda v: (v.protocol, *v.dependencies)),
-        (
-            "illiquid",
-            {"illiquid": limits.max_illiquid_ratio}
-            if limits.max_illiquid_ratio is not None
-            else {},
-            lambda v: ("illiquid",) if str(v.kind) in illiquid_kinds else (),
-        ),
-    )
-
-    for family, caps_cfg, members in groups:
-        if not caps_cfg:
-            continue
-        index: dict[str, list[int]] = {key: [] for key in caps_cfg}
-        for j, s in enumerate(snaps):
-            for key in set(members(s.venue)):
-                if key in index:
-                    index[key].append(j)
-        for key, ratio in caps_cfg.items():
-            sel = np.zeros(len(snaps), dtype=bool)
-            sel[index[key]] = True
-            exposure = float(x[sel].sum()) if len(sel) else 0.0
-            forced = float(stay[sel].sum()) if len(sel) else 0.0
-            allowed = max(ratio * nav, forced)
-            rep.utilization[f"{family}:{key}"] = _ratio(exposure, allowed)
-            if exposure > allowed + tol:
-                names = ", ".join(ids[i] for i in np.nonzero(sel & (x > 0))[0][:5])
-                bad(
-                    f"max_{family}_ratio[{key}]: exposure {exposure:,.2f} USD above {ratio:g} of NAV ({allowed:,.2f} USD); venues {names}",
-                    over(exposure, allowed),
-                )
-
-    _check_state_rules(rep, snaps, ids, x, x0, stay, limits, tol)
-
-    if limits.max_avg_risk_score is not None:
-        scores = np.array([float(s.venue.risk_score) for s in snaps])
-        used = float(scores @ x) + UNKNOWN_SCORE * locked
-        allowed = max(
-            limits.max_avg_risk_score * nav, float(scores @ stay) + UNKNOWN_SCORE * locked
-        )
-        rep.utilization["risk_score"] = _ratio(used, allowed)
-        if used > allowed + tol * 10:
-            bad(
-                f"max_avg_risk_score: NAV-weighted risk score {used / nav:.4f} above {limits.max_avg_risk_score:g}",
-                over(used, allowed),
-            )
-
-    need_idle = limits.min_idle_ratio * nav
-    rep.utilization["min_idle"] = _ratio(need_idle, idle_usd) if need_idle > 0 else 0.0
-    if idle_usd < need_idle - tol:
-        bad(
-            f"min_idle_ratio: idle {idle_usd:,.2f} USD below {limits.min_idle_ratio:g} of NAV ({need_idle:,.2f} USD)",
-            under(need_idle, idle_usd),
-        )
-
-    if limits.liquidity_floors:
-        exit_days = np.array(
+    def __init__(
+        self,
+        snaps: Sequence[VenueSnapshot],
+        portfolio: PortfolioState,
+        limits: RiskLimits,
+        settings: OptimizerSettings,
+        home_chain: str,
+        in_flight_known: Sequence[tuple[float, float]] = (),
+    ) -> None:
+        self.snaps = snaps
+        self.portfolio = portfolio
+        self.limits = limits
+        self.settings = settings
+        self.in_flight_known = tuple(in_flight_known)
+        self.ids = ids = [s.venue.id for s in snaps]
+        self.index = {vid: i for i, vid in enumerate(ids)}
+        known = set(ids)
+        positions = portfolio.positions_usd
+        self.x0 = np.maximum(np.array([positions.get(i, 0.0) for i in ids], dtype=float), 0.0)
+        self.locked = sum(max(float(v), 0.0) for k, v in positions.items() if k not in known)
+        # every per-venue number the rules read, in one pass over the snapshots
+        cols = np.array(
             [
-                s.venue.exit_days + (settings.bridge_days if s.venue.chain != home_chain else 0.0)
+                (
+                    s.exit_liquidity_usd,
+                    s.venue.exit_days,
+                    s.frozen,
+                    s.curve.capacity_usd,
+                    s.tvl_usd,
+                    s.venue.risk_score,
+                    s.venue.chain != home_chain,
+                )
                 for s in snaps
-            ]
+            ],
+            dtype=float,
+        ).reshape(len(snaps), 7)
+        self.exit_liq = _amounts(cols[:, 0])
+        self.stay = self.x0 - np.minimum(self.x0, self.exit_liq)  # what cannot leave this cycle
+        self.own_exit = cols[:, 1]
+        self.queued = self.own_exit > settings.instant_exit_days
+        self.frozen = cols[:, 2] > 0
+        self.capacity = _amounts(cols[:, 3])
+        self.tvl = _amounts(cols[:, 4])
+        self.scores = cols[:, 5]
+        self.exit_days = self.own_exit + np.where(cols[:, 6] > 0, settings.bridge_days, 0.0)
+        # idle per chain (README §4c)
+        self.home_chain = home_chain
+        self.chain_names, self.chain_of = np.unique(
+            np.array([s.venue.chain for s in snaps] + [home_chain], dtype=object),
+            return_inverse=True,
         )
-        liquid_part = np.minimum(np.maximum(x, 0.0), exit_liq)
-        longest = float(exit_days.max()) if len(exit_days) else 0.0
-        known_usd = float(sum(u for _, u in in_flight_known))
-        for f in limits.liquidity_floors:
-            landing = float(new_flight[exit_days <= f.days].sum()) + float(
-                sum(u for d, u in in_flight_known if d <= f.days)
-            )
-            if f.days >= longest:
-                landing += max(float(portfolio.in_flight_usd) - known_usd, 0.0)
-            liquid = idle_usd + landing + float(liquid_part[exit_days <= f.days].sum())
-            need = f.min_ratio * nav
-            rep.utilization[f"liquidity:{f.days:g}d"] = _ratio(need, liquid) if need > 0 else 0.0
-            if liquid < need - tol:
+        self.chain_of = self.chain_of[:-1]
+        self.idle_on = portfolio.idle_on(home_chain)
+        # group caps: (family, key, ratio, member mask); one pass over the venues for all of them
+        families = (
+            ("kind", {str(k): v for k, v in limits.max_kind_ratio.items()}),
+            ("chain", dict(limits.max_chain_ratio)),
+            ("protocol", dict(limits.max_protocol_ratio)),
+            ("dependency", dict(limits.max_dependency_ratio)),
+            (
+                "illiquid",
+                {"illiquid": limits.max_illiquid_ratio}
+                if limits.max_illiquid_ratio is not None
+                else {},
+            ),
+        )
+        rows: dict[tuple[str, str], int] = {}
+        caps: list[tuple[str, str, float]] = []
+        for family, caps_cfg in families:
+            for key, ratio in caps_cfg.items():
+                rows[(family, key)] = len(caps)
+                caps.append((family, key, float(ratio)))
+        self.G = np.zeros((len(caps), len(snaps)))
+        if caps:
+            kinds = np.array([str(s.venue.kind) for s in snaps], dtype=object)
+            chains = np.array([s.venue.chain for s in snaps], dtype=object)
+            protocols = np.array([s.venue.protocol for s in snaps], dtype=object)
+            by_family = {"kind": kinds, "chain": chains, "protocol": protocols}
+            illiquid_kinds = {str(k) for k in limits.illiquid_kinds}
+            for (family, key), r in rows.items():
+                if family in by_family:
+                    self.G[r] = by_family[family] == key
+                elif family == "illiquid":  # every venue of an illiquid kind (NFT rentals, loops)
+                    self.G[r] = np.array([k in illiquid_kinds for k in kinds], dtype=bool)
+                else:  # a dependency: the venue's protocol or one of its dependencies
+                    self.G[r] = protocols == key
+            for i, s in enumerate(snaps):
+                for d in s.venue.dependencies:
+                    r = rows.get(("dependency", d))
+                    if r is not None:
+                        self.G[r, i] = 1.0
+        self.groups: list[tuple[str, str, float, np.ndarray]] = [
+            (family, key, ratio, self.G[k] > 0) for k, (family, key, ratio) in enumerate(caps)
+        ]
+        self.forced_group = self.G @ self.stay
+        self.floor_masks = [self.exit_days <= f.days for f in limits.liquidity_floors]
+
+    def check_mapping(
+        self, target_usd: Mapping[str, float], idle_usd: float, costs_usd: float = 0.0
+    ) -> CheckReport:
+        """A target given as ``{venue id: USD}`` (venues left out hold; unknown ids are checked as
+        locked positions that must not move)."""
+        positions = self.portfolio.positions_usd
+        x = np.array(
+            [float(target_usd.get(i, positions.get(i, 0.0))) for i in self.ids], dtype=float
+        )
+        unknown = {k: float(v) for k, v in target_usd.items() if k not in self.index}
+        return self.check(x, idle_usd, costs_usd, unknown)
+
+    def check(
+        self,
+        x: np.ndarray,
+        idle_usd: float,
+        costs_usd: float = 0.0,
+        unknown_targets: Mapping[str, float] | None = None,
+        first_only: bool = False,
+        bridges: Sequence[tuple[str, str, float]] | None = None,
+        home_spend_usd: float = 0.0,
+    ) -> CheckReport:
+        """Check the allocation ``x`` (USD per venue, in snapshot order) with ``idle_usd`` idle, after a
+        plan that cost ``costs_usd`` out of NAV. ``first_only``: stop at the first violation (a caller
+        that only asks whether a trial passes; its utilisation is then incomplete).
+
+        ``bridges``: the plan's bridge legs ``(from chain, to chain, USD)``. Given, idle is checked per
+        chain: ``I_c + Σ_{i on c} (x0_i - x_i) - Σ_{i on c, queued} (x0_i - x_i)⁺ + in_c - out_c`` (and
+        ``- home_spend_usd`` on the home chain: the plan's gas) must not fall below the chain's floor
+        (``min_idle_by_chain_usd``, 0 elsewhere): a plan spends no idle a chain does not have. None:
+        the caller does not route (a baseline, a test of other limits), only the total is checked."""
+        rep = CheckReport()
+        with contextlib.suppress(_Enough):
+            self._check(rep, x, idle_usd, costs_usd, unknown_targets, first_only)
+            if bridges is not None:
+                self._check_chains(
+                    rep, np.asarray(x, dtype=float), bridges, home_spend_usd, first_only
+                )
+        return rep
+
+    def _check_chains(
+        self,
+        rep: CheckReport,
+        x: np.ndarray,
+        bridges: Sequence[tuple[str, str, float]],
+        home_spend_usd: float,
+        first_only: bool,
+    ) -> None:
+        tol = self.settings.check_tolerance_ratio * max(float(self.portfolio.nav_usd), 1.0)
+        delta = x - self.x0
+        spent = np.where(
+            self.queued, np.maximum(delta, 0.0), delta
+        )  # idle a move takes (or gives: < 0)
+        after = dict.fromkeys(self.idle_on, 0.0)
+        for c, u in self.idle_on.items():
+            after[c] = float(u)
+        by_chain = np.bincount(self.chain_of, weights=spent, minlength=len(self.chain_names))
+        for c, u in zip(self.chain_names, by_chain, strict=True):
+            after[str(c)] = after.get(str(c), 0.0) - float(u)
+        moved_in: dict[str, float] = {}
+        for origin, dest, usd in bridges:
+            if not usd >= 0:
+                rep.add(f"bridge: leg {origin} -> {dest} moves {usd} USD")
+                if first_only:
+                    raise _Enough
+                continue
+            after[origin] = after.get(origin, 0.0) - float(usd)
+            after[dest] = after.get(dest, 0.0) + float(usd)
+            moved_in[dest] = moved_in.get(dest, 0.0) + float(usd)
+        after[self.home_chain] = after.get(self.home_chain, 0.0) - float(home_spend_usd)
+        floors = self.limits.min_idle_by_chain_usd
+        for c in sorted(after):
+            need = float(floors.get(c, 0.0))
+            if c in floors:
+                rep.utilization[f"chain_idle:{c}"] = _ratio(need, max(after[c], 0.0))
+            if after[c] < need - tol:
+                on = (
+                    self.chain_of == int(np.searchsorted(self.chain_names, c))
+                    if c in set(self.chain_names)
+                    else np.zeros(len(self.ids), dtype=bool)
+                )
+                deposits = float(np.maximum(delta, 0.0)[on].sum())
+                what = f"floor {need:,.2f} USD" if need > 0 else "0"
+                rep.add(
+                    f"chain_idle[{c}]: idle on {c} after the plan would be {after[c]:,.2f} USD, below"
+                    f" {what} (idle {self.idle_on.get(c, 0.0):,.2f}, deposits {deposits:,.2f},"
+                    f" bridged in {moved_in.get(c, 0.0):,.2f} USD): the plan spends idle {c} does"
+                    " not have",
+                    (need - after[c]) / need if need > 0 else math.inf,
+                )
+                if first_only:
+                    raise _Enough
+
+    def _check(
+        self,
+        rep: CheckReport,
+        x: np.ndarray,
+        idle_usd: float,
+        costs_usd: float,
+        unknown_targets: Mapping[str, float] | None,
+        first_only: bool,
+    ) -> None:
+        portfolio, limits, settings = self.portfolio, self.limits, self.settings
+        ids, x0, stay, exit_liq = self.ids, self.x0, self.stay, self.exit_liq
+        x = np.asarray(x, dtype=float)
+        nav = float(portfolio.nav_usd) - float(costs_usd)
+        tol = settings.check_tolerance_ratio * max(nav, 1.0)
+        locked = self.locked
+
+        def bad(message: str, excess: float = math.inf) -> None:
+            rep.add(message, excess)
+            if first_only:
+                raise _Enough
+
+        def over(used: float, allowed: float) -> float:
+            return (used - allowed) / allowed if allowed > 0 else math.inf
+
+        def under(need: float, have: float) -> float:
+            return (need - have) / need if need > 0 else math.inf
+
+        # a withdrawal from a queued venue is in flight after the plan, not idle
+        own_exit = self.own_exit
+        new_flight = np.where(self.queued, np.maximum(x0 - x, 0.0), 0.0)
+        flight_usd = float(new_flight.sum())
+        total = float(x.sum()) + idle_usd + locked + float(portfolio.in_flight_usd) + flight_usd
+        if abs(total - nav) > tol:
+            if flight_usd > tol and abs(total - flight_usd - nav) <= tol:
+                names = ", ".join(
+                    f"{ids[i]} ({new_flight[i]:,.2f} USD, {own_exit[i]:g} d)"
+                    for i in np.nonzero(new_flight > 0)[0][:5]
+                )
                 bad(
-                    f"liquidity_floors[{f.days:g}d]: {liquid:,.2f} USD withdrawable within {f.days:g} days, below {f.min_ratio:g} of NAV ({need:,.2f} USD)",
-                    under(need, liquid),
+                    f"queued_withdrawal: idle {idle_usd:,.2f} USD counts {flight_usd:,.2f} USD withdrawn from queued venues "
+                    f"({names}), which is in flight until it settles, not idle"
+                )
+            else:
+                bad(f"conservation: allocation sums to {total:,.2f} USD but NAV is {nav:,.2f} USD")
+        if idle_usd < -tol:
+            bad(f"conservation: idle is negative ({idle_usd:,.2f} USD)")
+        for vid in sorted(unknown_targets or {}):
+            if (
+                abs(float(unknown_targets[vid]) - float(portfolio.positions_usd.get(vid, 0.0)))
+                > tol
+            ):  # type: ignore[index]
+                bad(f"locked: venue {vid} has no snapshot and must hold, but its target moves")
+        frozen, capacity = self.frozen, self.capacity
+        for i in np.nonzero(x < -tol)[0]:
+            bad(f"non_negative: venue {ids[i]} target {x[i]:,.2f} USD")
+        for i in np.nonzero(x0 - x > np.minimum(x0, exit_liq) + tol)[0]:
+            bad(
+                f"withdrawal_bound: venue {ids[i]} withdraws {x0[i] - x[i]:,.2f} USD, exit liquidity is {exit_liq[i]:,.2f} USD"
+            )
+        for i in np.nonzero(frozen & (x > x0 + tol))[0]:
+            bad(
+                f"frozen: venue {ids[i]} is frozen ({self.snaps[int(i)].frozen_reason}) and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD"
+            )
+        # capacity bounds growth, not holdings: above a capacity that shrank the position may stay (x0 >= stay)
+        room = np.maximum(capacity, x0)
+        for i in np.nonzero(x > room + tol)[0]:
+            bad(
+                f"capacity: venue {ids[i]} grows {x0[i]:,.2f} -> {x[i]:,.2f} USD above capacity {capacity[i]:,.2f} USD",
+                over(x[i], room[i]),
+            )
+
+        def per_venue(name: str, caps: np.ndarray, what: str) -> None:
+            allowed = np.maximum(caps, stay)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                util = np.where(
+                    allowed > 0,
+                    x / np.where(allowed > 0, allowed, 1.0),
+                    np.where(x <= 0, 0.0, np.inf),
+                )
+            rep.utilization[f"{name}:max"] = float(util.max()) if len(util) else 0.0
+            for i in np.nonzero(x > allowed + tol)[0]:
+                bad(
+                    f"{name}: venue {ids[i]} holds {x[i]:,.2f} USD above {what} ({allowed[i]:,.2f} USD)",
+                    over(x[i], allowed[i]),
                 )
 
-    if limits.max_turnover_ratio is not None:
-        moved = float(np.abs(x - x0).sum())
-        allowed = limits.max_turnover_ratio * nav
-        rep.utilization["turnover"] = _ratio(moved, allowed)
-        if moved > allowed + tol:
-            bad(
-                f"max_turnover_ratio: moves {moved:,.2f} USD, above {limits.max_turnover_ratio:g} of NAV ({allowed:,.2f} USD)",
-                over(moved, allowed),
+        n = len(ids)
+        if limits.max_venue_usd is not None:
+            per_venue(
+                "venue_usd",
+                np.full(n, limits.max_venue_usd),
+                f"max_venue_usd {limits.max_venue_usd:,.0f}",
             )
-    return rep
+        per_venue(
+            "venue_ratio",
+            np.full(n, limits.max_venue_ratio * nav),
+            f"max_venue_ratio {limits.max_venue_ratio:g} of NAV",
+        )
+        if limits.max_venue_tvl_ratio is not None:
+            r = limits.max_venue_tvl_ratio
+            # x / (TVL + x) <= r
+            caps = np.full(n, math.inf) if r >= 1 else r * self.tvl / (1 - r)
+            per_venue("venue_tvl", caps, f"max_venue_tvl_ratio {r:g} of TVL after us")
+
+        if self.groups:
+            exposures = self.G @ x
+            for k, (family, key, ratio, sel) in enumerate(self.groups):
+                exposure = float(exposures[k])
+                allowed = max(ratio * nav, float(self.forced_group[k]))
+                rep.utilization[f"{family}:{key}"] = _ratio(exposure, allowed)
+                if exposure > allowed + tol:
+                    names = ", ".join(ids[i] for i in np.nonzero(sel & (x > 0))[0][:5])
+                    bad(
+                        f"max_{family}_ratio[{key}]: exposure {exposure:,.2f} USD above {ratio:g} of NAV ({allowed:,.2f} USD); venues {names}",
+                        over(exposure, allowed),
+                    )
+
+        if limits.max_avg_risk_score is not None:
+            scores = self.scores
+            used = float(scores @ x) + UNKNOWN_SCORE * locked
+            allowed = max(
+                limits.max_avg_risk_score * nav, float(scores @ stay) + UNKNOWN_SCORE * locked
+            )
+            rep.utilization["risk_score"] = _ratio(used, allowed)
+            if used > allowed + tol * 10:
+                bad(
+                    f"max_avg_risk_score: NAV-weighted risk score {used / nav:.4f} above {limits.max_avg_risk_score:g}",
+                    over(used, allowed),
+                )
+
+        need_idle = limits.min_idle_ratio * nav
+        rep.utilization["min_idle"] = _ratio(need_idle, idle_usd) if need_idle > 0 else 0.0
+        if idle_usd < need_idle - tol:
+            bad(
+                f"min_idle_ratio: idle {idle_usd:,.2f} USD below {limits.min_idle_ratio:g} of NAV ({need_idle:,.2f} USD)",
+                under(need_idle, idle_usd),
+            )
+
+        if limits.liquidity_floors:
+            exit_days = self.exit_days
+            in_flight_known = self.in_flight_known
+            liquid_part = np.minimum(np.maximum(x, 0.0), exit_liq)
+            longest = float(exit_days.max()) if len(exit_days) else 0.0
+            known_usd = float(sum(u for _, u in in_flight_known))
+            for f, within in zip(limits.liquidity_floors, self.floor_masks, strict=True):
+                landing = float(new_flight[within].sum()) + float(
+                    sum(u for d, u in in_flight_known if d <= f.days)
+                )
+                if f.days >= longest:
+                    landing += max(float(portfolio.in_flight_usd) - known_usd, 0.0)
+                liquid = idle_usd + landing + float(liquid_part[within].sum())
+                need = f.min_ratio * nav
+                rep.utilization[f"liquidity:{f.days:g}d"] = (
+                    _ratio(need, liquid) if need > 0 else 0.0
+                )
+                if liquid < need - tol:
+                    bad(
+                        f"liquidity_floors[{f.days:g}d]: {liquid:,.2f} USD withdrawable within {f.days:g} days, below {f.min_ratio:g} of NAV ({need:,.2f} USD)",
+                        under(need, liquid),
+                    )
+
+        if limits.max_turnover_ratio is not None:
+            moved = float(np.abs(x - x0).sum())
+            allowed = limits.max_turnover_ratio * nav
+            rep.utilization["turnover"] = _ratio(moved, allowed)
+            if moved > allowed + tol:
+                bad(
+                    f"max_turnover_ratio: moves {moved:,.2f} USD, above {limits.max_turnover_ratio:g} of NAV ({allowed:,.2f} USD)",
+                    over(moved, allowed),
+                )
+        _check_state_rules(rep, self.snaps, ids, x, x0, stay, limits, tol)
 
 
 def _check_state_rules(

@@ -26,6 +26,9 @@ class LiquidityFloor(Strict):
 
 class RiskLimits(Strict):
     min_idle_ratio: Ratio = 0.0
+    # chain -> USD that must stay idle on that chain after every plan (e.g. gas money, a fast-exit
+    # buffer on an L2); a chain left out has no floor of its own (min_idle_ratio is on the total)
+    min_idle_by_chain_usd: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
     max_venue_usd: PositiveUsd | None = None
     max_venue_ratio: Ratio = 1.0
     # our position <= this share of the venue's TVL (after us)
@@ -72,6 +75,9 @@ class RiskLimits(Strict):
 class OptimizerSettings(Strict):
     solver: Literal["CLARABEL", "ECOS", "SCS", "OSQP", "HIGHS"] = "CLARABEL"
     time_limit_seconds: Annotated[float, Field(gt=0)] = 10.0
+    # the segment LP's first solve of a venue set (no basis yet): a cold dual simplex at 10k+ venues
+    # can take longer than time_limit_seconds on a busy box, and the cvxpy fallback is no faster
+    cold_time_limit_seconds: Annotated[float, Field(gt=0)] = 120.0
     pieces: Annotated[int, Field(ge=2, le=64)] = 8  # linear pieces per yield curve
     # gains vs costs are compared over this
     holding_horizon_days: Annotated[float, Field(gt=0)] = 30.0
@@ -111,7 +117,9 @@ class OptimizerSettings(Strict):
     refine_passes: Annotated[int, Field(ge=0, le=3)] = 1
     # breakpoint placement (optimizer/pwl.py)
     pwl_method: Literal["quantile", "greedy"] = "quantile"
-    samples: Annotated[int, Field(ge=16, le=4096)] = 96  # grid points per curve for the PWL fit
+    samples: Annotated[int, Field(ge=16, le=4096)] = (
+        128  # grid points per curve for the PWL fit (README §9)
+    )
     # passed to the solver as is
     solver_options: dict[str, float | int | bool | str] = Field(default_factory=dict)
     # how the LP (risk_aversion = 0) is solved: "segment" writes it on the pieces' segments, so only the

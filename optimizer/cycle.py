@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from core.types import PortfolioState, Venue, VenueSnapshot
 from optimizer.config import OptimizerSettings, RiskLimits
-from optimizer.pwl import PiecewiseLinear, fit_pwl
+from optimizer.pwl import FitCache, PiecewiseLinear, fit_pwl
 
 FloatArray = NDArray[np.float64]
 
@@ -35,17 +35,27 @@ def cost_rates(
 ) -> tuple[FloatArray, FloatArray]:
     """Per-USD one-off cost of moving into / out of each venue (fractions of the amount moved).
 
-    ``c_in = fee_bps/1e4 + deposit_gas/(g NAV) [+ bridge_fee_bps/1e4 + bridge_gas/(g NAV) off-home]``,
-    ``c_out`` likewise with the withdrawal gas, where ``g = gas_reference_ratio`` amortises the
-    fixed gas charge over a reference move of ``g NAV`` USD.
+    ``c_in = fee_bps/1e4 + deposit_gas/(g NAV)``, ``c_out`` likewise with the withdrawal gas, where
+    ``g = gas_reference_ratio`` amortises the fixed gas charge over a reference move of ``g NAV`` USD.
+    Bridging is not a venue's cost: idle is booked per chain and the bridge legs are variables of
+    their own (:func:`bridge_rate`, README §4c), paid only when a chain lacks the idle it spends.
     """
     ref = max(settings.gas_reference_ratio * nav_usd, 1e-9)
     fee = np.array([v.costs.fee_bps for v in venues]) / 1e4
-    cross = np.array([v.chain != home_chain for v in venues], dtype=float)
-    bridge = cross * (settings.bridge_fee_bps / 1e4 + settings.bridge_gas_usd / ref)
-    c_in = fee + np.array([v.costs.deposit_usd for v in venues]) / ref + bridge
-    c_out = fee + np.array([v.costs.withdraw_usd for v in venues]) / ref + bridge
+    c_in = fee + np.array([v.costs.deposit_usd for v in venues]) / ref
+    c_out = fee + np.array([v.costs.withdraw_usd for v in venues]) / ref
     return c_in, c_out
+
+
+def bridge_rate(settings: OptimizerSettings, nav_usd: float) -> float:
+    """One-off cost per USD bridged, as a fraction: ``bridge_fee_bps/1e4 + bridge_gas_usd/(g NAV)``."""
+    ref = max(settings.gas_reference_ratio * nav_usd, 1e-9)
+    return settings.bridge_fee_bps / 1e4 + settings.bridge_gas_usd / ref
+
+
+def model_chains(venues: Sequence[Venue], home_chain: str) -> tuple[str, ...]:
+    """The chains the model books idle on: home first, then every venue's chain, sorted."""
+    return (home_chain, *sorted({v.chain for v in venues} - {home_chain}))
 
 
 def effective_exit_days(
@@ -103,6 +113,15 @@ class CycleData:
     queued: NDArray[np.bool_] | None = None
     # the part of in_flight_usd whose landing time is known: (days left, USD)
     in_flight_known: tuple[tuple[float, float], ...] = ()
+    # idle per chain (README §4c): the model's chains (home first, then the venues' chains, sorted),
+    # each venue's index into them, idle on each (NAV units; idle on a chain with no venue is in the
+    # total only), the floor per chain (NAV units, buffered) and the annualised cost of bridging one
+    # NAV unit (fee + gas amortised over the reference move)
+    chains: tuple[str, ...] = ()
+    chain_index: NDArray[np.int64] | None = None
+    idle_chain: FloatArray | None = None
+    min_idle_chain: FloatArray | None = None
+    bridge_rate: float = 0.0
 
     def queued_mask(self) -> NDArray[np.bool_]:
         return np.zeros(self.n, dtype=bool) if self.queued is None else self.queued
@@ -203,8 +222,10 @@ def build_cycle(
     window_share: float = 0.5,
     buffer: float | None = None,
     in_flight_known: Sequence[tuple[float, float]] = (),
+    fit_cache: FitCache | None = None,
 ) -> CycleData:
     """This cycle's bounds, costs and PWL fit; ``linear[i]`` fits venue ``i`` with two chords only.
+    ``fit_cache``: refit only the venues whose fit inputs changed since the cached call (README §2).
 
     ``buffer`` (default ``settings.limit_buffer_ratio``): how far inside each limit the plan aims.
     """
@@ -239,8 +260,26 @@ def build_cycle(
         hint_usd=hint_usd,
         window_usd=window_usd,
         window_share=window_share,
+        cache=fit_cache,
     )
     c_in, c_out = cost_rates(venues, settings, home_chain, nav)
+    chains = model_chains(venues, home_chain)
+    where = {c: j for j, c in enumerate(chains)}
+    idle_on = portfolio.idle_on(home_chain)
+    total_by_chain = float(sum(idle_on.values()))
+    if abs(total_by_chain - float(portfolio.idle_usd)) > 1e-6 * max(nav, 1.0):
+        raise ValueError(
+            f"portfolio idle_by_chain_usd sums to {total_by_chain:,.2f} USD but idle_usd is"
+            f" {float(portfolio.idle_usd):,.2f} USD"
+        )
+    idle_chain = np.zeros(len(chains))
+    for chain, usd in idle_on.items():
+        if chain in where:
+            idle_chain[where[chain]] += max(float(usd), 0.0)
+    min_chain = np.zeros(len(chains))
+    for chain, usd in limits.min_idle_by_chain_usd.items():
+        if chain in where:
+            min_chain[where[chain]] = float(usd) * (1.0 + buffer)
     return CycleData(
         venues=venues,
         snapshots=tuple(snaps),
@@ -258,4 +297,9 @@ def build_cycle(
         buffer=buffer,
         queued=queued_exits(venues, settings),
         in_flight_known=tuple((float(d), float(u)) for d, u in in_flight_known),
+        chains=chains,
+        chain_index=np.array([where[v.chain] for v in venues], dtype=np.int64),
+        idle_chain=idle_chain / nav,
+        min_idle_chain=min_chain / nav,
+        bridge_rate=bridge_rate(settings, nav),
     )

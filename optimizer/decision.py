@@ -36,6 +36,9 @@ class Timings:
     solver_seconds: float | None = None  # solver-internal time, when the solver reports it
     fit_seconds: float = 0.0  # PWL fit + parameter preparation
     total_seconds: float = 0.0
+    check_seconds: float = 0.0  # every checker call
+    prune_seconds: float = 0.0  # pruning of losing moves, its checker calls excluded
+    plan_seconds: float = 0.0  # pricing the target, the post-cost state, the moves, the gate
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,3 +82,15 @@ class Decision:
     @property
     def total_seconds(self) -> float:
         return self.timings.total_seconds
+
+    @property
+    def check_seconds(self) -> float:
+        return self.timings.check_seconds
+
+    @property
+    def prune_seconds(self) -> float:
+        return self.timings.prune_seconds
+
+    @property
+    def plan_seconds(self) -> float:
+        return self.timings.plan_seconds

@@ -32,7 +32,7 @@ from core.types import (
     Venue,
     VenueSnapshot,
 )
-from optimizer.checker import CheckReport, check_allocation
+from optimizer.checker import CheckContext, CheckReport
 from optimizer.config import OptimizerSettings, RiskLimits
 from optimizer.cycle import CycleData, build_cycle, effective_exit_days
 from optimizer.decision import HOLD, Decision, DecisionStatus, Timings
@@ -41,18 +41,31 @@ from optimizer.memory import EMPTY_MEMORY, OptimizerMemory
 
 __all__ = ["HOLD", "Decision", "DecisionStatus", "Optimizer", "RiskHistory", "Timings"]
 from optimizer.model import AllocationModel, SolveResult
-from optimizer.plan import after_costs, gate, make_moves, prune_unprofitable, round_small_trades
+from optimizer.plan import (
+    PlanContext,
+    after_costs,
+    gate,
+    make_moves,
+    prune_unprofitable,
+    round_small_trades,
+)
+from optimizer.routing import chain_flows_usd
 
 FloatArray = NDArray[np.float64]
 
 
 class _Clock:
-    """Solve and fit time of one decide(), summed over its solves."""
+    """Time of one decide() by stage, each summed over its calls: solve (and the solver inside it),
+    fit, check (every checker call), prune (pruning, its checker calls excluded), plan (pricing the
+    target, the post-cost state, the moves, the gate)."""
 
     def __init__(self) -> None:
         self.solve = 0.0
         self.solver: float | None = None
         self.fit = 0.0
+        self.check = 0.0
+        self.prune = 0.0
+        self.plan = 0.0
 
     def add(self, result: SolveResult) -> SolveResult:
         self.solve += result.solve_seconds
@@ -135,6 +148,8 @@ class _Work:
     known: tuple[tuple[float, float], ...] = ()
     queued_exit_days: dict[str, float] = field(default_factory=dict)
     exit: frozenset[str] = frozenset()
+    # the checker's arrays for this decide's (snapshots, portfolio, in flight), built once
+    checker: tuple[object, object, object, CheckContext] | None = None
 
     @classmethod
     def start(cls, memory: OptimizerMemory, window: int, exit: frozenset[str]) -> _Work:
@@ -206,6 +221,7 @@ class Optimizer:
             window_share=window_share,
             buffer=buffer,
             in_flight_known=w.known,
+            fit_cache=self._model.fit_cache if self._model is not None else None,
         )
         if not w.exit:
             return cycle
@@ -485,7 +501,18 @@ class Optimizer:
         else:
             w.warm = {}
         x0_usd = cycle.x0 * nav
-        current = self._check(w, snaps, portfolio, x0_usd, cycle)
+        # the cycle's cost arrays, true incomes and bridge routing, shared by pruning, the post-cost
+        # check and the plan
+        priced = PlanContext(
+            snaps,
+            x0_usd,
+            self.settings,
+            self.home_chain,
+            idle_on=portfolio.idle_on(self.home_chain),
+            min_on=dict(self.limits.min_idle_by_chain_usd),
+            queued=cycle.queued_mask(),
+        )
+        current = self._check(w, snaps, portfolio, x0_usd, cycle, clock, priced=priced)
         # holdings breaches up to the drift band came from drift or costs and force nothing (README §7)
         tolerance = self.settings.drift_tolerance_ratio
         forced_by = tuple(
@@ -502,6 +529,9 @@ class Optimizer:
                 solver_seconds=clock.solver,
                 fit_seconds=fit_seconds,
                 total_seconds=time.perf_counter() - t_start,
+                check_seconds=clock.check,
+                prune_seconds=clock.prune,
+                plan_seconds=clock.plan,
             )
 
         if result.status != "optimal" or result.x is None:
@@ -522,7 +552,7 @@ class Optimizer:
                 pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()),
             )
 
-        target, report = self._target(w, snaps, portfolio, result, cycle)
+        target, report = self._target(w, snaps, portfolio, result, cycle, priced, clock)
         # the plan pays its gas and fees after the moves, out of idle (vault/executor.py): check the state
         # it leaves against the hard limits; if its costs would take idle below a floor, reserve them
         # out of idle in the model and solve again (README §7)
@@ -533,6 +563,7 @@ class Optimizer:
             if not report.ok or np.array_equal(target, x0_usd):
                 short = ()
                 break
+            t_plan = time.perf_counter()
             post = after_costs(
                 snaps,
                 x0_usd,
@@ -541,18 +572,19 @@ class Optimizer:
                 self.settings,
                 self.home_chain,
                 queued=cycle.queued_mask(),
+                ctx=priced,
             )
-            after = check_allocation(
-                snaps,
-                portfolio,
-                dict(zip([v.id for v in venues], post.positions_usd.tolist(), strict=True)),
+            legs = priced.legs(target)
+            t_check = time.perf_counter()
+            clock.plan += t_check - t_plan
+            after = self._checker(w, snaps, portfolio, cycle).check(
+                post.positions_usd,
                 post.idle_usd,
-                self.limits,
-                self.settings,
-                self.home_chain,
                 costs_usd=post.cost_usd,
-                in_flight_known=cycle.in_flight_known,
+                bridges=legs,
+                home_spend_usd=priced.gas_usd(target) + self.settings.bridge_gas_usd * len(legs),
             )
+            clock.check += time.perf_counter() - t_check
             short = tuple(
                 v for v, e in zip(after.violations, after.excess, strict=True) if not e <= tolerance
             )
@@ -568,16 +600,15 @@ class Optimizer:
             if again.status != "optimal" or again.x is None:
                 break
             result = again
-            target, report = self._target(w, snaps, portfolio, result, cycle)
+            target, report = self._target(w, snaps, portfolio, result, cycle, priced, clock)
 
+        t_plan = time.perf_counter()
         objective_usd = result.objective * nav if result.objective is not None else None
-        allocation = self._allocation(venues, target, cycle, portfolio)
-        income = sum(
-            float(s.curve.income_usd(np.array([target[i]]), self.settings.emission_haircut)[0])
-            for i, s in enumerate(snaps)
-        )
+        allocation = self._allocation(venues, target, cycle, portfolio, priced)
+        income = float(priced.income_usd(target).sum())
         predicted_apr = income / nav
         if not report.ok:
+            clock.plan += time.perf_counter() - t_plan
             reason = f"hold: check failed: {report.violations[0]}" + (
                 f" (+{len(report.violations) - 1} more)" if len(report.violations) > 1 else ""
             )
@@ -597,7 +628,7 @@ class Optimizer:
                 pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()),
                 current_violations=tuple(current.violations),
             )
-        econ = make_moves(snaps, x0_usd, target, self.settings, self.home_chain, now)
+        econ = make_moves(snaps, x0_usd, target, self.settings, self.home_chain, now, ctx=priced)
         plan = gate(econ, nav, self.settings, forced_by=forced_by, drifted=drifted)
         if plan.execute and short and not forced_by:
             # a plan whose own gas and fees would push the holdings past a limit by more than the drift
@@ -612,6 +643,7 @@ class Optimizer:
         reason = (
             f"optimal: {len(plan.moves)} moves, predicted APR {predicted_apr:.4%}; {plan.reason}"
         )
+        clock.plan += time.perf_counter() - t_plan
         return Decision(
             status=DecisionStatus.OPTIMAL,
             allocation=allocation,
@@ -678,6 +710,8 @@ class Optimizer:
         portfolio: PortfolioState,
         result: SolveResult,
         cycle: CycleData,
+        priced: PlanContext,
+        clock: _Clock,
     ) -> tuple[FloatArray, CheckReport]:
         """The solution as a checked target: small trades rounded away, losing moves undone."""
         nav = cycle.nav_usd
@@ -685,13 +719,17 @@ class Optimizer:
         lb_usd, ub_usd = cycle.lb * nav, np.maximum(cycle.ub, cycle.lb) * nav
         raw = np.clip(np.asarray(result.x) * nav, lb_usd, ub_usd)
         rounded = round_small_trades(x0_usd, raw, self.settings.min_trade_usd)
-        target, report = rounded, self._check(w, snaps, portfolio, rounded, cycle)
+        target, report = (
+            rounded,
+            self._check(w, snaps, portfolio, rounded, cycle, clock, priced=priced),
+        )
         if not report.ok:
             # dropping small trades moved us off a binding limit; the unrounded solution may pass
-            fallback = self._check(w, snaps, portfolio, raw, cycle)
+            fallback = self._check(w, snaps, portfolio, raw, cycle, clock, priced=priced)
             if fallback.ok:
                 target, report = raw, fallback
         if report.ok and self.settings.prune_max_tries > 0:
+            t_prune, checks_before = time.perf_counter(), clock.check
             reserve = (self.limits.min_idle_ratio * (1.0 + cycle.buffer) + cycle.idle_reserve) * nav
             target, report = prune_unprofitable(
                 snaps,
@@ -700,11 +738,15 @@ class Optimizer:
                 report,
                 self.settings,
                 self.home_chain,
-                lambda x: self._check(w, snaps, portfolio, x, cycle),
+                lambda x: self._check(
+                    w, snaps, portfolio, x, cycle, clock, first_only=True, priced=priced
+                ),
                 cycle.investable * nav,
                 reserve,
                 queued=cycle.queued_mask(),
+                ctx=priced,
             )
+            clock.prune += time.perf_counter() - t_prune - (clock.check - checks_before)
         return target, report
 
     def _check(
@@ -714,33 +756,74 @@ class Optimizer:
         portfolio: PortfolioState,
         target_usd: FloatArray,
         cycle: CycleData,
+        clock: _Clock | None = None,
+        first_only: bool = False,
+        priced: PlanContext | None = None,
     ) -> CheckReport:
         """The independent checker, plus ``Directives.exit``: an exit venue above what its exit
-        liquidity must leave in (``lb``) breaks it (so the holdings force the plan that exits)."""
+        liquidity must leave in (``lb``) breaks it (so the holdings force the plan that exits).
+        ``priced``: the cycle's plan context; given, the target's bridge legs are checked per chain
+        (README §4c). ``first_only``: a trial, stop at the first violation."""
+        t0 = time.perf_counter()
         ids = [s.venue.id for s in snaps]
         idle = cycle.idle_after_usd(target_usd)  # queued withdrawals are in flight, not idle
-        report = check_allocation(
-            snaps,
-            portfolio,
-            dict(zip(ids, target_usd.tolist(), strict=True)),
+        report = self._checker(w, snaps, portfolio, cycle).check(
+            target_usd,
             idle,
-            self.limits,
-            self.settings,
-            self.home_chain,
-            in_flight_known=cycle.in_flight_known,
+            first_only=first_only,
+            bridges=priced.legs(target_usd) if priced is not None else None,
         )
-        if w.exit:
+        if clock is not None:
+            clock.check += time.perf_counter() - t0
+        if w.exit and not (first_only and report.violations):
             floor = cycle.lb * cycle.nav_usd
             for i, vid in enumerate(ids):
                 if vid in w.exit and target_usd[i] > floor[i] + 1e-6 + 1e-9 * cycle.nav_usd:
                     report.add(f"exit {vid}: {target_usd[i]:,.2f} USD held, directive says 0")
         return report
 
+    def _checker(
+        self, w: _Work, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, cycle: CycleData
+    ) -> CheckContext:
+        """The checker's arrays for this cycle's inputs, built once per decide and reused by every
+        check of it (holdings, rounded target, each pruning trial, the post-cost state)."""
+        memo = w.checker
+        if (
+            memo is not None
+            and memo[0] is snaps
+            and memo[1] is portfolio
+            and memo[2] == cycle.in_flight_known
+        ):
+            return memo[3]
+        ctx = CheckContext(
+            snaps,
+            portfolio,
+            self.limits,
+            self.settings,
+            self.home_chain,
+            in_flight_known=cycle.in_flight_known,
+        )
+        w.checker = (snaps, portfolio, cycle.in_flight_known, ctx)
+        return ctx
+
     @staticmethod
     def _allocation(
-        venues: Sequence[Venue], target: FloatArray, cycle: CycleData, portfolio: PortfolioState
+        venues: Sequence[Venue],
+        target: FloatArray,
+        cycle: CycleData,
+        portfolio: PortfolioState,
+        priced: PlanContext,
     ) -> Allocation:
         targets = {v.id: float(target[i]) for i, v in enumerate(venues)}
         for vid, amount in portfolio.positions_usd.items():
             targets.setdefault(vid, float(amount))  # locked: no snapshot ever seen, held as is
-        return Allocation(target_usd=targets, idle_usd=cycle.idle_after_usd(target))
+        # idle per chain once the venue moves and the bridge legs are done (README §4c)
+        by_chain = chain_flows_usd(
+            priced.chains, priced.x0, target, cycle.queued_mask(), priced.idle_on
+        )
+        for origin, dest, usd in priced.legs(target):
+            by_chain[origin] = by_chain.get(origin, 0.0) - usd
+            by_chain[dest] = by_chain.get(dest, 0.0) + usd
+        return Allocation(
+            target_usd=targets, idle_usd=cycle.idle_after_usd(target), idle_by_chain_usd=by_chain
+        )

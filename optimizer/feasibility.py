@@ -102,7 +102,7 @@ def check_feasibility(
         )
     labelled.append((f"min_idle_ratio {limits.min_idle_ratio:g}", cp.sum(w) <= need))
     prob = cp.Problem(cp.Maximize(cp.sum(w)), [c for _, c in labelled])
-    prob.solve(solver="CLARABEL")
+    prob.solve(solver="CLARABEL", verbose=False)
     if prob.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
         return [*problems, f"feasibility LP did not solve ({prob.status})"]
     best = float(prob.value)

@@ -104,6 +104,71 @@ class MinIdle(Limit):
         self.rhs.value = self.ratio * (1.0 + d.buffer) + d.idle_reserve
 
 
+class ChainIdle(Limit):
+    """Idle per chain (README §4c): what a plan spends on a chain is there or bridged there.
+
+    Chains ``c`` (home first), ``I_c`` idle on ``c``, ``m_c`` its floor (``min_idle_by_chain_usd``),
+    bridge legs ``o_c`` (home -> c) and ``r_c`` (c -> home), ``≥ 0``, for every chain but home:
+
+        idle_after_c = I_c + Σ_{i on c} (x0_i - x_i) - Σ_{i on c, queued} w_i + inflow_c >= m_c
+        inflow_c = o_c - r_c  (c ≠ home),    inflow_home = Σ_c (r_c - o_c)
+
+    i.e. ``G_c x + G_c^Q w - T (o - r) <= I_c + G_c x0 - m_c`` (``G`` the 0/1 chain membership, ``T``
+    the routing through home; the right-hand side is a Parameter). Every leg costs ``ρ`` per NAV
+    unit, annualised (``bridge_fee_bps`` + ``bridge_gas_usd`` over the reference move), so the
+    optimum bridges only what a chain lacks. Bridges go through home, as the executor's legs do. The
+    total floor (:class:`MinIdle`) is unchanged; idle on a chain with no venue counts there only.
+    The plan's own gas is paid from home idle: the cost reserve (``CycleData.idle_reserve``) is
+    also kept on the home chain.
+    Inactive (no rows, no variables) when every venue is on the home chain and no chain has a floor.
+    """
+
+    name = "chain_idle"
+
+    def __init__(self, limits: RiskLimits):
+        self.floors_cfg = dict(limits.min_idle_by_chain_usd)
+        self.active = False
+
+    def build(self, m: ModelVars) -> list[cp.Constraint]:
+        from optimizer.cycle import model_chains
+
+        self.chains = model_chains(m.venues, m.home_chain)
+        C, n = len(self.chains), len(m.venues)
+        self.active = C > 1 or any(c in self.floors_cfg for c in self.chains)
+        if not self.active:
+            return []
+        where = {c: j for j, c in enumerate(self.chains)}
+        cols = np.array([where[v.chain] for v in m.venues], dtype=np.int64)
+        self.G = sp.csr_matrix((np.ones(n), (cols, np.arange(n))), shape=(C, n))
+        self.avail = cp.Parameter(C, name="chain_idle_available")
+        lhs = self.G @ m.x
+        if m.flight is not None and m.queued_idx is not None and len(m.queued_idx):
+            lhs = lhs + self.G[:, m.queued_idx] @ m.flight
+        self.legs = C - 1
+        self.annual = 365.0 / m.settings.holding_horizon_days
+        self.rate = cp.Parameter(nonneg=True, name="bridge_rate")
+        if self.legs == 0:
+            self.out = self.back = None
+            self.cost: cp.Expression = cp.Constant(0.0)
+            return [lhs <= self.avail]
+        T = np.zeros((C, C - 1))
+        T[0, :] = -1.0
+        T[np.arange(1, C), np.arange(C - 1)] = 1.0
+        self.out = cp.Variable(C - 1, nonneg=True, name="bridge_out")
+        self.back = cp.Variable(C - 1, nonneg=True, name="bridge_back")
+        self.cost = self.rate * (cp.sum(self.out) + cp.sum(self.back))
+        return [lhs - T @ (self.out - self.back) <= self.avail]
+
+    def update(self, d: CycleData) -> None:
+        if not self.active:
+            return
+        assert d.idle_chain is not None and d.min_idle_chain is not None
+        avail = d.idle_chain + self.G @ d.x0 - d.min_idle_chain
+        avail[0] -= d.idle_reserve  # the plan's own gas is paid from home idle (README §7a)
+        self.avail.value = avail
+        self.rate.value = self.annual * d.bridge_rate
+
+
 class GroupCaps(Limit):
     """``Σ_{i in g} x_i <= max(cap_g, Σ_{i in g} lb_i)`` for each configured group ``g`` of a family.
 
@@ -320,7 +385,7 @@ class Turnover(Limit):
 
 def limits_from_config(limits: RiskLimits) -> list[Limit]:
     """The limit objects a config asks for (a key that is absent is no limit)."""
-    out: list[Limit] = [VenueBox(), MinIdle(limits)]
+    out: list[Limit] = [VenueBox(), MinIdle(limits), ChainIdle(limits)]
     for family, caps in (
         ("kind", {str(k): v for k, v in limits.max_kind_ratio.items()}),
         ("chain", limits.max_chain_ratio),

@@ -23,7 +23,8 @@ from numpy.typing import NDArray
 from core.types import Venue
 from optimizer.config import OptimizerSettings, RiskLimits
 from optimizer.cycle import CycleData, queued_exits
-from optimizer.limits import Limit, ModelVars, limits_from_config
+from optimizer.limits import ChainIdle, Limit, ModelVars, limits_from_config
+from optimizer.pwl import FitCache
 
 FloatArray = NDArray[np.float64]
 
@@ -38,6 +39,9 @@ class SolveResult:
     solve_seconds: float  # wall time of cvxpy's solve (parameter stuffing + solver + unpacking)
     solver_seconds: float | None  # solver-internal time reported by the solver
     detail: str = ""
+    # bridge legs of the optimum, NAV units (README §4c; None when every venue is on the home chain)
+    bridge_out: FloatArray | None = None
+    bridge_back: FloatArray | None = None
 
 
 def solver_options(settings: OptimizerSettings) -> dict[str, object]:
@@ -142,6 +146,10 @@ class AllocationModel:
         for limit in self.limits:
             constraints += limit.build(m)
         objective = cp.sum(self.t)
+        # bridge legs cost what they move (README §4c)
+        for limit in self.limits:
+            if isinstance(limit, ChainIdle) and limit.active:
+                objective = objective - limit.cost
         self.with_risk = settings.risk_aversion > 0
         if self.with_risk:
             self.loadings = cp.Parameter((n, settings.risk_factors), name="risk_loadings")
@@ -160,6 +168,8 @@ class AllocationModel:
 
             self.segment = SegmentLP(self)
         self._cycle: CycleData | None = None
+        # the last fit of this venue set, so that a cycle refits only the venues that changed
+        self.fit_cache = FitCache()
         self.build_seconds = time.perf_counter() - t0
         self.solves = 0
 
@@ -194,7 +204,14 @@ class AllocationModel:
             if r.status == "optimal":
                 self.solves += 1
                 return SolveResult(
-                    "optimal", r.x, r.objective, r.seconds, self.segment.run_seconds, r.detail
+                    "optimal",
+                    r.x,
+                    r.objective,
+                    r.seconds,
+                    self.segment.run_seconds,
+                    r.detail,
+                    r.bridge_out,
+                    r.bridge_back,
                 )
             # infeasible or an error: the reference path decides (and reports) it
         return self.solve_cvxpy()
@@ -208,7 +225,9 @@ class AllocationModel:
             kwargs["ignore_dpp"] = True
         t0 = time.perf_counter()
         try:
-            self.problem.solve(solver=self.settings.solver, warm_start=True, **kwargs)
+            self.problem.solve(
+                solver=self.settings.solver, warm_start=True, verbose=False, **kwargs
+            )
         except Exception as exc:
             return SolveResult(
                 "solver_error",

@@ -1,13 +1,13 @@
 """From a target allocation to ordered moves, and the gate that decides whether they pay.
 
 Moves: for each venue ``δ_i = target_i - x0_i``; ``|δ_i| < min_trade_usd`` is dropped (the
-target falls back to ``x0_i``). Idle sits on the home chain, so a venue on another chain is
-reached by a bridge leg: withdraw there, bridge to home; bridge from home, deposit there. Order:
-all withdrawals, then bridge legs (to home first, then out of home), then deposits, so every
-deposit is funded by idle that is already on the right chain.
+target falls back to ``x0_i``). Idle is booked per chain: a withdrawal's capital stays on its
+chain and funds deposits there; only what a chain lacks is bridged, through home
+(:func:`bridge_legs`, README §4c). Order: all withdrawals, then bridge legs (to home first, then
+out of home), then deposits, so every deposit is funded by idle that is already on its chain.
 
 Costs (USD): withdraw ``gas_out + fee_bps·|δ|``; deposit ``gas_in + fee_bps·δ``; each bridge leg
-``bridge_gas_usd + bridge_fee_bps·|δ|``.
+``bridge_gas_usd + bridge_fee_bps·amount``.
 Gain over the holding horizon ``H`` days (true curves, emission haircut applied):
 ``G = Σ_i (f_i(target_i) - f_i(x0_i)) · H/365``.
 
@@ -33,20 +33,24 @@ from numpy.typing import NDArray
 
 from core.types import Move, MoveAction, Plan, VenueSnapshot
 from optimizer.config import OptimizerSettings
+from optimizer.pwl import evaluate_curves
+from optimizer.routing import bridge_legs
 
 FloatArray = NDArray[np.float64]
 
 
 def idempotency_key(
-    now: datetime,
+    now: datetime | str,
     venue_id: str,
     action: MoveAction,
     amount_usd: float,
     from_chain: str,
     to_chain: str,
 ) -> str:
-    """Deterministic: the same decision time, venue, action, route and amount give the same key."""
-    raw = f"{now.isoformat()}|{venue_id}|{action.value}|{from_chain}|{to_chain}|{round(amount_usd, 2):.2f}"
+    """Deterministic: the same decision time, venue, action, route and amount give the same key.
+    ``now`` may be given as its ``isoformat()`` already (a plan computes it once)."""
+    at = now if isinstance(now, str) else now.isoformat()
+    raw = f"{at}|{venue_id}|{action.value}|{from_chain}|{to_chain}|{round(amount_usd, 2):.2f}"
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
@@ -58,35 +62,126 @@ def round_small_trades(
     return np.where(small, x0_usd, target_usd)
 
 
+class PlanContext:
+    """One cycle's per-venue cost arrays and true incomes, so that pricing a candidate target (the
+    pruning tries a dozen, the plan and the predicted APR read the final one) is NumPy over all
+    venues, with the true curves evaluated once per venue and point (batched per curve class,
+    :func:`optimizer.pwl.evaluate_curves`).
+
+    Exact costs per venue, as the executor books them: a deposit ``gas_in + fee·δ``, a withdrawal
+    ``gas_out + fee·|δ|``; and per bridge leg (:meth:`legs`, README §4c) ``bridge_gas_usd +
+    bridge_fee_bps·amount``. ``idle_on``: idle per chain now (default: all on home, unlimited, i.e.
+    a chain's deficit always comes from home); ``min_on``: the per-chain floors.
+    """
+
+    def __init__(
+        self,
+        snaps: Sequence[VenueSnapshot],
+        x0_usd: FloatArray,
+        settings: OptimizerSettings,
+        home_chain: str,
+        idle_on: dict[str, float] | None = None,
+        min_on: dict[str, float] | None = None,
+        queued: NDArray[np.bool_] | None = None,
+    ) -> None:
+        self.snaps = snaps
+        self.settings = settings
+        self.home_chain = home_chain
+        self.x0 = np.asarray(x0_usd, dtype=float)
+        venues = [s.venue for s in snaps]
+        self.fee = np.array([v.costs.fee_bps for v in venues], dtype=float) / 1e4
+        self.gas_in = np.array([v.costs.deposit_usd for v in venues], dtype=float)
+        self.gas_out = np.array([v.costs.withdraw_usd for v in venues], dtype=float)
+        self.chains = [v.chain for v in venues]
+        self.idle_on = {home_chain: math.inf} if idle_on is None else dict(idle_on)
+        self.min_on = dict(min_on or {})
+        self.queued = queued
+        self._curves = [s.curve for s in snaps]
+        self._f0: FloatArray | None = None
+        # the last point each venue was evaluated at, and its income
+        self._xc = np.full(len(snaps), np.nan)
+        self._fc = np.zeros(len(snaps))
+
+    def income_usd(self, x_usd: FloatArray) -> FloatArray:
+        """True annual income of each venue at ``x_usd`` (emission haircut applied)."""
+        x = np.asarray(x_usd, dtype=float)
+        h = self.settings.emission_haircut
+        if self._f0 is None:
+            # the holdings and the first target in one batched evaluation
+            both = evaluate_curves(self._curves, np.stack([self.x0, x], axis=1), h)
+            self._f0, self._fc, self._xc = both[:, 0], both[:, 1].copy(), x.copy()
+        at_x0 = x == self.x0
+        miss = ~at_x0 & (x != self._xc)
+        if miss.any():
+            idx = np.nonzero(miss)[0]
+            self._fc[idx] = evaluate_curves([self._curves[i] for i in idx], x[idx][:, None], h)[
+                :, 0
+            ]
+            self._xc[idx] = x[idx]
+        return np.where(at_x0, self._f0, self._fc)
+
+    def costs_usd(self, target_usd: FloatArray) -> FloatArray:
+        """Each venue's move cost (gas and fee), USD; 0 where nothing moves. Bridging is the plan's,
+        not a venue's (:meth:`legs_cost_usd`)."""
+        delta = np.asarray(target_usd, dtype=float) - self.x0
+        gas = np.where(delta > 0, self.gas_in, self.gas_out)
+        return np.where(delta != 0.0, gas + self.fee * np.abs(delta), 0.0)
+
+    def gas_usd(self, target_usd: FloatArray) -> float:
+        """The venue moves' gas, paid from home idle."""
+        delta = np.asarray(target_usd, dtype=float) - self.x0
+        return float(np.where(delta > 0, self.gas_in, np.where(delta < 0, self.gas_out, 0.0)).sum())
+
+    def legs(self, target_usd: FloatArray) -> list[tuple[str, str, float]]:
+        """The bridge legs the target needs (:func:`bridge_legs`), home keeping the plan's gas."""
+        target = np.asarray(target_usd, dtype=float)
+        return bridge_legs(
+            self.chains,
+            self.x0,
+            target,
+            self.queued,
+            self.idle_on,
+            self.min_on,
+            self.home_chain,
+            home_spend_usd=self.gas_usd(target),
+            leg_gas_usd=self.settings.bridge_gas_usd,
+        )
+
+    def leg_cost_usd(self, amount_usd: float) -> float:
+        return self.settings.bridge_gas_usd + self.settings.bridge_fee_bps / 1e4 * amount_usd
+
+    def legs_cost_usd(self, target_usd: FloatArray) -> float:
+        return float(sum(self.leg_cost_usd(u) for _, _, u in self.legs(target_usd)))
+
+    def gains_usd(self, target_usd: FloatArray) -> FloatArray:
+        """Gain of each venue's move over the holding horizon: ``(f(target) - f(x0)) · H/365``."""
+        horizon = self.settings.holding_horizon_days / 365.0
+        target = np.asarray(target_usd, dtype=float)
+        moved = target != self.x0
+        if not moved.any():
+            return np.zeros(len(target))
+        f = self.income_usd(target)
+        assert self._f0 is not None
+        return np.where(moved, (f - self._f0) * horizon, 0.0)
+
+    def values_usd(self, target_usd: FloatArray) -> FloatArray:
+        """Exact value of each venue's move on its own: gain minus its gas and fee."""
+        return self.gains_usd(target_usd) - self.costs_usd(target_usd)
+
+
 def move_values_usd(
     snaps: Sequence[VenueSnapshot],
     x0_usd: FloatArray,
     target_usd: FloatArray,
     settings: OptimizerSettings,
     home_chain: str,
+    ctx: PlanContext | None = None,
 ) -> FloatArray:
     """Exact value of each venue's move on its own over the horizon: gain on the true curve minus
-    its exact cost (gas, fees, bridge legs); capital that is not moved stays idle and earns 0."""
-    horizon = settings.holding_horizon_days / 365.0
-    out = np.zeros(len(snaps))
-    for i, s in enumerate(snaps):
-        delta = float(target_usd[i] - x0_usd[i])
-        if delta == 0.0:
-            continue
-        v, amount = s.venue, abs(delta)
-        gain = (
-            float(
-                s.curve.income_usd(np.array([target_usd[i], x0_usd[i]]), settings.emission_haircut)
-                @ np.array([1.0, -1.0])
-            )
-            * horizon
-        )
-        gas = v.costs.deposit_usd if delta > 0 else v.costs.withdraw_usd
-        cost = gas + v.costs.fee_bps / 1e4 * amount
-        if v.chain != home_chain:
-            cost += settings.bridge_gas_usd + settings.bridge_fee_bps / 1e4 * amount
-        out[i] = gain - cost
-    return out
+    its exact cost (gas, fees); capital that is not moved stays idle and earns 0. The bridge legs
+    are the plan's (:meth:`PlanContext.legs_cost_usd`)."""
+    ctx = ctx or PlanContext(snaps, x0_usd, settings, home_chain)
+    return ctx.values_usd(target_usd)
 
 
 def prune_unprofitable(
@@ -100,6 +195,7 @@ def prune_unprofitable(
     investable_usd: float,
     min_idle_usd: float,
     queued: NDArray[np.bool_] | None = None,
+    ctx: PlanContext | None = None,
 ):
     """Undo moves that lose money on their own, while the checker still passes.
 
@@ -118,7 +214,8 @@ def prune_unprofitable(
     ``queued``: venues whose withdrawals go in flight (not into idle); idle is then ``investable -
     Σ target - Σ_queued (x0 - target)⁺``, and undoing such a withdrawal takes nothing from idle.
     """
-    values = move_values_usd(snaps, x0_usd, target_usd, settings, home_chain)
+    ctx = ctx or PlanContext(snaps, x0_usd, settings, home_chain)
+    values = ctx.values_usd(target_usd)
     target = np.array(target_usd, dtype=float)
     q = np.zeros(len(target), dtype=bool) if queued is None else np.asarray(queued, dtype=bool)
 
@@ -146,7 +243,7 @@ def prune_unprofitable(
         if rep.ok:
             spare = idle_of(trial) - min_idle_usd
             target, report = trial, rep
-            values = move_values_usd(snaps, x0_usd, target, settings, home_chain)
+            values = ctx.values_usd(target)
     tries = 0
     for i in np.argsort(values):
         if values[i] >= 0 or tries >= settings.prune_max_tries:
@@ -190,7 +287,7 @@ def prune_unprofitable(
     # the moves left may still lose money together (each pays its own gas): if holding passes the checker,
     # a plan whose exact net is not positive is worse than holding (and the gate would hold it anyway)
     moved = target != x0_usd
-    if moved.any() and float(values[moved].sum()) <= 0.0:
+    if moved.any() and float(values[moved].sum()) - ctx.legs_cost_usd(target) <= 0.0:
         rep = check(np.array(x0_usd, dtype=float))
         if rep.ok:
             target, report = np.array(x0_usd, dtype=float), rep
@@ -216,33 +313,48 @@ def after_costs(
     settings: OptimizerSettings,
     home_chain: str,
     queued: NDArray[np.bool_] | None = None,
+    ctx: PlanContext | None = None,
 ) -> AfterCosts:
     """Book the plan the way the executor does, ahead of time.
 
     ``idle_usd`` is the allocation's idle right after the moves (a withdrawal from a ``queued`` venue
-    is in flight, not in it). A deposit of ``δ`` takes ``δ`` from idle and lands ``δ (1 - bridge
-    fee)(1 - fee)`` in the venue; a withdrawal of ``δ`` from an instant venue lands ``δ (1 - fee)(1 -
-    bridge fee)`` in idle; a withdrawal from a queued venue goes in flight whole (what it loses on the
-    way is taken when it settles and is not counted here: the checker counts the in-flight amount
-    gross); every deposit and withdrawal pays its gas from home-chain idle *after* the move, and
-    (conservatively, the paper executor does not book it) every bridge leg its ``bridge_gas_usd``.
+    is in flight, not in it). A deposit of ``δ`` takes ``δ`` from idle and lands ``δ (1 - fee)`` in
+    the venue; a withdrawal of ``δ`` from an instant venue lands ``δ (1 - fee)`` in idle; a withdrawal
+    from a queued venue goes in flight whole (what it loses on the way is taken when it settles and is
+    not counted here: the checker counts the in-flight amount gross); every deposit and withdrawal
+    pays its gas from home-chain idle *after* the move; every bridge leg of the plan
+    (:meth:`PlanContext.legs`) loses ``bridge_fee_bps`` of its amount on the way and (conservatively,
+    the paper executor does not book it) pays ``bridge_gas_usd``.
     """
+    ctx = ctx or PlanContext(snaps, x0_usd, settings, home_chain)
     delta = np.asarray(target_usd, dtype=float) - np.asarray(x0_usd, dtype=float)
-    fee = np.array([s.venue.costs.fee_bps for s in snaps]) / 1e4
-    cross = np.array([s.venue.chain != home_chain for s in snaps], dtype=bool)
-    bridge = np.where(cross, settings.bridge_fee_bps / 1e4, 0.0)
-    kept = (1.0 - fee) * (1.0 - bridge)  # share of a moved USD that arrives
+    kept = 1.0 - ctx.fee  # share of a moved USD that arrives
     dep, wd = delta > 0, delta < 0
-    gas = np.where(dep, [s.venue.costs.deposit_usd for s in snaps], 0.0) + np.where(
-        wd, [s.venue.costs.withdraw_usd for s in snaps], 0.0
-    )
-    legs = float(((dep | wd) & cross).sum()) * settings.bridge_gas_usd
+    gas = np.where(dep, ctx.gas_in, 0.0) + np.where(wd, ctx.gas_out, 0.0)
+    legs = ctx.legs(target_usd)
+    # each leg pays its gas from home idle and loses its fee on the way: a leg home lands short in
+    # home idle; a leg out lands short on its chain, so that chain's deposits (which it funds) get
+    # less, pro rata (the executor deposits what is there)
+    bf = settings.bridge_fee_bps / 1e4
+    legs_gas = settings.bridge_gas_usd * len(legs)
+    home_fees = float(sum(bf * u for o, d, u in legs if d == home_chain))
     positions = np.where(dep, x0_usd + delta * kept, target_usd)
+    chains = np.asarray(ctx.chains, dtype=object)
+    for origin, dest, usd in legs:
+        if origin != home_chain:
+            continue
+        on = dep & (chains == dest)
+        total = float(delta[on].sum())
+        if total > 0:
+            positions = np.where(on, positions - bf * usd * delta / total, positions)
     instant_wd = wd if queued is None else wd & ~np.asarray(queued, dtype=bool)
     idle_cost = (
-        float(gas.sum()) + legs + float((-delta[instant_wd] * (1.0 - kept[instant_wd])).sum())
+        float(gas.sum())
+        + legs_gas
+        + home_fees
+        + float((-delta[instant_wd] * (1.0 - kept[instant_wd])).sum())
     )
-    deposit_fees = float((delta[dep] * (1.0 - kept[dep])).sum())
+    deposit_fees = float((x0_usd + delta - positions)[dep].sum())
     return AfterCosts(positions, idle_usd - idle_cost, idle_cost, idle_cost + deposit_fees)
 
 
@@ -260,87 +372,58 @@ def make_moves(
     settings: OptimizerSettings,
     home_chain: str,
     now: datetime,
+    ctx: PlanContext | None = None,
 ) -> PlanEconomics:
-    horizon = settings.holding_horizon_days / 365.0
-    h = settings.emission_haircut
+    """The moves of a target, priced exactly (gains and costs in NumPy over all venues): one
+    WITHDRAW or DEPOSIT per venue that moves, and the bridge legs the chains need
+    (:meth:`PlanContext.legs`; ``venue_id`` of a leg is ``bridge:<from>-><to>``). Order: withdrawals,
+    legs to home, legs out of home, deposits, so every deposit is funded by idle on its chain."""
+    ctx = ctx or PlanContext(snaps, x0_usd, settings, home_chain)
+    target = np.asarray(target_usd, dtype=float)
+    delta = target - ctx.x0
+    gains = ctx.gains_usd(target)
+    venue_cost = ctx.costs_usd(target)
+    at = now.isoformat()
     withdrawals: list[Move] = []
+    deposits: list[Move] = []
+    for i in np.nonzero(delta != 0.0)[0]:
+        v = snaps[i].venue
+        amount = abs(float(delta[i]))
+        action = MoveAction.WITHDRAW if delta[i] < 0 else MoveAction.DEPOSIT
+        move = Move(
+            action,
+            v.id,
+            amount,
+            idempotency_key(at, v.id, action, amount, v.chain, v.chain),
+            from_chain=v.chain,
+            to_chain=v.chain,
+            expected_gain_usd=float(gains[i]),
+            cost_usd=float(venue_cost[i]),
+        )
+        (withdrawals if delta[i] < 0 else deposits).append(move)
     to_home: list[Move] = []
     from_home: list[Move] = []
-    deposits: list[Move] = []
-    gain_total = cost_total = 0.0
-    for i, s in enumerate(snaps):
-        delta = float(target_usd[i] - x0_usd[i])
-        if delta == 0.0:
-            continue
-        v = s.venue
-        amount = abs(delta)
-        gain = (
-            float(
-                s.curve.income_usd(np.array([target_usd[i]]), h)[0]
-                - s.curve.income_usd(np.array([x0_usd[i]]), h)[0]
+    legs_cost = 0.0
+    for origin, dest, amount in ctx.legs(target):
+        label = f"bridge:{origin}->{dest}"
+        cost = ctx.leg_cost_usd(amount)
+        legs_cost += cost
+        (from_home if origin == home_chain else to_home).append(
+            Move(
+                MoveAction.BRIDGE,
+                label,
+                amount,
+                idempotency_key(at, label, MoveAction.BRIDGE, amount, origin, dest),
+                from_chain=origin,
+                to_chain=dest,
+                cost_usd=cost,
             )
-            * horizon
         )
-        cross = v.chain != home_chain
-        bridge_cost = (
-            settings.bridge_gas_usd + settings.bridge_fee_bps / 1e4 * amount if cross else 0.0
-        )
-        if delta < 0:
-            cost = v.costs.withdraw_usd + v.costs.fee_bps / 1e4 * amount
-            withdrawals.append(
-                Move(
-                    MoveAction.WITHDRAW,
-                    v.id,
-                    amount,
-                    idempotency_key(now, v.id, MoveAction.WITHDRAW, amount, v.chain, v.chain),
-                    from_chain=v.chain,
-                    to_chain=v.chain,
-                    expected_gain_usd=gain,
-                    cost_usd=cost,
-                )
-            )
-            if cross:
-                to_home.append(
-                    Move(
-                        MoveAction.BRIDGE,
-                        v.id,
-                        amount,
-                        idempotency_key(now, v.id, MoveAction.BRIDGE, amount, v.chain, home_chain),
-                        from_chain=v.chain,
-                        to_chain=home_chain,
-                        cost_usd=bridge_cost,
-                    )
-                )
-        else:
-            cost = v.costs.deposit_usd + v.costs.fee_bps / 1e4 * amount
-            if cross:
-                from_home.append(
-                    Move(
-                        MoveAction.BRIDGE,
-                        v.id,
-                        amount,
-                        idempotency_key(now, v.id, MoveAction.BRIDGE, amount, home_chain, v.chain),
-                        from_chain=home_chain,
-                        to_chain=v.chain,
-                        cost_usd=bridge_cost,
-                    )
-                )
-            deposits.append(
-                Move(
-                    MoveAction.DEPOSIT,
-                    v.id,
-                    amount,
-                    idempotency_key(now, v.id, MoveAction.DEPOSIT, amount, v.chain, v.chain),
-                    from_chain=v.chain,
-                    to_chain=v.chain,
-                    expected_gain_usd=gain,
-                    cost_usd=cost,
-                )
-            )
-        gain_total += gain
-        cost_total += cost + bridge_cost
+    moved = delta != 0.0
     return PlanEconomics(
-        tuple(withdrawals + to_home + from_home + deposits), gain_total, cost_total
+        tuple(withdrawals + to_home + from_home + deposits),
+        float(gains[moved].sum()),
+        float(venue_cost[moved].sum()) + legs_cost,
     )
 
 

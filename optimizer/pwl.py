@@ -107,6 +107,7 @@ def fit_pwl(
     hint_usd: FloatArray | None = None,
     window_usd: tuple[FloatArray, FloatArray] | None = None,
     window_share: float = 0.5,
+    cache: FitCache | None = None,
 ) -> PiecewiseLinear:
     """Chord interpolants with at most ``pieces + 1`` pieces (``pieces`` plus the split at ``x0``).
 
@@ -116,6 +117,11 @@ def fit_pwl(
     previous solution, so that a refinement pass is exact where the optimum is (README).
     ``window_usd = (lo, hi)`` (NaN: none): a share ``window_share`` of the quantile breakpoints
     goes inside ``[lo_i, hi_i]`` (the pieces around the previous solution), the rest outside.
+
+    ``cache`` (incremental fit): the curves are still sampled every call (one batched evaluation),
+    but a venue whose samples, grid, forced breakpoints, window and budget are all what they were in
+    the cached call gets its cached pieces; only the others are fitted. The fit of a row depends on
+    nothing else, so the result is identical to a full fit.
     """
     n = len(curves)
     lb = np.asarray(lb_usd, dtype=float)
@@ -151,6 +157,104 @@ def fit_pwl(
     grid.sort(axis=1)
     m = grid.shape[1]
     f = evaluate_curves(curves, grid, emission_haircut)
+    budget = np.full(n, max(pieces - 1, 0)) if split_budget is None else np.asarray(split_budget)
+    if window_usd is not None:
+        win_lo, win_hi = (np.asarray(w, dtype=float) for w in window_usd)
+    else:
+        win_lo = win_hi = np.full(n, np.nan)
+    key = (int(pieces), str(method), float(window_share), window_usd is not None, m)
+    rows = np.arange(n)
+    if cache is not None and cache.matches(key, n):
+        same = cache.same_rows(grid, f, x0, hint, has_hint, budget, win_lo, win_hi)
+        rows = np.nonzero(~same)[0]
+    fit = _fit_rows(
+        grid[rows],
+        f[rows],
+        width[rows],
+        x0[rows],
+        hint[rows],
+        has_hint[rows],
+        budget[rows],
+        (win_lo[rows], win_hi[rows]) if window_usd is not None else None,
+        pieces,
+        method,
+        window_share,
+    )
+    if cache is not None:
+        out = cache.merge(rows, fit) if len(rows) < n and cache.matches(key, n) else fit
+        cache.store(key, grid, f, x0, hint, has_hint, budget, win_lo, win_hi, out, len(rows))
+        fit = out
+    slope, intercept, bps, error, income_ub = fit
+    return PiecewiseLinear(
+        slope=slope,
+        intercept=intercept,
+        breakpoints=bps,
+        lb_usd=lb,
+        ub_usd=np.asarray(ub_usd, dtype=float),
+        error_bound_usd=error,
+        income_ub_usd=income_ub,
+    )
+
+
+_Fit = tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]
+
+
+class FitCache:
+    """The last fit's inputs and pieces, per row (the venue order of one compiled problem), so that
+    :func:`fit_pwl` refits only the venues whose inputs changed. ``refitted`` counts the rows the
+    last call fitted (``n`` on a full fit)."""
+
+    def __init__(self) -> None:
+        self.key: tuple[object, ...] | None = None
+        self.n = -1
+        self.inputs: tuple[FloatArray, ...] = ()
+        self.out: _Fit | None = None
+        self.refitted = 0
+
+    def matches(self, key: tuple[object, ...], n: int) -> bool:
+        return self.key == key and self.n == n and self.out is not None
+
+    def same_rows(self, *arrays: FloatArray) -> NDArray[np.bool_]:
+        same = np.ones(self.n, dtype=bool)
+        for old, new in zip(self.inputs, arrays, strict=True):
+            eq = (
+                (old == new) | (np.isnan(old) & np.isnan(new))
+                if old.dtype.kind == "f"
+                else old == new
+            )
+            same &= eq.all(axis=1) if eq.ndim == 2 else eq
+        return same
+
+    def merge(self, rows: NDArray[np.int64], fit: _Fit) -> _Fit:
+        assert self.out is not None
+        merged = tuple(a.copy() for a in self.out)
+        for a, b in zip(merged, fit, strict=True):
+            a[rows] = b
+        return merged  # type: ignore[return-value]
+
+    def store(self, key: tuple[object, ...], *rest: object) -> None:
+        *inputs, out, refitted = rest
+        self.key, self.inputs, self.out = key, tuple(np.array(a) for a in inputs), out  # type: ignore[assignment]
+        self.n = len(self.inputs[0])
+        self.refitted = int(refitted)  # type: ignore[call-overload]
+
+
+def _fit_rows(
+    grid: FloatArray,
+    f: FloatArray,
+    width: FloatArray,
+    x0: FloatArray,
+    hint: FloatArray,
+    has_hint: NDArray[np.bool_],
+    budget: NDArray[np.int64],
+    window_usd: tuple[FloatArray, FloatArray] | None,
+    pieces: int,
+    method: str,
+    window_share: float,
+) -> _Fit:
+    """The fit of each row of samples ``f`` on ``grid``: (slope, intercept, breakpoints, error
+    bound, f̂ at ub), see :func:`fit_pwl`."""
+    n, m = grid.shape
     h = np.diff(grid, axis=1)
     # a cell narrower than rounding (a forced node a hair from a grid node: last cycle's solution, which
     # the simplex puts on a breakpoint, i.e. a grid node, after the domain moved by a rounding error)
@@ -175,7 +279,6 @@ def fit_pwl(
             np.arange(n),
             np.argmax(grid >= forced[:, None] - 1e-12 * (1 + np.abs(forced[:, None])), axis=1),
         ] = True
-    budget = np.full(n, max(pieces - 1, 0)) if split_budget is None else np.asarray(split_budget)
     budget = np.where(has_hint, np.maximum(budget - 1, 0), budget)
     if method == "quantile":
         weight = None
@@ -247,15 +350,7 @@ def fit_pwl(
     slope = _fill_nan_forward(slope)
     slope = np.where(np.isnan(slope), cell_slope[:, :1], slope)
     intercept = vals[:, :-1] - slope * bps[:, :-1]
-    return PiecewiseLinear(
-        slope=slope,
-        intercept=intercept,
-        breakpoints=bps,
-        lb_usd=lb,
-        ub_usd=np.asarray(ub_usd, dtype=float),
-        error_bound_usd=error,
-        income_ub_usd=f[:, -1].copy(),
-    )
+    return slope, intercept, bps, error, f[:, -1].copy()
 
 
 def _quantile_breakpoints(

@@ -165,7 +165,9 @@ class LPCurve(YieldCurve):
         e = np.array([c.emission_usd for c in curves])[:, None]
         t = np.array([c.tvl_usd for c in curves])[:, None]
         il = np.array([c.sigma**2 / 8.0 for c in curves])[:, None]
-        return (f + (1.0 - emission_haircut) * e) * x_usd / (t + x_usd) - il * x_usd
+        # flat beyond capacity, as real_income_usd (this batch path used to keep falling there)
+        x = np.minimum(x_usd, np.array([c.capacity_usd for c in curves])[:, None])
+        return (f + (1.0 - emission_haircut) * e) * x / (t + x) - il * x
 
 
 class FlatCurve(YieldCurve):
@@ -319,7 +321,7 @@ def random_market(
     if invested_share > 0 and n:
         picks = rng.choice(n, size=max(1, n // 3), replace=False)
         w = rng.dirichlet(np.ones(len(picks)))
-        for j, wj in zip(picks, w, strict=False):
+        for j, wj in zip(picks, w, strict=True):
             positions[snaps[j].venue.id] = float(invested_share * nav_usd * wj)
     idle = nav_usd - sum(positions.values())
     return Market(

@@ -230,12 +230,33 @@ def test_every_documented_field_parses(row: dict[str, Any]) -> None:
     assert pool.tvlUsd == row["tvlUsd"]
 
 
-def test_every_field_is_required_and_extra_fields_are_ignored() -> None:
-    for name in FIELDS:
-        broken = {k: v for k, v in STETH.items() if k != name}
-        with pytest.raises(FeedError) as err:
-            parse(LlamaPool, broken, "pools")
-        assert err.value.reason == "schema" and name in err.value.detail
+#: what the curves read: the row is refused without them
+REQUIRED = {"pool", "tvlUsd", "apyBase"}
+#: read when present (emissions, LP volatility, a diagnostic)
+READ_IF_PRESENT = {"apyReward", "rewardTokens", "ilRisk", "volumeUsd1d"}
+NEVER_READ = sorted(FIELDS - REQUIRED - READ_IF_PRESENT)
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_the_fields_the_curves_read_are_required(name: str) -> None:
+    broken = {k: v for k, v in STETH.items() if k != name}
+    with pytest.raises(FeedError) as err:
+        parse(LlamaPool, broken, "pools")
+    assert err.value.reason == "schema" and name in err.value.detail
+
+
+@pytest.mark.parametrize("name", NEVER_READ + sorted(READ_IF_PRESENT))
+def test_a_row_without_an_optional_field_parses(name: str) -> None:
+    for row in ROWS:
+        pool = parse(LlamaPool, {k: v for k, v in row.items() if k != name}, "pools")
+        assert getattr(pool, name) is None and pool.tvlUsd == row["tvlUsd"]
+
+
+def test_optional_fields_are_still_checked_and_extra_fields_are_ignored() -> None:
+    assert len(NEVER_READ) == 21
+    with pytest.raises(FeedError) as err:
+        parse(LlamaPool, {**STETH, "apyBaseInception": float("nan")}, "pools")
+    assert err.value.reason == "nan" and "apyBaseInception" in err.value.detail
     assert (
         parse(LlamaPool, {**STETH, "pricePerShare": 1.2, "url": "https://lido.fi"}, "pools").pool
         == STETH["pool"]
@@ -266,13 +287,17 @@ def test_chart_rows_parse_with_extra_fields() -> None:
     assert chart.data[0].timestamp == datetime(2025, 5, 14, 23, 1, 10, 331000, tzinfo=UTC)
 
 
-async def test_adapter_on_live_shaped_pools(aiohttp_server) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("drop", [None, *NEVER_READ, "ilRisk", "volumeUsd1d"])
+async def test_adapter_on_live_shaped_pools(aiohttp_server, drop: str | None) -> None:  # type: ignore[no-untyped-def]
+    """The same snapshots whether or not the rows carry a field the curves do not read (a real
+    export lacked ``apyBaseInception``; the LP's volatility comes from its params without ``ilRisk``)."""
     now = datetime(2026, 2, 1, tzinfo=UTC)
     hits = {"pools": 0}
+    rows = [{k: v for k, v in r.items() if k != drop} for r in copy.deepcopy(ROWS)]
 
     async def pools(request: web.Request) -> web.Response:
         hits["pools"] += 1
-        return web.json_response({"status": "success", "data": copy.deepcopy(ROWS)})
+        return web.json_response({"status": "success", "data": rows})
 
     app = web.Application()
     app.router.add_get("/defillama/pools", pools)

@@ -139,6 +139,7 @@ class Book:
             positions_usd={k: v for k, v in self.positions.items() if v > 0},
             idle_usd=sum(self.idle.values()),
             in_flight_usd=self.in_flight,
+            idle_by_chain_usd=dict(self.idle),
         )
 
     def advance(self, hours: float) -> None:
@@ -156,7 +157,7 @@ class Book:
 
     def execute(self, moves) -> None:
         for m in moves:
-            v = self.venues[m.venue_id]
+            v = self.venues.get(m.venue_id)  # a bridge leg names its route, not a venue
             if m.action is MoveAction.WITHDRAW:
                 amount = min(m.amount_usd, self.positions[v.id])
                 self.positions[v.id] -= amount

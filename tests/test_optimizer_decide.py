@@ -42,6 +42,7 @@ def test_problem_is_dpp_with_every_limit(risk_aversion):
     assert {type(limit).__name__ for limit in model.limits} == {
         "VenueBox",
         "MinIdle",
+        "ChainIdle",
         "GroupCaps",
         "RiskBudget",
         "LiquidityFloors",
@@ -190,12 +191,14 @@ def test_plan_orders_withdrawals_bridges_deposits_with_bridge_legs():
     order = {MoveAction.WITHDRAW: 0, MoveAction.BRIDGE: 1, MoveAction.DEPOSIT: 2}
     assert actions == sorted(actions, key=order.__getitem__)
     bridges = [m for m in d.plan.moves if m.action == MoveAction.BRIDGE]
-    assert {(m.venue_id, m.from_chain, m.to_chain) for m in bridges} == {
-        ("arb-old", "arbitrum", "ethereum"),
-        ("arb-new", "ethereum", "arbitrum"),
-    }
-    # the leg back home comes before the leg out
-    assert bridges[0].to_chain == "ethereum"
+    # idle is booked per chain (README §4c): arb-old's 400k stays on arbitrum and funds arb-new there;
+    # only the shortfall (arb-new takes 500k) is bridged, once, from home. Before, both 400k legs
+    # (arbitrum -> home, home -> arbitrum) were sent.
+    assert [(m.venue_id, m.from_chain, m.to_chain) for m in bridges] == [
+        ("bridge:ethereum->arbitrum", "ethereum", "arbitrum")
+    ]
+    t = d.allocation.target_usd
+    assert bridges[0].amount_usd == pytest.approx(t["arb-new"] - 400_000, abs=0.01)
     # capital conserved: what leaves + idle funds what arrives
     out = sum(m.amount_usd for m in d.plan.moves if m.action == MoveAction.WITHDRAW)
     inn = sum(m.amount_usd for m in d.plan.moves if m.action == MoveAction.DEPOSIT)

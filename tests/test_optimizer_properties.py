@@ -165,7 +165,7 @@ def test_random_markets_give_checked_conserving_never_worse_solutions(market, li
             assert abs(after.get(i, 0.0) - target[i]) <= 0.01
 
 
-def _max_violation_at(model, x: np.ndarray, cycle) -> float:
+def _max_violation_at(model, x: np.ndarray, cycle, seg=None) -> float:
     """Largest violation of any cvxpy constraint at ``x``, with the auxiliary variables at their best
     values for ``x`` (t = g(x), liquid z = min(x, L), turnover u = |x - x0|, in flight w = (x0 - x)⁺)."""
     a, b = cycle.objective_pieces(SETTINGS)
@@ -179,6 +179,10 @@ def _max_violation_at(model, x: np.ndarray, cycle) -> float:
             v.value = np.abs(x - cycle.x0)
         elif name == "in_flight":
             v.value = np.maximum(cycle.x0 - x, 0.0)[model.queued_idx]
+        elif name == "bridge_out":  # the segment optimum's own legs (README §4c)
+            v.value = seg.bridge_out
+        elif name == "bridge_back":
+            v.value = seg.bridge_back
         elif name == "liquid":
             lim = next(lim for lim in model.limits if lim.name == "liquidity")
             v.value = np.minimum(x[lim.idx], cycle.exit_liquidity[lim.idx])
@@ -222,4 +226,4 @@ def test_segment_simplex_matches_the_cvxpy_reference(market, limits):
     assert seg.status == "optimal" and seg.detail == "segment simplex", seg
     # the reference's Σ t may exceed g(x) by its feasibility tolerance; compare both ways
     assert abs(seg.objective - ref) <= 1e-6 * abs(ref) + 1e-9, (seg.objective, ref)
-    assert _max_violation_at(model, seg.x, cycle) <= 1e-8
+    assert _max_violation_at(model, seg.x, cycle, seg) <= 1e-8

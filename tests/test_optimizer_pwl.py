@@ -113,3 +113,60 @@ def test_a_forced_node_a_hair_from_a_grid_node_does_not_bend_the_fit():
             fh = np.min(pwl.slope[0][None, :] * xs[:, None] + pwl.intercept[0][None, :], axis=1)
             gap = c.income_usd(xs, 0.5) - fh
             assert gap.min() >= -1e-6 and gap.max() <= pwl.error_bound_usd[0] + 1e-6
+
+
+def test_batch_income_equals_income_for_every_test_curve() -> None:
+    """``evaluate_curves`` takes a class's batch method when it has one: it must agree with
+    ``income_usd`` everywhere, beyond capacity too (the LP batch once kept falling there)."""
+    from optimizer.pwl import evaluate_curves
+    from optimizer.testing import random_market
+
+    snaps = random_market(200, 3).snapshots
+    curves = [s.curve for s in snaps]
+    caps = np.array([c.capacity_usd if np.isfinite(c.capacity_usd) else 1e7 for c in curves])
+    x = np.stack([np.zeros(len(curves)), 0.5 * caps, caps, 3.0 * caps], axis=1)
+    batched = evaluate_curves(curves, x, 0.5)
+    one_by_one = np.array([c.income_usd(x[i], 0.5) for i, c in enumerate(curves)])
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-12, atol=1e-9)
+
+
+def test_incremental_fit_refits_only_what_changed_and_equals_a_full_fit() -> None:
+    """With a FitCache, a venue whose curve samples, domain, forced breakpoints and window are what
+    they were gets its cached pieces; the result equals a fit from scratch, row for row."""
+    from optimizer.pwl import FitCache
+    from optimizer.testing import random_market
+
+    snaps = random_market(120, 5).snapshots
+    curves = [s.curve for s in snaps]
+    n = len(curves)
+    lb = np.zeros(n)
+    ub = np.full(n, 2e6)
+    x0 = np.linspace(0.0, 1e6, n)
+    hint = np.where(np.arange(n) % 3 == 0, 5e5, np.nan)
+    window = (hint - 1e5, hint + 1e5)
+    cache = FitCache()
+    args = dict(pieces=8, samples=96, emission_haircut=0.5, hint_usd=hint, window_usd=window)
+    first = fit_pwl(curves, lb, ub, x0, cache=cache, **args)
+    assert cache.refitted == n
+    # a tenth of the venues change: three curves are replaced, others move their position or window
+    changed = [LPCurve(1e5, 3e7, 0.3), DilutionCurve(2e5, 5e7), FlatCurve(0.04)]
+    curves2 = list(curves)
+    for k, c in zip((4, 40, 80), changed, strict=True):
+        curves2[k] = c
+    x0b = x0.copy()
+    x0b[[7, 8, 9]] += 1234.5
+    hint2 = hint.copy()
+    hint2[[30, 33]] = 7e5
+    window2 = (hint2 - 1e5, hint2 + 1e5)
+    args2 = dict(args, hint_usd=hint2, window_usd=window2)
+    inc = fit_pwl(curves2, lb, ub, x0b, cache=cache, **args2)
+    assert cache.refitted == 8
+    full = fit_pwl(curves2, lb, ub, x0b, **args2)
+    for name in ("slope", "intercept", "breakpoints", "error_bound_usd", "income_ub_usd"):
+        np.testing.assert_array_equal(getattr(inc, name), getattr(full, name), err_msg=name)
+    # the unchanged rows are the first fit's
+    keep = np.setdiff1d(np.arange(n), [4, 40, 80, 7, 8, 9, 30, 33])
+    np.testing.assert_array_equal(inc.breakpoints[keep], first.breakpoints[keep])
+    # nothing changed: nothing refitted
+    fit_pwl(curves2, lb, ub, x0b, cache=cache, **args2)
+    assert cache.refitted == 0

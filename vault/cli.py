@@ -116,9 +116,21 @@ def _parser() -> argparse.ArgumentParser:
     solver.add_argument("--venues", type=int, default=1000)
     solver.add_argument("--repeats", type=int, default=20)
     solver.add_argument("--seed", type=int, default=7)
+    solver.add_argument(
+        "--changed-share", type=float, default=1.0, help="share of venues whose rates move a cycle"
+    )
     solver.add_argument("--json", action="store_true")
     quality = bench_sub.add_parser("quality", help="net yield against baselines on seeded markets")
     quality.add_argument("--seed", type=int, default=7)
+    # the names of optimizer.bench.SCENARIOS (not imported here: it loads cvxpy, ~2 s)
+    quality.add_argument(
+        "--scenario",
+        dest="scenarios",
+        action="append",
+        choices=QUALITY_SCENARIOS,
+        help="run only this scenario (repeatable; default: all)",
+    )
+    quality.add_argument("--steady-cycles", type=int, default=15)
     quality.add_argument("--json", action="store_true")
     feedsb = bench_sub.add_parser("feeds", help="poll-cycle time for many mock venues on loopback")
     feedsb.add_argument("--venues", type=int, default=1000)
@@ -147,6 +159,16 @@ def _parser() -> argparse.ArgumentParser:
         gp.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
         gp.add_argument("--data-dir", type=Path, default=None)
     return p
+
+
+QUALITY_SCENARIOS = (
+    "loose",
+    "binding_limits",
+    "rebalance_with_turnover",
+    "heavy_rate_impact",
+    "frozen_and_exit_bounds",
+    "composite_kinds",
+)
 
 
 def guards_command(args: argparse.Namespace) -> int:
@@ -391,11 +413,22 @@ def main(argv: list[str] | None = None) -> int:
         elif args.bench == "solver":
             from optimizer.bench import bench_solver
 
-            _print_json(bench_solver(venues=args.venues, repeats=args.repeats, seed=args.seed))
+            _print_json(
+                bench_solver(
+                    venues=args.venues,
+                    repeats=args.repeats,
+                    seed=args.seed,
+                    changed_share=args.changed_share,
+                )
+            )
         elif args.bench == "quality":
             from optimizer.bench import bench_quality
 
-            _print_json(bench_quality(seed=args.seed))
+            _print_json(
+                bench_quality(
+                    seed=args.seed, scenarios_only=args.scenarios, steady_cycles=args.steady_cycles
+                )
+            )
         else:
             from adapters.bench import bench_feeds
 

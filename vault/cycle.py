@@ -263,6 +263,8 @@ def portfolio_of(balances: Balances, venues: Mapping[str, Venue]) -> PortfolioSt
         idle_usd=units_to_usd(balances.total_idle_units),
         in_flight_usd=units_to_usd(balances.total_in_flight_units),
         in_flight_landing=in_flight_landing(balances.in_flight_units, venues),
+        # idle per chain, as booked (idle:<chain>): the optimizer plans with it (optimizer README §4c)
+        idle_by_chain_usd={c: units_to_usd(u) for c, u in balances.idle_units.items() if u},
     )
 
 
