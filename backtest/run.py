@@ -76,6 +76,7 @@ class BacktestConfig:
     home_chain: str
     capital_usd: float
     source: str
+    guards: Any = None  # guard.GuardSettings (the ``guards:`` section) for ``ours_guarded``
 
 
 def load_config(path: Path | None) -> BacktestConfig:
@@ -103,12 +104,19 @@ def load_config(path: Path | None) -> BacktestConfig:
         problems.append(
             f"vault.initial_capital_usd: must be a number > 0 (got {vault.get('initial_capital_usd')!r})"
         )
+    guards = None
+    try:
+        from guard import GuardSettings
+
+        guards = GuardSettings(**(raw.get("guards") or {}))
+    except (ValidationError, TypeError) as exc:
+        problems += [f"guards.{e}" for e in _errors(exc)]
     home = vault.get("home_chain", "ethereum")
     if not isinstance(home, str) or not home:
         problems.append(f"vault.home_chain: must be a chain name (got {home!r})")
     if problems:
         raise ConfigError(str(path), problems)
-    return BacktestConfig(limits, settings, home, capital, str(path))
+    return BacktestConfig(limits, settings, home, capital, str(path), guards)
 
 
 def _errors(exc: Exception) -> list[str]:
@@ -184,30 +192,15 @@ def run_prepared(
     *,
     progress: Callable[[int], None] | None = None,
     audit_every_cycle: bool = False,
+    jobs: int = 1,
 ) -> tuple[dict[str, Any], list[StrategyRun]]:
+    """``jobs`` > 1: strategies replay in that many worker processes (each its own world and
+    books, as in one process; the summary is the same bytes)."""
     venues = history_venues(p.history)
-    cfg = RunConfig(
-        p.config.limits,
-        p.config.settings,
-        p.config.home_chain,
-        p.config.capital_usd,
-        p.period_seconds,
-    )
-    strats = [
-        make_strategy(n, p.config.limits, p.config.settings, p.config.home_chain)
-        for n in strategies
-    ]
-    runs = run_strategies(
-        strats,
-        p.history,
-        p.rates,
-        venues,
-        cfg,
-        out_dir,
-        prices=p.prices,
-        progress=progress,
-        audit_every_cycle=audit_every_cycle,
-    )
+    if jobs > 1 and len(strategies) > 1:
+        runs = _parallel(p, out_dir, list(strategies), jobs, progress, audit_every_cycle)
+    else:
+        runs = _serial(p, out_dir, list(strategies), progress, audit_every_cycle)
     table = summarize(runs, {v.id: v.asset.upper() for v in venues})
     ours = table.get("ours", {}).get("net_apy")
     beaten_by = sorted(
@@ -226,6 +219,70 @@ def run_prepared(
         "ours_limit_breach_cycles": table.get("ours", {}).get("limit_breach_cycles"),
     }
     return summary, runs
+
+
+def _serial(
+    p: Prepared,
+    out_dir: Path,
+    names: list[str],
+    progress: Callable[[int], None] | None,
+    audit_every_cycle: bool,
+) -> list[StrategyRun]:
+    cfg = RunConfig(
+        p.config.limits,
+        p.config.settings,
+        p.config.home_chain,
+        p.config.capital_usd,
+        p.period_seconds,
+    )
+    return run_strategies(
+        [
+            make_strategy(n, cfg.limits, cfg.settings, cfg.home_chain, p.config.guards)
+            for n in names
+        ],
+        p.history,
+        p.rates,
+        history_venues(p.history),
+        cfg,
+        out_dir,
+        prices=p.prices,
+        progress=progress,
+        audit_every_cycle=audit_every_cycle,
+    )
+
+
+def _one(p: Prepared, name: str, out_dir: Path, audit_every_cycle: bool) -> StrategyRun:
+    from backtest.cli import quiet_logs
+    from vault.logs import configure_logging
+
+    configure_logging("WARNING", json=True)  # a spawned worker: warnings and up, on stderr
+    quiet_logs()
+    return _serial(p, out_dir, [name], None, audit_every_cycle)[0]
+
+
+def _parallel(
+    p: Prepared,
+    out_dir: Path,
+    names: list[str],
+    jobs: int,
+    progress: Callable[[int], None] | None,
+    audit_every_cycle: bool,
+) -> list[StrategyRun]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from backtest.engine import cycle_times
+
+    per = len(cycle_times(p.history, p.period_seconds))
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = {pool.submit(_one, p, n, out_dir, audit_every_cycle): n for n in names}
+        done: dict[str, StrategyRun] = {}
+        for f in as_completed(futures):
+            done[futures[f]] = f.result()
+            if progress is not None:
+                progress(per)
+    return [done[n] for n in names]
 
 
 def summary_bytes(summary: dict[str, Any]) -> bytes:

@@ -17,13 +17,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from core.types import Allocation, PortfolioState, VenueSnapshot
+from core.types import NO_DIRECTIVES, Allocation, Directives, Plan, PortfolioState, VenueSnapshot
 from optimizer import Decision, Optimizer, OptimizerSettings, RiskLimits
 from optimizer.bench import equal_weight, greedy_highest_apy, water_filling
+from optimizer.decision import HOLD, DecisionStatus
+from optimizer.memory import EMPTY_MEMORY, OptimizerMemory
 from optimizer.plan import gate, make_moves, round_small_trades
 
 STRATEGIES = (
@@ -35,30 +37,48 @@ STRATEGIES = (
     "stay_home",
     "hindsight",
 )
+# accepted by --strategies, not run by default
+EXTRA_STRATEGIES = ("ours_guarded",)
 TargetFn = Callable[[Sequence[VenueSnapshot], np.ndarray, float, float], np.ndarray]
 
 
 class Strategy(Protocol):
+    """What ``vault.cycle.run_cycle`` calls as its optimizer: ``decide(snapshots, portfolio, now,
+    memory=, directives=)`` -> a Decision carrying the memory for the next cycle."""
+
     name: str
     hindsight: bool
 
     def decide(
-        self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState, now: datetime
+        self,
+        snapshots: Sequence[VenueSnapshot],
+        portfolio: PortfolioState,
+        now: datetime,
+        memory: OptimizerMemory | None = None,
+        directives: Directives = NO_DIRECTIVES,
     ) -> Decision: ...
 
 
 @dataclasses.dataclass
 class OptimizerStrategy:
-    """``Optimizer.decide`` as the daemon calls it."""
+    """``Optimizer.decide`` as the daemon calls it (through ``run_cycle``)."""
 
     name: str
     optimizer: Optimizer
     hindsight: bool = False
+    guard: Any = None  # a vault.cycle.GuardHook (``guard.Guards``) for ours_guarded
 
     def decide(
-        self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState, now: datetime
+        self,
+        snapshots: Sequence[VenueSnapshot],
+        portfolio: PortfolioState,
+        now: datetime,
+        memory: OptimizerMemory | None = None,
+        directives: Directives = NO_DIRECTIVES,
     ) -> Decision:
-        return self.optimizer.decide(snapshots, portfolio, now)
+        return self.optimizer.decide(
+            snapshots, portfolio, now, memory=memory, directives=directives
+        )
 
 
 @dataclasses.dataclass
@@ -72,13 +92,19 @@ class TargetStrategy:
     hindsight: bool = False
 
     def decide(
-        self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState, now: datetime
+        self,
+        snapshots: Sequence[VenueSnapshot],
+        portfolio: PortfolioState,
+        now: datetime,
+        memory: OptimizerMemory | None = None,
+        directives: Directives = NO_DIRECTIVES,
     ) -> Decision:
+        """Baselines keep no memory and take no directives (the backtest passes none)."""
         snaps = sorted(snapshots, key=lambda s: s.venue.id)
         nav = portfolio.nav_usd
         x0 = np.array([portfolio.positions_usd.get(s.venue.id, 0.0) for s in snaps])
         if not snaps or nav <= 0:
-            return _decision("no_venues", None, nav, 0.0, "hold: no venue snapshots")
+            return _decision("no_venues", None, nav, 0.0, "hold: no venue snapshots", None, memory)
         x = np.asarray(self.target(snaps, x0, portfolio.idle_usd, nav), dtype=float)
         x = round_small_trades(x0, x, self.settings.min_trade_usd)
         econ = make_moves(snaps, x0, x, self.settings, self.home_chain, now)
@@ -89,25 +115,28 @@ class TargetStrategy:
         )
         idle = portfolio.idle_usd + float(x0.sum() - x.sum())
         alloc = Allocation({s.venue.id: float(v) for s, v in zip(snaps, x, strict=False)}, idle)
-        return _decision("optimal", alloc, nav, income, plan.reason, plan)
+        return _decision("optimal", alloc, nav, income, plan.reason, plan, memory)
 
 
 def _decision(
-    status: str, alloc: Allocation | None, nav: float, income: float, reason: str, plan=None
+    status: str,
+    alloc: Allocation | None,
+    nav: float,
+    income: float,
+    reason: str,
+    plan: Plan | None = None,
+    memory: OptimizerMemory | None = None,
 ) -> Decision:
-    from optimizer.engine import HOLD
-
     return Decision(
-        status=status,
+        status=DecisionStatus(status),
         allocation=alloc,
         plan=plan if plan is not None else dataclasses.replace(HOLD, reason=reason),
         objective_usd=None,
         predicted_apr=income / nav if nav > 0 else None,
-        solve_seconds=0.0,
-        build_seconds=0.0,
         violations=(),
         limit_utilization={},
         reason=reason,
+        memory=memory if memory is not None else EMPTY_MEMORY,
     )
 
 
@@ -116,11 +145,25 @@ def _budget(limits: RiskLimits, x0: np.ndarray, idle: float, nav: float) -> floa
 
 
 def make_strategy(
-    name: str, limits: RiskLimits, settings: OptimizerSettings, home_chain: str
+    name: str,
+    limits: RiskLimits,
+    settings: OptimizerSettings,
+    home_chain: str,
+    guards: Any = None,
 ) -> Strategy:
+    """``ours_guarded``: ours with the protocol-health guards (``guard.Guards`` on the config's
+    ``guards:`` section, defaults when absent) as the cycle's guard hook."""
     if name in ("ours", "hindsight"):
         return OptimizerStrategy(
             name, Optimizer(limits, settings, home_chain), hindsight=name == "hindsight"
+        )
+    if name == "ours_guarded":
+        from guard import Guards, GuardSettings
+
+        return OptimizerStrategy(
+            name,
+            Optimizer(limits, settings, home_chain),
+            guard=Guards(guards if guards is not None else GuardSettings()),
         )
     h = settings.emission_haircut
     baseline_settings = settings.model_copy(
@@ -134,7 +177,7 @@ def make_strategy(
         return greedy_highest_apy(snaps, x0, _budget(limits, x0, idle, nav), limits, nav, h)
 
     def water(snaps, x0, idle, nav):  # type: ignore[no-untyped-def]
-        return water_filling(snaps, x0, _budget(limits, x0, idle, nav), limits, nav, h, steps=200)
+        return water_filling(snaps, x0, _budget(limits, x0, idle, nav), limits, nav, h, steps=50)
 
     def equal(snaps, x0, idle, nav):  # type: ignore[no-untyped-def]
         return equal_weight(snaps, x0, _budget(limits, x0, idle, nav), limits, nav, h)
@@ -169,5 +212,7 @@ def make_strategy(
         "stay_home": one_venue(home_usdc),
     }
     if name not in fns:
-        raise ValueError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
+        raise ValueError(
+            f"unknown strategy {name!r}; known: {', '.join(STRATEGIES + EXTRA_STRATEGIES)}"
+        )
     return TargetStrategy(name, fns[name], baseline_settings, home_chain)

@@ -1117,7 +1117,7 @@ def evaluable(expr: str, variables: dict[str, str] | None = None) -> str:
         expr = expr.replace(name, value)
     for name in re.findall(r"\$\{?([A-Za-z_]\w*)\}?", expr):
         value = (variables or {}).get(name, ".*")
-        expr = re.sub(r"\$\{?" + name + r"\b\}?", lambda _: value, expr)
+        expr = re.sub(r"\$\{?" + name + r"\b\}?", lambda _, value=value: value, expr)
     return expr
 
 

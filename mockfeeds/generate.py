@@ -92,7 +92,7 @@ def _token(chain: str, sym: str) -> str:
 
 
 def _counts(n: int) -> dict[str, int]:
-    counts = {k: int(math.floor(n * s)) for k, s in KIND_SHARES}
+    counts = {k: math.floor(n * s) for k, s in KIND_SHARES}
     kinds = [k for k, _ in KIND_SHARES]
     i = 0
     while sum(counts.values()) < n:  # hand out the remainder, one per kind in order
@@ -391,7 +391,7 @@ def daemon_venues(market_cfg: dict[str, Any]) -> list[dict[str, Any]]:
             }
             exit_days = fc.redemption_delay_seconds / 86_400.0
             costs = {"deposit_usd": 1.0, "withdraw_usd": 1.0}
-        d = {
+        row = {
             "id": v.id,
             "kind": v.kind,
             "protocol": v.protocol,
@@ -403,8 +403,8 @@ def daemon_venues(market_cfg: dict[str, Any]) -> list[dict[str, Any]]:
             "costs": costs,
             "feed": feed,
         }
-        VenueConfig.model_validate(d)
-        out.append(d)
+        VenueConfig.model_validate(row)
+        out.append(row)
     return out
 
 

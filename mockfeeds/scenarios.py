@@ -61,9 +61,8 @@ class Scenarios(Stepping):
         }
         SCENARIO_KINDS[name].start(self, spec, rec, Params(params))
         for v in self.venues:
-            v.ours_usd = (
-                float(self.position_usd_dec(v.id)) if v.id in self.positions else v.ours_usd
-            )
+            if any(v.id in b for b in self.books().values()):
+                v.ours_usd = self.ours_total_usd(v.id)
         self.scenarios[sid] = rec
         self.version += 1
         self.dirty = True
@@ -126,7 +125,7 @@ class Scenarios(Stepping):
         rec["ended_at"] = iso(self.state_time)
         SCENARIO_KINDS[rec["name"]].revert(self, rec)
         for v in self.venues:
-            if v.id in self.positions:
-                v.ours_usd = float(self.position_usd_dec(v.id))
+            if any(v.id in b for b in self.books().values()):
+                v.ours_usd = self.ours_total_usd(v.id)
         self.version += 1
         self.dirty = True

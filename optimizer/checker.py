@@ -143,7 +143,7 @@ def check_allocation(
         )
     for i in np.nonzero(frozen & (x > x0 + tol))[0]:
         bad(
-            f"frozen: venue {ids[i]} is frozen ({snaps[i].frozen_reason}) and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD"
+            f"frozen: venue {ids[i]} is frozen ({snaps[int(i)].frozen_reason}) and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD"
         )
     # capacity bounds growth, not holdings: above a capacity that shrank the position may stay (x0 >= stay)
     room = np.maximum(capacity, x0)
@@ -203,10 +203,10 @@ def check_allocation(
         if not caps_cfg:
             continue
         index: dict[str, list[int]] = {key: [] for key in caps_cfg}
-        for i, s in enumerate(snaps):
+        for j, s in enumerate(snaps):
             for key in set(members(s.venue)):
                 if key in index:
-                    index[key].append(i)
+                    index[key].append(j)
         for key, ratio in caps_cfg.items():
             sel = np.zeros(len(snaps), dtype=bool)
             sel[index[key]] = True

@@ -319,7 +319,7 @@ def random_market(
     if invested_share > 0 and n:
         picks = rng.choice(n, size=max(1, n // 3), replace=False)
         w = rng.dirichlet(np.ones(len(picks)))
-        for j, wj in zip(picks, w):
+        for j, wj in zip(picks, w, strict=False):
             positions[snaps[j].venue.id] = float(invested_share * nav_usd * wj)
     idle = nav_usd - sum(positions.values())
     return Market(

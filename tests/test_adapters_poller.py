@@ -444,7 +444,7 @@ def test_config_errors_name_the_field() -> None:
     unknown = DEFAULT_VENUES[0].model_copy(
         update={"feed": DEFAULT_VENUES[0].feed.model_copy(update={"adapter": "nope"})}
     )
-    with pytest.raises(ValueError, match="feed.adapter 'nope' unknown"):
+    with pytest.raises(ValueError, match=r"feed\.adapter 'nope' unknown"):
         FeedPoller([unknown], FeedSettings(), None, root_url="http://x", clock=lambda: None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="serves kinds"):
         wrong = DEFAULT_VENUES[0].model_copy(update={"kind": VenueKind.LENDING})

@@ -194,8 +194,9 @@ class Ledger:
             (str(SCHEMA_VERSION),),
         )
         self._migrate()
-        self._key = key if key is not None else load_or_create_key(path.parent, create=True)
-        assert self._key is not None
+        loaded = key if key is not None else load_or_create_key(path.parent, create=True)
+        assert loaded is not None  # create=True makes one when there is none
+        self._key: bytes = loaded
         if self._meta("sealed") is None and self._count("transactions") == 0:
             self._set_meta("sealed", "1")  # a new ledger: sealed from its first transaction
 
@@ -239,6 +240,11 @@ class Ledger:
     @property
     def key(self) -> bytes:
         return self._key
+
+    @property
+    def changes(self) -> int:
+        """Rows this connection has changed since it opened (a cheap "did anything move?")."""
+        return int(self._db.total_changes)
 
     def rescue_if_deleted(self) -> Path | None:
         """A ledger file unlinked underneath us still lives in our open connection: copy it out."""
@@ -427,10 +433,11 @@ class Ledger:
         self._db.execute("DELETE FROM pending_moves WHERE idempotency_key = ?", (key,))
 
     def pending_moves(self) -> list[dict[str, Any]]:
+        """The moves written ahead and not booked, oldest first; each with ``written_at``."""
         rows = self._db.execute(
-            "SELECT move_json FROM pending_moves ORDER BY created_at, idempotency_key"
+            "SELECT created_at, move_json FROM pending_moves ORDER BY created_at, idempotency_key"
         ).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        return [{**json.loads(r[1]), "written_at": r[0]} for r in rows]
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -605,7 +612,17 @@ class Ledger:
         ).fetchone()
         if row is None:
             return None
-        return RebalanceRecord(*row[:7], moves=json.loads(row[7]), results=json.loads(row[8]))
+        return RebalanceRecord(
+            id=int(row[0]),
+            started_at=str(row[1]),
+            finished_at=str(row[2]),
+            outcome=str(row[3]),
+            solver_status=str(row[4]),
+            reason=str(row[5]),
+            nav_units=int(row[6]),
+            moves=json.loads(row[7]),
+            results=json.loads(row[8]),
+        )
 
     def rebalance_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM rebalances").fetchone()[0])
