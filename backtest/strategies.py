@@ -173,17 +173,17 @@ def make_strategy(
     def quoted(snaps: Sequence[VenueSnapshot]) -> np.ndarray:
         return np.array([float(s.curve.apr(np.array([1e-6]), h)[0]) for s in snaps])
 
-    def greedy(snaps, x0, idle, nav):  # type: ignore[no-untyped-def]
+    def greedy(snaps, x0, idle, nav):
         return greedy_highest_apy(snaps, x0, _budget(limits, x0, idle, nav), limits, nav, h)
 
-    def water(snaps, x0, idle, nav):  # type: ignore[no-untyped-def]
+    def water(snaps, x0, idle, nav):
         return water_filling(snaps, x0, _budget(limits, x0, idle, nav), limits, nav, h, steps=50)
 
-    def equal(snaps, x0, idle, nav):  # type: ignore[no-untyped-def]
+    def equal(snaps, x0, idle, nav):
         return equal_weight(snaps, x0, _budget(limits, x0, idle, nav), limits, nav, h)
 
     def one_venue(pick: Callable[[Sequence[VenueSnapshot]], int]) -> TargetFn:
-        def target(snaps, x0, idle, nav):  # type: ignore[no-untyped-def]
+        def target(snaps, x0, idle, nav):
             x = np.zeros(len(snaps))
             k = pick(snaps)
             if k >= 0:

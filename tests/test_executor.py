@@ -199,9 +199,10 @@ async def test_a_refused_withdrawal_moves_nothing(world):
 async def test_withdrawing_everything_takes_what_the_venue_still_holds(world):
     """An exit during a falling depeg: the venue marked the position down after the last sync, so
     "everything the books hold" is more than it has; the executor takes the venue's whole position
-    (the refused write left no record, so the key is reused) and the next sync books the rest."""
+    (the refused write left no record, so the key is reused). What the books still hold there is
+    then a shortfall the next reconciliation records as a break (an operator books the loss)."""
     await world.executor.execute(plan(move(MoveAction.DEPOSIT, "earn-usdt-flexible", 10_000, "d3")))
-    await world.executor.sync_positions()
+    await reconcile_all(world.executor, world.ledger)
     books = world.ledger.account("position:earn-usdt-flexible")
     world.market.start_scenario(
         {"name": "depeg", "chain": "ethereum", "token": "USDT", "params": {"price": 0.9}}
@@ -212,11 +213,19 @@ async def test_withdrawing_everything_takes_what_the_venue_still_holds(world):
     assert res.status is MoveStatus.DONE, res
     assert abs(res.applied_units - books * 9 // 10) <= 10
     assert world.ledger.pending_moves() == []
-    await world.executor.sync_positions()
-    assert world.ledger.account("position:earn-usdt-flexible") == 0
-    assert (
-        abs(world.ledger.account("income:earn-usdt-flexible") - (books - res.applied_units)) <= 10
+    reported = await world.executor.venue_positions()
+    assert reported.get("earn-usdt-flexible", 0) == 0  # the venue holds nothing any more
+    checks = reconcile(
+        world.ledger,
+        reported,
+        {v: 1.0 for v in VENUES},
+        world.executor._clock(),
+        ReconcileSettings(),
     )
+    assert [c.venue for c in checks] == ["earn-usdt-flexible"]
+    [brk] = world.ledger.open_breaks()
+    assert brk.venue == "earn-usdt-flexible" and brk.reported_units == 0
+    assert abs(brk.books_units - (books - res.applied_units)) <= 10
     world.assert_books_sound()
 
 

@@ -51,7 +51,7 @@ def test_a_bad_account_name_is_refused():
 
 
 async def test_the_header_selects_the_account_over_http(mk):
-    m, client = mk
+    _m, client = mk
     body = {"venue": AAVE, "amount_usd": "10.000000", "idempotency_key": "h"}
     resp = await client.post("/paper/v1/deposit", json=body, headers={"X-Paper-Account": "v-x"})
     assert resp.status == 200, await resp.text()

@@ -40,8 +40,13 @@ class GuardStats:
     handlers: set[Any] = field(default_factory=set)
 
 
-class _GuardedHandler(RequestHandler):  # type: ignore[misc]
+class _GuardedHandler(RequestHandler):
     __slots__ = ("_guard", "_guard_stats", "_head_tail", "_head_timer", "_over")
+    _guard: GuardLimits
+    _guard_stats: GuardStats
+    _head_tail: bytes
+    _head_timer: asyncio.TimerHandle | None
+    _over: bool
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)

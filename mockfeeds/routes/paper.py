@@ -24,7 +24,7 @@ def account_of(request: web.Request, body: Any = None) -> str | None:
     if ACCOUNT_HEADER in request.headers:
         return request.headers[ACCOUNT_HEADER]
     if isinstance(body, dict) and "account" in body:
-        return body["account"]  # type: ignore[no-any-return]
+        return body["account"]
     return None
 
 
