@@ -8,7 +8,6 @@ longer parse. :func:`quiet_highs` builds every instance with ``output_flag`` and
 file descriptor 2 for the duration of the constructor, so the banner goes to stderr (once; the
 constructor prints it only the first time). cvxpy's HiGHS interface builds its own instances
 later, after the banner has been printed, and its output is governed by ``verbose`` (off).
-Every instance runs on one thread (see :func:`quiet_highs`).
 """
 
 from __future__ import annotations
