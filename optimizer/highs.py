@@ -49,8 +49,4 @@ def quiet_highs() -> highspy.Highs:
             _banner_done = True
     h.setOptionValue("output_flag", False)
     h.setOptionValue("log_to_console", False)
-    # one thread: the serial dual simplex gains nothing from HiGHS's task scheduler, and on a shared
-    # 2-core box its second thread cost ~1.2 s of wall time per cold run (3,000 venues: 1.24 s ->
-    # 0.02 s for the same 18 iterations) and a good part of every warm one
-    h.setOptionValue("threads", 1)
     return h
