@@ -100,8 +100,12 @@ def test_run_allocates_stops_cleanly_and_resumes_without_loss(tmp_path):
     first_after = ledger_rebalances(data_dir)[len(rebalances_at_stop)]
     resumed = first_after["positions_usd"]
     assert set(resumed) == set(invested)
+    # the composite kinds are valued at the market (a loop's equity moves L times stETH/ETH, an
+    # NFT position with its floor), so their resumed value moves more than accrual alone
+    marked = {"aave-v3-steth-loop", "uniswap-v2-usdc-weth-hedged", "azuki-rental"}
     for venue, units in invested.items():
-        assert abs(usd_to_units(resumed[venue]) - units) <= units * 0.005, (
+        band = 0.05 if venue in marked else 0.005
+        assert abs(usd_to_units(resumed[venue]) - units) <= units * band, (
             venue,
             units,
             resumed[venue],

@@ -191,7 +191,10 @@ async def sync(inp: CycleInput, deps: CycleDeps) -> None:
     """Reconcile the venues' reports with the books; breaks are left open in the ledger."""
     reported = await deps.executor.venue_positions()
     if reported is not None:
-        reconcile(deps.ledger, reported, rates_of(inp.snapshots), deps.clock(), deps.reconcile)
+        kinds = {s.venue.id: str(s.venue.kind) for s in inp.snapshots}
+        reconcile(
+            deps.ledger, reported, rates_of(inp.snapshots), deps.clock(), deps.reconcile, kinds
+        )
 
 
 def breaks_reason(ledger: Ledger) -> str | None:

@@ -12,7 +12,8 @@ and now, real plus emission, from its feed):
 
 ``rate_slack`` allows for a rate that moved within the interval and for fees paid in bursts (an
 LP's volume); ``tolerance_ratio`` for rounding, impermanent loss between syncs and a small mark
-move. A venue that reports a position the books do not hold at all is a break the same way
+move; ``mark_tolerance_ratio[kind]`` adds to it for the kinds valued at the market (a loop's
+equity, an NFT floor, a hedged LP's residual). A venue that reports a position the books do not hold at all is a break the same way
 (``B = 0``). A loss beyond the tolerance is a break too: the books follow no report they cannot
 explain, in either direction.
 
@@ -50,6 +51,12 @@ class ReconcileSettings(Strict):
     tolerance_ratio: Annotated[float, Field(ge=0, le=0.1)] = 0.0005
     # multiple of the venue's own rate an accrual may reach (rates move, LP fees come in bursts)
     rate_slack: Annotated[float, Field(ge=1, le=100)] = 3.0
+    # extra slack, a ratio of the position, for the venue kinds valued at the market: a loop's
+    # equity moves L times its collateral's price, an NFT position with the floor, a hedged LP by
+    # its residual; a move within this per sync is booked as a gain or loss, beyond it a break
+    mark_tolerance_ratio: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: {"loop": 0.05, "hedged_lp": 0.01, "nft_rental": 0.15}
+    )
     # how long the venue remembers an idempotency key (feed time); a move written ahead longer
     # ago is not replayed blindly: the venue's positions say whether it happened
     # (PaperExecutor._ask_first). The simulated market keeps keys 30 days.
@@ -96,12 +103,16 @@ def check_venue(
     since: tuple[datetime, float] | None,
     now: datetime,
     cfg: ReconcileSettings,
+    mark_ratio: float = 0.0,
 ) -> VenueCheck:
-    """The bound above for one venue; ``since`` = (when it last agreed, its APR then)."""
+    """The bound above for one venue; ``since`` = (when it last agreed, its APR then);
+    ``mark_ratio`` the venue kind's ``mark_tolerance_ratio`` (0 for accrual-only kinds)."""
     elapsed = max((now - since[0]).total_seconds(), 0.0) if since else 0.0
     apr = max(apr_now, since[1] if since else 0.0, 0.0)
     explained = int(books_units * apr * elapsed / SECONDS_PER_YEAR * cfg.rate_slack)
-    tolerance = max(usd_to_units(cfg.tolerance_usd), int(books_units * cfg.tolerance_ratio))
+    tolerance = max(
+        usd_to_units(cfg.tolerance_usd), int(books_units * (cfg.tolerance_ratio + mark_ratio))
+    )
     return VenueCheck(venue, books_units, reported_units, explained, tolerance, apr, elapsed)
 
 
@@ -111,8 +122,10 @@ def reconcile(
     rates_apr: Mapping[str, float],
     now: datetime,
     cfg: ReconcileSettings,
+    kinds: Mapping[str, str] | None = None,
 ) -> list[VenueCheck]:
     """Check every venue the books or the report name; book what is explained, record breaks.
+    ``kinds`` (venue id -> kind) selects each venue's ``mark_tolerance_ratio``.
 
     Returns the checks that are (still) breaks. A venue with an open break is never booked here,
     even when its report later falls back inside the bound: only an operator closes a break.
@@ -129,7 +142,8 @@ def reconcile(
             continue
         since = last.get(venue) or ((first[venue], 0.0) if venue in first else None)
         apr = float(rates_apr.get(venue, 0.0))
-        check = check_venue(venue, b, r, apr, since, now, cfg)
+        mark = cfg.mark_tolerance_ratio.get((kinds or {}).get(venue, ""), 0.0)
+        check = check_venue(venue, b, r, apr, since, now, cfg, mark)
         if check.ok and venue not in open_breaks:
             if check.difference_units:
                 ledger.post(
