@@ -8,7 +8,6 @@ longer parse. :func:`quiet_highs` builds every instance with ``output_flag`` and
 file descriptor 2 for the duration of the constructor, so the banner goes to stderr (once; the
 constructor prints it only the first time). cvxpy's HiGHS interface builds its own instances
 later, after the banner has been printed, and its output is governed by ``verbose`` (off).
-Every instance runs on one thread (see :func:`quiet_highs`).
 """
 
 from __future__ import annotations
@@ -50,8 +49,4 @@ def quiet_highs() -> highspy.Highs:
             _banner_done = True
     h.setOptionValue("output_flag", False)
     h.setOptionValue("log_to_console", False)
-    # one thread: the serial dual simplex gains nothing from HiGHS's task scheduler, and on a shared
-    # 2-core box its second thread cost ~1.2 s of wall time per cold run (3,000 venues: 1.24 s ->
-    # 0.02 s for the same 18 iterations) and a good part of every warm one
-    h.setOptionValue("threads", 1)
     return h
