@@ -33,6 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from vault.integrity import canonical, load_or_create_key, seal, verify_seals
+from vault.ledger_recon import ADOPTED as ADOPTED
+from vault.ledger_recon import BREAKS as BREAKS
+from vault.ledger_recon import Break as Break
+from vault.ledger_recon import ReconciliationBooks
 
 # 2: rebalances.memory_json (the optimizer's memory after the cycle; NULL where none was made)
 # 3: seals, reconciliations, breaks (tables only: created where missing); vault id in meta
@@ -92,8 +96,6 @@ CREATE TABLE IF NOT EXISTS breaks (
 
 ASSET_PREFIXES = ("idle:", "position:", "in_flight:")
 EQUITY = "equity:deposits"
-ADOPTED = "equity:adopted"  # positions an operator adopted into a ledger that lost its own
-BREAKS = "equity:breaks"  # reconciliation breaks an operator booked, with a reason
 FEES = "expense:fees"
 GAS = "expense:gas"
 
@@ -140,23 +142,6 @@ class RebalanceRecord:
     results: list[dict[str, Any]]
 
 
-@dataclass(frozen=True, slots=True)
-class Break:
-    """A venue's report the books cannot explain (``vault/reconcile.py``), open until booked."""
-
-    venue: str
-    detected_at: str
-    updated_at: str
-    books_units: int
-    reported_units: int
-    explained_units: int
-    reason: str
-
-    @property
-    def difference_units(self) -> int:
-        return self.reported_units - self.books_units
-
-
 def audit_connection(db: sqlite3.Connection) -> list[str]:
     """Every transaction sums to zero and every stored balance equals the sum of its postings."""
     problems = [
@@ -178,7 +163,7 @@ def audit_connection(db: sqlite3.Connection) -> list[str]:
     return problems
 
 
-class Ledger:
+class Ledger(ReconciliationBooks):
     def __init__(self, path: Path, *, key: bytes | None = None, durable: bool = True):
         """``durable=False`` (backtests: a replay is re-run, not recovered) skips the fsync per commit."""
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -471,87 +456,6 @@ class Ledger:
         Returns the problems found (empty when the books are sound).
         """
         return audit_connection(self._db)
-
-    # -- reconciliation (vault/reconcile.py) ------------------------------------------------
-
-    def last_reconciled(self) -> dict[str, tuple[datetime, float]]:
-        """venue -> (when its report last matched the books, the venue's APR then)."""
-        return {
-            venue: (datetime.fromisoformat(at), float(apr))
-            for venue, at, apr in self._db.execute("SELECT venue, at, apr FROM reconciliations")
-        }
-
-    def first_postings(self, prefix: str) -> dict[str, datetime]:
-        """account name after ``prefix`` -> time of its first posting."""
-        return {
-            account.removeprefix(prefix): datetime.fromisoformat(at)
-            for account, at in self._db.execute(
-                "SELECT p.account, MIN(t.at) FROM postings p JOIN transactions t ON t.id = p.tx_id "
-                "WHERE p.account LIKE ? GROUP BY p.account",
-                (prefix + "%",),
-            )
-        }
-
-    def mark_reconciled(self, venue: str, at: datetime, apr: float) -> None:
-        self._db.execute(
-            "INSERT INTO reconciliations(venue, at, apr) VALUES (?, ?, ?) "
-            "ON CONFLICT(venue) DO UPDATE SET at = excluded.at, apr = excluded.apr",
-            (venue, at.isoformat(), apr),
-        )
-
-    def open_breaks(self) -> list[Break]:
-        return [
-            Break(*row)
-            for row in self._db.execute(
-                "SELECT venue, detected_at, updated_at, books_units, reported_units, "
-                "explained_units, reason FROM breaks ORDER BY venue"
-            )
-        ]
-
-    def record_break(
-        self, at: datetime, venue: str, books: int, reported: int, explained: int, reason: str
-    ) -> None:
-        """Open a break, or refresh an open one with the latest report (its detection time stays)."""
-        self._db.execute(
-            "INSERT INTO breaks(venue, detected_at, updated_at, books_units, reported_units, "
-            "explained_units, reason) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(venue) DO UPDATE SET "
-            "updated_at = excluded.updated_at, books_units = excluded.books_units, "
-            "reported_units = excluded.reported_units, explained_units = excluded.explained_units, "
-            "reason = excluded.reason",
-            (venue, at.isoformat(), at.isoformat(), books, reported, explained, reason),
-        )
-
-    def post_break(self, at: datetime, brk: Break, reason: str) -> int:
-        """Book an open break's difference as the operator's own kind of transaction, and close it.
-
-        position:<venue> += reported - books, ``equity:breaks`` -= the same (never income).
-        """
-        delta = brk.difference_units
-        self.post(
-            at,
-            "break_booked",
-            [(f"position:{brk.venue}", delta), (BREAKS, -delta)],
-            memo=json.dumps({"venue": brk.venue, "reason": reason, "detected_at": brk.detected_at}),
-            _close_break=brk.venue,
-        )
-        self.mark_reconciled(brk.venue, datetime.fromisoformat(brk.updated_at), 0.0)
-        return delta
-
-    def adopt(self, at: datetime, positions_units: Mapping[str, int], reason: str) -> None:
-        """Book positions a venue holds for this vault into a ledger that lost its own (operator).
-
-        position:<venue> += units, ``equity:adopted`` -= units; no capital is deposited.
-        """
-        for venue, units in sorted(positions_units.items()):
-            self.post(
-                at,
-                "adoption",
-                [(f"position:{venue}", units), (ADOPTED, -units)],
-                idempotency_key=f"adoption:{venue}",
-                memo=json.dumps({"venue": venue, "reason": reason}),
-            )
-            self.mark_reconciled(venue, at, 0.0)
-        self.mark_initialised("adopt")
 
     # -- rebalance records -------------------------------------------------------------------
 
