@@ -122,10 +122,11 @@ def _legs_cost(model: AllocationModel) -> float:
 
     for lim in model.limits:
         if isinstance(lim, ChainIdle) and lim.active and lim.out is not None:
-            out, back = lim.out.value, lim.back.value
+            out = lim.out.value
+            back = lim.back.value if lim.back is not None else None
             if out is None or back is None:
                 return 0.0
-            return float(lim.rate.value) * float(np.sum(out) + np.sum(back))
+            return float(lim.rate.value) * float(np.sum(out) + np.sum(back))  # type: ignore[arg-type]  # a Parameter's value, set by update()
     return 0.0
 
 

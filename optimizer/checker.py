@@ -193,9 +193,9 @@ class CheckContext:
                     self.G[r] = protocols == key
             for i, s in enumerate(snaps):
                 for d in s.venue.dependencies:
-                    r = rows.get(("dependency", d))
-                    if r is not None:
-                        self.G[r, i] = 1.0
+                    dep_row = rows.get(("dependency", d))
+                    if dep_row is not None:
+                        self.G[dep_row, i] = 1.0
         self.groups: list[tuple[str, str, float, np.ndarray]] = [
             (family, key, ratio, self.G[k] > 0) for k, (family, key, ratio) in enumerate(caps)
         ]
@@ -341,11 +341,9 @@ class CheckContext:
                 bad(f"conservation: allocation sums to {total:,.2f} USD but NAV is {nav:,.2f} USD")
         if idle_usd < -tol:
             bad(f"conservation: idle is negative ({idle_usd:,.2f} USD)")
-        for vid in sorted(unknown_targets or {}):
-            if (
-                abs(float(unknown_targets[vid]) - float(portfolio.positions_usd.get(vid, 0.0)))
-                > tol
-            ):  # type: ignore[index]
+        locked_targets = unknown_targets or {}
+        for vid in sorted(locked_targets):
+            if abs(float(locked_targets[vid]) - float(portfolio.positions_usd.get(vid, 0.0))) > tol:
                 bad(f"locked: venue {vid} has no snapshot and must hold, but its target moves")
         frozen, capacity = self.frozen, self.capacity
         for i in np.nonzero(x < -tol)[0]:

@@ -269,7 +269,7 @@ class SegmentLP:
         if legs:
             # bridge legs: out_c (home -> c) then back_c (c -> home); -T(out - back) in the chain rows
             assert self.chain is not None
-            rate = float(self.chain.rate.value)
+            rate = float(self.chain.rate.value)  # type: ignore[arg-type]  # a Parameter's value, set by update()
             leg_rows = np.empty(4 * legs, dtype=np.int32)
             leg_vals = np.empty(4 * legs)
             chain_rows = chain_row0 + np.arange(1, C)
@@ -313,16 +313,16 @@ class SegmentLP:
         settings = self.model.settings
         limit = settings.time_limit_seconds if warm else settings.cold_time_limit_seconds
         h.setOptionValue("time_limit", float(limit))
-        if warm:
+        if warm and self._basis is not None:
             # the previous cycle's basis: a valid start, usually a few pivots away
             h.setBasis(self._basis)
         t_run = time.perf_counter()
         h.run()
         self.run_seconds = time.perf_counter() - t_run
-        status = h.getModelStatus()
+        model_status = h.getModelStatus()
         self.solves += 1
         elapsed = time.perf_counter() - t0
-        if status == highspy.HighsModelStatus.kOptimal:
+        if model_status == highspy.HighsModelStatus.kOptimal:
             values = np.asarray(h.getSolution().col_value)
             s = values[: n * S].reshape(n, S)
             out = back = None
@@ -334,7 +334,7 @@ class SegmentLP:
             obj = float(h.getInfo().objective_function_value)
             self._basis, self._basis_shape = h.getBasis(), (ncol, nrow)
             return SegmentResult("optimal", x, obj, elapsed, "segment simplex", out, back)
-        if status == highspy.HighsModelStatus.kTimeLimit:
+        if model_status == highspy.HighsModelStatus.kTimeLimit:
             # a cold start that ran out of time (10k venues on a loaded box: the first dual simplex
             # can take longer than time_limit_seconds): keep where it got to, so that the next cycle
             # continues from there instead of starting cold again, and again falling back to cvxpy
@@ -343,8 +343,12 @@ class SegmentLP:
             self._basis_shape = (ncol, nrow)
         else:
             self._basis = None
-        if status == highspy.HighsModelStatus.kInfeasible:
+        if model_status == highspy.HighsModelStatus.kInfeasible:
             return SegmentResult("infeasible", None, None, elapsed, "segment simplex: infeasible")
         return SegmentResult(
-            "solver_error", None, None, elapsed, f"segment simplex: {h.modelStatusToString(status)}"
+            "solver_error",
+            None,
+            None,
+            elapsed,
+            f"segment simplex: {h.modelStatusToString(model_status)}",
         )

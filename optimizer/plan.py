@@ -386,7 +386,7 @@ def make_moves(
     at = now.isoformat()
     withdrawals: list[Move] = []
     deposits: list[Move] = []
-    for i in np.nonzero(delta != 0.0)[0]:
+    for i in map(int, np.nonzero(delta != 0.0)[0]):
         v = snaps[i].venue
         amount = abs(float(delta[i]))
         action = MoveAction.WITHDRAW if delta[i] < 0 else MoveAction.DEPOSIT

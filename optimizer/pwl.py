@@ -157,7 +157,11 @@ def fit_pwl(
     grid.sort(axis=1)
     m = grid.shape[1]
     f = evaluate_curves(curves, grid, emission_haircut)
-    budget = np.full(n, max(pieces - 1, 0)) if split_budget is None else np.asarray(split_budget)
+    budget = (
+        np.full(n, float(max(pieces - 1, 0)))
+        if split_budget is None
+        else np.asarray(split_budget, dtype=float)
+    )
     if window_usd is not None:
         win_lo, win_hi = (np.asarray(w, dtype=float) for w in window_usd)
     else:
