@@ -29,6 +29,7 @@ from vault.settings import DEFAULT_CONFIG
 
 START = datetime(2026, 2, 1, tzinfo=UTC)  # config/market.default.yaml start_time
 LEAD_HOURS = 12.0  # the daemon allocates first
+TIME_SCALE = 1800  # simulated seconds per wall second in these runs
 AAVE = "aave-v3-usdc-ethereum"
 
 
@@ -153,7 +154,7 @@ CASES: dict[str, Case] = {
                     "duration_seconds": 2 * DAY,
                 },
             ),
-            36,
+            24,
             "yes: 8 h of outflows and an oracle off the market before the strike",
         ),
         Case(
@@ -190,6 +191,9 @@ def _config(tmp: Path, case: Case) -> Path:
     market_yaml = config_dir / "market.default.yaml"
     market = yaml.safe_load(market_yaml.read_text())
     market["scenarios"] = case.market_entries()
+    # half the default pace: the 8-venue default takes up to a second a cycle, so at 3600x the
+    # daemon would judge the market only every 1-2 simulated hours
+    market["time_scale"] = TIME_SCALE
     market_yaml.write_text(yaml.safe_dump(market))
     return config_dir / "default.yaml"
 
