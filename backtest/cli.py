@@ -7,14 +7,11 @@ stderr, never a traceback). ``--json`` prints summary.json and nothing else on s
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
-import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from backtest.console import quiet_logs, stdout_to_stderr
 from backtest.strategies import EXTRA_STRATEGIES, STRATEGIES
 
 
@@ -68,31 +65,6 @@ def add_parser(sub: Any) -> None:
 def _fail(field: str, reason: str) -> int:
     print(f"yieldvault backtest: {field}: {reason}", file=sys.stderr)
     return 2
-
-
-@contextlib.contextmanager
-def stdout_to_stderr() -> Iterator[None]:
-    """Point file descriptor 1 at stderr for the block: HiGHS prints its banner from C on the first
-    solver it creates, and ``--json`` promises nothing but the summary on stdout."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def quiet_logs() -> None:
-    """Logs to stderr, warnings and up: a replay's thousands of per-move lines are not news."""
-    root = logging.getLogger()
-    for handler in root.handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(sys.stderr)
-    if root.level < logging.WARNING:
-        root.setLevel(logging.WARNING)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -252,7 +252,7 @@ def _serial(
 
 
 def _one(p: Prepared, name: str, out_dir: Path, audit_every_cycle: bool) -> StrategyRun:
-    from backtest.cli import quiet_logs
+    from backtest.console import quiet_logs
     from vault.logs import configure_logging
 
     configure_logging("WARNING", json=True)  # a spawned worker: warnings and up, on stderr

@@ -14,7 +14,8 @@ import numpy as np
 from core.types import PortfolioState, VenueKind, VenueSnapshot
 from optimizer import Optimizer, OptimizerSettings, RiskLimits
 from optimizer.checker import check_allocation
-from optimizer.limits import IlliquidCap, ModelVars, state_caps_usd
+from optimizer.limits import IlliquidCap, ModelVars
+from optimizer.state_rules import state_caps_usd
 from optimizer.testing import make_snapshot
 
 SETTINGS = OptimizerSettings(min_trade_usd=0.0, hysteresis_apr=0.0, min_benefit_cost_ratio=0.0)

@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         if args.bench == "backtest":
             from backtest.bench import bench_backtest
-            from backtest.cli import quiet_logs, stdout_to_stderr
+            from backtest.console import quiet_logs, stdout_to_stderr
 
             quiet_logs()
             with stdout_to_stderr():

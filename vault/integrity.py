@@ -28,87 +28,21 @@ stops moving and booking money until it is restarted on a restored ledger.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
-import secrets
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from vault.ledger import Ledger
-
-SQLITE_HEADER = b"SQLite format 3\x00"
-KEY_FILE = "vault.key"
-REQUIRED_TABLES = frozenset(
-    {"meta", "transactions", "postings", "balances", "pending_moves", "rebalances"}
+from vault.ledger import Ledger, audit_connection
+from vault.seals import (
+    KEY_FILE as KEY_FILE,
 )
-RESTORE_HINT = "see README 'Restoring the ledger'"
-
-
-class LedgerIntegrityError(Exception):
-    """The ledger cannot be trusted; the message is one line naming the file and the reason."""
-
-
-def load_or_create_key(data_dir: Path, *, create: bool) -> bytes | None:
-    """The vault's 32-byte sealing secret from ``data_dir/vault.key`` (hex), made (0600) if asked."""
-    path = data_dir / KEY_FILE
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        if not create:
-            return None
-    except ValueError as exc:
-        raise LedgerIntegrityError(f"{path}: not a hex key ({exc})") from None
-    key = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key.hex() + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    return key
-
-
-def canonical(
-    tx_id: int, at: str, kind: str, key: str | None, memo: str, postings: list[tuple[str, int]]
-) -> bytes:
-    """The bytes a seal covers: the transaction row and its postings, sorted."""
-    lines = ";".join(f"{a}={u}" for a, u in sorted(postings))
-    return f"{tx_id}|{at}|{kind}|{key or ''}|{memo}|{lines}".encode()
-
-
-def seal(key: bytes, previous: str, body: bytes) -> str:
-    """``HMAC-SHA256(key, previous || body)`` as hex: each seal chains the one before it."""
-    return hmac.new(key, previous.encode() + b"|" + body, hashlib.sha256).hexdigest()
-
-
-def verify_seals(
-    db: sqlite3.Connection, key: bytes, after_tx: int = 0, previous: str = ""
-) -> tuple[list[str], int, str]:
-    """Check the seal chain for transactions with id > ``after_tx``.
-
-    Returns (problems, last verified tx id, its seal), so a caller can continue incrementally.
-    """
-    postings: dict[int, list[tuple[str, int]]] = {}
-    for tx_id, account, units in db.execute(
-        "SELECT tx_id, account, amount_units FROM postings WHERE tx_id > ?", (after_tx,)
-    ):
-        postings.setdefault(tx_id, []).append((account, units))
-    seals = dict(db.execute("SELECT tx_id, mac FROM seals WHERE tx_id > ?", (after_tx,)))
-    last, prev = after_tx, previous
-    for tx_id, at, kind, idem, memo in db.execute(
-        "SELECT id, at, kind, idempotency_key, memo FROM transactions WHERE id > ? ORDER BY id",
-        (after_tx,),
-    ):
-        expected = seal(key, prev, canonical(tx_id, at, kind, idem, memo, postings.get(tx_id, [])))
-        if not hmac.compare_digest(seals.pop(tx_id, ""), expected):
-            return [f"transaction {tx_id} ({kind}) does not match its seal"], last, prev
-        last, prev = tx_id, expected
-    if seals:
-        return [f"seal for a transaction that does not exist ({min(seals)})"], last, prev
-    return [], last, prev
+from vault.seals import (
+    REQUIRED_TABLES,
+    RESTORE_HINT,
+    SQLITE_HEADER,
+    LedgerIntegrityError,
+    verify_seals,
+)
 
 
 def precheck_file(path: Path) -> bool:
@@ -163,7 +97,6 @@ def check_schema(db: sqlite3.Connection, path: Path) -> None:
 
 def open_verified(path: Path) -> Ledger:
     """Open the ledger at ``path`` after steps 1-6 above; raise LedgerIntegrityError otherwise."""
-    from vault.ledger import Ledger
 
     existed = precheck_file(path)
     if existed:
@@ -191,7 +124,6 @@ def audit_file(path: Path, key: bytes, *, seals: bool = False) -> list[str]:
     GROUP BYs without the GIL). ``seals``: the whole seal chain too, a Python loop over every
     transaction; the watch checks the new transactions' seals each cycle, so once at start is
     enough."""
-    from vault.ledger import audit_connection
 
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)

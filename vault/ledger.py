@@ -32,11 +32,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from vault.integrity import canonical, load_or_create_key, seal, verify_seals
 from vault.ledger_recon import ADOPTED as ADOPTED
 from vault.ledger_recon import BREAKS as BREAKS
 from vault.ledger_recon import Break as Break
 from vault.ledger_recon import ReconciliationBooks
+from vault.seals import canonical, load_or_create_key, seal, verify_seals
 
 # 2: rebalances.memory_json (the optimizer's memory after the cycle; NULL where none was made)
 # 3: seals, reconciliations, breaks (tables only: created where missing); vault id in meta
