@@ -37,6 +37,7 @@ from core.money import units_to_str, units_to_usd, usd_to_units
 from core.types import NO_DIRECTIVES, Directives
 from optimizer import Decision, Optimizer
 from optimizer.memory import EMPTY_MEMORY, OptimizerMemory
+from vault.control import OperatorStore
 from vault.cycle import (
     CycleDeps,
     CycleInput,
@@ -45,6 +46,7 @@ from vault.cycle import (
     no_guard,
     run_cycle,
 )
+from vault.daemon_operator import OperatorHooks
 from vault.executor import (
     DryRunExecutor,
     Executor,
@@ -52,8 +54,10 @@ from vault.executor import (
     MoveStatus,
     PaperExecutor,
 )
+from vault.export import ExportExecutor
 from vault.ledger import Ledger, LedgerError
 from vault.metrics import Metrics
+from vault.operations import Operations
 from vault.performance import RealizedApr
 from vault.settings import Settings, parse_listen
 from vault.transport import HttpTransport
@@ -148,12 +152,18 @@ class CycleState:
     outcome: CycleOutcome | None = None  # the last cycle's, whole
 
 
-class Daemon:
+class Daemon(OperatorHooks):
     def __init__(
-        self, settings: Settings, *, config_dir: Path, registry: CollectorRegistry | None = None
+        self,
+        settings: Settings,
+        *,
+        config_dir: Path,
+        registry: CollectorRegistry | None = None,
+        config_path: Path | None = None,
     ):
         self.settings = settings
         self.config_dir = config_dir
+        self.config_path = config_path  # re-read by a config reload (API, SIGHUP)
         self.venues = {v.id: v.to_venue() for v in settings.venues}
         self.metrics = Metrics(registry if registry is not None else CollectorRegistry())
         self.state = CycleState()
@@ -174,6 +184,10 @@ class Daemon:
         self.directives: Directives = NO_DIRECTIVES  # the operator's, applied to every cycle
         self.guard: GuardHook = no_guard
         self.guard_state: Any = None
+        # operator side (vault/daemon_operator.py): directives, plans, reload between cycles
+        self.cycle_lock = asyncio.Lock()
+        self.exporter: ExportExecutor | None = None
+        self.operations = Operations(self)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -182,6 +196,8 @@ class Daemon:
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock = lock_data_dir(s.data_dir)
         self.ledger = Ledger(s.data_dir / "ledger.sqlite3")
+        self.control = OperatorStore(s.data_dir / "operator.sqlite3")
+        self.recover_plans()
         await self._start_market()
         root_url = self.feeds_url or s.feeds.root_url or ""
         self.poller_root = root_url
@@ -198,14 +214,29 @@ class Daemon:
         )
         self.optimizer = Optimizer(s.limits, s.optimizer, s.vault.home_chain)
         self.memory = self._load_memory()
-        if s.vault.mode == "paper":
-            self.executor: Executor = PaperExecutor(
+        if s.vault.mode in ("paper", "export"):
+            paper = PaperExecutor(
                 HttpTransport(self.session, root_url),
                 ledger=self.ledger,
                 venues=self.venues,
                 home_chain=s.vault.home_chain,
                 clock=self.now,
             )
+            self.executor: Executor = paper
+            if s.vault.mode == "export":
+                # the paper booking and the venues' reads; the signer carries the moves
+                self.exporter = self.executor = ExportExecutor(
+                    reader=paper,
+                    ledger=self.ledger,
+                    store=self.control,
+                    venues=self.venues,
+                    plans_dir=s.data_dir / "plans",
+                    deadline_seconds=s.vault.export_deadline_seconds,
+                    slippage_bps=s.vault.export_slippage_bps,
+                    bridge_fee_bps=s.optimizer.bridge_fee_bps,
+                    wall_clock=self.wall_now,
+                    clock=self.now,
+                )
         else:
             self.executor = DryRunExecutor()
         if not self.ledger.is_initialised():
@@ -378,6 +409,8 @@ class Daemon:
             await stop_market_server(self._market_runner)
         if hasattr(self, "ledger"):
             self.ledger.close()
+        if hasattr(self, "control"):
+            self.control.close()
         if self._lock is not None:
             self._lock.close()
         log.info("daemon_stopped")
@@ -416,10 +449,19 @@ class Daemon:
             return report
 
     async def rebalance_once(self) -> Decision | None:
+        async with self.cycle_lock:  # a config reload applies between cycles, never inside one
+            return await self._rebalance_once()
+
+    async def _rebalance_once(self) -> Decision | None:
         """One cycle (``vault/cycle.py``) on the latest snapshots; metrics, logs and the API state
-        are read from its outcome."""
+        are read from its outcome. Before it, the operator's side (``vault/daemon_operator.py``):
+        an exported plan still out with its signer holds the cycle; an approved plan executes
+        instead of a new decision (after the same recover, settle and sync, and the drift check)."""
         self.state.cycles += 1
         with structlog.contextvars.bound_contextvars(job="rebalance", cycle=self.state.cycles):
+            self.directives = self.operator_directives()
+            if await self.operator_step():
+                return None
             snapshots = list(self.state.report.snapshots.values()) if self.state.report else []
             inp = CycleInput(
                 snapshots=snapshots,
@@ -429,6 +471,7 @@ class Daemon:
                 guard_state=self.guard_state,
             )
             out = await run_cycle(inp, self.cycle_deps())
+            self.link_plans(out.rebalance_id)
             self.memory, self.guard_state = out.memory, out.guard_state
             self.state.outcome = out
             if out.decision is None:
@@ -483,7 +526,9 @@ class Daemon:
             run_in_thread=asyncio.to_thread,
             guard=self.guard,
             should_stop=self._stopping.is_set,
-            dry_run=self.settings.vault.mode == "dry-run",
+            # export: the plan goes to the signer, the cycle itself moves nothing
+            dry_run=self.settings.vault.mode in ("dry-run", "export"),
+            approval=self.approval_gate,
         )
 
     # -- metrics ------------------------------------------------------------------------------
@@ -496,7 +541,7 @@ class Daemon:
             units_to_usd(b.total_in_flight_units),
             realized_apr=self.realized.portfolio,
         )
-        self.metrics.set_unresolved_moves(len(self.ledger.pending_moves()))
+        self.metrics.set_unresolved_moves(self.unresolved_count())
         bridging = {k: u for k, u in b.in_flight_units.items() if "/bridge/" in k}
         self.metrics.set_bridge_in_flight(len(bridging), units_to_usd(sum(bridging.values())))
         targets = (

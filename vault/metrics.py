@@ -49,6 +49,18 @@ SOLVER_STATUSES: tuple[str, ...] = (
 FEED_ERROR_REASONS: tuple[str, ...] = (*sorted(REASONS), "other")
 #: the daemon's periodic jobs
 CYCLES: tuple[str, ...] = ("poll", "rebalance")
+OPERATOR_ACTIONS: tuple[str, ...] = (
+    "pause",
+    "resume",
+    "freeze",
+    "unfreeze",
+    "exit",
+    "approve",
+    "reject",
+    "reload",
+    "plan_results",
+    "other",
+)
 #: the two parts of a venue's predicted yield, kept apart so emissions can be discounted
 APR_COMPONENTS: tuple[str, ...] = ("real", "emission")
 
@@ -149,6 +161,19 @@ class Metrics:
         self.unresolved_moves = Gauge(
             "yieldvault_unresolved_moves",
             "Moves sent to a venue whose outcome is not booked yet (replayed each cycle; the daemon holds meanwhile).",
+            registry=reg,
+        )
+
+        # operator API
+        self.operator_actions_total = Counter(
+            "yieldvault_operator_actions_total",
+            "Operator actions taken through the API (ok or refused), by action.",
+            ["action"],
+            registry=reg,
+        )
+        self.plans_awaiting = Gauge(
+            "yieldvault_plans_awaiting",
+            "Plans waiting for an operator's approval or a signer's report.",
             registry=reg,
         )
 
@@ -312,6 +337,8 @@ class Metrics:
             self.solver_status.labels(status=status).set(0)
         for cycle in CYCLES:
             self.last_success.labels(cycle=cycle).set(self.started_at)
+        for action in OPERATOR_ACTIONS:
+            self.operator_actions_total.labels(action=action)
 
     # --- declaration -------------------------------------------------------------------------
 
@@ -385,6 +412,14 @@ class Metrics:
     def set_unresolved_moves(self, count: int) -> None:
         """Moves written ahead whose venue answer is not booked yet (0 in a healthy daemon)."""
         self.unresolved_moves.set(count)
+
+    def count_operator_action(self, action: str) -> None:
+        """One operator action (``OPERATOR_ACTIONS``; anything else counts as ``other``)."""
+        label = action if action in OPERATOR_ACTIONS else "other"
+        self.operator_actions_total.labels(action=label).inc()
+
+    def set_plans_awaiting(self, count: int) -> None:
+        self.plans_awaiting.set(count)
 
     def set_bridge_in_flight(self, transfers: int, usd: float) -> None:
         """Bridge transfers sent and not yet filled: their number and USD value."""

@@ -1,0 +1,285 @@
+"""The daemon's operator side: directives into the cycle, plans waiting for approval or a signer,
+config reload between cycles. A mixin of ``vault.daemon.Daemon`` (kept apart so the cycle stays
+short); everything here runs on the event loop, under ``cycle_lock`` where it touches a cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from core.types import Directives
+from vault import cycle
+from vault.approval import (
+    books_context,
+    drift_reason,
+    needs_approval,
+    plan_from_record,
+    plan_record,
+)
+from vault.control import OPEN_STATUSES
+from vault.executor import MoveStatus, OutcomeUnknown, move_to_dict
+
+if TYPE_CHECKING:
+    from optimizer import Decision
+    from vault.control import OperatorStore
+    from vault.cycle import CycleDeps
+    from vault.executor import Executor, MoveResult
+    from vault.export import ExportExecutor
+    from vault.ledger import Ledger
+    from vault.metrics import Metrics
+    from vault.settings import Settings
+
+log = structlog.get_logger("vault.daemon")
+
+
+class OperatorHooks:
+    settings: Settings
+    control: OperatorStore
+    ledger: Ledger
+    metrics: Metrics
+    exporter: ExportExecutor | None
+    cycle_lock: asyncio.Lock
+    scheduler: Any
+    optimizer: Any
+    executor: Executor
+    directives: Directives
+    state: Any
+    clock: Callable[[], datetime]
+    _stopping: asyncio.Event
+
+    def cycle_deps(self) -> CycleDeps:
+        raise NotImplementedError
+
+    def _export_portfolio(self) -> None:
+        raise NotImplementedError
+
+    def wall_now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def operator_directives(self) -> Directives:
+        return self.control.directives()
+
+    def request_cycle(self) -> None:
+        """Run the rebalance job now rather than at its next interval."""
+        scheduler = getattr(self, "scheduler", None)
+        if scheduler is not None and scheduler.running:
+            job = scheduler.get_job("rebalance")
+            if job is not None:
+                job.modify(next_run_time=datetime.now(UTC))
+
+    def expire_plans(self) -> None:
+        now = self.wall_now()
+        for p in self.control.plans(("pending",), kind="approval"):
+            if datetime.fromisoformat(p.expires_at) <= now:
+                self.control.transition(
+                    p.id, ("pending",), "expired", at=now, detail="not approved in time"
+                )
+                log.info("plan_expired", plan=p.id)
+        self.metrics.set_plans_awaiting(len(self.control.plans(OPEN_STATUSES)))
+
+    def recover_plans(self) -> None:
+        """At start: a plan caught executing never runs again (its moves were written ahead)."""
+        for p in self.control.plans(("executing",)):
+            self.control.transition(
+                p.id,
+                ("executing",),
+                "executed",
+                at=self.wall_now(),
+                detail="interrupted by a restart; its written-ahead moves are replayed",
+            )
+
+    # -- in the cycle -----------------------------------------------------------------------
+
+    async def operator_step(self) -> bool:
+        """Before the cycle: True when the operator's side took this cycle over.
+
+        * an exported plan still out with its signer holds it (``held``; ``failed`` past the
+          deadline);
+        * an approved plan executes instead of a new decision, after the cycle's own recover,
+          settle and sync, if the books are still within the drift band (``approved_plan``).
+        """
+        started = self.clock()
+        waiting = self.export_hold()
+        if waiting is not None:
+            self.record_not_run(started, *waiting)
+            return True
+        if self.directives.hold_all or not self.control.plans(("approved",), kind="approval"):
+            return False
+        deps = self.cycle_deps()
+        try:
+            await cycle.recover(deps)
+            await cycle.settle(deps)
+            await cycle.sync(deps)
+        except OutcomeUnknown:
+            return False  # the cycle itself records the failed sync
+        report = self.state.report
+        frozen = {x.venue.id for x in report.snapshots.values() if x.frozen} if report else set()
+        chosen = self.approved_plan(self.directives, frozen)
+        if chosen is None:
+            return False
+        plan_id, plan, who = chosen
+        done = await self.executor.execute(plan, should_stop=self._stopping.is_set)
+        self.finish_approved(plan_id, done)
+        n_done = sum(r.status is MoveStatus.DONE for r in done)
+        unknown = any(r.status is MoveStatus.UNKNOWN for r in done)
+        self.record_not_run(
+            started,
+            "executed" if n_done and not unknown else "failed",
+            f"plan {plan_id} approved by {who}: {n_done} of {len(done)} move(s) done",
+            moves=[move_to_dict(m) for m in plan.moves],
+            results=done,
+        )
+        return True
+
+    def record_not_run(
+        self,
+        started: datetime,
+        outcome: str,
+        reason: str,
+        moves: list[dict[str, Any]] | None = None,
+        results: list[MoveResult] | None = None,
+    ) -> None:
+        """A rebalance row for a cycle the optimizer did not run in (a hold, an approved plan)."""
+        log.info("rebalance", outcome=outcome, solver_status="not_run", reason=reason)
+        rid = self.ledger.record_rebalance(
+            started_at=started,
+            finished_at=self.clock(),
+            outcome=outcome,
+            solver_status="not_run",
+            reason=reason,
+            nav_units=self.ledger.balances().nav_units,
+            inputs={},
+            solution={},
+            moves=moves or [],
+            results=[r.as_dict() for r in results or []],
+        )
+        self.link_plans(rid)
+        self.metrics.record_rebalance(outcome, "not_run", None)
+        if outcome in ("held", "executed"):
+            self.metrics.mark_cycle_success("rebalance", time.time())
+        self.state.last_outcome = outcome
+        self._export_portfolio()
+
+    def export_hold(self) -> tuple[str, str] | None:
+        """(outcome, reason) while an exported plan waits for its signer, else None."""
+        if self.exporter is None:
+            return None
+        open_plans = self.control.plans(("exported",), kind="export")
+        if not open_plans:
+            return None
+        p = open_plans[0]
+        left = len(self.exporter.unreported(p.id))
+        if datetime.fromisoformat(p.expires_at) < self.wall_now():
+            return "failed", (
+                f"plan {p.id}: {left} move(s) unreported past the deadline {p.expires_at}; the "
+                "daemon holds until the signer (or an operator) reports them"
+            )
+        return "held", f"plan {p.id}: waiting for the signer's report (deadline {p.expires_at})"
+
+    def approved_plan(
+        self, directives: Directives, frozen: set[str]
+    ) -> tuple[int, Any, str] | None:
+        """The approved plan to execute now: (id, plan, who approved), after the drift re-check."""
+        for p in self.control.plans(("approved",), kind="approval"):
+            deposits = [m["venue_id"] for m in p.plan["moves"] if m["action"] == "deposit"]
+            stale = drift_reason(
+                p.context,
+                self.ledger.balances(),
+                self.settings.optimizer.drift_tolerance_ratio,
+                deposits,
+                frozen | directives.freeze | directives.exit,
+            )
+            now = self.wall_now()
+            if stale is not None:
+                self.control.transition(
+                    p.id, ("approved",), "superseded", at=now, detail=f"re-decided: {stale}"
+                )
+                log.info("plan_superseded", plan=p.id, reason=stale)
+                continue
+            if self.control.transition(p.id, ("approved",), "executing", at=now):
+                return p.id, plan_from_record(p.plan), p.decided_by or "?"
+        return None
+
+    def finish_approved(self, plan_id: int, results: list[MoveResult]) -> None:
+        done = sum(r.status is MoveStatus.DONE for r in results)
+        self.control.set_plan_results(plan_id, [r.as_dict() for r in results])
+        self.control.transition(
+            plan_id,
+            ("executing",),
+            "executed",
+            at=self.wall_now(),
+            detail=f"{done} of {len(results)} move(s) done",
+        )
+
+    def approval_gate(self, decision: Decision) -> str | None:
+        """None: execute now. Else the reason the plan waits (stored as a pending plan)."""
+        v = self.settings.vault
+        if not needs_approval(decision.plan, v.approval, v.approval_threshold_usd):
+            return None
+        self.expire_plans()
+        open_plans = self.control.plans(("pending", "approved", "executing"), kind="approval")
+        if open_plans:
+            return (
+                f"held: plan {open_plans[0].id} is {open_plans[0].status}; one plan waits at a time"
+            )
+        now = self.wall_now()
+        plan_id = self.control.add_plan(
+            created_at=now,
+            expires_at=now + timedelta(seconds=v.approval_expiry_seconds),
+            status="pending",
+            kind="approval",
+            plan=plan_record(decision.plan),
+            context=books_context(self.ledger.balances()),
+        )
+        self.metrics.set_plans_awaiting(len(self.control.plans(OPEN_STATUSES)))
+        log.info("plan_pending", plan=plan_id, moves=len(decision.plan.moves))
+        return f"plan {plan_id} awaits approval (vault.approval: {v.approval})"
+
+    def link_plans(self, rebalance_id: int) -> None:
+        for p in self.control.plans(OPEN_STATUSES):
+            if p.rebalance_id is None:
+                self.control.set_plan_rebalance(p.id, rebalance_id)
+
+    def unresolved_count(self) -> int:
+        """Paper moves without a booked answer, plus exported moves unreported past their deadline."""
+        pending = self.ledger.pending_moves()
+        paper = sum(1 for p in pending if not p.get("export"))
+        overdue = self.exporter.overdue_moves(self.wall_now()) if self.exporter else 0
+        return paper + overdue
+
+    def after_report(self, plan_id: int, booked: list[dict[str, Any]]) -> list[str]:
+        """After a signer's report: the plan's unreported keys; the plan closes when none is left."""
+        assert self.exporter is not None
+        plan = self.control.plan(plan_id)
+        if plan is not None:
+            merged = {r["idempotency_key"]: r for r in plan.results}
+            merged.update({r["idempotency_key"]: r for r in booked})
+            self.control.set_plan_results(plan_id, list(merged.values()))
+            if plan.rebalance_id is not None:
+                self.ledger.set_rebalance_results(plan.rebalance_id, list(merged.values()))
+        left = self.exporter.unreported(plan_id)
+        if not left:
+            self.control.transition(
+                plan_id, ("exported",), "reported", at=self.wall_now(), detail="every move reported"
+            )
+            self.request_cycle()
+        self.metrics.set_unresolved_moves(self.unresolved_count())
+        self.metrics.set_plans_awaiting(len(self.control.plans(OPEN_STATUSES)))
+        return left
+
+    async def apply_settings(self, new: Settings) -> None:
+        """Swap the live settings between cycles; a new optimizer when its limits or settings change."""
+        from optimizer import Optimizer
+
+        async with self.cycle_lock:
+            old = self.settings
+            if (new.limits, new.optimizer) != (old.limits, old.optimizer):
+                self.optimizer = Optimizer(new.limits, new.optimizer, new.vault.home_chain)
+            self.settings = new
+        log.info("config_reloaded")
