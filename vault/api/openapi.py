@@ -120,7 +120,8 @@ def document() -> dict[str, Any]:
             )
             components[route.body.__name__] = schema
             op["requestBody"] = {
-                "required": False,
+                # an empty body means the defaults, unless a key is required
+                "required": bool(schema.get("required")),
                 "content": {
                     "application/json": {
                         "schema": {"$ref": f"#/components/schemas/{route.body.__name__}"}
