@@ -28,6 +28,7 @@ transfers are still read from the venues (here: the simulated market's read endp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -201,8 +202,12 @@ class ExportExecutor:
                 count += 1
         return count
 
-    def book_report(self, plan_id: int, report: Mapping[str, Any]) -> dict[str, Any]:
-        """Book one move's reported outcome as the paper executor books a venue's answer."""
+    async def book_report(self, plan_id: int, report: Mapping[str, Any]) -> dict[str, Any]:
+        """Book one move's reported outcome as the paper executor books a venue's answer.
+
+        Before a deposit, bridge legs that have filled are landed in the books (the paper executor
+        waits for fills between bridge legs and deposits the same way).
+        """
         key = str(report["idempotency_key"])
         pending = next(
             (
@@ -225,6 +230,10 @@ class ExportExecutor:
             self._ledger.abandon_move(key)
             return {"idempotency_key": key, "status": "failed", "booked": False}
         answer = self._answer(move, report)
+        if move.action is MoveAction.DEPOSIT:
+            # the deposit is booked if the idle is there; else refused below, and retried later
+            with contextlib.suppress(OutcomeUnknown):
+                await self._reader.settle_in_flight()
         try:
             applied, postings = self._reader._postings(move, amount, answer)
         except (OutcomeUnknown, KeyError, ValueError) as exc:

@@ -220,7 +220,9 @@ class Operations:
             plan=self.store.plan(plan_id).as_dict(),  # type: ignore[union-attr]
         )
 
-    def plan_results(self, who: str, plan_id: int, reports: list[dict[str, Any]]) -> dict[str, Any]:
+    async def plan_results(
+        self, who: str, plan_id: int, reports: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         exporter = self.daemon.exporter
         if exporter is None:
             raise self._refuse(
@@ -232,8 +234,9 @@ class Operations:
         self._open_plan(who, "plan_results", plan_id, kind="export")
         booked: list[dict[str, Any]] = []
         try:
-            for report in reports:
-                booked.append(exporter.book_report(plan_id, report))
+            async with self.daemon.cycle_lock:  # never books while a cycle syncs the venues
+                for report in reports:
+                    booked.append(await exporter.book_report(plan_id, report))
         except ReportError as exc:
             self.daemon.after_report(plan_id, booked)
             raise self._refuse(

@@ -75,7 +75,7 @@ async def results(request: web.Request) -> web.Response:
     body = await read_body(request, ResultsBody)
     reports = [r.model_dump() for r in body.results]
     ops = daemon_of(request).operations
-    return web.json_response(ops.plan_results(_who(request), _plan_id(request), reports))
+    return web.json_response(await ops.plan_results(_who(request), _plan_id(request), reports))
 
 
 async def reload(request: web.Request) -> web.Response:
