@@ -6,8 +6,8 @@ bridge legs it waits for the fill before the deposits they fund), journals every
 ``--journal`` as it goes (a real signer keeps one), and reports each move's outcome to
 ``POST /api/v1/plans/{id}/results``.
 
-``--crash-after N`` executes N moves, then exits with code 3 without reporting anything (a
-signer that died mid-plan). Run again, it replays every move under the same keys: the market
+``--crash-after N`` executes N moves, journals them, then exits with code 3 having reported
+nothing (a signer that died mid-plan between moving money and saying so). Run again, it replays every move under the same keys: the market
 answers a repeated key with its first result, so nothing moves twice, and then it reports.
 
     python -m tests.signer --daemon URL --token T --market URL --journal FILE [--crash-after N]
@@ -53,12 +53,17 @@ def wait_for_plan(daemon: str, token: str, timeout: float) -> dict[str, Any]:
     raise SystemExit(f"no exported plan within {timeout} s")
 
 
-def wait_fill(market: str, transfer_id: str, timeout: float = 20.0) -> None:
+def units_of(usd: str) -> int:
+    whole, _, frac = usd.partition(".")
+    return int(whole) * 10**6 + int((frac + "000000")[:6])
+
+
+def wait_fill(market: str, transfer_id: str, timeout: float = 20.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         _, body = http("GET", f"{market}/paper/v1/bridge/{transfer_id}")
-        if body.get("status") == "filled":
-            return
+        if body.get("status") == "filled" or time.monotonic() > deadline:
+            return body
         time.sleep(0.1)
 
 
@@ -89,20 +94,32 @@ def main() -> int:
     plan = wait_for_plan(a.daemon, a.token, a.timeout)
     journal = a.journal.open("a")
     reports = []
+    delivered: dict[str, int] = {}  # chain -> units the plan's bridge legs delivered there
     for i, move in enumerate(plan["moves"]):
         if a.crash_after is not None and i >= a.crash_after:
             journal.close()
             return 3  # died mid-plan: nothing reported
         req = move["request"]
-        status, answer = http("POST", f"{a.market}/paper/v1{req['path']}", req["body"])
+        body = dict(req["body"])
+        if move["action"] == "deposit" and move["chain"] in delivered:
+            units = min(move["amount_units"], delivered[move["chain"]])
+            delivered[move["chain"]] -= units
+            body["amount_usd"] = f"{units // 10**6}.{units % 10**6:06d}"
+        status, answer = http("POST", f"{a.market}/paper/v1{req['path']}", body)
         journal.write(
             json.dumps({"plan": plan["plan_id"], "move": move, "status": status, "answer": answer})
             + "\n"
         )
         journal.flush()
         if status == 200 and move["action"] == "bridge":
-            wait_fill(a.market, str(answer["transfer_id"]))
+            filled = wait_fill(a.market, str(answer["transfer_id"]))
+            chain = move["to_chain"]
+            delivered[chain] = delivered.get(chain, 0) + units_of(filled["received_usd"])
         reports.append(report_of(move, status, answer, tx=f"paper:{move['idempotency_key']}"))
+        if body["amount_usd"] != req["body"]["amount_usd"]:
+            reports[-1]["amount_usd"] = body["amount_usd"]
+        if a.crash_after is not None:
+            continue  # this signer dies before it reports anything
         status, body = http(
             "POST", f"{a.daemon}{plan['report_to']}", {"results": reports[-1:]}, token=a.token
         )

@@ -10,7 +10,9 @@ the paper executor does before it calls a venue) and as one JSON document,
                 "request": {"path": "/deposit", "body": {...}}}]}
 
 ``request`` is the call in the simulated market's paper shape (``mockfeeds/README.md``), under the
-move's idempotency key. The minimum acceptable outcome of a move of ``a`` units into or out of a
+move's idempotency key. ``amount_units`` is the most a move sends: a deposit on a chain that a bridge
+leg of the plan funds sends at most what that leg delivered (the bridge keeps its fee), and its
+report says what it sent (``amount_usd``). The minimum acceptable outcome of a move of ``a`` units into or out of a
 venue with proportional fee ``f`` bps, or across a bridge with fee ``f_b`` bps, is
 
     min_outcome = floor(a x (1 - (f + export_slippage_bps) / 10_000))
@@ -226,6 +228,15 @@ class ExportExecutor:
             )
         move = move_from_dict(pending["move"])
         amount = usd_to_units(pending["body"]["amount_usd"])
+        if report.get("amount_usd") is not None:
+            sent = usd_to_units(report["amount_usd"])
+            if not 0 < sent <= amount:
+                raise ReportError(
+                    400,
+                    "amount_usd",
+                    f"{key}: sent {report['amount_usd']} outside (0, {units_to_str(amount)}]",
+                )
+            amount = sent
         if report["status"] == "failed":
             self._ledger.abandon_move(key)
             return {"idempotency_key": key, "status": "failed", "booked": False}

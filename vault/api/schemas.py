@@ -53,6 +53,8 @@ class MoveReport(Body):
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)]
     status: Literal["done", "failed"]
     tx_ref: Annotated[str, Field(max_length=200)] = ""
+    # what was sent, when less than the plan's amount (a deposit sized by what a bridge delivered)
+    amount_usd: NonNegUsd | None = None
     applied_usd: NonNegUsd | None = None
     fee_usd: NonNegUsd | None = None
     transfer_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
