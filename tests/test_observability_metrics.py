@@ -180,6 +180,8 @@ def test_names_follow_prometheus_units():
         "yieldvault_rebalances_total",
         "yieldvault_solves_total",
         "yieldvault_feed_errors_total",
+        "yieldvault_operator_actions_total",
+        "yieldvault_plans_awaiting",
     }
     for name in catalog_names(filled_metrics()):
         if name in unitless:

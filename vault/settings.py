@@ -22,7 +22,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from adapters.config import FeedSettings
 from core.config import Strict, VenueConfig
 from optimizer.config import OptimizerSettings, RiskLimits
-from vault.api.config import ApiSettings, is_loopback
+from vault.api.config import ApiSettings, ApiToken, is_loopback
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = Path(
@@ -291,6 +291,10 @@ def config_reference_markdown() -> str:
             "Each entry of `venues`:",
             "",
             *_reference_rows(VenueConfig),
+            "",
+            "Each entry of `api.tokens`:",
+            "",
+            *_reference_rows(ApiToken),
         ]
     )
 
