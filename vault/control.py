@@ -115,7 +115,15 @@ _PLAN_COLUMNS = (
 
 def _plan(row: tuple[Any, ...]) -> StoredPlan:
     return StoredPlan(
-        *row[:9],
+        id=row[0],
+        created_at=row[1],
+        expires_at=row[2],
+        status=row[3],
+        kind=row[4],
+        rebalance_id=row[5],
+        decided_at=row[6],
+        decided_by=row[7],
+        detail=row[8],
         plan=json.loads(row[9]),
         context=json.loads(row[10]),
         results=json.loads(row[11]),
