@@ -69,6 +69,7 @@ SILENT_ALERTS = {
     "YieldvaultNavDrawdown": "a fresh paper vault has not lost 2 % of its NAV",
     "YieldvaultVenueFrozen": "the simulated market serves good data for every venue",
     "YieldvaultMoveUnresolved": "every venue answers every move",
+    "YieldvaultPlanAwaiting": "vault.approval is auto and the mode paper: no plan waits",
 }
 
 #: dashboard targets (dashboard, panel title, refId) allowed to return no data or only NaN, each
