@@ -50,7 +50,9 @@ def test_pause_holds_every_cycle_until_resume_and_survives_a_restart(tmp_path):
         rows = wait_rows(daemon, mark + 1, 4)
         assert all(r["outcome"] == "held" and r["results"] == [] for r in rows), rows
         planned = [r for r in rows if r["moves"]]
-        assert planned and all("paused" in r["reason"] for r in planned)  # a plan, held
+        assert planned and all(
+            r["reason"].startswith("hold_all: operator bob-operate: pause") for r in planned
+        )
         assert EXIT_VENUE in positions(daemon)
     finally:
         code, _ = daemon.terminate()

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from core.types import Move, MoveAction, Plan, Venue, VenueCosts, VenueKind, VenueSnapshot
-from optimizer.testing import FlatCurve
+from core.types import Move, MoveAction, Plan, Venue, VenueCosts, VenueKind
 from vault.api.config import hash_token
 from vault.approval import books_context, drift_reason, needs_approval
 from vault.control import OperatorStore
-from vault.daemon_operator import apply_directives
 from vault.ledger import Balances
 from vault.reload import diff, effective_config, limit_keys, restart_keys
 from vault.settings import DEFAULT_CONFIG, load_settings
@@ -85,19 +83,6 @@ def test_an_approved_plan_is_stale_beyond_the_drift_band():
     reason = drift_reason(context, beyond, 0.015, ["a"], [])
     assert reason is not None and "position a moved 20000.000000 USD" in reason
     assert "frozen or exiting" in str(drift_reason(context, inside, 0.015, ["a"], ["a"]))
-
-
-def test_directives_on_snapshots():
-    from core.types import Directives
-
-    venue = Venue("a", VenueKind.LENDING, "p", "ethereum", "USDC")
-    other = Venue("b", VenueKind.LENDING, "p", "ethereum", "USDC")
-    snaps = [VenueSnapshot(v, T0, FlatCurve(0.05), 0.05, 0.0, 1e9, 1e9) for v in (venue, other)]
-    out = apply_directives(snaps, Directives(exit=frozenset({"a"}), reasons={"a": "operator x"}))
-    assert out[0].frozen and out[0].frozen_reason == "operator x"
-    assert float(out[0].curve.income_usd(1e6)) == 0.0  # earns nothing: the target goes to 0
-    assert not out[1].frozen and float(out[1].curve.income_usd(1e6)) > 0
-    assert all(s.frozen for s in apply_directives(snaps, Directives(no_new_deposits=True)))
 
 
 def test_reload_diff_redaction_and_live_keys():
