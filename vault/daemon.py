@@ -542,6 +542,7 @@ class Daemon(OperatorHooks):
             realized_apr=self.realized.portfolio,
         )
         self.metrics.set_unresolved_moves(self.unresolved_count())
+        self.metrics.set_plans_awaiting(self.operations.awaiting())
         bridging = {k: u for k, u in b.in_flight_units.items() if "/bridge/" in k}
         self.metrics.set_bridge_in_flight(len(bridging), units_to_usd(sum(bridging.values())))
         targets = (

@@ -56,6 +56,7 @@ class Operations:
             detail=detail,
         )
         self.daemon.metrics.count_operator_action(action)
+        self.daemon.metrics.set_plans_awaiting(self.awaiting())
         log.info(
             "operator_action", who=who, action=action, target=target, result=result, detail=detail
         )

@@ -1,0 +1,72 @@
+"""Plans through the API on an in-process daemon: a pending plan expires unapproved, a rejected one
+never executes, an approved one whose books moved beyond the drift band is superseded."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from tests.api_daemon import OPERATE_TOKEN, call, running, settings_for
+
+
+async def pending_plan(session, daemon) -> dict:
+    for _ in range(300):
+        status, body = await call(session, daemon, "GET", "/api/v1/plans/pending", OPERATE_TOKEN)
+        assert status == 200
+        if body["plans"]:
+            return body["plans"][0]
+        await asyncio.sleep(0.1)
+    raise AssertionError("no pending plan")
+
+
+async def test_a_pending_plan_expires_and_a_rejected_one_never_runs(tmp_path):
+    settings, config = settings_for(
+        tmp_path / "var", vault={"approval": "manual", "approval_expiry_seconds": 1.0}
+    )
+    async with running(settings, config) as daemon, aiohttp.ClientSession() as session:
+        plan = await pending_plan(session, daemon)
+        assert plan["status"] == "pending" and plan["moves"] and plan["turnover_usd"] > 0
+        await asyncio.sleep(1.2)
+        status, body = await call(
+            session, daemon, "POST", f"/api/v1/plans/{plan['id']}/approve", OPERATE_TOKEN
+        )
+        assert status == 409 and "is expired" in body["error"]["reason"]
+        assert daemon.metrics.plans_awaiting._value.get() == 0
+        await daemon.rebalance_once()  # a new cycle: a new plan waits
+        again = await pending_plan(session, daemon)
+        assert again["id"] != plan["id"]
+        status, body = await call(
+            session,
+            daemon,
+            "POST",
+            f"/api/v1/plans/{again['id']}/reject",
+            OPERATE_TOKEN,
+            {"reason": "not today"},
+        )
+        assert status == 200 and body["plan"]["status"] == "rejected"
+        assert body["plan"]["detail"] == "not today" and body["plan"]["decided_by"] == "bob-operate"
+        await daemon.rebalance_once()
+        assert daemon.ledger.balances().positions_units == {}  # nothing ever executed
+
+
+async def test_an_approved_plan_whose_books_moved_is_superseded(tmp_path):
+    settings, config = settings_for(tmp_path / "var", vault={"approval": "manual"})
+    async with running(settings, config) as daemon, aiohttp.ClientSession() as session:
+        plan = await pending_plan(session, daemon)
+        status, _ = await call(
+            session, daemon, "POST", f"/api/v1/plans/{plan['id']}/approve", OPERATE_TOKEN
+        )
+        assert status == 200
+        # The books move beyond the drift band before the next cycle (capital put in).
+        daemon.ledger.post(
+            daemon.clock(),
+            "capital_in",
+            [("idle:ethereum", 50_000_000_000), ("equity:deposits", -50_000_000_000)],
+        )
+        await daemon.rebalance_once()
+        old = daemon.control.plan(plan["id"])
+        assert old is not None and old.status == "superseded" and "idle moved" in old.detail
+        assert daemon.ledger.balances().positions_units == {}  # the stale plan did not run
+        fresh = await pending_plan(session, daemon)  # re-decided on the books as they are
+        assert fresh["id"] != plan["id"]
