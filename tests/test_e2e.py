@@ -331,12 +331,19 @@ def test_killed_while_a_move_is_unbooked_the_restart_books_it_once(tmp_path):
     )
     try:
         second.wait_until(lambda: "move_replayed" in second.logs(), 60, "the replay")
-        db = sqlite3.connect(data_dir / "ledger.sqlite3")
-        held = db.execute(
-            "SELECT COUNT(*) FROM rebalances WHERE solver_status = 'not_run'"
-        ).fetchone()[0]
-        db.close()
-        assert held >= 1  # the cycle that held for the unresolved move is on the record too
+
+        def held() -> int:
+            db = sqlite3.connect(data_dir / "ledger.sqlite3")
+            try:
+                return db.execute(
+                    "SELECT COUNT(*) FROM rebalances WHERE solver_status = 'not_run'"
+                ).fetchone()[0]
+            finally:
+                db.close()
+
+        # the cycle that held for the unresolved move is on the record too (written just after
+        # the replay's log line: wait for it rather than race it)
+        second.wait_until(lambda: held() >= 1, 30, "the held cycle's record")
         second.wait_until(
             lambda: second.json("/api/v1/status")["rebalances"] >= 4,
             60,

@@ -16,7 +16,7 @@ drift band since it was decided:
 
     |x_i(now) - x_i(then)| <= drift_tolerance_ratio x NAV(now)   for every venue i and for idle,
 
-and no venue it deposits into is frozen or exiting now. Otherwise it is ``superseded`` and the cycle
+and no venue it deposits into is frozen or exiting now (nor any, while new deposits are paused). Otherwise it is ``superseded`` and the cycle
 decides afresh from the current state (a new plan, which waits for approval in its turn), so a
 stale plan never executes.
 """

@@ -105,6 +105,7 @@ class OperatorHooks:
           settle and sync, if the books are still within the drift band (``approved_plan``).
         """
         started = self.clock()
+        self.expire_plans()
         waiting = self.export_hold()
         if waiting is not None:
             self.record_not_run(started, *waiting)
@@ -188,12 +189,14 @@ class OperatorHooks:
         """The approved plan to execute now: (id, plan, who approved), after the drift re-check."""
         for p in self.control.plans(("approved",), kind="approval"):
             deposits = [m["venue_id"] for m in p.plan["moves"] if m["action"] == "deposit"]
+            # a pause of new deposits blocks every deposit; frozen and exiting venues their own
+            blocked = set(deposits) if directives.no_new_deposits else set()
             stale = drift_reason(
                 p.context,
                 self.ledger.balances(),
                 self.settings.optimizer.drift_tolerance_ratio,
                 deposits,
-                frozen | directives.freeze | directives.exit,
+                blocked | frozen | directives.freeze | directives.exit,
             )
             now = self.wall_now()
             if stale is not None:

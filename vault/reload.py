@@ -1,7 +1,8 @@
 """Config reload (``POST /api/v1/config/reload``, SIGHUP) and the effective config, secrets redacted.
 
-A reload re-reads the file the daemon started with (and the environment), under the same
-``--listen`` and ``--data-dir``, and is refused, with every problem named, unless:
+A reload re-reads the file the daemon started with (and the environment), keeping the ``listen``
+and ``data_dir`` it started with (a change of either in the file waits for a restart), and is
+refused, with every problem named, unless:
 
 1. it validates (the same checks as ``yieldvault check-config``);
 2. only live keys change: ``limits``, ``optimizer``, ``api`` and ``vault.approval*`` /
