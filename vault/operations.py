@@ -24,6 +24,7 @@ from vault.export import ReportError
 from vault.settings import ConfigError, load_settings
 
 if TYPE_CHECKING:
+    from vault.control import OperatorStore
     from vault.daemon import Daemon
 
 log = structlog.get_logger("vault.operations")
@@ -34,8 +35,12 @@ class Operations:
         self.daemon = daemon
 
     @property
-    def store(self):  # type: ignore[no-untyped-def]
+    def store(self) -> OperatorStore:
         return self.daemon.control
+
+    def _plan_dict(self, plan_id: int) -> dict[str, Any]:
+        plan = self.store.plan(plan_id)
+        return plan.as_dict() if plan is not None else {}
 
     def _record(
         self,
@@ -188,7 +193,7 @@ class Operations:
             f"plan {plan_id} approved; it executes at the next cycle if the books "
             "have not moved beyond the drift band",
             str(plan_id),
-            plan=self.store.plan(plan_id).as_dict(),  # type: ignore[union-attr]
+            plan=self._plan_dict(plan_id),
         )
 
     def reject(self, who: str, plan_id: int, reason: str) -> dict[str, Any]:
@@ -218,7 +223,7 @@ class Operations:
             "reject",
             f"plan {plan_id} rejected",
             str(plan_id),
-            plan=self.store.plan(plan_id).as_dict(),  # type: ignore[union-attr]
+            plan=self._plan_dict(plan_id),
         )
 
     async def plan_results(
@@ -254,7 +259,7 @@ class Operations:
             "plan_results",
             f"{len(booked)} result(s) taken; {len(left)} move(s) of plan {plan_id} unreported",
             str(plan_id),
-            plan=self.store.plan(plan_id).as_dict(),  # type: ignore[union-attr]
+            plan=self._plan_dict(plan_id),
             params={"results": reports},
         )
 
