@@ -56,3 +56,17 @@ def test_api_fuzz(case, daemon):
     case.validate_response(response)
     assert response.status_code < 500, response.text
     error_shape(response)
+
+
+def test_the_token_never_reaches_the_log_or_the_records(daemon):
+    """After the fuzzing above: the daemon logged and recorded labels, never the bearer token."""
+    import sqlite3
+
+    assert OPERATE_TOKEN not in daemon.logs()
+    db = sqlite3.connect(daemon.log_path.parent / "var" / "operator.sqlite3")
+    try:
+        rows = db.execute("SELECT who, params_json, detail FROM operator_actions").fetchall()
+    finally:
+        db.close()
+    assert rows and {r[0] for r in rows} == {"bob-operate"}
+    assert not any(OPERATE_TOKEN in (r[1] + r[2]) for r in rows)
