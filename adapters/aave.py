@@ -189,6 +189,11 @@ class AaveAdapter(Adapter):
                 "emission_usd_per_year": emission_usd,
                 "reward_tokens": float(len(rewards)),
                 "position_usd": position_usd,
+                # for the guards: the pool's own oracle price and the reserve's flags (1.0 = set)
+                "oracle_price_usd": price_usd,
+                "is_paused": float(r.isPaused),
+                "is_frozen": float(r.isFrozen),
+                "is_active": float(r.isActive),
             },
         )
 

@@ -228,7 +228,7 @@ class Adapter:
     def parse_params(self, venue: VenueConfig) -> Any:
         if venue.kind not in self.kinds:
             raise ValueError(
-                f"venue {venue.id}: adapter {self.name} serves kinds {sorted(self.kinds)}, not {venue.kind.value}"
+                f"venue {venue.id}: adapter {self.name} serves kinds {sorted(k.value for k in self.kinds)}, not {venue.kind.value}"
             )
         try:
             return self.params_model.model_validate(venue.feed.params)

@@ -153,5 +153,6 @@ class CompoundAdapter(Adapter):
                 "emission_usd_per_year": emission_usd,
                 **({"reward_price_usd": reward_price} if reward_price is not None else {}),
                 "position_usd": position_usd,
+                "is_paused": float(c.isPaused),  # for the guards
             },
         )

@@ -123,7 +123,7 @@ class FeedPoller:
         coins_url = (settings.coins_url or self._prefix_url("coins", coins.PREFIX)).rstrip("/")
         self._coin_endpoint = coins.price_endpoints(
             coins_url,
-            [c for p in self._plans for c in (*p.coins, *p.optional_coins)],
+            [c for p in self._plans for c in (*p.coins, *p.optional_coins, *_peg_coins(p))],
             settings.coins_batch_size,
         )
         self._chart_endpoint = coins.chart_endpoints(
@@ -197,6 +197,7 @@ class FeedPoller:
                 )
                 _log().exception("adapter_build_failed", venue=vid, feed=plan.adapter.feed)
             else:
+                snapshot = _with_peg_prices(ctx, plan, snapshot)
                 self._last_good[vid] = snapshot
                 snapshots[vid] = snapshot
                 if vid in self._last_reason:
@@ -350,6 +351,29 @@ class FeedPoller:
 
 PAGE_SIZE = 100
 MAX_PAGES = 50
+
+
+def _peg_coins(plan: VenuePlan) -> tuple[str, ...]:
+    feed = plan.config.feed
+    return tuple(c for c in (feed.asset_coin, feed.peg_coin) if c)
+
+
+def _with_peg_prices(ctx: BuildContext, plan: VenuePlan, snapshot: VenueSnapshot) -> VenueSnapshot:
+    """``asset_price_usd`` and ``peg_price_usd`` from the coins feed for the guards, where the
+    venue names its ``feed.asset_coin`` / ``feed.peg_coin``; an unpriced coin is left out (the
+    depeg guard then has nothing to judge), never a rejection of the venue."""
+    feed = plan.config.feed
+    extra: dict[str, float] = {}
+    for key, coin in (("asset_price_usd", feed.asset_coin), ("peg_price_usd", feed.peg_coin)):
+        if not coin:
+            continue
+        try:
+            extra[key] = ctx.price(coin).price
+        except (FeedError, KeyError):
+            continue
+    if not extra:
+        return snapshot
+    return dataclasses.replace(snapshot, state={**snapshot.state, **extra})
 
 
 def _position(positions_usd: Mapping[str, float], venue_id: str) -> float:

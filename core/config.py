@@ -33,6 +33,11 @@ class FeedRef(Strict):
     adapter: str  # e.g. "aave_v3", "compound_v3", "lido", "defillama", "across", "fixed"
     base_url: str | None = None  # None: the feeds' default base_url from settings
     params: dict[str, Any] = Field(default_factory=dict)
+    # the venue asset's coins-feed id ("chain:address") and its peg's ("coingecko:ethereum" for an
+    # ETH LST; none = 1 USD for a stablecoin): the poller adds asset_price_usd / peg_price_usd to
+    # the snapshot's state for the depeg and price-anomaly guards (not fatal when unpriced)
+    asset_coin: str | None = None
+    peg_coin: str | None = None
 
 
 class VenueConfig(Strict):

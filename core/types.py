@@ -120,6 +120,9 @@ class PortfolioState:
     # (days until it lands at the latest, USD) for the parts of in_flight_usd whose landing the books
     # know (bridge transfers, queued withdrawals); the rest lands within the longest exit time.
     in_flight_landing: tuple[tuple[float, float], ...] = ()
+    # cumulative yield the books credited to each venue (negative after a loss): the guards compare
+    # its change between cycles with the prediction, which moves in and out do not disturb
+    earned_usd: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def nav_usd(self) -> float:

@@ -583,6 +583,47 @@ def venues() -> dict[str, Any]:
                         ),
                     ],
                 ),
+                (
+                    8,
+                    [
+                        (
+                            12,
+                            timeseries(
+                                "Guard breakers",
+                                "Protocol-health guards per venue and guard: 0 closed, 1 cooling (signal clear, action still held), 2 tripped. Venue portfolio is the NAV drawdown breaker. guard/README.md.",
+                                [
+                                    target(
+                                        'max by (venue, guard) (yieldvault_guard_state{venue=~"$venue|portfolio"})',
+                                        "{{venue}} {{guard}}",
+                                    ),
+                                ],
+                                "none",
+                                min_=0,
+                            ),
+                        ),
+                        (
+                            12,
+                            timeseries(
+                                "Guard directives and trips",
+                                "What the guards impose now (1 = exit / freeze on the venue, pause on portfolio) and trips per guard over the range.",
+                                [
+                                    target(
+                                        'max by (venue, action) (yieldvault_guard_directive{venue=~"$venue|portfolio"})',
+                                        "{{venue}} {{action}}",
+                                        "A",
+                                    ),
+                                    target(
+                                        "sum by (guard) (increase(yieldvault_guard_trips_total[$__range]))",
+                                        "trips {{guard}}",
+                                        "B",
+                                    ),
+                                ],
+                                "none",
+                                min_=0,
+                            ),
+                        ),
+                    ],
+                ),
             ]
         ),
     )

@@ -276,7 +276,17 @@ class ScheduledScenario(Strict):
     other fields are the body of ``POST /admin/v1/scenarios``."""
 
     at: datetime
-    name: Literal["rate_spike", "exploit", "depeg", "slashing", "bridge_halt", "liquidity_crunch"]
+    name: Literal[
+        "rate_spike",
+        "exploit",
+        "depeg",
+        "slashing",
+        "bridge_halt",
+        "liquidity_crunch",
+        "depeg_path",
+        "exploit_path",
+        "bank_run",
+    ]
     venue: str | None = None
     chain: str | None = None
     token: str | None = None
@@ -390,6 +400,8 @@ class MarketConfig(Strict):
             "slashing": "staking",
             "exploit": None,
             "liquidity_crunch": None,
+            "exploit_path": None,
+            "bank_run": "lending",
         }
         for i, sc in enumerate(self.scenarios):
             where = f"scenarios.{i}"
@@ -408,7 +420,7 @@ class MarketConfig(Strict):
                     raise ValueError(
                         f"{where}.chain: {sc.name} needs a known chain, got {sc.chain!r}"
                     )
-                if sc.name == "depeg":
+                if sc.name in ("depeg", "depeg_path"):
                     tok = self.chains[sc.chain].tokens.get(sc.token or "")
                     if tok is None or tok.kind != "stable":
                         raise ValueError(

@@ -47,14 +47,18 @@ class Params:
 
 StartFn = Callable[[MarketState, Mapping[str, Any], dict[str, Any], Params], None]
 RevertFn = Callable[[MarketState, dict[str, Any]], None]
+TickFn = Callable[[MarketState, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
 class ScenarioKind:
-    """One named scenario: its start and revert functions (see the module docstring)."""
+    """One named scenario: its start and revert functions (see the module docstring), and for
+    an incident that unfolds over time a ``tick`` run after every world tick while it is active
+    (``mockfeeds/incidents.py``)."""
 
     start: StartFn
     revert: RevertFn
+    tick: TickFn | None = None
 
 
 def apply_loss(m: MarketState, v: VenueModel, f: float) -> None:

@@ -13,12 +13,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from mockfeeds.incidents import INCIDENT_KINDS
 from mockfeeds.scenario_kinds import BASIC_KINDS, Params, ScenarioKind
 from mockfeeds.state import MarketError, iso
 from mockfeeds.stepping import Stepping
 
 #: every scenario name the market knows, in the order ``GET /admin/v1/scenarios`` lists them
-SCENARIO_KINDS: dict[str, ScenarioKind] = {**BASIC_KINDS}
+SCENARIO_KINDS: dict[str, ScenarioKind] = {**BASIC_KINDS, **INCIDENT_KINDS}
 SCENARIOS: tuple[str, ...] = tuple(SCENARIO_KINDS)
 
 
@@ -54,6 +55,7 @@ class Scenarios(Stepping):
             "started_at": iso(now),
             "ends_at": iso(now + duration),
             "ends_at_ts": now + duration,
+            "started_at_ts": now,
             "active": True,
         }
         SCENARIO_KINDS[name].start(self, spec, rec, Params(params))
@@ -83,8 +85,22 @@ class Scenarios(Stepping):
     def _after_tick(self) -> None:
         """After each tick: settle (below), then expire finished and start scheduled scenarios."""
         super()._after_tick()
+        self._tick_scenarios()
         self._expire_scenarios()
         self._start_scheduled()
+
+    def _tick_scenarios(self) -> None:
+        """Move the incidents that unfold over time (``ScenarioKind.tick``) to this tick."""
+        ticked = False
+        for rec in self.scenarios.values():
+            kind = SCENARIO_KINDS.get(rec["name"])
+            if rec["active"] and kind is not None and kind.tick is not None:
+                kind.tick(self, rec)
+                ticked = True
+        if ticked:
+            for v in self.venues:
+                if v.id in self.positions:
+                    v.ours_usd = float(self.position_usd_dec(v.id))
 
     def _start_scheduled(self) -> None:
         """Start the YAML's ``scenarios:`` whose ``at`` has come (each once, in config order)."""

@@ -35,40 +35,15 @@ from core.types import (
 from optimizer.checker import CheckReport, check_allocation
 from optimizer.config import OptimizerSettings, RiskLimits
 from optimizer.cycle import CycleData, build_cycle, effective_exit_days
+from optimizer.decision import HOLD, Decision, DecisionStatus, Timings
 from optimizer.directives import apply_freeze
 from optimizer.memory import EMPTY_MEMORY, OptimizerMemory
+
+__all__ = ["HOLD", "Decision", "DecisionStatus", "Optimizer", "RiskHistory", "Timings"]
 from optimizer.model import AllocationModel, SolveResult
 from optimizer.plan import after_costs, gate, make_moves, prune_unprofitable, round_small_trades
 
 FloatArray = NDArray[np.float64]
-
-HOLD = Plan(moves=(), expected_gain_usd=0.0, cost_usd=0.0, execute=False, reason="hold")
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    status: str  # "optimal" | "infeasible" | "solver_error" | "check_failed" | "no_venues"
-    allocation: Allocation | None
-    plan: Plan
-    # predicted annual net income (PWL income - annualised move costs - risk penalty)
-    objective_usd: float | None
-    predicted_apr: float | None  # Σ true income at the target / NAV (idle earns 0)
-    solve_seconds: float  # wall time of the cvxpy solve
-    build_seconds: float  # problem construction (0 when the cached problem was reused)
-    violations: tuple[str, ...]
-    limit_utilization: dict[str, float]
-    reason: str
-    solver_seconds: float | None = None  # solver-internal time
-    fit_seconds: float = 0.0  # PWL fit + parameter preparation
-    total_seconds: float = 0.0
-    rebuilt: bool = False
-    dpp: bool = True
-    # Σ_i ε_i: true optimum - PWL optimum <= this (USD/year)
-    pwl_error_bound_usd: float | None = None
-    venues: int = 0
-    current_violations: tuple[str, ...] = ()  # limits the holdings broke before this decision
-    # what the next decide needs from this one (pass it back as ``decide(..., memory=)``)
-    memory: OptimizerMemory = EMPTY_MEMORY
 
 
 class _Clock:
@@ -356,21 +331,36 @@ class Optimizer:
             return cycle, self._model, True, True
         return self._build_cycle(w, snaps, portfolio, linear=linear), self._model, True, False
 
-    def _hold(self, status: str, reason: str, **kw: object) -> Decision:
-        base: dict[str, object] = dict(
+    @staticmethod
+    def _hold(
+        status: DecisionStatus,
+        reason: str,
+        *,
+        timings: Timings | None = None,
+        limit_utilization: dict[str, float] | None = None,
+        current_violations: tuple[str, ...] = (),
+        rebuilt: bool = False,
+        dpp: bool = True,
+        venues: int = 0,
+        pwl_error_bound_usd: float | None = None,
+    ) -> Decision:
+        """A decision that moves nothing, with its one-line reason."""
+        return Decision(
             status=status,
             allocation=None,
             plan=dataclasses.replace(HOLD, reason=reason),
             objective_usd=None,
             predicted_apr=None,
-            solve_seconds=0.0,
-            build_seconds=0.0,
             violations=(),
-            limit_utilization={},
+            limit_utilization=limit_utilization or {},
             reason=reason,
+            timings=timings or Timings(),
+            rebuilt=rebuilt,
+            dpp=dpp,
+            venues=venues,
+            pwl_error_bound_usd=pwl_error_bound_usd,
+            current_violations=current_violations,
         )
-        base.update(kw)
-        return Decision(**base)  # type: ignore[arg-type]
 
     # -- the cycle -----------------------------------------------------------------------------
     def decide(
@@ -405,11 +395,13 @@ class Optimizer:
                         decision,
                         plan=dataclasses.replace(decision.plan, execute=False, reason=held),
                     )
-                if decision.plan.execute and decision.status == "optimal":
+                if decision.plan.execute and decision.status is DecisionStatus.OPTIMAL:
                     self._record_flights(w, decision, w.queued_exit_days, now)
             except Exception as exc:
                 w.warm = {}
-                decision = self._hold("solver_error", f"hold: {type(exc).__name__}: {exc}")
+                decision = self._hold(
+                    DecisionStatus.SOLVER_ERROR, f"hold: {type(exc).__name__}: {exc}"
+                )
             decision = dataclasses.replace(decision, memory=w.memory())
             self.last_memory = decision.memory
             return decision
@@ -428,20 +420,22 @@ class Optimizer:
         if self.settings.risk_aversion > 0:
             w.history.record(snapshots, self.settings.emission_haircut)
         if not snaps:
-            return self._hold("no_venues", "hold: no venue snapshots")
+            return self._hold(DecisionStatus.NO_VENUES, "hold: no venue snapshots")
         nav = portfolio.nav_usd
         if not nav > 0:
-            return self._hold("no_venues", f"hold: NAV is {nav}")
+            return self._hold(DecisionStatus.NO_VENUES, f"hold: NAV is {nav}")
 
         t_fit = time.perf_counter()
         try:
             cycle, model, rebuilt, resumed = self._cycle_and_model(w, snaps, portfolio)
         except (ValueError, FloatingPointError, ArithmeticError) as exc:
-            return self._hold("solver_error", f"hold: bad input: {exc}")
+            return self._hold(DecisionStatus.SOLVER_ERROR, f"hold: bad input: {exc}")
         venues = cycle.venues
         exit_days = effective_exit_days(venues, self.settings, self.home_chain)
         w.queued_exit_days = {
-            v.id: float(e) for v, e, q in zip(venues, exit_days, cycle.queued_mask()) if q
+            v.id: float(e)
+            for v, e, q in zip(venues, exit_days, cycle.queued_mask(), strict=True)
+            if q
         }
         build_seconds = model.build_seconds if rebuilt else 0.0
         risk = w.history.factors([v.id for v in venues], self.settings) if model.with_risk else None
@@ -481,20 +475,19 @@ class Optimizer:
         # holdings breaches up to the drift band came from drift or costs and force nothing (README §7)
         tolerance = self.settings.drift_tolerance_ratio
         forced_by = tuple(
-            v for v, e in zip(current.violations, current.excess) if not e <= tolerance
+            v for v, e in zip(current.violations, current.excess, strict=True) if not e <= tolerance
         )
-        drifted = tuple(v for v, e in zip(current.violations, current.excess) if e <= tolerance)
+        drifted = tuple(
+            v for v, e in zip(current.violations, current.excess, strict=True) if e <= tolerance
+        )
 
-        def timing() -> dict[str, object]:
-            return dict(
+        def timings() -> Timings:
+            return Timings(
                 solve_seconds=clock.solve,
                 build_seconds=build_seconds,
                 solver_seconds=clock.solver,
                 fit_seconds=fit_seconds,
-                rebuilt=rebuilt,
-                dpp=model.use_dpp,
-                venues=len(venues),
-                pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()),
+                total_seconds=time.perf_counter() - t_start,
             )
 
         if result.status != "optimal" or result.x is None:
@@ -504,12 +497,15 @@ class Optimizer:
                     f"; holdings break {len(current.violations)} limit(s): {current.violations[0]}"
                 )
             return self._hold(
-                result.status,
+                DecisionStatus(result.status),
                 reason,
-                total_seconds=time.perf_counter() - t_start,
+                timings=timings(),
                 current_violations=tuple(current.violations),
                 limit_utilization=current.utilization,
-                **timing(),
+                rebuilt=rebuilt,
+                dpp=model.use_dpp,
+                venues=len(venues),
+                pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()),
             )
 
         target, report = self._target(w, snaps, portfolio, result, cycle)
@@ -535,7 +531,7 @@ class Optimizer:
             after = check_allocation(
                 snaps,
                 portfolio,
-                dict(zip([v.id for v in venues], post.positions_usd.tolist())),
+                dict(zip([v.id for v in venues], post.positions_usd.tolist(), strict=True)),
                 post.idle_usd,
                 self.limits,
                 self.settings,
@@ -543,7 +539,9 @@ class Optimizer:
                 costs_usd=post.cost_usd,
                 in_flight_known=cycle.in_flight_known,
             )
-            short = tuple(v for v, e in zip(after.violations, after.excess) if not e <= tolerance)
+            short = tuple(
+                v for v, e in zip(after.violations, after.excess, strict=True) if not e <= tolerance
+            )
             if not after.violations or attempt == passes:
                 break
             reserve = max(
@@ -570,7 +568,7 @@ class Optimizer:
                 f" (+{len(report.violations) - 1} more)" if len(report.violations) > 1 else ""
             )
             return Decision(
-                status="check_failed",
+                status=DecisionStatus.CHECK_FAILED,
                 allocation=allocation,
                 plan=dataclasses.replace(HOLD, reason=reason),
                 objective_usd=objective_usd,
@@ -578,10 +576,13 @@ class Optimizer:
                 violations=tuple(report.violations),
                 limit_utilization=report.utilization,
                 reason=reason,
-                total_seconds=time.perf_counter() - t_start,
+                timings=timings(),
+                rebuilt=rebuilt,
+                dpp=model.use_dpp,
+                venues=len(venues),
+                pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()),
                 current_violations=tuple(current.violations),
-                **timing(),
-            )  # type: ignore[arg-type]
+            )
         econ = make_moves(snaps, x0_usd, target, self.settings, self.home_chain, now)
         plan = gate(econ, nav, self.settings, forced_by=forced_by, drifted=drifted)
         if plan.execute and short and not forced_by:
@@ -598,7 +599,7 @@ class Optimizer:
             f"optimal: {len(plan.moves)} moves, predicted APR {predicted_apr:.4%}; {plan.reason}"
         )
         return Decision(
-            status="optimal",
+            status=DecisionStatus.OPTIMAL,
             allocation=allocation,
             plan=plan,
             objective_usd=objective_usd,
@@ -606,10 +607,13 @@ class Optimizer:
             violations=(),
             limit_utilization=report.utilization,
             reason=reason,
-            total_seconds=time.perf_counter() - t_start,
+            timings=timings(),
+            rebuilt=rebuilt,
+            dpp=model.use_dpp,
+            venues=len(venues),
+            pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()),
             current_violations=tuple(current.violations),
-            **timing(),
-        )  # type: ignore[arg-type]
+        )
 
     def _solve(
         self,
@@ -704,7 +708,7 @@ class Optimizer:
         report = check_allocation(
             snaps,
             portfolio,
-            dict(zip(ids, target_usd.tolist())),
+            dict(zip(ids, target_usd.tolist(), strict=True)),
             idle,
             self.limits,
             self.settings,

@@ -25,10 +25,14 @@ from pathlib import Path
 from typing import Any
 
 
-def http(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+def http(
+    method: str, url: str, body: Any = None, token: str | None = None, account: str | None = None
+) -> tuple[int, Any]:
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    if account:
+        headers["X-Paper-Account"] = account  # the vault the moves are for
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
@@ -58,10 +62,10 @@ def units_of(usd: str) -> int:
     return int(whole) * 10**6 + int((frac + "000000")[:6])
 
 
-def wait_fill(market: str, transfer_id: str, timeout: float = 20.0) -> dict[str, Any]:
+def wait_fill(market: str, transfer_id: str, account: str, timeout: float = 20.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        _, body = http("GET", f"{market}/paper/v1/bridge/{transfer_id}")
+        _, body = http("GET", f"{market}/paper/v1/bridge/{transfer_id}", account=account)
         if body.get("status") == "filled" or time.monotonic() > deadline:
             return body
         time.sleep(0.1)
@@ -105,14 +109,16 @@ def main() -> int:
             units = min(move["amount_units"], delivered[move["chain"]])
             delivered[move["chain"]] -= units
             body["amount_usd"] = f"{units // 10**6}.{units % 10**6:06d}"
-        status, answer = http("POST", f"{a.market}/paper/v1{req['path']}", body)
+        status, answer = http(
+            "POST", f"{a.market}/paper/v1{req['path']}", body, account=plan["vault_id"]
+        )
         journal.write(
             json.dumps({"plan": plan["plan_id"], "move": move, "status": status, "answer": answer})
             + "\n"
         )
         journal.flush()
         if status == 200 and move["action"] == "bridge":
-            filled = wait_fill(a.market, str(answer["transfer_id"]))
+            filled = wait_fill(a.market, str(answer["transfer_id"]), plan["vault_id"])
             chain = move["to_chain"]
             delivered[chain] = delivered.get(chain, 0) + units_of(filled["received_usd"])
         reports.append(report_of(move, status, answer, tx=f"paper:{move['idempotency_key']}"))

@@ -466,7 +466,12 @@ async def test_etag_revalidation_reuses_validated_payloads(h: Harness) -> None:
 
 async def test_max_age_skips_requests_and_keeps_last_success(h: Harness) -> None:
     h.fake.headers["/earn"] = {"Cache-Control": "max-age=3600"}
-    venues = [v for v in VENUES if v.feed.adapter == "fixed"]
+    # without the guards' coins price, whose endpoint this fake does not cache
+    venues = [
+        v.model_copy(update={"feed": v.feed.model_copy(update={"asset_coin": None})})
+        for v in VENUES
+        if v.feed.adapter == "fixed"
+    ]
     poller = h.poller(venues)
     first = await poller.poll({})
     second = await poller.poll({})

@@ -38,6 +38,12 @@ CALLS = {
     ("POST", "/api/v1/venues/{id}/freeze"): (f"/api/v1/venues/{VENUE}/freeze", None, 200),
     ("POST", "/api/v1/venues/{id}/unfreeze"): (f"/api/v1/venues/{VENUE}/unfreeze", None, 200),
     ("POST", "/api/v1/venues/{id}/exit"): (f"/api/v1/venues/{VENUE}/exit", None, 200),
+    ("GET", "/api/v1/ledger/breaks"): ("/api/v1/ledger/breaks", None, 200),
+    ("POST", "/api/v1/ledger/breaks/{id}/book"): (
+        f"/api/v1/ledger/breaks/{VENUE}/book",
+        {"reason": "a test"},
+        404,  # no open break
+    ),
     ("POST", "/api/v1/config/reload"): ("/api/v1/config/reload", None, 200),
 }
 OPENAPI = ("GET", "/api/v1/openapi.json")

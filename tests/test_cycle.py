@@ -240,9 +240,11 @@ async def test_the_guard_hook_gets_the_prior_state_and_its_directives_apply(tmp_
 
 async def test_an_unresolved_move_fails_the_cycle_before_it_decides(tmp_path):
     async with rig(tmp_path / "l.sqlite3") as r:
-        # the venue has key k for 10 USD; the books wrote it ahead for 20: its outcome is unknown
-        r.market.deposit(AAVE, "10.000000", "k")
         move = dataclasses.replace((await r.cycle(0, EMPTY_MEMORY)).decision.plan.moves[0])
+        # the venue has key k for 10 USD; the books wrote it ahead for 20: its outcome is unknown
+        # (deposited after the first cycle's sync: before it, the 10 USD the books never saw
+        # would have been a reconciliation break)
+        r.market.deposit(AAVE, "10.000000", "k")
         body = {"venue": AAVE, "amount_usd": "20.000000", "idempotency_key": "k"}
         r.ledger.begin_move(
             r.now(), "k", {"move": move_to_dict(move), "path": "/deposit", "body": body}
@@ -325,3 +327,32 @@ async def test_without_memory_the_restarted_run_would_differ(tmp_path):
         cold = opt.decide(only_aave, portfolio, now, memory=EMPTY_MEMORY)
         assert with_memory.allocation is not None and cold.allocation is not None
         assert EARN in with_memory.memory.last_snapshot and EARN not in cold.memory.last_snapshot
+
+
+async def test_a_report_the_books_cannot_explain_is_a_break_that_holds_until_booked(tmp_path):
+    """Money appears at the venue outside the books (another process's deposit under our
+    account): not income; the cycle holds before deciding until an operator books the break."""
+    from vault.reconcile import book_break
+
+    async with rig(tmp_path / "l.sqlite3") as r:
+        first = await r.cycle(0, EMPTY_MEMORY)
+        assert first.decision is not None
+        income_before = r.ledger.account(f"income:{AAVE}")
+        nav_before = r.ledger.balances().nav_units
+        r.market.deposit(AAVE, "34931.000000", "someone-else")
+        out = await r.cycle(1, first.memory)
+        assert out.outcome is RebalanceOutcome.HELD and out.decision is None
+        assert AAVE in out.reason and "+3493" in out.reason
+        assert r.ledger.account(f"income:{AAVE}") == income_before  # nothing booked as income
+        # the other venues' explained accrual only (an hour's interest), not the 34,931
+        assert nav_before <= r.ledger.balances().nav_units <= nav_before + usd_to_units(100)
+        [brk] = r.ledger.open_breaks()
+        assert brk.venue == AAVE and brk.difference_units >= usd_to_units(34_931)
+        again = await r.cycle(2, first.memory)  # still held: time never explains a break away
+        assert again.outcome is RebalanceOutcome.HELD and len(r.ledger.open_breaks()) == 1
+        booked = book_break(r.ledger, AAVE, "test: a deposit made by hand", r.now())
+        assert r.ledger.account("equity:breaks") == -booked.difference_units
+        assert r.ledger.account(f"income:{AAVE}") == income_before
+        assert r.ledger.audit() == [] and r.ledger.verify() == []
+        resumed = await r.cycle(3, first.memory)
+        assert resumed.decision is not None and r.ledger.open_breaks() == []

@@ -321,6 +321,9 @@ async def test_unknown_scenario_and_listing(mk: tuple[Market, Any]) -> None:
         "slashing",
         "bridge_halt",
         "liquidity_crunch",
+        "depeg_path",
+        "exploit_path",
+        "bank_run",
     }
 
 

@@ -57,6 +57,7 @@ def exposed_names() -> set[str]:
     m.declare_feeds(["f"])
     m.set_schedule(1, 1)
     m.set_build_info("test")
+    m.declare_guards(["v"], ["depeg"])
     m.set_venue_state(
         "v",
         "lp",

@@ -92,6 +92,9 @@ def filled_metrics(registry: CollectorRegistry | None = None) -> Metrics:
     m.record_rebalance("held", "optimal", 0.005, 42_150.0, 0.0432, 0.0, 0.0, 0.0)
     m.mark_cycle_success("poll", now)
     m.mark_cycle_success("rebalance", now)
+    m.declare_guards([v.id for v in venues], ("depeg", "outflow", "nav_drawdown"))
+    m.set_guards([(venues[0].id, "depeg", 2)], [venues[0].id], [], pause=False)
+    m.count_guard_trip("depeg")
     return m
 
 
@@ -175,6 +178,8 @@ def test_names_follow_prometheus_units():
         "yieldvault_build_info",
         "yieldvault_bridge_transfers_in_flight",
         "yieldvault_unresolved_moves",
+        "yieldvault_reconciliation_breaks",
+        "yieldvault_ledger_integrity_ok",
         "yieldvault_venue_frozen",
         "yieldvault_solver_status",
         "yieldvault_rebalances_total",
@@ -182,6 +187,9 @@ def test_names_follow_prometheus_units():
         "yieldvault_feed_errors_total",
         "yieldvault_operator_actions_total",
         "yieldvault_plans_awaiting",
+        "yieldvault_guard_state",
+        "yieldvault_guard_trips_total",
+        "yieldvault_guard_directive",
     }
     for name in catalog_names(filled_metrics()):
         if name in unitless:

@@ -70,6 +70,11 @@ SILENT_ALERTS = {
     "YieldvaultVenueFrozen": "the simulated market serves good data for every venue",
     "YieldvaultMoveUnresolved": "every venue answers every move",
     "YieldvaultPlanAwaiting": "vault.approval is auto and the mode paper: no plan waits",
+    "YieldvaultReconciliationBreak": "every venue's report is explained by the books and its rate",
+    "YieldvaultLedgerIntegrity": "nobody touches the ledger file underneath the daemon",
+    "YieldvaultGuardExit": "no protocol-health guard trips on the calm default market",
+    "YieldvaultGuardPause": "no protocol-health guard trips on the calm default market",
+    "YieldvaultGuardFreeze": "no protocol-health guard trips on the calm default market",
 }
 
 #: dashboard targets (dashboard, panel title, refId) allowed to return no data or only NaN, each

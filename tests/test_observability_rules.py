@@ -32,6 +32,11 @@ REQUIRED_ALERTS = {
     "YieldvaultVenueFrozen",
     "YieldvaultMoveUnresolved",
     "YieldvaultPlanAwaiting",
+    "YieldvaultReconciliationBreak",
+    "YieldvaultLedgerIntegrity",
+    "YieldvaultGuardExit",
+    "YieldvaultGuardPause",
+    "YieldvaultGuardFreeze",
 }
 
 

@@ -3,11 +3,17 @@
     yieldvault run [--config FILE] [--listen HOST:PORT] [--data-dir DIR]
     yieldvault mock-feeds [--listen HOST:PORT] [--market FILE] [--state FILE]
     yieldvault check-config [FILE]
+    yieldvault ledger verify|book-break|adopt [--config FILE] [--data-dir DIR] [--venue V] [--reason R]
     yieldvault bench solver --venues N [--repeats R] --json
     yieldvault bench quality --json
     yieldvault bench feeds --venues N [--cycles C] --json
     yieldvault ctl status|rebalances|pending|pause|resume|approve ID|reject ID|freeze V|unfreeze V|
                    exit V|reload|hash-token      (vault/ctl.py: YIELDVAULT_URL, YIELDVAULT_TOKEN)
+    yieldvault backtest --history FILE [--config FILE] [--from D --to D] [--rebalance-every 6h] --out DIR [--json]
+    yieldvault backtest sweep --grid KEY=V1,V2 ... --history FILE --out DIR [--scheduler tcp://HOST:PORT]
+    yieldvault bench backtest --json
+    yieldvault guards resume [--venue V] [--guard G] [--config FILE] [--data-dir DIR]
+    yieldvault guards status [--config FILE] [--data-dir DIR] [--json]
 
 Exit codes: 0 success, 1 runtime failure, 2 invalid config or usage.
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import signal
 import sys
@@ -24,6 +31,9 @@ from typing import Any
 
 import structlog
 
+from core.money import units_to_str
+from vault.identity import IdentityError
+from vault.integrity import LedgerIntegrityError
 from vault.logs import configure_logging
 from vault.settings import DEFAULT_CONFIG, ConfigError, load_settings, read_yaml
 
@@ -84,6 +94,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", type=Path, nargs="?", default=DEFAULT_CONFIG)
 
+    ledger = sub.add_parser("ledger", help="operator actions on the books (the daemon stopped)")
+    ledger_sub = ledger.add_subparsers(dest="ledger", required=True)
+    for name, text in (
+        ("verify", "check the ledger file (what `run` checks before the first cycle)"),
+        ("book-break", "book an open reconciliation break, with a reason"),
+        ("adopt", "rebuild a lost ledger from what the venue holds for this vault, with a reason"),
+    ):
+        cmd = ledger_sub.add_parser(name, help=text)
+        cmd.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+        cmd.add_argument("--data-dir", type=Path, default=None)
+        if name != "verify":
+            cmd.add_argument("--reason", required=True, help="why: kept with the transaction")
+        if name == "book-break":
+            cmd.add_argument("--venue", required=True)
+
     bench = sub.add_parser("bench", help="benchmarks that print JSON")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     solver = bench_sub.add_parser(
@@ -101,10 +126,82 @@ def _parser() -> argparse.ArgumentParser:
     feedsb.add_argument("--cycles", type=int, default=10)
     feedsb.add_argument("--seed", type=int, default=7)
     feedsb.add_argument("--json", action="store_true")
+    btb = bench_sub.add_parser("backtest", help="3-year hourly replay, a decision every hour")
+    btb.add_argument("--history", type=Path, default=None)
+    btb.add_argument("--days", type=int, default=None, help="replay only the first N days")
+    btb.add_argument("--json", action="store_true")
+
+    from backtest.cli import add_parser as add_backtest
+
+    add_backtest(sub)
+    guards = sub.add_parser("guards", help="protocol-health guards: status, operator resume")
+    guards_sub = guards.add_subparsers(dest="guards", required=True)
+    resume = guards_sub.add_parser(
+        "resume", help="resume tripped exit/pause breakers (applied at the daemon's next cycle)"
+    )
+    resume.add_argument("--venue", default=None, help="only this venue ('*' = the portfolio)")
+    resume.add_argument("--guard", default=None, help="only this guard (e.g. depeg)")
+    status = guards_sub.add_parser("status", help="every breaker that is not closed")
+    status.add_argument("--json", action="store_true")
+    for gp in (resume, status):
+        gp.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+        gp.add_argument("--data-dir", type=Path, default=None)
     from vault.ctl import add_parser as add_ctl
 
     add_ctl(sub)
     return p
+
+
+def guards_command(args: argparse.Namespace) -> int:
+    """``yieldvault guards resume|status``: exit 2 naming the field on a bad venue or guard."""
+    from vault.guard_store import read_status, request_resume
+
+    try:
+        settings = load_settings(args.config, data_dir=args.data_dir)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+    if args.guards == "resume":
+        try:
+            req = request_resume(
+                settings.data_dir,
+                args.venue,
+                args.guard,
+                venues={v.id for v in settings.venues},
+            )
+        except ValueError as exc:
+            print(f"yieldvault guards resume: {exc}", file=sys.stderr)
+            return 2
+        print(
+            f"resume #{req.id} queued for venue={req.venue or 'any'} guard={req.guard or 'any'}; "
+            "the daemon applies it at its next rebalance"
+        )
+        return 0
+    try:
+        state, pending = read_status(settings.data_dir)
+    except (ValueError, OSError) as exc:
+        print(f"yieldvault guards status: {exc}", file=sys.stderr)
+        return 1
+    rows = [
+        {
+            "venue": v,
+            "guard": g,
+            "state": b.state.value,
+            "action": b.action,
+            "trips": b.trips,
+            "resumed": b.resumed,
+            "evidence": b.evidence,
+        }
+        for (v, g), b in sorted(state.breakers.items())
+        if b.active
+    ]
+    if args.json:
+        _print_json({"breakers": rows, "pending_resumes": [dataclasses.asdict(r) for r in pending]})
+    else:
+        for r in rows:
+            print(f"{r['venue']:28} {r['guard']:16} {r['state']:8} {r['action']:6} {r['evidence']}")
+        print(f"{len(rows)} breaker(s) not closed; {len(pending)} resume(s) pending")
+    return 0
 
 
 def check_config(path: Path) -> list[str]:
@@ -113,13 +210,18 @@ def check_config(path: Path) -> list[str]:
         settings = load_settings(path)
     except ConfigError as exc:
         return exc.problems
+    return config_problems(settings, path.parent)
+
+
+def config_problems(settings: Any, config_dir: Path) -> list[str]:
+    """What a loaded config still cannot do: infeasible limits, an embedded market that fails."""
     from optimizer import check_feasibility
 
     problems = [
         f"limits: {p}"
         for p in check_feasibility([v.to_venue() for v in settings.venues], settings.limits)
     ]
-    market = settings.market_path(path.parent)
+    market = settings.market_path(config_dir)
     if market is not None:
         from mockfeeds.market import Market
 
@@ -161,6 +263,10 @@ async def _run(settings: Any, config_dir: Path, config_path: Path | None = None)
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
     try:
         await daemon.start()
+    except (LedgerIntegrityError, IdentityError) as exc:
+        print(f"yieldvault: refusing to start: {exc}", file=sys.stderr)
+        await daemon.stop()
+        return 2
     except OSError as exc:
         log.error("start_failed", error=str(exc))
         await daemon.stop()
@@ -169,6 +275,83 @@ async def _run(settings: Any, config_dir: Path, config_path: Path | None = None)
     log.info("stop_requested")
     await daemon.stop()
     return 0
+
+
+async def _adopt(settings: Any, config_dir: Path, reason: str) -> int:
+    from vault.daemon import Daemon
+
+    daemon = Daemon(settings, config_dir=config_dir)
+    try:
+        await daemon.open_books(adopt_reason=reason)
+        b = daemon.ledger.balances()
+        print(
+            f"vault {daemon.vault_id}: ledger holds NAV {units_to_str(b.nav_units)} USD "
+            f"({len([u for u in b.positions_units.values() if u])} positions)"
+        )
+        return 0
+    except (LedgerIntegrityError, IdentityError) as exc:
+        print(f"yieldvault: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"yieldvault: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await daemon.stop()
+
+
+def _ledger_command(args: argparse.Namespace) -> int:
+    """``yieldvault ledger verify | book-break | adopt``: one line out, exit 2 on a refusal."""
+    from datetime import UTC, datetime
+
+    from vault.daemon import lock_data_dir
+    from vault.integrity import open_verified
+    from vault.reconcile import NoOpenBreak, book_break
+
+    try:
+        settings = load_settings(args.config, data_dir=args.data_dir)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+    if args.ledger == "adopt":
+        return asyncio.run(_adopt(settings, args.config.parent, args.reason))
+    path = settings.data_dir / "ledger.sqlite3"
+    if not path.exists():
+        print(f"yieldvault: no ledger at {path}", file=sys.stderr)
+        return 2
+    try:
+        lock = lock_data_dir(settings.data_dir)
+    except OSError as exc:
+        print(f"yieldvault: {exc}: stop it first (or use the operator API)", file=sys.stderr)
+        return 1
+    try:
+        ledger = open_verified(path)
+    except LedgerIntegrityError as exc:
+        lock.close()
+        print(f"yieldvault: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.ledger == "verify":
+            b = ledger.balances()
+            breaks = ledger.open_breaks()
+            print(
+                f"{path}: OK (vault {ledger.vault_id()}, NAV {units_to_str(b.nav_units)} USD, "
+                f"{len(breaks)} open break(s))"
+            )
+            return 0
+        try:
+            brk = book_break(ledger, args.venue, args.reason, datetime.now(UTC))
+        except (NoOpenBreak, ValueError) as exc:
+            print(f"yieldvault: {exc}", file=sys.stderr)
+            return 2
+        print(
+            f"booked the break at {brk.venue}: {units_to_str(brk.difference_units)} USD "
+            f"(books {units_to_str(brk.books_units)} -> {units_to_str(brk.reported_units)}), "
+            f"reason: {args.reason.strip()}"
+        )
+        return 0
+    finally:
+        ledger.close()
+        lock.close()
 
 
 def _print_json(result: dict[str, Any]) -> None:
@@ -196,7 +379,14 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             print(exc.render(), file=sys.stderr)
             return 2
+        problems = config_problems(settings, args.config.parent)
+        if problems:
+            print(ConfigError(str(args.config), problems).render(), file=sys.stderr)
+            return 2
         return asyncio.run(_run(settings, args.config.parent, args.config))
+
+    if args.command == "ledger":
+        return _ledger_command(args)
 
     if args.command == "mock-feeds":
         from mockfeeds.server import run_forever
@@ -208,9 +398,23 @@ def main(argv: list[str] | None = None) -> int:
         from vault.ctl import main as ctl_main
 
         return ctl_main(args)
+    if args.command == "backtest":
+        from backtest.cli import main as backtest_main
+
+        return backtest_main(args)
+    if args.command == "guards":
+        return guards_command(args)
 
     if args.command == "bench":
-        if args.bench == "solver":
+        if args.bench == "backtest":
+            from backtest.bench import bench_backtest
+            from backtest.cli import quiet_logs, stdout_to_stderr
+
+            quiet_logs()
+            with stdout_to_stderr():
+                result = bench_backtest(args.history, days=args.days)
+            _print_json(result)
+        elif args.bench == "solver":
             from optimizer.bench import bench_solver
 
             _print_json(bench_solver(venues=args.venues, repeats=args.repeats, seed=args.seed))

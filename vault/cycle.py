@@ -12,8 +12,10 @@ The steps, in order, each a small function below (structlog's processor pipeline
 1. :func:`recover`: replay the moves written ahead and never booked; one still unresolved stops
    the cycle (syncing would book a move the venue applied, but we have not, as yield);
 2. :func:`settle`: land filled bridge transfers and settled queued withdrawals;
-3. :func:`sync`: bring the books' positions up to date (accrual); the books become the portfolio
-   the optimizer sees (:func:`portfolio_of`);
+3. :func:`sync`: reconcile each venue's report with the books (``vault/reconcile.py``): what the
+   venue's own rate explains is booked as accrual, anything beyond is a reconciliation break,
+   booked as nothing, and while any break is open the cycle holds before deciding; the books
+   become the portfolio the optimizer sees (:func:`portfolio_of`);
 4. :func:`guard`: the guards' hook (``deps.guard``) turns the snapshots and their history into
    :class:`core.types.Directives`, merged with the operator's (``inp.directives``);
 5. :func:`decide`: ``Optimizer.decide`` in ``deps.run_in_thread``, on the snapshots frozen by the
@@ -40,12 +42,14 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from core.money import units_to_usd
 from core.types import NO_DIRECTIVES, Directives, PortfolioState, Venue, VenueSnapshot
-from optimizer import Decision, Optimizer
+from optimizer import Decision, DecisionStatus, Optimizer
+from optimizer.decision import FAILED_STATUSES
 from optimizer.directives import apply_freeze
 from optimizer.memory import OptimizerMemory
 from protocols import across
 from vault.executor import Executor, MoveResult, MoveStatus, OutcomeUnknown, move_to_dict
 from vault.ledger import Balances, Ledger
+from vault.reconcile import ReconcileSettings, reconcile
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -119,6 +123,7 @@ class CycleDeps:
     # store the optimizer's memory with each rebalance row (what a restart resumes from); a
     # backtest that never restarts may skip the serialisation (~50 ms at 1,000 venues)
     persist_memory: bool = True
+    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +177,32 @@ async def settle(deps: CycleDeps) -> None:
     await deps.executor.settle_in_flight()
 
 
-async def sync(deps: CycleDeps) -> None:
-    await deps.executor.sync_positions()
+def rates_of(snapshots: Sequence[VenueSnapshot]) -> dict[str, float]:
+    """Each venue's own rate (real + emission APR) from its latest snapshot, frozen ones included
+    (a frozen snapshot is the venue's last good data)."""
+    out = {}
+    for snap in snapshots:
+        apr = snap.real_apr + snap.emission_apr
+        if apr == apr and abs(apr) != float("inf"):
+            out[snap.venue.id] = apr
+    return out
+
+
+async def sync(inp: CycleInput, deps: CycleDeps) -> None:
+    """Reconcile the venues' reports with the books; breaks are left open in the ledger."""
+    reported = await deps.executor.venue_positions()
+    if reported is not None:
+        reconcile(deps.ledger, reported, rates_of(inp.snapshots), deps.clock(), deps.reconcile)
+
+
+def breaks_reason(ledger: Ledger) -> str | None:
+    """Why the cycle holds for open reconciliation breaks, or None."""
+    breaks = ledger.open_breaks()
+    if not breaks:
+        return None
+    return "reconciliation break, every move held until an operator books it: " + "; ".join(
+        f"{b.venue}: {b.reason}" for b in breaks
+    )
 
 
 def in_flight_landing(
@@ -232,7 +261,7 @@ def may_execute(decision: Decision, directives: Directives) -> bool:
     """The gate said execute, the solve was optimal, the checker found nothing, no hold_all."""
     return (
         decision.plan.execute
-        and decision.status == "optimal"
+        and decision.status is DecisionStatus.OPTIMAL
         and not decision.violations
         and not directives.hold_all
     )
@@ -246,7 +275,7 @@ def rebalance_outcome(
     decision: Decision, results: Sequence[MoveResult], dry_run: bool, hold_all: bool = False
 ) -> RebalanceOutcome:
     """executed | held | gated | failed, as counted in ``yieldvault_rebalances_total{outcome}``."""
-    if decision.status in ("infeasible", "solver_error", "check_failed"):
+    if decision.status in FAILED_STATUSES:
         return RebalanceOutcome.FAILED
     if not decision.plan.moves or hold_all:
         return RebalanceOutcome.HELD
@@ -313,7 +342,7 @@ def record(
     solution: dict[str, Any] = {}
     if decision is not None:
         solution = {
-            "status": decision.status,
+            "status": str(decision.status),
             "objective_usd": decision.objective_usd,
             "predicted_apr": decision.predicted_apr,
             "violations": list(decision.violations),
@@ -325,7 +354,7 @@ def record(
         started_at=started_at,
         finished_at=deps.clock(),
         outcome=str(outcome),
-        solver_status=decision.status if decision is not None else "not_run",
+        solver_status=str(decision.status) if decision is not None else "not_run",
         reason=reason,
         nav_units=nav_units,
         inputs=inputs,
@@ -339,6 +368,46 @@ def record(
 # -- the pipeline ---------------------------------------------------------------------------
 
 
+def stopped(
+    inp: CycleInput, deps: CycleDeps, outcome: RebalanceOutcome, reason: str, t0: float
+) -> CycleOutcome:
+    """A cycle that ends before deciding (a sync that failed, an open break): recorded, no moves."""
+    t_rec = time.perf_counter()
+    after = deps.ledger.balances()
+    row = record(
+        deps,
+        started_at=inp.now,
+        outcome=outcome,
+        reason=reason,
+        decision=None,
+        portfolio=None,
+        snapshots=(),
+        directives=inp.directives,
+        results=(),
+        nav_units=after.nav_units,
+    )
+    t_end = time.perf_counter()
+    return CycleOutcome(
+        outcome=outcome,
+        reason=reason,
+        started_at=inp.now,
+        finished_at=deps.clock(),
+        decision=None,
+        memory=inp.memory,
+        guard_state=inp.guard_state,
+        directives=inp.directives,
+        snapshots=(),
+        portfolio=None,
+        synced=None,
+        income_units={},
+        balances_after=after,
+        rebalance_id=row,
+        timings=CycleTimings(
+            sync_seconds=t_rec - t0, record_seconds=t_end - t_rec, total_seconds=t_end - t0
+        ),
+    )
+
+
 async def run_cycle(inp: CycleInput, deps: CycleDeps) -> CycleOutcome:
     """recover -> settle -> sync -> guard -> decide -> gate/check -> execute -> record."""
     t0 = time.perf_counter()
@@ -346,45 +415,12 @@ async def run_cycle(inp: CycleInput, deps: CycleDeps) -> CycleOutcome:
     try:
         recovered = await recover(deps)
         await settle(deps)
-        await sync(deps)
+        await sync(inp, deps)
+        held = breaks_reason(ledger)
     except OutcomeUnknown as exc:
-        reason = f"venue sync failed: {exc}"
-        t_rec = time.perf_counter()
-        after = ledger.balances()
-        row = record(
-            deps,
-            started_at=inp.now,
-            outcome=RebalanceOutcome.FAILED,
-            reason=reason,
-            decision=None,
-            portfolio=None,
-            snapshots=(),
-            directives=inp.directives,
-            results=(),
-            nav_units=after.nav_units,
-        )
-        t_end = time.perf_counter()
-        return CycleOutcome(
-            outcome=RebalanceOutcome.FAILED,
-            reason=reason,
-            started_at=inp.now,
-            finished_at=deps.clock(),
-            decision=None,
-            memory=inp.memory,
-            guard_state=inp.guard_state,
-            directives=inp.directives,
-            snapshots=(),
-            portfolio=None,
-            synced=None,
-            income_units={},
-            balances_after=after,
-            rebalance_id=row,
-            timings=CycleTimings(
-                sync_seconds=t_rec - t0,
-                record_seconds=t_end - t_rec,
-                total_seconds=t_end - t0,
-            ),
-        )
+        return stopped(inp, deps, RebalanceOutcome.FAILED, f"venue sync failed: {exc}", t0)
+    if held is not None:
+        return stopped(inp, deps, RebalanceOutcome.HELD, held, t0)
     synced = ledger.balances()
     income = {v: ledger.account(f"income:{v}") for v in deps.venues}
     portfolio = portfolio_of(synced, deps.venues)

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import fcntl
 import gc
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ from core.money import units_to_str, units_to_usd, usd_to_units
 from core.types import NO_DIRECTIVES, Directives
 from optimizer import Decision, Optimizer
 from optimizer.memory import EMPTY_MEMORY, OptimizerMemory
+from vault import identity as identity_mod
 from vault.control import OperatorStore
 from vault.cycle import (
     CycleDeps,
@@ -55,6 +58,9 @@ from vault.executor import (
     PaperExecutor,
 )
 from vault.export import ExportExecutor
+from vault.guard_store import GuardStore
+from vault.guarding import GuardRunner
+from vault.integrity import LedgerWatch, audit_file, open_verified
 from vault.ledger import Ledger, LedgerError
 from vault.metrics import Metrics
 from vault.operations import Operations
@@ -121,7 +127,7 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
 
     Two daemons on one ledger and one simulated world would each book the other's moves as yield.
     """
-    handle = open(data_dir / "daemon.lock", "a+")
+    handle = open(data_dir / "daemon.lock", "a+")  # noqa: SIM115 (held open for the process life)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -150,9 +156,28 @@ class CycleState:
     cycles: int = 0
     results: list[MoveResult] = field(default_factory=list)
     outcome: CycleOutcome | None = None  # the last cycle's, whole
+    hold_reason: str | None = None  # why the last cycle moved nothing before deciding
+
+
+class State(enum.StrEnum):
+    """The daemon's lifecycle (Freqtrade's worker ``State``): what ``stop`` may assume."""
+
+    CREATED = "created"  # built; nothing opened yet
+    STARTING = "starting"  # start() is opening resources (some may be open)
+    RUNNING = "running"  # every resource open, the scheduler running
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class NotStarted(RuntimeError):
+    """A resource of the daemon was used before ``start`` opened it."""
 
 
 class Daemon(OperatorHooks):
+    """The process around :func:`vault.cycle.run_cycle`: its whole state is declared here; the
+    resources ``start`` opens are None until then (read them through the properties, which
+    raise :class:`NotStarted`)."""
+
     def __init__(
         self,
         settings: Settings,
@@ -179,53 +204,103 @@ class Daemon(OperatorHooks):
         self._api_runner: aiohttp.web.AppRunner | None = None
         self.listen_url: str | None = None
         self.feeds_url: str | None = None
+        self.run_state = State.CREATED
+        # opened by start(), closed by stop()
+        self._ledger: Ledger | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._poller: FeedPoller | None = None
+        self._optimizer: Optimizer | None = None
+        self._executor: Executor | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        self.poller_root = ""  # the feeds' root URL (embedded market, settings, or none)
+        self._followed: FollowedClock | None = None  # a remote simulated market's clock
+        # whether feed times follow a remote simulated market is settled at root_url's first answer
+        self._clock_unsettled = False
         # what one cycle passes to the next (vault/cycle.py): loaded from the ledger at start
         self.memory: OptimizerMemory = EMPTY_MEMORY
         self.directives: Directives = NO_DIRECTIVES  # the operator's, applied to every cycle
         self.guard: GuardHook = no_guard
         self.guard_state: Any = None
+        self.vault_id: str | None = None  # vault/identity.py: settled by open_books()
+        self.ledger_watch: LedgerWatch | None = None  # vault/integrity.py
+        self.guard_store: GuardStore | None = None
         # operator side (vault/daemon_operator.py): directives, plans, reload between cycles
         self.cycle_lock = asyncio.Lock()
+        self.control: OperatorStore | None = None  # data_dir/operator.sqlite3, opened by start
         self.exporter: ExportExecutor | None = None
         self.operations = Operations(self)
 
+    # -- resources (open between start and stop) --------------------------------------------
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            raise NotStarted("the ledger is opened by Daemon.start()")
+        return self._ledger
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise NotStarted("the HTTP session is opened by Daemon.start()")
+        return self._session
+
+    @property
+    def poller(self) -> FeedPoller:
+        if self._poller is None:
+            raise NotStarted("the feed poller is built by Daemon.start()")
+        return self._poller
+
+    @property
+    def optimizer(self) -> Optimizer:
+        if self._optimizer is None:
+            raise NotStarted("the optimizer is built by Daemon.start()")
+        return self._optimizer
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            raise NotStarted("the executor is built by Daemon.start()")
+        return self._executor
+
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def open_books(self, adopt_reason: str | None = None) -> None:
+        """Lock the data dir, open the verified ledger, start the feeds' side, settle the vault's id.
+
+        Raises LedgerIntegrityError or IdentityError (one line; the CLI exits 2) when the books
+        cannot be trusted or do not belong to the venue's account. With ``adopt_reason``, a
+        ledger that went missing is rebuilt from what the venue holds for this vault's id.
+        """
         s = self.settings
+        self.run_state = State.STARTING
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock = lock_data_dir(s.data_dir)
-        self.ledger = Ledger(s.data_dir / "ledger.sqlite3")
+        self._ledger = open_verified(s.data_dir / "ledger.sqlite3")
         self.control = OperatorStore(s.data_dir / "operator.sqlite3")
         self.recover_plans()
         await self._start_market()
         root_url = self.feeds_url or s.feeds.root_url or ""
         self.poller_root = root_url
-        self.session = aiohttp.ClientSession(
+        self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=max(8, s.feeds.max_concurrency)),
             raise_for_status=False,
         )
-        self._followed: FollowedClock | None = None
-        # Whether feed times follow a remote simulated market is settled at the first answer from root_url.
         self._clock_unsettled = self._market is None and bool(root_url) and s.vault.clock != "wall"
         await self._settle_clock()
-        self.poller = FeedPoller(
-            list(s.venues), s.feeds, self.session, root_url=root_url, clock=self.now
-        )
-        self.optimizer = Optimizer(s.limits, s.optimizer, s.vault.home_chain)
-        self.memory = self._load_memory()
+        identity = identity_mod.resolve(self.ledger, s.data_dir, s.vault.id)
+        self.vault_id = identity.vault_id
         if s.vault.mode in ("paper", "export"):
             paper = PaperExecutor(
-                HttpTransport(self.session, root_url),
+                HttpTransport(self.session, root_url, account=identity.vault_id),
                 ledger=self.ledger,
                 venues=self.venues,
                 home_chain=s.vault.home_chain,
                 clock=self.now,
             )
-            self.executor: Executor = paper
+            self._executor = paper
             if s.vault.mode == "export":
                 # the paper booking and the venues' reads; the signer carries the moves
-                self.exporter = self.executor = ExportExecutor(
+                self.exporter = self._executor = ExportExecutor(
                     reader=paper,
                     ledger=self.ledger,
                     store=self.control,
@@ -236,16 +311,52 @@ class Daemon(OperatorHooks):
                     bridge_fee_bps=s.optimizer.bridge_fee_bps,
                     wall_clock=self.wall_now,
                     clock=self.now,
+                    vault_id=identity.vault_id,
                 )
         else:
-            self.executor = DryRunExecutor()
+            self._executor = DryRunExecutor()
         if not self.ledger.is_initialised():
-            self.ledger.deposit_capital(
-                self.clock(), s.vault.home_chain, usd_to_units(s.vault.initial_capital_usd)
-            )
-            log.info(
-                "capital_deposited", usd=str(s.vault.initial_capital_usd), chain=s.vault.home_chain
-            )
+            held = await self.executor.venue_positions() if identity.fresh_with_known_id else {}
+            why = identity_mod.refusal(identity, self.ledger, held or {})
+            if why is not None and adopt_reason is None:
+                raise identity_mod.IdentityError(why)
+            self.ledger.set_vault_id(identity.vault_id)
+            if why is not None and adopt_reason is not None:
+                adopted = {v: u for v, u in (held or {}).items() if u}
+                self.ledger.adopt(self.clock(), adopted, adopt_reason)
+                log.warning("ledger_adopted", vault_id=identity.vault_id, reason=adopt_reason)
+            else:
+                self.ledger.deposit_capital(
+                    self.clock(), s.vault.home_chain, usd_to_units(s.vault.initial_capital_usd)
+                )
+                log.info(
+                    "capital_deposited",
+                    usd=str(s.vault.initial_capital_usd),
+                    chain=s.vault.home_chain,
+                    vault_id=identity.vault_id,
+                )
+            identity_mod.write_id_file(s.data_dir, identity.vault_id)
+        self.ledger_watch = LedgerWatch.start(self.ledger)
+
+    async def start(self) -> None:
+        s = self.settings
+        await self.open_books()
+        root_url = self.poller_root
+        self._poller = FeedPoller(
+            list(s.venues), s.feeds, self.session, root_url=root_url, clock=self.now
+        )
+        self._optimizer = Optimizer(s.limits, s.optimizer, s.vault.home_chain)
+        self.memory = self._load_memory()
+        # protocol-health guards (guard/): their state lives in data_dir/guards.sqlite3
+        self.guard_store = GuardStore(s.data_dir)
+        runner = GuardRunner(
+            s.guards,
+            store=self.guard_store,
+            metrics=self.metrics,
+            venues=list(self.venues),
+            earned_usd=self._earned_usd,
+        )
+        self.guard, self.guard_state = runner, runner.state
         self.metrics.set_build_info(VERSION)
         self.metrics.declare_venues([(v.id, str(v.kind), v.chain) for v in self.venues.values()])
         self.metrics.set_schedule(
@@ -255,7 +366,7 @@ class Daemon(OperatorHooks):
         )
         self._export_portfolio()
         await self._start_api()
-        self.scheduler = AsyncIOScheduler(
+        scheduler = self._scheduler = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={
                 "coalesce": True,
@@ -266,21 +377,22 @@ class Daemon(OperatorHooks):
         # One poll before the schedule starts, so the first rebalance already sees the venues.
         await self._job(self.poll_once)()
         now = wall_clock()
-        self.scheduler.add_job(
+        scheduler.add_job(
             self._job(self.poll_once),
             "interval",
             seconds=s.schedule.poll_interval_seconds,
             id="poll",
             next_run_time=now + timedelta(seconds=s.schedule.poll_interval_seconds),
         )
-        self.scheduler.add_job(
+        scheduler.add_job(
             self._job(self.rebalance_once),
             "interval",
             seconds=s.schedule.rebalance_interval_seconds,
             id="rebalance",
             next_run_time=now,
         )
-        self.scheduler.start()
+        scheduler.start()
+        self.run_state = State.RUNNING
         # Everything built so far lives as long as the process: move it out of the cyclic GC's
         # reach, so full collections stay short enough not to stall the event loop (> 50 ms measured).
         gc.collect()
@@ -368,18 +480,29 @@ class Daemon(OperatorHooks):
         self.listen_url = f"http://{host}:{bound[1]}"
 
     def _job(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """The scheduler's entry for ``fn``: the work runs in a task of its own, shielded.
+
+        APScheduler's shutdown cancels the tasks it started; a cancelled move is a move whose
+        outcome is unknown. So the scheduler's task only waits (shielded) on ours, and ``stop()``
+        lets ours finish the move in progress (never starting another) before it closes anything.
+        """
+
+        async def work() -> None:
+            try:
+                await fn()
+            except Exception:
+                # a job never takes the daemon down: it logs, and the job's last-success time
+                # stops advancing (the staleness alerts on yieldvault_last_success_timestamp_seconds)
+                log.exception("job_failed", job=fn.__name__)
+
         async def run() -> None:
             if self._stopping.is_set():
                 return
-            task = asyncio.current_task()
-            assert task is not None
+            task = asyncio.ensure_future(work())
             self._running_jobs.add(task)
-            try:
-                await fn()
-            except Exception:  # a job never takes the daemon down; it logs and counts
-                log.exception("job_failed", job=fn.__name__)
-            finally:
-                self._running_jobs.discard(task)
+            task.add_done_callback(self._running_jobs.discard)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(task)
 
         run.__name__ = fn.__name__
         return run
@@ -390,29 +513,33 @@ class Daemon(OperatorHooks):
         Safe after a start that failed part-way: it closes only what was opened.
         """
         self._stopping.set()
-        if hasattr(self, "scheduler"):
+        self.run_state = State.STOPPING
+        if self._scheduler is not None:
             with contextlib.suppress(Exception):
-                self.scheduler.shutdown(wait=False)
+                self._scheduler.shutdown(wait=False)
         if self._running_jobs:
-            done, pending = await asyncio.wait(set(self._running_jobs), timeout=timeout_seconds)
+            _, pending = await asyncio.wait(set(self._running_jobs), timeout=timeout_seconds)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
-        if hasattr(self, "session"):
-            await self.session.close()
+        if self._session is not None:
+            await self._session.close()
         if self._api_runner is not None:
             await self._api_runner.cleanup()
         if self._market_runner is not None:
             from mockfeeds.server import stop as stop_market_server
 
             await stop_market_server(self._market_runner)
-        if hasattr(self, "ledger"):
-            self.ledger.close()
-        if hasattr(self, "control"):
+        if self._ledger is not None:
+            self._ledger.close()
+        if self.guard_store is not None:
+            self.guard_store.close()
+        if self.control is not None:
             self.control.close()
         if self._lock is not None:
             self._lock.close()
+        self.run_state = State.STOPPED
         log.info("daemon_stopped")
 
     # -- jobs -------------------------------------------------------------------------------
@@ -459,6 +586,10 @@ class Daemon(OperatorHooks):
         instead of a new decision (after the same recover, settle and sync, and the drift check)."""
         self.state.cycles += 1
         with structlog.contextvars.bound_contextvars(job="rebalance", cycle=self.state.cycles):
+            problem = await self._ledger_problem()
+            if problem is not None:
+                self._hold(f"ledger integrity: {problem}")
+                return None
             self.directives = self.operator_directives()
             if await self.operator_step():
                 return None
@@ -474,6 +605,7 @@ class Daemon(OperatorHooks):
             self.link_plans(out.rebalance_id)
             self.memory, self.guard_state = out.memory, out.guard_state
             self.state.outcome = out
+            self.state.hold_reason = out.reason if out.decision is None else None
             if out.decision is None:
                 log.warning(
                     "rebalance",
@@ -514,9 +646,52 @@ class Daemon(OperatorHooks):
             )
             return decision
 
+    async def _ledger_problem(self) -> str | None:
+        """None while the ledger file passes its checks (vault/integrity.py), else why (sticky)."""
+        watch = self.ledger_watch
+        if watch is None:
+            return "ledger not open"
+        first_failure = watch.failure is None
+        problem = watch.check()
+        if problem is None:
+            problems = await asyncio.to_thread(audit_file, self.ledger.path, self.ledger.key)
+            problem = watch.fail_with(problems)
+        if problem is not None:
+            if first_failure:
+                rescued = self.ledger.rescue_if_deleted()
+                if rescued is not None:
+                    log.error("ledger_rescued", path=str(rescued))
+            log.error("ledger_integrity_failed", reason=problem, vault_id=self.vault_id)
+        return problem
+
+    def _hold(self, reason: str) -> None:
+        """A cycle that moves and books nothing, because the ledger cannot be trusted any more."""
+        log.warning("rebalance", outcome="failed", solver_status="not_run", reason=reason)
+        with contextlib.suppress(sqlite3.Error):
+            self.ledger.record_rebalance(
+                started_at=self.clock(),
+                finished_at=self.clock(),
+                outcome="failed",
+                solver_status="not_run",
+                reason=reason,
+                nav_units=self.ledger.balances().nav_units,
+                inputs={},
+                solution={},
+                moves=[],
+                results=[],
+            )
+        self.state.last_outcome = "failed"
+        self.state.hold_reason = reason
+        self.metrics.record_rebalance("failed", "not_run", None)
+        with contextlib.suppress(sqlite3.Error):
+            self._export_portfolio()
+
+    def _earned_usd(self) -> dict[str, float]:
+        """The yield the books credited to each venue so far (the loss guard's realized return)."""
+        return {v: -units_to_usd(self.ledger.account(f"income:{v}")) for v in self.venues}
+
     def cycle_deps(self) -> CycleDeps:
         """What ``run_cycle`` works with in this daemon (the solver in a worker thread)."""
-        assert self.ledger is not None and self.executor is not None and self.optimizer is not None
         return CycleDeps(
             ledger=self.ledger,
             executor=self.executor,
@@ -528,6 +703,7 @@ class Daemon(OperatorHooks):
             should_stop=self._stopping.is_set,
             # export: the plan goes to the signer, the cycle itself moves nothing
             dry_run=self.settings.vault.mode in ("dry-run", "export"),
+            reconcile=self.settings.reconciliation,
             approval=self.approval_gate,
         )
 
@@ -543,6 +719,10 @@ class Daemon(OperatorHooks):
         )
         self.metrics.set_unresolved_moves(self.unresolved_count())
         self.metrics.set_plans_awaiting(self.operations.awaiting())
+        watch = self.ledger_watch
+        self.metrics.set_money_safety(
+            len(self.ledger.open_breaks()), watch is not None and watch.failure is None
+        )
         bridging = {k: u for k, u in b.in_flight_units.items() if "/bridge/" in k}
         self.metrics.set_bridge_in_flight(len(bridging), units_to_usd(sum(bridging.values())))
         targets = (

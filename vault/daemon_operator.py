@@ -40,34 +40,45 @@ log = structlog.get_logger("vault.daemon")
 
 class OperatorHooks:
     settings: Settings
-    control: OperatorStore
-    ledger: Ledger
     metrics: Metrics
     exporter: ExportExecutor | None
     cycle_lock: asyncio.Lock
-    scheduler: Any
-    optimizer: Any
-    executor: Executor
     directives: Directives
+    memory: Any
     state: Any
     clock: Callable[[], datetime]
+    control: OperatorStore | None
+    _scheduler: Any
+    _optimizer: Any
     _stopping: asyncio.Event
 
-    def cycle_deps(self) -> CycleDeps:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # the daemon's resources (properties of vault.daemon.Daemon)
 
-    def _export_portfolio(self) -> None:
-        raise NotImplementedError
+        @property
+        def ledger(self) -> Ledger: ...
+
+        @property
+        def executor(self) -> Executor: ...
+
+        def cycle_deps(self) -> CycleDeps: ...
+
+        def _export_portfolio(self) -> None: ...
+
+    @property
+    def store(self) -> OperatorStore:
+        if self.control is None:
+            raise RuntimeError("the operator store is opened by Daemon.start()")
+        return self.control
 
     def wall_now(self) -> datetime:
         return datetime.now(UTC)
 
     def operator_directives(self) -> Directives:
-        return self.control.directives()
+        return self.store.directives()
 
     def request_cycle(self) -> None:
         """Run the rebalance job now rather than at its next interval."""
-        scheduler = getattr(self, "scheduler", None)
+        scheduler = self._scheduler
         if scheduler is not None and scheduler.running:
             job = scheduler.get_job("rebalance")
             if job is not None:
@@ -75,18 +86,18 @@ class OperatorHooks:
 
     def expire_plans(self) -> None:
         now = self.wall_now()
-        for p in self.control.plans(("pending",), kind="approval"):
+        for p in self.store.plans(("pending",), kind="approval"):
             if datetime.fromisoformat(p.expires_at) <= now:
-                self.control.transition(
+                self.store.transition(
                     p.id, ("pending",), "expired", at=now, detail="not approved in time"
                 )
                 log.info("plan_expired", plan=p.id)
-        self.metrics.set_plans_awaiting(len(self.control.plans(OPEN_STATUSES)))
+        self.metrics.set_plans_awaiting(len(self.store.plans(OPEN_STATUSES)))
 
     def recover_plans(self) -> None:
         """At start: a plan caught executing never runs again (its moves were written ahead)."""
-        for p in self.control.plans(("executing",)):
-            self.control.transition(
+        for p in self.store.plans(("executing",)):
+            self.store.transition(
                 p.id,
                 ("executing",),
                 "executed",
@@ -110,16 +121,24 @@ class OperatorHooks:
         if waiting is not None:
             self.record_not_run(started, *waiting)
             return True
-        if self.directives.hold_all or not self.control.plans(("approved",), kind="approval"):
+        if self.directives.hold_all or not self.store.plans(("approved",), kind="approval"):
             return False
         deps = self.cycle_deps()
+        report = self.state.report
+        inp = cycle.CycleInput(
+            snapshots=list(report.snapshots.values()) if report else [],
+            now=started,
+            memory=self.memory,
+            directives=self.directives,
+        )
         try:
             await cycle.recover(deps)
             await cycle.settle(deps)
-            await cycle.sync(deps)
+            await cycle.sync(inp, deps)
         except OutcomeUnknown:
             return False  # the cycle itself records the failed sync
-        report = self.state.report
+        if cycle.breaks_reason(self.ledger) is not None:
+            return False  # the cycle holds on an open reconciliation break
         frozen = {x.venue.id for x in report.snapshots.values() if x.frozen} if report else set()
         chosen = self.approved_plan(self.directives, frozen)
         if chosen is None:
@@ -165,13 +184,14 @@ class OperatorHooks:
         if outcome in ("held", "executed"):
             self.metrics.mark_cycle_success("rebalance", time.time())
         self.state.last_outcome = outcome
+        self.state.hold_reason = reason if outcome != "executed" else None
         self._export_portfolio()
 
     def export_hold(self) -> tuple[str, str] | None:
         """(outcome, reason) while an exported plan waits for its signer, else None."""
         if self.exporter is None:
             return None
-        open_plans = self.control.plans(("exported",), kind="export")
+        open_plans = self.store.plans(("exported",), kind="export")
         if not open_plans:
             return None
         p = open_plans[0]
@@ -187,7 +207,7 @@ class OperatorHooks:
         self, directives: Directives, frozen: set[str]
     ) -> tuple[int, Any, str] | None:
         """The approved plan to execute now: (id, plan, who approved), after the drift re-check."""
-        for p in self.control.plans(("approved",), kind="approval"):
+        for p in self.store.plans(("approved",), kind="approval"):
             deposits = [m["venue_id"] for m in p.plan["moves"] if m["action"] == "deposit"]
             # a pause of new deposits blocks every deposit; frozen and exiting venues their own
             blocked = set(deposits) if directives.no_new_deposits else set()
@@ -200,19 +220,19 @@ class OperatorHooks:
             )
             now = self.wall_now()
             if stale is not None:
-                self.control.transition(
+                self.store.transition(
                     p.id, ("approved",), "superseded", at=now, detail=f"re-decided: {stale}"
                 )
                 log.info("plan_superseded", plan=p.id, reason=stale)
                 continue
-            if self.control.transition(p.id, ("approved",), "executing", at=now):
+            if self.store.transition(p.id, ("approved",), "executing", at=now):
                 return p.id, plan_from_record(p.plan), p.decided_by or "?"
         return None
 
     def finish_approved(self, plan_id: int, results: list[MoveResult]) -> None:
         done = sum(r.status is MoveStatus.DONE for r in results)
-        self.control.set_plan_results(plan_id, [r.as_dict() for r in results])
-        self.control.transition(
+        self.store.set_plan_results(plan_id, [r.as_dict() for r in results])
+        self.store.transition(
             plan_id,
             ("executing",),
             "executed",
@@ -226,13 +246,13 @@ class OperatorHooks:
         if not needs_approval(decision.plan, v.approval, v.approval_threshold_usd):
             return None
         self.expire_plans()
-        open_plans = self.control.plans(("pending", "approved", "executing"), kind="approval")
+        open_plans = self.store.plans(("pending", "approved", "executing"), kind="approval")
         if open_plans:
             return (
                 f"held: plan {open_plans[0].id} is {open_plans[0].status}; one plan waits at a time"
             )
         now = self.wall_now()
-        plan_id = self.control.add_plan(
+        plan_id = self.store.add_plan(
             created_at=now,
             expires_at=now + timedelta(seconds=v.approval_expiry_seconds),
             status="pending",
@@ -240,14 +260,14 @@ class OperatorHooks:
             plan=plan_record(decision.plan),
             context=books_context(self.ledger.balances()),
         )
-        self.metrics.set_plans_awaiting(len(self.control.plans(OPEN_STATUSES)))
+        self.metrics.set_plans_awaiting(len(self.store.plans(OPEN_STATUSES)))
         log.info("plan_pending", plan=plan_id, moves=len(decision.plan.moves))
         return f"plan {plan_id} awaits approval (vault.approval: {v.approval})"
 
     def link_plans(self, rebalance_id: int) -> None:
-        for p in self.control.plans(OPEN_STATUSES):
+        for p in self.store.plans(OPEN_STATUSES):
             if p.rebalance_id is None:
-                self.control.set_plan_rebalance(p.id, rebalance_id)
+                self.store.set_plan_rebalance(p.id, rebalance_id)
 
     def unresolved_count(self) -> int:
         """Paper moves without a booked answer, plus exported moves unreported past their deadline."""
@@ -259,21 +279,21 @@ class OperatorHooks:
     def after_report(self, plan_id: int, booked: list[dict[str, Any]]) -> list[str]:
         """After a signer's report: the plan's unreported keys; the plan closes when none is left."""
         assert self.exporter is not None
-        plan = self.control.plan(plan_id)
+        plan = self.store.plan(plan_id)
         if plan is not None:
             merged = {r["idempotency_key"]: r for r in plan.results}
             merged.update({r["idempotency_key"]: r for r in booked})
-            self.control.set_plan_results(plan_id, list(merged.values()))
+            self.store.set_plan_results(plan_id, list(merged.values()))
             if plan.rebalance_id is not None:
                 self.ledger.set_rebalance_results(plan.rebalance_id, list(merged.values()))
         left = self.exporter.unreported(plan_id)
         if not left:
-            self.control.transition(
+            self.store.transition(
                 plan_id, ("exported",), "reported", at=self.wall_now(), detail="every move reported"
             )
             self.request_cycle()
         self.metrics.set_unresolved_moves(self.unresolved_count())
-        self.metrics.set_plans_awaiting(len(self.control.plans(OPEN_STATUSES)))
+        self.metrics.set_plans_awaiting(len(self.store.plans(OPEN_STATUSES)))
         return left
 
     async def apply_settings(self, new: Settings) -> None:
@@ -283,6 +303,6 @@ class OperatorHooks:
         async with self.cycle_lock:
             old = self.settings
             if (new.limits, new.optimizer) != (old.limits, old.optimizer):
-                self.optimizer = Optimizer(new.limits, new.optimizer, new.vault.home_chain)
+                self._optimizer = Optimizer(new.limits, new.optimizer, new.vault.home_chain)
             self.settings = new
         log.info("config_reloaded")

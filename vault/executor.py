@@ -82,8 +82,11 @@ class Executor(Protocol):
         """Land what has arrived: filled bridge transfers, settled queued withdrawals."""
         ...
 
-    async def sync_positions(self) -> None:
-        """Bring the books' positions up to date with the venues (accrued yield, losses)."""
+    async def venue_positions(self) -> dict[str, int] | None:
+        """What the venues report holding for this vault (venue -> units); None: nothing anywhere.
+
+        Never booked by the executor: the cycle reconciles it with the books (vault/reconcile.py).
+        """
         ...
 
     async def execute(
@@ -111,11 +114,11 @@ def move_from_dict(d: Mapping[str, Any]) -> Move:
 class DryRunExecutor:
     """Plans are recorded, nothing moves."""
 
+    async def venue_positions(self) -> dict[str, int] | None:
+        return None  # nothing is held anywhere
+
     async def recover(self) -> list[MoveResult]:
         return []
-
-    async def sync_positions(self) -> None:
-        return None
 
     async def settle_in_flight(self) -> None:
         return None
@@ -342,30 +345,22 @@ class PaperExecutor:
                 break
         return results
 
-    async def sync_positions(self) -> None:
-        """Book yield accrued (or value lost) since the last sync, as the venue reports it.
+    async def venue_positions(self) -> dict[str, int]:
+        """What the venue reports it holds for this vault's account: venue id -> base units.
 
-        Today the venue's report is booked as income without question; the money-safety work
-        replaces this with a reconciliation (DESIGN.md: a report the books cannot explain is a
-        break, never income).
+        Only reported, never booked here: ``vault/reconcile.py`` checks it against the books.
         """
         res = await self._call("GET", "/positions")
-        now = self._clock()
+        out: dict[str, int] = {}
         for row in res.get("positions", []):
-            venue_id = str(row.get("venue"))
-            if venue_id not in self._venues:
-                continue
-            reported = usd_to_units(row["position_usd"])
-            if reported < 0:
-                raise OutcomeUnknown(f"positions: {venue_id} position_usd is negative")
-            delta = reported - self._ledger.account(f"position:{venue_id}")
-            if delta:
-                self._ledger.post(
-                    now,
-                    "accrual",
-                    [(f"position:{venue_id}", delta), (f"income:{venue_id}", -delta)],
-                    memo=venue_id,
-                )
+            try:
+                units = usd_to_units(row["position_usd"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise OutcomeUnknown(f"positions: unreadable row {row!r}: {exc}") from exc
+            if units < 0:
+                raise OutcomeUnknown(f"positions: {row.get('venue')} position_usd is negative")
+            out[str(row.get("venue"))] = units
+        return out
 
     async def settle_in_flight(self) -> None:
         """Land filled bridge transfers and settled queued withdrawals on their chain's idle account."""

@@ -4,7 +4,7 @@ Each plan that would execute is written ahead move by move in the ledger (``pend
 the paper executor does before it calls a venue) and as one JSON document,
 ``data_dir/plans/plan-<id>.json`` (also ``GET /api/v1/plans/{id}``)::
 
-    {"plan_id", "created_at", "deadline", "report_to",
+    {"plan_id", "vault_id", "created_at", "deadline", "report_to",
      "moves": [{"seq", "action", "venue", "chain", "from_chain", "to_chain", "amount_units",
                 "amount_usd", "idempotency_key", "min_outcome_units", "min_outcome_usd",
                 "request": {"path": "/deposit", "body": {...}}}]}
@@ -62,7 +62,8 @@ class ReportError(Exception):
 
 
 class ExportExecutor:
-    """The ``Executor`` of export mode: reads (recover, settle, sync) from the venues, writes none."""
+    """The ``Executor`` of export mode: reads (settle, venue positions) from the venues, sends no
+    move: the signer does, and its reports are booked here."""
 
     def __init__(
         self,
@@ -77,6 +78,7 @@ class ExportExecutor:
         bridge_fee_bps: float,
         wall_clock: Callable[[], datetime],
         clock: Callable[[], datetime],
+        vault_id: str | None = None,
     ):
         self._reader = reader
         self._ledger = ledger
@@ -88,6 +90,7 @@ class ExportExecutor:
         self._bridge_fee_bps = bridge_fee_bps
         self._wall = wall_clock
         self._clock = clock
+        self._vault_id = vault_id
         self.last_plan_id: int | None = None  # the plan the last execute() exported
 
     # -- reads: the same as paper --------------------------------------------------------
@@ -99,8 +102,8 @@ class ExportExecutor:
     async def settle_in_flight(self) -> None:
         await self._reader.settle_in_flight()
 
-    async def sync_positions(self) -> None:
-        await self._reader.sync_positions()
+    async def venue_positions(self) -> dict[str, int] | None:
+        return await self._reader.venue_positions()
 
     # -- the export ------------------------------------------------------------------------
 
@@ -142,6 +145,8 @@ class ExportExecutor:
             )
         return {
             "plan_id": plan_id,
+            # the account the moves are for (the simulated market's X-Paper-Account header)
+            "vault_id": self._vault_id,
             "created_at": created_at.isoformat(),
             "deadline": (created_at + self._deadline).isoformat(),
             "report_to": f"/api/v1/plans/{plan_id}/results",

@@ -33,9 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from core.money import units_to_str
+from vault.integrity import canonical, load_or_create_key, seal, verify_seals
 
 # 2: rebalances.memory_json (the optimizer's memory after the cycle; NULL where none was made)
-SCHEMA_VERSION = 2
+# 3: seals, reconciliations, breaks (tables only: created where missing); vault id in meta
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -72,10 +74,27 @@ CREATE TABLE IF NOT EXISTS rebalances (
     results_json TEXT NOT NULL,
     memory_json TEXT
 );
+CREATE TABLE IF NOT EXISTS seals (tx_id INTEGER PRIMARY KEY, mac TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS reconciliations (
+    venue TEXT PRIMARY KEY,
+    at TEXT NOT NULL,
+    apr REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS breaks (
+    venue TEXT PRIMARY KEY,
+    detected_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    books_units INTEGER NOT NULL,
+    reported_units INTEGER NOT NULL,
+    explained_units INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
 """
 
 ASSET_PREFIXES = ("idle:", "position:", "in_flight:")
 EQUITY = "equity:deposits"
+ADOPTED = "equity:adopted"  # positions an operator adopted into a ledger that lost its own
+BREAKS = "equity:breaks"  # reconciliation breaks an operator booked, with a reason
 FEES = "expense:fees"
 GAS = "expense:gas"
 
@@ -122,13 +141,53 @@ class RebalanceRecord:
     results: list[dict[str, Any]]
 
 
+@dataclass(frozen=True, slots=True)
+class Break:
+    """A venue's report the books cannot explain (``vault/reconcile.py``), open until booked."""
+
+    venue: str
+    detected_at: str
+    updated_at: str
+    books_units: int
+    reported_units: int
+    explained_units: int
+    reason: str
+
+    @property
+    def difference_units(self) -> int:
+        return self.reported_units - self.books_units
+
+
+def audit_connection(db: sqlite3.Connection) -> list[str]:
+    """Every transaction sums to zero and every stored balance equals the sum of its postings."""
+    problems = [
+        f"transaction {tx_id} sums to {total} units"
+        for tx_id, total in db.execute(
+            "SELECT tx_id, SUM(amount_units) FROM postings GROUP BY tx_id "
+            "HAVING SUM(amount_units) != 0"
+        )
+    ]
+    derived = dict(db.execute("SELECT account, SUM(amount_units) FROM postings GROUP BY account"))
+    stored = dict(db.execute("SELECT account, units FROM balances"))
+    for account in sorted(set(derived) | set(stored)):
+        if derived.get(account, 0) != stored.get(account, 0):
+            problems.append(
+                f"{account}: stored {stored.get(account, 0)} != derived {derived.get(account, 0)}"
+            )
+    if sum(stored.values()) != 0:
+        problems.append(f"balances sum to {sum(stored.values())} units, not 0")
+    return problems
+
+
 class Ledger:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, key: bytes | None = None, durable: bool = True):
+        """``durable=False`` (backtests: a replay is re-run, not recovered) skips the fsync per commit."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a committed move survives a power cut
+        # a committed move survives a power cut
+        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
         self._db.execute(
@@ -136,12 +195,18 @@ class Ledger:
             (str(SCHEMA_VERSION),),
         )
         self._migrate()
+        self._key = key if key is not None else load_or_create_key(path.parent, create=True)
+        assert self._key is not None
+        if self._meta("sealed") is None and self._count("transactions") == 0:
+            self._set_meta("sealed", "1")  # a new ledger: sealed from its first transaction
 
     def _migrate(self) -> None:
         """Bring a ledger written by an older version up to ``SCHEMA_VERSION``, in one transaction.
 
         1 -> 2: ``rebalances.memory_json`` (NULL for the rows before: a daemon restarted on such a
-        ledger starts the optimizer cold, as it did before).
+        ledger starts the optimizer cold, as it did before). 2 -> 3: the seals, reconciliations
+        and breaks tables (made by the schema script); the seals of the transactions before are
+        made by :meth:`verify` once the ledger audits clean.
         """
         row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         version = int(row[0])
@@ -172,6 +237,87 @@ class Ledger:
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def key(self) -> bytes:
+        return self._key
+
+    def rescue_if_deleted(self) -> Path | None:
+        """A ledger file unlinked underneath us still lives in our open connection: copy it out."""
+        if self.path.exists():
+            return None
+        target = self.path.with_name(f"{self.path.stem}.rescued{self.path.suffix}")
+        try:
+            self._db.execute("VACUUM INTO ?", (str(target),))
+        except sqlite3.Error:
+            return None
+        return target
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def _count(self, table: str) -> int:
+        return int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+    # -- identity and integrity (vault/integrity.py) ---------------------------------------
+
+    def vault_id(self) -> str | None:
+        return self._meta("vault_id")
+
+    def set_vault_id(self, vault_id: str) -> None:
+        self._set_meta("vault_id", vault_id)
+
+    def verify(self) -> list[str]:
+        """The audit and the seal chain; a schema-1 ledger that audits clean is sealed as it is."""
+        problems = self.audit()
+        if problems:
+            return problems
+        if self._meta("sealed") is None:
+            self._seal_legacy()
+            return []
+        return verify_seals(self._db, self._key)[0]
+
+    def _seal_legacy(self) -> None:
+        """Seal a schema-1 ledger's transactions (trusted because they audit clean)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            prev = ""
+            for tx_id, at, kind, idem, memo in db.execute(
+                "SELECT id, at, kind, idempotency_key, memo FROM transactions ORDER BY id"
+            ).fetchall():
+                lines = db.execute(
+                    "SELECT account, amount_units FROM postings WHERE tx_id = ?", (tx_id,)
+                ).fetchall()
+                prev = seal(self._key, prev, canonical(tx_id, at, kind, idem, memo, lines))
+                db.execute("INSERT OR REPLACE INTO seals(tx_id, mac) VALUES (?, ?)", (tx_id, prev))
+            self._set_meta("sealed", "1")
+            self._set_meta("schema_version", str(SCHEMA_VERSION))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def data_version(self) -> int:
+        """Changes only when another connection commits to the file (SQLite ``data_version``)."""
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def last_seal(self) -> tuple[int, str]:
+        row = self._db.execute(
+            "SELECT tx_id, mac FROM seals ORDER BY tx_id DESC LIMIT 1"
+        ).fetchone()
+        return (0, "") if row is None else (int(row[0]), str(row[1]))
+
+    def verify_seals_after(self, tx_id: int, mac: str) -> tuple[list[str], int, str]:
+        return verify_seals(self._db, self._key, tx_id, mac)
+
     # -- posting ---------------------------------------------------------------------------
 
     def post(
@@ -183,6 +329,7 @@ class Ledger:
         idempotency_key: str | None = None,
         memo: str = "",
         _clear_pending: str | None = None,
+        _close_break: str | None = None,
     ) -> bool:
         """Book one balanced transaction atomically. Returns False if ``idempotency_key`` was booked before.
 
@@ -210,7 +357,13 @@ class Ledger:
                 "INSERT INTO transactions(at, kind, idempotency_key, memo) VALUES (?, ?, ?, ?)",
                 (at.isoformat(), kind, idempotency_key, memo),
             )
-            tx_id = cur.lastrowid
+            tx_id = int(cur.lastrowid or 0)
+            prev = db.execute("SELECT mac FROM seals ORDER BY tx_id DESC LIMIT 1").fetchone()
+            body = canonical(tx_id, at.isoformat(), kind, idempotency_key, memo, lines)
+            db.execute(
+                "INSERT INTO seals(tx_id, mac) VALUES (?, ?)",
+                (tx_id, seal(self._key, prev[0] if prev else "", body)),
+            )
             for account, units in lines:
                 db.execute(
                     "INSERT INTO postings(tx_id, account, amount_units) VALUES (?, ?, ?)",
@@ -226,6 +379,8 @@ class Ledger:
             db.execute("DELETE FROM balances WHERE units = 0 AND account LIKE 'in_flight:%'")
             if _clear_pending:
                 db.execute("DELETE FROM pending_moves WHERE idempotency_key = ?", (_clear_pending,))
+            if _close_break:
+                db.execute("DELETE FROM breaks WHERE venue = ?", (_close_break,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -240,14 +395,19 @@ class Ledger:
             [(f"idle:{chain}", units), (EQUITY, -units)],
             idempotency_key="capital_in:initial",
         )
+        self.mark_initialised("capital_in")
 
     def is_initialised(self) -> bool:
-        return (
+        """Capital was put in, or an operator adopted a venue's positions (``ledger adopt``)."""
+        return self._meta("initialised") is not None or (
             self._db.execute(
                 "SELECT 1 FROM transactions WHERE idempotency_key = 'capital_in:initial'"
             ).fetchone()
             is not None
         )
+
+    def mark_initialised(self, how: str) -> None:
+        self._set_meta("initialised", how)
 
     # -- write-ahead moves -----------------------------------------------------------------
 
@@ -291,6 +451,10 @@ class Ledger:
                 in_flight[name] = units
         return Balances(idle, positions, in_flight)
 
+    def total_units(self) -> int:
+        """The sum of every account's balance: 0 at every commit (double entry)."""
+        return int(self._db.execute("SELECT COALESCE(SUM(units), 0) FROM balances").fetchone()[0])
+
     def account(self, name: str) -> int:
         row = self._db.execute("SELECT units FROM balances WHERE account = ?", (name,)).fetchone()
         return row[0] if row else 0
@@ -300,24 +464,88 @@ class Ledger:
 
         Returns the problems found (empty when the books are sound).
         """
-        problems = [
-            f"transaction {tx_id} sums to {total} units"
-            for tx_id, total in self._db.execute(
-                "SELECT tx_id, SUM(amount_units) FROM postings GROUP BY tx_id HAVING SUM(amount_units) != 0"
+        return audit_connection(self._db)
+
+    # -- reconciliation (vault/reconcile.py) ------------------------------------------------
+
+    def last_reconciled(self) -> dict[str, tuple[datetime, float]]:
+        """venue -> (when its report last matched the books, the venue's APR then)."""
+        return {
+            venue: (datetime.fromisoformat(at), float(apr))
+            for venue, at, apr in self._db.execute("SELECT venue, at, apr FROM reconciliations")
+        }
+
+    def first_postings(self, prefix: str) -> dict[str, datetime]:
+        """account name after ``prefix`` -> time of its first posting."""
+        return {
+            account.removeprefix(prefix): datetime.fromisoformat(at)
+            for account, at in self._db.execute(
+                "SELECT p.account, MIN(t.at) FROM postings p JOIN transactions t ON t.id = p.tx_id "
+                "WHERE p.account LIKE ? GROUP BY p.account",
+                (prefix + "%",),
+            )
+        }
+
+    def mark_reconciled(self, venue: str, at: datetime, apr: float) -> None:
+        self._db.execute(
+            "INSERT INTO reconciliations(venue, at, apr) VALUES (?, ?, ?) "
+            "ON CONFLICT(venue) DO UPDATE SET at = excluded.at, apr = excluded.apr",
+            (venue, at.isoformat(), apr),
+        )
+
+    def open_breaks(self) -> list[Break]:
+        return [
+            Break(*row)
+            for row in self._db.execute(
+                "SELECT venue, detected_at, updated_at, books_units, reported_units, "
+                "explained_units, reason FROM breaks ORDER BY venue"
             )
         ]
-        derived = dict(
-            self._db.execute("SELECT account, SUM(amount_units) FROM postings GROUP BY account")
+
+    def record_break(
+        self, at: datetime, venue: str, books: int, reported: int, explained: int, reason: str
+    ) -> None:
+        """Open a break, or refresh an open one with the latest report (its detection time stays)."""
+        self._db.execute(
+            "INSERT INTO breaks(venue, detected_at, updated_at, books_units, reported_units, "
+            "explained_units, reason) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(venue) DO UPDATE SET "
+            "updated_at = excluded.updated_at, books_units = excluded.books_units, "
+            "reported_units = excluded.reported_units, explained_units = excluded.explained_units, "
+            "reason = excluded.reason",
+            (venue, at.isoformat(), at.isoformat(), books, reported, explained, reason),
         )
-        stored = dict(self._db.execute("SELECT account, units FROM balances"))
-        for account in sorted(set(derived) | set(stored)):
-            if derived.get(account, 0) != stored.get(account, 0):
-                problems.append(
-                    f"{account}: stored {stored.get(account, 0)} != derived {derived.get(account, 0)}"
-                )
-        if sum(stored.values()) != 0:
-            problems.append(f"balances sum to {sum(stored.values())} units, not 0")
-        return problems
+
+    def post_break(self, at: datetime, brk: Break, reason: str) -> int:
+        """Book an open break's difference as the operator's own kind of transaction, and close it.
+
+        position:<venue> += reported - books, ``equity:breaks`` -= the same (never income).
+        """
+        delta = brk.difference_units
+        self.post(
+            at,
+            "break_booked",
+            [(f"position:{brk.venue}", delta), (BREAKS, -delta)],
+            memo=json.dumps({"venue": brk.venue, "reason": reason, "detected_at": brk.detected_at}),
+            _close_break=brk.venue,
+        )
+        self.mark_reconciled(brk.venue, datetime.fromisoformat(brk.updated_at), 0.0)
+        return delta
+
+    def adopt(self, at: datetime, positions_units: Mapping[str, int], reason: str) -> None:
+        """Book positions a venue holds for this vault into a ledger that lost its own (operator).
+
+        position:<venue> += units, ``equity:adopted`` -= units; no capital is deposited.
+        """
+        for venue, units in sorted(positions_units.items()):
+            self.post(
+                at,
+                "adoption",
+                [(f"position:{venue}", units), (ADOPTED, -units)],
+                idempotency_key=f"adoption:{venue}",
+                memo=json.dumps({"venue": venue, "reason": reason}),
+            )
+            self.mark_reconciled(venue, at, 0.0)
+        self.mark_initialised("adopt")
 
     # -- rebalance records -------------------------------------------------------------------
 

@@ -59,6 +59,7 @@ OPERATOR_ACTIONS: tuple[str, ...] = (
     "reject",
     "reload",
     "plan_results",
+    "book_break",
     "other",
 )
 #: the two parts of a venue's predicted yield, kept apart so emissions can be discounted
@@ -71,6 +72,8 @@ SOLVER_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 FEED_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 VENUE_LABELS = ("venue", "kind", "chain")
+#: the venue label of a guard that judges the whole portfolio (the NAV drawdown breaker)
+GUARD_PORTFOLIO = "portfolio"
 
 
 class VenueLike(Protocol):
@@ -114,6 +117,7 @@ class Metrics:
         reg = self.registry
         self._venues: set[tuple[str, str, str]] = set()
         self._feeds: set[str] = set()
+        self._guard_venues: set[str] = set()
 
         # process_* (CPU, memory, start time), python_info and python_gc_*, as on the default registry
         prometheus_client.ProcessCollector(registry=reg)
@@ -161,6 +165,16 @@ class Metrics:
         self.unresolved_moves = Gauge(
             "yieldvault_unresolved_moves",
             "Moves sent to a venue whose outcome is not booked yet (replayed each cycle; the daemon holds meanwhile).",
+            registry=reg,
+        )
+        self.reconciliation_breaks = Gauge(
+            "yieldvault_reconciliation_breaks",
+            "Venues whose report the books cannot explain (open breaks); the daemon holds meanwhile.",
+            registry=reg,
+        )
+        self.ledger_integrity_ok = Gauge(
+            "yieldvault_ledger_integrity_ok",
+            "1 while the ledger file passes its checks; 0 once it was deleted, replaced or altered.",
             registry=reg,
         )
 
@@ -225,6 +239,26 @@ class Metrics:
             "yieldvault_venue_frozen",
             "1 while a venue is frozen (bad or stale data: may shrink, may not grow), else 0.",
             VENUE_LABELS,
+            registry=reg,
+        )
+
+        # protocol-health guards (guard/): venue "portfolio" for the NAV drawdown breaker
+        self.guard_state = Gauge(
+            "yieldvault_guard_state",
+            "Breaker of one guard on one venue: 0 closed, 1 cooling (signal clear, action still held), 2 tripped.",
+            ("venue", "guard"),
+            registry=reg,
+        )
+        self.guard_trips_total = Counter(
+            "yieldvault_guard_trips_total",
+            "Breakers that tripped (closed -> tripped), per guard; contagion counts per venue it reaches.",
+            ("guard",),
+            registry=reg,
+        )
+        self.guard_directive = Gauge(
+            "yieldvault_guard_directive",
+            "1 while the guards impose this action on the venue (exit, freeze; pause on venue portfolio), else 0.",
+            ("venue", "action"),
             registry=reg,
         )
 
@@ -409,6 +443,44 @@ class Metrics:
         if realized_apr is not None:
             self.portfolio_realized_apr.set(realized_apr)
 
+    def declare_guards(self, venues: Iterable[str], guards: Iterable[str]) -> None:
+        """Export every (venue, guard) breaker as closed, every trip counter and directive at 0."""
+        guards = tuple(guards)
+        venues = tuple(venues)
+        self._guard_venues = {*venues, GUARD_PORTFOLIO}
+        for g in guards:
+            self.guard_trips_total.labels(guard=g)
+            for v in venues:
+                if g != "nav_drawdown":
+                    self.guard_state.labels(venue=v, guard=g).set(0)
+        self.guard_state.labels(venue=GUARD_PORTFOLIO, guard="nav_drawdown").set(0)
+        for v in venues:
+            for action in ("exit", "freeze"):
+                self.guard_directive.labels(venue=v, action=action).set(0)
+        self.guard_directive.labels(venue=GUARD_PORTFOLIO, action="pause").set(0)
+
+    def set_guards(
+        self,
+        states: Iterable[tuple[str, str, int]],
+        exit_venues: Iterable[str],
+        freeze_venues: Iterable[str],
+        pause: bool,
+    ) -> None:
+        """Breaker states ((venue or "*", guard, 0/1/2)) and the directives they impose now."""
+        known = self._guard_venues
+        for venue, guard, code in states:
+            v = GUARD_PORTFOLIO if venue == "*" else venue
+            if v in known:
+                self.guard_state.labels(venue=v, guard=guard).set(code)
+        exits, freezes = set(exit_venues), set(freeze_venues)
+        for v in known - {GUARD_PORTFOLIO}:
+            self.guard_directive.labels(venue=v, action="exit").set(1 if v in exits else 0)
+            self.guard_directive.labels(venue=v, action="freeze").set(1 if v in freezes else 0)
+        self.guard_directive.labels(venue=GUARD_PORTFOLIO, action="pause").set(1 if pause else 0)
+
+    def count_guard_trip(self, guard: str) -> None:
+        self.guard_trips_total.labels(guard=guard).inc()
+
     def set_unresolved_moves(self, count: int) -> None:
         """Moves written ahead whose venue answer is not booked yet (0 in a healthy daemon)."""
         self.unresolved_moves.set(count)
@@ -420,6 +492,11 @@ class Metrics:
 
     def set_plans_awaiting(self, count: int) -> None:
         self.plans_awaiting.set(count)
+
+    def set_money_safety(self, breaks: int, integrity_ok: bool) -> None:
+        """Open reconciliation breaks and whether the ledger file still passes its checks."""
+        self.reconciliation_breaks.set(breaks)
+        self.ledger_integrity_ok.set(1 if integrity_ok else 0)
 
     def set_bridge_in_flight(self, transfers: int, usd: float) -> None:
         """Bridge transfers sent and not yet filled: their number and USD value."""

@@ -36,7 +36,7 @@ class Operations:
 
     @property
     def store(self) -> OperatorStore:
-        return self.daemon.control
+        return self.daemon.store
 
     def _plan_dict(self, plan_id: int) -> dict[str, Any]:
         plan = self.store.plan(plan_id)
@@ -261,6 +261,35 @@ class Operations:
             str(plan_id),
             plan=self._plan_dict(plan_id),
             params={"results": reports},
+        )
+
+    async def book_break(self, who: str, venue: str, reason: str) -> dict[str, Any]:
+        """Book an open reconciliation break's difference by hand (``vault.reconcile.book_break``:
+        position += reported - books against ``equity:breaks``, never income), between cycles."""
+        from vault.reconcile import NoOpenBreak, book_break, describe_break
+
+        async with self.daemon.cycle_lock:
+            try:
+                brk = book_break(self.daemon.ledger, venue, reason, self.daemon.clock())
+            except NoOpenBreak as exc:
+                raise self._refuse(
+                    who,
+                    "book_break",
+                    ApiError(404, "venue", str(exc).partition(": ")[2] or str(exc)),
+                    venue,
+                ) from None
+            except ValueError as exc:
+                field, _, why = str(exc).partition(": ")
+                raise self._refuse(
+                    who, "book_break", ApiError(400, field or "reason", why or str(exc)), venue
+                ) from None
+        self.daemon.request_cycle()
+        return self._ok(
+            who,
+            "book_break",
+            f"break on {venue} booked: {describe_break(brk)['difference_usd']} USD",
+            venue,
+            params={"reason": reason, "break": describe_break(brk)},
         )
 
     def awaiting(self) -> int:

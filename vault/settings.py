@@ -18,11 +18,14 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from adapters.config import FeedSettings
 from core.config import Strict, VenueConfig
+from guard.config import GuardSettings
 from optimizer.config import OptimizerSettings, RiskLimits
 from vault.api.config import ApiSettings, ApiToken, is_loopback
+from vault.reconcile import ReconcileSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = Path(
@@ -31,6 +34,10 @@ DEFAULT_CONFIG = Path(
 
 
 class VaultSection(Strict):
+    # The vault's id, pinned (vault/identity.py): it keys the paper account at the venue, and a
+    # fresh ledger with a known id is a lost ledger, not a new vault. None: made at the first
+    # start and kept in the ledger and in data_dir/vault-id.
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] | None = None
     initial_capital_usd: Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=6)] = Decimal(
         1_000_000
     )
@@ -83,6 +90,8 @@ class Settings(BaseSettings):
     feeds: FeedSettings = FeedSettings()
     limits: RiskLimits = RiskLimits()
     optimizer: OptimizerSettings = OptimizerSettings()
+    reconciliation: ReconcileSettings = ReconcileSettings()
+    guards: GuardSettings = GuardSettings()
     venues: Annotated[tuple[VenueConfig, ...], Field(min_length=1)]
 
     @field_validator("listen")
@@ -174,13 +183,30 @@ def _format_validation_error(exc: ValidationError) -> Iterator[str]:
             yield f"{loc}: {msg} (got {err.get('input')!r})"
 
 
+MAX_CONFIG_BYTES = 1024 * 1024  # a real config is a few KB; a 50 MB one took 32 s to parse
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """Parse a YAML mapping, turning every failure into a ConfigError that names file, line and column."""
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                source,
+                [f"(file): {size:,} bytes; a config file is at most {MAX_CONFIG_BYTES:,} bytes"],
+            )
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            source,
+            [f"(file): not UTF-8 text (byte 0x{raw[exc.start]:02x} at line {line})"],
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -209,6 +235,11 @@ def load_settings(
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(str(path), list(_format_validation_error(exc))) from exc
+    except SettingsError as exc:
+        raise ConfigError(str(path), env_problems() or [str(exc)]) from None
+    problems = semantic_problems(settings)
+    if problems:
+        raise ConfigError(str(path), problems)
     if listen is not None:
         try:
             parse_listen(listen)
@@ -228,6 +259,80 @@ def load_settings(
             ],
         )
     return settings
+
+
+def env_problems() -> list[str]:
+    """``YIELDVAULT_*`` variables whose value looks like JSON but does not parse, each named."""
+    import json
+
+    out = []
+    for name, value in sorted(os.environ.items()):
+        if name.startswith("YIELDVAULT_") and value.lstrip()[:1] in ("{", "["):
+            try:
+                json.loads(value)
+            except ValueError as exc:
+                out.append(f"environment {name}: not valid JSON ({exc})")
+    return out
+
+
+def _url_problem(value: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError as exc:
+        return f"not a URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"expected http(s)://host[:port][/path], got {value!r}"
+    if parts.query or parts.fragment:
+        return f"no query or fragment allowed, got {value!r}"
+    return None
+
+
+def semantic_problems(settings: Settings) -> list[str]:
+    """What the models alone cannot see and ``run`` would otherwise crash or idle on.
+
+    Unknown adapters, adapters that do not serve the venue's kind, bad ``feed.params``, a
+    ``home_chain`` no venue is on, malformed URLs, and both ``embedded_market`` and ``root_url``.
+    """
+    from adapters import ADAPTERS
+
+    problems = []
+    f = settings.feeds
+    if f.embedded_market is not None and f.root_url is not None:
+        problems.append(
+            "feeds: embedded_market and root_url are both set; set one "
+            "(embedded_market: null to poll root_url)"
+        )
+    for key, url in (("feeds.root_url", f.root_url), ("feeds.coins_url", f.coins_url)):
+        why = _url_problem(url) if url is not None else None
+        if why:
+            problems.append(f"{key}: {why}")
+    for i, venue in enumerate(settings.venues):
+        where = f"venues.{i}"
+        adapter = ADAPTERS.get(venue.feed.adapter)
+        if adapter is None:
+            problems.append(
+                f"{where}.feed.adapter: unknown adapter {venue.feed.adapter!r} for venue "
+                f"{venue.id}; known: {sorted(ADAPTERS)}"
+            )
+            continue
+        try:
+            adapter.parse_params(venue)
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+        if venue.feed.base_url is not None:
+            why = _url_problem(venue.feed.base_url)
+            if why:
+                problems.append(f"{where}.feed.base_url: {why}")
+    chains = sorted({v.chain for v in settings.venues})
+    if settings.vault.home_chain not in chains:
+        problems.append(
+            f"vault.home_chain: no configured venue is on {settings.vault.home_chain!r} "
+            f"(venues are on {chains})"
+        )
+    return problems
 
 
 def describe(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, Any, Any]]:

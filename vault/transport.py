@@ -56,22 +56,32 @@ class Transport(Protocol):
         ...
 
 
+#: the paper account a call is for (vault/identity.py: the vault id); without it, "default"
+ACCOUNT_HEADER = "X-Paper-Account"
+
+
 class HttpTransport:
     """The simulated market's ``/paper/v1`` endpoints over HTTP (aiohttp, one shared session)."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, base_url: str, *, timeout_seconds: float = 10.0
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        *,
+        timeout_seconds: float = 10.0,
+        account: str | None = None,
     ):
         self._session = session
         self._base = base_url.rstrip("/") + "/paper/v1"
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._headers = {ACCOUNT_HEADER: account} if account else {}
 
     async def request(
         self, method: str, path: str, body: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         try:
             async with self._session.request(
-                method, self._base + path, json=body, timeout=self._timeout
+                method, self._base + path, json=body, timeout=self._timeout, headers=self._headers
             ) as resp:
                 payload = await resp.json(content_type=None)
                 if resp.status == 409:

@@ -89,7 +89,8 @@ def _aave_reserve(m: Market, v: LendingVenue) -> dict[str, Any]:
     avail = max(0.0, v.total_supply() - debt)
     u = v.utilization()
     s = v.strategy
-    price = m.token_price(v.chain, v.asset)
+    # the pool's own oracle; an exploit_path incident pushes it off the market (mockfeeds/incidents.py)
+    price = m.token_price(v.chain, v.asset) * (1.0 + v.oracle_offset_bps / 10_000)
     return {
         "id": f"{c.underlying}0x87870bca3f3fd6335c3f4ce8392d69350b4fa4e2".lower(),
         "underlyingAsset": c.underlying,

@@ -60,6 +60,7 @@ class VenueModel:
         self.epoch0 = epoch0  # when the simulated history starts (emission decay origin)
         self.ours_usd = 0.0
         self.paused = False  # exploit: deposits and withdrawals refused
+        self.oracle_offset_bps = 0.0  # exploit_path: the pool's own oracle off the market
         # liquidity crunch on venues without a pool model
         self.withdraw_cap_usd: float | None = None
         self.halted = False  # bridge halt on an arb route

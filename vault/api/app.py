@@ -163,6 +163,22 @@ ROUTES: tuple[Route, ...] = (
         (400, 404),
     ),
     Route(
+        "GET",
+        "/api/v1/ledger/breaks",
+        rd.breaks,
+        "Open reconciliation breaks: venue reports the books cannot explain",
+        sc.obj({"breaks": sc.arr(sc.BREAK)}),
+    ),
+    Route(
+        "POST",
+        "/api/v1/ledger/breaks/{id}/book",
+        op.book_break,
+        "Book a venue's open break by hand, with the reason (never as income)",
+        sc.ACTION_RESULT,
+        sc.BreakBody,
+        (400, 404),
+    ),
+    Route(
         "POST",
         "/api/v1/config/reload",
         op.reload,

@@ -9,7 +9,14 @@ from aiohttp import web
 from vault.api.auth import CALLER
 from vault.api.errors import ApiError
 from vault.api.read_routes import daemon_of, int_param
-from vault.api.schemas import PauseBody, ReasonBody, ResultsBody, ResumeBody, read_body
+from vault.api.schemas import (
+    BreakBody,
+    PauseBody,
+    ReasonBody,
+    ResultsBody,
+    ResumeBody,
+    read_body,
+)
 
 
 def _who(request: web.Request) -> str:
@@ -81,3 +88,9 @@ async def results(request: web.Request) -> web.Response:
 async def reload(request: web.Request) -> web.Response:
     await read_body(request, ReasonBody)
     return web.json_response(await daemon_of(request).operations.reload(_who(request)))
+
+
+async def book_break(request: web.Request) -> web.Response:
+    body = await read_body(request, BreakBody)
+    ops = daemon_of(request).operations
+    return web.json_response(await ops.book_break(_who(request), _venue(request), body.reason))

@@ -15,6 +15,7 @@ from aiohttp import web
 from core.money import units_to_str
 from vault.api.errors import ApiError
 from vault.control import OPEN_STATUSES
+from vault.reconcile import describe_break
 from vault.reload import effective_config
 
 if TYPE_CHECKING:
@@ -94,6 +95,13 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "mode": daemon.settings.vault.mode,
+            "vault_id": daemon.vault_id,
+            "reconciliation_breaks": [describe_break(b) for b in daemon.ledger.open_breaks()],
+            "ledger_integrity": {
+                "ok": daemon.ledger_watch is not None and daemon.ledger_watch.failure is None,
+                "problem": daemon.ledger_watch.failure if daemon.ledger_watch else None,
+            },
+            "hold_reason": daemon.state.hold_reason,
             "time": daemon.clock().isoformat(),
             "nav_usd": units_to_str(balances.nav_units),
             "idle_usd": {chain: units_to_str(u) for chain, u in balances.idle_units.items()},
@@ -139,14 +147,14 @@ async def rebalance(request: web.Request) -> web.Response:
 async def plans_pending(request: web.Request) -> web.Response:
     daemon = daemon_of(request)
     daemon.expire_plans()
-    plans = [p.as_dict() for p in daemon.control.plans(OPEN_STATUSES)]
+    plans = [p.as_dict() for p in daemon.store.plans(OPEN_STATUSES)]
     return web.json_response({"plans": plans})
 
 
 async def plan(request: web.Request) -> web.Response:
     pid = int_param(request, "id", query=False)
     assert pid is not None
-    found = daemon_of(request).control.plan(pid)
+    found = daemon_of(request).store.plan(pid)
     if found is None:
         raise ApiError(404, "id", f"no plan {pid}")
     return web.json_response(found.as_dict())
@@ -154,10 +162,15 @@ async def plan(request: web.Request) -> web.Response:
 
 async def actions(request: web.Request) -> web.Response:
     limit, before = page(request)
-    rows = daemon_of(request).control.actions(limit, before)
+    rows = daemon_of(request).store.actions(limit, before)
     nxt = rows[-1]["id"] if len(rows) == limit and rows[-1]["id"] > 1 else None
     return web.json_response({"actions": rows, "next_before": nxt})
 
 
 async def config(request: web.Request) -> web.Response:
     return web.json_response(effective_config(daemon_of(request).settings))
+
+
+async def breaks(request: web.Request) -> web.Response:
+    ledger = daemon_of(request).ledger
+    return web.json_response({"breaks": [describe_break(b) for b in ledger.open_breaks()]})

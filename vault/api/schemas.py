@@ -42,6 +42,12 @@ class ReasonBody(Body):
     reason: Annotated[str, Field(max_length=500)] = ""
 
 
+class BreakBody(Body):
+    """Why a reconciliation break's difference is real (required: it goes into the books)."""
+
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
 class MoveReport(Body):
     """A signer's report of one exported move: ``done`` (with what the venue applied) or ``failed``.
 
@@ -181,6 +187,19 @@ PLAN = obj(
     },
 )
 
+BREAK = obj(
+    {
+        "venue": STR,
+        "detected_at": STR,
+        "updated_at": STR,
+        "books_usd": USD,
+        "reported_usd": USD,
+        "difference_usd": USD,
+        "explained_usd": USD,
+        "reason": STR,
+    }
+)
+
 STATUS = obj(
     {
         "mode": STR,
@@ -192,6 +211,10 @@ STATUS = obj(
         "rebalances": INT,
         "last_rebalance": {"type": ["object", "null"]},
         "operator": obj({"directives": DIRECTIVES, "approval": STR, "plans_awaiting": INT}),
+        "vault_id": NSTR,
+        "reconciliation_breaks": arr(BREAK),
+        "ledger_integrity": obj({"ok": BOOL, "problem": NSTR}),
+        "hold_reason": NSTR,
     }
 )
 

@@ -1,0 +1,246 @@
+"""One backtest run: load and gate the inputs, replay every strategy, write summary.json and report.html.
+
+``summary.json`` is deterministic: the same inputs (history bytes, config, window, period,
+strategies) give the same bytes (no wall times, sorted keys, rounded floats); the input file's
+SHA-256 is in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from backtest.engine import RunConfig, StrategyRun, run_strategies
+from backtest.history import HistoryError, LendingHistory, iso, load_lending, parse_utc
+from backtest.market import history_venues
+from backtest.metrics import summarize
+from backtest.rates import RateModels, fit_rate_models
+from backtest.sources import PriceTable, load_stablecoin_prices
+from backtest.strategies import STRATEGIES, make_strategy
+from optimizer import OptimizerSettings, RiskLimits
+from vault.settings import REPO_ROOT, ConfigError, read_yaml
+
+DEFAULT_BACKTEST_CONFIG = REPO_ROOT / "config" / "backtest.yaml"
+
+
+def shared_data(name: str) -> Path | None:
+    """``shared/data/<name>`` next to the repository or above it (``$YIELDVAULT_SHARED_DIR`` first)."""
+    env = os.environ.get("YIELDVAULT_SHARED_DIR")
+    roots = ([Path(env)] if env else []) + [p / "shared" for p in REPO_ROOT.parents]
+    for root in roots:
+        if (root / "data" / name).is_file():
+            return root / "data" / name
+    return None
+
+
+DEFAULT_PRICES = shared_data("stablecoin_prices_daily.csv")
+DEFAULT_ASSETS = (
+    "DAI",
+    "USDC",
+    "USDT",
+    "USDE",
+)  # a USD vault: WETH's price path is not in the file
+
+
+class BadInput(ValueError):
+    """Input the CLI refuses with exit code 2: names the field and the reason."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+def parse_period(text: str, field: str = "--rebalance-every") -> int:
+    """``6h``, ``1h``, ``30m``, ``1d`` or plain seconds -> seconds (> 0)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not m:
+        raise BadInput(field, f"expected a duration like 6h, 30m, 1d or seconds, got {text!r}")
+    seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}[m.group(2)]
+    if seconds <= 0:
+        raise BadInput(field, "must be > 0")
+    return int(seconds)
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    limits: RiskLimits
+    settings: OptimizerSettings
+    home_chain: str
+    capital_usd: float
+    source: str
+
+
+def load_config(path: Path | None) -> BacktestConfig:
+    """The vault, limits and optimizer sections of a YAML config (daemon or backtest); other keys
+    are ignored (venues come from the history). ConfigError names the key."""
+    path = path or DEFAULT_BACKTEST_CONFIG
+    raw = read_yaml(path)
+    problems: list[str] = []
+    vault = raw.get("vault") or {}
+    if not isinstance(vault, dict):
+        raise ConfigError(str(path), ["vault: must be a mapping"])
+    try:
+        limits = RiskLimits(**(raw.get("limits") or {}))
+    except (ValidationError, TypeError) as exc:
+        problems += [f"limits.{e}" for e in _errors(exc)]
+    try:
+        settings = OptimizerSettings(**(raw.get("optimizer") or {}))
+    except (ValidationError, TypeError) as exc:
+        problems += [f"optimizer.{e}" for e in _errors(exc)]
+    try:
+        capital = float(vault.get("initial_capital_usd", 1_000_000))
+        if not capital > 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        problems.append(
+            f"vault.initial_capital_usd: must be a number > 0 (got {vault.get('initial_capital_usd')!r})"
+        )
+    home = vault.get("home_chain", "ethereum")
+    if not isinstance(home, str) or not home:
+        problems.append(f"vault.home_chain: must be a chain name (got {home!r})")
+    if problems:
+        raise ConfigError(str(path), problems)
+    return BacktestConfig(limits, settings, home, capital, str(path))
+
+
+def _errors(exc: Exception) -> list[str]:
+    if isinstance(exc, ValidationError):
+        return [
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        ]
+    return [str(exc)]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class Prepared:
+    history: LendingHistory
+    rates: RateModels
+    prices: PriceTable | None
+    config: BacktestConfig
+    period_seconds: int
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare(
+    history_path: Path,
+    config_path: Path | None = None,
+    *,
+    start: str | None = None,
+    end: str | None = None,
+    period: str = "6h",
+    assets: Sequence[str] | None = DEFAULT_ASSETS,
+    prices_path: Path | None = DEFAULT_PRICES,
+    history: LendingHistory | None = None,
+) -> Prepared:
+    """Load, gate and window the inputs (``history`` given: skip reading ``history_path``)."""
+    cfg = load_config(config_path)
+    period_seconds = parse_period(period)
+    h = history if history is not None else load_lending(history_path)
+    h = h.select(list(assets) if assets else None)
+    a = parse_utc(start, "--from", "--from") if start else None
+    b = parse_utc(end, "--to", "--to") if end else None
+    if a is not None and b is not None and b <= a:
+        raise BadInput("--to", f"{end} is not after --from {start}")
+    h = h.window(a, b)
+    prices = load_stablecoin_prices(prices_path) if prices_path and prices_path.is_file() else None
+    inputs = {
+        "history": Path(history_path).name,
+        "history_sha256": _sha256(Path(history_path)) if Path(history_path).is_file() else None,
+        "config": Path(cfg.source).name,
+        "from": iso(h.times[0]),
+        "to": iso(h.times[-1]),
+        "rebalance_every_seconds": period_seconds,
+        "step_seconds": h.step_seconds,
+        "reserves": [r.key for r in h.reserves],
+        "capital_usd": cfg.capital_usd,
+        "home_chain": cfg.home_chain,
+        "prices": Path(prices.source).name if prices else None,
+        "marks_until": iso(int(prices.days[-1]) + 86_399) if prices else None,
+    }
+    return Prepared(h, fit_rate_models(h), prices, cfg, period_seconds, inputs)
+
+
+def run_prepared(
+    p: Prepared,
+    out_dir: Path,
+    strategies: Sequence[str] = STRATEGIES,
+    *,
+    progress: Callable[[int], None] | None = None,
+    audit_every_cycle: bool = False,
+) -> tuple[dict[str, Any], list[StrategyRun]]:
+    venues = history_venues(p.history)
+    cfg = RunConfig(
+        p.config.limits,
+        p.config.settings,
+        p.config.home_chain,
+        p.config.capital_usd,
+        p.period_seconds,
+    )
+    strats = [
+        make_strategy(n, p.config.limits, p.config.settings, p.config.home_chain)
+        for n in strategies
+    ]
+    runs = run_strategies(
+        strats,
+        p.history,
+        p.rates,
+        venues,
+        cfg,
+        out_dir,
+        prices=p.prices,
+        progress=progress,
+        audit_every_cycle=audit_every_cycle,
+    )
+    table = summarize(runs, {v.id: v.asset.upper() for v in venues})
+    ours = table.get("ours", {}).get("net_apy")
+    beaten_by = sorted(
+        n
+        for n, m in table.items()
+        if n not in ("ours", "hindsight")
+        and isinstance(ours, float)
+        and isinstance(m["net_apy"], float)
+        and m["net_apy"] > ours
+    )
+    summary = {
+        "inputs": {**p.inputs, "strategies": list(strategies)},
+        "rate_fit": {"refits": p.rates.refits},
+        "strategies": table,
+        "baselines_above_ours": beaten_by,
+        "ours_limit_breach_cycles": table.get("ours", {}).get("limit_breach_cycles"),
+    }
+    return summary, runs
+
+
+def summary_bytes(summary: dict[str, Any]) -> bytes:
+    return (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode()
+
+
+def write_outputs(
+    summary: dict[str, Any], runs: list[StrategyRun], out_dir: Path, history: LendingHistory
+) -> None:
+    from backtest.report import render_html
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.json").write_bytes(summary_bytes(summary))
+    chain_of = {v.id: v.chain for v in history_venues(history)}
+    (out_dir / "report.html").write_text(render_html(summary, runs, chain_of))
+
+
+__all__ = ["BadInput", "HistoryError", "prepare", "run_prepared", "write_outputs"]

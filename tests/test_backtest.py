@@ -1,0 +1,395 @@
+"""The backtester: gates, the replayed market, conservation and the checker at every step,
+determinism, the look-ahead check and the CLI's error contract."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backtest.engine import ConservationError, RunConfig, replay_strategy
+from backtest.history import LENDING_COLUMNS, HistoryError, load_lending
+from backtest.lookahead import check_lookahead
+from backtest.market import ReplayMarket, history_venues
+from backtest.rates import fit_rate_models
+from backtest.run import load_config, prepare, run_prepared, shared_data
+from backtest.sources import load_stablecoin_prices, load_uniswap_v2, lp_period_returns
+from backtest.strategies import STRATEGIES, make_strategy
+from vault.ledger import Ledger
+
+REAL = shared_data("aave_v3_ethereum_hourly.csv.gz")
+needs_real = pytest.mark.skipif(
+    REAL is None, reason="shared/data/aave_v3_ethereum_hourly.csv.gz absent"
+)
+
+
+def write_history(path: Path, rows: list[list[object]]) -> Path:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(LENDING_COLUMNS)
+        w.writerows(rows)
+    return path
+
+
+def synthetic_rows(
+    days: int = 4, step_hours: int = 1, network: str = "ethereum", seed: int = 3
+) -> list[list[object]]:
+    """Three stablecoin reserves on a kinked curve (Uopt 0.9, slope1 5 %, slope2 60 %, RF 10 %),
+    utilization a bounded random walk; USDT's rate overtakes USDC's half way."""
+    rng = np.random.default_rng(seed)
+    rows: list[list[object]] = []
+    u = {"USDC": 0.80, "USDT": 0.70, "DAI": 0.75}
+    t0 = np.datetime64("2024-01-01T00:00:00")
+    n = days * 24 // step_hours + 1
+    for k in range(n):
+        t = str(t0 + np.timedelta64(k * step_hours, "h")) + "Z"
+        for sym in ("DAI", "USDC", "USDT"):
+            drift = 0.004 if (sym == "USDT" and k > n // 2) else 0.0
+            u[sym] = float(np.clip(u[sym] + drift + rng.normal(0, 0.003), 0.3, 0.97))
+            rb = 0.05 * u[sym] / 0.9 if u[sym] <= 0.9 else 0.05 + 0.6 * (u[sym] - 0.9) / 0.1
+            rs = rb * u[sym] * 0.9
+            supplied = 5e8 if sym != "DAI" else 2e8
+            rows.append(
+                [
+                    t,
+                    network,
+                    sym,
+                    f"{supplied:.2f}",
+                    f"{supplied * u[sym]:.2f}",
+                    "0",
+                    f"{rs:.8f}",
+                    f"{rb:.8f}",
+                ]
+            )
+    return rows
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vault.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+    )
+
+
+# -- gates ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "reason"),
+    [
+        (lambda r: r.__setitem__(0, r[0][:-1]), "hour_utc", "no UTC offset"),
+        (lambda r: r.__setitem__(6, ""), "supply_apr", "refusing to invent"),
+        (lambda r: r.__setitem__(3, "-5"), "supplied_usd", "negative"),
+        (lambda r: r.__setitem__(4, "9e12"), "borrowed_usd", "utilization > 1"),
+        (lambda r: r.__setitem__(7, "12"), "borrow_apr", "outside"),
+        (lambda r: r.__setitem__(3, "abc"), "supplied_usd", "not a number"),
+        (lambda r: r.__setitem__(2, ""), "symbol", "empty"),
+    ],
+)
+def test_gate_names_row_field_and_reason(tmp_path: Path, mutate, field: str, reason: str) -> None:
+    rows = synthetic_rows(days=1)
+    mutate(rows[10])
+    path = write_history(tmp_path / "h.csv", rows)
+    with pytest.raises(HistoryError) as err:
+        load_lending(path)
+    assert err.value.field == field
+    assert reason in err.value.reason
+    assert err.value.where == f"{path}:12"
+
+
+def test_gate_refuses_a_missing_hour_and_a_duplicate(tmp_path: Path) -> None:
+    rows = synthetic_rows(days=1)
+    gap = [r for r in rows if not (r[0] == rows[30][0] and r[2] == "USDC")]
+    with pytest.raises(HistoryError, match=r"USDC has no row for .* not invented"):
+        load_lending(write_history(tmp_path / "gap.csv", gap))
+    dup = [*rows, rows[5]]
+    with pytest.raises(HistoryError, match="duplicate row"):
+        load_lending(write_history(tmp_path / "dup.csv", dup))
+    missing = [[c for i, c in enumerate(r) if i != 5] for r in rows]
+    with (tmp_path / "cols.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([c for c in LENDING_COLUMNS if c != "liquidations_usd"])
+        w.writerows(missing)
+    with pytest.raises(HistoryError) as err:
+        load_lending(tmp_path / "cols.csv")
+    assert err.value.field == "liquidations_usd"
+
+
+def test_any_source_in_the_contract_runs_unchanged(tmp_path: Path) -> None:
+    """Another network, a daily step, gzipped: no code change."""
+    rows = synthetic_rows(days=40, step_hours=24, network="arbitrum")
+    path = tmp_path / "other.csv.gz"
+    with gzip.open(path, "wt", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(LENDING_COLUMNS)
+        w.writerows(rows)
+    h = load_lending(path)
+    assert h.step_seconds == 86_400 and {r.network for r in h.reserves} == {"arbitrum"}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("vault: {home_chain: arbitrum}\n")
+    p = prepare(path, cfg, period="1d", prices_path=None)
+    summary, runs = run_prepared(p, tmp_path / "out", ["ours", "stay_home"])
+    assert summary["strategies"]["ours"]["cycles"] == 41
+    assert runs[0].executed_plans >= 1
+
+
+# -- the replayed market ----------------------------------------------------------------------------
+
+
+def test_market_curve_passes_through_the_observed_rate_and_our_deposit_lowers_it(
+    tmp_path: Path,
+) -> None:
+    h = load_lending(write_history(tmp_path / "h.csv", synthetic_rows(days=2)))
+    rates = fit_rate_models(h)
+    m = ReplayMarket(h, rates, history_venues(h))
+    m.advance_to(int(h.times[10]))
+    for snap in m.snapshots():
+        j = m.by_id[snap.venue.id]
+        observed = float(h.supply_apr[10, j])
+        assert float(snap.curve.apr(np.array([1e-6]))[0]) == pytest.approx(observed, rel=1e-6)
+        big = float(snap.curve.apr(np.array([1e8]))[0])
+        assert big < observed  # $100M more supply lowers utilization and the rate
+    with pytest.raises(Exception, match="exceeds position"):
+        m.withdraw("aave-v3-ethereum-usdc", "1.000000", "k1")
+
+
+def test_market_never_serves_data_after_now(tmp_path: Path) -> None:
+    h = load_lending(write_history(tmp_path / "h.csv", synthetic_rows(days=2)))
+    m = ReplayMarket(h, fit_rate_models(h), history_venues(h))
+    m.advance_to(int(h.times[5]) + 1800)  # between two rows: the earlier one
+    assert m.now_ts == int(h.times[5])
+    assert all(s.observed_at.timestamp() <= m.now_ts for s in m.snapshots())
+    before = [(s.venue.id, s.real_apr, s.tvl_usd) for s in m.snapshots()]
+    h.supply_apr[6:] = 9.0  # poison the future: what is served now must not change
+    h.supplied_usd[6:] = 1.0
+    assert [(s.venue.id, s.real_apr, s.tvl_usd) for s in m.snapshots()] == before
+    assert [s.real_apr for s in m.hindsight_snapshots(3600)] == [9.0] * 3  # the one that may look
+
+
+# -- conservation, checker, determinism -------------------------------------------------------------
+
+
+def test_conservation_and_checker_at_every_step_over_a_whole_replay(tmp_path: Path) -> None:
+    path = write_history(tmp_path / "h.csv", synthetic_rows(days=5))
+    p = prepare(path, None, period="6h", prices_path=None)
+    summary, runs = run_prepared(p, tmp_path / "out", list(STRATEGIES), audit_every_cycle=True)
+    for run in runs:
+        assert run.audit_problems == []
+        ledger = Ledger(run.ledger_path)
+        try:
+            assert ledger.total_units() == 0
+            capital = 1_000_000 * 10**6
+            income = sum(ledger.account(f"income:{v.id}") for v in history_venues(p.history))
+            expenses = ledger.account("expense:gas") + ledger.account("expense:fees")
+            assert ledger.balances().nav_units == capital - income - expenses
+        finally:
+            ledger.close()
+    assert summary["strategies"]["ours"]["limit_breach_cycles"] == 0
+    assert summary["strategies"]["hindsight"]["limit_breach_cycles"] == 0
+    # chase_best puts everything in one reserve: it breaks max_venue_ratio, and the check sees it
+    assert summary["strategies"]["chase_best"]["limit_breach_cycles"] > 0
+
+
+def test_a_market_that_creates_money_is_caught(tmp_path: Path) -> None:
+    path = write_history(tmp_path / "h.csv", synthetic_rows(days=2))
+    p = prepare(path, None, period="6h", prices_path=None)
+
+    class Leaky(ReplayMarket):
+        def positions_view(self):  # type: ignore[no-untyped-def]
+            view = super().positions_view()
+            self.tokens[0] += 1  # one token unit appears from nowhere, after the venue reported
+            return view
+
+    import backtest.engine as engine
+
+    original = engine.ReplayMarket
+    engine.ReplayMarket = Leaky  # type: ignore[misc]
+    try:
+        cfg = RunConfig(p.config.limits, p.config.settings, "ethereum", 1e6, 6 * 3600)
+        strategy = make_strategy("equal_weight", cfg.limits, cfg.settings, "ethereum")
+        with pytest.raises(ConservationError, match=r"books .* market"):
+            import asyncio
+
+            asyncio.run(
+                replay_strategy(
+                    strategy,
+                    p.history,
+                    p.rates,
+                    history_venues(p.history),
+                    cfg,
+                    tmp_path / "l.sqlite3",
+                )
+            )
+    finally:
+        engine.ReplayMarket = original  # type: ignore[misc]
+
+
+def test_summary_is_byte_identical_on_the_same_inputs(tmp_path: Path) -> None:
+    path = write_history(tmp_path / "h.csv", synthetic_rows(days=3))
+    outs = []
+    for k in (1, 2):
+        res = run_cli(
+            "backtest",
+            "--history",
+            str(path),
+            "--out",
+            str(tmp_path / f"o{k}"),
+            "--json",
+            "--strategies",
+            "ours,greedy_apy,hindsight",
+        )
+        assert res.returncode == 0, res.stderr
+        outs.append(res.stdout)
+        assert json.loads(res.stdout)["strategies"]["ours"]["cycles"] == 13
+    assert outs[0] == outs[1]
+    assert (tmp_path / "o1" / "summary.json").read_bytes() == (
+        tmp_path / "o2" / "summary.json"
+    ).read_bytes()
+    assert (tmp_path / "o1" / "ledger-ours.sqlite3").is_file()
+
+
+# -- look-ahead -------------------------------------------------------------------------------------
+
+
+def test_lookahead_check_passes_for_ours_and_catches_a_peeking_strategy(tmp_path: Path) -> None:
+    path = write_history(tmp_path / "h.csv", synthetic_rows(days=4))
+    p = prepare(path, None, period="6h", prices_path=None)
+    result = check_lookahead(p, tmp_path / "la", cuts=3, seed=1)
+    assert result["identical"], result
+    assert all(c["cycles_compared"] >= 2 for c in result["cuts"])
+    peeking = check_lookahead(p, tmp_path / "la2", cuts=3, seed=1, strategy="hindsight")
+    assert not peeking["identical"]  # hindsight reads the next period: the check must see it
+
+
+# -- CLI errors -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--rebalance-every", "soon"], "--rebalance-every: expected a duration"),
+        (["--strategies", "ours,magic"], "--strategies: unknown ['magic']"),
+        (["--from", "2024-01-03", "--to", "2024-01-02"], "--to: 2024-01-02 is not after"),
+        (["--assets", "WBTC"], "--assets: none of ['WBTC']"),
+    ],
+)
+def test_cli_bad_input_exits_2_naming_the_field(
+    tmp_path: Path, extra: list[str], needle: str
+) -> None:
+    path = write_history(tmp_path / "h.csv", synthetic_rows(days=1))
+    res = run_cli("backtest", "--history", str(path), "--out", str(tmp_path / "o"), *extra)
+    assert res.returncode == 2, res.stderr
+    assert needle in res.stderr
+    assert "Traceback" not in res.stderr and res.stdout == ""
+
+
+def test_cli_bad_history_and_config_exit_2(tmp_path: Path) -> None:
+    rows = synthetic_rows(days=1)
+    rows[7][6] = ""
+    bad = write_history(tmp_path / "bad.csv", rows)
+    res = run_cli("backtest", "--history", str(bad), "--out", str(tmp_path / "o"))
+    assert res.returncode == 2 and "supply_apr: empty while supplied_usd > 0" in res.stderr
+    assert f"{bad}:9" in res.stderr and "Traceback" not in res.stderr
+    res = run_cli("backtest", "--history", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o"))
+    assert res.returncode == 2 and "no such file" in res.stderr
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("limits: {max_venue_ratio: 3}\n")
+    good = write_history(tmp_path / "good.csv", synthetic_rows(days=1))
+    res = run_cli(
+        "backtest", "--history", str(good), "--config", str(cfg), "--out", str(tmp_path / "o")
+    )
+    assert res.returncode == 2 and "limits.max_venue_ratio" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+# -- the other sources ------------------------------------------------------------------------------
+
+
+def test_stablecoin_marks_show_the_svb_depeg() -> None:
+    path = shared_data("stablecoin_prices_daily.csv")
+    if path is None:
+        pytest.skip("shared/data/stablecoin_prices_daily.csv absent")
+    prices = load_stablecoin_prices(path)
+    ts = int(np.datetime64("2023-03-11T12:00:00", "s").astype(int))
+    assert prices.mark("usd-coin", ts) == pytest.approx(0.961065)
+    assert prices.mark("usd-coin", int(prices.days[-1]) + 86_400) is None  # past the file: none
+
+
+def test_uniswap_lp_fees_and_impermanent_loss_on_the_real_path() -> None:
+    path = shared_data("uniswap_v2_usdc_weth_snapshots.csv.gz")
+    if path is None:
+        pytest.skip("shared/data/uniswap_v2_usdc_weth_snapshots.csv.gz absent")
+    h = load_uniswap_v2(path)
+    a = int(np.datetime64("2021-05-10", "s").astype(int))
+    b = int(np.datetime64("2021-05-24", "s").astype(int))
+    r = lp_period_returns(h, a, b)  # the May 2021 ETH crash: ETH ~3,900 -> ~2,100
+    assert r.price_return_hold < -0.15
+    assert r.impermanent_loss < -0.01
+    assert 0.0 < r.fee_return < 0.05 and r.fee_apr > 0.05
+
+
+@needs_real
+def test_real_history_loads_with_its_known_shape() -> None:
+    h = load_lending(REAL)  # type: ignore[arg-type]
+    assert len(h) == 26_141 and h.step_seconds == 3600
+    assert [r.symbol for r in h.reserves] == ["DAI", "USDC", "USDE", "USDT", "WETH"]
+    assert float(np.nanmax(h.supply_apr[:, 1])) == pytest.approx(0.57, abs=0.01)
+
+
+def test_default_config_loads() -> None:
+    cfg = load_config(None)
+    assert cfg.home_chain == "ethereum" and cfg.limits.max_venue_ratio == 0.4
+
+
+# -- sweep ------------------------------------------------------------------------------------------
+
+
+def test_sweep_on_a_local_dask_cluster_writes_the_frontier(tmp_path: Path) -> None:
+    path = write_history(tmp_path / "h.csv", synthetic_rows(days=2))
+    out = tmp_path / "sweep"
+    res = run_cli(
+        "backtest",
+        "sweep",
+        "--history",
+        str(path),
+        "--out",
+        str(out),
+        "--json",
+        "--grid",
+        "limits.max_venue_ratio=0.3,0.5",
+        "--grid",
+        "optimizer.min_benefit_cost_ratio=1,3",
+        "--workers",
+        "2",
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    result = json.loads(res.stdout)
+    assert len(result["points"]) == 4
+    assert result["frontier"] and all(p in result["points"] for p in result["frontier"])
+    assert {p["point"]["limits.max_venue_ratio"] for p in result["points"]} == {0.3, 0.5}
+    assert (out / "frontier.png").stat().st_size > 1000
+    assert "| limits.max_venue_ratio |" in (out / "frontier.md").read_text()
+
+
+def test_sweep_refuses_an_unknown_key_before_running(tmp_path: Path) -> None:
+    path = write_history(tmp_path / "h.csv", synthetic_rows(days=1))
+    res = run_cli(
+        "backtest",
+        "sweep",
+        "--history",
+        str(path),
+        "--out",
+        str(tmp_path / "s"),
+        "--grid",
+        "limits.max_magic=1,2",
+    )
+    assert res.returncode == 2 and "--grid: limits.max_magic: unknown key" in res.stderr

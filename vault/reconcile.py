@@ -1,0 +1,176 @@
+"""Reconciliation, not adoption: a venue's report is checked against what our own records imply.
+
+For each venue, at each sync (time ``t``), with ``B`` the books' position (every recorded move
+included), ``R`` the position the venue reports, ``t0`` the last time the two agreed (or the
+first posting to the position), and ``a`` the venue's own rate (the larger of its APR at ``t0``
+and now, real plus emission, from its feed):
+
+    explained = B x max(a, 0) x (t - t0) / year x rate_slack
+    tolerance = max(tolerance_usd, tolerance_ratio x B)
+    R - B in [-tolerance, explained + tolerance]  ->  booked as accrual (income or loss)
+    otherwise                                      ->  a reconciliation break
+
+``rate_slack`` allows for a rate that moved within the interval and for fees paid in bursts (an
+LP's volume); ``tolerance_ratio`` for rounding, impermanent loss between syncs and a small mark
+move. A venue that reports a position the books do not hold at all is a break the same way
+(``B = 0``). A loss beyond the tolerance is a break too: the books follow no report they cannot
+explain, in either direction.
+
+A break books nothing: it is kept in the ledger's ``breaks`` table (venue, books, reported, the
+explained bound, why) and refreshed at every sync while it lasts, and the daemon holds every
+move while any is open. Only an operator books it (:func:`book_break`, the CLI
+``yieldvault ledger book-break`` and the operator API), as its own kind of transaction
+(``break_booked``: position against ``equity:breaks``, with the reason), never as income.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import Field
+
+from core.config import Strict
+from core.money import units_to_str, usd_to_units
+from vault.ledger import Break, Ledger
+
+SECONDS_PER_YEAR = 365 * 86_400
+
+
+class ReconcileSettings(Strict):
+    # absolute slack for rounding between the venue's decimals and ours
+    tolerance_usd: Annotated[float, Field(ge=0, le=1_000_000)] = 1.0
+    # slack as a ratio of the position: rounding, impermanent loss, a small mark move per sync
+    tolerance_ratio: Annotated[float, Field(ge=0, le=0.1)] = 0.0005
+    # multiple of the venue's own rate an accrual may reach (rates move, LP fees come in bursts)
+    rate_slack: Annotated[float, Field(ge=1, le=100)] = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class VenueCheck:
+    """One venue's report against the books at one sync."""
+
+    venue: str
+    books_units: int
+    reported_units: int
+    explained_units: int
+    tolerance_units: int
+    apr: float
+    elapsed_seconds: float
+
+    @property
+    def difference_units(self) -> int:
+        return self.reported_units - self.books_units
+
+    @property
+    def ok(self) -> bool:
+        d = self.difference_units
+        return -self.tolerance_units <= d <= self.explained_units + self.tolerance_units
+
+    def reason(self) -> str:
+        d = self.difference_units
+        sign = "+" if d >= 0 else "-"
+        return (
+            f"venue reports {units_to_str(self.reported_units)} USD, books hold "
+            f"{units_to_str(self.books_units)}: {sign}{units_to_str(abs(d))} beyond what its rate "
+            f"explains ({units_to_str(self.explained_units)} at {self.apr:.2%} APR over "
+            f"{self.elapsed_seconds:.0f} s, tolerance {units_to_str(self.tolerance_units)})"
+        )
+
+
+def check_venue(
+    venue: str,
+    books_units: int,
+    reported_units: int,
+    apr_now: float,
+    since: tuple[datetime, float] | None,
+    now: datetime,
+    cfg: ReconcileSettings,
+) -> VenueCheck:
+    """The bound above for one venue; ``since`` = (when it last agreed, its APR then)."""
+    elapsed = max((now - since[0]).total_seconds(), 0.0) if since else 0.0
+    apr = max(apr_now, since[1] if since else 0.0, 0.0)
+    explained = int(books_units * apr * elapsed / SECONDS_PER_YEAR * cfg.rate_slack)
+    tolerance = max(usd_to_units(cfg.tolerance_usd), int(books_units * cfg.tolerance_ratio))
+    return VenueCheck(venue, books_units, reported_units, explained, tolerance, apr, elapsed)
+
+
+def reconcile(
+    ledger: Ledger,
+    reported_units: Mapping[str, int],
+    rates_apr: Mapping[str, float],
+    now: datetime,
+    cfg: ReconcileSettings,
+) -> list[VenueCheck]:
+    """Check every venue the books or the report name; book what is explained, record breaks.
+
+    Returns the checks that are (still) breaks. A venue with an open break is never booked here,
+    even when its report later falls back inside the bound: only an operator closes a break.
+    """
+    books = {v: u for v, u in ledger.balances().positions_units.items()}
+    last = ledger.last_reconciled()
+    first = ledger.first_postings("position:")
+    open_breaks = {b.venue: b for b in ledger.open_breaks()}
+    breaks: list[VenueCheck] = []
+    for venue in sorted(set(books) | set(reported_units)):
+        b, r = books.get(venue, 0), reported_units.get(venue, 0)
+        if b == 0 and r == 0 and venue not in open_breaks:
+            ledger.mark_reconciled(venue, now, 0.0)  # agreed at nothing: a re-entry starts here
+            continue
+        since = last.get(venue) or ((first[venue], 0.0) if venue in first else None)
+        apr = float(rates_apr.get(venue, 0.0))
+        check = check_venue(venue, b, r, apr, since, now, cfg)
+        if check.ok and venue not in open_breaks:
+            if check.difference_units:
+                ledger.post(
+                    now,
+                    "accrual",
+                    [
+                        (f"position:{venue}", check.difference_units),
+                        (f"income:{venue}", -check.difference_units),
+                    ],
+                    memo=venue,
+                )
+            ledger.mark_reconciled(venue, now, max(apr, 0.0))
+            continue
+        # An open break keeps the reason it was opened for while the report wanders back.
+        reason = check.reason() if not check.ok else open_breaks[venue].reason
+        ledger.record_break(now, venue, b, r, check.explained_units, reason)
+        breaks.append(check)
+    return breaks
+
+
+class NoOpenBreak(ValueError):
+    pass
+
+
+def book_break(ledger: Ledger, venue: str, reason: str, at: datetime) -> Break:
+    """The operator's action: book an open break's difference, with a reason (never as income).
+
+    Raises NoOpenBreak naming the venues that do have one, and ValueError for an empty reason.
+    """
+    if not reason.strip():
+        raise ValueError("reason: must say why the difference is real")
+    by_venue = {b.venue: b for b in ledger.open_breaks()}
+    brk = by_venue.get(venue)
+    if brk is None:
+        have = ", ".join(sorted(by_venue)) or "none"
+        raise NoOpenBreak(f"venue: no open reconciliation break for {venue!r} (open: {have})")
+    ledger.post_break(at, brk, reason.strip())
+    return brk
+
+
+def describe_break(brk: Break) -> dict[str, str]:
+    """A break for the status API and logs (exact decimal strings)."""
+    return {
+        "venue": brk.venue,
+        "detected_at": brk.detected_at,
+        "updated_at": brk.updated_at,
+        "books_usd": units_to_str(brk.books_units),
+        "reported_usd": units_to_str(brk.reported_units),
+        "difference_usd": units_to_str(brk.difference_units),
+        "explained_usd": units_to_str(brk.explained_units),
+        "reason": brk.reason,
+    }
