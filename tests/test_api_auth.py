@@ -44,6 +44,8 @@ CALLS = {
         {"reason": "a test"},
         404,  # no open break
     ),
+    ("GET", "/api/v1/guards"): ("/api/v1/guards", None, 200),
+    ("POST", "/api/v1/guards/resume"): ("/api/v1/guards/resume", {"guard": "depeg"}, 200),
     ("POST", "/api/v1/config/reload"): ("/api/v1/config/reload", None, 200),
 }
 OPENAPI = ("GET", "/api/v1/openapi.json")

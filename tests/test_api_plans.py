@@ -113,3 +113,32 @@ async def test_an_open_break_is_booked_by_hand_through_the_api(tmp_path):
         actions = [a for a in daemon.control.actions(10) if a["action"] == "book_break"]
         assert [a["result"] for a in actions] == ["refused", "ok", "ok", "refused"]
         assert {a["who"] for a in actions} == {"bob-operate"}
+
+
+async def test_guard_resume_is_queued_for_the_next_cycle(tmp_path):
+    settings, config = settings_for(tmp_path / "var")
+    async with running(settings, config) as daemon, aiohttp.ClientSession() as session:
+        status, body = await call(
+            session, daemon, "POST", "/api/v1/guards/resume", OPERATE_TOKEN, {"guard": "nope"}
+        )
+        assert status == 400 and body["error"]["field"] == "guard"
+        status, body = await call(
+            session,
+            daemon,
+            "POST",
+            "/api/v1/guards/resume",
+            OPERATE_TOKEN,
+            {"venue": "no-such-venue"},
+        )
+        assert status == 400 and body["error"]["field"] == "venue"
+        status, body = await call(
+            session, daemon, "POST", "/api/v1/guards/resume", OPERATE_TOKEN, {"guard": "depeg"}
+        )
+        assert status == 200 and "queued" in body["detail"]
+        status, body = await call(session, daemon, "GET", "/api/v1/guards", OPERATE_TOKEN)
+        assert status == 200 and [r["requested_by"] for r in body["pending_resumes"]] == [
+            "bob-operate"
+        ]
+        await daemon.rebalance_once()  # the guard step applies it
+        status, body = await call(session, daemon, "GET", "/api/v1/guards", OPERATE_TOKEN)
+        assert body["pending_resumes"] == []

@@ -60,6 +60,7 @@ OPERATOR_ACTIONS: tuple[str, ...] = (
     "reload",
     "plan_results",
     "book_break",
+    "guard_resume",
     "other",
 )
 #: the two parts of a venue's predicted yield, kept apart so emissions can be discounted

@@ -292,6 +292,34 @@ class Operations:
             params={"reason": reason, "break": describe_break(brk)},
         )
 
+    def guard_resume(self, who: str, venue: str | None, guard: str | None) -> dict[str, Any]:
+        """Queue a resume of tripped guard breakers (``vault.guard_store.request_resume``, the same
+        call as ``yieldvault guards resume``); the daemon applies it at its next cycle."""
+        from vault.guard_store import request_resume
+
+        target = f"{venue or '*any*'}/{guard or '*any*'}"
+        try:
+            req = request_resume(
+                self.daemon.settings.data_dir,
+                venue,
+                guard,
+                now=self.daemon.wall_now(),
+                by=who,
+                venues=set(self.daemon.venues),
+            )
+        except ValueError as exc:
+            field, _, why = str(exc).partition(": ")
+            raise self._refuse(who, "guard_resume", ApiError(400, field, why), target) from None
+        self.daemon.request_cycle()
+        return self._ok(
+            who,
+            "guard_resume",
+            f"resume #{req.id} queued for venue={venue or 'any'} guard={guard or 'any'}; "
+            "applied at the next cycle",
+            target,
+            params={"venue": venue, "guard": guard},
+        )
+
     def awaiting(self) -> int:
         return len(self.store.plans(OPEN_STATUSES))
 

@@ -179,6 +179,39 @@ ROUTES: tuple[Route, ...] = (
         (400, 404),
     ),
     Route(
+        "GET",
+        "/api/v1/guards",
+        rd.guards,
+        "The protocol-health guards' breakers that are not closed, and resumes not yet applied",
+        sc.obj(
+            {
+                "breakers": sc.arr(
+                    sc.obj(
+                        {
+                            "venue": sc.STR,
+                            "guard": sc.STR,
+                            "state": sc.STR,
+                            "action": sc.STR,
+                            "trips": sc.INT,
+                            "resumed": sc.BOOL,
+                            "evidence": sc.STR,
+                        }
+                    )
+                ),
+                "pending_resumes": sc.arr(sc.OBJ),
+            }
+        ),
+    ),
+    Route(
+        "POST",
+        "/api/v1/guards/resume",
+        op.guard_resume,
+        "Resume tripped guard breakers (exit / pause need a person), at the next cycle",
+        sc.ACTION_RESULT,
+        sc.GuardResumeBody,
+        (400,),
+    ),
+    Route(
         "POST",
         "/api/v1/config/reload",
         op.reload,

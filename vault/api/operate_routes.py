@@ -11,6 +11,7 @@ from vault.api.errors import ApiError
 from vault.api.read_routes import daemon_of, int_param
 from vault.api.schemas import (
     BreakBody,
+    GuardResumeBody,
     PauseBody,
     ReasonBody,
     ResultsBody,
@@ -94,3 +95,9 @@ async def book_break(request: web.Request) -> web.Response:
     body = await read_body(request, BreakBody)
     ops = daemon_of(request).operations
     return web.json_response(await ops.book_break(_who(request), _venue(request), body.reason))
+
+
+async def guard_resume(request: web.Request) -> web.Response:
+    body = await read_body(request, GuardResumeBody)
+    ops = daemon_of(request).operations
+    return web.json_response(ops.guard_resume(_who(request), body.venue, body.guard))

@@ -174,3 +174,34 @@ async def config(request: web.Request) -> web.Response:
 async def breaks(request: web.Request) -> web.Response:
     ledger = daemon_of(request).ledger
     return web.json_response({"breaks": [describe_break(b) for b in ledger.open_breaks()]})
+
+
+async def guards(request: web.Request) -> web.Response:
+    """The guards' breakers that are not closed, and the resumes not yet applied."""
+    from vault.guard_store import read_status
+
+    state, pending = read_status(daemon_of(request).settings.data_dir)
+    rows = [
+        {
+            "venue": v,
+            "guard": g,
+            "state": b.state.value,
+            "action": str(b.action),
+            "trips": b.trips,
+            "resumed": b.resumed,
+            "evidence": b.evidence,
+        }
+        for (v, g), b in sorted(state.breakers.items())
+        if b.active
+    ]
+    resumes = [
+        {
+            "id": r.id,
+            "venue": r.venue,
+            "guard": r.guard,
+            "requested_at": r.requested_at,
+            "requested_by": r.requested_by,
+        }
+        for r in pending
+    ]
+    return web.json_response({"breakers": rows, "pending_resumes": resumes})

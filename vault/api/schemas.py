@@ -48,6 +48,13 @@ class BreakBody(Body):
     reason: Annotated[str, Field(min_length=1, max_length=500)]
 
 
+class GuardResumeBody(Body):
+    """Which tripped breakers to resume: a venue (``*`` = the portfolio) and/or a guard; none: all."""
+
+    venue: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    guard: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+
 class MoveReport(Body):
     """A signer's report of one exported move: ``done`` (with what the venue applied) or ``failed``.
 
