@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar
 
+import numpy as np
 from pydantic import Field
 
 from adapters.base import SECONDS_PER_YEAR, Adapter, BuildContext, Endpoint, Params, VenuePlan
@@ -70,7 +71,7 @@ class AcrossAdapter(Adapter):
             ("originChainId", str(params.origin_chain_id)),
             ("outputToken", params.output_token),
         )
-        amount = str(int(round(params.quote_amount_usd * 10**params.input_decimals)))
+        amount = str(round(params.quote_amount_usd * 10**params.input_decimals))
         endpoints = [
             Endpoint(
                 self.feed,
@@ -139,7 +140,7 @@ class AcrossAdapter(Adapter):
             if curve.capacity_usd > 0
             else p.quote_amount_usd
         )
-        real_apr = float(curve.real_income_usd(probe)) / probe
+        real_apr = float(curve.real_income_usd(np.array([probe]))[0]) / probe
         ctx.check_apr(real_apr, f"{where} arbitrage APR")
         # Today's gap alone must be believable too: an absurd one is a broken feed or a crisis,
         # which a week of calm history must not average away.

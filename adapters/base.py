@@ -15,29 +15,15 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from adapters.coins import chart_from, price_from, volatility_from
 from adapters.config import FeedSettings
 from adapters.errors import FeedError
-from adapters.http import Fetched
+from adapters.http import Endpoint, Fetched
 from adapters.models import CoinChart, CoinPrice, FeedModel, parse
 from core.config import VenueConfig
 from core.types import VenueKind, VenueSnapshot
 
 SECONDS_PER_YEAR = 31_536_000
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One GET, shared by every venue that names it. ``feed`` is the metric label."""
-
-    feed: str
-    url: str
-    params: tuple[tuple[str, str], ...] = ()
-    # Binance-style ``current``/``size`` pages, merged into one {"rows","total"}
-    paged: bool = False
-
-    @property
-    def query(self) -> dict[str, str] | None:
-        return dict(self.params) if self.params else None
 
 
 class Params(BaseModel):
@@ -139,8 +125,6 @@ class BuildContext:
 
     def price(self, coin: str) -> CoinPrice:
         """Current USD price of ``coin`` ("chain:address") from the coins API, freshness-checked."""
-        from adapters.coins import price_from  # local: coins imports this module
-
         endpoint = self._coin_endpoint[coin.lower()]
         price = price_from(self, endpoint, coin)
         self.check_time("coins", price.timestamp, f"coins {coin} timestamp", endpoint)
@@ -148,14 +132,10 @@ class BuildContext:
 
     def volatility(self, coin: str) -> float:
         """Realized annual volatility of ``coin`` from its hourly price history (cached per body)."""
-        from adapters.coins import volatility_from
-
         return volatility_from(self, self._chart_endpoint[coin.lower()], coin)
 
     def chart(self, coin: str) -> CoinChart:
         """``coin``'s hourly price history (the ``volatility_span_hours`` window)."""
-        from adapters.coins import chart_from
-
         return chart_from(self, self._chart_endpoint[coin.lower()], coin)
 
     def received_at(self, endpoint: Endpoint) -> datetime:

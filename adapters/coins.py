@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from adapters.base import BuildContext, Endpoint
 from adapters.errors import FeedError
-from adapters.http import Fetched
+from adapters.http import Endpoint, Fetched
 from adapters.models import CoinChart, CoinPrice, CoinPrices, parse
 
 FEED = "coins"
@@ -24,6 +23,15 @@ PREFIX = "coins"
 LIVE_BASE_URL = "https://coins.llama.fi"
 HOURS_PER_YEAR = 24 * 365
 CHART_BATCH = 20  # histories are ~168 points each; keep a response small
+
+
+class BuildContext(Protocol):
+    """What the coins rows need of ``adapters.base.BuildContext`` (which calls in here: this
+    module does not import that one)."""
+
+    def row(self, endpoint: Endpoint, key: Any, raw: Any, model: Any, where: str) -> Any: ...
+
+    def index(self, endpoint: Endpoint, name: str, build: Any) -> Any: ...
 
 
 def price_endpoints(coins_url: str, coins: Iterable[str], batch: int) -> dict[str, Endpoint]:

@@ -88,10 +88,12 @@ class CompoundAdapter(Adapter):
                 f"{where} field totalBorrow {borrow_usd:.6g} USD exceeds totalSupply {supply_usd:.6g}",
             )
         feed_supply_apr = ctx.check_apr(
-            compound.per_year(c.supplyRate / compound.FACTOR_SCALE), f"{where} field supplyRate"
+            float(compound.per_year(c.supplyRate / compound.FACTOR_SCALE)),
+            f"{where} field supplyRate",
         )
         feed_borrow_apr = ctx.check_apr(
-            compound.per_year(c.borrowRate / compound.FACTOR_SCALE), f"{where} field borrowRate"
+            float(compound.per_year(c.borrowRate / compound.FACTOR_SCALE)),
+            f"{where} field borrowRate",
         )
         try:
             curve_params = compound.CometCurve.from_per_second_factors(

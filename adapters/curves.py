@@ -16,6 +16,7 @@ beyond it, more capital earns less, so the venue will not take it from us.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -191,7 +192,7 @@ def _hull_bridges(f: Callable[[Vector], Vector], xs: Vector, fs: Vector) -> list
                 break
         hull.append(i)
     bridges = []
-    for a, b in zip(hull, hull[1:]):
+    for a, b in itertools.pairwise(hull):
         if b - a > 1:
             chord = fs[a] + (xs[a + 1 : b] - xs[a]) * (fs[b] - fs[a]) / (xs[b] - xs[a])
             if np.max(chord - fs[a + 1 : b]) > _REL_TOL * scale:
@@ -217,10 +218,18 @@ def _refine_bridge(f: Callable[[Vector], Vector], xs: Vector, a: int, b: int) ->
     fa, fb = fx(xa), fx(xb)
     for _ in range(3):
         top_a = min(hi_a, xb * (1 - 1e-12))
-        xa = _argmax_in(lambda v, xb=xb, fb=fb: -(fb - np.asarray(f(v))) / (xb - v), lo_a, top_a)
+
+        def left_end(v: Vector, xb: float = xb, fb: float = fb) -> Vector:
+            return -(fb - np.asarray(f(v))) / (xb - v)
+
+        xa = _argmax_in(left_end, lo_a, top_a)
         fa = fx(xa)
         bottom_b = max(lo_b, xa * (1 + 1e-12) + 1e-12)
-        xb = _argmax_in(lambda v, xa=xa, fa=fa: (np.asarray(f(v)) - fa) / (v - xa), bottom_b, hi_b)
+
+        def right_end(v: Vector, xa: float = xa, fa: float = fa) -> Vector:
+            return (np.asarray(f(v)) - fa) / (v - xa)
+
+        xb = _argmax_in(right_end, bottom_b, hi_b)
         fb = fx(xb)
     return _Bridge(xa, xb, fa, fb)
 

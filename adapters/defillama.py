@@ -88,7 +88,7 @@ class DefiLlamaAdapter(Adapter):
             params,
             base_url,
             tuple(endpoints),
-            chart_coins=(params.price_coin,) if needs_sigma else (),
+            chart_coins=(params.price_coin,) if needs_sigma and params.price_coin else (),
         )
 
     def build(self, plan: VenuePlan, ctx: BuildContext, position_usd: float) -> VenueSnapshot:

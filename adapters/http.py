@@ -32,6 +32,21 @@ from adapters.config import FeedSettings
 from adapters.errors import FeedError
 
 
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One GET, shared by every venue that names it. ``feed`` is the metric label."""
+
+    feed: str
+    url: str
+    params: tuple[tuple[str, str], ...] = ()
+    # Binance-style ``current``/``size`` pages, merged into one {"rows","total"}
+    paged: bool = False
+
+    @property
+    def query(self) -> dict[str, str] | None:
+        return dict(self.params) if self.params else None
+
+
 class CircuitBreaker:
     """Closed -> open after ``failures_to_open`` consecutive transient failures; open -> half-open
     after ``cooldown_seconds``, when exactly one trial request may go; its success closes the
@@ -259,9 +274,17 @@ class FeedClient:
             async with self._semaphore:
                 async with asyncio.timeout(timeout_seconds):
                     async with self._session.get(
-                        full_url, headers=headers, allow_redirects=True
+                        full_url, headers=headers, allow_redirects=False
                     ) as resp:
                         status = resp.status
+                        if 300 <= status < 400 and status != 304:
+                            # A feed is read from the host it is configured at: a redirect could
+                            # send the poller to any host and port (an internal one included).
+                            raise FeedError(
+                                "http_4xx",
+                                f"HTTP {status} from {full_url}: redirect to "
+                                f"{resp.headers.get('Location', '?')!r} not followed",
+                            )
                         if status == 304 and entry is not None:
                             self.stats.not_modified += 1
                             self._store(feed, full_url, resp.headers, entry.payload, same_body=True)
@@ -296,7 +319,13 @@ class FeedClient:
         except aiohttp.ClientError as exc:
             raise FeedError("connection", f"{type(exc).__name__} from {full_url}: {exc}") from None
         try:
-            payload = json.loads(body, parse_constant=_reject_constant)
+            payload = json.loads(
+                body, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys
+            )
+        except RecursionError:
+            raise FeedError(
+                "malformed_json", f"body of {full_url} nests too deeply to be a feed"
+            ) from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise FeedError("malformed_json", f"body of {full_url} is not JSON: {exc}") from None
         if settings.honour_cache_headers:
@@ -349,6 +378,16 @@ async def _read_capped(resp: aiohttp.ClientResponse, limit: int, url: str) -> by
         if len(buf) > limit:
             raise FeedError("too_large", f"{url} sent more than max_response_bytes {limit}")
     return bytes(buf)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose key appears twice is ambiguous (parsers keep the first or the last)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate key {dup!r}")
+    return out
 
 
 def _float_or_none(value: str | None) -> float | None:

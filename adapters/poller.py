@@ -37,15 +37,18 @@ from adapters.config import FeedSettings
 from adapters.defillama import DefiLlamaAdapter
 from adapters.errors import FeedError
 from adapters.fixed import FixedAdapter
+from adapters.hedged_lp import HedgedLpAdapter
 from adapters.http import FeedClient, Fetched
 from adapters.lido import LidoAdapter
+from adapters.loop import LoopAdapter
+from adapters.nft_rental import NftRentalAdapter
 from core.config import VenueConfig
 from core.types import VenueSnapshot
 
 
 def _log() -> structlog.typing.FilteringBoundLogger:
     # a fresh proxy per use, so logging reconfigured after import (the daemon, tests) applies
-    return structlog.get_logger("adapters")  # type: ignore[no-any-return]
+    return structlog.get_logger("adapters")
 
 
 #: FeedRef.adapter -> adapter
@@ -58,6 +61,9 @@ ADAPTERS: dict[str, Adapter] = {
         CompoundAdapter(),
         AcrossAdapter(),
         FixedAdapter(),
+        LoopAdapter(),
+        HedgedLpAdapter(),
+        NftRentalAdapter(),
     )
 }
 
@@ -232,7 +238,7 @@ class FeedPoller:
 
         # parsed payloads are kept only where the next cycle can reuse them (a 304 or a max-age hit);
         # the rest would only sit in the cyclic GC's way until the next cycle replaces them
-        for ep, result in results.items():
+        for result in results.values():
             if isinstance(result, Fetched) and not self._client.is_cached(result.url):
                 self._parsed.pop(result.url, None)
 

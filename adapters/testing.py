@@ -1,5 +1,6 @@
 """A small contract-shaped feed server for tests: every payload of ``mockfeeds/README.md`` for the
-five default venues (``config/default.yaml``), with knobs for faults and cache headers.
+default venues (``config/default.yaml``; the composite kinds' from
+:mod:`adapters.testing_composite`), with knobs for faults and cache headers.
 
 This is not the simulated market (``mockfeeds/``): its payloads are static apart from what a
 test changes, which makes exact assertions possible. Payloads follow the live APIs' shapes,
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
+from adapters.testing_composite import HEDGED_POOL, composite_payloads, loop_reserves
 from protocols import aave
 
 USDC_ETH = "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48"
@@ -291,7 +293,14 @@ class FakeFeeds:
                 "total": 1,
             },
         }
+        # the composite kinds of the default config (loop, hedged LP, NFT rental)
+        self.payloads.update(composite_payloads(now))
+        self.payloads["/aave/v3/ethereum/reserves"]["reservesData"] += loop_reserves(now)
+        self.payloads["/defillama/pools"]["data"].append(
+            llama_pool_row(HEDGED_POOL, tvl_usd=150e6, apy_base=18.0, apy_reward=None)
+        )
         self.coin_prices = {
+            "coingecko:ethereum": 2069.0,
             f"arbitrum:{USDC_ARB}": 0.9995,
             f"base:{USDC_BASE}": 1.0015,
             f"ethereum:{WETH}": 2069.0,

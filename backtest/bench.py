@@ -100,7 +100,10 @@ def _replay(h: LendingHistory, goal_seconds: float) -> dict[str, Any]:
     }
 
 
-def bench_backtest(history: Path | None = None, *, days: int | None = None) -> dict[str, Any]:
+def bench_backtest(
+    history: Path | None = None, *, days: int | None = None, venue_days: int = 30
+) -> dict[str, Any]:
+    """``days``/``venue_days`` shorten the two replays (the goals scale with the cycles)."""
     path = history or shared_data("aave_v3_ethereum_hourly.csv.gz")
     if path is None:
         raise FileNotFoundError(
@@ -113,7 +116,7 @@ def bench_backtest(history: Path | None = None, *, days: int | None = None) -> d
         h = h.window(None, int(h.times[0]) + days * 86_400)
     real = _replay(h, goal_seconds=120.0 if days is None else 120.0 * days * 24 / 26_141)
     real["load_seconds"] = round(load_seconds, 2)
-    generated = _replay(generated_history(), goal_seconds=300.0)
+    generated = _replay(generated_history(days=venue_days), goal_seconds=300.0 * venue_days / 30)
     return {
         "hourly_history": real,
         "venues_1000_30_days": generated,

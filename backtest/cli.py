@@ -23,7 +23,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     src.add_argument(
         "--history", type=Path, help="lending history in the hourly contract's columns"
     )
-    src.add_argument("--market", type=Path, help="a mockfeeds market YAML (Monte Carlo; not yet)")
+    src.add_argument("--market", type=Path, help="a mockfeeds market YAML (seeded Monte Carlo)")
+    p.add_argument("--days", type=float, default=7.0, help="--market: simulated days to run")
     p.add_argument("--config", type=Path, default=None, help="YAML with vault/limits/optimizer")
     p.add_argument("--from", dest="start", default=None, help="first time (ISO date or time, UTC)")
     p.add_argument("--to", dest="end", default=None, help="last time (ISO date or time, UTC)")
@@ -37,6 +38,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategies", default=",".join(STRATEGIES))
     p.add_argument("--out", type=Path, default=None, help="output directory (required)")
     p.add_argument("--json", action="store_true", help="print summary.json as the only stdout")
+    p.add_argument("--jobs", type=int, default=1, help="strategies replayed in parallel processes")
 
 
 def add_parser(sub: Any) -> None:
@@ -138,6 +140,32 @@ def _prepare(args: argparse.Namespace) -> Any:
     )
 
 
+def _simulated(args: argparse.Namespace, names: list[str]) -> tuple[int, str]:
+    from backtest.report import render_html
+    from backtest.run import BadInput, summary_bytes
+    from backtest.simulated import run_simulated
+
+    if args.out is None:
+        raise BadInput("--out", "required (the directory for summary.json, report.html, ledgers)")
+    if not args.market.is_file():
+        raise BadInput("--market", f"{args.market}: no such file")
+    if args.strategies == ",".join(STRATEGIES):
+        names = [n for n in names if n != "hindsight"]
+    summary, runs, chains = run_simulated(
+        args.market,
+        args.config,
+        args.out,
+        names,
+        period=args.rebalance_every,
+        days=args.days,
+        seed=args.seed,
+    )
+    summary["inputs"]["simulated"] = True
+    (args.out / "summary.json").write_bytes(summary_bytes(summary))
+    (args.out / "report.html").write_text(render_html(summary, runs, chains))
+    return 0, summary_bytes(summary).decode() if args.json else ""
+
+
 def _strategies(args: argparse.Namespace) -> list[str]:
     from backtest.run import BadInput
 
@@ -159,10 +187,14 @@ def _main(args: argparse.Namespace) -> tuple[int, str]:
 
         return run_sweep(args, _prepare(args), _strategies(args))
     names = _strategies(args)
+    if args.market is not None:
+        return _simulated(args, names)
     p = _prepare(args)
     total = len(names) * len(cycle_times(p.history, p.period_seconds))
     with tqdm(total=total, file=sys.stderr, unit="cycle", desc="backtest", disable=None) as bar:
-        summary, runs = run_prepared(p, args.out, names, progress=bar.update)
+        summary, runs = run_prepared(
+            p, args.out, names, progress=bar.update, jobs=max(args.jobs, 1)
+        )
     if args.check_lookahead:
         from backtest.lookahead import check_lookahead
 

@@ -1,13 +1,15 @@
-"""The driver: simulated time, one cycle every ``period_seconds``, per strategy, through the real books.
+"""The driver: simulated time, one ``vault.cycle.run_cycle`` every ``period_seconds``, per strategy.
 
 Per strategy: a :class:`~backtest.market.ReplayMarket` (its own world: our deposits move its rates),
-a real SQLite :class:`~vault.ledger.Ledger` in the out dir and the vault's paper executor over the
-in-process transport. Each cycle: advance the market (accrual), replay unresolved moves, land
-transfers, sync positions (accrual and marks booked as income), decide, execute what the decision
-says, and record. After every cycle the books are checked: every account sums to zero (double
-entry) and ``idle + positions + in flight`` equals the NAV the market reports plus what is in
-flight, to the base unit; the holdings after the moves go through the independent checker, and a
-hard-limit breach beyond the drift band (``optimizer.drift_tolerance_ratio``) is counted.
+a real SQLite :class:`~vault.ledger.Ledger` in the out dir, the vault's ``PaperExecutor`` over
+``vault.transport.InProcessTransport(market)``, and the strategy as the cycle's optimizer. Each
+cycle: advance the market (accrual), build the snapshots, then ``run_cycle`` (recover, settle, sync,
+decide, gate/check, execute, record: the daemon's own step, nothing re-implemented here). After
+every cycle the books are checked: every account sums to zero (double entry) and each
+``position:<venue>`` equals what the market holds for us, to the base unit; the holdings after the
+moves go through the independent checker, and a hard-limit breach beyond the drift band
+(``optimizer.drift_tolerance_ratio``) is counted. ``Ledger.audit()`` runs at the end (and every
+cycle with ``audit_every_cycle``).
 """
 
 from __future__ import annotations
@@ -27,14 +29,15 @@ from backtest.market import ReplayMarket
 from backtest.rates import RateModels
 from backtest.sources import PriceTable
 from backtest.strategies import Strategy
-from backtest.transport import InProcessExecutor
-from core.money import units_to_usd, usd_to_units
-from core.types import PortfolioState, Venue
+from core.money import usd_to_units
+from core.types import Venue
 from optimizer import OptimizerSettings, RiskLimits
 from optimizer.checker import check_allocation
-from protocols import across
-from vault.executor import MoveStatus, move_to_dict
+from optimizer.memory import EMPTY_MEMORY
+from vault.cycle import CycleDeps, CycleInput, RebalanceOutcome, portfolio_of, run_cycle, run_inline
+from vault.executor import MoveStatus, PaperExecutor, move_to_dict
 from vault.ledger import Ledger
+from vault.transport import InProcessTransport
 
 
 class ConservationError(AssertionError):
@@ -81,16 +84,6 @@ def cycle_times(h: LendingHistory, period_seconds: int) -> list[int]:
     return list(range(t0, t1 + 1, max(period_seconds, h.step_seconds)))
 
 
-def _landing(flights: dict[str, int], venues: dict[str, Venue]) -> tuple[tuple[float, float], ...]:
-    out = []
-    for flight, units in flights.items():
-        _, kind, ref = flight.split("/", 2)
-        venue = venues.get(ref.partition("/")[0]) if kind == "withdrawal" else None
-        days = venue.exit_days if venue is not None else across.SLOW_FILL_SECONDS / 86_400
-        out.append((days, units_to_usd(units)))
-    return tuple(out)
-
-
 def _digest(decision: object) -> str:
     d = decision
     moves = [move_to_dict(m) for m in d.plan.moves]  # type: ignore[attr-defined]
@@ -131,8 +124,9 @@ async def replay_strategy(
     audit_every_cycle: bool = False,
     timings: dict[str, float] | None = None,
 ) -> StrategyRun:
-    """``timings``: when given, wall seconds per phase are added to it (market, books, snapshots,
-    decide, execute, check)."""
+    """One strategy over the history; each cycle is ``vault.cycle.run_cycle`` (recover, settle, sync,
+    decide, gate/check, execute, record: the daemon's step). ``timings``: when given, wall seconds
+    per phase are added to it (market accrual, snapshots, cycle, check)."""
     clock = _PhaseClock(timings)
     market = ReplayMarket(
         history,
@@ -148,9 +142,24 @@ async def replay_strategy(
     ledger = Ledger(ledger_path, durable=False)
     by_id = {v.id: v for v in venues}
     ledger.deposit_capital(market.now(), cfg.home_chain, usd_to_units(cfg.capital_usd))
-    executor = InProcessExecutor(
-        market, ledger=ledger, venues=by_id, home_chain=cfg.home_chain, clock=market.now
+    executor = PaperExecutor(
+        InProcessTransport(market),
+        ledger=ledger,
+        venues=by_id,
+        home_chain=cfg.home_chain,
+        clock=market.now,
+        bridge_wait_seconds=0.0,  # simulated time does not pass inside a cycle
     )
+    deps = CycleDeps(
+        ledger=ledger,
+        executor=executor,
+        optimizer=strategy,  # type: ignore[arg-type]  # duck-typed: decide(..., memory=, directives=)
+        venues=by_id,
+        clock=market.now,
+        run_in_thread=run_inline,
+        persist_memory=False,
+    )
+    memory = EMPTY_MEMORY
     run = StrategyRun(strategy.name, ledger_path)
     tolerance = cfg.settings.drift_tolerance_ratio
     try:
@@ -159,38 +168,17 @@ async def replay_strategy(
             market.advance_to(ts)
             now = market.now()
             clock.lap("market")
-            await executor.recover()
-            await executor.settle_in_flight()
-            await executor.sync_positions()
-            b = ledger.balances()
-            _check_books(ledger, market, b, audit_every_cycle)
-            clock.lap("books")
-            portfolio = PortfolioState(
-                positions_usd={v: units_to_usd(u) for v, u in b.positions_units.items() if u},
-                idle_usd=units_to_usd(b.total_idle_units),
-                in_flight_usd=units_to_usd(b.total_in_flight_units),
-                in_flight_landing=_landing(b.in_flight_units, by_id),
-            )
             live = market.snapshots()
             snaps = market.hindsight_snapshots(cfg.period_seconds) if strategy.hindsight else live
             clock.lap("snapshots")
-            decision = strategy.decide(snaps, portfolio, now)
-            clock.lap("decide")
-            results = []
-            if decision.plan.execute and decision.status == "optimal" and not decision.violations:
-                results = await executor.execute(decision.plan)
-                if any(r.status is MoveStatus.DONE for r in results):
-                    run.executed_plans += 1
-            clock.lap("execute")
-            after = ledger.balances()
-            if ledger.total_units() != 0:
-                raise ConservationError(f"accounts sum to {ledger.total_units()} units at {now}")
-            post = PortfolioState(
-                positions_usd={v: units_to_usd(u) for v, u in after.positions_units.items() if u},
-                idle_usd=units_to_usd(after.total_idle_units),
-                in_flight_usd=units_to_usd(after.total_in_flight_units),
-                in_flight_landing=_landing(after.in_flight_units, by_id),
-            )
+            out = await run_cycle(CycleInput(snaps, now, memory), deps)
+            memory = out.memory
+            clock.lap("cycle")
+            if out.outcome is RebalanceOutcome.EXECUTED:
+                run.executed_plans += 1
+            after = out.balances_after
+            _check_books(ledger, market, after, audit_every_cycle)
+            post = portfolio_of(after, by_id)
             report = check_allocation(
                 live,
                 post,
@@ -202,41 +190,29 @@ async def replay_strategy(
                 in_flight_known=post.in_flight_landing,
             )
             hard = tuple(
-                v for v, e in zip(report.violations, report.excess, strict=False) if e > tolerance
+                v for v, e in zip(report.violations, report.excess, strict=True) if e > tolerance
             )
             traded = sum(
                 r.applied_units
-                for r in results
+                for r in out.results
                 if r.status is MoveStatus.DONE and r.action in ("deposit", "withdraw")
             )
+            d = out.decision
             run.records.append(
                 CycleRecord(
                     ts=ts,
                     nav_units=after.nav_units,
-                    status=decision.status,
-                    executed=bool(results),
-                    predicted_apr=decision.predicted_apr,
+                    status=d.status if d is not None else "not_run",
+                    executed=out.outcome is RebalanceOutcome.EXECUTED,
+                    predicted_apr=d.predicted_apr if d is not None else None,
                     traded_units=traded,
                     positions_units={k: v for k, v in after.positions_units.items() if v},
                     idle_units=after.total_idle_units,
                     breaches=hard,
                     drift_breaches=len(report.violations) - len(hard),
-                    digest=_digest(decision),
+                    digest=_digest(d) if d is not None else f"not_run:{out.reason}",
                 )
             )
-            if results:
-                ledger.record_rebalance(
-                    started_at=now,
-                    finished_at=now,
-                    outcome="executed",
-                    solver_status=decision.status,
-                    reason=decision.reason,
-                    nav_units=after.nav_units,
-                    inputs={},
-                    solution={"predicted_apr": decision.predicted_apr},
-                    moves=[move_to_dict(m) for m in decision.plan.moves],
-                    results=[r.as_dict() for r in results],
-                )
             clock.lap("check")
             if progress is not None:
                 progress(1)

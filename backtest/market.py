@@ -1,9 +1,9 @@
 """A replayed market: real lending history served at simulated time ``t``, with our own deposits.
 
-It answers the simulated market's paper-execution interface (``mockfeeds.market.Market``:
+It answers the simulated market's paper-execution interface (``mockfeeds.paper_api.PaperMarket``:
 ``deposit``, ``withdraw``, ``bridge``, ``transfer``, ``withdrawal``, ``positions_view``, each taking
 and returning the same JSON-shaped dicts and raising the same :class:`MarketError`), so the vault's
-executor books it through the same code, in process. Time moves only forward through
+executor books it through the same code, in process (``vault.transport.InProcessTransport``). Time moves only forward through
 :meth:`ReplayMarket.advance_to`; nothing after the current row is ever read by :meth:`snapshots`
 (only :meth:`hindsight_snapshots`, named for the one strategy allowed to see the future).
 
@@ -317,13 +317,26 @@ class ReplayMarket:
         if amount / UNITS_PER_USD > cash + 1e-9:
             raise MarketError("amount_usd", f"exceeds available liquidity {cash:.2f}")
         mark = int(self.marks_micro()[j])
-        tokens = int(self.tokens[j]) if amount == pos else -(-amount * UNITS_PER_USD // mark)
-        self.tokens[j] = max(int(self.tokens[j]) - tokens, 0)
+        held = int(self.tokens[j])
+        if amount == pos:
+            tokens = held
+        else:
+            # the most tokens whose value at the mark is at most the amount asked: what we pay out
+            # is exactly what the position's value drops by (no unit created or lost off par)
+            tokens = min(amount * UNITS_PER_USD // mark, held)
+            while tokens and pos - (held - tokens) * mark // UNITS_PER_USD > amount:
+                tokens -= 1
+        self.tokens[j] = held - tokens
+        applied = pos - self.position_units(j)
+        if applied <= 0:
+            raise MarketError(
+                "amount_usd", f"{units_to_str(amount)} is below one token unit at the mark"
+            )
         resp = {
             "venue": venue_id,
             "action": "withdraw",
             "amount_usd": units_to_str(amount),
-            "applied_usd": units_to_str(amount),
+            "applied_usd": units_to_str(applied),
             "fee_usd": "0.000000",
             "position_usd": units_to_str(self.position_units(j)),
             "idempotency_key": idempotency_key,
@@ -383,6 +396,9 @@ class ReplayMarket:
         raise MarketError(
             "withdrawal_id", f"unknown withdrawal {withdrawal_id!r} (lending pays at once)", 404
         )
+
+    def save_if_dirty(self) -> None:
+        """Nothing to make durable: a replay is re-run, not recovered."""
 
     def positions_view(self) -> dict[str, Any]:
         rows = [

@@ -43,8 +43,12 @@ def _png(fig: plt.Figure) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _dates(ts: np.ndarray) -> list[datetime]:
-    return [datetime.fromtimestamp(int(t), UTC) for t in ts]
+def _dates(ts: np.ndarray) -> np.ndarray:
+    """Cycle times as datetime64 (matplotlib's date axis)."""
+    return np.array(
+        [datetime.fromtimestamp(int(t), UTC).replace(tzinfo=None) for t in ts],
+        dtype="datetime64[s]",
+    )
 
 
 def _nav_plot(runs: Sequence[StrategyRun]) -> str:
@@ -152,3 +156,31 @@ img{{max-width:100%}}</style></head><body>
 {imgs}
 </body></html>
 """
+
+
+def markdown_table(summary: dict) -> str:
+    """The metrics table for a README (``python -m backtest.report out/summary.json``)."""
+    cols = [(k, label, pat) for k, label, pat in _METRICS]
+    lines = ["| strategy | " + " | ".join(label for _, label, _ in cols) + " |"]
+    lines.append("| --- |" + " ---: |" * len(cols))
+    for name, m in summary["strategies"].items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(m.get(k), pat) for k, _, pat in cols) + " |")
+    lines.append("")
+    lines.append("| strategy | stress window | loss | exposure at start | hours to get out |")
+    lines.append("| --- | --- | ---: | ---: | ---: |")
+    for name, m in summary["strategies"].items():
+        for w, s in m["stress"].items():
+            lines.append(
+                f"| {name} | {w} | {_fmt(s.get('loss'), '{:.3%}')} | "
+                f"{_fmt(s.get('exposure_at_start'), '{:.1%}')} | "
+                f"{_fmt(s.get('hours_to_get_out'), '{:.0f}')} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+    from pathlib import Path
+
+    print(markdown_table(json.loads(Path(sys.argv[1]).read_text())), end="")

@@ -184,30 +184,15 @@ def run_prepared(
     *,
     progress: Callable[[int], None] | None = None,
     audit_every_cycle: bool = False,
+    jobs: int = 1,
 ) -> tuple[dict[str, Any], list[StrategyRun]]:
+    """``jobs`` > 1: strategies replay in that many worker processes (each its own world and
+    books, as in one process; the summary is the same bytes)."""
     venues = history_venues(p.history)
-    cfg = RunConfig(
-        p.config.limits,
-        p.config.settings,
-        p.config.home_chain,
-        p.config.capital_usd,
-        p.period_seconds,
-    )
-    strats = [
-        make_strategy(n, p.config.limits, p.config.settings, p.config.home_chain)
-        for n in strategies
-    ]
-    runs = run_strategies(
-        strats,
-        p.history,
-        p.rates,
-        venues,
-        cfg,
-        out_dir,
-        prices=p.prices,
-        progress=progress,
-        audit_every_cycle=audit_every_cycle,
-    )
+    if jobs > 1 and len(strategies) > 1:
+        runs = _parallel(p, out_dir, list(strategies), jobs, progress, audit_every_cycle)
+    else:
+        runs = _serial(p, out_dir, list(strategies), progress, audit_every_cycle)
     table = summarize(runs, {v.id: v.asset.upper() for v in venues})
     ours = table.get("ours", {}).get("net_apy")
     beaten_by = sorted(
@@ -226,6 +211,67 @@ def run_prepared(
         "ours_limit_breach_cycles": table.get("ours", {}).get("limit_breach_cycles"),
     }
     return summary, runs
+
+
+def _serial(
+    p: Prepared,
+    out_dir: Path,
+    names: list[str],
+    progress: Callable[[int], None] | None,
+    audit_every_cycle: bool,
+) -> list[StrategyRun]:
+    cfg = RunConfig(
+        p.config.limits,
+        p.config.settings,
+        p.config.home_chain,
+        p.config.capital_usd,
+        p.period_seconds,
+    )
+    return run_strategies(
+        [make_strategy(n, cfg.limits, cfg.settings, cfg.home_chain) for n in names],
+        p.history,
+        p.rates,
+        history_venues(p.history),
+        cfg,
+        out_dir,
+        prices=p.prices,
+        progress=progress,
+        audit_every_cycle=audit_every_cycle,
+    )
+
+
+def _one(p: Prepared, name: str, out_dir: Path, audit_every_cycle: bool) -> StrategyRun:
+    from backtest.cli import quiet_logs
+    from vault.logs import configure_logging
+
+    configure_logging("WARNING", json=True)  # a spawned worker: warnings and up, on stderr
+    quiet_logs()
+    return _serial(p, out_dir, [name], None, audit_every_cycle)[0]
+
+
+def _parallel(
+    p: Prepared,
+    out_dir: Path,
+    names: list[str],
+    jobs: int,
+    progress: Callable[[int], None] | None,
+    audit_every_cycle: bool,
+) -> list[StrategyRun]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from backtest.engine import cycle_times
+
+    per = len(cycle_times(p.history, p.period_seconds))
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = {pool.submit(_one, p, n, out_dir, audit_every_cycle): n for n in names}
+        done: dict[str, StrategyRun] = {}
+        for f in as_completed(futures):
+            done[futures[f]] = f.result()
+            if progress is not None:
+                progress(per)
+    return [done[n] for n in names]
 
 
 def summary_bytes(summary: dict[str, Any]) -> bytes:

@@ -128,7 +128,8 @@ def load_stablecoin_prices(path: Path | str, coins: Sequence[str] | None = None)
         names = [n for n in (reader.fieldnames or []) if n != "Date"]
         if "Date" not in (reader.fieldnames or []):
             raise HistoryError(str(path), "Date", "missing column")
-        days, cols = [], {n: [] for n in names}
+        days: list[int] = []
+        cols: dict[str, list[float]] = {n: [] for n in names}
         for line, row in enumerate(reader, start=2):
             where = f"{path}:{line}"
             days.append(parse_utc(row["Date"], where, "Date"))
@@ -187,7 +188,10 @@ def load_uniswap_v2(path: Path | str) -> UniswapV2History:
     path = Path(path)
     if not path.is_file():
         raise HistoryError(str(path), "--uniswap", "no such file")
-    ts, r0, r1, vol = [], [], [], []
+    ts: list[int] = []
+    r0: list[float] = []
+    r1: list[float] = []
+    vol: list[float] = []
     with open_text(path) as fh:
         reader = csv.DictReader(fh)
         for c in ("datetime", "reserve0", "reserve1", "volumeUSD"):

@@ -21,9 +21,10 @@ from typing import Protocol
 
 import numpy as np
 
-from core.types import Allocation, PortfolioState, VenueSnapshot
+from core.types import NO_DIRECTIVES, Allocation, Directives, PortfolioState, VenueSnapshot
 from optimizer import Decision, Optimizer, OptimizerSettings, RiskLimits
 from optimizer.bench import equal_weight, greedy_highest_apy, water_filling
+from optimizer.memory import OptimizerMemory
 from optimizer.plan import gate, make_moves, round_small_trades
 
 STRATEGIES = (
@@ -39,26 +40,41 @@ TargetFn = Callable[[Sequence[VenueSnapshot], np.ndarray, float, float], np.ndar
 
 
 class Strategy(Protocol):
+    """What ``vault.cycle.run_cycle`` calls as its optimizer: ``decide(snapshots, portfolio, now,
+    memory=, directives=)`` -> a Decision carrying the memory for the next cycle."""
+
     name: str
     hindsight: bool
 
     def decide(
-        self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState, now: datetime
+        self,
+        snapshots: Sequence[VenueSnapshot],
+        portfolio: PortfolioState,
+        now: datetime,
+        memory: OptimizerMemory | None = None,
+        directives: Directives = NO_DIRECTIVES,
     ) -> Decision: ...
 
 
 @dataclasses.dataclass
 class OptimizerStrategy:
-    """``Optimizer.decide`` as the daemon calls it."""
+    """``Optimizer.decide`` as the daemon calls it (through ``run_cycle``)."""
 
     name: str
     optimizer: Optimizer
     hindsight: bool = False
 
     def decide(
-        self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState, now: datetime
+        self,
+        snapshots: Sequence[VenueSnapshot],
+        portfolio: PortfolioState,
+        now: datetime,
+        memory: OptimizerMemory | None = None,
+        directives: Directives = NO_DIRECTIVES,
     ) -> Decision:
-        return self.optimizer.decide(snapshots, portfolio, now)
+        return self.optimizer.decide(
+            snapshots, portfolio, now, memory=memory, directives=directives
+        )
 
 
 @dataclasses.dataclass
@@ -72,8 +88,14 @@ class TargetStrategy:
     hindsight: bool = False
 
     def decide(
-        self, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState, now: datetime
+        self,
+        snapshots: Sequence[VenueSnapshot],
+        portfolio: PortfolioState,
+        now: datetime,
+        memory: OptimizerMemory | None = None,
+        directives: Directives = NO_DIRECTIVES,
     ) -> Decision:
+        """Baselines keep no memory and take no directives (the backtest passes none)."""
         snaps = sorted(snapshots, key=lambda s: s.venue.id)
         nav = portfolio.nav_usd
         x0 = np.array([portfolio.positions_usd.get(s.venue.id, 0.0) for s in snaps])
@@ -134,7 +156,7 @@ def make_strategy(
         return greedy_highest_apy(snaps, x0, _budget(limits, x0, idle, nav), limits, nav, h)
 
     def water(snaps, x0, idle, nav):  # type: ignore[no-untyped-def]
-        return water_filling(snaps, x0, _budget(limits, x0, idle, nav), limits, nav, h, steps=200)
+        return water_filling(snaps, x0, _budget(limits, x0, idle, nav), limits, nav, h, steps=50)
 
     def equal(snaps, x0, idle, nav):  # type: ignore[no-untyped-def]
         return equal_weight(snaps, x0, _budget(limits, x0, idle, nav), limits, nav, h)

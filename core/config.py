@@ -51,6 +51,10 @@ class VenueConfig(Strict):
     exit_days: NonNegative = 0.0
     costs: CostsConfig = CostsConfig()
     feed: FeedRef
+    # Withdraw whatever the vault holds here at the next good opportunity and never deposit again
+    # (an exit directive, kept in the books and the status meanwhile). A venue that holds money
+    # cannot simply be deleted from the config: `run` refuses that, naming it.
+    exit_only: bool = False
 
     def to_venue(self) -> Venue:
         return Venue(

@@ -24,6 +24,9 @@ class VenueKind(enum.StrEnum):
     LP = "lp"
     BRIDGE_ARB = "bridge_arb"
     FIXED = "fixed"
+    LOOP = "loop"  # staking-lending loop: stETH collateral, ETH debt, restaked (protocols.loop)
+    HEDGED_LP = "hedged_lp"  # LP with its ETH delta shorted on a perpetual (protocols.hedged_lp)
+    NFT_RENTAL = "nft_rental"  # floor NFTs rented out by the day (protocols.nft_rental)
 
 
 @dataclass(frozen=True, slots=True)

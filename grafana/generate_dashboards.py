@@ -557,6 +557,73 @@ def venues() -> dict[str, Any]:
                     ],
                 ),
                 (
+                    8,
+                    [
+                        (
+                            8,
+                            timeseries(
+                                "Loops: health factor",
+                                "Each loop's account health factor (liquidation below 1; the limits exit below min_loop_health_factor) and leverage.",
+                                [
+                                    target(
+                                        f'yieldvault_venue_risk_ratio{{{V}, measure="health_factor"}}',
+                                        "{{venue}} HF",
+                                        "A",
+                                    ),
+                                    target(
+                                        f'yieldvault_venue_risk_ratio{{{V}, measure="liquidation_distance"}}',
+                                        "{{venue}} distance to liquidation",
+                                        "B",
+                                    ),
+                                ],
+                                "none",
+                                thresholds=[(None, "red"), (1.0, "orange"), (1.04, "green")],
+                            ),
+                        ),
+                        (
+                            8,
+                            timeseries(
+                                "Hedged LPs: funding and carry",
+                                "Expected funding the short receives and the carry (funding/2 - LVR - re-hedging), annual; below minus the fee APR the hedge costs more than the fees.",
+                                [
+                                    target(
+                                        f'yieldvault_venue_risk_ratio{{{V}, measure="funding_apr"}}',
+                                        "{{venue}} funding",
+                                        "A",
+                                    ),
+                                    target(
+                                        f'yieldvault_venue_risk_ratio{{{V}, measure="carry_apr"}}',
+                                        "{{venue}} carry",
+                                        "B",
+                                    ),
+                                ],
+                                "percentunit",
+                            ),
+                        ),
+                        (
+                            8,
+                            timeseries(
+                                "NFT rentals: floor drawdown and occupancy",
+                                "The floor below its 7-day high (the limits sell past max_nft_floor_drawdown) and the share of listings rented.",
+                                [
+                                    target(
+                                        f'yieldvault_venue_risk_ratio{{{V}, measure="floor_drawdown"}}',
+                                        "{{venue}} drawdown",
+                                        "A",
+                                    ),
+                                    target(
+                                        f'yieldvault_venue_risk_ratio{{{V}, measure="occupancy"}}',
+                                        "{{venue}} occupancy",
+                                        "B",
+                                    ),
+                                ],
+                                "percentunit",
+                                min_=0,
+                            ),
+                        ),
+                    ],
+                ),
+                (
                     6,
                     [
                         (
@@ -1050,7 +1117,7 @@ def evaluable(expr: str, variables: dict[str, str] | None = None) -> str:
         expr = expr.replace(name, value)
     for name in re.findall(r"\$\{?([A-Za-z_]\w*)\}?", expr):
         value = (variables or {}).get(name, ".*")
-        expr = re.sub(r"\$\{?" + name + r"\b\}?", lambda _: value, expr)
+        expr = re.sub(r"\$\{?" + name + r"\b\}?", lambda _, value=value: value, expr)
     return expr
 
 

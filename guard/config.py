@@ -127,7 +127,7 @@ class SlowExitConfig(SignalConfig):
     """
 
     ratio: Annotated[float, Field(gt=1)] = 4.0
-    window_seconds: Positive = 7 * DAY
+    window_seconds: Positive = DAY
 
 
 class PriceAnomalyConfig(SignalConfig):

@@ -14,7 +14,7 @@ import contextlib
 from aiohttp import web
 
 from mockfeeds.market import Market
-from mockfeeds.routes import admin, llama, paper, protocols
+from mockfeeds.routes import admin, llama, loop, nft, paper, perp, protocols
 from mockfeeds.routes.common import MARKET_KEY, errors_middleware
 
 TASK_KEY = web.AppKey("ticker", asyncio.Task)
@@ -71,6 +71,12 @@ def create_app(market: Market) -> web.Application:
     r.add_get("/across/api/suggested-fees", protocols.across_suggested_fees)
     r.add_get("/across/api/limits", protocols.across_limits)
     r.add_get("/earn/sapi/v1/simple-earn/flexible/list", protocols.earn_list)
+    r.add_get("/aave/v3/{market}/users/{user}", loop.aave_user)
+    r.add_get("/binance/fapi/v1/fundingRate", perp.funding_rate)
+    r.add_get("/binance/fapi/v1/premiumIndex", perp.premium_index)
+    r.add_get("/chainlink/v1/nft-floor/{collection}/rounds", nft.floor_rounds)
+    r.add_get("/opensea/api/v2/collections/{slug}/stats", nft.collection_stats)
+    r.add_get("/renft/v1/lendings", nft.lendings)
     r.add_post("/paper/v1/deposit", paper.paper_deposit)
     r.add_post("/paper/v1/withdraw", paper.paper_withdraw)
     r.add_post("/paper/v1/bridge", paper.paper_bridge)

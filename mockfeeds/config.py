@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mockfeeds.config_kinds import HedgeConfig, LoopConfig, NftRentalConfig
 from protocols import aave
 
 Pos = Annotated[float, Field(gt=0)]
@@ -204,9 +205,25 @@ class FixedConfig(Strict):
     quota_usd: Pos = 50_000_000.0
 
 
+#: the YAML sections each venue kind takes (exactly these)
+KIND_SECTIONS: dict[str, tuple[str, ...]] = {
+    "lending": ("lending",),
+    "staking": ("staking",),
+    "lp": ("lp",),
+    "bridge_arb": ("bridge_arb",),
+    "fixed": ("fixed",),
+    "loop": ("loop",),
+    "hedged_lp": ("lp", "hedge"),
+    "nft_rental": ("nft_rental",),
+}
+SECTIONS = ("lending", "staking", "lp", "bridge_arb", "fixed", "loop", "hedge", "nft_rental")
+
+
 class VenueMarketConfig(Strict):
     id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.:-]*$")]
-    kind: Literal["staking", "lending", "lp", "bridge_arb", "fixed"]
+    kind: Literal[
+        "staking", "lending", "lp", "bridge_arb", "fixed", "loop", "hedged_lp", "nft_rental"
+    ]
     protocol: str
     chain: str
     asset: str
@@ -219,15 +236,20 @@ class VenueMarketConfig(Strict):
     lp: LpConfig | None = None
     bridge_arb: BridgeArbConfig | None = None
     fixed: FixedConfig | None = None
+    loop: LoopConfig | None = None
+    hedge: HedgeConfig | None = None  # with `lp:`, for hedged_lp
+    nft_rental: NftRentalConfig | None = None
 
     @model_validator(mode="after")
     def _kind_section(self) -> VenueMarketConfig:
-        if getattr(self, self.kind) is None:
-            raise ValueError(
-                f"venue {self.id!r} of kind {self.kind} needs a `{self.kind}:` section"
-            )
-        for other in ("lending", "staking", "lp", "bridge_arb", "fixed"):
-            if other != self.kind and getattr(self, other) is not None:
+        needs = KIND_SECTIONS[self.kind]
+        for section in needs:
+            if getattr(self, section) is None:
+                raise ValueError(
+                    f"venue {self.id!r} of kind {self.kind} needs a `{section}:` section"
+                )
+        for other in SECTIONS:
+            if other not in needs and getattr(self, other) is not None:
                 raise ValueError(
                     f"venue {self.id!r} of kind {self.kind} must not have a `{other}:` section"
                 )
@@ -286,6 +308,10 @@ class ScheduledScenario(Strict):
         "depeg_path",
         "exploit_path",
         "bank_run",
+        "steth_discount",
+        "funding_flip",
+        "floor_crash",
+        "rental_drought",
     ]
     venue: str | None = None
     chain: str | None = None
@@ -383,6 +409,18 @@ class MarketConfig(Strict):
                         )
                 if b.origin_chain == b.destination_chain:
                     raise ValueError(f"{where}.bridge_arb: origin and destination must differ")
+            if v.loop is not None:
+                tok = self.chains[v.chain].tokens.get(v.loop.collateral_symbol)
+                if tok is None or tok.kind != "eth":
+                    raise ValueError(
+                        f"{where}.loop.collateral_symbol: chain {v.chain} has no eth-kind token {v.loop.collateral_symbol!r}"
+                    )
+                if not any(
+                    w.id == v.loop.staking_venue and w.kind == "staking" for w in self.venues
+                ):
+                    raise ValueError(
+                        f"{where}.loop.staking_venue: no staking venue {v.loop.staking_venue!r}"
+                    )
             if v.fixed is not None:
                 if v.fixed.product_id in products:
                     raise ValueError(f"{where}.fixed.product_id: duplicate {v.fixed.product_id!r}")
@@ -402,6 +440,10 @@ class MarketConfig(Strict):
             "liquidity_crunch": None,
             "exploit_path": None,
             "bank_run": "lending",
+            "steth_discount": "loop",
+            "funding_flip": "hedged_lp",
+            "floor_crash": "nft_rental",
+            "rental_drought": "nft_rental",
         }
         for i, sc in enumerate(self.scenarios):
             where = f"scenarios.{i}"

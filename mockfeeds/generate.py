@@ -92,7 +92,7 @@ def _token(chain: str, sym: str) -> str:
 
 
 def _counts(n: int) -> dict[str, int]:
-    counts = {k: int(math.floor(n * s)) for k, s in KIND_SHARES}
+    counts = {k: math.floor(n * s) for k, s in KIND_SHARES}
     kinds = [k for k, _ in KIND_SHARES]
     i = 0
     while sum(counts.values()) < n:  # hand out the remainder, one per kind in order
@@ -329,6 +329,8 @@ def daemon_venues(market_cfg: dict[str, Any]) -> list[dict[str, Any]]:
     {chain ids, tokens, price coins, round_trips_per_day}; fixed -> ``fixed`` {product_id, quota_usd}.
     Every dict validates as a ``VenueConfig``.
     """
+    from mockfeeds.generate_kinds import composite_entry  # routes import the market, like app
+
     cfg = parse_market_config(market_cfg)
     out: list[dict[str, Any]] = []
     for v in cfg.venues:
@@ -378,6 +380,8 @@ def daemon_venues(market_cfg: dict[str, Any]) -> list[dict[str, Any]]:
             }
             exit_days = 0.01
             costs = {"deposit_usd": 0.5, "withdraw_usd": 0.5}
+        elif v.kind in ("loop", "hedged_lp", "nft_rental"):
+            feed, exit_days, deps, costs = composite_entry(v, cfg, costs)
         else:
             fc = v.fixed
             assert fc is not None
@@ -387,7 +391,7 @@ def daemon_venues(market_cfg: dict[str, Any]) -> list[dict[str, Any]]:
             }
             exit_days = fc.redemption_delay_seconds / 86_400.0
             costs = {"deposit_usd": 1.0, "withdraw_usd": 1.0}
-        d = {
+        row = {
             "id": v.id,
             "kind": v.kind,
             "protocol": v.protocol,
@@ -399,8 +403,8 @@ def daemon_venues(market_cfg: dict[str, Any]) -> list[dict[str, Any]]:
             "costs": costs,
             "feed": feed,
         }
-        VenueConfig.model_validate(d)
-        out.append(d)
+        VenueConfig.model_validate(row)
+        out.append(row)
     return out
 
 

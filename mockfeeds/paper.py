@@ -9,7 +9,7 @@ import hashlib
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from mockfeeds.state import DEC, Q6, MarketError, iso, usd_str
+from mockfeeds.state import DEC, DEFAULT_ACCOUNT, Q6, MarketError, iso, usd_str
 from mockfeeds.stepping import Stepping
 from mockfeeds.venues import StakingVenue
 from protocols import across
@@ -21,7 +21,7 @@ class PaperDesk(Stepping):
     def _idempotent(self, key: Any, op: str, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
         if not isinstance(key, str) or not 1 <= len(key) <= 200:
             raise MarketError("idempotency_key", "must be a string of 1 to 200 characters")
-        rec = self.idempotency.get(key)
+        rec = self.idempotency.get(self.scoped_key(key))
         if rec is None:
             return None
         if rec["op"] != op or rec["fingerprint"] != fingerprint:
@@ -35,7 +35,7 @@ class PaperDesk(Stepping):
     def _remember(
         self, key: str, op: str, fingerprint: dict[str, Any], response: dict[str, Any]
     ) -> dict[str, Any]:
-        self.idempotency[key] = {
+        self.idempotency[self.scoped_key(key)] = {
             "op": op,
             "fingerprint": fingerprint,
             "response": response,
@@ -44,6 +44,10 @@ class PaperDesk(Stepping):
         self.version += 1
         self.dirty = True
         return response
+
+    def _account_field(self) -> dict[str, str]:
+        """Records of a named paper account carry it (the default account's stay as they were)."""
+        return {} if self.account == DEFAULT_ACCOUNT else {"account": self.account}
 
     @staticmethod
     def parse_amount(raw: Any, field: str = "amount_usd") -> Decimal:
@@ -93,7 +97,7 @@ class PaperDesk(Stepping):
         tokens = DEC.divide(applied, mark)
         self.positions[v.id] = self.positions.get(v.id, Decimal(0)) + tokens
         v.on_deposit(float(applied), self)
-        v.ours_usd = float(self.position_usd_dec(v.id))
+        v.ours_usd = self.ours_total_usd(v.id)
         resp = {
             "venue": v.id,
             "action": "deposit",
@@ -133,34 +137,45 @@ class PaperDesk(Stepping):
         if float(amount) > available + 1e-9:
             raise MarketError("amount_usd", f"exceeds available liquidity {available:.2f}")
         delay = v.withdrawal_delay_seconds(float(amount), self.state_time, self)
+        # what leaving costs (a loop's unwind swap, an NFT sold below floor): the position shrinks
+        # by ``amount``, the payout is ``applied``; 0 for the other kinds
+        cost = v.exit_cost_fraction(float(amount), self)
+        applied = (
+            amount
+            if cost <= 0
+            else DEC.multiply(amount, Decimal(repr(1.0 - min(cost, 1.0)))).quantize(
+                Q6, rounding=ROUND_DOWN
+            )
+        )
         mark = self.mark(v.id)
         tokens = DEC.divide(amount, mark)
         if amount == pos:
             tokens = self.positions[v.id]
         self.positions[v.id] = max(self.positions[v.id] - tokens, Decimal(0))
         v.on_withdraw(float(amount), self)
-        v.ours_usd = float(self.position_usd_dec(v.id))
+        v.ours_usd = self.ours_total_usd(v.id)
         resp: dict[str, Any] = {
             "venue": v.id,
             "action": "withdraw",
             "amount_usd": usd_str(amount),
-            "applied_usd": usd_str(amount),
-            "fee_usd": "0.000000",
+            "applied_usd": usd_str(applied),
+            "fee_usd": usd_str(amount - applied),
             "position_usd": self.position_usd(v.id),
             "idempotency_key": idempotency_key,
             "sim_time": iso(self.state_time),
         }
         if delay > 0:
-            wid = "w-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
+            wid = "w-" + hashlib.sha256(self.scoped_key(idempotency_key).encode()).hexdigest()[:16]
             settles = self.state_time + delay
             rec = {
                 "withdrawal_id": wid,
                 "venue": v.id,
-                "amount_usd": usd_str(amount),
+                "amount_usd": usd_str(applied),  # what arrives
                 "requested_at": iso(self.state_time),
                 "settles_at": iso(settles),
                 "settles_at_ts": settles,
                 "status": "pending",
+                **self._account_field(),
             }
             if isinstance(v, StakingVenue):
                 eth = float(amount) / self.eth_usd
@@ -219,7 +234,7 @@ class PaperDesk(Stepping):
             limits["maxDepositInstant"],
             limits["maxDepositShortDelay"],
         )
-        tid = "t-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
+        tid = "t-" + hashlib.sha256(self.scoped_key(idempotency_key).encode()).hexdigest()[:16]
         arrives = self.state_time + fill
         rec = {
             "transfer_id": tid,
@@ -232,6 +247,7 @@ class PaperDesk(Stepping):
             "arrives_at": iso(arrives),
             "arrives_at_ts": arrives,
             "status": "in_flight",
+            **self._account_field(),
             "idempotency_key": idempotency_key,
         }
         self.transfers[tid] = rec
@@ -248,7 +264,7 @@ class PaperDesk(Stepping):
         return out
 
     def bridge_replay(self, idempotency_key: str) -> dict[str, Any] | None:
-        rec = self.idempotency.get(idempotency_key)
+        rec = self.idempotency.get(self.scoped_key(idempotency_key))
         if rec is None or rec["op"] != "bridge":
             return None
         return self.transfer(rec["response"]["transfer_id"])
@@ -264,13 +280,13 @@ class PaperDesk(Stepping):
         self.sync()
         pending: dict[str, Decimal] = {}
         for w in self.withdrawals.values():
-            if w["status"] == "pending":
+            if w["status"] == "pending" and w.get("account", DEFAULT_ACCOUNT) == self.account:
                 pending[w["venue"]] = pending.get(w["venue"], Decimal(0)) + Decimal(w["amount_usd"])
         in_flight = sum(
             (
                 Decimal(t["amount_usd"])
                 for t in self.transfers.values()
-                if t["status"] == "in_flight"
+                if t["status"] == "in_flight" and t.get("account", DEFAULT_ACCOUNT) == self.account
             ),
             Decimal(0),
         )

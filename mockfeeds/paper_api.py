@@ -64,11 +64,29 @@ class PaperMarket(Protocol):
 
 
 def paper_request(
-    market: PaperMarket, method: str, path: str, body: Mapping[str, Any] | None = None
+    market: PaperMarket,
+    method: str,
+    path: str,
+    body: Mapping[str, Any] | None = None,
+    account: str | None = None,
 ) -> dict[str, Any]:
-    """Answer one paper-execution call; ``path`` is below ``/paper/v1`` (e.g. ``/deposit``,
-    ``/bridge/t-1``). Raises :class:`MarketError` for a refusal or an unknown route."""
-    b: Mapping[str, Any] = body or {}
+    """Answer one paper-execution call for paper ``account`` (a vault id; None: "default");
+    ``path`` is below ``/paper/v1`` (e.g. ``/deposit``, ``/bridge/t-1``). Raises
+    :class:`MarketError` for a refusal or an unknown route.
+
+    A market with paper accounts has ``use_account(account)`` (a context manager, as
+    :class:`mockfeeds.market.Market`); one without serves only the default account.
+    """
+    use_account = getattr(market, "use_account", None)
+    if use_account is None:
+        if account not in (None, "default"):
+            raise MarketError("account", "this market has one paper account: 'default'")
+        return _route(market, method, path, body or {})
+    with use_account(account):
+        return _route(market, method, path, body or {})
+
+
+def _route(market: PaperMarket, method: str, path: str, b: Mapping[str, Any]) -> dict[str, Any]:
     parts = path.strip("/").split("/")
     if method == "POST" and len(parts) == 1 and parts[0] in ("deposit", "withdraw", "bridge"):
         if parts[0] == "deposit":

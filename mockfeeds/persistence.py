@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mockfeeds.faults import FaultRule
-from mockfeeds.state import STATE_VERSION, MarketState
+from mockfeeds.state import DEFAULT_ACCOUNT, STATE_VERSION, MarketState
 
 
 class Persistence(MarketState):
@@ -34,7 +34,13 @@ class Persistence(MarketState):
             "halted_chains": self.halted_chains,
             "scheduled_started": self.scheduled_started,
             "venues": {v.id: v.dump() for v in self.venues},
-            "positions": {k: str(p) for k, p in self.positions.items()},
+            # the default account's, as before; the named accounts (vault ids) apart
+            "positions": {k: str(p) for k, p in self.books().get(DEFAULT_ACCOUNT, {}).items()},
+            "accounts": {
+                a: {k: str(p) for k, p in b.items()}
+                for a, b in self.books().items()
+                if a != DEFAULT_ACCOUNT and b
+            },
             "withdrawals": self.withdrawals,
             "transfers": self.transfers,
             "idempotency": self.idempotency,
@@ -64,6 +70,11 @@ class Persistence(MarketState):
             if vid in self.by_id:
                 self.by_id[vid].load(vs)
         self.positions = {k: Decimal(v) for k, v in d["positions"].items() if k in self.by_id}
+        self.account = DEFAULT_ACCOUNT
+        self.other_accounts = {
+            a: {k: Decimal(v) for k, v in b.items() if k in self.by_id}
+            for a, b in d.get("accounts", {}).items()
+        }
         self.withdrawals = d["withdrawals"]
         self.transfers = d["transfers"]
         self.idempotency = d["idempotency"]

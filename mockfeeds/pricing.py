@@ -15,12 +15,18 @@ class Pricing(MarketState):
     def eth_price_usd(self) -> float:
         return self.eth_usd
 
+    def venue_base_apr(self, venue_id: str) -> float:
+        """A venue's marginal real APR now (a loop's collateral earns its staking venue's)."""
+        return self.by_id[venue_id].base_apr(self)
+
     def token_price(self, chain: str, symbol: str) -> float:
         tok = self.cfg.chains[chain].tokens[symbol]
         key = f"{chain}:{symbol}"
         if tok.kind == "fixed":
             return tok.price_usd
-        base = self.eth_usd if tok.kind == "eth" else tok.price_usd * self.marks.get(key, 1.0)
+        # a mark is a scenario's: a stable's depeg, an ETH derivative's discount (steth_discount)
+        peg = tok.price_usd if tok.kind != "eth" else self.eth_usd
+        base = peg * self.marks.get(key, 1.0)
         return base * (1.0 + self.basis_bps[key] / 10_000)
 
     def coin_key(self, chain: str, symbol: str) -> str:

@@ -64,10 +64,11 @@ class ScenarioKind:
 def apply_loss(m: MarketState, v: VenueModel, f: float) -> None:
     """The pool and our position in it lose the fraction ``f`` at once."""
     keep = 1.0 - f
-    if v.id in m.positions:
-        m.positions[v.id] = DEC.multiply(m.positions[v.id], Decimal(repr(keep))).quantize(
-            Q18, rounding=ROUND_DOWN
-        )
+    for book in m.books().values():  # every paper account loses alike
+        if v.id in book:
+            book[v.id] = DEC.multiply(book[v.id], Decimal(repr(keep))).quantize(
+                Q18, rounding=ROUND_DOWN
+            )
     if isinstance(v, LendingVenue):
         v.s_others *= keep
         v.s_trend *= keep

@@ -15,11 +15,12 @@ from typing import Any
 
 from mockfeeds.incidents import INCIDENT_KINDS
 from mockfeeds.scenario_kinds import BASIC_KINDS, Params, ScenarioKind
+from mockfeeds.scenario_kinds_composite import COMPOSITE_KINDS
 from mockfeeds.state import MarketError, iso
 from mockfeeds.stepping import Stepping
 
 #: every scenario name the market knows, in the order ``GET /admin/v1/scenarios`` lists them
-SCENARIO_KINDS: dict[str, ScenarioKind] = {**BASIC_KINDS, **INCIDENT_KINDS}
+SCENARIO_KINDS: dict[str, ScenarioKind] = {**BASIC_KINDS, **INCIDENT_KINDS, **COMPOSITE_KINDS}
 SCENARIOS: tuple[str, ...] = tuple(SCENARIO_KINDS)
 
 
@@ -60,9 +61,8 @@ class Scenarios(Stepping):
         }
         SCENARIO_KINDS[name].start(self, spec, rec, Params(params))
         for v in self.venues:
-            v.ours_usd = (
-                float(self.position_usd_dec(v.id)) if v.id in self.positions else v.ours_usd
-            )
+            if any(v.id in b for b in self.books().values()):
+                v.ours_usd = self.ours_total_usd(v.id)
         self.scenarios[sid] = rec
         self.version += 1
         self.dirty = True
@@ -83,7 +83,8 @@ class Scenarios(Stepping):
         return self.scenario_public(rec)
 
     def _after_tick(self) -> None:
-        """After each tick: settle (below), then expire finished and start scheduled scenarios."""
+        """After each tick: settle (below), unfold the active scenarios that move with time, then
+        expire finished and start scheduled ones."""
         super()._after_tick()
         self._tick_scenarios()
         self._expire_scenarios()
@@ -124,7 +125,7 @@ class Scenarios(Stepping):
         rec["ended_at"] = iso(self.state_time)
         SCENARIO_KINDS[rec["name"]].revert(self, rec)
         for v in self.venues:
-            if v.id in self.positions:
-                v.ours_usd = float(self.position_usd_dec(v.id))
+            if any(v.id in b for b in self.books().values()):
+                v.ours_usd = self.ours_total_usd(v.id)
         self.version += 1
         self.dirty = True

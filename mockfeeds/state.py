@@ -7,8 +7,10 @@ execution, persistence) and the position helpers they share."""
 
 from __future__ import annotations
 
+import contextlib
+import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Context, Decimal
 from pathlib import Path
@@ -29,6 +31,9 @@ HISTORY_MAX_DAYS = 400
 PRICE_HISTORY_HOURS = 24 * 30
 # idempotency keys, settled withdrawals and transfers are kept this long
 RETENTION_SECONDS = 30 * 86_400.0
+
+DEFAULT_ACCOUNT = "default"  # the paper account of requests that name none
+ACCOUNT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 SCENARIOS = ("rate_spike", "exploit", "depeg", "slashing", "bridge_halt", "liquidity_crunch")
 
@@ -83,7 +88,11 @@ class MarketState:
         self.marks: dict[str, float] = {}  # "chain:symbol" -> depeg mark (scenario)
         self.eth_usd = cfg.eth_price.initial_usd
         self.hub_u = cfg.bridge.utilization
+        # paper accounts (vault ids): ``positions`` is the account in use (``use_account``), the
+        # others wait in ``other_accounts``; requests without an account use "default"
         self.positions: dict[str, Decimal] = {}
+        self.account = DEFAULT_ACCOUNT
+        self.other_accounts: dict[str, dict[str, Decimal]] = {}
         self.withdrawals: dict[str, dict[str, Any]] = {}
         self.transfers: dict[str, dict[str, Any]] = {}
         self.idempotency: dict[str, dict[str, Any]] = {}
@@ -116,7 +125,11 @@ class MarketState:
 
     # --- positions ----------------------------------------------------------------------------
     def mark(self, venue_id: str) -> Decimal:
+        """A scenario's mark on the venue's asset (a depeg, an stETH discount); 1 for a loop,
+        whose equity ``C p - D`` already prices its collateral at the market."""
         v = self.by_id[venue_id]
+        if v.kind == "loop":
+            return Decimal(1)
         m = self.marks.get(f"{v.chain}:{v.asset}")
         return Decimal(repr(m)) if m is not None else Decimal(1)
 
@@ -126,6 +139,41 @@ class MarketState:
 
     def position_usd(self, venue_id: str) -> str:
         return usd_str(self.position_usd_dec(venue_id))
+
+    def books(self) -> dict[str, dict[str, Decimal]]:
+        """account -> venue -> tokens, every paper account (the one in use included)."""
+        return {self.account: self.positions, **self.other_accounts}
+
+    def ours_total_usd(self, venue_id: str) -> float:
+        """Every paper account's position in a venue together: the pool sees all paper money."""
+        total = sum((b.get(venue_id, Decimal(0)) for b in self.books().values()), Decimal(0))
+        return float(DEC.multiply(total, self.mark(venue_id)))
+
+    @contextlib.contextmanager
+    def use_account(self, account: Any) -> Iterator[None]:
+        """Serve the calls inside as paper account ``account`` (a vault id); restores after."""
+        if account is None:
+            account = DEFAULT_ACCOUNT
+        if not isinstance(account, str) or not ACCOUNT_RE.fullmatch(account):
+            raise MarketError("account", "must be 1-64 of [A-Za-z0-9._-], starting alphanumeric")
+        if account == self.account:
+            yield
+            return
+        previous = self.account
+        self.other_accounts[previous] = self.positions
+        self.positions = self.other_accounts.pop(account, {})
+        self.account = account
+        try:
+            yield
+        finally:
+            if self.positions:
+                self.other_accounts[account] = self.positions
+            self.positions = self.other_accounts.pop(previous)
+            self.account = previous
+
+    def scoped_key(self, key: str) -> str:
+        """Idempotency keys are per account: two vaults may use the same key."""
+        return key if self.account == DEFAULT_ACCOUNT else f"{self.account}|{key}"
 
     def venue(self, venue_id: Any, field: str = "venue") -> VenueModel:
         if not isinstance(venue_id, str) or venue_id not in self.by_id:

@@ -116,11 +116,17 @@ class Stepping(FeedRows):
         for j, v in enumerate(self.venues):
             zs = z[off + N_NORMALS * j : off + N_NORMALS * (j + 1)]
             g = v.step(t, dt, zs, self)
-            pos = self.positions.get(v.id)
-            if pos is not None and pos > 0 and g != 1.0:
-                pos = DEC.multiply(pos, Decimal(repr(g))).quantize(Q18, rounding=ROUND_DOWN)
-                self.positions[v.id] = max(pos, Decimal(0))
-                v.ours_usd = float(self.position_usd_dec(v.id))
+            if g == 1.0:
+                continue
+            grown = False
+            for book in self.books().values():  # every paper account grows alike
+                pos = book.get(v.id)
+                if pos is not None and pos > 0:
+                    pos = DEC.multiply(pos, Decimal(repr(g))).quantize(Q18, rounding=ROUND_DOWN)
+                    book[v.id] = max(pos, Decimal(0))
+                    grown = True
+            if grown:
+                v.ours_usd = self.ours_total_usd(v.id)
         self.state_time = t + dt
         self.ticks += 1
         if math.floor(self.state_time / DAY) != math.floor(t / DAY):

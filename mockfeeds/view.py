@@ -32,6 +32,10 @@ class MarketView(Protocol):
         """ETH in USD now."""
         ...
 
+    def venue_base_apr(self, venue_id: str) -> float:
+        """Another venue's marginal real APR now (a loop's collateral earns its staking venue's)."""
+        ...
+
     def token_price(self, chain: str, symbol: str) -> float:
         """A token's USD price on a chain now (basis and depeg marks included)."""
         ...

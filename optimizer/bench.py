@@ -20,16 +20,25 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
-from core.types import PortfolioState, VenueKind, VenueSnapshot
+from core.types import PortfolioState, VenueKind, VenueSnapshot, YieldCurve
 from optimizer.checker import check_allocation
 from optimizer.config import LiquidityFloor, OptimizerSettings, RiskLimits
 from optimizer.cycle import build_cycle
 from optimizer.engine import Optimizer
 from optimizer.model import AllocationModel
-from optimizer.testing import CHAINS, DilutionCurve, FlatCurve, LPCurve, Market, random_market
+from optimizer.testing import (
+    CHAINS,
+    DilutionCurve,
+    FlatCurve,
+    LPCurve,
+    Market,
+    make_snapshot,
+    random_market,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -73,8 +82,9 @@ def drift(
     """The next cycle's market: every rate moves by a lognormal factor (sd ``vol``)."""
     out = []
     factors = rng.lognormal(0.0, vol, len(snaps))
-    for s, k in zip(snaps, factors):
+    for s, k in zip(snaps, factors, strict=False):
         c = s.curve
+        nc: YieldCurve
         if isinstance(c, DilutionCurve):
             nc = DilutionCurve(c.interest_usd * k, c.supply_usd, c.emission_usd * k, c.capacity_usd)
         elif isinstance(c, LPCurve):
@@ -152,11 +162,12 @@ def bench_solver(
                     ref_solver.append(ref.solver_seconds)
             if ref.objective is not None and ours_now.objective is not None and ref.x is not None:
                 ref_gap.append((ours_now.objective - ref.objective) / abs(ref.objective))
+                assert model._cycle is not None  # set by the update before the solve
                 a, b = model._cycle.objective_pieces(settings)
                 # the PWL objective at cvxpy's x
                 g_ref = float(np.min(a * ref.x[:, None] + b, axis=1).sum())
                 ref_true_gap.append((ours_now.objective - g_ref) / abs(g_ref))
-    ours = {
+    ours: dict[str, Any] = {
         "first_build_ms": round((first.build_seconds + first.solve_seconds) * 1e3, 1),
         "first_decide_ms": round(first_total * 1e3, 1),
         "problem_construction_ms": round(first.build_seconds * 1e3, 1),
@@ -191,6 +202,7 @@ def bench_solver(
             **tight, **({"enforce_dpp": True} if model.use_dpp else {"ignore_dpp": True})
         )
         tight_obj = float(model.problem.value) if model.problem.value is not None else math.nan
+        assert model._cycle is not None  # set by the update before the solve
         a, b = model._cycle.objective_pieces(settings)
         tight_g = (
             float(np.min(a * model.x.value[:, None] + b, axis=1).sum())
@@ -242,7 +254,7 @@ def bench_solver(
     if naive:
         n_naive = max(2, min(repeats, 5 if venues <= 2000 else 2))
         build, nsolve, ntotal, nobj = [], [], [], []
-        for i, snaps in enumerate(cycles[:n_naive]):
+        for snaps in cycles[:n_naive]:
             t = time.perf_counter()
             cycle = build_cycle(
                 sorted(snaps, key=lambda s: s.venue.id), market.portfolio, limits, settings, home
@@ -288,7 +300,7 @@ def _exact_net_usd(
 
     income = sum(
         float(s.curve.income_usd(np.array([xi]), settings.emission_haircut)[0])
-        for s, xi in zip(snaps, x)
+        for s, xi in zip(snaps, x, strict=False)
     )
     econ = make_moves(snaps, x0, x, settings, home, T0)
     return income, econ.cost_usd, income - econ.cost_usd * 365.0 / settings.holding_horizon_days
@@ -380,7 +392,7 @@ class _LimitSlack:
     ):
         self.snaps, self.x0, self.limits, self.nav = snaps, x0, limits, nav
         self.total = idle_usd + x0.sum()
-        lb, ub = _physical_bounds(snaps, x0)
+        _lb, ub = _physical_bounds(snaps, x0)
         self.ub = np.maximum(np.minimum(ub, _venue_caps(snaps, limits, nav)), x0)
         fams = [
             ({str(k): v for k, v in limits.max_kind_ratio.items()}, lambda v: (str(v.kind),)),
@@ -513,7 +525,84 @@ def quality_scenarios(seed: int) -> list[tuple[str, Market, RiskLimits]]:
     m = random_market(30, seed + 4, nav_usd=10_000_000.0, frozen_share=0.2)
     limits = all_limits(m)
     out.append(("frozen_and_exit_bounds", _stale(m, limits, seed + 4, exit_share=0.3), limits))
+    m = composite_market(seed + 5, nav_usd=10_000_000.0)
+    out.append(("composite_kinds", m, composite_limits(m)))
     return out
+
+
+def composite_market(seed: int, nav_usd: float) -> Market:
+    """A random market plus venues of the composite kinds, as the optimizer sees them (curves,
+    kinds, dependencies, exit times and state; the protocol math is the adapters'): three loops
+    (one whose account health factor has fallen below the limit), two hedged LPs, two NFT
+    rentals that take days to sell."""
+    base = random_market(24, seed, nav_usd=nav_usd)
+    rng = np.random.default_rng(seed)
+    extra: list[VenueSnapshot] = []
+    for i, hf in enumerate((1.08, 1.10, 1.03)):
+        apr = float(rng.uniform(0.06, 0.12))
+        snap = make_snapshot(
+            f"loop-{i}",
+            DilutionCurve(apr * 3 * nav_usd, 2 * nav_usd),  # our debt raises the borrow rate
+            kind=VenueKind.LOOP,
+            protocol="aave-v3",
+            dependencies=("lido",),
+            risk_score=4.0,
+        )
+        # E-mode LT 95 %: leverage = HF / (HF - 0.95) at par
+        state = {
+            "health_factor": hf,
+            "leverage": hf / (hf - 0.95),
+            "target_health_factor": 1.08,
+            "target_leverage": 1.08 / (1.08 - 0.95),
+            "steth_eth_price": 1.0,
+        }
+        extra.append(dataclasses.replace(snap, state=state))
+    for i in range(2):
+        extra.append(
+            make_snapshot(
+                f"hedged-lp-{i}",
+                DilutionCurve(float(rng.uniform(0.08, 0.16)) * 2 * nav_usd, 2 * nav_usd),
+                kind=VenueKind.HEDGED_LP,
+                protocol="uniswap-v2",
+                dependencies=("binance-futures",),
+                risk_score=4.0,
+            )
+        )
+    for i in range(2):
+        snap = make_snapshot(
+            f"nft-{i}",
+            DilutionCurve(float(rng.uniform(0.10, 0.15)) * 0.2 * nav_usd, 0.2 * nav_usd),
+            kind=VenueKind.NFT_RENTAL,
+            protocol="renft",
+            exit_days=float(rng.uniform(2.0, 6.0)),
+            risk_score=7.0,
+        )
+        extra.append(dataclasses.replace(snap, state={"floor_drawdown": 0.05}))
+    held = {"loop-2": 0.05 * nav_usd}  # the unhealthy loop is held and must go
+    return Market(
+        (*base.snapshots, *extra),
+        PortfolioState(positions_usd=held, idle_usd=nav_usd - sum(held.values())),
+    )
+
+
+def composite_limits(market: Market) -> RiskLimits:
+    """Every limit family plus the composite kinds': kind caps, the illiquid cap, the loop rules."""
+    limits = all_limits(market)
+    return limits.model_copy(
+        update={
+            "max_turnover_ratio": None,
+            "max_kind_ratio": {
+                **limits.max_kind_ratio,
+                VenueKind.LOOP: 0.15,
+                VenueKind.HEDGED_LP: 0.15,
+                VenueKind.NFT_RENTAL: 0.05,
+            },
+            "max_illiquid_ratio": 0.04,
+            "min_loop_health_factor": 1.04,
+            "max_loop_leverage": 12.0,
+            "max_nft_floor_drawdown": 0.2,
+        }
+    )
 
 
 def bench_quality(seed: int = 0, settings: OptimizerSettings | None = None) -> dict:
@@ -592,10 +681,10 @@ def bench_quality(seed: int = 0, settings: OptimizerSettings | None = None) -> d
         h = settings.emission_haircut
         quoted = np.array([float(s.curve.apr(np.array([1e-6]), h)[0]) for s in snaps])
         allocations["greedy_apy_within_limits"] = within_limits(
-            lambda x, d: quoted, snaps, x0, pf.idle_usd, limits, nav, settings, home
+            lambda x, d, quoted=quoted: quoted, snaps, x0, pf.idle_usd, limits, nav, settings, home
         )
         allocations["water_filling_within_limits"] = within_limits(
-            lambda x, d: np.array(
+            lambda x, d, snaps=snaps, h=h: np.array(
                 [float(s.curve.apr(np.array([x[i] + d[i]]), h)[0]) for i, s in enumerate(snaps)]
             ),
             snaps,
@@ -606,7 +695,7 @@ def bench_quality(seed: int = 0, settings: OptimizerSettings | None = None) -> d
             settings,
             home,
         )
-        results = {}
+        results: dict[str, dict[str, Any]] = {}
         # a withdrawal from a queued venue is in flight after the plan, not idle (README §4a): a baseline
         # that reinvests it at once shows up as negative idle (a conservation violation)
         queued = np.array(
@@ -615,7 +704,9 @@ def bench_quality(seed: int = 0, settings: OptimizerSettings | None = None) -> d
         for label, x in allocations.items():
             income, cost, net = _exact_net_usd(snaps, x0, x, settings, home)
             idle = pf.idle_usd + x0.sum() - x.sum() - float(np.maximum(x0 - x, 0.0)[queued].sum())
-            rep = check_allocation(snaps, pf, dict(zip(ids, x)), idle, limits, settings, home)
+            rep = check_allocation(
+                snaps, pf, dict(zip(ids, x, strict=False)), idle, limits, settings, home
+            )
             results[label] = {
                 "net_usd": round(net, 2),
                 "net_apr": round(net / nav, 6),
@@ -697,7 +788,9 @@ def steady_state_quality(
     opt = Optimizer(limits, settings, home)
     snaps = tuple(sorted(market.snapshots, key=lambda s: s.venue.id))
     pf = market.portfolio
-    gaps, violations, statuses = [], 0, {}
+    gaps: list[float] = []
+    violations = 0
+    statuses: dict[str, int] = {}
     for k in range(cycles):
         at = T0 + timedelta(minutes=k)
         snaps = drift(snaps, rng, at, vol=0.05)

@@ -143,7 +143,7 @@ def check_allocation(
         )
     for i in np.nonzero(frozen & (x > x0 + tol))[0]:
         bad(
-            f"frozen: venue {ids[i]} is frozen ({snaps[i].frozen_reason}) and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD"
+            f"frozen: venue {ids[i]} is frozen ({snaps[int(i)].frozen_reason}) and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD"
         )
     # capacity bounds growth, not holdings: above a capacity that shrank the position may stay (x0 >= stay)
     room = np.maximum(capacity, x0)
@@ -184,20 +184,29 @@ def check_allocation(
         caps = np.full(len(ids), math.inf) if r >= 1 else r * tvl / (1 - r)
         per_venue("venue_tvl", caps, f"max_venue_tvl_ratio {r:g} of TVL after us")
 
+    illiquid_kinds = {str(k) for k in limits.illiquid_kinds}
     groups = (
         ("kind", {str(k): v for k, v in limits.max_kind_ratio.items()}, lambda v: (str(v.kind),)),
         ("chain", dict(limits.max_chain_ratio), lambda v: (v.chain,)),
         ("protocol", dict(limits.max_protocol_ratio), lambda v: (v.protocol,)),
         ("dependency", dict(limits.max_dependency_ratio), lambda v: (v.protocol, *v.dependencies)),
+        (
+            "illiquid",
+            {"illiquid": limits.max_illiquid_ratio}
+            if limits.max_illiquid_ratio is not None
+            else {},
+            lambda v: ("illiquid",) if str(v.kind) in illiquid_kinds else (),
+        ),
     )
+
     for family, caps_cfg, members in groups:
         if not caps_cfg:
             continue
         index: dict[str, list[int]] = {key: [] for key in caps_cfg}
-        for i, s in enumerate(snaps):
+        for j, s in enumerate(snaps):
             for key in set(members(s.venue)):
                 if key in index:
-                    index[key].append(i)
+                    index[key].append(j)
         for key, ratio in caps_cfg.items():
             sel = np.zeros(len(snaps), dtype=bool)
             sel[index[key]] = True
@@ -211,6 +220,8 @@ def check_allocation(
                     f"max_{family}_ratio[{key}]: exposure {exposure:,.2f} USD above {ratio:g} of NAV ({allowed:,.2f} USD); venues {names}",
                     over(exposure, allowed),
                 )
+
+    _check_state_rules(rep, snaps, ids, x, x0, stay, limits, tol)
 
     if limits.max_avg_risk_score is not None:
         scores = np.array([float(s.venue.risk_score) for s in snaps])
@@ -268,3 +279,64 @@ def check_allocation(
                 over(moved, allowed),
             )
     return rep
+
+
+def _check_state_rules(
+    rep: CheckReport,
+    snaps: Sequence[VenueSnapshot],
+    ids: list[str],
+    x: np.ndarray,
+    x0: np.ndarray,
+    stay: np.ndarray,
+    limits: RiskLimits,
+    tol: float,
+) -> None:
+    """NFT rentals: ``floor_drawdown <= max_nft_floor_drawdown``, else ``x <= stay``. Loops:
+    ``health_factor >= min_loop_health_factor`` and ``leverage <= max_loop_leverage`` of
+    our account, else the target must be what cannot leave (``x <= stay``); a loop whose *target*
+    health factor or leverage (what a new deposit opens at) breaks them may not grow (``x <= x0``).
+    A loop snapshot without these state keys counts as unhealthy."""
+    hf_min, lev_max = limits.min_loop_health_factor, limits.max_loop_leverage
+    dd_max, disc_max = limits.max_nft_floor_drawdown, limits.max_loop_collateral_discount
+    if hf_min is None and lev_max is None and dd_max is None and disc_max is None:
+        return
+    worst = 0.0
+    for i, s in enumerate(snaps):
+        st = s.state
+        if str(s.venue.kind) == "nft_rental" and dd_max is not None:
+            dd = float(st.get("floor_drawdown", 1.0))
+            if not dd <= dd_max and x[i] > stay[i] + tol:
+                rep.add(
+                    f"nft_floor_drawdown: venue {ids[i]} floor is {dd:.1%} below its 7-day high, "
+                    f"beyond max_nft_floor_drawdown {dd_max:g}; it holds {x[i]:,.2f} USD, at most "
+                    f"{stay[i]:,.2f} USD (what cannot leave) may stay"
+                )
+            continue
+        if str(s.venue.kind) != "loop" or (hf_min is None and lev_max is None):
+            continue
+        hf = float(st.get("health_factor", 0.0))
+        lev = float(st.get("leverage", math.inf))
+        thf = float(st.get("target_health_factor", 0.0))
+        tlev = float(st.get("target_leverage", math.inf))
+        if hf_min is not None and hf > 0:
+            worst = max(worst, hf_min / hf)
+        if (hf_min is not None and not hf >= hf_min) or (
+            lev_max is not None and not lev <= lev_max
+        ):
+            if x[i] > stay[i] + tol:
+                rep.add(
+                    f"loop_health: venue {ids[i]} health factor {hf:.4f} / leverage {lev:.2f} breaks "
+                    f"min_loop_health_factor {hf_min} / max_loop_leverage {lev_max}; it holds "
+                    f"{x[i]:,.2f} USD, at most {stay[i]:,.2f} USD (what cannot leave) may stay"
+                )
+        elif (
+            (hf_min is not None and not thf >= hf_min)
+            or (lev_max is not None and not tlev <= lev_max)
+            or (disc_max is not None and not float(st.get("steth_eth_price", 0.0)) >= 1 - disc_max)
+        ) and x[i] > max(x0[i], stay[i]) + tol:
+            rep.add(
+                f"loop_health: venue {ids[i]} opens new deposits at health factor {thf:.4f} / "
+                f"leverage {tlev:.2f} with collateral at {float(st.get('steth_eth_price', 0.0)):.4f} "
+                f"ETH, outside the loop limits, and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD"
+            )
+    rep.utilization["loop_health"] = worst

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from core.config import Strict
 from core.types import VenueKind
@@ -39,6 +39,27 @@ class RiskLimits(Strict):
     max_avg_risk_score: Annotated[float, Field(ge=0, le=10)] | None = None
     liquidity_floors: tuple[LiquidityFloor, ...] = ()
     max_turnover_ratio: Ratio | None = None  # sum |x - x0| / NAV per rebalance
+    # the venues of these kinds together (NFTs take days to sell below floor); None: no such cap
+    max_illiquid_ratio: Ratio | None = None
+    illiquid_kinds: tuple[str, ...] = ("nft_rental",)  # venue kinds (checked)
+    # loops (snapshot state health_factor / leverage): below the HF or above the leverage the
+    # venue must be exited; a target HF below it (or a target leverage above) may not grow
+    min_loop_health_factor: Annotated[float, Field(gt=1)] | None = None
+    max_loop_leverage: Annotated[float, Field(ge=1)] | None = None
+    # a loop whose collateral trades more than this below par (state steth_eth_price) may not grow:
+    # a loop opened into a widening discount is the one that gets liquidated
+    max_loop_collateral_discount: Annotated[float, Field(gt=0, lt=1)] | None = None
+    # NFT rentals (snapshot state floor_drawdown: the floor below its 7-day high): above this, sell
+    max_nft_floor_drawdown: Annotated[float, Field(gt=0, lt=1)] | None = None
+
+    @field_validator("illiquid_kinds")
+    @classmethod
+    def _kinds(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        known = {k.value for k in VenueKind}
+        for k in v:
+            if k not in known:
+                raise ValueError(f"unknown venue kind {k!r}; known: {sorted(known)}")
+        return v
 
     @model_validator(mode="after")
     def _investable(self) -> RiskLimits:

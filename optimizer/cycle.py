@@ -183,6 +183,11 @@ def upper_bounds_usd(
         tvl = usable([s.tvl_usd for s in snaps])
         # x <= r (TVL + x)  <=>  x <= r TVL / (1 - r)   (TVL without us)
         caps["venue_tvl"] = np.full(n, math.inf) if r >= 1 else keep * r * tvl / (1.0 - r)
+    from optimizer.limits import state_caps_usd  # local: limits imports this module
+
+    by_state = state_caps_usd(snaps, x0_usd, limits)
+    if by_state is not None:
+        caps["venue_state"] = by_state
     return caps
 
 

@@ -182,17 +182,31 @@ class Optimizer:
         self.last_memory: OptimizerMemory = EMPTY_MEMORY
 
     def _build_cycle(
-        self, w: _Work, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, **kw: object
+        self,
+        w: _Work,
+        snaps: Sequence[VenueSnapshot],
+        portfolio: PortfolioState,
+        *,
+        linear: NDArray[np.bool_] | None = None,
+        hint_usd: FloatArray | None = None,
+        window_usd: tuple[FloatArray, FloatArray] | None = None,
+        window_share: float = 0.5,
+        buffer: float | None = None,
     ) -> CycleData:
+        """:func:`optimizer.cycle.build_cycle` with this call's in-flight landings and exits."""
         cycle = build_cycle(
             snaps,
             portfolio,
             self.limits,
             self.settings,
             self.home_chain,
+            linear=linear,
+            hint_usd=hint_usd,
+            window_usd=window_usd,
+            window_share=window_share,
+            buffer=buffer,
             in_flight_known=w.known,
-            **kw,
-        )  # type: ignore[arg-type]
+        )
         if not w.exit:
             return cycle
         # Directives.exit: the venue's upper bound is 0 (its lower bound stays: what its exit

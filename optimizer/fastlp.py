@@ -39,6 +39,7 @@ from numpy.typing import NDArray
 from optimizer.cycle import CycleData
 
 FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,7 @@ class SegmentLP:
         self.highs.setOptionValue("presolve", "off")
         self.highs.setOptionValue("solver", "simplex")
         self.highs.setOptionValue("simplex_strategy", 1)  # dual
-        self._basis = None
+        self._basis: highspy.HighsBasis | None = None
         self._basis_shape: tuple[int, int] | None = None
         self.solves = 0
         self.run_seconds = 0.0
@@ -105,7 +106,7 @@ class SegmentLP:
     # ------------------------------------------------------------------------------------------
     def _slots(
         self, d: CycleData
-    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    ) -> tuple[FloatArray, FloatArray, FloatArray, BoolArray, BoolArray]:
         """Per venue ``P + 1`` slots: (left end, width, slope, left-of-x0 flag, below-c flag), NAV units."""
         nav = d.nav_usd
         beta = d.pwl.breakpoints / nav  # (n, P+1)
@@ -138,7 +139,7 @@ class SegmentLP:
     def _solve(self, d: CycleData, t0: float) -> SegmentResult:
         n = self.n
         lbx = np.asarray(self.box.lb.value, dtype=float)
-        left, width, slope, is_left, below = self._slots(d)
+        _left, width, slope, is_left, below = self._slots(d)
         S = width.shape[1]
         B = float(self.model.budget.value)
         q = self.queued[:, None]
@@ -154,15 +155,20 @@ class SegmentLP:
         above = np.maximum(d.x0 - d.pwl.breakpoints[:, -1] / d.nav_usd, 0.0)
         left_q_width = float((width * (is_left & q)).sum()) + float(above[self.queued].sum())
         # min idle: Σ s - Σ_{Q,left} s <= B - Σ lb - Σ_{Q,left} ω - m'
-        idle_coef = (1.0 - (is_left & q)).ravel()
+        idle_coef: FloatArray = (1.0 - (is_left & q)).ravel().astype(np.float64)
         rows_coef.append(idle_coef)
-        rows_ub.append(B - float(lbx.sum()) - left_q_width - float(self.min_idle.rhs.value))
+        rows_ub.append(
+            B
+            - float(lbx.sum())
+            - left_q_width
+            - float(np.asarray(self.min_idle.rhs.value, dtype=float))
+        )
         # x-rows: groups, risk: M x <= rhs  ->  M_i per column of venue i
         x_rhs = []
         for g in self.groups:
             x_rhs.append(np.asarray(g.cap.value, dtype=float))
         if self.risk is not None:
-            x_rhs.append(np.array([float(self.risk.rhs.value)]))
+            x_rhs.append(np.array([float(np.asarray(self.risk.rhs.value, dtype=float))]))
         M = self.x_rows
         # liquidity floors: Σ s - Σ_{Q,left,not landing} s - Σ_{z, below} s <= B - Σ lb - Σ_{Q left not landing} ω + Σ_z min(lb, L) - floor
         if self.floors is not None:

@@ -58,12 +58,11 @@ def check_feasibility(
     labelled: list[tuple[str, cp.Constraint]] = []
     cap = limits.max_venue_ratio
     cap_label = f"max_venue_ratio {limits.max_venue_ratio:g}"
-    if limits.max_venue_usd is not None and nav_usd:
-        if limits.max_venue_usd / nav_usd < cap:
-            cap, cap_label = (
-                limits.max_venue_usd / nav_usd,
-                f"max_venue_usd {limits.max_venue_usd:,.0f} (= {limits.max_venue_usd / nav_usd:.4g} of NAV {nav_usd:,.0f})",
-            )
+    if limits.max_venue_usd is not None and nav_usd and limits.max_venue_usd / nav_usd < cap:
+        cap, cap_label = (
+            limits.max_venue_usd / nav_usd,
+            f"max_venue_usd {limits.max_venue_usd:,.0f} (= {limits.max_venue_usd / nav_usd:.4g} of NAV {nav_usd:,.0f})",
+        )
     labelled.append((f"{cap_label} x {n} venues", w <= cap))
     families = (
         (
@@ -105,7 +104,7 @@ def check_feasibility(
     prob = cp.Problem(cp.Maximize(cp.sum(w)), [c for _, c in labelled])
     prob.solve(solver="CLARABEL")
     if prob.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
-        return problems + [f"feasibility LP did not solve ({prob.status})"]
+        return [*problems, f"feasibility LP did not solve ({prob.status})"]
     best = float(prob.value)
     if best < need - 1e-6:
         binding = []

@@ -73,7 +73,7 @@ def solver_options(settings: OptimizerSettings) -> dict[str, object]:
                 **settings.solver_options,
             }
         case "HIGHS":
-            opts = {"time_limit": limit, **settings.solver_options}
+            opts: dict[str, object] = {"time_limit": limit, **settings.solver_options}
             if (
                 "solver" in opts
             ):  # HiGHS's own 'solver' option (simplex/ipm) clashes with cvxpy's keyword

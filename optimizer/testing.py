@@ -240,7 +240,14 @@ def random_market(
     """
     rng = np.random.default_rng(seed)
     at = observed_at or datetime(2026, 1, 1, tzinfo=UTC)
-    kinds = rng.choice(list(VenueKind), size=n, p=[0.2, 0.4, 0.2, 0.1, 0.1])
+    basic = [
+        VenueKind.STAKING,
+        VenueKind.LENDING,
+        VenueKind.LP,
+        VenueKind.BRIDGE_ARB,
+        VenueKind.FIXED,
+    ]
+    kinds = rng.choice(basic, size=n, p=[0.2, 0.4, 0.2, 0.1, 0.1])
     snaps: list[VenueSnapshot] = []
     scale = nav_usd / max(n, 1)
     for i in range(n):
@@ -312,7 +319,7 @@ def random_market(
     if invested_share > 0 and n:
         picks = rng.choice(n, size=max(1, n // 3), replace=False)
         w = rng.dirichlet(np.ones(len(picks)))
-        for j, wj in zip(picks, w):
+        for j, wj in zip(picks, w, strict=False):
             positions[snaps[j].venue.id] = float(invested_share * nav_usd * wj)
     idle = nav_usd - sum(positions.values())
     return Market(

@@ -87,7 +87,7 @@ class CometCurve:
         """Build from the on-chain getters (kinks as 1e18 factors, rates as 1e18 per-second factors)."""
 
         def year(raw: int) -> float:
-            return per_year(from_factor(raw))
+            return float(per_year(from_factor(raw)))
 
         return cls(
             from_factor(supply_kink),

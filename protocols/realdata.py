@@ -105,10 +105,23 @@ def read_rates_csv(path: str | Path) -> RateTable:
                     raise ValueError(
                         f"{path}:{line_no}: column {name} is not a number: {row[name]!r}"
                     ) from exc
+
+    def text(name: str) -> NDArray[np.str_]:
+        return np.array(columns[name], dtype=np.str_)
+
+    def number(name: str) -> FloatArray:
+        return np.array(columns[name], dtype=np.float64)
+
     return RateTable(
         date=np.array(columns["date"], dtype="datetime64[D]"),
-        **{name: np.array(columns[name], dtype=np.str_) for name in _TEXT_COLUMNS},
-        **{name: np.array(columns[name], dtype=np.float64) for name in _FLOAT_COLUMNS},
+        network=text("network"),
+        symbol=text("symbol"),
+        asset=text("asset"),
+        supply_apr=number("supply_apr"),
+        borrow_apr=number("borrow_apr"),
+        reserve_factor=number("reserve_factor"),
+        liquidity_index=number("liquidity_index"),
+        variable_borrow_index=number("variable_borrow_index"),
     )
 
 
@@ -356,7 +369,7 @@ def fit_kinked_history(
             seg_of_below[a:b] = k
         segment[below_idx] = seg_of_below
         for i in np.flatnonzero(above):
-            prior = np.searchsorted(below_idx, i) - 1
+            prior = int(np.searchsorted(below_idx, i)) - 1
             segment[i] = seg_of_below[max(prior, 0)]
 
     model = np.full(len(series), np.nan)

@@ -55,7 +55,8 @@ class DaemonProcess:
             str(data_dir),
             *(args or []),
         ]
-        self._log = open(self.log_path, "wb")
+        # the log outlives this call: the subprocess writes it until terminate() or kill() closes it
+        self._log = open(self.log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             cmd, cwd=REPO, env=full_env, stdout=self._log, stderr=subprocess.STDOUT
         )

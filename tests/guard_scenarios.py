@@ -205,6 +205,17 @@ def _navs(data_dir: Path) -> list[tuple[datetime, float]]:
     return [(datetime.fromisoformat(t), n / 1e6) for t, n in rows]
 
 
+def _open_shortfall_usd(data_dir: Path) -> float:
+    db = sqlite3.connect(data_dir / "ledger.sqlite3")
+    try:
+        rows = db.execute("SELECT books_units, reported_units FROM breaks").fetchall()
+    except sqlite3.OperationalError:  # a ledger without the breaks table has none
+        rows = []
+    finally:
+        db.close()
+    return sum(max(b - r, 0) for b, r in rows) / 1e6
+
+
 def run_case(case: Case, guards: bool, tmp: Path, timeout_seconds: float = 600) -> Result:
     tmp.mkdir(parents=True, exist_ok=True)
     config = _config(tmp, case)
@@ -232,7 +243,9 @@ def run_case(case: Case, guards: bool, tmp: Path, timeout_seconds: float = 600) 
         daemon.terminate()
     navs = _navs(data_dir)
     before = [n for t, n in navs if t < incident]
-    after = [n for t, n in navs if t <= end]
+    # What is really there: the books book no loss they cannot explain (an exploit's is an open
+    # reconciliation break until an operator books it), so the venues' shortfalls count here.
+    after = [n - _open_shortfall_usd(data_dir) for t, n in navs if t <= end]
     trips = []
     for line in logs.splitlines():
         if '"event": "guard"' in line and '"kind": "trip"' in line:

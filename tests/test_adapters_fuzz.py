@@ -128,7 +128,7 @@ def _check(venue: VenueConfig, fake: FakeFeeds, mutated: dict[str, Any]) -> None
 def test_mutated_payloads_never_crash_an_adapter(venue: VenueConfig, data: st.DataObject) -> None:
     fake = FakeFeeds()
     key = data.draw(st.sampled_from(_endpoint_keys(venue)))
-    path_key = key if key not in ("prices", "chart") else key
+    path_key = key
     if key == "prices":
         base = fake.coins_current(",".join(fake.coin_prices))
     elif key == "chart":

@@ -132,7 +132,7 @@ async def test_backoff_is_exponential_with_full_jitter(aiohttp_server) -> None:
         with pytest.raises(FeedError):
             await client.get_json("f", url)
     caps = [0.1, 0.2, 0.3, 0.3]
-    assert len(slept) == 4 and all(0.0 <= d <= c for d, c in zip(slept, caps))
+    assert len(slept) == 4 and all(0.0 <= d <= c for d, c in zip(slept, caps, strict=False))
 
 
 async def test_timeout_is_reported(aiohttp_server) -> None:
@@ -303,3 +303,30 @@ async def test_max_age_is_capped_below_the_staleness_limit(aiohttp_server) -> No
         await client.get_json("f", url)
         mono.t += 301  # half the staleness limit: the cached copy is no longer served as fresh
         assert (await client.get_json("f", url)).payload == {"v": 2}
+
+
+async def test_redirects_duplicate_keys_and_deep_nesting_are_refused(aiohttp_server) -> None:
+    """Issue 12: a redirect is not followed (to any host), an object with a key twice is
+    malformed_json, and so is a 100k-deep body (it was counted as a connection error)."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    script = Script(
+        [
+            (302, b"", {"Location": "http://10.0.0.1:8080/admin"}),
+            (200, b'{"a": 1, "b": 2, "a": 3}', {}),
+            (200, deep, {}),
+            (200, {"a": 1}, {}),
+        ]
+    )
+    url = await serve(aiohttp_server, script)
+    async with aiohttp.ClientSession() as session:
+        client = FeedClient(session, settings(), clock=lambda: NOW)
+        reasons = []
+        for _ in range(3):
+            with pytest.raises(FeedError) as err:
+                await client.get_json("f", url)
+            reasons.append((err.value.reason, str(err.value)))
+        assert (await client.get_json("f", url)).payload == {"a": 1}
+    assert reasons[0][0] == "http_4xx" and "not followed" in reasons[0][1]
+    assert reasons[1][0] == "malformed_json" and "duplicate key 'a'" in reasons[1][1]
+    assert reasons[2][0] == "malformed_json" and "nests too deeply" in reasons[2][1]
+    assert len(script.requests) == 4  # none of them retried, the redirect target never asked

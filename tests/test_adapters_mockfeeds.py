@@ -223,7 +223,7 @@ async def test_request_faults_per_feed(generated: World, mode: str) -> None:
         await generated.fault(mode=mode, path_prefix=prefix, **spec)
     report = await poller.poll({})
     by_venue = {r.venue_id: r for r in report.rejections}
-    for adapter, prefix in PREFIX.items():
+    for adapter in PREFIX:
         affected = [v.id for v in generated.venues if v.feed.adapter == adapter]
         for vid in affected:
             assert by_venue[vid].reason == reason, (adapter, by_venue[vid])

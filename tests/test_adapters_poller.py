@@ -83,6 +83,10 @@ async def test_every_default_venue_gets_a_snapshot(h: Harness) -> None:
         "earn",
         "compound",
         "coins",
+        "binance",
+        "chainlink",
+        "opensea",
+        "renft",
     }
     assert set(report.feed_last_success) == set(report.feed_durations_seconds)
     assert report.polled_at == h.fake.now
@@ -322,7 +326,9 @@ async def test_bad_values_are_rejected_and_the_venue_frozen(
     frozen = report.snapshots[venue]
     assert frozen.frozen and frozen.frozen_reason.startswith(reason)
     assert frozen.observed_at == good.snapshots[venue].observed_at  # the last good data, kept
-    others = {v for v in report.snapshots if v != venue}
+    # the loop reads Lido's APR too: a bad Lido payload freezes it with the staking venue
+    readers = {"lido-steth": {"aave-v3-steth-loop"}}.get(venue, set())
+    others = {v for v in report.snapshots if v != venue and v not in readers}
     assert all(not report.snapshots[v].frozen for v in others)
     h.fake.reset()
     recovered = await poller.poll({})
@@ -438,7 +444,7 @@ def test_config_errors_name_the_field() -> None:
     unknown = DEFAULT_VENUES[0].model_copy(
         update={"feed": DEFAULT_VENUES[0].feed.model_copy(update={"adapter": "nope"})}
     )
-    with pytest.raises(ValueError, match="feed.adapter 'nope' unknown"):
+    with pytest.raises(ValueError, match=r"feed\.adapter 'nope' unknown"):
         FeedPoller([unknown], FeedSettings(), None, root_url="http://x", clock=lambda: None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="serves kinds"):
         wrong = DEFAULT_VENUES[0].model_copy(update={"kind": VenueKind.LENDING})

@@ -10,11 +10,12 @@ from hypothesis import HealthCheck, settings
 
 from tests.api_daemon import OPERATE_TOKEN, write_config
 from tests.daemon_process import DaemonProcess
+from vault.api.app import ROUTES
 from vault.api.openapi import document
 
 pytestmark = pytest.mark.slow
 
-schema = schemathesis.openapi.from_dict(document())
+schema = schemathesis.openapi.from_dict(document(ROUTES))
 SLOW = {
     "YIELDVAULT_SCHEDULE__POLL_INTERVAL_SECONDS": "3600",
     "YIELDVAULT_SCHEDULE__REBALANCE_INTERVAL_SECONDS": "3600",

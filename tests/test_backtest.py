@@ -179,7 +179,7 @@ def test_market_never_serves_data_after_now(tmp_path: Path) -> None:
 
 
 def test_conservation_and_checker_at_every_step_over_a_whole_replay(tmp_path: Path) -> None:
-    path = write_history(tmp_path / "h.csv", synthetic_rows(days=5))
+    path = write_history(tmp_path / "h.csv", synthetic_rows(days=3))
     p = prepare(path, None, period="6h", prices_path=None)
     summary, runs = run_prepared(p, tmp_path / "out", list(STRATEGIES), audit_every_cycle=True)
     for run in runs:
@@ -261,12 +261,12 @@ def test_summary_is_byte_identical_on_the_same_inputs(tmp_path: Path) -> None:
 
 
 def test_lookahead_check_passes_for_ours_and_catches_a_peeking_strategy(tmp_path: Path) -> None:
-    path = write_history(tmp_path / "h.csv", synthetic_rows(days=4))
+    path = write_history(tmp_path / "h.csv", synthetic_rows(days=3))
     p = prepare(path, None, period="6h", prices_path=None)
-    result = check_lookahead(p, tmp_path / "la", cuts=3, seed=1)
+    result = check_lookahead(p, tmp_path / "la", cuts=2, seed=1)
     assert result["identical"], result
     assert all(c["cycles_compared"] >= 2 for c in result["cuts"])
-    peeking = check_lookahead(p, tmp_path / "la2", cuts=3, seed=1, strategy="hindsight")
+    peeking = check_lookahead(p, tmp_path / "la2", cuts=2, seed=1, strategy="hindsight")
     assert not peeking["identical"]  # hindsight reads the next period: the check must see it
 
 
@@ -393,3 +393,31 @@ def test_sweep_refuses_an_unknown_key_before_running(tmp_path: Path) -> None:
         "limits.max_magic=1,2",
     )
     assert res.returncode == 2 and "--grid: limits.max_magic: unknown key" in res.stderr
+
+
+def test_simulated_market_source_runs_through_the_adapters_and_the_books(tmp_path: Path) -> None:
+    """--market: the mockfeeds world, polled by the daemon's adapters on loopback, seeded."""
+    market = Path(__file__).resolve().parent.parent / "config" / "market.default.yaml"
+    res = run_cli(
+        "backtest",
+        "--market",
+        str(market),
+        "--days",
+        "0.5",
+        "--rebalance-every",
+        "6h",
+        "--strategies",
+        "ours,stay_home",
+        "--seed",
+        "3",
+        "--out",
+        str(tmp_path / "sim"),
+        "--json",
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    s = json.loads(res.stdout)
+    assert s["inputs"]["seed"] == 3 and s["strategies"]["ours"]["cycles"] == 3
+    assert s["strategies"]["ours"]["executed_plans"] >= 1
+    assert (tmp_path / "sim" / "report.html").is_file()
+    res = run_cli("backtest", "--market", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "x"))
+    assert res.returncode == 2 and "--market" in res.stderr

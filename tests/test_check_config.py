@@ -113,7 +113,16 @@ def test_limits_that_cannot_hold_the_capital_are_named(tmp_path, capsys):
     """Caps whose sum is below the share of NAV that must be invested (all but min idle): named."""
     data = with_change(
         "limits.max_kind_ratio",
-        {"staking": 0.1, "lending": 0.1, "lp": 0.1, "bridge_arb": 0.1, "fixed": 0.1},
+        {
+            "staking": 0.1,
+            "lending": 0.1,
+            "lp": 0.1,
+            "bridge_arb": 0.1,
+            "fixed": 0.1,
+            "loop": 0.1,
+            "hedged_lp": 0.1,
+            "nft_rental": 0.1,
+        },
     )
     code, out = run_check(capsys, write(tmp_path, data))
     assert code == 2

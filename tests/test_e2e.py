@@ -371,7 +371,9 @@ def test_killed_mid_run_the_books_still_match_the_venues_exactly(tmp_path):
             data_dir, env={"YIELDVAULT_SCHEDULE__REBALANCE_INTERVAL_SECONDS": "0.5"}
         )
         try:
-            daemon.wait_until(lambda: len(allocated_venues(daemon)) >= 3, 60, "an allocation")
+            daemon.wait_until(
+                lambda daemon=daemon: len(allocated_venues(daemon)) >= 3, 60, "an allocation"
+            )
             time.sleep(rng.uniform(0.0, 2.0))
         finally:
             daemon.proc.send_signal(signal.SIGKILL)

@@ -183,16 +183,41 @@ async def test_a_refused_withdrawal_moves_nothing(world):
     world.ledger.post(
         world.executor._clock(),
         "test",
-        [("idle:ethereum", -usd_to_units(1)), ("position:aave-v3-usdc-ethereum", usd_to_units(1))],
+        [("idle:ethereum", -usd_to_units(2)), ("position:aave-v3-usdc-ethereum", usd_to_units(2))],
     )
     before = world.ledger.balances()
-    # The ledger believes in one more dollar than the venue holds: the venue refuses, naming the field.
+    # The ledger believes in two more dollars than the venue holds: a partial withdrawal beyond the
+    # venue's position is refused, naming the field, and moves nothing.
     [res] = await world.executor.execute(
         plan(move(MoveAction.WITHDRAW, "aave-v3-usdc-ethereum", 10_001, "w-too-much"))
     )
     assert res.status is MoveStatus.REFUSED and res.detail.startswith("amount_usd:")
     assert world.ledger.balances() == before
     assert world.ledger.pending_moves() == []
+
+
+async def test_withdrawing_everything_takes_what_the_venue_still_holds(world):
+    """An exit during a falling depeg: the venue marked the position down after the last sync, so
+    "everything the books hold" is more than it has; the executor takes the venue's whole position
+    (the refused write left no record, so the key is reused) and the next sync books the rest."""
+    await world.executor.execute(plan(move(MoveAction.DEPOSIT, "earn-usdt-flexible", 10_000, "d3")))
+    await world.executor.sync_positions()
+    books = world.ledger.account("position:earn-usdt-flexible")
+    world.market.start_scenario(
+        {"name": "depeg", "chain": "ethereum", "token": "USDT", "params": {"price": 0.9}}
+    )
+    [res] = await world.executor.execute(
+        plan(move(MoveAction.WITHDRAW, "earn-usdt-flexible", 10_000, "w-all"))
+    )
+    assert res.status is MoveStatus.DONE, res
+    assert abs(res.applied_units - books * 9 // 10) <= 10
+    assert world.ledger.pending_moves() == []
+    await world.executor.sync_positions()
+    assert world.ledger.account("position:earn-usdt-flexible") == 0
+    assert (
+        abs(world.ledger.account("income:earn-usdt-flexible") - (books - res.applied_units)) <= 10
+    )
+    world.assert_books_sound()
 
 
 async def test_a_move_interrupted_after_the_venue_call_is_replayed_once(world):

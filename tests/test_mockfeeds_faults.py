@@ -66,7 +66,7 @@ async def test_http_5xx_with_count_then_recovers(mk: tuple[Market, Any]) -> None
 
 
 async def test_probability_is_seeded(mk: tuple[Market, Any]) -> None:
-    m, client = mk
+    _m, client = mk
     await add_fault(client, path_prefix="/lido/", mode="http_5xx", probability=0.5)
     statuses = [(await client.get("/lido/v1/protocol/steth/apr/sma")).status for _ in range(40)]
     assert 8 <= statuses.count(503) <= 32

@@ -147,9 +147,9 @@ async def test_withdrawal_beyond_available_liquidity_is_refused(mk: tuple[Market
 
 
 async def test_defillama_pools_and_chart(mk: tuple[Market, Any]) -> None:
-    m, client = mk
+    _m, client = mk
     body = await (await client.get("/defillama/pools")).json()
-    assert body["status"] == "success" and len(body["data"]) == 5
+    assert body["status"] == "success" and len(body["data"]) == 8
     for row in body["data"]:
         assert set(row) == LLAMA_FIELDS
         assert row["apy"] == pytest.approx(max(0.0, row["apyBase"] + (row["apyReward"] or 0.0)))
@@ -211,7 +211,7 @@ async def test_coins_prices_and_chart(mk: tuple[Market, Any]) -> None:
 
 
 async def test_lido_endpoints(mk: tuple[Market, Any]) -> None:
-    m, client = mk
+    _m, client = mk
     sma = await (await client.get("/lido/v1/protocol/steth/apr/sma")).json()
     aprs = sma["data"]["aprs"]
     assert len(aprs) == 7 and all(2.0 < a["apr"] < 4.0 for a in aprs)
@@ -380,13 +380,13 @@ async def test_http_errors_are_json_with_field_and_reason(mk: tuple[Market, Any]
 
 
 async def test_admin_clock_and_state(mk: tuple[Market, Any]) -> None:
-    m, client = mk
+    _m, client = mk
     status, body = await post(client, "/admin/v1/clock", {"advance_seconds": 3600})
     assert status == 200 and body["ticks"] == 4 and body["sim_time"] == "2026-02-01T01:00:00.000Z"
     status, body = await post(client, "/admin/v1/clock", {"advance_seconds": -1})
     assert status == 422 and body["error"]["field"] == "advance_seconds"
     state = await (await client.get("/admin/v1/state")).json()
-    assert state["sim_time"] == "2026-02-01T01:00:00.000Z" and len(state["venues"]) == 5
+    assert state["sim_time"] == "2026-02-01T01:00:00.000Z" and len(state["venues"]) == 8
     json.dumps(state)
 
 

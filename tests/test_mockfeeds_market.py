@@ -20,7 +20,7 @@ from tests.mockfeeds_world import cfg
 DAY = 86_400.0
 
 
-def test_default_market_has_the_daemons_five_venues() -> None:
+def test_default_market_has_the_daemons_eight_venues() -> None:
     m = Market.from_config(cfg())
     assert [v.id for v in m.venues] == [
         "lido-steth",
@@ -28,6 +28,9 @@ def test_default_market_has_the_daemons_five_venues() -> None:
         "uniswap-v2-usdc-weth-ethereum",
         "across-usdc-arbitrum-base",
         "earn-usdt-flexible",
+        "aave-v3-steth-loop",
+        "uniswap-v2-usdc-weth-hedged",
+        "azuki-rental",
     ]
     daemon = yaml.safe_load(
         (Path(__file__).resolve().parent.parent / "config" / "default.yaml").read_text()
@@ -38,6 +41,8 @@ def test_default_market_has_the_daemons_five_venues() -> None:
     assert 0.025 < aprs["lido-steth"] < 0.034
     assert 0.02 < aprs["aave-v3-usdc-ethereum"] < 0.06
     assert aprs["earn-usdt-flexible"] == 0.045
+    assert 0.05 < aprs["aave-v3-steth-loop"] < 0.20  # 8.3x of ~3.2 % staking over ~2.1 % borrow
+    assert 0.06 < aprs["azuki-rental"] < 0.16  # rent on the floor, the 8-15 % of the seeds
 
 
 def test_same_seed_same_world_and_another_seed_differs() -> None:

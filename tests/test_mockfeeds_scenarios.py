@@ -106,7 +106,7 @@ async def test_exploit_drains_the_pool_and_pauses_it(mk: tuple[Market, Any]) -> 
 
 
 async def test_exploit_freezes_the_custodial_product(mk: tuple[Market, Any]) -> None:
-    m, client = mk
+    _m, client = mk
     await post(
         client,
         "/admin/v1/scenarios",
@@ -120,7 +120,7 @@ async def test_depeg_marks_positions_and_prices_on_one_chain(mk: tuple[Market, A
     m, client = mk
     await deposit(client, "aave-v3-usdc-ethereum", "100000.000000", "a")
     await deposit(client, "across-usdc-arbitrum-base", "100000.000000", "b")
-    status, sc = await post(
+    status, _sc = await post(
         client,
         "/admin/v1/scenarios",
         {
@@ -202,7 +202,7 @@ async def test_bridge_halt_stops_bridging_and_the_arb_route(mk: tuple[Market, An
         },
     )
     assert tr["status"] == "in_flight"
-    status, sc = await post(
+    status, _sc = await post(
         client,
         "/admin/v1/scenarios",
         {"name": "bridge_halt", "chain": "base", "duration_seconds": 2 * 3600},
@@ -259,7 +259,7 @@ async def test_bridge_halt_stops_bridging_and_the_arb_route(mk: tuple[Market, An
 async def test_liquidity_crunch_caps_lp_withdrawals(mk: tuple[Market, Any]) -> None:
     m, client = mk
     await deposit(client, "uniswap-v2-usdc-weth-ethereum", "100000.000000", "l")
-    status, sc = await post(
+    status, _sc = await post(
         client,
         "/admin/v1/scenarios",
         {
@@ -324,6 +324,10 @@ async def test_unknown_scenario_and_listing(mk: tuple[Market, Any]) -> None:
         "depeg_path",
         "exploit_path",
         "bank_run",
+        "steth_discount",
+        "funding_flip",
+        "floor_crash",
+        "rental_drought",
     }
 
 

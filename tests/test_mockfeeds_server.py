@@ -40,7 +40,7 @@ async def test_start_on_an_ephemeral_port_and_save_on_stop(tmp_path: Path) -> No
         assert url.startswith("http://127.0.0.1:") and int(url.rsplit(":", 1)[1]) > 0
         async with aiohttp.ClientSession() as s:
             async with s.get(f"{url}/healthz") as r:
-                assert (await r.json())["venues"] == 5
+                assert (await r.json())["venues"] == 8
             async with s.post(
                 f"{url}/paper/v1/deposit",
                 json={

@@ -256,3 +256,110 @@ def test_sigterm_drains_the_move_in_progress_and_books_it(tmp_path):
         assert deposits.fetchone()[0] == 1  # the one in flight, and no other started after SIGTERM
     finally:
         led.close()
+
+
+def test_case2_two_daemons_on_one_market_are_two_accounts(tmp_path):
+    """Each daemon books only its own deposits: the two NAVs sum to the 2M of capital put in
+    (before: 3.90M, each booking the other's deposits as yield)."""
+    import json
+
+    port = free_port()
+    market = subprocess.Popen(
+        [sys.executable, "-m", "vault.cli", "mock-feeds", "--listen", f"127.0.0.1:{port}"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env = {
+        "YIELDVAULT_FEEDS__EMBEDDED_MARKET": "null",
+        "YIELDVAULT_FEEDS__ROOT_URL": f"http://127.0.0.1:{port}",
+    }
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    daemons = [DaemonProcess(tmp_path / name / "var", env=env) for name in ("a", "b")]
+    try:
+        for d in daemons:
+            d.wait_until(lambda d=d: len(allocated_venues(d)) >= 3, 90, "an allocation")
+        for d in daemons:
+            count = d.json("/api/v1/status")["rebalances"]
+            d.wait_until(
+                lambda d=d, c=count: d.json("/api/v1/status")["rebalances"] >= c + 3, 60, "cycles"
+            )
+        statuses = [d.json("/api/v1/status") for d in daemons]
+        assert statuses[0]["vault_id"] != statuses[1]["vault_id"]
+        navs = [usd_to_units(s["nav_usd"]) for s in statuses]
+        for nav, s in zip(navs, statuses, strict=True):
+            assert usd_to_units(990_000) <= nav <= usd_to_units(1_010_000), s["nav_usd"]
+            assert s["reconciliation_breaks"] == []
+        for d in daemons:
+            assert d.metrics().get(("yieldvault_reconciliation_breaks", ())) == 0
+        # the market holds each vault's positions apart, equal to that vault's books
+        import urllib.request
+
+        for s in statuses:
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/paper/v1/positions",
+                headers={"X-Paper-Account": s["vault_id"]},
+            )
+            rows = json.loads(urllib.request.urlopen(req, timeout=5).read())["positions"]
+            assert {r["venue"] for r in rows if float(r["position_usd"]) > 0} == {
+                p["venue"] for p in s["positions"] if float(p["position_usd"]) > 0
+            }
+    finally:
+        codes = [d.terminate()[0] for d in daemons]
+        market.terminate()
+        market.wait(timeout=10)
+    assert codes == [0, 0]
+
+
+def test_case5_a_held_venue_removed_from_the_config_is_refused_then_exited(stopped_vault, tmp_path):
+    """Deleting a venue that holds money from the config is refused, naming it; marked
+    `exit_only: true` instead, it stays visible and is withdrawn, and nothing else is sold off
+    (before: it vanished from the status and the books sold every other venue at a loss)."""
+    import yaml
+
+    from vault.settings import DEFAULT_CONFIG
+
+    data_dir = copy_of(stopped_vault, tmp_path)
+    led = open_verified(data_dir / "ledger.sqlite3")
+    held = {v: u for v, u in led.balances().positions_units.items() if u}
+    nav_before = led.balances().nav_units
+    led.close()
+    venue = "aave-v3-usdc-ethereum" if "aave-v3-usdc-ethereum" in held else sorted(held)[0]
+    config_dir = tmp_path / "config"
+    shutil.copytree(DEFAULT_CONFIG.parent, config_dir)
+    config = yaml.safe_load((config_dir / "default.yaml").read_text())
+    gone = next(v for v in config["venues"] if v["id"] == venue)
+    kinds = {k: r for k, r in config["limits"]["max_kind_ratio"].items() if k != gone["kind"]}
+    without = {
+        **config,
+        "venues": [v for v in config["venues"] if v["id"] != venue],
+        "limits": {**config["limits"], "max_kind_ratio": kinds},
+    }
+    (config_dir / "without.yaml").write_text(yaml.safe_dump(without))
+    proc = run_refused(data_dir, "run", "--config", str(config_dir / "without.yaml"))
+    assert venue in proc.stderr and "exit_only: true" in proc.stderr
+    for v in config["venues"]:
+        if v["id"] == venue:
+            v["exit_only"] = True
+    (config_dir / "exit.yaml").write_text(yaml.safe_dump(config))
+    daemon = DaemonProcess(data_dir, args=["--config", str(config_dir / "exit.yaml")])
+
+    def position(status: dict) -> dict:
+        return next(p for p in status["positions"] if p["venue"] == venue)
+
+    try:
+        first = daemon.wait_until(lambda: daemon.json("/api/v1/status"), 30, "status")
+        assert position(first)["exit_only"] is True
+        daemon.wait_until(
+            lambda: float(position(daemon.json("/api/v1/status"))["position_usd"]) == 0.0,
+            90,
+            f"{venue} withdrawn",
+        )
+        status = daemon.json("/api/v1/status")
+        assert usd_to_units(status["nav_usd"]) >= nav_before * 0.995
+        others = [p for p in status["positions"] if p["venue"] != venue]
+        assert sum(float(p["position_usd"]) > 0 for p in others) >= 2  # the rest stays invested
+    finally:
+        code, _ = daemon.terminate()
+    assert code == 0

@@ -241,7 +241,7 @@ def test_compose_provisioning_and_scrape_config_agree():
 
     # every bind mount exists in the repository
     for name in services:
-        for target, source in mounts(name).items():
+        for source in mounts(name).values():
             if source.startswith("."):
                 assert (ROOT / source).exists(), f"{name} mounts missing {source}"
 

@@ -278,7 +278,7 @@ def test_set_venue_state_records_a_whole_snapshot():
     m.set_venue_state(
         *key, real_apr=0.04, emission_apr=0.002, tvl_usd=9e8, frozen=True, observed_at=1234.0
     )
-    labels = dict(zip(("venue", "kind", "chain"), key))
+    labels = dict(zip(("venue", "kind", "chain"), key, strict=False))
     assert value(m, "yieldvault_venue_predicted_apr_ratio", component="real", **labels) == 0.04
     assert value(m, "yieldvault_venue_predicted_apr_ratio", component="emission", **labels) == 0.002
     assert value(m, "yieldvault_venue_tvl_usd", **labels) == 9e8

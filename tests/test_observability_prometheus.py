@@ -133,10 +133,11 @@ def tail(p: subprocess.Popen) -> str:
 
 
 def spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    out = open(log_path, "wb")
-    p = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=log_path.parent)
+    with open(log_path, "wb") as out:  # the child keeps its own descriptor
+        p = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=log_path.parent
+        )
     p.log_path = log_path  # type: ignore[attr-defined]
-    out.close()
     return p
 
 

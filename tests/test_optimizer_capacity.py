@@ -45,11 +45,15 @@ def market(capacity: float, alternative_apr: float = 0.0):
 HOLDINGS = PortfolioState(positions_usd={"arb": 185_000.0, "lend": 700_000.0}, idle_usd=115_000.0)
 
 
-def decide(snaps, portfolio=HOLDINGS, limits=RiskLimits(min_idle_ratio=0.02), settings=SETTINGS):
+SOME_IDLE = RiskLimits(min_idle_ratio=0.02)
+NO_LIMITS = RiskLimits()
+
+
+def decide(snaps, portfolio=HOLDINGS, limits=SOME_IDLE, settings=SETTINGS):
     return Optimizer(limits, settings, "ethereum").decide(snaps, portfolio, NOW)
 
 
-def check(snaps, target: dict[str, float], portfolio=HOLDINGS, limits=RiskLimits()):
+def check(snaps, target: dict[str, float], portfolio=HOLDINGS, limits=NO_LIMITS):
     full = {s.venue.id: portfolio.positions_usd.get(s.venue.id, 0.0) for s in snaps} | target
     idle = portfolio.nav_usd - sum(full.values())
     return check_allocation(snaps, portfolio, full, idle, limits, SETTINGS, "ethereum")

@@ -59,7 +59,7 @@ def test_rebuilt_only_when_venues_change():
     assert opt.decide(snaps, portfolio(), NOW).rebuilt
     assert not opt.decide([make_snapshot("a", apr=0.06), snaps[1]], portfolio(), NOW).rebuilt
     assert opt.decide(
-        snaps + [make_snapshot("c", apr=0.03, protocol="y")], portfolio(), NOW
+        [*snaps, make_snapshot("c", apr=0.03, protocol="y")], portfolio(), NOW
     ).rebuilt
 
 

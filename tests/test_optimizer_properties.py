@@ -68,7 +68,7 @@ def markets(draw):
     total = sum(weights)
     positions = {
         s.venue.id: invested * NAV * w / total
-        for s, w in zip(snaps, weights)
+        for s, w in zip(snaps, weights, strict=False)
         if total > 0 and w > 0
     }
     pf = PortfolioState(positions_usd=positions, idle_usd=NAV - sum(positions.values()))
@@ -106,7 +106,7 @@ def true_net_usd(snaps, x_usd, x0_usd, opt_settings: OptimizerSettings) -> float
     """True income minus the same annualised linear move costs the objective uses."""
     income = sum(
         float(s.curve.income_usd(np.array([x]), opt_settings.emission_haircut)[0])
-        for s, x in zip(snaps, x_usd)
+        for s, x in zip(snaps, x_usd, strict=False)
     )
     c_in, c_out = cost_rates([s.venue for s in snaps], opt_settings, HOME, NAV)
     moves = float(
@@ -124,7 +124,9 @@ def test_random_markets_give_checked_conserving_never_worse_solutions(market, li
     d = Optimizer(limits, SETTINGS, HOME).decide(snaps, pf, NOW)
     ids = [s.venue.id for s in snaps]
     x0 = np.array([pf.positions_usd.get(i, 0.0) for i in ids])
-    holding = check_allocation(snaps, pf, dict(zip(ids, x0)), pf.idle_usd, limits, SETTINGS, HOME)
+    holding = check_allocation(
+        snaps, pf, dict(zip(ids, x0, strict=False)), pf.idle_usd, limits, SETTINGS, HOME
+    )
     if holding.ok:
         # holding is feasible, so the problem is too: no excuse to hold for infeasibility
         assert d.status == "optimal", d.reason

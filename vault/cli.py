@@ -35,6 +35,7 @@ from core.money import units_to_str
 from vault.identity import IdentityError
 from vault.integrity import LedgerIntegrityError
 from vault.logs import configure_logging
+from vault.reconcile import StrandedMoney
 from vault.settings import DEFAULT_CONFIG, ConfigError, load_settings, read_yaml
 
 log = structlog.get_logger("vault.cli")
@@ -129,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     btb = bench_sub.add_parser("backtest", help="3-year hourly replay, a decision every hour")
     btb.add_argument("--history", type=Path, default=None)
     btb.add_argument("--days", type=int, default=None, help="replay only the first N days")
+    btb.add_argument("--venue-days", type=int, default=30, help="days of the 1,000-venue replay")
     btb.add_argument("--json", action="store_true")
 
     from backtest.cli import add_parser as add_backtest
@@ -263,7 +265,7 @@ async def _run(settings: Any, config_dir: Path, config_path: Path | None = None)
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
     try:
         await daemon.start()
-    except (LedgerIntegrityError, IdentityError) as exc:
+    except (LedgerIntegrityError, IdentityError, StrandedMoney) as exc:
         print(f"yieldvault: refusing to start: {exc}", file=sys.stderr)
         await daemon.stop()
         return 2
@@ -412,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
 
             quiet_logs()
             with stdout_to_stderr():
-                result = bench_backtest(args.history, days=args.days)
+                result = bench_backtest(args.history, days=args.days, venue_days=args.venue_days)
             _print_json(result)
         elif args.bench == "solver":
             from optimizer.bench import bench_solver

@@ -142,6 +142,10 @@ class OperatorStore:
     def close(self) -> None:
         self._db.close()
 
+    def changes(self) -> int:
+        """Rows changed through this store since it opened (the status cache's key)."""
+        return self._db.total_changes
+
     # -- directives ------------------------------------------------------------------------
 
     def set_directive(self, at: datetime, kind: str, target: str, who: str, reason: str) -> bool:

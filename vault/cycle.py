@@ -14,8 +14,9 @@ The steps, in order, each a small function below (structlog's processor pipeline
 2. :func:`settle`: land filled bridge transfers and settled queued withdrawals;
 3. :func:`sync`: reconcile each venue's report with the books (``vault/reconcile.py``): what the
    venue's own rate explains is booked as accrual, anything beyond is a reconciliation break,
-   booked as nothing, and while any break is open the cycle holds before deciding; the books
-   become the portfolio the optimizer sees (:func:`portfolio_of`);
+   booked as nothing; while a *surplus* break is open the cycle holds before deciding, while a
+   *shortfall* is open no venue may grow and the optimizer sees what the venue reports
+   (:func:`shortfall_directives`); the books become the portfolio (:func:`portfolio_of`);
 4. :func:`guard`: the guards' hook (``deps.guard``) turns the snapshots and their history into
    :class:`core.types.Directives`, merged with the operator's (``inp.directives``);
 5. :func:`decide`: ``Optimizer.decide`` in ``deps.run_in_thread``, on the snapshots frozen by the
@@ -33,6 +34,7 @@ did not decide (the memory passes on unchanged).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -196,12 +198,46 @@ async def sync(inp: CycleInput, deps: CycleDeps) -> None:
 
 
 def breaks_reason(ledger: Ledger) -> str | None:
-    """Why the cycle holds for open reconciliation breaks, or None."""
-    breaks = ledger.open_breaks()
+    """Why the cycle holds for open *surplus* breaks (a venue reports more than the books and its
+    rate explain: money we did not put there), or None.
+
+    A surplus is where phantom money comes from (a deleted ledger, another vault's deposits, a
+    replay that ran twice), so every move waits for an operator. A shortfall is handled by
+    :func:`shortfall_directives` instead: it cannot create money, and holding every move would
+    keep the vault from leaving an exploited venue.
+    """
+    breaks = [b for b in ledger.open_breaks() if b.reported_units > b.books_units]
     if not breaks:
         return None
     return "reconciliation break, every move held until an operator books it: " + "; ".join(
         f"{b.venue}: {b.reason}" for b in breaks
+    )
+
+
+def shortfall_directives(
+    ledger: Ledger, portfolio: PortfolioState
+) -> tuple[Directives, PortfolioState]:
+    """Open *shortfall* breaks (a venue reports less than the books can explain): no new deposits
+    anywhere and the venue frozen until an operator books the break, and the optimizer plans with
+    what the venue reports (``min(books, reported)``), so an exit asks for no more than is there.
+
+    The books themselves book nothing: the difference stays in the break for the operator.
+    """
+    short = {b.venue: b for b in ledger.open_breaks() if b.reported_units < b.books_units}
+    if not short:
+        return NO_DIRECTIVES, portfolio
+    reasons = {v: f"reconciliation break: {b.reason}" for v, b in short.items()}
+    directives = Directives(
+        freeze=frozenset(short),
+        no_new_deposits=True,
+        reasons={**reasons, "*": "open reconciliation break(s): " + ", ".join(sorted(short))},
+    )
+    positions = {
+        v: (min(x, units_to_usd(max(short[v].reported_units, 0))) if v in short else x)
+        for v, x in portfolio.positions_usd.items()
+    }
+    return directives, dataclasses.replace(
+        portfolio, positions_usd={v: x for v, x in positions.items() if x > 0}
     )
 
 
@@ -423,10 +459,11 @@ async def run_cycle(inp: CycleInput, deps: CycleDeps) -> CycleOutcome:
         return stopped(inp, deps, RebalanceOutcome.HELD, held, t0)
     synced = ledger.balances()
     income = {v: ledger.account(f"income:{v}") for v in deps.venues}
-    portfolio = portfolio_of(synced, deps.venues)
+    broken, portfolio = shortfall_directives(ledger, portfolio_of(synced, deps.venues))
     t_sync = time.perf_counter()
 
     directives, guard_state = guard(inp, portfolio, deps)
+    directives = directives.merge(broken)
     snapshots = tuple(apply_freeze(inp.snapshots, directives))
     t_guard = time.perf_counter()
 

@@ -24,7 +24,6 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -40,11 +39,11 @@ from core.types import NO_DIRECTIVES, Directives
 from optimizer import Decision, Optimizer
 from optimizer.memory import EMPTY_MEMORY, OptimizerMemory
 from vault import identity as identity_mod
+from vault.api import create_app
 from vault.control import OperatorStore
 from vault.cycle import (
     CycleDeps,
     CycleInput,
-    CycleOutcome,
     GuardHook,
     no_guard,
     run_cycle,
@@ -53,19 +52,21 @@ from vault.daemon_operator import OperatorHooks
 from vault.executor import (
     DryRunExecutor,
     Executor,
-    MoveResult,
     MoveStatus,
     PaperExecutor,
 )
 from vault.export import ExportExecutor
 from vault.guard_store import GuardStore
 from vault.guarding import GuardRunner
+from vault.httpguard import GuardLimits, GuardStats, start_guarded_site
 from vault.integrity import LedgerWatch, audit_file, open_verified
 from vault.ledger import Ledger, LedgerError
 from vault.metrics import Metrics
 from vault.operations import Operations
 from vault.performance import RealizedApr
+from vault.reconcile import StrandedMoney, stranded
 from vault.settings import Settings, parse_listen
+from vault.state import CycleState
 from vault.transport import HttpTransport
 
 log = structlog.get_logger("vault.daemon")
@@ -144,21 +145,6 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
     return handle
 
 
-@dataclass
-class CycleState:
-    """What the HTTP API and readiness probe read; written only by the jobs."""
-
-    report: PollReport | None = None
-    last_poll_monotonic: float | None = None
-    decision: Decision | None = None
-    last_rebalance_at: datetime | None = None
-    last_outcome: str | None = None
-    cycles: int = 0
-    results: list[MoveResult] = field(default_factory=list)
-    outcome: CycleOutcome | None = None  # the last cycle's, whole
-    hold_reason: str | None = None  # why the last cycle moved nothing before deciding
-
-
 class State(enum.StrEnum):
     """The daemon's lifecycle (Freqtrade's worker ``State``): what ``stop`` may assume."""
 
@@ -202,6 +188,8 @@ class Daemon(OperatorHooks):
         self._market: Any = None
         self._market_runner: Any = None
         self._api_runner: aiohttp.web.AppRunner | None = None
+        self._api_server: asyncio.Server | None = None
+        self.api_guard: GuardStats | None = None
         self.listen_url: str | None = None
         self.feeds_url: str | None = None
         self.run_state = State.CREATED
@@ -222,6 +210,10 @@ class Daemon(OperatorHooks):
         self.guard: GuardHook = no_guard
         self.guard_state: Any = None
         self.vault_id: str | None = None  # vault/identity.py: settled by open_books()
+        self.exit_only = Directives(
+            exit=frozenset(v.id for v in settings.venues if v.exit_only),
+            reasons={v.id: "exit_only in the config" for v in settings.venues if v.exit_only},
+        )
         self.ledger_watch: LedgerWatch | None = None  # vault/integrity.py
         self.guard_store: GuardStore | None = None
         # operator side (vault/daemon_operator.py): directives, plans, reload between cycles
@@ -336,6 +328,9 @@ class Daemon(OperatorHooks):
                     vault_id=identity.vault_id,
                 )
             identity_mod.write_id_file(s.data_dir, identity.vault_id)
+        why = stranded(self.ledger, set(self.venues))
+        if why is not None:
+            raise StrandedMoney(why)
         self.ledger_watch = LedgerWatch.start(self.ledger)
 
     async def start(self) -> None:
@@ -469,14 +464,14 @@ class Daemon(OperatorHooks):
         log.info("embedded_market_started", url=self.feeds_url, market=str(market_path))
 
     async def _start_api(self) -> None:
-        from vault.api import create_app
-
         host, port = parse_listen(self.settings.listen)
         self._api_runner = aiohttp.web.AppRunner(create_app(self), access_log=None)
         await self._api_runner.setup()
-        site = aiohttp.web.TCPSite(self._api_runner, host, port)
-        await site.start()
-        bound = self._api_runner.addresses[0]
+        # a header timeout, a short keep-alive and a connection cap (vault/httpguard.py)
+        self._api_server, self.api_guard = await start_guarded_site(
+            self._api_runner, host, port, GuardLimits()
+        )
+        bound = self._api_server.sockets[0].getsockname()
         self.listen_url = f"http://{host}:{bound[1]}"
 
     def _job(self, fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -525,6 +520,8 @@ class Daemon(OperatorHooks):
                 await asyncio.wait(pending, timeout=1.0)
         if self._session is not None:
             await self._session.close()
+        if self._api_server is not None:
+            self._api_server.close()
         if self._api_runner is not None:
             await self._api_runner.cleanup()
         if self._market_runner is not None:
@@ -598,7 +595,7 @@ class Daemon(OperatorHooks):
                 snapshots=snapshots,
                 now=self.clock(),
                 memory=self.memory,
-                directives=self.directives,
+                directives=self.directives.merge(self.exit_only),
                 guard_state=self.guard_state,
             )
             out = await run_cycle(inp, self.cycle_deps())

@@ -9,11 +9,12 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from core.types import Directives
+from core.types import Directives, Venue
 from vault import cycle
 from vault.approval import (
     books_context,
@@ -39,7 +40,11 @@ log = structlog.get_logger("vault.daemon")
 
 
 class OperatorHooks:
+    """The daemon's operator side; ``vault.operations.Operations`` sees the daemon as this."""
+
     settings: Settings
+    config_path: Path | None
+    venues: dict[str, Venue]
     metrics: Metrics
     exporter: ExportExecutor | None
     cycle_lock: asyncio.Lock

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -210,6 +211,19 @@ class PaperExecutor:
             "idempotency_key": move.idempotency_key,
         }
 
+    def _whole_position(self, move: Move, body: Mapping[str, Any], exc: VenueRefused) -> int | None:
+        """The venue's own position, when a withdrawal of everything the books hold was refused as
+        larger than it (``exceeds position X``: the venue marked the position down since the sync,
+        e.g. a falling depeg during an exit); None otherwise. The next sync books the difference."""
+        if move.action is not MoveAction.WITHDRAW or exc.field != "amount_usd":
+            return None
+        found = re.search(r"exceeds position ([0-9]+(?:\.[0-9]+)?)", exc.reason)
+        asked = usd_to_units(str(body["amount_usd"]))
+        if found is None or asked < self._ledger.account(f"position:{move.venue_id}"):
+            return None
+        held = usd_to_units(found.group(1))
+        return held if 0 < held < asked else None
+
     def _postings(
         self, move: Move, amount: int, res: Mapping[str, Any]
     ) -> tuple[int, list[tuple[str, int]]]:
@@ -247,7 +261,13 @@ class PaperExecutor:
                 )
             else:
                 destination = f"idle:{venue.chain}"
-            postings = [(f"position:{venue.id}", -applied), (destination, applied)]
+            # the position shrinks by what was asked; what did not arrive (an unwind's swap, a
+            # sale below floor) is a fee. Instant and queued kinds without exit costs: applied == amount
+            postings = [
+                (f"position:{venue.id}", -amount),
+                (destination, applied),
+                (FEES, amount - applied),
+            ]
         return applied, self._with_gas(venue, move.action, postings)
 
     # -- public --------------------------------------------------------------------------------
@@ -275,20 +295,27 @@ class PaperExecutor:
         if call is None:
             return result(MoveStatus.SKIPPED, detail="nothing available to move")
         path, body = call
-        if written is None:
-            self._ledger.begin_move(
-                self._clock(),
-                move.idempotency_key,
-                {"move": move_to_dict(move), "path": path, "body": body},
-            )
-        try:
-            res = await self._call("POST", path, body)
-            applied, postings = self._postings(move, usd_to_units(body["amount_usd"]), res)
-        except VenueRefused as exc:
-            self._ledger.abandon_move(move.idempotency_key)
-            return result(MoveStatus.REFUSED, detail=f"{exc.field}: {exc.reason}")
-        except OutcomeUnknown as exc:
-            return result(MoveStatus.UNKNOWN, detail=str(exc))
+        for attempt in (1, 2):
+            if written is None:
+                self._ledger.begin_move(
+                    self._clock(),
+                    move.idempotency_key,
+                    {"move": move_to_dict(move), "path": path, "body": body},
+                )
+            try:
+                res = await self._call("POST", path, body)
+                applied, postings = self._postings(move, usd_to_units(body["amount_usd"]), res)
+            except VenueRefused as exc:
+                self._ledger.abandon_move(move.idempotency_key)
+                smaller = self._whole_position(move, body, exc) if attempt == 1 else None
+                if smaller is None or written is not None:
+                    return result(MoveStatus.REFUSED, detail=f"{exc.field}: {exc.reason}")
+                # a refused write is not recorded at the venue: the key is free for the retry
+                body = {**body, "amount_usd": units_to_str(smaller)}
+                continue
+            except OutcomeUnknown as exc:
+                return result(MoveStatus.UNKNOWN, detail=str(exc))
+            break
         self._ledger.finish_move(
             self._clock(), move.idempotency_key, str(move.action), postings, memo=move.venue_id
         )

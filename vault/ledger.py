@@ -241,6 +241,11 @@ class Ledger:
     def key(self) -> bytes:
         return self._key
 
+    @property
+    def changes(self) -> int:
+        """Rows this connection has changed since it opened (a cheap "did anything move?")."""
+        return int(self._db.total_changes)
+
     def rescue_if_deleted(self) -> Path | None:
         """A ledger file unlinked underneath us still lives in our open connection: copy it out."""
         if self.path.exists():
@@ -606,7 +611,17 @@ class Ledger:
         ).fetchone()
         if row is None:
             return None
-        return RebalanceRecord(*row[:7], moves=json.loads(row[7]), results=json.loads(row[8]))
+        return RebalanceRecord(
+            id=int(row[0]),
+            started_at=str(row[1]),
+            finished_at=str(row[2]),
+            outcome=str(row[3]),
+            solver_status=str(row[4]),
+            reason=str(row[5]),
+            nav_units=int(row[6]),
+            moves=json.loads(row[7]),
+            results=json.loads(row[8]),
+        )
 
     def rebalance_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM rebalances").fetchone()[0])

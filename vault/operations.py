@@ -25,13 +25,13 @@ from vault.settings import ConfigError, load_settings
 
 if TYPE_CHECKING:
     from vault.control import OperatorStore
-    from vault.daemon import Daemon
+    from vault.daemon_operator import OperatorHooks
 
 log = structlog.get_logger("vault.operations")
 
 
 class Operations:
-    def __init__(self, daemon: Daemon):
+    def __init__(self, daemon: OperatorHooks):
         self.daemon = daemon
 
     @property

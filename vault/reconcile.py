@@ -17,8 +17,12 @@ move. A venue that reports a position the books do not hold at all is a break th
 explain, in either direction.
 
 A break books nothing: it is kept in the ledger's ``breaks`` table (venue, books, reported, the
-explained bound, why) and refreshed at every sync while it lasts, and the daemon holds every
-move while any is open. Only an operator books it (:func:`book_break`, the CLI
+explained bound, why) and refreshed at every sync while it lasts. A *surplus* (the venue reports more than the books
+explain: where phantom money comes from) holds every move while it is open. A *shortfall* (less
+than the books: an exploit, a slashing) cannot create money, and holding every move would keep the
+vault from leaving the venue that lost it: while one is open no venue may grow (no new deposits
+anywhere), the venue is frozen, and the optimizer plans with what the venue reports, so exits (the
+guards', the operator's) still run (``vault/cycle.py: shortfall_directives``). Only an operator books it (:func:`book_break`, the CLI
 ``yieldvault ledger book-break`` and the operator API), as its own kind of transaction
 (``break_booked``: position against ``equity:breaks``, with the reason), never as income.
 """
@@ -144,6 +148,25 @@ def reconcile(
 
 class NoOpenBreak(ValueError):
     pass
+
+
+class StrandedMoney(Exception):
+    """The books hold money at a venue the config no longer names (one line, naming it)."""
+
+
+def stranded(ledger: Ledger, configured: set[str]) -> str | None:
+    """Why the config would strand money (positions at venues it no longer names), or None."""
+    from core.money import units_to_str
+
+    gone = {v: u for v, u in ledger.balances().positions_units.items() if u and v not in configured}
+    if not gone:
+        return None
+    names = ", ".join(f"{v} ({units_to_str(u)} USD)" for v, u in sorted(gone.items()))
+    return (
+        f"venues: the books hold {names} but the config no longer names "
+        f"{'it' if len(gone) == 1 else 'them'}; put each back with `exit_only: true` to withdraw "
+        "it (it stays in the books and the status until it is out)"
+    )
 
 
 def book_break(ledger: Ledger, venue: str, reason: str, at: datetime) -> Break:

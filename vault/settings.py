@@ -127,11 +127,14 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"limits.{key}: no configured venue is on {what} {sorted(unknown)}"
                 )
-        if self.feeds.embedded_market is None and self.feeds.root_url is None:
-            if any(v.feed.base_url is None for v in self.venues):
-                raise ValueError(
-                    "feeds: set embedded_market or root_url (a venue's feed has no base_url)"
-                )
+        if (
+            self.feeds.embedded_market is None
+            and self.feeds.root_url is None
+            and any(v.feed.base_url is None for v in self.venues)
+        ):
+            raise ValueError(
+                "feeds: set embedded_market or root_url (a venue's feed has no base_url)"
+            )
         return self
 
     @classmethod

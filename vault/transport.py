@@ -113,8 +113,9 @@ class InProcessTransport:
     raised as it is (the move stays written ahead, as after a crash).
     """
 
-    def __init__(self, market: PaperMarket):
+    def __init__(self, market: PaperMarket, *, account: str | None = None):
         self.market = market
+        self.account = account
 
     async def request(
         self, method: str, path: str, body: Mapping[str, Any] | None = None
@@ -122,7 +123,7 @@ class InProcessTransport:
         # the body goes through JSON as it would on the wire (no shared mutable values either way)
         sent = json.loads(json.dumps(body)) if body is not None else None
         try:
-            answer = paper_request(self.market, method, path, sent)
+            answer = paper_request(self.market, method, path, sent, self.account)
         except MarketError as exc:
             if exc.status == 409:
                 raise OutcomeUnknown(

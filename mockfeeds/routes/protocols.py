@@ -9,6 +9,7 @@ from aiohttp import web
 
 from mockfeeds.market import Market, MarketError, iso
 from mockfeeds.routes.common import ZERO_ADDRESS, market_of, query_number, reply
+from mockfeeds.routes.loop import loop_reserve_rows, loop_venues
 from mockfeeds.venues import FixedVenue, LendingVenue, StakingVenue
 from protocols import aave, across, compound
 
@@ -71,13 +72,13 @@ async def lido_request_time(request: web.Request) -> web.StreamResponse:
 
 
 # --- Aave --------------------------------------------------------------------------------------
-def _aave_venues(m: Market, market_name: str) -> list[LendingVenue]:
+def _aave_venues(m: Market, market_name: str, *, allow_empty: bool = False) -> list[LendingVenue]:
     out = [
         v
         for v in m.venues
         if isinstance(v, LendingVenue) and not v.is_compound and v.c.market == market_name
     ]
-    if not out:
+    if not out and not allow_empty:
         raise MarketError("market", f"unknown Aave market {market_name!r}", 404)
     return out
 
@@ -125,8 +126,10 @@ def _aave_reserve(m: Market, v: LendingVenue) -> dict[str, Any]:
 async def aave_reserves(request: web.Request) -> web.StreamResponse:
     m = market_of(request)
     name = request.match_info["market"]
-    vs = _aave_venues(m, name)
+    loops = loop_venues(m, name)
+    vs = _aave_venues(m, name) if not loops else _aave_venues(m, name, allow_empty=True)
     rows = [(v.id, _aave_reserve(m, v)) for v in vs]
+    rows += [(v.id, r) for v in loops for r in loop_reserve_rows(m, v)]
     payload = {
         "reservesData": [r for _, r in rows],
         "baseCurrencyData": {
@@ -136,7 +139,7 @@ async def aave_reserves(request: web.Request) -> web.StreamResponse:
             "networkBaseTokenPriceDecimals": 8,
         },
     }
-    return await reply(request, payload, venues=frozenset(v.id for v in vs), rows=rows)
+    return await reply(request, payload, venues=frozenset(v.id for v in (*vs, *loops)), rows=rows)
 
 
 async def aave_incentives(request: web.Request) -> web.StreamResponse:

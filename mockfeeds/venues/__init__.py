@@ -19,8 +19,11 @@ from mockfeeds.venues.base import (
 )
 from mockfeeds.venues.bridge_arb import BridgeArbVenue
 from mockfeeds.venues.fixed import FixedVenue
+from mockfeeds.venues.hedged_lp import HedgedLpVenue
 from mockfeeds.venues.lending import LendingVenue
+from mockfeeds.venues.loop import LoopVenue
 from mockfeeds.venues.lp import LpVenue
+from mockfeeds.venues.nft_rental import NftRentalVenue
 from mockfeeds.venues.staking import StakingVenue
 
 MODELS: dict[str, type[VenueModel]] = {
@@ -29,6 +32,9 @@ MODELS: dict[str, type[VenueModel]] = {
     "lp": LpVenue,
     "bridge_arb": BridgeArbVenue,
     "fixed": FixedVenue,
+    "loop": LoopVenue,
+    "hedged_lp": HedgedLpVenue,
+    "nft_rental": NftRentalVenue,
 }
 
 
@@ -44,8 +50,11 @@ __all__ = [
     "SPY",
     "BridgeArbVenue",
     "FixedVenue",
+    "HedgedLpVenue",
     "LendingVenue",
+    "LoopVenue",
     "LpVenue",
+    "NftRentalVenue",
     "StakingVenue",
     "VenueModel",
     "build_venue",

@@ -118,6 +118,10 @@ class VenueModel:
             return self.cfg.entry_fee_bps / 10_000
         return 0.0
 
+    def exit_cost_fraction(self, amount_usd: float, m: MarketView) -> float:
+        """Share of a withdrawal lost on the way out (an unwind's swap, a sale below floor); 0 here."""
+        return 0.0
+
     def deposit_limit_usd(self, m: MarketView) -> float:
         return math.inf
 

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from vault.daemon import Daemon
+    from vault.api.view import DaemonView
 
 
-def create_app(daemon: Daemon) -> web.Application:
+def create_app(daemon: DaemonView) -> web.Application:
     from vault.api.app import build_app
 
     return build_app(daemon)

@@ -5,8 +5,7 @@ middlewares: errors in one shape, then auth.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
@@ -16,27 +15,14 @@ from vault.api import read_routes as rd
 from vault.api import schemas as sc
 from vault.api.auth import auth_middleware
 from vault.api.errors import ApiError, error_body
+from vault.api.openapi import Route, document
 from vault.metrics import metrics_handler
 
 if TYPE_CHECKING:
-    from vault.daemon import Daemon
+    from vault.api.view import DaemonView
 
 log = structlog.get_logger("vault.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    handler: Handler
-    summary: str
-    response: dict[str, Any]
-    body: type[sc.Body] | None = None
-    errors: tuple[int, ...] = ()
-    query: tuple[str, ...] = ()
-    public: bool = False
-    extra: dict[int, str] = field(default_factory=dict)
 
 
 PAGE = {"rebalances": sc.arr(sc.REBALANCE), "next_before": {"type": ["integer", "null"]}}
@@ -247,18 +233,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
 
 
-def build_app(daemon: Daemon) -> web.Application:
-    from vault.api.openapi import openapi_handler
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(document(ROUTES))
 
+
+def build_app(daemon: DaemonView) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware, auth_middleware(lambda: daemon.settings.api.tokens)],
         client_max_size=sc.MAX_BODY_BYTES,
     )
     app[rd.DAEMON] = daemon
+    app[rd.STATUS_CACHE] = {}
     app.router.add_get("/metrics", metrics_handler(daemon.metrics))
     app.router.add_get("/healthz", rd.healthz)
     app.router.add_get("/readyz", rd.readyz)
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
-    app.router.add_get("/api/v1/openapi.json", openapi_handler)
+    app.router.add_get("/api/v1/openapi.json", openapi_json)
     return app

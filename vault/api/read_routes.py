@@ -7,6 +7,7 @@ at the end).
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -19,12 +20,16 @@ from vault.reconcile import describe_break
 from vault.reload import effective_config
 
 if TYPE_CHECKING:
-    from vault.daemon import Daemon
+    from vault.api.view import DaemonView
 
 DAEMON = web.AppKey("daemon", object)
+# the last rendered status and what it was rendered from (the ledger's change count, the cycle,
+# the poll, the operator's state): unchanged inputs are served the same bytes, so a burst of
+# requests costs no ledger reads on the event loop (issue 12: the API under load)
+STATUS_CACHE = web.AppKey("status_cache", dict)
 
 
-def daemon_of(request: web.Request) -> Daemon:
+def daemon_of(request: web.Request) -> DaemonView:
     return request.app[DAEMON]  # type: ignore[return-value]
 
 
@@ -70,6 +75,24 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     daemon = daemon_of(request)
+    cache = request.app[STATUS_CACHE]
+    key = (
+        daemon.ledger.changes,
+        daemon.state.cycles,
+        daemon.state.last_poll_monotonic,
+        daemon.state.hold_reason,
+        daemon.ledger_watch.failure if daemon.ledger_watch else None,
+        daemon.store.changes(),
+        int(time.monotonic() * 4),  # "time" is at most a quarter of a (wall) second old
+    )
+    if cache.get("key") != key:
+        cache["body"] = json.dumps(status_view(daemon)).encode()
+        cache["key"] = key
+    return web.Response(body=cache["body"], content_type="application/json")
+
+
+def status_view(daemon: DaemonView) -> dict[str, Any]:
+    """The /api/v1/status document."""
     balances = daemon.ledger.balances()
     report = daemon.state.report
     decision = daemon.state.decision
@@ -80,6 +103,7 @@ async def status(request: web.Request) -> web.Response:
         positions.append(
             {
                 "venue": venue.id,
+                "exit_only": venue.id in daemon.exit_only.exit,
                 "kind": str(venue.kind),
                 "protocol": venue.protocol,
                 "chain": venue.chain,
@@ -92,7 +116,7 @@ async def status(request: web.Request) -> web.Response:
             }
         )
     last = daemon.ledger.last_rebalance()
-    return web.json_response(
+    return dict(
         {
             "mode": daemon.settings.vault.mode,
             "vault_id": daemon.vault_id,

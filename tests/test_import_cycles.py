@@ -1,0 +1,80 @@
+"""No import circles among the project's modules (every import counts: module level, inside
+functions, under TYPE_CHECKING). Today's three (adapters.base <-> coins, mockfeeds.market <->
+venues, vault.api <-> daemon) were broken by narrow Protocols; this keeps new ones out."""
+
+from __future__ import annotations
+
+import ast
+import sys
+
+from tests.daemon_process import REPO
+
+PACKAGES = ("core", "protocols", "mockfeeds", "adapters", "optimizer", "vault", "guard", "backtest")
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {}
+    for pkg in PACKAGES:
+        for f in (REPO / pkg).rglob("*.py"):
+            parts = f.relative_to(REPO).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            files[name] = f
+    graph: dict[str, set[str]] = {m: set() for m in files}
+    for module, f in files.items():
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                subs = [f"{node.module}.{a.name}" for a in node.names]
+                # `from pkg import submodule` imports the submodule, not the package's names
+                targets = [t for t in subs if t in files] or [node.module]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            graph[module] |= {t for t in targets if t in files and t != module}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_detector_finds_a_circle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_module_imports_itself_back():
+    graph = import_graph()
+    assert "vault.daemon" in graph and "vault.api" in graph["vault.daemon"]
+    assert cycles(graph) == []
