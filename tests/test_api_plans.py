@@ -130,7 +130,7 @@ async def test_guard_resume_is_queued_for_the_next_cycle(tmp_path):
             OPERATE_TOKEN,
             {"venue": "no-such-venue"},
         )
-        assert status == 400 and body["error"]["field"] == "venue"
+        assert status == 404 and body["error"]["field"] == "venue"
         status, body = await call(
             session, daemon, "POST", "/api/v1/guards/resume", OPERATE_TOKEN, {"guard": "depeg"}
         )

@@ -14,11 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from core.money import usd_to_units
+from mockfeeds.market import Market
 from tests.api_daemon import OPERATE_TOKEN
 from tests.api_process import api, get, market_url, rebalance_rows, start
 from tests.daemon_process import REPO, DaemonProcess
-from tests.test_e2e import assert_books_match_the_market, books_and_market
-from vault.settings import DEFAULT_CONFIG
+from tests.test_e2e import assert_books_match_the_market
+from vault.ledger import Ledger
+from vault.settings import DEFAULT_CONFIG, read_yaml
 
 pytestmark = pytest.mark.slow
 MARKET_YAML = DEFAULT_CONFIG.parent / "market.default.yaml"
@@ -73,7 +76,24 @@ def finish_and_compare(daemon: DaemonProcess, data_dir: Path) -> None:
     )
     code, _ = daemon.terminate()
     assert code == 0, daemon.logs()[-3000:]
-    assert_books_match_the_market(*books_and_market(data_dir, MARKET_YAML))
+    assert_books_match_the_market(*books_and_market(data_dir))
+
+
+def books_and_market(data_dir: Path) -> tuple:
+    """(books, yield booked, the market's positions for this vault's paper account) after a stop."""
+    ledger = Ledger(data_dir / "ledger.sqlite3")
+    try:
+        assert ledger.audit() == [] and ledger.pending_moves() == []
+        books = ledger.balances()
+        earned = -sum(ledger.account(f"income:{v}") for v in books.positions_units)
+    finally:
+        ledger.close()
+    market = Market.from_config(
+        read_yaml(MARKET_YAML), state_path=data_dir / "market-state.json", wall_clock=lambda: 0.0
+    )
+    with market.use_account((data_dir / "vault-id").read_text().strip()):
+        rows = market.positions_view()["positions"]
+    return books, earned, {r["venue"]: usd_to_units(r["position_usd"]) for r in rows}
 
 
 def test_export_signer_executes_the_plan_and_the_books_equal_the_market(tmp_path):

@@ -309,7 +309,8 @@ class Operations:
             )
         except ValueError as exc:
             field, _, why = str(exc).partition(": ")
-            raise self._refuse(who, "guard_resume", ApiError(400, field, why), target) from None
+            status = 404 if field == "venue" else 400  # as /venues/{id}: no such venue
+            raise self._refuse(who, "guard_resume", ApiError(status, field, why), target) from None
         self.daemon.request_cycle()
         return self._ok(
             who,

@@ -195,7 +195,7 @@ ROUTES: tuple[Route, ...] = (
         "Resume tripped guard breakers (exit / pause need a person), at the next cycle",
         sc.ACTION_RESULT,
         sc.GuardResumeBody,
-        (400,),
+        (400, 404),
     ),
     Route(
         "POST",

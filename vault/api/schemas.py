@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from guard import GUARDS
 from vault.api.errors import ApiError
 
 USD_PATTERN = r"^-?[0-9]{1,15}(\.[0-9]{1,6})?$"
@@ -52,7 +53,7 @@ class GuardResumeBody(Body):
     """Which tripped breakers to resume: a venue (``*`` = the portfolio) and/or a guard; none: all."""
 
     venue: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    guard: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    guard: Literal[GUARDS] | None = None  # type: ignore[valid-type]
 
 
 class MoveReport(Body):
