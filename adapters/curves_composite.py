@@ -116,7 +116,7 @@ class HedgedLpCurve(YieldCurve):
 
     def exact_real_income_usd(self, x_usd: ArrayLike) -> Vector:
         x = np.maximum(np.asarray(x_usd, dtype=np.float64), 0.0)
-        return np.asarray(hedged_lp.income_usd(x, **self.kw), dtype=np.float64)  # type: ignore[arg-type]
+        return np.asarray(hedged_lp.income_usd(x, **self.kw), dtype=np.float64)
 
     def real_income_usd(self, x_usd: Vector) -> Vector:
         x = np.clip(np.asarray(x_usd, dtype=np.float64), 0.0, self.capacity_usd)
@@ -148,7 +148,7 @@ class NftRentalCurve(YieldCurve):
 
     def exact_real_income_usd(self, x_usd: ArrayLike) -> Vector:
         x = np.maximum(np.asarray(x_usd, dtype=np.float64), 0.0)
-        return np.asarray(nft_rental.income_usd(x, **self.kw), dtype=np.float64)  # type: ignore[arg-type]
+        return np.asarray(nft_rental.income_usd(x, **self.kw), dtype=np.float64)
 
     def real_income_usd(self, x_usd: Vector) -> Vector:
         x = np.clip(np.asarray(x_usd, dtype=np.float64), 0.0, self.capacity_usd)

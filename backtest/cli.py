@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from backtest.strategies import STRATEGIES
+from backtest.strategies import EXTRA_STRATEGIES, STRATEGIES
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -96,6 +96,7 @@ def quiet_logs() -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from backtest.engine import ConservationError
     from backtest.history import HistoryError
     from backtest.run import BadInput
     from vault.settings import ConfigError
@@ -115,6 +116,9 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
+    except ConservationError as exc:  # a bug or an unbookable break, never a market event
+        print(f"yieldvault backtest: books check failed: {exc}", file=sys.stderr)
+        return 1
 
 
 def _prepare(args: argparse.Namespace) -> Any:
@@ -170,7 +174,7 @@ def _strategies(args: argparse.Namespace) -> list[str]:
     from backtest.run import BadInput
 
     names = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    bad = [s for s in names if s not in STRATEGIES]
+    bad = [s for s in names if s not in STRATEGIES + EXTRA_STRATEGIES]
     if bad or not names:
         raise BadInput("--strategies", f"unknown {bad or 'empty'}; known: {', '.join(STRATEGIES)}")
     return names

@@ -309,7 +309,7 @@ def load_lending(path: Path | str) -> LendingHistory:
 def write_lending(path: Path, rows: Sequence[Sequence[object]]) -> None:
     """Write rows in the contract's column order (gzipped when ``path`` ends in ``.gz``)."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "wt", newline="") as fh:  # type: ignore[operator]
+    with opener(path, "wt", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(LENDING_COLUMNS)
         w.writerows(rows)

@@ -177,6 +177,9 @@ class ReplayMarket:
                 "supplied_usd": s,
                 "borrowed_usd": b,
                 "utilization_without_us": b / s if s > 0 else 0.0,
+                "utilization": b / (s + ours) if s + ours > 0 else 0.0,
+                # the day's mark (what the guards' depeg signal reads); par where the file is silent
+                "asset_price_usd": float(self.marks_micro()[j]) / UNITS_PER_USD,
                 "supply_apr_feed": rs,
                 "borrow_apr_feed": rb,
                 "optimal_usage_ratio": strategy.optimal_usage_ratio,

@@ -174,6 +174,6 @@ def summarize(
         row["gap_to_hindsight_apy"] = (
             _r(float(bound) - float(apy))
             if isinstance(bound, float) and isinstance(apy, float)
-            else None  # type: ignore[arg-type]
+            else None
         )
     return table

@@ -76,6 +76,7 @@ class BacktestConfig:
     home_chain: str
     capital_usd: float
     source: str
+    guards: Any = None  # guard.GuardSettings (the ``guards:`` section) for ``ours_guarded``
 
 
 def load_config(path: Path | None) -> BacktestConfig:
@@ -103,12 +104,19 @@ def load_config(path: Path | None) -> BacktestConfig:
         problems.append(
             f"vault.initial_capital_usd: must be a number > 0 (got {vault.get('initial_capital_usd')!r})"
         )
+    guards = None
+    try:
+        from guard import GuardSettings
+
+        guards = GuardSettings(**(raw.get("guards") or {}))
+    except (ValidationError, TypeError) as exc:
+        problems += [f"guards.{e}" for e in _errors(exc)]
     home = vault.get("home_chain", "ethereum")
     if not isinstance(home, str) or not home:
         problems.append(f"vault.home_chain: must be a chain name (got {home!r})")
     if problems:
         raise ConfigError(str(path), problems)
-    return BacktestConfig(limits, settings, home, capital, str(path))
+    return BacktestConfig(limits, settings, home, capital, str(path), guards)
 
 
 def _errors(exc: Exception) -> list[str]:
@@ -228,7 +236,10 @@ def _serial(
         p.period_seconds,
     )
     return run_strategies(
-        [make_strategy(n, cfg.limits, cfg.settings, cfg.home_chain) for n in names],
+        [
+            make_strategy(n, cfg.limits, cfg.settings, cfg.home_chain, p.config.guards)
+            for n in names
+        ],
         p.history,
         p.rates,
         history_venues(p.history),

@@ -20,7 +20,14 @@ from typing import Any
 
 import aiohttp
 
-from backtest.engine import ConservationError, CycleRecord, StrategyRun, _digest, costs_by_kind
+from backtest.engine import (
+    REPLAY_RECONCILE,
+    ConservationError,
+    CycleRecord,
+    StrategyRun,
+    _digest,
+    costs_by_kind,
+)
 from backtest.metrics import summarize
 from backtest.run import BadInput, parse_period
 from backtest.strategies import make_strategy
@@ -75,6 +82,7 @@ async def _replay(
         clock=now,
         run_in_thread=run_inline,
         persist_memory=False,
+        reconcile=REPLAY_RECONCILE,
     )
     run = StrategyRun(name, ledger_path)
     memory = EMPTY_MEMORY

@@ -17,14 +17,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from core.types import NO_DIRECTIVES, Allocation, Directives, PortfolioState, VenueSnapshot
+from core.types import NO_DIRECTIVES, Allocation, Directives, Plan, PortfolioState, VenueSnapshot
 from optimizer import Decision, Optimizer, OptimizerSettings, RiskLimits
 from optimizer.bench import equal_weight, greedy_highest_apy, water_filling
-from optimizer.memory import OptimizerMemory
+from optimizer.decision import HOLD, DecisionStatus
+from optimizer.memory import EMPTY_MEMORY, OptimizerMemory
 from optimizer.plan import gate, make_moves, round_small_trades
 
 STRATEGIES = (
@@ -36,6 +37,8 @@ STRATEGIES = (
     "stay_home",
     "hindsight",
 )
+# accepted by --strategies, not run by default
+EXTRA_STRATEGIES = ("ours_guarded",)
 TargetFn = Callable[[Sequence[VenueSnapshot], np.ndarray, float, float], np.ndarray]
 
 
@@ -63,6 +66,7 @@ class OptimizerStrategy:
     name: str
     optimizer: Optimizer
     hindsight: bool = False
+    guard: Any = None  # a vault.cycle.GuardHook (``guard.Guards``) for ours_guarded
 
     def decide(
         self,
@@ -100,7 +104,7 @@ class TargetStrategy:
         nav = portfolio.nav_usd
         x0 = np.array([portfolio.positions_usd.get(s.venue.id, 0.0) for s in snaps])
         if not snaps or nav <= 0:
-            return _decision("no_venues", None, nav, 0.0, "hold: no venue snapshots")
+            return _decision("no_venues", None, nav, 0.0, "hold: no venue snapshots", None, memory)
         x = np.asarray(self.target(snaps, x0, portfolio.idle_usd, nav), dtype=float)
         x = round_small_trades(x0, x, self.settings.min_trade_usd)
         econ = make_moves(snaps, x0, x, self.settings, self.home_chain, now)
@@ -111,25 +115,28 @@ class TargetStrategy:
         )
         idle = portfolio.idle_usd + float(x0.sum() - x.sum())
         alloc = Allocation({s.venue.id: float(v) for s, v in zip(snaps, x, strict=False)}, idle)
-        return _decision("optimal", alloc, nav, income, plan.reason, plan)
+        return _decision("optimal", alloc, nav, income, plan.reason, plan, memory)
 
 
 def _decision(
-    status: str, alloc: Allocation | None, nav: float, income: float, reason: str, plan=None
+    status: str,
+    alloc: Allocation | None,
+    nav: float,
+    income: float,
+    reason: str,
+    plan: Plan | None = None,
+    memory: OptimizerMemory | None = None,
 ) -> Decision:
-    from optimizer.engine import HOLD
-
     return Decision(
-        status=status,
+        status=DecisionStatus(status),
         allocation=alloc,
         plan=plan if plan is not None else dataclasses.replace(HOLD, reason=reason),
         objective_usd=None,
         predicted_apr=income / nav if nav > 0 else None,
-        solve_seconds=0.0,
-        build_seconds=0.0,
         violations=(),
         limit_utilization={},
         reason=reason,
+        memory=memory if memory is not None else EMPTY_MEMORY,
     )
 
 
@@ -138,11 +145,25 @@ def _budget(limits: RiskLimits, x0: np.ndarray, idle: float, nav: float) -> floa
 
 
 def make_strategy(
-    name: str, limits: RiskLimits, settings: OptimizerSettings, home_chain: str
+    name: str,
+    limits: RiskLimits,
+    settings: OptimizerSettings,
+    home_chain: str,
+    guards: Any = None,
 ) -> Strategy:
+    """``ours_guarded``: ours with the protocol-health guards (``guard.Guards`` on the config's
+    ``guards:`` section, defaults when absent) as the cycle's guard hook."""
     if name in ("ours", "hindsight"):
         return OptimizerStrategy(
             name, Optimizer(limits, settings, home_chain), hindsight=name == "hindsight"
+        )
+    if name == "ours_guarded":
+        from guard import Guards, GuardSettings
+
+        return OptimizerStrategy(
+            name,
+            Optimizer(limits, settings, home_chain),
+            guard=Guards(guards if guards is not None else GuardSettings()),
         )
     h = settings.emission_haircut
     baseline_settings = settings.model_copy(
@@ -191,5 +212,7 @@ def make_strategy(
         "stay_home": one_venue(home_usdc),
     }
     if name not in fns:
-        raise ValueError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
+        raise ValueError(
+            f"unknown strategy {name!r}; known: {', '.join(STRATEGIES + EXTRA_STRATEGIES)}"
+        )
     return TargetStrategy(name, fns[name], baseline_settings, home_chain)

@@ -71,5 +71,5 @@ def test_state_survives_reopen_and_cli_resume_is_applied_once(tmp_path: Path) ->
 
 def test_resume_requested_while_down_waits_in_the_table(tmp_path: Path) -> None:
     req = request_resume(tmp_path, None, "nav_drawdown", now=T0)
-    state, pending = read_status(tmp_path)
+    _state, pending = read_status(tmp_path)
     assert [(r.id, r.guard, r.venue) for r in pending] == [(req.id, "nav_drawdown", None)]

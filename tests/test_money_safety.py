@@ -296,15 +296,20 @@ def test_case2_two_daemons_on_one_market_are_two_accounts(tmp_path):
         # the market holds each vault's positions apart, equal to that vault's books
         import urllib.request
 
-        for s in statuses:
+        def same_venues(d: DaemonProcess, vault_id: str) -> bool:
             req = urllib.request.Request(
                 f"http://127.0.0.1:{port}/paper/v1/positions",
-                headers={"X-Paper-Account": s["vault_id"]},
+                headers={"X-Paper-Account": vault_id},
             )
             rows = json.loads(urllib.request.urlopen(req, timeout=5).read())["positions"]
-            assert {r["venue"] for r in rows if float(r["position_usd"]) > 0} == {
-                p["venue"] for p in s["positions"] if float(p["position_usd"]) > 0
+            ours = d.json("/api/v1/status")["positions"]
+            return {r["venue"] for r in rows if float(r["position_usd"]) > 0} == {
+                p["venue"] for p in ours if float(p["position_usd"]) > 0
             }
+
+        for d, s in zip(daemons, statuses, strict=True):
+            # (a move may land between the two reads: ask again until they agree)
+            d.wait_until(lambda d=d, s=s: same_venues(d, s["vault_id"]), 20, "books = market")
     finally:
         codes = [d.terminate()[0] for d in daemons]
         market.terminate()
@@ -363,3 +368,215 @@ def test_case5_a_held_venue_removed_from_the_config_is_refused_then_exited(stopp
     finally:
         code, _ = daemon.terminate()
     assert code == 0
+
+
+def test_case3_a_move_older_than_the_venues_key_memory_is_asked_about_not_replayed(tmp_path):
+    """A deposit applied but its answer lost, the daemon killed, the market's clock 31 days on
+    (its key memory is 30): the restart asks the venue instead of sending the deposit again,
+    books what the venue shows, and the books equal the market (before: the replay executed a
+    second time and +34,931 was booked as income)."""
+    import json
+    import signal
+    import time
+    import urllib.request
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    market = subprocess.Popen(
+        [sys.executable, "-m", "vault.cli", "mock-feeds", "--listen", f"127.0.0.1:{port}"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def post(path: str, body: dict) -> dict:
+        req = urllib.request.Request(
+            base + path,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        return json.loads(urllib.request.urlopen(req, timeout=10).read())
+
+    # Venues on ethereum only: a bridge leg in flight at the kill would be forgotten by the market
+    # after 31 days too, and that (held for a person, by design) is not what this case is about.
+    import yaml
+
+    from vault.settings import DEFAULT_CONFIG
+
+    config_dir = tmp_path / "config"
+    shutil.copytree(DEFAULT_CONFIG.parent, config_dir)
+    config = yaml.safe_load((config_dir / "default.yaml").read_text())
+    config["venues"] = [v for v in config["venues"] if v["chain"] == "ethereum"]
+    kinds = {v["kind"] for v in config["venues"]}
+    config["limits"]["max_kind_ratio"] = {
+        k: r for k, r in config["limits"]["max_kind_ratio"].items() if k in kinds
+    }
+    (config_dir / "default.yaml").write_text(yaml.safe_dump(config))
+    args = ["--config", str(config_dir / "default.yaml")]
+    env = {"YIELDVAULT_FEEDS__EMBEDDED_MARKET": "null", "YIELDVAULT_FEEDS__ROOT_URL": base}
+    data_dir = tmp_path / "var"
+
+    def pending() -> int:
+        try:
+            db = sqlite3.connect(data_dir / "ledger.sqlite3", timeout=5)
+            try:
+                return db.execute("SELECT COUNT(*) FROM pending_moves").fetchone()[0]
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return -1
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(base + "/admin/v1/state", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mock-feeds did not start"
+                time.sleep(0.2)
+        post(
+            "/admin/v1/faults", {"path_prefix": "/paper/v1/deposit", "mode": "http_5xx", "count": 1}
+        )
+        first = DaemonProcess(
+            data_dir,
+            args=args,
+            env={**env, "YIELDVAULT_SCHEDULE__REBALANCE_INTERVAL_SECONDS": "3600"},
+        )
+        try:
+            first.wait_until(lambda: pending() == 1, 90, "a deposit whose answer was lost")
+        finally:
+            first.proc.send_signal(signal.SIGKILL)
+            first.proc.wait()
+            first.kill()
+        post("/admin/v1/clock", {"advance_seconds": 31 * 86_400})
+        second = DaemonProcess(data_dir, args=args, env=env)
+        try:
+            second.wait_until(lambda: "move_asked_first" in second.logs(), 60, "the venue asked")
+            second.wait_until(lambda: pending() == 0, 30, "the move booked")
+            count = second.json("/api/v1/status")["rebalances"]
+            second.wait_until(
+                lambda: second.json("/api/v1/status")["rebalances"] >= count + 3, 60, "cycles"
+            )
+            status = second.json("/api/v1/status")
+            assert status["reconciliation_breaks"] == [], status["reconciliation_breaks"]
+            assert '"event": "move_replayed"' not in second.logs()
+            req = urllib.request.Request(
+                base + "/paper/v1/positions", headers={"X-Paper-Account": status["vault_id"]}
+            )
+            rows = json.loads(urllib.request.urlopen(req, timeout=5).read())["positions"]
+            market_units = {r["venue"]: usd_to_units(r["position_usd"]) for r in rows}
+            books = {p["venue"]: usd_to_units(p["position_usd"]) for p in status["positions"]}
+            for venue, units in market_units.items():
+                # the same to within what accrues between the two reads (a few basis points)
+                assert abs(books.get(venue, 0) - units) <= max(units * 0.001, 10**6), venue
+            assert usd_to_units(status["nav_usd"]) <= usd_to_units(1_000_000) * 1.01
+        finally:
+            code, _ = second.terminate()
+        assert code == 0
+    finally:
+        market.terminate()
+        market.wait(timeout=10)
+
+
+def test_soak_ledger_deleted_truncated_tampered_at_random_never_books_phantom_money(tmp_path):
+    """~90 s: rounds of a running daemon whose ledger is deleted, truncated to 0 bytes or has
+    +500k written into `balances` at a random moment. Each time it stops moving money, refuses
+    the damaged file on restart (exit 2, one line), and runs on after a restore (the rescued
+    copy, or the backup taken at the last clean stop); at no point do the books claim more than
+    the capital plus a sane accrual, and no income beyond that is ever booked."""
+    import random
+    import time
+
+    rng = random.Random(12)
+    data_dir = tmp_path / "var"
+    ok = ("yieldvault_ledger_integrity_ok", ())
+    started = time.monotonic()
+    backup = tmp_path / "backup.sqlite3"
+    damages = rng.sample(["delete", "truncate", "tamper"], 3)
+    for damage in damages:
+        daemon = DaemonProcess(data_dir)
+        try:
+            daemon.wait_until(
+                lambda d=daemon: d.json("/api/v1/status")["rebalances"] >= 1, 60, "up"
+            )
+            time.sleep(rng.uniform(0.0, 3.0))
+            path = data_dir / "ledger.sqlite3"
+            if damage == "delete":
+                path.unlink()
+            elif damage == "truncate":
+                path.write_bytes(b"")
+            else:
+                db = sqlite3.connect(path)
+                db.execute(
+                    "UPDATE balances SET units = units + ? WHERE account = 'idle:ethereum'",
+                    (usd_to_units(500_000),),
+                )
+                db.commit()
+                db.close()
+            daemon.wait_until(lambda d=daemon: d.metrics().get(ok) == 0, 30, f"stop after {damage}")
+            status = daemon.json("/api/v1/status")
+            assert status["ledger_integrity"]["ok"] is False
+        finally:
+            code, _ = daemon.terminate()
+        assert code == 0, daemon.logs()[-2000:]
+        for stale in ("ledger.sqlite3-wal", "ledger.sqlite3-shm"):
+            (data_dir / stale).unlink(missing_ok=True)
+        if damage == "delete":
+            run_refused(data_dir)  # "ledger missing but the venue holds ..."
+            (data_dir / "ledger.rescued.sqlite3").replace(path)
+        else:
+            run_refused(data_dir)  # empty, or altered outside yieldvault
+            path.unlink()
+            if backup.exists():
+                shutil.copy(backup, path)
+            else:  # no clean stop yet: adopt what the venue holds (no capital)
+                adopted = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "vault.cli",
+                        "ledger",
+                        "adopt",
+                        "--reason",
+                        "soak",
+                        "--data-dir",
+                        str(data_dir),
+                    ],
+                    cwd=REPO,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+                assert adopted.returncode == 0, adopted.stderr
+        led = open_verified(path)  # the restored file passes every check
+        try:
+            nav = led.balances().nav_units
+            income = -sum(
+                units
+                for _, units in led._db.execute(
+                    "SELECT account, units FROM balances WHERE account LIKE 'income:%'"
+                )
+            )
+            assert nav <= usd_to_units(1_000_000) * 1.01, nav
+            assert income <= usd_to_units(2_000), income
+        finally:
+            led.close()
+        # a clean run and stop on the restored books, then the backup for the next round
+        daemon = DaemonProcess(data_dir)
+        try:
+            daemon.wait_until(
+                lambda d=daemon: d.json("/api/v1/status")["rebalances"] >= 1, 60, "up"
+            )
+            status = daemon.json("/api/v1/status")
+            assert usd_to_units(status["nav_usd"]) <= usd_to_units(1_000_000) * 1.01
+        finally:
+            code, _ = daemon.terminate()
+        assert code == 0
+        src = sqlite3.connect(path)
+        dst = sqlite3.connect(backup)
+        src.backup(dst)
+        src.close()
+        dst.close()
+    assert time.monotonic() - started < 400  # ~90 s on an idle machine, bounded either way

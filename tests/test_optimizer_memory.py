@@ -15,7 +15,7 @@ from optimizer import Optimizer, OptimizerSettings
 from optimizer.bench import T0, all_limits, drift
 from optimizer.memory import EMPTY_MEMORY, MemoryFormatError, OptimizerMemory
 from optimizer.testing import random_market
-from vault.ledger import Ledger
+from vault.ledger import SCHEMA_VERSION, Ledger
 
 SETTINGS = OptimizerSettings()
 
@@ -101,7 +101,7 @@ def test_a_version_1_ledger_gains_the_memory_column(tmp_path):
     )
     db.close()
     ledger = Ledger(path)
-    assert ledger.schema_version() == 2
+    assert ledger.schema_version() == SCHEMA_VERSION
     assert ledger.last_memory() is None  # rows from before start the optimizer cold
     assert ledger.rebalance_count() == 1
     ledger.close()

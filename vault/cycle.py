@@ -79,6 +79,7 @@ class GuardHook(Protocol):
         portfolio: PortfolioState,
         now: datetime,
         state: Any,
+        /,
     ) -> tuple[Directives, Any]: ...
 
 

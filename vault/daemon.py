@@ -288,6 +288,7 @@ class Daemon(OperatorHooks):
                 venues=self.venues,
                 home_chain=s.vault.home_chain,
                 clock=self.now,
+                idempotency_window_seconds=s.reconciliation.venue_idempotency_window_seconds,
             )
             self._executor = paper
             if s.vault.mode == "export":

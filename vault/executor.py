@@ -157,6 +157,7 @@ class PaperExecutor:
         home_chain: str,
         clock: Callable[[], datetime],
         bridge_wait_seconds: float = 5.0,
+        idempotency_window_seconds: float = 25 * 86_400,
     ):
         self.transport = transport
         self._ledger = ledger
@@ -164,6 +165,8 @@ class PaperExecutor:
         self._home = home_chain
         self._clock = clock
         self._bridge_wait = bridge_wait_seconds
+        # how long the venue remembers an idempotency key (the simulated market: 30 days)
+        self._idempotency_window = idempotency_window_seconds
 
     async def _call(
         self, method: str, path: str, body: Mapping[str, Any] | None = None
@@ -356,21 +359,111 @@ class PaperExecutor:
         return results
 
     async def recover(self) -> list[MoveResult]:
-        """Replay moves whose outcome was never booked (the process stopped mid-move)."""
+        """Replay moves whose outcome was never booked (the process stopped mid-move).
+
+        A move written ahead longer ago than the venue remembers keys
+        (``idempotency_window_seconds``) is not replayed blindly (the venue would execute it a
+        second time): the venue is asked first (:meth:`_ask_first`).
+        """
         results = []
         for pending in self._ledger.pending_moves():
             move = move_from_dict(pending["move"])
-            log.info(
-                "move_replayed",
-                key=move.idempotency_key,
-                action=str(move.action),
-                venue=move.venue_id,
-            )
-            result = await self._run(move, written=(pending["path"], pending["body"]))
+            written = datetime.fromisoformat(pending["written_at"])
+            age_seconds = (self._clock() - written).total_seconds()
+            if age_seconds > self._idempotency_window:
+                result = await self._ask_first(move, pending, age_seconds)
+            else:
+                log.info(
+                    "move_replayed",
+                    key=move.idempotency_key,
+                    action=str(move.action),
+                    venue=move.venue_id,
+                )
+                result = await self._run(move, written=(pending["path"], pending["body"]))
             results.append(result)
             if result.status is MoveStatus.UNKNOWN:
                 break
         return results
+
+    async def _ask_first(
+        self, move: Move, pending: Mapping[str, Any], age_seconds: float
+    ) -> MoveResult:
+        """Did a move the venue no longer remembers happen? Its position says, and is booked.
+
+        With ``A`` the amount written ahead and ``d`` the change in the venue's report against
+        the books (up for a deposit, down for a withdrawal): ``d >= 0.9 A`` -> it happened
+        (booked with ``min(d, A)`` applied; a queued withdrawal is found in ``/withdrawals`` by
+        venue and amount); ``|d| < 0.1 A`` -> it did not (abandoned; a later plan may make it
+        again); anything else, and any bridge leg, stays unresolved for a person (the daemon
+        holds). Whatever the estimate leaves over (accrual, an entry fee) the next
+        reconciliation checks like any other difference.
+        """
+        requested = usd_to_units(move.amount_usd)
+        amount = usd_to_units(pending["body"]["amount_usd"])
+
+        def result(status: MoveStatus, applied: int = 0, detail: str = "") -> MoveResult:
+            return MoveResult(
+                move.idempotency_key,
+                str(move.action),
+                move.venue_id,
+                status,
+                requested,
+                applied,
+                detail,
+            )
+
+        why = f"written {age_seconds / 86_400:.1f} days ago, beyond the venue's key memory"
+        if move.action is MoveAction.BRIDGE or move.venue_id not in self._venues:
+            return result(MoveStatus.UNKNOWN, detail=f"{why}: resolve by hand")
+        reported = (await self.venue_positions()).get(move.venue_id, 0)
+        books = self._ledger.account(f"position:{move.venue_id}")
+        d = reported - books if move.action is MoveAction.DEPOSIT else books - reported
+        log.warning(
+            "move_asked_first",
+            key=move.idempotency_key,
+            action=str(move.action),
+            venue=move.venue_id,
+            amount_usd=units_to_str(amount),
+            change_usd=units_to_str(d),
+            age_days=round(age_seconds / 86_400, 2),
+        )
+        if abs(d) * 10 < amount:
+            self._ledger.abandon_move(move.idempotency_key)
+            return result(MoveStatus.REFUSED, detail=f"{why}: the venue shows it never happened")
+        if d * 10 < amount * 9:
+            return result(
+                MoveStatus.UNKNOWN,
+                detail=f"{why}: the venue's position moved {units_to_str(d)} of "
+                f"{units_to_str(amount)}; resolve by hand",
+            )
+        applied = min(d, amount)
+        answer: dict[str, Any] = {"applied_usd": units_to_str(applied), "status": "completed"}
+        if move.action is MoveAction.WITHDRAW and self._venues[move.venue_id].exit_days > 0:
+            listed = await self._call("GET", "/withdrawals")
+            match = [
+                w
+                for w in listed.get("withdrawals", [])
+                if w.get("venue") == move.venue_id
+                and usd_to_units(w.get("amount_usd", "0")) == amount
+            ]
+            if len(match) != 1:
+                return result(MoveStatus.UNKNOWN, detail=f"{why}: its queued withdrawal not found")
+            answer = {**answer, "status": "queued", "withdrawal_id": match[0]["withdrawal_id"]}
+        _, postings = self._postings(move, amount, answer)
+        # It happened when it was written: what the position earned since then is accrual the
+        # reconciliation may explain from that time on, not from now.
+        written = datetime.fromisoformat(pending["written_at"])
+        since = self._ledger.last_reconciled().get(move.venue_id)
+        if since is None or since[0] > written:
+            self._ledger.mark_reconciled(move.venue_id, written, since[1] if since else 0.0)
+        self._ledger.finish_move(
+            self._clock(),
+            move.idempotency_key,
+            str(move.action),
+            postings,
+            memo=f"{move.venue_id} (asked first: {why})",
+        )
+        return result(MoveStatus.DONE, applied, detail=f"{why}: the venue shows it happened")
 
     async def venue_positions(self) -> dict[str, int]:
         """What the venue reports it holds for this vault's account: venue id -> base units.
@@ -393,13 +486,23 @@ class PaperExecutor:
         """Land filled bridge transfers and settled queued withdrawals on their chain's idle account."""
         for flight, units in self._ledger.balances().in_flight_units.items():
             chain, kind, ref = flight.split("/", 2)
+            path = (
+                f"/bridge/{ref}" if kind == "bridge" else f"/withdrawals/{ref.rpartition('/')[2]}"
+            )
+            try:
+                res = await self._call("GET", path)
+            except VenueRefused as exc:
+                # The venue no longer knows it (forgotten after its retention, or never ours):
+                # where the money is cannot be told from here. Hold for a person.
+                raise OutcomeUnknown(
+                    f"in flight {flight} ({units_to_str(units)} USD): the venue does not know "
+                    f"it ({exc}); resolve by hand"
+                ) from exc
             if kind == "bridge":
-                res = await self._call("GET", f"/bridge/{ref}")
                 if res.get("status") != "filled":
                     continue
                 received = min(usd_to_units(res.get("received_usd", units_to_str(units))), units)
             else:
-                res = await self._call("GET", f"/withdrawals/{ref.rpartition('/')[2]}")
                 if res.get("status") != "settled":
                     continue
                 received = units

@@ -195,8 +195,9 @@ class Ledger:
             (str(SCHEMA_VERSION),),
         )
         self._migrate()
-        self._key = key if key is not None else load_or_create_key(path.parent, create=True)
-        assert self._key is not None
+        loaded = key if key is not None else load_or_create_key(path.parent, create=True)
+        assert loaded is not None  # create=True makes one when there is none
+        self._key: bytes = loaded
         if self._meta("sealed") is None and self._count("transactions") == 0:
             self._set_meta("sealed", "1")  # a new ledger: sealed from its first transaction
 
@@ -433,10 +434,11 @@ class Ledger:
         self._db.execute("DELETE FROM pending_moves WHERE idempotency_key = ?", (key,))
 
     def pending_moves(self) -> list[dict[str, Any]]:
+        """The moves written ahead and not booked, oldest first; each with ``written_at``."""
         rows = self._db.execute(
-            "SELECT move_json FROM pending_moves ORDER BY created_at, idempotency_key"
+            "SELECT created_at, move_json FROM pending_moves ORDER BY created_at, idempotency_key"
         ).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        return [{**json.loads(r[1]), "written_at": r[0]} for r in rows]
 
     # -- reading ---------------------------------------------------------------------------
 

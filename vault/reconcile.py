@@ -50,6 +50,10 @@ class ReconcileSettings(Strict):
     tolerance_ratio: Annotated[float, Field(ge=0, le=0.1)] = 0.0005
     # multiple of the venue's own rate an accrual may reach (rates move, LP fees come in bursts)
     rate_slack: Annotated[float, Field(ge=1, le=100)] = 3.0
+    # how long the venue remembers an idempotency key (feed time); a move written ahead longer
+    # ago is not replayed blindly: the venue's positions say whether it happened
+    # (PaperExecutor._ask_first). The simulated market keeps keys 30 days.
+    venue_idempotency_window_seconds: Annotated[float, Field(gt=0)] = 25 * 86_400.0
 
 
 @dataclass(frozen=True, slots=True)

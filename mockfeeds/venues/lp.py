@@ -18,7 +18,13 @@ class LpVenue(VenueModel):
     ``(1 + IL(r)) * (1 + fees * share / ours)``: fee APR minus LVR sigma^2/8 on average."""
 
     kind = "lp"
-    STATE_FIELDS: tuple[str, ...] = ("tvl_others", "tvl_trend", "last_price", "volumes", "il_window")
+    STATE_FIELDS: tuple[str, ...] = (
+        "tvl_others",
+        "tvl_trend",
+        "last_price",
+        "volumes",
+        "il_window",
+    )
 
     def __init__(self, cfg: VenueMarketConfig, mcfg: MarketConfig, epoch0: float) -> None:
         super().__init__(cfg, mcfg, epoch0)
