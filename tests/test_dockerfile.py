@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from tests.daemon_process import REPO, DaemonProcess, free_port
+from vault.api.config import hash_token
 
 pytestmark = pytest.mark.slow
 
@@ -73,6 +74,13 @@ def test_entrypoint_runs_healthcheck_passes_and_sigterm_exits_zero(tmp_path):
     }
     port = free_port()
     daemon_env["YIELDVAULT_LISTEN"] = daemon_env["YIELDVAULT_LISTEN"].replace(":9500", f":{port}")
+    # 0.0.0.0 needs a token (docker-compose.yml passes YIELDVAULT_API__TOKENS through)
+    token = {
+        "label": "compose",
+        "scope": "read",
+        "sha256": hash_token("container-token-0123456789"),
+    }
+    daemon_env["YIELDVAULT_API__TOKENS"] = json.dumps([token])
     executable = (
         str(REPO / ".venv" / "bin" / "yieldvault")
         if (REPO / ".venv" / "bin" / "yieldvault").exists()

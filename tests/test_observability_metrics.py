@@ -185,6 +185,8 @@ def test_names_follow_prometheus_units():
         "yieldvault_rebalances_total",
         "yieldvault_solves_total",
         "yieldvault_feed_errors_total",
+        "yieldvault_operator_actions_total",
+        "yieldvault_plans_awaiting",
         "yieldvault_guard_state",
         "yieldvault_guard_trips_total",
         "yieldvault_guard_directive",

@@ -69,6 +69,7 @@ SILENT_ALERTS = {
     "YieldvaultNavDrawdown": "a fresh paper vault has not lost 2 % of its NAV",
     "YieldvaultVenueFrozen": "the simulated market serves good data for every venue",
     "YieldvaultMoveUnresolved": "every venue answers every move",
+    "YieldvaultPlanAwaiting": "vault.approval is auto and the mode paper: no plan waits",
     "YieldvaultReconciliationBreak": "every venue's report is explained by the books and its rate",
     "YieldvaultLedgerIntegrity": "nobody touches the ledger file underneath the daemon",
     "YieldvaultGuardExit": "no protocol-health guard trips on the calm default market",

@@ -31,6 +31,7 @@ REQUIRED_ALERTS = {
     "YieldvaultNavDrawdown",
     "YieldvaultVenueFrozen",
     "YieldvaultMoveUnresolved",
+    "YieldvaultPlanAwaiting",
     "YieldvaultReconciliationBreak",
     "YieldvaultLedgerIntegrity",
     "YieldvaultGuardExit",

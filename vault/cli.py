@@ -7,6 +7,8 @@
     yieldvault bench solver --venues N [--repeats R] --json
     yieldvault bench quality --json
     yieldvault bench feeds --venues N [--cycles C] --json
+    yieldvault ctl status|rebalances|pending|pause|resume|approve ID|reject ID|freeze V|unfreeze V|
+                   exit V|reload|hash-token      (vault/ctl.py: YIELDVAULT_URL, YIELDVAULT_TOKEN)
     yieldvault backtest --history FILE [--config FILE] [--from D --to D] [--rebalance-every 6h] --out DIR [--json]
     yieldvault backtest sweep --grid KEY=V1,V2 ... --history FILE --out DIR [--scheduler tcp://HOST:PORT]
     yieldvault bench backtest --json
@@ -158,6 +160,9 @@ def _parser() -> argparse.ArgumentParser:
     for gp in (resume, status):
         gp.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
         gp.add_argument("--data-dir", type=Path, default=None)
+    from vault.ctl import add_parser as add_ctl
+
+    add_ctl(sub)
     return p
 
 
@@ -253,14 +258,33 @@ def config_problems(settings: Any, config_dir: Path) -> list[str]:
     return problems
 
 
-async def _run(settings: Any, config_dir: Path) -> int:
+async def _reload_on_sighup(daemon: Any) -> None:
+    """SIGHUP: the same reload as POST /api/v1/config/reload, recorded as operator ``sighup``."""
+    from vault.api.errors import ApiError
+
+    try:
+        result = await daemon.operations.reload("sighup")
+        log.info("sighup_reload", result="ok", diff=result["diff"])
+    except ApiError as exc:
+        log.warning("sighup_reload", result="refused", field=exc.field, reason=exc.reason)
+
+
+async def _run(settings: Any, config_dir: Path, config_path: Path | None = None) -> int:
     from vault.daemon import Daemon
 
-    daemon = Daemon(settings, config_dir=config_dir)
+    daemon = Daemon(settings, config_dir=config_dir, config_path=config_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_sighup() -> None:
+        task = loop.create_task(_reload_on_sighup(daemon))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     try:
         await daemon.start()
     except (LedgerIntegrityError, IdentityError, StrandedMoney) as exc:
@@ -383,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         if problems:
             print(ConfigError(str(args.config), problems).render(), file=sys.stderr)
             return 2
-        return asyncio.run(_run(settings, args.config.parent))
+        return asyncio.run(_run(settings, args.config.parent, args.config))
 
     if args.command == "ledger":
         return _ledger_command(args)
@@ -394,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
         run_forever(args.market, args.listen, args.state)
         return 0
 
+    if args.command == "ctl":
+        from vault.ctl import main as ctl_main
+
+        return ctl_main(args)
     if args.command == "backtest":
         from backtest.cli import main as backtest_main
 

@@ -22,7 +22,8 @@ The steps, in order, each a small function below (structlog's processor pipeline
 5. :func:`decide`: ``Optimizer.decide`` in ``deps.run_in_thread``, on the snapshots frozen by the
    directives, with the memory passed in;
 6. :func:`may_execute`: the gate (``plan.execute``) and the independent checker (no violations)
-   must both agree, and no ``hold_all``;
+   must both agree, and no ``hold_all``; then the operator's approval (``deps.approval``: None
+   executes now, a reason holds the plan, which waits as a pending plan: ``vault/approval.py``);
 7. :func:`execute`: the executor runs the plan's moves, stopping between moves when asked;
 8. :func:`record`: one rebalance row in the ledger (inputs, solution, moves, results, memory).
 
@@ -119,6 +120,9 @@ class CycleDeps:
     guard: GuardHook = no_guard
     should_stop: Callable[[], bool] = lambda: False
     dry_run: bool = False  # the executor moves nothing: a plan that would execute is "held"
+    # the operator's approval of a plan that may execute: None executes it now; a reason holds
+    # it (the cycle is "held" with that reason; the daemon keeps the plan pending)
+    approval: Callable[[Decision], str | None] = lambda decision: None
     # store the optimizer's memory with each rebalance row (what a restart resumes from); a
     # backtest that never restarts may skip the serialisation (~50 ms at 1,000 venues)
     persist_memory: bool = True
@@ -473,12 +477,17 @@ async def run_cycle(inp: CycleInput, deps: CycleDeps) -> CycleOutcome:
     t_decide = time.perf_counter()
 
     results: tuple[MoveResult, ...] = ()
+    waits: str | None = None
     if may_execute(decision, directives):
-        results = await execute(decision, deps)
+        waits = deps.approval(decision)
+        if waits is None:
+            results = await execute(decision, deps)
     t_exec = time.perf_counter()
 
     outcome = rebalance_outcome(decision, results, deps.dry_run, directives.hold_all)
     reason = decision.reason
+    if waits is not None:
+        outcome, reason = RebalanceOutcome.HELD, f"{waits}; {decision.reason}"
     if directives.hold_all:
         why = directives.reasons.get("*", "")
         reason = f"hold_all{': ' + why if why else ''}; {decision.reason}"

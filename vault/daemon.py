@@ -40,6 +40,7 @@ from optimizer import Decision, Optimizer
 from optimizer.memory import EMPTY_MEMORY, OptimizerMemory
 from vault import identity as identity_mod
 from vault.api import create_app
+from vault.control import OperatorStore
 from vault.cycle import (
     CycleDeps,
     CycleInput,
@@ -47,18 +48,21 @@ from vault.cycle import (
     no_guard,
     run_cycle,
 )
+from vault.daemon_operator import OperatorHooks
 from vault.executor import (
     DryRunExecutor,
     Executor,
     MoveStatus,
     PaperExecutor,
 )
+from vault.export import ExportExecutor
 from vault.guard_store import GuardStore
 from vault.guarding import GuardRunner
 from vault.httpguard import GuardLimits, GuardStats, start_guarded_site
 from vault.integrity import LedgerWatch, audit_file, open_verified
 from vault.ledger import Ledger, LedgerError
 from vault.metrics import Metrics
+from vault.operations import Operations
 from vault.performance import RealizedApr
 from vault.reconcile import StrandedMoney, stranded
 from vault.settings import Settings, parse_listen
@@ -155,16 +159,22 @@ class NotStarted(RuntimeError):
     """A resource of the daemon was used before ``start`` opened it."""
 
 
-class Daemon:
+class Daemon(OperatorHooks):
     """The process around :func:`vault.cycle.run_cycle`: its whole state is declared here; the
     resources ``start`` opens are None until then (read them through the properties, which
     raise :class:`NotStarted`)."""
 
     def __init__(
-        self, settings: Settings, *, config_dir: Path, registry: CollectorRegistry | None = None
+        self,
+        settings: Settings,
+        *,
+        config_dir: Path,
+        registry: CollectorRegistry | None = None,
+        config_path: Path | None = None,
     ):
         self.settings = settings
         self.config_dir = config_dir
+        self.config_path = config_path  # re-read by a config reload (API, SIGHUP)
         self.venues = {v.id: v.to_venue() for v in settings.venues}
         self.metrics = Metrics(registry if registry is not None else CollectorRegistry())
         self.state = CycleState()
@@ -206,6 +216,11 @@ class Daemon:
         )
         self.ledger_watch: LedgerWatch | None = None  # vault/integrity.py
         self.guard_store: GuardStore | None = None
+        # operator side (vault/daemon_operator.py): directives, plans, reload between cycles
+        self.cycle_lock = asyncio.Lock()
+        self.control: OperatorStore | None = None  # data_dir/operator.sqlite3, opened by start
+        self.exporter: ExportExecutor | None = None
+        self.operations = Operations(self)
 
     # -- resources (open between start and stop) --------------------------------------------
 
@@ -253,6 +268,8 @@ class Daemon:
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock = lock_data_dir(s.data_dir)
         self._ledger = open_verified(s.data_dir / "ledger.sqlite3")
+        self.control = OperatorStore(s.data_dir / "operator.sqlite3")
+        self.recover_plans()
         await self._start_market()
         root_url = self.feeds_url or s.feeds.root_url or ""
         self.poller_root = root_url
@@ -264,8 +281,8 @@ class Daemon:
         await self._settle_clock()
         identity = identity_mod.resolve(self.ledger, s.data_dir, s.vault.id)
         self.vault_id = identity.vault_id
-        if s.vault.mode == "paper":
-            self._executor = PaperExecutor(
+        if s.vault.mode in ("paper", "export"):
+            paper = PaperExecutor(
                 HttpTransport(self.session, root_url, account=identity.vault_id),
                 ledger=self.ledger,
                 venues=self.venues,
@@ -273,6 +290,22 @@ class Daemon:
                 clock=self.now,
                 idempotency_window_seconds=s.reconciliation.venue_idempotency_window_seconds,
             )
+            self._executor = paper
+            if s.vault.mode == "export":
+                # the paper booking and the venues' reads; the signer carries the moves
+                self.exporter = self._executor = ExportExecutor(
+                    reader=paper,
+                    ledger=self.ledger,
+                    store=self.control,
+                    venues=self.venues,
+                    plans_dir=s.data_dir / "plans",
+                    deadline_seconds=s.vault.export_deadline_seconds,
+                    slippage_bps=s.vault.export_slippage_bps,
+                    bridge_fee_bps=s.optimizer.bridge_fee_bps,
+                    wall_clock=self.wall_now,
+                    clock=self.now,
+                    vault_id=identity.vault_id,
+                )
         else:
             self._executor = DryRunExecutor()
         if not self.ledger.is_initialised():
@@ -500,6 +533,8 @@ class Daemon:
             self._ledger.close()
         if self.guard_store is not None:
             self.guard_store.close()
+        if self.control is not None:
+            self.control.close()
         if self._lock is not None:
             self._lock.close()
         self.run_state = State.STOPPED
@@ -539,13 +574,22 @@ class Daemon:
             return report
 
     async def rebalance_once(self) -> Decision | None:
+        async with self.cycle_lock:  # a config reload applies between cycles, never inside one
+            return await self._rebalance_once()
+
+    async def _rebalance_once(self) -> Decision | None:
         """One cycle (``vault/cycle.py``) on the latest snapshots; metrics, logs and the API state
-        are read from its outcome."""
+        are read from its outcome. Before it, the operator's side (``vault/daemon_operator.py``):
+        an exported plan still out with its signer holds the cycle; an approved plan executes
+        instead of a new decision (after the same recover, settle and sync, and the drift check)."""
         self.state.cycles += 1
         with structlog.contextvars.bound_contextvars(job="rebalance", cycle=self.state.cycles):
             problem = await self._ledger_problem()
             if problem is not None:
                 self._hold(f"ledger integrity: {problem}")
+                return None
+            self.directives = self.operator_directives()
+            if await self.operator_step():
                 return None
             snapshots = list(self.state.report.snapshots.values()) if self.state.report else []
             inp = CycleInput(
@@ -556,6 +600,7 @@ class Daemon:
                 guard_state=self.guard_state,
             )
             out = await run_cycle(inp, self.cycle_deps())
+            self.link_plans(out.rebalance_id)
             self.memory, self.guard_state = out.memory, out.guard_state
             self.state.outcome = out
             self.state.hold_reason = out.reason if out.decision is None else None
@@ -654,8 +699,10 @@ class Daemon:
             run_in_thread=asyncio.to_thread,
             guard=self.guard,
             should_stop=self._stopping.is_set,
-            dry_run=self.settings.vault.mode == "dry-run",
+            # export: the plan goes to the signer, the cycle itself moves nothing
+            dry_run=self.settings.vault.mode in ("dry-run", "export"),
             reconcile=self.settings.reconciliation,
+            approval=self.approval_gate,
         )
 
     # -- metrics ------------------------------------------------------------------------------
@@ -668,7 +715,8 @@ class Daemon:
             units_to_usd(b.total_in_flight_units),
             realized_apr=self.realized.portfolio,
         )
-        self.metrics.set_unresolved_moves(len(self.ledger.pending_moves()))
+        self.metrics.set_unresolved_moves(self.unresolved_count())
+        self.metrics.set_plans_awaiting(self.operations.awaiting())
         watch = self.ledger_watch
         self.metrics.set_money_safety(
             len(self.ledger.open_breaks()), watch is not None and watch.failure is None

@@ -32,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from core.money import units_to_str
 from vault.ledger_recon import ADOPTED as ADOPTED
 from vault.ledger_recon import BREAKS as BREAKS
 from vault.ledger_recon import Break as Break
@@ -530,3 +531,47 @@ class Ledger(ReconciliationBooks):
 
     def rebalance_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM rebalances").fetchone()[0])
+
+    def rebalances(self, limit: int, before_id: int | None = None) -> list[dict[str, Any]]:
+        """Rebalance records, newest first, ``limit`` of them with ids below ``before_id``: the audit trail."""
+        rows = self._db.execute(
+            "SELECT id, started_at, finished_at, outcome, solver_status, reason, nav_units, "
+            "inputs_json, solution_json, moves_json, results_json FROM rebalances "
+            "WHERE id < ? ORDER BY id DESC LIMIT ?",
+            (before_id if before_id is not None else 2**62, limit),
+        ).fetchall()
+        return [_rebalance_dict(r) for r in rows]
+
+    def rebalance(self, rebalance_id: int) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT id, started_at, finished_at, outcome, solver_status, reason, nav_units, "
+            "inputs_json, solution_json, moves_json, results_json FROM rebalances WHERE id = ?",
+            (rebalance_id,),
+        ).fetchone()
+        return _rebalance_dict(row) if row else None
+
+    def set_rebalance_results(self, rebalance_id: int, results: Any) -> None:
+        """Results that arrive after the cycle (a signer's report in export mode)."""
+        self._db.execute(
+            "UPDATE rebalances SET results_json = ? WHERE id = ?",
+            (json.dumps(results, sort_keys=True, default=str), rebalance_id),
+        )
+
+    def is_booked(self, idempotency_key: str) -> bool:
+        return (
+            self._db.execute(
+                "SELECT 1 FROM transactions WHERE idempotency_key = ?", (idempotency_key,)
+            ).fetchone()
+            is not None
+        )
+
+
+def _rebalance_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    keys = ("id", "started_at", "finished_at", "outcome", "solver_status", "reason")
+    out: dict[str, Any] = dict(zip(keys, row[:6], strict=True))
+    out["nav_usd"] = units_to_str(row[6])
+    out["inputs"] = json.loads(row[7])
+    out["decision"] = json.loads(row[8])
+    out["moves"] = json.loads(row[9])
+    out["results"] = json.loads(row[10])
+    return out

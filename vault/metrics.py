@@ -50,6 +50,20 @@ SOLVER_STATUSES: tuple[str, ...] = (
 FEED_ERROR_REASONS: tuple[str, ...] = (*sorted(REASONS), "other")
 #: the daemon's periodic jobs
 CYCLES: tuple[str, ...] = ("poll", "rebalance")
+OPERATOR_ACTIONS: tuple[str, ...] = (
+    "pause",
+    "resume",
+    "freeze",
+    "unfreeze",
+    "exit",
+    "approve",
+    "reject",
+    "reload",
+    "plan_results",
+    "book_break",
+    "guard_resume",
+    "other",
+)
 #: the two parts of a venue's predicted yield, kept apart so emissions can be discounted
 APR_COMPONENTS: tuple[str, ...] = ("real", "emission")
 
@@ -170,6 +184,19 @@ class Metrics:
         self.ledger_integrity_ok = Gauge(
             "yieldvault_ledger_integrity_ok",
             "1 while the ledger file passes its checks; 0 once it was deleted, replaced or altered.",
+            registry=reg,
+        )
+
+        # operator API
+        self.operator_actions_total = Counter(
+            "yieldvault_operator_actions_total",
+            "Operator actions taken through the API (ok or refused), by action.",
+            ["action"],
+            registry=reg,
+        )
+        self.plans_awaiting = Gauge(
+            "yieldvault_plans_awaiting",
+            "Plans waiting for an operator's approval or a signer's report.",
             registry=reg,
         )
 
@@ -361,6 +388,8 @@ class Metrics:
             self.solver_status.labels(status=status).set(0)
         for cycle in CYCLES:
             self.last_success.labels(cycle=cycle).set(self.started_at)
+        for action in OPERATOR_ACTIONS:
+            self.operator_actions_total.labels(action=action)
 
     # --- declaration -------------------------------------------------------------------------
 
@@ -472,6 +501,14 @@ class Metrics:
     def set_unresolved_moves(self, count: int) -> None:
         """Moves written ahead whose venue answer is not booked yet (0 in a healthy daemon)."""
         self.unresolved_moves.set(count)
+
+    def count_operator_action(self, action: str) -> None:
+        """One operator action (``OPERATOR_ACTIONS``; anything else counts as ``other``)."""
+        label = action if action in OPERATOR_ACTIONS else "other"
+        self.operator_actions_total.labels(action=label).inc()
+
+    def set_plans_awaiting(self, count: int) -> None:
+        self.plans_awaiting.set(count)
 
     def set_money_safety(self, breaks: int, integrity_ok: bool) -> None:
         """Open reconciliation breaks and whether the ledger file still passes its checks."""

@@ -24,6 +24,7 @@ from adapters.config import FeedSettings
 from core.config import Strict, VenueConfig
 from guard.config import GuardSettings
 from optimizer.config import OptimizerSettings, RiskLimits
+from vault.api.config import ApiSettings, ApiToken, is_loopback
 from vault.reconcile import ReconcileSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -41,10 +42,21 @@ class VaultSection(Strict):
         1_000_000
     )
     home_chain: str = "ethereum"
-    mode: Literal["paper", "dry-run"] = "paper"
+    # paper: moves execute against the simulated market; dry-run: plan only; export: each plan is
+    # written for an external signer, which reports the outcomes (vault/export.py)
+    mode: Literal["paper", "dry-run", "export"] = "paper"
     # Feed timestamps are judged against this clock. auto: follow the simulated market's clock when
     # feeds.root_url is one (it answers GET /admin/v1/state), else the wall clock.
     clock: Literal["auto", "wall", "market"] = "auto"
+    # auto: plans execute when they pay; manual: every plan waits for POST /api/v1/plans/{id}/approve;
+    # above_usd: plans whose turnover exceeds approval_threshold_usd wait
+    approval: Literal["auto", "manual", "above_usd"] = "auto"
+    approval_threshold_usd: Annotated[float, Field(gt=0)] = 100_000.0
+    approval_expiry_seconds: Annotated[float, Field(gt=0)] = 3_600.0  # wall seconds a plan may wait
+    # export mode: wall seconds the signer has to report every move's outcome
+    export_deadline_seconds: Annotated[float, Field(gt=0)] = 900.0
+    # export mode: a move's minimum acceptable outcome is its expected outcome less this slippage
+    export_slippage_bps: Annotated[float, Field(ge=0, le=10_000)] = 50.0
 
 
 class ScheduleSettings(Strict):
@@ -72,6 +84,7 @@ class Settings(BaseSettings):
 
     vault: VaultSection = VaultSection()
     listen: str = "127.0.0.1:9500"
+    api: ApiSettings = ApiSettings()
     data_dir: Path = Path("./var")
     schedule: ScheduleSettings = ScheduleSettings()
     feeds: FeedSettings = FeedSettings()
@@ -238,6 +251,16 @@ def load_settings(
         settings = settings.model_copy(update={"listen": listen})
     if data_dir is not None:
         settings = settings.model_copy(update={"data_dir": Path(data_dir)})
+    host, _ = parse_listen(settings.listen)
+    if not settings.api.tokens and not is_loopback(host):
+        raise ConfigError(
+            str(path),
+            [
+                f"api.tokens: listen {settings.listen} is not on loopback, so at least one token "
+                "is required (`yieldvault ctl hash-token` prints one and its sha256; set "
+                "api.tokens or YIELDVAULT_API__TOKENS)"
+            ],
+        )
     return settings
 
 
@@ -376,6 +399,10 @@ def config_reference_markdown() -> str:
             "Each entry of `venues`:",
             "",
             *_reference_rows(VenueConfig),
+            "",
+            "Each entry of `api.tokens`:",
+            "",
+            *_reference_rows(ApiToken),
         ]
     )
 
