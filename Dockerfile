@@ -14,8 +14,10 @@ COPY core ./core
 COPY protocols ./protocols
 COPY mockfeeds ./mockfeeds
 COPY adapters ./adapters
+COPY guard ./guard
 COPY optimizer ./optimizer
 COPY vault ./vault
+COPY backtest ./backtest
 RUN /opt/venv/bin/pip install --no-deps . && /opt/venv/bin/python -m compileall -q /opt/venv
 
 FROM python:3.11-slim AS runtime

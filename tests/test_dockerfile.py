@@ -104,3 +104,18 @@ def test_entrypoint_runs_healthcheck_passes_and_sigterm_exits_zero(tmp_path):
         code, seconds = daemon.terminate()
     assert code == 0, daemon.logs()[-3000:]
     assert seconds <= 10
+
+
+def test_the_build_stage_copies_every_package_the_project_installs():
+    """A package left out of the image's COPY lines installs nothing and the daemon dies at its
+    first import of it (guard/ and backtest/ were missing once): every top-level package that
+    pyproject's ``[tool.setuptools.packages.find] include`` names is copied."""
+    import tomllib
+
+    include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = {p.rstrip("*") for p in include["packages"]["find"]["include"]}
+    copied = {
+        rest.split()[0] for word, rest in instructions("build") if word == "COPY" and " ./" in rest
+    }
+    assert packages <= copied, f"not copied into the image: {sorted(packages - copied)}"
+    assert all((REPO / p / "__init__.py").exists() for p in packages)
