@@ -5,7 +5,8 @@
 set -euo pipefail
 
 if command -v chromium >/dev/null 2>&1; then
-    echo "chromium already installed: $(chromium --version 2>&1 | head -n 1)"
+    # (Debian's chromium is a wrapper script whose --version chatters on some machines: ask dpkg)
+    echo "chromium already installed: $(dpkg-query -W -f='${Version}' chromium 2>/dev/null || echo '?')"
     exit 0
 fi
 
@@ -18,4 +19,4 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update
 $SUDO apt-get install -y --no-install-recommends chromium
 
-chromium --version 2>&1 | head -n 1
+echo "chromium installed: $(dpkg-query -W -f='${Version}' chromium 2>/dev/null || echo '?')"
