@@ -227,6 +227,7 @@ def test_bad_feed_data_freezes_the_venue_and_the_daemon_keeps_running(tmp_path):
 def books_and_market(data_dir, market_yaml):
     """(ledger balances, yield the ledger booked, market positions in base units) after a clean stop."""
     from mockfeeds.market import Market
+    from vault.identity import read_id_file
     from vault.settings import read_yaml
 
     ledger = Ledger(data_dir / "ledger.sqlite3")
@@ -241,10 +242,12 @@ def books_and_market(data_dir, market_yaml):
     market = Market.from_config(
         read_yaml(market_yaml), state_path=data_dir / "market-state.json", wall_clock=lambda: 0.0
     )
-    venues = {
-        row["venue"]: usd_to_units(row["position_usd"])
-        for row in market.positions_view()["positions"]
-    }
+    # the daemon's paper account at the market is its vault id (vault/identity.py)
+    with market.use_account(read_id_file(data_dir)):
+        venues = {
+            row["venue"]: usd_to_units(row["position_usd"])
+            for row in market.positions_view()["positions"]
+        }
     return books, earned, venues
 
 
