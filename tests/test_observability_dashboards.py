@@ -70,6 +70,7 @@ def exposed_names() -> set[str]:
         exit_liquidity_usd=1,
         realized_apr=0,
     )
+    m.venue_risk.labels("v", "loop", "c", "health_factor").set(1.0)  # a composite kind's state
     m.set_limit_utilization("x", 0)
     m.record_rebalance("held", "optimal", 0.1, 1, 0.01, 0, 0, 0)
     names = set()

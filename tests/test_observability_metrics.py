@@ -46,7 +46,7 @@ class _FlatCurve(YieldCurve):
 
 
 def filled_metrics(registry: CollectorRegistry | None = None) -> Metrics:
-    """A Metrics registry after a few realistic cycles over the default config's five venues."""
+    """A Metrics registry after a few realistic cycles over the default config's venues."""
     m = Metrics(registry)
     venues = default_venues()
     now = time.time()
@@ -165,7 +165,9 @@ def test_core_names_fixed_by_the_design_exist_with_their_labels():
     ):
         assert name in names
     alloc = [dict(lbl) for name, lbl in s if name == "yieldvault_allocation_usd"]
-    assert len(alloc) == 5 and all(set(a) == {"venue", "kind", "chain"} for a in alloc)
+    assert len(alloc) == len(default_venues()) and all(
+        set(a) == {"venue", "kind", "chain"} for a in alloc
+    )
     outcomes = {dict(lbl)["outcome"] for name, lbl in s if name == "yieldvault_rebalances_total"}
     assert outcomes == set(OUTCOMES)
     errs = {dict(lbl)["reason"] for name, lbl in s if name == "yieldvault_feed_errors_total"}

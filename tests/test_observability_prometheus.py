@@ -78,8 +78,17 @@ SILENT_ALERTS = {
 }
 
 #: dashboard targets (dashboard, panel title, refId) allowed to return no data or only NaN, each
-#: with its reason. Empty: every panel, realized APR included, must show data from a live daemon.
-MAY_BE_EMPTY: dict[tuple[str, str, str], str] = {}
+#: with its reason. Every other panel, realized APR included, must show data from a live daemon.
+_ONE_VENUE = (
+    "a per-kind panel; the test puts one venue (the default's loop) into $venue for every panel, "
+    "and this kind's measures do not exist for a loop (the Loops panel shows data)"
+)
+MAY_BE_EMPTY: dict[tuple[str, str, str], str] = {
+    ("venues.json", "Hedged LPs: funding and carry", "A"): _ONE_VENUE,
+    ("venues.json", "Hedged LPs: funding and carry", "B"): _ONE_VENUE,
+    ("venues.json", "NFT rentals: floor drawdown and occupancy", "A"): _ONE_VENUE,
+    ("venues.json", "NFT rentals: floor drawdown and occupancy", "B"): _ONE_VENUE,
+}
 
 INTERVALS = {"poll": 1, "rebalance": 1}
 TIMEOUT = 60.0
