@@ -6,8 +6,10 @@ chain and funds deposits there; only what a chain lacks is bridged, through home
 (:func:`bridge_legs`, README §4c). Order: all withdrawals, then bridge legs (to home first, then
 out of home), then deposits, so every deposit is funded by idle that is already on its chain.
 
-Costs (USD): withdraw ``gas_out + fee_bps·|δ|``; deposit ``gas_in + fee_bps·δ``; each bridge leg
-``bridge_gas_usd + bridge_fee_bps·amount``.
+Costs (USD): withdraw ``gas_out + fee_bps·|δ|``; deposit ``gas_in + fee_bps·δ``; a venue priced by
+its pool's reserves pays its zap's convex cost instead of ``fee_bps`` (:mod:`optimizer.costs`);
+each bridge leg ``κ(amount) + gas(destination)`` (the Across fee curve; ``bridge_fee_bps·amount +
+bridge_gas_usd`` under ``cost_model: linear``).
 Gain over the holding horizon ``H`` days (true curves, emission haircut applied):
 ``G = Σ_i (f_i(target_i) - f_i(x0_i)) · H/365``.
 
@@ -33,6 +35,7 @@ from numpy.typing import NDArray
 
 from core.types import Move, MoveAction, Plan, VenueSnapshot
 from optimizer.config import OptimizerSettings
+from optimizer.costs import ZapPools, bridge_fee_curve, leg_gas_usd
 from optimizer.pwl import evaluate_curves
 from optimizer.routing import bridge_legs
 
@@ -89,7 +92,12 @@ class PlanContext:
         self.home_chain = home_chain
         self.x0 = np.asarray(x0_usd, dtype=float)
         venues = [s.venue for s in snaps]
-        self.fee = np.array([v.costs.fee_bps for v in venues], dtype=float) / 1e4
+        # LP zaps: the convex cost of the swap replaces the venue's linear fee (optimizer/costs.py)
+        self.zap = ZapPools.of(snaps, settings)
+        self.fee = np.where(
+            self.zap.mask, 0.0, np.array([v.costs.fee_bps for v in venues], dtype=float) / 1e4
+        )
+        self.bridge_fee = bridge_fee_curve(snaps, settings)
         self.gas_in = np.array([v.costs.deposit_usd for v in venues], dtype=float)
         self.gas_out = np.array([v.costs.withdraw_usd for v in venues], dtype=float)
         self.chains = [v.chain for v in venues]
@@ -123,9 +131,19 @@ class PlanContext:
     def costs_usd(self, target_usd: FloatArray) -> FloatArray:
         """Each venue's move cost (gas and fee), USD; 0 where nothing moves. Bridging is the plan's,
         not a venue's (:meth:`legs_cost_usd`)."""
-        delta = np.asarray(target_usd, dtype=float) - self.x0
+        target = np.asarray(target_usd, dtype=float)
+        delta = target - self.x0
         gas = np.where(delta > 0, self.gas_in, self.gas_out)
-        return np.where(delta != 0.0, gas + self.fee * np.abs(delta), 0.0)
+        cost = gas + self.fee * np.abs(delta)
+        if self.zap.mask.any():
+            cost = cost + self.zap.impact_usd(self.x0, target)
+        return np.where(delta != 0.0, cost, 0.0)
+
+    def impact_usd(self, target_usd: FloatArray) -> FloatArray:
+        """Each venue's zap cost (the swapped half's fee and price impact), USD; 0 for the others."""
+        if not self.zap.mask.any():
+            return np.zeros(len(self.x0))
+        return self.zap.impact_usd(self.x0, np.asarray(target_usd, dtype=float))
 
     def gas_usd(self, target_usd: FloatArray) -> float:
         """The venue moves' gas, paid from home idle."""
@@ -147,11 +165,16 @@ class PlanContext:
             leg_gas_usd=self.settings.bridge_gas_usd,
         )
 
-    def leg_cost_usd(self, amount_usd: float) -> float:
-        return self.settings.bridge_gas_usd + self.settings.bridge_fee_bps / 1e4 * amount_usd
+    def leg_fee_usd(self, amount_usd: float) -> float:
+        """The fee a leg of ``amount_usd`` loses on the way (no gas): the Across fee curve."""
+        return float(self.bridge_fee(amount_usd))
+
+    def leg_cost_usd(self, amount_usd: float, to_chain: str = "") -> float:
+        """A leg's predicted cost: its fee plus the gas of its fill on ``to_chain``."""
+        return leg_gas_usd(self.settings, to_chain) + self.leg_fee_usd(amount_usd)
 
     def legs_cost_usd(self, target_usd: FloatArray) -> float:
-        return float(sum(self.leg_cost_usd(u) for _, _, u in self.legs(target_usd)))
+        return float(sum(self.leg_cost_usd(u, d) for _, d, u in self.legs(target_usd)))
 
     def gains_usd(self, target_usd: FloatArray) -> FloatArray:
         """Gain of each venue's move over the holding horizon: ``(f(target) - f(x0)) · H/365``."""
@@ -321,24 +344,32 @@ def after_costs(
     is in flight, not in it). A deposit of ``δ`` takes ``δ`` from idle and lands ``δ (1 - fee)`` in
     the venue; a withdrawal of ``δ`` from an instant venue lands ``δ (1 - fee)`` in idle; a withdrawal
     from a queued venue goes in flight whole (what it loses on the way is taken when it settles and is
-    not counted here: the checker counts the in-flight amount gross); every deposit and withdrawal
+    not counted here: the checker counts the in-flight amount gross); a zap (LP priced by its
+    reserves) loses its convex cost instead of the fee; every deposit and withdrawal
     pays its gas from home-chain idle *after* the move; every bridge leg of the plan
-    (:meth:`PlanContext.legs`) loses ``bridge_fee_bps`` of its amount on the way and (conservatively,
-    the paper executor does not book it) pays ``bridge_gas_usd``.
+    (:meth:`PlanContext.legs`) loses its fee (the Across curve; ``bridge_fee_bps`` under
+    ``cost_model: linear``) on the way and (conservatively, the paper executor does not book it)
+    pays ``bridge_gas_usd``.
     """
     ctx = ctx or PlanContext(snaps, x0_usd, settings, home_chain)
     delta = np.asarray(target_usd, dtype=float) - np.asarray(x0_usd, dtype=float)
     kept = 1.0 - ctx.fee  # share of a moved USD that arrives
+    impact = ctx.impact_usd(np.asarray(target_usd, dtype=float))  # zaps: lost on the way
     dep, wd = delta > 0, delta < 0
     gas = np.where(dep, ctx.gas_in, 0.0) + np.where(wd, ctx.gas_out, 0.0)
     legs = ctx.legs(target_usd)
     # each leg pays its gas from home idle and loses its fee on the way: a leg home lands short in
     # home idle; a leg out lands short on its chain, so that chain's deposits (which it funds) get
-    # less, pro rata (the executor deposits what is there)
-    bf = settings.bridge_fee_bps / 1e4
+    # less, pro rata (the executor deposits what is there). Convex costs: Across takes the fill's gas
+    # out of the amount too (counted on the way as well: conservative)
+    convex = settings.cost_model != "linear"
+
+    def lost(usd: float, dest: str) -> float:
+        return ctx.leg_fee_usd(usd) + (leg_gas_usd(settings, dest) if convex else 0.0)
+
     legs_gas = settings.bridge_gas_usd * len(legs)
-    home_fees = float(sum(bf * u for o, d, u in legs if d == home_chain))
-    positions = np.where(dep, x0_usd + delta * kept, target_usd)
+    home_fees = float(sum(lost(u, d) for o, d, u in legs if d == home_chain))
+    positions = np.where(dep, x0_usd + delta * kept - impact, target_usd)
     chains = np.asarray(ctx.chains, dtype=object)
     for origin, dest, usd in legs:
         if origin != home_chain:
@@ -346,13 +377,13 @@ def after_costs(
         on = dep & (chains == dest)
         total = float(delta[on].sum())
         if total > 0:
-            positions = np.where(on, positions - bf * usd * delta / total, positions)
+            positions = np.where(on, positions - lost(usd, dest) * delta / total, positions)
     instant_wd = wd if queued is None else wd & ~np.asarray(queued, dtype=bool)
     idle_cost = (
         float(gas.sum())
         + legs_gas
         + home_fees
-        + float((-delta[instant_wd] * (1.0 - kept[instant_wd])).sum())
+        + float((-delta[instant_wd] * (1.0 - kept[instant_wd]) + impact[instant_wd]).sum())
     )
     deposit_fees = float((x0_usd + delta - positions)[dep].sum())
     return AfterCosts(positions, idle_usd - idle_cost, idle_cost, idle_cost + deposit_fees)
@@ -406,7 +437,7 @@ def make_moves(
     legs_cost = 0.0
     for origin, dest, amount in ctx.legs(target):
         label = f"bridge:{origin}->{dest}"
-        cost = ctx.leg_cost_usd(amount)
+        cost = ctx.leg_cost_usd(amount, dest)
         legs_cost += cost
         (from_home if origin == home_chain else to_home).append(
             Move(
