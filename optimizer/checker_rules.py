@@ -122,7 +122,11 @@ class CostPricer:
     tolerance under-budgets its own costs (rule ``cost_pricing``)."""
 
     def __init__(
-        self, snaps: Sequence[VenueSnapshot], x0: np.ndarray, settings: OptimizerSettings
+        self,
+        snaps: Sequence[VenueSnapshot],
+        x0: np.ndarray,
+        settings: OptimizerSettings,
+        home_chain: str,
     ) -> None:
         self.settings = settings
         self.x0 = x0
@@ -146,7 +150,7 @@ class CostPricer:
         self.fee = np.where(self.zap, 0.0, fee)
         self.swap = np.where(self.zap, swap, 0.0)
         self.pool = np.where(self.zap, tvl, 0.0) + x0
-        self.bridge = bridge_fee_curve(snaps, settings)
+        self.bridge = bridge_fee_curve(snaps, settings, home_chain)
 
     def price_usd(self, x: np.ndarray, bridges: Sequence[tuple[str, str, float]]) -> float:
         delta = np.asarray(x, dtype=float) - self.x0

@@ -8,8 +8,9 @@ large tickets:
   *per USD* grows with the amount. The Across adapter samples the route's quote
   (``/api/suggested-fees?amount=``) at a few amounts and records them in the snapshot's state
   (``quote_amount_usd_k``, ``quote_fee_pct_k``: LP + capital fee, no gas). The fee is the hub
-  pool's (one per L1 token), so the quotes of any Across route price every leg: per amount, the
-  median over the routes. The curve is the lower convex hull of ``(0, 0)`` and the sampled
+  pool's (one per L1 token), but a route may override the rate model (Across prices L2 -> L2
+  routes lower): our legs go through home, so the routes out of the home chain price them (per
+  amount, the median over those routes; none: over every route). The curve is the lower convex hull of ``(0, 0)`` and the sampled
   ``(a_k, a_k·pct_k)``, linear between samples and at the last slope beyond the largest.
   Each leg adds the destination fill gas (``bridge_gas_by_chain_usd``, else ``bridge_gas_usd``).
   No Across snapshot: the linear ``bridge_fee_bps``.
@@ -113,17 +114,20 @@ def quote_points(snap: VenueSnapshot) -> list[tuple[float, float]]:
     return out
 
 
-def bridge_fee_curve(snaps: Sequence[VenueSnapshot], settings: OptimizerSettings) -> ConvexCost:
+def bridge_fee_curve(
+    snaps: Sequence[VenueSnapshot], settings: OptimizerSettings, home_chain: str | None = None
+) -> ConvexCost:
     """The fee (no gas) of one bridge leg as a function of its amount: from the Across quotes in
-    ``snaps`` (the median fee fraction per sampled amount over the routes), else linear at
-    ``bridge_fee_bps``; linear too under ``cost_model: linear``."""
+    ``snaps`` (the median fee fraction per sampled amount over the routes out of ``home_chain``,
+    or over every route when none leaves it), else linear at ``bridge_fee_bps``; linear too under
+    ``cost_model: linear``."""
     linear = ConvexCost.linear(settings.bridge_fee_bps / 1e4)
     if settings.cost_model == "linear":
         return linear
+    routes = [s for s in snaps if s.venue.protocol == "across" and quote_points(s)]
+    home = [s for s in routes if s.venue.chain == home_chain]
     by_amount: dict[float, list[float]] = {}
-    for s in snaps:
-        if s.venue.protocol != "across":
-            continue
+    for s in home or routes:
         for a, p in quote_points(s):
             by_amount.setdefault(round(a, 2), []).append(p)
     if not by_amount:

@@ -348,7 +348,9 @@ def build_cycle(
     c_in, c_out = cost_rates(venues, settings, home_chain, nav, zap=zap.mask)
     impact = zap.impact_usd(x0_usd, pwl.breakpoints) if zap.mask.any() else None
     chains = model_chains(venues, home_chain)
-    widths, slopes = bridge_pieces(bridge_fee_curve(snaps, settings), settings, chains, nav)
+    widths, slopes = bridge_pieces(
+        bridge_fee_curve(snaps, settings, home_chain), settings, chains, nav
+    )
     where = {c: j for j, c in enumerate(chains)}
     idle_on = portfolio.idle_on(home_chain)
     total_by_chain = float(sum(idle_on.values()))

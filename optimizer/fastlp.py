@@ -323,7 +323,11 @@ class SegmentLP:
         warm = self._basis is not None and self._basis_shape == (ncol, nrow)
         settings = self.model.settings
         limit = settings.time_limit_seconds if warm else settings.cold_time_limit_seconds
-        h.setOptionValue("time_limit", float(limit))
+        # HiGHS checks time_limit against the instance's *cumulative* run time (getRunTime), not the
+        # time of this run: after a 30 s cold solve at 10k venues every warm solve "hit" a 10 s
+        # limit at once and fell back to cvxpy (measured: run time 6.2 s, then a 5 s limit stops the
+        # next run after 0.06 s). The limit is set as an offset from where the clock stands.
+        h.setOptionValue("time_limit", float(h.getRunTime()) + float(limit))
         if warm and self._basis is not None:
             # the previous cycle's basis: a valid start, usually a few pivots away
             h.setBasis(self._basis)

@@ -205,3 +205,30 @@ async def test_lp_zap_matches_the_market_fill(world) -> None:
         paid = float(fill["fee_usd"])
         assert predicted == pytest.approx(paid, rel=2e-3, abs=0.02), (amount, predicted, paid)
         ours += float(fill["applied_usd"])
+
+
+def test_warm_segment_solves_do_not_inherit_the_cold_solves_time() -> None:
+    """HiGHS checks ``time_limit`` against the instance's cumulative run time: once the solves of
+    one compiled problem had run longer than ``time_limit_seconds`` in total (a 30 s cold solve at
+    10k venues), every warm solve that needed more than a few pivots stopped at once and fell back
+    to cvxpy. Here the total is driven past three times the limit by warm solves after large rate
+    moves; each must stay on the segment simplex."""
+    from optimizer.bench_markets import drift
+    from optimizer.model import AllocationModel
+    from optimizer.testing import random_market
+
+    market = random_market(600, 5, invested_share=0.5)
+    snaps, pf = tuple(market.snapshots), market.portfolio
+    settings = OptimizerSettings(time_limit_seconds=0.2)
+    limits = RiskLimits(max_venue_ratio=0.1)
+    model = AllocationModel(tuple(s.venue for s in snaps), limits, settings, "ethereum")
+    assert model.segment is not None
+    rng = np.random.default_rng(0)
+    solves = 0
+    while model.segment.highs.getRunTime() < 0.6 and solves < 500:
+        snaps = drift(snaps, rng, T0, vol=0.6)
+        model.update(build_cycle(snaps, pf, limits, settings, "ethereum"))
+        result = model.solve()
+        assert result.status == "optimal" and result.detail == "segment simplex", result.detail
+        solves += 1
+    assert model.segment.highs.getRunTime() >= 0.6
