@@ -275,9 +275,15 @@ def portfolio_of(balances: Balances, venues: Mapping[str, Venue]) -> PortfolioSt
     )
 
 
-def guard(inp: CycleInput, portfolio: PortfolioState, deps: CycleDeps) -> tuple[Directives, Any]:
-    """The guards' directives merged with the operator's, and the guards' new state."""
-    found, state = deps.guard(inp.snapshots, portfolio, inp.now, inp.guard_state)
+async def guard(
+    inp: CycleInput, portfolio: PortfolioState, deps: CycleDeps
+) -> tuple[Directives, Any]:
+    """The guards' directives merged with the operator's, and the guards' new state (in
+    ``deps.run_in_thread``: the signals over every venue's history and the state's save are tens
+    of ms of CPU and an fsync, kept off the daemon's event loop like the decision)."""
+    found, state = await deps.run_in_thread(
+        deps.guard, inp.snapshots, portfolio, inp.now, inp.guard_state
+    )
     return inp.directives.merge(found), state
 
 
@@ -468,7 +474,7 @@ async def run_cycle(inp: CycleInput, deps: CycleDeps) -> CycleOutcome:
     broken, portfolio = shortfall_directives(ledger, portfolio_of(synced, deps.venues))
     t_sync = time.perf_counter()
 
-    directives, guard_state = guard(inp, portfolio, deps)
+    directives, guard_state = await guard(inp, portfolio, deps)
     directives = directives.merge(broken)
     snapshots = tuple(apply_freeze(inp.snapshots, directives))
     t_guard = time.perf_counter()
