@@ -24,23 +24,13 @@ import numpy as np
 
 from core.types import MoveAction, PortfolioState, VenueKind
 from optimizer.config import OptimizerSettings, RiskLimits
+from optimizer.costs import move_cost_kind
 from optimizer.engine import Optimizer
 
 #: sizes the Across routes' quotes are sampled at (the market's maxDeposit is $20M)
 QUOTE_AMOUNTS_USD = (100_000.0, 1_000_000.0, 5_000_000.0, 20_000_000.0)
 
 LIMITS = RiskLimits(max_venue_ratio=0.05, max_venue_tvl_ratio=0.25, min_idle_ratio=0.01)
-
-
-def _kind_of(action: MoveAction, venue_kind: VenueKind | None) -> str:
-    if action is MoveAction.BRIDGE:
-        return "bridge"
-    side = "entry" if action is MoveAction.DEPOSIT else "exit"
-    if venue_kind is VenueKind.LP:
-        return f"lp_{side}"
-    if venue_kind is VenueKind.LENDING:
-        return "lending_deposit" if side == "entry" else "lending_withdraw"
-    return "other_deposit" if side == "entry" else "other_withdraw"
 
 
 async def _one(
@@ -111,7 +101,7 @@ async def _one(
         refused: list[str] = []
         for m in decision.plan.moves:
             v = by_id.get(m.venue_id)
-            kind = _kind_of(m.action, v.kind if v is not None else None)
+            kind = move_cost_kind(str(m.action), str(v.kind) if v is not None else None)
             amount = f"{math.floor(m.amount_usd * 100) / 100:.2f}"  # whole cents, never above
             try:
                 if m.action is MoveAction.BRIDGE:

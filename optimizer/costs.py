@@ -175,3 +175,28 @@ class ZapPools:
         into = uniswap.zap_cost_usd(np.maximum(delta, 0.0), tvl, fee, exit=False)
         out = uniswap.zap_cost_usd(np.maximum(-delta, 0.0), tvl, fee, exit=True)
         return np.where(mask, np.where(delta > 0, into, out), 0.0)
+
+
+#: the move kinds the predicted and the executed costs are compared by (metric label ``kind``)
+MOVE_COST_KINDS = (
+    "bridge",
+    "lp_entry",
+    "lp_exit",
+    "lending_deposit",
+    "lending_withdraw",
+    "other_deposit",
+    "other_withdraw",
+)
+
+
+def move_cost_kind(action: str, venue_kind: str | None) -> str:
+    """The cost kind of a move: ``bridge``, or by venue kind and side (``lp_entry`` / ``lp_exit``,
+    ``lending_deposit`` / ``lending_withdraw``, ``other_deposit`` / ``other_withdraw``)."""
+    if str(action) == "bridge":
+        return "bridge"
+    deposit = str(action) == "deposit"
+    if venue_kind == "lp":
+        return "lp_entry" if deposit else "lp_exit"
+    if venue_kind == "lending":
+        return "lending_deposit" if deposit else "lending_withdraw"
+    return "other_deposit" if deposit else "other_withdraw"
