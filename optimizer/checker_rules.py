@@ -154,6 +154,9 @@ class CostPricer:
 
     def price_usd(self, x: np.ndarray, bridges: Sequence[tuple[str, str, float]]) -> float:
         delta = np.asarray(x, dtype=float) - self.x0
+        # below one base unit (1e-6 USD) is no move: the plan's x0 went through NAV units and back,
+        # a hair off the books' position (at 10k venues that charged ~150 venues' gas for nothing)
+        delta = np.where(np.abs(delta) < 1e-6, 0.0, delta)
         moved = delta != 0
         gas = np.where(delta > 0, self.gas_in, self.gas_out)
         zap_in = uniswap.zap_cost_usd(np.maximum(delta, 0.0), self.pool, self.swap, exit=False)

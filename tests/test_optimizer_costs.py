@@ -115,6 +115,15 @@ def test_the_checker_prices_a_plan_on_its_own() -> None:
     # the linear stand-in (15 bp) under-prices a $1M zap into a $5M pool
     low = ctx.check(x, 9_000_000.0, bridges=[], plan_cost_usd=3.0 + 15e-4 * 1e6)
     assert any(v.startswith("cost_pricing") for v in low.violations), low.violations
+    # a held venue the plan leaves where it is, a float hair off the books (x0 went through NAV
+    # units and back), is no move: no gas charged for it (at 10k venues that failed every plan)
+    held = make_snapshot("held", apr=0.03, costs=VenueCosts(deposit_usd=5.0, withdraw_usd=5.0))
+    pf = PortfolioState(positions_usd={"held": 1_234_567.891}, idle_usd=10_000_000.0)
+    tight = OptimizerSettings(check_tolerance_ratio=1e-9)  # 0.01 USD of slack: 5 USD of gas shows
+    ctx2 = CheckContext([snap, held], pf, RiskLimits(), tight, "ethereum")
+    hair = np.array([1_000_000.0, 1_234_567.891 * (1 + 1e-15) + 1e-9])
+    ok2 = ctx2.check(hair, 9_000_000.0, bridges=[], plan_cost_usd=exact)
+    assert not [v for v in ok2.violations if v.startswith("cost_pricing")], ok2.violations
 
 
 def test_a_large_zap_is_sized_by_its_impact() -> None:
