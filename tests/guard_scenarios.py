@@ -215,6 +215,7 @@ class Result:
     loss_usd: float
     rebalances: int
     guard_trips: tuple[str, ...]
+    limit_breach_cycles: int  # cycles that ended with a hard limit broken (the checker's view)
 
 
 STEP_SECONDS = 1800  # the stepped runs move the market's clock by this much at a time
@@ -267,6 +268,18 @@ def _open_gap_usd(data_dir: Path) -> float:
     finally:
         db.close()
     return sum(b - r for b, r in rows) / 1e6
+
+
+def _violating_cycles(data_dir: Path) -> int:
+    """Executed rebalances whose solution reports a violated limit."""
+    db = sqlite3.connect(data_dir / "ledger.sqlite3")
+    try:
+        rows = db.execute(
+            "SELECT solution_json FROM rebalances WHERE outcome = 'executed'"
+        ).fetchall()
+    finally:
+        db.close()
+    return sum(bool(json.loads(sol or "{}").get("violations")) for (sol,) in rows)
 
 
 def market_url(daemon: DaemonProcess) -> str:
@@ -353,6 +366,7 @@ def run_case(case: Case, guards: bool, tmp: Path, *, step_seconds: float = STEP_
         before[-1] - after,
         len(rows),
         tuple(dict.fromkeys(trips)),
+        _violating_cycles(data_dir),
     )
 
 
@@ -414,6 +428,7 @@ def backtest_case(
         (before - after) / 1e6,
         len(run.records),
         tuple(dict.fromkeys(trips)),
+        sum(bool(r.breaches) for r in run.records),
     )
 
 
