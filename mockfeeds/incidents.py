@@ -32,10 +32,10 @@ from mockfeeds.scenario_kinds import (
     Params,
     ScenarioKind,
     apply_loss,
-    lending_target,
     release_mark,
     stable_target,
     strike,
+    target_of,
     unpause,
 )
 from mockfeeds.state import MarketError, MarketState
@@ -174,7 +174,7 @@ def _exploit_path_revert(m: MarketState, rec: dict[str, Any]) -> None:
 def _bank_run_start(
     m: MarketState, spec: Mapping[str, Any], rec: dict[str, Any], p: Params
 ) -> None:
-    v = lending_target(m, spec, rec, "bank_run")
+    v = target_of(m, spec, rec, LendingVenue, "bank_run")
     rec["params"] = {
         "outflow_fraction": p.num("outflow_fraction", 0.6, 0.0, 0.99),
         "repay_fraction": p.num("repay_fraction", 0.45, 0.0, 1.0),

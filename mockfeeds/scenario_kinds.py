@@ -14,11 +14,13 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from mockfeeds.state import DEC, Q18, MarketError, MarketState, iso
 from mockfeeds.venues import BridgeArbVenue, LendingVenue, LpVenue, StakingVenue, VenueModel
 from protocols import lido
+
+V = TypeVar("V", bound=VenueModel)
 
 
 class Params:
@@ -79,14 +81,15 @@ def apply_loss(m: MarketState, v: VenueModel, f: float) -> None:
         v.total_pooled_eth *= keep
 
 
-def lending_target(
-    m: MarketState, spec: Mapping[str, Any], rec: dict[str, Any], name: str
-) -> LendingVenue:
-    """The scenario's ``venue``, which must be a lending pool (``rec["venue"]`` set)."""
+def target_of(
+    m: MarketState, spec: Mapping[str, Any], rec: dict[str, Any], kind: type[V], name: str
+) -> V:
+    """The scenario's ``venue``, which must be a ``kind`` model (``rec["venue"]`` set)."""
     v = m.venue(spec.get("venue"))
     rec["venue"] = v.id
-    if not isinstance(v, LendingVenue):
-        raise MarketError("venue", f"{name} applies to lending venues")
+    if not isinstance(v, kind):
+        what = {LendingVenue: "lending", StakingVenue: "staking"}.get(kind, kind.__name__)
+        raise MarketError("venue", f"{name} applies to {what} venues")
     return v
 
 
@@ -111,7 +114,7 @@ def release_mark(m: MarketState, rec: dict[str, Any]) -> None:
 def _rate_spike_start(
     m: MarketState, spec: Mapping[str, Any], rec: dict[str, Any], p: Params
 ) -> None:
-    v = lending_target(m, spec, rec, "rate_spike")
+    v = target_of(m, spec, rec, LendingVenue, "rate_spike")
     u = p.num("utilization", 0.97, 0.0, 0.999)
     v.pin(u)
     rec["params"] = {"utilization": u}
@@ -158,10 +161,7 @@ def _exploit_revert(m: MarketState, rec: dict[str, Any]) -> None:
 def _slashing_start(
     m: MarketState, spec: Mapping[str, Any], rec: dict[str, Any], p: Params
 ) -> None:
-    v = m.venue(spec.get("venue"))
-    rec["venue"] = v.id
-    if not isinstance(v, StakingVenue):
-        raise MarketError("venue", "slashing applies to staking venues")
+    v = target_of(m, spec, rec, StakingVenue, "slashing")
     n = int(p.num("validators", 100, 1, 1_000_000))
     loss = lido.slashing_loss_fraction(n, v.total_pooled_eth, v.c.total_staked_eth)
     v.pending_loss = 1.0 - (1.0 - v.pending_loss) * (1.0 - loss)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -30,27 +29,20 @@ import pytest
 
 from core.money import usd_to_units
 from tests.daemon_process import REPO, DaemonProcess
-from tests.guard_scenarios import CASES, SETTLE_TIMEOUT_SECONDS, _config, run_case, settle
+from tests.guard_scenarios import (
+    CASES,
+    SETTLE_TIMEOUT_SECONDS,
+    _config,
+    market_url,
+    post_json,
+    run_case,
+    settle,
+)
 from tests.test_e2e import pause_market_and_settle
 from vault.settings import DEFAULT_CONFIG
 
 pytestmark = pytest.mark.slow
 EARN = "earn-usdt-flexible"
-
-
-def _market_url(daemon: DaemonProcess) -> str:
-    return re.findall(r'"url": "(http://127\.0\.0\.1:\d+)", "market"', daemon.logs())[-1]
-
-
-def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
-    req = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return json.loads(resp.read())
 
 
 def _get(url: str, account: str | None = None) -> dict[str, Any]:
@@ -62,7 +54,7 @@ def _get(url: str, account: str | None = None) -> dict[str, Any]:
 def _market_position(daemon: DaemonProcess, data_dir: Path, venue: str) -> float:
     """What the market holds for this vault (its paper account is the vault id)."""
     account = (data_dir / "vault-id").read_text().strip()
-    rows = _get(f"{_market_url(daemon)}/paper/v1/positions", account)["positions"]
+    rows = _get(f"{market_url(daemon)}/paper/v1/positions", account)["positions"]
     return sum(float(p["position_usd"]) for p in rows if p["venue"] == venue)
 
 
@@ -109,8 +101,8 @@ def test_exit_survives_sigkill_with_its_answer_lost_and_books_once(tmp_path: Pat
     first = DaemonProcess(data_dir, args=args, env=env)
     try:
         first.wait_until(lambda: _position(first, EARN) > 1_000, 120, "a USDT earn position")
-        market = _market_url(first)
-        _post(
+        market = market_url(first)
+        post_json(
             f"{market}/admin/v1/scenarios",
             {
                 "name": "depeg",
@@ -120,23 +112,35 @@ def test_exit_survives_sigkill_with_its_answer_lost_and_books_once(tmp_path: Pat
                 "duration_seconds": 30 * 86400,
             },
         )
-        _post(
+        # every withdrawal's answer lost until the fault is removed: the exit's written-ahead
+        # withdrawal stays unresolved (each replay under its key meets the same 5xx, the venue
+        # never applied it) until the SIGKILL, however slow the machine
+        post_json(
             f"{market}/admin/v1/faults",
-            {"path_prefix": "/paper/v1/withdraw", "mode": "http_5xx", "count": 1},
+            {"path_prefix": "/paper/v1/withdraw", "mode": "http_5xx"},
         )
+
+        def pending_withdrawals() -> list[str]:
+            db = sqlite3.connect(data_dir / "ledger.sqlite3")
+            try:
+                return [m for (m,) in db.execute("SELECT move_json FROM pending_moves")]
+            finally:
+                db.close()
+
         first.wait_until(
-            lambda: _metric(first, "yieldvault_unresolved_moves") == 1,
+            lambda: (
+                _metric(first, "yieldvault_unresolved_moves") == 1
+                and len(pending_withdrawals()) == 1
+            ),
             120,
             "the exit's lost answer",
         )
         logs = first.logs()
         assert '"guard": "depeg"' in logs and '"venue": "earn-usdt-flexible"' in logs
-        db = sqlite3.connect(data_dir / "ledger.sqlite3")
-        pending = db.execute("SELECT move_json FROM pending_moves").fetchall()
-        db.close()
+        pending = pending_withdrawals()
         # a withdrawal of the exit's plan lost its answer (fastest first: it may be an instant
         # one the plan sends before the queued USDT redemption, which then waits for the replay)
-        assert len(pending) == 1 and '"path": "/withdraw"' in pending[0][0]
+        assert len(pending) == 1 and '"path": "/withdraw"' in pending[0], pending
     finally:
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait()
@@ -144,21 +148,26 @@ def test_exit_survives_sigkill_with_its_answer_lost_and_books_once(tmp_path: Pat
 
     second = DaemonProcess(data_dir, args=args, env=env)
     try:
+        # the fault is saved with the market's state: remove it, and the replay gets its answer
+        second.wait_until(lambda: "embedded_market_started" in second.logs(), 120, "the market")
+        req = urllib.request.Request(f"{market_url(second)}/admin/v1/faults", method="DELETE")
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert json.loads(resp.read())["removed"] == 1
         second.wait_until(lambda: "move_replayed" in second.logs(), 120, "the replay")
         assert "guards_restored" in second.logs()
         assert _metric(second, "yieldvault_guard_state", venue=EARN, guard="depeg") in (1.0, 2.0)
         # the exit takes what the venue holds; the mark-down the books cannot explain stays an
         # open reconciliation break (vault/reconcile.py) for the operator to book. A queued
         # redemption pays out as simulated time passes: step the clock until it has.
-        market = _market_url(second)
+        market = market_url(second)
         for _ in range(8):
             settle(second, data_dir, _now(market), SETTLE_TIMEOUT_SECONDS)
             if _market_position(second, data_dir, EARN) < 1:
                 break
-            _post(f"{market}/admin/v1/clock", {"advance_seconds": 1800})
+            post_json(f"{market}/admin/v1/clock", {"advance_seconds": 1800})
         assert _market_position(second, data_dir, EARN) < 1, "the exit done at the venue"
         account = (data_dir / "vault-id").read_text().strip()
-        withdrawals = _get(f"{_market_url(second)}/paper/v1/withdrawals", account)["withdrawals"]
+        withdrawals = _get(f"{market_url(second)}/paper/v1/withdrawals", account)["withdrawals"]
         pause_market_and_settle(second)
     finally:
         code, _ = second.terminate()
@@ -216,8 +225,8 @@ def test_metrics_log_status_and_an_operator_resume_while_running(tmp_path: Path)
         daemon.wait_until(lambda: daemon.json("/api/v1/status")["rebalances"] >= 2, 120, "cycles")
         assert _metric(daemon, "yieldvault_guard_state", venue=EARN, guard="depeg") == 0
         assert _metric(daemon, "yieldvault_guard_trips_total", guard="depeg") == 0
-        market = _market_url(daemon)
-        sc = _post(
+        market = market_url(daemon)
+        sc = post_json(
             f"{market}/admin/v1/scenarios",
             {
                 "name": "depeg",
@@ -247,7 +256,7 @@ def test_metrics_log_status_and_an_operator_resume_while_running(tmp_path: Path)
         ] == [(EARN, "depeg")]
         # the depeg ends (the test steps the clock past it); the breaker cools but an exit waits
         # for the operator
-        _post(f"{market}/admin/v1/clock", {"advance_seconds": 6 * 3600 + 1800})
+        post_json(f"{market}/admin/v1/clock", {"advance_seconds": 6 * 3600 + 1800})
         assert not _get(f"{market}/admin/v1/scenarios")["scenarios"][-1]["active"]
         daemon.wait_until(
             lambda: _metric(daemon, "yieldvault_guard_state", venue=EARN, guard="depeg") == 1,
