@@ -174,7 +174,7 @@ CASES: dict[str, Case] = {
                 },
             ),
             96,
-            "yes, but the peg came back: an exit locks in what holding got back",
+            "nothing held: the vault had left Aave USDC before the fall (day 3 of the path)",
         ),
         Case(
             "exploit_after_outflows",
