@@ -519,6 +519,8 @@ class Daemon(OperatorHooks):
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
+        if self._poller is not None:
+            await self._poller.close()
         if self._session is not None:
             await self._session.close()
         if self._api_server is not None:
@@ -551,7 +553,14 @@ class Daemon(OperatorHooks):
             if self._clock_unsettled:
                 log.warning("feeds_unreachable", root_url=self.poller_root)
                 return None  # nothing answers yet: no data to judge, and no clock to judge it by
-            report = await self.poller.poll(self.positions_usd())
+            # each feed is judged on its own: venues whose feeds answered reach the decision at
+            # once (on_partial), and a hung feed is carried past this poll (never longer than half an
+            # interval) until its own deadline cuts it, so the next poll starts on schedule
+            report = await self.poller.poll(
+                self.positions_usd(),
+                wait_seconds=0.5 * self.settings.schedule.poll_interval_seconds,
+                on_partial=self._publish_partial,
+            )
             self.state.report = report
             self.state.last_poll_monotonic = time.monotonic()
             wall = time.time()
@@ -572,6 +581,10 @@ class Daemon(OperatorHooks):
                 self.metrics.record_snapshot(snap, observed_at=wall - max(age_wall, 0.0))
             self.metrics.mark_cycle_success("poll", wall)
             return report
+
+    def _publish_partial(self, report: PollReport) -> None:
+        self.state.report = report
+        self.state.last_poll_monotonic = time.monotonic()
 
     async def rebalance_once(self) -> Decision | None:
         async with self.cycle_lock:  # a config reload applies between cycles, never inside one
