@@ -531,7 +531,9 @@ class Daemon(OperatorHooks):
             from mockfeeds.server import stop as stop_market_server
 
             await stop_market_server(self._market_runner)
-        if self._ledger is not None:
+        if self.ledger_watch is not None:
+            self.ledger_watch.close_ledger()  # closes the ledger too, never into a lost file
+        elif self._ledger is not None:
             self._ledger.close()
         if self.guard_store is not None:
             self.guard_store.close()
@@ -676,21 +678,12 @@ class Daemon(OperatorHooks):
         return problem
 
     def _hold(self, reason: str) -> None:
-        """A cycle that moves and books nothing, because the ledger cannot be trusted any more."""
+        """A cycle that moves and books nothing, because the ledger cannot be trusted any more.
+
+        Nothing is written into that ledger either (not even the held cycle's row): a write into
+        a truncated file's log could be checkpointed into it; the log line, the metrics and the
+        status say why the cycle held."""
         log.warning("rebalance", outcome="failed", solver_status="not_run", reason=reason)
-        with contextlib.suppress(sqlite3.Error):
-            self.ledger.record_rebalance(
-                started_at=self.clock(),
-                finished_at=self.clock(),
-                outcome="failed",
-                solver_status="not_run",
-                reason=reason,
-                nav_units=self.ledger.balances().nav_units,
-                inputs={},
-                solution={},
-                moves=[],
-                results=[],
-            )
         self.state.last_outcome = "failed"
         self.state.hold_reason = reason
         self.metrics.record_rebalance("failed", "not_run", None)
