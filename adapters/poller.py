@@ -164,6 +164,11 @@ class FeedPoller:
         self._needs: dict[str, tuple[Endpoint, ...]] = {
             p.config.id: self._needs_of(p) for p in self._plans
         }
+        self._readers: dict[Endpoint, list[str]] = {}  # endpoint -> the venues that read it
+        for vid, needs in self._needs.items():
+            for ep in needs:
+                self._readers.setdefault(ep, []).append(vid)
+        self._wake: asyncio.Event | None = None  # set by each fetch that finishes during a poll
 
     def _needs_of(self, plan: VenuePlan) -> tuple[Endpoint, ...]:
         """Every endpoint a venue's build reads: its own, its coins' price batches, its charts."""
@@ -223,15 +228,29 @@ class FeedPoller:
         results: dict[Endpoint, Fetched | FeedError] = {}
         snapshots: dict[str, VenueSnapshot] = {}
         rejections: list[Rejection] = []
-        todo = list(self._plans)
+        # a venue is built once every endpoint it reads has a result: count what each still misses.
+        # Built in one go when everything is in; while fetches are still arriving, building in
+        # between would only hold the next requests back, so what is ready waits until no fetch
+        # has finished for QUIET_SECONDS: the ones still out are slow, the rest go on without them.
+        missing = {vid: len(needs) for vid, needs in self._needs.items()}
+        todo = {p.config.id: p for p in self._plans}
+        staged = [todo.pop(vid) for vid in [v for v, n in missing.items() if n == 0]]
+        wake = self._wake = asyncio.Event()
+        quiet = False
         while True:
+            wake.clear()
             self._cut_overdue()
             for ep, flight in self._inflight.items():
-                if ep not in results and flight.result is not None:
+                if flight.result is not None and ep not in results:
                     results[ep] = flight.result
-            ready = [p for p in todo if all(ep in results for ep in self._needs[p.config.id])]
-            if ready:
-                todo = [p for p in todo if p not in ready]
+                    for vid in self._readers.get(ep, ()):
+                        missing[vid] -= 1
+                        if missing[vid] == 0:
+                            staged.append(todo.pop(vid))
+            deadlines = [f.deadline for f in self._inflight.values() if f.result is None]
+            now = time.perf_counter()
+            if staged and (not todo or not deadlines or quiet or now >= wait_until):
+                ready, staged = staged, []
                 await self._build(ready, positions_usd, results, snapshots, rejections)
                 if todo and on_partial is not None:
                     on_partial(
@@ -244,22 +263,26 @@ class FeedPoller:
                             partial=True,
                         )
                     )
-            pending = {f.task for f in self._inflight.values() if f.result is None}
-            now = time.perf_counter()
-            if not todo or now >= wait_until:
+                now = time.perf_counter()
+            if (not todo and not staged) or now >= wait_until:
                 break
-            if not pending:  # answered while we were building: collect them on the next pass
+            if not deadlines:  # answered while we were building: collect them on the next pass
                 continue
-            next_cut = min(f.deadline for f in self._inflight.values() if f.result is None)
-            await asyncio.wait(
-                pending,
-                timeout=max(min(wait_until, next_cut) - now, 0.0),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            # woken by the next fetch to finish (_fetch_one sets it), at the next deadline, or
+            # when nothing has finished for QUIET_SECONDS while venues are ready to build
+            timeout = max(min(wait_until, min(deadlines)) - now, 0.0)
+            if staged:
+                timeout = min(timeout, QUIET_SECONDS)
+            try:
+                async with asyncio.timeout(timeout):
+                    await wake.wait()
+                quiet = False
+            except TimeoutError:
+                quiet = True
+        self._wake = None
 
         # a venue still waiting on a fetch in flight keeps what it showed (judged when it answers)
-        for plan in todo:
-            vid = plan.config.id
+        for vid in todo:
             if vid in self._shown:
                 snapshots[vid] = self._shown[vid]
         self._freeze_rejected(rejections, snapshots)
@@ -345,6 +368,8 @@ class FeedPoller:
         if flight.result is None:  # not already cut at its deadline
             flight.result = result
             flight.finished = time.perf_counter()
+            if self._wake is not None:
+                self._wake.set()
 
     async def _build(
         self,
@@ -470,6 +495,8 @@ class FeedPoller:
 
 PAGE_SIZE = 100
 MAX_PAGES = 50
+#: no fetch finished for this long while venues are ready: the ones still out are slow
+QUIET_SECONDS = 0.05
 
 
 def _peg_coins(plan: VenuePlan) -> tuple[str, ...]:
