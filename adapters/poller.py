@@ -42,6 +42,10 @@ from adapters.http import FeedClient, Fetched
 from adapters.lido import LidoAdapter
 from adapters.loop import LoopAdapter
 from adapters.nft_rental import NftRentalAdapter
+from adapters.poll_steps import (
+    Rejection as Rejection,  # re-exported: adapters.Rejection
+)
+from adapters.poll_steps import _peg_coins, build_plans, get_paged
 from core.config import VenueConfig
 from core.types import VenueSnapshot
 
@@ -66,16 +70,6 @@ ADAPTERS: dict[str, Adapter] = {
         NftRentalAdapter(),
     )
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """Why a venue got no fresh snapshot this cycle. ``reason`` is from :data:`adapters.errors.REASONS`."""
-
-    venue_id: str
-    feed: str
-    reason: str
-    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,7 +342,7 @@ class FeedPoller:
     async def _fetch_one(self, ep: Endpoint, flight: _Flight) -> None:
         try:
             fetched = await (
-                self._get_paged(ep)
+                get_paged(self._client, ep)
                 if ep.paged
                 else self._client.get_json(ep.feed, ep.url, ep.query)
             )
@@ -379,49 +373,23 @@ class FeedPoller:
         snapshots: dict[str, VenueSnapshot],
         rejections: list[Rejection],
     ) -> None:
-        """Build ``plans`` (every endpoint they read has a result), yielding the loop every
-        ``yield_every_seconds`` of CPU; each payload's age is judged at its own arrival
-        (``Fetched.received_at``), not here."""
+        """Build ``plans`` (every endpoint they read has a result). CPU-bound (a bridge route's
+        curve alone takes tens of ms): in a worker thread, so the event loop keeps serving
+        /healthz and the API, and the fetches still out keep arriving, meanwhile. Each payload's
+        age is judged at its own arrival (``Fetched.received_at``), not here."""
         ctx = BuildContext(
             self._settings,
             self._clock(),
-            results,
+            dict(results),  # a copy: the loop collects more results while the thread builds
             self._coin_endpoint,
             self._chart_endpoint,
             self._parsed,
         )
-        slice_start = time.perf_counter()
-        for plan in plans:
-            vid = plan.config.id
-            position = _position(positions_usd, vid)
-            try:
-                snapshot = plan.adapter.build(plan, ctx, position)
-            except FeedError as exc:
-                rejections.append(Rejection(vid, _feed_of(exc, plan), exc.reason, exc.detail))
-            except KeyError as exc:  # an endpoint or coin the plan did not register: a bug
-                rejections.append(
-                    Rejection(vid, plan.adapter.feed, "schema", f"missing input {exc}")
-                )
-                _log().exception("adapter_bug", venue=vid)
-            except Exception as exc:
-                rejections.append(
-                    Rejection(vid, plan.adapter.feed, "schema", f"{type(exc).__name__}: {exc}")
-                )
-                _log().exception("adapter_build_failed", venue=vid, feed=plan.adapter.feed)
-            else:
-                snapshot = _with_peg_prices(ctx, plan, snapshot)
-                self._last_good[vid] = snapshot
-                snapshots[vid] = snapshot
-                if vid in self._last_reason:
-                    _log().info(
-                        "feed_recovered",
-                        venue=vid,
-                        feed=plan.adapter.feed,
-                        was=self._last_reason.pop(vid),
-                    )
-            if time.perf_counter() - slice_start > self._settings.yield_every_seconds:
-                await asyncio.sleep(0)
-                slice_start = time.perf_counter()
+        built, refused = await asyncio.to_thread(
+            build_plans, plans, ctx, positions_usd, self._last_good, self._last_reason
+        )
+        snapshots.update(built)
+        rejections.extend(refused)
 
     def _freeze_rejected(
         self, rejections: Sequence[Rejection], snapshots: dict[str, VenueSnapshot]
@@ -455,81 +423,6 @@ class FeedPoller:
                 venue_ids=venue_ids,
             )
 
-    async def _get_paged(self, ep: Endpoint) -> Fetched:
-        """Page 1, then the pages its ``total`` calls for, merged as one ``{"rows", "total"}``."""
-        query = dict(ep.query or {})
-        first = await self._client.get_json(
-            ep.feed, ep.url, {**query, "current": "1", "size": str(PAGE_SIZE)}
-        )
-        payload = first.payload
-        total = payload.get("total") if isinstance(payload, dict) else None
-        if not isinstance(total, int) or isinstance(total, bool) or total <= PAGE_SIZE:
-            return first
-        pages = min(math.ceil(total / PAGE_SIZE), MAX_PAGES)
-        rest = await asyncio.gather(
-            *(
-                self._client.get_json(
-                    ep.feed, ep.url, {**query, "current": str(n), "size": str(PAGE_SIZE)}
-                )
-                for n in range(2, pages + 1)
-            )
-        )
-        rows: list[object] = []
-        for page in (first, *rest):
-            page_rows = page.payload.get("rows") if isinstance(page.payload, dict) else None
-            if not isinstance(page_rows, list):
-                raise FeedError("schema", f"{page.url}: field rows: expected a list", feed=ep.feed)
-            rows.extend(page_rows)
-        return Fetched(
-            url=ep.url,
-            payload={"rows": rows, "total": total},
-            fetched_at=min(p.fetched_at for p in (first, *rest)),
-            from_cache=all(p.from_cache for p in (first, *rest)),
-            version=hash(tuple(p.version for p in (first, *rest))),
-            requests=sum(p.requests for p in (first, *rest)),
-            received_at=max(
-                (p.received_at for p in (first, *rest) if p.received_at is not None), default=None
-            ),
-        )
 
-
-PAGE_SIZE = 100
-MAX_PAGES = 50
 #: no fetch finished for this long while venues are ready: the ones still out are slow
 QUIET_SECONDS = 0.05
-
-
-def _peg_coins(plan: VenuePlan) -> tuple[str, ...]:
-    feed = plan.config.feed
-    return tuple(c for c in (feed.asset_coin, feed.peg_coin) if c)
-
-
-def _with_peg_prices(ctx: BuildContext, plan: VenuePlan, snapshot: VenueSnapshot) -> VenueSnapshot:
-    """``asset_price_usd`` and ``peg_price_usd`` from the coins feed for the guards, where the
-    venue names its ``feed.asset_coin`` / ``feed.peg_coin``; an unpriced coin is left out (the
-    depeg guard then has nothing to judge), never a rejection of the venue."""
-    feed = plan.config.feed
-    extra: dict[str, float] = {}
-    for key, coin in (("asset_price_usd", feed.asset_coin), ("peg_price_usd", feed.peg_coin)):
-        if not coin:
-            continue
-        try:
-            extra[key] = ctx.price(coin).price
-        except (FeedError, KeyError):
-            continue
-    if not extra:
-        return snapshot
-    return dataclasses.replace(snapshot, state={**snapshot.state, **extra})
-
-
-def _position(positions_usd: Mapping[str, float], venue_id: str) -> float:
-    try:
-        value = float(positions_usd.get(venue_id, 0.0))
-    except (TypeError, ValueError):
-        return 0.0
-    return value if math.isfinite(value) and value > 0 else 0.0
-
-
-def _feed_of(exc: FeedError, plan: VenuePlan) -> str:
-    """The feed a failure belongs to: a coins failure is the coins feed's, not the venue's."""
-    return exc.feed or plan.adapter.feed

@@ -261,10 +261,12 @@ async def test_a_hung_feed_is_judged_on_its_own(aiohttp_server: Any) -> None:
     deadline_seconds, wait_seconds = 6.0, 0.5
     fake = FakeFeeds()
     release, hung = asyncio.Event(), asyncio.Event()
+    hung_requests: list[str] = []
 
     @web.middleware
     async def hang(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/lido") and hung.is_set():
+            hung_requests.append(request.path)
             await release.wait()  # the socket stays open: no byte, no close
         return await handler(request)
 
@@ -283,7 +285,6 @@ async def test_a_hung_feed_is_judged_on_its_own(aiohttp_server: Any) -> None:
         good = await poller.poll({})
         assert good.rejections == () and set(good.snapshots) == {v.id for v in venues}
         hung.set()
-        lido_hits = fake.hits["/lido/v1/protocol/steth/apr/sma"]
         hung_at = loop.time()
         partials: list[tuple[float, PollReport]] = []
         polls: list[tuple[float, float, PollReport]] = []
@@ -313,7 +314,9 @@ async def test_a_hung_feed_is_judged_on_its_own(aiohttp_server: Any) -> None:
     assert all(not p.snapshots["earn-usdt-flexible"].frozen for _, _, p in polls)
     assert all(not p.snapshots["aave-v3-usdc-ethereum"].frozen for _, _, p in polls)
     # requested once while in flight, not once per poll
-    assert fake.hits["/lido/v1/protocol/steth/apr/sma"] == lido_hits + 1
+    # each of Lido's endpoints (APR, withdrawal queue) once, while dozens of polls ran
+    assert "/lido/v1/protocol/steth/apr/sma" in hung_requests
+    assert len(hung_requests) == len(set(hung_requests)) and len(polls) > len(hung_requests)
     # cut at its own deadline, with the reason, and only its venues frozen
     assert cut_started + polls[-1][1] >= deadline_seconds
     lido = [r for r in cut.rejections if r.venue_id == "lido-steth"]

@@ -428,9 +428,7 @@ class Daemon(CycleJobs):
         if self._api_runner is not None:
             await self._api_runner.cleanup()
         if self._market_runner is not None:
-            from mockfeeds.server import stop as stop_market_server
-
-            await stop_market_server(self._market_runner)
+            await self._market_runner.stop()
         if self.ledger_watch is not None:
             self.ledger_watch.close_ledger()  # closes the ledger too, never into a lost file
         elif self._ledger is not None:
