@@ -54,7 +54,7 @@ from vault.executor import (
 )
 from vault.export import ExportExecutor
 from vault.guard_store import GuardStore
-from vault.guarding import GuardRunner
+from vault.guarding import GuardRunner, ledger_earned_usd
 from vault.httpguard import GuardLimits, GuardStats, start_guarded_site
 from vault.integrity import LedgerWatch, open_verified
 from vault.ledger import Ledger, LedgerError
@@ -298,7 +298,7 @@ class Daemon(CycleJobs):
             store=self.guard_store,
             metrics=self.metrics,
             venues=list(self.venues),
-            earned_usd=self._earned_usd,
+            earned_usd=ledger_earned_usd(self.ledger, list(self.venues)),
         )
         self.guard, self.guard_state = runner, runner.state
         self.metrics.set_build_info(VERSION)

@@ -199,10 +199,6 @@ class CycleJobs(ClockHooks, OperatorHooks):
         with contextlib.suppress(sqlite3.Error):
             self._export_portfolio()
 
-    def _earned_usd(self) -> dict[str, float]:
-        """The yield the books credited to each venue so far (the loss guard's realized return)."""
-        return {v: -units_to_usd(self.ledger.account(f"income:{v}")) for v in self.venues}
-
     def cycle_deps(self) -> CycleDeps:
         """What ``run_cycle`` works with in this daemon (the solver in a worker thread)."""
         return CycleDeps(
