@@ -18,13 +18,14 @@ import argparse
 import asyncio
 import gc
 import json
+import math
 import os
 import resource
 import signal
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,6 +70,58 @@ async def _serve(venues: int, seed: int) -> None:
     print(json.dumps({"url": url, "sim_time": market.clock.now()}), flush=True)
     await stop_event.wait()
     await stop(runner)
+
+
+def _loads_pairs_hook(body: bytes) -> Any:
+    """The feed parser before jiter: ``json.loads`` with a Python ``object_pairs_hook`` that
+    refuses a duplicate key (kept here as the measured "before")."""
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(pairs)
+        if len(out) != len(pairs):
+            raise ValueError("duplicate key")
+        return out
+
+    return json.loads(body, object_pairs_hook=no_duplicates)
+
+
+async def _json_parse_side_by_side(
+    session: aiohttp.ClientSession, endpoints: Sequence[Any], rounds: int = 5
+) -> dict[str, Any]:
+    """One cycle's bodies (every endpoint, page 1 of the paged ones) parsed by plain
+    ``json.loads`` (no duplicate check), the old pairs-hook parser and the feeds' parser
+    (:func:`adapters.http.parse_feed_json`), interleaved round by round in one process, best
+    round of each: the ratios are the evidence, the milliseconds depend on the machine."""
+    from adapters.http import parse_feed_json
+
+    bodies: list[bytes] = []
+    for ep in endpoints:
+        query = {**(ep.query or {}), **({"current": "1", "size": "100"} if ep.paged else {})}
+        async with session.get(ep.url, params=query) as resp:
+            if resp.status == 200:
+                bodies.append(await resp.read())
+    parsers: dict[str, Callable[[bytes], Any]] = {
+        "plain_json_loads": json.loads,
+        "pairs_hook": _loads_pairs_hook,
+        "feed_parser": parse_feed_json,
+    }
+    same = all(parse_feed_json(body) == json.loads(body) for body in bodies)
+    best = dict.fromkeys(parsers, math.inf)
+    for _ in range(rounds):
+        for name, parse in parsers.items():
+            t0 = time.perf_counter()
+            for body in bodies:
+                parse(body)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    plain = best["plain_json_loads"]
+    return {
+        "bodies": len(bodies),
+        "bytes": sum(len(b) for b in bodies),
+        "same_objects": same,  # the feed parser builds what json.loads builds
+        "ms": {name: round(seconds * 1000, 2) for name, seconds in best.items()},
+        "pairs_hook_over_plain": round(best["pairs_hook"] / plain, 3),
+        "feed_parser_over_plain": round(best["feed_parser"] / plain, 3),
+    }
 
 
 async def bench_feeds(
@@ -144,6 +197,7 @@ async def bench_feeds(
             server_cpu1 = _proc_cpu_seconds(proc.pid)
             stop.set()
             await tick_task
+            parse = await _json_parse_side_by_side(session, poller.endpoints())
     finally:
         if gc_freeze:
             gc.unfreeze()
@@ -193,6 +247,7 @@ async def bench_feeds(
             if server_cpu0 is None or server_cpu1 is None
             else round(server_cpu1 - server_cpu0, 3),
         },
+        "json_parse": parse,
         "goals": {
             "cycle_p99_under_2s": p99 < GOAL_CYCLE_SECONDS,
             "loop_lag_under_50ms": max_lag < GOAL_LOOP_LAG_SECONDS,

@@ -42,6 +42,10 @@ from adapters.http import FeedClient, Fetched
 from adapters.lido import LidoAdapter
 from adapters.loop import LoopAdapter
 from adapters.nft_rental import NftRentalAdapter
+from adapters.poll_steps import (
+    Rejection as Rejection,  # re-exported: adapters.Rejection
+)
+from adapters.poll_steps import _peg_coins, build_plans, get_paged
 from core.config import VenueConfig
 from core.types import VenueSnapshot
 
@@ -69,16 +73,6 @@ ADAPTERS: dict[str, Adapter] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Rejection:
-    """Why a venue got no fresh snapshot this cycle. ``reason`` is from :data:`adapters.errors.REASONS`."""
-
-    venue_id: str
-    feed: str
-    reason: str
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
 class PollReport:
     """One cycle's outcome. ``snapshots`` has every venue that has ever had good data; those whose
     latest data failed are their last good snapshot with ``frozen=True``."""
@@ -90,6 +84,24 @@ class PollReport:
     polled_at: datetime
     requests: int = 0  # HTTP requests made this cycle (0 for a feed served fresh from cache)
     wall_seconds: float = 0.0
+    # URLs whose fetch was still out when this poll returned (carried into the next poll)
+    in_flight: tuple[str, ...] = ()
+    partial: bool = False  # an on_partial report: more venues are still being fetched
+
+
+@dataclass(slots=True, eq=False)
+class _Flight:
+    """One endpoint's fetch, which may outlive the poll that started it (until its deadline)."""
+
+    started: float  # perf_counter at start
+    budget_seconds: float  # the cycle deadline it is judged by, from its own start
+    task: asyncio.Future[None] = dataclasses.field(init=False)
+    result: Fetched | FeedError | None = None
+    finished: float = math.inf
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.budget_seconds
 
 
 class FeedPoller:
@@ -141,6 +153,24 @@ class FeedPoller:
         self._last_reason: dict[str, str] = {}
         self._feed_last_success: dict[str, datetime] = {}
         self._parsed: dict[str, _Parsed] = {}
+        self._inflight: dict[Endpoint, _Flight] = {}
+        self._shown: dict[str, VenueSnapshot] = {}  # what the last poll reported per venue
+        self._needs: dict[str, tuple[Endpoint, ...]] = {
+            p.config.id: self._needs_of(p) for p in self._plans
+        }
+        self._readers: dict[Endpoint, list[str]] = {}  # endpoint -> the venues that read it
+        for vid, needs in self._needs.items():
+            for ep in needs:
+                self._readers.setdefault(ep, []).append(vid)
+        self._wake: asyncio.Event | None = None  # set by each fetch that finishes during a poll
+
+    def _needs_of(self, plan: VenuePlan) -> tuple[Endpoint, ...]:
+        """Every endpoint a venue's build reads: its own, its coins' price batches, its charts."""
+        coins_read = {c.lower() for c in (*plan.coins, *plan.optional_coins, *_peg_coins(plan))}
+        coin_eps = [self._coin_endpoint[c] for c in sorted(coins_read) if c in self._coin_endpoint]
+        charts = {c.lower() for c in plan.chart_coins}
+        chart_eps = [self._chart_endpoint[c] for c in sorted(charts) if c in self._chart_endpoint]
+        return tuple(dict.fromkeys((*plan.endpoints, *coin_eps, *chart_eps)))
 
     def _prefix_url(self, what: str, prefix: str) -> str:
         if not self._root_url:
@@ -165,64 +195,207 @@ class FeedPoller:
             seen.setdefault(ep, None)
         return tuple(seen)
 
-    def _build_all(
-        self, ctx: BuildContext, positions_usd: Mapping[str, float]
-    ) -> tuple[dict[str, VenueSnapshot], list[Rejection]]:
-        """Every plan's snapshot from the fetched payloads (parsing, validation, curve fitting:
-        CPU only, no I/O), or the reason it was refused."""
-        snapshots: dict[str, VenueSnapshot] = {}
-        rejections: list[Rejection] = []
-        for plan in self._plans:
-            vid = plan.config.id
-            position = _position(positions_usd, vid)
-            try:
-                snapshot = plan.adapter.build(plan, ctx, position)
-            except FeedError as exc:
-                rejections.append(Rejection(vid, _feed_of(exc, plan), exc.reason, exc.detail))
-            except (
-                KeyError
-            ) as exc:  # an endpoint or coin the plan did not register: a bug, not data
-                rejections.append(
-                    Rejection(vid, plan.adapter.feed, "schema", f"missing input {exc}")
-                )
-                _log().exception("adapter_bug", venue=vid)
-            except Exception as exc:
-                rejections.append(
-                    Rejection(vid, plan.adapter.feed, "schema", f"{type(exc).__name__}: {exc}")
-                )
-                _log().exception("adapter_build_failed", venue=vid, feed=plan.adapter.feed)
-            else:
-                snapshot = _with_peg_prices(ctx, plan, snapshot)
-                self._last_good[vid] = snapshot
-                snapshots[vid] = snapshot
-                if vid in self._last_reason:
-                    _log().info(
-                        "feed_recovered",
-                        venue=vid,
-                        feed=plan.adapter.feed,
-                        was=self._last_reason.pop(vid),
-                    )
-        return snapshots, rejections
+    async def poll(
+        self,
+        positions_usd: Mapping[str, float],
+        *,
+        wait_seconds: float | None = None,
+        on_partial: Callable[[PollReport], None] | None = None,
+    ) -> PollReport:
+        """One cycle. Each endpoint is judged on its own: a venue's snapshot is built as soon as
+        every endpoint it reads has answered (``on_partial`` receives the report so far each time
+        more venues are ready, so a decision can use them while a slow feed is still out), and a
+        fetch still unanswered :meth:`FeedSettings.cycle_deadline` after *its own* start is cut
+        with reason ``timeout``.
 
-    async def poll(self, positions_usd: Mapping[str, float]) -> PollReport:
+        ``wait_seconds`` (default: the cycle deadline) bounds how long this call waits. A fetch
+        still in flight then is not cancelled and not requested again: it carries into the next
+        poll, and its venues keep the snapshot they had until it answers or its deadline cuts it.
+        So a hung feed costs the other venues nothing and never delays the next cycle.
+        """
         started = time.perf_counter()
         polled_at = self._clock()
         requests_before = self._client.stats.requests
-        results, durations = await self._fetch_all()
-        # each payload's age is judged at its own arrival (Fetched.received_at), not here
+        self._launch()
+        wait = self._settings.cycle_deadline() if wait_seconds is None else max(wait_seconds, 0.0)
+        wait_until = time.perf_counter() + wait
+        results: dict[Endpoint, Fetched | FeedError] = {}
+        snapshots: dict[str, VenueSnapshot] = {}
+        rejections: list[Rejection] = []
+        # a venue is built once every endpoint it reads has a result: count what each still misses.
+        # Built in one go when everything is in; while fetches are still arriving, building in
+        # between would only hold the next requests back, so what is ready waits until no fetch
+        # has finished for QUIET_SECONDS: the ones still out are slow, the rest go on without them.
+        missing = {vid: len(needs) for vid, needs in self._needs.items()}
+        todo = {p.config.id: p for p in self._plans}
+        staged = [todo.pop(vid) for vid in [v for v, n in missing.items() if n == 0]]
+        wake = self._wake = asyncio.Event()
+        quiet = False
+        while True:
+            wake.clear()
+            self._cut_overdue()
+            for ep, flight in self._inflight.items():
+                if flight.result is not None and ep not in results:
+                    results[ep] = flight.result
+                    for vid in self._readers.get(ep, ()):
+                        missing[vid] -= 1
+                        if missing[vid] == 0:
+                            staged.append(todo.pop(vid))
+            deadlines = [f.deadline for f in self._inflight.values() if f.result is None]
+            now = time.perf_counter()
+            if staged and (not todo or not deadlines or quiet or now >= wait_until):
+                ready, staged = staged, []
+                await self._build(ready, positions_usd, results, snapshots, rejections)
+                if todo and on_partial is not None:
+                    on_partial(
+                        PollReport(
+                            snapshots={**self._shown, **snapshots},
+                            rejections=tuple(rejections),
+                            feed_durations_seconds={},
+                            feed_last_success=dict(self._feed_last_success),
+                            polled_at=polled_at,
+                            partial=True,
+                        )
+                    )
+                now = time.perf_counter()
+            if (not todo and not staged) or now >= wait_until:
+                break
+            if not deadlines:  # answered while we were building: collect them on the next pass
+                continue
+            # woken by the next fetch to finish (_fetch_one sets it), at the next deadline, or
+            # when nothing has finished for QUIET_SECONDS while venues are ready to build
+            timeout = max(min(wait_until, min(deadlines)) - now, 0.0)
+            if staged:
+                timeout = min(timeout, QUIET_SECONDS)
+            try:
+                async with asyncio.timeout(timeout):
+                    await wake.wait()
+                quiet = False
+            except TimeoutError:
+                quiet = True
+        self._wake = None
+
+        # a venue still waiting on a fetch in flight keeps what it showed (judged when it answers)
+        for vid in todo:
+            if vid in self._shown:
+                snapshots[vid] = self._shown[vid]
+        self._freeze_rejected(rejections, snapshots)
+        self._shown = dict(snapshots)
+
+        durations: dict[str, list[float]] = {}
+        for ep in results:
+            flight = self._inflight.pop(ep)
+            span = durations.setdefault(ep.feed, [math.inf, -math.inf])
+            span[0], span[1] = min(span[0], flight.started), max(span[1], flight.finished)
+            # parsed payloads are kept only where the next cycle can reuse them (a 304 or a
+            # max-age hit); the rest would only sit in the cyclic GC's way until replaced
+            result = results[ep]
+            if isinstance(result, Fetched) and not self._client.is_cached(result.url):
+                self._parsed.pop(result.url, None)
+        # a feed with a fetch still out is reported when that fetch is judged, not half now
+        out = {ep.feed for ep in self._inflight}
+        return PollReport(
+            snapshots=snapshots,
+            rejections=tuple(rejections),
+            feed_durations_seconds={
+                feed: max(t1 - t0, 0.0) for feed, (t0, t1) in durations.items() if feed not in out
+            },
+            feed_last_success=dict(self._feed_last_success),
+            polled_at=polled_at,
+            requests=self._client.stats.requests - requests_before,
+            wall_seconds=time.perf_counter() - started,
+            in_flight=tuple(sorted({ep.url for ep in self._inflight})),
+        )
+
+    async def close(self) -> None:
+        """Cancel every fetch still in flight (the daemon's stop, before its session closes)."""
+        tasks = [f.task for f in self._inflight.values() if not f.task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._inflight.clear()
+
+    def _launch(self) -> None:
+        """Start a fetch for every endpoint that has none in flight; each gets its own deadline."""
+        deadline = self._settings.cycle_deadline()
+        for ep in self.endpoints():
+            if ep in self._inflight:
+                continue
+            flight = _Flight(time.perf_counter(), deadline)
+            flight.task = asyncio.ensure_future(self._fetch_one(ep, flight))
+            self._inflight[ep] = flight
+
+    def _cut_overdue(self) -> None:
+        """A fetch past its own deadline is cancelled and judged ``timeout`` now."""
+        now = time.perf_counter()
+        for ep, flight in self._inflight.items():
+            if flight.result is None and now >= flight.deadline:
+                flight.task.cancel()
+                flight.finished = now
+                flight.result = FeedError(
+                    "timeout",
+                    f"{ep.url} not done within the cycle deadline {flight.budget_seconds:g}s",
+                    feed=ep.feed,
+                )
+
+    async def _fetch_one(self, ep: Endpoint, flight: _Flight) -> None:
+        try:
+            fetched = await (
+                get_paged(self._client, ep)
+                if ep.paged
+                else self._client.get_json(ep.feed, ep.url, ep.query)
+            )
+        except FeedError as exc:
+            if exc.feed is None:
+                exc.feed = ep.feed
+            result: Fetched | FeedError = exc
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            _log().exception("fetch_failed", feed=ep.feed, url=ep.url)
+            result = FeedError("connection", f"{type(exc).__name__}: {exc}", feed=ep.feed)
+        else:
+            result = fetched
+            if fetched.requests > 0:  # the feed answered (200 or 304), not just our cache
+                self._feed_last_success[ep.feed] = self._clock()
+        if flight.result is None:  # not already cut at its deadline
+            flight.result = result
+            flight.finished = time.perf_counter()
+            if self._wake is not None:
+                self._wake.set()
+
+    async def _build(
+        self,
+        plans: Sequence[VenuePlan],
+        positions_usd: Mapping[str, float],
+        results: Mapping[Endpoint, Fetched | FeedError],
+        snapshots: dict[str, VenueSnapshot],
+        rejections: list[Rejection],
+    ) -> None:
+        """Build ``plans`` (every endpoint they read has a result). CPU-bound (a bridge route's
+        curve alone takes tens of ms): in a worker thread, so the event loop keeps serving
+        /healthz and the API, and the fetches still out keep arriving, meanwhile. Each payload's
+        age is judged at its own arrival (``Fetched.received_at``), not here."""
         ctx = BuildContext(
             self._settings,
             self._clock(),
-            results,
+            dict(results),  # a copy: the loop collects more results while the thread builds
             self._coin_endpoint,
             self._chart_endpoint,
             self._parsed,
         )
+        built, refused = await asyncio.to_thread(
+            build_plans, plans, ctx, positions_usd, self._last_good, self._last_reason
+        )
+        snapshots.update(built)
+        rejections.extend(refused)
 
-        # CPU-bound (a bridge route's curve alone takes tens of ms): in a worker thread, so the
-        # event loop keeps serving /healthz and the API while the snapshots are built
-        snapshots, rejections = await asyncio.to_thread(self._build_all, ctx, positions_usd)
-
+    def _freeze_rejected(
+        self, rejections: Sequence[Rejection], snapshots: dict[str, VenueSnapshot]
+    ) -> None:
+        """Log each rejection once (a feed that stays down would otherwise log one line per venue
+        per cycle) and show the venue's last good snapshot with ``frozen=True``."""
         repeated: dict[tuple[str, str], list[str]] = {}
         for rej in rejections:
             if self._last_reason.get(rej.venue_id) != rej.reason:
@@ -241,14 +414,6 @@ class FeedPoller:
                 snapshots[rej.venue_id] = dataclasses.replace(
                     last, frozen=True, frozen_reason=f"{rej.reason}: {rej.detail}"
                 )
-
-        # parsed payloads are kept only where the next cycle can reuse them (a 304 or a max-age hit);
-        # the rest would only sit in the cyclic GC's way until the next cycle replaces them
-        for result in results.values():
-            if isinstance(result, Fetched) and not self._client.is_cached(result.url):
-                self._parsed.pop(result.url, None)
-
-        # a feed that stays down would otherwise log one line per venue per cycle
         for (feed, reason), venue_ids in repeated.items():
             _log().info(
                 "feed_rejected_again",
@@ -258,144 +423,6 @@ class FeedPoller:
                 venue_ids=venue_ids,
             )
 
-        return PollReport(
-            snapshots=snapshots,
-            rejections=tuple(rejections),
-            feed_durations_seconds=durations,
-            feed_last_success=dict(self._feed_last_success),
-            polled_at=polled_at,
-            requests=self._client.stats.requests - requests_before,
-            wall_seconds=time.perf_counter() - started,
-        )
 
-    async def _fetch_all(self) -> tuple[dict[Endpoint, Fetched | FeedError], dict[str, float]]:
-        endpoints = self.endpoints()
-        spans: dict[str, list[float]] = {}
-
-        async def one(ep: Endpoint) -> Fetched | FeedError:
-            t0 = time.perf_counter()
-            try:
-                fetched = await (
-                    self._get_paged(ep)
-                    if ep.paged
-                    else self._client.get_json(ep.feed, ep.url, ep.query)
-                )
-            except FeedError as exc:
-                if exc.feed is None:
-                    exc.feed = ep.feed
-                result: Fetched | FeedError = exc
-            except Exception as exc:
-                _log().exception("fetch_failed", feed=ep.feed, url=ep.url)
-                result = FeedError("connection", f"{type(exc).__name__}: {exc}", feed=ep.feed)
-            else:
-                result = fetched
-                if fetched.requests > 0:  # the feed answered (200 or 304), not just our cache
-                    self._feed_last_success[ep.feed] = self._clock()
-            t1 = time.perf_counter()
-            span = spans.setdefault(ep.feed, [math.inf, -math.inf])
-            span[0], span[1] = min(span[0], t0), max(span[1], t1)
-            return result
-
-        fetch_start = time.perf_counter()
-        tasks = {ep: asyncio.ensure_future(one(ep)) for ep in endpoints}
-        deadline = self._settings.cycle_deadline()
-        if tasks:
-            _, pending = await asyncio.wait(tasks.values(), timeout=deadline)
-            for task in pending:  # one slow feed must not hold every other venue's fresh data back
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
-        results: dict[Endpoint, Fetched | FeedError] = {}
-        cut_at = time.perf_counter()
-        for ep, task in tasks.items():
-            if task.cancelled():
-                results[ep] = FeedError(
-                    "timeout",
-                    f"{ep.url} not done within the cycle deadline {deadline:g}s",
-                    feed=ep.feed,
-                )
-                span = spans.setdefault(ep.feed, [math.inf, -math.inf])
-                span[0], span[1] = min(span[0], fetch_start), max(span[1], cut_at)
-            else:
-                results[ep] = task.result()
-        durations = {
-            feed: max(t1 - t0, 0.0) for feed, (t0, t1) in spans.items() if math.isfinite(t0)
-        }
-        return results, durations
-
-    async def _get_paged(self, ep: Endpoint) -> Fetched:
-        """Page 1, then the pages its ``total`` calls for, merged as one ``{"rows", "total"}``."""
-        query = dict(ep.query or {})
-        first = await self._client.get_json(
-            ep.feed, ep.url, {**query, "current": "1", "size": str(PAGE_SIZE)}
-        )
-        payload = first.payload
-        total = payload.get("total") if isinstance(payload, dict) else None
-        if not isinstance(total, int) or isinstance(total, bool) or total <= PAGE_SIZE:
-            return first
-        pages = min(math.ceil(total / PAGE_SIZE), MAX_PAGES)
-        rest = await asyncio.gather(
-            *(
-                self._client.get_json(
-                    ep.feed, ep.url, {**query, "current": str(n), "size": str(PAGE_SIZE)}
-                )
-                for n in range(2, pages + 1)
-            )
-        )
-        rows: list[object] = []
-        for page in (first, *rest):
-            page_rows = page.payload.get("rows") if isinstance(page.payload, dict) else None
-            if not isinstance(page_rows, list):
-                raise FeedError("schema", f"{page.url}: field rows: expected a list", feed=ep.feed)
-            rows.extend(page_rows)
-        return Fetched(
-            url=ep.url,
-            payload={"rows": rows, "total": total},
-            fetched_at=min(p.fetched_at for p in (first, *rest)),
-            from_cache=all(p.from_cache for p in (first, *rest)),
-            version=hash(tuple(p.version for p in (first, *rest))),
-            requests=sum(p.requests for p in (first, *rest)),
-            received_at=max(
-                (p.received_at for p in (first, *rest) if p.received_at is not None), default=None
-            ),
-        )
-
-
-PAGE_SIZE = 100
-MAX_PAGES = 50
-
-
-def _peg_coins(plan: VenuePlan) -> tuple[str, ...]:
-    feed = plan.config.feed
-    return tuple(c for c in (feed.asset_coin, feed.peg_coin) if c)
-
-
-def _with_peg_prices(ctx: BuildContext, plan: VenuePlan, snapshot: VenueSnapshot) -> VenueSnapshot:
-    """``asset_price_usd`` and ``peg_price_usd`` from the coins feed for the guards, where the
-    venue names its ``feed.asset_coin`` / ``feed.peg_coin``; an unpriced coin is left out (the
-    depeg guard then has nothing to judge), never a rejection of the venue."""
-    feed = plan.config.feed
-    extra: dict[str, float] = {}
-    for key, coin in (("asset_price_usd", feed.asset_coin), ("peg_price_usd", feed.peg_coin)):
-        if not coin:
-            continue
-        try:
-            extra[key] = ctx.price(coin).price
-        except (FeedError, KeyError):
-            continue
-    if not extra:
-        return snapshot
-    return dataclasses.replace(snapshot, state={**snapshot.state, **extra})
-
-
-def _position(positions_usd: Mapping[str, float], venue_id: str) -> float:
-    try:
-        value = float(positions_usd.get(venue_id, 0.0))
-    except (TypeError, ValueError):
-        return 0.0
-    return value if math.isfinite(value) and value > 0 else 0.0
-
-
-def _feed_of(exc: FeedError, plan: VenuePlan) -> str:
-    """The feed a failure belongs to: a coins failure is the coins feed's, not the venue's."""
-    return exc.feed or plan.adapter.feed
+#: no fetch finished for this long while venues are ready: the ones still out are slow
+QUIET_SECONDS = 0.05

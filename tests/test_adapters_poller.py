@@ -1,63 +1,22 @@
 """FeedPoller against a contract-shaped feed server on loopback (adapters.testing.FakeFeeds):
-every adapter, shared endpoints, positions excluded, every rejection reason, freezing."""
+every adapter, shared endpoints, positions excluded, cache headers, config errors. Failures,
+freezing and deadlines: tests/test_adapters_poller_failures.py."""
 
 from __future__ import annotations
 
-import asyncio
 import math
-from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
-import aiohttp
 import numpy as np
 import pytest
-import yaml
 
 from adapters import FeedPoller, FeedSettings, PollReport
 from adapters.curves import FlatCurve, LpCurve
-from adapters.testing import COMET, LP_POOL, FakeFeeds, aave_reserve, llama_pool_row
+from adapters.testing import LP_POOL, aave_reserve, llama_pool_row
 from core.config import VenueConfig
 from core.types import VenueKind
 from protocols import aave, compound, uniswap
-
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_VENUES = [
-    VenueConfig.model_validate(v)
-    for v in yaml.safe_load((ROOT / "config/default.yaml").read_text())["venues"]
-]
-COMPOUND_VENUE = VenueConfig.model_validate(
-    {
-        "id": "compound-v3-usdc-ethereum",
-        "kind": "lending",
-        "protocol": "compound-v3",
-        "chain": "ethereum",
-        "asset": "USDC",
-        "feed": {"adapter": "compound_v3", "params": {"chain": "ethereum", "comet": COMET}},
-    }
-)
-VENUES = [*DEFAULT_VENUES, COMPOUND_VENUE]
-FAST = {
-    "timeout_seconds": 0.3,
-    "retry": {"attempts": 1, "backoff_base_seconds": 0.0, "backoff_max_seconds": 0.0},
-}
-
-
-class Harness:
-    def __init__(self, fake: FakeFeeds, root: str, session: aiohttp.ClientSession) -> None:
-        self.fake, self.root, self.session = fake, root, session
-
-    def poller(self, venues: list[VenueConfig] = VENUES, **settings: Any) -> FeedPoller:
-        s = FeedSettings.model_validate({**FAST, **settings})
-        return FeedPoller(venues, s, self.session, root_url=self.root, clock=lambda: self.fake.now)
-
-
-@pytest.fixture
-async def h(aiohttp_server) -> Any:  # type: ignore[no-untyped-def]
-    fake = FakeFeeds()
-    server = await aiohttp_server(fake.app())
-    async with aiohttp.ClientSession() as session:
-        yield Harness(fake, str(server.make_url("")).rstrip("/"), session)
+from tests.poller_harness import DEFAULT_VENUES, VENUES, Harness
+from tests.poller_harness import h_fixture as h_fixture  # the `h` fixture
 
 
 async def test_every_default_venue_gets_a_snapshot(h: Harness) -> None:
@@ -210,198 +169,6 @@ async def test_emission_exclusion(h: Harness) -> None:
     )
 
 
-def _set(payloads: dict[str, Any], path: str, keys: list[Any], value: Any) -> None:
-    obj = payloads[path]
-    for k in keys[:-1]:
-        obj = obj[k]
-    obj[keys[-1]] = value
-
-
-CASES = [
-    # (venue, path, keys, value, reason, text in detail)
-    (
-        "aave-v3-usdc-ethereum",
-        "/aave/v3/ethereum/reserves",
-        ["reservesData", 0, "liquidityRate"],
-        "NaN",
-        "nan",
-        "liquidityRate",
-    ),
-    (
-        "uniswap-v2-usdc-weth-ethereum",
-        "/defillama/pools",
-        ["data", 0, "tvlUsd"],
-        math.nan,
-        "nan",
-        "tvlUsd",
-    ),
-    (
-        "uniswap-v2-usdc-weth-ethereum",
-        "/defillama/pools",
-        ["data", 0, "apyBase"],
-        math.inf,
-        "nan",
-        "apyBase",
-    ),
-    (
-        "uniswap-v2-usdc-weth-ethereum",
-        "/defillama/pools",
-        ["data", 0, "tvlUsd"],
-        -5.0,
-        "out_of_range",
-        "tvlUsd",
-    ),
-    (
-        "uniswap-v2-usdc-weth-ethereum",
-        "/defillama/pools",
-        ["data", 0, "apyBase"],
-        1500.0,
-        "out_of_range",
-        "apyBase",
-    ),
-    (
-        "earn-usdt-flexible",
-        "/earn/sapi/v1/simple-earn/flexible/list",
-        ["rows", 0, "latestAnnualPercentageRate"],
-        "12.5",
-        "out_of_range",
-        "latestAnnualPercentageRate",
-    ),
-    (
-        "aave-v3-usdc-ethereum",
-        "/aave/v3/ethereum/reserves",
-        ["reservesData", 0, "availableLiquidity"],
-        "-1",
-        "out_of_range",
-        "availableLiquidity",
-    ),
-    (
-        "compound-v3-usdc-ethereum",
-        f"/compound/v3/ethereum/{COMET}",
-        ["timestamp"],
-        "STALE",
-        "stale",
-        "timestamp",
-    ),
-    (
-        "across-usdc-arbitrum-base",
-        "/across/api/suggested-fees",
-        ["timestamp"],
-        "FUTURE",
-        "future_timestamp",
-        "timestamp",
-    ),
-    ("lido-steth", "/lido/v1/protocol/steth/apr/sma", ["data", "smaApr"], None, "schema", "smaApr"),
-    (
-        "compound-v3-usdc-ethereum",
-        f"/compound/v3/ethereum/{COMET}",
-        ["totalSupply"],
-        "lots",
-        "schema",
-        "totalSupply",
-    ),
-]
-
-
-@pytest.mark.parametrize(
-    ("venue", "path", "keys", "value", "reason", "field"),
-    CASES,
-    ids=[f"{c[4]}-{c[5]}" for c in CASES],
-)
-async def test_bad_values_are_rejected_and_the_venue_frozen(
-    h: Harness, venue: str, path: str, keys: list[Any], value: Any, reason: str, field: str
-) -> None:
-    poller = h.poller()
-    good = await poller.poll({})
-    assert good.snapshots[venue].frozen is False
-    if value == "STALE":
-        value = int((h.fake.now - timedelta(hours=2)).timestamp())
-    elif value == "FUTURE":
-        value = str(int((h.fake.now + timedelta(hours=1)).timestamp()))
-    _set(h.fake.payloads, path, keys, value)
-    report = await poller.poll({})
-    rejected = [r for r in report.rejections if r.venue_id == venue]
-    assert len(rejected) == 1, report.rejections
-    assert rejected[0].reason == reason and field in rejected[0].detail
-    frozen = report.snapshots[venue]
-    assert frozen.frozen and frozen.frozen_reason.startswith(reason)
-    assert frozen.observed_at == good.snapshots[venue].observed_at  # the last good data, kept
-    # the loop reads Lido's APR too: a bad Lido payload freezes it with the staking venue
-    readers = {"lido-steth": {"aave-v3-steth-loop"}}.get(venue, set())
-    others = {v for v in report.snapshots if v != venue and v not in readers}
-    assert all(not report.snapshots[v].frozen for v in others)
-    h.fake.reset()
-    recovered = await poller.poll({})
-    assert not recovered.snapshots[venue].frozen and recovered.rejections == ()
-
-
-@pytest.mark.parametrize(
-    ("knob", "value", "reason"),
-    [
-        ("status", 503, "http_5xx"),
-        ("status", 404, "http_4xx"),
-        ("delay_seconds", 1.0, "timeout"),
-        ("raw_body", b'{"reservesData": [', "malformed_json"),
-        ("raw_body", b'{"pad": "' + b"x" * 20_000 + b'"}', "too_large"),
-    ],
-)
-async def test_request_failures_freeze_every_venue_of_the_endpoint(
-    h: Harness, knob: str, value: Any, reason: str
-) -> None:
-    venues = [v for v in VENUES if v.feed.adapter in ("aave_v3", "lido")]
-    poller = h.poller(venues, max_response_bytes=16_384)
-    await poller.poll({})
-    getattr(h.fake, knob)["/aave/v3/ethereum/reserves"] = value
-    report = await poller.poll({})
-    assert [(r.venue_id, r.feed, r.reason) for r in report.rejections] == [
-        ("aave-v3-usdc-ethereum", "aave", reason)
-    ]
-    assert report.snapshots["aave-v3-usdc-ethereum"].frozen
-    assert not report.snapshots["lido-steth"].frozen
-
-
-async def test_breaker_opens_after_repeated_failures(h: Harness) -> None:
-    venues = [v for v in VENUES if v.feed.adapter == "fixed"]
-    poller = h.poller(
-        venues,
-        retry={"attempts": 0},
-        circuit_breaker={"failures_to_open": 2, "cooldown_seconds": 600},
-    )
-    h.fake.status["/earn"] = 500
-    reasons = [(await poller.poll({})).rejections[0].reason for _ in range(4)]
-    assert reasons == ["http_5xx", "http_5xx", "circuit_open", "circuit_open"]
-    assert h.fake.hits["/earn/sapi/v1/simple-earn/flexible/list"] == 2
-
-
-async def test_connection_refused_and_never_good_venue(h: Harness, unused_tcp_port: int) -> None:
-    dead = DEFAULT_VENUES[0].model_copy(
-        update={
-            "feed": DEFAULT_VENUES[0].feed.model_copy(
-                update={"base_url": f"http://127.0.0.1:{unused_tcp_port}/lido"}
-            )
-        }
-    )
-    report = await h.poller([dead]).poll({})
-    assert report.snapshots == {}
-    assert [(r.reason, r.feed) for r in report.rejections] == [("connection", "lido")]
-
-
-async def test_coins_failure_is_blamed_on_coins(h: Harness) -> None:
-    venues = [v for v in VENUES if v.feed.adapter == "across"]
-    h.fake.status["/coins"] = 502
-    report = await h.poller(venues).poll({})
-    assert [(r.feed, r.reason) for r in report.rejections] == [("coins", "http_5xx")]
-
-
-async def test_stale_price_rejects_bridge_venue(h: Harness) -> None:
-    venues = [v for v in VENUES if v.feed.adapter == "across"]
-    poller = h.poller(venues)
-    await poller.poll({})
-    h.fake.coin_timestamp = h.fake.now - timedelta(hours=1)
-    report = await poller.poll({})
-    assert [(r.feed, r.reason) for r in report.rejections] == [("coins", "stale")]
-
-
 async def test_positions_that_are_not_numbers_are_ignored(h: Harness) -> None:
     report: PollReport = await h.poller().poll(
         {"aave-v3-usdc-ethereum": math.nan, "lido-steth": -5.0}
@@ -484,47 +251,6 @@ async def test_max_age_skips_requests_and_keeps_last_success(h: Harness) -> None
     assert second.requests == 0 and second.rejections == ()
     assert second.feed_last_success["earn"] == first.feed_last_success["earn"]
     assert h.fake.hits["/earn/sapi/v1/simple-earn/flexible/list"] == 1
-
-
-async def test_per_feed_timeout(h: Harness) -> None:
-    h.fake.delay_seconds["/lido"] = 0.2
-    venues = [v for v in VENUES if v.feed.adapter in ("lido", "fixed")]
-    report = await h.poller(venues, timeout_seconds=1.0, feed_timeout_seconds={"lido": 0.05}).poll(
-        {}
-    )
-    assert [(r.venue_id, r.reason) for r in report.rejections] == [("lido-steth", "timeout")]
-
-
-async def test_rejections_are_logged_with_venue_and_reason(h: Harness) -> None:
-    from structlog.testing import capture_logs
-
-    venues = [v for v in VENUES if v.feed.adapter == "fixed"]
-    poller = h.poller(venues)
-    h.fake.status["/earn"] = 404
-    with capture_logs() as logs:
-        await poller.poll({})
-        await poller.poll({})
-        h.fake.status.clear()
-        await poller.poll({})
-    events = [(e["event"], e.get("venue"), e.get("reason")) for e in logs]
-    assert ("feed_rejected", "earn-usdt-flexible", "http_4xx") in events
-    again = [e for e in logs if e["event"] == "feed_rejected_again"]
-    assert again and again[0]["venue_ids"] == ["earn-usdt-flexible"] and again[0]["feed"] == "earn"
-    assert ("feed_recovered", "earn-usdt-flexible", None) in events
-
-
-async def test_cycle_deadline_cuts_a_slow_feed_off(h: Harness) -> None:
-    # margins wide enough for a cold first request on a loaded 2-core box (0.3 s once flaked in CI)
-    h.fake.delay_seconds["/lido"] = 6.0
-    venues = [v for v in VENUES if v.feed.adapter in ("lido", "fixed")]
-    poller = h.poller(venues, timeout_seconds=10.0, cycle_deadline_seconds=1.5)
-    t0 = asyncio.get_running_loop().time()
-    report = await poller.poll({})
-    assert asyncio.get_running_loop().time() - t0 < 4.0  # cut at the deadline, not at the 6 s feed
-    assert [(r.venue_id, r.reason) for r in report.rejections] == [("lido-steth", "timeout")]
-    assert "cycle deadline" in report.rejections[0].detail
-    assert not report.snapshots["earn-usdt-flexible"].frozen
-    assert report.feed_durations_seconds["lido"] >= 1.5
 
 
 async def test_across_fill_time_under_either_name(h: Harness) -> None:

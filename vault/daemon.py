@@ -21,7 +21,6 @@ import enum
 import fcntl
 import gc
 import os
-import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -33,33 +32,31 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
-from adapters import FeedPoller, PollReport
-from core.money import units_to_str, units_to_usd, usd_to_units
+from adapters import FeedPoller
+from core.money import units_to_str, usd_to_units
 from core.types import NO_DIRECTIVES, Directives
-from optimizer import Decision, Optimizer
+from optimizer import Optimizer
 from optimizer.memory import EMPTY_MEMORY, OptimizerMemory
 from vault import identity as identity_mod
 from vault.api import create_app
 from vault.control import OperatorStore
 from vault.cycle import (
-    CycleDeps,
-    CycleInput,
     GuardHook,
     no_guard,
-    run_cycle,
 )
-from vault.daemon_operator import OperatorHooks
+from vault.daemon_clock import FollowedClock, wall_clock
+from vault.daemon_clock import read_market_clock as read_market_clock  # re-exported
+from vault.daemon_jobs import CycleJobs
 from vault.executor import (
     DryRunExecutor,
     Executor,
-    MoveStatus,
     PaperExecutor,
 )
 from vault.export import ExportExecutor
 from vault.guard_store import GuardStore
 from vault.guarding import GuardRunner, ledger_earned_usd
 from vault.httpguard import GuardLimits, GuardStats, start_guarded_site
-from vault.integrity import LedgerWatch, audit_file, open_verified
+from vault.integrity import LedgerWatch, open_verified
 from vault.ledger import Ledger, LedgerError
 from vault.metrics import Metrics
 from vault.operations import Operations
@@ -72,55 +69,6 @@ from vault.transport import HttpTransport
 log = structlog.get_logger("vault.daemon")
 
 VERSION = "0.1.0"
-
-
-def wall_clock() -> datetime:
-    return datetime.now(UTC)
-
-
-class FollowedClock:
-    """The simulated time of a market served by ``yieldvault mock-feeds``, re-anchored at every poll.
-
-    sim_now = sim_at_anchor + (monotonic_now - monotonic_at_anchor) x time_scale
-    """
-
-    def __init__(self, state: dict[str, Any]):
-        self.resync(state)
-
-    def resync(self, state: dict[str, Any]) -> None:
-        # The market's clock now, not its last tick: data is stamped up to the clock, so anchoring on
-        # the tick lagged by up to a tick (900 s) and judged fresh data "future".
-        anchor = state.get("clock_time", state["sim_time"])
-        self.sim_at_anchor = datetime.fromisoformat(str(anchor).replace("Z", "+00:00"))
-        self.time_scale = float(state["time_scale"])
-        self.mono_at_anchor = time.monotonic()
-
-    def __call__(self) -> datetime:
-        return self.sim_at_anchor + timedelta(
-            seconds=(time.monotonic() - self.mono_at_anchor) * self.time_scale
-        )
-
-
-async def read_market_clock(
-    session: aiohttp.ClientSession, root_url: str
-) -> tuple[str, dict[str, Any] | None]:
-    """Ask ``root_url`` for a simulated market's clock.
-
-    Returns ("market", {"sim_time", "time_scale"}) for a simulated market, ("live", None) for a
-    host that answers without one, ("unreachable", None) when nothing answers (ask again later).
-    """
-    try:
-        async with session.get(
-            f"{root_url.rstrip('/')}/admin/v1/state", timeout=aiohttp.ClientTimeout(total=3)
-        ) as resp:
-            body = await resp.json(content_type=None) if resp.status == 200 else None
-    except (TimeoutError, aiohttp.ClientConnectionError):
-        return "unreachable", None
-    except (aiohttp.ClientError, ValueError):
-        return "live", None
-    if isinstance(body, dict) and "sim_time" in body and "time_scale" in body:
-        return "market", body
-    return "live", None
 
 
 def lock_data_dir(data_dir: Path) -> IO[str]:
@@ -159,7 +107,7 @@ class NotStarted(RuntimeError):
     """A resource of the daemon was used before ``start`` opened it."""
 
 
-class Daemon(OperatorHooks):
+class Daemon(CycleJobs):
     """The process around :func:`vault.cycle.run_cycle`: its whole state is declared here; the
     resources ``start`` opens are None until then (read them through the properties, which
     raise :class:`NotStarted`)."""
@@ -416,54 +364,6 @@ class Daemon(OperatorHooks):
             log.info("optimizer_memory_loaded", cycle=memory.cycle, venues=len(memory.last_seen))
         return memory
 
-    def now(self) -> datetime:
-        """The time feed data is judged by: wall clock, or a simulated market's clock."""
-        return self.clock()
-
-    async def _settle_clock(self) -> None:
-        if not (self._clock_unsettled or self._followed is not None):
-            return
-        kind, state = await read_market_clock(self.session, self.poller_root)
-        if kind == "market" and state is not None:
-            if self._followed is None:
-                self._followed = FollowedClock(state)
-                self.clock = self._followed
-                log.info(
-                    "following_market_clock",
-                    sim_time=state["sim_time"],
-                    time_scale=state["time_scale"],
-                )
-            else:
-                self._followed.resync(state)
-            self.time_scale = self._followed.time_scale or 1.0
-            self._clock_unsettled = False
-        elif kind == "live" and self._clock_unsettled:
-            if self.settings.vault.clock == "market":
-                raise OSError(
-                    f"vault.clock is 'market' but {self.poller_root} serves no simulated market clock"
-                )
-            self._clock_unsettled = False  # a live host: the wall clock it is
-
-    async def _start_market(self) -> None:
-        market_path = self.settings.market_path(self.config_dir)
-        if market_path is None:
-            return
-        from mockfeeds.market import Market
-        from mockfeeds.server import ServedInThread
-        from vault.settings import read_yaml
-
-        self._market = Market.from_config(
-            read_yaml(market_path), state_path=self.settings.data_dir / "market-state.json"
-        )
-        # its own loop in its own thread: the market's work never stalls this loop's /healthz
-        self._market_runner = await ServedInThread.start(self._market, "127.0.0.1", 0)
-        self.feeds_url = self._market_runner.url
-        # Feeds stamp their data in simulated time; judge staleness by the same clock.
-        sim_clock = self._market.clock
-        self.clock = lambda: datetime.fromtimestamp(sim_clock.now(), UTC)
-        self.time_scale = sim_clock.time_scale or 1.0  # 0 = frozen clock
-        log.info("embedded_market_started", url=self.feeds_url, market=str(market_path))
-
     async def _start_api(self) -> None:
         host, port = parse_listen(self.settings.listen)
         self._api_runner = aiohttp.web.AppRunner(create_app(self), access_log=None)
@@ -519,6 +419,8 @@ class Daemon(OperatorHooks):
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
+        if self._poller is not None:
+            await self._poller.close()
         if self._session is not None:
             await self._session.close()
         if self._api_server is not None:
@@ -527,7 +429,9 @@ class Daemon(OperatorHooks):
             await self._api_runner.cleanup()
         if self._market_runner is not None:
             await self._market_runner.stop()
-        if self._ledger is not None:
+        if self.ledger_watch is not None:
+            self.ledger_watch.close_ledger()  # closes the ledger too, never into a lost file
+        elif self._ledger is not None:
             self._ledger.close()
         if self.guard_store is not None:
             self.guard_store.close()
@@ -537,241 +441,3 @@ class Daemon(OperatorHooks):
             self._lock.close()
         self.run_state = State.STOPPED
         log.info("daemon_stopped")
-
-    # -- jobs -------------------------------------------------------------------------------
-
-    def positions_usd(self) -> dict[str, float]:
-        return {v: units_to_usd(u) for v, u in self.ledger.balances().positions_units.items() if u}
-
-    async def poll_once(self) -> PollReport | None:
-        with structlog.contextvars.bound_contextvars(job="poll"):
-            await self._settle_clock()
-            if self._clock_unsettled:
-                log.warning("feeds_unreachable", root_url=self.poller_root)
-                return None  # nothing answers yet: no data to judge, and no clock to judge it by
-            report = await self.poller.poll(self.positions_usd())
-            self.state.report = report
-            self.state.last_poll_monotonic = time.monotonic()
-            wall = time.time()
-            failed_feeds = {r.feed for r in report.rejections}
-            for feed, seconds in report.feed_durations_seconds.items():
-                self.metrics.observe_feed_poll(
-                    feed, seconds, ok=feed not in failed_feeds, reason=None, at=wall
-                )
-            for r in report.rejections:
-                self.metrics.count_feed_error(r.feed, r.reason)
-                log.warning(
-                    "feed_rejected", venue=r.venue_id, feed=r.feed, reason=r.reason, detail=r.detail
-                )
-            feed_now = self.clock()
-            for snap in report.snapshots.values():
-                # Feeds stamp data in their own (possibly simulated) time; export its wall-clock equivalent.
-                age_wall = (feed_now - snap.observed_at).total_seconds() / self.time_scale
-                self.metrics.record_snapshot(snap, observed_at=wall - max(age_wall, 0.0))
-            self.metrics.mark_cycle_success("poll", wall)
-            return report
-
-    async def rebalance_once(self) -> Decision | None:
-        async with self.cycle_lock:  # a config reload applies between cycles, never inside one
-            return await self._rebalance_once()
-
-    async def _rebalance_once(self) -> Decision | None:
-        """One cycle (``vault/cycle.py``) on the latest snapshots; metrics, logs and the API state
-        are read from its outcome. Before it, the operator's side (``vault/daemon_operator.py``):
-        an exported plan still out with its signer holds the cycle; an approved plan executes
-        instead of a new decision (after the same recover, settle and sync, and the drift check)."""
-        self.state.cycles += 1
-        with structlog.contextvars.bound_contextvars(job="rebalance", cycle=self.state.cycles):
-            problem = await self._ledger_problem()
-            if problem is not None:
-                self._hold(f"ledger integrity: {problem}")
-                return None
-            self.directives = self.operator_directives()
-            if await self.operator_step():
-                return None
-            snapshots = list(self.state.report.snapshots.values()) if self.state.report else []
-            inp = CycleInput(
-                snapshots=snapshots,
-                now=self.clock(),
-                memory=self.memory,
-                directives=self.directives.merge(self.exit_only),
-                guard_state=self.guard_state,
-            )
-            out = await run_cycle(inp, self.cycle_deps())
-            self.link_plans(out.rebalance_id)
-            self.memory, self.guard_state = out.memory, out.guard_state
-            self.state.outcome = out
-            self.state.hold_reason = out.reason if out.decision is None else None
-            if out.decision is None:
-                log.warning(
-                    "rebalance",
-                    outcome=str(out.outcome),
-                    solver_status="not_run",
-                    reason=out.reason,
-                )
-                self.metrics.record_rebalance(str(out.outcome), "not_run", None)
-                self._export_portfolio()
-                return None
-            decision = out.decision
-            if out.synced is not None:
-                self.realized.update(
-                    out.started_at,
-                    out.synced.nav_units,
-                    out.synced.positions_units,
-                    out.income_units,
-                )
-            self.state.decision = decision
-            self.state.last_rebalance_at = out.started_at
-            self.state.last_outcome = str(out.outcome)
-            self.state.results = list(out.results)
-            self._export_decision(decision, str(out.outcome))
-            self.metrics.record_move_costs(
-                out.results, {v.id: str(v.kind) for v in self.venues.values()}
-            )
-            self._export_portfolio()
-            log.info(
-                "rebalance",
-                outcome=str(out.outcome),
-                solver_status=decision.status,
-                nav_usd=units_to_str(out.balances_after.nav_units),
-                predicted_apr=decision.predicted_apr,
-                moves=len(decision.plan.moves),
-                done=sum(r.status is MoveStatus.DONE for r in out.results),
-                gain_usd=round(decision.plan.expected_gain_usd, 2),
-                cost_usd=round(decision.plan.cost_usd, 2),
-                solve_ms=round(decision.solve_seconds * 1000, 2),
-                cycle_ms=round(out.timings.total_seconds * 1000, 2),
-                reason=out.reason,
-            )
-            return decision
-
-    async def _ledger_problem(self) -> str | None:
-        """None while the ledger file passes its checks (vault/integrity.py), else why (sticky)."""
-        watch = self.ledger_watch
-        if watch is None:
-            return "ledger not open"
-        first_failure = watch.failure is None
-        problem = watch.check()
-        if problem is None:
-            problems = await asyncio.to_thread(audit_file, self.ledger.path, self.ledger.key)
-            problem = watch.fail_with(problems)
-        if problem is not None:
-            if first_failure:
-                rescued = self.ledger.rescue_if_deleted()
-                if rescued is not None:
-                    log.error("ledger_rescued", path=str(rescued))
-            log.error("ledger_integrity_failed", reason=problem, vault_id=self.vault_id)
-        return problem
-
-    def _hold(self, reason: str) -> None:
-        """A cycle that moves and books nothing, because the ledger cannot be trusted any more."""
-        log.warning("rebalance", outcome="failed", solver_status="not_run", reason=reason)
-        with contextlib.suppress(sqlite3.Error):
-            self.ledger.record_rebalance(
-                started_at=self.clock(),
-                finished_at=self.clock(),
-                outcome="failed",
-                solver_status="not_run",
-                reason=reason,
-                nav_units=self.ledger.balances().nav_units,
-                inputs={},
-                solution={},
-                moves=[],
-                results=[],
-            )
-        self.state.last_outcome = "failed"
-        self.state.hold_reason = reason
-        self.metrics.record_rebalance("failed", "not_run", None)
-        with contextlib.suppress(sqlite3.Error):
-            self._export_portfolio()
-
-    def cycle_deps(self) -> CycleDeps:
-        """What ``run_cycle`` works with in this daemon (the solver in a worker thread)."""
-        return CycleDeps(
-            ledger=self.ledger,
-            executor=self.executor,
-            optimizer=self.optimizer,
-            venues=self.venues,
-            clock=self.clock,
-            run_in_thread=asyncio.to_thread,
-            guard=self.guard,
-            should_stop=self._stopping.is_set,
-            # export: the plan goes to the signer, the cycle itself moves nothing
-            dry_run=self.settings.vault.mode in ("dry-run", "export"),
-            reconcile=self.settings.reconciliation,
-            approval=self.approval_gate,
-        )
-
-    # -- metrics ------------------------------------------------------------------------------
-
-    def _export_portfolio(self) -> None:
-        b = self.ledger.balances()
-        self.metrics.set_portfolio(
-            units_to_usd(b.nav_units),
-            units_to_usd(b.total_idle_units),
-            units_to_usd(b.total_in_flight_units),
-            realized_apr=self.realized.portfolio,
-        )
-        self.metrics.set_unresolved_moves(self.unresolved_count())
-        self.metrics.set_plans_awaiting(self.operations.awaiting())
-        watch = self.ledger_watch
-        self.metrics.set_money_safety(
-            len(self.ledger.open_breaks()), watch is not None and watch.failure is None
-        )
-        bridging = {k: u for k, u in b.in_flight_units.items() if "/bridge/" in k}
-        self.metrics.set_bridge_in_flight(len(bridging), units_to_usd(sum(bridging.values())))
-        targets = (
-            self.state.decision.allocation.target_usd
-            if self.state.decision and self.state.decision.allocation
-            else {}
-        )
-        for v in self.venues.values():
-            self.metrics.set_allocation(
-                v.id,
-                str(v.kind),
-                v.chain,
-                units_to_usd(b.positions_units.get(v.id, 0)),
-                float(targets.get(v.id, 0.0)),
-            )
-            if v.id in self.realized.venues:
-                self.metrics.set_venue_realized_apr(
-                    v.id, str(v.kind), v.chain, self.realized.venues[v.id]
-                )
-
-    def _export_decision(self, d: Decision, outcome: str) -> None:
-        turnover = sum(m.amount_usd for m in d.plan.moves if m.action != "bridge")
-        self.metrics.record_rebalance(
-            outcome,
-            d.status,
-            d.solve_seconds,
-            d.objective_usd,
-            d.predicted_apr,
-            turnover,
-            d.plan.cost_usd,
-            expected_gain_usd=d.plan.expected_gain_usd,
-        )
-        for name, ratio in d.limit_utilization.items():
-            self.metrics.set_limit_utilization(name, ratio)
-        if outcome in ("executed", "held", "gated"):
-            self.metrics.mark_cycle_success("rebalance", time.time())
-
-    # -- probes ---------------------------------------------------------------------------------
-
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready = feeds fresh (a good poll within 3 poll intervals) and the last solve was optimal."""
-        s = self.settings.schedule
-        age = (
-            None
-            if self.state.last_poll_monotonic is None
-            else time.monotonic() - self.state.last_poll_monotonic
-        )
-        report = self.state.report
-        live = sum(1 for x in report.snapshots.values() if not x.frozen) if report else 0
-        feeds_fresh = age is not None and age <= 3 * s.poll_interval_seconds and live > 0
-        solve_ok = self.state.decision is not None and self.state.decision.status == "optimal"
-        return feeds_fresh and solve_ok, {
-            "feeds_fresh": feeds_fresh,
-            "last_poll_age_seconds": age,
-            "live_venues": live,
-            "last_solver_status": self.state.decision.status if self.state.decision else None,
-        }

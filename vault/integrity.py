@@ -140,7 +140,16 @@ def audit_file(path: Path, key: bytes, *, seals: bool = False) -> list[str]:
 
 @dataclass
 class LedgerWatch:
-    """Notices a ledger file deleted, replaced, truncated or written by another process."""
+    """Notices a ledger file deleted, replaced, truncated or written by another process.
+
+    It also holds a read-only *witness* connection to the file, idle (no open transaction, so it
+    never holds a checkpoint back). Its only job is the lock it keeps: SQLite's last connection
+    to close copies the write-ahead log back into the database file, and a ledger truncated (or
+    replaced) underneath us would be silently rewritten from the log at stop, whole or with holes
+    depending on when the last checkpoint ran. :meth:`close_ledger` closes the witness first on a
+    sound file (the usual checkpoint) and last on a file that is no longer ours, so the daemon
+    writes nothing into it: it stays as the damage left it, and the log stays beside it.
+    """
 
     ledger: Ledger
     inode: tuple[int, int] = (0, 0)
@@ -148,13 +157,31 @@ class LedgerWatch:
     sealed_tx: int = 0
     sealed_mac: str = ""
     failure: str | None = None
+    file_lost: bool = False  # deleted, replaced or truncated: not a file to write into any more
+    witness: sqlite3.Connection | None = None
 
     @classmethod
     def start(cls, ledger: Ledger) -> LedgerWatch:
         st = ledger.path.stat()
         watch = cls(ledger, (st.st_dev, st.st_ino), ledger.data_version())
         watch.sealed_tx, watch.sealed_mac = ledger.last_seal()
+        witness = sqlite3.connect(
+            f"file:{ledger.path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+        witness.execute("PRAGMA schema_version").fetchall()  # a read: it now holds its lock
+        watch.witness = witness
         return watch
+
+    def close_ledger(self) -> None:
+        """Close the ledger (and the witness) at stop; see the class docstring for the order."""
+        self.check()  # a damage since the last cycle counts too
+        if not self.file_lost and self.witness is not None:
+            self.witness.close()
+            self.witness = None
+        self.ledger.close()
+        if self.witness is not None:  # read-only: it cannot checkpoint, the log is left as it is
+            self.witness.close()
+            self.witness = None
 
     def check(self) -> str | None:
         """The cheap checks, on the event loop (microseconds): None, or why money must stop."""
@@ -164,10 +191,13 @@ class LedgerWatch:
         try:
             st = path.stat()
         except FileNotFoundError:
+            self.file_lost = True
             return self._fail(f"ledger {path} was deleted underneath the running daemon")
         if (st.st_dev, st.st_ino) != self.inode:
+            self.file_lost = True
             return self._fail(f"ledger {path} was replaced by another file (new inode)")
         if st.st_size == 0:
+            self.file_lost = True
             return self._fail(f"ledger {path} was truncated to 0 bytes")
         try:
             version = self.ledger.data_version()
