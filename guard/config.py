@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from core.config import Strict
+from core.types import VenueKind
 
 Action = Literal["freeze", "exit", "pause"]
 Positive = Annotated[float, Field(gt=0)]
@@ -160,6 +161,33 @@ class LossConfig(SignalConfig):
 
     action: Action = "exit"
     shortfall_bps: Positive = 100.0
+    # Kinds whose value is marked to a market price move between cycles when the protocol works,
+    # so their threshold is the move a calm market does not make. A 3.5x stETH loop's equity moves
+    # 3.5x stETH/ETH (calm: a few bp a day; June 2022: 0.94, -21 % equity); a hedged LP keeps the
+    # residual of its hedge (a few % of IL a volatile week); an ETH/stable LP holds half its value
+    # in ETH (a 10 % ETH day marks it ~5 % down: 2022-06-13, ETH -15 %); an NFT floor moves 5-10 % a
+    # day on calm weeks (Azuki 2023-06: -40 % in days).
+    shortfall_bps_by_kind: dict[str, Positive] = Field(
+        default_factory=lambda: {
+            "loop": 500.0,
+            "hedged_lp": 500.0,
+            "lp": 1000.0,
+            "nft_rental": 1500.0,
+        }
+    )
+
+    @field_validator("shortfall_bps_by_kind")
+    @classmethod
+    def _known_kinds(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - {k.value for k in VenueKind})
+        if unknown:
+            raise ValueError(
+                f"unknown venue kind {unknown[0]!r}; kinds: {', '.join(k.value for k in VenueKind)}"
+            )
+        return v
+
+    def shortfall_bps_for(self, kind: str) -> float:
+        return self.shortfall_bps_by_kind.get(str(kind), self.shortfall_bps)
 
 
 class NavDrawdownConfig(SignalConfig):

@@ -141,7 +141,12 @@ class Guards:
                 if vid in portfolio.earned_usd and vid in state.earned:
                     earned = portfolio.earned_usd[vid] - state.earned[vid]
                 r = signals.loss(
-                    cfg.loss.shortfall_bps, prev, now_s, nav_drop, earned, cfg.min_position_usd
+                    cfg.loss.shortfall_bps_for(kind),
+                    prev,
+                    now_s,
+                    nav_drop,
+                    earned,
+                    cfg.min_position_usd,
                 )
                 run(vid, "loss", r, cfg.loss)
             last[vid] = now_s

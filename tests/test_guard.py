@@ -247,6 +247,36 @@ def test_loss_against_prediction_from_the_books_moves_do_not_count() -> None:
     assert dict(ev.evidence)["shortfall_usd"] == pytest.approx(3e5)
 
 
+def test_a_marked_kind_losing_its_mark_on_a_calm_day_is_no_loss_but_a_crash_is() -> None:
+    """A 3.5x stETH loop's equity moves with stETH/ETH between cycles when Aave works: a 1.2 %
+    mark-down (seen on the calm simulated market, which tripped the loss guard and, by contagion,
+    exited the Aave lending venue) is within the loop's 500 bp; a 1.2 % loss at a lending venue
+    is not, and a 6 % mark-down of the loop still exits it."""
+    g = Guards(GuardSettings())
+    loop_at = lambda t: snap("loop", at=t, asset="ETH", kind=VenueKind.LOOP, protocol="aave-v3")  # noqa: E731
+    p0 = PortfolioState(
+        {"aave-usdc": 1e6, "loop": 2e5}, 0.0, earned_usd={"aave-usdc": 0.0, "loop": 0.0}
+    )
+    _, st = g([snap(real_apr=0.05), loop_at(T0)], p0, T0, None)
+    t = T0 + hours(1)
+    s2 = [snap(at=t, real_apr=0.05), loop_at(t)]
+    calm = PortfolioState(
+        {"aave-usdc": 1e6, "loop": 197_600.0}, 0.0, earned_usd={"aave-usdc": 5.7, "loop": -2_400.0}
+    )
+    d, _ = g(s2, calm, t, st)
+    assert d.exit == frozenset()
+    lending_loss = PortfolioState(
+        {"aave-usdc": 988_000.0, "loop": 2e5}, 0.0, earned_usd={"aave-usdc": -12e3, "loop": 0.0}
+    )
+    d, _ = g(s2, lending_loss, t, st)
+    assert "aave-usdc" in d.exit
+    crash = PortfolioState(
+        {"aave-usdc": 1e6, "loop": 188_000.0}, 0.0, earned_usd={"aave-usdc": 5.7, "loop": -12e3}
+    )
+    d, _ = g(s2, crash, t, st)
+    assert "loop" in d.exit
+
+
 def test_loss_without_the_books_a_withdrawal_alone_is_no_loss() -> None:
     g = Guards(GuardSettings())
     lido_at = lambda t: snap("lido", at=t, asset="stETH", kind=VenueKind.STAKING, protocol="lido")  # noqa: E731
