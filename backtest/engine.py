@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from backtest.history import LendingHistory
-from backtest.market import ReplayMarket
+from backtest.market import CurveMemo, ReplayMarket
 from backtest.rates import RateModels
 from backtest.sources import PriceTable
 from backtest.strategies import Strategy
@@ -141,6 +141,7 @@ async def replay_strategy(
     audit_every_cycle: bool = False,
     timings: dict[str, float] | None = None,
     ledger_in_memory: bool = True,
+    curves: CurveMemo | None = None,
 ) -> StrategyRun:
     """One strategy over the history; each cycle is ``vault.cycle.run_cycle`` (recover, settle, sync,
     decide, gate/check, execute, record: the daemon's step). ``timings``: when given, wall seconds
@@ -157,6 +158,7 @@ async def replay_strategy(
         prices=prices,
         bridge_fee_bps=cfg.settings.bridge_fee_bps,
         bridge_gas_usd=cfg.settings.bridge_gas_usd,
+        curves=curves,
     )
     ledger_path.unlink(missing_ok=True)
     for extra in ("-wal", "-shm"):
@@ -317,8 +319,11 @@ def run_strategies(
     progress: Callable[[int], None] | None = None,
     audit_every_cycle: bool = False,
     timings: dict[str, float] | None = None,
+    ledger_in_memory: bool = True,
+    curves: CurveMemo | None = None,
 ) -> list[StrategyRun]:
-    """Every strategy over the same history, one after another (each in its own world and books)."""
+    """Every strategy over the same history, one after another (each in its own world and books;
+    ``curves``: where their curves are kept, default the process's ``market.CURVES``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
 
     async def go() -> list[StrategyRun]:
@@ -334,6 +339,8 @@ def run_strategies(
                 progress=progress,
                 audit_every_cycle=audit_every_cycle,
                 timings=timings,
+                ledger_in_memory=ledger_in_memory,
+                curves=curves,
             )
             for s in strategies
         ]

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from adapters.curves import EnvelopeCurve
+from adapters.curves import EnvelopeCurve, aave_lending_curve
 from adapters.curves_batch import aave_lending_curves
 from backtest.history import LendingHistory, iso
 from backtest.rates import RateModels
@@ -76,17 +76,28 @@ class CurveMemo:
     what a fresh build gives. Oldest entries go first past ``max_entries``.
     """
 
-    def __init__(self, max_entries: int = CURVE_MEMO_ENTRIES) -> None:
+    def __init__(self, max_entries: int = CURVE_MEMO_ENTRIES, *, batch: bool = True) -> None:
+        """``CurveMemo(0, batch=False)`` is the unoptimised path (one ``aave_lending_curve`` per
+        reserve per cycle, nothing kept): the benchmark's "before"."""
         self.max_entries = max_entries
+        self.batch = batch
         self._curves: dict[CurveKey, EnvelopeCurve] = {}
         self.hits = 0
         self.builds = 0
 
     def get(self, keys: list[CurveKey]) -> list[EnvelopeCurve]:
+        if self.max_entries <= 0 and not self.batch:
+            self.builds += len(keys)
+            return [aave_lending_curve(*k) for k in keys]
         memo = self._curves
         missing = list(dict.fromkeys(k for k in keys if k not in memo))
         if missing:
-            for k, c in zip(missing, aave_lending_curves(missing), strict=True):
+            built = (
+                aave_lending_curves(missing)
+                if self.batch
+                else [aave_lending_curve(*k) for k in missing]
+            )
+            for k, c in zip(missing, built, strict=True):
                 memo[k] = c
             self.builds += len(missing)
         self.hits += len(keys) - len(missing)
@@ -191,6 +202,8 @@ class ReplayMarket:
         self.i = 0
         self.tokens = np.zeros(len(venues), dtype=object)  # int token units (10^6 a token)
         self.tokens[:] = 0
+        # per venue, USD units of our position below one token (see withdraw): not marked, not accrued
+        self.credit_units = [0] * len(venues)
         self.transfers: dict[str, dict[str, Any]] = {}
         self.idempotency: dict[str, dict[str, Any]] = {}
         self.chains = sorted({v.chain for v in venues})
@@ -410,7 +423,9 @@ class ReplayMarket:
         return max(s - b, 0.0) + float(self.ours_usd()[j])
 
     def position_units(self, j: int) -> int:
-        return int(self.tokens[j]) * int(self.marks_micro()[j]) // UNITS_PER_USD
+        return (
+            int(self.tokens[j]) * int(self.marks_micro()[j]) // UNITS_PER_USD + self.credit_units[j]
+        )
 
     def deposit(self, venue_id: Any, amount_usd: Any, idempotency_key: Any) -> dict[str, Any]:
         amount = self._amount(amount_usd)
@@ -454,19 +469,23 @@ class ReplayMarket:
         mark = int(self.marks_micro()[j])
         held = int(self.tokens[j])
         if amount == pos:
-            tokens = held
+            tokens, credit = held, 0
         else:
-            # the most tokens whose value at the mark is at most the amount asked: what we pay out
-            # is exactly what the position's value drops by (no unit created or lost off par)
-            tokens = min(amount * UNITS_PER_USD // mark, held)
-            while tokens and pos - (held - tokens) * mark // UNITS_PER_USD > amount:
+            # the position's value drops by exactly the amount (the executor books it so): burn the
+            # fewest tokens whose value leaves at most ``pos - amount``; the part of a token left
+            # over (< 2 units at a mark < 2) stays ours as credit. Off par no unit is created or lost.
+            left = pos - amount
+            tokens = min(max((amount - self.credit_units[j]) * UNITS_PER_USD // mark - 1, 0), held)
+            while tokens < held and (held - tokens) * mark // UNITS_PER_USD > left:
+                tokens += 1
+            while tokens > 0 and (held - tokens + 1) * mark // UNITS_PER_USD <= left:
                 tokens -= 1
+            credit = left - (held - tokens) * mark // UNITS_PER_USD
         self.tokens[j] = held - tokens
+        self.credit_units[j] = credit
         applied = pos - self.position_units(j)
-        if applied <= 0:
-            raise MarketError(
-                "amount_usd", f"{units_to_str(amount)} is below one token unit at the mark"
-            )
+        if applied != amount:
+            raise AssertionError(f"withdraw {venue_id}: position fell by {applied}, not {amount}")
         resp = {
             "venue": venue_id,
             "action": "withdraw",
@@ -543,7 +562,7 @@ class ReplayMarket:
                 "pending_withdrawal_usd": "0.000000",
             }
             for j, v in enumerate(self.venues)
-            if self.tokens[j]
+            if self.tokens[j] or self.credit_units[j]
         ]
         in_flight = sum(
             usd_to_units(t["amount_usd"])
