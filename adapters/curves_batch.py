@@ -76,8 +76,11 @@ class AaveSupplyIncomeRows:
             raise ValueError(f"deposit must be >= 0, got {xs[~(xs >= 0.0)].ravel()[0]!r}")
         s = self.strategy
         total = self.debt_usd + self.liquidity_usd + xs
-        with np.errstate(invalid="ignore", divide="ignore"):
-            u = np.where(total > 0.0, self.debt_usd / np.where(total > 0.0, total, 1.0), 0.0)
+        if self.debt_usd + self.liquidity_usd > 0.0:
+            u = self.debt_usd / total  # total > 0 everywhere: what the guarded form gives
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                u = np.where(total > 0.0, self.debt_usd / np.where(total > 0.0, total, 1.0), 0.0)
         below = s.base_variable_borrow_apr + s.slope1_apr * u / s.optimal_usage_ratio
         excess = (u - s.optimal_usage_ratio) / (1.0 - s.optimal_usage_ratio)
         above = s.base_variable_borrow_apr + s.slope1_apr + s.slope2_apr * excess

@@ -133,6 +133,14 @@ def history_venues(h: LendingHistory, risk_score: float = 1.0) -> list[Venue]:
     return out
 
 
+def curve_strategy(curve: YieldCurve) -> aave.AaveRateStrategy:
+    """The rate strategy a memoised lending curve was built on (its exact income holds it)."""
+    strategy = getattr(getattr(curve, "_exact_real", None), "strategy", None)
+    if not isinstance(strategy, aave.AaveRateStrategy):
+        raise TypeError(f"not an Aave lending curve: {type(curve).__name__}")
+    return strategy
+
+
 class MarkedCurve(YieldCurve):
     """A curve plus a foreseen mark move: ``real(x) = base(x) + d * min(x, capacity)`` (``d`` APR).
 
@@ -283,7 +291,7 @@ class ReplayMarket:
         curve: YieldCurve,
         drift_apr: float = 0.0,
     ) -> VenueSnapshot:
-        strategy = self.rates.strategy(i, j)
+        strategy = curve_strategy(curve)
         others_liquidity = max(s - b, 0.0)
         if drift_apr:
             curve = MarkedCurve(curve, drift_apr)

@@ -30,7 +30,7 @@ def _reserves(n: int, seed: int) -> list[tuple[aave.AaveRateStrategy, float, flo
 
 
 def test_batch_builds_the_scalar_curves_bit_for_bit() -> None:
-    reserves = _reserves(2000, seed=3)
+    reserves = _reserves(800, seed=3)
     scalar = [aave_lending_curve(*r) for r in reserves]
     batch = aave_lending_curves(reserves)
     assert len(batch) == len(scalar)
