@@ -11,7 +11,12 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: Lido's APR is stamped at the daily oracle report, so a point up to a day old is current data.
-DEFAULT_FEED_STALENESS_SECONDS: dict[str, float] = {"lido": 2 * 86_400.0}
+# Feeds that publish on a heartbeat rather than continuously: lido's APR is a daily oracle report
+# (2 days = one missed report); a Chainlink NFT floor feed publishes a round each heartbeat (the
+# simulated one hourly, as a round crosses the hour) plus on deviation, so a limit equal to the
+# heartbeat refuses a round that is seconds late: allow one missed round (Chainlink's guidance is
+# to compare updatedAt with the feed's heartbeat plus a margin).
+DEFAULT_FEED_STALENESS_SECONDS: dict[str, float] = {"lido": 2 * 86_400.0, "chainlink": 2 * 3_600.0}
 
 Seconds = Annotated[float, Field(gt=0, le=3600)]
 NonNegativeSeconds = Annotated[float, Field(ge=0, le=86_400 * 30)]
@@ -71,7 +76,7 @@ class FeedSettings(_Strict):
     feed_timeout_seconds: dict[str, Seconds] = Field(default_factory=dict)  # per feed override
     # data older than this (feed time) freezes
     staleness_seconds: Annotated[float, Field(gt=0)] = 600.0
-    # per-feed overrides; without one, lido uses DEFAULT_FEED_STALENESS_SECONDS
+    # per-feed overrides; without one, lido and chainlink use DEFAULT_FEED_STALENESS_SECONDS
     feed_staleness_seconds: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     # clock skew allowed before "future_timestamp"
     future_tolerance_seconds: NonNegativeSeconds = 30.0
@@ -96,8 +101,6 @@ class FeedSettings(_Strict):
     # How often a bridge route's price gap reopens and pays a round (the feeds cannot say; the
     # fill time bounds it from above). A venue's params.round_trips_per_day overrides it.
     bridge_round_trips_per_day: Annotated[float, Field(gt=0, le=10_000)] = 2.0
-    # CPU slice before yielding the loop
-    yield_every_seconds: Annotated[float, Field(gt=0, le=1)] = 0.005
 
     @model_validator(mode="after")
     def _backoff_order(self) -> FeedSettings:

@@ -165,24 +165,13 @@ class FeedPoller:
             seen.setdefault(ep, None)
         return tuple(seen)
 
-    async def poll(self, positions_usd: Mapping[str, float]) -> PollReport:
-        started = time.perf_counter()
-        polled_at = self._clock()
-        requests_before = self._client.stats.requests
-        results, durations = await self._fetch_all()
-        # each payload's age is judged at its own arrival (Fetched.received_at), not here
-        ctx = BuildContext(
-            self._settings,
-            self._clock(),
-            results,
-            self._coin_endpoint,
-            self._chart_endpoint,
-            self._parsed,
-        )
-
+    def _build_all(
+        self, ctx: BuildContext, positions_usd: Mapping[str, float]
+    ) -> tuple[dict[str, VenueSnapshot], list[Rejection]]:
+        """Every plan's snapshot from the fetched payloads (parsing, validation, curve fitting:
+        CPU only, no I/O), or the reason it was refused."""
         snapshots: dict[str, VenueSnapshot] = {}
         rejections: list[Rejection] = []
-        slice_start = time.perf_counter()
         for plan in self._plans:
             vid = plan.config.id
             position = _position(positions_usd, vid)
@@ -213,9 +202,26 @@ class FeedPoller:
                         feed=plan.adapter.feed,
                         was=self._last_reason.pop(vid),
                     )
-            if time.perf_counter() - slice_start > self._settings.yield_every_seconds:
-                await asyncio.sleep(0)
-                slice_start = time.perf_counter()
+        return snapshots, rejections
+
+    async def poll(self, positions_usd: Mapping[str, float]) -> PollReport:
+        started = time.perf_counter()
+        polled_at = self._clock()
+        requests_before = self._client.stats.requests
+        results, durations = await self._fetch_all()
+        # each payload's age is judged at its own arrival (Fetched.received_at), not here
+        ctx = BuildContext(
+            self._settings,
+            self._clock(),
+            results,
+            self._coin_endpoint,
+            self._chart_endpoint,
+            self._parsed,
+        )
+
+        # CPU-bound (a bridge route's curve alone takes tens of ms): in a worker thread, so the
+        # event loop keeps serving /healthz and the API while the snapshots are built
+        snapshots, rejections = await asyncio.to_thread(self._build_all, ctx, positions_usd)
 
         repeated: dict[tuple[str, str], list[str]] = {}
         for rej in rejections:

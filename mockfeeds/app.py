@@ -31,7 +31,7 @@ async def _ticker(app: web.Application) -> None:
         try:
             m.sync()
             if loop.time() - last_save >= m.cfg.save_interval_seconds:
-                m.save_if_dirty()
+                await m.save_if_dirty_off_loop()
                 last_save = loop.time()
         except Exception:
             await asyncio.sleep(1.0)

@@ -4,9 +4,12 @@ queues, transfers, idempotency records, scenarios, faults, histories), written a
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import json
 import os
 import tempfile
+import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,24 @@ from mockfeeds.state import DEFAULT_ACCOUNT, STATE_VERSION, MarketState
 class Persistence(MarketState):
     """Dump, load and atomically save the world's state."""
 
+    _dumps_taken: int = 0  # numbers each dump, so an older one never replaces a newer on disk
+
     def dump_state(self) -> dict[str, Any]:
+        """The whole world as plain JSON-able data, sharing nothing mutable with the live world
+        (a deep copy of the small parts; the history rows are never changed once appended), so
+        it can be encoded and written off the event loop while the world moves on."""
+        small = copy.deepcopy(
+            {
+                "marks": self.marks,
+                "halted_chains": self.halted_chains,
+                "scheduled_started": self.scheduled_started,
+                "venues": {v.id: v.dump() for v in self.venues},
+                "withdrawals": self.withdrawals,
+                "transfers": self.transfers,
+                "idempotency": self.idempotency,
+                "scenarios": self.scenarios,
+            }
+        )
         return {
             "version": STATE_VERSION,
             "seed": self.cfg.seed,
@@ -30,10 +50,10 @@ class Persistence(MarketState):
             "eth_usd": self.eth_usd,
             "hub_u": self.hub_u,
             "basis_bps": self.basis_bps,
-            "marks": self.marks,
-            "halted_chains": self.halted_chains,
-            "scheduled_started": self.scheduled_started,
-            "venues": {v.id: v.dump() for v in self.venues},
+            "marks": small["marks"],
+            "halted_chains": small["halted_chains"],
+            "scheduled_started": small["scheduled_started"],
+            "venues": small["venues"],
             # the default account's, as before; the named accounts (vault ids) apart
             "positions": {k: str(p) for k, p in self.books().get(DEFAULT_ACCOUNT, {}).items()},
             "accounts": {
@@ -41,10 +61,10 @@ class Persistence(MarketState):
                 for a, b in self.books().items()
                 if a != DEFAULT_ACCOUNT and b
             },
-            "withdrawals": self.withdrawals,
-            "transfers": self.transfers,
-            "idempotency": self.idempotency,
-            "scenarios": self.scenarios,
+            "withdrawals": small["withdrawals"],
+            "transfers": small["transfers"],
+            "idempotency": small["idempotency"],
+            "scenarios": small["scenarios"],
             "faults": {fid: r.public() for fid, r in self.faults.items()},
             "history": {k: list(h) for k, h in self.history.items()},
             "price_history": {k: list(h) for k, h in self.price_history.items()},
@@ -96,8 +116,32 @@ class Persistence(MarketState):
         target = Path(path) if path is not None else self.state_path
         if target is None:
             return None
+        self.write_state(self._numbered_state(), target)
+        self.dirty = False
+        return target
+
+    def _numbered_state(self) -> tuple[int, dict[str, Any]]:
+        self._dumps_taken += 1
+        return self._dumps_taken, self.dump_state()
+
+    def write_state(self, numbered: tuple[int, dict[str, Any]], target: Path) -> None:
+        """Encode a ``dump_state`` and write it atomically: CPU and I/O on data the world no
+        longer touches, so safe in a worker thread. Writers take turns, and a dump older than
+        the one already on disk is dropped: a slow background save never replaces the state a
+        paper fill has just made durable."""
+        number, state = numbered
+        lock = self.__dict__.setdefault("_write_lock", threading.Lock())
+        on_disk: dict[Path, int] = self.__dict__.setdefault("_dump_on_disk", {})
+        with lock:
+            if number <= on_disk.get(target, 0):
+                return
+            self._write_file(state, target)
+            on_disk[target] = number
+
+    @staticmethod
+    def _write_file(state: dict[str, Any], target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        data = json.dumps(self.dump_state(), separators=(",", ":"))
+        data = json.dumps(state, separators=(",", ":"))
         fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -108,9 +152,20 @@ class Persistence(MarketState):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        self.dirty = False
-        return target
 
     def save_if_dirty(self) -> None:
         if self.dirty and self.state_path is not None:
             self.save()
+
+    async def save_if_dirty_off_loop(self) -> None:
+        """``save_if_dirty`` with the encoding and the fsync in a worker thread (a world's JSON
+        takes ~30 ms to encode: on the loop it would stall every request the server holds)."""
+        if not self.dirty or self.state_path is None:
+            return
+        numbered, target = self._numbered_state(), self.state_path
+        self.dirty = False  # a change made while the thread writes marks it dirty again
+        try:
+            await asyncio.to_thread(self.write_state, numbered, target)
+        except BaseException:
+            self.dirty = True
+            raise

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import threading
 from pathlib import Path
 
 from aiohttp import web
@@ -109,3 +110,46 @@ def run_forever(config_path: Path | str | None, listen: str, state_path: Path | 
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
     return 0
+
+
+class ServedInThread:
+    """A market served by its own event loop in a daemon thread: the embedded market of
+    ``yieldvault run``. Its ticks, fills and feed renders then never stall the daemon's loop (a
+    remote market would not either); the two share only the GIL, which Python hands over every
+    switch interval.
+
+    ``await ServedInThread.start(market)`` binds (port 0 = ephemeral) and returns with ``url``
+    set; ``await served.stop()`` stops serving (the app's cleanup saves the market state) and
+    joins the thread."""
+
+    def __init__(self, market: Market, host: str, port: int) -> None:
+        self.market = market
+        self.url = ""
+        self._host, self._port = host, port
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="market", daemon=True)
+
+    @classmethod
+    async def start(cls, market: Market, host: str = "127.0.0.1", port: int = 0) -> ServedInThread:
+        served = cls(market, host, port)
+        served._thread.start()
+        try:
+            served._runner, served.url = await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(start(market, host, port), served._loop)
+            )
+        except BaseException:
+            served._loop.call_soon_threadsafe(served._loop.stop)
+            await asyncio.to_thread(served._thread.join, 10.0)
+            raise
+        return served
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(stop(self._runner), self._loop)
+            )
+            self._runner = None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        await asyncio.to_thread(self._thread.join, 10.0)
+        self._loop.close()

@@ -1,6 +1,8 @@
 """``Optimizer.decide``: snapshots + positions + limits -> a checked allocation and a gated plan.
 
-Pipeline (each step a function you can test alone):
+Pipeline (each step a function you can test alone; the steps' code lives in
+:mod:`optimizer.engine_inputs` (venue set, in flight, fit, model cache), :mod:`optimizer.engine_targets`
+(solve, round, prune, check, allocation) and :mod:`optimizer.work` (the per-call state)):
 snapshots -> :func:`optimizer.cycle.build_cycle` (bounds, PWL fit, costs) -> the cached
 :class:`optimizer.model.AllocationModel` (update Parameters, solve) -> round small trades ->
 :func:`optimizer.checker.check_allocation` -> :func:`optimizer.plan.make_moves` -> :func:`optimizer.plan.gate`.
@@ -14,169 +16,41 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections import deque
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime
 
 import numpy as np
 from numpy.typing import NDArray
 
 from core.types import (
     NO_DIRECTIVES,
-    Allocation,
     Directives,
-    MoveAction,
     Plan,
     PortfolioState,
     Venue,
     VenueSnapshot,
 )
-from optimizer.checker import CheckContext, CheckReport
 from optimizer.config import OptimizerSettings, RiskLimits
-from optimizer.cycle import CycleData, build_cycle, effective_exit_days
+from optimizer.cycle import effective_exit_days
 from optimizer.decision import HOLD, Decision, DecisionStatus, Timings
 from optimizer.directives import apply_freeze
+from optimizer.engine_targets import TargetSteps
 from optimizer.memory import EMPTY_MEMORY, OptimizerMemory
-
-__all__ = ["HOLD", "Decision", "DecisionStatus", "Optimizer", "RiskHistory", "Timings"]
-from optimizer.model import AllocationModel, SolveResult
+from optimizer.model import AllocationModel
 from optimizer.plan import (
     PlanContext,
     after_costs,
     gate,
     make_moves,
-    prune_unprofitable,
-    round_small_trades,
 )
-from optimizer.routing import chain_flows_usd
+from optimizer.work import DecideWork, RiskHistory, StageClock, window_around
+
+__all__ = ["HOLD", "Decision", "DecisionStatus", "Optimizer", "RiskHistory", "Timings"]
 
 FloatArray = NDArray[np.float64]
 
 
-class _Clock:
-    """Time of one decide() by stage, each summed over its calls: solve (and the solver inside it),
-    fit, check (every checker call), prune (pruning, its checker calls excluded), plan (pricing the
-    target, the post-cost state, the moves, the gate)."""
-
-    def __init__(self) -> None:
-        self.solve = 0.0
-        self.solver: float | None = None
-        self.fit = 0.0
-        self.check = 0.0
-        self.prune = 0.0
-        self.plan = 0.0
-
-    def add(self, result: SolveResult) -> SolveResult:
-        self.solve += result.solve_seconds
-        if result.solver_seconds is not None:
-            self.solver = (self.solver or 0.0) + result.solver_seconds
-        return result
-
-
-def _window_around(breakpoints: FloatArray, x_usd: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Where to refine: where the true optimum can be, given the LP's. On a breakpoint ``β_j`` (the
-    simplex returns vertices) the LP's price of venue ``i`` lies between the slopes of the two pieces
-    that meet there, and the true curve's derivative crosses it between their outer ends: the window
-    is ``[β_{j-1}, β_{j+1}]``. Inside a piece (the venue at the margin, its piece's slope equal to the
-    price), the derivative equals that slope somewhere in the piece: the window is the piece. "On" is
-    up to rounding (1e-9 of the domain), so a solution reported a hair to either side of a breakpoint
-    gets the same window. Never less than ``±max(25 % of x, 5 % of the domain)``, so that the price
-    may move and windows do not shrink cycle after cycle."""
-    n, m = breakpoints.shape
-    rows = np.arange(n)
-    tol = (1e-9 * (breakpoints[:, -1] - breakpoints[:, 0]) + 1e-9)[:, None]
-    left = (breakpoints < x_usd[:, None] - tol).sum(axis=1)  # breakpoints strictly left of x
-    # index of the first one strictly right of x
-    right = (breakpoints <= x_usd[:, None] + tol).sum(axis=1)
-    lo = breakpoints[rows, np.clip(left - 1, 0, m - 1)]
-    hi = breakpoints[rows, np.clip(right, 0, m - 1)]
-    floor = np.maximum(0.25 * np.abs(x_usd), 0.05 * (breakpoints[:, -1] - breakpoints[:, 0]))
-    return np.minimum(lo, x_usd - floor), np.maximum(hi, x_usd + floor)
-
-
-class RiskHistory:
-    """Marginal APRs observed at each decide(), per venue; a factor model of their covariance.
-
-    With ``T`` observations of ``n`` venues, ``Y`` (T×n) centred, ``Σ = YᵀY/(T-1) ≈ V_f Λ_f V_fᵀ + diag(s²)``
-    (top-``f`` principal components plus the residual variance). The penalty is
-    ``γ xᵀΣx = ‖(√γ V_f Λ_f^{1/2})ᵀ x‖² + ‖√γ s ∘ x‖²`` in NAV units.
-    """
-
-    def __init__(self, window: int, series: Mapping[str, Sequence[float]] | None = None):
-        self.window = window
-        self.series: dict[str, deque[float]] = {
-            k: deque(v, maxlen=window) for k, v in (series or {}).items()
-        }
-
-    def record(self, snaps: Sequence[VenueSnapshot], haircut: float) -> None:
-        for s in snaps:
-            q = self.series.setdefault(s.venue.id, deque(maxlen=self.window))
-            q.append(float(s.real_apr) + (1.0 - haircut) * float(s.emission_apr))
-
-    def factors(
-        self, ids: Sequence[str], settings: OptimizerSettings
-    ) -> tuple[FloatArray, FloatArray] | None:
-        depth = min((len(self.series.get(i, ())) for i in ids), default=0)
-        if depth < settings.risk_min_observations:
-            return None
-        y = np.array([list(self.series[i])[-depth:] for i in ids]).T  # T x n
-        y = y - y.mean(axis=0)
-        u, sv, vt = np.linalg.svd(y / np.sqrt(depth - 1), full_matrices=False)
-        f = settings.risk_factors
-        k = min(f, len(sv))
-        loadings = np.zeros((len(ids), f))
-        loadings[:, :k] = vt[:k].T * sv[:k]
-        resid = y / np.sqrt(depth - 1) - (u[:, :k] * sv[:k]) @ vt[:k]
-        idio = np.sqrt(np.maximum((resid**2).sum(axis=0), 0.0))
-        g = np.sqrt(settings.risk_aversion)
-        return g * loadings, g * idio
-
-
-@dataclass(slots=True)
-class _Work:
-    """One decide's working copy of its memory plus its per-call scratch; never outlives the call."""
-
-    cycle: int
-    last_snapshot: dict[str, VenueSnapshot]
-    last_seen: dict[str, int]
-    history: RiskHistory
-    warm: dict[str, tuple[float, float, float]]
-    flights: list[tuple[datetime, float]]
-    model_linear: tuple[tuple[str, bool], ...]
-    # scratch: this decide's (days left, USD) in flight, queued venues' exit days, exits ordered
-    known: tuple[tuple[float, float], ...] = ()
-    queued_exit_days: dict[str, float] = field(default_factory=dict)
-    exit: frozenset[str] = frozenset()
-    # the checker's arrays for this decide's (snapshots, portfolio, in flight), built once
-    checker: tuple[object, object, object, CheckContext] | None = None
-
-    @classmethod
-    def start(cls, memory: OptimizerMemory, window: int, exit: frozenset[str]) -> _Work:
-        return cls(
-            cycle=memory.cycle,
-            last_snapshot=dict(memory.last_snapshot),
-            last_seen=dict(memory.last_seen),
-            history=RiskHistory(window, memory.risk_series),
-            warm=dict(memory.warm),
-            flights=list(memory.flights),
-            model_linear=memory.model_linear,
-            exit=exit,
-        )
-
-    def memory(self) -> OptimizerMemory:
-        return OptimizerMemory(
-            cycle=self.cycle,
-            last_snapshot=self.last_snapshot,
-            last_seen=self.last_seen,
-            risk_series={k: tuple(v) for k, v in self.history.series.items()},
-            warm=self.warm,
-            flights=tuple(self.flights),
-            model_linear=self.model_linear,
-        )
-
-
-class Optimizer:
+class Optimizer(TargetSteps):
     """Limits and settings, plus a cache: the compiled problem of the last venue set.
 
     What one cycle passes to the next is an explicit :class:`OptimizerMemory` (``decide(...,
@@ -195,171 +69,6 @@ class Optimizer:
         self._lock = threading.Lock()
         # the memory of the last decide: what ``decide(...)`` without ``memory=`` continues from
         self.last_memory: OptimizerMemory = EMPTY_MEMORY
-
-    def _build_cycle(
-        self,
-        w: _Work,
-        snaps: Sequence[VenueSnapshot],
-        portfolio: PortfolioState,
-        *,
-        linear: NDArray[np.bool_] | None = None,
-        hint_usd: FloatArray | None = None,
-        window_usd: tuple[FloatArray, FloatArray] | None = None,
-        window_share: float = 0.5,
-        buffer: float | None = None,
-    ) -> CycleData:
-        """:func:`optimizer.cycle.build_cycle` with this call's in-flight landings and exits."""
-        cycle = build_cycle(
-            snaps,
-            portfolio,
-            self.limits,
-            self.settings,
-            self.home_chain,
-            linear=linear,
-            hint_usd=hint_usd,
-            window_usd=window_usd,
-            window_share=window_share,
-            buffer=buffer,
-            in_flight_known=w.known,
-            fit_cache=self._model.fit_cache if self._model is not None else None,
-        )
-        if not w.exit:
-            return cycle
-        # Directives.exit: the venue's upper bound is 0 (its lower bound stays: what its exit
-        # liquidity cannot pay out now stays in)
-        out = np.array([v.id in w.exit for v in cycle.venues], dtype=bool)
-        return dataclasses.replace(cycle, ub=np.where(out, cycle.lb, cycle.ub))
-
-    def _known_in_flight(
-        self, w: _Work, portfolio: PortfolioState, now: datetime
-    ) -> tuple[tuple[float, float], ...]:
-        """Which part of ``portfolio.in_flight_usd`` is ours with a known landing time.
-
-        ``portfolio.in_flight_landing`` when the caller's books provide it (the daemon's ledger does);
-        otherwise:
-        The queued withdrawals of earlier plans that have not landed yet, latest first, up to the
-        amount actually in flight (so a plan that did not execute, or capital that landed early, is
-        never counted; the latest landings are assumed still pending: the conservative attribution).
-        Anything else in flight lands, as far as the optimizer knows, within the longest exit time.
-        """
-        w.flights = [(t, u) for t, u in w.flights if t > now]
-        if portfolio.in_flight_landing:
-            # The books know what is in flight and when it lands at the latest: better than memory,
-            # and it survives a restart.
-            left = max(float(portfolio.in_flight_usd), 0.0)
-            booked = []
-            for d, u in sorted(portfolio.in_flight_landing):
-                part = min(float(u), left)
-                if part > 0:
-                    booked.append((max(float(d), 0.0), part))
-                    left -= part
-            return tuple(booked)
-        left = max(float(portfolio.in_flight_usd), 0.0)
-        known = []
-        for t, u in sorted(w.flights, key=lambda f: f[0], reverse=True):
-            part = min(u, left)
-            if part <= 0:
-                break
-            known.append(((t - now).total_seconds() / 86_400.0, part))
-            left -= part
-        return tuple(known)
-
-    @staticmethod
-    def _record_flights(
-        w: _Work, decision: Decision, queued_exit_days: dict[str, float], now: datetime
-    ) -> None:
-        """Remember the queued withdrawals of a plan that executes: their capital lands after the
-        venue's exit time (plus the bridge off the home chain)."""
-        for m in decision.plan.moves:
-            if m.action is MoveAction.WITHDRAW and m.venue_id in queued_exit_days:
-                w.flights.append(
-                    (now + timedelta(days=queued_exit_days[m.venue_id]), float(m.amount_usd))
-                )
-
-    # -- helpers -------------------------------------------------------------------------------
-    def _venue_set(
-        self, w: _Work, snapshots: Sequence[VenueSnapshot], portfolio: PortfolioState
-    ) -> list[VenueSnapshot]:
-        """Current snapshots plus the last one seen, frozen, for venues whose feed is gone: always
-        for held venues, and for ``keep_lost_venues_cycles`` cycles for the others, so that a
-        flapping feed does not rebuild (and recompile) the problem every time it drops out."""
-        w.cycle += 1
-        current = {s.venue.id: s for s in snapshots}
-        for s in snapshots:
-            w.last_seen[s.venue.id] = w.cycle
-        for vid, last in w.last_snapshot.items():
-            if vid in current:
-                continue
-            held = portfolio.positions_usd.get(vid, 0.0) > 0
-            if held or w.cycle - w.last_seen.get(vid, 0) <= self.settings.keep_lost_venues_cycles:
-                current[vid] = dataclasses.replace(
-                    last, frozen=True, frozen_reason="no snapshot this cycle (feed lost)"
-                )
-        return [current[k] for k in sorted(current)]
-
-    @staticmethod
-    def _warm_hints(
-        w: _Work, snaps: Sequence[VenueSnapshot]
-    ) -> tuple[FloatArray, tuple[FloatArray, FloatArray]] | None:
-        """Last cycle's solution and refinement window per venue (NaN where unknown)."""
-        if not w.warm:
-            return None
-        rows = np.array(
-            [w.warm.get(s.venue.id, (np.nan, np.nan, np.nan)) for s in snaps], dtype=float
-        )
-        return rows[:, 0], (rows[:, 1], rows[:, 2])
-
-    def _cycle_and_model(
-        self, w: _Work, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState
-    ) -> tuple[CycleData, AllocationModel, bool, bool]:
-        """Fit this cycle; reuse the compiled problem unless the venue set (or a curve's linearity)
-        changed. Returns (cycle, model, rebuilt, warm): ``warm`` when the fit is refined around the
-        last solution (``memory.warm``), as in a steady cycle.
-
-        Which venues the model fits with two chords (``linear``) is part of the memory
-        (``memory.model_linear``), so that a fresh optimizer (a restart) builds the model the
-        cached one has and fits it the same way: same memory, same decision."""
-        venues = tuple(s.venue for s in snaps)
-        ids = tuple(v.id for v in venues)
-        remembered = None
-        if w.model_linear and tuple(i for i, _ in w.model_linear) == ids:
-            remembered = np.array([f for _, f in w.model_linear], dtype=bool)
-        warm = self._warm_hints(w, snaps)
-        hint, window = warm if warm is not None else (None, None)
-        model = self._model
-        if (
-            model is not None
-            and self._model_key == venues
-            and (remembered is None or np.array_equal(remembered, model.linear))
-        ):
-            cycle = self._build_cycle(
-                w, snaps, portfolio, linear=model.linear, hint_usd=hint, window_usd=window
-            )
-            if not np.any(model.linear & ~cycle.pwl.linear()):
-                w.model_linear = tuple(zip(ids, model.linear.tolist(), strict=True))
-                return cycle, model, False, warm is not None
-        # which venues are exactly served by the two chords around x0 (fit all venues that way first)
-        probe = self._build_cycle(w, snaps, portfolio, linear=np.ones(len(snaps), dtype=bool))
-        linear = probe.pwl.linear()
-        # the remembered fit, unless a venue it fits with two chords is no longer linear
-        resumed = remembered is not None and not np.any(remembered & ~linear)
-        if resumed and remembered is not None:
-            linear = remembered
-        self._model = AllocationModel(
-            venues, self.limits, self.settings, self.home_chain, linear=linear
-        )
-        self._model_key = venues
-        self.rebuilds += 1
-        w.model_linear = tuple(zip(ids, linear.tolist(), strict=True))
-        # refit with the two-chord budget for linear venues, so the pieces the model keeps are exact
-        if linear.all():
-            return probe, self._model, True, False
-        if resumed and warm is not None:
-            cycle = self._build_cycle(
-                w, snaps, portfolio, linear=linear, hint_usd=hint, window_usd=window
-            )
-            return cycle, self._model, True, True
-        return self._build_cycle(w, snaps, portfolio, linear=linear), self._model, True, False
 
     @staticmethod
     def _hold(
@@ -413,7 +122,7 @@ class Optimizer:
         """
         start = self.last_memory if memory is None else memory
         with self._lock:
-            w = _Work.start(start, self.settings.risk_window, frozenset(directives.exit))
+            w = DecideWork.start(start, self.settings.risk_window, frozenset(directives.exit))
             snaps = apply_freeze(snapshots, directives)
             try:
                 w.known = self._known_in_flight(w, portfolio, now)
@@ -438,7 +147,7 @@ class Optimizer:
 
     def _decide(
         self,
-        w: _Work,
+        w: DecideWork,
         snapshots: Sequence[VenueSnapshot],
         portfolio: PortfolioState,
         now: datetime,
@@ -470,7 +179,7 @@ class Optimizer:
         build_seconds = model.build_seconds if rebuilt else 0.0
         risk = w.history.factors([v.id for v in venues], self.settings) if model.with_risk else None
         fit_seconds = time.perf_counter() - t_fit - build_seconds
-        clock = _Clock()
+        clock = StageClock()
         cold = (rebuilt and not resumed) or not w.warm
         result, cycle = self._solve(w, snaps, portfolio, model, cycle, risk, cold, clock)
         if result.status == "infeasible" and cycle.buffer > 0:
@@ -492,7 +201,7 @@ class Optimizer:
         fit_seconds += clock.fit
         if result.status == "optimal" and result.x is not None:
             x_usd = result.x * nav
-            lo, hi = _window_around(cycle.pwl.breakpoints, x_usd)
+            lo, hi = window_around(cycle.pwl.breakpoints, x_usd)
             w.warm = {
                 v.id: (float(x_usd[i]), float(lo[i]), float(hi[i]))
                 for i, v in enumerate(cycle.venues)
@@ -659,171 +368,4 @@ class Optimizer:
             venues=len(venues),
             pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()),
             current_violations=tuple(current.violations),
-        )
-
-    def _solve(
-        self,
-        w: _Work,
-        snaps: Sequence[VenueSnapshot],
-        portfolio: PortfolioState,
-        model: AllocationModel,
-        cycle: CycleData,
-        risk: tuple[FloatArray, FloatArray] | None,
-        cold: bool,
-        clock: _Clock,
-    ) -> tuple[SolveResult, CycleData]:
-        """Solve the cycle; cold, refit the curves around the solution and solve again (README §2)."""
-        nav = cycle.nav_usd
-        model.update(cycle, risk)
-        result = clock.add(model.solve())
-        for _ in range(self.settings.refine_passes if result.status == "optimal" and cold else 0):
-            if model.linear.all() or result.x is None:
-                break
-            t_refit = time.perf_counter()
-            hint = np.where(model.linear, np.nan, result.x * nav)
-            refined = self._build_cycle(
-                w,
-                snaps,
-                portfolio,
-                linear=model.linear,
-                hint_usd=hint,
-                window_usd=_window_around(cycle.pwl.breakpoints, result.x * nav),
-                window_share=0.9,
-                buffer=cycle.buffer,
-            )
-            model.update(refined, risk)
-            clock.fit += time.perf_counter() - t_refit
-            again = clock.add(model.solve())
-            if (
-                again.status != "optimal"
-                or again.objective is None
-                or again.objective < (result.objective or -np.inf) - 1e-9
-            ):
-                break  # keep the first solution (cannot happen in exact arithmetic: x* stays feasible)
-            result, cycle = again, refined
-        return result, cycle
-
-    def _target(
-        self,
-        w: _Work,
-        snaps: Sequence[VenueSnapshot],
-        portfolio: PortfolioState,
-        result: SolveResult,
-        cycle: CycleData,
-        priced: PlanContext,
-        clock: _Clock,
-    ) -> tuple[FloatArray, CheckReport]:
-        """The solution as a checked target: small trades rounded away, losing moves undone."""
-        nav = cycle.nav_usd
-        x0_usd = cycle.x0 * nav
-        lb_usd, ub_usd = cycle.lb * nav, np.maximum(cycle.ub, cycle.lb) * nav
-        raw = np.clip(np.asarray(result.x) * nav, lb_usd, ub_usd)
-        rounded = round_small_trades(x0_usd, raw, self.settings.min_trade_usd)
-        target, report = (
-            rounded,
-            self._check(w, snaps, portfolio, rounded, cycle, clock, priced=priced),
-        )
-        if not report.ok:
-            # dropping small trades moved us off a binding limit; the unrounded solution may pass
-            fallback = self._check(w, snaps, portfolio, raw, cycle, clock, priced=priced)
-            if fallback.ok:
-                target, report = raw, fallback
-        if report.ok and self.settings.prune_max_tries > 0:
-            t_prune, checks_before = time.perf_counter(), clock.check
-            reserve = (self.limits.min_idle_ratio * (1.0 + cycle.buffer) + cycle.idle_reserve) * nav
-            target, report = prune_unprofitable(
-                snaps,
-                x0_usd,
-                target,
-                report,
-                self.settings,
-                self.home_chain,
-                lambda x: self._check(
-                    w, snaps, portfolio, x, cycle, clock, first_only=True, priced=priced
-                ),
-                cycle.investable * nav,
-                reserve,
-                queued=cycle.queued_mask(),
-                ctx=priced,
-            )
-            clock.prune += time.perf_counter() - t_prune - (clock.check - checks_before)
-        return target, report
-
-    def _check(
-        self,
-        w: _Work,
-        snaps: Sequence[VenueSnapshot],
-        portfolio: PortfolioState,
-        target_usd: FloatArray,
-        cycle: CycleData,
-        clock: _Clock | None = None,
-        first_only: bool = False,
-        priced: PlanContext | None = None,
-    ) -> CheckReport:
-        """The independent checker, plus ``Directives.exit``: an exit venue above what its exit
-        liquidity must leave in (``lb``) breaks it (so the holdings force the plan that exits).
-        ``priced``: the cycle's plan context; given, the target's bridge legs are checked per chain
-        (README §4c). ``first_only``: a trial, stop at the first violation."""
-        t0 = time.perf_counter()
-        ids = [s.venue.id for s in snaps]
-        idle = cycle.idle_after_usd(target_usd)  # queued withdrawals are in flight, not idle
-        report = self._checker(w, snaps, portfolio, cycle).check(
-            target_usd,
-            idle,
-            first_only=first_only,
-            bridges=priced.legs(target_usd) if priced is not None else None,
-        )
-        if clock is not None:
-            clock.check += time.perf_counter() - t0
-        if w.exit and not (first_only and report.violations):
-            floor = cycle.lb * cycle.nav_usd
-            for i, vid in enumerate(ids):
-                if vid in w.exit and target_usd[i] > floor[i] + 1e-6 + 1e-9 * cycle.nav_usd:
-                    report.add(f"exit {vid}: {target_usd[i]:,.2f} USD held, directive says 0")
-        return report
-
-    def _checker(
-        self, w: _Work, snaps: Sequence[VenueSnapshot], portfolio: PortfolioState, cycle: CycleData
-    ) -> CheckContext:
-        """The checker's arrays for this cycle's inputs, built once per decide and reused by every
-        check of it (holdings, rounded target, each pruning trial, the post-cost state)."""
-        memo = w.checker
-        if (
-            memo is not None
-            and memo[0] is snaps
-            and memo[1] is portfolio
-            and memo[2] == cycle.in_flight_known
-        ):
-            return memo[3]
-        ctx = CheckContext(
-            snaps,
-            portfolio,
-            self.limits,
-            self.settings,
-            self.home_chain,
-            in_flight_known=cycle.in_flight_known,
-        )
-        w.checker = (snaps, portfolio, cycle.in_flight_known, ctx)
-        return ctx
-
-    @staticmethod
-    def _allocation(
-        venues: Sequence[Venue],
-        target: FloatArray,
-        cycle: CycleData,
-        portfolio: PortfolioState,
-        priced: PlanContext,
-    ) -> Allocation:
-        targets = {v.id: float(target[i]) for i, v in enumerate(venues)}
-        for vid, amount in portfolio.positions_usd.items():
-            targets.setdefault(vid, float(amount))  # locked: no snapshot ever seen, held as is
-        # idle per chain once the venue moves and the bridge legs are done (README §4c)
-        by_chain = chain_flows_usd(
-            priced.chains, priced.x0, target, cycle.queued_mask(), priced.idle_on
-        )
-        for origin, dest, usd in priced.legs(target):
-            by_chain[origin] = by_chain.get(origin, 0.0) - usd
-            by_chain[dest] = by_chain.get(dest, 0.0) + usd
-        return Allocation(
-            target_usd=targets, idle_usd=cycle.idle_after_usd(target), idle_by_chain_usd=by_chain
         )

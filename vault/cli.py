@@ -272,6 +272,10 @@ async def _reload_on_sighup(daemon: Any) -> None:
 async def _run(settings: Any, config_dir: Path, config_path: Path | None = None) -> int:
     from vault.daemon import Daemon
 
+    # The event loop shares the GIL with the worker threads that decide and build snapshots;
+    # a CPU-bound thread keeps it for a whole switch interval (5 ms by default) each time the loop
+    # asks, and a /healthz reply needs several turns: at 1 ms the loop waits a fifth as long.
+    sys.setswitchinterval(0.001)
     daemon = Daemon(settings, config_dir=config_dir, config_path=config_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

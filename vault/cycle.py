@@ -34,7 +34,6 @@ did not decide (the memory passes on unchanged).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import enum
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -42,13 +41,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from core.money import units_to_usd
 from core.types import NO_DIRECTIVES, Directives, PortfolioState, Venue, VenueSnapshot
 from optimizer import Decision, DecisionStatus, Optimizer
 from optimizer.decision import FAILED_STATUSES
 from optimizer.directives import apply_freeze
 from optimizer.memory import OptimizerMemory
-from protocols import across
+from vault.cycle_books import breaks_reason, rates_of, shortfall_directives
+from vault.cycle_books import portfolio_of as portfolio_of
 from vault.executor import Executor, MoveResult, MoveStatus, OutcomeUnknown, move_to_dict
 from vault.ledger import Balances, Ledger
 from vault.reconcile import ReconcileSettings, reconcile
@@ -180,17 +179,6 @@ async def settle(deps: CycleDeps) -> None:
     await deps.executor.settle_in_flight()
 
 
-def rates_of(snapshots: Sequence[VenueSnapshot]) -> dict[str, float]:
-    """Each venue's own rate (real + emission APR) from its latest snapshot, frozen ones included
-    (a frozen snapshot is the venue's last good data)."""
-    out = {}
-    for snap in snapshots:
-        apr = snap.real_apr + snap.emission_apr
-        if apr == apr and abs(apr) != float("inf"):
-            out[snap.venue.id] = apr
-    return out
-
-
 async def sync(inp: CycleInput, deps: CycleDeps) -> None:
     """Reconcile the venues' reports with the books; breaks are left open in the ledger."""
     reported = await deps.executor.venue_positions()
@@ -201,83 +189,15 @@ async def sync(inp: CycleInput, deps: CycleDeps) -> None:
         )
 
 
-def breaks_reason(ledger: Ledger) -> str | None:
-    """Why the cycle holds for open *surplus* breaks (a venue reports more than the books and its
-    rate explain: money we did not put there), or None.
-
-    A surplus is where phantom money comes from (a deleted ledger, another vault's deposits, a
-    replay that ran twice), so every move waits for an operator. A shortfall is handled by
-    :func:`shortfall_directives` instead: it cannot create money, and holding every move would
-    keep the vault from leaving an exploited venue.
-    """
-    breaks = [b for b in ledger.open_breaks() if b.reported_units > b.books_units]
-    if not breaks:
-        return None
-    return "reconciliation break, every move held until an operator books it: " + "; ".join(
-        f"{b.venue}: {b.reason}" for b in breaks
+async def guard(
+    inp: CycleInput, portfolio: PortfolioState, deps: CycleDeps
+) -> tuple[Directives, Any]:
+    """The guards' directives merged with the operator's, and the guards' new state (in
+    ``deps.run_in_thread``: the signals over every venue's history and the state's save are tens
+    of ms of CPU and an fsync, kept off the daemon's event loop like the decision)."""
+    found, state = await deps.run_in_thread(
+        deps.guard, inp.snapshots, portfolio, inp.now, inp.guard_state
     )
-
-
-def shortfall_directives(
-    ledger: Ledger, portfolio: PortfolioState
-) -> tuple[Directives, PortfolioState]:
-    """Open *shortfall* breaks (a venue reports less than the books can explain): no new deposits
-    anywhere and the venue frozen until an operator books the break, and the optimizer plans with
-    what the venue reports (``min(books, reported)``), so an exit asks for no more than is there.
-
-    The books themselves book nothing: the difference stays in the break for the operator.
-    """
-    short = {b.venue: b for b in ledger.open_breaks() if b.reported_units < b.books_units}
-    if not short:
-        return NO_DIRECTIVES, portfolio
-    reasons = {v: f"reconciliation break: {b.reason}" for v, b in short.items()}
-    directives = Directives(
-        freeze=frozenset(short),
-        no_new_deposits=True,
-        reasons={**reasons, "*": "open reconciliation break(s): " + ", ".join(sorted(short))},
-    )
-    positions = {
-        v: (min(x, units_to_usd(max(short[v].reported_units, 0))) if v in short else x)
-        for v, x in portfolio.positions_usd.items()
-    }
-    return directives, dataclasses.replace(
-        portfolio, positions_usd={v: x for v, x in positions.items() if x > 0}
-    )
-
-
-def in_flight_landing(
-    flights: Mapping[str, int], venues: Mapping[str, Venue]
-) -> tuple[tuple[float, float], ...]:
-    """(days until it lands at the latest, USD) for each in-flight account of the ledger.
-
-    A bridge transfer lands within Across' slow-fill window (an unfilled deposit is filled from
-    the pool after the ~2 h challenge period, protocol_math.md §5.3); a queued withdrawal within
-    its venue's exit time.
-    """
-    out = []
-    for flight, units in flights.items():
-        _, kind, ref = flight.split("/", 2)
-        venue = venues.get(ref.partition("/")[0]) if kind == "withdrawal" else None
-        days = venue.exit_days if venue is not None else across.SLOW_FILL_SECONDS / 86_400
-        out.append((days, units_to_usd(units)))
-    return tuple(out)
-
-
-def portfolio_of(balances: Balances, venues: Mapping[str, Venue]) -> PortfolioState:
-    """The books as the optimizer sees them (float USD; the ledger keeps the exact units)."""
-    return PortfolioState(
-        positions_usd={v: units_to_usd(u) for v, u in balances.positions_units.items() if u},
-        idle_usd=units_to_usd(balances.total_idle_units),
-        in_flight_usd=units_to_usd(balances.total_in_flight_units),
-        in_flight_landing=in_flight_landing(balances.in_flight_units, venues),
-        # idle per chain, as booked (idle:<chain>): the optimizer plans with it (optimizer README §4c)
-        idle_by_chain_usd={c: units_to_usd(u) for c, u in balances.idle_units.items() if u},
-    )
-
-
-def guard(inp: CycleInput, portfolio: PortfolioState, deps: CycleDeps) -> tuple[Directives, Any]:
-    """The guards' directives merged with the operator's, and the guards' new state."""
-    found, state = deps.guard(inp.snapshots, portfolio, inp.now, inp.guard_state)
     return inp.directives.merge(found), state
 
 
@@ -468,7 +388,7 @@ async def run_cycle(inp: CycleInput, deps: CycleDeps) -> CycleOutcome:
     broken, portfolio = shortfall_directives(ledger, portfolio_of(synced, deps.venues))
     t_sync = time.perf_counter()
 
-    directives, guard_state = guard(inp, portfolio, deps)
+    directives, guard_state = await guard(inp, portfolio, deps)
     directives = directives.merge(broken)
     snapshots = tuple(apply_freeze(inp.snapshots, directives))
     t_guard = time.perf_counter()

@@ -449,15 +449,15 @@ class Daemon(OperatorHooks):
         if market_path is None:
             return
         from mockfeeds.market import Market
-        from mockfeeds.server import start as start_market_server
+        from mockfeeds.server import ServedInThread
         from vault.settings import read_yaml
 
         self._market = Market.from_config(
             read_yaml(market_path), state_path=self.settings.data_dir / "market-state.json"
         )
-        self._market_runner, self.feeds_url = await start_market_server(
-            self._market, "127.0.0.1", 0
-        )
+        # its own loop in its own thread: the market's work never stalls this loop's /healthz
+        self._market_runner = await ServedInThread.start(self._market, "127.0.0.1", 0)
+        self.feeds_url = self._market_runner.url
         # Feeds stamp their data in simulated time; judge staleness by the same clock.
         sim_clock = self._market.clock
         self.clock = lambda: datetime.fromtimestamp(sim_clock.now(), UTC)
@@ -526,9 +526,7 @@ class Daemon(OperatorHooks):
         if self._api_runner is not None:
             await self._api_runner.cleanup()
         if self._market_runner is not None:
-            from mockfeeds.server import stop as stop_market_server
-
-            await stop_market_server(self._market_runner)
+            await self._market_runner.stop()
         if self._ledger is not None:
             self._ledger.close()
         if self.guard_store is not None:

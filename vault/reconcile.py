@@ -130,6 +130,18 @@ def reconcile(
     Returns the checks that are (still) breaks. A venue with an open break is never booked here,
     even when its report later falls back inside the bound: only an operator closes a break.
     """
+    with ledger.atomically():  # the whole sync or none of it, one fsync
+        return _reconcile(ledger, reported_units, rates_apr, now, cfg, kinds)
+
+
+def _reconcile(
+    ledger: Ledger,
+    reported_units: Mapping[str, int],
+    rates_apr: Mapping[str, float],
+    now: datetime,
+    cfg: ReconcileSettings,
+    kinds: Mapping[str, str] | None,
+) -> list[VenueCheck]:
     books = {v: u for v, u in ledger.balances().positions_units.items()}
     last = ledger.last_reconciled()
     first = ledger.first_postings("position:")
