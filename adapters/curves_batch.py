@@ -4,7 +4,7 @@ A replay or a 1,000-reserve universe builds one curve per reserve per cycle; one
 small NumPy calls (the grid, the exact income on it, the peak's refinement, the concavity test),
 ~1.3 ms, almost all of it per-call overhead. :func:`aave_lending_curves` runs the *same* steps of
 ``EnvelopeCurve.__init__`` for every reserve in one set of ``[reserve, grid]`` array operations and
-gives back the same ``EnvelopeCurve`` objects, bit for bit: every step is elementwise (IEEE
+gives back the same ``adapters.envelope.EnvelopeCurve`` objects, bit for bit: every step is elementwise (IEEE
 arithmetic does not depend on the array's shape), the grids are NumPy's own ``geomspace`` and
 ``linspace`` with array end points (the same values as one row at a time), and the peak search
 keeps each row's own early stop. A reserve whose build leaves the common path (a grid point that
@@ -27,12 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from adapters.curves import (
-    _GRID_POINTS,
-    _REL_TOL,
-    EnvelopeCurve,
-    aave_lending_curve,
-)
+from adapters.curves import aave_lending_curve
+from adapters.envelope import _GRID_POINTS, _REL_TOL, EnvelopeCurve
 from protocols import aave
 
 Matrix = NDArray[np.float64]
