@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from adapters.curves import aave_lending_curve
-from adapters.curves_batch import AaveSupplyIncomeRows, aave_lending_curves
+from adapters.curves_batch import AaveEnvelopeRows, AaveSupplyIncomeRows, aave_lending_curves
 from protocols import aave
 
 
@@ -42,6 +42,14 @@ def test_batch_builds_the_scalar_curves_bit_for_bit() -> None:
         x = np.concatenate((np.linspace(0.0, 2.0 * a.capacity_usd + 1.0, 64), [1e-6, 1.0]))
         assert np.array_equal(a.real_income_usd(x), b.real_income_usd(x))
         assert np.array_equal(a.income_usd(x, 0.3), b.income_usd(x, 0.3))
+    # the optimizer's batched evaluation (one call for every batch-built curve) = income_usd per curve
+    from optimizer.pwl import evaluate_curves
+
+    x = np.abs(np.random.default_rng(4).normal(0.0, 1e7, (len(batch), 9)))
+    x[:, 0] = 0.0
+    per_curve = np.stack([c.income_usd(x[i], 0.25) for i, c in enumerate(batch)])
+    assert np.array_equal(evaluate_curves(batch, x, 0.25), per_curve)
+    assert sum(isinstance(c, AaveEnvelopeRows) for c in batch) > len(batch) // 2
     # the sample has both kinds: pools the fast path takes and pools above the kink (a hull bridge)
     assert 0 < bridged < len(reserves) // 2
     assert aave_lending_curves([]) == []
