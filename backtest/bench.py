@@ -40,6 +40,9 @@ from core.types import NO_DIRECTIVES, Directives, PortfolioState, VenueSnapshot
 from optimizer import Decision
 from optimizer.memory import OptimizerMemory
 
+FULL_HOURLY_CYCLES = 26_141  # 2023-01-27..2026-01-20 hourly
+FULL_VENUE_CYCLES = 721  # 30 days hourly, both ends
+
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -198,9 +201,16 @@ def bench_backtest(
     }
     if days is not None:
         h = h.window(None, t0 + days * 86_400)
-    real = _replay(h, goal_seconds=120.0 if days is None else 120.0 * days * 24 / 26_141)
+    real = _replay(
+        h, goal_seconds=120.0 if days is None else 120.0 * days * 24 / FULL_HOURLY_CYCLES
+    )
     real["load_seconds"] = round(load_seconds, 2)
     generated = _replay(generated_history(days=venue_days), goal_seconds=300.0 * venue_days / 30)
+    # what the full replays take at this CPU cost a cycle (a shortened run's honest extrapolation)
+    real["projected_full_cpu_seconds"] = round(real["cpu_ms_per_cycle"] * FULL_HOURLY_CYCLES / 1e3)
+    generated["projected_full_cpu_seconds"] = round(
+        generated["cpu_ms_per_cycle"] * FULL_VENUE_CYCLES / 1e3
+    )
     return {
         "hourly_history": real,
         "venues_1000_30_days": generated,

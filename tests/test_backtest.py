@@ -490,3 +490,16 @@ def test_simulated_market_source_runs_through_the_adapters_and_the_books(tmp_pat
     assert (tmp_path / "sim" / "report.html").is_file()
     res = run_cli("backtest", "--market", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "x"))
     assert res.returncode == 2 and "--market" in res.stderr
+
+
+def test_bench_side_by_side_the_fast_path_decides_exactly_as_the_plain_one(tmp_path: Path) -> None:
+    """The speed work changes the cost, not the run: batched, memoised curves and the in-memory
+    ledger give the same plans and the same final NAV to the unit as scalar builds on a file ledger."""
+    from backtest.bench import _side_by_side
+
+    h = load_lending(write_history(tmp_path / "h.csv", synthetic_rows(days=2)))
+    result = _side_by_side(h)
+    assert result["same_outcome"] is True
+    assert result["before"]["cycles"] == result["after"]["cycles"] == 49
+    assert result["after"]["curve_builds"] <= result["before"]["curve_builds"]
+    assert set(result["after"]["phase_ms_per_cycle"]) >= {"snapshots", "decide", "cycle", "check"}
