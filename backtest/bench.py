@@ -86,14 +86,11 @@ class _TimedDecide:
 
     inner: Strategy
     timings: dict[str, float]
+    name: str = ""
+    hindsight: bool = False
 
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def hindsight(self) -> bool:
-        return self.inner.hindsight
+    def __post_init__(self) -> None:
+        self.name, self.hindsight = self.inner.name, self.inner.hindsight
 
     def decide(
         self,
