@@ -30,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from backtest.curves import CurveMemo
 from backtest.engine import RunConfig, run_strategies
 from backtest.history import LendingHistory, Reserve, load_lending
-from backtest.market import CHAIN_GAS_USD, CurveMemo, history_venues
+from backtest.market import CHAIN_GAS_USD, history_venues
 from backtest.rates import fit_rate_models
 from backtest.run import DEFAULT_ASSETS, load_config, shared_data
 from backtest.strategies import Strategy, make_strategy

@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from backtest.curves import CurveMemo
 from backtest.history import LendingHistory
-from backtest.market import CurveMemo, ReplayMarket
+from backtest.market import ReplayMarket
 from backtest.rates import RateModels
 from backtest.sources import PriceTable
 from backtest.strategies import Strategy
@@ -323,7 +324,7 @@ def run_strategies(
     curves: CurveMemo | None = None,
 ) -> list[StrategyRun]:
     """Every strategy over the same history, one after another (each in its own world and books;
-    ``curves``: where their curves are kept, default the process's ``market.CURVES``)."""
+    ``curves``: where their curves are kept, default the process's ``curves.CURVES``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
 
     async def go() -> list[StrategyRun]:

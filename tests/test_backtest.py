@@ -21,6 +21,7 @@ from backtest.rates import fit_rate_models
 from backtest.run import load_config, prepare, run_prepared, shared_data
 from backtest.sources import load_stablecoin_prices, load_uniswap_v2, lp_period_returns
 from backtest.strategies import STRATEGIES, make_strategy
+from core.money import usd_to_units
 from vault.ledger import Ledger
 
 REAL = shared_data("aave_v3_ethereum_hourly.csv.gz")
@@ -226,7 +227,7 @@ def test_a_withdrawal_off_par_shrinks_the_position_by_exactly_the_amount(tmp_pat
             pos = m.position_units(j)
             amount = int(rng.integers(1, max(pos // 50, 2)))
             res = m.withdraw(v.id, f"{amount / 1e6:.6f}", f"w{j}-{k}")
-            assert int(round(float(res["applied_usd"]) * 1e6)) == amount
+            assert usd_to_units(res["applied_usd"]) == amount
             assert m.position_units(j) == pos - amount
             assert 0 <= m.credit_units[j] <= 2
         m.withdraw(v.id, f"{m.position_units(j) / 1e6:.6f}", f"all{j}")
@@ -246,7 +247,7 @@ def test_books_match_the_market_every_cycle_with_marks_off_par(tmp_path: Path) -
 
 def test_hindsight_sees_the_next_periods_mark(tmp_path: Path) -> None:
     """A depeg ahead makes a reserve worth nothing to the hindsight strategy; a recovery ahead pays."""
-    from backtest.market import MarkedCurve
+    from backtest.curves import MarkedCurve
 
     h = load_lending(write_history(tmp_path / "h.csv", synthetic_rows(days=3)))
     prices = load_stablecoin_prices(write_marks(tmp_path / "p.csv"))
