@@ -7,6 +7,12 @@ so the daemon's own adapters poll it (``adapters.FeedPoller``: the venues of the
 with ``--config``, default ``config/default.yaml``), and traded through the vault's executor over
 ``vault.transport.InProcessTransport(market)``. Each cycle: ``market.advance(period)``, poll, then
 ``vault.cycle.run_cycle``. The books are checked every cycle (double entry) and audited at the end.
+
+The guards run as in the daemon: ``ours`` (the daemon's strategy) gets ``vault.guarding.GuardRunner``
+on the config's ``guards:`` section (``guards.enabled: false`` or ``YIELDVAULT_GUARDS__ENABLED=false``
+turns it off, for side-by-side runs), with no store: the state each cycle's outcome returns is the
+next cycle's input, as ``Daemon._rebalance_once`` passes it. ``ours_guarded`` is ``ours`` with the
+guards on whatever the config says. The baselines take no directives and run unguarded.
 ``hindsight`` has no next-period view of a simulated world and is not offered here.
 """
 
@@ -34,11 +40,34 @@ from backtest.strategies import make_strategy
 from core.money import usd_to_units
 from optimizer.checker import check_allocation
 from optimizer.memory import EMPTY_MEMORY
-from vault.cycle import CycleDeps, CycleInput, RebalanceOutcome, portfolio_of, run_cycle, run_inline
+from vault.cycle import (
+    CycleDeps,
+    CycleInput,
+    GuardHook,
+    RebalanceOutcome,
+    no_guard,
+    portfolio_of,
+    run_cycle,
+    run_inline,
+)
 from vault.executor import MoveStatus, PaperExecutor
+from vault.guarding import GuardRunner, ledger_earned_usd
 from vault.ledger import Ledger
 from vault.settings import DEFAULT_CONFIG, load_settings, read_yaml
 from vault.transport import InProcessTransport
+
+GUARDED = ("ours", "ours_guarded")  # the strategies that take the guards' directives
+
+
+def guard_hook(name: str, settings: Any, ledger: Ledger, venues: Sequence[str]) -> GuardHook:
+    """The daemon's guard hook for ``ours`` (the config's ``guards:``), always on for
+    ``ours_guarded``, none for the baselines (they take no directives)."""
+    if name not in GUARDED:
+        return no_guard
+    cfg = settings.guards
+    if name == "ours_guarded":
+        cfg = cfg.model_copy(update={"enabled": True})
+    return GuardRunner(cfg, store=None, venues=venues, earned_usd=ledger_earned_usd(ledger, venues))
 
 
 async def _replay(
@@ -65,6 +94,7 @@ async def _replay(
 
     home = settings.vault.home_chain
     ledger.deposit_capital(now(), home, usd_to_units(settings.vault.initial_capital_usd))
+    # the guard hook is the daemon's runner (guard_hook), not ours_guarded's bare Guards
     strategy = make_strategy(name, settings.limits, settings.optimizer, home)
     executor = PaperExecutor(
         InProcessTransport(market),
@@ -81,11 +111,13 @@ async def _replay(
         venues=venues,
         clock=now,
         run_in_thread=run_inline,
+        guard=guard_hook(name, settings, ledger, list(venues)),
         persist_memory=False,
         reconcile=REPLAY_RECONCILE,
     )
     run = StrategyRun(name, ledger_path)
     memory = EMPTY_MEMORY
+    guard_state: Any = None
     tolerance = settings.optimizer.drift_tolerance_ratio
     try:
         async with aiohttp.ClientSession() as session:
@@ -98,8 +130,9 @@ async def _replay(
                 b = ledger.balances()
                 report = await poller.poll({v: u / 1e6 for v, u in b.positions_units.items() if u})
                 snaps = list(report.snapshots.values())
-                out = await run_cycle(CycleInput(snaps, now(), memory), deps)
-                memory = out.memory
+                inp = CycleInput(snaps, now(), memory, guard_state=guard_state)
+                out = await run_cycle(inp, deps)
+                memory, guard_state = out.memory, out.guard_state
                 if out.outcome is RebalanceOutcome.EXECUTED:
                     run.executed_plans += 1
                 after = out.balances_after
@@ -162,7 +195,10 @@ def run_simulated(
     days: float = 7.0,
     seed: int | None = None,
     progress: Callable[[int], None] | None = None,
+    guards: bool | None = None,
 ) -> tuple[dict[str, Any], list[StrategyRun], dict[str, str]]:
+    """Run each strategy over ``days`` of the market at ``market_path``; ``guards`` overrides the
+    config's ``guards.enabled`` (None: as configured)."""
     if "hindsight" in strategies:
         raise BadInput("--strategies", "hindsight has no next-period view of a simulated market")
     period_seconds = parse_period(period)
@@ -170,6 +206,9 @@ def run_simulated(
     if seed is not None:
         market_cfg["seed"] = seed
     settings = load_settings(config_path or DEFAULT_CONFIG)
+    if guards is not None:
+        on = settings.guards.model_copy(update={"enabled": guards})
+        settings = settings.model_copy(update={"guards": on})
     cycles = int(days * 86_400 // period_seconds) + 1
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -198,6 +237,7 @@ def run_simulated(
             "rebalance_every_seconds": period_seconds,
             "days": days,
             "strategies": list(strategies),
+            "guards_enabled": settings.guards.enabled,
         },
         "strategies": table,
         "ours_limit_breach_cycles": table.get("ours", {}).get("limit_breach_cycles"),

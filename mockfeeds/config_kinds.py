@@ -6,21 +6,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from protocols import aave, loop
-
-Pos = Annotated[float, Field(gt=0)]
-NonNeg = Annotated[float, Field(ge=0)]
-Unit = Annotated[float, Field(ge=0, le=1)]
-Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
+from mockfeeds.config_types import Address, NonNeg, Pos, Strict, Unit, known_aave_strategy
+from protocols import loop
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LoopConfig(_Strict):
+class LoopConfig(Strict):
     """An Aave v3 E-mode loop: stETH collateral, WETH debt, re-staked. The WETH reserve's other
     suppliers and borrowers evolve like a lending pool (utilization OU with shocks); the stETH/ETH
     price is the chain's ``collateral_symbol`` token (an eth-kind token: its basis is the discount);
@@ -50,17 +42,10 @@ class LoopConfig(_Strict):
     swap_fee: NonNeg = 0.0001  # the stETH/ETH pool's fee (Curve: 1 bp) on an instant unwind
     unwind_liquidity_eth: Pos = 60_000.0  # stETH the pool absorbs at once near the peg
 
-    @field_validator("strategy")
-    @classmethod
-    def _known_strategy(cls, v: str | dict[str, float]) -> str | dict[str, float]:
-        if isinstance(v, str) and v not in aave.PRESETS:
-            raise ValueError(f"unknown Aave preset {v!r}; known: {sorted(aave.PRESETS)}")
-        if isinstance(v, dict):
-            aave.AaveRateStrategy(**v)
-        return v
+    _known_strategy = field_validator("strategy")(known_aave_strategy)
 
 
-class HedgeConfig(_Strict):
+class HedgeConfig(Strict):
     """The perpetual short hedging a ``hedged_lp`` venue's ETH delta (Binance USD-M shape): the
     8-hourly funding rate is OU around ``funding_mean_8h`` (0.01 % is Binance's interest-rate
     baseline), settled every ``funding_interval_hours``."""
@@ -76,7 +61,7 @@ class HedgeConfig(_Strict):
     rebalance_hours: Pos = 24.0
 
 
-class NftRentalConfig(_Strict):
+class NftRentalConfig(Strict):
     """A blue-chip collection rented out by the day (ERC-4907). Floor: GBM in ETH; rent per day,
     renters' demand (NFT-days a day) and the others' listings: OU; floor sales a day: OU."""
 

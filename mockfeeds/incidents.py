@@ -28,7 +28,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mockfeeds.scenario_kinds import Params, ScenarioKind, apply_loss
+from mockfeeds.scenario_kinds import (
+    Params,
+    ScenarioKind,
+    apply_loss,
+    release_mark,
+    stable_target,
+    strike,
+    target_of,
+    unpause,
+)
 from mockfeeds.state import MarketError, MarketState
 from mockfeeds.venues import LendingVenue, LpVenue
 
@@ -84,12 +93,7 @@ def _duration(rec: Mapping[str, Any]) -> float:
 def _depeg_path_start(
     m: MarketState, spec: Mapping[str, Any], rec: dict[str, Any], p: Params
 ) -> None:
-    chain, sym = spec.get("chain"), spec.get("token")
-    if not isinstance(chain, str) or chain not in m.cfg.chains:
-        raise MarketError("chain", f"unknown chain {chain!r}")
-    tok = m.cfg.chains[chain].tokens.get(sym) if isinstance(sym, str) else None
-    if tok is None or tok.kind != "stable":
-        raise MarketError("token", f"chain {chain} has no stable token {sym!r}")
+    chain, sym = stable_target(m, spec)
     name = p.raw.get("path", "ust-2022-05")
     if name not in REAL_PATHS:
         raise MarketError("params.path", f"unknown path {name!r}; known: {sorted(REAL_PATHS)}")
@@ -109,11 +113,6 @@ def _depeg_path_tick(m: MarketState, rec: dict[str, Any]) -> None:
     days = (m.state_time - _started_ts(rec)) / p["day_seconds"]
     raw = path_price(REAL_PATHS[p["path"]], days)
     m.marks[f"{rec['chain']}:{rec['token']}"] = 1.0 - p["scale"] * (1.0 - raw)
-
-
-def _depeg_path_revert(m: MarketState, rec: dict[str, Any]) -> None:
-    if rec["params"]["recover"]:
-        m.marks.pop(f"{rec['chain']}:{rec['token']}", None)
 
 
 # --- exploit_path -------------------------------------------------------------------------------
@@ -160,30 +159,22 @@ def _exploit_path_tick(m: MarketState, rec: dict[str, Any]) -> None:
     rec["progress"] = progress
     v.oracle_offset_bps = p["oracle_bps"]
     if elapsed >= p["lead_seconds"]:
-        apply_loss(m, v, p["loss_fraction"])
-        v.paused = True
-        if v.kind == "fixed":
-            v.can_redeem = False  # type: ignore[attr-defined]
+        strike(m, v, p["loss_fraction"])
         v.oracle_offset_bps = 0.0
         rec["struck"] = True
 
 
 def _exploit_path_revert(m: MarketState, rec: dict[str, Any]) -> None:
     v = m.by_id[rec["venue"]]
-    v.paused = False
+    unpause(v)
     v.oracle_offset_bps = 0.0
-    if v.kind == "fixed":
-        v.can_redeem = True  # type: ignore[attr-defined]
 
 
 # --- bank_run -----------------------------------------------------------------------------------
 def _bank_run_start(
     m: MarketState, spec: Mapping[str, Any], rec: dict[str, Any], p: Params
 ) -> None:
-    v = m.venue(spec.get("venue"))
-    rec["venue"] = v.id
-    if not isinstance(v, LendingVenue):
-        raise MarketError("venue", "bank_run applies to lending venues")
+    v = target_of(m, spec, rec, LendingVenue, "bank_run")
     rec["params"] = {
         "outflow_fraction": p.num("outflow_fraction", 0.6, 0.0, 0.99),
         "repay_fraction": p.num("repay_fraction", 0.45, 0.0, 1.0),
@@ -215,7 +206,7 @@ def _bank_run_revert(m: MarketState, rec: dict[str, Any]) -> None:
 
 
 INCIDENT_KINDS: dict[str, ScenarioKind] = {
-    "depeg_path": ScenarioKind(_depeg_path_start, _depeg_path_revert, _depeg_path_tick),
+    "depeg_path": ScenarioKind(_depeg_path_start, release_mark, _depeg_path_tick),
     "exploit_path": ScenarioKind(_exploit_path_start, _exploit_path_revert, _exploit_path_tick),
     "bank_run": ScenarioKind(_bank_run_start, _bank_run_revert, _bank_run_tick),
 }

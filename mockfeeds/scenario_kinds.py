@@ -14,11 +14,13 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from mockfeeds.state import DEC, Q18, MarketError, MarketState, iso
 from mockfeeds.venues import BridgeArbVenue, LendingVenue, LpVenue, StakingVenue, VenueModel
 from protocols import lido
+
+V = TypeVar("V", bound=VenueModel)
 
 
 class Params:
@@ -79,14 +81,40 @@ def apply_loss(m: MarketState, v: VenueModel, f: float) -> None:
         v.total_pooled_eth *= keep
 
 
+def target_of(
+    m: MarketState, spec: Mapping[str, Any], rec: dict[str, Any], kind: type[V], name: str
+) -> V:
+    """The scenario's ``venue``, which must be a ``kind`` model (``rec["venue"]`` set)."""
+    v = m.venue(spec.get("venue"))
+    rec["venue"] = v.id
+    if not isinstance(v, kind):
+        what = {LendingVenue: "lending", StakingVenue: "staking"}.get(kind, kind.__name__)
+        raise MarketError("venue", f"{name} applies to {what} venues")
+    return v
+
+
+def stable_target(m: MarketState, spec: Mapping[str, Any]) -> tuple[str, str]:
+    """The scenario's ``chain`` and its stable ``token`` (MarketError naming the bad field)."""
+    chain, sym = spec.get("chain"), spec.get("token")
+    if not isinstance(chain, str) or chain not in m.cfg.chains:
+        raise MarketError("chain", f"unknown chain {chain!r}")
+    tok = m.cfg.chains[chain].tokens.get(sym) if isinstance(sym, str) else None
+    if tok is None or tok.kind != "stable" or not isinstance(sym, str):
+        raise MarketError("token", f"chain {chain} has no stable token {sym!r}")
+    return chain, sym
+
+
+def release_mark(m: MarketState, rec: dict[str, Any]) -> None:
+    """A depeg's end: the token's mark returns to its own process if ``params.recover``."""
+    if rec["params"]["recover"]:
+        m.marks.pop(f"{rec['chain']}:{rec['token']}", None)
+
+
 # --- rate_spike: pin a lending pool's utilization ---------------------------------------------
 def _rate_spike_start(
     m: MarketState, spec: Mapping[str, Any], rec: dict[str, Any], p: Params
 ) -> None:
-    v = m.venue(spec.get("venue"))
-    rec["venue"] = v.id
-    if not isinstance(v, LendingVenue):
-        raise MarketError("venue", "rate_spike applies to lending venues")
+    v = target_of(m, spec, rec, LendingVenue, "rate_spike")
     u = p.num("utilization", 0.97, 0.0, 0.999)
     v.pin(u)
     rec["params"] = {"utilization": u}
@@ -101,32 +129,39 @@ def _unpin_revert(m: MarketState, rec: dict[str, Any]) -> None:
 
 
 # --- exploit: a loss and a pause -------------------------------------------------------------
-def _exploit_start(m: MarketState, spec: Mapping[str, Any], rec: dict[str, Any], p: Params) -> None:
-    v = m.venue(spec.get("venue"))
-    rec["venue"] = v.id
-    f = p.num("loss_fraction", 0.5, 0.0, 1.0)
+def strike(m: MarketState, v: VenueModel, f: float) -> None:
+    """An exploit lands: the pool and our position lose ``f`` and the venue pauses (an earn
+    product stops redeeming). Used by ``exploit`` at once and by ``exploit_path`` after its lead."""
     apply_loss(m, v, f)
     v.paused = True
     if v.kind == "fixed":
         v.can_redeem = False  # type: ignore[attr-defined]
+
+
+def unpause(v: VenueModel) -> None:
+    """The venue reopens when its exploit scenario ends."""
+    v.paused = False
+    if v.kind == "fixed":
+        v.can_redeem = True  # type: ignore[attr-defined]
+
+
+def _exploit_start(m: MarketState, spec: Mapping[str, Any], rec: dict[str, Any], p: Params) -> None:
+    v = m.venue(spec.get("venue"))
+    rec["venue"] = v.id
+    f = p.num("loss_fraction", 0.5, 0.0, 1.0)
+    strike(m, v, f)
     rec["params"] = {"loss_fraction": f}
 
 
 def _exploit_revert(m: MarketState, rec: dict[str, Any]) -> None:
-    v = m.by_id[rec["venue"]]
-    v.paused = False
-    if v.kind == "fixed":
-        v.can_redeem = True  # type: ignore[attr-defined]
+    unpause(m.by_id[rec["venue"]])
 
 
 # --- slashing: a socialised loss at the next Lido report, bunker mode --------------------------
 def _slashing_start(
     m: MarketState, spec: Mapping[str, Any], rec: dict[str, Any], p: Params
 ) -> None:
-    v = m.venue(spec.get("venue"))
-    rec["venue"] = v.id
-    if not isinstance(v, StakingVenue):
-        raise MarketError("venue", "slashing applies to staking venues")
+    v = target_of(m, spec, rec, StakingVenue, "slashing")
     n = int(p.num("validators", 100, 1, 1_000_000))
     loss = lido.slashing_loss_fraction(n, v.total_pooled_eth, v.c.total_staked_eth)
     v.pending_loss = 1.0 - (1.0 - v.pending_loss) * (1.0 - loss)
@@ -160,21 +195,11 @@ def _crunch_start(m: MarketState, spec: Mapping[str, Any], rec: dict[str, Any], 
 
 # --- depeg: a stable token's price on one chain -------------------------------------------------
 def _depeg_start(m: MarketState, spec: Mapping[str, Any], rec: dict[str, Any], p: Params) -> None:
-    chain, sym = spec.get("chain"), spec.get("token")
-    if not isinstance(chain, str) or chain not in m.cfg.chains:
-        raise MarketError("chain", f"unknown chain {chain!r}")
-    tok = m.cfg.chains[chain].tokens.get(sym) if isinstance(sym, str) else None
-    if tok is None or tok.kind != "stable":
-        raise MarketError("token", f"chain {chain} has no stable token {sym!r}")
+    chain, sym = stable_target(m, spec)
     price = p.num("price", 0.95, 0.0001, 2.0)
     recover = p.flag("recover", True)
     m.marks[f"{chain}:{sym}"] = price
     rec.update(chain=chain, token=sym, params={"price": price, "recover": recover})
-
-
-def _depeg_revert(m: MarketState, rec: dict[str, Any]) -> None:
-    if rec["params"]["recover"]:
-        m.marks.pop(f"{rec['chain']}:{rec['token']}", None)
 
 
 # --- bridge_halt: a chain's bridging stops ------------------------------------------------------
@@ -206,7 +231,7 @@ def _halt_revert(m: MarketState, rec: dict[str, Any]) -> None:
 BASIC_KINDS: dict[str, ScenarioKind] = {
     "rate_spike": ScenarioKind(_rate_spike_start, _unpin_revert),
     "exploit": ScenarioKind(_exploit_start, _exploit_revert),
-    "depeg": ScenarioKind(_depeg_start, _depeg_revert),
+    "depeg": ScenarioKind(_depeg_start, release_mark),
     "slashing": ScenarioKind(_slashing_start, _slashing_revert),
     "bridge_halt": ScenarioKind(_halt_start, _halt_revert),
     "liquidity_crunch": ScenarioKind(_crunch_start, _unpin_revert),

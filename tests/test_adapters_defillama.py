@@ -22,37 +22,7 @@ from adapters.curves import DilutedCurve, FlatCurve, LpCurve
 from adapters.errors import FeedError
 from adapters.models import LlamaChart, LlamaPool, parse
 from core.config import VenueConfig
-
-FIELDS = {
-    "chain",
-    "project",
-    "symbol",
-    "tvlUsd",
-    "apyBase",
-    "apyReward",
-    "apy",
-    "rewardTokens",
-    "pool",
-    "apyPct1D",
-    "apyPct7D",
-    "apyPct30D",
-    "stablecoin",
-    "ilRisk",
-    "exposure",
-    "predictions",
-    "poolMeta",
-    "mu",
-    "sigma",
-    "count",
-    "outlier",
-    "underlyingTokens",
-    "il7d",
-    "apyBase7d",
-    "apyMean30d",
-    "volumeUsd1d",
-    "volumeUsd7d",
-    "apyBaseInception",
-}
+from tests.llama_fields import LLAMA_POOL_FIELDS
 
 STETH = {
     "chain": "Ethereum",
@@ -221,9 +191,9 @@ CHART = {
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda r: r["project"])
 def test_every_documented_field_parses(row: dict[str, Any]) -> None:
-    assert set(row) == FIELDS and len(FIELDS) == 28
+    assert set(row) == LLAMA_POOL_FIELDS and len(LLAMA_POOL_FIELDS) == 28
     pool = parse(LlamaPool, row, "pools")
-    for name in FIELDS:
+    for name in LLAMA_POOL_FIELDS:
         value = getattr(pool, name)
         if row[name] is None:
             assert value is None, name
@@ -234,7 +204,7 @@ def test_every_documented_field_parses(row: dict[str, Any]) -> None:
 REQUIRED = {"pool", "tvlUsd", "apyBase"}
 #: read when present (emissions, LP volatility, a diagnostic)
 READ_IF_PRESENT = {"apyReward", "rewardTokens", "ilRisk", "volumeUsd1d"}
-NEVER_READ = sorted(FIELDS - REQUIRED - READ_IF_PRESENT)
+NEVER_READ = sorted(LLAMA_POOL_FIELDS - REQUIRED - READ_IF_PRESENT)
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))

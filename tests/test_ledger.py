@@ -48,6 +48,31 @@ def test_unbalanced_and_overdrawn_transactions_are_refused(ledger):
     assert ledger.audit() == []
 
 
+def test_posts_inside_atomically_commit_together_or_not_at_all(tmp_path, ledger):
+    """A sync's accruals are one transaction: a refused post inside it undoes the others, a
+    refused post inside it that the caller catches undoes only itself (a savepoint), and what
+    commits survives a reopen."""
+    one = usd_to_units("10")
+    with pytest.raises(LedgerError, match="negative"), ledger.atomically():
+        ledger.post(T0, "accrual", [("position:a", one), ("income:a", -one)])
+        ledger.post(T0, "accrual", [("position:b", -one), ("income:b", one)])  # b holds nothing
+    assert ledger.balances().positions_units == {}
+    with ledger.atomically():
+        ledger.post(T0, "accrual", [("position:a", one), ("income:a", -one)])
+        with pytest.raises(LedgerError):
+            ledger.post(T0, "accrual", [("position:b", -one), ("income:b", one)])
+        ledger.mark_reconciled("a", T0, 0.05)
+    assert ledger.balances().positions_units == {"a": one}
+    assert ledger.audit() == [] and ledger.verify() == []
+    ledger.close()
+    again = Ledger(tmp_path / "ledger.sqlite3")
+    try:
+        assert again.balances().positions_units == {"a": one}
+        assert "a" in again.last_reconciled()
+    finally:
+        again.close()
+
+
 def test_write_ahead_move_survives_a_restart_and_books_once(tmp_path, ledger):
     amount = usd_to_units("250000.123456")
     ledger.begin_move(T0, "k1", {"action": "deposit", "venue_id": "a", "idempotency_key": "k1"})

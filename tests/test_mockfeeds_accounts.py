@@ -61,3 +61,22 @@ async def test_the_header_selects_the_account_over_http(mk):
     assert [r["venue"] for r in mine["positions"]] == [AAVE]
     default = await (await client.get("/paper/v1/positions")).json()
     assert default["positions"] == []
+
+
+async def test_a_background_save_never_replaces_a_fill_made_durable_after_it(tmp_path):
+    """The market's periodic save encodes and writes in a worker thread; a paper fill saves
+    synchronously (durable before it is acknowledged). A background dump taken before the fill
+    that reaches the disk after it is dropped, so the fill is what a restart loads."""
+    path = tmp_path / "state.json"
+    m = Market.from_config(cfg(), state_path=path)
+    older = m._numbered_state()  # the ticker's dump, its thread not yet scheduled
+    deposit(m, "v-a", "1000.000000", "k")  # saves at once (paper_api: save_if_dirty)
+    m.write_state(older, path)  # the slow thread finally writes: dropped
+    again = Market.from_config(cfg(), state_path=path)
+    assert positions(again, "v-a") == {AAVE: "1000.000000"}
+    # and the off-loop save itself writes what is newer
+    deposit(m, "v-a", "500.000000", "k2")
+    m.dirty = True
+    await m.save_if_dirty_off_loop()
+    assert not m.dirty
+    assert positions(Market.from_config(cfg(), state_path=path), "v-a") == {AAVE: "1500.000000"}

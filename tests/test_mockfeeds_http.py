@@ -14,38 +14,9 @@ from mockfeeds.generate import generate_market
 from mockfeeds.market import Market
 from protocols import aave, compound
 from protocols.aave import from_ray
+from tests.llama_fields import LLAMA_POOL_FIELDS
 
 DAY = 86_400.0
-LLAMA_FIELDS = {
-    "chain",
-    "project",
-    "symbol",
-    "tvlUsd",
-    "apyBase",
-    "apyReward",
-    "apy",
-    "rewardTokens",
-    "pool",
-    "apyPct1D",
-    "apyPct7D",
-    "apyPct30D",
-    "stablecoin",
-    "ilRisk",
-    "exposure",
-    "predictions",
-    "poolMeta",
-    "mu",
-    "sigma",
-    "count",
-    "outlier",
-    "underlyingTokens",
-    "il7d",
-    "apyBase7d",
-    "apyMean30d",
-    "volumeUsd1d",
-    "volumeUsd7d",
-    "apyBaseInception",
-}
 ARB_ROUTE = {
     "inputToken": "0xaf88d065e77c8cc2239327c5edb3a432268e5831",
     "outputToken": "0x833589fcd6edb6e08f4c7c32d4f71b54bda02913",
@@ -151,7 +122,7 @@ async def test_defillama_pools_and_chart(mk: tuple[Market, Any]) -> None:
     body = await (await client.get("/defillama/pools")).json()
     assert body["status"] == "success" and len(body["data"]) == 8
     for row in body["data"]:
-        assert set(row) == LLAMA_FIELDS
+        assert set(row) == LLAMA_POOL_FIELDS
         assert row["apy"] == pytest.approx(max(0.0, row["apyBase"] + (row["apyReward"] or 0.0)))
         assert row["count"] == 30
     lp = next(r for r in body["data"] if r["project"] == "uniswap-v2")

@@ -57,7 +57,7 @@ from vault.executor import (
 )
 from vault.export import ExportExecutor
 from vault.guard_store import GuardStore
-from vault.guarding import GuardRunner
+from vault.guarding import GuardRunner, ledger_earned_usd
 from vault.httpguard import GuardLimits, GuardStats, start_guarded_site
 from vault.integrity import LedgerWatch, audit_file, open_verified
 from vault.ledger import Ledger, LedgerError
@@ -350,7 +350,7 @@ class Daemon(OperatorHooks):
             store=self.guard_store,
             metrics=self.metrics,
             venues=list(self.venues),
-            earned_usd=self._earned_usd,
+            earned_usd=ledger_earned_usd(self.ledger, list(self.venues)),
         )
         self.guard, self.guard_state = runner, runner.state
         self.metrics.set_build_info(VERSION)
@@ -681,10 +681,6 @@ class Daemon(OperatorHooks):
         self.metrics.record_rebalance("failed", "not_run", None)
         with contextlib.suppress(sqlite3.Error):
             self._export_portfolio()
-
-    def _earned_usd(self) -> dict[str, float]:
-        """The yield the books credited to each venue so far (the loss guard's realized return)."""
-        return {v: -units_to_usd(self.ledger.account(f"income:{v}")) for v in self.venues}
 
     def cycle_deps(self) -> CycleDeps:
         """What ``run_cycle`` works with in this daemon (the solver in a worker thread)."""

@@ -227,7 +227,7 @@ class PaperExecutor:
         held = usd_to_units(found.group(1))
         return held if 0 < held < asked else None
 
-    def _postings(
+    def postings_for(
         self, move: Move, amount: int, res: Mapping[str, Any]
     ) -> tuple[int, list[tuple[str, int]]]:
         """What the venue's answer means for the books: (applied units, balanced postings)."""
@@ -307,7 +307,7 @@ class PaperExecutor:
                 )
             try:
                 res = await self._call("POST", path, body)
-                applied, postings = self._postings(move, usd_to_units(body["amount_usd"]), res)
+                applied, postings = self.postings_for(move, usd_to_units(body["amount_usd"]), res)
             except VenueRefused as exc:
                 self._ledger.abandon_move(move.idempotency_key)
                 smaller = self._whole_position(move, body, exc) if attempt == 1 else None
@@ -449,7 +449,7 @@ class PaperExecutor:
             if len(match) != 1:
                 return result(MoveStatus.UNKNOWN, detail=f"{why}: its queued withdrawal not found")
             answer = {**answer, "status": "queued", "withdrawal_id": match[0]["withdrawal_id"]}
-        _, postings = self._postings(move, amount, answer)
+        _, postings = self.postings_for(move, amount, answer)
         # It happened when it was written: what the position earned since then is accrual the
         # reconciliation may explain from that time on, not from now.
         written = datetime.fromisoformat(pending["written_at"])

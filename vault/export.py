@@ -19,7 +19,7 @@ venue with proportional fee ``f`` bps, or across a bridge with fee ``f_b`` bps, 
 
 The signer reports each move with ``POST /api/v1/plans/{id}/results``; a ``done`` report is turned
 into the venue answer the paper executor would have received and booked by the paper executor's
-own booking code (``PaperExecutor._postings`` and ``Ledger.finish_move``, under the same
+own booking code (``PaperExecutor.postings_for`` and ``Ledger.finish_move``, under the same
 idempotency key, so a repeated report books nothing twice); ``failed`` abandons the intent.
 
 Until every move is reported the moves stay pending, so the daemon holds (books no yield, plans
@@ -251,7 +251,7 @@ class ExportExecutor:
             with contextlib.suppress(OutcomeUnknown):
                 await self._reader.settle_in_flight()
         try:
-            applied, postings = self._reader._postings(move, amount, answer)
+            applied, postings = self._reader.postings_for(move, amount, answer)
         except (OutcomeUnknown, KeyError, ValueError) as exc:
             raise ReportError(400, "results", f"{key}: {exc}") from None
         try:

@@ -11,7 +11,9 @@ Each call (once per rebalance cycle, the ``guard`` step of ``vault/cycle.py``):
    (``data_dir/guards.sqlite3``), so a tripped breaker survives a restart or a SIGKILL;
 5. logs one ``guard`` line per event with its evidence and exports ``yieldvault_guard_*``.
 
-The backtester calls :class:`guard.Guards` directly with the state kept in memory.
+The backtester's ``--market`` driver (``backtest/simulated.py``) runs the same runner with no store
+(the state kept in memory, passed from one cycle's outcome to the next as the daemon does); the
+history replay's ``ours_guarded`` calls :class:`guard.Guards` directly.
 """
 
 from __future__ import annotations
@@ -22,13 +24,25 @@ from datetime import datetime
 
 import structlog
 
+from core.money import units_to_usd
 from core.types import Directives, PortfolioState, VenueSnapshot
 from guard import EMPTY, GUARDS, EventKind, Guards, GuardSettings, GuardState
 from guard.breaker import Event
 from vault.guard_store import GuardStore
+from vault.ledger import Ledger
 from vault.metrics import Metrics
 
 log = structlog.get_logger("vault.guard")
+
+
+def ledger_earned_usd(ledger: Ledger, venues: Sequence[str]) -> Callable[[], dict[str, float]]:
+    """The yield the books credited to each venue so far: ``-income:<venue>`` in USD (the loss
+    guard's realized return; income accounts are credit-normal, so their balance is negative)."""
+
+    def earned() -> dict[str, float]:
+        return {v: -units_to_usd(ledger.account(f"income:{v}")) for v in venues}
+
+    return earned
 
 
 class GuardRunner:

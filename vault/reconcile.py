@@ -130,50 +130,39 @@ def reconcile(
     Returns the checks that are (still) breaks. A venue with an open break is never booked here,
     even when its report later falls back inside the bound: only an operator closes a break.
     """
-    with ledger.atomically():  # the whole sync or none of it, one fsync
-        return _reconcile(ledger, reported_units, rates_apr, now, cfg, kinds)
-
-
-def _reconcile(
-    ledger: Ledger,
-    reported_units: Mapping[str, int],
-    rates_apr: Mapping[str, float],
-    now: datetime,
-    cfg: ReconcileSettings,
-    kinds: Mapping[str, str] | None,
-) -> list[VenueCheck]:
-    books = {v: u for v, u in ledger.balances().positions_units.items()}
-    last = ledger.last_reconciled()
-    first = ledger.first_postings("position:")
-    open_breaks = {b.venue: b for b in ledger.open_breaks()}
-    breaks: list[VenueCheck] = []
-    for venue in sorted(set(books) | set(reported_units)):
-        b, r = books.get(venue, 0), reported_units.get(venue, 0)
-        if b == 0 and r == 0 and venue not in open_breaks:
-            ledger.mark_reconciled(venue, now, 0.0)  # agreed at nothing: a re-entry starts here
-            continue
-        since = last.get(venue) or ((first[venue], 0.0) if venue in first else None)
-        apr = float(rates_apr.get(venue, 0.0))
-        mark = cfg.mark_tolerance_ratio.get((kinds or {}).get(venue, ""), 0.0)
-        check = check_venue(venue, b, r, apr, since, now, cfg, mark)
-        if check.ok and venue not in open_breaks:
-            if check.difference_units:
-                ledger.post(
-                    now,
-                    "accrual",
-                    [
-                        (f"position:{venue}", check.difference_units),
-                        (f"income:{venue}", -check.difference_units),
-                    ],
-                    memo=venue,
-                )
-            ledger.mark_reconciled(venue, now, max(apr, 0.0))
-            continue
-        # An open break keeps the reason it was opened for while the report wanders back.
-        reason = check.reason() if not check.ok else open_breaks[venue].reason
-        ledger.record_break(now, venue, b, r, check.explained_units, reason)
-        breaks.append(check)
-    return breaks
+    with ledger.atomically():  # the whole sync or none of it: one fsync
+        books = {v: u for v, u in ledger.balances().positions_units.items()}
+        last = ledger.last_reconciled()
+        first = ledger.first_postings("position:")
+        open_breaks = {b.venue: b for b in ledger.open_breaks()}
+        breaks: list[VenueCheck] = []
+        for venue in sorted(set(books) | set(reported_units)):
+            b, r = books.get(venue, 0), reported_units.get(venue, 0)
+            if b == 0 and r == 0 and venue not in open_breaks:
+                ledger.mark_reconciled(venue, now, 0.0)  # agreed at nothing: a re-entry starts here
+                continue
+            since = last.get(venue) or ((first[venue], 0.0) if venue in first else None)
+            apr = float(rates_apr.get(venue, 0.0))
+            mark = cfg.mark_tolerance_ratio.get((kinds or {}).get(venue, ""), 0.0)
+            check = check_venue(venue, b, r, apr, since, now, cfg, mark)
+            if check.ok and venue not in open_breaks:
+                if check.difference_units:
+                    ledger.post(
+                        now,
+                        "accrual",
+                        [
+                            (f"position:{venue}", check.difference_units),
+                            (f"income:{venue}", -check.difference_units),
+                        ],
+                        memo=venue,
+                    )
+                ledger.mark_reconciled(venue, now, max(apr, 0.0))
+                continue
+            # An open break keeps the reason it was opened for while the report wanders back.
+            reason = check.reason() if not check.ok else open_breaks[venue].reason
+            ledger.record_break(now, venue, b, r, check.explained_units, reason)
+            breaks.append(check)
+        return breaks
 
 
 class NoOpenBreak(ValueError):

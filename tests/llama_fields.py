@@ -1,0 +1,35 @@
+"""The 28 fields DefiLlama documents for a row of ``GET /pools`` (https://yields.llama.fi/pools,
+the yields API's reference): what the simulated market serves and the adapter is tested against."""
+
+LLAMA_POOL_FIELDS = frozenset(
+    {
+        "chain",
+        "project",
+        "symbol",
+        "tvlUsd",
+        "apyBase",
+        "apyReward",
+        "apy",
+        "rewardTokens",
+        "pool",
+        "apyPct1D",
+        "apyPct7D",
+        "apyPct30D",
+        "stablecoin",
+        "ilRisk",
+        "exposure",
+        "predictions",
+        "poolMeta",
+        "mu",
+        "sigma",
+        "count",
+        "outlier",
+        "underlyingTokens",
+        "il7d",
+        "apyBase7d",
+        "apyMean30d",
+        "volumeUsd1d",
+        "volumeUsd7d",
+        "apyBaseInception",
+    }
+)
