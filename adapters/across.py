@@ -15,6 +15,13 @@ takes and that closes the gap), and round trips per year
 ``N = min(SPY / (2 * expectedFillTimeSec), round_trips_per_day * 365)``: the fill time bounds how
 often inventory can go there and back; the gap reopening bounds how often a round pays
 (``across.arb_income_per_year_usd``).
+
+Quote curve: the fee grows with the amount (the LP fee is the hub pool's rate averaged over the
+utilization move the transfer causes), so the quote is also asked at ``params.quote_amounts_usd``;
+state ``quote_amount_usd_k`` / ``quote_fee_pct_k`` (LP + capital fee, no gas; ``k = 0`` is
+``quote_amount_usd``) is what the optimizer prices every bridge leg with (optimizer/costs.py). A
+sample the route refuses (above its maxDeposit, a failed fetch) is left out; the venue stands on
+its main quote.
 """
 
 from __future__ import annotations
@@ -46,6 +53,9 @@ class AcrossParams(Params):
     input_decimals: Annotated[int, Field(ge=0, le=36)] = 6
     # the size the fee quote is asked for
     quote_amount_usd: Annotated[float, Field(gt=0)] = 10_000.0
+    # more sizes the quote is sampled at (one more request each): the fee curve the optimizer
+    # prices bridge legs with (optimizer/costs.py); none: legs are priced at the linear bridge_fee_bps
+    quote_amounts_usd: tuple[Annotated[float, Field(gt=0)], ...] = ()
     # None: settings.bridge_round_trips_per_day
     round_trips_per_day: Annotated[float, Field(gt=0)] | None = None
     limits_endpoint: bool = False  # read /api/limits instead of the quote's embedded limits
@@ -81,6 +91,15 @@ class AcrossAdapter(Adapter):
         ]
         if params.limits_endpoint:
             endpoints.append(Endpoint(self.feed, f"{base_url}/api/limits", route))
+        for usd in params.quote_amounts_usd:
+            units = str(round(usd * 10**params.input_decimals))
+            endpoints.append(
+                Endpoint(
+                    self.feed,
+                    f"{base_url}/api/suggested-fees",
+                    tuple(sorted((*route, ("amount", units)))),
+                )
+            )
         pair = (params.origin_price_coin, params.destination_price_coin)
         return VenuePlan(
             venue,
@@ -150,6 +169,7 @@ class AcrossAdapter(Adapter):
                 / probe
             )
             ctx.check_apr(today, f"{where} arbitrage APR at today's gap {spread:.4%}")
+        quotes = self._quote_curve(plan, ctx, where, fee_pct)
         return VenueSnapshot(
             venue=plan.config.to_venue(),
             observed_at=fees.timestamp,
@@ -173,8 +193,33 @@ class AcrossAdapter(Adapter):
                 "round_trips_per_year": trips,
                 "is_amount_too_low": float(fees.isAmountTooLow),
                 "position_usd": position_usd,
+                **quotes,
             },
         )
+
+    @staticmethod
+    def _quote_curve(
+        plan: VenuePlan, ctx: BuildContext, where: str, fee_pct: float
+    ) -> dict[str, float]:
+        """``quote_amount_usd_k`` / ``quote_fee_pct_k``: the main quote, then each sampled size the
+        route answered (a refused or malformed sample is skipped: it prices no leg)."""
+        p: AcrossParams = plan.params
+        out = {"quote_amount_usd_0": p.quote_amount_usd, "quote_fee_pct_0": fee_pct}
+        first = 2 if p.limits_endpoint else 1
+        k = 1
+        for usd, ep in zip(p.quote_amounts_usd, plan.endpoints[first:], strict=False):
+            try:
+                q: AcrossSuggestedFees = ctx.model(
+                    ep, AcrossSuggestedFees, f"{where} suggested-fees at {usd:,.0f} USD"
+                )
+            except FeedError:
+                continue
+            pct = (q.lpFee.pct + q.relayerCapitalFee.pct) / PCT_SCALE
+            if 0.0 <= pct < 1.0:
+                out[f"quote_amount_usd_{k}"] = float(usd)
+                out[f"quote_fee_pct_{k}"] = pct
+                k += 1
+        return out
 
     @staticmethod
     def _history_spreads(ctx: BuildContext, p: AcrossParams) -> tuple[float, ...]:

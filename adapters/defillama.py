@@ -130,7 +130,12 @@ class DefiLlamaAdapter(Adapter):
             if capacity < curve.capacity_usd:
                 curve.capacity_usd = capacity
             state.update(
-                sigma_annual=sigma, il_apr=uniswap.lvr_apr(sigma), implied_volume_usd_1d=volume_1d
+                sigma_annual=sigma,
+                il_apr=uniswap.lvr_apr(sigma),
+                implied_volume_usd_1d=volume_1d,
+                # the pool's swap fee: the optimizer prices a zap in or out from it and the
+                # reserves (optimizer/costs.py)
+                swap_fee=p.fee,
             )
             if row.volumeUsd1d is not None:
                 state["volume_usd_1d_feed"] = row.volumeUsd1d

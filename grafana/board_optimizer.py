@@ -237,6 +237,27 @@ def optimizer() -> dict[str, Any]:
                         ),
                     ],
                 ),
+                (
+                    8,
+                    [
+                        (
+                            24,
+                            timeseries(
+                                "Move costs: predicted vs executed, by kind",
+                                "USD per second of executed moves' costs by kind (bridge, LP entry/exit, lending deposit/withdraw, other), as the plan predicted them and as booked (fees and gas); the two lines of a kind should lie on top of each other (optimizer README §3a).",
+                                [
+                                    target(
+                                        "sum by (kind, basis) (rate(yieldvault_move_cost_usd_total[$__rate_interval]))",
+                                        "{{kind}} {{basis}}",
+                                        "A",
+                                    ),
+                                ],
+                                "currencyUSD",
+                                min_=0,
+                            ),
+                        ),
+                    ],
+                ),
             ]
         ),
     )

@@ -77,6 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--ours-only", action="store_true", help="no naive and no cvxpy runs (peak RSS is ours)"
     )
     ps.add_argument("--json", action="store_true", help="JSON output (the only format)")
+    pc = sub.add_parser(
+        "costs", help="the soak: predicted vs paid move costs per kind, convex vs linear model"
+    )
+    pc.add_argument("--venues", type=int, default=1000)
+    pc.add_argument("--nav-usd", type=float, default=50_000_000.0)
+    pc.add_argument("--seed", type=int, default=0)
+    pc.add_argument("--invested-share", type=float, default=0.5)
+    pc.add_argument("--json", action="store_true", help="JSON output (the only format)")
     pq = sub.add_parser("quality", help="net yield vs reference and baselines on seeded markets")
     pq.add_argument("--seed", type=int, default=0)
     add_quality_options(pq)
@@ -91,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             naive=not args.ours_only,
             reference=not args.ours_only,
         )
+    elif args.what == "costs":
+        from optimizer.bench_costs import bench_costs
+
+        out = bench_costs(args.venues, args.nav_usd, args.seed, args.invested_share)
     else:
         out = bench_quality(
             args.seed, scenarios_only=args.scenarios, steady_cycles=args.steady_cycles

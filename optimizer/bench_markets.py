@@ -25,6 +25,8 @@ from optimizer.testing import (
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+#: the quality markets' LP pools pay a zap (Uniswap v2 fee) on every move (README §3a)
+LP_SWAP_FEE = 0.003
 
 
 def peak_rss_mb() -> float:
@@ -140,14 +142,14 @@ def _stale(market: Market, limits: RiskLimits, seed: int, exit_share: float = 1.
 
 def quality_scenarios(seed: int) -> list[tuple[str, Market, RiskLimits]]:
     out = []
-    m = random_market(30, seed, nav_usd=10_000_000.0)
+    m = random_market(30, seed, nav_usd=10_000_000.0, lp_swap_fee=LP_SWAP_FEE)
     out.append(("loose", m, RiskLimits(min_idle_ratio=0.02, max_venue_ratio=0.5)))
-    m = random_market(40, seed + 1, nav_usd=10_000_000.0)
+    m = random_market(40, seed + 1, nav_usd=10_000_000.0, lp_swap_fee=LP_SWAP_FEE)
     out.append(("binding_limits", m, all_limits(m).model_copy(update={"max_turnover_ratio": None})))
-    m = random_market(40, seed + 2, nav_usd=10_000_000.0)
+    m = random_market(40, seed + 2, nav_usd=10_000_000.0, lp_swap_fee=LP_SWAP_FEE)
     limits = all_limits(m).model_copy(update={"max_turnover_ratio": 0.3})
     out.append(("rebalance_with_turnover", _stale(m, limits, seed + 2), limits))
-    m = random_market(25, seed + 3, nav_usd=50_000_000.0)
+    m = random_market(25, seed + 3, nav_usd=50_000_000.0, lp_swap_fee=LP_SWAP_FEE)
     out.append(
         (
             "heavy_rate_impact",
@@ -159,7 +161,7 @@ def quality_scenarios(seed: int) -> list[tuple[str, Market, RiskLimits]]:
             ),
         )
     )
-    m = random_market(30, seed + 4, nav_usd=10_000_000.0, frozen_share=0.2)
+    m = random_market(30, seed + 4, nav_usd=10_000_000.0, frozen_share=0.2, lp_swap_fee=LP_SWAP_FEE)
     limits = all_limits(m)
     out.append(("frozen_and_exit_bounds", _stale(m, limits, seed + 4, exit_share=0.3), limits))
     m = composite_market(seed + 5, nav_usd=10_000_000.0)
@@ -172,7 +174,7 @@ def composite_market(seed: int, nav_usd: float) -> Market:
     kinds, dependencies, exit times and state; the protocol math is the adapters'): three loops
     (one whose account health factor has fallen below the limit), two hedged LPs, two NFT
     rentals that take days to sell."""
-    base = random_market(24, seed, nav_usd=nav_usd)
+    base = random_market(24, seed, nav_usd=nav_usd, lp_swap_fee=LP_SWAP_FEE)
     rng = np.random.default_rng(seed)
     extra: list[VenueSnapshot] = []
     for i, hf in enumerate((1.08, 1.10, 1.03)):

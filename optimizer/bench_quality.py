@@ -20,6 +20,7 @@ from optimizer.bench_baselines import (
     within_limits,
 )
 from optimizer.bench_markets import (
+    LP_SWAP_FEE,
     T0,
     drift,
     quality_scenarios,
@@ -216,7 +217,7 @@ def steady_state_quality(
     """The daemon's regime: one Optimizer across cycles, rates drifting 5 % a cycle, holdings
     following each target; every cycle compared with a fresh high-resolution reference."""
     rng = np.random.default_rng(seed + 77)
-    market = random_market(40, seed + 7, nav_usd=10_000_000.0)
+    market = random_market(40, seed + 7, nav_usd=10_000_000.0, lp_swap_fee=LP_SWAP_FEE)
     limits = RiskLimits(
         min_idle_ratio=0.02,
         max_venue_ratio=0.5,

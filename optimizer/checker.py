@@ -44,7 +44,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from core.types import PortfolioState, VenueSnapshot
-from optimizer.checker_rules import CheckReport, check_state_rules
+from optimizer.checker_rules import CheckReport, CostPricer, check_state_rules
 from optimizer.checker_rules import Enough as _Enough
 from optimizer.checker_rules import amounts as _amounts
 from optimizer.checker_rules import ratio as _ratio
@@ -92,6 +92,7 @@ class CheckContext:
         self.limits = limits
         self.settings = settings
         self.in_flight_known = tuple(in_flight_known)
+        self._pricer: CostPricer | None = None
         self.ids = ids = [s.venue.id for s in snaps]
         self.index = {vid: i for i, vid in enumerate(ids)}
         known = set(ids)
@@ -196,6 +197,7 @@ class CheckContext:
         first_only: bool = False,
         bridges: Sequence[tuple[str, str, float]] | None = None,
         home_spend_usd: float = 0.0,
+        plan_cost_usd: float | None = None,
     ) -> CheckReport:
         """Check the allocation ``x`` (USD per venue, in snapshot order) with ``idle_usd`` idle, after a
         plan that cost ``costs_usd`` out of NAV. ``first_only``: stop at the first violation (a caller
@@ -205,7 +207,11 @@ class CheckContext:
         chain: ``I_c + Σ_{i on c} (x0_i - x_i) - Σ_{i on c, queued} (x0_i - x_i)⁺ + in_c - out_c`` (and
         ``- home_spend_usd`` on the home chain: the plan's gas) must not fall below the chain's floor
         (``min_idle_by_chain_usd``, 0 elsewhere): a plan spends no idle a chain does not have. None:
-        the caller does not route (a baseline, a test of other limits), only the total is checked."""
+        the caller does not route (a baseline, a test of other limits), only the total is checked.
+
+        ``plan_cost_usd`` (with ``bridges``): what the plan says moving to ``x`` costs; below the
+        checker's own price (:class:`optimizer.checker_rules.CostPricer`: the same cost curves,
+        priced here from the raw inputs) by more than the tolerance, rule ``cost_pricing`` fails."""
         rep = CheckReport()
         with contextlib.suppress(_Enough):
             self._check(rep, x, idle_usd, costs_usd, unknown_targets, first_only)
@@ -213,7 +219,28 @@ class CheckContext:
                 self._check_chains(
                     rep, np.asarray(x, dtype=float), bridges, home_spend_usd, first_only
                 )
+                if plan_cost_usd is not None:
+                    self._check_pricing(rep, np.asarray(x, dtype=float), bridges, plan_cost_usd)
         return rep
+
+    def _check_pricing(
+        self,
+        rep: CheckReport,
+        x: np.ndarray,
+        bridges: Sequence[tuple[str, str, float]],
+        plan_cost_usd: float,
+    ) -> None:
+        if self._pricer is None:
+            self._pricer = CostPricer(self.snaps, self.x0, self.settings, self.home_chain)
+        own = self._pricer.price_usd(x, bridges)
+        tol = self.settings.check_tolerance_ratio * max(float(self.portfolio.nav_usd), 1.0)
+        rep.utilization["cost_pricing"] = _ratio(own, max(plan_cost_usd, 0.0))
+        if not plan_cost_usd >= own - tol:
+            rep.add(
+                f"cost_pricing: the plan prices its moves at {plan_cost_usd:,.2f} USD, the checker at"
+                f" {own:,.2f} USD (gas, fees, zaps' price impact, the bridge fee curve)",
+                (own - plan_cost_usd) / own if own > 0 else math.inf,
+            )
 
     def _check_chains(
         self,

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.types import VenueSnapshot
-from optimizer.config import RiskLimits
+from optimizer.config import OptimizerSettings, RiskLimits
+from optimizer.costs import bridge_fee_curve, leg_gas_usd
+from protocols import uniswap
 
-__all__ = ["CheckReport", "Enough", "amounts", "check_state_rules", "ratio"]
+__all__ = ["CheckReport", "CostPricer", "Enough", "amounts", "check_state_rules", "ratio"]
 
 
 @dataclass
@@ -108,3 +110,60 @@ def check_state_rules(
                 f"ETH, outside the loop limits, and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD"
             )
     rep.utilization["loop_health"] = worst
+
+
+class CostPricer:
+    """The checker's own price of a plan (USD), from the raw inputs: every venue move pays its gas
+    plus ``fee_bps`` of the amount, except a venue whose snapshot names its pool's ``swap_fee``,
+    which pays its zap (``protocols.uniswap.zap_cost_usd`` against the pool's TVL with our
+    position); every bridge leg pays the Across fee curve (:func:`optimizer.costs.bridge_fee_curve`,
+    the same curve the model and the plan use) plus its fill gas. ``cost_model: linear``: fee_bps
+    and the linear bridge fee only. A plan that prices itself below this by more than the
+    tolerance under-budgets its own costs (rule ``cost_pricing``)."""
+
+    def __init__(
+        self,
+        snaps: Sequence[VenueSnapshot],
+        x0: np.ndarray,
+        settings: OptimizerSettings,
+        home_chain: str,
+    ) -> None:
+        self.settings = settings
+        self.x0 = x0
+        rows = [
+            (
+                s.venue.costs.deposit_usd,
+                s.venue.costs.withdraw_usd,
+                s.venue.costs.fee_bps / 1e4,
+                float(s.state.get("swap_fee", math.nan)),
+                float(s.tvl_usd),
+            )
+            for s in snaps
+        ]
+        a = np.array(rows, dtype=float).reshape(len(snaps), 5)
+        self.gas_in, self.gas_out, fee, swap, tvl = a.T
+        self.zap = (
+            np.isfinite(swap) & (swap >= 0) & (swap < 1) & np.isfinite(tvl) & (tvl > 0)
+            if settings.cost_model != "linear"
+            else np.zeros(len(snaps), dtype=bool)
+        )
+        self.fee = np.where(self.zap, 0.0, fee)
+        self.swap = np.where(self.zap, swap, 0.0)
+        self.pool = np.where(self.zap, tvl, 0.0) + x0
+        self.bridge = bridge_fee_curve(snaps, settings, home_chain)
+
+    def price_usd(self, x: np.ndarray, bridges: Sequence[tuple[str, str, float]]) -> float:
+        delta = np.asarray(x, dtype=float) - self.x0
+        # below one base unit (1e-6 USD) is no move: the plan's x0 went through NAV units and back,
+        # a hair off the books' position (at 10k venues that charged ~150 venues' gas for nothing)
+        delta = np.where(np.abs(delta) < 1e-6, 0.0, delta)
+        moved = delta != 0
+        gas = np.where(delta > 0, self.gas_in, self.gas_out)
+        zap_in = uniswap.zap_cost_usd(np.maximum(delta, 0.0), self.pool, self.swap, exit=False)
+        zap_out = uniswap.zap_cost_usd(np.maximum(-delta, 0.0), self.pool, self.swap, exit=True)
+        zap = np.where(self.zap, zap_in + zap_out, 0.0)
+        venues = float(np.where(moved, gas + self.fee * np.abs(delta) + zap, 0.0).sum())
+        legs = sum(
+            float(self.bridge(u)) + leg_gas_usd(self.settings, dest) for _, dest, u in bridges
+        )
+        return venues + legs

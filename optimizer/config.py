@@ -91,6 +91,13 @@ class OptimizerSettings(Strict):
     # -- cross-chain moves: idle sits on the home chain; a move to or from another chain adds a bridge leg
     bridge_fee_bps: Annotated[float, Field(ge=0, le=10_000)] = 5.0  # Across-like LP + relayer fee
     bridge_gas_usd: Annotated[float, Field(ge=0)] = 2.0  # origin-chain gas of one bridge deposit
+    # gas of a bridge leg onto each chain (Across charges the relayer's fill there), USD; a chain
+    # not listed pays bridge_gas_usd
+    bridge_gas_by_chain_usd: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    # "convex": move costs grow with the amount (Across' fee from its sampled quotes, LP zaps' price
+    # impact from the pool's reserves; optimizer/costs.py, README §3a); "linear": bridge_fee_bps and
+    # every venue's fee_bps, the model before size-dependent costs
+    cost_model: Literal["convex", "linear"] = "convex"
     # ~15 min fill time; adds to exit_days off-home
     bridge_days: Annotated[float, Field(ge=0)] = 0.01
     # a withdrawal from a venue whose own exit_days is at most this pays out at once and can fund the

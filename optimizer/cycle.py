@@ -15,7 +15,8 @@ from numpy.typing import NDArray
 
 from core.types import PortfolioState, Venue, VenueSnapshot
 from optimizer.config import OptimizerSettings, RiskLimits
-from optimizer.pwl import FitCache, PiecewiseLinear, fit_pwl
+from optimizer.costs import ConvexCost, ZapPools, bridge_fee_curve, leg_gas_usd
+from optimizer.pwl import FitCache, PiecewiseLinear, evaluate_curves, fit_pwl
 from optimizer.state_rules import state_caps_usd
 
 FloatArray = NDArray[np.float64]
@@ -32,17 +33,25 @@ def usable(values: Sequence[float], missing: float = 0.0) -> FloatArray:
 
 
 def cost_rates(
-    venues: Sequence[Venue], settings: OptimizerSettings, home_chain: str, nav_usd: float
+    venues: Sequence[Venue],
+    settings: OptimizerSettings,
+    home_chain: str,
+    nav_usd: float,
+    zap: NDArray[np.bool_] | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """Per-USD one-off cost of moving into / out of each venue (fractions of the amount moved).
 
     ``c_in = fee_bps/1e4 + deposit_gas/(g NAV)``, ``c_out`` likewise with the withdrawal gas, where
     ``g = gas_reference_ratio`` amortises the fixed gas charge over a reference move of ``g NAV`` USD.
+    ``zap``: venues priced by their pool's reserves (:class:`optimizer.costs.ZapPools`): no
+    ``fee_bps`` (the zap's convex cost replaces it, :meth:`CycleData.objective_pieces`).
     Bridging is not a venue's cost: idle is booked per chain and the bridge legs are variables of
-    their own (:func:`bridge_rate`, README §4c), paid only when a chain lacks the idle it spends.
+    their own (:func:`bridge_pieces`, README §4c), paid only when a chain lacks the idle it spends.
     """
     ref = max(settings.gas_reference_ratio * nav_usd, 1e-9)
     fee = np.array([v.costs.fee_bps for v in venues]) / 1e4
+    if zap is not None:
+        fee = np.where(zap, 0.0, fee)
     c_in = fee + np.array([v.costs.deposit_usd for v in venues]) / ref
     c_out = fee + np.array([v.costs.withdraw_usd for v in venues]) / ref
     return c_in, c_out
@@ -52,6 +61,26 @@ def bridge_rate(settings: OptimizerSettings, nav_usd: float) -> float:
     """One-off cost per USD bridged, as a fraction: ``bridge_fee_bps/1e4 + bridge_gas_usd/(g NAV)``."""
     ref = max(settings.gas_reference_ratio * nav_usd, 1e-9)
     return settings.bridge_fee_bps / 1e4 + settings.bridge_gas_usd / ref
+
+
+def bridge_pieces(
+    curve: ConvexCost,
+    settings: OptimizerSettings,
+    chains: Sequence[str],
+    nav_usd: float,
+) -> tuple[FloatArray, FloatArray]:
+    """The bridge legs' convex cost on segments, NAV units: widths ``(J,)`` (the last one
+    unbounded) and slopes ``(2 (C-1), J)`` per NAV unit moved, rows ``home -> c`` for each chain
+    ``c`` but home, then ``c -> home``. Slope = the fee curve's slope on the piece + the leg's gas
+    (onto its destination) amortised over the reference move ``g NAV``."""
+    ref = max(settings.gas_reference_ratio * nav_usd, 1e-9)
+    fee = curve.slopes()
+    widths = np.append(np.diff(curve.amounts_usd)[:-1] / nav_usd, np.inf)
+    home = chains[0] if chains else ""
+    gas = [leg_gas_usd(settings, c) for c in chains[1:]] + [
+        leg_gas_usd(settings, home) for _ in chains[1:]
+    ]
+    return widths, fee[None, :] + np.array(gas, dtype=float)[:, None] / ref
 
 
 def model_chains(venues: Sequence[Venue], home_chain: str) -> tuple[str, ...]:
@@ -123,6 +152,20 @@ class CycleData:
     idle_chain: FloatArray | None = None
     min_idle_chain: FloatArray | None = None
     bridge_rate: float = 0.0
+    # the bridge legs' convex cost on segments (:func:`bridge_pieces`): widths (J,) NAV units, slopes
+    # (2 (C-1), J) per NAV unit, not annualised; None: every leg at bridge_rate
+    bridge_widths: FloatArray | None = None
+    bridge_slopes: FloatArray | None = None
+    # convex move cost (LP zaps, README §3a) of moving each venue from x0 to each breakpoint of its
+    # fit, USD (n, P+1); the fit is of the income net of it, annualised (fit_pwl cost_usd); None: none
+    impact_usd: FloatArray | None = None
+    # venues priced by their pool's reserves (the zap's convex cost): never fitted with two chords
+    zap: NDArray[np.bool_] | None = None
+
+    def linear_fit(self) -> NDArray[np.bool_]:
+        """Venues the two chords around ``x0`` serve exactly: a linear curve and no convex move cost."""
+        linear = self.pwl.linear()
+        return linear if self.zap is None else linear & ~self.zap
 
     def queued_mask(self) -> NDArray[np.bool_]:
         return np.zeros(self.n, dtype=bool) if self.queued is None else self.queued
@@ -165,6 +208,35 @@ class CycleData:
         a = np.where(right_of_x0, slope - c_in, slope + c_out)
         b = np.where(right_of_x0, intercept + c_in * x0, intercept - c_out * x0)
         return a, b
+
+
+def zap_peak_usd(
+    snaps: Sequence[VenueSnapshot],
+    zap: ZapPools,
+    x0_usd: FloatArray,
+    lb_usd: FloatArray,
+    ub_usd: FloatArray,
+    annual: float,
+    settings: OptimizerSettings,
+) -> FloatArray:
+    """The upper bounds with each zap venue's cut where its income net of the annualised zap cost
+    peaks (one grid step beyond, on a grid geometric from x0): past it more capital earns less
+    net of what getting it in costs, so no optimum goes there, and the fit's pieces are spent
+    where the net curve bends (a $25M domain over a $5M pool would put the first breakpoint past
+    the optimum). Venues without a zap, and room at or below x0, are left as they are."""
+    idx = np.nonzero(zap.mask & (ub_usd > x0_usd + 1.0))[0]
+    if len(idx) == 0:
+        return ub_usd
+    g = np.concatenate([[0.0], np.geomspace(1e-5, 1.0, 96)])
+    x0 = x0_usd[idx]
+    grid = x0[:, None] + (ub_usd[idx] - x0)[:, None] * g[None, :]
+    f = evaluate_curves([snaps[int(i)].curve for i in idx], grid, settings.emission_haircut)
+    sub = ZapPools(np.ones(len(idx), dtype=bool), zap.tvl_others_usd[idx], zap.fee[idx])
+    net = f - annual * sub.impact_usd(x0, grid)
+    k = np.minimum(np.argmax(net, axis=1) + 1, len(g) - 1)
+    out = ub_usd.copy()
+    out[idx] = np.maximum(grid[np.arange(len(idx)), k], lb_usd[idx])
+    return out
 
 
 def upper_bounds_usd(
@@ -247,6 +319,16 @@ def build_cycle(
     ub_usd = np.minimum(ub_usd, max(investable_usd, 0.0))
     ub_usd = np.maximum(ub_usd, lb_usd)  # a position we cannot exit stays, caps or not
     budget = None if linear is None else np.where(linear, 0, settings.pieces - 1)
+    # LP zaps (optimizer/costs.py): their convex cost, annualised, is folded into the fit
+    zap = ZapPools.of(snaps, settings)
+    annual = 365.0 / settings.holding_horizon_days
+    if zap.mask.any():
+        budget = None if budget is None else np.where(zap.mask, settings.pieces - 1, budget)
+        ub_usd = zap_peak_usd(snaps, zap, x0_usd, lb_usd, ub_usd, annual, settings)
+
+    def zap_cost(grid: FloatArray) -> FloatArray:
+        return annual * zap.impact_usd(x0_usd, grid)
+
     pwl = fit_pwl(
         [s.curve for s in snaps],
         lb_usd,
@@ -261,9 +343,14 @@ def build_cycle(
         window_usd=window_usd,
         window_share=window_share,
         cache=fit_cache,
+        cost_usd=zap_cost if zap.mask.any() else None,
     )
-    c_in, c_out = cost_rates(venues, settings, home_chain, nav)
+    c_in, c_out = cost_rates(venues, settings, home_chain, nav, zap=zap.mask)
+    impact = zap.impact_usd(x0_usd, pwl.breakpoints) if zap.mask.any() else None
     chains = model_chains(venues, home_chain)
+    widths, slopes = bridge_pieces(
+        bridge_fee_curve(snaps, settings, home_chain), settings, chains, nav
+    )
     where = {c: j for j, c in enumerate(chains)}
     idle_on = portfolio.idle_on(home_chain)
     total_by_chain = float(sum(idle_on.values()))
@@ -302,4 +389,8 @@ def build_cycle(
         idle_chain=idle_chain / nav,
         min_idle_chain=min_chain / nav,
         bridge_rate=bridge_rate(settings, nav),
+        bridge_widths=widths,
+        bridge_slopes=slopes,
+        impact_usd=impact,
+        zap=zap.mask if zap.mask.any() else None,
     )

@@ -170,12 +170,12 @@ class CycleInputs:
             cycle = self._build_cycle(
                 w, snaps, portfolio, linear=model.linear, hint_usd=hint, window_usd=window
             )
-            if not np.any(model.linear & ~cycle.pwl.linear()):
+            if not np.any(model.linear & ~cycle.linear_fit()):
                 w.model_linear = tuple(zip(ids, model.linear.tolist(), strict=True))
                 return cycle, model, False, warm is not None
         # which venues are exactly served by the two chords around x0 (fit all venues that way first)
         probe = self._build_cycle(w, snaps, portfolio, linear=np.ones(len(snaps), dtype=bool))
-        linear = probe.pwl.linear()
+        linear = probe.linear_fit()
         # the remembered fit, unless a venue it fits with two chords is no longer linear
         resumed = remembered is not None and not np.any(remembered & ~linear)
         if resumed and remembered is not None:

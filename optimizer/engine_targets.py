@@ -131,11 +131,19 @@ class TargetSteps(CycleInputs):
         t0 = time.perf_counter()
         ids = [s.venue.id for s in snaps]
         idle = cycle.idle_after_usd(target_usd)  # queued withdrawals are in flight, not idle
+        legs = priced.legs(target_usd) if priced is not None else None
+        plan_cost = None
+        if priced is not None and legs is not None:
+            # what the plan will charge for this target, for the checker's own pricing
+            plan_cost = float(priced.costs_usd(target_usd).sum()) + sum(
+                priced.leg_cost_usd(u, d) for _, d, u in legs
+            )
         report = self._checker(w, snaps, portfolio, cycle).check(
             target_usd,
             idle,
             first_only=first_only,
-            bridges=priced.legs(target_usd) if priced is not None else None,
+            bridges=legs,
+            plan_cost_usd=plan_cost,
         )
         if clock is not None:
             clock.check += time.perf_counter() - t0

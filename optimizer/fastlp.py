@@ -266,27 +266,38 @@ class SegmentLP:
         cost = np.ascontiguousarray(slope.ravel(), dtype=np.float64)
         upper = np.ascontiguousarray(width.ravel(), dtype=np.float64)
         legs = C - 1 if C > 1 else 0
+        J = 0
         if legs:
-            # bridge legs: out_c (home -> c) then back_c (c -> home); -T(out - back) in the chain rows
+            # bridge legs: out_c (home -> c) then back_c (c -> home), each on J segments of its convex
+            # cost (widths w_j, annualised slopes: non-decreasing, so the simplex fills them in order);
+            # -T(out - back) in the chain rows
+            from optimizer.limits import leg_pieces
+
             assert self.chain is not None
-            rate = float(self.chain.rate.value)  # type: ignore[arg-type]  # a Parameter's value, set by update()
-            leg_rows = np.empty(4 * legs, dtype=np.int32)
-            leg_vals = np.empty(4 * legs)
+            w, slopes = leg_pieces(d, legs)
+            J = len(w)
+            annual = 365.0 / self.model.settings.holding_horizon_days
             chain_rows = chain_row0 + np.arange(1, C)
-            for k, sign in ((0, 1.0), (1, -1.0)):  # out, back
-                block = slice(2 * legs * k, 2 * legs * (k + 1))
-                rows_pair = np.stack([np.full(legs, chain_row0), chain_rows], axis=1)
+            cols_rows: list[NDArray[np.int32]] = []
+            cols_vals: list[FloatArray] = []
+            for sign in (1.0, -1.0):  # out, back
+                rows_pair = np.stack([np.full(legs, chain_row0), chain_rows], axis=1)  # (legs, 2)
                 vals_pair = np.stack([np.full(legs, sign), np.full(legs, -sign)], axis=1)
-                leg_rows[block] = rows_pair.ravel()
-                leg_vals[block] = vals_pair.ravel()
+                cols_rows.append(np.repeat(rows_pair, J, axis=0).ravel().astype(np.int32))
+                cols_vals.append(np.repeat(vals_pair, J, axis=0).ravel())
+            leg_rows = np.concatenate(cols_rows)
+            leg_vals = np.concatenate(cols_vals)
+            k = 2 * legs * J
             start = np.concatenate(
-                [start, start[-1] + 2 * np.arange(1, 2 * legs + 1, dtype=np.int32)]
+                [start, start[-1] + 2 * np.arange(1, k + 1, dtype=np.int32)]
             ).astype(np.int32)
             index = np.concatenate([index, leg_rows])
             value = np.concatenate([value, leg_vals])
-            cost = np.concatenate([cost, np.full(2 * legs, -rate)])
-            upper = np.concatenate([upper, np.full(2 * legs, highspy.kHighsInf)])
-            ncol += 2 * legs
+            cost = np.concatenate([cost, -annual * slopes.ravel()])
+            upper = np.concatenate(
+                [upper, np.tile(np.where(np.isfinite(w), w, highspy.kHighsInf), 2 * legs)]
+            )
+            ncol += k
         # the array form of passModel: numpy in, no element-by-element conversion (assigning the
         # HighsLp's index_/value_ vectors from numpy cost ~50 ms at 1k venues, ~0.3 µs an entry)
         h = self.highs
@@ -312,7 +323,11 @@ class SegmentLP:
         warm = self._basis is not None and self._basis_shape == (ncol, nrow)
         settings = self.model.settings
         limit = settings.time_limit_seconds if warm else settings.cold_time_limit_seconds
-        h.setOptionValue("time_limit", float(limit))
+        # HiGHS checks time_limit against the instance's *cumulative* run time (getRunTime), not the
+        # time of this run: after a 30 s cold solve at 10k venues every warm solve "hit" a 10 s
+        # limit at once and fell back to cvxpy (measured: run time 6.2 s, then a 5 s limit stops the
+        # next run after 0.06 s). The limit is set as an offset from where the clock stands.
+        h.setOptionValue("time_limit", float(h.getRunTime()) + float(limit))
         if warm and self._basis is not None:
             # the previous cycle's basis: a valid start, usually a few pivots away
             h.setBasis(self._basis)
@@ -327,8 +342,8 @@ class SegmentLP:
             s = values[: n * S].reshape(n, S)
             out = back = None
             if legs:
-                out = np.maximum(values[n * S : n * S + legs], 0.0)
-                back = np.maximum(values[n * S + legs :], 0.0)
+                seg = np.maximum(values[n * S :], 0.0).reshape(2, legs, J).sum(axis=2)
+                out, back = seg[0], seg[1]
             s = np.clip(s, 0.0, width)
             x = lbx + s.sum(axis=1)
             obj = float(h.getInfo().objective_function_value)

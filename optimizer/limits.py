@@ -113,9 +113,12 @@ class ChainIdle(Limit):
         inflow_c = o_c - r_c  (c ≠ home),    inflow_home = Σ_c (r_c - o_c)
 
     i.e. ``G_c x + G_c^Q w - T (o - r) <= I_c + G_c x0 - m_c`` (``G`` the 0/1 chain membership, ``T``
-    the routing through home; the right-hand side is a Parameter). Every leg costs ``ρ`` per NAV
-    unit, annualised (``bridge_fee_bps`` + ``bridge_gas_usd`` over the reference move), so the
-    optimum bridges only what a chain lacks. Bridges go through home, as the executor's legs do. The
+    the routing through home; the right-hand side is a Parameter). Every leg ``l`` costs a convex
+    piecewise-linear ``κ_l(a) = max_j (s_lj a + b_lj)`` (the Across fee curve plus the leg's gas
+    over the reference move, :func:`optimizer.cycle.bridge_pieces`; one piece at ``bridge_fee_bps``
+    under ``cost_model: linear``), annualised, held by an epigraph variable ``u_l >= s_lj a_l +
+    b_lj`` (``j < BRIDGE_PIECES``; fewer pieces repeat the last), so the optimum bridges only what a
+    chain lacks. Bridges go through home, as the executor's legs do. The
     total floor (:class:`MinIdle`) is unchanged; idle on a chain with no venue counts there only.
     The plan's own gas is paid from home idle: the cost reserve (``CycleData.idle_reserve``) is
     also kept on the home chain.
@@ -155,8 +158,16 @@ class ChainIdle(Limit):
         T[np.arange(1, C), np.arange(C - 1)] = 1.0
         self.out = cp.Variable(C - 1, nonneg=True, name="bridge_out")
         self.back = cp.Variable(C - 1, nonneg=True, name="bridge_back")
-        self.cost = self.rate * (cp.sum(self.out) + cp.sum(self.back))
-        return [lhs - T @ (self.out - self.back) <= self.avail]
+        L, J = 2 * (C - 1), BRIDGE_PIECES
+        self.leg_slope = cp.Parameter((L, J), nonneg=True, name="bridge_slope")
+        self.leg_intercept = cp.Parameter((L, J), name="bridge_intercept")
+        self.leg_cost = cp.Variable(L, name="bridge_cost")
+        both = cp.reshape(cp.hstack([self.out, self.back]), (L, 1), order="C")
+        epigraph = cp.multiply(self.leg_slope, both) + self.leg_intercept <= cp.reshape(
+            self.leg_cost, (L, 1), order="C"
+        )
+        self.cost = cp.sum(self.leg_cost)
+        return [lhs - T @ (self.out - self.back) <= self.avail, epigraph]
 
     def update(self, d: CycleData) -> None:
         if not self.active:
@@ -166,6 +177,44 @@ class ChainIdle(Limit):
         avail[0] -= d.idle_reserve  # the plan's own gas is paid from home idle (README §7a)
         self.avail.value = avail
         self.rate.value = self.annual * d.bridge_rate
+        if self.legs:
+            slope, intercept = leg_lines(d, self.legs)
+            self.leg_slope.value = self.annual * slope
+            self.leg_intercept.value = self.annual * intercept
+
+
+#: affine pieces of a bridge leg's cost the cvxpy model holds (a fee curve with more is cut to
+#: its first BRIDGE_PIECES - 1 knots, the last piece extended)
+BRIDGE_PIECES = 8
+
+
+def leg_pieces(d: CycleData, legs: int) -> tuple[FloatArray, FloatArray]:
+    """Widths ``(J,)`` and slopes ``(2 legs, J)`` of the legs' cost, NAV units, ``J <= BRIDGE_PIECES``
+    (the cycle's :func:`optimizer.cycle.bridge_pieces`, else one piece at ``bridge_rate``)."""
+    if d.bridge_widths is None or d.bridge_slopes is None:
+        return np.array([np.inf]), np.full((2 * legs, 1), float(d.bridge_rate))
+    w, s = d.bridge_widths, d.bridge_slopes
+    if len(w) > BRIDGE_PIECES:
+        w = np.append(w[: BRIDGE_PIECES - 1], np.inf)
+        s = np.concatenate([s[:, : BRIDGE_PIECES - 1], s[:, -1:]], axis=1)
+    return w, s
+
+
+def leg_lines(d: CycleData, legs: int) -> tuple[FloatArray, FloatArray]:
+    """The legs' convex cost as ``BRIDGE_PIECES`` lines ``s_j a + b_j`` (NAV units, not annualised):
+    ``b_j = Σ_{i<j} (s_i - s_j) w_i`` (the cost at knot ``j`` minus ``s_j`` times the knot), so
+    the maximum of the lines is the piecewise-linear cost; fewer pieces repeat the last line."""
+    w, s = leg_pieces(d, legs)
+    J = s.shape[1]
+    wf = np.where(np.isfinite(w), w, 0.0)
+    b = np.zeros_like(s)
+    for j in range(1, J):
+        b[:, j] = ((s[:, :j] - s[:, j : j + 1]) * wf[None, :j]).sum(axis=1)
+    pad = BRIDGE_PIECES - J
+    if pad:
+        s = np.concatenate([s, np.repeat(s[:, -1:], pad, axis=1)], axis=1)
+        b = np.concatenate([b, np.repeat(b[:, -1:], pad, axis=1)], axis=1)
+    return s, b
 
 
 class GroupCaps(Limit):

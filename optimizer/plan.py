@@ -6,8 +6,10 @@ chain and funds deposits there; only what a chain lacks is bridged, through home
 (:func:`bridge_legs`, README §4c). Order: all withdrawals, then bridge legs (to home first, then
 out of home), then deposits, so every deposit is funded by idle that is already on its chain.
 
-Costs (USD): withdraw ``gas_out + fee_bps·|δ|``; deposit ``gas_in + fee_bps·δ``; each bridge leg
-``bridge_gas_usd + bridge_fee_bps·amount``.
+Costs (USD): withdraw ``gas_out + fee_bps·|δ|``; deposit ``gas_in + fee_bps·δ``; a venue priced by
+its pool's reserves pays its zap's convex cost instead of ``fee_bps`` (:mod:`optimizer.costs`);
+each bridge leg ``κ(amount) + gas(destination)`` (the Across fee curve; ``bridge_fee_bps·amount +
+bridge_gas_usd`` under ``cost_model: linear``).
 Gain over the holding horizon ``H`` days (true curves, emission haircut applied):
 ``G = Σ_i (f_i(target_i) - f_i(x0_i)) · H/365``.
 
@@ -33,10 +35,22 @@ from numpy.typing import NDArray
 
 from core.types import Move, MoveAction, Plan, VenueSnapshot
 from optimizer.config import OptimizerSettings
-from optimizer.pwl import evaluate_curves
-from optimizer.routing import bridge_legs
+from optimizer.pricing import AfterCosts, PlanContext, after_costs
 
 FloatArray = NDArray[np.float64]
+
+__all__ = [
+    "AfterCosts",
+    "PlanContext",
+    "PlanEconomics",
+    "after_costs",
+    "gate",
+    "idempotency_key",
+    "make_moves",
+    "move_values_usd",
+    "prune_unprofitable",
+    "round_small_trades",
+]
 
 
 def idempotency_key(
@@ -60,113 +74,6 @@ def round_small_trades(
     """Targets whose move is below ``min_trade_usd`` stay where they are."""
     small = np.abs(target_usd - x0_usd) < min_trade_usd
     return np.where(small, x0_usd, target_usd)
-
-
-class PlanContext:
-    """One cycle's per-venue cost arrays and true incomes, so that pricing a candidate target (the
-    pruning tries a dozen, the plan and the predicted APR read the final one) is NumPy over all
-    venues, with the true curves evaluated once per venue and point (batched per curve class,
-    :func:`optimizer.pwl.evaluate_curves`).
-
-    Exact costs per venue, as the executor books them: a deposit ``gas_in + fee·δ``, a withdrawal
-    ``gas_out + fee·|δ|``; and per bridge leg (:meth:`legs`, README §4c) ``bridge_gas_usd +
-    bridge_fee_bps·amount``. ``idle_on``: idle per chain now (default: all on home, unlimited, i.e.
-    a chain's deficit always comes from home); ``min_on``: the per-chain floors.
-    """
-
-    def __init__(
-        self,
-        snaps: Sequence[VenueSnapshot],
-        x0_usd: FloatArray,
-        settings: OptimizerSettings,
-        home_chain: str,
-        idle_on: dict[str, float] | None = None,
-        min_on: dict[str, float] | None = None,
-        queued: NDArray[np.bool_] | None = None,
-    ) -> None:
-        self.snaps = snaps
-        self.settings = settings
-        self.home_chain = home_chain
-        self.x0 = np.asarray(x0_usd, dtype=float)
-        venues = [s.venue for s in snaps]
-        self.fee = np.array([v.costs.fee_bps for v in venues], dtype=float) / 1e4
-        self.gas_in = np.array([v.costs.deposit_usd for v in venues], dtype=float)
-        self.gas_out = np.array([v.costs.withdraw_usd for v in venues], dtype=float)
-        self.chains = [v.chain for v in venues]
-        self.idle_on = {home_chain: math.inf} if idle_on is None else dict(idle_on)
-        self.min_on = dict(min_on or {})
-        self.queued = queued
-        self._curves = [s.curve for s in snaps]
-        self._f0: FloatArray | None = None
-        # the last point each venue was evaluated at, and its income
-        self._xc = np.full(len(snaps), np.nan)
-        self._fc = np.zeros(len(snaps))
-
-    def income_usd(self, x_usd: FloatArray) -> FloatArray:
-        """True annual income of each venue at ``x_usd`` (emission haircut applied)."""
-        x = np.asarray(x_usd, dtype=float)
-        h = self.settings.emission_haircut
-        if self._f0 is None:
-            # the holdings and the first target in one batched evaluation
-            both = evaluate_curves(self._curves, np.stack([self.x0, x], axis=1), h)
-            self._f0, self._fc, self._xc = both[:, 0], both[:, 1].copy(), x.copy()
-        at_x0 = x == self.x0
-        miss = ~at_x0 & (x != self._xc)
-        if miss.any():
-            idx = np.nonzero(miss)[0]
-            self._fc[idx] = evaluate_curves([self._curves[i] for i in idx], x[idx][:, None], h)[
-                :, 0
-            ]
-            self._xc[idx] = x[idx]
-        return np.where(at_x0, self._f0, self._fc)
-
-    def costs_usd(self, target_usd: FloatArray) -> FloatArray:
-        """Each venue's move cost (gas and fee), USD; 0 where nothing moves. Bridging is the plan's,
-        not a venue's (:meth:`legs_cost_usd`)."""
-        delta = np.asarray(target_usd, dtype=float) - self.x0
-        gas = np.where(delta > 0, self.gas_in, self.gas_out)
-        return np.where(delta != 0.0, gas + self.fee * np.abs(delta), 0.0)
-
-    def gas_usd(self, target_usd: FloatArray) -> float:
-        """The venue moves' gas, paid from home idle."""
-        delta = np.asarray(target_usd, dtype=float) - self.x0
-        return float(np.where(delta > 0, self.gas_in, np.where(delta < 0, self.gas_out, 0.0)).sum())
-
-    def legs(self, target_usd: FloatArray) -> list[tuple[str, str, float]]:
-        """The bridge legs the target needs (:func:`bridge_legs`), home keeping the plan's gas."""
-        target = np.asarray(target_usd, dtype=float)
-        return bridge_legs(
-            self.chains,
-            self.x0,
-            target,
-            self.queued,
-            self.idle_on,
-            self.min_on,
-            self.home_chain,
-            home_spend_usd=self.gas_usd(target),
-            leg_gas_usd=self.settings.bridge_gas_usd,
-        )
-
-    def leg_cost_usd(self, amount_usd: float) -> float:
-        return self.settings.bridge_gas_usd + self.settings.bridge_fee_bps / 1e4 * amount_usd
-
-    def legs_cost_usd(self, target_usd: FloatArray) -> float:
-        return float(sum(self.leg_cost_usd(u) for _, _, u in self.legs(target_usd)))
-
-    def gains_usd(self, target_usd: FloatArray) -> FloatArray:
-        """Gain of each venue's move over the holding horizon: ``(f(target) - f(x0)) · H/365``."""
-        horizon = self.settings.holding_horizon_days / 365.0
-        target = np.asarray(target_usd, dtype=float)
-        moved = target != self.x0
-        if not moved.any():
-            return np.zeros(len(target))
-        f = self.income_usd(target)
-        assert self._f0 is not None
-        return np.where(moved, (f - self._f0) * horizon, 0.0)
-
-    def values_usd(self, target_usd: FloatArray) -> FloatArray:
-        """Exact value of each venue's move on its own: gain minus its gas and fee."""
-        return self.gains_usd(target_usd) - self.costs_usd(target_usd)
 
 
 def move_values_usd(
@@ -295,70 +202,6 @@ def prune_unprofitable(
 
 
 @dataclass(frozen=True, slots=True)
-class AfterCosts:
-    """The state a plan leaves once the executor has booked it (vault/executor.py)."""
-
-    positions_usd: FloatArray  # per venue, after fees and bridge fees on the way in
-    idle_usd: float  # the allocation's idle minus the gas and the fees paid out of idle
-    # what the plan takes out of idle beyond the allocation: gas, fees on the way out
-    idle_cost_usd: float
-    cost_usd: float  # all NAV the plan spends: idle_cost + fees taken from deposits
-
-
-def after_costs(
-    snaps: Sequence[VenueSnapshot],
-    x0_usd: FloatArray,
-    target_usd: FloatArray,
-    idle_usd: float,
-    settings: OptimizerSettings,
-    home_chain: str,
-    queued: NDArray[np.bool_] | None = None,
-    ctx: PlanContext | None = None,
-) -> AfterCosts:
-    """Book the plan the way the executor does, ahead of time.
-
-    ``idle_usd`` is the allocation's idle right after the moves (a withdrawal from a ``queued`` venue
-    is in flight, not in it). A deposit of ``δ`` takes ``δ`` from idle and lands ``δ (1 - fee)`` in
-    the venue; a withdrawal of ``δ`` from an instant venue lands ``δ (1 - fee)`` in idle; a withdrawal
-    from a queued venue goes in flight whole (what it loses on the way is taken when it settles and is
-    not counted here: the checker counts the in-flight amount gross); every deposit and withdrawal
-    pays its gas from home-chain idle *after* the move; every bridge leg of the plan
-    (:meth:`PlanContext.legs`) loses ``bridge_fee_bps`` of its amount on the way and (conservatively,
-    the paper executor does not book it) pays ``bridge_gas_usd``.
-    """
-    ctx = ctx or PlanContext(snaps, x0_usd, settings, home_chain)
-    delta = np.asarray(target_usd, dtype=float) - np.asarray(x0_usd, dtype=float)
-    kept = 1.0 - ctx.fee  # share of a moved USD that arrives
-    dep, wd = delta > 0, delta < 0
-    gas = np.where(dep, ctx.gas_in, 0.0) + np.where(wd, ctx.gas_out, 0.0)
-    legs = ctx.legs(target_usd)
-    # each leg pays its gas from home idle and loses its fee on the way: a leg home lands short in
-    # home idle; a leg out lands short on its chain, so that chain's deposits (which it funds) get
-    # less, pro rata (the executor deposits what is there)
-    bf = settings.bridge_fee_bps / 1e4
-    legs_gas = settings.bridge_gas_usd * len(legs)
-    home_fees = float(sum(bf * u for o, d, u in legs if d == home_chain))
-    positions = np.where(dep, x0_usd + delta * kept, target_usd)
-    chains = np.asarray(ctx.chains, dtype=object)
-    for origin, dest, usd in legs:
-        if origin != home_chain:
-            continue
-        on = dep & (chains == dest)
-        total = float(delta[on].sum())
-        if total > 0:
-            positions = np.where(on, positions - bf * usd * delta / total, positions)
-    instant_wd = wd if queued is None else wd & ~np.asarray(queued, dtype=bool)
-    idle_cost = (
-        float(gas.sum())
-        + legs_gas
-        + home_fees
-        + float((-delta[instant_wd] * (1.0 - kept[instant_wd])).sum())
-    )
-    deposit_fees = float((x0_usd + delta - positions)[dep].sum())
-    return AfterCosts(positions, idle_usd - idle_cost, idle_cost, idle_cost + deposit_fees)
-
-
-@dataclass(frozen=True, slots=True)
 class PlanEconomics:
     moves: tuple[Move, ...]
     gain_usd: float  # over the horizon
@@ -406,7 +249,7 @@ def make_moves(
     legs_cost = 0.0
     for origin, dest, amount in ctx.legs(target):
         label = f"bridge:{origin}->{dest}"
-        cost = ctx.leg_cost_usd(amount)
+        cost = ctx.leg_cost_usd(amount, dest)
         legs_cost += cost
         (from_home if origin == home_chain else to_home).append(
             Move(

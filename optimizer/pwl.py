@@ -28,7 +28,7 @@ The optimum of the PWL problem is then within ``Σ_i ε_i`` of the optimum of th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,6 +108,7 @@ def fit_pwl(
     window_usd: tuple[FloatArray, FloatArray] | None = None,
     window_share: float = 0.5,
     cache: FitCache | None = None,
+    cost_usd: Callable[[FloatArray], FloatArray] | None = None,
 ) -> PiecewiseLinear:
     """Chord interpolants with at most ``pieces + 1`` pieces (``pieces`` plus the split at ``x0``).
 
@@ -122,6 +123,11 @@ def fit_pwl(
     but a venue whose samples, grid, forced breakpoints, window and budget are all what they were in
     the cached call gets its cached pieces; only the others are fitted. The fit of a row depends on
     nothing else, so the result is identical to a full fit.
+
+    ``cost_usd(grid)`` (``(n, m)`` USD, convex in ``x`` with its minimum 0 at ``x0``): an annualised
+    move cost subtracted from the samples before the fit (LP zaps, :mod:`optimizer.costs`), so that
+    the pieces are those of the net, still concave, function and its breakpoints follow the cost's
+    curvature too (a cost that bends on the scale of the pool gets its own pieces).
     """
     n = len(curves)
     lb = np.asarray(lb_usd, dtype=float)
@@ -157,6 +163,8 @@ def fit_pwl(
     grid.sort(axis=1)
     m = grid.shape[1]
     f = evaluate_curves(curves, grid, emission_haircut)
+    if cost_usd is not None:
+        f = f - cost_usd(grid)
     budget = (
         np.full(n, float(max(pieces - 1, 0)))
         if split_budget is None

@@ -234,11 +234,14 @@ def random_market(
     invested_share: float = 0.0,
     observed_at: datetime | None = None,
     frozen_share: float = 0.0,
+    lp_swap_fee: float | None = None,
 ) -> Market:
     """A seeded market of ``n`` venues sized so that our NAV moves rates (pool sizes ~ NAV/n .. 50 NAV/n).
 
     ``invested_share`` of NAV starts spread over random venues (the rest idle);
-    ``frozen_share`` of the venues have frozen snapshots.
+    ``frozen_share`` of the venues have frozen snapshots. ``lp_swap_fee``: LP pools carry it in
+    their state (``swap_fee``), so their moves pay a zap's fee and price impact against the pool
+    (optimizer/costs.py); None: LP moves pay their linear ``fee_bps`` (the markets of the tests).
     """
     rng = np.random.default_rng(seed)
     at = observed_at or datetime(2026, 1, 1, tzinfo=UTC)
@@ -315,6 +318,11 @@ def random_market(
                 exit_liquidity_usd=pool * float(rng.uniform(0.05, 1.0)),
                 frozen=bool(rng.uniform() < frozen_share),
                 frozen_reason="test",
+                state=(
+                    {"swap_fee": float(lp_swap_fee)}
+                    if lp_swap_fee is not None and kind == VenueKind.LP
+                    else {}
+                ),
             )
         )
     positions: dict[str, float] = {}

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from protocols._checks import finite as _finite
 from protocols._checks import non_negative as _non_negative
 from protocols._checks import positive as _positive
@@ -75,6 +77,44 @@ def single_sided_entry_cost_fraction(
     half = a / 2.0
     out_value = get_amount_out(half, tvl / 2.0, tvl / 2.0, fee)
     return (half - out_value) / a
+
+
+def single_sided_exit_cost_fraction(
+    amount_usd: float, pool_tvl_usd: float, fee: float = V2_FEE
+) -> float:
+    """Share of a withdrawal of ``amount`` USD of LP value lost to swapping the volatile half back
+    into the stablecoin (a "zap out"). Burning the LP share returns ``a/2`` of each token and leaves
+    reserves of ``(TVL - a)/2`` each; the volatile half is then swapped through that pool:
+    ``cost = (a/2 - getAmountOut(a/2, (TVL-a)/2, (TVL-a)/2)) / a``. Tends to ``fee/2`` for small
+    withdrawals; ValueError unless ``0 < amount < TVL``. **(derived)** from :func:`get_amount_out`.
+    """
+    a = _positive("amount_usd", amount_usd)
+    tvl = _positive("pool_tvl_usd", pool_tvl_usd)
+    if a >= tvl:
+        raise ValueError(f"amount_usd {a!r} must be below pool_tvl_usd {tvl!r}")
+    half = a / 2.0
+    left = (tvl - a) / 2.0
+    return (half - get_amount_out(half, left, left, fee)) / a
+
+
+def zap_cost_usd(
+    amount_usd: np.ndarray, pool_tvl_usd: np.ndarray, fee: np.ndarray, *, exit: bool
+) -> np.ndarray:
+    """USD lost by zaps of ``amount`` into (``exit=False``) or out of (``exit=True``) pools, element
+    by element: ``amount * single_sided_entry_cost_fraction`` or
+    ``amount * single_sided_exit_cost_fraction`` in NumPy (the same formulas, no validation per
+    element: an amount <= 0 costs 0; an exit of the whole pool or more costs half of it, the
+    limit of the formula). Convex in the amount: ``a/2 - out(a/2)`` with ``out`` concave in its
+    input (and, out of the pool, reserves that shrink with ``a``)."""
+    a = np.maximum(np.asarray(amount_usd, dtype=np.float64), 0.0)
+    tvl = np.maximum(np.asarray(pool_tvl_usd, dtype=np.float64), 0.0)
+    f = np.asarray(fee, dtype=np.float64)
+    half = a / 2.0
+    reserve = np.maximum(tvl - a, 0.0) / 2.0 if exit else tvl / 2.0
+    a_fee = half * (1.0 - f)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(reserve + a_fee > 0, a_fee * reserve / (reserve + a_fee), 0.0)
+    return np.where(a > 0, half - out, 0.0)
 
 
 def fee_apr(volume_usd_1d: float, tvl_usd: float, fee: float = V2_FEE) -> float:

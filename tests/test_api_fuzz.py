@@ -28,7 +28,9 @@ def daemon(tmp_path_factory):
     config = write_config(root / "config.yaml")
     proc = DaemonProcess(root / "var", args=["--config", str(config)], env=SLOW)
     try:
-        proc.wait_until(lambda: proc.get("/healthz")[0] == 200, 60, "/healthz")
+        # ready (a poll and a solve done): before that /readyz answers 503 by design, which the
+        # fuzzer's no-5xx check would report (it did on a loaded box, where the first solve lagged)
+        proc.wait_until(lambda: proc.get("/readyz")[0] == 200, 120, "/readyz")
         yield proc
     finally:
         proc.terminate()

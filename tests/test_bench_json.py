@@ -31,6 +31,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
         ("solver", "--venues", "40", "--repeats", "2"),
         ("quality", "--seed", "1", "--scenario", "loose", "--steady-cycles", "2"),
         ("feeds", "--venues", "6", "--cycles", "1"),
+        ("costs", "--venues", "40", "--nav-usd", "2000000"),
     ],
     ids=lambda a: a[0],
 )
@@ -41,6 +42,9 @@ def test_bench_json_is_the_only_stdout(args: tuple[str, ...]) -> None:
     assert isinstance(out, dict) and out
     if args[0] == "solver":
         assert out["ours"]["statuses"] == {"optimal": 2} and "naive" in out
+    if args[0] == "costs":
+        assert out["convex"]["cost_model"] == "convex" and out["linear"]["cost_model"] == "linear"
+        assert out["convex"]["status"] == "optimal", out["convex"]["reason"]
     if args[0] == "quality":
         assert [s["scenario"] for s in out["scenarios"]] == ["loose"]
         assert out["steady_state"]["cycles"] == 2

@@ -6,6 +6,7 @@
     yieldvault ledger verify|book-break|adopt [--config FILE] [--data-dir DIR] [--venue V] [--reason R]
     yieldvault bench solver --venues N [--repeats R] --json
     yieldvault bench quality --json
+    yieldvault bench costs --venues N --nav-usd USD --json
     yieldvault bench feeds --venues N [--cycles C] --json
     yieldvault ctl status|rebalances|pending|pause|resume|approve ID|reject ID|freeze V|unfreeze V|
                    exit V|reload|hash-token      (vault/ctl.py: YIELDVAULT_URL, YIELDVAULT_TOKEN)
@@ -121,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     solver.add_argument(
         "--changed-share", type=float, default=1.0, help="share of venues whose rates move a cycle"
     )
+    solver.add_argument(
+        "--ours-only", action="store_true", help="no naive and no cvxpy runs (peak RSS is ours)"
+    )
     solver.add_argument("--json", action="store_true")
     quality = bench_sub.add_parser("quality", help="net yield against baselines on seeded markets")
     quality.add_argument("--seed", type=int, default=7)
@@ -134,6 +138,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     quality.add_argument("--steady-cycles", type=int, default=15)
     quality.add_argument("--json", action="store_true")
+    costsb = bench_sub.add_parser(
+        "costs", help="the soak: predicted vs paid move costs per kind, convex vs linear model"
+    )
+    costsb.add_argument("--venues", type=int, default=1000)
+    costsb.add_argument("--nav-usd", type=float, default=50_000_000.0)
+    costsb.add_argument("--seed", type=int, default=0)
+    costsb.add_argument("--invested-share", type=float, default=0.5)
+    costsb.add_argument("--json", action="store_true")
     feedsb = bench_sub.add_parser("feeds", help="poll-cycle time for many mock venues on loopback")
     feedsb.add_argument("--venues", type=int, default=1000)
     feedsb.add_argument("--cycles", type=int, default=10)
@@ -451,8 +463,14 @@ def main(argv: list[str] | None = None) -> int:
                     repeats=args.repeats,
                     seed=args.seed,
                     changed_share=args.changed_share,
+                    naive=not args.ours_only,
+                    reference=not args.ours_only,
                 )
             )
+        elif args.bench == "costs":
+            from optimizer.bench_costs import bench_costs
+
+            _print_json(bench_costs(args.venues, args.nav_usd, args.seed, args.invested_share))
         elif args.bench == "quality":
             from optimizer.bench import bench_quality
 

@@ -625,6 +625,9 @@ class Daemon(OperatorHooks):
             self.state.last_outcome = str(out.outcome)
             self.state.results = list(out.results)
             self._export_decision(decision, str(out.outcome))
+            self.metrics.record_move_costs(
+                out.results, {v.id: str(v.kind) for v in self.venues.values()}
+            )
             self._export_portfolio()
             log.info(
                 "rebalance",

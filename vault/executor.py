@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -65,6 +66,10 @@ class MoveResult:
     requested_units: int
     applied_units: int = 0
     detail: str = ""
+    # the plan's predicted cost of the move (Move.cost_usd) and what it cost as booked (its fees and
+    # gas postings), side by side in the rebalance record and the move-cost metric (issue 13)
+    predicted_cost_units: int = 0
+    cost_units: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -281,7 +286,9 @@ class PaperExecutor:
         """Run one move; ``written`` is the call written ahead by an earlier attempt (a replay)."""
         requested = usd_to_units(move.amount_usd)
 
-        def result(status: MoveStatus, applied: int = 0, detail: str = "") -> MoveResult:
+        def result(
+            status: MoveStatus, applied: int = 0, detail: str = "", cost: int = 0
+        ) -> MoveResult:
             return MoveResult(
                 move.idempotency_key,
                 str(move.action),
@@ -290,6 +297,12 @@ class PaperExecutor:
                 requested,
                 applied,
                 detail,
+                predicted_cost_units=(
+                    usd_to_units(max(float(move.cost_usd), 0.0))
+                    if math.isfinite(move.cost_usd)
+                    else 0
+                ),
+                cost_units=cost,
             )
 
         if move.action is not MoveAction.BRIDGE and move.venue_id not in self._venues:
@@ -322,7 +335,8 @@ class PaperExecutor:
         self._ledger.finish_move(
             self._clock(), move.idempotency_key, str(move.action), postings, memo=move.venue_id
         )
-        return result(MoveStatus.DONE, applied)
+        paid = sum(units for account, units in postings if account in (FEES, GAS))
+        return result(MoveStatus.DONE, applied, cost=paid)
 
     async def execute(
         self, plan: Plan, should_stop: Callable[[], bool] = lambda: False

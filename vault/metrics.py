@@ -16,11 +16,13 @@ fixed sets below.
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 import prometheus_client
 
+from core.money import units_to_usd
+from optimizer.costs import move_cost_kind
 from vault.metrics_catalog import APR_COMPONENTS as APR_COMPONENTS
 from vault.metrics_catalog import CYCLES as CYCLES
 from vault.metrics_catalog import FEED_BUCKETS as FEED_BUCKETS
@@ -37,6 +39,21 @@ from vault.metrics_catalog import VenueLike as VenueLike
 from vault.metrics_catalog import _finite_or_nan, _venue_key
 from vault.metrics_http import CachedExposition as CachedExposition
 from vault.metrics_http import metrics_handler as metrics_handler
+
+
+class MoveCostResult(Protocol):
+    """What :meth:`Metrics.record_move_costs` reads of a move's result (``vault.executor.MoveResult``)."""
+
+    @property
+    def action(self) -> str: ...
+    @property
+    def venue_id(self) -> str: ...
+    @property
+    def status(self) -> object: ...
+    @property
+    def predicted_cost_units(self) -> int: ...
+    @property
+    def cost_units(self) -> int: ...
 
 
 class Metrics(MetricFamilies):
@@ -388,6 +405,22 @@ class Metrics(MetricFamilies):
         if outcome == "executed":
             self.executed_turnover_usd_total.inc(turnover_usd)
             self.execution_costs_usd_total.inc(cost_usd)
+
+    def record_move_costs(
+        self, results: Iterable[MoveCostResult], venue_kinds: Mapping[str, str]
+    ) -> None:
+        """Add each done move's predicted and executed cost to ``yieldvault_move_cost_usd_total``
+        by kind (:func:`optimizer.costs.move_cost_kind`; ``venue_kinds``: venue id -> kind)."""
+        for r in results:
+            if str(r.status) != "done":
+                continue
+            kind = move_cost_kind(r.action, venue_kinds.get(r.venue_id))
+            self.move_cost_usd_total.labels(kind=kind, basis="predicted").inc(
+                units_to_usd(max(r.predicted_cost_units, 0))
+            )
+            self.move_cost_usd_total.labels(kind=kind, basis="executed").inc(
+                units_to_usd(max(r.cost_units, 0))
+            )
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format 0.0.4 (what ``promtool check metrics`` reads)."""

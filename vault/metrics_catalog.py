@@ -20,6 +20,7 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from adapters.errors import REASONS
+from optimizer.costs import MOVE_COST_KINDS
 
 # The `_created` companions of every counter and histogram are noise for this daemon (it never
 # resets a counter without restarting) and double the series count. The switch is process-wide.
@@ -324,6 +325,18 @@ class MetricFamilies:
             "Expected costs of executed plans, in USD.",
             registry=reg,
         )
+        # per executed move, by kind (optimizer.costs.MOVE_COST_KINDS): the plan's predicted cost
+        # and what the books charged (fees and gas), side by side (issue 13)
+        self.move_cost_usd_total = Counter(
+            "yieldvault_move_cost_usd",
+            "Costs of executed moves by kind, as the plan predicted them (basis=predicted) and as"
+            " booked (basis=executed: fees and gas), in USD.",
+            ["kind", "basis"],
+            registry=reg,
+        )
+        for kind in MOVE_COST_KINDS:
+            for basis in ("predicted", "executed"):
+                self.move_cost_usd_total.labels(kind=kind, basis=basis)
 
         # feeds
         self.feed_poll_duration = Histogram(

@@ -80,6 +80,17 @@ class LpVenue(VenueModel):
             return self.cfg.entry_fee_bps / 10_000
         return uniswap.single_sided_entry_cost_fraction(amount_usd, self.pool_tvl(), self.c.fee)
 
+    def exit_cost_fraction(self, amount_usd: float, m: MarketView) -> float:
+        """A withdrawal to the stablecoin swaps the volatile half back through the pool (a zap out:
+        the swap's fee and price impact against what the burn leaves); none with a configured
+        ``entry_fee_bps`` (a venue whose costs are given flat)."""
+        if self.cfg.entry_fee_bps is not None or amount_usd <= 0 or self.kind != "lp":
+            return 0.0  # (a hedged LP closes its perp too: modelled without an exit cost)
+        tvl = self.pool_tvl()
+        if amount_usd >= tvl:
+            return 0.5  # the formula's limit: the whole pool out, half of it lost
+        return uniswap.single_sided_exit_cost_fraction(amount_usd, tvl, self.c.fee)
+
     def available_usd(self, m: MarketView) -> float:
         # reserves always cover one LP's share; only a liquidity-crunch scenario caps exits
         return min(self.pool_tvl(), super().available_usd(m))
