@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from backtest.curves import CurveMemo
 from backtest.history import LendingHistory
 from backtest.market import ReplayMarket
 from backtest.rates import RateModels
@@ -47,6 +48,7 @@ from vault.cycle import (
 from vault.executor import MoveStatus, PaperExecutor, move_to_dict
 from vault.ledger import Ledger
 from vault.reconcile import ReconcileSettings
+from vault.seals import load_or_create_key
 from vault.transport import InProcessTransport
 
 # The replay's marks are data (daily stablecoin prices), not a venue's unexplained report: a day's
@@ -139,10 +141,16 @@ async def replay_strategy(
     progress: Callable[[int], None] | None = None,
     audit_every_cycle: bool = False,
     timings: dict[str, float] | None = None,
+    ledger_in_memory: bool = True,
+    curves: CurveMemo | None = None,
 ) -> StrategyRun:
     """One strategy over the history; each cycle is ``vault.cycle.run_cycle`` (recover, settle, sync,
     decide, gate/check, execute, record: the daemon's step). ``timings``: when given, wall seconds
-    per phase are added to it (market accrual, snapshots, cycle, check)."""
+    per phase are added to it (market accrual, snapshots, cycle, check).
+
+    ``ledger_in_memory``: the ledger is the vault's own (same schema, same code) on an in-memory
+    SQLite database, copied to ``ledger_path`` with SQLite's online backup when the replay ends
+    (or stops on an error): one file, the same rows, without a file write per commit."""
     clock = _PhaseClock(timings)
     market = ReplayMarket(
         history,
@@ -151,11 +159,16 @@ async def replay_strategy(
         prices=prices,
         bridge_fee_bps=cfg.settings.bridge_fee_bps,
         bridge_gas_usd=cfg.settings.bridge_gas_usd,
+        curves=curves,
     )
     ledger_path.unlink(missing_ok=True)
     for extra in ("-wal", "-shm"):
         Path(str(ledger_path) + extra).unlink(missing_ok=True)
-    ledger = Ledger(ledger_path, durable=False)
+    if ledger_in_memory:
+        key = load_or_create_key(ledger_path.parent, create=True)
+        ledger = Ledger(Path(":memory:"), key=key, durable=False)
+    else:
+        ledger = Ledger(ledger_path, durable=False)
     by_id = {v.id: v for v in venues}
     ledger.deposit_capital(market.now(), cfg.home_chain, usd_to_units(cfg.capital_usd))
     executor = PaperExecutor(
@@ -241,8 +254,21 @@ async def replay_strategy(
         if run.audit_problems:
             raise ConservationError(f"{strategy.name}: ledger audit: {run.audit_problems[:3]}")
     finally:
+        if ledger_in_memory:
+            _save_ledger(ledger, ledger_path)
         ledger.close()
     return run
+
+
+def _save_ledger(ledger: Ledger, path: Path) -> None:
+    """The in-memory ledger to ``path`` (SQLite's online backup: page by page, one transaction)."""
+    import sqlite3
+
+    target = sqlite3.connect(path)
+    try:
+        ledger._db.backup(target)
+    finally:
+        target.close()
 
 
 class _PhaseClock:
@@ -294,8 +320,11 @@ def run_strategies(
     progress: Callable[[int], None] | None = None,
     audit_every_cycle: bool = False,
     timings: dict[str, float] | None = None,
+    ledger_in_memory: bool = True,
+    curves: CurveMemo | None = None,
 ) -> list[StrategyRun]:
-    """Every strategy over the same history, one after another (each in its own world and books)."""
+    """Every strategy over the same history, one after another (each in its own world and books;
+    ``curves``: where their curves are kept, default the process's ``curves.CURVES``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
 
     async def go() -> list[StrategyRun]:
@@ -311,6 +340,8 @@ def run_strategies(
                 progress=progress,
                 audit_every_cycle=audit_every_cycle,
                 timings=timings,
+                ledger_in_memory=ledger_in_memory,
+                curves=curves,
             )
             for s in strategies
         ]

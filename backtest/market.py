@@ -13,7 +13,8 @@ i.e. the rate the reserve would have paid with us in it. Positions are token uni
 marked at the stablecoin's daily USD price (par where the price file is silent), so a depeg shows in
 NAV. Withdrawals are bounded by the pool's cash: ``supplied + ours - borrowed``.
 
-Snapshots are built by the adapters' own curve function (``adapters.curves.aave_lending_curve``) from
+Snapshots are built by the adapters' own curve function (``adapters.curves.aave_lending_curve``, in
+batches by its vectorised twin ``adapters.curves_batch.aave_lending_curves``, bit for bit) from
 the replayed state without us, exactly as the Aave adapter builds them from a live reserve.
 """
 
@@ -26,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from adapters.curves import aave_lending_curve
+from backtest.curves import CURVES, CurveKey, CurveMemo, MarkedCurve, curve_strategy
 from backtest.history import LendingHistory, iso
 from backtest.rates import RateModels
 from backtest.sources import COINGECKO_IDS, PriceTable
 from core.money import UNITS_PER_USD, units_to_str, usd_to_units
-from core.types import Venue, VenueCosts, VenueKind, VenueSnapshot
+from core.types import Venue, VenueCosts, VenueKind, VenueSnapshot, YieldCurve
 from mockfeeds.state import MarketError
 
 SECONDS_PER_YEAR = 31_536_000
@@ -88,8 +89,11 @@ class ReplayMarket:
         prices: PriceTable | None = None,
         bridge_fee_bps: float = 5.0,
         bridge_gas_usd: float = 2.0,
+        curves: CurveMemo | None = None,
     ):
+        """``curves``: where built curves are kept (default: the process's :data:`CURVES`)."""
         self.h = history
+        self.curves = curves if curves is not None else CURVES
         self.rates = rates
         self.venues = venues
         self.by_id = {v.id: j for j, v in enumerate(venues)}
@@ -99,6 +103,8 @@ class ReplayMarket:
         self.i = 0
         self.tokens = np.zeros(len(venues), dtype=object)  # int token units (10^6 a token)
         self.tokens[:] = 0
+        # per venue, USD units of our position below one token (see withdraw): not marked, not accrued
+        self.credit_units = [0] * len(venues)
         self.transfers: dict[str, dict[str, Any]] = {}
         self.idempotency: dict[str, dict[str, Any]] = {}
         self.chains = sorted({v.chain for v in venues})
@@ -117,11 +123,16 @@ class ReplayMarket:
         """USD per token in millionths, per venue, at the current time."""
         if self._marks_at != self.i:
             self._marks_at = self.i
-            for j, v in enumerate(self.venues):
-                coin = COINGECKO_IDS.get(v.asset)
-                m = self.prices.mark(coin, self.now_ts) if self.prices and coin else None
-                self._marks[j] = UNITS_PER_USD if m is None else round(m * UNITS_PER_USD)
+            if self.prices is not None:
+                for j in range(len(self.venues)):
+                    self._marks[j] = self.mark_micro_at(j, self.now_ts)
         return self._marks
+
+    def mark_micro_at(self, j: int, ts: int) -> int:
+        """Venue ``j``'s token mark at ``ts`` in millionths of a USD (par where the file is silent)."""
+        coin = COINGECKO_IDS.get(self.venues[j].asset)
+        m = self.prices.mark(coin, ts) if self.prices and coin else None
+        return UNITS_PER_USD if m is None else round(m * UNITS_PER_USD)
 
     def ours_usd(self) -> np.ndarray:
         return (
@@ -161,15 +172,27 @@ class ReplayMarket:
                 tr["status"] = "filled"
 
     # -- snapshots ---------------------------------------------------------------------------------
-    def _snapshot(self, j: int, i: int, s: float, b: float, rs: float, rb: float) -> VenueSnapshot:
-        strategy = self.rates.strategy(i, j)
+    def _snapshot(
+        self,
+        j: int,
+        i: int,
+        s: float,
+        b: float,
+        rs: float,
+        rb: float,
+        ours: float,
+        curve: YieldCurve,
+        drift_apr: float = 0.0,
+    ) -> VenueSnapshot:
+        strategy = curve_strategy(curve)
         others_liquidity = max(s - b, 0.0)
-        ours = float(self.ours_usd()[j])
+        if drift_apr:
+            curve = MarkedCurve(curve, drift_apr)
         return VenueSnapshot(
             venue=self.venues[j],
             observed_at=self.now(),
-            curve=aave_lending_curve(strategy, b, others_liquidity),
-            real_apr=rs,
+            curve=curve,
+            real_apr=rs + drift_apr,
             emission_apr=0.0,
             tvl_usd=s,
             exit_liquidity_usd=others_liquidity + ours,
@@ -193,6 +216,9 @@ class ReplayMarket:
         """Every live reserve at the current row, without us (the state an adapter would see)."""
         h, i = self.h, self.i
         live = h.live(i)
+        ours = self.ours_usd()
+        rows = [(j, i) for j in np.flatnonzero(live).tolist()]
+        curves = self.curves.get([self._curve_key(j, k) for j, k in rows])
         return [
             self._snapshot(
                 j,
@@ -201,29 +227,46 @@ class ReplayMarket:
                 float(h.borrowed_usd[i, j]),
                 float(h.supply_apr[i, j]),
                 float(h.borrow_apr[i, j]),
+                float(ours[j]),
+                curve,
             )
-            for j in range(len(self.venues))
-            if live[j]
+            for (j, _), curve in zip(rows, curves, strict=True)
         ]
 
+    def _curve_key(self, j: int, i: int) -> CurveKey:
+        s, b = float(self.h.supplied_usd[i, j]), float(self.h.borrowed_usd[i, j])
+        return (self.rates.strategy(i, j), b, max(s - b, 0.0))
+
     def hindsight_snapshots(self, horizon_seconds: int) -> list[VenueSnapshot]:
-        """Perfect foresight of the next ``horizon_seconds``: per reserve, the row of ``(t, t +
-        horizon]`` whose supply APR is that period's median, on that row's own calibrated curve (the
-        realised rate a position held through the period earns, to the middle)."""
+        """Perfect foresight of the next ``horizon_seconds``, of rates *and* marks.
+
+        Rates: per reserve, the row of ``(t, t + horizon]`` whose supply APR is that period's median,
+        on that row's own calibrated curve (the realised rate a position held through the period
+        earns, to the middle). Marks: the token's mark move to the end of the period,
+        ``d = (m(t + horizon) / m(t) - 1) * year / horizon``, is added to the curve as a linear term
+        (:class:`MarkedCurve`): a depeg ahead makes the reserve pay less than nothing (it takes 0),
+        a recovery ahead pays (it buys the dip). So the same optimizer under the same limits sees
+        everything a position held through the period will earn or lose."""
         h, i = self.h, self.i
         hi = int(np.searchsorted(h.times, self.now_ts + horizon_seconds, side="right"))
         if i + 1 >= len(h.times):
             return self.snapshots()
         rows = np.arange(i + 1, max(hi, i + 2))
         live = h.live(i)
-        out = []
-        for j in range(len(self.venues)):
-            if not live[j]:
-                continue
+        ours = self.ours_usd()
+        marks = self.marks_micro()
+        end_ts = int(h.times[int(rows[-1])])
+        span = max(end_ts - self.now_ts, 1)
+        picked: list[tuple[int, int]] = []
+        for j in np.flatnonzero(live).tolist():
             rates = np.nan_to_num(h.supply_apr[rows, j], nan=-1.0)
             k = int(rows[np.argsort(rates, kind="stable")[len(rows) // 2]])
-            if not h.live(k)[j]:
-                continue
+            if h.live(k)[j]:
+                picked.append((j, k))
+        curves = self.curves.get([self._curve_key(j, k) for j, k in picked])
+        out = []
+        for (j, k), curve in zip(picked, curves, strict=True):
+            drift = (self.mark_micro_at(j, end_ts) / int(marks[j]) - 1.0) * SECONDS_PER_YEAR / span
             snap = self._snapshot(
                 j,
                 k,
@@ -231,6 +274,9 @@ class ReplayMarket:
                 float(h.borrowed_usd[k, j]),
                 float(h.supply_apr[k, j]),
                 float(h.borrow_apr[k, j]),
+                float(ours[j]),
+                curve,
+                drift_apr=drift,
             )
             out.append(snap)
         return out
@@ -278,7 +324,9 @@ class ReplayMarket:
         return max(s - b, 0.0) + float(self.ours_usd()[j])
 
     def position_units(self, j: int) -> int:
-        return int(self.tokens[j]) * int(self.marks_micro()[j]) // UNITS_PER_USD
+        return (
+            int(self.tokens[j]) * int(self.marks_micro()[j]) // UNITS_PER_USD + self.credit_units[j]
+        )
 
     def deposit(self, venue_id: Any, amount_usd: Any, idempotency_key: Any) -> dict[str, Any]:
         amount = self._amount(amount_usd)
@@ -322,19 +370,23 @@ class ReplayMarket:
         mark = int(self.marks_micro()[j])
         held = int(self.tokens[j])
         if amount == pos:
-            tokens = held
+            tokens, credit = held, 0
         else:
-            # the most tokens whose value at the mark is at most the amount asked: what we pay out
-            # is exactly what the position's value drops by (no unit created or lost off par)
-            tokens = min(amount * UNITS_PER_USD // mark, held)
-            while tokens and pos - (held - tokens) * mark // UNITS_PER_USD > amount:
+            # the position's value drops by exactly the amount (the executor books it so): burn the
+            # fewest tokens whose value leaves at most ``pos - amount``; the part of a token left
+            # over (< 2 units at a mark < 2) stays ours as credit. Off par no unit is created or lost.
+            left = pos - amount
+            tokens = min(max((amount - self.credit_units[j]) * UNITS_PER_USD // mark - 1, 0), held)
+            while tokens < held and (held - tokens) * mark // UNITS_PER_USD > left:
+                tokens += 1
+            while tokens > 0 and (held - tokens + 1) * mark // UNITS_PER_USD <= left:
                 tokens -= 1
+            credit = left - (held - tokens) * mark // UNITS_PER_USD
         self.tokens[j] = held - tokens
+        self.credit_units[j] = credit
         applied = pos - self.position_units(j)
-        if applied <= 0:
-            raise MarketError(
-                "amount_usd", f"{units_to_str(amount)} is below one token unit at the mark"
-            )
+        if applied != amount:
+            raise AssertionError(f"withdraw {venue_id}: position fell by {applied}, not {amount}")
         resp = {
             "venue": venue_id,
             "action": "withdraw",
@@ -411,7 +463,7 @@ class ReplayMarket:
                 "pending_withdrawal_usd": "0.000000",
             }
             for j, v in enumerate(self.venues)
-            if self.tokens[j]
+            if self.tokens[j] or self.credit_units[j]
         ]
         in_flight = sum(
             usd_to_units(t["amount_usd"])

@@ -1,0 +1,64 @@
+"""adapters.curves_batch: the vectorised Aave curve builder gives aave_lending_curve's curves, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from adapters.curves import aave_lending_curve
+from adapters.curves_batch import AaveEnvelopeRows, AaveSupplyIncomeRows, aave_lending_curves
+from protocols import aave
+
+
+def _reserves(n: int, seed: int) -> list[tuple[aave.AaveRateStrategy, float, float]]:
+    """Pools from $1 to $3.6B, empty to fully drawn, below and above the kink, some with no debt."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        slope1 = float(rng.uniform(0.0, 0.12))
+        strategy = aave.AaveRateStrategy(
+            float(rng.choice([0.0, 0.01])),
+            slope1,
+            float(rng.uniform(slope1, 1.0)),
+            float(rng.choice([0.45, 0.8, 0.9, 0.92])),
+            float(rng.uniform(0.0, 0.5)),
+        )
+        supplied = float(np.exp(rng.uniform(0.0, 22.0)))
+        u = 0.0 if rng.uniform() < 0.05 else float(rng.uniform(0.0, 1.0))
+        out.append((strategy, supplied * u, supplied * (1.0 - u)))
+    return out
+
+
+def test_batch_builds_the_scalar_curves_bit_for_bit() -> None:
+    reserves = _reserves(800, seed=3)
+    scalar = [aave_lending_curve(*r) for r in reserves]
+    batch = aave_lending_curves(reserves)
+    assert len(batch) == len(scalar)
+    bridged = 0
+    for a, b in zip(scalar, batch, strict=True):
+        assert a.capacity_usd == b.capacity_usd
+        assert a.bridges == b.bridges
+        bridged += bool(a.bridges)
+        x = np.concatenate((np.linspace(0.0, 2.0 * a.capacity_usd + 1.0, 64), [1e-6, 1.0]))
+        assert np.array_equal(a.real_income_usd(x), b.real_income_usd(x))
+        assert np.array_equal(a.income_usd(x, 0.3), b.income_usd(x, 0.3))
+    # the optimizer's batched evaluation (one call for every batch-built curve) = income_usd per curve
+    from optimizer.pwl import evaluate_curves
+
+    x = np.abs(np.random.default_rng(4).normal(0.0, 1e7, (len(batch), 9)))
+    x[:, 0] = 0.0
+    per_curve = np.stack([c.income_usd(x[i], 0.25) for i, c in enumerate(batch)])
+    assert np.array_equal(evaluate_curves(batch, x, 0.25), per_curve)
+    assert sum(isinstance(c, AaveEnvelopeRows) for c in batch) > len(batch) // 2
+    # the sample has both kinds: pools the fast path takes and pools above the kink (a hull bridge)
+    assert 0 < bridged < len(reserves) // 2
+    assert aave_lending_curves([]) == []
+
+
+def test_inlined_income_equals_the_protocol_function_and_refuses_negative_sizes() -> None:
+    x = np.concatenate(([0.0], np.geomspace(1e-6, 1e10, 200)))
+    for strategy, debt, liquidity in _reserves(300, seed=11):
+        expected = x * np.asarray(aave.supply_apr_after_deposit(strategy, debt, liquidity, x))
+        assert np.array_equal(AaveSupplyIncomeRows(strategy, debt, liquidity)(x), expected)
+    with pytest.raises(ValueError, match="deposit must be >= 0"):
+        AaveSupplyIncomeRows(*_reserves(1, seed=1)[0])(np.array([1.0, -2.0]))
