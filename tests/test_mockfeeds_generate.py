@@ -43,6 +43,12 @@ def test_daemon_venues_validate_and_point_at_the_right_feeds() -> None:
         VenueConfig.model_validate(v)
 
 
+# feed params that are the daemon's choice, not a fact of the market: the sizes the Across fee
+# quote is sampled at (one request each; the default config samples its one route, generated
+# configs of 1,000 venues leave it off)
+DAEMON_TUNING = {"quote_amounts_usd"}
+
+
 def test_daemon_venues_of_the_default_market_match_config_default_yaml() -> None:
     market = yaml.safe_load((ROOT / "config" / "market.default.yaml").read_text())
     daemon = yaml.safe_load((ROOT / "config" / "default.yaml").read_text())["venues"]
@@ -57,6 +63,8 @@ def test_daemon_venues_of_the_default_market_match_config_default_yaml() -> None
         )
         assert got["feed"]["adapter"] == want["feed"]["adapter"]
         for key, value in want["feed"].get("params", {}).items():
+            if key in DAEMON_TUNING:
+                continue
             assert got["feed"]["params"][key] == value, (want["id"], key)
 
 
