@@ -10,7 +10,8 @@ arithmetic does not depend on the array's shape), the grids are NumPy's own ``ge
 keeps each row's own early stop. A reserve whose build leaves the common path (a grid point that
 coincides with another, no income at any size, more than one local peak, an exact income that is
 not concave on its grid, so a hull bridge is needed: a pool above its kink) is built by
-``aave_lending_curve`` itself. A test compares both on thousands of random reserves.
+``EnvelopeCurve`` itself with ``aave_lending_curve``'s arguments, on the inlined income
+(:func:`_scalar`). A test compares both on thousands of random reserves.
 
 The exact income is ``x * R_s(D / (D + L + x))`` with ``R_s = R_b(U) U (1 - RF)`` and ``R_b`` the
 kinked ``DefaultReserveInterestRateStrategyV2`` curve (``protocols.aave.supply_apr_after_deposit``,
@@ -27,7 +28,6 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from adapters.curves import aave_lending_curve
 from adapters.envelope import _GRID_POINTS, _REL_TOL, EnvelopeCurve
 from protocols import aave
 
@@ -158,7 +158,24 @@ def aave_lending_curves(
             ):
                 if curve is not None:
                     curves[k] = _assemble(strategies[k], float(debt[k]), float(liquidity[k]), curve)
-    return [c if c is not None else aave_lending_curve(*reserves[k]) for k, c in enumerate(curves)]
+    return [c if c is not None else _scalar(*reserves[k]) for k, c in enumerate(curves)]
+
+
+def _scalar(
+    strategy: aave.AaveRateStrategy, debt_usd: float, liquidity_usd: float
+) -> EnvelopeCurve:
+    """``aave_lending_curve(strategy, debt, liquidity)`` (its domain and kink, no cap, no
+    emissions) on the inlined income :class:`AaveSupplyIncomeRows`: the same grid, peak search and
+    hull bridges on the same values, without the protocol function's input checks in each of the
+    ~100 evaluations a bridge's refinement makes (and in every evaluation the optimizer makes)."""
+    debt, liquidity = float(debt_usd), float(liquidity_usd)
+    others = debt + liquidity
+    kink = debt / strategy.optimal_usage_ratio - others if debt > 0 else 0.0
+    return EnvelopeCurve(
+        AaveSupplyIncomeRows(strategy, debt, liquidity),
+        domain_usd=max(8.0 * others, 1.0),
+        breakpoints=(kink,),
+    )
 
 
 def _build(

@@ -160,6 +160,7 @@ async def replay_strategy(
         bridge_fee_bps=cfg.settings.bridge_fee_bps,
         bridge_gas_usd=cfg.settings.bridge_gas_usd,
         curves=curves,
+        cycle_ts=cycle_times(history, cfg.period_seconds),
     )
     ledger_path.unlink(missing_ok=True)
     for extra in ("-wal", "-shm"):
@@ -188,6 +189,7 @@ async def replay_strategy(
         run_in_thread=run_inline,
         guard=getattr(strategy, "guard", None) or no_guard,
         persist_memory=False,
+        record_snapshots=False,  # the history file is the record of every cycle's inputs
         reconcile=REPLAY_RECONCILE,
     )
     memory = EMPTY_MEMORY
@@ -206,6 +208,9 @@ async def replay_strategy(
             out = await run_cycle(CycleInput(snaps, now, memory, guard_state=guard_state), deps)
             memory, guard_state = out.memory, out.guard_state
             clock.lap("cycle")
+            clock.add("cycle.sync", out.timings.sync_seconds)  # wall, as the cycle measures them
+            clock.add("cycle.execute", out.timings.execute_seconds)
+            clock.add("cycle.record", out.timings.record_seconds)
             if out.outcome is RebalanceOutcome.EXECUTED:
                 run.executed_plans += 1
             after = out.balances_after
@@ -272,17 +277,27 @@ def _save_ledger(ledger: Ledger, path: Path) -> None:
 
 
 class _PhaseClock:
+    """Per phase, wall seconds (``time.perf_counter``) in ``sink[phase]`` and this thread's CPU
+    seconds (``time.thread_time``: what a loaded machine does not inflate) in ``sink["cpu:" +
+    phase]``."""
+
     def __init__(self, sink: dict[str, float] | None):
         self.sink = sink
-        self.t = time.perf_counter()
+        self.t, self.cpu = time.perf_counter(), time.thread_time()
 
     def lap(self, phase: str | None = None) -> None:
         if self.sink is None:
             return
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.thread_time()
         if phase is not None:
             self.sink[phase] = self.sink.get(phase, 0.0) + t - self.t
-        self.t = t
+            key = "cpu:" + phase
+            self.sink[key] = self.sink.get(key, 0.0) + cpu - self.cpu
+        self.t, self.cpu = t, cpu
+
+    def add(self, phase: str, seconds: float) -> None:
+        if self.sink is not None:
+            self.sink[phase] = self.sink.get(phase, 0.0) + seconds
 
 
 def _check_books(ledger: Ledger, market: ReplayMarket, b: object, audit: bool) -> None:

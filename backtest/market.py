@@ -21,13 +21,20 @@ the replayed state without us, exactly as the Aave adapter builds them from a li
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from backtest.curves import CURVES, CurveKey, CurveMemo, MarkedCurve, curve_strategy
+from backtest.curves import (
+    CURVES,
+    PREFETCH_CURVES,
+    CurveKey,
+    CurveMemo,
+    MarkedCurve,
+    curve_strategy,
+)
 from backtest.history import LendingHistory, iso
 from backtest.rates import RateModels
 from backtest.sources import COINGECKO_IDS, PriceTable
@@ -90,8 +97,11 @@ class ReplayMarket:
         bridge_fee_bps: float = 5.0,
         bridge_gas_usd: float = 2.0,
         curves: CurveMemo | None = None,
+        cycle_ts: Sequence[int] | None = None,
     ):
-        """``curves``: where built curves are kept (default: the process's :data:`CURVES`)."""
+        """``curves``: where built curves are kept (default: the process's :data:`CURVES`).
+        ``cycle_ts``: the times the driver will take snapshots at; when given, a cycle whose curves
+        are not kept builds those of the next cycles with it (:meth:`CurveMemo.prefetch`)."""
         self.h = history
         self.curves = curves if curves is not None else CURVES
         self.rates = rates
@@ -110,6 +120,13 @@ class ReplayMarket:
         self.chains = sorted({v.chain for v in venues})
         self._marks_at = -1
         self._marks = np.full(len(venues), UNITS_PER_USD, dtype=np.int64)
+        self._now: tuple[int, datetime] = (-1, datetime.fromtimestamp(0, UTC))
+        self._keys: dict[tuple[int, int], CurveKey] = {}  # the prefetched rows' keys
+        self._cycle_rows = (
+            None
+            if cycle_ts is None
+            else np.unique(np.searchsorted(history.times, np.asarray(cycle_ts), side="right") - 1)
+        )
 
     # -- time ------------------------------------------------------------------------------------
     @property
@@ -117,7 +134,9 @@ class ReplayMarket:
         return int(self.h.times[self.i])
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self.now_ts, UTC)
+        if self._now[0] != self.i:  # one datetime a row (every snapshot and booking asks)
+            self._now = (self.i, datetime.fromtimestamp(self.now_ts, UTC))
+        return self._now[1]
 
     def marks_micro(self) -> np.ndarray:
         """USD per token in millionths, per venue, at the current time."""
@@ -218,7 +237,9 @@ class ReplayMarket:
         live = h.live(i)
         ours = self.ours_usd()
         rows = [(j, i) for j in np.flatnonzero(live).tolist()]
-        curves = self.curves.get([self._curve_key(j, k) for j, k in rows])
+        if self._cycle_rows is not None and rows and rows[0] not in self._keys:
+            self._prefetch(len(rows))
+        curves = self.curves.get(self._curve_keys(rows))
         return [
             self._snapshot(
                 j,
@@ -233,9 +254,37 @@ class ReplayMarket:
             for (j, _), curve in zip(rows, curves, strict=True)
         ]
 
-    def _curve_key(self, j: int, i: int) -> CurveKey:
-        s, b = float(self.h.supplied_usd[i, j]), float(self.h.borrowed_usd[i, j])
-        return (self.rates.strategy(i, j), b, max(s - b, 0.0))
+    def _prefetch(self, live_now: int) -> None:
+        """Build the curves of this and the coming cycle rows in one batch (each row's live
+        reserves, ``PREFETCH_CURVES`` in all): the same curves each cycle would build."""
+        assert self._cycle_rows is not None
+        h = self.h
+        start = int(np.searchsorted(self._cycle_rows, self.i, side="right"))
+        count = max(1, PREFETCH_CURVES // max(live_now, 1))
+        rows = [
+            (j, i)
+            for i in [self.i, *self._cycle_rows[start : start + count - 1].tolist()]
+            for j in np.flatnonzero(h.live(i)).tolist()
+        ]
+        self._keys = {}
+        self._keys = dict(zip(rows, self._curve_keys(rows), strict=True))
+        self.curves.prefetch(list(self._keys.values()))
+
+    def _curve_keys(self, rows: list[tuple[int, int]]) -> list[CurveKey]:
+        """The curve key (rate strategy, debt, the others' liquidity) of each ``(j, i)``: reserve
+        ``j`` at row ``i``; the prefetched ones from :meth:`_prefetch`, the rest made in a batch."""
+        known = self._keys
+        todo = [r for r in rows if r not in known]
+        if todo:
+            h = self.h
+            made = self.rates.strategies([(i, j) for j, i in todo])
+            for (j, i), strategy in zip(todo, made, strict=True):
+                s, b = float(h.supplied_usd[i, j]), float(h.borrowed_usd[i, j])
+                known[(j, i)] = (strategy, b, max(s - b, 0.0))
+        out = [known[r] for r in rows]
+        for r in todo:  # not kept past this call: only the prefetched rows are
+            known.pop(r, None)
+        return out
 
     def hindsight_snapshots(self, horizon_seconds: int) -> list[VenueSnapshot]:
         """Perfect foresight of the next ``horizon_seconds``, of rates *and* marks.
@@ -263,7 +312,7 @@ class ReplayMarket:
             k = int(rows[np.argsort(rates, kind="stable")[len(rows) // 2]])
             if h.live(k)[j]:
                 picked.append((j, k))
-        curves = self.curves.get([self._curve_key(j, k) for j, k in picked])
+        curves = self.curves.get(self._curve_keys(picked))
         out = []
         for (j, k), curve in zip(picked, curves, strict=True):
             drift = (self.mark_micro_at(j, end_ts) / int(marks[j]) - 1.0) * SECONDS_PER_YEAR / span

@@ -39,6 +39,22 @@ DAY_SECONDS = 86_400
 CANDIDATE_OPTIMAL_USAGE_RATIOS = (0.80, 0.90, 0.92)
 
 
+def _checked_strategy(
+    slope1_apr: float, slope2_apr: float, optimal_usage_ratio: float, reserve_factor: float
+) -> aave.AaveRateStrategy:
+    """An ``AaveRateStrategy`` (base 0) whose fields :meth:`RateModels.strategies` has checked."""
+    s = object.__new__(aave.AaveRateStrategy)
+    for name, value in (
+        ("base_variable_borrow_apr", 0.0),
+        ("slope1_apr", slope1_apr),
+        ("slope2_apr", slope2_apr),
+        ("optimal_usage_ratio", optimal_usage_ratio),
+        ("reserve_factor", reserve_factor),
+    ):
+        object.__setattr__(s, name, value)
+    return s
+
+
 @dataclass(frozen=True)
 class RateModels:
     """Calibrated kinked-curve parameters per [time, reserve] (base rate 0)."""
@@ -57,6 +73,43 @@ class RateModels:
             float(self.optimal_usage_ratio[i, j]),
             float(self.reserve_factor[i, j]),
         )
+
+    def strategies(self, rows: list[tuple[int, int]]) -> list[aave.AaveRateStrategy]:
+        """``[self.strategy(i, j) for i, j in rows]``, checked once for the batch.
+
+        ``AaveRateStrategy`` checks its fields when made (~50 us, most of a 1,000-reserve cycle's
+        snapshot time); here the same rules run as array comparisons over the batch (finite; slopes
+        >= 0; Uopt in [1 %, 99 %]; slope1 <= slope2; RF in [0, 1); base + slope1 + slope2 <= 1000 %,
+        the same float sums) and each passing row is made without re-checking: equal (and hashing
+        equal) to the checked one. A batch with any failing row is made row by row, so the
+        constructor raises its own error."""
+        if not rows:
+            return []
+        ii = np.fromiter((i for i, _ in rows), dtype=np.intp, count=len(rows))
+        jj = np.fromiter((j for _, j in rows), dtype=np.intp, count=len(rows))
+        s1, s2 = self.slope1_apr[ii, jj], self.slope2_apr[ii, jj]
+        uopt, rf = self.optimal_usage_ratio[ii, jj], self.reserve_factor[ii, jj]
+        with np.errstate(invalid="ignore"):
+            ok = (
+                np.isfinite(s1)
+                & np.isfinite(s2)
+                & np.isfinite(uopt)
+                & np.isfinite(rf)
+                & (s1 >= 0.0)
+                & (s2 >= 0.0)
+                & (uopt >= aave.MIN_OPTIMAL_USAGE_RATIO)
+                & (uopt <= aave.MAX_OPTIMAL_USAGE_RATIO)
+                & (s1 <= s2)
+                & (rf >= 0.0)
+                & (rf < 1.0)
+                & ((0.0 + s1) + s2 <= aave.MAX_BORROW_APR)
+            )
+        if not ok.all():
+            return [self.strategy(i, j) for i, j in rows]
+        return [
+            _checked_strategy(a, b, c, d)
+            for a, b, c, d in zip(s1.tolist(), s2.tolist(), uopt.tolist(), rf.tolist(), strict=True)
+        ]
 
     def supply_apr_with(
         self, i: int, supplied_usd: FloatArray, borrowed_usd: FloatArray, ours_usd: FloatArray

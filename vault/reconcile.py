@@ -133,7 +133,6 @@ def reconcile(
     with ledger.atomically():  # the whole sync or none of it: one fsync
         books = {v: u for v, u in ledger.balances().positions_units.items()}
         last = ledger.last_reconciled()
-        first = ledger.first_postings("position:")
         open_breaks = {b.venue: b for b in ledger.open_breaks()}
         breaks: list[VenueCheck] = []
         for venue in sorted(set(books) | set(reported_units)):
@@ -141,7 +140,10 @@ def reconcile(
             if b == 0 and r == 0 and venue not in open_breaks:
                 ledger.mark_reconciled(venue, now, 0.0)  # agreed at nothing: a re-entry starts here
                 continue
-            since = last.get(venue) or ((first[venue], 0.0) if venue in first else None)
+            since = last.get(venue)
+            if since is None:  # never agreed yet: since its first posting (read only then)
+                first = ledger.first_posting(f"position:{venue}")
+                since = (first, 0.0) if first is not None else None
             apr = float(rates_apr.get(venue, 0.0))
             mark = cfg.mark_tolerance_ratio.get((kinds or {}).get(venue, ""), 0.0)
             check = check_venue(venue, b, r, apr, since, now, cfg, mark)
