@@ -13,15 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backtest.engine import ConservationError, RunConfig, replay_strategy
 from backtest.history import LENDING_COLUMNS, HistoryError, load_lending
 from backtest.lookahead import check_lookahead
-from backtest.market import ReplayMarket, history_venues
-from backtest.rates import fit_rate_models
+from backtest.market import history_venues
 from backtest.run import load_config, prepare, run_prepared, shared_data
 from backtest.sources import load_stablecoin_prices, load_uniswap_v2, lp_period_returns
-from backtest.strategies import STRATEGIES, make_strategy
-from core.money import usd_to_units
+from backtest.strategies import STRATEGIES
 from vault.ledger import Ledger
 
 REAL = shared_data("aave_v3_ethereum_hourly.csv.gz")
@@ -143,39 +140,6 @@ def test_any_source_in_the_contract_runs_unchanged(tmp_path: Path) -> None:
     assert runs[0].executed_plans >= 1
 
 
-# -- the replayed market ----------------------------------------------------------------------------
-
-
-def test_market_curve_passes_through_the_observed_rate_and_our_deposit_lowers_it(
-    tmp_path: Path,
-) -> None:
-    h = load_lending(write_history(tmp_path / "h.csv", synthetic_rows(days=2)))
-    rates = fit_rate_models(h)
-    m = ReplayMarket(h, rates, history_venues(h))
-    m.advance_to(int(h.times[10]))
-    for snap in m.snapshots():
-        j = m.by_id[snap.venue.id]
-        observed = float(h.supply_apr[10, j])
-        assert float(snap.curve.apr(np.array([1e-6]))[0]) == pytest.approx(observed, rel=1e-6)
-        big = float(snap.curve.apr(np.array([1e8]))[0])
-        assert big < observed  # $100M more supply lowers utilization and the rate
-    with pytest.raises(Exception, match="exceeds position"):
-        m.withdraw("aave-v3-ethereum-usdc", "1.000000", "k1")
-
-
-def test_market_never_serves_data_after_now(tmp_path: Path) -> None:
-    h = load_lending(write_history(tmp_path / "h.csv", synthetic_rows(days=2)))
-    m = ReplayMarket(h, fit_rate_models(h), history_venues(h))
-    m.advance_to(int(h.times[5]) + 1800)  # between two rows: the earlier one
-    assert m.now_ts == int(h.times[5])
-    assert all(s.observed_at.timestamp() <= m.now_ts for s in m.snapshots())
-    before = [(s.venue.id, s.real_apr, s.tvl_usd) for s in m.snapshots()]
-    h.supply_apr[6:] = 9.0  # poison the future: what is served now must not change
-    h.supplied_usd[6:] = 1.0
-    assert [(s.venue.id, s.real_apr, s.tvl_usd) for s in m.snapshots()] == before
-    assert [s.real_apr for s in m.hindsight_snapshots(3600)] == [9.0] * 3  # the one that may look
-
-
 # -- conservation, checker, determinism -------------------------------------------------------------
 
 
@@ -198,109 +162,6 @@ def test_conservation_and_checker_at_every_step_over_a_whole_replay(tmp_path: Pa
     assert summary["strategies"]["hindsight"]["limit_breach_cycles"] == 0
     # chase_best puts everything in one reserve: it breaks max_venue_ratio, and the check sees it
     assert summary["strategies"]["chase_best"]["limit_breach_cycles"] > 0
-
-
-def write_marks(path: Path, days: int = 5, seed: int = 5) -> Path:
-    """Daily marks off par from 2024-01-01 (USDC, USDT, DAI between 0.96 and 1.04)."""
-    rng = np.random.default_rng(seed)
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["Date", "usd-coin", "tether", "dai"])
-        for k in range(days):
-            day = str(np.datetime64("2024-01-01") + np.timedelta64(k, "D"))
-            w.writerow([day, *(f"{v:.6f}" for v in rng.uniform(0.96, 1.04, 3))])
-    return path
-
-
-def test_a_withdrawal_off_par_shrinks_the_position_by_exactly_the_amount(tmp_path: Path) -> None:
-    """The executor books a withdrawal as the position shrinking by what was asked: the market must
-    agree to the unit at any mark (above par one token is worth more than a unit)."""
-    h = load_lending(write_history(tmp_path / "h.csv", synthetic_rows(days=2)))
-    prices = load_stablecoin_prices(write_marks(tmp_path / "p.csv"))
-    m = ReplayMarket(h, fit_rate_models(h), history_venues(h), prices=prices)
-    m.advance_to(int(h.times[3]))
-    rng = np.random.default_rng(1)
-    for j, v in enumerate(m.venues):
-        assert m.marks_micro()[j] != 10**6  # off par, both sides across the three
-        m.deposit(v.id, "250000.000000", f"d{j}")
-        for k in range(200):
-            pos = m.position_units(j)
-            amount = int(rng.integers(1, max(pos // 50, 2)))
-            res = m.withdraw(v.id, f"{amount / 1e6:.6f}", f"w{j}-{k}")
-            assert usd_to_units(res["applied_usd"]) == amount
-            assert m.position_units(j) == pos - amount
-            assert 0 <= m.credit_units[j] <= 2
-        m.withdraw(v.id, f"{m.position_units(j) / 1e6:.6f}", f"all{j}")
-        assert m.position_units(j) == 0 and m.tokens[j] == 0 and m.credit_units[j] == 0
-
-
-def test_books_match_the_market_every_cycle_with_marks_off_par(tmp_path: Path) -> None:
-    """Every strategy over a replay whose marks move daily off par: the engine checks books against
-    the market to the unit after every cycle (a ConservationError fails the run)."""
-    path = write_history(tmp_path / "h.csv", synthetic_rows(days=3))
-    p = prepare(path, None, period="6h", prices_path=write_marks(tmp_path / "p.csv"))
-    summary, runs = run_prepared(p, tmp_path / "out", list(STRATEGIES), audit_every_cycle=True)
-    assert all(r.audit_problems == [] for r in runs)
-    assert summary["strategies"]["ours"]["limit_breach_cycles"] == 0
-    assert sum(r.executed_plans for r in runs) > len(runs)
-
-
-def test_hindsight_sees_the_next_periods_mark(tmp_path: Path) -> None:
-    """A depeg ahead makes a reserve worth nothing to the hindsight strategy; a recovery ahead pays."""
-    from backtest.curves import MarkedCurve
-
-    h = load_lending(write_history(tmp_path / "h.csv", synthetic_rows(days=3)))
-    prices = load_stablecoin_prices(write_marks(tmp_path / "p.csv"))
-    m = ReplayMarket(h, fit_rate_models(h), history_venues(h), prices=prices)
-    m.advance_to(int(h.times[18]))  # 18:00: the next 6 h cross midnight, the marks move
-    live = {s.venue.id: s for s in m.snapshots()}
-    for s in m.hindsight_snapshots(6 * 3600):
-        assert isinstance(s.curve, MarkedCurve)
-        j = m.by_id[s.venue.id]
-        drift = (m.mark_micro_at(j, int(h.times[24])) / int(m.marks_micro()[j]) - 1) * 365 * 4
-        assert s.curve.drift_apr == pytest.approx(drift)
-        base = live[s.venue.id].curve.apr(np.array([1e-6]))[0]
-        if base + drift <= 0:
-            assert s.curve.capacity_usd == 0.0  # it takes nothing
-        else:
-            assert s.curve.capacity_usd > 0.0
-            assert s.curve.income_usd(np.array([1e5]))[0] > 0.0
-        x = np.linspace(0.0, min(s.curve.capacity_usd, 1e9), 50)
-        assert np.all(np.diff(s.curve.income_usd(x)) >= -1e-9)  # non-decreasing up to capacity
-
-
-def test_a_market_that_creates_money_is_caught(tmp_path: Path) -> None:
-    path = write_history(tmp_path / "h.csv", synthetic_rows(days=2))
-    p = prepare(path, None, period="6h", prices_path=None)
-
-    class Leaky(ReplayMarket):
-        def positions_view(self):  # type: ignore[no-untyped-def]
-            view = super().positions_view()
-            self.tokens[0] += 1  # one token unit appears from nowhere, after the venue reported
-            return view
-
-    import backtest.engine as engine
-
-    original = engine.ReplayMarket
-    engine.ReplayMarket = Leaky  # type: ignore[misc]
-    try:
-        cfg = RunConfig(p.config.limits, p.config.settings, "ethereum", 1e6, 6 * 3600)
-        strategy = make_strategy("equal_weight", cfg.limits, cfg.settings, "ethereum")
-        with pytest.raises(ConservationError, match=r"books .* market"):
-            import asyncio
-
-            asyncio.run(
-                replay_strategy(
-                    strategy,
-                    p.history,
-                    p.rates,
-                    history_venues(p.history),
-                    cfg,
-                    tmp_path / "l.sqlite3",
-                )
-            )
-    finally:
-        engine.ReplayMarket = original  # type: ignore[misc]
 
 
 def test_summary_is_byte_identical_on_the_same_inputs(tmp_path: Path) -> None:

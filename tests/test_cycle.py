@@ -356,3 +356,40 @@ async def test_a_report_the_books_cannot_explain_is_a_break_that_holds_until_boo
         assert r.ledger.audit() == [] and r.ledger.verify() == []
         resumed = await r.cycle(3, first.memory)
         assert resumed.decision is not None and r.ledger.open_breaks() == []
+
+
+def test_a_venue_never_reconciled_is_explained_from_its_first_posting(tmp_path: Path) -> None:
+    """The reconciler reads a venue's first posting (one indexed query) only while the venue has
+    never agreed with the books: 10 days of accrual at its rate are explained from the deposit's
+    time, and from then on from the last agreement. ``balances_under`` is ``account`` per name."""
+    from datetime import timedelta
+
+    from vault.reconcile import ReconcileSettings, reconcile
+
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    ledger = Ledger(tmp_path / "l.sqlite3", durable=False)
+    try:
+        ledger.deposit_capital(t0, "ethereum", usd_to_units(2_000_000))
+        ledger.post(
+            t0 + timedelta(hours=1),
+            "deposit",
+            [("position:a", usd_to_units(1_000_000)), ("idle:ethereum", -usd_to_units(1_000_000))],
+        )
+        assert ledger.first_posting("position:a") == t0 + timedelta(hours=1)
+        assert ledger.first_posting("position:none") is None
+        assert "a" not in ledger.last_reconciled()
+        at = t0 + timedelta(days=10, hours=1)
+        gain = usd_to_units(2_000)  # 10 days at 5 % is ~1,370 USD; x3 rate slack explains 2,000
+        reported = {"a": usd_to_units(1_000_000) + gain}
+        assert reconcile(ledger, reported, {"a": 0.05}, at, ReconcileSettings()) == []
+        assert ledger.account("position:a") == reported["a"]
+        assert ledger.last_reconciled()["a"] == (at, 0.05)
+        # the same gain an hour later is no longer explained: the interval starts at the agreement
+        later = {"a": reported["a"] + gain}
+        breaks = reconcile(ledger, later, {"a": 0.05}, at + timedelta(hours=1), ReconcileSettings())
+        assert [b.venue for b in breaks] == ["a"]
+        assert ledger.balances_under("income:") == {"a": ledger.account("income:a")} == {"a": -gain}
+        assert ledger.balances_under("position:") == {"a": reported["a"]}
+        assert ledger.balances_under("nothing:") == {}
+    finally:
+        ledger.close()
