@@ -12,7 +12,7 @@ from core.money import usd_to_units
 from core.types import Move, MoveAction, Plan
 from mockfeeds.market import Market
 from optimizer.costs import MOVE_COST_KINDS
-from vault.executor import MoveResult, MoveStatus, PaperExecutor
+from vault.executor import MoveResult, MoveStatus, PaperExecutor, move_to_dict
 from vault.ledger import FEES, GAS, Ledger
 from vault.metrics import Metrics
 from vault.settings import DEFAULT_CONFIG, load_settings, read_yaml
@@ -107,3 +107,48 @@ async def test_a_done_move_books_its_predicted_and_executed_cost(tmp_path) -> No
     m.record_move_costs(results, {k: str(v.kind) for k, v in VENUES.items()})
     assert value(m, "lp_entry", "executed") == pytest.approx(lp.cost_units / 1e6)
     assert value(m, "lending_deposit", "predicted") == pytest.approx(4.5)
+
+
+@pytest.mark.parametrize("asked_first", [False, True], ids=["replayed", "asked_first"])
+async def test_a_recovered_move_carries_its_predicted_and_executed_cost(
+    tmp_path, asked_first: bool
+) -> None:
+    """A move the venue applied but the books never booked (the process died in between) is
+    recovered by replaying its key, or, written ahead longer ago than the venue remembers keys,
+    by asking the venue's position first. Either way its result carries the plan's predicted cost
+    and the booked cost, like a move run in the plan, so the move-cost metric counts it."""
+    wall = [1_000_000.0]
+    market = Market.from_config(
+        read_yaml(DEFAULT_CONFIG.parent / "market.default.yaml"), wall_clock=lambda: wall[0]
+    )
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    clock = lambda: datetime.fromtimestamp(market.clock.now(), UTC)  # noqa: E731
+    ledger.deposit_capital(clock(), "ethereum", usd_to_units(1_000_000))
+    executor = PaperExecutor(
+        InProcessTransport(market),
+        ledger=ledger,
+        venues=VENUES,
+        home_chain="ethereum",
+        clock=clock,
+        bridge_wait_seconds=0.0,
+        idempotency_window_seconds=3_600.0,
+    )
+    deposit = Move(MoveAction.DEPOSIT, LENDING, 30_000.0, "crash-1", cost_usd=4.5)
+    body = {"venue": LENDING, "amount_usd": "30000.000000", "idempotency_key": "crash-1"}
+    ledger.begin_move(
+        clock(), "crash-1", {"move": move_to_dict(deposit), "path": "/deposit", "body": body}
+    )
+    market.deposit(LENDING, "30000.000000", "crash-1")
+    if asked_first:
+        wall[0] += 2.0  # two simulated hours (the default market's time scale): beyond 3,600 s
+    [res] = await executor.recover()
+    assert res.status is MoveStatus.DONE
+    assert ("asked first" in res.detail or "venue shows it happened" in res.detail) is asked_first
+    assert res.predicted_cost_units == usd_to_units(4.5)
+    assert res.cost_units == usd_to_units(VENUES[LENDING].costs.deposit_usd) > 0
+    assert ledger.account(FEES) + ledger.account(GAS) == res.cost_units
+    m = Metrics()
+    m.record_move_costs([res], {k: str(v.kind) for k, v in VENUES.items()})
+    assert value(m, "lending_deposit", "predicted") == pytest.approx(4.5)
+    assert value(m, "lending_deposit", "executed") == pytest.approx(res.cost_units / 1e6)
+    ledger.close()
