@@ -32,6 +32,30 @@ def value(m: Metrics, kind: str, basis: str) -> float:
     return v
 
 
+def paper_world(
+    tmp_path, idempotency_window_seconds: float = 25 * 86_400
+) -> tuple[Market, Ledger, PaperExecutor, list[float]]:
+    """The default market in process, a fresh ledger with $1M on Ethereum, the paper executor;
+    the market's wall clock is the list's one value (the test moves it)."""
+    wall = [1_000_000.0]
+    market = Market.from_config(
+        read_yaml(DEFAULT_CONFIG.parent / "market.default.yaml"), wall_clock=lambda: wall[0]
+    )
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    clock = lambda: datetime.fromtimestamp(market.clock.now(), UTC)  # noqa: E731
+    ledger.deposit_capital(clock(), "ethereum", usd_to_units(1_000_000))
+    executor = PaperExecutor(
+        InProcessTransport(market),
+        ledger=ledger,
+        venues=VENUES,
+        home_chain="ethereum",
+        clock=clock,
+        bridge_wait_seconds=0.0,
+        idempotency_window_seconds=idempotency_window_seconds,
+    )
+    return market, ledger, executor, wall
+
+
 def test_the_metric_declares_every_kind_and_adds_done_moves_only() -> None:
     m = Metrics()
     for kind in MOVE_COST_KINDS:
@@ -71,21 +95,7 @@ def test_the_metric_declares_every_kind_and_adds_done_moves_only() -> None:
 
 
 async def test_a_done_move_books_its_predicted_and_executed_cost(tmp_path) -> None:
-    wall = [1_000_000.0]
-    market = Market.from_config(
-        read_yaml(DEFAULT_CONFIG.parent / "market.default.yaml"), wall_clock=lambda: wall[0]
-    )
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
-    clock = lambda: datetime.fromtimestamp(market.clock.now(), UTC)  # noqa: E731
-    ledger.deposit_capital(clock(), "ethereum", usd_to_units(1_000_000))
-    executor = PaperExecutor(
-        InProcessTransport(market),
-        ledger=ledger,
-        venues=VENUES,
-        home_chain="ethereum",
-        clock=clock,
-        bridge_wait_seconds=0.0,
-    )
+    _, ledger, executor, _ = paper_world(tmp_path)
     moves = (
         Move(MoveAction.DEPOSIT, LP, 100_000.0, "c-lp", cost_usd=321.25),
         Move(MoveAction.DEPOSIT, LENDING, 50_000.0, "c-aave", cost_usd=4.5),
@@ -117,26 +127,13 @@ async def test_a_recovered_move_carries_its_predicted_and_executed_cost(
     recovered by replaying its key, or, written ahead longer ago than the venue remembers keys,
     by asking the venue's position first. Either way its result carries the plan's predicted cost
     and the booked cost, like a move run in the plan, so the move-cost metric counts it."""
-    wall = [1_000_000.0]
-    market = Market.from_config(
-        read_yaml(DEFAULT_CONFIG.parent / "market.default.yaml"), wall_clock=lambda: wall[0]
-    )
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
-    clock = lambda: datetime.fromtimestamp(market.clock.now(), UTC)  # noqa: E731
-    ledger.deposit_capital(clock(), "ethereum", usd_to_units(1_000_000))
-    executor = PaperExecutor(
-        InProcessTransport(market),
-        ledger=ledger,
-        venues=VENUES,
-        home_chain="ethereum",
-        clock=clock,
-        bridge_wait_seconds=0.0,
-        idempotency_window_seconds=3_600.0,
-    )
+    market, ledger, executor, wall = paper_world(tmp_path, idempotency_window_seconds=3_600.0)
     deposit = Move(MoveAction.DEPOSIT, LENDING, 30_000.0, "crash-1", cost_usd=4.5)
     body = {"venue": LENDING, "amount_usd": "30000.000000", "idempotency_key": "crash-1"}
     ledger.begin_move(
-        clock(), "crash-1", {"move": move_to_dict(deposit), "path": "/deposit", "body": body}
+        datetime.fromtimestamp(market.clock.now(), UTC),
+        "crash-1",
+        {"move": move_to_dict(deposit), "path": "/deposit", "body": body},
     )
     market.deposit(LENDING, "30000.000000", "crash-1")
     if asked_first:
