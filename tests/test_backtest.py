@@ -365,3 +365,8 @@ def test_bench_side_by_side_the_fast_path_decides_exactly_as_the_plain_one(tmp_p
     assert result["before"]["cycles"] == result["after"]["cycles"] == 49
     assert result["after"]["curve_builds"] <= result["before"]["curve_builds"]
     assert set(result["after"]["phase_ms_per_cycle"]) >= {"snapshots", "decide", "cycle", "check"}
+    cpu = result["after"]["phase_cpu_ms_per_cycle"]
+    assert set(cpu) >= {"snapshots", "decide", "cycle", "cycle_without_decide", "check", "market"}
+    # CPU shares, not bounds: the parts add up (cycle = decide + the rest), none negative
+    assert cpu["cycle_without_decide"] == pytest.approx(cpu["cycle"] - cpu["decide"], abs=0.02)
+    assert min(cpu.values()) >= 0.0
