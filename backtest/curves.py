@@ -9,6 +9,8 @@ strategy, cycle and run of the process. :class:`MarkedCurve` adds a foreseen mar
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -44,7 +46,9 @@ class CurveMemo:
         reserve per cycle, nothing kept): the benchmark's "before"."""
         self.max_entries = max_entries
         self.batch = batch
-        self._curves: dict[CurveKey, EnvelopeCurve] = {}
+        # oldest first; OrderedDict pops its oldest in O(1) (a dict's ``next(iter(d))`` after many
+        # deletions at its front walks the dead slots: quadratic over a 1,000-venue month)
+        self._curves: OrderedDict[CurveKey, EnvelopeCurve] = OrderedDict()
         self.hits = 0
         self.builds = 0
 
@@ -67,7 +71,7 @@ class CurveMemo:
             memo[k] = c
         self.builds += len(todo)
         while len(memo) > self.max_entries:
-            del memo[next(iter(memo))]
+            memo.popitem(last=False)
 
     def get(self, keys: list[CurveKey]) -> list[EnvelopeCurve]:
         if self.max_entries <= 0 and not self.batch:
@@ -87,7 +91,7 @@ class CurveMemo:
         self.hits += len(keys) - len(missing)
         out = [memo[k] for k in keys]
         while len(memo) > self.max_entries:
-            del memo[next(iter(memo))]
+            memo.popitem(last=False)
         return out
 
 

@@ -201,3 +201,22 @@ def test_strategies_checked_in_a_batch_equal_the_checked_constructor(tmp_path: P
     rates.slope1_apr[7, 1] = rates.slope2_apr[7, 1] + 1.0
     with pytest.raises(ValueError, match="slope1_apr .* must be <= slope2_apr"):
         rates.strategies(rows)
+
+
+def test_curve_memo_keeps_the_newest_entries(tmp_path: Path) -> None:
+    from backtest.curves import CurveMemo
+
+    h = load_lending(write_history(tmp_path / "h.csv", synthetic_rows(days=1)))
+    rates = fit_rate_models(h)
+    keys = [
+        (rates.strategy(i, j), float(h.borrowed_usd[i, j]), 1e8 + i) for i in range(6) for j in (0,)
+    ]
+    memo = CurveMemo(4)
+    memo.prefetch(keys[:3])
+    memo.prefetch(keys[2:])  # one already kept: 3 new builds, the 2 oldest go
+    assert memo.builds == 6 and memo.hits == 0
+    kept = memo.get(keys[2:])
+    assert memo.hits == 4 and memo.builds == 6  # the newest four are served without a build
+    assert [c.capacity_usd for c in kept] == [c.capacity_usd for c in CurveMemo(0).get(keys[2:])]
+    memo.get(keys[:1])  # the oldest was evicted: built again
+    assert memo.builds == 7
