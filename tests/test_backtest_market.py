@@ -199,7 +199,7 @@ def test_strategies_checked_in_a_batch_equal_the_checked_constructor(tmp_path: P
     assert all(type(s) is aave.AaveRateStrategy for s in made)
     # one row the constructor refuses: the batch is made row by row, so its own error is raised
     rates.slope1_apr[7, 1] = rates.slope2_apr[7, 1] + 1.0
-    with pytest.raises(ValueError, match="slope1_apr .* must be <= slope2_apr"):
+    with pytest.raises(ValueError, match=r"slope1_apr .* must be <= slope2_apr"):
         rates.strategies(rows)
 
 
