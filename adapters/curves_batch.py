@@ -21,14 +21,15 @@ protocol function's values exactly.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from adapters.envelope import _GRID_POINTS, _REL_TOL, EnvelopeCurve
+from adapters.envelope import _GRID_POINTS, _REL_TOL, EnvelopeCurve, _Bridge
 from protocols import aave
 
 Matrix = NDArray[np.float64]
@@ -153,10 +154,19 @@ def aave_lending_curves(
             g = grid[rows]
             if has_bend:
                 g = np.concatenate((g, corners[rows]), axis=1)
-            for k, curve in zip(
-                rows.tolist(), _build(g, params[rows], debt[rows], liquidity[rows]), strict=True
-            ):
-                if curve is not None:
+            built = _build(g, params[rows], debt[rows], liquidity[rows])
+            hulls = [
+                (k, c) for k, c in zip(rows.tolist(), built, strict=True) if isinstance(c, _Hull)
+            ]
+            if hulls:
+                at = np.array([k for k, _ in hulls])
+                bridges = _bridged(params[at], debt[at], liquidity[at], [c for _, c in hulls])
+                for (k, c), b in zip(hulls, bridges, strict=True):
+                    curves[k] = _assemble(
+                        strategies[k], float(debt[k]), float(liquidity[k]), c.capacity_usd, b
+                    )
+            for k, curve in zip(rows.tolist(), built, strict=True):
+                if isinstance(curve, float):
                     curves[k] = _assemble(strategies[k], float(debt[k]), float(liquidity[k]), curve)
     return [c if c is not None else _scalar(*reserves[k]) for k, c in enumerate(curves)]
 
@@ -189,21 +199,28 @@ def _build(
     ok = (np.diff(xs, axis=1) > 0.0).all(axis=1)  # np.unique would drop a point: scalar
     f = _income(params, d, liq, xs)
     ok &= f.max(axis=1) > 0.0
-    # the income's peak: one local maximum of the grid (interior, or rising into the last point)
+    # the income's peaks: every local maximum of the grid (interior, or rising into the last
+    # point), each refined, the best kept in EnvelopeCurve's order (interior cells left to right,
+    # then the last cell; a later one wins only if strictly higher; the start is the last point)
     interior = (f[:, 1:-1] > f[:, :-2]) & (f[:, 1:-1] >= f[:, 2:])
     rising = f[:, -1] >= f[:, -2]
-    ok &= interior.sum(axis=1) + rising == 1
+    ok &= interior.sum(axis=1) + rising >= 1
     width = xs.shape[1]
-    cell = np.where(rising, width - 1, np.argmax(interior, axis=1) + 1)
-    lo = np.where(rising, xs[np.arange(n), width - 2], xs[np.arange(n), np.maximum(cell - 1, 0)])
-    hi = np.where(
-        rising, xs[np.arange(n), width - 1], xs[np.arange(n), np.minimum(cell + 1, width - 1)]
-    )
-    lo, hi = _argmax_rows(params, d, liq, lo, hi)
-    best = (lo + hi) / 2.0
-    fbest = _income(params, d, liq, best[:, None])[:, 0]
+    pr, pc = np.nonzero(interior)  # row-major: each row's cells left to right
+    rr = np.flatnonzero(rising)
+    cell_rows = np.concatenate((pr, rr))
+    lo = np.concatenate((xs[pr, pc], xs[rr, width - 2]))
+    hi = np.concatenate((xs[pr, pc + 2], xs[rr, width - 1]))
+    pd, pl = d[cell_rows], liq[cell_rows]
+    lo, hi = _argmax_rows(params[cell_rows], pd, pl, lo, hi)
+    peak = (lo + hi) / 2.0
+    fpeak = _income(params[cell_rows], pd, pl, peak[:, None])[:, 0]
     last_x, last_f = xs[:, -1], f[:, -1]
-    cut = (fbest > last_f) & (best < last_x)  # income falls past its peak: capacity stops there
+    best, fbest = last_x.copy(), last_f.copy()
+    for k, x, fx in zip(cell_rows.tolist(), peak.tolist(), fpeak.tolist(), strict=True):
+        if fx > fbest[k]:
+            best[k], fbest[k] = x, fx
+    cut = best < last_x  # income falls past its peak: capacity stops there
     cap = np.where(cut, best, last_x)
     # the grid the scalar path keeps: the points below the peak, then the peak
     keep = np.where(cut, (xs < best[:, None]).sum(axis=1), width - 1)
@@ -222,8 +239,120 @@ def _build(
     concave = np.where(
         col[:, : width - 2] < (length - 2)[:, None], bend <= _REL_TOL * scale[:, None], True
     )
-    ok &= concave.all(axis=1) & (length >= 2)
-    return [float(c) if good else None for c, good in zip(cap.tolist(), ok.tolist(), strict=True)]
+    common = ok & (length >= 2)
+    ok = common & concave.all(axis=1)
+    out: list[float | _Hull | None] = [
+        float(c) if good else None for c, good in zip(cap.tolist(), ok.tolist(), strict=True)
+    ]
+    for k in np.flatnonzero(common & ~ok).tolist():  # not concave on its grid: a hull bridge
+        n_k = int(length[k])
+        out[k] = _Hull(float(cap[k]), xs_t[k, :n_k], f_t[k, :n_k], float(scale[k]))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Hull:
+    """A row whose exact income is not concave on its grid (``EnvelopeCurve``'s grid and values,
+    the scale of its concavity test): its hull bridges are found by :func:`_bridged`."""
+
+    capacity_usd: float
+    xs: NDArray[np.float64]
+    fs: NDArray[np.float64]
+    scale: float
+
+
+def _hull_edges(h: _Hull) -> list[tuple[int, int]]:
+    """``adapters.envelope._hull_bridges``' upper hull and chord test on one row (its loop and its
+    expressions, on the same values): the edges that need a bridge."""
+    xs, fs = h.xs, h.fs
+    hull: list[int] = []
+    for i in range(len(xs)):
+        while len(hull) >= 2:
+            o, a = hull[-2], hull[-1]
+            cross = (xs[a] - xs[o]) * (fs[i] - fs[o]) - (fs[a] - fs[o]) * (xs[i] - xs[o])
+            if cross >= 0.0:
+                hull.pop()
+            else:
+                break
+        hull.append(i)
+    edges = []
+    for a, b in itertools.pairwise(hull):
+        if b - a > 1:
+            chord = fs[a] + (xs[a + 1 : b] - xs[a]) * (fs[b] - fs[a]) / (xs[b] - xs[a])
+            if np.max(chord - fs[a + 1 : b]) > _REL_TOL * h.scale:
+                edges.append((a, b))
+    return edges
+
+
+def _argmax_vec(
+    g: Callable[[Matrix], Matrix], lo: NDArray[np.float64], hi: NDArray[np.float64], rounds: int
+) -> NDArray[np.float64]:
+    """``adapters.envelope._argmax_in(g_row, lo, hi, rounds)`` per row, each row stopping on its
+    own test (33 points a round)."""
+    lo, hi = lo.copy(), hi.copy()
+    live = np.ones(lo.shape[0], dtype=bool)
+    r = np.arange(lo.shape[0])
+    for _ in range(rounds):
+        if not live.any():
+            break
+        xs = np.linspace(lo, hi, _PEAK_POINTS, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            i = np.argmax(g(xs), axis=1)
+        new_lo = xs[r, np.maximum(i - 1, 0)]
+        new_hi = xs[r, np.minimum(i + 1, _PEAK_POINTS - 1)]
+        lo, hi = np.where(live, new_lo, lo), np.where(live, new_hi, hi)
+        live &= ~(hi - lo <= 1e-12 * np.maximum(1.0, np.abs(hi)))
+    out: NDArray[np.float64] = (lo + hi) / 2.0
+    return out
+
+
+def _bridged(
+    params: Matrix, debt: NDArray[np.float64], liquidity: NDArray[np.float64], hulls: list[_Hull]
+) -> list[tuple[_Bridge, ...]]:
+    """Each row's bridges as ``adapters.envelope._refine_bridge`` makes them (three alternations of
+    the left end's and the right end's tangent search), every bridge of every row at once: the
+    same expressions elementwise, each search with its row's own early stop."""
+    edges = [(k, a, b) for k, h in enumerate(hulls) for a, b in _hull_edges(h)]
+    out: list[list[_Bridge]] = [[] for _ in hulls]
+    if not edges:
+        return [()] * len(hulls)
+    rows = np.array([k for k, _, _ in edges])
+    prm, d, liq = params[rows], debt[rows][:, None], liquidity[rows][:, None]
+
+    def f(v: Matrix) -> Matrix:
+        return _income(prm, d, liq, v)
+
+    def fx(v: NDArray[np.float64]) -> NDArray[np.float64]:
+        return _income(prm, d, liq, v[:, None])[:, 0]
+
+    def pick(k: int, i: int) -> float:
+        return float(hulls[k].xs[i])
+
+    lo_a = np.array([pick(k, max(a - 1, 0)) for k, a, _ in edges])
+    hi_a = np.array([pick(k, a + 1) for k, a, _ in edges])
+    lo_b = np.array([pick(k, b - 1) for k, _, b in edges])
+    hi_b = np.array([pick(k, min(b + 1, len(hulls[k].xs) - 1)) for k, _, b in edges])
+    xa = np.array([pick(k, a) for k, a, _ in edges])
+    xb = np.array([pick(k, b) for k, _, b in edges])
+    fa, fb = fx(xa), fx(xb)
+    for _ in range(3):
+        top_a = np.minimum(hi_a, xb * (1 - 1e-12))
+        xb_c, fb_c = xb[:, None], fb[:, None]
+        xa = _argmax_vec(
+            lambda v, xb_c=xb_c, fb_c=fb_c: -(fb_c - f(v)) / (xb_c - v), lo_a, top_a, 6
+        )
+        fa = fx(xa)
+        bottom_b = np.maximum(lo_b, xa * (1 + 1e-12) + 1e-12)
+        xa_c, fa_c = xa[:, None], fa[:, None]
+        xb = _argmax_vec(
+            lambda v, xa_c=xa_c, fa_c=fa_c: (f(v) - fa_c) / (v - xa_c), bottom_b, hi_b, 6
+        )
+        fb = fx(xb)
+    for (k, _, _), x_a, x_b, f_a, f_b in zip(
+        edges, xa.tolist(), xb.tolist(), fa.tolist(), fb.tolist(), strict=True
+    ):
+        out[k].append(_Bridge(x_a, x_b, f_a, f_b))
+    return [tuple(b) for b in out]
 
 
 def _argmax_rows(
@@ -246,10 +375,22 @@ def _argmax_rows(
 
 
 def _assemble(
-    strategy: aave.AaveRateStrategy, debt: float, liquidity: float, capacity_usd: float
+    strategy: aave.AaveRateStrategy,
+    debt: float,
+    liquidity: float,
+    capacity_usd: float,
+    bridges: tuple[_Bridge, ...] = (),
 ) -> EnvelopeCurve:
-    """The EnvelopeCurve ``__init__`` would have made (the exact income, its capacity, no bridge),
-    its income function the inlined :class:`AaveSupplyIncomeRows`."""
+    """The EnvelopeCurve ``__init__`` would have made (the exact income, its capacity, its
+    bridges), its income function the inlined :class:`AaveSupplyIncomeRows`; without bridges an
+    :class:`AaveEnvelopeRows` (evaluated in batches)."""
+    if bridges:
+        bridged = EnvelopeCurve.__new__(EnvelopeCurve)
+        bridged._exact_real = AaveSupplyIncomeRows(strategy, debt, liquidity)
+        bridged._exact_emission = None
+        bridged._bridges = bridges
+        bridged.capacity_usd = capacity_usd
+        return bridged
     curve = AaveEnvelopeRows.__new__(AaveEnvelopeRows)
     curve._exact_real = AaveSupplyIncomeRows(strategy, debt, liquidity)
     curve._exact_emission = None
