@@ -7,11 +7,14 @@ small NumPy calls (the grid, the exact income on it, the peak's refinement, the 
 gives back the same ``adapters.envelope.EnvelopeCurve`` objects, bit for bit: every step is elementwise (IEEE
 arithmetic does not depend on the array's shape), the grids are NumPy's own ``geomspace`` and
 ``linspace`` with array end points (the same values as one row at a time), and the peak search
-keeps each row's own early stop. A reserve whose build leaves the common path (a grid point that
-coincides with another, no income at any size, more than one local peak, an exact income that is
-not concave on its grid, so a hull bridge is needed: a pool above its kink) is built by
+keeps each row's own early stop. A pool above its kink (two local peaks, an income not concave on
+its grid) is built here too: every peak refined and the best kept in ``EnvelopeCurve``'s order,
+then ``_hull_bridges``' upper hull per row (:func:`_hull_edges`, its loop on the same values) and
+``_refine_bridge``'s three alternating tangent searches for every bridge of every row at once
+(:func:`_bridged`). A reserve whose build leaves these paths (a grid point that coincides with
+another, no income at any size, no local peak, a corner point outside the domain) is built by
 ``EnvelopeCurve`` itself with ``aave_lending_curve``'s arguments, on the inlined income
-(:func:`_scalar`). A test compares both on thousands of random reserves.
+(:func:`_scalar`). A test compares both on thousands of random reserves, bridged ones included.
 
 The exact income is ``x * R_s(D / (D + L + x))`` with ``R_s = R_b(U) U (1 - RF)`` and ``R_b`` the
 kinked ``DefaultReserveInterestRateStrategyV2`` curve (``protocols.aave.supply_apr_after_deposit``,
@@ -191,8 +194,8 @@ def _scalar(
 def _build(
     grid: Matrix, params: Matrix, debt: NDArray[np.float64], liquidity: NDArray[np.float64]
 ) -> list[float | None]:
-    """Per row the capacity of the curve ``EnvelopeCurve`` would build, or None: take the scalar
-    path (the row's build branches off the common one)."""
+    """Per row the capacity of the curve ``EnvelopeCurve`` would build (concave on its grid), a
+    :class:`_Hull` (its grid needs hull bridges), or None: take the scalar path."""
     n = grid.shape[0]
     d, liq = debt[:, None], liquidity[:, None]
     xs = np.sort(grid, axis=1)
@@ -229,7 +232,7 @@ def _build(
     xs_t[r, keep] = np.where(cut, best, last_x)
     f_t[r, keep] = np.where(cut, fbest, last_f)
     length = keep + 1  # valid points per row
-    # _hull_bridges' fast path: already concave on the grid (else a bridge: the scalar path)
+    # _hull_bridges' fast path: already concave on the grid (else a bridge: _bridged)
     col = np.arange(width)[None, :]
     valid = col < length[:, None]
     scale = np.maximum(np.where(valid, np.abs(f_t), 0.0).max(axis=1), 1e-300)

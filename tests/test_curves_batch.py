@@ -62,3 +62,29 @@ def test_inlined_income_equals_the_protocol_function_and_refuses_negative_sizes(
         assert np.array_equal(AaveSupplyIncomeRows(strategy, debt, liquidity)(x), expected)
     with pytest.raises(ValueError, match="deposit must be >= 0"):
         AaveSupplyIncomeRows(*_reserves(1, seed=1)[0])(np.array([1.0, -2.0]))
+
+
+def test_pools_above_the_kink_are_built_in_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool above its kink (two local peaks, a hull bridge) takes the batch's own bridge path,
+    not the scalar builder: the same bridges and values, bit for bit."""
+    import adapters.curves_batch as cb
+
+    scalar_bridged = []
+    original = cb._scalar
+
+    def counting(*args):  # type: ignore[no-untyped-def]
+        curve = original(*args)
+        scalar_bridged.append(bool(curve.bridges))
+        return curve
+
+    monkeypatch.setattr(cb, "_scalar", counting)
+    reserves = _reserves(1200, seed=17)
+    batch = aave_lending_curves(reserves)
+    bridged = [(r, c) for r, c in zip(reserves, batch, strict=True) if c.bridges]
+    assert len(bridged) > 100
+    assert sum(scalar_bridged) < len(bridged) // 2  # most bridged pools never reach the scalar path
+    for r, c in bridged:
+        a = aave_lending_curve(*r)
+        assert a.bridges == c.bridges and a.capacity_usd == c.capacity_usd
+        x = np.geomspace(1e-3, 2.0 * a.capacity_usd + 1.0, 80)
+        assert np.array_equal(a.real_income_usd(x), c.real_income_usd(x))
