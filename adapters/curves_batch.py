@@ -158,15 +158,15 @@ def aave_lending_curves(
             if has_bend:
                 g = np.concatenate((g, corners[rows]), axis=1)
             built = _build(g, params[rows], debt[rows], liquidity[rows])
-            hulls = [
+            hulls: list[tuple[int, _Hull]] = [
                 (k, c) for k, c in zip(rows.tolist(), built, strict=True) if isinstance(c, _Hull)
             ]
             if hulls:
                 at = np.array([k for k, _ in hulls])
                 bridges = _bridged(params[at], debt[at], liquidity[at], [c for _, c in hulls])
-                for (k, c), b in zip(hulls, bridges, strict=True):
+                for (k, hull), b in zip(hulls, bridges, strict=True):
                     curves[k] = _assemble(
-                        strategies[k], float(debt[k]), float(liquidity[k]), c.capacity_usd, b
+                        strategies[k], float(debt[k]), float(liquidity[k]), hull.capacity_usd, b
                     )
             for k, curve in zip(rows.tolist(), built, strict=True):
                 if isinstance(curve, float):
@@ -193,7 +193,7 @@ def _scalar(
 
 def _build(
     grid: Matrix, params: Matrix, debt: NDArray[np.float64], liquidity: NDArray[np.float64]
-) -> list[float | None]:
+) -> list[float | _Hull | None]:
     """Per row the capacity of the curve ``EnvelopeCurve`` would build (concave on its grid), a
     :class:`_Hull` (its grid needs hull bridges), or None: take the scalar path."""
     n = grid.shape[0]
@@ -341,15 +341,21 @@ def _bridged(
     for _ in range(3):
         top_a = np.minimum(hi_a, xb * (1 - 1e-12))
         xb_c, fb_c = xb[:, None], fb[:, None]
-        xa = _argmax_vec(
-            lambda v, xb_c=xb_c, fb_c=fb_c: -(fb_c - f(v)) / (xb_c - v), lo_a, top_a, 6
-        )
+
+        def left_end(v: Matrix, xb_c: Matrix = xb_c, fb_c: Matrix = fb_c) -> Matrix:
+            out: Matrix = -(fb_c - f(v)) / (xb_c - v)
+            return out
+
+        xa = _argmax_vec(left_end, lo_a, top_a, 6)
         fa = fx(xa)
         bottom_b = np.maximum(lo_b, xa * (1 + 1e-12) + 1e-12)
         xa_c, fa_c = xa[:, None], fa[:, None]
-        xb = _argmax_vec(
-            lambda v, xa_c=xa_c, fa_c=fa_c: (f(v) - fa_c) / (v - xa_c), bottom_b, hi_b, 6
-        )
+
+        def right_end(v: Matrix, xa_c: Matrix = xa_c, fa_c: Matrix = fa_c) -> Matrix:
+            out: Matrix = (f(v) - fa_c) / (v - xa_c)
+            return out
+
+        xb = _argmax_vec(right_end, bottom_b, hi_b, 6)
         fb = fx(xb)
     for (k, _, _), x_a, x_b, f_a, f_b in zip(
         edges, xa.tolist(), xb.tolist(), fa.tolist(), fb.tolist(), strict=True
