@@ -265,6 +265,46 @@ def _fit_rows(
     window_share: float,
 ) -> _Fit:
     """The fit of each row of samples ``f`` on ``grid``: (slope, intercept, breakpoints, error
+    bound, f̂ at ub), see :func:`fit_pwl`. The quantile method runs compiled, a loop per row
+    (:mod:`optimizer.pwl_kernel`, the same math); ``method="greedy"`` runs :func:`_fit_rows_numpy`."""
+    if method != "quantile" or len(grid) == 0:
+        return _fit_rows_numpy(
+            grid, f, width, x0, hint, has_hint, budget, window_usd, pieces, method, window_share
+        )
+    from optimizer.pwl_kernel import fit_rows_quantile  # Numba: compiled on first use
+
+    n = len(grid)
+    lo, hi = window_usd if window_usd is not None else (np.full(n, np.nan), np.full(n, np.nan))
+    return fit_rows_quantile(  # type: ignore[no-any-return]
+        np.ascontiguousarray(grid, dtype=float),
+        np.ascontiguousarray(f, dtype=float),
+        np.ascontiguousarray(width, dtype=float),
+        np.ascontiguousarray(x0, dtype=float),
+        np.ascontiguousarray(hint, dtype=float),
+        np.ascontiguousarray(has_hint, dtype=bool),
+        np.ascontiguousarray(budget, dtype=float),
+        np.ascontiguousarray(lo, dtype=float),
+        np.ascontiguousarray(hi, dtype=float),
+        window_usd is not None,
+        int(pieces),
+        float(window_share),
+    )
+
+
+def _fit_rows_numpy(
+    grid: FloatArray,
+    f: FloatArray,
+    width: FloatArray,
+    x0: FloatArray,
+    hint: FloatArray,
+    has_hint: NDArray[np.bool_],
+    budget: NDArray[np.int64],
+    window_usd: tuple[FloatArray, FloatArray] | None,
+    pieces: int,
+    method: str,
+    window_share: float,
+) -> _Fit:
+    """The fit of each row of samples ``f`` on ``grid``: (slope, intercept, breakpoints, error
     bound, f̂ at ub), see :func:`fit_pwl`."""
     n, m = grid.shape
     h = np.diff(grid, axis=1)
