@@ -195,7 +195,9 @@ class CheckContext:
         plan_cost_usd: float,
     ) -> None:
         if self._pricer is None:
-            self._pricer = CostPricer(self.snaps, self.x0, self.settings, self.home_chain)
+            self._pricer = CostPricer(
+                self.snaps, self.x0, self.settings, self.home_chain, facts=self.static
+            )
         own = self._pricer.price_usd(x, bridges)
         tol = self.settings.check_tolerance_ratio * max(float(self.portfolio.nav_usd), 1.0)
         rep.utilization["cost_pricing"] = _ratio(own, max(plan_cost_usd, 0.0))

@@ -41,6 +41,10 @@ class VenueFacts:
     G: np.ndarray  # (groups, venues) 0/1 membership
     groups: list[tuple[str, str, float, np.ndarray]]  # (family, key, ratio, member mask)
     floor_masks: list[np.ndarray]  # per liquidity floor: venues with exit_days <= D
+    gas_in: np.ndarray  # deposit gas, USD
+    gas_out: np.ndarray  # withdrawal gas, USD
+    fee: np.ndarray  # fee_bps / 1e4
+    across: list[int]  # the Across routes (bridge fee quotes)
 
     @classmethod
     def of(
@@ -74,8 +78,19 @@ class VenueFacts:
     ) -> VenueFacts:
         ids = [v.id for v in venues]
         cols = np.array(
-            [(v.exit_days, v.risk_score, v.chain != home_chain) for v in venues], dtype=float
-        ).reshape(len(venues), 3)
+            [
+                (
+                    v.exit_days,
+                    v.risk_score,
+                    v.chain != home_chain,
+                    v.costs.deposit_usd,
+                    v.costs.withdraw_usd,
+                    v.costs.fee_bps / 1e4,
+                )
+                for v in venues
+            ],
+            dtype=float,
+        ).reshape(len(venues), 6)
         own_exit = cols[:, 0]
         exit_days = own_exit + np.where(cols[:, 2] > 0, settings.bridge_days, 0.0)
         chain_names, chain_of = np.unique(
@@ -135,6 +150,10 @@ class VenueFacts:
             G=G,
             groups=[(family, key, ratio, G[k] > 0) for k, (family, key, ratio) in enumerate(caps)],
             floor_masks=[exit_days <= f.days for f in limits.liquidity_floors],
+            gas_in=cols[:, 3].copy(),
+            gas_out=cols[:, 4].copy(),
+            fee=cols[:, 5].copy(),
+            across=[i for i, v in enumerate(venues) if v.protocol == "across"],
         )
 
 

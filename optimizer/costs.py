@@ -97,7 +97,7 @@ class ConvexCost:
 
     def __call__(self, amount_usd: FloatArray | float) -> FloatArray:
         if isinstance(amount_usd, float | int):
-            return np.float64(self.at(float(amount_usd)))
+            return np.asarray(self.at(float(amount_usd)))
         a = np.maximum(np.asarray(amount_usd, dtype=float), 0.0)
         top_a, top_c = self.amounts_usd[-1], self.costs_usd[-1]
         inside = np.interp(a, self.amounts_usd, self.costs_usd)

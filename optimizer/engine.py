@@ -220,6 +220,7 @@ class Optimizer(TargetSteps):
             idle_on=portfolio.idle_on(self.home_chain),
             min_on=dict(self.limits.min_idle_by_chain_usd),
             queued=cycle.queued_mask(),
+            zap=cycle.zap_pools,
         )
         current = self._check(w, snaps, portfolio, x0_usd, cycle, clock, priced=priced)
         # holdings breaches up to the drift band came from drift or costs and force nothing (README §7)

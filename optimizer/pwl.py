@@ -275,7 +275,7 @@ def _fit_rows(
 
     n = len(grid)
     lo, hi = window_usd if window_usd is not None else (np.full(n, np.nan), np.full(n, np.nan))
-    return fit_rows_quantile(  # type: ignore[no-any-return]
+    return fit_rows_quantile(
         np.ascontiguousarray(grid, dtype=float),
         np.ascontiguousarray(f, dtype=float),
         np.ascontiguousarray(width, dtype=float),
