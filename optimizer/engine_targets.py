@@ -17,6 +17,7 @@ from optimizer.engine_inputs import CycleInputs
 from optimizer.model import AllocationModel, SolveResult
 from optimizer.plan import PlanContext, prune_unprofitable, round_small_trades
 from optimizer.routing import chain_flows_usd
+from optimizer.venue_arrays import VenueArrays
 from optimizer.work import DecideWork, StageClock, window_around
 
 FloatArray = NDArray[np.float64]
@@ -189,7 +190,7 @@ class TargetSteps(CycleInputs):
         portfolio: PortfolioState,
         priced: PlanContext,
     ) -> Allocation:
-        targets = {v.id: float(target[i]) for i, v in enumerate(venues)}
+        targets = dict(zip(VenueArrays.of(venues).ids, target.tolist(), strict=True))
         for vid, amount in portfolio.positions_usd.items():
             targets.setdefault(vid, float(amount))  # locked: no snapshot ever seen, held as is
         # idle per chain once the venue moves and the bridge legs are done (README §4c)

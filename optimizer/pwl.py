@@ -156,11 +156,12 @@ def fit_pwl(
     cap = np.array([float(c.capacity_usd) for c in curves]) if n else np.zeros(0)
     # else a duplicate of x0, which changes nothing
     cap = np.where((cap > lb) & (cap < ub), cap, x0)
-    grid = np.concatenate(
-        [lb[:, None] + width[:, None] * g[None, :], x0[:, None], hint[:, None], cap[:, None]],
-        axis=1,
-    )
-    grid.sort(axis=1)
+    if n:
+        from optimizer.pwl_kernel import sorted_grid  # Numba: compiled on first use
+
+        grid = sorted_grid(lb, width, np.ascontiguousarray(g, dtype=float), x0, hint, cap)
+    else:
+        grid = np.zeros((0, len(g) + 3))
     m = grid.shape[1]
     f = evaluate_curves(curves, grid, emission_haircut)
     if cost_usd is not None:
@@ -179,15 +180,16 @@ def fit_pwl(
     if cache is not None and cache.matches(key, n):
         same = cache.same_rows(grid, f, x0, hint, has_hint, budget, win_lo, win_hi)
         rows = np.nonzero(~same)[0]
+    sel: slice | NDArray[np.int64] = slice(None) if len(rows) == n else rows  # no copy: all rows
     fit = _fit_rows(
-        grid[rows],
-        f[rows],
-        width[rows],
-        x0[rows],
-        hint[rows],
-        has_hint[rows],
-        budget[rows],
-        (win_lo[rows], win_hi[rows]) if window_usd is not None else None,
+        grid[sel],
+        f[sel],
+        width[sel],
+        x0[sel],
+        hint[sel],
+        has_hint[sel],
+        budget[sel],
+        (win_lo[sel], win_hi[sel]) if window_usd is not None else None,
         pieces,
         method,
         window_share,
@@ -246,7 +248,9 @@ class FitCache:
 
     def store(self, key: tuple[object, ...], *rest: object) -> None:
         *inputs, out, refitted = rest
-        self.key, self.inputs, self.out = key, tuple(np.array(a) for a in inputs), out  # type: ignore[assignment]
+        # the (n, m) grid and samples are fit_pwl's own fresh arrays: kept, not copied
+        self.key, self.out = key, out  # type: ignore[assignment]
+        self.inputs = tuple(a if i < 2 else np.array(a) for i, a in enumerate(inputs))  # type: ignore[misc]
         self.n = len(self.inputs[0])
         self.refitted = int(refitted)  # type: ignore[call-overload]
 
