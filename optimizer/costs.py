@@ -33,6 +33,7 @@ into the bridge legs' segments (:mod:`optimizer.limits`, :mod:`optimizer.fastlp`
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -170,8 +171,8 @@ class ZapPools:
     @classmethod
     def of(cls, snaps: Sequence[VenueSnapshot], settings: OptimizerSettings) -> ZapPools:
         n = len(snaps)
-        fee = np.array([float(s.state.get("swap_fee", np.nan)) for s in snaps], dtype=float)
-        tvl = np.array([float(s.tvl_usd) for s in snaps], dtype=float) if n else np.zeros(0)
+        rows = [(s.state.get("swap_fee", math.nan), s.tvl_usd) for s in snaps]
+        fee, tvl = np.array(rows, dtype=float).reshape(n, 2).T
         mask = np.isfinite(fee) & (fee >= 0) & (fee < 1) & np.isfinite(tvl) & (tvl > 0)
         if settings.cost_model == "linear":
             mask = np.zeros(n, dtype=bool)

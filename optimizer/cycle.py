@@ -309,9 +309,11 @@ def build_cycle(
     nav = float(portfolio.nav_usd)
     if not nav > 0:
         raise ValueError(f"portfolio NAV must be positive, got {nav}")
-    ids = {v.id for v in venues}
+    facts = VenueArrays.of(venues)
     positions = portfolio.positions_usd
-    x0_usd = np.array([max(float(positions.get(v.id, 0.0)), 0.0) for v in venues])
+    get = positions.get
+    x0_usd = np.maximum(np.array([get(i, 0.0) for i in facts.ids], dtype=float), 0.0)
+    ids = set(facts.ids)
     locked = float(sum(max(float(u), 0.0) for k, u in positions.items() if k not in ids))
     investable_usd = float(portfolio.idle_usd) + float(x0_usd.sum())
     exit_liq = usable([s.exit_liquidity_usd for s in snaps])
