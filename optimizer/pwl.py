@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.types import YieldCurve
+from optimizer.pwl_kernel import fit_rows_quantile, sorted_grid
 
 FloatArray = NDArray[np.float64]
 
@@ -157,9 +158,10 @@ def fit_pwl(
     # else a duplicate of x0, which changes nothing
     cap = np.where((cap > lb) & (cap < ub), cap, x0)
     if n:
-        from optimizer.pwl_kernel import sorted_grid  # Numba: compiled on first use
-
-        grid = sorted_grid(lb, width, np.ascontiguousarray(g, dtype=float), x0, hint, cap)
+        c = np.ascontiguousarray
+        grid = sorted_grid(
+            c(lb, float), c(width, float), c(g, float), c(x0, float), c(hint, float), c(cap, float)
+        )
     else:
         grid = np.zeros((0, len(g) + 3))
     m = grid.shape[1]
@@ -275,8 +277,6 @@ def _fit_rows(
         return _fit_rows_numpy(
             grid, f, width, x0, hint, has_hint, budget, window_usd, pieces, method, window_share
         )
-    from optimizer.pwl_kernel import fit_rows_quantile  # Numba: compiled on first use
-
     n = len(grid)
     lo, hi = window_usd if window_usd is not None else (np.full(n, np.nan), np.full(n, np.nan))
     return fit_rows_quantile(

@@ -20,8 +20,10 @@ reference and for ``method="greedy"``), row by row instead of array by array, so
 The only difference from the NumPy path is summation order: NumPy sums the window's inside and
 outside mass pairwise, this loop in order, so the window weights can differ in the last bit
 (``tests/test_optimizer_pwl.py`` compares both on random curves). Compiled once per source version
-(``cache=True``, next to this file) and without the GIL: a decide in a worker thread leaves the
-event loop free while it fits.
+(``cache=True``, next to this file, or numba's user cache where the package is read-only) when this
+module is imported, i.e. at process start: the first import after a source change compiles
+(~10-20 s on a loaded 2-core box), later ones load (~1 s, most of it importing Numba). It runs
+without the GIL: a decide in a worker thread leaves the event loop free while it fits.
 """
 
 from __future__ import annotations
@@ -30,12 +32,18 @@ import math
 
 import numba
 import numpy as np
+from numba import types as nt
 from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
 
+# explicit signatures (C-contiguous float64 arrays; callers pass np.ascontiguousarray): compiled, or
+# loaded from the cache, when this module is imported (process start), never inside a decide, and
+# one specialisation each, whatever the callers' array layouts
+_F1, _F2, _B1 = nt.float64[::1], nt.float64[:, ::1], nt.boolean[::1]
 
-@numba.njit(cache=True, nogil=True)
+
+@numba.njit((_F1, nt.int64, nt.int64), cache=True, nogil=True)
 def _fill_left(a: FloatArray, start: int, stop: int) -> None:  # pragma: no cover - compiled
     """NaNs in ``a[start:stop]`` take the nearest finite value to the left, leading ones the first
     finite value."""
@@ -52,7 +60,11 @@ def _fill_left(a: FloatArray, start: int, stop: int) -> None:  # pragma: no cove
             last = a[j]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(
+    (_F2, _F2, _F1, _F1, _F1, _B1, _F1, _F1, _F1, nt.boolean, nt.int64, nt.float64),
+    cache=True,
+    nogil=True,
+)
 def fit_rows_quantile(
     grid: FloatArray,
     f_in: FloatArray,
@@ -217,7 +229,7 @@ def fit_rows_quantile(
     return slope, intercept, bps, error, income_ub
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit((_F1, _F1, _F1, _F1, _F1, _F1), cache=True, nogil=True)
 def sorted_grid(
     lb: FloatArray,
     width: FloatArray,
