@@ -29,6 +29,13 @@ class VenueKind(enum.StrEnum):
     NFT_RENTAL = "nft_rental"  # floor NFTs rented out by the day (protocols.nft_rental)
 
 
+#: assets whose peg is one US dollar (symbols as in ``Venue.asset``, compared upper-case): the
+#: guards' depeg signal and the optimizer's depeg discount read a price against 1 USD for these
+USD_PEGGED = frozenset(
+    {"USDC", "USDT", "DAI", "USDE", "FRAX", "LUSD", "PYUSD", "TUSD", "USDS", "GHO"}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class VenueCosts:
     """What one move in or out of a venue costs: gas per transaction plus a proportional fee."""

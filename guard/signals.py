@@ -15,7 +15,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from core.types import VenueKind, VenueSnapshot
+from core.types import USD_PEGGED, VenueKind, VenueSnapshot
 from guard.config import (
     DepegConfig,
     FrozenConfig,
@@ -28,11 +28,6 @@ from guard.config import (
 )
 
 SECONDS_PER_YEAR = 31_536_000.0
-
-# Assets whose peg is one US dollar (symbols as in Venue.asset, compared upper-case).
-USD_PEGGED = frozenset(
-    {"USDC", "USDT", "DAI", "USDE", "FRAX", "LUSD", "PYUSD", "TUSD", "USDS", "GHO"}
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,6 +98,14 @@ class OptimizerSettings(Strict):
     # impact from the pool's reserves; optimizer/costs.py, README §3a); "linear": bridge_fee_bps and
     # every venue's fee_bps, the model before size-dependent costs
     cost_model: Literal["convex", "linear"] = "convex"
+    # A voluntary withdrawal from a venue whose asset trades below its peg by more than this sells
+    # at the discount and forfeits it if the peg returns: the model charges ``1 - price/peg`` of the
+    # amount (annualised like every one-off cost; optimizer/costs.py ``depeg_discount``). On
+    # 2023-03-11 (SVB) DAI closed at 0.9625 and was 0.9988 two days later; a plan that sold
+    # $201.6k of DAI that day lost 0.76 % of NAV (backtest/README.md). 100 bp sits above the daily
+    # closes' p99 deviation of USDT, DAI and USDC over 2021-2023 (76-81 bp, ../shared/data). A guard's
+    # exit is not voluntary: its target 0 is a bound, whatever this costs. None: no such charge.
+    depeg_discount_band_bps: Annotated[float, Field(ge=0, le=10_000)] | None = 100.0
     # ~15 min fill time; adds to exit_days off-home
     bridge_days: Annotated[float, Field(ge=0)] = 0.01
     # a withdrawal from a venue whose own exit_days is at most this pays out at once and can fund the

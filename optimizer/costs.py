@@ -24,6 +24,12 @@ large tickets:
 - **Gas** per transaction: fixed, per venue (``costs.deposit_usd`` / ``withdraw_usd``) and per
   chain for bridge legs; the model amortises it over a reference move (``gas_reference_ratio``).
 
+- **Selling below peg.** A withdrawal from a venue whose asset trades more than
+  ``depeg_discount_band_bps`` below its peg forfeits ``1 - price/peg`` of the amount if the peg
+  returns (:func:`depeg_discount`): an opportunity cost the model charges on the way out only, so
+  the optimizer does not sell a depegged position for yield (a guard's exit is a bound, not a
+  choice). Not a cash cost: the plan's predicted cost and the checker leave it out.
+
 ``cost_model: linear`` (settings) turns all of this off: the behaviour before size-dependent costs.
 The model folds these convex costs into each venue's concave pieces (:mod:`optimizer.cycle`) and
 into the bridge legs' segments (:mod:`optimizer.limits`, :mod:`optimizer.fastlp`); the plan
@@ -40,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from core.types import VenueSnapshot
+from core.types import USD_PEGGED, VenueSnapshot
 from optimizer.config import OptimizerSettings
 from protocols import uniswap
 
@@ -204,6 +210,29 @@ MOVE_COST_KINDS = (
     "other_deposit",
     "other_withdraw",
 )
+
+
+def depeg_discount(snaps: Sequence[VenueSnapshot], band_bps: float | None) -> FloatArray:
+    """Per venue, the fraction of a withdrawal forfeited by selling below peg:
+    ``d = 1 - price / peg`` where that exceeds ``band_bps / 1e4``, else 0 (None: 0 everywhere).
+
+    ``price``: the snapshot's ``asset_price_usd`` (the coins feed for live venues, the replayed
+    mark in a backtest); ``peg``: its ``peg_price_usd`` (e.g. ETH for stETH), else 1 USD for a
+    USD-pegged asset (:data:`core.types.USD_PEGGED`). A venue without both is charged nothing."""
+    out = np.zeros(len(snaps))
+    if band_bps is None:
+        return out
+    for i, s in enumerate(snaps):
+        price = s.state.get("asset_price_usd")
+        peg = s.state.get("peg_price_usd")
+        if peg is None and s.venue.asset.upper() in USD_PEGGED:
+            peg = 1.0
+        if price is None or peg is None or not (price > 0 and peg > 0):
+            continue
+        d = 1.0 - float(price) / float(peg)
+        if d * 10_000 > band_bps and np.isfinite(d):
+            out[i] = min(d, 1.0)
+    return out
 
 
 def move_cost_kind(action: str, venue_kind: str | None) -> str:

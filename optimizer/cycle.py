@@ -15,7 +15,13 @@ from numpy.typing import NDArray
 
 from core.types import PortfolioState, Venue, VenueSnapshot
 from optimizer.config import OptimizerSettings, RiskLimits
-from optimizer.costs import ConvexCost, ZapPools, bridge_fee_curve, leg_gas_usd
+from optimizer.costs import (
+    ConvexCost,
+    ZapPools,
+    bridge_fee_curve,
+    depeg_discount,
+    leg_gas_usd,
+)
 from optimizer.pwl import FitCache, PiecewiseLinear, evaluate_curves, fit_pwl
 from optimizer.state_rules import state_caps_usd
 from optimizer.venue_arrays import VenueArrays
@@ -351,6 +357,7 @@ def build_cycle(
         cost_usd=zap_cost if zap.mask.any() else None,
     )
     c_in, c_out = cost_rates(venues, settings, home_chain, nav, zap=zap.mask)
+    c_out = c_out + depeg_discount(snaps, settings.depeg_discount_band_bps)
     impact = zap.impact_usd(x0_usd, pwl.breakpoints) if zap.mask.any() else None
     chains = model_chains(venues, home_chain)
     # only Across routes carry fee quotes: the others need not be read

@@ -241,3 +241,46 @@ def test_warm_segment_solves_do_not_inherit_the_cold_solves_time() -> None:
         assert result.status == "optimal" and result.detail == "segment simplex", result.detail
         solves += 1
     assert model.segment.highs.getRunTime() >= 0.6
+
+
+@pytest.mark.parametrize(
+    ("mark", "band_bps", "sells"),
+    [(0.9625, 100.0, False), (0.9625, None, True), (0.995, 100.0, True), (1.0, 100.0, True)],
+    ids=["svb-dai-kept", "no-charge-sells", "inside-band-sells", "at-peg-sells"],
+)
+def test_a_position_below_its_peg_is_not_sold_for_yield(
+    mark: float, band_bps: float | None, sells: bool
+) -> None:
+    """Half the NAV in a USDC venue marked ``mark`` (DAI closed at 0.9625 on 2023-03-11, SVB),
+    another venue paying 3 pt more: selling below peg forfeits ``1 - mark`` if the peg returns,
+    which the model charges (annualised) beyond ``depeg_discount_band_bps``, so the position stays;
+    inside the band, at par, or with the charge off (None) the optimizer moves it for the yield."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from core.types import PortfolioState
+    from optimizer import Optimizer, OptimizerSettings, RiskLimits
+    from optimizer.costs import depeg_discount
+    from optimizer.testing import make_snapshot
+
+    held = replace(make_snapshot("held", apr=0.03), state={"asset_price_usd": mark})
+    better = make_snapshot("better", apr=0.06, protocol="other")
+    settings = OptimizerSettings(
+        min_trade_usd=0.0,
+        min_benefit_cost_ratio=0.0,
+        hysteresis_apr=0.0,
+        depeg_discount_band_bps=band_bps,
+    )
+    d = depeg_discount([held, better], band_bps)
+    assert d[1] == 0.0 and (d[0] == pytest.approx(1 - mark) if not sells else d[0] == 0.0)
+    portfolio = PortfolioState(positions_usd={"held": 500_000.0}, idle_usd=0.0)
+    limits = RiskLimits(max_venue_ratio=1.0, min_idle_ratio=0.0)
+    decision = Optimizer(limits, settings, "ethereum").decide(
+        [held, better], portfolio, datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    assert decision.status == "optimal", decision.reason
+    target = decision.allocation.target_usd.get("held", 0.0)
+    if sells:
+        assert target < 1_000.0, decision.allocation
+    else:
+        assert target == pytest.approx(500_000.0, abs=1.0), decision.allocation
