@@ -219,14 +219,13 @@ class Result:
 
 
 STEP_SECONDS = 1800  # the stepped runs move the market's clock by this much at a time
-# generous: a cycle with a bridge leg in flight waits 5 wall seconds for it (the executor's
-# bridge_wait_seconds), and the box is slow and shared
+# generous: the box is slow and shared (a cycle is a few wall seconds; each step waits for two)
 SETTLE_TIMEOUT_SECONDS = 300.0
 
 
 def _config(tmp: Path, case: Case | None) -> Path:
-    """The default config with the market's clock paused (time_scale 0: the test steps it) and
-    the case's incident scheduled."""
+    """The default config with the market's clock paused (time_scale 0: the test steps it), the
+    executor's bridge wait off, and the case's incident scheduled."""
     config_dir = tmp / "config"
     shutil.copytree(DEFAULT_CONFIG.parent, config_dir)
     market_yaml = config_dir / "market.default.yaml"
@@ -234,7 +233,13 @@ def _config(tmp: Path, case: Case | None) -> Path:
     market["scenarios"] = case.market_entries() if case is not None else []
     market["time_scale"] = 0
     market_yaml.write_text(yaml.safe_dump(market))
-    return config_dir / "default.yaml"
+    daemon_yaml = config_dir / "default.yaml"
+    daemon = yaml.safe_load(daemon_yaml.read_text())
+    # nothing fills while the clock is paused: a cycle checks its bridge legs once and moves on
+    # (they land at the cycle after the next step) instead of waiting 5 wall seconds for nothing
+    daemon["executor"] = {**daemon.get("executor", {}), "bridge_wait_seconds": 0}
+    daemon_yaml.write_text(yaml.safe_dump(daemon))
+    return daemon_yaml
 
 
 def _rows(data_dir: Path, after_id: int = 0) -> list[tuple[int, datetime, float, str]]:
