@@ -221,6 +221,12 @@ class Result:
 STEP_SECONDS = 1800  # the stepped runs move the market's clock by this much at a time
 # generous: the box is slow and shared (a cycle is a few wall seconds; each step waits for two)
 SETTLE_TIMEOUT_SECONDS = 300.0
+# Between steps the market stands still: poll and rebalance as often as the daemon can, so a step
+# waits for the daemon's work, not for its timers (each cycle still runs whole, one at a time).
+STEPPED_SCHEDULE = {
+    "YIELDVAULT_SCHEDULE__POLL_INTERVAL_SECONDS": "0.5",
+    "YIELDVAULT_SCHEDULE__REBALANCE_INTERVAL_SECONDS": "1",
+}
 
 
 def _config(tmp: Path, case: Case | None) -> Path:
@@ -344,7 +350,7 @@ def run_case(case: Case, guards: bool, tmp: Path, *, step_seconds: float = STEP_
     daemon = DaemonProcess(
         data_dir,
         args=["--config", str(config)],
-        env={"YIELDVAULT_GUARDS__ENABLED": "true" if guards else "false"},
+        env={"YIELDVAULT_GUARDS__ENABLED": "true" if guards else "false", **STEPPED_SCHEDULE},
     )
     try:
         daemon.wait_until(lambda: "embedded_market_started" in daemon.logs(), 120, "the market")
