@@ -216,6 +216,7 @@ class Result:
     rebalances: int
     guard_trips: tuple[str, ...]
     limit_breach_cycles: int  # cycles that ended with a hard limit broken (the checker's view)
+    held_cycles: int = 0  # daemon cycles held for an open surplus break (every move waits)
 
 
 STEP_SECONDS = 1800  # the stepped runs move the market's clock by this much at a time
@@ -248,8 +249,9 @@ def _config(tmp: Path, case: Case | None) -> Path:
     return daemon_yaml
 
 
-def _rows(data_dir: Path, after_id: int = 0) -> list[tuple[int, datetime, float, str]]:
-    """(id, started_at, NAV, the latest observed_at of its snapshots) of each rebalance row."""
+def _rows(data_dir: Path, after_id: int = 0) -> list[tuple[int, datetime, float, datetime]]:
+    """(id, started_at, NAV, the latest observed_at of its snapshots, or its start if it has
+    none) of each rebalance row."""
     if not (data_dir / "ledger.sqlite3").exists():
         return []
     db = sqlite3.connect(data_dir / "ledger.sqlite3")
@@ -264,8 +266,14 @@ def _rows(data_dir: Path, after_id: int = 0) -> list[tuple[int, datetime, float,
         db.close()
     out = []
     for i, t, n, inputs in rows:
-        seen = [s["observed_at"] for s in json.loads(inputs or "{}").get("snapshots", [])]
-        out.append((i, datetime.fromisoformat(t), n / 1e6, max(seen, default="")))
+        started = datetime.fromisoformat(t)
+        seen = [
+            datetime.fromisoformat(s["observed_at"].replace("Z", "+00:00"))
+            for s in json.loads(inputs or "{}").get("snapshots", [])
+        ]
+        # a cycle that stopped before deciding (held for a surplus break, a failed sync) records
+        # no snapshots; its sync read the venues at its start
+        out.append((i, started, n / 1e6, max(seen, default=started)))
     return out
 
 
@@ -293,6 +301,19 @@ def _violating_cycles(data_dir: Path) -> int:
     return sum(bool(json.loads(sol or "{}").get("violations")) for (sol,) in rows)
 
 
+def _held_cycles(data_dir: Path) -> int:
+    """Rebalances held before deciding because a venue reported more than the books explain."""
+    db = sqlite3.connect(data_dir / "ledger.sqlite3")
+    try:
+        (n,) = db.execute(
+            "SELECT COUNT(*) FROM rebalances WHERE outcome = 'held' AND reason LIKE ?",
+            ("reconciliation break%",),
+        ).fetchone()
+    finally:
+        db.close()
+    return int(n)
+
+
 def market_url(daemon: DaemonProcess) -> str:
     """The embedded market's loopback URL, from the daemon's log."""
     return re.findall(r'"url": "(http://127\.0\.0\.1:\d+)", "market"', daemon.logs())[-1]
@@ -313,16 +334,17 @@ def settle(daemon: DaemonProcess, data_dir: Path, at: datetime, timeout_seconds:
     """Wait until a rebalance judged snapshots observed at or after ``at`` (polled after the
     market reached it), then for one more on the same data (a multi-leg action finishes); the
     last row's id."""
-    stamp = at.isoformat()
 
     def fresh() -> int | None:
         rows = _rows(data_dir)
         for k, (_, _, _, seen) in enumerate(rows):
-            if seen and seen >= stamp and k + 1 < len(rows):
+            if seen >= at and k + 1 < len(rows):
                 return rows[-1][0]
         return None
 
-    found: int = daemon.wait_until(fresh, timeout_seconds, f"two rebalances on data of {stamp}")
+    found: int = daemon.wait_until(
+        fresh, timeout_seconds, f"two rebalances on data of {at.isoformat()}"
+    )
     return found
 
 
@@ -378,6 +400,7 @@ def run_case(case: Case, guards: bool, tmp: Path, *, step_seconds: float = STEP_
         len(rows),
         tuple(dict.fromkeys(trips)),
         _violating_cycles(data_dir),
+        _held_cycles(data_dir),
     )
 
 
