@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.guard_scenarios import AAVE, Case, run_case
+from tests.guard_cases import AAVE, Case
+from tests.guard_scenarios import run_case
 
 pytestmark = pytest.mark.slow
 
