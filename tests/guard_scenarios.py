@@ -13,8 +13,13 @@ config. Loss = NAV at the last cycle before the incident - NAV at the end of the
 open reconciliation shortfalls (what is really there).
 
 ``python -m tests.guard_scenarios [NAME ...] [--json]`` runs them all against the daemon (about
-20 minutes on two cores); ``--backtest`` runs them in the backtester instead (deterministic, a few
+75 minutes for the 24 runs, nice'd on a loaded 2-core box: 30 simulated minutes a step, ~2 wall
+seconds a step); ``--backtest`` runs them in the backtester instead (deterministic, a few
 minutes). Both print the table that guard/README.md shows.
+
+Against the daemon the market's clock stands still between steps, so the stepped config sets
+``executor.bridge_wait_seconds: 0`` (a bridge leg cannot fill while the executor waits) and polls
+and rebalances as often as the daemon can (:data:`STEPPED_SCHEDULE`).
 """
 
 from __future__ import annotations
