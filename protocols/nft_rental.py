@@ -45,7 +45,7 @@ def occupancy(
     n, _ = as_float_array("ours", ours)
     s = non_negative("listed_others", listed_others)
     total = s + np.maximum(n, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # D/tiny -> inf -> 1
         o = np.where(
             total > 0, np.minimum(1.0, np.maximum(d, 0.0) / np.where(total > 0, total, 1.0)), 1.0
         )

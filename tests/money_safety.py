@@ -1,4 +1,5 @@
-"""Helpers of the money-safety tests (issue 12): a command that must refuse, the books' income."""
+"""Helpers of the money-safety tests (issue 12): a command that must refuse, adoption, the books'
+income."""
 
 from __future__ import annotations
 
@@ -38,6 +39,20 @@ def run_refused(
     assert "Traceback" not in proc.stderr + proc.stdout
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     return proc
+
+
+def adopt(data_dir: Path, reason: str, env: dict[str, str] | None = None) -> None:
+    """`yieldvault ledger adopt`: books what the venue holds as the opening balance; must succeed."""
+    command = ("ledger", "adopt", "--reason", reason, "--data-dir", str(data_dir))
+    adopted = subprocess.run(
+        [sys.executable, "-m", "vault.cli", *command],
+        cwd=REPO,
+        env={**os.environ, **FAST_SCHEDULE, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert adopted.returncode == 0, adopted.stderr
 
 
 CAPITAL_UNITS = usd_to_units(1_000_000)

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from core.money import usd_to_units
-from tests.daemon_process import REPO, DaemonProcess
-from tests.money_safety import copy_of, nav_units, run_refused
+from tests.daemon_process import DaemonProcess
+from tests.money_safety import adopt, copy_of, nav_units, run_refused
 from tests.test_e2e import allocated_venues
 from vault.integrity import open_verified
 
@@ -59,24 +57,7 @@ def test_case1_deleted_ledger_refuses_until_adopted_and_never_books_the_market_a
     assert f"for vault {vault_id}" in proc.stderr
     # Still refused on the next try: the refusal left nothing behind that looks like a fresh start.
     run_refused(data_dir)
-    adopted = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vault.cli",
-            "ledger",
-            "adopt",
-            "--reason",
-            "ledger lost in test",
-            "--data-dir",
-            str(data_dir),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert adopted.returncode == 0, adopted.stderr
+    adopt(data_dir, "ledger lost in test")
     nav_adopted = nav_units(data_dir)
     # The venue's positions, not 1,000,000 of fresh capital on top of them (the 1,978,021).
     assert nav_adopted <= nav_before

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 
 from core.money import usd_to_units
-from tests.daemon_process import FAST_SCHEDULE, REPO, DaemonProcess
-from tests.money_safety import CAPITAL_UNITS, income_units, run_refused
+from tests.daemon_process import REPO, DaemonProcess
+from tests.money_safety import CAPITAL_UNITS, adopt, income_units, run_refused
 from vault.integrity import open_verified
 
 pytestmark = pytest.mark.slow
@@ -89,25 +86,7 @@ def test_soak_ledger_deleted_truncated_tampered_at_random_never_books_phantom_mo
             if backup.exists():
                 shutil.copy(backup, path)
             else:  # no clean stop yet: adopt what the venue holds (no capital)
-                adopted = subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "vault.cli",
-                        "ledger",
-                        "adopt",
-                        "--reason",
-                        "soak",
-                        "--data-dir",
-                        str(data_dir),
-                    ],
-                    cwd=REPO,
-                    env={**os.environ, **FAST_SCHEDULE, **env},
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                )
-                assert adopted.returncode == 0, adopted.stderr
+                adopt(data_dir, "soak", env)
         led = open_verified(path)  # the restored file passes every check
         try:
             assert income_units(led) == 0

@@ -12,7 +12,7 @@ from core.money import usd_to_units
 from core.types import Move, MoveAction, Plan
 from mockfeeds.market import Market
 from optimizer.costs import MOVE_COST_KINDS
-from vault.executor import MoveResult, MoveStatus, PaperExecutor
+from vault.executor import MoveResult, MoveStatus, PaperExecutor, move_to_dict
 from vault.ledger import FEES, GAS, Ledger
 from vault.metrics import Metrics
 from vault.settings import DEFAULT_CONFIG, load_settings, read_yaml
@@ -30,6 +30,30 @@ def value(m: Metrics, kind: str, basis: str) -> float:
     )
     assert v is not None, (kind, basis)
     return v
+
+
+def paper_world(
+    tmp_path, idempotency_window_seconds: float = 25 * 86_400
+) -> tuple[Market, Ledger, PaperExecutor, list[float]]:
+    """The default market in process, a fresh ledger with $1M on Ethereum, the paper executor;
+    the market's wall clock is the list's one value (the test moves it)."""
+    wall = [1_000_000.0]
+    market = Market.from_config(
+        read_yaml(DEFAULT_CONFIG.parent / "market.default.yaml"), wall_clock=lambda: wall[0]
+    )
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    clock = lambda: datetime.fromtimestamp(market.clock.now(), UTC)  # noqa: E731
+    ledger.deposit_capital(clock(), "ethereum", usd_to_units(1_000_000))
+    executor = PaperExecutor(
+        InProcessTransport(market),
+        ledger=ledger,
+        venues=VENUES,
+        home_chain="ethereum",
+        clock=clock,
+        bridge_wait_seconds=0.0,
+        idempotency_window_seconds=idempotency_window_seconds,
+    )
+    return market, ledger, executor, wall
 
 
 def test_the_metric_declares_every_kind_and_adds_done_moves_only() -> None:
@@ -71,21 +95,7 @@ def test_the_metric_declares_every_kind_and_adds_done_moves_only() -> None:
 
 
 async def test_a_done_move_books_its_predicted_and_executed_cost(tmp_path) -> None:
-    wall = [1_000_000.0]
-    market = Market.from_config(
-        read_yaml(DEFAULT_CONFIG.parent / "market.default.yaml"), wall_clock=lambda: wall[0]
-    )
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
-    clock = lambda: datetime.fromtimestamp(market.clock.now(), UTC)  # noqa: E731
-    ledger.deposit_capital(clock(), "ethereum", usd_to_units(1_000_000))
-    executor = PaperExecutor(
-        InProcessTransport(market),
-        ledger=ledger,
-        venues=VENUES,
-        home_chain="ethereum",
-        clock=clock,
-        bridge_wait_seconds=0.0,
-    )
+    _, ledger, executor, _ = paper_world(tmp_path)
     moves = (
         Move(MoveAction.DEPOSIT, LP, 100_000.0, "c-lp", cost_usd=321.25),
         Move(MoveAction.DEPOSIT, LENDING, 50_000.0, "c-aave", cost_usd=4.5),
@@ -107,3 +117,35 @@ async def test_a_done_move_books_its_predicted_and_executed_cost(tmp_path) -> No
     m.record_move_costs(results, {k: str(v.kind) for k, v in VENUES.items()})
     assert value(m, "lp_entry", "executed") == pytest.approx(lp.cost_units / 1e6)
     assert value(m, "lending_deposit", "predicted") == pytest.approx(4.5)
+
+
+@pytest.mark.parametrize("asked_first", [False, True], ids=["replayed", "asked_first"])
+async def test_a_recovered_move_carries_its_predicted_and_executed_cost(
+    tmp_path, asked_first: bool
+) -> None:
+    """A move the venue applied but the books never booked (the process died in between) is
+    recovered by replaying its key, or, written ahead longer ago than the venue remembers keys,
+    by asking the venue's position first. Either way its result carries the plan's predicted cost
+    and the booked cost, like a move run in the plan, so the move-cost metric counts it."""
+    market, ledger, executor, wall = paper_world(tmp_path, idempotency_window_seconds=3_600.0)
+    deposit = Move(MoveAction.DEPOSIT, LENDING, 30_000.0, "crash-1", cost_usd=4.5)
+    body = {"venue": LENDING, "amount_usd": "30000.000000", "idempotency_key": "crash-1"}
+    ledger.begin_move(
+        datetime.fromtimestamp(market.clock.now(), UTC),
+        "crash-1",
+        {"move": move_to_dict(deposit), "path": "/deposit", "body": body},
+    )
+    market.deposit(LENDING, "30000.000000", "crash-1")
+    if asked_first:
+        wall[0] += 2.0  # two simulated hours (the default market's time scale): beyond 3,600 s
+    [res] = await executor.recover()
+    assert res.status is MoveStatus.DONE
+    assert ("asked first" in res.detail or "venue shows it happened" in res.detail) is asked_first
+    assert res.predicted_cost_units == usd_to_units(4.5)
+    assert res.cost_units == usd_to_units(VENUES[LENDING].costs.deposit_usd) > 0
+    assert ledger.account(FEES) + ledger.account(GAS) == res.cost_units
+    m = Metrics()
+    m.record_move_costs([res], {k: str(v.kind) for k, v in VENUES.items()})
+    assert value(m, "lending_deposit", "predicted") == pytest.approx(4.5)
+    assert value(m, "lending_deposit", "executed") == pytest.approx(res.cost_units / 1e6)
+    ledger.close()

@@ -151,8 +151,9 @@ class CycleJobs(ClockHooks, OperatorHooks):
             self.state.last_outcome = str(out.outcome)
             self.state.results = list(out.results)
             self._export_decision(decision, str(out.outcome))
+            # replayed moves (out.recovered) cost money too: both count in the move-cost metric
             self.metrics.record_move_costs(
-                out.results, {v.id: str(v.kind) for v in self.venues.values()}
+                (*out.recovered, *out.results), {v.id: str(v.kind) for v in self.venues.values()}
             )
             self._export_portfolio()
             log.info(

@@ -1,6 +1,8 @@
 """Turn a plan's moves into venue calls and ledger postings.
 
-Every executor is an :class:`Executor` (recover, settle in flight, sync positions, execute):
+Every executor is an :class:`vault.moves.Executor` (recover, settle in flight, sync positions,
+execute); the values they share (``MoveResult``, ``MoveStatus``, ``DryRunExecutor``, the
+write-ahead form of a move) live in ``vault/moves.py`` and are re-exported here.
 
 * ``PaperExecutor`` is the booking: what a venue's answer means for the ledger (write-ahead under
   the move's idempotency key, postings, gas, in-flight accounts). The venue calls go through a
@@ -18,19 +20,25 @@ the same key before anything else, and the venue answers a repeated key with its
 from __future__ import annotations
 
 import asyncio
-import enum
-import math
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from core.money import units_to_str, usd_to_units
 from core.types import Move, MoveAction, Plan, Venue
 from vault.ledger import FEES, GAS, Ledger
+from vault.moves import (
+    DryRunExecutor,
+    Executor,
+    MoveResult,
+    MoveStatus,
+    in_flight_account,
+    move_from_dict,
+    move_to_dict,
+)
 from vault.transport import OutcomeUnknown, Transport, VenueRefused
 
 __all__ = [
@@ -41,6 +49,7 @@ __all__ = [
     "OutcomeUnknown",
     "PaperExecutor",
     "VenueRefused",
+    "booked_cost_units",
     "in_flight_account",
     "move_from_dict",
     "move_to_dict",
@@ -49,100 +58,9 @@ __all__ = [
 log = structlog.get_logger("vault.executor")
 
 
-class MoveStatus(enum.StrEnum):
-    DONE = "done"
-    REFUSED = "refused"  # the venue said no (e.g. beyond available liquidity); nothing moved
-    # the call failed in a way that may or may not have moved money; replayed later
-    UNKNOWN = "unknown"
-    SKIPPED = "skipped"  # dry-run, or nothing left to move
-
-
-@dataclass(frozen=True, slots=True)
-class MoveResult:
-    idempotency_key: str
-    action: str
-    venue_id: str
-    status: MoveStatus
-    requested_units: int
-    applied_units: int = 0
-    detail: str = ""
-    # the plan's predicted cost of the move (Move.cost_usd) and what it cost as booked (its fees and
-    # gas postings), side by side in the rebalance record and the move-cost metric (issue 13)
-    predicted_cost_units: int = 0
-    cost_units: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["status"] = str(self.status)
-        return d
-
-
-class Executor(Protocol):
-    """What the cycle (``vault/cycle.py``) asks of an executor, in this order each rebalance."""
-
-    async def recover(self) -> list[MoveResult]:
-        """Replay the moves written ahead but never booked (the process stopped mid-move)."""
-        ...
-
-    async def settle_in_flight(self) -> None:
-        """Land what has arrived: filled bridge transfers, settled queued withdrawals."""
-        ...
-
-    async def venue_positions(self) -> dict[str, int] | None:
-        """What the venues report holding for this vault (venue -> units); None: nothing anywhere.
-
-        Never booked by the executor: the cycle reconciles it with the books (vault/reconcile.py).
-        """
-        ...
-
-    async def execute(
-        self, plan: Plan, should_stop: Callable[[], bool] = lambda: False
-    ) -> list[MoveResult]:
-        """Run the plan's moves in order; stop cleanly between moves when ``should_stop()``."""
-        ...
-
-
-def in_flight_account(chain: str, kind: str, ref: str) -> str:
-    """``in_flight:<chain it lands on>/bridge/<transfer id>`` or ``…/withdrawal/<venue>/<withdrawal id>``."""
-    return f"in_flight:{chain}/{kind}/{ref}"
-
-
-def move_to_dict(move: Move) -> dict[str, Any]:
-    d = asdict(move)
-    d["action"] = str(move.action)
-    return d
-
-
-def move_from_dict(d: Mapping[str, Any]) -> Move:
-    return Move(**{**d, "action": MoveAction(d["action"])})
-
-
-class DryRunExecutor:
-    """Plans are recorded, nothing moves."""
-
-    async def venue_positions(self) -> dict[str, int] | None:
-        return None  # nothing is held anywhere
-
-    async def recover(self) -> list[MoveResult]:
-        return []
-
-    async def settle_in_flight(self) -> None:
-        return None
-
-    async def execute(
-        self, plan: Plan, should_stop: Callable[[], bool] = lambda: False
-    ) -> list[MoveResult]:
-        return [
-            MoveResult(
-                m.idempotency_key,
-                str(m.action),
-                m.venue_id,
-                MoveStatus.SKIPPED,
-                usd_to_units(m.amount_usd),
-                detail="dry-run",
-            )
-            for m in plan.moves
-        ]
+def booked_cost_units(postings: Iterable[tuple[str, int]]) -> int:
+    """What a move cost as booked: the sum of its postings to the fees and gas accounts."""
+    return sum(units for account, units in postings if account in (FEES, GAS))
 
 
 class PaperExecutor:
@@ -289,21 +207,7 @@ class PaperExecutor:
         def result(
             status: MoveStatus, applied: int = 0, detail: str = "", cost: int = 0
         ) -> MoveResult:
-            return MoveResult(
-                move.idempotency_key,
-                str(move.action),
-                move.venue_id,
-                status,
-                requested,
-                applied,
-                detail,
-                predicted_cost_units=(
-                    usd_to_units(max(float(move.cost_usd), 0.0))
-                    if math.isfinite(move.cost_usd)
-                    else 0
-                ),
-                cost_units=cost,
-            )
+            return MoveResult.of(move, status, applied, detail, cost)
 
         if move.action is not MoveAction.BRIDGE and move.venue_id not in self._venues:
             return result(MoveStatus.REFUSED, detail="venue_id: not a configured venue")
@@ -335,8 +239,7 @@ class PaperExecutor:
         self._ledger.finish_move(
             self._clock(), move.idempotency_key, str(move.action), postings, memo=move.venue_id
         )
-        paid = sum(units for account, units in postings if account in (FEES, GAS))
-        return result(MoveStatus.DONE, applied, cost=paid)
+        return result(MoveStatus.DONE, applied, cost=booked_cost_units(postings))
 
     async def execute(
         self, plan: Plan, should_stop: Callable[[], bool] = lambda: False
@@ -412,19 +315,12 @@ class PaperExecutor:
         holds). Whatever the estimate leaves over (accrual, an entry fee) the next
         reconciliation checks like any other difference.
         """
-        requested = usd_to_units(move.amount_usd)
         amount = usd_to_units(pending["body"]["amount_usd"])
 
-        def result(status: MoveStatus, applied: int = 0, detail: str = "") -> MoveResult:
-            return MoveResult(
-                move.idempotency_key,
-                str(move.action),
-                move.venue_id,
-                status,
-                requested,
-                applied,
-                detail,
-            )
+        def result(
+            status: MoveStatus, applied: int = 0, detail: str = "", cost: int = 0
+        ) -> MoveResult:
+            return MoveResult.of(move, status, applied, detail, cost)
 
         why = f"written {age_seconds / 86_400:.1f} days ago, beyond the venue's key memory"
         if move.action is MoveAction.BRIDGE or move.venue_id not in self._venues:
@@ -477,7 +373,12 @@ class PaperExecutor:
             postings,
             memo=f"{move.venue_id} (asked first: {why})",
         )
-        return result(MoveStatus.DONE, applied, detail=f"{why}: the venue shows it happened")
+        return result(
+            MoveStatus.DONE,
+            applied,
+            detail=f"{why}: the venue shows it happened",
+            cost=booked_cost_units(postings),
+        )
 
     async def venue_positions(self) -> dict[str, int]:
         """What the venue reports it holds for this vault's account: venue id -> base units.
