@@ -13,7 +13,7 @@ config. Loss = NAV at the last cycle before the incident - NAV at the end of the
 open reconciliation shortfalls (what is really there).
 
 ``python -m tests.guard_scenarios [NAME ...] [--json]`` runs them all against the daemon (about
-75 minutes for the 24 runs, nice'd on a loaded 2-core box: 30 simulated minutes a step, ~2 wall
+80 minutes for the 24 runs, nice'd on a loaded 2-core box: 30 simulated minutes a step, ~2 wall
 seconds a step); ``--backtest`` runs them in the backtester instead (deterministic, a few
 minutes). Both print the table that guard/README.md shows.
 
