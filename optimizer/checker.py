@@ -44,6 +44,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from core.types import PortfolioState, VenueSnapshot
+from optimizer.checker_facts import VenueFacts as _VenueFacts
 from optimizer.checker_rules import CheckReport, CostPricer, check_state_rules
 from optimizer.checker_rules import Enough as _Enough
 from optimizer.checker_rules import amounts as _amounts
@@ -93,88 +94,51 @@ class CheckContext:
         self.settings = settings
         self.in_flight_known = tuple(in_flight_known)
         self._pricer: CostPricer | None = None
-        self.ids = ids = [s.venue.id for s in snaps]
-        self.index = {vid: i for i, vid in enumerate(ids)}
-        known = set(ids)
+        static = _VenueFacts.of(snaps, limits, settings, home_chain)
+        self.static = static
+        self.ids = ids = static.ids
+        self.index = static.index
         positions = portfolio.positions_usd
-        self.x0 = np.maximum(np.array([positions.get(i, 0.0) for i in ids], dtype=float), 0.0)
-        self.locked = sum(max(float(v), 0.0) for k, v in positions.items() if k not in known)
-        # every per-venue number the rules read, in one pass over the snapshots
+        get = positions.get
+        self.x0 = np.maximum(np.array([get(i, 0.0) for i in ids], dtype=float), 0.0)
+        index = self.index
+        self.locked = sum(max(float(v), 0.0) for k, v in positions.items() if k not in index)
+        # the snapshot's numbers the rules read, in one pass over the snapshots
         cols = np.array(
-            [
-                (
-                    s.exit_liquidity_usd,
-                    s.venue.exit_days,
-                    s.frozen,
-                    s.curve.capacity_usd,
-                    s.tvl_usd,
-                    s.venue.risk_score,
-                    s.venue.chain != home_chain,
-                )
-                for s in snaps
-            ],
+            [(s.exit_liquidity_usd, s.frozen, s.curve.capacity_usd, s.tvl_usd) for s in snaps],
             dtype=float,
-        ).reshape(len(snaps), 7)
+        ).reshape(len(snaps), 4)
         self.exit_liq = _amounts(cols[:, 0])
         self.stay = self.x0 - np.minimum(self.x0, self.exit_liq)  # what cannot leave this cycle
-        self.own_exit = cols[:, 1]
-        self.queued = self.own_exit > settings.instant_exit_days
-        self.frozen = cols[:, 2] > 0
-        self.capacity = _amounts(cols[:, 3])
-        self.tvl = _amounts(cols[:, 4])
-        self.scores = cols[:, 5]
-        self.exit_days = self.own_exit + np.where(cols[:, 6] > 0, settings.bridge_days, 0.0)
+        self.own_exit = static.own_exit
+        self.queued = static.queued
+        self.frozen = cols[:, 1] > 0
+        self.capacity = _amounts(cols[:, 2])
+        self.tvl = _amounts(cols[:, 3])
+        self.scores = static.scores
+        self.exit_days = static.exit_days
         # idle per chain (README §4c)
         self.home_chain = home_chain
-        self.chain_names, self.chain_of = np.unique(
-            np.array([s.venue.chain for s in snaps] + [home_chain], dtype=object),
-            return_inverse=True,
-        )
-        self.chain_of = self.chain_of[:-1]
+        self.chain_names, self.chain_of = static.chain_names, static.chain_of
         self.idle_on = portfolio.idle_on(home_chain)
-        # group caps: (family, key, ratio, member mask); one pass over the venues for all of them
-        families = (
-            ("kind", {str(k): v for k, v in limits.max_kind_ratio.items()}),
-            ("chain", dict(limits.max_chain_ratio)),
-            ("protocol", dict(limits.max_protocol_ratio)),
-            ("dependency", dict(limits.max_dependency_ratio)),
-            (
-                "illiquid",
-                {"illiquid": limits.max_illiquid_ratio}
-                if limits.max_illiquid_ratio is not None
-                else {},
-            ),
-        )
-        rows: dict[tuple[str, str], int] = {}
-        caps: list[tuple[str, str, float]] = []
-        for family, caps_cfg in families:
-            for key, ratio in caps_cfg.items():
-                rows[(family, key)] = len(caps)
-                caps.append((family, key, float(ratio)))
-        self.G = np.zeros((len(caps), len(snaps)))
-        if caps:
-            kinds = np.array([str(s.venue.kind) for s in snaps], dtype=object)
-            chains = np.array([s.venue.chain for s in snaps], dtype=object)
-            protocols = np.array([s.venue.protocol for s in snaps], dtype=object)
-            by_family = {"kind": kinds, "chain": chains, "protocol": protocols}
-            illiquid_kinds = {str(k) for k in limits.illiquid_kinds}
-            for (family, key), r in rows.items():
-                if family in by_family:
-                    self.G[r] = by_family[family] == key
-                elif family == "illiquid":  # every venue of an illiquid kind (NFT rentals, loops)
-                    self.G[r] = np.array([k in illiquid_kinds for k in kinds], dtype=bool)
-                else:  # a dependency: the venue's protocol or one of its dependencies
-                    self.G[r] = protocols == key
-            for i, s in enumerate(snaps):
-                for d in s.venue.dependencies:
-                    dep_row = rows.get(("dependency", d))
-                    if dep_row is not None:
-                        self.G[dep_row, i] = 1.0
-        self.groups: list[tuple[str, str, float, np.ndarray]] = [
-            (family, key, ratio, self.G[k] > 0) for k, (family, key, ratio) in enumerate(caps)
-        ]
+        self.G = static.G
+        self.groups = static.groups
         self.forced_group = self.G @ self.stay
-        self.floor_masks = [self.exit_days <= f.days for f in limits.liquidity_floors]
+        self.floor_masks = static.floor_masks
+        # the per-venue caps that do not depend on NAV: max(cap, what cannot leave), and its inverse
+        self.venue_usd_allowed = (
+            np.maximum(limits.max_venue_usd, self.stay)
+            if limits.max_venue_usd is not None
+            else None
+        )
+        r = limits.max_venue_tvl_ratio
+        self.venue_tvl_allowed = (
+            None
+            if r is None
+            else np.maximum(
+                np.full(len(ids), math.inf) if r >= 1 else r * self.tvl / (1 - r), self.stay
+            )
+        )
 
     def check_mapping(
         self, target_usd: Mapping[str, float], idle_usd: float, costs_usd: float = 0.0
@@ -231,7 +195,9 @@ class CheckContext:
         plan_cost_usd: float,
     ) -> None:
         if self._pricer is None:
-            self._pricer = CostPricer(self.snaps, self.x0, self.settings, self.home_chain)
+            self._pricer = CostPricer(
+                self.snaps, self.x0, self.settings, self.home_chain, facts=self.static
+            )
         own = self._pricer.price_usd(x, bridges)
         tol = self.settings.check_tolerance_ratio * max(float(self.portfolio.nav_usd), 1.0)
         rep.utilization["cost_pricing"] = _ratio(own, max(plan_cost_usd, 0.0))
@@ -364,14 +330,14 @@ class CheckContext:
                 over(x[i], room[i]),
             )
 
-        def per_venue(name: str, caps: np.ndarray, what: str) -> None:
-            allowed = np.maximum(caps, stay)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                util = np.where(
-                    allowed > 0,
-                    x / np.where(allowed > 0, allowed, 1.0),
-                    np.where(x <= 0, 0.0, np.inf),
-                )
+        def per_venue(name: str, allowed: np.ndarray, what: str) -> None:
+            # allowed = max(cap, what cannot leave); utilisation x / allowed (0 / inf where allowed = 0)
+            pos = allowed > 0
+            if pos.all():
+                util = x / allowed
+            else:
+                util = np.where(x <= 0, 0.0, np.inf)
+                np.divide(x, allowed, out=util, where=pos)
             rep.utilization[f"{name}:max"] = float(util.max()) if len(util) else 0.0
             for i in np.nonzero(x > allowed + tol)[0]:
                 bad(
@@ -379,23 +345,23 @@ class CheckContext:
                     over(x[i], allowed[i]),
                 )
 
-        n = len(ids)
-        if limits.max_venue_usd is not None:
+        if self.venue_usd_allowed is not None:
             per_venue(
                 "venue_usd",
-                np.full(n, limits.max_venue_usd),
+                self.venue_usd_allowed,
                 f"max_venue_usd {limits.max_venue_usd:,.0f}",
             )
         per_venue(
             "venue_ratio",
-            np.full(n, limits.max_venue_ratio * nav),
+            np.maximum(limits.max_venue_ratio * nav, stay),
             f"max_venue_ratio {limits.max_venue_ratio:g} of NAV",
         )
-        if limits.max_venue_tvl_ratio is not None:
-            r = limits.max_venue_tvl_ratio
-            # x / (TVL + x) <= r
-            caps = np.full(n, math.inf) if r >= 1 else r * self.tvl / (1 - r)
-            per_venue("venue_tvl", caps, f"max_venue_tvl_ratio {r:g} of TVL after us")
+        if self.venue_tvl_allowed is not None:
+            per_venue(
+                "venue_tvl",
+                self.venue_tvl_allowed,
+                f"max_venue_tvl_ratio {limits.max_venue_tvl_ratio:g} of TVL after us",
+            )
 
         if self.groups:
             exposures = self.G @ x

@@ -8,10 +8,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.types import VenueSnapshot
+
+if TYPE_CHECKING:
+    from optimizer.checker_facts import VenueFacts
 from optimizer.config import OptimizerSettings, RiskLimits
 from optimizer.costs import bridge_fee_curve, leg_gas_usd
 from protocols import uniswap
@@ -127,21 +131,20 @@ class CostPricer:
         x0: np.ndarray,
         settings: OptimizerSettings,
         home_chain: str,
+        facts: VenueFacts | None = None,
     ) -> None:
+        """``facts``: the checker's venue-set facts of ``snaps`` (gas, fees, the Across routes),
+        if the caller has them."""
         self.settings = settings
         self.x0 = x0
-        rows = [
-            (
-                s.venue.costs.deposit_usd,
-                s.venue.costs.withdraw_usd,
-                s.venue.costs.fee_bps / 1e4,
-                float(s.state.get("swap_fee", math.nan)),
-                float(s.tvl_usd),
-            )
-            for s in snaps
-        ]
-        a = np.array(rows, dtype=float).reshape(len(snaps), 5)
-        self.gas_in, self.gas_out, fee, swap, tvl = a.T
+        if facts is None:
+            from optimizer.checker_facts import VenueFacts as _Facts
+            from optimizer.config import RiskLimits
+
+            facts = _Facts.build(tuple(s.venue for s in snaps), RiskLimits(), settings, home_chain)
+        rows = [(s.state.get("swap_fee", math.nan), s.tvl_usd) for s in snaps]
+        swap, tvl = np.array(rows, dtype=float).reshape(len(snaps), 2).T
+        self.gas_in, self.gas_out, fee = facts.gas_in, facts.gas_out, facts.fee
         self.zap = (
             np.isfinite(swap) & (swap >= 0) & (swap < 1) & np.isfinite(tvl) & (tvl > 0)
             if settings.cost_model != "linear"
@@ -150,7 +153,7 @@ class CostPricer:
         self.fee = np.where(self.zap, 0.0, fee)
         self.swap = np.where(self.zap, swap, 0.0)
         self.pool = np.where(self.zap, tvl, 0.0) + x0
-        self.bridge = bridge_fee_curve(snaps, settings, home_chain)
+        self.bridge = bridge_fee_curve([snaps[i] for i in facts.across], settings, home_chain)
 
     def price_usd(self, x: np.ndarray, bridges: Sequence[tuple[str, str, float]]) -> float:
         delta = np.asarray(x, dtype=float) - self.x0

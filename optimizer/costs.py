@@ -32,6 +32,8 @@ into the bridge legs' segments (:mod:`optimizer.limits`, :mod:`optimizer.fastlp`
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -95,10 +97,25 @@ class ConvexCost:
         return np.diff(self.costs_usd) / np.diff(self.amounts_usd)
 
     def __call__(self, amount_usd: FloatArray | float) -> FloatArray:
+        if isinstance(amount_usd, float | int):
+            return np.asarray(self.at(float(amount_usd)))
         a = np.maximum(np.asarray(amount_usd, dtype=float), 0.0)
         top_a, top_c = self.amounts_usd[-1], self.costs_usd[-1]
         inside = np.interp(a, self.amounts_usd, self.costs_usd)
         return np.where(a > top_a, top_c + self.slopes()[-1] * (a - top_a), inside)
+
+    def at(self, amount_usd: float) -> float:
+        """``c(a)`` of one amount in plain floats (a bridge leg), as ``np.interp`` computes it
+        between the knots (``tests/test_optimizer_costs.py`` compares both)."""
+        a = max(amount_usd, 0.0)
+        xs, ys = self.amounts_usd.tolist(), self.costs_usd.tolist()
+        if a > xs[-1]:
+            return ys[-1] + (ys[-1] - ys[-2]) / (xs[-1] - xs[-2]) * (a - xs[-1])
+        j = bisect.bisect_right(xs, a) - 1
+        if xs[j] == a:
+            return ys[j]
+        slope = (ys[j + 1] - ys[j]) / (xs[j + 1] - xs[j])
+        return slope * (a - xs[j]) + ys[j]
 
 
 def quote_points(snap: VenueSnapshot) -> list[tuple[float, float]]:
@@ -154,8 +171,8 @@ class ZapPools:
     @classmethod
     def of(cls, snaps: Sequence[VenueSnapshot], settings: OptimizerSettings) -> ZapPools:
         n = len(snaps)
-        fee = np.array([float(s.state.get("swap_fee", np.nan)) for s in snaps], dtype=float)
-        tvl = np.array([float(s.tvl_usd) for s in snaps], dtype=float) if n else np.zeros(0)
+        rows = [(s.state.get("swap_fee", math.nan), s.tvl_usd) for s in snaps]
+        fee, tvl = np.array(rows, dtype=float).reshape(n, 2).T
         mask = np.isfinite(fee) & (fee >= 0) & (fee < 1) & np.isfinite(tvl) & (tvl > 0)
         if settings.cost_model == "linear":
             mask = np.zeros(n, dtype=bool)

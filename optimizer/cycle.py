@@ -18,6 +18,7 @@ from optimizer.config import OptimizerSettings, RiskLimits
 from optimizer.costs import ConvexCost, ZapPools, bridge_fee_curve, leg_gas_usd
 from optimizer.pwl import FitCache, PiecewiseLinear, evaluate_curves, fit_pwl
 from optimizer.state_rules import state_caps_usd
+from optimizer.venue_arrays import VenueArrays
 
 FloatArray = NDArray[np.float64]
 
@@ -49,11 +50,12 @@ def cost_rates(
     their own (:func:`bridge_pieces`, README §4c), paid only when a chain lacks the idle it spends.
     """
     ref = max(settings.gas_reference_ratio * nav_usd, 1e-9)
-    fee = np.array([v.costs.fee_bps for v in venues]) / 1e4
+    facts = VenueArrays.of(venues)
+    fee = facts.fee
     if zap is not None:
         fee = np.where(zap, 0.0, fee)
-    c_in = fee + np.array([v.costs.deposit_usd for v in venues]) / ref
-    c_out = fee + np.array([v.costs.withdraw_usd for v in venues]) / ref
+    c_in = fee + facts.gas_in / ref
+    c_out = fee + facts.gas_out / ref
     return c_in, c_out
 
 
@@ -92,9 +94,8 @@ def effective_exit_days(
     venues: Sequence[Venue], settings: OptimizerSettings, home_chain: str
 ) -> FloatArray:
     """Days until capital in the venue is idle on the home chain: unbonding plus the bridge off-home."""
-    return np.array(
-        [v.exit_days + (settings.bridge_days if v.chain != home_chain else 0.0) for v in venues]
-    )
+    facts = VenueArrays.of(venues)
+    return facts.own_exit_days + np.where(facts.not_on(home_chain), settings.bridge_days, 0.0)
 
 
 def queued_exits(venues: Sequence[Venue], settings: OptimizerSettings) -> NDArray[np.bool_]:
@@ -102,7 +103,7 @@ def queued_exits(venues: Sequence[Venue], settings: OptimizerSettings) -> NDArra
     a redemption delay). Withdrawn from them, capital goes in flight until it settles; it cannot fund
     the plan's deposits nor count as idle (README §4). The venue's own exit time, not the bridge leg:
     the executor waits for bridge fills within the plan."""
-    return np.array([v.exit_days > settings.instant_exit_days for v in venues], dtype=bool)
+    return VenueArrays.of(venues).own_exit_days > settings.instant_exit_days
 
 
 def in_flight_liquid_usd(
@@ -161,6 +162,8 @@ class CycleData:
     impact_usd: FloatArray | None = None
     # venues priced by their pool's reserves (the zap's convex cost): never fitted with two chords
     zap: NDArray[np.bool_] | None = None
+    # the zap pools of these snapshots (every venue, masked), for the plan's prices
+    zap_pools: ZapPools | None = None
 
     def linear_fit(self) -> NDArray[np.bool_]:
         """Venues the two chords around ``x0`` serve exactly: a linear curve and no convex move cost."""
@@ -306,9 +309,11 @@ def build_cycle(
     nav = float(portfolio.nav_usd)
     if not nav > 0:
         raise ValueError(f"portfolio NAV must be positive, got {nav}")
-    ids = {v.id for v in venues}
+    facts = VenueArrays.of(venues)
     positions = portfolio.positions_usd
-    x0_usd = np.array([max(float(positions.get(v.id, 0.0)), 0.0) for v in venues])
+    get = positions.get
+    x0_usd = np.maximum(np.array([get(i, 0.0) for i in facts.ids], dtype=float), 0.0)
+    ids = set(facts.ids)
     locked = float(sum(max(float(u), 0.0) for k, u in positions.items() if k not in ids))
     investable_usd = float(portfolio.idle_usd) + float(x0_usd.sum())
     exit_liq = usable([s.exit_liquidity_usd for s in snaps])
@@ -348,8 +353,10 @@ def build_cycle(
     c_in, c_out = cost_rates(venues, settings, home_chain, nav, zap=zap.mask)
     impact = zap.impact_usd(x0_usd, pwl.breakpoints) if zap.mask.any() else None
     chains = model_chains(venues, home_chain)
+    # only Across routes carry fee quotes: the others need not be read
+    routes = [snaps[i] for i in VenueArrays.of(venues).across.tolist()]
     widths, slopes = bridge_pieces(
-        bridge_fee_curve(snaps, settings, home_chain), settings, chains, nav
+        bridge_fee_curve(routes, settings, home_chain), settings, chains, nav
     )
     where = {c: j for j, c in enumerate(chains)}
     idle_on = portfolio.idle_on(home_chain)
@@ -385,7 +392,7 @@ def build_cycle(
         queued=queued_exits(venues, settings),
         in_flight_known=tuple((float(d), float(u)) for d, u in in_flight_known),
         chains=chains,
-        chain_index=np.array([where[v.chain] for v in venues], dtype=np.int64),
+        chain_index=np.array([where[c] for c in VenueArrays.of(venues).chains], dtype=np.int64),
         idle_chain=idle_chain / nav,
         min_idle_chain=min_chain / nav,
         bridge_rate=bridge_rate(settings, nav),
@@ -393,4 +400,5 @@ def build_cycle(
         bridge_slopes=slopes,
         impact_usd=impact,
         zap=zap.mask if zap.mask.any() else None,
+        zap_pools=zap,
     )

@@ -43,6 +43,7 @@ from optimizer.plan import (
     gate,
     make_moves,
 )
+from optimizer.venue_arrays import VenueArrays
 from optimizer.work import DecideWork, RiskHistory, StageClock, window_around
 
 __all__ = ["HOLD", "Decision", "DecisionStatus", "Optimizer", "RiskHistory", "Timings"]
@@ -202,10 +203,20 @@ class Optimizer(TargetSteps):
         if result.status == "optimal" and result.x is not None:
             x_usd = result.x * nav
             lo, hi = window_around(cycle.pwl.breakpoints, x_usd)
+            curved = np.nonzero(~model.linear)[0]
+            ids = VenueArrays.of(cycle.venues).ids
             w.warm = {
-                v.id: (float(x_usd[i]), float(lo[i]), float(hi[i]))
-                for i, v in enumerate(cycle.venues)
-                if not model.linear[i]
+                ids[i]: row
+                for i, row in zip(
+                    curved.tolist(),
+                    zip(
+                        x_usd[curved].tolist(),
+                        lo[curved].tolist(),
+                        hi[curved].tolist(),
+                        strict=True,
+                    ),
+                    strict=True,
+                )
             }
         else:
             w.warm = {}
@@ -220,6 +231,7 @@ class Optimizer(TargetSteps):
             idle_on=portfolio.idle_on(self.home_chain),
             min_on=dict(self.limits.min_idle_by_chain_usd),
             queued=cycle.queued_mask(),
+            zap=cycle.zap_pools,
         )
         current = self._check(w, snaps, portfolio, x0_usd, cycle, clock, priced=priced)
         # holdings breaches up to the drift band came from drift or costs and force nothing (README §7)

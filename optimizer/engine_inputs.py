@@ -139,9 +139,9 @@ class CycleInputs:
         """Last cycle's solution and refinement window per venue (NaN where unknown)."""
         if not w.warm:
             return None
-        rows = np.array(
-            [w.warm.get(s.venue.id, (np.nan, np.nan, np.nan)) for s in snaps], dtype=float
-        )
+        none = (np.nan, np.nan, np.nan)
+        get = w.warm.get
+        rows = np.array([get(s.venue.id, none) for s in snaps], dtype=float).reshape(len(snaps), 3)
         return rows[:, 0], (rows[:, 1], rows[:, 2])
 
     def _cycle_and_model(

@@ -17,6 +17,7 @@ from optimizer.engine_inputs import CycleInputs
 from optimizer.model import AllocationModel, SolveResult
 from optimizer.plan import PlanContext, prune_unprofitable, round_small_trades
 from optimizer.routing import chain_flows_usd
+from optimizer.venue_arrays import VenueArrays
 from optimizer.work import DecideWork, StageClock, window_around
 
 FloatArray = NDArray[np.float64]
@@ -129,7 +130,6 @@ class TargetSteps(CycleInputs):
         ``priced``: the cycle's plan context; given, the target's bridge legs are checked per chain
         (README §4c). ``first_only``: a trial, stop at the first violation."""
         t0 = time.perf_counter()
-        ids = [s.venue.id for s in snaps]
         idle = cycle.idle_after_usd(target_usd)  # queued withdrawals are in flight, not idle
         legs = priced.legs(target_usd) if priced is not None else None
         plan_cost = None
@@ -149,7 +149,7 @@ class TargetSteps(CycleInputs):
             clock.check += time.perf_counter() - t0
         if w.exit and not (first_only and report.violations):
             floor = cycle.lb * cycle.nav_usd
-            for i, vid in enumerate(ids):
+            for i, vid in enumerate(s.venue.id for s in snaps):
                 if vid in w.exit and target_usd[i] > floor[i] + 1e-6 + 1e-9 * cycle.nav_usd:
                     report.add(f"exit {vid}: {target_usd[i]:,.2f} USD held, directive says 0")
         return report
@@ -190,7 +190,7 @@ class TargetSteps(CycleInputs):
         portfolio: PortfolioState,
         priced: PlanContext,
     ) -> Allocation:
-        targets = {v.id: float(target[i]) for i, v in enumerate(venues)}
+        targets = dict(zip(VenueArrays.of(venues).ids, target.tolist(), strict=True))
         for vid, amount in portfolio.positions_usd.items():
             targets.setdefault(vid, float(amount))  # locked: no snapshot ever seen, held as is
         # idle per chain once the venue moves and the bridge legs are done (README §4c)

@@ -155,30 +155,35 @@ class SegmentLP:
         return st, ix, val
 
     def _matrix(
-        self, dense_rows: FloatArray, S: int
+        self, block_rows: NDArray[np.int64], block_values: FloatArray, R1: int, S: int
     ) -> tuple[NDArray[np.int32], NDArray[np.int32], FloatArray]:
-        """``[dense rows; M repeated over slots]`` in CSC, directly (O(nnz) NumPy, no sparse stacking):
-        in each column the dense rows' non-zeros first, then the x-rows' (row numbers after them)."""
-        R1, ncol = dense_rows.shape
+        """``[coupling rows; M repeated over slots]`` in CSC, directly (O(nnz) NumPy, no sparse
+        stacking). ``block_rows[c, k]`` / ``block_values[c, k]``: column ``c``'s ``k``-th coupling
+        row and its coefficient (rows ascending in ``k``; zeros dropped), so a column's non-zeros are
+        the coupling rows' first, then the x-rows' (row numbers after the ``R1`` coupling rows)."""
+        ncol = block_rows.shape[0]
         x_start, x_index, x_value = self._x_block(S)
-        nz_cols, nz_rows = np.nonzero(dense_rows.T)  # column-major: sorted by column, then row
-        count_d = np.bincount(nz_cols, minlength=ncol)
+        keep = block_values != 0.0
+        count_d = keep.sum(axis=1)
         count_x = np.diff(x_start)
         start = np.zeros(ncol + 1, dtype=np.int64)
         np.cumsum(count_d + count_x, out=start[1:])
         nnz = int(start[-1])
         index = np.empty(nnz, dtype=np.int32)
         value = np.empty(nnz, dtype=np.float64)
-        start_d = np.zeros(ncol + 1, dtype=np.int64)
-        np.cumsum(count_d, out=start_d[1:])
-        pos_d = start[nz_cols] + (np.arange(len(nz_cols)) - start_d[nz_cols])
-        index[pos_d] = nz_rows
-        value[pos_d] = dense_rows[nz_rows, nz_cols]
         if len(x_index):
+            # each column: its coupling entries, then its x-rows' entries
+            is_d = np.ones(nnz, dtype=bool)
             cols_x = np.repeat(np.arange(ncol), count_x)
             pos_x = start[cols_x] + count_d[cols_x] + (np.arange(len(x_index)) - x_start[cols_x])
+            is_d[pos_x] = False
             index[pos_x] = x_index + R1
             value[pos_x] = x_value
+            index[is_d] = block_rows[keep]
+            value[is_d] = block_values[keep]
+        else:
+            index[:] = block_rows[keep]
+            value[:] = block_values[keep]
         return start.astype(np.int32), index, value
 
     def solve(self, d: CycleData) -> SegmentResult:
@@ -200,8 +205,9 @@ class SegmentLP:
         # objective: Σ g(lb) + Σ slope · s
         a, b = d.objective_pieces(self.model.settings)
         g_lb = a[:, 0] * lbx + b[:, 0]  # the first piece at lb (lb is its left end)
-        # rows, each as (coefficient per column, rhs upper bound)
-        rows_coef: list[FloatArray] = []
+        # coupling rows as blocks: (row number per column, coefficient per column), and the rhs
+        # upper bounds; a block's row numbers are ascending after the blocks before it
+        blocks: list[tuple[NDArray[np.int64] | int, FloatArray]] = []
         rows_ub: list[float] = []
         # a position above the top of its domain (x0 > ub: it must shrink) is left of x0 all along:
         # |x - x0| and (x0 - x)⁺ carry the constant x0 - ub on top of the slots
@@ -209,7 +215,7 @@ class SegmentLP:
         left_q_width = float((width * (is_left & q)).sum()) + float(above[self.queued].sum())
         # min idle: Σ s - Σ_{Q,left} s <= B - Σ lb - Σ_{Q,left} ω - m'
         idle_coef: FloatArray = (1.0 - (is_left & q)).ravel().astype(np.float64)
-        rows_coef.append(idle_coef)
+        blocks.append((0, idle_coef))
         rows_ub.append(
             B
             - float(lbx.sum())
@@ -218,7 +224,7 @@ class SegmentLP:
         )
         # idle per chain (README §4c): Σ_{i on c} (s - Σ_{Q,left} s) - inflow_c <= avail_c - Σ_{i on c}
         # (lb + [queued] (Σ_left ω + above)); the legs are columns after the slots
-        chain_row0 = len(rows_coef)
+        chain_row0 = len(rows_ub)
         C = 0
         if self.chain is not None and self.chain.active:
             C = len(self.chain.chains)
@@ -227,9 +233,9 @@ class SegmentLP:
             avail = np.asarray(self.chain.avail.value, dtype=float)
             rhs_chain = avail - np.bincount(ci, weights=per_venue, minlength=C)
             coef = (1.0 - (is_left & q)).astype(float)
-            for c in range(C):
-                rows_coef.append(np.where((ci == c)[:, None], coef, 0.0).ravel())
-                rows_ub.append(float(rhs_chain[c]))
+            # one row per chain: a venue's slots are in its chain's row only
+            blocks.append((np.repeat(chain_row0 + ci, S), coef.ravel()))
+            rows_ub.extend(float(u) for u in rhs_chain[:C])
         # x-rows: groups, risk: M x <= rhs  ->  M_i per column of venue i
         x_rhs = []
         for g in self.groups:
@@ -245,7 +251,7 @@ class SegmentLP:
                 notland = (q & ~self.land_mask[j][:, None]) & is_left
                 zm = self.z_mask[j][:, None] & below
                 coef = 1.0 - notland - zm
-                rows_coef.append(coef.ravel())
+                blocks.append((len(rows_ub), coef.ravel()))
                 zconst = float(np.minimum(lbx, L)[self.z_mask[j]].sum())
                 notland_const = float((width * notland).sum()) + float(
                     above[self.queued & ~self.land_mask[j]].sum()
@@ -253,16 +259,21 @@ class SegmentLP:
                 rows_ub.append(B - float(lbx.sum()) - notland_const + zconst - floor_rhs[j])
         if self.turnover is not None:
             coef = np.where(is_left, -1.0, 1.0)
-            rows_coef.append(coef.ravel())
+            blocks.append((len(rows_ub), coef.ravel()))
             rows_ub.append(
                 float(self.turnover.max_ratio) - float((width * is_left).sum()) - float(above.sum())
             )
-        dense_rows = np.array(rows_coef)  # (R1, n*S)
-        start, index, value = self._matrix(dense_rows, S)
+        ncol = n * S
+        R1 = len(rows_ub)
+        block_rows = np.empty((ncol, len(blocks)), dtype=np.int64)
+        block_values = np.empty((ncol, len(blocks)))
+        for k, (row, coef_k) in enumerate(blocks):
+            block_rows[:, k] = row
+            block_values[:, k] = coef_k
+        start, index, value = self._matrix(block_rows, block_values, R1, S)
         rhs_x = np.concatenate(x_rhs) - (M @ lbx) if M.shape[0] else np.zeros(0)
         row_ub = np.concatenate([np.array(rows_ub), rhs_x])
-        nrow = dense_rows.shape[0] + M.shape[0]
-        ncol = n * S
+        nrow = R1 + M.shape[0]
         cost = np.ascontiguousarray(slope.ravel(), dtype=np.float64)
         upper = np.ascontiguousarray(width.ravel(), dtype=np.float64)
         legs = C - 1 if C > 1 else 0

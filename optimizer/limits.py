@@ -34,6 +34,21 @@ from optimizer.cycle import UNKNOWN_RISK_SCORE, CycleData, effective_exit_days
 FloatArray = NDArray[np.float64]
 
 
+def put(param: cp.Parameter, value: object) -> None:
+    """Set a Parameter's value without cvxpy's validation (shape, sign: ~5 ms a cycle at 1k venues,
+    more than the simplex). The segment simplex reads the values as they are; before the cvxpy
+    path solves, :func:`validate_parameters` runs cvxpy's own checks on every value once."""
+    param.save_value(np.asarray(value, dtype=float).reshape(param.shape))
+
+
+def validate_parameters(problem: cp.Problem) -> None:
+    """cvxpy's validation of every Parameter value set by :func:`put` (raises ``ValueError``
+    naming the Parameter's shape or sign, as ``Parameter.value = ...`` would)."""
+    for p in problem.parameters():
+        if p.value is not None:
+            p.value = p.value
+
+
 @dataclass
 class ModelVars:
     """What limits write their constraints against."""
@@ -79,8 +94,8 @@ class VenueBox(Limit):
         return [m.x >= self.lb, m.x <= self.ub]
 
     def update(self, d: CycleData) -> None:
-        self.lb.value = d.lb
-        self.ub.value = np.maximum(d.ub, d.lb)
+        put(self.lb, d.lb)
+        put(self.ub, np.maximum(d.ub, d.lb))
 
 
 class MinIdle(Limit):
@@ -100,7 +115,7 @@ class MinIdle(Limit):
         return [m.idle >= self.rhs]
 
     def update(self, d: CycleData) -> None:
-        self.rhs.value = self.ratio * (1.0 + d.buffer) + d.idle_reserve
+        put(self.rhs, self.ratio * (1.0 + d.buffer) + d.idle_reserve)
 
 
 class ChainIdle(Limit):
@@ -175,12 +190,12 @@ class ChainIdle(Limit):
         assert d.idle_chain is not None and d.min_idle_chain is not None
         avail = d.idle_chain + self.G @ d.x0 - d.min_idle_chain
         avail[0] -= d.idle_reserve  # the plan's own gas is paid from home idle (README §7a)
-        self.avail.value = avail
-        self.rate.value = self.annual * d.bridge_rate
+        put(self.avail, avail)
+        put(self.rate, self.annual * d.bridge_rate)
         if self.legs:
             slope, intercept = leg_lines(d, self.legs)
-            self.leg_slope.value = self.annual * slope
-            self.leg_intercept.value = self.annual * intercept
+            put(self.leg_slope, self.annual * slope)
+            put(self.leg_intercept, self.annual * intercept)
 
 
 #: affine pieces of a bridge leg's cost the cvxpy model holds (a fee curve with more is cut to
@@ -264,7 +279,7 @@ class GroupCaps(Limit):
         if self.keys:
             # a share of 1 is no limit to drift past
             keep = np.where(self.cap_cfg < 1.0, 1.0 - d.buffer, 1.0)
-            self.cap.value = np.maximum(self.cap_cfg * keep, self.G @ d.lb)
+            put(self.cap, np.maximum(self.cap_cfg * keep, self.G @ d.lb))
 
 
 class IlliquidCap(GroupCaps):
@@ -299,7 +314,7 @@ class RiskBudget(Limit):
 
     def update(self, d: CycleData) -> None:
         locked = UNKNOWN_RISK_SCORE * d.locked_usd / d.nav_usd
-        self.rhs.value = max(self.max_score * (1.0 - d.buffer) - locked, float(self.r @ d.lb), 0.0)
+        put(self.rhs, max(self.max_score * (1.0 - d.buffer) - locked, float(self.r @ d.lb), 0.0))
 
 
 class LiquidityFloors(Limit):
@@ -347,19 +362,18 @@ class LiquidityFloors(Limit):
 
     def update(self, d: CycleData) -> None:
         # capital already in flight that lands within D counts toward the floor (README §4)
-        self.floor.value = np.array(
-            [
-                max(
-                    f.min_ratio * (1.0 + d.buffer)
-                    + d.idle_reserve
-                    - d.in_flight_liquid(f.days, self.exit_days),
-                    0.0,
-                )
-                for f in self.floors
-            ]
-        )
+        floor = [
+            max(
+                f.min_ratio * (1.0 + d.buffer)
+                + d.idle_reserve
+                - d.in_flight_liquid(f.days, self.exit_days),
+                0.0,
+            )
+            for f in self.floors
+        ]
+        put(self.floor, np.array(floor))
         if len(self.idx):
-            self.L.value = d.exit_liquidity[self.idx]
+            put(self.L, d.exit_liquidity[self.idx])
 
 
 class Turnover(Limit):

@@ -23,7 +23,14 @@ from numpy.typing import NDArray
 from core.types import Venue
 from optimizer.config import OptimizerSettings, RiskLimits
 from optimizer.cycle import CycleData, queued_exits
-from optimizer.limits import ChainIdle, Limit, ModelVars, limits_from_config
+from optimizer.limits import (
+    ChainIdle,
+    Limit,
+    ModelVars,
+    limits_from_config,
+    put,
+    validate_parameters,
+)
 from optimizer.pwl import FitCache
 
 FloatArray = NDArray[np.float64]
@@ -182,11 +189,11 @@ class AllocationModel:
         a, b = d.objective_pieces(self.settings)
         for idx, slope, intercept in self.blocks:
             p = slope.shape[1]
-            slope.value = a[idx, :p]
-            intercept.value = b[idx, :p]
-        self.budget.value = max(d.investable, 0.0)
+            put(slope, a[idx, :p])
+            put(intercept, b[idx, :p])
+        put(self.budget, max(d.investable, 0.0))
         if self.flight is not None:
-            self.x0_queued.value = d.x0[self.queued_idx]
+            put(self.x0_queued, d.x0[self.queued_idx])
         for limit in self.limits:
             limit.update(d)
         if self.with_risk:
@@ -225,6 +232,7 @@ class AllocationModel:
             kwargs["ignore_dpp"] = True
         t0 = time.perf_counter()
         try:
+            validate_parameters(self.problem)  # the values set by limits.put, checked once here
             self.problem.solve(
                 solver=self.settings.solver, warm_start=True, verbose=False, **kwargs
             )

@@ -64,7 +64,8 @@ def idempotency_key(
     """Deterministic: the same decision time, venue, action, route and amount give the same key.
     ``now`` may be given as its ``isoformat()`` already (a plan computes it once)."""
     at = now if isinstance(now, str) else now.isoformat()
-    raw = f"{at}|{venue_id}|{action.value}|{from_chain}|{to_chain}|{round(amount_usd, 2):.2f}"
+    # a StrEnum formats as its value (``action.value``, without the enum descriptor's cost)
+    raw = f"{at}|{venue_id}|{action}|{from_chain}|{to_chain}|{round(amount_usd, 2):.2f}"
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
@@ -229,10 +230,19 @@ def make_moves(
     at = now.isoformat()
     withdrawals: list[Move] = []
     deposits: list[Move] = []
-    for i in map(int, np.nonzero(delta != 0.0)[0]):
+    idx = np.nonzero(delta != 0.0)[0]
+    # plain floats once, not a NumPy scalar per venue and field
+    rows = zip(
+        idx.tolist(),
+        delta[idx].tolist(),
+        gains[idx].tolist(),
+        venue_cost[idx].tolist(),
+        strict=True,
+    )
+    for i, d, g, c in rows:
         v = snaps[i].venue
-        amount = abs(float(delta[i]))
-        action = MoveAction.WITHDRAW if delta[i] < 0 else MoveAction.DEPOSIT
+        amount = abs(d)
+        action = MoveAction.WITHDRAW if d < 0 else MoveAction.DEPOSIT
         move = Move(
             action,
             v.id,
@@ -240,10 +250,10 @@ def make_moves(
             idempotency_key(at, v.id, action, amount, v.chain, v.chain),
             from_chain=v.chain,
             to_chain=v.chain,
-            expected_gain_usd=float(gains[i]),
-            cost_usd=float(venue_cost[i]),
+            expected_gain_usd=g,
+            cost_usd=c,
         )
-        (withdrawals if delta[i] < 0 else deposits).append(move)
+        (withdrawals if d < 0 else deposits).append(move)
     to_home: list[Move] = []
     from_home: list[Move] = []
     legs_cost = 0.0

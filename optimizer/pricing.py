@@ -16,6 +16,7 @@ from optimizer.config import OptimizerSettings
 from optimizer.costs import ZapPools, bridge_fee_curve, leg_gas_usd
 from optimizer.pwl import evaluate_curves
 from optimizer.routing import bridge_legs
+from optimizer.venue_arrays import VenueArrays
 
 FloatArray = NDArray[np.float64]
 
@@ -41,21 +42,24 @@ class PlanContext:
         idle_on: dict[str, float] | None = None,
         min_on: dict[str, float] | None = None,
         queued: NDArray[np.bool_] | None = None,
+        zap: ZapPools | None = None,
     ) -> None:
+        """``zap``: the cycle's :class:`optimizer.costs.ZapPools` of these snapshots, if known."""
         self.snaps = snaps
         self.settings = settings
         self.home_chain = home_chain
         self.x0 = np.asarray(x0_usd, dtype=float)
-        venues = [s.venue for s in snaps]
+        facts = VenueArrays.of(tuple(s.venue for s in snaps))
         # LP zaps: the convex cost of the swap replaces the venue's linear fee (optimizer/costs.py)
-        self.zap = ZapPools.of(snaps, settings)
-        self.fee = np.where(
-            self.zap.mask, 0.0, np.array([v.costs.fee_bps for v in venues], dtype=float) / 1e4
+        self.zap = zap if zap is not None else ZapPools.of(snaps, settings)
+        self.fee = np.where(self.zap.mask, 0.0, facts.fee)
+        # only Across routes carry fee quotes
+        self.bridge_fee = bridge_fee_curve(
+            [snaps[i] for i in facts.across.tolist()], settings, home_chain
         )
-        self.bridge_fee = bridge_fee_curve(snaps, settings, home_chain)
-        self.gas_in = np.array([v.costs.deposit_usd for v in venues], dtype=float)
-        self.gas_out = np.array([v.costs.withdraw_usd for v in venues], dtype=float)
-        self.chains = [v.chain for v in venues]
+        self.gas_in = facts.gas_in
+        self.gas_out = facts.gas_out
+        self.chains = facts.chains
         self.idle_on = {home_chain: math.inf} if idle_on is None else dict(idle_on)
         self.min_on = dict(min_on or {})
         self.queued = queued

@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.types import YieldCurve
+from optimizer.pwl_kernel import fit_rows_quantile, sorted_grid
 
 FloatArray = NDArray[np.float64]
 
@@ -156,11 +157,13 @@ def fit_pwl(
     cap = np.array([float(c.capacity_usd) for c in curves]) if n else np.zeros(0)
     # else a duplicate of x0, which changes nothing
     cap = np.where((cap > lb) & (cap < ub), cap, x0)
-    grid = np.concatenate(
-        [lb[:, None] + width[:, None] * g[None, :], x0[:, None], hint[:, None], cap[:, None]],
-        axis=1,
-    )
-    grid.sort(axis=1)
+    if n:
+        c = np.ascontiguousarray
+        grid = sorted_grid(
+            c(lb, float), c(width, float), c(g, float), c(x0, float), c(hint, float), c(cap, float)
+        )
+    else:
+        grid = np.zeros((0, len(g) + 3))
     m = grid.shape[1]
     f = evaluate_curves(curves, grid, emission_haircut)
     if cost_usd is not None:
@@ -179,15 +182,16 @@ def fit_pwl(
     if cache is not None and cache.matches(key, n):
         same = cache.same_rows(grid, f, x0, hint, has_hint, budget, win_lo, win_hi)
         rows = np.nonzero(~same)[0]
+    sel: slice | NDArray[np.int64] = slice(None) if len(rows) == n else rows  # no copy: all rows
     fit = _fit_rows(
-        grid[rows],
-        f[rows],
-        width[rows],
-        x0[rows],
-        hint[rows],
-        has_hint[rows],
-        budget[rows],
-        (win_lo[rows], win_hi[rows]) if window_usd is not None else None,
+        grid[sel],
+        f[sel],
+        width[sel],
+        x0[sel],
+        hint[sel],
+        has_hint[sel],
+        budget[sel],
+        (win_lo[sel], win_hi[sel]) if window_usd is not None else None,
         pieces,
         method,
         window_share,
@@ -246,12 +250,52 @@ class FitCache:
 
     def store(self, key: tuple[object, ...], *rest: object) -> None:
         *inputs, out, refitted = rest
-        self.key, self.inputs, self.out = key, tuple(np.array(a) for a in inputs), out  # type: ignore[assignment]
+        # the (n, m) grid and samples are fit_pwl's own fresh arrays: kept, not copied
+        self.key, self.out = key, out  # type: ignore[assignment]
+        self.inputs = tuple(a if i < 2 else np.array(a) for i, a in enumerate(inputs))  # type: ignore[misc]
         self.n = len(self.inputs[0])
         self.refitted = int(refitted)  # type: ignore[call-overload]
 
 
 def _fit_rows(
+    grid: FloatArray,
+    f: FloatArray,
+    width: FloatArray,
+    x0: FloatArray,
+    hint: FloatArray,
+    has_hint: NDArray[np.bool_],
+    budget: NDArray[np.int64],
+    window_usd: tuple[FloatArray, FloatArray] | None,
+    pieces: int,
+    method: str,
+    window_share: float,
+) -> _Fit:
+    """The fit of each row of samples ``f`` on ``grid``: (slope, intercept, breakpoints, error
+    bound, f̂ at ub), see :func:`fit_pwl`. The quantile method runs compiled, a loop per row
+    (:mod:`optimizer.pwl_kernel`, the same math); ``method="greedy"`` runs :func:`_fit_rows_numpy`."""
+    if method != "quantile" or len(grid) == 0:
+        return _fit_rows_numpy(
+            grid, f, width, x0, hint, has_hint, budget, window_usd, pieces, method, window_share
+        )
+    n = len(grid)
+    lo, hi = window_usd if window_usd is not None else (np.full(n, np.nan), np.full(n, np.nan))
+    return fit_rows_quantile(
+        np.ascontiguousarray(grid, dtype=float),
+        np.ascontiguousarray(f, dtype=float),
+        np.ascontiguousarray(width, dtype=float),
+        np.ascontiguousarray(x0, dtype=float),
+        np.ascontiguousarray(hint, dtype=float),
+        np.ascontiguousarray(has_hint, dtype=bool),
+        np.ascontiguousarray(budget, dtype=float),
+        np.ascontiguousarray(lo, dtype=float),
+        np.ascontiguousarray(hi, dtype=float),
+        window_usd is not None,
+        int(pieces),
+        float(window_share),
+    )
+
+
+def _fit_rows_numpy(
     grid: FloatArray,
     f: FloatArray,
     width: FloatArray,

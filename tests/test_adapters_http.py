@@ -19,7 +19,7 @@ NOW = datetime(2026, 2, 1, tzinfo=UTC)
 
 def settings(**kw: object) -> FeedSettings:
     base: dict[str, object] = {
-        "timeout_seconds": 0.5,
+        "timeout_seconds": 5.0,  # generous for a loaded box; the timeout test sets 0.1
         "retry": {"attempts": 2, "backoff_base_seconds": 0.0, "backoff_max_seconds": 0.0},
         "circuit_breaker": {"failures_to_open": 3, "cooldown_seconds": 60},
     }

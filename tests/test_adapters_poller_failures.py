@@ -148,7 +148,7 @@ async def test_bad_values_are_rejected_and_the_venue_frozen(
     [
         ("status", 503, "http_5xx"),
         ("status", 404, "http_4xx"),
-        ("delay_seconds", 1.0, "timeout"),
+        ("delay_seconds", 2.0, "timeout"),
         ("raw_body", b'{"reservesData": [', "malformed_json"),
         ("raw_body", b'{"pad": "' + b"x" * 20_000 + b'"}', "too_large"),
     ],
@@ -157,7 +157,9 @@ async def test_request_failures_freeze_every_venue_of_the_endpoint(
     h: Harness, knob: str, value: Any, reason: str
 ) -> None:
     venues = [v for v in VENUES if v.feed.adapter in ("aave_v3", "lido")]
-    poller = h.poller(venues, max_response_bytes=16_384)
+    # a delayed Aave times out at 0.3 s; every other feed keeps FAST's generous timeout
+    short = {"feed_timeout_seconds": {"aave": 0.3}} if knob == "delay_seconds" else {}
+    poller = h.poller(venues, max_response_bytes=16_384, **short)
     await poller.poll({})
     getattr(h.fake, knob)["/aave/v3/ethereum/reserves"] = value
     report = await poller.poll({})
@@ -213,7 +215,7 @@ async def test_stale_price_rejects_bridge_venue(h: Harness) -> None:
 async def test_per_feed_timeout(h: Harness) -> None:
     h.fake.delay_seconds["/lido"] = 0.2
     venues = [v for v in VENUES if v.feed.adapter in ("lido", "fixed")]
-    report = await h.poller(venues, timeout_seconds=1.0, feed_timeout_seconds={"lido": 0.05}).poll(
+    report = await h.poller(venues, timeout_seconds=5.0, feed_timeout_seconds={"lido": 0.05}).poll(
         {}
     )
     assert [(r.venue_id, r.reason) for r in report.rejections] == [("lido-steth", "timeout")]

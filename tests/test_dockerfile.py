@@ -106,6 +106,21 @@ def test_entrypoint_runs_healthcheck_passes_and_sigterm_exits_zero(tmp_path):
     assert seconds <= 10
 
 
+def test_the_build_stage_compiles_the_numba_kernels_where_the_runtime_reads_them():
+    """The runtime user cannot write the installed package's ``__pycache__``: without this step the
+    daemon would compile the PWL fit's kernels at every start."""
+    build = [rest for word, rest in instructions("build") if word == "RUN"]
+    install = next(i for i, r in enumerate(build) if "pip install --no-deps ." in r)
+    warm = [i for i, r in enumerate(build) if "import optimizer.pwl_kernel" in r]
+    assert warm and warm[0] > install, build
+    code = next(r for r in build if "import optimizer.pwl_kernel" in r)
+    assert code.startswith("/opt/venv/bin/python -c ")
+    ran = subprocess.run(
+        [sys.executable, "-c", shlex.split(code)[2]], cwd=REPO, capture_output=True, text=True
+    )
+    assert ran.returncode == 0, ran.stderr
+
+
 def test_the_build_stage_copies_every_package_the_project_installs():
     """A package left out of the image's COPY lines installs nothing and the daemon dies at its
     first import of it (guard/ and backtest/ were missing once): every top-level package that
