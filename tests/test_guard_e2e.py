@@ -74,12 +74,31 @@ def test_exploit_after_outflows_guards_lose_at_most_half(tmp_path: Path) -> None
     case = dataclasses.replace(CASES["exploit_after_outflows"], window_hours=8)
     off = run_case(case, False, tmp_path / "off")
     on = run_case(case, True, tmp_path / "on")
-    assert on.nav_before_usd == pytest.approx(off.nav_before_usd, abs=1.0)  # the same start
+    # the same start: the same first allocation (to a few tens of USD: the daemon runs as many
+    # cycles per step as the box allows, and a later one may trim a position the first left)
+    assert on.nav_before_usd == pytest.approx(off.nav_before_usd, rel=1e-3)
     assert off.loss_usd > 50_000, off  # without guards the strike takes half the Aave position
     assert on.loss_usd <= off.loss_usd / 2, (on, off)
     assert "aave-v3-usdc-ethereum/outflow" in on.guard_trips
     assert off.guard_trips == ()
     assert on.limit_breach_cycles == 0  # the exits kept every limit
+
+
+def _no_withdrawals(data_dir: Path, n: int) -> bool:
+    """The last ``n`` rebalances withdrew nothing (on a paused clock a bridge leg never fills:
+    each cycle replays it under its key and skips the deposit it funds, and that is all)."""
+    db = sqlite3.connect(data_dir / "ledger.sqlite3")
+    try:
+        rows = db.execute(
+            "SELECT results_json FROM rebalances ORDER BY id DESC LIMIT ?", (n,)
+        ).fetchall()
+    except sqlite3.OperationalError:  # no schema yet
+        return False
+    finally:
+        db.close()
+    return len(rows) == n and not any(
+        m.get("action") == "withdraw" for (r,) in rows for m in json.loads(r or "[]")
+    )
 
 
 def _now(market: str) -> datetime:
@@ -101,6 +120,10 @@ def test_exit_survives_sigkill_with_its_answer_lost_and_books_once(tmp_path: Pat
     first = DaemonProcess(data_dir, args=args, env=env)
     try:
         first.wait_until(lambda: _position(first, EARN) > 1_000, 120, "a USDT earn position")
+        # the first allocation finished (the clock stands still: its follow-up moves, e.g. a trim
+        # of the loop, come in the next cycles on the same data): until then a withdrawal of the
+        # optimizer's own could meet the fault below before the guards see the depeg
+        first.wait_until(lambda: _no_withdrawals(data_dir, 3), 120, "cycles without withdrawals")
         market = market_url(first)
         post_json(
             f"{market}/admin/v1/scenarios",

@@ -236,6 +236,7 @@ class Daemon(CycleJobs):
                 venues=self.venues,
                 home_chain=s.vault.home_chain,
                 clock=self.now,
+                bridge_wait_seconds=s.executor.bridge_wait_seconds,
                 idempotency_window_seconds=s.reconciliation.venue_idempotency_window_seconds,
             )
             self._executor = paper

@@ -65,6 +65,13 @@ class ScheduleSettings(Strict):
     misfire_grace_seconds: Annotated[float, Field(gt=0)] = 30.0
 
 
+class ExecutorSettings(Strict):
+    # Wall seconds a cycle waits for its bridge legs to fill before the deposits they fund (a leg
+    # not filled by then lands at a later cycle, and its deposit with it); 0: check once. A market
+    # whose clock is paused or stepped fills nothing while the executor waits: set 0 there.
+    bridge_wait_seconds: Annotated[float, Field(ge=0, le=600)] = 5.0
+
+
 def parse_listen(value: str) -> tuple[str, int]:
     """``"HOST:PORT"`` -> ``(host, port)``; port 0 means "pick a free one"."""
     host, sep, port = value.rpartition(":")
@@ -91,6 +98,7 @@ class Settings(BaseSettings):
     limits: RiskLimits = RiskLimits()
     optimizer: OptimizerSettings = OptimizerSettings()
     reconciliation: ReconcileSettings = ReconcileSettings()
+    executor: ExecutorSettings = ExecutorSettings()
     guards: GuardSettings = GuardSettings()
     venues: Annotated[tuple[VenueConfig, ...], Field(min_length=1)]
 
