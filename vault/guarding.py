@@ -36,11 +36,23 @@ log = structlog.get_logger("vault.guard")
 
 
 def ledger_earned_usd(ledger: Ledger, venues: Sequence[str]) -> Callable[[], dict[str, float]]:
-    """The yield the books credited to each venue so far: ``-income:<venue>`` in USD (the loss
-    guard's realized return; income accounts are credit-normal, so their balance is negative)."""
+    """The yield each venue has returned so far, as the loss guard's realized return:
+    ``-income:<venue>`` in USD (income accounts are credit-normal, so their balance is negative)
+    plus, for a venue with an open *shortfall* break, ``reported - books`` (< 0).
+
+    A shortfall beyond the reconciliation's tolerance is not booked (it waits in the break for an
+    operator), but the money is gone all the same: without it the loss guard would not see a
+    depeg's mark-down that the books refuse to explain (the daemon's UST path held USDT to 0.37).
+    When the operator books the break (to ``equity:breaks``, never income) it closes, and this
+    figure steps back up by what it held: one interval of apparent gain, which the loss guard (it
+    fires on shortfalls only) reads as no loss. A surplus break is not earned."""
 
     def earned() -> dict[str, float]:
-        return {v: -units_to_usd(ledger.account(f"income:{v}")) for v in venues}
+        out = {v: -units_to_usd(ledger.account(f"income:{v}")) for v in venues}
+        for b in ledger.open_breaks():
+            if b.venue in out and b.reported_units < b.books_units:
+                out[b.venue] += units_to_usd(b.reported_units - b.books_units)
+        return out
 
     return earned
 
