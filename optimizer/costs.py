@@ -46,7 +46,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from core.types import USD_PEGGED, VenueSnapshot
+from core.marks import peg_mark
+from core.types import VenueSnapshot
 from optimizer.config import OptimizerSettings
 from protocols import uniswap
 
@@ -214,24 +215,16 @@ MOVE_COST_KINDS = (
 
 def depeg_discount(snaps: Sequence[VenueSnapshot], band_bps: float | None) -> FloatArray:
     """Per venue, the fraction of a withdrawal forfeited by selling below peg:
-    ``d = 1 - price / peg`` where that exceeds ``band_bps / 1e4``, else 0 (None: 0 everywhere).
-
-    ``price``: the snapshot's ``asset_price_usd`` (the coins feed for live venues, the replayed
-    mark in a backtest); ``peg``: its ``peg_price_usd`` (e.g. ETH for stETH), else 1 USD for a
-    USD-pegged asset (:data:`core.types.USD_PEGGED`). A venue without both is charged nothing."""
+    ``d = 1 - mark`` where that exceeds ``band_bps / 1e4``, else 0 (None: 0 everywhere), with
+    ``mark = price / peg`` (:func:`core.marks.peg_mark`); a venue whose mark is unknown is
+    charged nothing."""
     out = np.zeros(len(snaps))
     if band_bps is None:
         return out
     for i, s in enumerate(snaps):
-        price = s.state.get("asset_price_usd")
-        peg = s.state.get("peg_price_usd")
-        if peg is None and s.venue.asset.upper() in USD_PEGGED:
-            peg = 1.0
-        if price is None or peg is None or not (price > 0 and peg > 0):
-            continue
-        d = 1.0 - float(price) / float(peg)
-        if d * 10_000 > band_bps and np.isfinite(d):
-            out[i] = min(d, 1.0)
+        mark = peg_mark(s)
+        if mark is not None and (1.0 - mark) * 10_000 > band_bps:
+            out[i] = min(1.0 - mark, 1.0)
     return out
 
 

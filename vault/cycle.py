@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ParamSpec, Protocol, TypeVar
 
+from core.marks import peg_mark
 from core.types import NO_DIRECTIVES, Directives, PortfolioState, Venue, VenueSnapshot
 from optimizer import Decision, DecisionStatus, Optimizer
 from optimizer.decision import FAILED_STATUSES
@@ -188,8 +189,15 @@ async def sync(inp: CycleInput, deps: CycleDeps) -> None:
     reported = await deps.executor.venue_positions()
     if reported is not None:
         kinds = {s.venue.id: str(s.venue.kind) for s in inp.snapshots}
+        marks = {s.venue.id: m for s in inp.snapshots if (m := peg_mark(s)) is not None}
         reconcile(
-            deps.ledger, reported, rates_of(inp.snapshots), deps.clock(), deps.reconcile, kinds
+            deps.ledger,
+            reported,
+            rates_of(inp.snapshots),
+            deps.clock(),
+            deps.reconcile,
+            kinds,
+            marks,
         )
 
 

@@ -43,7 +43,8 @@ from vault.seals import canonical, load_or_create_key, seal, verify_seals
 
 # 2: rebalances.memory_json (the optimizer's memory after the cycle; NULL where none was made)
 # 3: seals, reconciliations, breaks (tables only: created where missing); vault id in meta
-SCHEMA_VERSION = 3
+# 4: reconciliations.mark (the venue asset's price/peg when its report last agreed; NULL before)
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -84,7 +85,8 @@ CREATE TABLE IF NOT EXISTS seals (tx_id INTEGER PRIMARY KEY, mac TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS reconciliations (
     venue TEXT PRIMARY KEY,
     at TEXT NOT NULL,
-    apr REAL NOT NULL
+    apr REAL NOT NULL,
+    mark REAL
 );
 CREATE TABLE IF NOT EXISTS breaks (
     venue TEXT PRIMARY KEY,
@@ -181,7 +183,8 @@ class Ledger(ReconciliationBooks, RebalanceBooks):
         1 -> 2: ``rebalances.memory_json`` (NULL for the rows before: a daemon restarted on such a
         ledger starts the optimizer cold, as it did before). 2 -> 3: the seals, reconciliations
         and breaks tables (made by the schema script); the seals of the transactions before are
-        made by :meth:`verify` once the ledger audits clean.
+        made by :meth:`verify` once the ledger audits clean. 3 -> 4: ``reconciliations.mark``
+        (NULL for the rows before: their next sync explains no mark move, as before).
         """
         row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         version = int(row[0])
@@ -193,10 +196,13 @@ class Ledger(ReconciliationBooks, RebalanceBooks):
         if version == SCHEMA_VERSION:
             return
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(rebalances)")}
+        recon = {r[1] for r in self._db.execute("PRAGMA table_info(reconciliations)")}
         self._db.execute("BEGIN IMMEDIATE")
         try:
             if "memory_json" not in columns:
                 self._db.execute("ALTER TABLE rebalances ADD COLUMN memory_json TEXT")
+            if "mark" not in recon:
+                self._db.execute("ALTER TABLE reconciliations ADD COLUMN mark REAL")
             self._db.execute(
                 "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
             )

@@ -97,11 +97,25 @@ class ReconciliationBooks:
             )
         }
 
-    def mark_reconciled(self, venue: str, at: datetime, apr: float) -> None:
+    def reconciled_marks(self) -> dict[str, float]:
+        """venue -> its asset's price/peg when its report last matched the books (where known)."""
+        return {
+            venue: float(mark)
+            for venue, mark in self._db.execute(
+                "SELECT venue, mark FROM reconciliations WHERE mark IS NOT NULL"
+            )
+        }
+
+    def mark_reconciled(
+        self, venue: str, at: datetime, apr: float, mark: float | None = None
+    ) -> None:
+        """The venue's report agreed with the books at ``at`` (its APR then, and its asset's
+        price/peg then, or None where unknown)."""
         self._db.execute(
-            "INSERT INTO reconciliations(venue, at, apr) VALUES (?, ?, ?) "
-            "ON CONFLICT(venue) DO UPDATE SET at = excluded.at, apr = excluded.apr",
-            (venue, at.isoformat(), apr),
+            "INSERT INTO reconciliations(venue, at, apr, mark) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(venue) DO UPDATE SET at = excluded.at, apr = excluded.apr, "
+            "mark = excluded.mark",
+            (venue, at.isoformat(), apr, mark),
         )
 
     def open_breaks(self) -> list[Break]:

@@ -7,8 +7,10 @@ and now, real plus emission, from its feed):
 
     explained = B x max(a, 0) x (t - t0) / year x rate_slack
     tolerance = max(tolerance_usd, tolerance_ratio x B)
-    R - B in [-tolerance, explained + tolerance]  ->  booked as accrual (income or loss)
-    otherwise                                      ->  a reconciliation break
+    mark      = B x (m / m0 - 1)      (lending, staking, fixed; m = the asset's price/peg now,
+                                       m0 at t0; 0 where either is unknown or |m/m0 - 1| > max)
+    R - B - mark in [-tolerance, explained + tolerance]  ->  booked as accrual (income or loss)
+    otherwise                                             ->  a reconciliation break
 
 ``rate_slack`` allows for a rate that moved within the interval and for fees paid in bursts (an
 LP's volume); ``tolerance_ratio`` for rounding, impermanent loss between syncs and a small mark
@@ -61,6 +63,16 @@ class ReconcileSettings(Strict):
     # ago is not replayed blindly: the venue's positions say whether it happened
     # (PaperExecutor._ask_first). The simulated market keeps keys 30 days.
     venue_idempotency_window_seconds: Annotated[float, Field(gt=0)] = 25 * 86_400.0
+    # a lending, staking or fixed venue's report that moved with its asset's price against its peg
+    # (price/peg from the coins feed, core/marks.py) since the last agreement is explained by it: a
+    # stablecoin 12 bp above par is a booked gain, not a surplus break holding every move. Only a
+    # move up to this ratio per sync is explained (a larger jump is a break for a person); 0: off
+    price_mark_max_move_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
+
+
+#: kinds valued ``amount x mark`` (mockfeeds/market.py; a stablecoin balance in USD): their
+#: report moves with the asset's price/peg, so the mark explains it
+PRICE_MARKED_KINDS = frozenset({"lending", "staking", "fixed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +86,8 @@ class VenueCheck:
     tolerance_units: int
     apr: float
     elapsed_seconds: float
+    # what the asset's price/peg move since the last agreement explains (B x (m / m0 - 1))
+    mark_units: int = 0
 
     @property
     def difference_units(self) -> int:
@@ -81,17 +95,18 @@ class VenueCheck:
 
     @property
     def ok(self) -> bool:
-        d = self.difference_units
+        d = self.difference_units - self.mark_units
         return -self.tolerance_units <= d <= self.explained_units + self.tolerance_units
 
     def reason(self) -> str:
         d = self.difference_units
         sign = "+" if d >= 0 else "-"
+        mark = f", its price/peg moved {units_to_str(self.mark_units)}" if self.mark_units else ""
         return (
             f"venue reports {units_to_str(self.reported_units)} USD, books hold "
             f"{units_to_str(self.books_units)}: {sign}{units_to_str(abs(d))} beyond what its rate "
             f"explains ({units_to_str(self.explained_units)} at {self.apr:.2%} APR over "
-            f"{self.elapsed_seconds:.0f} s, tolerance {units_to_str(self.tolerance_units)})"
+            f"{self.elapsed_seconds:.0f} s{mark}, tolerance {units_to_str(self.tolerance_units)})"
         )
 
 
@@ -104,16 +119,22 @@ def check_venue(
     now: datetime,
     cfg: ReconcileSettings,
     mark_ratio: float = 0.0,
+    mark_move: float = 0.0,
 ) -> VenueCheck:
     """The bound above for one venue; ``since`` = (when it last agreed, its APR then);
-    ``mark_ratio`` the venue kind's ``mark_tolerance_ratio`` (0 for accrual-only kinds)."""
+    ``mark_ratio`` the venue kind's ``mark_tolerance_ratio`` (0 for accrual-only kinds);
+    ``mark_move`` = ``m / m0 - 1`` of its asset's price/peg since then (0: none known), which
+    shifts the band by ``B x mark_move``."""
     elapsed = max((now - since[0]).total_seconds(), 0.0) if since else 0.0
     apr = max(apr_now, since[1] if since else 0.0, 0.0)
     explained = int(books_units * apr * elapsed / SECONDS_PER_YEAR * cfg.rate_slack)
     tolerance = max(
         usd_to_units(cfg.tolerance_usd), int(books_units * (cfg.tolerance_ratio + mark_ratio))
     )
-    return VenueCheck(venue, books_units, reported_units, explained, tolerance, apr, elapsed)
+    mark_units = int(books_units * mark_move)
+    return VenueCheck(
+        venue, books_units, reported_units, explained, tolerance, apr, elapsed, mark_units
+    )
 
 
 def reconcile(
@@ -123,9 +144,13 @@ def reconcile(
     now: datetime,
     cfg: ReconcileSettings,
     kinds: Mapping[str, str] | None = None,
+    marks: Mapping[str, float] | None = None,
 ) -> list[VenueCheck]:
     """Check every venue the books or the report name; book what is explained, record breaks.
-    ``kinds`` (venue id -> kind) selects each venue's ``mark_tolerance_ratio``.
+    ``kinds`` (venue id -> kind) selects each venue's ``mark_tolerance_ratio``; ``marks`` (venue
+    id -> its asset's price/peg now, :func:`core.marks.peg_mark`) explains the report's move with
+    the mark since the last agreement for the :data:`PRICE_MARKED_KINDS`, up to
+    ``price_mark_max_move_ratio``, and is kept with each agreement.
 
     Returns the checks that are (still) breaks. A venue with an open break is never booked here,
     even when its report later falls back inside the bound: only an operator closes a break.
@@ -133,20 +158,30 @@ def reconcile(
     with ledger.atomically():  # the whole sync or none of it: one fsync
         books = {v: u for v, u in ledger.balances().positions_units.items()}
         last = ledger.last_reconciled()
+        marks_then = ledger.reconciled_marks() if marks else {}
+        marks_now = marks or {}
         open_breaks = {b.venue: b for b in ledger.open_breaks()}
         breaks: list[VenueCheck] = []
         for venue in sorted(set(books) | set(reported_units)):
             b, r = books.get(venue, 0), reported_units.get(venue, 0)
             if b == 0 and r == 0 and venue not in open_breaks:
-                ledger.mark_reconciled(venue, now, 0.0)  # agreed at nothing: a re-entry starts here
+                # agreed at nothing: a re-entry starts here
+                ledger.mark_reconciled(venue, now, 0.0, marks_now.get(venue))
                 continue
             since = last.get(venue)
             if since is None:  # never agreed yet: since its first posting (read only then)
                 first = ledger.first_posting(f"position:{venue}")
                 since = (first, 0.0) if first is not None else None
             apr = float(rates_apr.get(venue, 0.0))
-            mark = cfg.mark_tolerance_ratio.get((kinds or {}).get(venue, ""), 0.0)
-            check = check_venue(venue, b, r, apr, since, now, cfg, mark)
+            kind = (kinds or {}).get(venue, "")
+            mark = cfg.mark_tolerance_ratio.get(kind, 0.0)
+            move = 0.0
+            m_now, m_then = marks_now.get(venue), marks_then.get(venue)
+            if kind in PRICE_MARKED_KINDS and m_now is not None and m_then is not None:
+                move = m_now / m_then - 1.0
+                if abs(move) > cfg.price_mark_max_move_ratio:
+                    move = 0.0  # a jump this large is for a person to judge, not the mark
+            check = check_venue(venue, b, r, apr, since, now, cfg, mark, move)
             if check.ok and venue not in open_breaks:
                 if check.difference_units:
                     ledger.post(
@@ -158,7 +193,7 @@ def reconcile(
                         ],
                         memo=venue,
                     )
-                ledger.mark_reconciled(venue, now, max(apr, 0.0))
+                ledger.mark_reconciled(venue, now, max(apr, 0.0), marks_now.get(venue))
                 continue
             # An open break keeps the reason it was opened for while the report wanders back.
             reason = check.reason() if not check.ok else open_breaks[venue].reason
