@@ -9,8 +9,9 @@ and now, real plus emission, from its feed):
     tolerance = max(tolerance_usd, tolerance_ratio x B)
     mark      = B x (m / m0 - 1)      (lending, staking, fixed; m = the asset's price/peg now,
                                        m0 at t0; 0 where either is unknown or |m/m0 - 1| > max)
-    R - B - mark in [-tolerance, explained + tolerance]  ->  booked as accrual (income or loss)
-    otherwise                                             ->  a reconciliation break
+    R - B in [min(mark, 0) - tolerance, max(mark, 0) + explained + tolerance]
+                                   ->  booked as accrual (income or loss)
+    otherwise                      ->  a reconciliation break
 
 ``rate_slack`` allows for a rate that moved within the interval and for fees paid in bursts (an
 LP's volume); ``tolerance_ratio`` for rounding, impermanent loss between syncs and a small mark
@@ -95,8 +96,12 @@ class VenueCheck:
 
     @property
     def ok(self) -> bool:
-        d = self.difference_units - self.mark_units
-        return -self.tolerance_units <= d <= self.explained_units + self.tolerance_units
+        """The band widens by the mark move toward its sign, never shifts: a report that moved
+        with the mark and one that did not (a venue valued at par while the coins feed wobbles)
+        both pass, so a price alone can never open a break."""
+        d = self.difference_units
+        low = min(self.mark_units, 0) - self.tolerance_units
+        return low <= d <= max(self.mark_units, 0) + self.explained_units + self.tolerance_units
 
     def reason(self) -> str:
         d = self.difference_units
