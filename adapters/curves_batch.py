@@ -287,11 +287,11 @@ def _hull_edges(h: _Hull) -> list[tuple[int, int]]:
     return edges
 
 
-def _argmax_vec(
+def _bracket_vec(
     g: Callable[[Matrix], Matrix], lo: NDArray[np.float64], hi: NDArray[np.float64], rounds: int
-) -> NDArray[np.float64]:
-    """``adapters.envelope._argmax_in(g_row, lo, hi, rounds)`` per row, each row stopping on its
-    own test (33 points a round)."""
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The bracket ``[lo, hi]`` of each row's maximum of ``g`` after the grid search of
+    ``adapters.envelope._argmax_in`` (33 points a round, each row stopping on its own test)."""
     lo, hi = lo.copy(), hi.copy()
     live = np.ones(lo.shape[0], dtype=bool)
     r = np.arange(lo.shape[0])
@@ -305,6 +305,14 @@ def _argmax_vec(
         new_hi = xs[r, np.minimum(i + 1, _PEAK_POINTS - 1)]
         lo, hi = np.where(live, new_lo, lo), np.where(live, new_hi, hi)
         live &= ~(hi - lo <= 1e-12 * np.maximum(1.0, np.abs(hi)))
+    return lo, hi
+
+
+def _argmax_vec(
+    g: Callable[[Matrix], Matrix], lo: NDArray[np.float64], hi: NDArray[np.float64], rounds: int
+) -> NDArray[np.float64]:
+    """``adapters.envelope._argmax_in(g_row, lo, hi, rounds)`` per row: the bracket's middle."""
+    lo, hi = _bracket_vec(g, lo, hi, rounds)
     out: NDArray[np.float64] = (lo + hi) / 2.0
     return out
 
@@ -367,20 +375,8 @@ def _bridged(
 def _argmax_rows(
     params: Matrix, d: Matrix, liq: Matrix, lo: NDArray[np.float64], hi: NDArray[np.float64]
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """``adapters.curves._argmax_in`` per row (each row stops on its own test)."""
-    lo, hi = lo.copy(), hi.copy()
-    live = np.ones(lo.shape[0], dtype=bool)
-    r = np.arange(lo.shape[0])
-    for _ in range(_PEAK_ROUNDS):
-        if not live.any():
-            break
-        xs = np.linspace(lo, hi, _PEAK_POINTS, axis=1)
-        i = np.argmax(_income(params, d, liq, xs), axis=1)
-        new_lo = xs[r, np.maximum(i - 1, 0)]
-        new_hi = xs[r, np.minimum(i + 1, _PEAK_POINTS - 1)]
-        lo, hi = np.where(live, new_lo, lo), np.where(live, new_hi, hi)
-        live &= ~(hi - lo <= 1e-12 * np.maximum(1.0, np.abs(hi)))
-    return lo, hi
+    """``adapters.curves._argmax_in`` per row (each row stops on its own test): the bracket."""
+    return _bracket_vec(lambda xs: _income(params, d, liq, xs), lo, hi, _PEAK_ROUNDS)
 
 
 def _assemble(
