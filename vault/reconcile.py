@@ -129,7 +129,7 @@ def check_venue(
     """The bound above for one venue; ``since`` = (when it last agreed, its APR then);
     ``mark_ratio`` the venue kind's ``mark_tolerance_ratio`` (0 for accrual-only kinds);
     ``mark_move`` = ``m / m0 - 1`` of its asset's price/peg since then (0: none known), which
-    shifts the band by ``B x mark_move``."""
+    widens the band by ``B x mark_move`` toward its sign (:attr:`VenueCheck.ok`)."""
     elapsed = max((now - since[0]).total_seconds(), 0.0) if since else 0.0
     apr = max(apr_now, since[1] if since else 0.0, 0.0)
     explained = int(books_units * apr * elapsed / SECONDS_PER_YEAR * cfg.rate_slack)
