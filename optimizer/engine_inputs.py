@@ -170,18 +170,38 @@ class CycleInputs:
             cycle = self._build_cycle(
                 w, snaps, portfolio, linear=model.linear, hint_usd=hint, window_usd=window
             )
-            if not np.any(model.linear & ~cycle.linear_fit()):
+            curved_now = model.linear & ~cycle.linear_fit()
+            if not np.any(curved_now):
                 w.model_linear = tuple(zip(ids, model.linear.tolist(), strict=True))
                 return cycle, model, False, warm is not None
+            # the same venues, but one fitted with two chords came out curved: the model is rebuilt
+            # with it curved and the rest as they were, keeping the fit cache and the simplex basis
+            # (optimizer/model.py ``previous``), and the cycle stays warm (only that venue is refitted)
+            linear = model.linear & ~curved_now
+            self._model = AllocationModel(
+                venues, self.limits, self.settings, self.home_chain, linear=linear, previous=model
+            )
+            self.rebuilds += 1
+            w.model_linear = tuple(zip(ids, linear.tolist(), strict=True))
+            cycle = self._build_cycle(
+                w, snaps, portfolio, linear=linear, hint_usd=hint, window_usd=window
+            )
+            return cycle, self._model, True, warm is not None
         # which venues are exactly served by the two chords around x0 (fit all venues that way first)
         probe = self._build_cycle(w, snaps, portfolio, linear=np.ones(len(snaps), dtype=bool))
         linear = probe.linear_fit()
-        # the remembered fit, unless a venue it fits with two chords is no longer linear
-        resumed = remembered is not None and not np.any(remembered & ~linear)
-        if resumed and remembered is not None:
-            linear = remembered
+        # the remembered fit, with every venue it fits with two chords that is no longer linear
+        # curved (as the cached model above does: same memory, same model)
+        resumed = remembered is not None
+        if remembered is not None:
+            linear = remembered & linear
         self._model = AllocationModel(
-            venues, self.limits, self.settings, self.home_chain, linear=linear
+            venues,
+            self.limits,
+            self.settings,
+            self.home_chain,
+            linear=linear,
+            previous=model if model is not None and self._model_key == venues else None,
         )
         self._model_key = venues
         self.rebuilds += 1

@@ -109,12 +109,24 @@ class SegmentLP:
         # no scaling: the LP is in NAV units already (coefficients 0/1 and risk scores, slopes ~APRs,
         # bounds <= 1); measured at 1k venues, a warm run 7.5 -> 3.9 ms, the same optima
         self.highs.setOptionValue("simplex_scale_strategy", 0)
-        self._basis: highspy.HighsBasis | None = None
+        # the last basis over the full columns (lower 0, basic 1, upper 2) and the row statuses
+        self._status: tuple[NDArray[np.int8], list[highspy.HighsBasisStatus]] | None = None
         self._basis_shape: tuple[int, int] | None = None
         # (slot count, CSC of the constant x-rows over the slot columns)
         self._x_cache: tuple[int, NDArray[np.int64], NDArray[np.int64], FloatArray] | None = None
+        self._cols: _Columns | None = None  # the last cycle's columns (kept while its inputs are)
+        self._passed: _Columns | None = None  # the columns HiGHS holds
+        self._last: _LastOptimum | None = None
         self.solves = 0
+        self.warm_solves = 0  # solves that started from a kept basis
+        self.rhs_only_solves = 0  # re-solves where only row bounds changed and the basis still fits
         self.run_seconds = 0.0
+
+    def adopt_basis(self, other: SegmentLP) -> None:
+        """Start from ``other``'s last basis (a model rebuilt for the same venue set: the same
+        columns and rows, README §5); used only if the next LP has the same shape."""
+        if other.n == self.n and other._status is not None:
+            self._status, self._basis_shape = other._status, other._basis_shape
 
     # ------------------------------------------------------------------------------------------
     def _slots(
@@ -195,85 +207,70 @@ class SegmentLP:
                 "solver_error", None, None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"
             )
 
-    def _solve(self, d: CycleData, t0: float) -> SegmentResult:
+    def _columns(self, d: CycleData) -> _Columns:
+        """Everything of the cycle's LP but the row bounds: the slots, the objective, the matrix and
+        the leg columns. Kept while the cycle's column inputs are the same objects (a cost-reserve
+        pass changes only ``idle_reserve``, i.e. row bounds: README §7a)."""
+        src = (
+            d.pwl,
+            d.x0,
+            d.lb,
+            d.exit_liquidity,
+            d.cost_in,
+            d.cost_out,
+            d.bridge_widths,
+            d.bridge_slopes,
+            d.chain_index,
+        )
+        kept = self._cols
+        if (
+            kept is not None
+            and kept.nav_usd == d.nav_usd
+            and all(a is b for a, b in zip(kept.src, src, strict=True))
+        ):
+            return kept
         n = self.n
         lbx = np.asarray(self.box.lb.value, dtype=float)
         _, width, slope, is_left, below = self._slots(d)
         S = width.shape[1]
-        B = float(self.model.budget.value)
         q = self.queued[:, None]
         # objective: Σ g(lb) + Σ slope · s
         a, b = d.objective_pieces(self.model.settings)
         g_lb = a[:, 0] * lbx + b[:, 0]  # the first piece at lb (lb is its left end)
-        # coupling rows as blocks: (row number per column, coefficient per column), and the rhs
-        # upper bounds; a block's row numbers are ascending after the blocks before it
-        blocks: list[tuple[NDArray[np.int64] | int, FloatArray]] = []
-        rows_ub: list[float] = []
         # a position above the top of its domain (x0 > ub: it must shrink) is left of x0 all along:
         # |x - x0| and (x0 - x)⁺ carry the constant x0 - ub on top of the slots
         above = np.maximum(d.x0 - d.pwl.breakpoints[:, -1] / d.nav_usd, 0.0)
-        left_q_width = float((width * (is_left & q)).sum()) + float(above[self.queued].sum())
-        # min idle: Σ s - Σ_{Q,left} s <= B - Σ lb - Σ_{Q,left} ω - m'
-        idle_coef: FloatArray = (1.0 - (is_left & q)).ravel().astype(np.float64)
-        blocks.append((0, idle_coef))
-        rows_ub.append(
-            B
-            - float(lbx.sum())
-            - left_q_width
-            - float(np.asarray(self.min_idle.rhs.value, dtype=float))
-        )
-        # idle per chain (README §4c): Σ_{i on c} (s - Σ_{Q,left} s) - inflow_c <= avail_c - Σ_{i on c}
-        # (lb + [queued] (Σ_left ω + above)); the legs are columns after the slots
-        chain_row0 = len(rows_ub)
+        # coupling rows as blocks: (row number per column, coefficient per column); a block's row
+        # numbers are ascending after the blocks before it (the row bounds: _row_upper, same order)
+        blocks: list[tuple[NDArray[np.int64] | int, FloatArray]] = []
+        # min idle: Σ s - Σ_{Q,left} s
+        blocks.append((0, (1.0 - (is_left & q)).ravel().astype(np.float64)))
+        R1 = 1
         C = 0
         if self.chain is not None and self.chain.active:
+            # idle per chain (README §4c): Σ_{i on c} (s - Σ_{Q,left} s) - inflow_c; one row per
+            # chain, a venue's slots in its chain's row only; the legs are columns after the slots
             C = len(self.chain.chains)
-            ci = self.chain_of
-            per_venue = lbx + np.where(self.queued, (width * is_left).sum(axis=1) + above, 0.0)
-            avail = np.asarray(self.chain.avail.value, dtype=float)
-            rhs_chain = avail - np.bincount(ci, weights=per_venue, minlength=C)
             coef = (1.0 - (is_left & q)).astype(float)
-            # one row per chain: a venue's slots are in its chain's row only
-            blocks.append((np.repeat(chain_row0 + ci, S), coef.ravel()))
-            rows_ub.extend(float(u) for u in rhs_chain[:C])
-        # x-rows: groups, risk: M x <= rhs  ->  M_i per column of venue i
-        x_rhs = []
-        for g in self.groups:
-            x_rhs.append(np.asarray(g.cap.value, dtype=float))
-        if self.risk is not None:
-            x_rhs.append(np.array([float(np.asarray(self.risk.rhs.value, dtype=float))]))
-        M = self.x_rows
-        # liquidity floors: Σ s - Σ_{Q,left,not landing} s - Σ_{z, below} s <= B - Σ lb - Σ_{Q left not landing} ω + Σ_z min(lb, L) - floor
+            blocks.append((np.repeat(R1 + self.chain_of, S), coef.ravel()))
+            R1 += C
         if self.floors is not None:
-            floor_rhs = np.asarray(self.floors.floor.value, dtype=float)
-            L = d.exit_liquidity
-            for j in range(len(floor_rhs)):
+            # liquidity floors: Σ s - Σ_{Q,left,not landing} s - Σ_{z, below} s
+            for j in range(len(self.floor_days)):
                 notland = (q & ~self.land_mask[j][:, None]) & is_left
                 zm = self.z_mask[j][:, None] & below
-                coef = 1.0 - notland - zm
-                blocks.append((len(rows_ub), coef.ravel()))
-                zconst = float(np.minimum(lbx, L)[self.z_mask[j]].sum())
-                notland_const = float((width * notland).sum()) + float(
-                    above[self.queued & ~self.land_mask[j]].sum()
-                )
-                rows_ub.append(B - float(lbx.sum()) - notland_const + zconst - floor_rhs[j])
+                blocks.append((R1, (1.0 - notland - zm).ravel()))
+                R1 += 1
         if self.turnover is not None:
-            coef = np.where(is_left, -1.0, 1.0)
-            blocks.append((len(rows_ub), coef.ravel()))
-            rows_ub.append(
-                float(self.turnover.max_ratio) - float((width * is_left).sum()) - float(above.sum())
-            )
+            blocks.append((R1, np.where(is_left, -1.0, 1.0).ravel()))
+            R1 += 1
         ncol = n * S
-        R1 = len(rows_ub)
         block_rows = np.empty((ncol, len(blocks)), dtype=np.int64)
         block_values = np.empty((ncol, len(blocks)))
         for k, (row, coef_k) in enumerate(blocks):
             block_rows[:, k] = row
             block_values[:, k] = coef_k
         start, index, value = self._matrix(block_rows, block_values, R1, S)
-        rhs_x = np.concatenate(x_rhs) - (M @ lbx) if M.shape[0] else np.zeros(0)
-        row_ub = np.concatenate([np.array(rows_ub), rhs_x])
-        nrow = R1 + M.shape[0]
         cost = np.ascontiguousarray(slope.ravel(), dtype=np.float64)
         upper = np.ascontiguousarray(width.ravel(), dtype=np.float64)
         legs = C - 1 if C > 1 else 0
@@ -284,10 +281,10 @@ class SegmentLP:
             # -T(out - back) in the chain rows
             from optimizer.limits import leg_pieces
 
-            assert self.chain is not None
             w, slopes = leg_pieces(d, legs)
             J = len(w)
             annual = 365.0 / self.model.settings.holding_horizon_days
+            chain_row0 = 1
             chain_rows = chain_row0 + np.arange(1, C)
             cols_rows: list[NDArray[np.int32]] = []
             cols_vals: list[FloatArray] = []
@@ -296,42 +293,213 @@ class SegmentLP:
                 vals_pair = np.stack([np.full(legs, sign), np.full(legs, -sign)], axis=1)
                 cols_rows.append(np.repeat(rows_pair, J, axis=0).ravel().astype(np.int32))
                 cols_vals.append(np.repeat(vals_pair, J, axis=0).ravel())
-            leg_rows = np.concatenate(cols_rows)
-            leg_vals = np.concatenate(cols_vals)
             k = 2 * legs * J
             start = np.concatenate(
                 [start, start[-1] + 2 * np.arange(1, k + 1, dtype=np.int32)]
             ).astype(np.int32)
-            index = np.concatenate([index, leg_rows])
-            value = np.concatenate([value, leg_vals])
+            index = np.concatenate([index, *cols_rows])
+            value = np.concatenate([value, *cols_vals])
             cost = np.concatenate([cost, -annual * slopes.ravel()])
             upper = np.concatenate(
                 [upper, np.tile(np.where(np.isfinite(w), w, highspy.kHighsInf), 2 * legs)]
             )
             ncol += k
-        # the array form of passModel: numpy in, no element-by-element conversion (assigning the
-        # HighsLp's index_/value_ vectors from numpy cost ~50 ms at 1k venues, ~0.3 µs an entry)
-        h = self.highs
-        status = h.passModel(
-            ncol,
-            nrow,
-            len(index),
-            int(highspy.MatrixFormat.kColwise.value),
-            int(highspy.ObjSense.kMaximize.value),
-            float(g_lb.sum()),
-            cost,
-            np.zeros(ncol),
-            upper,
-            np.full(nrow, -highspy.kHighsInf),
-            np.ascontiguousarray(row_ub, dtype=np.float64),
-            start,
-            index,
-            value,
-            np.zeros(ncol, dtype=np.int32),  # every column continuous
+        # columns of width 0 (a two-chord venue's spare slots, a slot cut twice at the same point)
+        # are fixed at 0: they are left out of the LP (the same LP, and HiGHS's time per run grows
+        # with its columns: 10k venues, 170 -> 98 ms), unless basic in the basis the solve starts from
+        keep = upper > 0.0
+        if self._status is not None and len(self._status[0]) == ncol:
+            keep |= self._status[0] == 1
+        kept = np.nonzero(keep)[0]
+        full_ncol = ncol
+        if len(kept) < ncol:
+            counts = np.diff(start)
+            nz = np.repeat(keep, counts)
+            start = np.zeros(len(kept) + 1, dtype=np.int32)
+            np.cumsum(counts[kept], out=start[1:])
+            index, value = index[nz], value[nz]
+            cost, upper = cost[kept], upper[kept]
+            ncol = len(kept)
+        self._cols = _Columns(
+            src=src,
+            nav_usd=d.nav_usd,
+            width=width,
+            is_left=is_left,
+            below=below,
+            above=above,
+            lbx=lbx,
+            R1=R1,
+            nrow=R1 + self.x_rows.shape[0],
+            ncol=ncol,
+            full_ncol=full_ncol,
+            kept=kept,
+            offset=float(g_lb.sum()),
+            cost=cost,
+            upper=upper,
+            start=start,
+            index=index,
+            value=value,
+            legs=legs,
+            J=J,
         )
-        if status == highspy.HighsStatus.kError:
-            raise RuntimeError("HiGHS refused the segment LP (passModel)")
-        warm = self._basis is not None and self._basis_shape == (ncol, nrow)
+        return self._cols
+
+    def _row_upper(self, d: CycleData, cols: _Columns) -> FloatArray:
+        """The rows' upper bounds (their lower bounds are -inf), in :meth:`_columns`' row order."""
+        width, is_left, above, lbx = cols.width, cols.is_left, cols.above, cols.lbx
+        B = float(self.model.budget.value)
+        q = self.queued[:, None]
+        lb_sum = float(lbx.sum())
+        left_q_width = float((width * (is_left & q)).sum()) + float(above[self.queued].sum())
+        # min idle: ... <= B - Σ lb - Σ_{Q,left} ω - m'
+        rows_ub: list[float] = [
+            B - lb_sum - left_q_width - float(np.asarray(self.min_idle.rhs.value, dtype=float))
+        ]
+        if self.chain is not None and self.chain.active:
+            # ... <= avail_c - Σ_{i on c} (lb + [queued] (Σ_left ω + above))
+            C = len(self.chain.chains)
+            per_venue = lbx + np.where(self.queued, (width * is_left).sum(axis=1) + above, 0.0)
+            avail = np.asarray(self.chain.avail.value, dtype=float)
+            rhs_chain = avail - np.bincount(self.chain_of, weights=per_venue, minlength=C)
+            rows_ub.extend(float(u) for u in rhs_chain[:C])
+        if self.floors is not None:
+            # ... <= B - Σ lb - Σ_{Q left not landing} ω + Σ_z min(lb, L) - floor
+            floor_rhs = np.asarray(self.floors.floor.value, dtype=float)
+            L = d.exit_liquidity
+            for j in range(len(floor_rhs)):
+                notland = (q & ~self.land_mask[j][:, None]) & is_left
+                zconst = float(np.minimum(lbx, L)[self.z_mask[j]].sum())
+                notland_const = float((width * notland).sum()) + float(
+                    above[self.queued & ~self.land_mask[j]].sum()
+                )
+                rows_ub.append(B - lb_sum - notland_const + zconst - floor_rhs[j])
+        if self.turnover is not None:
+            rows_ub.append(
+                float(self.turnover.max_ratio) - float((width * is_left).sum()) - float(above.sum())
+            )
+        # x-rows: groups, risk: M x <= rhs  ->  M_i per column of venue i
+        x_rhs = [np.asarray(g.cap.value, dtype=float) for g in self.groups]
+        if self.risk is not None:
+            x_rhs.append(np.array([float(np.asarray(self.risk.rhs.value, dtype=float))]))
+        M = self.x_rows
+        rhs_x = np.concatenate(x_rhs) - (M @ lbx) if M.shape[0] else np.zeros(0)
+        return np.ascontiguousarray(np.concatenate([np.array(rows_ub), rhs_x]), dtype=np.float64)
+
+    def _rhs_only(self, cols: _Columns, row_ub: FloatArray) -> tuple[FloatArray, float] | None:
+        """The optimum after a change of row bounds alone, from the last optimal basis, if that basis
+        stays primal feasible (then it stays optimal: its reduced costs do not depend on the bounds).
+
+        With ``B`` the basic variables (columns, and rows whose activity ``r_i = A_i x`` is basic),
+        every row ``A_i x - r_i = 0``, nonbasic rows at their upper bound and nonbasic columns at a
+        bound: a change ``Δu`` of the bounds moves the basic variables by ``M Δz = e``, where ``M``
+        holds the basic columns of ``[A  -I]`` and ``e_i = Δu_i`` on the nonbasic rows, 0 on the
+        basic ones (a 40-60 square system). ``None``: the basis no longer fits (HiGHS runs)."""
+        last = self._last
+        if last is None or last.cols is not cols:
+            return None
+        values, rows_value, basic, obj = last.values, last.row_value, last.basic, last.objective
+        nrow = cols.nrow
+        delta = row_ub - last.row_ub
+        if not np.all(np.isfinite(delta)):
+            return None
+        is_row = basic < 0
+        basic_rows = -basic[is_row] - 1
+        basic_cols = basic[~is_row]
+        M = np.zeros((nrow, nrow))
+        where_cols = np.nonzero(~is_row)[0]
+        for p, j in zip(where_cols.tolist(), basic_cols.tolist(), strict=True):
+            lo, hi = cols.start[j], cols.start[j + 1]
+            M[cols.index[lo:hi], p] = cols.value[lo:hi]
+        M[basic_rows, np.nonzero(is_row)[0]] = -1.0
+        e = delta.copy()
+        e[basic_rows] = 0.0
+        try:
+            dz = np.linalg.solve(M, e)
+        except np.linalg.LinAlgError:
+            return None
+        x_b = values[basic_cols] + dz[~is_row]
+        r_b = rows_value[basic_rows] + dz[is_row]
+        tol = 1e-9
+        if np.any(x_b < -tol) or np.any(x_b > cols.upper[basic_cols] + tol):
+            return None
+        if np.any(r_b > row_ub[basic_rows] + tol):
+            return None
+        new_values = values.copy()
+        new_values[basic_cols] = x_b
+        new_rows = np.where(np.isin(np.arange(nrow), basic_rows), 0.0, row_ub)
+        new_rows[basic_rows] = r_b
+        new_obj = obj + float(cols.cost[basic_cols] @ dz[~is_row])
+        self._last = _LastOptimum(cols, new_values, new_rows, basic, new_obj, row_ub)
+        return new_values, new_obj
+
+    @staticmethod
+    def _basic_variables(
+        row_status: list[highspy.HighsBasisStatus], values: FloatArray, cols: _Columns
+    ) -> NDArray[np.int64] | None:
+        """The basic variables as HiGHS numbers them (column ``j``, row ``-1 - i``): the basic rows
+        from the basis (a few dozen statuses) and, as columns, those strictly between their bounds
+        (a nonbasic column sits exactly on one). ``None`` when the two do not make a basis (a basic
+        column on a bound, a degenerate vertex): then a bounds-only change is left to HiGHS.
+        (``Highs.getBasicVariables`` would say it directly, but it crashed the process on a small
+        random market; reading the whole column status list costs ~40 ms per 100k columns.)"""
+        kinds = [int(s) for s in row_status]
+        basic_rows = [i for i, k in enumerate(kinds) if k == int(highspy.HighsBasisStatus.kBasic)]
+        inside = np.nonzero((values > 0.0) & (values < cols.upper))[0]
+        if len(inside) + len(basic_rows) != cols.nrow:
+            return None
+        return np.concatenate([inside, -1 - np.array(basic_rows, dtype=np.int64)])
+
+    def _solve(self, d: CycleData, t0: float) -> SegmentResult:
+        cols = self._columns(d)
+        row_ub = self._row_upper(d, cols)
+        ncol, nrow = cols.ncol, cols.nrow
+        h = self.highs
+        self.run_seconds = 0.0
+        shortcut = self._rhs_only(cols, row_ub) if self._passed is cols else None
+        if shortcut is not None:
+            values, obj = shortcut
+            self.rhs_only_solves += 1
+            self.solves += 1
+            return self._result(values, obj, cols, "segment simplex", t0)
+        if self._passed is cols:
+            # the same columns in HiGHS already: new row bounds, and HiGHS goes on from its basis
+            h.changeRowsBounds(
+                nrow, np.arange(nrow, dtype=np.int32), np.full(nrow, -highspy.kHighsInf), row_ub
+            )
+            warm = True
+        else:
+            # the array form of passModel: numpy in, no element-by-element conversion (assigning the
+            # HighsLp's index_/value_ vectors from numpy cost ~50 ms at 1k venues, ~0.3 µs an entry)
+            self._passed = None
+            self._last = None
+            status = h.passModel(
+                ncol,
+                nrow,
+                len(cols.index),
+                int(highspy.MatrixFormat.kColwise.value),
+                int(highspy.ObjSense.kMaximize.value),
+                cols.offset,
+                cols.cost,
+                np.zeros(ncol),
+                cols.upper,
+                np.full(nrow, -highspy.kHighsInf),
+                row_ub,
+                cols.start,
+                cols.index,
+                cols.value,
+                np.zeros(ncol, dtype=np.int32),  # every column continuous
+            )
+            if status == highspy.HighsStatus.kError:
+                raise RuntimeError("HiGHS refused the segment LP (passModel)")
+            self._passed = cols
+            warm = self._status is not None and self._basis_shape == (cols.full_ncol, nrow)
+            if warm and self._status is not None:
+                # the previous cycle's basis: a valid start, usually a few pivots away
+                basis = highspy.HighsBasis()
+                basis.col_status = _STATUS[self._status[0][cols.kept]].tolist()
+                basis.row_status = self._status[1]
+                basis.valid = True
+                h.setBasis(basis)
         settings = self.model.settings
         limit = settings.time_limit_seconds if warm else settings.cold_time_limit_seconds
         # HiGHS checks time_limit against the instance's *cumulative* run time (getRunTime), not the
@@ -339,9 +507,8 @@ class SegmentLP:
         # limit at once and fell back to cvxpy (measured: run time 6.2 s, then a 5 s limit stops the
         # next run after 0.06 s). The limit is set as an offset from where the clock stands.
         h.setOptionValue("time_limit", float(h.getRunTime()) + float(limit))
-        if warm and self._basis is not None:
-            # the previous cycle's basis: a valid start, usually a few pivots away
-            h.setBasis(self._basis)
+        if warm:
+            self.warm_solves += 1
         t_run = time.perf_counter()
         h.run()
         self.run_seconds = time.perf_counter() - t_run
@@ -349,26 +516,41 @@ class SegmentLP:
         self.solves += 1
         elapsed = time.perf_counter() - t0
         if model_status == highspy.HighsModelStatus.kOptimal:
-            values = np.asarray(h.getSolution().col_value)
-            s = values[: n * S].reshape(n, S)
-            out = back = None
-            if legs:
-                seg = np.maximum(values[n * S :], 0.0).reshape(2, legs, J).sum(axis=2)
-                out, back = seg[0], seg[1]
-            s = np.clip(s, 0.0, width)
-            x = lbx + s.sum(axis=1)
+            sol = h.getSolution()
+            values = np.asarray(sol.col_value)
             obj = float(h.getInfo().objective_function_value)
-            self._basis, self._basis_shape = h.getBasis(), (ncol, nrow)
-            return SegmentResult("optimal", x, obj, elapsed, "segment simplex", out, back)
+            basis = h.getBasis()
+            row_status = list(basis.row_status)
+            basic = self._basic_variables(row_status, values, cols)
+            status = np.zeros(cols.full_ncol, dtype=np.int8)
+            if basic is None:  # a basic column on a bound: read the statuses (slow, rare)
+                status[cols.kept] = _status_codes(basis)
+            else:
+                finite = np.isfinite(cols.upper)
+                sub = np.where(finite & (values >= cols.upper), 2, 0).astype(np.int8)
+                sub[basic[basic >= 0]] = 1
+                status[cols.kept] = sub
+            self._status, self._basis_shape = (status, row_status), (cols.full_ncol, nrow)
+            self._last = (
+                None
+                if basic is None
+                else _LastOptimum(cols, values, np.asarray(sol.row_value), basic, obj, row_ub)
+            )
+            return self._result(values, obj, cols, "segment simplex", t0)
+        self._last = None
         if model_status == highspy.HighsModelStatus.kTimeLimit:
             # a cold start that ran out of time (10k venues on a loaded box: the first dual simplex
             # can take longer than time_limit_seconds): keep where it got to, so that the next cycle
             # continues from there instead of starting cold again, and again falling back to cvxpy
             basis = h.getBasis()
-            self._basis = basis if basis.valid else None
-            self._basis_shape = (ncol, nrow)
+            self._status = None
+            if basis.valid:
+                status = np.zeros(cols.full_ncol, dtype=np.int8)
+                status[cols.kept] = _status_codes(basis)
+                self._status = (status, list(basis.row_status))
+            self._basis_shape = (cols.full_ncol, nrow)
         else:
-            self._basis = None
+            self._status = None
         if model_status == highspy.HighsModelStatus.kInfeasible:
             return SegmentResult("infeasible", None, None, elapsed, "segment simplex: infeasible")
         return SegmentResult(
@@ -378,3 +560,75 @@ class SegmentLP:
             elapsed,
             f"segment simplex: {h.modelStatusToString(model_status)}",
         )
+
+    def _result(
+        self, values: FloatArray, obj: float, cols: _Columns, detail: str, t0: float
+    ) -> SegmentResult:
+        n, S = self.n, cols.width.shape[1]
+        if cols.ncol < cols.full_ncol:
+            full = np.zeros(cols.full_ncol)
+            full[cols.kept] = values
+            values = full
+        s = np.clip(values[: n * S].reshape(n, S), 0.0, cols.width)
+        out = back = None
+        if cols.legs:
+            seg = np.maximum(values[n * S :], 0.0).reshape(2, cols.legs, cols.J).sum(axis=2)
+            out, back = seg[0], seg[1]
+        x = cols.lbx + s.sum(axis=1)
+        return SegmentResult("optimal", x, obj, time.perf_counter() - t0, detail, out, back)
+
+
+# HiGHS's basis statuses by our codes (0 lower, 1 basic, 2 upper)
+_STATUS = np.array(
+    [
+        highspy.HighsBasisStatus.kLower,
+        highspy.HighsBasisStatus.kBasic,
+        highspy.HighsBasisStatus.kUpper,
+    ],
+    dtype=object,
+)
+
+
+def _status_codes(basis: highspy.HighsBasis) -> NDArray[np.int8]:
+    """The basis's column statuses as our codes (kZero / kNonbasic, free columns: lower)."""
+    codes = np.array([int(s) for s in basis.col_status], dtype=np.int8)
+    return np.where(codes > 2, 0, codes).astype(np.int8)
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """The column side of one cycle's segment LP (:meth:`SegmentLP._columns`), NAV units."""
+
+    src: tuple[object, ...]  # the cycle's arrays it was built from (compared by identity)
+    nav_usd: float
+    width: FloatArray  # (n, S) slot widths
+    is_left: BoolArray  # (n, S) slot left of x0
+    below: BoolArray  # (n, S) slot below the exit liquidity
+    above: FloatArray  # (n,) x0 above the top of the domain
+    lbx: FloatArray  # (n,) lower bounds
+    R1: int  # coupling rows (the x-rows follow)
+    nrow: int
+    ncol: int  # the columns passed to HiGHS: ``kept`` of ``full_ncol``
+    full_ncol: int  # n S slots, then the legs' segments
+    kept: NDArray[np.int64]
+    offset: float  # Σ g(lb)
+    cost: FloatArray
+    upper: FloatArray
+    start: NDArray[np.int32]
+    index: NDArray[np.int32]
+    value: FloatArray
+    legs: int
+    J: int
+
+
+@dataclass(frozen=True, slots=True)
+class _LastOptimum:
+    """The last optimum found for ``cols``: column values, row activities, HiGHS's basic variables
+    (column ``j >= 0``, row ``-1 - i``), the objective and the row bounds it was found for."""
+
+    cols: _Columns
+    values: FloatArray
+    row_value: FloatArray
+    basic: NDArray[np.int32]
+    objective: float
+    row_ub: FloatArray

@@ -103,7 +103,12 @@ class AllocationModel:
         settings: OptimizerSettings,
         home_chain: str,
         linear: NDArray[np.bool_] | None = None,
+        previous: AllocationModel | None = None,
     ):
+        """``previous``: the model this one replaces for the *same* venue set (only which venues are
+        fitted with two chords changed): its fit cache and its segment simplex's basis carry over,
+        because neither depends on that (every venue has ``P + 2`` slots in the segment LP, a
+        two-chord venue's extra ones of width 0), so the rebuild does not start the simplex cold."""
         t0 = time.perf_counter()
         self.venues = venues
         self.settings = settings
@@ -177,6 +182,12 @@ class AllocationModel:
         self._cycle: CycleData | None = None
         # the last fit of this venue set, so that a cycle refits only the venues that changed
         self.fit_cache = FitCache()
+        same_set = previous is not None and (previous.venues is venues or previous.venues == venues)
+        if same_set and previous is not None:
+            # a row's fit depends on its own inputs only (the budget is one), so the cache stays exact
+            self.fit_cache = previous.fit_cache
+            if self.segment is not None and previous.segment is not None:
+                self.segment.adopt_basis(previous.segment)
         self.build_seconds = time.perf_counter() - t0
         self.solves = 0
 
