@@ -150,7 +150,9 @@ def fit_pwl(
         else g
     )
     hint = np.full(n, np.nan) if hint_usd is None else np.asarray(hint_usd, dtype=float)
-    has_hint = np.isfinite(hint)
+    # a hint on x0 (within rounding of the domain: the holdings followed the last target, the steady
+    # state) is no extra breakpoint and takes nothing from the split budget
+    has_hint = np.isfinite(hint) & ~(np.abs(hint - x0) <= 1e-9 * width)
     hint = np.clip(np.where(has_hint, hint, x0), lb, ub)
     # a grid node on the capacity: a curve is flat beyond it, a kink that the quantile placement then puts
     # a breakpoint on (capacity lies inside the domain only when a position is held above it, README §4)
