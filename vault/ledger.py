@@ -161,6 +161,7 @@ class Ledger(ReconciliationBooks, RebalanceBooks):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._balances_cache: tuple[tuple[int, int], Balances] | None = None
         self._db.execute("PRAGMA journal_mode=WAL")
         # a committed move survives a power cut
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
@@ -446,6 +447,21 @@ class Ledger(ReconciliationBooks, RebalanceBooks):
     # -- reading ---------------------------------------------------------------------------
 
     def balances(self) -> Balances:
+        """The asset balances now. Outside a transaction the last answer is kept until this
+        connection changes a row (``total_changes``) or another one commits (``data_version``):
+        a cycle asks several times between writes. An answer read inside a transaction is not
+        kept (a rollback would leave one that never committed)."""
+        db = self._db
+        version = (db.total_changes, self.data_version())
+        cached = self._balances_cache
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        out = self._read_balances()
+        if not db.in_transaction:
+            self._balances_cache = (version, out)
+        return out
+
+    def _read_balances(self) -> Balances:
         idle: dict[str, int] = {}
         positions: dict[str, int] = {}
         in_flight: dict[str, int] = {}
