@@ -30,6 +30,14 @@ GUARDS = (*VENUE_GUARDS, "nav_drawdown", "contagion")
 _SEVERITY: dict[str, int] = {"freeze": 1, "exit": 2}
 
 
+#: kinds valued at the market (a loop's equity, an LP's pool share, an NFT floor): their ``loss``
+#: trip is theirs, not their protocol's (a 6 % stETH mark-down of an Aave loop is no Aave failure;
+#: an Aave exploit shows in Aave's own lending venues, whose loss does spread)
+MARKET_VALUED_KINDS = frozenset(
+    {VenueKind.LOOP, VenueKind.HEDGED_LP, VenueKind.LP, VenueKind.NFT_RENTAL}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class GuardState:
     """Everything the guards remember between cycles (persisted as one JSON value).
@@ -188,7 +196,8 @@ class Guards:
     ) -> dict[str, tuple[str, str, Action]]:
         """Target -> (source, guard, action): a protocol-level trip (``contagion.guards``; a
         staking venue's depeg is its own token's) of a venue whose protocol is P spreads its
-        freeze or exit to every other venue with P in ``Venue.exposures``."""
+        freeze or exit to every other venue with P in ``Venue.exposures``. A ``loss`` of a
+        :data:`MARKET_VALUED_KINDS` venue is its own: its value moves with prices while P works."""
         venues = {s.venue.id: s.venue for s in snapshots}
         out: dict[str, tuple[str, str, Action]] = {}
         for (src, guard), b in sorted(breakers.items()):
@@ -196,9 +205,9 @@ class Guards:
                 continue
             source = venues[src]
             c = self.settings.contagion
-            protocol_level = guard in c.guards or (
-                c.staking_depeg and guard == "depeg" and source.kind is VenueKind.STAKING
-            )
+            protocol_level = (
+                guard in c.guards and not (guard == "loss" and source.kind in MARKET_VALUED_KINDS)
+            ) or (c.staking_depeg and guard == "depeg" and source.kind is VenueKind.STAKING)
             if not protocol_level:
                 continue
             for target in venues.values():
