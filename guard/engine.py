@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from core.types import Directives, PortfolioState, VenueKind, VenueSnapshot
+from core.types import MARKET_VALUED_KINDS, Directives, PortfolioState, VenueKind, VenueSnapshot
 from guard import signals
 from guard.breaker import Breaker, BreakerState, Event, EventKind, resume, step
 from guard.config import VENUE_GUARDS, Action, GuardSettings
@@ -28,14 +28,6 @@ from guard.config import VENUE_GUARDS, Action, GuardSettings
 PORTFOLIO = "*"
 GUARDS = (*VENUE_GUARDS, "nav_drawdown", "contagion")
 _SEVERITY: dict[str, int] = {"freeze": 1, "exit": 2}
-
-
-#: kinds valued at the market (a loop's equity, an LP's pool share, an NFT floor): their ``loss``
-#: trip is theirs, not their protocol's (a 6 % stETH mark-down of an Aave loop is no Aave failure;
-#: an Aave exploit shows in Aave's own lending venues, whose loss does spread)
-MARKET_VALUED_KINDS = frozenset(
-    {VenueKind.LOOP, VenueKind.HEDGED_LP, VenueKind.LP, VenueKind.NFT_RENTAL}
-)
 
 
 @dataclass(frozen=True, slots=True)

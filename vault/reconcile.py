@@ -43,6 +43,7 @@ from pydantic import Field
 
 from core.config import Strict
 from core.money import units_to_str, usd_to_units
+from core.types import AMOUNT_MARKED_KINDS
 from vault.ledger import Break, Ledger
 
 SECONDS_PER_YEAR = 365 * 86_400
@@ -72,9 +73,8 @@ class ReconcileSettings(Strict):
     price_mark_max_move_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
 
 
-#: kinds valued ``amount x mark`` (mockfeeds/market.py; a stablecoin balance in USD): their
-#: report moves with the asset's price/peg, so the mark explains it
-PRICE_MARKED_KINDS = frozenset({"lending", "staking", "fixed"})
+#: kinds whose report the mark explains (valued ``amount x mark``: ``core.types``)
+PRICE_MARKED_KINDS = AMOUNT_MARKED_KINDS
 
 
 @dataclass(frozen=True, slots=True)
