@@ -38,6 +38,7 @@ from numpy.typing import NDArray
 
 from optimizer.cycle import CycleData
 from optimizer.highs import quiet_highs
+from optimizer.pwl_kernel import segment_matrix
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -112,8 +113,8 @@ class SegmentLP:
         # the last basis over the full columns (lower 0, basic 1, upper 2) and the row statuses
         self._status: tuple[NDArray[np.int8], list[highspy.HighsBasisStatus]] | None = None
         self._basis_shape: tuple[int, int] | None = None
-        # (slot count, CSC of the constant x-rows over the slot columns)
-        self._x_cache: tuple[int, NDArray[np.int64], NDArray[np.int64], FloatArray] | None = None
+        # the CSC of the constant x-rows over the venues
+        self._x_cache: tuple[NDArray[np.int64], NDArray[np.int64], FloatArray] | None = None
         self._cols: _Columns | None = None  # the last cycle's columns (kept while its inputs are)
         self._passed: _Columns | None = None  # the columns HiGHS holds
         self._last: _LastOptimum | None = None
@@ -152,51 +153,19 @@ class SegmentLP:
         below = right <= c + tol
         return left, width, slope, is_left, below
 
-    def _x_block(self, S: int) -> tuple[NDArray[np.int64], NDArray[np.int64], FloatArray]:
-        """The constant rows (groups, risk) on the slot columns, CSC (start, index, value) with the
-        row index relative to the first x-row: column ``(i, k)`` carries venue ``i``'s column of
-        ``M``. Built once per slot count."""
-        if self._x_cache is None or self._x_cache[0] != S:
+    def _x_csc(self) -> tuple[NDArray[np.int64], NDArray[np.int64], FloatArray]:
+        """The constant rows (groups, risk) over the venues, CSC (start, row, value), zeros dropped,
+        rows ascending: column ``(i, k)`` of the segment LP carries venue ``i``'s column. Built once."""
+        if self._x_cache is None:
             Mc = sp.csc_matrix(self.x_rows)
             Mc.eliminate_zeros()  # a risk score of 0, a venue in no group
             Mc.sort_indices()
-            Mx = Mc[:, np.repeat(np.arange(self.n), S)].tocsc()
-            Mx.sort_indices()
-            self._x_cache = (S, Mx.indptr.astype(np.int64), Mx.indices.astype(np.int64), Mx.data)
-        _, st, ix, val = self._x_cache
-        return st, ix, val
-
-    def _matrix(
-        self, block_rows: NDArray[np.int64], block_values: FloatArray, R1: int, S: int
-    ) -> tuple[NDArray[np.int32], NDArray[np.int32], FloatArray]:
-        """``[coupling rows; M repeated over slots]`` in CSC, directly (O(nnz) NumPy, no sparse
-        stacking). ``block_rows[c, k]`` / ``block_values[c, k]``: column ``c``'s ``k``-th coupling
-        row and its coefficient (rows ascending in ``k``; zeros dropped), so a column's non-zeros are
-        the coupling rows' first, then the x-rows' (row numbers after the ``R1`` coupling rows)."""
-        ncol = block_rows.shape[0]
-        x_start, x_index, x_value = self._x_block(S)
-        keep = block_values != 0.0
-        count_d = keep.sum(axis=1)
-        count_x = np.diff(x_start)
-        start = np.zeros(ncol + 1, dtype=np.int64)
-        np.cumsum(count_d + count_x, out=start[1:])
-        nnz = int(start[-1])
-        index = np.empty(nnz, dtype=np.int32)
-        value = np.empty(nnz, dtype=np.float64)
-        if len(x_index):
-            # each column: its coupling entries, then its x-rows' entries
-            is_d = np.ones(nnz, dtype=bool)
-            cols_x = np.repeat(np.arange(ncol), count_x)
-            pos_x = start[cols_x] + count_d[cols_x] + (np.arange(len(x_index)) - x_start[cols_x])
-            is_d[pos_x] = False
-            index[pos_x] = x_index + R1
-            value[pos_x] = x_value
-            index[is_d] = block_rows[keep]
-            value[is_d] = block_values[keep]
-        else:
-            index[:] = block_rows[keep]
-            value[:] = block_values[keep]
-        return start.astype(np.int32), index, value
+            self._x_cache = (
+                Mc.indptr.astype(np.int64),
+                Mc.indices.astype(np.int64),
+                np.ascontiguousarray(Mc.data, dtype=np.float64),
+            )
+        return self._x_cache
 
     def solve(self, d: CycleData) -> SegmentResult:
         t0 = time.perf_counter()
@@ -264,21 +233,22 @@ class SegmentLP:
         if self.turnover is not None:
             blocks.append((R1, np.where(is_left, -1.0, 1.0).ravel()))
             R1 += 1
-        ncol = n * S
-        block_rows = np.empty((ncol, len(blocks)), dtype=np.int64)
-        block_values = np.empty((ncol, len(blocks)))
+        nS = n * S
+        block_rows = np.empty((nS, len(blocks)), dtype=np.int64)
+        block_values = np.empty((nS, len(blocks)))
         for k, (row, coef_k) in enumerate(blocks):
             block_rows[:, k] = row
             block_values[:, k] = coef_k
-        start, index, value = self._matrix(block_rows, block_values, R1, S)
         cost = np.ascontiguousarray(slope.ravel(), dtype=np.float64)
         upper = np.ascontiguousarray(width.ravel(), dtype=np.float64)
         legs = C - 1 if C > 1 else 0
         J = 0
+        leg_rows = np.zeros((0, 2), dtype=np.int32)
+        leg_vals = np.zeros((0, 2))
         if legs:
             # bridge legs: out_c (home -> c) then back_c (c -> home), each on J segments of its convex
             # cost (widths w_j, annualised slopes: non-decreasing, so the simplex fills them in order);
-            # -T(out - back) in the chain rows
+            # -T(out - back) in the chain rows: two entries a column
             from optimizer.limits import leg_pieces
 
             w, slopes = leg_pieces(d, legs)
@@ -286,40 +256,41 @@ class SegmentLP:
             annual = 365.0 / self.model.settings.holding_horizon_days
             chain_row0 = 1
             chain_rows = chain_row0 + np.arange(1, C)
-            cols_rows: list[NDArray[np.int32]] = []
-            cols_vals: list[FloatArray] = []
+            rows_l: list[NDArray[np.int32]] = []
+            vals_l: list[FloatArray] = []
             for sign in (1.0, -1.0):  # out, back
                 rows_pair = np.stack([np.full(legs, chain_row0), chain_rows], axis=1)  # (legs, 2)
                 vals_pair = np.stack([np.full(legs, sign), np.full(legs, -sign)], axis=1)
-                cols_rows.append(np.repeat(rows_pair, J, axis=0).ravel().astype(np.int32))
-                cols_vals.append(np.repeat(vals_pair, J, axis=0).ravel())
-            k = 2 * legs * J
-            start = np.concatenate(
-                [start, start[-1] + 2 * np.arange(1, k + 1, dtype=np.int32)]
-            ).astype(np.int32)
-            index = np.concatenate([index, *cols_rows])
-            value = np.concatenate([value, *cols_vals])
+                rows_l.append(np.repeat(rows_pair, J, axis=0).astype(np.int32))
+                vals_l.append(np.repeat(vals_pair, J, axis=0))
+            leg_rows, leg_vals = np.concatenate(rows_l), np.concatenate(vals_l)
             cost = np.concatenate([cost, -annual * slopes.ravel()])
             upper = np.concatenate(
                 [upper, np.tile(np.where(np.isfinite(w), w, highspy.kHighsInf), 2 * legs)]
             )
-            ncol += k
+        full_ncol = len(upper)
         # columns of width 0 (a two-chord venue's spare slots, a slot cut twice at the same point)
         # are fixed at 0: they are left out of the LP (the same LP, and HiGHS's time per run grows
         # with its columns: 10k venues, 170 -> 98 ms), unless basic in the basis the solve starts from
         keep = upper > 0.0
-        if self._status is not None and len(self._status[0]) == ncol:
+        if self._status is not None and len(self._status[0]) == full_ncol:
             keep |= self._status[0] == 1
         kept = np.nonzero(keep)[0]
-        full_ncol = ncol
-        if len(kept) < ncol:
-            counts = np.diff(start)
-            nz = np.repeat(keep, counts)
-            start = np.zeros(len(kept) + 1, dtype=np.int32)
-            np.cumsum(counts[kept], out=start[1:])
-            index, value = index[nz], value[nz]
-            cost, upper = cost[kept], upper[kept]
-            ncol = len(kept)
+        kept_slots = kept[kept < nS]
+        kept_legs = kept[kept >= nS] - nS
+        # the matrix over the kept columns, CSC, compiled (optimizer/pwl_kernel.py segment_matrix)
+        mc = self._x_csc()
+        start, index, value = segment_matrix(
+            kept_slots, S, block_rows, block_values, mc[0], mc[1], mc[2], R1
+        )
+        if len(kept_legs):
+            start = np.concatenate(
+                [start, start[-1] + 2 * np.arange(1, len(kept_legs) + 1, dtype=np.int32)]
+            ).astype(np.int32)
+            index = np.concatenate([index, leg_rows[kept_legs].ravel()])
+            value = np.concatenate([value, leg_vals[kept_legs].ravel()])
+        cost, upper = cost[kept], upper[kept]
+        ncol = len(kept)
         self._cols = _Columns(
             src=src,
             nav_usd=d.nav_usd,
