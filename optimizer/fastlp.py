@@ -191,13 +191,13 @@ class SegmentLP:
             d.bridge_slopes,
             d.chain_index,
         )
-        kept = self._cols
+        last = self._cols
         if (
-            kept is not None
-            and kept.nav_usd == d.nav_usd
-            and all(a is b for a, b in zip(kept.src, src, strict=True))
+            last is not None
+            and last.nav_usd == d.nav_usd
+            and all(a is b for a, b in zip(last.src, src, strict=True))
         ):
-            return kept
+            return last
         n = self.n
         lbx = np.asarray(self.box.lb.value, dtype=float)
         _, width, slope, is_left, below = self._slots(d)
@@ -434,7 +434,7 @@ class SegmentLP:
             return self._result(values, obj, cols, "segment simplex", t0)
         if self._passed is cols:
             # the same columns in HiGHS already: new row bounds, and HiGHS goes on from its basis
-            h.changeRowsBounds(
+            h.changeRowsBounds(  # type: ignore[attr-defined]  # in highspy, not in its stub
                 nrow, np.arange(nrow, dtype=np.int32), np.full(nrow, -highspy.kHighsInf), row_ub
             )
             warm = True
@@ -493,15 +493,15 @@ class SegmentLP:
             basis = h.getBasis()
             row_status = list(basis.row_status)
             basic = self._basic_variables(row_status, values, cols)
-            status = np.zeros(cols.full_ncol, dtype=np.int8)
+            codes = np.zeros(cols.full_ncol, dtype=np.int8)
             if basic is None:  # a basic column on a bound: read the statuses (slow, rare)
-                status[cols.kept] = _status_codes(basis)
+                codes[cols.kept] = _status_codes(basis)
             else:
                 finite = np.isfinite(cols.upper)
                 sub = np.where(finite & (values >= cols.upper), 2, 0).astype(np.int8)
                 sub[basic[basic >= 0]] = 1
-                status[cols.kept] = sub
-            self._status, self._basis_shape = (status, row_status), (cols.full_ncol, nrow)
+                codes[cols.kept] = sub
+            self._status, self._basis_shape = (codes, row_status), (cols.full_ncol, nrow)
             self._last = (
                 None
                 if basic is None
@@ -516,9 +516,9 @@ class SegmentLP:
             basis = h.getBasis()
             self._status = None
             if basis.valid:
-                status = np.zeros(cols.full_ncol, dtype=np.int8)
-                status[cols.kept] = _status_codes(basis)
-                self._status = (status, list(basis.row_status))
+                codes = np.zeros(cols.full_ncol, dtype=np.int8)
+                codes[cols.kept] = _status_codes(basis)
+                self._status = (codes, list(basis.row_status))
             self._basis_shape = (cols.full_ncol, nrow)
         else:
             self._status = None
@@ -600,6 +600,6 @@ class _LastOptimum:
     cols: _Columns
     values: FloatArray
     row_value: FloatArray
-    basic: NDArray[np.int32]
+    basic: NDArray[np.int64]
     objective: float
     row_ub: FloatArray
