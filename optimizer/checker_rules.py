@@ -150,6 +150,7 @@ class CostPricer:
             if settings.cost_model != "linear"
             else np.zeros(len(snaps), dtype=bool)
         )
+        self.any_zap = bool(self.zap.any())
         self.fee = np.where(self.zap, 0.0, fee)
         self.swap = np.where(self.zap, swap, 0.0)
         self.pool = np.where(self.zap, tvl, 0.0) + x0
@@ -162,10 +163,12 @@ class CostPricer:
         delta = np.where(np.abs(delta) < 1e-6, 0.0, delta)
         moved = delta != 0
         gas = np.where(delta > 0, self.gas_in, self.gas_out)
-        zap_in = uniswap.zap_cost_usd(np.maximum(delta, 0.0), self.pool, self.swap, exit=False)
-        zap_out = uniswap.zap_cost_usd(np.maximum(-delta, 0.0), self.pool, self.swap, exit=True)
-        zap = np.where(self.zap, zap_in + zap_out, 0.0)
-        venues = float(np.where(moved, gas + self.fee * np.abs(delta) + zap, 0.0).sum())
+        cost = gas + self.fee * np.abs(delta)
+        if self.any_zap:  # (no zap venue: + 0 changes no sum)
+            zap_in = uniswap.zap_cost_usd(np.maximum(delta, 0.0), self.pool, self.swap, exit=False)
+            zap_out = uniswap.zap_cost_usd(np.maximum(-delta, 0.0), self.pool, self.swap, exit=True)
+            cost = cost + np.where(self.zap, zap_in + zap_out, 0.0)
+        venues = float(np.where(moved, cost, 0.0).sum())
         legs = sum(
             float(self.bridge(u)) + leg_gas_usd(self.settings, dest) for _, dest, u in bridges
         )

@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.types import VenueSnapshot
-from optimizer.checker import CheckContext
+from optimizer.checker import CheckContext, CheckReport
 from optimizer.config import OptimizerSettings
 from optimizer.memory import OptimizerMemory
 from optimizer.model import SolveResult
@@ -119,6 +119,12 @@ class DecideWork:
     exit: frozenset[str] = frozenset()
     # the checker's arrays for this decide's (snapshots, portfolio, in flight), built once
     checker: tuple[object, object, object, CheckContext] | None = None
+    # this decide's checked targets: (target bytes, first_only) -> (the cycle, the plan context,
+    # the report), so the same target is not checked twice in one decide (the holdings and a
+    # target rounded back to them, the pruning's "hold" trial)
+    checked: dict[tuple[bytes, bool], tuple[object, object, CheckReport]] = field(
+        default_factory=dict
+    )
 
     @classmethod
     def start(cls, memory: OptimizerMemory, window: int, exit: frozenset[str]) -> DecideWork:
