@@ -139,6 +139,23 @@ class CheckContext:
                 np.full(len(ids), math.inf) if r >= 1 else r * self.tvl / (1 - r), self.stay
             )
         )
+        # what every check of this cycle reads and no target changes, computed once
+        self.venue_tvl_positive = bool(
+            self.venue_tvl_allowed is not None and (self.venue_tvl_allowed > 0).all()
+        )
+        self.withdrawable = np.minimum(self.x0, self.exit_liq)
+        self.room = np.maximum(self.capacity, self.x0)  # capacity bounds growth only
+        self.any_queued = bool(self.queued.any())
+        self.any_frozen = bool(self.frozen.any())
+        self.no_flight = np.zeros(len(ids))  # new flights when no venue is queued
+        self.stay_score = float(self.scores @ self.stay)
+        self.longest_exit = float(self.exit_days.max()) if len(self.exit_days) else 0.0
+        self.known_usd = float(sum(u for _, u in self.in_flight_known))
+        self.known_within = [
+            float(sum(u for d, u in self.in_flight_known if d <= f.days))
+            for f in limits.liquidity_floors
+        ]
+        self.chain_strs = [str(c) for c in self.chain_names]
 
     def check_mapping(
         self, target_usd: Mapping[str, float], idle_usd: float, costs_usd: float = 0.0
@@ -218,15 +235,12 @@ class CheckContext:
     ) -> None:
         tol = self.settings.check_tolerance_ratio * max(float(self.portfolio.nav_usd), 1.0)
         delta = x - self.x0
-        spent = np.where(
-            self.queued, np.maximum(delta, 0.0), delta
-        )  # idle a move takes (or gives: < 0)
-        after = dict.fromkeys(self.idle_on, 0.0)
-        for c, u in self.idle_on.items():
-            after[c] = float(u)
+        # idle a move takes (or gives: < 0)
+        spent = np.where(self.queued, np.maximum(delta, 0.0), delta) if self.any_queued else delta
+        after = {c: float(u) for c, u in self.idle_on.items()}
         by_chain = np.bincount(self.chain_of, weights=spent, minlength=len(self.chain_names))
-        for c, u in zip(self.chain_names, by_chain, strict=True):
-            after[str(c)] = after.get(str(c), 0.0) - float(u)
+        for c, u in zip(self.chain_strs, by_chain.tolist(), strict=True):
+            after[c] = after.get(c, 0.0) - u
         moved_in: dict[str, float] = {}
         for origin, dest, usd in bridges:
             if not usd >= 0:
@@ -290,8 +304,11 @@ class CheckContext:
 
         # a withdrawal from a queued venue is in flight after the plan, not idle
         own_exit = self.own_exit
-        new_flight = np.where(self.queued, np.maximum(x0 - x, 0.0), 0.0)
-        flight_usd = float(new_flight.sum())
+        if self.any_queued:
+            new_flight = np.where(self.queued, np.maximum(x0 - x, 0.0), 0.0)
+            flight_usd = float(new_flight.sum())
+        else:
+            new_flight, flight_usd = self.no_flight, 0.0
         total = float(x.sum()) + idle_usd + locked + float(portfolio.in_flight_usd) + flight_usd
         if abs(total - nav) > tol:
             if flight_usd > tol and abs(total - flight_usd - nav) <= tol:
@@ -312,34 +329,35 @@ class CheckContext:
             if abs(float(locked_targets[vid]) - float(portfolio.positions_usd.get(vid, 0.0))) > tol:
                 bad(f"locked: venue {vid} has no snapshot and must hold, but its target moves")
         frozen, capacity = self.frozen, self.capacity
-        for i in np.nonzero(x < -tol)[0]:
+        for i in (x < -tol).nonzero()[0]:
             bad(f"non_negative: venue {ids[i]} target {x[i]:,.2f} USD")
-        for i in np.nonzero(x0 - x > np.minimum(x0, exit_liq) + tol)[0]:
+        for i in (x0 - x > self.withdrawable + tol).nonzero()[0]:
             bad(
                 f"withdrawal_bound: venue {ids[i]} withdraws {x0[i] - x[i]:,.2f} USD, exit liquidity is {exit_liq[i]:,.2f} USD"
             )
-        for i in np.nonzero(frozen & (x > x0 + tol))[0]:
+        for i in (frozen & (x > x0 + tol)).nonzero()[0] if self.any_frozen else ():
             bad(
                 f"frozen: venue {ids[i]} is frozen ({self.snaps[int(i)].frozen_reason}) and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD"
             )
         # capacity bounds growth, not holdings: above a capacity that shrank the position may stay (x0 >= stay)
-        room = np.maximum(capacity, x0)
-        for i in np.nonzero(x > room + tol)[0]:
+        room = self.room
+        for i in (x > room + tol).nonzero()[0]:
             bad(
                 f"capacity: venue {ids[i]} grows {x0[i]:,.2f} -> {x[i]:,.2f} USD above capacity {capacity[i]:,.2f} USD",
                 over(x[i], room[i]),
             )
 
-        def per_venue(name: str, allowed: np.ndarray, what: str) -> None:
+        def per_venue(name: str, allowed: np.ndarray, what: str, positive: bool = False) -> None:
             # allowed = max(cap, what cannot leave); utilisation x / allowed (0 / inf where allowed = 0)
+            # (``positive``: the caller knows every allowed is > 0)
             pos = allowed > 0
-            if pos.all():
+            if positive or pos.all():
                 util = x / allowed
             else:
                 util = np.where(x <= 0, 0.0, np.inf)
                 np.divide(x, allowed, out=util, where=pos)
             rep.utilization[f"{name}:max"] = float(util.max()) if len(util) else 0.0
-            for i in np.nonzero(x > allowed + tol)[0]:
+            for i in (x > allowed + tol).nonzero()[0]:
                 bad(
                     f"{name}: venue {ids[i]} holds {x[i]:,.2f} USD above {what} ({allowed[i]:,.2f} USD)",
                     over(x[i], allowed[i]),
@@ -361,6 +379,7 @@ class CheckContext:
                 "venue_tvl",
                 self.venue_tvl_allowed,
                 f"max_venue_tvl_ratio {limits.max_venue_tvl_ratio:g} of TVL after us",
+                self.venue_tvl_positive,
             )
 
         if self.groups:
@@ -379,9 +398,7 @@ class CheckContext:
         if limits.max_avg_risk_score is not None:
             scores = self.scores
             used = float(scores @ x) + UNKNOWN_SCORE * locked
-            allowed = max(
-                limits.max_avg_risk_score * nav, float(scores @ stay) + UNKNOWN_SCORE * locked
-            )
+            allowed = max(limits.max_avg_risk_score * nav, self.stay_score + UNKNOWN_SCORE * locked)
             rep.utilization["risk_score"] = _ratio(used, allowed)
             if used > allowed + tol * 10:
                 bad(
@@ -398,14 +415,13 @@ class CheckContext:
             )
 
         if limits.liquidity_floors:
-            exit_days = self.exit_days
-            in_flight_known = self.in_flight_known
             liquid_part = np.minimum(np.maximum(x, 0.0), exit_liq)
-            longest = float(exit_days.max()) if len(exit_days) else 0.0
-            known_usd = float(sum(u for _, u in in_flight_known))
-            for f, within in zip(limits.liquidity_floors, self.floor_masks, strict=True):
-                landing = float(new_flight[within].sum()) + float(
-                    sum(u for d, u in in_flight_known if d <= f.days)
+            longest, known_usd = self.longest_exit, self.known_usd
+            for f, within, known_within in zip(
+                limits.liquidity_floors, self.floor_masks, self.known_within, strict=True
+            ):
+                landing = (float(new_flight[within].sum()) if self.any_queued else 0.0) + (
+                    known_within
                 )
                 if f.days >= longest:
                     landing += max(float(portfolio.in_flight_usd) - known_usd, 0.0)

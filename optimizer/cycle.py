@@ -182,9 +182,11 @@ class CycleData:
     def idle_after_usd(self, target_usd: FloatArray) -> float:
         """Idle after moving to ``target_usd`` (before gas and fees): ``investable - Σ target - Σ_queued
         (x0 - target)⁺``; a withdrawal from a queued venue is in flight, not idle."""
+        total = self.investable * self.nav_usd - float(np.sum(target_usd))
+        if self.queued is None or not self.queued.any():
+            return total  # (nothing queued: no flight to take off)
         x0_usd = self.x0 * self.nav_usd
-        flight = float(np.maximum(x0_usd - target_usd, 0.0)[self.queued_mask()].sum())
-        return self.investable * self.nav_usd - float(np.sum(target_usd)) - flight
+        return total - float(np.maximum(x0_usd - target_usd, 0.0)[self.queued].sum())
 
     def in_flight_liquid(self, days: float, exit_days: FloatArray) -> float:
         """Capital already in flight that lands within ``days`` (NAV units)."""

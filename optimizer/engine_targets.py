@@ -137,11 +137,15 @@ class TargetSteps(CycleInputs):
         key = np.ascontiguousarray(target_usd, dtype=float).tobytes()
         for k in ((key, first_only), (key, not first_only)):
             hit = w.checked.get(k)
-            if hit is not None and hit[0] is cycle and hit[1] is priced:
-                if k[1] == first_only or hit[2].ok:
-                    if clock is not None:
-                        clock.check += time.perf_counter() - t0
-                    return _copy(hit[2])
+            if (
+                hit is not None
+                and hit[0] is cycle
+                and hit[1] is priced
+                and (k[1] == first_only or hit[2].ok)
+            ):
+                if clock is not None:
+                    clock.check += time.perf_counter() - t0
+                return _copy(hit[2])
         idle = cycle.idle_after_usd(target_usd)  # queued withdrawals are in flight, not idle
         legs = priced.legs(target_usd) if priced is not None else None
         plan_cost = None
