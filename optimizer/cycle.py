@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -170,6 +170,11 @@ class CycleData:
     zap: NDArray[np.bool_] | None = None
     # the zap pools of these snapshots (every venue, masked), for the plan's prices
     zap_pools: ZapPools | None = None
+    # objective_pieces by holding horizon (the model's update and the segment LP both ask); not
+    # copied by dataclasses.replace, so a changed cycle computes its own
+    _pieces: dict[float, tuple[FloatArray, FloatArray]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def linear_fit(self) -> NDArray[np.bool_]:
         """Venues the two chords around ``x0`` serve exactly: a linear curve and no convex move cost."""
@@ -207,7 +212,18 @@ class CycleData:
         breakpoint of ``f̂``, every piece lies on one side of it: right of ``x0`` a piece's slope
         falls by ``c_in`` (its intercept rises by ``c_in x0``), left of it the slope rises by
         ``c_out``. ``g`` stays concave, so it is still the minimum of its pieces.
+
+        Read-only arrays, computed once per cycle and horizon.
         """
+        hit = self._pieces.get(settings.holding_horizon_days)
+        if hit is None:
+            hit = self._objective_pieces(settings)
+            for arr in hit:
+                arr.flags.writeable = False
+            self._pieces[settings.holding_horizon_days] = hit
+        return hit
+
+    def _objective_pieces(self, settings: OptimizerSettings) -> tuple[FloatArray, FloatArray]:
         annual = 365.0 / settings.holding_horizon_days
         slope = self.pwl.slope
         intercept = self.pwl.intercept / self.nav_usd
