@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,6 +37,9 @@ from numpy.typing import NDArray
 from core.types import Move, MoveAction, Plan, VenueSnapshot
 from optimizer.config import OptimizerSettings
 from optimizer.pricing import AfterCosts, PlanContext, after_costs
+
+if TYPE_CHECKING:
+    from optimizer.checker_rules import CheckReport
 
 FloatArray = NDArray[np.float64]
 
@@ -125,7 +129,36 @@ def prune_unprofitable(
     ctx = ctx or PlanContext(snaps, x0_usd, settings, home_chain)
     values = ctx.values_usd(target_usd)
     target = np.array(target_usd, dtype=float)
-    q = np.zeros(len(target), dtype=bool) if queued is None else np.asarray(queued, dtype=bool)
+    if not (values >= 0).all():  # (every move pays its own way: nothing to undo one by one)
+        q = np.zeros(len(target), dtype=bool) if queued is None else np.asarray(queued, dtype=bool)
+        target, report, values = _undo_losing(
+            x0_usd, target, report, values, settings, check, investable_usd, min_idle_usd, q, ctx
+        )
+    # the moves left may still lose money together (each pays its own gas): if holding passes the checker,
+    # a plan whose exact net is not positive is worse than holding (and the gate would hold it anyway)
+    moved = target != x0_usd
+    if moved.any() and float(values[moved].sum()) - ctx.legs_cost_usd(target) <= 0.0:
+        rep = check(np.array(x0_usd, dtype=float))
+        if rep.ok:
+            target, report = np.array(x0_usd, dtype=float), rep
+    return target, report
+
+
+def _undo_losing(
+    x0_usd: FloatArray,
+    target: FloatArray,
+    report: CheckReport,
+    values: FloatArray,
+    settings: OptimizerSettings,
+    check: Callable[[FloatArray], CheckReport],
+    investable_usd: float,
+    min_idle_usd: float,
+    q: NDArray[np.bool_],
+    ctx: PlanContext,
+) -> tuple[FloatArray, CheckReport, FloatArray]:
+    """:func:`prune_unprofitable`'s undos of losing moves (deposits together, withdrawals the spare
+    idle covers, single withdrawals, withdrawal-deposit pairs): the target, its report and the
+    values of the moves left (0 where a venue no longer moves)."""
 
     def idle_of(t: FloatArray) -> float:
         return investable_usd - float(t.sum()) - float(np.maximum(x0_usd - t, 0.0)[q].sum())
@@ -192,14 +225,7 @@ def prune_unprofitable(
         if rep.ok:
             target, report = trial, rep
             values[[i, j]] = 0.0
-    # the moves left may still lose money together (each pays its own gas): if holding passes the checker,
-    # a plan whose exact net is not positive is worse than holding (and the gate would hold it anyway)
-    moved = target != x0_usd
-    if moved.any() and float(values[moved].sum()) - ctx.legs_cost_usd(target) <= 0.0:
-        rep = check(np.array(x0_usd, dtype=float))
-        if rep.ok:
-            target, report = np.array(x0_usd, dtype=float), rep
-    return target, report
+    return target, report, values
 
 
 @dataclass(frozen=True, slots=True)
