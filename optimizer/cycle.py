@@ -112,6 +112,64 @@ def queued_exits(venues: Sequence[Venue], settings: OptimizerSettings) -> NDArra
     return VenueArrays.of(venues).own_exit_days > settings.instant_exit_days
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class VenueSetFacts:
+    """What one cycle reads of the venue set that no snapshot changes, kept while the venue set,
+    the settings and the home chain stay (:func:`venue_set_facts`; read-only arrays): the model's
+    chains (:func:`model_chains`), each venue's index into them, the queued venues
+    (:func:`queued_exits`) and the effective exit times (:func:`effective_exit_days`)."""
+
+    arrays: VenueArrays
+    settings: OptimizerSettings
+    home_chain: str
+    chains: tuple[str, ...]
+    where: dict[str, int]
+    chain_index: NDArray[np.int64]
+    queued: NDArray[np.bool_]
+    exit_days: FloatArray
+
+
+def venue_set_facts(
+    venues: Sequence[Venue], settings: OptimizerSettings, home_chain: str
+) -> VenueSetFacts:
+    """The :class:`VenueSetFacts` of ``venues`` (the last one is kept: a replay's or a daemon's venue
+    set rarely changes; its key is the full input, so the facts are those a fresh build gives)."""
+    arrays = VenueArrays.of(venues)
+    last = _LAST_SET.facts
+    if (
+        last is not None
+        and last.arrays is arrays
+        and last.settings is settings
+        and last.home_chain == home_chain
+    ):
+        return last
+    chains = model_chains(arrays.venues, home_chain)
+    where = {c: j for j, c in enumerate(chains)}
+    facts = VenueSetFacts(
+        arrays=arrays,
+        settings=settings,
+        home_chain=home_chain,
+        chains=chains,
+        where=where,
+        chain_index=np.array([where[c] for c in arrays.chains], dtype=np.int64),
+        queued=queued_exits(arrays.venues, settings),
+        exit_days=effective_exit_days(arrays.venues, settings, home_chain),
+    )
+    for a in (facts.chain_index, facts.queued, facts.exit_days):
+        a.flags.writeable = False
+    _LAST_SET.facts = facts
+    return facts
+
+
+class _LastSet:
+    """The facts of the last venue set (one reference, read and replaced whole)."""
+
+    facts: VenueSetFacts | None = None
+
+
+_LAST_SET = _LastSet()
+
+
 def in_flight_liquid_usd(
     days: float,
     in_flight_usd: float,
@@ -377,13 +435,13 @@ def build_cycle(
     c_in, c_out = cost_rates(venues, settings, home_chain, nav, zap=zap.mask)
     c_out = c_out + depeg_discount(snaps, settings.depeg_discount_band_bps)
     impact = zap.impact_usd(x0_usd, pwl.breakpoints) if zap.mask.any() else None
-    chains = model_chains(venues, home_chain)
+    set_facts = venue_set_facts(venues, settings, home_chain)
+    chains, where = set_facts.chains, set_facts.where
     # only Across routes carry fee quotes: the others need not be read
-    routes = [snaps[i] for i in VenueArrays.of(venues).across.tolist()]
+    routes = [snaps[i] for i in facts.across.tolist()]
     widths, slopes = bridge_pieces(
         bridge_fee_curve(routes, settings, home_chain), settings, chains, nav
     )
-    where = {c: j for j, c in enumerate(chains)}
     idle_on = portfolio.idle_on(home_chain)
     total_by_chain = float(sum(idle_on.values()))
     if abs(total_by_chain - float(portfolio.idle_usd)) > 1e-6 * max(nav, 1.0):
@@ -414,10 +472,10 @@ def build_cycle(
         cost_out=c_out,
         pwl=pwl,
         buffer=buffer,
-        queued=queued_exits(venues, settings),
+        queued=set_facts.queued,
         in_flight_known=tuple((float(d), float(u)) for d, u in in_flight_known),
         chains=chains,
-        chain_index=np.array([where[c] for c in VenueArrays.of(venues).chains], dtype=np.int64),
+        chain_index=set_facts.chain_index,
         idle_chain=idle_chain / nav,
         min_idle_chain=min_chain / nav,
         bridge_rate=bridge_rate(settings, nav),

@@ -31,7 +31,7 @@ from core.types import (
     VenueSnapshot,
 )
 from optimizer.config import OptimizerSettings, RiskLimits
-from optimizer.cycle import effective_exit_days
+from optimizer.cycle import venue_set_facts
 from optimizer.decision import HOLD, Decision, DecisionStatus, Timings
 from optimizer.directives import apply_freeze
 from optimizer.engine_targets import TargetSteps
@@ -171,10 +171,12 @@ class Optimizer(TargetSteps):
         except (ValueError, FloatingPointError, ArithmeticError) as exc:
             return self._hold(DecisionStatus.SOLVER_ERROR, f"hold: bad input: {exc}")
         venues = cycle.venues
-        exit_days = effective_exit_days(venues, self.settings, self.home_chain)
+        exit_days = venue_set_facts(venues, self.settings, self.home_chain).exit_days
         w.queued_exit_days = {
-            v.id: float(e)
-            for v, e, q in zip(venues, exit_days, cycle.queued_mask(), strict=True)
+            v.id: e
+            for v, e, q in zip(
+                venues, exit_days.tolist(), cycle.queued_mask().tolist(), strict=True
+            )
             if q
         }
         build_seconds = model.build_seconds if rebuilt else 0.0

@@ -54,13 +54,16 @@ def window_around(breakpoints: FloatArray, x_usd: FloatArray) -> tuple[FloatArra
     may move and windows do not shrink cycle after cycle."""
     n, m = breakpoints.shape
     rows = np.arange(n)
-    tol = (1e-9 * (breakpoints[:, -1] - breakpoints[:, 0]) + 1e-9)[:, None]
-    left = (breakpoints < x_usd[:, None] - tol).sum(axis=1)  # breakpoints strictly left of x
+    span = breakpoints[:, -1] - breakpoints[:, 0]
+    tol = (1e-9 * span + 1e-9)[:, None]
+    x = x_usd[:, None]
+    left = (breakpoints < x - tol).sum(axis=1)  # breakpoints strictly left of x
     # index of the first one strictly right of x
-    right = (breakpoints <= x_usd[:, None] + tol).sum(axis=1)
-    lo = breakpoints[rows, np.clip(left - 1, 0, m - 1)]
-    hi = breakpoints[rows, np.clip(right, 0, m - 1)]
-    floor = np.maximum(0.25 * np.abs(x_usd), 0.05 * (breakpoints[:, -1] - breakpoints[:, 0]))
+    right = (breakpoints <= x + tol).sum(axis=1)
+    # (np.minimum/np.maximum: np.clip's dispatch costs more than the work on a handful of venues)
+    lo = breakpoints[rows, np.minimum(np.maximum(left - 1, 0), m - 1)]
+    hi = breakpoints[rows, np.minimum(right, m - 1)]
+    floor = np.maximum(0.25 * np.abs(x_usd), 0.05 * span)
     return np.minimum(lo, x_usd - floor), np.maximum(hi, x_usd + floor)
 
 
