@@ -178,6 +178,9 @@ class ZapPools:
     @classmethod
     def of(cls, snaps: Sequence[VenueSnapshot], settings: OptimizerSettings) -> ZapPools:
         n = len(snaps)
+        if settings.cost_model == "linear" or not any("swap_fee" in s.state for s in snaps):
+            # no pool priced by its reserves (what the masked arrays below give then)
+            return cls(np.zeros(n, dtype=bool), np.zeros(n), np.zeros(n))
         rows = [(s.state.get("swap_fee", math.nan), s.tvl_usd) for s in snaps]
         fee, tvl = np.array(rows, dtype=float).reshape(n, 2).T
         mask = np.isfinite(fee) & (fee >= 0) & (fee < 1) & np.isfinite(tvl) & (tvl > 0)

@@ -324,14 +324,24 @@ def zap_peak_usd(
     return out
 
 
+def snapshot_columns(snaps: Sequence[VenueSnapshot]) -> FloatArray:
+    """The snapshots' numbers a cycle's bounds read, in one pass: ``(n, 4)`` floats, columns exit
+    liquidity, capacity, TVL, frozen (1.0 / 0.0); a missing number is NaN (:func:`usable`)."""
+    rows = [(s.exit_liquidity_usd, s.curve.capacity_usd, s.tvl_usd, s.frozen) for s in snaps]
+    return np.array(rows, dtype=float).reshape(len(snaps), 4)
+
+
 def upper_bounds_usd(
     snaps: Sequence[VenueSnapshot],
     x0_usd: FloatArray,
     limits: RiskLimits,
     nav_usd: float,
     buffer: float = 0.0,
+    columns: FloatArray | None = None,
 ) -> dict[str, FloatArray]:
     """Every per-venue cap on the position, USD, by limit name (before the withdrawal floor).
+    ``columns``: the snapshots' ``(capacity, TVL, frozen)`` as ``(n, 3)`` floats, if the caller read
+    them already (:func:`snapshot_columns`).
 
     ``buffer``: the caps the plan aims at are ``(1 - buffer)`` of the limits (capacity included;
     a frozen venue's cap is its current position, which is no limit to drift past).
@@ -345,10 +355,9 @@ def upper_bounds_usd(
     caps: dict[str, FloatArray] = {}
     n = len(snaps)
     keep = 1.0 - buffer
-    caps["capacity"] = np.maximum(
-        keep * usable([s.curve.capacity_usd for s in snaps], missing=0.0), x0_usd
-    )
-    caps["frozen"] = np.where([s.frozen for s in snaps], x0_usd, math.inf)
+    cols = snapshot_columns(snaps)[:, 1:] if columns is None else columns
+    caps["capacity"] = np.maximum(keep * usable(cols[:, 0], missing=0.0), x0_usd)
+    caps["frozen"] = np.where(cols[:, 2] > 0, x0_usd, math.inf)
     if limits.max_venue_usd is not None:
         caps["venue_usd"] = np.full(n, keep * limits.max_venue_usd)
     # a share of NAV of 1 or more is no limit that drift could push us past: not buffered
@@ -357,7 +366,7 @@ def upper_bounds_usd(
     )
     if limits.max_venue_tvl_ratio is not None:
         r = limits.max_venue_tvl_ratio
-        tvl = usable([s.tvl_usd for s in snaps])
+        tvl = usable(cols[:, 1])
         # x <= r (TVL + x)  <=>  x <= r TVL / (1 - r)   (TVL without us)
         caps["venue_tvl"] = np.full(n, math.inf) if r >= 1 else keep * r * tvl / (1.0 - r)
 
@@ -398,10 +407,11 @@ def build_cycle(
     ids = set(facts.ids)
     locked = float(sum(max(float(u), 0.0) for k, u in positions.items() if k not in ids))
     investable_usd = float(portfolio.idle_usd) + float(x0_usd.sum())
-    exit_liq = usable([s.exit_liquidity_usd for s in snaps])
+    columns = snapshot_columns(snaps)
+    exit_liq = usable(columns[:, 0])
     lb_usd = np.maximum(x0_usd - np.minimum(x0_usd, exit_liq), 0.0)
     ub_usd = np.full(len(venues), math.inf)
-    for cap in upper_bounds_usd(snaps, x0_usd, limits, nav, buffer).values():
+    for cap in upper_bounds_usd(snaps, x0_usd, limits, nav, buffer, columns[:, 1:]).values():
         ub_usd = np.minimum(ub_usd, cap)
     ub_usd = np.minimum(ub_usd, max(investable_usd, 0.0))
     ub_usd = np.maximum(ub_usd, lb_usd)  # a position we cannot exit stays, caps or not
