@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -140,6 +140,7 @@ class CheckContext:
             )
         )
         # what every check of this cycle reads and no target changes, computed once
+        self.stay_known = not bool(np.isnan(self.stay).any())  # (a NaN position: NaN stays)
         self.venue_tvl_positive = bool(
             self.venue_tvl_allowed is not None and (self.venue_tvl_allowed > 0).all()
         )
@@ -347,19 +348,20 @@ class CheckContext:
                 over(x[i], room[i]),
             )
 
-        def per_venue(name: str, allowed: np.ndarray, what: str, positive: bool = False) -> None:
+        def per_venue(
+            name: str, allowed: np.ndarray, what: Callable[[], str], positive: bool = False
+        ) -> None:
             # allowed = max(cap, what cannot leave); utilisation x / allowed (0 / inf where allowed = 0)
-            # (``positive``: the caller knows every allowed is > 0)
-            pos = allowed > 0
-            if positive or pos.all():
+            # (``positive``: the caller knows every allowed is > 0; ``what``: the limit in words)
+            if positive or (allowed > 0).all():
                 util = x / allowed
             else:
                 util = np.where(x <= 0, 0.0, np.inf)
-                np.divide(x, allowed, out=util, where=pos)
+                np.divide(x, allowed, out=util, where=allowed > 0)
             rep.utilization[f"{name}:max"] = float(util.max()) if len(util) else 0.0
             for i in (x > allowed + tol).nonzero()[0]:
                 bad(
-                    f"{name}: venue {ids[i]} holds {x[i]:,.2f} USD above {what} ({allowed[i]:,.2f} USD)",
+                    f"{name}: venue {ids[i]} holds {x[i]:,.2f} USD above {what()} ({allowed[i]:,.2f} USD)",
                     over(x[i], allowed[i]),
                 )
 
@@ -367,18 +369,20 @@ class CheckContext:
             per_venue(
                 "venue_usd",
                 self.venue_usd_allowed,
-                f"max_venue_usd {limits.max_venue_usd:,.0f}",
+                lambda: f"max_venue_usd {limits.max_venue_usd:,.0f}",
             )
+        ratio_cap = limits.max_venue_ratio * nav
         per_venue(
             "venue_ratio",
-            np.maximum(limits.max_venue_ratio * nav, stay),
-            f"max_venue_ratio {limits.max_venue_ratio:g} of NAV",
+            np.maximum(ratio_cap, stay),
+            lambda: f"max_venue_ratio {limits.max_venue_ratio:g} of NAV",
+            ratio_cap > 0 and self.stay_known,
         )
         if self.venue_tvl_allowed is not None:
             per_venue(
                 "venue_tvl",
                 self.venue_tvl_allowed,
-                f"max_venue_tvl_ratio {limits.max_venue_tvl_ratio:g} of TVL after us",
+                lambda: f"max_venue_tvl_ratio {limits.max_venue_tvl_ratio:g} of TVL after us",
                 self.venue_tvl_positive,
             )
 
