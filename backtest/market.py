@@ -73,6 +73,9 @@ class ReplayMarket:
         self.prices = prices
         self.bridge_fee_bps = bridge_fee_bps
         self.bridge_gas_usd = bridge_gas_usd
+        # the amounts with the file's gaps as 0, made once (accrual reads a row an hour)
+        self._supplied0 = np.nan_to_num(history.supplied_usd)
+        self._borrowed0 = np.nan_to_num(history.borrowed_usd)
         self.i = 0
         self.tokens = np.zeros(len(venues), dtype=object)  # int token units (10^6 a token)
         self.tokens[:] = 0
@@ -136,10 +139,7 @@ class ReplayMarket:
             held = [j for j in range(len(self.venues)) if self.tokens[j]]
             if held:
                 apr = self.rates.supply_apr_with(
-                    i,
-                    np.nan_to_num(h.supplied_usd[i]),
-                    np.nan_to_num(h.borrowed_usd[i]),
-                    self.ours_usd(),
+                    i, self._supplied0[i], self._borrowed0[i], self.ours_usd()
                 )
                 dt = int(h.times[i + 1]) - int(h.times[i])
                 for j in held:

@@ -29,6 +29,17 @@ class VenueKind(enum.StrEnum):
     NFT_RENTAL = "nft_rental"  # floor NFTs rented out by the day (protocols.nft_rental)
 
 
+#: kinds valued ``amount x mark`` (a stablecoin or LST balance; mockfeeds/market.py): their report
+#: moves with the asset's price/peg, which reconciliation explains (vault/reconcile.py)
+AMOUNT_MARKED_KINDS = frozenset({VenueKind.LENDING, VenueKind.STAKING, VenueKind.FIXED})
+#: kinds valued at the market (a loop's equity, an LP's share of its pool, an NFT floor): their
+#: value moves with prices while their protocol works, so their ``loss`` trip stays theirs
+#: (guard/engine.py contagion) and reconciliation gives them ``mark_tolerance_ratio``
+MARKET_VALUED_KINDS = frozenset(
+    {VenueKind.LOOP, VenueKind.HEDGED_LP, VenueKind.LP, VenueKind.NFT_RENTAL}
+)
+
+
 #: assets whose peg is one US dollar (symbols as in ``Venue.asset``, compared upper-case): the
 #: guards' depeg signal and the optimizer's depeg discount read a price against 1 USD for these
 USD_PEGGED = frozenset(

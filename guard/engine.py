@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from core.types import Directives, PortfolioState, VenueKind, VenueSnapshot
+from core.types import MARKET_VALUED_KINDS, Directives, PortfolioState, VenueKind, VenueSnapshot
 from guard import signals
 from guard.breaker import Breaker, BreakerState, Event, EventKind, resume, step
 from guard.config import VENUE_GUARDS, Action, GuardSettings
@@ -188,7 +188,8 @@ class Guards:
     ) -> dict[str, tuple[str, str, Action]]:
         """Target -> (source, guard, action): a protocol-level trip (``contagion.guards``; a
         staking venue's depeg is its own token's) of a venue whose protocol is P spreads its
-        freeze or exit to every other venue with P in ``Venue.exposures``."""
+        freeze or exit to every other venue with P in ``Venue.exposures``. A ``loss`` of a
+        :data:`MARKET_VALUED_KINDS` venue is its own: its value moves with prices while P works."""
         venues = {s.venue.id: s.venue for s in snapshots}
         out: dict[str, tuple[str, str, Action]] = {}
         for (src, guard), b in sorted(breakers.items()):
@@ -196,9 +197,9 @@ class Guards:
                 continue
             source = venues[src]
             c = self.settings.contagion
-            protocol_level = guard in c.guards or (
-                c.staking_depeg and guard == "depeg" and source.kind is VenueKind.STAKING
-            )
+            protocol_level = (
+                guard in c.guards and not (guard == "loss" and source.kind in MARKET_VALUED_KINDS)
+            ) or (c.staking_depeg and guard == "depeg" and source.kind is VenueKind.STAKING)
             if not protocol_level:
                 continue
             for target in venues.values():

@@ -46,6 +46,7 @@ CALLS = {
     ),
     ("GET", "/api/v1/guards"): ("/api/v1/guards", None, 200),
     ("POST", "/api/v1/guards/resume"): ("/api/v1/guards/resume", {"guard": "depeg"}, 200),
+    ("POST", "/api/v1/rebalance"): ("/api/v1/rebalance", {"reason": "a test"}, 200),
     ("POST", "/api/v1/config/reload"): ("/api/v1/config/reload", None, 200),
 }
 OPENAPI = ("GET", "/api/v1/openapi.json")

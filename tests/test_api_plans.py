@@ -146,3 +146,35 @@ async def test_guard_resume_is_queued_for_the_next_cycle(tmp_path):
         finally:
             db.close()
         assert [r[0] for r in rows] == ["bob-operate"] and rows[0][1] is not None
+
+
+async def test_rebalance_now_runs_a_cycle_before_the_next_interval(tmp_path):
+    """The schedule is an hour apart; ``POST /api/v1/rebalance`` runs the next cycle now, recorded
+    as the operator's action; a daemon with no schedule running refuses it (409, named)."""
+    settings, config = settings_for(tmp_path / "var")
+    async with running(settings, config) as daemon, aiohttp.ClientSession() as session:
+        for _ in range(600):  # the start's first cycle
+            if (last := daemon.ledger.last_rebalance()) is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert last is not None
+        status, body = await call(
+            session, daemon, "POST", "/api/v1/rebalance", OPERATE_TOKEN, {"reason": "after a fix"}
+        )
+        assert status == 200 and body["action"] == "rebalance"
+        assert body["last_rebalance_id"] == last.id
+        for _ in range(600):
+            now = daemon.ledger.last_rebalance()
+            if now is not None and now.id > last.id:
+                break
+            await asyncio.sleep(0.1)
+        assert now is not None and now.id > last.id  # long before the hour's interval
+        action = daemon.control.actions(limit=1)[0]
+        assert (action["action"], action["who"], action["result"]) == (
+            "rebalance",
+            "bob-operate",
+            "ok",
+        )
+        daemon._scheduler.shutdown(wait=False)
+        status, body = await call(session, daemon, "POST", "/api/v1/rebalance", OPERATE_TOKEN)
+        assert status == 409 and body["error"]["field"] == "rebalance"

@@ -54,6 +54,8 @@ async def test_ctl_commands(tmp_path):
         assert code == 0 and json.loads(out)["directives"]["paused"] is None
         code, out, _ = await ctl(url, OPERATE_TOKEN, "reload")
         assert code == 0 and json.loads(out)["diff"] == []
+        code, out, _ = await ctl(url, OPERATE_TOKEN, "rebalance", "--reason", "now")
+        assert code == 0 and json.loads(out)["action"] == "rebalance"
         assert daemon.control.directives().exit == frozenset({"lido-steth"})
 
 

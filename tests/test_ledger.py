@@ -151,3 +151,22 @@ def test_capital_is_conserved_at_every_commit(tmp_path_factory, ops):
         assert after.nav_units == -(led.account(EQUITY) + income + expenses)
     assert led.audit() == []
     led.close()
+
+
+def test_kept_balances_follow_every_write_and_never_a_rolled_back_one(tmp_path, ledger):
+    """``balances()`` keeps its answer between writes: a post here, a commit by another
+    connection (the CLI's ``book-break``), and a rollback all show in the next read."""
+    one = usd_to_units("1")
+    assert ledger.balances().idle_units == {"ethereum": usd_to_units("1000000")}
+    ledger.post(T0, "deposit", [("idle:ethereum", -one), ("position:a", one)])
+    assert ledger.balances().positions_units == {"a": one}
+    other = Ledger(tmp_path / "ledger.sqlite3")
+    other.post(T0, "deposit", [("idle:ethereum", -one), ("position:b", one)])
+    other.close()
+    assert ledger.balances().positions_units == {"a": one, "b": one}
+    with pytest.raises(RuntimeError), ledger.atomically():
+        ledger.post(T0, "deposit", [("idle:ethereum", -one), ("position:c", one)])
+        assert ledger.balances().positions_units == {"a": one, "b": one, "c": one}
+        raise RuntimeError("abort the transaction")
+    assert ledger.balances().positions_units == {"a": one, "b": one}
+    assert ledger.balances().nav_units == usd_to_units("1000000")

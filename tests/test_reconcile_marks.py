@@ -128,3 +128,29 @@ def test_a_version_3_ledger_gains_the_mark_column(tmp_path: Path) -> None:
     led.mark_reconciled(USDT, T0, 0.05, 0.999)
     assert led.reconciled_marks() == {USDT: 0.999}
     led.close()
+
+
+def test_a_sync_books_every_venues_accrual_in_one_transaction(tmp_path: Path) -> None:
+    """One ``accrual`` transaction a sync (its memo names the venues), one position/income pair
+    per venue that moved; a venue whose report did not move gets no leg; the books stay sealed."""
+    led = books(tmp_path)
+    other = "aave-v3-ethereum-usdc"
+    led.post(
+        T0,
+        "deposit",
+        [("idle:ethereum", -usd_to_units(100_000)), (f"position:{other}", usd_to_units(100_000))],
+    )
+    t1 = T0 + timedelta(hours=1)
+    before = led._count("transactions")
+    reported = {USDT: POSITION + 1_000_000, other: usd_to_units(100_000) + 5_000, "quiet": 0}
+    rates = {USDT: 0.05, other: 0.5}
+    assert reconcile(led, reported, rates, t1, ReconcileSettings()) == []
+    assert led._count("transactions") == before + 1
+    kind, memo = led._db.execute("SELECT kind, memo FROM transactions ORDER BY id DESC").fetchone()
+    assert (kind, memo) == ("accrual", f"{other},{USDT}")
+    assert led.account(f"income:{USDT}") == -1_000_000
+    assert led.account(f"income:{other}") == -5_000
+    assert led.total_units() == 0 and led.audit() == [] and led.verify() == []
+    # nothing moved: no transaction at all
+    assert reconcile(led, reported, rates, t1 + timedelta(hours=1), ReconcileSettings()) == []
+    assert led._count("transactions") == before + 1

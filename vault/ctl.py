@@ -50,6 +50,8 @@ def add_parser(sub: Any) -> None:
         p.add_argument("venue")
         p.add_argument("--reason", default="")
     c.add_parser("reload", help="re-read the daemon's config file (validated first)")
+    rn = c.add_parser("rebalance", help="run a rebalance now rather than at the next interval")
+    rn.add_argument("--reason", default="")
     h = c.add_parser("hash-token", help="make a token (or hash yours) for api.tokens")
     h.add_argument("token", nargs="?", default=None)
     h.add_argument("--label", default="operator")
@@ -97,6 +99,8 @@ def _route(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]:
         return "POST", f"/api/v1/plans/{args.id}/{cmd}", {"reason": args.reason}
     if cmd in ("freeze", "unfreeze", "exit"):
         return "POST", f"/api/v1/venues/{args.venue}/{cmd}", {"reason": args.reason}
+    if cmd == "rebalance":
+        return "POST", "/api/v1/rebalance", {"reason": args.reason}
     return "POST", "/api/v1/config/reload", None
 
 

@@ -81,13 +81,16 @@ class OperatorHooks:
     def operator_directives(self) -> Directives:
         return self.store.directives()
 
-    def request_cycle(self) -> None:
-        """Run the rebalance job now rather than at its next interval."""
+    def request_cycle(self) -> bool:
+        """Run the rebalance job now rather than at its next interval (after the one running,
+        if any: the job never overlaps itself). False when there is no schedule to move."""
         scheduler = self._scheduler
         if scheduler is not None and scheduler.running:
             job = scheduler.get_job("rebalance")
             if job is not None:
                 job.modify(next_run_time=datetime.now(UTC))
+                return True
+        return False
 
     def expire_plans(self) -> None:
         now = self.wall_now()

@@ -161,6 +161,7 @@ class Ledger(ReconciliationBooks, RebalanceBooks):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._balances_cache: tuple[tuple[int, int], Balances] | None = None
         self._db.execute("PRAGMA journal_mode=WAL")
         # a committed move survives a power cut
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
@@ -341,22 +342,23 @@ class Ledger(ReconciliationBooks, RebalanceBooks):
                         )
                     db.execute("RELEASE post" if nested else "COMMIT")
                     return False
+            at_iso = at.isoformat()
             cur = db.execute(
                 "INSERT INTO transactions(at, kind, idempotency_key, memo) VALUES (?, ?, ?, ?)",
-                (at.isoformat(), kind, idempotency_key, memo),
+                (at_iso, kind, idempotency_key, memo),
             )
             tx_id = int(cur.lastrowid or 0)
             prev = db.execute("SELECT mac FROM seals ORDER BY tx_id DESC LIMIT 1").fetchone()
-            body = canonical(tx_id, at.isoformat(), kind, idempotency_key, memo, lines)
+            body = canonical(tx_id, at_iso, kind, idempotency_key, memo, lines)
             db.execute(
                 "INSERT INTO seals(tx_id, mac) VALUES (?, ?)",
                 (tx_id, seal(self._key, prev[0] if prev else "", body)),
             )
+            db.executemany(
+                "INSERT INTO postings(tx_id, account, amount_units) VALUES (?, ?, ?)",
+                [(tx_id, account, units) for account, units in lines],
+            )
             for account, units in lines:
-                db.execute(
-                    "INSERT INTO postings(tx_id, account, amount_units) VALUES (?, ?, ?)",
-                    (tx_id, account, units),
-                )
                 new = db.execute(
                     "INSERT INTO balances(account, units) VALUES (?, ?) "
                     "ON CONFLICT(account) DO UPDATE SET units = units + excluded.units RETURNING units",
@@ -364,7 +366,8 @@ class Ledger(ReconciliationBooks, RebalanceBooks):
                 ).fetchone()[0]
                 if new < 0 and account.startswith(ASSET_PREFIXES):
                     raise LedgerError(f"{kind}: {account} would go negative ({new} units)")
-            db.execute("DELETE FROM balances WHERE units = 0 AND account LIKE 'in_flight:%'")
+                if new == 0 and account.startswith("in_flight:"):
+                    db.execute("DELETE FROM balances WHERE account = ?", (account,))  # landed
             if _clear_pending:
                 db.execute("DELETE FROM pending_moves WHERE idempotency_key = ?", (_clear_pending,))
             if _close_break:
@@ -444,6 +447,21 @@ class Ledger(ReconciliationBooks, RebalanceBooks):
     # -- reading ---------------------------------------------------------------------------
 
     def balances(self) -> Balances:
+        """The asset balances now. Outside a transaction the last answer is kept until this
+        connection changes a row (``total_changes``) or another one commits (``data_version``):
+        a cycle asks several times between writes. An answer read inside a transaction is not
+        kept (a rollback would leave one that never committed)."""
+        db = self._db
+        version = (db.total_changes, self.data_version())
+        cached = self._balances_cache
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        out = self._read_balances()
+        if not db.in_transaction:
+            self._balances_cache = (version, out)
+        return out
+
+    def _read_balances(self) -> Balances:
         idle: dict[str, int] = {}
         positions: dict[str, int] = {}
         in_flight: dict[str, int] = {}

@@ -118,6 +118,18 @@ class ReconciliationBooks:
             (venue, at.isoformat(), apr, mark),
         )
 
+    def mark_reconciled_many(
+        self, at: datetime, agreed: Iterable[tuple[str, float, float | None]]
+    ) -> None:
+        """:meth:`mark_reconciled` for each (venue, APR, mark) at ``at``, in one statement."""
+        at_iso = at.isoformat()
+        self._db.executemany(
+            "INSERT INTO reconciliations(venue, at, apr, mark) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(venue) DO UPDATE SET at = excluded.at, apr = excluded.apr, "
+            "mark = excluded.mark",
+            [(venue, at_iso, apr, mark) for venue, apr, mark in agreed],
+        )
+
     def open_breaks(self) -> list[Break]:
         return [
             Break(*row)

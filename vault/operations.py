@@ -321,6 +321,28 @@ class Operations:
             params={"venue": venue, "guard": guard},
         )
 
+    # -- rebalance now ----------------------------------------------------------------------
+
+    def rebalance(self, who: str, reason: str) -> dict[str, Any]:
+        """Ask for a cycle now (after a resume, an approval, a freeze) rather than at the next
+        interval. It runs the whole cycle as scheduled ones do: directives, the gate, the
+        checker, approval; the answer says which rebalance was the latest when it was asked."""
+        last = self.daemon.ledger.last_rebalance()
+        if not self.daemon.request_cycle():
+            raise self._refuse(
+                who,
+                "rebalance",
+                ApiError(409, "rebalance", "the daemon has no rebalance schedule running"),
+            )
+        last_id = last.id if last is not None else 0
+        return self._ok(
+            who,
+            "rebalance",
+            f"a rebalance runs now (the latest before it is #{last_id})",
+            last_rebalance_id=last_id,
+            params={"reason": reason},
+        )
+
     def awaiting(self) -> int:
         return len(self.store.plans(OPEN_STATUSES))
 

@@ -10,7 +10,8 @@ and now, real plus emission, from its feed):
     mark      = B x (m / m0 - 1)      (lending, staking, fixed; m = the asset's price/peg now,
                                        m0 at t0; 0 where either is unknown or |m/m0 - 1| > max)
     R - B in [min(mark, 0) - tolerance, max(mark, 0) + explained + tolerance]
-                                   ->  booked as accrual (income or loss)
+                                   ->  booked as accrual (income or loss: one
+                                       transaction a sync, position/income legs per venue)
     otherwise                      ->  a reconciliation break
 
 ``rate_slack`` allows for a rate that moved within the interval and for fees paid in bursts (an
@@ -42,6 +43,7 @@ from pydantic import Field
 
 from core.config import Strict
 from core.money import units_to_str, usd_to_units
+from core.types import AMOUNT_MARKED_KINDS
 from vault.ledger import Break, Ledger
 
 SECONDS_PER_YEAR = 365 * 86_400
@@ -71,9 +73,8 @@ class ReconcileSettings(Strict):
     price_mark_max_move_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
 
 
-#: kinds valued ``amount x mark`` (mockfeeds/market.py; a stablecoin balance in USD): their
-#: report moves with the asset's price/peg, so the mark explains it
-PRICE_MARKED_KINDS = frozenset({"lending", "staking", "fixed"})
+#: kinds whose report the mark explains (valued ``amount x mark``: ``core.types``)
+PRICE_MARKED_KINDS = AMOUNT_MARKED_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,11 +168,14 @@ def reconcile(
         marks_now = marks or {}
         open_breaks = {b.venue: b for b in ledger.open_breaks()}
         breaks: list[VenueCheck] = []
+        legs: list[tuple[str, int]] = []  # position:<venue> +d / income:<venue> -d per venue
+        accrued: list[str] = []
+        agreed: list[tuple[str, float, float | None]] = []  # (venue, APR, mark) to remember
         for venue in sorted(set(books) | set(reported_units)):
             b, r = books.get(venue, 0), reported_units.get(venue, 0)
             if b == 0 and r == 0 and venue not in open_breaks:
                 # agreed at nothing: a re-entry starts here
-                ledger.mark_reconciled(venue, now, 0.0, marks_now.get(venue))
+                agreed.append((venue, 0.0, marks_now.get(venue)))
                 continue
             since = last.get(venue)
             if since is None:  # never agreed yet: since its first posting (read only then)
@@ -189,21 +193,20 @@ def reconcile(
             check = check_venue(venue, b, r, apr, since, now, cfg, mark, move)
             if check.ok and venue not in open_breaks:
                 if check.difference_units:
-                    ledger.post(
-                        now,
-                        "accrual",
-                        [
-                            (f"position:{venue}", check.difference_units),
-                            (f"income:{venue}", -check.difference_units),
-                        ],
-                        memo=venue,
-                    )
-                ledger.mark_reconciled(venue, now, max(apr, 0.0), marks_now.get(venue))
+                    accrued.append(venue)
+                    legs += [
+                        (f"position:{venue}", check.difference_units),
+                        (f"income:{venue}", -check.difference_units),
+                    ]
+                agreed.append((venue, max(apr, 0.0), marks_now.get(venue)))
                 continue
             # An open break keeps the reason it was opened for while the report wanders back.
             reason = check.reason() if not check.ok else open_breaks[venue].reason
             ledger.record_break(now, venue, b, r, check.explained_units, reason)
             breaks.append(check)
+        if legs:  # one transaction for the sync's accruals: the memo names its venues
+            ledger.post(now, "accrual", legs, memo=",".join(accrued))
+        ledger.mark_reconciled_many(now, agreed)
         return breaks
 
 

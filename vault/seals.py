@@ -8,7 +8,6 @@ of their own so that the two need not import each other.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
@@ -56,7 +55,9 @@ def canonical(
 
 def seal(key: bytes, previous: str, body: bytes) -> str:
     """``HMAC-SHA256(key, previous || body)`` as hex: each seal chains the one before it."""
-    return hmac.new(key, previous.encode() + b"|" + body, hashlib.sha256).hexdigest()
+    # ``hmac.digest``: the same HMAC in one C call (``hmac.new(...).hexdigest()`` builds two
+    # hash objects in Python: ~4x the time, paid on every ledger post)
+    return hmac.digest(key, previous.encode() + b"|" + body, "sha256").hex()
 
 
 def verify_seals(

@@ -199,6 +199,15 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "POST",
+        "/api/v1/rebalance",
+        op.rebalance,
+        "Run a rebalance now (the whole cycle, as a scheduled one) rather than at the next interval",
+        sc.ACTION_RESULT,
+        sc.ReasonBody,
+        (400, 409),
+    ),
+    Route(
+        "POST",
         "/api/v1/config/reload",
         op.reload,
         "Re-read the config file: validated, feasibility-checked, applied between cycles",

@@ -1,5 +1,5 @@
 """POST handlers: pause, resume, venue freeze / unfreeze / exit, plan approve / reject / results,
-config reload. Each needs scope ``operate``; each is an action of ``vault.operations``.
+rebalance now, config reload. Each needs scope ``operate``; each is an action of ``vault.operations``.
 """
 
 from __future__ import annotations
@@ -95,6 +95,11 @@ async def book_break(request: web.Request) -> web.Response:
     body = await read_body(request, BreakBody)
     ops = daemon_of(request).operations
     return web.json_response(await ops.book_break(_who(request), _venue(request), body.reason))
+
+
+async def rebalance(request: web.Request) -> web.Response:
+    body = await read_body(request, ReasonBody)
+    return web.json_response(daemon_of(request).operations.rebalance(_who(request), body.reason))
 
 
 async def guard_resume(request: web.Request) -> web.Response:

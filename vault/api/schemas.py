@@ -228,7 +228,7 @@ STATUS = obj(
 
 ACTION_RESULT = obj(
     {"action": STR, "result": {"type": "string", "enum": ["ok", "refused"]}, "detail": STR},
-    {"directives": DIRECTIVES, "plan": PLAN, "changed": BOOL},
+    {"directives": DIRECTIVES, "plan": PLAN, "changed": BOOL, "last_rebalance_id": INT},
 )
 
 RELOAD_RESULT = obj(
