@@ -146,17 +146,17 @@ class CheckContext:
         )
         self.withdrawable = np.minimum(self.x0, self.exit_liq)
         self.room = np.maximum(self.capacity, self.x0)  # capacity bounds growth only
-        self.any_queued = bool(self.queued.any())
+        self.any_queued = static.any_queued
         self.any_frozen = bool(self.frozen.any())
         self.no_flight = np.zeros(len(ids))  # new flights when no venue is queued
         self.stay_score = float(self.scores @ self.stay)
-        self.longest_exit = float(self.exit_days.max()) if len(self.exit_days) else 0.0
+        self.longest_exit = static.longest_exit
         self.known_usd = float(sum(u for _, u in self.in_flight_known))
         self.known_within = [
             float(sum(u for d, u in self.in_flight_known if d <= f.days))
             for f in limits.liquidity_floors
         ]
-        self.chain_strs = [str(c) for c in self.chain_names]
+        self.chain_strs = static.chain_strs
 
     def check_mapping(
         self, target_usd: Mapping[str, float], idle_usd: float, costs_usd: float = 0.0
