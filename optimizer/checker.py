@@ -50,6 +50,7 @@ from optimizer.checker_rules import Enough as _Enough
 from optimizer.checker_rules import amounts as _amounts
 from optimizer.checker_rules import ratio as _ratio
 from optimizer.config import OptimizerSettings, RiskLimits
+from optimizer.sums import total
 
 UNKNOWN_SCORE = 10.0
 
@@ -307,12 +308,12 @@ class CheckContext:
         own_exit = self.own_exit
         if self.any_queued:
             new_flight = np.where(self.queued, np.maximum(x0 - x, 0.0), 0.0)
-            flight_usd = float(new_flight.sum())
+            flight_usd = total(new_flight)
         else:
             new_flight, flight_usd = self.no_flight, 0.0
-        total = float(x.sum()) + idle_usd + locked + float(portfolio.in_flight_usd) + flight_usd
-        if abs(total - nav) > tol:
-            if flight_usd > tol and abs(total - flight_usd - nav) <= tol:
+        summed = total(x) + idle_usd + locked + float(portfolio.in_flight_usd) + flight_usd
+        if abs(summed - nav) > tol:
+            if flight_usd > tol and abs(summed - flight_usd - nav) <= tol:
                 names = ", ".join(
                     f"{ids[i]} ({new_flight[i]:,.2f} USD, {own_exit[i]:g} d)"
                     for i in np.nonzero(new_flight > 0)[0][:5]
@@ -322,7 +323,7 @@ class CheckContext:
                     f"({names}), which is in flight until it settles, not idle"
                 )
             else:
-                bad(f"conservation: allocation sums to {total:,.2f} USD but NAV is {nav:,.2f} USD")
+                bad(f"conservation: allocation sums to {summed:,.2f} USD but NAV is {nav:,.2f} USD")
         if idle_usd < -tol:
             bad(f"conservation: idle is negative ({idle_usd:,.2f} USD)")
         locked_targets = unknown_targets or {}
@@ -429,7 +430,7 @@ class CheckContext:
                 )
                 if f.days >= longest:
                     landing += max(float(portfolio.in_flight_usd) - known_usd, 0.0)
-                liquid = idle_usd + landing + float(liquid_part[within].sum())
+                liquid = idle_usd + landing + total(liquid_part[within])
                 need = f.min_ratio * nav
                 rep.utilization[f"liquidity:{f.days:g}d"] = (
                     _ratio(need, liquid) if need > 0 else 0.0
@@ -441,7 +442,7 @@ class CheckContext:
                     )
 
         if limits.max_turnover_ratio is not None:
-            moved = float(np.abs(x - x0).sum())
+            moved = total(np.abs(x - x0))
             allowed = limits.max_turnover_ratio * nav
             rep.utilization["turnover"] = _ratio(moved, allowed)
             if moved > allowed + tol:

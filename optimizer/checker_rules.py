@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from optimizer.checker_facts import VenueFacts
 from optimizer.config import OptimizerSettings, RiskLimits
 from optimizer.costs import bridge_fee_curve, leg_gas_usd
+from optimizer.sums import total
 from protocols import uniswap
 
 __all__ = ["CheckReport", "CostPricer", "Enough", "amounts", "check_state_rules", "ratio"]
@@ -170,7 +171,7 @@ class CostPricer:
             zap_in = uniswap.zap_cost_usd(np.maximum(delta, 0.0), self.pool, self.swap, exit=False)
             zap_out = uniswap.zap_cost_usd(np.maximum(-delta, 0.0), self.pool, self.swap, exit=True)
             cost = cost + np.where(self.zap, zap_in + zap_out, 0.0)
-        venues = float(np.where(moved, cost, 0.0).sum())
+        venues = total(np.where(moved, cost, 0.0))
         legs = sum(
             float(self.bridge(u)) + leg_gas_usd(self.settings, dest) for _, dest, u in bridges
         )

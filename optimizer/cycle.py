@@ -24,6 +24,7 @@ from optimizer.costs import (
 )
 from optimizer.pwl import FitCache, PiecewiseLinear, evaluate_curves, fit_pwl
 from optimizer.state_rules import state_caps_usd
+from optimizer.sums import total
 from optimizer.venue_arrays import VenueArrays
 
 FloatArray = NDArray[np.float64]
@@ -32,7 +33,7 @@ FloatArray = NDArray[np.float64]
 UNKNOWN_RISK_SCORE = 10.0
 
 
-def usable(values: Sequence[float], missing: float = 0.0) -> FloatArray:
+def usable(values: Sequence[float] | FloatArray, missing: float = 0.0) -> FloatArray:
     """Non-negative amounts from a feed; NaN (a bad feed value) becomes ``missing``, i.e. 0: a venue
     whose TVL or exit liquidity is unknown can neither grow nor shrink this cycle. ``inf`` stays."""
     a = np.asarray(values, dtype=float)
@@ -245,11 +246,11 @@ class CycleData:
     def idle_after_usd(self, target_usd: FloatArray) -> float:
         """Idle after moving to ``target_usd`` (before gas and fees): ``investable - Σ target - Σ_queued
         (x0 - target)⁺``; a withdrawal from a queued venue is in flight, not idle."""
-        total = self.investable * self.nav_usd - float(np.sum(target_usd))
+        out = self.investable * self.nav_usd - total(np.asarray(target_usd, dtype=float))
         if self.queued is None or not self.queued.any():
-            return total  # (nothing queued: no flight to take off)
+            return out  # (nothing queued: no flight to take off)
         x0_usd = self.x0 * self.nav_usd
-        return total - float(np.maximum(x0_usd - target_usd, 0.0)[self.queued].sum())
+        return out - total(np.maximum(x0_usd - target_usd, 0.0)[self.queued])
 
     def in_flight_liquid(self, days: float, exit_days: FloatArray) -> float:
         """Capital already in flight that lands within ``days`` (NAV units)."""
@@ -406,7 +407,7 @@ def build_cycle(
     x0_usd = np.maximum(np.array([get(i, 0.0) for i in facts.ids], dtype=float), 0.0)
     ids = set(facts.ids)
     locked = float(sum(max(float(u), 0.0) for k, u in positions.items() if k not in ids))
-    investable_usd = float(portfolio.idle_usd) + float(x0_usd.sum())
+    investable_usd = float(portfolio.idle_usd) + total(x0_usd)
     columns = snapshot_columns(snaps)
     exit_liq = usable(columns[:, 0])
     lb_usd = np.maximum(x0_usd - np.minimum(x0_usd, exit_liq), 0.0)

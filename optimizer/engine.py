@@ -43,6 +43,7 @@ from optimizer.plan import (
     gate,
     make_moves,
 )
+from optimizer.sums import total
 from optimizer.venue_arrays import VenueArrays
 from optimizer.work import DecideWork, RiskHistory, StageClock, window_around
 
@@ -272,7 +273,7 @@ class Optimizer(TargetSteps):
                 rebuilt=rebuilt,
                 dpp=model.use_dpp,
                 venues=len(venues),
-                pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()),
+                pwl_error_bound_usd=total(cycle.pwl.error_bound_usd),
             )
 
         target, report = self._target(w, snaps, portfolio, result, cycle, priced, clock)
@@ -328,7 +329,7 @@ class Optimizer(TargetSteps):
         t_plan = time.perf_counter()
         objective_usd = result.objective * nav if result.objective is not None else None
         allocation = self._allocation(venues, target, cycle, portfolio, priced)
-        income = float(priced.income_usd(target).sum())
+        income = total(priced.income_usd(target))
         predicted_apr = income / nav
         if not report.ok:
             clock.plan += time.perf_counter() - t_plan
@@ -348,7 +349,7 @@ class Optimizer(TargetSteps):
                 rebuilt=rebuilt,
                 dpp=model.use_dpp,
                 venues=len(venues),
-                pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()),
+                pwl_error_bound_usd=total(cycle.pwl.error_bound_usd),
                 current_violations=tuple(current.violations),
             )
         econ = make_moves(snaps, x0_usd, target, self.settings, self.home_chain, now, ctx=priced)
@@ -380,6 +381,6 @@ class Optimizer(TargetSteps):
             rebuilt=rebuilt,
             dpp=model.use_dpp,
             venues=len(venues),
-            pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()),
+            pwl_error_bound_usd=total(cycle.pwl.error_bound_usd),
             current_violations=tuple(current.violations),
         )

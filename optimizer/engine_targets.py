@@ -17,6 +17,7 @@ from optimizer.engine_inputs import CycleInputs
 from optimizer.model import AllocationModel, SolveResult
 from optimizer.plan import PlanContext, prune_unprofitable, round_small_trades
 from optimizer.routing import chain_flows_usd
+from optimizer.sums import total
 from optimizer.venue_arrays import VenueArrays
 from optimizer.work import DecideWork, StageClock, window_around
 
@@ -151,7 +152,7 @@ class TargetSteps(CycleInputs):
         plan_cost = None
         if priced is not None and legs is not None:
             # what the plan will charge for this target, for the checker's own pricing
-            plan_cost = float(priced.costs_usd(target_usd).sum()) + sum(
+            plan_cost = total(priced.costs_usd(target_usd)) + sum(
                 priced.leg_cost_usd(u, d) for _, d, u in legs
             )
         report = self._checker(w, snaps, portfolio, cycle).check(

@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 from core.types import Move, MoveAction, Plan, VenueSnapshot
 from optimizer.config import OptimizerSettings
 from optimizer.pricing import AfterCosts, PlanContext, after_costs
+from optimizer.sums import total
 
 if TYPE_CHECKING:
     from optimizer.checker_rules import CheckReport
@@ -137,7 +138,7 @@ def prune_unprofitable(
     # the moves left may still lose money together (each pays its own gas): if holding passes the checker,
     # a plan whose exact net is not positive is worse than holding (and the gate would hold it anyway)
     moved = target != x0_usd
-    if moved.any() and float(values[moved].sum()) - ctx.legs_cost_usd(target) <= 0.0:
+    if moved.any() and total(values[moved]) - ctx.legs_cost_usd(target) <= 0.0:
         rep = check(np.array(x0_usd, dtype=float))
         if rep.ok:
             target, report = np.array(x0_usd, dtype=float), rep
@@ -301,8 +302,8 @@ def make_moves(
     moved = delta != 0.0
     return PlanEconomics(
         tuple(withdrawals + to_home + from_home + deposits),
-        float(gains[moved].sum()),
-        float(venue_cost[moved].sum()) + legs_cost,
+        total(gains[moved]),
+        total(venue_cost[moved]) + legs_cost,
     )
 
 

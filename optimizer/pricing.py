@@ -16,6 +16,7 @@ from optimizer.config import OptimizerSettings
 from optimizer.costs import ZapPools, bridge_fee_curve, leg_gas_usd
 from optimizer.pwl import evaluate_curves
 from optimizer.routing import bridge_legs
+from optimizer.sums import total
 from optimizer.venue_arrays import VenueArrays
 
 FloatArray = NDArray[np.float64]
@@ -126,9 +127,7 @@ class PlanContext:
         hit = self._per_target.get(key)
         if hit is None:
             delta = np.asarray(target_usd, dtype=float) - self.x0
-            hit = float(
-                np.where(delta > 0, self.gas_in, np.where(delta < 0, self.gas_out, 0.0)).sum()
-            )
+            hit = total(np.where(delta > 0, self.gas_in, np.where(delta < 0, self.gas_out, 0.0)))
             self._per_target[key] = hit
         assert isinstance(hit, float)
         return hit
@@ -241,9 +240,9 @@ def after_costs(
         if origin != home_chain:
             continue
         on = dep & (chains == dest)
-        total = float(delta[on].sum())
-        if total > 0:
-            positions = np.where(on, positions - lost(usd, dest) * delta / total, positions)
+        deposited = float(delta[on].sum())
+        if deposited > 0:
+            positions = np.where(on, positions - lost(usd, dest) * delta / deposited, positions)
     instant_wd = wd if queued is None else wd & ~np.asarray(queued, dtype=bool)
     idle_cost = (
         float(gas.sum())
