@@ -84,7 +84,7 @@ def bridge_pieces(
     (onto its destination) amortised over the reference move ``g NAV``."""
     ref = max(settings.gas_reference_ratio * nav_usd, 1e-9)
     fee = curve.slopes()
-    widths = np.append(np.diff(curve.amounts_usd)[:-1] / nav_usd, np.inf)
+    widths = np.append(curve.widths_usd() / nav_usd, np.inf)
     home = chains[0] if chains else ""
     gas = [leg_gas_usd(settings, c) for c in chains[1:]] + [
         leg_gas_usd(settings, home) for _ in chains[1:]
