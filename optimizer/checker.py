@@ -109,13 +109,14 @@ class CheckContext:
             [(s.exit_liquidity_usd, s.frozen, s.curve.capacity_usd, s.tvl_usd) for s in snaps],
             dtype=float,
         ).reshape(len(snaps), 4)
-        self.exit_liq = _amounts(cols[:, 0])
+        amounts = _amounts(cols[:, (0, 2, 3)])  # (elementwise: as one column at a time)
+        self.exit_liq = amounts[:, 0]
         self.stay = self.x0 - np.minimum(self.x0, self.exit_liq)  # what cannot leave this cycle
         self.own_exit = static.own_exit
         self.queued = static.queued
         self.frozen = cols[:, 1] > 0
-        self.capacity = _amounts(cols[:, 2])
-        self.tvl = _amounts(cols[:, 3])
+        self.capacity = amounts[:, 1]
+        self.tvl = amounts[:, 2]
         self.scores = static.scores
         self.exit_days = static.exit_days
         # idle per chain (README §4c)

@@ -64,6 +64,10 @@ class PlanContext:
         self.chains = facts.chains
         self.idle_on = {home_chain: math.inf} if idle_on is None else dict(idle_on)
         self.min_on = dict(min_on or {})
+        # (bridge_legs bridges only between home and the chains in chains or idle_on)
+        self._home_only = all(c == home_chain for c in self.chains) and all(
+            c == home_chain for c in self.idle_on
+        )
         self.queued = queued
         self._curves = [s.curve for s in snaps]
         self._f0: FloatArray | None = None
@@ -143,6 +147,8 @@ class PlanContext:
         return list(hit)
 
     def _legs(self, target: FloatArray) -> list[tuple[str, str, float]]:
+        if self._home_only:
+            return []  # every venue and all idle on home: no chain to bridge to or from
         return bridge_legs(
             self.chains,
             self.x0,
