@@ -127,6 +127,7 @@ class VenueSetFacts:
     where: dict[str, int]
     chain_index: NDArray[np.int64]
     queued: NDArray[np.bool_]
+    any_queued: bool
     exit_days: FloatArray
 
 
@@ -146,6 +147,7 @@ def venue_set_facts(
         return last
     chains = model_chains(arrays.venues, home_chain)
     where = {c: j for j, c in enumerate(chains)}
+    queued = queued_exits(arrays.venues, settings)
     facts = VenueSetFacts(
         arrays=arrays,
         settings=settings,
@@ -153,7 +155,8 @@ def venue_set_facts(
         chains=chains,
         where=where,
         chain_index=np.array([where[c] for c in arrays.chains], dtype=np.int64),
-        queued=queued_exits(arrays.venues, settings),
+        queued=queued,
+        any_queued=bool(queued.any()),
         exit_days=effective_exit_days(arrays.venues, settings, home_chain),
     )
     for a in (facts.chain_index, facts.queued, facts.exit_days):
@@ -229,6 +232,8 @@ class CycleData:
     zap: NDArray[np.bool_] | None = None
     # the zap pools of these snapshots (every venue, masked), for the plan's prices
     zap_pools: ZapPools | None = None
+    # some venue in queued (False only when build_cycle knows none is)
+    any_queued: bool = True
     # objective_pieces by holding horizon (the model's update and the segment LP both ask); not
     # copied by dataclasses.replace, so a changed cycle computes its own
     _pieces: dict[float, tuple[FloatArray, FloatArray]] = field(
@@ -247,7 +252,7 @@ class CycleData:
         """Idle after moving to ``target_usd`` (before gas and fees): ``investable - Σ target - Σ_queued
         (x0 - target)⁺``; a withdrawal from a queued venue is in flight, not idle."""
         out = self.investable * self.nav_usd - total(np.asarray(target_usd, dtype=float))
-        if self.queued is None or not self.queued.any():
+        if self.queued is None or not self.any_queued:
             return out  # (nothing queued: no flight to take off)
         x0_usd = self.x0 * self.nav_usd
         return out - total(np.maximum(x0_usd - target_usd, 0.0)[self.queued])
@@ -419,8 +424,9 @@ def build_cycle(
     budget = None if linear is None else np.where(linear, 0, settings.pieces - 1)
     # LP zaps (optimizer/costs.py): their convex cost, annualised, is folded into the fit
     zap = ZapPools.of(snaps, settings)
+    any_zap = bool(zap.mask.any())
     annual = 365.0 / settings.holding_horizon_days
-    if zap.mask.any():
+    if any_zap:
         budget = None if budget is None else np.where(zap.mask, settings.pieces - 1, budget)
         ub_usd = zap_peak_usd(snaps, zap, x0_usd, lb_usd, ub_usd, annual, settings)
 
@@ -441,11 +447,11 @@ def build_cycle(
         window_usd=window_usd,
         window_share=window_share,
         cache=fit_cache,
-        cost_usd=zap_cost if zap.mask.any() else None,
+        cost_usd=zap_cost if any_zap else None,
     )
     c_in, c_out = cost_rates(venues, settings, home_chain, nav, zap=zap.mask)
     c_out = c_out + depeg_discount(snaps, settings.depeg_discount_band_bps)
-    impact = zap.impact_usd(x0_usd, pwl.breakpoints) if zap.mask.any() else None
+    impact = zap.impact_usd(x0_usd, pwl.breakpoints) if any_zap else None
     set_facts = venue_set_facts(venues, settings, home_chain)
     chains, where = set_facts.chains, set_facts.where
     # only Across routes carry fee quotes: the others need not be read
@@ -484,6 +490,7 @@ def build_cycle(
         pwl=pwl,
         buffer=buffer,
         queued=set_facts.queued,
+        any_queued=set_facts.any_queued,
         in_flight_known=tuple((float(d), float(u)) for d, u in in_flight_known),
         chains=chains,
         chain_index=set_facts.chain_index,
@@ -493,6 +500,6 @@ def build_cycle(
         bridge_widths=widths,
         bridge_slopes=slopes,
         impact_usd=impact,
-        zap=zap.mask if zap.mask.any() else None,
+        zap=zap.mask if any_zap else None,
         zap_pools=zap,
     )
