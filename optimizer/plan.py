@@ -254,10 +254,11 @@ def make_moves(
     delta = target - ctx.x0
     gains = ctx.gains_usd(target)
     venue_cost = ctx.costs_usd(target)
-    at = now.isoformat()
     withdrawals: list[Move] = []
     deposits: list[Move] = []
     idx = np.nonzero(delta != 0.0)[0]
+    legs = ctx.legs(target)
+    at = now.isoformat() if len(idx) or legs else ""  # (the keys' time: only a move needs it)
     # plain floats once, not a NumPy scalar per venue and field
     rows = zip(
         idx.tolist(),
@@ -284,7 +285,7 @@ def make_moves(
     to_home: list[Move] = []
     from_home: list[Move] = []
     legs_cost = 0.0
-    for origin, dest, amount in ctx.legs(target):
+    for origin, dest, amount in legs:
         label = f"bridge:{origin}->{dest}"
         cost = ctx.leg_cost_usd(amount, dest)
         legs_cost += cost
