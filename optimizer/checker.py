@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -50,6 +50,7 @@ from optimizer.checker_rules import Enough as _Enough
 from optimizer.checker_rules import amounts as _amounts
 from optimizer.checker_rules import ratio as _ratio
 from optimizer.config import OptimizerSettings, RiskLimits
+from optimizer.sums import total
 
 UNKNOWN_SCORE = 10.0
 
@@ -108,13 +109,14 @@ class CheckContext:
             [(s.exit_liquidity_usd, s.frozen, s.curve.capacity_usd, s.tvl_usd) for s in snaps],
             dtype=float,
         ).reshape(len(snaps), 4)
-        self.exit_liq = _amounts(cols[:, 0])
+        amounts = _amounts(cols[:, (0, 2, 3)])  # (elementwise: as one column at a time)
+        self.exit_liq = amounts[:, 0]
         self.stay = self.x0 - np.minimum(self.x0, self.exit_liq)  # what cannot leave this cycle
         self.own_exit = static.own_exit
         self.queued = static.queued
         self.frozen = cols[:, 1] > 0
-        self.capacity = _amounts(cols[:, 2])
-        self.tvl = _amounts(cols[:, 3])
+        self.capacity = amounts[:, 1]
+        self.tvl = amounts[:, 2]
         self.scores = static.scores
         self.exit_days = static.exit_days
         # idle per chain (README §4c)
@@ -139,6 +141,24 @@ class CheckContext:
                 np.full(len(ids), math.inf) if r >= 1 else r * self.tvl / (1 - r), self.stay
             )
         )
+        # what every check of this cycle reads and no target changes, computed once
+        self.stay_known = not bool(np.isnan(self.stay).any())  # (a NaN position: NaN stays)
+        self.venue_tvl_positive = bool(
+            self.venue_tvl_allowed is not None and (self.venue_tvl_allowed > 0).all()
+        )
+        self.withdrawable = np.minimum(self.x0, self.exit_liq)
+        self.room = np.maximum(self.capacity, self.x0)  # capacity bounds growth only
+        self.any_queued = static.any_queued
+        self.any_frozen = bool(self.frozen.any())
+        self.no_flight = np.zeros(len(ids))  # new flights when no venue is queued
+        self.stay_score = float(self.scores @ self.stay)
+        self.longest_exit = static.longest_exit
+        self.known_usd = float(sum(u for _, u in self.in_flight_known))
+        self.known_within = [
+            float(sum(u for d, u in self.in_flight_known if d <= f.days))
+            for f in limits.liquidity_floors
+        ]
+        self.chain_strs = static.chain_strs
 
     def check_mapping(
         self, target_usd: Mapping[str, float], idle_usd: float, costs_usd: float = 0.0
@@ -218,15 +238,12 @@ class CheckContext:
     ) -> None:
         tol = self.settings.check_tolerance_ratio * max(float(self.portfolio.nav_usd), 1.0)
         delta = x - self.x0
-        spent = np.where(
-            self.queued, np.maximum(delta, 0.0), delta
-        )  # idle a move takes (or gives: < 0)
-        after = dict.fromkeys(self.idle_on, 0.0)
-        for c, u in self.idle_on.items():
-            after[c] = float(u)
+        # idle a move takes (or gives: < 0)
+        spent = np.where(self.queued, np.maximum(delta, 0.0), delta) if self.any_queued else delta
+        after = {c: float(u) for c, u in self.idle_on.items()}
         by_chain = np.bincount(self.chain_of, weights=spent, minlength=len(self.chain_names))
-        for c, u in zip(self.chain_names, by_chain, strict=True):
-            after[str(c)] = after.get(str(c), 0.0) - float(u)
+        for c, u in zip(self.chain_strs, by_chain.tolist(), strict=True):
+            after[c] = after.get(c, 0.0) - u
         moved_in: dict[str, float] = {}
         for origin, dest, usd in bridges:
             if not usd >= 0:
@@ -290,11 +307,14 @@ class CheckContext:
 
         # a withdrawal from a queued venue is in flight after the plan, not idle
         own_exit = self.own_exit
-        new_flight = np.where(self.queued, np.maximum(x0 - x, 0.0), 0.0)
-        flight_usd = float(new_flight.sum())
-        total = float(x.sum()) + idle_usd + locked + float(portfolio.in_flight_usd) + flight_usd
-        if abs(total - nav) > tol:
-            if flight_usd > tol and abs(total - flight_usd - nav) <= tol:
+        if self.any_queued:
+            new_flight = np.where(self.queued, np.maximum(x0 - x, 0.0), 0.0)
+            flight_usd = total(new_flight)
+        else:
+            new_flight, flight_usd = self.no_flight, 0.0
+        summed = total(x) + idle_usd + locked + float(portfolio.in_flight_usd) + flight_usd
+        if abs(summed - nav) > tol:
+            if flight_usd > tol and abs(summed - flight_usd - nav) <= tol:
                 names = ", ".join(
                     f"{ids[i]} ({new_flight[i]:,.2f} USD, {own_exit[i]:g} d)"
                     for i in np.nonzero(new_flight > 0)[0][:5]
@@ -304,7 +324,7 @@ class CheckContext:
                     f"({names}), which is in flight until it settles, not idle"
                 )
             else:
-                bad(f"conservation: allocation sums to {total:,.2f} USD but NAV is {nav:,.2f} USD")
+                bad(f"conservation: allocation sums to {summed:,.2f} USD but NAV is {nav:,.2f} USD")
         if idle_usd < -tol:
             bad(f"conservation: idle is negative ({idle_usd:,.2f} USD)")
         locked_targets = unknown_targets or {}
@@ -312,36 +332,38 @@ class CheckContext:
             if abs(float(locked_targets[vid]) - float(portfolio.positions_usd.get(vid, 0.0))) > tol:
                 bad(f"locked: venue {vid} has no snapshot and must hold, but its target moves")
         frozen, capacity = self.frozen, self.capacity
-        for i in np.nonzero(x < -tol)[0]:
+        for i in (x < -tol).nonzero()[0]:
             bad(f"non_negative: venue {ids[i]} target {x[i]:,.2f} USD")
-        for i in np.nonzero(x0 - x > np.minimum(x0, exit_liq) + tol)[0]:
+        for i in (x0 - x > self.withdrawable + tol).nonzero()[0]:
             bad(
                 f"withdrawal_bound: venue {ids[i]} withdraws {x0[i] - x[i]:,.2f} USD, exit liquidity is {exit_liq[i]:,.2f} USD"
             )
-        for i in np.nonzero(frozen & (x > x0 + tol))[0]:
+        for i in (frozen & (x > x0 + tol)).nonzero()[0] if self.any_frozen else ():
             bad(
                 f"frozen: venue {ids[i]} is frozen ({self.snaps[int(i)].frozen_reason}) and grows {x0[i]:,.2f} -> {x[i]:,.2f} USD"
             )
         # capacity bounds growth, not holdings: above a capacity that shrank the position may stay (x0 >= stay)
-        room = np.maximum(capacity, x0)
-        for i in np.nonzero(x > room + tol)[0]:
+        room = self.room
+        for i in (x > room + tol).nonzero()[0]:
             bad(
                 f"capacity: venue {ids[i]} grows {x0[i]:,.2f} -> {x[i]:,.2f} USD above capacity {capacity[i]:,.2f} USD",
                 over(x[i], room[i]),
             )
 
-        def per_venue(name: str, allowed: np.ndarray, what: str) -> None:
+        def per_venue(
+            name: str, allowed: np.ndarray, what: Callable[[], str], positive: bool = False
+        ) -> None:
             # allowed = max(cap, what cannot leave); utilisation x / allowed (0 / inf where allowed = 0)
-            pos = allowed > 0
-            if pos.all():
+            # (``positive``: the caller knows every allowed is > 0; ``what``: the limit in words)
+            if positive or (allowed > 0).all():
                 util = x / allowed
             else:
                 util = np.where(x <= 0, 0.0, np.inf)
-                np.divide(x, allowed, out=util, where=pos)
+                np.divide(x, allowed, out=util, where=allowed > 0)
             rep.utilization[f"{name}:max"] = float(util.max()) if len(util) else 0.0
-            for i in np.nonzero(x > allowed + tol)[0]:
+            for i in (x > allowed + tol).nonzero()[0]:
                 bad(
-                    f"{name}: venue {ids[i]} holds {x[i]:,.2f} USD above {what} ({allowed[i]:,.2f} USD)",
+                    f"{name}: venue {ids[i]} holds {x[i]:,.2f} USD above {what()} ({allowed[i]:,.2f} USD)",
                     over(x[i], allowed[i]),
                 )
 
@@ -349,18 +371,21 @@ class CheckContext:
             per_venue(
                 "venue_usd",
                 self.venue_usd_allowed,
-                f"max_venue_usd {limits.max_venue_usd:,.0f}",
+                lambda: f"max_venue_usd {limits.max_venue_usd:,.0f}",
             )
+        ratio_cap = limits.max_venue_ratio * nav
         per_venue(
             "venue_ratio",
-            np.maximum(limits.max_venue_ratio * nav, stay),
-            f"max_venue_ratio {limits.max_venue_ratio:g} of NAV",
+            np.maximum(ratio_cap, stay),
+            lambda: f"max_venue_ratio {limits.max_venue_ratio:g} of NAV",
+            ratio_cap > 0 and self.stay_known,
         )
         if self.venue_tvl_allowed is not None:
             per_venue(
                 "venue_tvl",
                 self.venue_tvl_allowed,
-                f"max_venue_tvl_ratio {limits.max_venue_tvl_ratio:g} of TVL after us",
+                lambda: f"max_venue_tvl_ratio {limits.max_venue_tvl_ratio:g} of TVL after us",
+                self.venue_tvl_positive,
             )
 
         if self.groups:
@@ -379,9 +404,7 @@ class CheckContext:
         if limits.max_avg_risk_score is not None:
             scores = self.scores
             used = float(scores @ x) + UNKNOWN_SCORE * locked
-            allowed = max(
-                limits.max_avg_risk_score * nav, float(scores @ stay) + UNKNOWN_SCORE * locked
-            )
+            allowed = max(limits.max_avg_risk_score * nav, self.stay_score + UNKNOWN_SCORE * locked)
             rep.utilization["risk_score"] = _ratio(used, allowed)
             if used > allowed + tol * 10:
                 bad(
@@ -398,18 +421,17 @@ class CheckContext:
             )
 
         if limits.liquidity_floors:
-            exit_days = self.exit_days
-            in_flight_known = self.in_flight_known
             liquid_part = np.minimum(np.maximum(x, 0.0), exit_liq)
-            longest = float(exit_days.max()) if len(exit_days) else 0.0
-            known_usd = float(sum(u for _, u in in_flight_known))
-            for f, within in zip(limits.liquidity_floors, self.floor_masks, strict=True):
-                landing = float(new_flight[within].sum()) + float(
-                    sum(u for d, u in in_flight_known if d <= f.days)
+            longest, known_usd = self.longest_exit, self.known_usd
+            for f, within, known_within in zip(
+                limits.liquidity_floors, self.floor_masks, self.known_within, strict=True
+            ):
+                landing = (float(new_flight[within].sum()) if self.any_queued else 0.0) + (
+                    known_within
                 )
                 if f.days >= longest:
                     landing += max(float(portfolio.in_flight_usd) - known_usd, 0.0)
-                liquid = idle_usd + landing + float(liquid_part[within].sum())
+                liquid = idle_usd + landing + total(liquid_part[within])
                 need = f.min_ratio * nav
                 rep.utilization[f"liquidity:{f.days:g}d"] = (
                     _ratio(need, liquid) if need > 0 else 0.0
@@ -421,7 +443,7 @@ class CheckContext:
                     )
 
         if limits.max_turnover_ratio is not None:
-            moved = float(np.abs(x - x0).sum())
+            moved = total(np.abs(x - x0))
             allowed = limits.max_turnover_ratio * nav
             rep.utilization["turnover"] = _ratio(moved, allowed)
             if moved > allowed + tol:

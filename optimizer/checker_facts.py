@@ -45,6 +45,9 @@ class VenueFacts:
     gas_out: np.ndarray  # withdrawal gas, USD
     fee: np.ndarray  # fee_bps / 1e4
     across: list[int]  # the Across routes (bridge fee quotes)
+    any_queued: bool  # some venue's withdrawals go in flight
+    longest_exit: float  # the longest exit_days of any venue (0 with none)
+    chain_strs: list[str]  # chain_names as str
 
     @classmethod
     def of(
@@ -154,6 +157,9 @@ class VenueFacts:
             gas_out=cols[:, 4].copy(),
             fee=cols[:, 5].copy(),
             across=[i for i, v in enumerate(venues) if v.protocol == "across"],
+            any_queued=bool((own_exit > settings.instant_exit_days).any()),
+            longest_exit=float(exit_days.max()) if len(exit_days) else 0.0,
+            chain_strs=[str(c) for c in chain_names],
         )
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from optimizer.checker_facts import VenueFacts
 from optimizer.config import OptimizerSettings, RiskLimits
 from optimizer.costs import bridge_fee_curve, leg_gas_usd
+from optimizer.sums import total
 from protocols import uniswap
 
 __all__ = ["CheckReport", "CostPricer", "Enough", "amounts", "check_state_rules", "ratio"]
@@ -142,17 +143,20 @@ class CostPricer:
             from optimizer.config import RiskLimits
 
             facts = _Facts.build(tuple(s.venue for s in snaps), RiskLimits(), settings, home_chain)
-        rows = [(s.state.get("swap_fee", math.nan), s.tvl_usd) for s in snaps]
-        swap, tvl = np.array(rows, dtype=float).reshape(len(snaps), 2).T
         self.gas_in, self.gas_out, fee = facts.gas_in, facts.gas_out, facts.fee
-        self.zap = (
-            np.isfinite(swap) & (swap >= 0) & (swap < 1) & np.isfinite(tvl) & (tvl > 0)
-            if settings.cost_model != "linear"
-            else np.zeros(len(snaps), dtype=bool)
-        )
-        self.fee = np.where(self.zap, 0.0, fee)
-        self.swap = np.where(self.zap, swap, 0.0)
-        self.pool = np.where(self.zap, tvl, 0.0) + x0
+        n = len(snaps)
+        if settings.cost_model == "linear" or not any("swap_fee" in s.state for s in snaps):
+            # no venue zaps (what the masked arrays below give then)
+            self.zap, self.any_zap = np.zeros(n, dtype=bool), False
+            self.fee, self.swap, self.pool = fee, np.zeros(n), x0
+        else:
+            rows = [(s.state.get("swap_fee", math.nan), s.tvl_usd) for s in snaps]
+            swap, tvl = np.array(rows, dtype=float).reshape(n, 2).T
+            self.zap = np.isfinite(swap) & (swap >= 0) & (swap < 1) & np.isfinite(tvl) & (tvl > 0)
+            self.any_zap = bool(self.zap.any())
+            self.fee = np.where(self.zap, 0.0, fee)
+            self.swap = np.where(self.zap, swap, 0.0)
+            self.pool = np.where(self.zap, tvl, 0.0) + x0
         self.bridge = bridge_fee_curve([snaps[i] for i in facts.across], settings, home_chain)
 
     def price_usd(self, x: np.ndarray, bridges: Sequence[tuple[str, str, float]]) -> float:
@@ -162,10 +166,12 @@ class CostPricer:
         delta = np.where(np.abs(delta) < 1e-6, 0.0, delta)
         moved = delta != 0
         gas = np.where(delta > 0, self.gas_in, self.gas_out)
-        zap_in = uniswap.zap_cost_usd(np.maximum(delta, 0.0), self.pool, self.swap, exit=False)
-        zap_out = uniswap.zap_cost_usd(np.maximum(-delta, 0.0), self.pool, self.swap, exit=True)
-        zap = np.where(self.zap, zap_in + zap_out, 0.0)
-        venues = float(np.where(moved, gas + self.fee * np.abs(delta) + zap, 0.0).sum())
+        cost = gas + self.fee * np.abs(delta)
+        if self.any_zap:  # (no zap venue: + 0 changes no sum)
+            zap_in = uniswap.zap_cost_usd(np.maximum(delta, 0.0), self.pool, self.swap, exit=False)
+            zap_out = uniswap.zap_cost_usd(np.maximum(-delta, 0.0), self.pool, self.swap, exit=True)
+            cost = cost + np.where(self.zap, zap_in + zap_out, 0.0)
+        venues = total(np.where(moved, cost, 0.0))
         legs = sum(
             float(self.bridge(u)) + leg_gas_usd(self.settings, dest) for _, dest, u in bridges
         )

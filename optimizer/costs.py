@@ -41,7 +41,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -64,10 +64,21 @@ class ConvexCost:
 
     amounts_usd: FloatArray
     costs_usd: FloatArray
+    # slopes() and the finite pieces' widths, computed on first use (the knots never change)
+    _slopes: FloatArray | None = field(default=None, init=False, repr=False, compare=False)
+    _widths: FloatArray | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def linear(cls, rate: float) -> ConvexCost:
-        return cls(np.array([0.0, 1.0]), np.array([0.0, float(rate)]))
+        """``rate`` per USD (one curve per rate is kept: a cycle without Across quotes asks for the
+        same linear fee three times, the model, the plan and the checker)."""
+        hit = _LINEAR.get(float(rate))
+        if hit is None:
+            hit = cls(np.array([0.0, 1.0]), np.array([0.0, float(rate)]))
+            if len(_LINEAR) > 64:
+                _LINEAR.clear()
+            _LINEAR[float(rate)] = hit
+        return hit
 
     @classmethod
     def from_samples(cls, amounts_usd: Sequence[float], costs_usd: Sequence[float]) -> ConvexCost:
@@ -100,8 +111,24 @@ class ConvexCost:
         return cls(a, c)
 
     def slopes(self) -> FloatArray:
-        """Cost per USD on each piece (non-decreasing); the last one holds beyond the last knot."""
-        return np.diff(self.costs_usd) / np.diff(self.amounts_usd)
+        """Cost per USD on each piece (non-decreasing); the last one holds beyond the last knot.
+        Read-only (computed once)."""
+        s = self._slopes
+        if s is None:
+            s = np.diff(self.costs_usd) / np.diff(self.amounts_usd)
+            s.flags.writeable = False
+            object.__setattr__(self, "_slopes", s)
+        return s
+
+    def widths_usd(self) -> FloatArray:
+        """The widths of the pieces between knots but the last (the last piece is unbounded),
+        USD; read-only (computed once)."""
+        w = self._widths
+        if w is None:
+            w = np.diff(self.amounts_usd)[:-1]
+            w.flags.writeable = False
+            object.__setattr__(self, "_widths", w)
+        return w
 
     def __call__(self, amount_usd: FloatArray | float) -> FloatArray:
         if isinstance(amount_usd, float | int):
@@ -123,6 +150,9 @@ class ConvexCost:
             return ys[j]
         slope = (ys[j + 1] - ys[j]) / (xs[j + 1] - xs[j])
         return slope * (a - xs[j]) + ys[j]
+
+
+_LINEAR: dict[float, ConvexCost] = {}
 
 
 def quote_points(snap: VenueSnapshot) -> list[tuple[float, float]]:
@@ -178,6 +208,9 @@ class ZapPools:
     @classmethod
     def of(cls, snaps: Sequence[VenueSnapshot], settings: OptimizerSettings) -> ZapPools:
         n = len(snaps)
+        if settings.cost_model == "linear" or not any("swap_fee" in s.state for s in snaps):
+            # no pool priced by its reserves (what the masked arrays below give then)
+            return cls(np.zeros(n, dtype=bool), np.zeros(n), np.zeros(n))
         rows = [(s.state.get("swap_fee", math.nan), s.tvl_usd) for s in snaps]
         fee, tvl = np.array(rows, dtype=float).reshape(n, 2).T
         mask = np.isfinite(fee) & (fee >= 0) & (fee < 1) & np.isfinite(tvl) & (tvl > 0)

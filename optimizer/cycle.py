@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,6 +24,7 @@ from optimizer.costs import (
 )
 from optimizer.pwl import FitCache, PiecewiseLinear, evaluate_curves, fit_pwl
 from optimizer.state_rules import state_caps_usd
+from optimizer.sums import total
 from optimizer.venue_arrays import VenueArrays
 
 FloatArray = NDArray[np.float64]
@@ -32,7 +33,7 @@ FloatArray = NDArray[np.float64]
 UNKNOWN_RISK_SCORE = 10.0
 
 
-def usable(values: Sequence[float], missing: float = 0.0) -> FloatArray:
+def usable(values: Sequence[float] | FloatArray, missing: float = 0.0) -> FloatArray:
     """Non-negative amounts from a feed; NaN (a bad feed value) becomes ``missing``, i.e. 0: a venue
     whose TVL or exit liquidity is unknown can neither grow nor shrink this cycle. ``inf`` stays."""
     a = np.asarray(values, dtype=float)
@@ -83,7 +84,7 @@ def bridge_pieces(
     (onto its destination) amortised over the reference move ``g NAV``."""
     ref = max(settings.gas_reference_ratio * nav_usd, 1e-9)
     fee = curve.slopes()
-    widths = np.append(np.diff(curve.amounts_usd)[:-1] / nav_usd, np.inf)
+    widths = np.append(curve.widths_usd() / nav_usd, np.inf)
     home = chains[0] if chains else ""
     gas = [leg_gas_usd(settings, c) for c in chains[1:]] + [
         leg_gas_usd(settings, home) for _ in chains[1:]
@@ -110,6 +111,67 @@ def queued_exits(venues: Sequence[Venue], settings: OptimizerSettings) -> NDArra
     the plan's deposits nor count as idle (README §4). The venue's own exit time, not the bridge leg:
     the executor waits for bridge fills within the plan."""
     return VenueArrays.of(venues).own_exit_days > settings.instant_exit_days
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class VenueSetFacts:
+    """What one cycle reads of the venue set that no snapshot changes, kept while the venue set,
+    the settings and the home chain stay (:func:`venue_set_facts`; read-only arrays): the model's
+    chains (:func:`model_chains`), each venue's index into them, the queued venues
+    (:func:`queued_exits`) and the effective exit times (:func:`effective_exit_days`)."""
+
+    arrays: VenueArrays
+    settings: OptimizerSettings
+    home_chain: str
+    chains: tuple[str, ...]
+    where: dict[str, int]
+    chain_index: NDArray[np.int64]
+    queued: NDArray[np.bool_]
+    any_queued: bool
+    exit_days: FloatArray
+
+
+def venue_set_facts(
+    venues: Sequence[Venue], settings: OptimizerSettings, home_chain: str
+) -> VenueSetFacts:
+    """The :class:`VenueSetFacts` of ``venues`` (the last one is kept: a replay's or a daemon's venue
+    set rarely changes; its key is the full input, so the facts are those a fresh build gives)."""
+    arrays = VenueArrays.of(venues)
+    last = _LAST_SET.facts
+    if (
+        last is not None
+        and last.arrays is arrays
+        and last.settings is settings
+        and last.home_chain == home_chain
+    ):
+        return last
+    chains = model_chains(arrays.venues, home_chain)
+    where = {c: j for j, c in enumerate(chains)}
+    queued = queued_exits(arrays.venues, settings)
+    facts = VenueSetFacts(
+        arrays=arrays,
+        settings=settings,
+        home_chain=home_chain,
+        chains=chains,
+        where=where,
+        chain_index=np.array([where[c] for c in arrays.chains], dtype=np.int64),
+        queued=queued,
+        any_queued=bool(queued.any()),
+        exit_days=effective_exit_days(arrays.venues, settings, home_chain),
+    )
+    for a in (facts.chain_index, facts.queued, facts.exit_days):
+        a.flags.writeable = False
+    _LAST_SET.facts = facts
+    return facts
+
+
+class _LastSet:
+    """The facts of the last venue set (one reference, read and replaced whole)."""
+
+    facts: VenueSetFacts | None = None
+
+
+_LAST_SET = _LastSet()
 
 
 def in_flight_liquid_usd(
@@ -170,6 +232,13 @@ class CycleData:
     zap: NDArray[np.bool_] | None = None
     # the zap pools of these snapshots (every venue, masked), for the plan's prices
     zap_pools: ZapPools | None = None
+    # some venue in queued (False only when build_cycle knows none is)
+    any_queued: bool = True
+    # objective_pieces by holding horizon (the model's update and the segment LP both ask); not
+    # copied by dataclasses.replace, so a changed cycle computes its own
+    _pieces: dict[float, tuple[FloatArray, FloatArray]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def linear_fit(self) -> NDArray[np.bool_]:
         """Venues the two chords around ``x0`` serve exactly: a linear curve and no convex move cost."""
@@ -182,9 +251,11 @@ class CycleData:
     def idle_after_usd(self, target_usd: FloatArray) -> float:
         """Idle after moving to ``target_usd`` (before gas and fees): ``investable - Σ target - Σ_queued
         (x0 - target)⁺``; a withdrawal from a queued venue is in flight, not idle."""
+        out = self.investable * self.nav_usd - total(np.asarray(target_usd, dtype=float))
+        if self.queued is None or not self.any_queued:
+            return out  # (nothing queued: no flight to take off)
         x0_usd = self.x0 * self.nav_usd
-        flight = float(np.maximum(x0_usd - target_usd, 0.0)[self.queued_mask()].sum())
-        return self.investable * self.nav_usd - float(np.sum(target_usd)) - flight
+        return out - total(np.maximum(x0_usd - target_usd, 0.0)[self.queued])
 
     def in_flight_liquid(self, days: float, exit_days: FloatArray) -> float:
         """Capital already in flight that lands within ``days`` (NAV units)."""
@@ -205,7 +276,18 @@ class CycleData:
         breakpoint of ``f̂``, every piece lies on one side of it: right of ``x0`` a piece's slope
         falls by ``c_in`` (its intercept rises by ``c_in x0``), left of it the slope rises by
         ``c_out``. ``g`` stays concave, so it is still the minimum of its pieces.
+
+        Read-only arrays, computed once per cycle and horizon.
         """
+        hit = self._pieces.get(settings.holding_horizon_days)
+        if hit is None:
+            hit = self._objective_pieces(settings)
+            for arr in hit:
+                arr.flags.writeable = False
+            self._pieces[settings.holding_horizon_days] = hit
+        return hit
+
+    def _objective_pieces(self, settings: OptimizerSettings) -> tuple[FloatArray, FloatArray]:
         annual = 365.0 / settings.holding_horizon_days
         slope = self.pwl.slope
         intercept = self.pwl.intercept / self.nav_usd
@@ -248,14 +330,24 @@ def zap_peak_usd(
     return out
 
 
+def snapshot_columns(snaps: Sequence[VenueSnapshot]) -> FloatArray:
+    """The snapshots' numbers a cycle's bounds read, in one pass: ``(n, 4)`` floats, columns exit
+    liquidity, capacity, TVL, frozen (1.0 / 0.0); a missing number is NaN (:func:`usable`)."""
+    rows = [(s.exit_liquidity_usd, s.curve.capacity_usd, s.tvl_usd, s.frozen) for s in snaps]
+    return np.array(rows, dtype=float).reshape(len(snaps), 4)
+
+
 def upper_bounds_usd(
     snaps: Sequence[VenueSnapshot],
     x0_usd: FloatArray,
     limits: RiskLimits,
     nav_usd: float,
     buffer: float = 0.0,
+    columns: FloatArray | None = None,
 ) -> dict[str, FloatArray]:
     """Every per-venue cap on the position, USD, by limit name (before the withdrawal floor).
+    ``columns``: the snapshots' ``(capacity, TVL, frozen)`` as ``(n, 3)`` floats, if the caller read
+    them already (:func:`snapshot_columns`).
 
     ``buffer``: the caps the plan aims at are ``(1 - buffer)`` of the limits (capacity included;
     a frozen venue's cap is its current position, which is no limit to drift past).
@@ -269,10 +361,9 @@ def upper_bounds_usd(
     caps: dict[str, FloatArray] = {}
     n = len(snaps)
     keep = 1.0 - buffer
-    caps["capacity"] = np.maximum(
-        keep * usable([s.curve.capacity_usd for s in snaps], missing=0.0), x0_usd
-    )
-    caps["frozen"] = np.where([s.frozen for s in snaps], x0_usd, math.inf)
+    cols = snapshot_columns(snaps)[:, 1:] if columns is None else columns
+    caps["capacity"] = np.maximum(keep * usable(cols[:, 0], missing=0.0), x0_usd)
+    caps["frozen"] = np.where(cols[:, 2] > 0, x0_usd, math.inf)
     if limits.max_venue_usd is not None:
         caps["venue_usd"] = np.full(n, keep * limits.max_venue_usd)
     # a share of NAV of 1 or more is no limit that drift could push us past: not buffered
@@ -281,7 +372,7 @@ def upper_bounds_usd(
     )
     if limits.max_venue_tvl_ratio is not None:
         r = limits.max_venue_tvl_ratio
-        tvl = usable([s.tvl_usd for s in snaps])
+        tvl = usable(cols[:, 1])
         # x <= r (TVL + x)  <=>  x <= r TVL / (1 - r)   (TVL without us)
         caps["venue_tvl"] = np.full(n, math.inf) if r >= 1 else keep * r * tvl / (1.0 - r)
 
@@ -321,19 +412,21 @@ def build_cycle(
     x0_usd = np.maximum(np.array([get(i, 0.0) for i in facts.ids], dtype=float), 0.0)
     ids = set(facts.ids)
     locked = float(sum(max(float(u), 0.0) for k, u in positions.items() if k not in ids))
-    investable_usd = float(portfolio.idle_usd) + float(x0_usd.sum())
-    exit_liq = usable([s.exit_liquidity_usd for s in snaps])
+    investable_usd = float(portfolio.idle_usd) + total(x0_usd)
+    columns = snapshot_columns(snaps)
+    exit_liq = usable(columns[:, 0])
     lb_usd = np.maximum(x0_usd - np.minimum(x0_usd, exit_liq), 0.0)
     ub_usd = np.full(len(venues), math.inf)
-    for cap in upper_bounds_usd(snaps, x0_usd, limits, nav, buffer).values():
+    for cap in upper_bounds_usd(snaps, x0_usd, limits, nav, buffer, columns[:, 1:]).values():
         ub_usd = np.minimum(ub_usd, cap)
     ub_usd = np.minimum(ub_usd, max(investable_usd, 0.0))
     ub_usd = np.maximum(ub_usd, lb_usd)  # a position we cannot exit stays, caps or not
     budget = None if linear is None else np.where(linear, 0, settings.pieces - 1)
     # LP zaps (optimizer/costs.py): their convex cost, annualised, is folded into the fit
     zap = ZapPools.of(snaps, settings)
+    any_zap = bool(zap.mask.any())
     annual = 365.0 / settings.holding_horizon_days
-    if zap.mask.any():
+    if any_zap:
         budget = None if budget is None else np.where(zap.mask, settings.pieces - 1, budget)
         ub_usd = zap_peak_usd(snaps, zap, x0_usd, lb_usd, ub_usd, annual, settings)
 
@@ -354,18 +447,18 @@ def build_cycle(
         window_usd=window_usd,
         window_share=window_share,
         cache=fit_cache,
-        cost_usd=zap_cost if zap.mask.any() else None,
+        cost_usd=zap_cost if any_zap else None,
     )
     c_in, c_out = cost_rates(venues, settings, home_chain, nav, zap=zap.mask)
     c_out = c_out + depeg_discount(snaps, settings.depeg_discount_band_bps)
-    impact = zap.impact_usd(x0_usd, pwl.breakpoints) if zap.mask.any() else None
-    chains = model_chains(venues, home_chain)
+    impact = zap.impact_usd(x0_usd, pwl.breakpoints) if any_zap else None
+    set_facts = venue_set_facts(venues, settings, home_chain)
+    chains, where = set_facts.chains, set_facts.where
     # only Across routes carry fee quotes: the others need not be read
-    routes = [snaps[i] for i in VenueArrays.of(venues).across.tolist()]
+    routes = [snaps[i] for i in facts.across.tolist()]
     widths, slopes = bridge_pieces(
         bridge_fee_curve(routes, settings, home_chain), settings, chains, nav
     )
-    where = {c: j for j, c in enumerate(chains)}
     idle_on = portfolio.idle_on(home_chain)
     total_by_chain = float(sum(idle_on.values()))
     if abs(total_by_chain - float(portfolio.idle_usd)) > 1e-6 * max(nav, 1.0):
@@ -396,16 +489,17 @@ def build_cycle(
         cost_out=c_out,
         pwl=pwl,
         buffer=buffer,
-        queued=queued_exits(venues, settings),
+        queued=set_facts.queued,
+        any_queued=set_facts.any_queued,
         in_flight_known=tuple((float(d), float(u)) for d, u in in_flight_known),
         chains=chains,
-        chain_index=np.array([where[c] for c in VenueArrays.of(venues).chains], dtype=np.int64),
+        chain_index=set_facts.chain_index,
         idle_chain=idle_chain / nav,
         min_idle_chain=min_chain / nav,
         bridge_rate=bridge_rate(settings, nav),
         bridge_widths=widths,
         bridge_slopes=slopes,
         impact_usd=impact,
-        zap=zap.mask if zap.mask.any() else None,
+        zap=zap.mask if any_zap else None,
         zap_pools=zap,
     )

@@ -31,7 +31,7 @@ from core.types import (
     VenueSnapshot,
 )
 from optimizer.config import OptimizerSettings, RiskLimits
-from optimizer.cycle import effective_exit_days
+from optimizer.cycle import venue_set_facts
 from optimizer.decision import HOLD, Decision, DecisionStatus, Timings
 from optimizer.directives import apply_freeze
 from optimizer.engine_targets import TargetSteps
@@ -43,6 +43,7 @@ from optimizer.plan import (
     gate,
     make_moves,
 )
+from optimizer.sums import total
 from optimizer.venue_arrays import VenueArrays
 from optimizer.work import DecideWork, RiskHistory, StageClock, window_around
 
@@ -171,10 +172,12 @@ class Optimizer(TargetSteps):
         except (ValueError, FloatingPointError, ArithmeticError) as exc:
             return self._hold(DecisionStatus.SOLVER_ERROR, f"hold: bad input: {exc}")
         venues = cycle.venues
-        exit_days = effective_exit_days(venues, self.settings, self.home_chain)
+        exit_days = venue_set_facts(venues, self.settings, self.home_chain).exit_days
         w.queued_exit_days = {
-            v.id: float(e)
-            for v, e, q in zip(venues, exit_days, cycle.queued_mask(), strict=True)
+            v.id: e
+            for v, e, q in zip(
+                venues, exit_days.tolist(), cycle.queued_mask().tolist(), strict=True
+            )
             if q
         }
         build_seconds = model.build_seconds if rebuilt else 0.0
@@ -270,7 +273,7 @@ class Optimizer(TargetSteps):
                 rebuilt=rebuilt,
                 dpp=model.use_dpp,
                 venues=len(venues),
-                pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()),
+                pwl_error_bound_usd=total(cycle.pwl.error_bound_usd),
             )
 
         target, report = self._target(w, snaps, portfolio, result, cycle, priced, clock)
@@ -326,7 +329,7 @@ class Optimizer(TargetSteps):
         t_plan = time.perf_counter()
         objective_usd = result.objective * nav if result.objective is not None else None
         allocation = self._allocation(venues, target, cycle, portfolio, priced)
-        income = float(priced.income_usd(target).sum())
+        income = total(priced.income_usd(target))
         predicted_apr = income / nav
         if not report.ok:
             clock.plan += time.perf_counter() - t_plan
@@ -346,7 +349,7 @@ class Optimizer(TargetSteps):
                 rebuilt=rebuilt,
                 dpp=model.use_dpp,
                 venues=len(venues),
-                pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()),
+                pwl_error_bound_usd=total(cycle.pwl.error_bound_usd),
                 current_violations=tuple(current.violations),
             )
         econ = make_moves(snaps, x0_usd, target, self.settings, self.home_chain, now, ctx=priced)
@@ -378,6 +381,6 @@ class Optimizer(TargetSteps):
             rebuilt=rebuilt,
             dpp=model.use_dpp,
             venues=len(venues),
-            pwl_error_bound_usd=float(cycle.pwl.error_bound_usd.sum()),
+            pwl_error_bound_usd=total(cycle.pwl.error_bound_usd),
             current_violations=tuple(current.violations),
         )

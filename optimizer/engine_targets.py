@@ -17,6 +17,7 @@ from optimizer.engine_inputs import CycleInputs
 from optimizer.model import AllocationModel, SolveResult
 from optimizer.plan import PlanContext, prune_unprofitable, round_small_trades
 from optimizer.routing import chain_flows_usd
+from optimizer.sums import total
 from optimizer.venue_arrays import VenueArrays
 from optimizer.work import DecideWork, StageClock, window_around
 
@@ -128,14 +129,30 @@ class TargetSteps(CycleInputs):
         """The independent checker, plus ``Directives.exit``: an exit venue above what its exit
         liquidity must leave in (``lb``) breaks it (so the holdings force the plan that exits).
         ``priced``: the cycle's plan context; given, the target's bridge legs are checked per chain
-        (README §4c). ``first_only``: a trial, stop at the first violation."""
+        (README §4c). ``first_only``: a trial, stop at the first violation.
+
+        A target checked before in this decide (same cycle and plan context) gets a copy of that
+        report: the checker is a function of its inputs. A passing report answers both kinds of
+        call (with no violation, ``first_only`` runs every rule, so the two reports are equal)."""
         t0 = time.perf_counter()
+        key = np.ascontiguousarray(target_usd, dtype=float).tobytes()
+        for k in ((key, first_only), (key, not first_only)):
+            hit = w.checked.get(k)
+            if (
+                hit is not None
+                and hit[0] is cycle
+                and hit[1] is priced
+                and (k[1] == first_only or hit[2].ok)
+            ):
+                if clock is not None:
+                    clock.check += time.perf_counter() - t0
+                return _copy(hit[2])
         idle = cycle.idle_after_usd(target_usd)  # queued withdrawals are in flight, not idle
         legs = priced.legs(target_usd) if priced is not None else None
         plan_cost = None
         if priced is not None and legs is not None:
             # what the plan will charge for this target, for the checker's own pricing
-            plan_cost = float(priced.costs_usd(target_usd).sum()) + sum(
+            plan_cost = total(priced.costs_usd(target_usd)) + sum(
                 priced.leg_cost_usd(u, d) for _, d, u in legs
             )
         report = self._checker(w, snaps, portfolio, cycle).check(
@@ -152,6 +169,7 @@ class TargetSteps(CycleInputs):
             for i, vid in enumerate(s.venue.id for s in snaps):
                 if vid in w.exit and target_usd[i] > floor[i] + 1e-6 + 1e-9 * cycle.nav_usd:
                     report.add(f"exit {vid}: {target_usd[i]:,.2f} USD held, directive says 0")
+        w.checked[(key, first_only)] = (cycle, priced, _copy(report))
         return report
 
     def _checker(
@@ -203,3 +221,7 @@ class TargetSteps(CycleInputs):
         return Allocation(
             target_usd=targets, idle_usd=cycle.idle_after_usd(target), idle_by_chain_usd=by_chain
         )
+
+
+def _copy(report: CheckReport) -> CheckReport:
+    return CheckReport(list(report.violations), dict(report.utilization), list(report.excess))

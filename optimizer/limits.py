@@ -391,7 +391,7 @@ class Turnover(Limit):
         return [u >= m.x - self.x0, u >= self.x0 - m.x, cp.sum(u) <= self.max_ratio]
 
     def update(self, d: CycleData) -> None:
-        self.x0.value = d.x0
+        put(self.x0, d.x0)  # validated before a cvxpy solve (validate_parameters)
 
 
 def limits_from_config(limits: RiskLimits) -> list[Limit]:

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,6 +37,10 @@ from numpy.typing import NDArray
 from core.types import Move, MoveAction, Plan, VenueSnapshot
 from optimizer.config import OptimizerSettings
 from optimizer.pricing import AfterCosts, PlanContext, after_costs
+from optimizer.sums import total
+
+if TYPE_CHECKING:
+    from optimizer.checker_rules import CheckReport
 
 FloatArray = NDArray[np.float64]
 
@@ -125,7 +130,36 @@ def prune_unprofitable(
     ctx = ctx or PlanContext(snaps, x0_usd, settings, home_chain)
     values = ctx.values_usd(target_usd)
     target = np.array(target_usd, dtype=float)
-    q = np.zeros(len(target), dtype=bool) if queued is None else np.asarray(queued, dtype=bool)
+    if not (values >= 0).all():  # (every move pays its own way: nothing to undo one by one)
+        q = np.zeros(len(target), dtype=bool) if queued is None else np.asarray(queued, dtype=bool)
+        target, report, values = _undo_losing(
+            x0_usd, target, report, values, settings, check, investable_usd, min_idle_usd, q, ctx
+        )
+    # the moves left may still lose money together (each pays its own gas): if holding passes the checker,
+    # a plan whose exact net is not positive is worse than holding (and the gate would hold it anyway)
+    moved = target != x0_usd
+    if moved.any() and total(values[moved]) - ctx.legs_cost_usd(target) <= 0.0:
+        rep = check(np.array(x0_usd, dtype=float))
+        if rep.ok:
+            target, report = np.array(x0_usd, dtype=float), rep
+    return target, report
+
+
+def _undo_losing(
+    x0_usd: FloatArray,
+    target: FloatArray,
+    report: CheckReport,
+    values: FloatArray,
+    settings: OptimizerSettings,
+    check: Callable[[FloatArray], CheckReport],
+    investable_usd: float,
+    min_idle_usd: float,
+    q: NDArray[np.bool_],
+    ctx: PlanContext,
+) -> tuple[FloatArray, CheckReport, FloatArray]:
+    """:func:`prune_unprofitable`'s undos of losing moves (deposits together, withdrawals the spare
+    idle covers, single withdrawals, withdrawal-deposit pairs): the target, its report and the
+    values of the moves left (0 where a venue no longer moves)."""
 
     def idle_of(t: FloatArray) -> float:
         return investable_usd - float(t.sum()) - float(np.maximum(x0_usd - t, 0.0)[q].sum())
@@ -192,14 +226,7 @@ def prune_unprofitable(
         if rep.ok:
             target, report = trial, rep
             values[[i, j]] = 0.0
-    # the moves left may still lose money together (each pays its own gas): if holding passes the checker,
-    # a plan whose exact net is not positive is worse than holding (and the gate would hold it anyway)
-    moved = target != x0_usd
-    if moved.any() and float(values[moved].sum()) - ctx.legs_cost_usd(target) <= 0.0:
-        rep = check(np.array(x0_usd, dtype=float))
-        if rep.ok:
-            target, report = np.array(x0_usd, dtype=float), rep
-    return target, report
+    return target, report, values
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,10 +254,11 @@ def make_moves(
     delta = target - ctx.x0
     gains = ctx.gains_usd(target)
     venue_cost = ctx.costs_usd(target)
-    at = now.isoformat()
     withdrawals: list[Move] = []
     deposits: list[Move] = []
     idx = np.nonzero(delta != 0.0)[0]
+    legs = ctx.legs(target)
+    at = now.isoformat() if len(idx) or legs else ""  # (the keys' time: only a move needs it)
     # plain floats once, not a NumPy scalar per venue and field
     rows = zip(
         idx.tolist(),
@@ -257,7 +285,7 @@ def make_moves(
     to_home: list[Move] = []
     from_home: list[Move] = []
     legs_cost = 0.0
-    for origin, dest, amount in ctx.legs(target):
+    for origin, dest, amount in legs:
         label = f"bridge:{origin}->{dest}"
         cost = ctx.leg_cost_usd(amount, dest)
         legs_cost += cost
@@ -275,8 +303,8 @@ def make_moves(
     moved = delta != 0.0
     return PlanEconomics(
         tuple(withdrawals + to_home + from_home + deposits),
-        float(gains[moved].sum()),
-        float(venue_cost[moved].sum()) + legs_cost,
+        total(gains[moved]),
+        total(venue_cost[moved]) + legs_cost,
     )
 
 

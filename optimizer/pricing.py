@@ -16,6 +16,7 @@ from optimizer.config import OptimizerSettings
 from optimizer.costs import ZapPools, bridge_fee_curve, leg_gas_usd
 from optimizer.pwl import evaluate_curves
 from optimizer.routing import bridge_legs
+from optimizer.sums import total
 from optimizer.venue_arrays import VenueArrays
 
 FloatArray = NDArray[np.float64]
@@ -52,6 +53,7 @@ class PlanContext:
         facts = VenueArrays.of(tuple(s.venue for s in snaps))
         # LP zaps: the convex cost of the swap replaces the venue's linear fee (optimizer/costs.py)
         self.zap = zap if zap is not None else ZapPools.of(snaps, settings)
+        self._any_zap = bool(self.zap.mask.any())
         self.fee = np.where(self.zap.mask, 0.0, facts.fee)
         # only Across routes carry fee quotes
         self.bridge_fee = bridge_fee_curve(
@@ -62,12 +64,19 @@ class PlanContext:
         self.chains = facts.chains
         self.idle_on = {home_chain: math.inf} if idle_on is None else dict(idle_on)
         self.min_on = dict(min_on or {})
+        # (bridge_legs bridges only between home and the chains in chains or idle_on)
+        self._home_only = all(c == home_chain for c in self.chains) and all(
+            c == home_chain for c in self.idle_on
+        )
         self.queued = queued
         self._curves = [s.curve for s in snaps]
         self._f0: FloatArray | None = None
         # the last point each venue was evaluated at, and its income
         self._xc = np.full(len(snaps), np.nan)
         self._fc = np.zeros(len(snaps))
+        # per target (its bytes): its costs, gas and bridge legs, which one decide asks for a few
+        # times each (the check, the post-cost state, the moves, the allocation)
+        self._per_target: dict[tuple[str, bytes], object] = {}
 
     def income_usd(self, x_usd: FloatArray) -> FloatArray:
         """True annual income of each venue at ``x_usd`` (emission haircut applied)."""
@@ -87,31 +96,59 @@ class PlanContext:
             self._xc[idx] = x[idx]
         return np.where(at_x0, self._f0, self._fc)
 
+    def _key(self, name: str, target: FloatArray) -> tuple[str, bytes]:
+        return name, np.ascontiguousarray(target, dtype=float).tobytes()
+
     def costs_usd(self, target_usd: FloatArray) -> FloatArray:
         """Each venue's move cost (gas and fee), USD; 0 where nothing moves. Bridging is the plan's,
-        not a venue's (:meth:`legs_cost_usd`)."""
-        target = np.asarray(target_usd, dtype=float)
+        not a venue's (:meth:`legs_cost_usd`). Read-only (kept per target)."""
+        key = self._key("costs", target_usd)
+        hit = self._per_target.get(key)
+        if hit is None:
+            hit = self._costs_usd(np.asarray(target_usd, dtype=float))
+            hit.flags.writeable = False
+            self._per_target[key] = hit
+        assert isinstance(hit, np.ndarray)
+        return hit
+
+    def _costs_usd(self, target: FloatArray) -> FloatArray:
         delta = target - self.x0
         gas = np.where(delta > 0, self.gas_in, self.gas_out)
         cost = gas + self.fee * np.abs(delta)
-        if self.zap.mask.any():
+        if self._any_zap:
             cost = cost + self.zap.impact_usd(self.x0, target)
         return np.where(delta != 0.0, cost, 0.0)
 
     def impact_usd(self, target_usd: FloatArray) -> FloatArray:
         """Each venue's zap cost (the swapped half's fee and price impact), USD; 0 for the others."""
-        if not self.zap.mask.any():
+        if not self._any_zap:
             return np.zeros(len(self.x0))
         return self.zap.impact_usd(self.x0, np.asarray(target_usd, dtype=float))
 
     def gas_usd(self, target_usd: FloatArray) -> float:
         """The venue moves' gas, paid from home idle."""
-        delta = np.asarray(target_usd, dtype=float) - self.x0
-        return float(np.where(delta > 0, self.gas_in, np.where(delta < 0, self.gas_out, 0.0)).sum())
+        key = self._key("gas", target_usd)
+        hit = self._per_target.get(key)
+        if hit is None:
+            delta = np.asarray(target_usd, dtype=float) - self.x0
+            hit = total(np.where(delta > 0, self.gas_in, np.where(delta < 0, self.gas_out, 0.0)))
+            self._per_target[key] = hit
+        assert isinstance(hit, float)
+        return hit
 
     def legs(self, target_usd: FloatArray) -> list[tuple[str, str, float]]:
         """The bridge legs the target needs (:func:`bridge_legs`), home keeping the plan's gas."""
-        target = np.asarray(target_usd, dtype=float)
+        key = self._key("legs", target_usd)
+        hit = self._per_target.get(key)
+        if hit is None:
+            hit = tuple(self._legs(np.asarray(target_usd, dtype=float)))
+            self._per_target[key] = hit
+        assert isinstance(hit, tuple)
+        return list(hit)
+
+    def _legs(self, target: FloatArray) -> list[tuple[str, str, float]]:
+        if self._home_only:
+            return []  # every venue and all idle on home: no chain to bridge to or from
         return bridge_legs(
             self.chains,
             self.x0,
@@ -209,9 +246,9 @@ def after_costs(
         if origin != home_chain:
             continue
         on = dep & (chains == dest)
-        total = float(delta[on].sum())
-        if total > 0:
-            positions = np.where(on, positions - lost(usd, dest) * delta / total, positions)
+        deposited = float(delta[on].sum())
+        if deposited > 0:
+            positions = np.where(on, positions - lost(usd, dest) * delta / deposited, positions)
     instant_wd = wd if queued is None else wd & ~np.asarray(queued, dtype=bool)
     idle_cost = (
         float(gas.sum())

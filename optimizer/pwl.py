@@ -95,6 +95,30 @@ class PiecewiseLinear:
         return np.min(self.slope * x[:, None] + self.intercept, axis=1)
 
 
+_UNIT_GRIDS: dict[int, FloatArray] = {}
+
+
+def _unit_grid(m: int) -> FloatArray:
+    """The fit's grid on ``[0, 1]`` for ``m`` samples (shared: do not modify; the same for every call
+    with ``m``, so it is made once: four NumPy constructors were a tenth of a 4-venue decide). Not
+    flagged read-only, which would give the Numba kernel a second signature to compile."""
+    g = _UNIT_GRIDS.get(m)
+    if g is None:
+        half = (m - 1) // 2
+        g = np.unique(
+            np.concatenate(
+                [np.linspace(0.0, 1.0, m - 1 - half), np.geomspace(1e-4, 1.0, half + 1)[:-1]]
+            )
+        )
+        g = (
+            np.concatenate([g, np.linspace(0.0, 1.0, m - 1 - len(g) + 2)[1:-1]])
+            if len(g) < m - 1
+            else g
+        )
+        _UNIT_GRIDS[m] = g
+    return g
+
+
 def fit_pwl(
     curves: Sequence[YieldCurve],
     lb_usd: FloatArray,
@@ -138,17 +162,7 @@ def fit_pwl(
     m = max(int(samples), 8)
     # grid: half uniform, half geometric from 1e-4 of the domain (rate impact bends a curve on the
     # scale of the pool, often far below our domain), plus x0
-    half = (m - 1) // 2
-    g = np.unique(
-        np.concatenate(
-            [np.linspace(0.0, 1.0, m - 1 - half), np.geomspace(1e-4, 1.0, half + 1)[:-1]]
-        )
-    )
-    g = (
-        np.concatenate([g, np.linspace(0.0, 1.0, m - 1 - len(g) + 2)[1:-1]])
-        if len(g) < m - 1
-        else g
-    )
+    g = _unit_grid(m)
     hint = np.full(n, np.nan) if hint_usd is None else np.asarray(hint_usd, dtype=float)
     # a hint on x0 (within rounding of the domain: the holdings followed the last target, the steady
     # state) is no extra breakpoint and takes nothing from the split budget

@@ -26,14 +26,14 @@ def chain_flows_usd(
     """Idle per chain right after the venue moves, before any bridge leg: ``I_c + Σ_{i on c}
     (x0_i - x_i)`` with a withdrawal from a queued venue in flight (not idle) until it settles."""
     delta = np.asarray(target_usd, dtype=float) - np.asarray(x0_usd, dtype=float)
-    q = np.zeros(len(delta), dtype=bool) if queued is None else np.asarray(queued, dtype=bool)
+    q = None if queued is None else np.asarray(queued, dtype=bool)
     # queued venues: a deposit spends idle, a withdrawal lands later; instant ones: the whole move
-    freed = np.where(q, -np.maximum(delta, 0.0), -delta)
+    freed = -delta if q is None or not q.any() else np.where(q, -np.maximum(delta, 0.0), -delta)
     out = {c: float(u) for c, u in idle_on.items()}
     names, inverse = _chain_index(chains)
     sums = np.bincount(inverse, weights=freed, minlength=len(names))
-    for c, u in zip(names, sums, strict=True):
-        out[c] = out.get(c, 0.0) + float(u)
+    for c, u in zip(names, sums.tolist(), strict=True):
+        out[c] = out.get(c, 0.0) + u
     return out
 
 
