@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from adapters.aave_income_kernel import supply_income_rows
 from adapters.envelope import _GRID_POINTS, _REL_TOL, EnvelopeCurve, _Bridge
 from protocols import aave
 
@@ -45,8 +46,30 @@ _PEAK_POINTS = 33
 
 
 def _income(params: Matrix, debt: Matrix, liquidity: Matrix, x: Matrix) -> Matrix:
-    """``x * supply_apr_after_deposit(strategy, D, L, x)`` per row; ``params`` columns: base,
-    slope1, slope2, Uopt, RF (each ``[n, 1]``), the same operations in the same order."""
+    """``x * supply_apr_after_deposit(strategy, D, L, x)`` per row (``params`` columns: base,
+    slope1, slope2, Uopt, RF; ``debt``, ``liquidity`` ``[n, 1]``; ``x`` ``[n, m]``): the compiled
+    loop (:mod:`adapters.aave_income_kernel`), the same values as :func:`_income_numpy` bit for
+    bit; other shapes (a broadcast the loop does not index) take the NumPy expression."""
+    n = params.shape[0]
+    if (
+        x.ndim == 2
+        and x.shape[0] == n
+        and debt.shape == (n, 1)
+        and liquidity.shape == (n, 1)
+        and params.shape == (n, 5)
+    ):
+        f64 = np.float64
+        return supply_income_rows(
+            params.astype(f64, copy=False),
+            debt.astype(f64, copy=False),
+            liquidity.astype(f64, copy=False),
+            x.astype(f64, copy=False),
+        )
+    return _income_numpy(params, debt, liquidity, x)
+
+
+def _income_numpy(params: Matrix, debt: Matrix, liquidity: Matrix, x: Matrix) -> Matrix:
+    """The NumPy expression of :func:`_income` (any broadcastable shapes): the reference."""
     base, s1, s2, uopt, rf = (params[:, k : k + 1] for k in range(5))
     total = debt + liquidity + x
     with np.errstate(invalid="ignore", divide="ignore"):

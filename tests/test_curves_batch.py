@@ -88,3 +88,39 @@ def test_pools_above_the_kink_are_built_in_the_batch(monkeypatch: pytest.MonkeyP
         assert a.bridges == c.bridges and a.capacity_usd == c.capacity_usd
         x = np.geomspace(1e-3, 2.0 * a.capacity_usd + 1.0, 80)
         assert np.array_equal(a.real_income_usd(x), c.real_income_usd(x))
+
+
+def test_the_compiled_income_is_the_numpy_expression_bit_for_bit() -> None:
+    """``adapters.aave_income_kernel`` against ``_income_numpy`` on random reserves, with the edge
+    values the expression handles (no supply at all, U exactly at the kink, above it, a NaN size,
+    column views and strided grids as the batch and the optimizer pass them)."""
+    from adapters.curves_batch import _income, _income_numpy
+
+    rng = np.random.default_rng(11)
+    n = 400
+    params = np.column_stack(
+        [
+            rng.uniform(0.0, 0.01, n),
+            rng.uniform(0.02, 0.1, n),
+            rng.uniform(0.3, 3.0, n),
+            rng.uniform(0.45, 0.95, n),
+            rng.uniform(0.0, 0.5, n),
+        ]
+    )
+    debt = rng.uniform(0.0, 1e9, (n, 1))
+    liquidity = debt * rng.uniform(0.0, 1.5, (n, 1))
+    debt[0, 0] = liquidity[0, 0] = 0.0  # an empty reserve: U = 0 where D + L + x = 0
+    x = np.sort(rng.uniform(0.0, 2e9, (n, 64)), axis=1)
+    x[:, 0] = 0.0
+    x[1, 3] = np.nan
+    # U exactly at the kink: D / (D + L + x) = Uopt with x chosen for it
+    x[2, 5] = debt[2, 0] / params[2, 3] - debt[2, 0] - liquidity[2, 0]
+    rows = np.column_stack([params, debt, liquidity])
+    for p, d, liq, xs in [
+        (params, debt, liquidity, x),
+        (rows[:, :5], rows[:, 5:6], rows[:, 6:7], x[:, ::3]),
+        (params, debt, liquidity, x[:, 7:8]),
+    ]:
+        got, want = _income(p, d, liq, xs), _income_numpy(p, d, liq, xs)
+        assert np.array_equal(got, want, equal_nan=True)
+        assert np.array_equal(np.signbit(got), np.signbit(want))
