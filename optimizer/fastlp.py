@@ -37,6 +37,13 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from optimizer.cycle import CycleData
+from optimizer.fastlp_basis import (
+    Columns,
+    LastOptimum,
+    basic_variables,
+    rhs_only,
+    status_codes,
+)
 from optimizer.highs import quiet_highs
 from optimizer.pwl_kernel import segment_matrix
 
@@ -115,9 +122,9 @@ class SegmentLP:
         self._basis_shape: tuple[int, int] | None = None
         # the CSC of the constant x-rows over the venues
         self._x_cache: tuple[NDArray[np.int64], NDArray[np.int64], FloatArray] | None = None
-        self._cols: _Columns | None = None  # the last cycle's columns (kept while its inputs are)
-        self._passed: _Columns | None = None  # the columns HiGHS holds
-        self._last: _LastOptimum | None = None
+        self._cols: Columns | None = None  # the last cycle's columns (kept while its inputs are)
+        self._passed: Columns | None = None  # the columns HiGHS holds
+        self._last: LastOptimum | None = None
         self.solves = 0
         self.warm_solves = 0  # solves that started from a kept basis
         self.rhs_only_solves = 0  # re-solves where only row bounds changed and the basis still fits
@@ -176,7 +183,7 @@ class SegmentLP:
                 "solver_error", None, None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"
             )
 
-    def _columns(self, d: CycleData) -> _Columns:
+    def _columns(self, d: CycleData) -> Columns:
         """Everything of the cycle's LP but the row bounds: the slots, the objective, the matrix and
         the leg columns. Kept while the cycle's column inputs are the same objects (a cost-reserve
         pass changes only ``idle_reserve``, i.e. row bounds: README §7a)."""
@@ -291,7 +298,7 @@ class SegmentLP:
             value = np.concatenate([value, leg_vals[kept_legs].ravel()])
         cost, upper = cost[kept], upper[kept]
         ncol = len(kept)
-        self._cols = _Columns(
+        self._cols = Columns(
             src=src,
             nav_usd=d.nav_usd,
             width=width,
@@ -315,7 +322,7 @@ class SegmentLP:
         )
         return self._cols
 
-    def _row_upper(self, d: CycleData, cols: _Columns) -> FloatArray:
+    def _row_upper(self, d: CycleData, cols: Columns) -> FloatArray:
         """The rows' upper bounds (their lower bounds are -inf), in :meth:`_columns`' row order."""
         width, is_left, above, lbx = cols.width, cols.is_left, cols.above, cols.lbx
         B = float(self.model.budget.value)
@@ -356,79 +363,15 @@ class SegmentLP:
         rhs_x = np.concatenate(x_rhs) - (M @ lbx) if M.shape[0] else np.zeros(0)
         return np.ascontiguousarray(np.concatenate([np.array(rows_ub), rhs_x]), dtype=np.float64)
 
-    def _rhs_only(self, cols: _Columns, row_ub: FloatArray) -> tuple[FloatArray, float] | None:
-        """The optimum after a change of row bounds alone, from the last optimal basis, if that basis
-        stays primal feasible (then it stays optimal: its reduced costs do not depend on the bounds).
-
-        With ``B`` the basic variables (columns, and rows whose activity ``r_i = A_i x`` is basic),
-        every row ``A_i x - r_i = 0``, nonbasic rows at their upper bound and nonbasic columns at a
-        bound: a change ``Δu`` of the bounds moves the basic variables by ``M Δz = e``, where ``M``
-        holds the basic columns of ``[A  -I]`` and ``e_i = Δu_i`` on the nonbasic rows, 0 on the
-        basic ones (a 40-60 square system). ``None``: the basis no longer fits (HiGHS runs)."""
-        last = self._last
-        if last is None or last.cols is not cols:
-            return None
-        values, rows_value, basic, obj = last.values, last.row_value, last.basic, last.objective
-        nrow = cols.nrow
-        delta = row_ub - last.row_ub
-        if not np.all(np.isfinite(delta)):
-            return None
-        is_row = basic < 0
-        basic_rows = -basic[is_row] - 1
-        basic_cols = basic[~is_row]
-        M = np.zeros((nrow, nrow))
-        where_cols = np.nonzero(~is_row)[0]
-        for p, j in zip(where_cols.tolist(), basic_cols.tolist(), strict=True):
-            lo, hi = cols.start[j], cols.start[j + 1]
-            M[cols.index[lo:hi], p] = cols.value[lo:hi]
-        M[basic_rows, np.nonzero(is_row)[0]] = -1.0
-        e = delta.copy()
-        e[basic_rows] = 0.0
-        try:
-            dz = np.linalg.solve(M, e)
-        except np.linalg.LinAlgError:
-            return None
-        x_b = values[basic_cols] + dz[~is_row]
-        r_b = rows_value[basic_rows] + dz[is_row]
-        tol = 1e-9
-        if np.any(x_b < -tol) or np.any(x_b > cols.upper[basic_cols] + tol):
-            return None
-        if np.any(r_b > row_ub[basic_rows] + tol):
-            return None
-        new_values = values.copy()
-        new_values[basic_cols] = x_b
-        new_rows = np.where(np.isin(np.arange(nrow), basic_rows), 0.0, row_ub)
-        new_rows[basic_rows] = r_b
-        new_obj = obj + float(cols.cost[basic_cols] @ dz[~is_row])
-        self._last = _LastOptimum(cols, new_values, new_rows, basic, new_obj, row_ub)
-        return new_values, new_obj
-
-    @staticmethod
-    def _basic_variables(
-        row_status: list[highspy.HighsBasisStatus], values: FloatArray, cols: _Columns
-    ) -> NDArray[np.int64] | None:
-        """The basic variables as HiGHS numbers them (column ``j``, row ``-1 - i``): the basic rows
-        from the basis (a few dozen statuses) and, as columns, those strictly between their bounds
-        (a nonbasic column sits exactly on one). ``None`` when the two do not make a basis (a basic
-        column on a bound, a degenerate vertex): then a bounds-only change is left to HiGHS.
-        (``Highs.getBasicVariables`` would say it directly, but it crashed the process on a small
-        random market; reading the whole column status list costs ~40 ms per 100k columns.)"""
-        kinds = [int(s) for s in row_status]
-        basic_rows = [i for i, k in enumerate(kinds) if k == int(highspy.HighsBasisStatus.kBasic)]
-        inside = np.nonzero((values > 0.0) & (values < cols.upper))[0]
-        if len(inside) + len(basic_rows) != cols.nrow:
-            return None
-        return np.concatenate([inside, -1 - np.array(basic_rows, dtype=np.int64)])
-
     def _solve(self, d: CycleData, t0: float) -> SegmentResult:
         cols = self._columns(d)
         row_ub = self._row_upper(d, cols)
         ncol, nrow = cols.ncol, cols.nrow
         h = self.highs
         self.run_seconds = 0.0
-        shortcut = self._rhs_only(cols, row_ub) if self._passed is cols else None
+        shortcut = rhs_only(self._last, cols, row_ub) if self._passed is cols else None
         if shortcut is not None:
-            values, obj = shortcut
+            values, obj, self._last = shortcut
             self.rhs_only_solves += 1
             self.solves += 1
             return self._result(values, obj, cols, "segment simplex", t0)
@@ -492,10 +435,10 @@ class SegmentLP:
             obj = float(h.getInfo().objective_function_value)
             basis = h.getBasis()
             row_status = list(basis.row_status)
-            basic = self._basic_variables(row_status, values, cols)
+            basic = basic_variables(row_status, values, cols)
             codes = np.zeros(cols.full_ncol, dtype=np.int8)
             if basic is None:  # a basic column on a bound: read the statuses (slow, rare)
-                codes[cols.kept] = _status_codes(basis)
+                codes[cols.kept] = status_codes(basis)
             else:
                 finite = np.isfinite(cols.upper)
                 sub = np.where(finite & (values >= cols.upper), 2, 0).astype(np.int8)
@@ -505,7 +448,7 @@ class SegmentLP:
             self._last = (
                 None
                 if basic is None
-                else _LastOptimum(cols, values, np.asarray(sol.row_value), basic, obj, row_ub)
+                else LastOptimum(cols, values, np.asarray(sol.row_value), basic, obj, row_ub)
             )
             return self._result(values, obj, cols, "segment simplex", t0)
         self._last = None
@@ -517,7 +460,7 @@ class SegmentLP:
             self._status = None
             if basis.valid:
                 codes = np.zeros(cols.full_ncol, dtype=np.int8)
-                codes[cols.kept] = _status_codes(basis)
+                codes[cols.kept] = status_codes(basis)
                 self._status = (codes, list(basis.row_status))
             self._basis_shape = (cols.full_ncol, nrow)
         else:
@@ -533,7 +476,7 @@ class SegmentLP:
         )
 
     def _result(
-        self, values: FloatArray, obj: float, cols: _Columns, detail: str, t0: float
+        self, values: FloatArray, obj: float, cols: Columns, detail: str, t0: float
     ) -> SegmentResult:
         n, S = self.n, cols.width.shape[1]
         if cols.ncol < cols.full_ncol:
@@ -558,48 +501,3 @@ _STATUS = np.array(
     ],
     dtype=object,
 )
-
-
-def _status_codes(basis: highspy.HighsBasis) -> NDArray[np.int8]:
-    """The basis's column statuses as our codes (kZero / kNonbasic, free columns: lower)."""
-    codes = np.array([int(s) for s in basis.col_status], dtype=np.int8)
-    return np.where(codes > 2, 0, codes).astype(np.int8)
-
-
-@dataclass(frozen=True, slots=True)
-class _Columns:
-    """The column side of one cycle's segment LP (:meth:`SegmentLP._columns`), NAV units."""
-
-    src: tuple[object, ...]  # the cycle's arrays it was built from (compared by identity)
-    nav_usd: float
-    width: FloatArray  # (n, S) slot widths
-    is_left: BoolArray  # (n, S) slot left of x0
-    below: BoolArray  # (n, S) slot below the exit liquidity
-    above: FloatArray  # (n,) x0 above the top of the domain
-    lbx: FloatArray  # (n,) lower bounds
-    R1: int  # coupling rows (the x-rows follow)
-    nrow: int
-    ncol: int  # the columns passed to HiGHS: ``kept`` of ``full_ncol``
-    full_ncol: int  # n S slots, then the legs' segments
-    kept: NDArray[np.int64]
-    offset: float  # Σ g(lb)
-    cost: FloatArray
-    upper: FloatArray
-    start: NDArray[np.int32]
-    index: NDArray[np.int32]
-    value: FloatArray
-    legs: int
-    J: int
-
-
-@dataclass(frozen=True, slots=True)
-class _LastOptimum:
-    """The last optimum found for ``cols``: column values, row activities, HiGHS's basic variables
-    (column ``j >= 0``, row ``-1 - i``), the objective and the row bounds it was found for."""
-
-    cols: _Columns
-    values: FloatArray
-    row_value: FloatArray
-    basic: NDArray[np.int64]
-    objective: float
-    row_ub: FloatArray
