@@ -1,7 +1,8 @@
 """One cycle's numbers, in NumPy, ready to be poured into the Parameters of the cvxpy problem.
 
 Everything the solver sees is in *NAV units* (USD / NAV) so that the problem is scaled the same
-whether the vault holds $10k or $1bn; APRs are dimensionless and stay as they are.
+whether the vault holds $10k or $1bn; APRs are dimensionless and stay as they are. The venue-set
+facts, cost rates and per-venue caps it reads are in :mod:`optimizer.cycle_facts` (re-exported here).
 """
 
 from __future__ import annotations
@@ -15,178 +16,49 @@ from numpy.typing import NDArray
 
 from core.types import PortfolioState, Venue, VenueSnapshot
 from optimizer.config import OptimizerSettings, RiskLimits
-from optimizer.costs import (
-    ConvexCost,
-    ZapPools,
-    bridge_fee_curve,
-    depeg_discount,
-    leg_gas_usd,
+from optimizer.costs import ZapPools, bridge_fee_curve, depeg_discount
+from optimizer.cycle_facts import (
+    VenueSetFacts,
+    bridge_pieces,
+    bridge_rate,
+    cost_rates,
+    effective_exit_days,
+    in_flight_liquid_usd,
+    model_chains,
+    queued_exits,
+    snapshot_columns,
+    upper_bounds_usd,
+    usable,
+    venue_set_facts,
+    zap_peak_usd,
 )
-from optimizer.pwl import FitCache, PiecewiseLinear, evaluate_curves, fit_pwl
-from optimizer.state_rules import state_caps_usd
+from optimizer.pwl import FitCache, PiecewiseLinear, fit_pwl
 from optimizer.sums import total
 from optimizer.venue_arrays import VenueArrays
+
+__all__ = [
+    "UNKNOWN_RISK_SCORE",
+    "CycleData",
+    "VenueSetFacts",
+    "bridge_pieces",
+    "bridge_rate",
+    "build_cycle",
+    "cost_rates",
+    "effective_exit_days",
+    "in_flight_liquid_usd",
+    "model_chains",
+    "queued_exits",
+    "snapshot_columns",
+    "upper_bounds_usd",
+    "usable",
+    "venue_set_facts",
+    "zap_peak_usd",
+]
 
 FloatArray = NDArray[np.float64]
 
 #: risk score charged for a position whose venue the optimizer has never seen a snapshot of
 UNKNOWN_RISK_SCORE = 10.0
-
-
-def usable(values: Sequence[float] | FloatArray, missing: float = 0.0) -> FloatArray:
-    """Non-negative amounts from a feed; NaN (a bad feed value) becomes ``missing``, i.e. 0: a venue
-    whose TVL or exit liquidity is unknown can neither grow nor shrink this cycle. ``inf`` stays."""
-    a = np.asarray(values, dtype=float)
-    return np.maximum(np.where(np.isnan(a), missing, a), 0.0)
-
-
-def cost_rates(
-    venues: Sequence[Venue],
-    settings: OptimizerSettings,
-    home_chain: str,
-    nav_usd: float,
-    zap: NDArray[np.bool_] | None = None,
-) -> tuple[FloatArray, FloatArray]:
-    """Per-USD one-off cost of moving into / out of each venue (fractions of the amount moved).
-
-    ``c_in = fee_bps/1e4 + deposit_gas/(g NAV)``, ``c_out`` likewise with the withdrawal gas, where
-    ``g = gas_reference_ratio`` amortises the fixed gas charge over a reference move of ``g NAV`` USD.
-    ``zap``: venues priced by their pool's reserves (:class:`optimizer.costs.ZapPools`): no
-    ``fee_bps`` (the zap's convex cost replaces it, :meth:`CycleData.objective_pieces`).
-    Bridging is not a venue's cost: idle is booked per chain and the bridge legs are variables of
-    their own (:func:`bridge_pieces`, README §4c), paid only when a chain lacks the idle it spends.
-    """
-    ref = max(settings.gas_reference_ratio * nav_usd, 1e-9)
-    facts = VenueArrays.of(venues)
-    fee = facts.fee
-    if zap is not None:
-        fee = np.where(zap, 0.0, fee)
-    c_in = fee + facts.gas_in / ref
-    c_out = fee + facts.gas_out / ref
-    return c_in, c_out
-
-
-def bridge_rate(settings: OptimizerSettings, nav_usd: float) -> float:
-    """One-off cost per USD bridged, as a fraction: ``bridge_fee_bps/1e4 + bridge_gas_usd/(g NAV)``."""
-    ref = max(settings.gas_reference_ratio * nav_usd, 1e-9)
-    return settings.bridge_fee_bps / 1e4 + settings.bridge_gas_usd / ref
-
-
-def bridge_pieces(
-    curve: ConvexCost,
-    settings: OptimizerSettings,
-    chains: Sequence[str],
-    nav_usd: float,
-) -> tuple[FloatArray, FloatArray]:
-    """The bridge legs' convex cost on segments, NAV units: widths ``(J,)`` (the last one
-    unbounded) and slopes ``(2 (C-1), J)`` per NAV unit moved, rows ``home -> c`` for each chain
-    ``c`` but home, then ``c -> home``. Slope = the fee curve's slope on the piece + the leg's gas
-    (onto its destination) amortised over the reference move ``g NAV``."""
-    ref = max(settings.gas_reference_ratio * nav_usd, 1e-9)
-    fee = curve.slopes()
-    widths = np.append(curve.widths_usd() / nav_usd, np.inf)
-    home = chains[0] if chains else ""
-    gas = [leg_gas_usd(settings, c) for c in chains[1:]] + [
-        leg_gas_usd(settings, home) for _ in chains[1:]
-    ]
-    return widths, fee[None, :] + np.array(gas, dtype=float)[:, None] / ref
-
-
-def model_chains(venues: Sequence[Venue], home_chain: str) -> tuple[str, ...]:
-    """The chains the model books idle on: home first, then every venue's chain, sorted."""
-    return (home_chain, *sorted({v.chain for v in venues} - {home_chain}))
-
-
-def effective_exit_days(
-    venues: Sequence[Venue], settings: OptimizerSettings, home_chain: str
-) -> FloatArray:
-    """Days until capital in the venue is idle on the home chain: unbonding plus the bridge off-home."""
-    facts = VenueArrays.of(venues)
-    return facts.own_exit_days + np.where(facts.not_on(home_chain), settings.bridge_days, 0.0)
-
-
-def queued_exits(venues: Sequence[Venue], settings: OptimizerSettings) -> NDArray[np.bool_]:
-    """Venues whose withdrawals do *not* pay out at once: ``exit_days > instant_exit_days`` (a queue,
-    a redemption delay). Withdrawn from them, capital goes in flight until it settles; it cannot fund
-    the plan's deposits nor count as idle (README §4). The venue's own exit time, not the bridge leg:
-    the executor waits for bridge fills within the plan."""
-    return VenueArrays.of(venues).own_exit_days > settings.instant_exit_days
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class VenueSetFacts:
-    """What one cycle reads of the venue set that no snapshot changes, kept while the venue set,
-    the settings and the home chain stay (:func:`venue_set_facts`; read-only arrays): the model's
-    chains (:func:`model_chains`), each venue's index into them, the queued venues
-    (:func:`queued_exits`) and the effective exit times (:func:`effective_exit_days`)."""
-
-    arrays: VenueArrays
-    settings: OptimizerSettings
-    home_chain: str
-    chains: tuple[str, ...]
-    where: dict[str, int]
-    chain_index: NDArray[np.int64]
-    queued: NDArray[np.bool_]
-    any_queued: bool
-    exit_days: FloatArray
-
-
-def venue_set_facts(
-    venues: Sequence[Venue], settings: OptimizerSettings, home_chain: str
-) -> VenueSetFacts:
-    """The :class:`VenueSetFacts` of ``venues`` (the last one is kept: a replay's or a daemon's venue
-    set rarely changes; its key is the full input, so the facts are those a fresh build gives)."""
-    arrays = VenueArrays.of(venues)
-    last = _LAST_SET.facts
-    if (
-        last is not None
-        and last.arrays is arrays
-        and last.settings is settings
-        and last.home_chain == home_chain
-    ):
-        return last
-    chains = model_chains(arrays.venues, home_chain)
-    where = {c: j for j, c in enumerate(chains)}
-    queued = queued_exits(arrays.venues, settings)
-    facts = VenueSetFacts(
-        arrays=arrays,
-        settings=settings,
-        home_chain=home_chain,
-        chains=chains,
-        where=where,
-        chain_index=np.array([where[c] for c in arrays.chains], dtype=np.int64),
-        queued=queued,
-        any_queued=bool(queued.any()),
-        exit_days=effective_exit_days(arrays.venues, settings, home_chain),
-    )
-    for a in (facts.chain_index, facts.queued, facts.exit_days):
-        a.flags.writeable = False
-    _LAST_SET.facts = facts
-    return facts
-
-
-class _LastSet:
-    """The facts of the last venue set (one reference, read and replaced whole)."""
-
-    facts: VenueSetFacts | None = None
-
-
-_LAST_SET = _LastSet()
-
-
-def in_flight_liquid_usd(
-    days: float,
-    in_flight_usd: float,
-    known: Sequence[tuple[float, float]],
-    longest_exit_days: float,
-) -> float:
-    """What of the capital already in flight lands within ``days``: each known part ``(days left, USD)``
-    at its own horizon; the rest (origin unknown) only within the longest exit time of any venue."""
-    known_usd = float(sum(u for _, u in known))
-    out = float(sum(u for d, u in known if d <= days))
-    if days >= longest_exit_days:
-        out += max(float(in_flight_usd) - known_usd, 0.0)
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,87 +171,6 @@ class CycleData:
         a = np.where(right_of_x0, slope - c_in, slope + c_out)
         b = np.where(right_of_x0, intercept + c_in * x0, intercept - c_out * x0)
         return a, b
-
-
-def zap_peak_usd(
-    snaps: Sequence[VenueSnapshot],
-    zap: ZapPools,
-    x0_usd: FloatArray,
-    lb_usd: FloatArray,
-    ub_usd: FloatArray,
-    annual: float,
-    settings: OptimizerSettings,
-) -> FloatArray:
-    """The upper bounds with each zap venue's cut where its income net of the annualised zap cost
-    peaks (one grid step beyond, on a grid geometric from x0): past it more capital earns less
-    net of what getting it in costs, so no optimum goes there, and the fit's pieces are spent
-    where the net curve bends (a $25M domain over a $5M pool would put the first breakpoint past
-    the optimum). Venues without a zap, and room at or below x0, are left as they are."""
-    idx = np.nonzero(zap.mask & (ub_usd > x0_usd + 1.0))[0]
-    if len(idx) == 0:
-        return ub_usd
-    g = np.concatenate([[0.0], np.geomspace(1e-5, 1.0, 96)])
-    x0 = x0_usd[idx]
-    grid = x0[:, None] + (ub_usd[idx] - x0)[:, None] * g[None, :]
-    f = evaluate_curves([snaps[int(i)].curve for i in idx], grid, settings.emission_haircut)
-    sub = ZapPools(np.ones(len(idx), dtype=bool), zap.tvl_others_usd[idx], zap.fee[idx])
-    net = f - annual * sub.impact_usd(x0, grid)
-    k = np.minimum(np.argmax(net, axis=1) + 1, len(g) - 1)
-    out = ub_usd.copy()
-    out[idx] = np.maximum(grid[np.arange(len(idx)), k], lb_usd[idx])
-    return out
-
-
-def snapshot_columns(snaps: Sequence[VenueSnapshot]) -> FloatArray:
-    """The snapshots' numbers a cycle's bounds read, in one pass: ``(n, 4)`` floats, columns exit
-    liquidity, capacity, TVL, frozen (1.0 / 0.0); a missing number is NaN (:func:`usable`)."""
-    rows = [(s.exit_liquidity_usd, s.curve.capacity_usd, s.tvl_usd, s.frozen) for s in snaps]
-    return np.array(rows, dtype=float).reshape(len(snaps), 4)
-
-
-def upper_bounds_usd(
-    snaps: Sequence[VenueSnapshot],
-    x0_usd: FloatArray,
-    limits: RiskLimits,
-    nav_usd: float,
-    buffer: float = 0.0,
-    columns: FloatArray | None = None,
-) -> dict[str, FloatArray]:
-    """Every per-venue cap on the position, USD, by limit name (before the withdrawal floor).
-    ``columns``: the snapshots' ``(capacity, TVL, frozen)`` as ``(n, 3)`` floats, if the caller read
-    them already (:func:`snapshot_columns`).
-
-    ``buffer``: the caps the plan aims at are ``(1 - buffer)`` of the limits (capacity included;
-    a frozen venue's cap is its current position, which is no limit to drift past).
-
-    Capacity (what the venue can take from us *now*: a route's instant-fill limit, a product quota, a
-    supply cap) bounds growth only: ``x <= max((1 - buffer) capacity, x0)``. A position above a capacity
-    that shrank is held as long as nothing else says otherwise (the income curve is flat beyond
-    capacity, so the excess earns nothing, and leaving is a choice the objective makes on its costs,
-    never a forced exit). The risk caps below keep forcing (README §4).
-    """
-    caps: dict[str, FloatArray] = {}
-    n = len(snaps)
-    keep = 1.0 - buffer
-    cols = snapshot_columns(snaps)[:, 1:] if columns is None else columns
-    caps["capacity"] = np.maximum(keep * usable(cols[:, 0], missing=0.0), x0_usd)
-    caps["frozen"] = np.where(cols[:, 2] > 0, x0_usd, math.inf)
-    if limits.max_venue_usd is not None:
-        caps["venue_usd"] = np.full(n, keep * limits.max_venue_usd)
-    # a share of NAV of 1 or more is no limit that drift could push us past: not buffered
-    caps["venue_ratio"] = np.full(
-        n, (keep if limits.max_venue_ratio < 1 else 1.0) * limits.max_venue_ratio * nav_usd
-    )
-    if limits.max_venue_tvl_ratio is not None:
-        r = limits.max_venue_tvl_ratio
-        tvl = usable(cols[:, 1])
-        # x <= r (TVL + x)  <=>  x <= r TVL / (1 - r)   (TVL without us)
-        caps["venue_tvl"] = np.full(n, math.inf) if r >= 1 else keep * r * tvl / (1.0 - r)
-
-    by_state = state_caps_usd(snaps, x0_usd, limits)
-    if by_state is not None:
-        caps["venue_state"] = by_state
-    return caps
 
 
 def build_cycle(
