@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from core.types import PortfolioState, Venue, VenueSnapshot
 from optimizer.config import OptimizerSettings, RiskLimits
-from optimizer.costs import ZapPools, bridge_fee_curve, depeg_discount
+from optimizer.costs import ConvexCost, ZapPools, bridge_fee_curve, depeg_discount
 from optimizer.cycle_facts import (
     VenueSetFacts,
     bridge_pieces,
@@ -104,6 +104,9 @@ class CycleData:
     zap: NDArray[np.bool_] | None = None
     # the zap pools of these snapshots (every venue, masked), for the plan's prices
     zap_pools: ZapPools | None = None
+    # the bridge leg's fee curve of these snapshots (:func:`optimizer.costs.bridge_fee_curve`), for
+    # the plan's prices; None: the plan builds its own
+    bridge_fee: ConvexCost | None = None
     # some venue in queued (False only when build_cycle knows none is)
     any_queued: bool = True
     # objective_pieces by holding horizon (the model's update and the segment LP both ask); not
@@ -247,9 +250,8 @@ def build_cycle(
     chains, where = set_facts.chains, set_facts.where
     # only Across routes carry fee quotes: the others need not be read
     routes = [snaps[i] for i in facts.across.tolist()]
-    widths, slopes = bridge_pieces(
-        bridge_fee_curve(routes, settings, home_chain), settings, chains, nav
-    )
+    fee_curve = bridge_fee_curve(routes, settings, home_chain)
+    widths, slopes = bridge_pieces(fee_curve, settings, chains, nav)
     idle_on = portfolio.idle_on(home_chain)
     total_by_chain = float(sum(idle_on.values()))
     if abs(total_by_chain - float(portfolio.idle_usd)) > 1e-6 * max(nav, 1.0):
@@ -293,4 +295,5 @@ def build_cycle(
         impact_usd=impact,
         zap=zap.mask if any_zap else None,
         zap_pools=zap,
+        bridge_fee=fee_curve,
     )

@@ -172,14 +172,18 @@ class Optimizer(TargetSteps):
         except (ValueError, FloatingPointError, ArithmeticError) as exc:
             return self._hold(DecisionStatus.SOLVER_ERROR, f"hold: bad input: {exc}")
         venues = cycle.venues
-        exit_days = venue_set_facts(venues, self.settings, self.home_chain).exit_days
-        w.queued_exit_days = {
-            v.id: e
-            for v, e, q in zip(
-                venues, exit_days.tolist(), cycle.queued_mask().tolist(), strict=True
-            )
-            if q
-        }
+        set_facts = venue_set_facts(venues, self.settings, self.home_chain)
+        w.queued_exit_days = (
+            {
+                v.id: e
+                for v, e, q in zip(
+                    venues, set_facts.exit_days.tolist(), cycle.queued_mask().tolist(), strict=True
+                )
+                if q
+            }
+            if set_facts.any_queued
+            else {}
+        )
         build_seconds = model.build_seconds if rebuilt else 0.0
         risk = w.history.factors([v.id for v in venues], self.settings) if model.with_risk else None
         fit_seconds = time.perf_counter() - t_fit - build_seconds
@@ -235,6 +239,7 @@ class Optimizer(TargetSteps):
             min_on=dict(self.limits.min_idle_by_chain_usd),
             queued=cycle.queued_mask(),
             zap=cycle.zap_pools,
+            bridge_fee=cycle.bridge_fee,
         )
         current = self._check(w, snaps, portfolio, x0_usd, cycle, clock, priced=priced)
         # holdings breaches up to the drift band came from drift or costs and force nothing (README §7)

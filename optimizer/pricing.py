@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from core.types import VenueSnapshot
 from optimizer.config import OptimizerSettings
-from optimizer.costs import ZapPools, bridge_fee_curve, leg_gas_usd
+from optimizer.costs import ConvexCost, ZapPools, bridge_fee_curve, leg_gas_usd
 from optimizer.pwl import evaluate_curves
 from optimizer.routing import bridge_legs
 from optimizer.sums import total
@@ -44,8 +44,10 @@ class PlanContext:
         min_on: dict[str, float] | None = None,
         queued: NDArray[np.bool_] | None = None,
         zap: ZapPools | None = None,
+        bridge_fee: ConvexCost | None = None,
     ) -> None:
-        """``zap``: the cycle's :class:`optimizer.costs.ZapPools` of these snapshots, if known."""
+        """``zap``, ``bridge_fee``: the cycle's :class:`optimizer.costs.ZapPools` and bridge fee curve
+        (:func:`optimizer.costs.bridge_fee_curve`) of these snapshots, if known."""
         self.snaps = snaps
         self.settings = settings
         self.home_chain = home_chain
@@ -56,8 +58,10 @@ class PlanContext:
         self._any_zap = bool(self.zap.mask.any())
         self.fee = np.where(self.zap.mask, 0.0, facts.fee)
         # only Across routes carry fee quotes
-        self.bridge_fee = bridge_fee_curve(
-            [snaps[i] for i in facts.across.tolist()], settings, home_chain
+        self.bridge_fee = (
+            bridge_fee
+            if bridge_fee is not None
+            else bridge_fee_curve([snaps[i] for i in facts.across.tolist()], settings, home_chain)
         )
         self.gas_in = facts.gas_in
         self.gas_out = facts.gas_out
