@@ -18,7 +18,9 @@ from core.types import PortfolioState, Venue, VenueSnapshot
 from optimizer.config import OptimizerSettings, RiskLimits
 from optimizer.costs import ConvexCost, ZapPools, bridge_fee_curve, depeg_discount
 from optimizer.cycle_facts import (
+    SMALL_SET,
     VenueSetFacts,
+    bounds_small_usd,
     bridge_pieces,
     bridge_rate,
     cost_rates,
@@ -208,13 +210,23 @@ def build_cycle(
     locked = float(sum(max(float(u), 0.0) for k, u in positions.items() if k not in ids))
     investable_usd = float(portfolio.idle_usd) + total(x0_usd)
     columns = snapshot_columns(snaps)
-    exit_liq = usable(columns[:, 0])
-    lb_usd = np.maximum(x0_usd - np.minimum(x0_usd, exit_liq), 0.0)
-    ub_usd = np.full(len(venues), math.inf)
-    for cap in upper_bounds_usd(snaps, x0_usd, limits, nav, buffer, columns[:, 1:]).values():
-        ub_usd = np.minimum(ub_usd, cap)
-    ub_usd = np.minimum(ub_usd, max(investable_usd, 0.0))
-    ub_usd = np.maximum(ub_usd, lb_usd)  # a position we cannot exit stays, caps or not
+    small = (
+        bounds_small_usd(
+            snaps, x0_usd.tolist(), columns.tolist(), limits, nav, buffer, investable_usd
+        )
+        if len(snaps) < SMALL_SET
+        else None
+    )
+    if small is not None:  # a handful of venues: the same arithmetic on Python floats
+        exit_liq, lb_usd, ub_usd = (np.array(a, dtype=float) for a in small)
+    else:
+        exit_liq = usable(columns[:, 0])
+        lb_usd = np.maximum(x0_usd - np.minimum(x0_usd, exit_liq), 0.0)
+        ub_usd = np.full(len(venues), math.inf)
+        for cap in upper_bounds_usd(snaps, x0_usd, limits, nav, buffer, columns[:, 1:]).values():
+            ub_usd = np.minimum(ub_usd, cap)
+        ub_usd = np.minimum(ub_usd, max(investable_usd, 0.0))
+        ub_usd = np.maximum(ub_usd, lb_usd)  # a position we cannot exit stays, caps or not
     budget = None if linear is None else np.where(linear, 0, settings.pieces - 1)
     # LP zaps (optimizer/costs.py): their convex cost, annualised, is folded into the fit
     zap = ZapPools.of(snaps, settings)

@@ -24,6 +24,10 @@ FloatArray = NDArray[np.float64]
 
 _UNBOUNDED = np.array([np.inf])  # the bridge legs' last piece
 
+#: below this many venues, per-venue arithmetic of one decide runs on Python floats (the same IEEE
+#: operations as NumPy's, without its ~1-5 µs a call: most of a 4-venue decide's cost was such calls)
+SMALL_SET = 8
+
 
 def usable(values: Sequence[float] | FloatArray, missing: float = 0.0) -> FloatArray:
     """Non-negative amounts from a feed; NaN (a bad feed value) becomes ``missing``, i.e. 0: a venue
@@ -260,3 +264,65 @@ def upper_bounds_usd(
     if by_state is not None:
         caps["venue_state"] = by_state
     return caps
+
+
+def _plain(v: float) -> bool:
+    """A float the small path takes as NumPy does: not NaN, not ``-0.0`` (``np.minimum`` and
+    ``min`` may keep different zeros)."""
+    return v == v and not (v == 0.0 and math.copysign(1.0, v) < 0.0)
+
+
+def bounds_small_usd(
+    snaps: Sequence[VenueSnapshot],
+    x0_usd: list[float],
+    columns: list[list[float]],
+    limits: RiskLimits,
+    nav_usd: float,
+    buffer: float,
+    investable_usd: float,
+) -> tuple[list[float], list[float], list[float]] | None:
+    """``(exit liquidity, lb, ub)`` USD per venue, the arithmetic of :func:`build_cycle`'s bounds
+    (:func:`usable`, the withdrawal floor, the minimum of :func:`upper_bounds_usd`'s caps in their
+    order, the investable cap, ``max(ub, lb)``) on Python floats for a handful of venues: the same
+    IEEE operations, so the same numbers; ``None`` (use the NumPy path) for an input where ``min``
+    and ``np.minimum`` could part (a NaN, a ``-0.0``, an infinite position, a cap that is NaN).
+    ``columns``: :func:`snapshot_columns` as lists."""
+    keep = 1.0 - buffer
+    if not keep > 0.0 or not all(_plain(x) and math.isfinite(x) for x in x0_usd):
+        return None
+    if not all(_plain(v) or v != v for row in columns for v in row):
+        return None  # (a NaN feed value is fine: usable() maps it; a -0.0 is not)
+    by_state = state_caps_usd(snaps, np.array(x0_usd, dtype=float), limits)
+    state = by_state.tolist() if by_state is not None else None
+    ratio_cap = (keep if limits.max_venue_ratio < 1 else 1.0) * limits.max_venue_ratio * nav_usd
+    usd_cap = keep * limits.max_venue_usd if limits.max_venue_usd is not None else None
+    r = limits.max_venue_tvl_ratio
+    top = max(investable_usd, 0.0)
+    exit_out: list[float] = []
+    lb_out: list[float] = []
+    ub_out: list[float] = []
+    for i, (x0, (liq, capacity, tvl, frozen)) in enumerate(zip(x0_usd, columns, strict=True)):
+        liq = 0.0 if liq != liq else (liq if liq > 0.0 else 0.0)  # usable()
+        capacity = 0.0 if capacity != capacity else (capacity if capacity > 0.0 else 0.0)
+        lb = x0 - min(x0, liq)
+        lb = lb if lb > 0.0 else 0.0
+        caps = [max(keep * capacity, x0), x0 if frozen > 0 else math.inf]
+        if usd_cap is not None:
+            caps.append(usd_cap)
+        caps.append(ratio_cap)
+        if r is not None:
+            t = 0.0 if tvl != tvl else (tvl if tvl > 0.0 else 0.0)
+            caps.append(math.inf if r >= 1 else keep * r * t / (1.0 - r))
+        if state is not None:
+            caps.append(state[i])
+        ub = math.inf
+        for c in caps:
+            if not _plain(c):
+                return None
+            ub = c if c < ub else ub
+        ub = top if top < ub else ub
+        ub = lb if lb > ub else ub
+        exit_out.append(liq)
+        lb_out.append(lb)
+        ub_out.append(ub)
+    return exit_out, lb_out, ub_out

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from core.types import VenueSnapshot
+from core.types import VenueSnapshot, YieldCurve
 from optimizer.config import OptimizerSettings
 from optimizer.costs import ConvexCost, ZapPools, bridge_fee_curve, leg_gas_usd
 from optimizer.pwl import evaluate_curves
@@ -88,15 +88,13 @@ class PlanContext:
         h = self.settings.emission_haircut
         if self._f0 is None:
             # the holdings and the first target in one batched evaluation
-            both = evaluate_curves(self._curves, np.stack([self.x0, x], axis=1), h)
+            both = _evaluate(self._curves, np.stack([self.x0, x], axis=1), h)
             self._f0, self._fc, self._xc = both[:, 0], both[:, 1].copy(), x.copy()
         at_x0 = x == self.x0
         miss = ~at_x0 & (x != self._xc)
         if miss.any():
             idx = np.nonzero(miss)[0]
-            self._fc[idx] = evaluate_curves([self._curves[i] for i in idx], x[idx][:, None], h)[
-                :, 0
-            ]
+            self._fc[idx] = _evaluate([self._curves[i] for i in idx], x[idx][:, None], h)[:, 0]
             self._xc[idx] = x[idx]
         return np.where(at_x0, self._f0, self._fc)
 
@@ -190,6 +188,26 @@ class PlanContext:
     def values_usd(self, target_usd: FloatArray) -> FloatArray:
         """Exact value of each venue's move on its own: gain minus its gas and fee."""
         return self.gains_usd(target_usd) - self.costs_usd(target_usd)
+
+
+def _evaluate(
+    curves: Sequence[YieldCurve], x_usd: FloatArray, emission_haircut: float
+) -> FloatArray:
+    """:func:`optimizer.pwl.evaluate_curves`, without its grouping when every curve is of one class
+    with its own ``batch_income_usd`` (a replay's Aave reserves): that one call on all rows in order
+    is what ``evaluate_curves`` makes then, so the values are the same; its grouping, row indexing
+    and scatter were ~35 µs of the ~60 µs a 4-venue evaluation cost."""
+    if curves:
+        cls = type(curves[0])
+        batch = cls.__dict__.get("batch_income_usd")
+        if batch is not None and all(type(c) is cls for c in curves):
+            out = np.asarray(batch.__get__(None, cls)(curves, x_usd, emission_haircut), dtype=float)
+            if out.shape == x_usd.shape:
+                if not np.isfinite(out).all():
+                    bad = int(np.argwhere(~np.isfinite(out))[0][0])
+                    raise ValueError(f"yield curve {bad} returned a non-finite income")
+                return out
+    return evaluate_curves(curves, x_usd, emission_haircut)
 
 
 @dataclass(frozen=True, slots=True)

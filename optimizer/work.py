@@ -5,6 +5,7 @@ the last solution. Nothing here outlives one decide except through :class:`Optim
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from numpy.typing import NDArray
 from core.types import VenueSnapshot
 from optimizer.checker import CheckContext, CheckReport
 from optimizer.config import OptimizerSettings
+from optimizer.cycle_facts import SMALL_SET
 from optimizer.memory import OptimizerMemory
 from optimizer.model import SolveResult
 
@@ -76,27 +78,24 @@ def window_around(breakpoints: FloatArray, x_usd: FloatArray) -> tuple[FloatArra
     return np.minimum(lo, x_usd - floor), np.maximum(hi, x_usd + floor)
 
 
-#: below this many venues, per-venue arithmetic of one decide runs on Python floats
-SMALL_SET = 8
-
-
 def _window_small(
     rows: list[list[float]], xs: list[float]
 ) -> tuple[list[float], list[float]] | None:
     """:func:`window_around` on Python floats (finite inputs only; ``None``: use the NumPy path, which
-    propagates a NaN the way ``np.minimum`` does)."""
+    propagates a NaN the way ``np.minimum`` does). A row of breakpoints is non-decreasing
+    (:class:`optimizer.pwl.PiecewiseLinear`), so "how many lie strictly left of ``x - tol``" is
+    ``bisect_left`` and "how many lie at or left of ``x + tol``" is ``bisect_right``."""
     lo_out: list[float] = []
     hi_out: list[float] = []
     isfinite = math.isfinite
     for row, x in zip(rows, xs, strict=True):
-        if not isfinite(x) or not all(isfinite(b) for b in row):
+        if not (isfinite(x) and isfinite(sum(row))):
             return None
         m = len(row)
         span = row[-1] - row[0]
         tol = 1e-9 * span + 1e-9
-        below, above = x - tol, x + tol
-        left = sum(1 for b in row if b < below)
-        right = sum(1 for b in row if b <= above)
+        left = bisect_left(row, x - tol)
+        right = bisect_right(row, x + tol)
         lo = row[min(max(left - 1, 0), m - 1)]
         hi = row[min(right, m - 1)]
         floor = max(0.25 * abs(x), 0.05 * span)
