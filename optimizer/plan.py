@@ -127,9 +127,11 @@ def prune_unprofitable(
     ``queued``: venues whose withdrawals go in flight (not into idle); idle is then ``investable -
     Σ target - Σ_queued (x0 - target)⁺``, and undoing such a withdrawal takes nothing from idle.
     """
+    target = np.array(target_usd, dtype=float)
+    if np.array_equal(target, x0_usd):
+        return target, report  # (nothing moves: no move to undo, and holding is the target)
     ctx = ctx or PlanContext(snaps, x0_usd, settings, home_chain)
     values = ctx.values_usd(target_usd)
-    target = np.array(target_usd, dtype=float)
     if not (values >= 0).all():  # (every move pays its own way: nothing to undo one by one)
         q = np.zeros(len(target), dtype=bool) if queued is None else np.asarray(queued, dtype=bool)
         target, report, values = _undo_losing(
@@ -252,6 +254,8 @@ def make_moves(
     ctx = ctx or PlanContext(snaps, x0_usd, settings, home_chain)
     target = np.asarray(target_usd, dtype=float)
     delta = target - ctx.x0
+    if not delta.any() and not ctx.legs(target):
+        return PlanEconomics((), 0.0, 0.0)  # (what the general path gives when nothing moves)
     gains = ctx.gains_usd(target)
     venue_cost = ctx.costs_usd(target)
     withdrawals: list[Move] = []
