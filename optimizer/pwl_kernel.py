@@ -13,7 +13,8 @@ reference and for ``method="greedy"``), row by row instead of array by array, so
 2. breakpoints: ``X_0``, ``X_{m-1}``, the first node at or right of ``x0`` and of the hint, and
    ``budget`` more at equal quantiles of ``Σ sqrt(max(S_{j-1} - S_j, 0) · (h_{j-1} + h_j)/2)``
    (weighted ``window_share`` inside the window, the rest outside);
-3. the error bound ``max_j (f_j - f̂(X_j)) + max_j h_j (S_{j-1} - S_{j+1})⁺ / 4`` (README §2);
+3. the error bound ``max_j (f_j - f̂(X_j)) + max_j h_j (S_{j-1} - S_{j+1})⁺ / 4`` (README §2),
+   and the same bound per piece (its interior nodes, its cells);
 4. the pieces: slope and intercept of each chord, a chord narrower than rounding taking the slope
    on its left.
 
@@ -78,10 +79,16 @@ def fit_rows_quantile(
     use_window: bool,
     pieces: int,
     window_share: float,
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:  # pragma: no cover
-    """(slope, intercept, breakpoints, error bound, f̂ at ub) of every row (module docstring)."""
+) -> tuple[
+    FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray
+]:  # pragma: no cover
+    """(slope, intercept, breakpoints, error bound, f̂ at ub, error bound per piece) of every row
+    (module docstring)."""
     n, m = grid.shape
     p1 = pieces + 1  # pieces per venue (``pieces`` plus the split at x0)
+    piece_err = np.zeros((n, p1))
+    node_gap = np.zeros(m)
+    cell_between = np.zeros(max(m - 1, 0))
     slope = np.empty((n, p1))
     intercept = np.empty((n, p1))
     bps = np.empty((n, p1 + 1))
@@ -191,6 +198,7 @@ def fit_rows_quantile(
                 if not math.isfinite(t):
                     t = 0.0
                 g = f[j] - (fl + t * (fr - fl))
+                node_gap[j] = g
                 if math.isnan(g):
                     gap_nan = True
                 elif g > gap:
@@ -202,10 +210,31 @@ def fit_rows_quantile(
             s_next = cs[j + 1] if j < m - 2 else cs[m - 2]
             d = s_prev - s_next
             v = h[j] * (d if d > 0.0 else (0.0 if not math.isnan(d) else d))
+            cell_between[j] = v
             if math.isnan(v):
                 between_nan = True
             elif v > between:
                 between = v
+        # the same bound per piece: its nodes' largest gap, its cells' largest rise (README §2)
+        for b in range(nb - 1):
+            left, right = cols[b], cols[b + 1]
+            g_max = -math.inf
+            g_nan = False
+            for j in range(left + 1, right):
+                if math.isnan(node_gap[j]):
+                    g_nan = True
+                elif node_gap[j] > g_max:
+                    g_max = node_gap[j]
+            c_max = -math.inf
+            c_nan = False
+            for j in range(left, right):
+                if math.isnan(cell_between[j]):
+                    c_nan = True
+                elif cell_between[j] > c_max:
+                    c_max = cell_between[j]
+            g_part = math.nan if g_nan else max(g_max, 0.0)
+            c_part = math.nan if c_nan else max(c_max, 0.0)
+            piece_err[i, b] = g_part + c_part / 4.0
         if gap_nan or between_nan:
             error[i] = math.nan
         else:
@@ -226,7 +255,7 @@ def fit_rows_quantile(
             if math.isnan(slope[i, k]):
                 slope[i, k] = cs[0]
             intercept[i, k] = vals[k] - slope[i, k] * bps[i, k]
-    return slope, intercept, bps, error, income_ub
+    return slope, intercept, bps, error, income_ub, piece_err
 
 
 @numba.njit((_F1, _F1, _F1, _F1, _F1, _F1), cache=True, nogil=True)

@@ -22,7 +22,14 @@ from optimizer.model import AllocationModel
 from optimizer.pwl_kernel import sorted_grid
 from optimizer.testing import CHAINS, random_market
 
-FIELDS = ("slope", "intercept", "breakpoints", "error_bound_usd", "income_ub_usd")
+FIELDS = (
+    "slope",
+    "intercept",
+    "breakpoints",
+    "error_bound_usd",
+    "income_ub_usd",
+    "piece_error_usd",
+)
 
 
 def _fit_inputs(seed: int, n: int = 400):
