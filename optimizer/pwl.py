@@ -35,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.types import YieldCurve
-from optimizer.pwl_kernel import fit_rows_quantile, sorted_grid
+from optimizer.pwl_kernel import fit_rows_quantile, rows_equal, sorted_grid
 
 FloatArray = NDArray[np.float64]
 
@@ -285,14 +285,22 @@ class FitCache:
         return self.key == key and self.n == n and self.out is not None
 
     def same_rows(self, *arrays: FloatArray) -> NDArray[np.bool_]:
+        """Rows whose every input equals the cached one (NaN equal to NaN): the per-venue inputs
+        first, then the ``(n, m)`` grid and samples compiled, row by row, stopping at a row's first
+        difference (when every rate moved, most rows differ at their second node)."""
         same = np.ones(self.n, dtype=bool)
-        for old, new in zip(self.inputs, arrays, strict=True):
-            eq = (
-                (old == new) | (np.isnan(old) & np.isnan(new))
-                if old.dtype.kind == "f"
-                else old == new
-            )
-            same &= eq.all(axis=1) if eq.ndim == 2 else eq
+        pairs = list(zip(self.inputs, arrays, strict=True))
+        for old, new in pairs:
+            if old.ndim == 1:
+                same &= (
+                    (old == new) | (np.isnan(old) & np.isnan(new))
+                    if old.dtype.kind == "f"
+                    else old == new
+                )
+        for old, new in pairs:
+            if old.ndim == 2:
+                c = np.ascontiguousarray
+                rows_equal(c(old, dtype=float), c(new, dtype=float), same)
         return same
 
     def merge(self, rows: NDArray[np.int64], fit: _Fit) -> _Fit:

@@ -87,8 +87,6 @@ def fit_rows_quantile(
     n, m = grid.shape
     p1 = pieces + 1  # pieces per venue (``pieces`` plus the split at x0)
     piece_err = np.zeros((n, p1))
-    node_gap = np.zeros(m)
-    cell_between = np.zeros(max(m - 1, 0))
     slope = np.empty((n, p1))
     intercept = np.empty((n, p1))
     bps = np.empty((n, p1 + 1))
@@ -189,49 +187,44 @@ def fit_rows_quantile(
                 gap_nan = True
             elif g > gap:
                 gap = g
+        # per piece: its interior nodes' gaps and its cells' rise bounds, for the venue's bound and
+        # for the piece's own (README §2); the pieces' cells [cols[b], cols[b+1]) cover 0..m-2
+        between = 0.0
+        between_nan = False
         for b in range(nb - 1):
             left, right = cols[b], cols[b + 1]
             xl, fl, fr = grid[i, left], f[left], f[right]
             span = grid[i, right] - xl
+            g_max = -math.inf
+            g_nan = False
             for j in range(left + 1, right):
                 t = (grid[i, j] - xl) / span if span > 0 else 0.0
                 if not math.isfinite(t):
                     t = 0.0
                 g = f[j] - (fl + t * (fr - fl))
-                node_gap[j] = g
                 if math.isnan(g):
-                    gap_nan = True
-                elif g > gap:
-                    gap = g
-        between = 0.0
-        between_nan = False
-        for j in range(m - 1):
-            s_prev = cs[j - 1] if j > 0 else cs[0]
-            s_next = cs[j + 1] if j < m - 2 else cs[m - 2]
-            d = s_prev - s_next
-            v = h[j] * (d if d > 0.0 else (0.0 if not math.isnan(d) else d))
-            cell_between[j] = v
-            if math.isnan(v):
-                between_nan = True
-            elif v > between:
-                between = v
-        # the same bound per piece: its nodes' largest gap, its cells' largest rise (README §2)
-        for b in range(nb - 1):
-            left, right = cols[b], cols[b + 1]
-            g_max = -math.inf
-            g_nan = False
-            for j in range(left + 1, right):
-                if math.isnan(node_gap[j]):
                     g_nan = True
-                elif node_gap[j] > g_max:
-                    g_max = node_gap[j]
+                elif g > g_max:
+                    g_max = g
             c_max = -math.inf
             c_nan = False
             for j in range(left, right):
-                if math.isnan(cell_between[j]):
+                s_prev = cs[j - 1] if j > 0 else cs[0]
+                s_next = cs[j + 1] if j < m - 2 else cs[m - 2]
+                d = s_prev - s_next
+                v = h[j] * (d if d > 0.0 else (0.0 if not math.isnan(d) else d))
+                if math.isnan(v):
                     c_nan = True
-                elif cell_between[j] > c_max:
-                    c_max = cell_between[j]
+                elif v > c_max:
+                    c_max = v
+            if g_nan:
+                gap_nan = True
+            elif g_max > gap:
+                gap = g_max
+            if c_nan:
+                between_nan = True
+            elif c_max > between:
+                between = c_max
             g_part = math.nan if g_nan else max(g_max, 0.0)
             c_part = math.nan if c_nan else max(c_max, 0.0)
             piece_err[i, b] = g_part + c_part / 4.0
@@ -343,3 +336,20 @@ def segment_matrix(
             value[p] = x_value[e]
             p += 1
     return start, index, value
+
+
+@numba.njit((_F2, _F2, _B1), cache=True, nogil=True)
+def rows_equal(
+    old: FloatArray, new: FloatArray, same: NDArray[np.bool_]
+) -> None:  # pragma: no cover
+    """``same[i] &= (old[i] == new[i]).all()`` with NaN equal to NaN, skipping rows already
+    different and stopping at a row's first difference (:meth:`optimizer.pwl.FitCache.same_rows`)."""
+    n, m = old.shape
+    for i in range(n):
+        if not same[i]:
+            continue
+        for j in range(m):
+            a, b = old[i, j], new[i, j]
+            if not (a == b or (math.isnan(a) and math.isnan(b))):
+                same[i] = False
+                break
