@@ -1,6 +1,6 @@
 """The quantile PWL fit of :func:`optimizer.pwl.fit_pwl`, one compiled loop per venue (Numba).
 
-Same math as the NumPy path it replaces (:func:`optimizer.pwl._fit_rows_numpy`, kept as the
+Same math as the NumPy path it replaces (:func:`optimizer.pwl_numpy._fit_rows_numpy`, kept as the
 reference and for ``method="greedy"``), row by row instead of array by array, so that each venue's
 131 nodes are walked a few times in registers instead of ~30 passes over an ``(n, m)`` array
 (at 1,000 venues the array passes cost ~30 ms, the loops ~2 ms). Per venue, with grid
