@@ -310,12 +310,7 @@ class Ledger(LedgerReads, ReconciliationBooks, RebalanceBooks):
                 "INSERT INTO postings(tx_id, account, amount_units) VALUES (?, ?, ?)",
                 [(tx_id, account, units) for account, units in lines],
             )
-            for account, units in lines:
-                new = db.execute(
-                    "INSERT INTO balances(account, units) VALUES (?, ?) "
-                    "ON CONFLICT(account) DO UPDATE SET units = units + excluded.units RETURNING units",
-                    (account, units),
-                ).fetchone()[0]
+            for account, new in self._apply_balances(lines):
                 if new < 0 and account.startswith(ASSET_PREFIXES):
                     raise LedgerError(f"{kind}: {account} would go negative ({new} units)")
                 if new == 0 and account.startswith("in_flight:"):
@@ -333,6 +328,37 @@ class Ledger(LedgerReads, ReconciliationBooks, RebalanceBooks):
                 db.execute("ROLLBACK")
             raise
         return True
+
+    def _apply_balances(self, lines: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Add each posting to its account's balance; (account, new balance) in ``lines``' order.
+
+        One ``executemany`` and one read for a transaction's distinct accounts (an accrual
+        touches two per venue); an account posted twice in one transaction is added line by
+        line, so each intermediate balance is checked as before."""
+        db = self._db
+        accounts = [account for account, _ in lines]
+        if len(set(accounts)) < len(accounts):
+            return [
+                (
+                    account,
+                    db.execute(
+                        "INSERT INTO balances(account, units) VALUES (?, ?) ON CONFLICT(account) "
+                        "DO UPDATE SET units = units + excluded.units RETURNING units",
+                        (account, units),
+                    ).fetchone()[0],
+                )
+                for account, units in lines
+            ]
+        db.executemany(
+            "INSERT INTO balances(account, units) VALUES (?, ?) "
+            "ON CONFLICT(account) DO UPDATE SET units = units + excluded.units",
+            lines,
+        )
+        marks = ",".join("?" * len(accounts))
+        now = dict(
+            db.execute(f"SELECT account, units FROM balances WHERE account IN ({marks})", accounts)
+        )
+        return [(account, int(now[account])) for account in accounts]
 
     @contextlib.contextmanager
     def atomically(self) -> Iterator[None]:
