@@ -19,10 +19,10 @@ COPY optimizer ./optimizer
 COPY vault ./vault
 COPY backtest ./backtest
 RUN /opt/venv/bin/pip install --no-deps . && /opt/venv/bin/python -m compileall -q /opt/venv
-# The Numba kernels (the PWL fit's, the Aave income's) compile here, into the packages'
+# The Numba kernels (the PWL fit's, the Aave income's, the curve hull's) compile here, into the packages'
 # __pycache__: the runtime user cannot write there, and would otherwise compile them (10-20 s)
 # at every start.
-RUN /opt/venv/bin/python -c "import optimizer.pwl_kernel, adapters.aave_income_kernel"
+RUN /opt/venv/bin/python -c "import optimizer.pwl_kernel, adapters.aave_income_kernel, adapters.hull_kernel"
 
 FROM python:3.11-slim AS runtime
 RUN apt-get update \

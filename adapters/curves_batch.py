@@ -9,7 +9,7 @@ arithmetic does not depend on the array's shape), the grids are NumPy's own ``ge
 ``linspace`` with array end points (the same values as one row at a time), and the peak search
 keeps each row's own early stop. A pool above its kink (two local peaks, an income not concave on
 its grid) is built here too: every peak refined and the best kept in ``EnvelopeCurve``'s order,
-then ``_hull_bridges``' upper hull per row (:func:`_hull_edges`, its loop on the same values) and
+then ``_hull_bridges``' upper hull per row (:func:`adapters.hull_kernel.hull_edges`, the same kernel) and
 ``_refine_bridge``'s three alternating tangent searches for every bridge of every row at once
 (:func:`_bridged`). A reserve whose build leaves these paths (a grid point that coincides with
 another, no income at any size, no local peak, a corner point outside the domain) is built by
@@ -24,7 +24,6 @@ protocol function's values exactly.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from numpy.typing import NDArray
 
 from adapters.aave_income_kernel import supply_income_rows
 from adapters.envelope import _GRID_POINTS, _REL_TOL, EnvelopeCurve, _Bridge
+from adapters.hull_kernel import hull_edges
 from protocols import aave
 
 Matrix = NDArray[np.float64]
@@ -287,29 +287,6 @@ class _Hull:
     scale: float
 
 
-def _hull_edges(h: _Hull) -> list[tuple[int, int]]:
-    """``adapters.envelope._hull_bridges``' upper hull and chord test on one row (its loop and its
-    expressions, on the same values): the edges that need a bridge."""
-    xs, fs = h.xs, h.fs
-    hull: list[int] = []
-    for i in range(len(xs)):
-        while len(hull) >= 2:
-            o, a = hull[-2], hull[-1]
-            cross = (xs[a] - xs[o]) * (fs[i] - fs[o]) - (fs[a] - fs[o]) * (xs[i] - xs[o])
-            if cross >= 0.0:
-                hull.pop()
-            else:
-                break
-        hull.append(i)
-    edges = []
-    for a, b in itertools.pairwise(hull):
-        if b - a > 1:
-            chord = fs[a] + (xs[a + 1 : b] - xs[a]) * (fs[b] - fs[a]) / (xs[b] - xs[a])
-            if np.max(chord - fs[a + 1 : b]) > _REL_TOL * h.scale:
-                edges.append((a, b))
-    return edges
-
-
 def _bracket_vec(
     g: Callable[[Matrix], Matrix], lo: NDArray[np.float64], hi: NDArray[np.float64], rounds: int
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -346,7 +323,11 @@ def _bridged(
     """Each row's bridges as ``adapters.envelope._refine_bridge`` makes them (three alternations of
     the left end's and the right end's tangent search), every bridge of every row at once: the
     same expressions elementwise, each search with its row's own early stop."""
-    edges = [(k, a, b) for k, h in enumerate(hulls) for a, b in _hull_edges(h)]
+    edges = [
+        (k, a, b)
+        for k, h in enumerate(hulls)
+        for a, b in hull_edges(h.xs, h.fs, _REL_TOL * h.scale).tolist()
+    ]
     out: list[list[_Bridge]] = [[] for _ in hulls]
     if not edges:
         return [()] * len(hulls)

@@ -14,7 +14,6 @@ split pro rata) and the array coercion. The curves by venue kind are in :mod:`ad
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from adapters.hull_kernel import hull_edges
 from core.types import YieldCurve
 
 SECONDS_PER_YEAR = 31_536_000
@@ -178,23 +178,10 @@ def _hull_bridges(f: Callable[[Vector], Vector], xs: Vector, fs: Vector) -> list
     scale = max(float(np.max(np.abs(fs))), 1e-300)
     if np.all(np.diff(slopes) * np.diff(xs)[1:] <= _REL_TOL * scale):
         return []  # already concave on the grid: the fast path for most pools
-    hull: list[int] = []
-    for i in range(len(xs)):
-        while len(hull) >= 2:
-            o, a = hull[-2], hull[-1]
-            cross = (xs[a] - xs[o]) * (fs[i] - fs[o]) - (fs[a] - fs[o]) * (xs[i] - xs[o])
-            if cross >= 0.0:  # a lies on or below the chord o-i
-                hull.pop()
-            else:
-                break
-        hull.append(i)
-    bridges = []
-    for a, b in itertools.pairwise(hull):
-        if b - a > 1:
-            chord = fs[a] + (xs[a + 1 : b] - xs[a]) * (fs[b] - fs[a]) / (xs[b] - xs[a])
-            if np.max(chord - fs[a + 1 : b]) > _REL_TOL * scale:
-                bridges.append((a, b))
-    return [_refine_bridge(f, xs, a, b) for a, b in bridges]
+    edges = hull_edges(
+        np.asarray(xs, dtype=np.float64), np.asarray(fs, dtype=np.float64), _REL_TOL * scale
+    )
+    return [_refine_bridge(f, xs, int(a), int(b)) for a, b in edges]
 
 
 def _refine_bridge(f: Callable[[Vector], Vector], xs: Vector, a: int, b: int) -> _Bridge:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -112,11 +111,9 @@ def _digest(decision: object) -> str:
     )
     # the predicted APR moves with every rate the decision saw, so any data from after t shows
     predicted = None if d.predicted_apr is None else round(float(d.predicted_apr), 12)  # type: ignore[attr-defined]
-    raw = json.dumps(
-        [d.status, d.plan.execute, moves, target, predicted],  # type: ignore[attr-defined]
-        sort_keys=True,
-        default=str,
-    )
+    # repr, not JSON: the same values give the same text (dicts in move_to_dict's fixed key order,
+    # floats as their shortest round trip), at a fraction of json.dumps(sort_keys=True)'s cost
+    raw = repr((str(d.status), d.plan.execute, moves, target, predicted))  # type: ignore[attr-defined]
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 

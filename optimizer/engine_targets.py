@@ -16,6 +16,7 @@ from optimizer.cycle import CycleData
 from optimizer.engine_inputs import CycleInputs
 from optimizer.model import AllocationModel, SolveResult
 from optimizer.plan import PlanContext, prune_unprofitable, round_small_trades
+from optimizer.pwl import WARM_REFINE_PASSES, refine_pays
 from optimizer.routing import chain_flows_usd
 from optimizer.sums import total
 from optimizer.venue_arrays import VenueArrays
@@ -42,8 +43,14 @@ class TargetSteps(CycleInputs):
         nav = cycle.nav_usd
         model.update(cycle, risk)
         result = clock.add(model.solve())
-        for _ in range(self.settings.refine_passes if result.status == "optimal" and cold else 0):
+        # cold: refine_passes passes; then (and warm) more only while the fit near the solution could
+        # hide more than 0.1 % of the objective (README §2); refine_passes 0: none at all
+        always = self.settings.refine_passes if cold else 0
+        passes = always + (WARM_REFINE_PASSES if self.settings.refine_passes else 0)
+        for k in range(passes if result.status == "optimal" else 0):
             if model.linear.all() or result.x is None:
+                break
+            if k >= always and not refine_pays(cycle.pwl, result.x * nav, result.objective, nav):
                 break
             t_refit = time.perf_counter()
             hint = np.where(model.linear, np.nan, result.x * nav)

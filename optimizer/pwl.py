@@ -35,7 +35,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.types import YieldCurve
-from optimizer.pwl_kernel import fit_rows_quantile, sorted_grid
+from optimizer.pwl_kernel import fit_rows_quantile, rows_equal, sorted_grid
+from optimizer.pwl_numpy import _fit_rows_numpy
 
 FloatArray = NDArray[np.float64]
 
@@ -81,6 +82,23 @@ class PiecewiseLinear:
     ub_usd: FloatArray
     error_bound_usd: FloatArray  # (n,) ε_i: 0 <= f_i - f̂_i <= ε_i on [lb_i, ub_i]
     income_ub_usd: FloatArray  # (n,) f̂_i(ub_i), the scale the error is compared with
+    # (n, P) the same bound on each piece alone (0 on padded pieces): f_i - f̂_i <= it there
+    piece_error_usd: FloatArray
+
+    def error_near_usd(self, x_usd: FloatArray) -> FloatArray:
+        """Per venue, the largest error bound of the pieces that touch ``x_usd[i]`` (both pieces
+        when ``x`` is on a breakpoint, up to 1e-9 of the domain): ``f_i - f̂_i`` there at most.
+
+        For an LP optimum ``x*`` this bounds what the true curves can still gain (README §2):
+        with the LP's prices, venue ``i``'s true optimum lies in the pieces touching ``x*_i``
+        (concavity: the true derivative crosses the price between the outer ends of the pieces
+        whose slopes bracket it), where ``f_i <= f̂_i + e_i``; so the true optimum is at most the
+        PWL optimum plus ``Σ_i e_i``, and the PWL optimum is at most the true value at ``x*``."""
+        x = np.asarray(x_usd, dtype=float)[:, None]
+        bp = self.breakpoints
+        tol = (1e-9 * (bp[:, -1] - bp[:, 0]) + 1e-9)[:, None]
+        touch = (bp[:, :-1] <= x + tol) & (bp[:, 1:] >= x - tol)
+        return np.max(np.where(touch, self.piece_error_usd, 0.0), axis=1)
 
     def linear(self, rel: float = 1e-7) -> NDArray[np.bool_]:
         """Venues whose curve is linear on its domain (up to ``rel``): two pieces (split at x0) are exact."""
@@ -93,6 +111,26 @@ class PiecewiseLinear:
     def __call__(self, x_usd: FloatArray) -> FloatArray:
         x = np.asarray(x_usd, dtype=float)
         return np.min(self.slope * x[:, None] + self.intercept, axis=1)
+
+
+#: a warm cycle refits around its solution and solves again (at most this many times) while the fit's
+#: error near the solution, Σ_i error_near_usd(x*)_i, exceeds this share of the objective: the
+#: a-posteriori bound on what the true curves could still gain (README §2), held to the 0.1 % that
+#: ``bench quality`` asks of every seed
+WARM_REFINE_GAP_RATIO = 1e-3
+WARM_REFINE_PASSES = 2
+
+
+def refine_pays(
+    pwl: PiecewiseLinear, x_usd: FloatArray, objective_nav: float | None, nav_usd: float
+) -> bool:
+    """Whether the fit near the LP optimum ``x_usd`` could hide more than ``WARM_REFINE_GAP_RATIO``
+    of the objective (``objective_nav · nav_usd``, USD/year): ``Σ_i pwl.error_near_usd(x)_i``
+    bounds the true curves' optimum minus the true value at ``x`` (:meth:`error_near_usd`)."""
+    if objective_nav is None or not np.isfinite(objective_nav):
+        return False
+    near = float(np.sum(pwl.error_near_usd(x_usd)))
+    return near > WARM_REFINE_GAP_RATIO * abs(objective_nav) * nav_usd
 
 
 _UNIT_GRIDS: dict[int, FloatArray] = {}
@@ -216,7 +254,7 @@ def fit_pwl(
         out = cache.merge(rows, fit) if len(rows) < n and cache.matches(key, n) else fit
         cache.store(key, grid, f, x0, hint, has_hint, budget, win_lo, win_hi, out, len(rows))
         fit = out
-    slope, intercept, bps, error, income_ub = fit
+    slope, intercept, bps, error, income_ub, piece_error = fit
     return PiecewiseLinear(
         slope=slope,
         intercept=intercept,
@@ -225,10 +263,11 @@ def fit_pwl(
         ub_usd=np.asarray(ub_usd, dtype=float),
         error_bound_usd=error,
         income_ub_usd=income_ub,
+        piece_error_usd=piece_error,
     )
 
 
-_Fit = tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]
+_Fit = tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]
 
 
 class FitCache:
@@ -247,14 +286,22 @@ class FitCache:
         return self.key == key and self.n == n and self.out is not None
 
     def same_rows(self, *arrays: FloatArray) -> NDArray[np.bool_]:
+        """Rows whose every input equals the cached one (NaN equal to NaN): the per-venue inputs
+        first, then the ``(n, m)`` grid and samples compiled, row by row, stopping at a row's first
+        difference (when every rate moved, most rows differ at their second node)."""
         same = np.ones(self.n, dtype=bool)
-        for old, new in zip(self.inputs, arrays, strict=True):
-            eq = (
-                (old == new) | (np.isnan(old) & np.isnan(new))
-                if old.dtype.kind == "f"
-                else old == new
-            )
-            same &= eq.all(axis=1) if eq.ndim == 2 else eq
+        pairs = list(zip(self.inputs, arrays, strict=True))
+        for old, new in pairs:
+            if old.ndim == 1:
+                same &= (
+                    (old == new) | (np.isnan(old) & np.isnan(new))
+                    if old.dtype.kind == "f"
+                    else old == new
+                )
+        for old, new in pairs:
+            if old.ndim == 2:
+                c = np.ascontiguousarray
+                rows_equal(c(old, dtype=float), c(new, dtype=float), same)
         return same
 
     def merge(self, rows: NDArray[np.int64], fit: _Fit) -> _Fit:
@@ -309,184 +356,3 @@ def _fit_rows(
         int(pieces),
         float(window_share),
     )
-
-
-def _fit_rows_numpy(
-    grid: FloatArray,
-    f: FloatArray,
-    width: FloatArray,
-    x0: FloatArray,
-    hint: FloatArray,
-    has_hint: NDArray[np.bool_],
-    budget: NDArray[np.int64],
-    window_usd: tuple[FloatArray, FloatArray] | None,
-    pieces: int,
-    method: str,
-    window_share: float,
-) -> _Fit:
-    """The fit of each row of samples ``f`` on ``grid``: (slope, intercept, breakpoints, error
-    bound, f̂ at ub), see :func:`fit_pwl`."""
-    n, m = grid.shape
-    h = np.diff(grid, axis=1)
-    # a cell narrower than rounding (a forced node a hair from a grid node: last cycle's solution, which
-    # the simplex puts on a breakpoint, i.e. a grid node, after the domain moved by a rounding error)
-    # has a noise slope, f's rounding error / h (measured: -0.06 on a 1e-9 USD cell); through the
-    # concavity fix below it would pull every slope to its right down with it. Treat it as empty.
-    tiny = 1e-9 * width[:, None]
-    h = np.where(h > tiny, h, 0.0)
-    safe_h = np.where(h > 0, h, 1.0)
-    cell_slope = np.where(h > 0, np.diff(f, axis=1) / safe_h, np.nan)
-    # duplicate nodes (x0 on a grid node) give empty cells: borrow the neighbour's slope
-    cell_slope = _fill_nan_forward(cell_slope)
-    # enforce concavity against sampling noise: slopes may only fall (never raises f̂ above f)
-    cell_slope = np.minimum.accumulate(cell_slope, axis=1)
-    f = np.concatenate([f[:, :1], f[:, :1] + np.cumsum(cell_slope * h, axis=1)], axis=1)
-
-    cols = np.arange(m)[None, :].repeat(n, axis=0)
-    is_bp = np.zeros((n, m), dtype=bool)
-    is_bp[:, 0] = True
-    is_bp[:, -1] = True
-    for forced in (x0, hint):
-        is_bp[
-            np.arange(n),
-            np.argmax(grid >= forced[:, None] - 1e-12 * (1 + np.abs(forced[:, None])), axis=1),
-        ] = True
-    budget = np.where(has_hint, np.maximum(budget - 1, 0), budget)
-    if method == "quantile":
-        weight = None
-        if window_usd is not None:
-            lo, hi = (np.asarray(w, dtype=float)[:, None] for w in window_usd)
-            inner = grid[:, 1:-1]
-            inside = (inner >= lo) & (inner <= hi) & np.isfinite(lo)
-            # a share ``window_share`` of the quantile mass inside the window, the rest outside
-            drop = np.maximum(cell_slope[:, :-1] - cell_slope[:, 1:], 0.0)
-            mass = np.sqrt(drop * 0.5 * (h[:, :-1] + h[:, 1:]))
-            m_in = (mass * inside).sum(axis=1, keepdims=True)
-            m_out = (mass * ~inside).sum(axis=1, keepdims=True)
-            w_in = window_share / np.where(m_in > 0, m_in, 1.0)
-            w_out = (1.0 - window_share) / np.where(m_out > 0, m_out, 1.0)
-            weight = np.where(m_in > 0, np.where(inside, w_in, w_out), 1.0)
-        _quantile_breakpoints(cell_slope, h, is_bp, budget, weight)
-        budget = np.zeros(n, dtype=np.int64)
-    chord = _chord_values(grid, f, is_bp, cols)
-    scale = 1e-12 * (1.0 + np.abs(f[:, -1]))
-    for r in range(max(pieces - 1, 0)):
-        gap = f - chord
-        gap[is_bp] = -1.0
-        j = np.argmax(gap, axis=1)
-        useful = (gap[np.arange(n), j] > scale) & (budget > r)
-        rows = np.nonzero(useful)[0]
-        if len(rows) == 0:
-            break
-        # split the piece [l, r] holding node j into [l, j], [j, r]; only nodes inside it change
-        jr = j[rows][:, None]
-        bp_r = is_bp[rows]
-        c_r = cols[rows]
-        left = np.where(bp_r & (c_r < jr), c_r, -1).max(axis=1)[:, None]
-        right = np.where(bp_r & (c_r > jr), c_r, m).min(axis=1)[:, None]
-        g_r, f_r = grid[rows], f[rows]
-        xl, xj, xr = (np.take_along_axis(g_r, k, axis=1) for k in (left, jr, right))
-        fl, fj, fr = (np.take_along_axis(f_r, k, axis=1) for k in (left, jr, right))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            on_left = fl + (g_r - xl) * np.where(xj > xl, (fj - fl) / (xj - xl), 0.0)
-            on_right = fj + (g_r - xj) * np.where(xr > xj, (fr - fj) / (xr - xj), 0.0)
-        new = np.where(
-            (c_r > left) & (c_r <= jr),
-            on_left,
-            np.where((c_r > jr) & (c_r < right), on_right, chord[rows]),
-        )
-        chord[rows] = new
-        is_bp[rows, j[rows]] = True
-    gap = f - chord
-    s_prev = np.concatenate([cell_slope[:, :1], cell_slope[:, :-1]], axis=1)
-    s_next = np.concatenate([cell_slope[:, 1:], cell_slope[:, -1:]], axis=1)
-    between = np.max(h * np.maximum(s_prev - s_next, 0.0), axis=1) / 4.0
-    error = np.maximum(np.max(gap, axis=1), 0.0) + between
-
-    n_bp = is_bp.sum(axis=1)
-    p = pieces + 1
-    bps = np.empty((n, p + 1))
-    vals = np.empty((n, p + 1))
-    order = np.argsort(~is_bp, axis=1, kind="stable")  # breakpoint columns first, in grid order
-    for_rows = np.arange(n)[:, None]
-    take = np.minimum(np.arange(p + 1)[None, :], (n_bp - 1)[:, None])
-    sel = order[for_rows, take]
-    bps[:] = grid[for_rows, sel]
-    vals[:] = f[for_rows, sel]
-    dx = np.diff(bps, axis=1)
-    # a piece narrower than rounding (a forced breakpoint a hair from a grid node) has no meaningful
-    # slope: its chord through two almost equal points is noise and could break concavity (and so
-    # lower the min-of-lines below the interpolant); treat it as a padded piece (the slope on its left)
-    wide = dx > np.maximum(1e-12 * (1.0 + np.abs(bps[:, 1:])), tiny)
-    slope = np.where(wide, np.diff(vals, axis=1) / np.where(wide, dx, 1.0), np.nan)
-    slope = _fill_nan_forward(slope)
-    slope = np.where(np.isnan(slope), cell_slope[:, :1], slope)
-    intercept = vals[:, :-1] - slope * bps[:, :-1]
-    return slope, intercept, bps, error, f[:, -1].copy()
-
-
-def _quantile_breakpoints(
-    cell_slope: FloatArray,
-    h: FloatArray,
-    is_bp: NDArray[np.bool_],
-    budget: NDArray[np.int64],
-    weight: FloatArray | None = None,
-) -> None:
-    """Mark ``budget[i]`` more breakpoints at equal quantiles of the measure ``Σ sqrt(slope drop · h)``.
-
-    For a smooth curve the slope drop at node ``j`` is about ``f'' h``, so the measure is
-    ``∫ sqrt(f'') dx`` and the density of breakpoints follows ``sqrt(f'')``, the asymptotically optimal density for the L∞ error of
-    interpolation; a kink carries its whole slope drop at one node and gets a breakpoint on it.
-    One pass, no refinement (``method="greedy"`` refines on the actual gap instead).
-    """
-    n, m = is_bp.shape
-    drop = np.maximum(cell_slope[:, :-1] - cell_slope[:, 1:], 0.0)  # at interior nodes 1..m-2
-    mass = np.sqrt(drop * 0.5 * (h[:, :-1] + h[:, 1:]))  # ∫ sqrt(f'') dx over the node's share
-    if weight is not None:
-        mass = mass * weight
-    cum = np.cumsum(mass, axis=1)
-    total = cum[:, -1:]
-    kmax = int(budget.max()) if len(budget) else 0
-    if kmax == 0:
-        return
-    q = (np.arange(1, kmax + 1)[None, :] / (budget[:, None] + 1.0)) * total  # (n, kmax)
-    pos = np.minimum((cum[:, None, :] < q[:, :, None]).sum(axis=2), m - 3)  # first node reaching q
-    valid = (np.arange(1, kmax + 1)[None, :] <= budget[:, None]) & (total > 0)
-    rows = np.repeat(np.arange(n)[:, None], kmax, axis=1)
-    is_bp[rows[valid], pos[valid] + 1] = True
-
-
-def _chord_values(
-    grid: FloatArray, f: FloatArray, is_bp: NDArray[np.bool_], cols: NDArray[np.int64]
-) -> FloatArray:
-    """Value at every grid node of the chord through the marked breakpoints."""
-    n, m = grid.shape
-    base = (np.arange(n) * m)[:, None]
-    left = np.maximum.accumulate(np.where(is_bp, cols, 0), axis=1)
-    right = np.minimum.accumulate(np.where(is_bp, cols, m - 1)[:, ::-1], axis=1)[:, ::-1]
-    left += base
-    right += base
-    gflat, fflat = grid.ravel(), f.ravel()
-    xl = gflat.take(left)
-    span = gflat.take(right) - xl
-    fl = fflat.take(left)
-    np.divide(grid - xl, span, out=span, where=span > 0)
-    span[~np.isfinite(span)] = 0.0
-    return fl + span * (fflat.take(right) - fl)
-
-
-def _fill_nan_forward(a: FloatArray) -> FloatArray:
-    """Replace NaNs by the nearest finite value to the left (then to the right)."""
-    a = a.copy()
-    mask = np.isnan(a)
-    if not mask.any():
-        return a
-    idx = np.where(~mask, np.arange(a.shape[1])[None, :], 0)
-    np.maximum.accumulate(idx, axis=1, out=idx)
-    a = a[np.arange(a.shape[0])[:, None], idx]
-    mask = np.isnan(a)
-    if mask.any():  # leading NaNs: take the first finite value of the row
-        first = np.argmax(~mask, axis=1)
-        fill = a[np.arange(a.shape[0]), first]
-        a = np.where(mask, fill[:, None], a)
-    return a

@@ -1,6 +1,6 @@
 """The quantile PWL fit of :func:`optimizer.pwl.fit_pwl`, one compiled loop per venue (Numba).
 
-Same math as the NumPy path it replaces (:func:`optimizer.pwl._fit_rows_numpy`, kept as the
+Same math as the NumPy path it replaces (:func:`optimizer.pwl_numpy._fit_rows_numpy`, kept as the
 reference and for ``method="greedy"``), row by row instead of array by array, so that each venue's
 131 nodes are walked a few times in registers instead of ~30 passes over an ``(n, m)`` array
 (at 1,000 venues the array passes cost ~30 ms, the loops ~2 ms). Per venue, with grid
@@ -13,7 +13,8 @@ reference and for ``method="greedy"``), row by row instead of array by array, so
 2. breakpoints: ``X_0``, ``X_{m-1}``, the first node at or right of ``x0`` and of the hint, and
    ``budget`` more at equal quantiles of ``Σ sqrt(max(S_{j-1} - S_j, 0) · (h_{j-1} + h_j)/2)``
    (weighted ``window_share`` inside the window, the rest outside);
-3. the error bound ``max_j (f_j - f̂(X_j)) + max_j h_j (S_{j-1} - S_{j+1})⁺ / 4`` (README §2);
+3. the error bound ``max_j (f_j - f̂(X_j)) + max_j h_j (S_{j-1} - S_{j+1})⁺ / 4`` (README §2),
+   and the same bound per piece (its interior nodes, its cells);
 4. the pieces: slope and intercept of each chord, a chord narrower than rounding taking the slope
    on its left.
 
@@ -78,10 +79,14 @@ def fit_rows_quantile(
     use_window: bool,
     pieces: int,
     window_share: float,
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:  # pragma: no cover
-    """(slope, intercept, breakpoints, error bound, f̂ at ub) of every row (module docstring)."""
+) -> tuple[
+    FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray
+]:  # pragma: no cover
+    """(slope, intercept, breakpoints, error bound, f̂ at ub, error bound per piece) of every row
+    (module docstring)."""
     n, m = grid.shape
     p1 = pieces + 1  # pieces per venue (``pieces`` plus the split at x0)
+    piece_err = np.zeros((n, p1))
     slope = np.empty((n, p1))
     intercept = np.empty((n, p1))
     bps = np.empty((n, p1 + 1))
@@ -182,30 +187,47 @@ def fit_rows_quantile(
                 gap_nan = True
             elif g > gap:
                 gap = g
+        # per piece: its interior nodes' gaps and its cells' rise bounds, for the venue's bound and
+        # for the piece's own (README §2); the pieces' cells [cols[b], cols[b+1]) cover 0..m-2
+        between = 0.0
+        between_nan = False
         for b in range(nb - 1):
             left, right = cols[b], cols[b + 1]
             xl, fl, fr = grid[i, left], f[left], f[right]
             span = grid[i, right] - xl
+            g_max = -math.inf
+            g_nan = False
             for j in range(left + 1, right):
                 t = (grid[i, j] - xl) / span if span > 0 else 0.0
                 if not math.isfinite(t):
                     t = 0.0
                 g = f[j] - (fl + t * (fr - fl))
                 if math.isnan(g):
-                    gap_nan = True
-                elif g > gap:
-                    gap = g
-        between = 0.0
-        between_nan = False
-        for j in range(m - 1):
-            s_prev = cs[j - 1] if j > 0 else cs[0]
-            s_next = cs[j + 1] if j < m - 2 else cs[m - 2]
-            d = s_prev - s_next
-            v = h[j] * (d if d > 0.0 else (0.0 if not math.isnan(d) else d))
-            if math.isnan(v):
+                    g_nan = True
+                elif g > g_max:
+                    g_max = g
+            c_max = -math.inf
+            c_nan = False
+            for j in range(left, right):
+                s_prev = cs[j - 1] if j > 0 else cs[0]
+                s_next = cs[j + 1] if j < m - 2 else cs[m - 2]
+                d = s_prev - s_next
+                v = h[j] * (d if d > 0.0 else (0.0 if not math.isnan(d) else d))
+                if math.isnan(v):
+                    c_nan = True
+                elif v > c_max:
+                    c_max = v
+            if g_nan:
+                gap_nan = True
+            elif g_max > gap:
+                gap = g_max
+            if c_nan:
                 between_nan = True
-            elif v > between:
-                between = v
+            elif c_max > between:
+                between = c_max
+            g_part = math.nan if g_nan else max(g_max, 0.0)
+            c_part = math.nan if c_nan else max(c_max, 0.0)
+            piece_err[i, b] = g_part + c_part / 4.0
         if gap_nan or between_nan:
             error[i] = math.nan
         else:
@@ -226,7 +248,7 @@ def fit_rows_quantile(
             if math.isnan(slope[i, k]):
                 slope[i, k] = cs[0]
             intercept[i, k] = vals[k] - slope[i, k] * bps[i, k]
-    return slope, intercept, bps, error, income_ub
+    return slope, intercept, bps, error, income_ub, piece_err
 
 
 @numba.njit((_F1, _F1, _F1, _F1, _F1, _F1), cache=True, nogil=True)
@@ -314,3 +336,20 @@ def segment_matrix(
             value[p] = x_value[e]
             p += 1
     return start, index, value
+
+
+@numba.njit((_F2, _F2, _B1), cache=True, nogil=True)
+def rows_equal(
+    old: FloatArray, new: FloatArray, same: NDArray[np.bool_]
+) -> None:  # pragma: no cover
+    """``same[i] &= (old[i] == new[i]).all()`` with NaN equal to NaN, skipping rows already
+    different and stopping at a row's first difference (:meth:`optimizer.pwl.FitCache.same_rows`)."""
+    n, m = old.shape
+    for i in range(n):
+        if not same[i]:
+            continue
+        for j in range(m):
+            a, b = old[i, j], new[i, j]
+            if not (a == b or (math.isnan(a) and math.isnan(b))):
+                same[i] = False
+                break

@@ -19,7 +19,9 @@ Like the production curves, every curve here is flat beyond its ``capacity_usd``
 - :class:`TieredCurve`: a tiered fixed-rate product, concave with one kink.
 
 Each class has a ``batch_income_usd`` classmethod so the PWL fit evaluates a whole market in one
-NumPy call per class (see :func:`optimizer.pwl.evaluate_curves`).
+call per class (see :func:`optimizer.pwl.evaluate_curves`), a compiled loop
+(:mod:`optimizer.testing_kernel`) as the production Aave curves have, so ``bench solver`` pays
+for its curves what the daemon pays for real ones.
 """
 
 from __future__ import annotations
@@ -33,8 +35,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.types import PortfolioState, Venue, VenueCosts, VenueKind, VenueSnapshot, YieldCurve
+from optimizer.testing_kernel import dilution_rows, flat_rows, lp_rows
 
 FloatArray = NDArray[np.float64]
+
+
+def _c(x_usd: FloatArray) -> FloatArray:
+    """``x_usd`` as the C-contiguous float64 ``(n, m)`` array the compiled batches take."""
+    return np.ascontiguousarray(np.asarray(x_usd, dtype=float).reshape(len(x_usd), -1))
 
 
 def _capped(x_usd: FloatArray, capacity_usd: float) -> FloatArray:
@@ -71,11 +79,12 @@ class DilutionCurve(YieldCurve):
     def batch_income_usd(
         cls, curves: Sequence[DilutionCurve], x_usd: FloatArray, emission_haircut: float
     ) -> FloatArray:
-        i = np.array([c.interest_usd for c in curves])[:, None]
-        e = np.array([c.emission_usd for c in curves])[:, None]
-        s = np.array([c.supply_usd for c in curves])[:, None]
-        x = np.minimum(x_usd, np.array([c.capacity_usd for c in curves])[:, None])
-        return (i + (1.0 - emission_haircut) * e) * x / (s + x)
+        i = np.array([c.interest_usd for c in curves])
+        e = np.array([c.emission_usd for c in curves])
+        s = np.array([c.supply_usd for c in curves])
+        cap = np.array([c.capacity_usd for c in curves])
+        # (I + (1 - h) E) min(x, cap) / (S + min(x, cap)), compiled (testing_kernel: why)
+        return dilution_rows(i + (1.0 - emission_haircut) * e, s, cap, _c(x_usd))
 
 
 class KinkedLendingCurve(YieldCurve):
@@ -161,13 +170,14 @@ class LPCurve(YieldCurve):
     def batch_income_usd(
         cls, curves: Sequence[LPCurve], x_usd: FloatArray, emission_haircut: float
     ) -> FloatArray:
-        f = np.array([c.fees_usd for c in curves])[:, None]
-        e = np.array([c.emission_usd for c in curves])[:, None]
-        t = np.array([c.tvl_usd for c in curves])[:, None]
-        il = np.array([c.sigma**2 / 8.0 for c in curves])[:, None]
-        # flat beyond capacity, as real_income_usd (this batch path used to keep falling there)
-        x = np.minimum(x_usd, np.array([c.capacity_usd for c in curves])[:, None])
-        return (f + (1.0 - emission_haircut) * e) * x / (t + x) - il * x
+        f = np.array([c.fees_usd for c in curves])
+        e = np.array([c.emission_usd for c in curves])
+        t = np.array([c.tvl_usd for c in curves])
+        il = np.array([c.sigma**2 / 8.0 for c in curves])
+        # flat beyond capacity, as real_income_usd (this batch path used to keep falling there);
+        # (F + (1 - h) E) y / (T + y) - il y at y = min(x, cap), compiled (testing_kernel: why)
+        cap = np.array([c.capacity_usd for c in curves])
+        return lp_rows(f + (1.0 - emission_haircut) * e, t, il, cap, _c(x_usd))
 
 
 class FlatCurve(YieldCurve):
@@ -190,10 +200,8 @@ class FlatCurve(YieldCurve):
     def batch_income_usd(
         cls, curves: Sequence[FlatCurve], x_usd: FloatArray, emission_haircut: float
     ) -> FloatArray:
-        a = np.array([c.apr_value + (1.0 - emission_haircut) * c.emission_apr for c in curves])[
-            :, None
-        ]
-        return a * np.minimum(x_usd, np.array([c.capacity_usd for c in curves])[:, None])
+        a = np.array([c.apr_value + (1.0 - emission_haircut) * c.emission_apr for c in curves])
+        return flat_rows(a, np.array([c.capacity_usd for c in curves]), _c(x_usd))
 
 
 class TieredCurve(YieldCurve):

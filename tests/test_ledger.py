@@ -170,3 +170,43 @@ def test_kept_balances_follow_every_write_and_never_a_rolled_back_one(tmp_path, 
         raise RuntimeError("abort the transaction")
     assert ledger.balances().positions_units == {"a": one, "b": one}
     assert ledger.balances().nav_units == usd_to_units("1000000")
+
+
+def test_an_account_posted_twice_in_one_transaction_is_checked_at_every_line(ledger):
+    """A transaction's balances are added in one statement, except when it names an account twice:
+    then line by line, so an asset that dips below zero between two lines is still refused."""
+    one = usd_to_units("1")
+    dips = [("position:a", -one), ("position:a", 2 * one), ("idle:ethereum", -one)]
+    with pytest.raises(LedgerError, match="position:a would go negative"):
+        ledger.post(T0, "bad", dips)
+    ledger.post(T0, "ok", [("position:a", 2 * one), ("position:a", -one), ("idle:ethereum", -one)])
+    assert ledger.balances().positions_units == {"a": one}
+    # distinct accounts in one statement: the first negative line in the posting's order is named
+    with pytest.raises(LedgerError, match="position:a would go negative"):
+        ledger.post(
+            T0, "bad", [("position:a", -2 * one), ("position:b", one), ("idle:ethereum", one)]
+        )
+    assert ledger.balances().positions_units == {"a": one}
+    assert ledger.audit() == []
+
+
+def test_kept_breaks_and_intents_follow_every_write(tmp_path, ledger):
+    """``open_breaks()`` and ``pending_moves()`` are kept between writes like ``balances()``: a
+    break recorded, an intent written and one cleared, another connection's write all show at once,
+    and a caller changing the list it got does not change the next answer."""
+    assert ledger.open_breaks() == []
+    ledger.record_break(T0, "a", 10, 20, 0, "a report the books cannot explain")
+    assert [b.venue for b in ledger.open_breaks()] == ["a"]
+    ledger.open_breaks().clear()
+    assert [b.venue for b in ledger.open_breaks()] == ["a"]
+    ledger.begin_move(T0, "k1", {"venue": "a", "amount_usd": "1"})
+    moves = ledger.pending_moves()
+    assert [m["venue"] for m in moves] == ["a"]
+    moves[0]["venue"] = "changed by the caller"
+    assert ledger.pending_moves()[0]["venue"] == "a"
+    other = Ledger(tmp_path / "ledger.sqlite3")
+    other.record_break(T0, "b", 10, 30, 0, "another")
+    other.abandon_move("k1")
+    other.close()
+    assert [b.venue for b in ledger.open_breaks()] == ["a", "b"]
+    assert ledger.pending_moves() == []

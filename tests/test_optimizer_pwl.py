@@ -38,6 +38,17 @@ def test_chords_lie_below_the_curve_within_the_bound(method, pieces):
         scale = 1e-9 * (1 + abs(f).max())
         assert gap.min() >= -scale, (i, gap.min())
         assert gap.max() <= pwl.error_bound_usd[i] + scale, (i, gap.max(), pwl.error_bound_usd[i])
+        # the bound per piece holds on that piece, and no piece's bound exceeds the venue's
+        bp = pwl.breakpoints[i]
+        for k in range(pwl.pieces):
+            on = (xs[i] >= bp[k]) & (xs[i] <= bp[k + 1])
+            if on.any():
+                assert gap[on].max() <= pwl.piece_error_usd[i, k] + scale, (i, k)
+        assert pwl.piece_error_usd[i].max() <= pwl.error_bound_usd[i] + scale
+        # error_near_usd at a breakpoint: the larger bound of the two pieces that meet there
+        j = int(np.argmax(bp > bp[0]))
+        near = pwl.error_near_usd(np.where(np.arange(n) == i, bp[j], lb))[i]
+        assert near == max(pwl.piece_error_usd[i, j - 1], pwl.piece_error_usd[i, j])
         # exact at the forced breakpoints lb, x0, ub
         for x in (lb[i], x0[i], ub[i]):
             assert np.min(pwl.slope[i] * x + pwl.intercept[i]) == pytest.approx(

@@ -19,10 +19,17 @@ from optimizer.costs import ConvexCost
 from optimizer.cycle import build_cycle
 from optimizer.limits import put, validate_parameters
 from optimizer.model import AllocationModel
-from optimizer.pwl_kernel import sorted_grid
-from optimizer.testing import CHAINS, random_market
+from optimizer.pwl_kernel import rows_equal, sorted_grid
+from optimizer.testing import CHAINS, DilutionCurve, FlatCurve, LPCurve, random_market
 
-FIELDS = ("slope", "intercept", "breakpoints", "error_bound_usd", "income_ub_usd")
+FIELDS = (
+    "slope",
+    "intercept",
+    "breakpoints",
+    "error_bound_usd",
+    "income_ub_usd",
+    "piece_error_usd",
+)
 
 
 def _fit_inputs(seed: int, n: int = 400):
@@ -169,3 +176,78 @@ def test_parameters_set_unchecked_are_checked_before_cvxpy_solves() -> None:
     with pytest.raises(ValueError, match="nonnegative"):
         validate_parameters(model.problem)
     assert model.solve_cvxpy().status == "solver_error"
+
+
+def _numpy_batches(curves, x: np.ndarray, h: float) -> dict[str, np.ndarray]:
+    """The NumPy expressions ``testing.py``'s batches were before they were compiled."""
+    dil = [c for c in curves if isinstance(c, DilutionCurve)]
+    lp = [c for c in curves if isinstance(c, LPCurve)]
+    flat = [c for c in curves if isinstance(c, FlatCurve)]
+    col = lambda v: np.array(v)[:, None]  # noqa: E731
+    xd = np.minimum(x[: len(dil)], col([c.capacity_usd for c in dil]))
+    xl = np.minimum(x[: len(lp)], col([c.capacity_usd for c in lp]))
+    return {
+        "dilution": (
+            col([c.interest_usd for c in dil]) + (1.0 - h) * col([c.emission_usd for c in dil])
+        )
+        * xd
+        / (col([c.supply_usd for c in dil]) + xd),
+        "lp": (col([c.fees_usd for c in lp]) + (1.0 - h) * col([c.emission_usd for c in lp]))
+        * xl
+        / (col([c.tvl_usd for c in lp]) + xl)
+        - col([c.sigma**2 / 8.0 for c in lp]) * xl,
+        "flat": col([c.apr_value + (1.0 - h) * c.emission_apr for c in flat])
+        * np.minimum(x[: len(flat)], col([c.capacity_usd for c in flat])),
+    }
+
+
+@pytest.mark.parametrize("h", [0.0, 0.5, 1.0])
+def test_the_compiled_test_curves_are_the_numpy_expressions(h: float) -> None:
+    rng = np.random.default_rng(11)
+    k = 60
+    caps = np.where(rng.uniform(size=k) < 0.4, np.inf, rng.uniform(1e3, 1e6, k))
+    dil = [
+        DilutionCurve(
+            rng.uniform(0, 1e5), rng.uniform(0, 1e6) * (i % 7 != 0), rng.uniform(0, 1e4), caps[i]
+        )
+        for i in range(k)
+    ]
+    lp = [
+        LPCurve(
+            rng.uniform(0, 1e5), rng.uniform(1e3, 1e6), rng.uniform(0, 0.6), rng.uniform(0, 1e4)
+        )
+        for _ in range(k)
+    ]
+    flat = [FlatCurve(rng.uniform(0, 0.1), caps[i], rng.uniform(0, 0.02)) for i in range(k)]
+    x = rng.uniform(0, 2e6, (k, 41))
+    x[:, 0] = 0.0  # S + x = 0 where a supply is 0: NaN in both
+    x[:, 1] = caps  # on the capacity
+    x[::9, 2] = np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ref = _numpy_batches(dil + lp + flat, x, h)
+    got = {
+        "dilution": DilutionCurve.batch_income_usd(dil, x, h),
+        "lp": LPCurve.batch_income_usd(lp, x, h),
+        "flat": FlatCurve.batch_income_usd(flat, x, h),
+    }
+    for name in ref:
+        assert np.array_equal(got[name], ref[name], equal_nan=True), name
+    # a non-contiguous (column-sliced) x gives the same
+    assert np.array_equal(
+        DilutionCurve.batch_income_usd(dil, x[:, ::2], h), ref["dilution"][:, ::2], equal_nan=True
+    )
+
+
+def test_the_compiled_row_comparison_is_the_numpy_one() -> None:
+    rng = np.random.default_rng(4)
+    old = rng.uniform(size=(200, 30))
+    old[rng.uniform(size=old.shape) < 0.05] = np.nan
+    new = old.copy()
+    rows = rng.choice(200, 60, replace=False)
+    new[rows, rng.integers(0, 30, 60)] += 1e-12  # a hair is a difference
+    new[::17, 3] = np.nan  # NaN where a number was: a difference; NaN where NaN was: equal
+    same = np.ones(200, dtype=bool)
+    same[::23] = False  # already different rows stay different
+    want = same & ((old == new) | (np.isnan(old) & np.isnan(new))).all(axis=1)
+    rows_equal(old, new, same)
+    assert np.array_equal(same, want)

@@ -28,11 +28,13 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from vault.ledger_reads import Balances as Balances
+from vault.ledger_reads import LedgerReads
+from vault.ledger_reads import audit_connection as audit_connection
 from vault.ledger_rebalances import RebalanceBooks
 from vault.ledger_rebalances import RebalanceRecord as RebalanceRecord
 from vault.ledger_recon import ADOPTED as ADOPTED
@@ -109,59 +111,13 @@ class LedgerError(Exception):
     """A transaction that would break the books (unbalanced, or an asset going negative)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Balances:
-    """Asset balances in base units at one commit."""
-
-    idle_units: Mapping[str, int]  # chain -> units
-    positions_units: Mapping[str, int]  # venue id -> units
-    in_flight_units: Mapping[str, int]  # transfer id -> units
-
-    @property
-    def nav_units(self) -> int:
-        return (
-            sum(self.idle_units.values())
-            + sum(self.positions_units.values())
-            + sum(self.in_flight_units.values())
-        )
-
-    @property
-    def total_idle_units(self) -> int:
-        return sum(self.idle_units.values())
-
-    @property
-    def total_in_flight_units(self) -> int:
-        return sum(self.in_flight_units.values())
-
-
-def audit_connection(db: sqlite3.Connection) -> list[str]:
-    """Every transaction sums to zero and every stored balance equals the sum of its postings."""
-    problems = [
-        f"transaction {tx_id} sums to {total} units"
-        for tx_id, total in db.execute(
-            "SELECT tx_id, SUM(amount_units) FROM postings GROUP BY tx_id "
-            "HAVING SUM(amount_units) != 0"
-        )
-    ]
-    derived = dict(db.execute("SELECT account, SUM(amount_units) FROM postings GROUP BY account"))
-    stored = dict(db.execute("SELECT account, units FROM balances"))
-    for account in sorted(set(derived) | set(stored)):
-        if derived.get(account, 0) != stored.get(account, 0):
-            problems.append(
-                f"{account}: stored {stored.get(account, 0)} != derived {derived.get(account, 0)}"
-            )
-    if sum(stored.values()) != 0:
-        problems.append(f"balances sum to {sum(stored.values())} units, not 0")
-    return problems
-
-
-class Ledger(ReconciliationBooks, RebalanceBooks):
+class Ledger(LedgerReads, ReconciliationBooks, RebalanceBooks):
     def __init__(self, path: Path, *, key: bytes | None = None, durable: bool = True):
         """``durable=False`` (backtests: a replay is re-run, not recovered) skips the fsync per commit."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._balances_cache: tuple[tuple[int, int], Balances] | None = None
+        self._kept_reads: dict[str, tuple[tuple[int, int], Any]] = {}
         self._db.execute("PRAGMA journal_mode=WAL")
         # a committed move survives a power cut
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
@@ -292,10 +248,6 @@ class Ledger(ReconciliationBooks, RebalanceBooks):
             db.execute("ROLLBACK")
             raise
 
-    def data_version(self) -> int:
-        """Changes only when another connection commits to the file (SQLite ``data_version``)."""
-        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
-
     def last_seal(self) -> tuple[int, str]:
         row = self._db.execute(
             "SELECT tx_id, mac FROM seals ORDER BY tx_id DESC LIMIT 1"
@@ -358,12 +310,7 @@ class Ledger(ReconciliationBooks, RebalanceBooks):
                 "INSERT INTO postings(tx_id, account, amount_units) VALUES (?, ?, ?)",
                 [(tx_id, account, units) for account, units in lines],
             )
-            for account, units in lines:
-                new = db.execute(
-                    "INSERT INTO balances(account, units) VALUES (?, ?) "
-                    "ON CONFLICT(account) DO UPDATE SET units = units + excluded.units RETURNING units",
-                    (account, units),
-                ).fetchone()[0]
+            for account, new in self._apply_balances(lines):
                 if new < 0 and account.startswith(ASSET_PREFIXES):
                     raise LedgerError(f"{kind}: {account} would go negative ({new} units)")
                 if new == 0 and account.startswith("in_flight:"):
@@ -381,6 +328,37 @@ class Ledger(ReconciliationBooks, RebalanceBooks):
                 db.execute("ROLLBACK")
             raise
         return True
+
+    def _apply_balances(self, lines: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Add each posting to its account's balance; (account, new balance) in ``lines``' order.
+
+        One ``executemany`` and one read for a transaction's distinct accounts (an accrual
+        touches two per venue); an account posted twice in one transaction is added line by
+        line, so each intermediate balance is checked as before."""
+        db = self._db
+        accounts = [account for account, _ in lines]
+        if len(set(accounts)) < len(accounts):
+            return [
+                (
+                    account,
+                    db.execute(
+                        "INSERT INTO balances(account, units) VALUES (?, ?) ON CONFLICT(account) "
+                        "DO UPDATE SET units = units + excluded.units RETURNING units",
+                        (account, units),
+                    ).fetchone()[0],
+                )
+                for account, units in lines
+            ]
+        db.executemany(
+            "INSERT INTO balances(account, units) VALUES (?, ?) "
+            "ON CONFLICT(account) DO UPDATE SET units = units + excluded.units",
+            lines,
+        )
+        marks = ",".join("?" * len(accounts))
+        now = dict(
+            db.execute(f"SELECT account, units FROM balances WHERE account IN ({marks})", accounts)
+        )
+        return [(account, int(now[account])) for account in accounts]
 
     @contextlib.contextmanager
     def atomically(self) -> Iterator[None]:
@@ -436,66 +414,3 @@ class Ledger(ReconciliationBooks, RebalanceBooks):
     def abandon_move(self, key: str) -> None:
         """Forget an intent the venue refused (nothing moved)."""
         self._db.execute("DELETE FROM pending_moves WHERE idempotency_key = ?", (key,))
-
-    def pending_moves(self) -> list[dict[str, Any]]:
-        """The moves written ahead and not booked, oldest first; each with ``written_at``."""
-        rows = self._db.execute(
-            "SELECT created_at, move_json FROM pending_moves ORDER BY created_at, idempotency_key"
-        ).fetchall()
-        return [{**json.loads(r[1]), "written_at": r[0]} for r in rows]
-
-    # -- reading ---------------------------------------------------------------------------
-
-    def balances(self) -> Balances:
-        """The asset balances now. Outside a transaction the last answer is kept until this
-        connection changes a row (``total_changes``) or another one commits (``data_version``):
-        a cycle asks several times between writes. An answer read inside a transaction is not
-        kept (a rollback would leave one that never committed)."""
-        db = self._db
-        version = (db.total_changes, self.data_version())
-        cached = self._balances_cache
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        out = self._read_balances()
-        if not db.in_transaction:
-            self._balances_cache = (version, out)
-        return out
-
-    def _read_balances(self) -> Balances:
-        idle: dict[str, int] = {}
-        positions: dict[str, int] = {}
-        in_flight: dict[str, int] = {}
-        for account, units in self._db.execute(
-            "SELECT account, units FROM balances ORDER BY account"
-        ):
-            kind, _, name = account.partition(":")
-            if kind == "idle":
-                idle[name] = units
-            elif kind == "position":
-                positions[name] = units
-            elif kind == "in_flight" and units:
-                in_flight[name] = units
-        return Balances(idle, positions, in_flight)
-
-    def total_units(self) -> int:
-        """The sum of every account's balance: 0 at every commit (double entry)."""
-        return int(self._db.execute("SELECT COALESCE(SUM(units), 0) FROM balances").fetchone()[0])
-
-    def account(self, name: str) -> int:
-        row = self._db.execute("SELECT units FROM balances WHERE account = ?", (name,)).fetchone()
-        return row[0] if row else 0
-
-    def audit(self) -> list[str]:
-        """Re-derive every balance from the postings and check each transaction sums to zero.
-
-        Returns the problems found (empty when the books are sound).
-        """
-        return audit_connection(self._db)
-
-    def is_booked(self, idempotency_key: str) -> bool:
-        return (
-            self._db.execute(
-                "SELECT 1 FROM transactions WHERE idempotency_key = ?", (idempotency_key,)
-            ).fetchone()
-            is not None
-        )

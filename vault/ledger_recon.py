@@ -130,15 +130,6 @@ class ReconciliationBooks:
             [(venue, at_iso, apr, mark) for venue, apr, mark in agreed],
         )
 
-    def open_breaks(self) -> list[Break]:
-        return [
-            Break(*row)
-            for row in self._db.execute(
-                "SELECT venue, detected_at, updated_at, books_units, reported_units, "
-                "explained_units, reason FROM breaks ORDER BY venue"
-            )
-        ]
-
     def record_break(
         self, at: datetime, venue: str, books: int, reported: int, explained: int, reason: str
     ) -> None:
