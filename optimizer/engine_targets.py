@@ -140,7 +140,10 @@ class TargetSteps(CycleInputs):
 
         A target checked before in this decide (same cycle and plan context) gets a copy of that
         report: the checker is a function of its inputs. A passing report answers both kinds of
-        call (with no violation, ``first_only`` runs every rule, so the two reports are equal)."""
+        call (with no violation, ``first_only`` runs every rule, so the two reports are equal); a
+        full report answers a ``first_only`` trial whatever it says (a trial reads only whether
+        it passes, and a failing full report fails it with the same first violation: the holdings
+        within the drift band of a floor, tried again by the pruning, are checked once)."""
         t0 = time.perf_counter()
         key = np.ascontiguousarray(target_usd, dtype=float).tobytes()
         for k in ((key, first_only), (key, not first_only)):
@@ -149,7 +152,7 @@ class TargetSteps(CycleInputs):
                 hit is not None
                 and hit[0] is cycle
                 and hit[1] is priced
-                and (k[1] == first_only or hit[2].ok)
+                and (k[1] == first_only or hit[2].ok or (first_only and not k[1]))
             ):
                 if clock is not None:
                     clock.check += time.perf_counter() - t0

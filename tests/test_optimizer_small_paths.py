@@ -237,3 +237,33 @@ def test_the_plans_batched_incomes_equal_evaluate_curves() -> None:
     assert (
         pricing_mod._evaluate(mixed, x, 0.0).tobytes() == evaluate_curves(mixed, x, 0.0).tobytes()
     )
+
+
+class _NoCache(dict):  # type: ignore[type-arg]
+    """A decide's checked-target cache that never answers: every check runs the checker."""
+
+    def get(self, key, default=None):  # type: ignore[no-untyped-def]
+        return default
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_checked_target_cache_decides_as_checking_every_target(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every report the cache hands out (a passing one for both kinds of call, a full one for a
+    first-only trial whatever it says) gives the decisions of running the checker every time; the
+    holdings a hair below the idle floor (inside the drift band) make the pruning try them again."""
+    rng = np.random.default_rng(300 + seed)
+    m = random_market(int(rng.integers(2, 8)), seed, invested_share=0.985)
+    cases = [(m.snapshots, m.portfolio)]
+    fast = [run(s, p, cycles=2) for s, p in cases]
+    start = work_mod.DecideWork.start.__func__  # type: ignore[attr-defined]
+
+    def uncached(cls, *a, **k):  # type: ignore[no-untyped-def]
+        w = start(cls, *a, **k)
+        w.checked = _NoCache()
+        return w
+
+    monkeypatch.setattr(work_mod.DecideWork, "start", classmethod(uncached))
+    slow = [run(s, p, cycles=2) for s, p in cases]
+    assert fast == slow
