@@ -30,13 +30,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import highspy
 import numpy as np
 import scipy.sparse as sp
+from numpy._core.umath import clip as _clip  # type: ignore[attr-defined]  # np.clip's ufunc
 from numpy.typing import NDArray
 
 from optimizer.cycle import CycleData
+from optimizer.cycle_facts import SMALL_SET
 from optimizer.fastlp_basis import (
     Columns,
     LastOptimum,
@@ -122,6 +125,26 @@ class SegmentLP:
         self._basis_shape: tuple[int, int] | None = None
         # the CSC of the constant x-rows over the venues
         self._x_cache: tuple[NDArray[np.int64], NDArray[np.int64], FloatArray] | None = None
+        # below SMALL_SET venues ``M @ lb`` of the x-rows on Python floats (:meth:`_x_rows_at`):
+        # per row its (column, value) pairs in CSR order, the order scipy's matvec adds them in
+        self._x_terms: list[list[tuple[int, float]]] | None = None
+        if n < SMALL_SET:
+            Mr = sp.csr_matrix(self.x_rows)
+            self._x_terms = [
+                list(
+                    zip(
+                        Mr.indices[Mr.indptr[r] : Mr.indptr[r + 1]].tolist(),
+                        Mr.data[Mr.indptr[r] : Mr.indptr[r + 1]].tolist(),
+                        strict=True,
+                    )
+                )
+                for r in range(Mr.shape[0])
+            ]
+        self._venue_rows = np.arange(n)[:, None]  # row indices for picking one piece per slot
+        # HiGHS's constant inputs, by size: passModel copies them, so one array serves every cycle
+        self._no_lower: dict[int, FloatArray] = {}
+        self._zeros: dict[int, FloatArray] = {}
+        self._continuous: dict[int, NDArray[np.int32]] = {}
         self._cols: Columns | None = None  # the last cycle's columns (kept while its inputs are)
         self._passed: Columns | None = None  # the columns HiGHS holds
         self._last: LastOptimum | None = None
@@ -144,7 +167,8 @@ class SegmentLP:
         nav = d.nav_usd
         beta = d.pwl.breakpoints / nav  # (n, P+1)
         lb, ub = beta[:, :1], beta[:, -1:]
-        c = np.clip(d.exit_liquidity[:, None], lb, ub)  # the exit liquidity, cut into the slots
+        # the exit liquidity, cut into the slots; ``np.clip`` is this ufunc behind a Python wrapper
+        c = _clip(d.exit_liquidity[:, None], lb, ub)
         pts = np.sort(np.concatenate([beta, c], axis=1), axis=1)  # (n, P+2)
         left, right = pts[:, :-1], pts[:, 1:]
         width = np.maximum(right - left, 0.0)
@@ -152,8 +176,11 @@ class SegmentLP:
         a, _ = d.objective_pieces(self.model.settings)
         mid = 0.5 * (left + right)
         P = a.shape[1]
-        piece = np.clip((beta[:, None, 1:-1] <= mid[:, :, None]).sum(axis=2), 0, P - 1)
-        slope = np.take_along_axis(a, piece, axis=1)
+        # the piece a slot lies on: how many inner breakpoints are at or left of its middle (a
+        # count, never below 0: so ``minimum`` is the clip to [0, P - 1]), its slope picked by
+        # index pairs (what ``take_along_axis`` builds, without its Python-level checks)
+        piece = np.minimum((beta[:, None, 1:-1] <= mid[:, :, None]).sum(axis=2), P - 1)
+        slope = a[self._venue_rows, piece]
         tol = 1e-12
         x0 = d.x0[:, None]
         is_left = right <= x0 + tol
@@ -360,8 +387,25 @@ class SegmentLP:
         if self.risk is not None:
             x_rhs.append(np.array([float(np.asarray(self.risk.rhs.value, dtype=float))]))
         M = self.x_rows
+        if self._x_terms is not None:
+            rows_ub.extend(self._x_rows_at(np.concatenate(x_rhs).tolist() if x_rhs else [], lbx))
+            return np.array(rows_ub, dtype=np.float64)
         rhs_x = np.concatenate(x_rhs) - (M @ lbx) if M.shape[0] else np.zeros(0)
         return np.ascontiguousarray(np.concatenate([np.array(rows_ub), rhs_x]), dtype=np.float64)
+
+    def _x_rows_at(self, rhs: list[float], lbx: FloatArray) -> list[float]:
+        """``rhs - M @ lbx`` on Python floats (below SMALL_SET venues): each row's products added
+        from 0.0 in CSR order, as scipy's ``csr_matvec`` adds them (no FMA: the same IEEE
+        operations, so the same bits; ``tests/test_optimizer_small_paths.py`` pins it)."""
+        assert self._x_terms is not None
+        lb = lbx.tolist()
+        out: list[float] = []
+        for r, terms in enumerate(self._x_terms):
+            acc = 0.0
+            for j, v in terms:
+                acc += v * lb[j]
+            out.append(rhs[r] - acc)
+        return out
 
     def _solve(self, d: CycleData, t0: float) -> SegmentResult:
         cols = self._columns(d)
@@ -378,7 +422,7 @@ class SegmentLP:
         if self._passed is cols:
             # the same columns in HiGHS already: new row bounds, and HiGHS goes on from its basis
             h.changeRowsBounds(  # type: ignore[attr-defined]  # in highspy, not in its stub
-                nrow, np.arange(nrow, dtype=np.int32), np.full(nrow, -highspy.kHighsInf), row_ub
+                nrow, np.arange(nrow, dtype=np.int32), self._minus_inf(nrow), row_ub
             )
             warm = True
         else:
@@ -390,18 +434,18 @@ class SegmentLP:
                 ncol,
                 nrow,
                 len(cols.index),
-                int(highspy.MatrixFormat.kColwise.value),
-                int(highspy.ObjSense.kMaximize.value),
+                _COLWISE,
+                _MAXIMIZE,
                 cols.offset,
                 cols.cost,
-                np.zeros(ncol),
+                self._const(self._zeros, ncol, np.float64, 0.0),
                 cols.upper,
-                np.full(nrow, -highspy.kHighsInf),
+                self._minus_inf(nrow),
                 row_ub,
                 cols.start,
                 cols.index,
                 cols.value,
-                np.zeros(ncol, dtype=np.int32),  # every column continuous
+                self._const(self._continuous, ncol, np.int32, 0),
             )
             if status == highspy.HighsStatus.kError:
                 raise RuntimeError("HiGHS refused the segment LP (passModel)")
@@ -432,7 +476,7 @@ class SegmentLP:
         if model_status == highspy.HighsModelStatus.kOptimal:
             sol = h.getSolution()
             values = np.asarray(sol.col_value)
-            obj = float(h.getInfo().objective_function_value)
+            obj = float(h.getObjectiveValue())  # info.objective_function_value, without the copy
             basis = h.getBasis()
             row_status = list(basis.row_status)
             basic = basic_variables(row_status, values, cols)
@@ -475,6 +519,19 @@ class SegmentLP:
             f"segment simplex: {h.modelStatusToString(model_status)}",
         )
 
+    def _minus_inf(self, nrow: int) -> FloatArray:
+        """The rows' lower bounds (-inf), one array per row count (HiGHS copies it)."""
+        return self._const(self._no_lower, nrow, np.float64, -highspy.kHighsInf)
+
+    @staticmethod
+    def _const(cache: dict[int, Any], size: int, dtype: type, fill: float) -> Any:
+        """One read-only array of ``size`` times ``fill`` per size (HiGHS copies its inputs)."""
+        arr = cache.get(size)
+        if arr is None:
+            arr = cache[size] = np.full(size, fill, dtype=dtype)
+            arr.flags.writeable = False
+        return arr
+
     def _result(
         self, values: FloatArray, obj: float, cols: Columns, detail: str, t0: float
     ) -> SegmentResult:
@@ -483,7 +540,7 @@ class SegmentLP:
             full = np.zeros(cols.full_ncol)
             full[cols.kept] = values
             values = full
-        s = np.clip(values[: n * S].reshape(n, S), 0.0, cols.width)
+        s = _clip(values[: n * S].reshape(n, S), 0.0, cols.width)
         out = back = None
         if cols.legs:
             seg = np.maximum(values[n * S :], 0.0).reshape(2, cols.legs, cols.J).sum(axis=2)
@@ -491,6 +548,9 @@ class SegmentLP:
         x = cols.lbx + s.sum(axis=1)
         return SegmentResult("optimal", x, obj, time.perf_counter() - t0, detail, out, back)
 
+
+_COLWISE = int(highspy.MatrixFormat.kColwise.value)
+_MAXIMIZE = int(highspy.ObjSense.kMaximize.value)
 
 # HiGHS's basis statuses by our codes (0 lower, 1 basic, 2 upper)
 _STATUS = np.array(

@@ -15,6 +15,9 @@ FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 
 
+_BASIC = int(highspy.HighsBasisStatus.kBasic)
+
+
 def status_codes(basis: highspy.HighsBasis) -> NDArray[np.int8]:
     """The basis's column statuses as our codes (kZero / kNonbasic, free columns: lower)."""
     codes = np.array([int(s) for s in basis.col_status], dtype=np.int8)
@@ -118,8 +121,7 @@ def basic_variables(
     column on a bound, a degenerate vertex): then a bounds-only change is left to HiGHS.
     (``Highs.getBasicVariables`` would say it directly, but it crashed the process on a small
     random market; reading the whole column status list costs ~40 ms per 100k columns.)"""
-    kinds = [int(s) for s in row_status]
-    basic_rows = [i for i, k in enumerate(kinds) if k == int(highspy.HighsBasisStatus.kBasic)]
+    basic_rows = [i for i, s in enumerate(row_status) if int(s) == _BASIC]
     inside = np.nonzero((values > 0.0) & (values < cols.upper))[0]
     if len(inside) + len(basic_rows) != cols.nrow:
         return None
