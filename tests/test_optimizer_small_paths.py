@@ -21,13 +21,16 @@ import numpy as np
 import pytest
 
 import optimizer.cycle as cycle_mod
+import optimizer.fastlp as fastlp_mod
 import optimizer.pricing as pricing_mod
 import optimizer.work as work_mod
 from core.types import PortfolioState, VenueKind, VenueSnapshot
 from optimizer import Optimizer
+from optimizer.bench import all_limits
 from optimizer.config import LiquidityFloor, OptimizerSettings, RiskLimits
 from optimizer.cycle import build_cycle
 from optimizer.decision import Decision, Timings
+from optimizer.model import AllocationModel
 from optimizer.pwl import evaluate_curves
 from optimizer.testing import KinkedLendingCurve, make_snapshot, random_market
 from optimizer.work import window_around
@@ -49,13 +52,15 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 @contextmanager
 def general_path() -> Iterator[None]:
     """Every small-set path off: the NumPy code every venue count takes from SMALL_SET up."""
-    saved = (cycle_mod.SMALL_SET, work_mod.SMALL_SET, pricing_mod._evaluate)
-    cycle_mod.SMALL_SET = work_mod.SMALL_SET = 0
+    saved = (cycle_mod.SMALL_SET, work_mod.SMALL_SET, fastlp_mod.SMALL_SET, pricing_mod._evaluate)
+    cycle_mod.SMALL_SET = work_mod.SMALL_SET = fastlp_mod.SMALL_SET = 0
     pricing_mod._evaluate = evaluate_curves  # type: ignore[assignment]
     try:
         yield
     finally:
-        cycle_mod.SMALL_SET, work_mod.SMALL_SET, pricing_mod._evaluate = saved  # type: ignore[assignment]
+        (cycle_mod.SMALL_SET, work_mod.SMALL_SET, fastlp_mod.SMALL_SET, pricing_mod._evaluate) = (
+            saved  # type: ignore[assignment]
+        )
 
 
 def fingerprint(d: Decision) -> str:
@@ -189,6 +194,33 @@ def test_the_cycle_bounds_equal_the_numpy_bounds(seed: int) -> None:
     for name in ("x0", "lb", "ub", "exit_liquidity"):
         a, b = getattr(fast, name), getattr(slow, name)
         assert a.tobytes() == b.tobytes(), name  # (bytes: signs of zero too)
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_the_segment_lps_row_bounds_equal_scipys_matvec(seed: int) -> None:
+    """The x-rows' bounds (group caps, risk budget) below SMALL_SET, ``rhs - M @ lb`` on Python
+    floats, are scipy's CSR matvec byte for byte; and the whole decide's segment LP agrees."""
+    rng = np.random.default_rng(300 + seed)
+    m = random_market(int(rng.integers(1, 8)), seed, invested_share=0.8, frozen_share=0.2)
+    snaps = tuple(sorted(m.snapshots, key=lambda s: s.venue.id))
+    limits = all_limits(m)
+    c = build_cycle(snaps, m.portfolio, limits, SETTINGS, "ethereum", linear=None)
+    model = AllocationModel(tuple(s.venue for s in snaps), limits, SETTINGS, "ethereum")
+    model.update(c)
+    seg = model.segment
+    assert seg is not None and seg._x_terms is not None and seg.x_rows.shape[0] > 0
+    cols = seg._columns(c)
+    fast = seg._row_upper(c, cols)
+    seg._x_terms = None  # the general path
+    slow = seg._row_upper(c, cols)
+    assert fast.dtype == slow.dtype and fast.tobytes() == slow.tobytes()
+    # the sum itself, on lower bounds that are seldom all 0 (a cycle's mostly are)
+    seg._x_terms = fastlp_mod.SegmentLP(model)._x_terms
+    rhs = rng.uniform(0.0, 1.0, seg.x_rows.shape[0])
+    for _ in range(50):
+        lb = rng.uniform(0.0, 1.0, seg.n) * rng.choice([0.0, 1e-3, 1.0], seg.n)
+        got = np.array(seg._x_rows_at(rhs.tolist(), lb))
+        assert got.tobytes() == (rhs - seg.x_rows @ lb).tobytes()
 
 
 def test_window_around_equals_numpy_on_ties_and_rounding() -> None:
