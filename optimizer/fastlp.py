@@ -49,6 +49,7 @@ from optimizer.fastlp_basis import (
 )
 from optimizer.highs import quiet_highs
 from optimizer.pwl_kernel import segment_matrix
+from optimizer.sums import total
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -310,8 +311,9 @@ class SegmentLP:
         if self._status is not None and len(self._status[0]) == full_ncol:
             keep |= self._status[0] == 1
         kept = np.nonzero(keep)[0]
-        kept_slots = kept[kept < nS]
-        kept_legs = kept[kept >= nS] - nS
+        kept_slots, kept_legs = (
+            (kept[kept < nS], kept[kept >= nS] - nS) if legs else (kept, kept[:0])
+        )
         # the matrix over the kept columns, CSC, compiled (optimizer/pwl_kernel.py segment_matrix)
         mc = self._x_csc()
         start, index, value = segment_matrix(
@@ -338,7 +340,7 @@ class SegmentLP:
             ncol=ncol,
             full_ncol=full_ncol,
             kept=kept,
-            offset=float(g_lb.sum()),
+            offset=total(g_lb),
             cost=cost,
             upper=upper,
             start=start,
@@ -354,8 +356,8 @@ class SegmentLP:
         width, is_left, above, lbx = cols.width, cols.is_left, cols.above, cols.lbx
         B = float(self.model.budget.value)
         q = self.queued[:, None]
-        lb_sum = float(lbx.sum())
-        left_q_width = float((width * (is_left & q)).sum()) + float(above[self.queued].sum())
+        lb_sum = total(lbx)
+        left_q_width = float((width * (is_left & q)).sum()) + total(above[self.queued])
         # min idle: ... <= B - Σ lb - Σ_{Q,left} ω - m'
         rows_ub: list[float] = [
             B - lb_sum - left_q_width - float(np.asarray(self.min_idle.rhs.value, dtype=float))
@@ -373,14 +375,14 @@ class SegmentLP:
             L = d.exit_liquidity
             for j in range(len(floor_rhs)):
                 notland = (q & ~self.land_mask[j][:, None]) & is_left
-                zconst = float(np.minimum(lbx, L)[self.z_mask[j]].sum())
-                notland_const = float((width * notland).sum()) + float(
-                    above[self.queued & ~self.land_mask[j]].sum()
+                zconst = total(np.minimum(lbx, L)[self.z_mask[j]])
+                notland_const = float((width * notland).sum()) + total(
+                    above[self.queued & ~self.land_mask[j]]
                 )
                 rows_ub.append(B - lb_sum - notland_const + zconst - floor_rhs[j])
         if self.turnover is not None:
             rows_ub.append(
-                float(self.turnover.max_ratio) - float((width * is_left).sum()) - float(above.sum())
+                float(self.turnover.max_ratio) - float((width * is_left).sum()) - total(above)
             )
         # x-rows: groups, risk: M x <= rhs  ->  M_i per column of venue i
         x_rhs = [np.asarray(g.cap.value, dtype=float) for g in self.groups]
