@@ -162,6 +162,9 @@ def bench_solver(
         "parameter_entries": model.parameter_entries(),
         "pwl_error_bound_usd": first.pwl_error_bound_usd,
         "rebuilds_after_first": opt.rebuilds - 1,
+        # refinement passes in every decide (the cold first one included), venues they refitted (README §2, §9e)
+        "refine_passes": opt.refine_passes_run,
+        "refine_venues_refitted": opt.refine_venues_refitted,
         "lp_method": "segment" if model.segment is not None else "cvxpy",
     }
     if with_reference:

@@ -17,6 +17,7 @@ from optimizer.engine_inputs import CycleInputs
 from optimizer.model import AllocationModel, SolveResult
 from optimizer.plan import PlanContext, prune_unprofitable, round_small_trades
 from optimizer.pwl import WARM_REFINE_PASSES, refine_pays
+from optimizer.refine import REFINE_WINDOW_SHARE, refit_carrying
 from optimizer.routing import chain_flows_usd
 from optimizer.sums import total
 from optimizer.venue_arrays import VenueArrays
@@ -26,7 +27,13 @@ FloatArray = NDArray[np.float64]
 
 
 class TargetSteps(CycleInputs):
-    """The solve-to-target steps of :class:`optimizer.engine.Optimizer`."""
+    """The solve-to-target steps of :class:`optimizer.engine.Optimizer`.
+
+    ``refine_passes_run`` / ``refine_venues_refitted``: the refinement passes so far and the venues
+    they refitted (a cold pass every curved venue, a warm one those carrying the bound)."""
+
+    refine_passes_run: int = 0
+    refine_venues_refitted: int = 0
 
     def _solve(
         self,
@@ -53,17 +60,26 @@ class TargetSteps(CycleInputs):
             if k >= always and not refine_pays(cycle.pwl, result.x * nav, result.objective, nav):
                 break
             t_refit = time.perf_counter()
-            hint = np.where(model.linear, np.nan, result.x * nav)
-            refined = self._build_cycle(
-                w,
-                snaps,
-                portfolio,
-                linear=model.linear,
-                hint_usd=hint,
-                window_usd=window_around(cycle.pwl.breakpoints, result.x * nav),
-                window_share=0.9,
-                buffer=cycle.buffer,
-            )
+            if k >= always:
+                # a warm pass: only the venues that carry the bound are refitted (optimizer/refine.py)
+                refined, rows = refit_carrying(
+                    cycle, result.x * nav, result.objective, portfolio, self.settings, model.linear
+                )
+                self.refine_venues_refitted += len(rows)
+            else:
+                hint = np.where(model.linear, np.nan, result.x * nav)
+                refined = self._build_cycle(
+                    w,
+                    snaps,
+                    portfolio,
+                    linear=model.linear,
+                    hint_usd=hint,
+                    window_usd=window_around(cycle.pwl.breakpoints, result.x * nav),
+                    window_share=REFINE_WINDOW_SHARE,
+                    buffer=cycle.buffer,
+                )
+                self.refine_venues_refitted += int(np.count_nonzero(~model.linear))
+            self.refine_passes_run += 1
             model.update(refined, risk)
             clock.fit += time.perf_counter() - t_refit
             again = clock.add(model.solve())

@@ -133,6 +133,63 @@ def refine_pays(
     return near > WARM_REFINE_GAP_RATIO * abs(objective_nav) * nav_usd
 
 
+#: a warm pass refits the fewest venues (largest ``error_near_usd`` first) that bring the bound of
+#: the venues it keeps to this share of the trigger: the refitted ones then have the rest of it
+REFINE_KEEP_SHARE = 0.5
+
+
+def refine_rows(
+    pwl: PiecewiseLinear,
+    x_usd: FloatArray,
+    objective_nav: float | None,
+    nav_usd: float,
+    eligible: NDArray[np.bool_] | None = None,
+) -> NDArray[np.int64]:
+    """The venues a warm refinement pass refits (README §2): with ``e = pwl.error_near_usd(x)`` and
+    the trigger ``T = WARM_REFINE_GAP_RATIO · |objective|``, the fewest ``eligible`` venues, largest
+    ``e_i`` first, such that the bound of the venues kept, ``Σ_{i kept} e_i``, is at most
+    ``REFINE_KEEP_SHARE · T``. The others keep their pieces: the bound is a sum over venues, so
+    only the venues that carry it are worth a refit. All eligible venues with ``e_i > 0`` when no
+    objective is known. Sorted ascending."""
+    near = pwl.error_near_usd(x_usd)
+    ok = near > 0.0 if eligible is None else (near > 0.0) & eligible
+    idx = np.nonzero(ok)[0]
+    if objective_nav is None or not np.isfinite(objective_nav) or len(idx) == 0:
+        return idx.astype(np.int64)
+    keep_usd = REFINE_KEEP_SHARE * WARM_REFINE_GAP_RATIO * abs(objective_nav) * nav_usd
+    order = idx[np.argsort(-near[idx], kind="stable")]
+    # left[k]: the bound of every venue but the first k of ``order`` (the ineligible ones included)
+    left = float(np.sum(near)) - np.concatenate([[0.0], np.cumsum(near[order])])
+    k = int(np.argmax(left <= keep_usd)) if bool(np.any(left <= keep_usd)) else len(order)
+    return np.sort(order[:k]).astype(np.int64)
+
+
+def merge_rows(
+    pwl: PiecewiseLinear, rows: NDArray[np.int64], part: PiecewiseLinear
+) -> PiecewiseLinear:
+    """``pwl`` with rows ``rows`` replaced by ``part`` (a fit of those venues alone, same pieces)."""
+    if part.slope.shape[1] != pwl.slope.shape[1]:
+        raise ValueError(
+            f"refit pieces {part.slope.shape[1]} differ from the fit's {pwl.slope.shape[1]}"
+        )
+
+    def put(a: FloatArray, b: FloatArray) -> FloatArray:
+        out = a.copy()
+        out[rows] = b
+        return out
+
+    return PiecewiseLinear(
+        slope=put(pwl.slope, part.slope),
+        intercept=put(pwl.intercept, part.intercept),
+        breakpoints=put(pwl.breakpoints, part.breakpoints),
+        lb_usd=pwl.lb_usd,
+        ub_usd=pwl.ub_usd,
+        error_bound_usd=put(pwl.error_bound_usd, part.error_bound_usd),
+        income_ub_usd=put(pwl.income_ub_usd, part.income_ub_usd),
+        piece_error_usd=put(pwl.piece_error_usd, part.piece_error_usd),
+    )
+
+
 _UNIT_GRIDS: dict[int, FloatArray] = {}
 
 
