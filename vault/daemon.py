@@ -21,6 +21,7 @@ import enum
 import fcntl
 import gc
 import os
+import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -55,7 +56,7 @@ from vault.executor import (
 from vault.export import ExportExecutor
 from vault.guard_store import GuardStore
 from vault.guarding import GuardRunner, ledger_earned_usd
-from vault.httpguard import GuardLimits, GuardStats, start_guarded_site
+from vault.httpguard import GuardLimits, GuardStats, bind_listener, start_guarded_site
 from vault.integrity import LedgerWatch, open_verified
 from vault.ledger import Ledger, LedgerError
 from vault.metrics import Metrics
@@ -137,6 +138,7 @@ class Daemon(CycleJobs):
         self._market_runner: Any = None
         self._api_runner: aiohttp.web.AppRunner | None = None
         self._api_server: asyncio.Server | None = None
+        self._api_socket: socket.socket | None = None
         self.api_guard: GuardStats | None = None
         self.listen_url: str | None = None
         self.feeds_url: str | None = None
@@ -204,7 +206,7 @@ class Daemon(CycleJobs):
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def open_books(self, adopt_reason: str | None = None) -> None:
+    async def open_books(self, adopt_reason: str | None = None, *, serve_api: bool = False) -> None:
         """Lock the data dir, open the verified ledger, start the feeds' side, settle the vault's id.
 
         Raises LedgerIntegrityError or IdentityError (one line; the CLI exits 2) when the books
@@ -218,6 +220,9 @@ class Daemon(CycleJobs):
         self._ledger = open_verified(s.data_dir / "ledger.sqlite3")
         self.control = OperatorStore(s.data_dir / "operator.sqlite3")
         self.recover_plans()
+        if serve_api:
+            # bound before the embedded market asks the OS for a port, so it cannot take ours
+            self._api_socket = bind_listener(*parse_listen(s.listen))
         await self._start_market()
         root_url = self.feeds_url or s.feeds.root_url or ""
         self.poller_root = root_url
@@ -285,7 +290,7 @@ class Daemon(CycleJobs):
 
     async def start(self) -> None:
         s = self.settings
-        await self.open_books()
+        await self.open_books(serve_api=True)
         root_url = self.poller_root
         self._poller = FeedPoller(
             list(s.venues), s.feeds, self.session, root_url=root_url, clock=self.now
@@ -371,8 +376,9 @@ class Daemon(CycleJobs):
         await self._api_runner.setup()
         # a header timeout, a short keep-alive and a connection cap (vault/httpguard.py)
         self._api_server, self.api_guard = await start_guarded_site(
-            self._api_runner, host, port, GuardLimits()
+            self._api_runner, host, port, GuardLimits(), sock=self._api_socket
         )
+        self._api_socket = None  # the server owns it now
         bound = self._api_server.sockets[0].getsockname()
         self.listen_url = f"http://{host}:{bound[1]}"
 
@@ -426,6 +432,8 @@ class Daemon(CycleJobs):
             await self._session.close()
         if self._api_server is not None:
             self._api_server.close()
+        if self._api_socket is not None:  # bound, never served (start() failed before the API)
+            self._api_socket.close()
         if self._api_runner is not None:
             await self._api_runner.cleanup()
         if self._market_runner is not None:

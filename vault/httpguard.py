@@ -18,6 +18,7 @@ timeout only.)
 from __future__ import annotations
 
 import asyncio
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,9 +100,14 @@ class GuardLimits:
 
 
 async def start_guarded_site(
-    runner: web.AppRunner, host: str, port: int, limits: GuardLimits
+    runner: web.AppRunner,
+    host: str,
+    port: int,
+    limits: GuardLimits,
+    sock: socket.socket | None = None,
 ) -> tuple[asyncio.Server, GuardStats]:
-    """Serve ``runner``'s (set-up) application on ``host:port`` under ``limits``.
+    """Serve ``runner``'s (set-up) application on ``host:port`` under ``limits`` (or on ``sock``,
+    a listening socket bound earlier: see :func:`bind_listener`).
 
     Close the returned server before ``runner.cleanup()``.
     """
@@ -117,4 +123,22 @@ async def start_guarded_site(
         handler._guard_stats = stats
         return handler
 
+    if sock is not None:
+        return await loop.create_server(factory, sock=sock), stats
     return await loop.create_server(factory, host, port, reuse_address=True), stats
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (``SO_REUSEADDR``, as ``create_server`` would set),
+    not yet listening. Binding it before anything else in the process opens a port (the embedded
+    market's OS-picked one) keeps that port from landing on the address the API was given."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
