@@ -29,8 +29,6 @@ cvxpy problem as the reference (property tests compare the two to 1e-6) and as t
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any
 
 import highspy
 import numpy as np
@@ -40,31 +38,15 @@ from numpy.typing import NDArray
 
 from optimizer.cycle import CycleData
 from optimizer.cycle_facts import SMALL_SET
-from optimizer.fastlp_basis import (
-    Columns,
-    LastOptimum,
-    basic_variables,
-    rhs_only,
-    status_codes,
-)
+from optimizer.fastlp_basis import Columns, LastOptimum
+from optimizer.fastlp_highs import SegmentResult as SegmentResult
+from optimizer.fastlp_highs import run_highs
 from optimizer.highs import quiet_highs
 from optimizer.pwl_kernel import segment_matrix
 from optimizer.sums import total
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentResult:
-    status: str  # "optimal" | "infeasible" | "solver_error"
-    x: FloatArray | None
-    objective: float | None
-    seconds: float
-    detail: str = ""
-    # the bridge legs of the optimum (README §4c), NAV units: home -> chain, chain -> home
-    bridge_out: FloatArray | None = None
-    bridge_back: FloatArray | None = None
 
 
 class SegmentLP:
@@ -210,6 +192,10 @@ class SegmentLP:
             return SegmentResult(
                 "solver_error", None, None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"
             )
+
+    def _solve(self, d: CycleData, t0: float) -> SegmentResult:
+        """The cycle's LP on HiGHS (:func:`optimizer.fastlp_highs.run_highs`)."""
+        return run_highs(self, d, t0)
 
     def _columns(self, d: CycleData) -> Columns:
         """Everything of the cycle's LP but the row bounds: the slots, the objective, the matrix and
@@ -409,131 +395,6 @@ class SegmentLP:
             out.append(rhs[r] - acc)
         return out
 
-    def _solve(self, d: CycleData, t0: float) -> SegmentResult:
-        cols = self._columns(d)
-        row_ub = self._row_upper(d, cols)
-        ncol, nrow = cols.ncol, cols.nrow
-        h = self.highs
-        self.run_seconds = 0.0
-        shortcut = rhs_only(self._last, cols, row_ub) if self._passed is cols else None
-        if shortcut is not None:
-            values, obj, self._last = shortcut
-            self.rhs_only_solves += 1
-            self.solves += 1
-            return self._result(values, obj, cols, "segment simplex", t0)
-        if self._passed is cols:
-            # the same columns in HiGHS already: new row bounds, and HiGHS goes on from its basis
-            h.changeRowsBounds(  # type: ignore[attr-defined]  # in highspy, not in its stub
-                nrow, np.arange(nrow, dtype=np.int32), self._minus_inf(nrow), row_ub
-            )
-            warm = True
-        else:
-            # the array form of passModel: numpy in, no element-by-element conversion (assigning the
-            # HighsLp's index_/value_ vectors from numpy cost ~50 ms at 1k venues, ~0.3 µs an entry)
-            self._passed = None
-            self._last = None
-            status = h.passModel(
-                ncol,
-                nrow,
-                len(cols.index),
-                _COLWISE,
-                _MAXIMIZE,
-                cols.offset,
-                cols.cost,
-                self._const(self._zeros, ncol, np.float64, 0.0),
-                cols.upper,
-                self._minus_inf(nrow),
-                row_ub,
-                cols.start,
-                cols.index,
-                cols.value,
-                self._const(self._continuous, ncol, np.int32, 0),
-            )
-            if status == highspy.HighsStatus.kError:
-                raise RuntimeError("HiGHS refused the segment LP (passModel)")
-            self._passed = cols
-            warm = self._status is not None and self._basis_shape == (cols.full_ncol, nrow)
-            if warm and self._status is not None:
-                # the previous cycle's basis: a valid start, usually a few pivots away
-                basis = highspy.HighsBasis()
-                basis.col_status = _STATUS[self._status[0][cols.kept]].tolist()
-                basis.row_status = self._status[1]
-                basis.valid = True
-                h.setBasis(basis)
-        settings = self.model.settings
-        limit = settings.time_limit_seconds if warm else settings.cold_time_limit_seconds
-        # HiGHS checks time_limit against the instance's *cumulative* run time (getRunTime), not the
-        # time of this run: after a 30 s cold solve at 10k venues every warm solve "hit" a 10 s
-        # limit at once and fell back to cvxpy (measured: run time 6.2 s, then a 5 s limit stops the
-        # next run after 0.06 s). The limit is set as an offset from where the clock stands.
-        h.setOptionValue("time_limit", float(h.getRunTime()) + float(limit))
-        if warm:
-            self.warm_solves += 1
-        t_run = time.perf_counter()
-        h.run()
-        self.run_seconds = time.perf_counter() - t_run
-        model_status = h.getModelStatus()
-        self.solves += 1
-        elapsed = time.perf_counter() - t0
-        if model_status == highspy.HighsModelStatus.kOptimal:
-            sol = h.getSolution()
-            values = np.asarray(sol.col_value)
-            obj = float(h.getObjectiveValue())  # info.objective_function_value, without the copy
-            basis = h.getBasis()
-            row_status = list(basis.row_status)
-            basic = basic_variables(row_status, values, cols)
-            codes = np.zeros(cols.full_ncol, dtype=np.int8)
-            if basic is None:  # a basic column on a bound: read the statuses (slow, rare)
-                codes[cols.kept] = status_codes(basis)
-            else:
-                finite = np.isfinite(cols.upper)
-                sub = np.where(finite & (values >= cols.upper), 2, 0).astype(np.int8)
-                sub[basic[basic >= 0]] = 1
-                codes[cols.kept] = sub
-            self._status, self._basis_shape = (codes, row_status), (cols.full_ncol, nrow)
-            self._last = (
-                None
-                if basic is None
-                else LastOptimum(cols, values, np.asarray(sol.row_value), basic, obj, row_ub)
-            )
-            return self._result(values, obj, cols, "segment simplex", t0)
-        self._last = None
-        if model_status == highspy.HighsModelStatus.kTimeLimit:
-            # a cold start that ran out of time (10k venues on a loaded box: the first dual simplex
-            # can take longer than time_limit_seconds): keep where it got to, so that the next cycle
-            # continues from there instead of starting cold again, and again falling back to cvxpy
-            basis = h.getBasis()
-            self._status = None
-            if basis.valid:
-                codes = np.zeros(cols.full_ncol, dtype=np.int8)
-                codes[cols.kept] = status_codes(basis)
-                self._status = (codes, list(basis.row_status))
-            self._basis_shape = (cols.full_ncol, nrow)
-        else:
-            self._status = None
-        if model_status == highspy.HighsModelStatus.kInfeasible:
-            return SegmentResult("infeasible", None, None, elapsed, "segment simplex: infeasible")
-        return SegmentResult(
-            "solver_error",
-            None,
-            None,
-            elapsed,
-            f"segment simplex: {h.modelStatusToString(model_status)}",
-        )
-
-    def _minus_inf(self, nrow: int) -> FloatArray:
-        """The rows' lower bounds (-inf), one array per row count (HiGHS copies it)."""
-        return self._const(self._no_lower, nrow, np.float64, -highspy.kHighsInf)
-
-    @staticmethod
-    def _const(cache: dict[int, Any], size: int, dtype: type, fill: float) -> Any:
-        """One read-only array of ``size`` times ``fill`` per size (HiGHS copies its inputs)."""
-        arr = cache.get(size)
-        if arr is None:
-            arr = cache[size] = np.full(size, fill, dtype=dtype)
-            arr.flags.writeable = False
-        return arr
-
     def _result(
         self, values: FloatArray, obj: float, cols: Columns, detail: str, t0: float
     ) -> SegmentResult:
@@ -549,17 +410,3 @@ class SegmentLP:
             out, back = seg[0], seg[1]
         x = cols.lbx + s.sum(axis=1)
         return SegmentResult("optimal", x, obj, time.perf_counter() - t0, detail, out, back)
-
-
-_COLWISE = int(highspy.MatrixFormat.kColwise.value)
-_MAXIMIZE = int(highspy.ObjSense.kMaximize.value)
-
-# HiGHS's basis statuses by our codes (0 lower, 1 basic, 2 upper)
-_STATUS = np.array(
-    [
-        highspy.HighsBasisStatus.kLower,
-        highspy.HighsBasisStatus.kBasic,
-        highspy.HighsBasisStatus.kUpper,
-    ],
-    dtype=object,
-)
