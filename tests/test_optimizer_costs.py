@@ -228,19 +228,20 @@ def test_warm_segment_solves_do_not_inherit_the_cold_solves_time() -> None:
 
     market = random_market(600, 5, invested_share=0.5)
     snaps, pf = tuple(market.snapshots), market.portfolio
-    settings = OptimizerSettings(time_limit_seconds=0.2)
+    # the limit is small and the solves many, so the total passes 3x the limit on a fast box too
+    settings = OptimizerSettings(time_limit_seconds=0.1)
     limits = RiskLimits(max_venue_ratio=0.1)
     model = AllocationModel(tuple(s.venue for s in snaps), limits, settings, "ethereum")
     assert model.segment is not None
     rng = np.random.default_rng(0)
     solves = 0
-    while model.segment.highs.getRunTime() < 0.6 and solves < 500:
+    while model.segment.highs.getRunTime() < 0.35 and solves < 5000:
         snaps = drift(snaps, rng, T0, vol=0.6)
         model.update(build_cycle(snaps, pf, limits, settings, "ethereum"))
         result = model.solve()
         assert result.status == "optimal" and result.detail == "segment simplex", result.detail
         solves += 1
-    assert model.segment.highs.getRunTime() >= 0.6
+    assert model.segment.highs.getRunTime() >= 0.35
 
 
 @pytest.mark.parametrize(
