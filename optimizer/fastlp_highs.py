@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import highspy
 import numpy as np
 from numpy.typing import NDArray
 
 from optimizer.cycle import CycleData
-from optimizer.fastlp_basis import LastOptimum, basic_variables, rhs_only, status_codes
-
-if TYPE_CHECKING:
-    from optimizer.fastlp import SegmentLP
+from optimizer.fastlp_basis import Columns, LastOptimum, basic_variables, rhs_only, status_codes
 
 FloatArray = NDArray[np.float64]
 
@@ -37,6 +34,34 @@ class SegmentResult:
     # the bridge legs of the optimum (README §4c), NAV units: home -> chain, chain -> home
     bridge_out: FloatArray | None = None
     bridge_back: FloatArray | None = None
+
+
+class SegmentLP(Protocol):
+    """What this side reads and keeps of :class:`optimizer.fastlp.SegmentLP` (a protocol, so the
+    two modules do not import each other): its HiGHS instance, the columns HiGHS holds, the kept
+    optimum and basis, the counters, and the column and row builders."""
+
+    model: Any
+    highs: highspy.Highs
+    solves: int
+    warm_solves: int
+    rhs_only_solves: int
+    run_seconds: float
+    _passed: Columns | None
+    _last: LastOptimum | None
+    _status: tuple[NDArray[np.int8], list[highspy.HighsBasisStatus]] | None
+    _basis_shape: tuple[int, int] | None
+    _no_lower: dict[int, FloatArray]
+    _zeros: dict[int, FloatArray]
+    _continuous: dict[int, NDArray[np.int32]]
+
+    def _columns(self, d: CycleData) -> Columns: ...
+
+    def _row_upper(self, d: CycleData, cols: Columns) -> FloatArray: ...
+
+    def _result(
+        self, values: FloatArray, obj: float, cols: Columns, detail: str, t0: float
+    ) -> SegmentResult: ...
 
 
 def run_highs(lp: SegmentLP, d: CycleData, t0: float) -> SegmentResult:
