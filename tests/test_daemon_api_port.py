@@ -34,9 +34,7 @@ async def test_the_api_port_is_held_before_the_market_starts_and_served_after(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     port = free_port()
-    settings = load_settings(
-        DEFAULT_CONFIG, listen=f"127.0.0.1:{port}", data_dir=tmp_path / "var"
-    )
+    settings = load_settings(DEFAULT_CONFIG, listen=f"127.0.0.1:{port}", data_dir=tmp_path / "var")
     daemon = Daemon(settings, config_dir=DEFAULT_CONFIG.parent, config_path=DEFAULT_CONFIG)
     seen: list[bool] = []
     start_market = Daemon._start_market
@@ -59,9 +57,7 @@ async def test_the_api_port_is_held_before_the_market_starts_and_served_after(
 
 async def test_a_start_that_fails_after_binding_releases_the_port(tmp_path: Path) -> None:
     port = free_port()
-    settings = load_settings(
-        DEFAULT_CONFIG, listen=f"127.0.0.1:{port}", data_dir=tmp_path / "var"
-    )
+    settings = load_settings(DEFAULT_CONFIG, listen=f"127.0.0.1:{port}", data_dir=tmp_path / "var")
     daemon = Daemon(settings, config_dir=DEFAULT_CONFIG.parent, config_path=DEFAULT_CONFIG)
     try:
         await daemon.open_books(serve_api=True)
