@@ -13,18 +13,34 @@ supply_apr         variable supply APR, decimal (empty only while the reserve ho
 borrow_apr         variable borrow APR, decimal (same rule)
 =================  ===========================================================================
 
-Any source written in these columns (CSV, optionally gzipped) runs with no code change; the step
-(hourly, daily, ...) is read from the data. The gates (:class:`HistoryError` names the file, row and
-field): every required column present; times parse as UTC; numbers finite; amounts >= 0;
+Any source written in these columns (CSV, optionally gzipped, UTF-8 with or without a byte-order
+mark, LF or CRLF, any column order, extra columns ignored, blank lines skipped) runs with no code
+change; the step (hourly, daily, ...) is read from the data (the commonest difference of two times).
+The gates (:class:`HistoryError` names the file, row and field): every required column present;
+times parse as UTC and sit on the step's grid; numbers finite; amounts >= 0;
 ``borrowed_usd <= supplied_usd`` to 0.1 % (the source's two amounts are read a moment apart, so a
-fully drawn reserve shows up to 1.00018 in the Aave file; the market clamps utilization at 1); APRs in [0, 10]; an empty APR only
-where ``supplied_usd == 0`` (a reserve not yet live, which gets no snapshot); no duplicate
-(time, network, symbol); every reserve's rows contiguous at the step from its first row to the
-history's last time (a missing period is an error, never forward-filled).
+fully drawn reserve shows up to 1.00018 in the Aave file; the market clamps utilization at 1); APRs
+in [0, 10]; an empty APR only where ``supplied_usd == 0`` (a reserve not yet live, which gets no
+snapshot); no duplicate (time, network, symbol); every time of the grid has a row of some reserve.
 
-The other inputs have their own loaders: :func:`load_daily_aave` (13 chains, no amounts: converted
-into the contract with a stated TVL assumption), :func:`load_uniswap_v2` (LP fees from cumulative
-volume, impermanent loss on the real price path) and :func:`load_stablecoin_prices` (marks).
+**Gaps** (a reserve with no row at a time between two of its rows): refused by default (the error
+names the reserve, the first missing time, and how to go on). ``fill_gaps=N`` carries the reserve's
+last row across at most ``N`` consecutive missing periods (amounts and rates; liquidations 0) and
+marks those rows *filled* (:attr:`LendingHistory.filled`); a longer gap is still refused. A filled row
+is not live: it gets no snapshot and takes no deposit (the daemon's lost feed: the optimizer keeps
+the last snapshot, frozen), while the market accrues a position held there at the carried state's
+rate (the reserve kept paying on chain; the last observed rate is the estimate, and the count of
+such periods is reported, :meth:`LendingHistory.gaps_filled`).
+
+**Ends** (a reserve whose rows stop before the history's last time: a delisting, a relabel, a feed
+that stopped): accepted, and reported (:meth:`LendingHistory.ended`). After its last row the
+reserve is not live (no snapshot, no deposit) and pays nothing (no rate is invented); a position
+still held there keeps its value and can be withdrawn in full (an Aave reserve that is frozen or
+dropped from a feed still pays out). That is what the daemon meets when a venue's feed stops.
+
+The other inputs have their loaders in :mod:`backtest.sources`: ``load_history`` (either format by
+its header; the daily 13 chains, no amounts, converted into the contract with a stated TVL
+assumption), ``load_uniswap_v2`` and ``load_stablecoin_prices`` (marks).
 """
 
 from __future__ import annotations
@@ -33,7 +49,8 @@ import csv
 import gzip
 import io
 import math
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,12 +84,13 @@ class HistoryError(ValueError):
 
 
 def open_text(path: Path) -> IO[str]:
-    """A text handle on ``path``, gunzipped when it starts with the gzip magic bytes."""
+    """A text handle on ``path``, gunzipped when it starts with the gzip magic bytes; UTF-8 with a
+    byte-order mark read as without (``utf-8-sig``: Excel saves CSV so)."""
     raw = path.open("rb")
     head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
     if head == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8", newline="")
-    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8-sig", newline="")
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
 
 
 def parse_utc(text: str, where: str, field: str) -> int:
@@ -90,6 +108,22 @@ def parse_utc(text: str, where: str, field: str) -> int:
 
 def iso(ts: int | float) -> str:
     return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# a token's other forms on a chain: bridged (USDC.e, DAI.e, USDbC), the LayerZero OFT (USDT0), or
+# the address suffix the daily converter gives two reserves under one symbol (USDC-0xaf88)
+_VARIANT = re.compile(r"^(?P<base>[A-Z]+?)(?:\.E|0|-0X[0-9A-F]+)$")
+_ALIASES = {"USDBC": "USDC"}
+
+
+def base_symbol(symbol: str) -> str:
+    """The token a symbol is a form of, upper case: ``USDC.e`` -> ``USDC``, ``USDT0`` -> ``USDT``,
+    ``USDbC`` -> ``USDC``, ``USDC-0xaf88`` -> ``USDC``; any other symbol is its own (``sUSDe``,
+    ``GHO``, ``USDe``)."""
+    s = symbol.strip().upper()
+    m = _VARIANT.match(s)
+    s = m.group("base") if m else s
+    return _ALIASES.get(s, s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +153,86 @@ class LendingHistory:
     liquidations_usd: FloatArray
     supply_apr: FloatArray
     borrow_apr: FloatArray
+    # [time, reserve]: the row was carried over a gap (``fill_gaps``), not observed; None: none was
+    filled: NDArray[np.bool_] | None = None
 
     def __len__(self) -> int:
         return len(self.times)
 
     def live(self, i: int) -> NDArray[np.bool_]:
-        return np.isfinite(self.supply_apr[i]) & (self.supplied_usd[i] > 0)
+        """Reserves with an observed row at ``i`` holding something (a filled row is not live)."""
+        live = np.isfinite(self.supply_apr[i]) & (self.supplied_usd[i] > 0)
+        return live if self.filled is None else live & ~self.filled[i]
+
+    def _runs(self) -> dict[int, list[tuple[int, int]]]:
+        """Per reserve column with filled rows: its runs as ``(first row, length)``."""
+        out: dict[int, list[tuple[int, int]]] = {}
+        if self.filled is None:
+            return out
+        for j in np.flatnonzero(self.filled.any(axis=0)).tolist():
+            edges = np.diff(np.concatenate(([0], self.filled[:, j].astype(np.int8), [0])))
+            starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+            out[j] = list(zip(starts.tolist(), (stops - starts).tolist(), strict=True))
+        return out
+
+    def gaps_filled(self) -> dict[str, dict[str, int | str]]:
+        """Per reserve with a filled row: ``periods`` filled, the ``longest_run`` of consecutive
+        ones and the ``first`` filled time."""
+        return {
+            self.reserves[j].key: {
+                "periods": sum(n for _, n in runs),
+                "longest_run": max(n for _, n in runs),
+                "first": iso(int(self.times[runs[0][0]])),
+            }
+            for j, runs in self._runs().items()
+        }
+
+    def gated(self, fill_gaps: int = 0) -> LendingHistory:
+        """The gap rule: every gap at most ``fill_gaps`` periods long (its rows stay carried), or
+        the earliest longer one is refused, naming the reserve, the first missing time, how many
+        reserves have such a gap and the longest (what ``--fill-gaps`` would need); and every time
+        has a row of some reserve (else the history itself stops there)."""
+        too_long = sorted(
+            (int(self.times[i]), self.reserves[j].key, n)
+            for j, runs in self._runs().items()
+            for i, n in runs
+            if n > fill_gaps
+        )
+        if too_long:
+            start, key, n = too_long[0]
+            longest = max(g[2] for g in too_long)
+            others = len({g[1] for g in too_long}) - 1
+            step = self.step_seconds
+            span = iso(start) if n == 1 else f"{iso(start)} .. {iso(start + (n - 1) * step)}"
+            limit = f", more than --fill-gaps {fill_gaps}" if fill_gaps else ""
+            raise HistoryError(
+                self.source,
+                "hour_utc",
+                f"{key} has no row for {span} ({n} missing period(s) of {step} s{limit}; {others}"
+                f" other reserve(s) have such gaps, the longest {longest} period(s)). A missing"
+                f" period is not invented: --fill-gaps {longest} carries each reserve's last row"
+                " across at most that many consecutive missing periods (counted in summary.json),"
+                " or replay around the gap with --from/--to or --assets",
+            )
+        empty = np.flatnonzero(~np.isfinite(self.supplied_usd).any(axis=1))
+        if empty.size:
+            raise HistoryError(
+                self.source,
+                "hour_utc",
+                f"no reserve has a row for {iso(int(self.times[empty[0]]))} ({empty.size} such"
+                f" times of the {self.step_seconds} s grid): replay --from/--to one side of it",
+            )
+        return self
+
+    def ended(self) -> dict[str, str]:
+        """Reserves whose rows stop before the last time: key -> the time of their last row."""
+        has_row = np.isfinite(self.supplied_usd)
+        out = {}
+        for j, r in enumerate(self.reserves):
+            rows = np.flatnonzero(has_row[:, j])
+            if rows.size and rows[-1] < len(self.times) - 1:
+                out[r.key] = iso(int(self.times[rows[-1]]))
+        return out
 
     def index_at(self, ts: int) -> int:
         """Index of the last time <= ``ts`` (-1 before the first)."""
@@ -154,14 +262,20 @@ class LendingHistory:
             liquidations_usd=self.liquidations_usd[sl],
             supply_apr=self.supply_apr[sl],
             borrow_apr=self.borrow_apr[sl],
+            filled=None if self.filled is None else self.filled[sl],
         )
 
     def select(self, symbols: Sequence[str] | None) -> LendingHistory:
-        """Only the reserves whose symbol is in ``symbols`` (all when None)."""
+        """Only the reserves whose symbol is one of ``symbols`` or a variant of one (all when None):
+        see :func:`base_symbol`, so ``USDC`` takes ``USDC.e``, ``USDbC`` and ``USDC-0xaf88`` too."""
         if not symbols:
             return self
         wanted = {s.upper() for s in symbols}
-        keep = [j for j, r in enumerate(self.reserves) if r.symbol.upper() in wanted]
+        keep = [
+            j
+            for j, r in enumerate(self.reserves)
+            if r.symbol.upper() in wanted or base_symbol(r.symbol) in wanted
+        ]
         if not keep:
             raise HistoryError(
                 self.source,
@@ -176,6 +290,7 @@ class LendingHistory:
             liquidations_usd=self.liquidations_usd[:, keep],
             supply_apr=self.supply_apr[:, keep],
             borrow_apr=self.borrow_apr[:, keep],
+            filled=None if self.filled is None else self.filled[:, keep],
         )
 
     def cut(self, until_ts: int) -> LendingHistory:
@@ -198,7 +313,22 @@ def _number(text: str, where: str, field: str, *, empty_ok: bool = False) -> flo
     return value
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+def read_header(path: Path) -> list[str]:
+    """The column names of a CSV (gzipped or not), stripped; [] for an empty file."""
+    if not path.is_file():
+        raise HistoryError(str(path), "--history", "no such file")
+    try:
+        with open_text(path) as fh:
+            return [n.strip() for n in next(csv.reader(fh), [])]
+    except (UnicodeDecodeError, OSError, csv.Error, EOFError) as exc:
+        raise HistoryError(str(path), "(header)", f"unreadable: {exc}") from None
+
+
+def read_rows(
+    path: Path, columns: Sequence[str], hint: str = ""
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line, row)`` of a CSV with ``columns`` required (names stripped; a row of empty cells, as
+    a spreadsheet leaves at the end, is skipped: it holds no data)."""
     if not path.is_file():
         raise HistoryError(str(path), "--history", "no such file")
     with open_text(path) as fh:
@@ -207,56 +337,35 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             names = reader.fieldnames or []
         except (UnicodeDecodeError, OSError, csv.Error) as exc:
             raise HistoryError(str(path), "(header)", f"unreadable: {exc}") from None
-        missing = [c for c in LENDING_COLUMNS if c not in names]
+        reader.fieldnames = names = [n.strip() for n in names]
+        missing = [c for c in columns if c not in names]
         if missing:
-            raise HistoryError(str(path), missing[0], f"missing column (have {names})")
+            raise HistoryError(str(path), missing[0], f"missing column (have {names}){hint}")
         try:
-            yield from enumerate(reader, start=2)
+            for line, row in enumerate(reader, start=2):
+                if any((v or "").strip() for k, v in row.items() if k is not None):
+                    yield line, row
         except (UnicodeDecodeError, OSError, csv.Error, EOFError) as exc:
             raise HistoryError(str(path), "(body)", f"unreadable: {exc}") from None
 
 
-def load_lending(path: Path | str) -> LendingHistory:
-    """Read a history in the contract's columns, applying every gate in the module docstring."""
+def load_lending(path: Path | str, *, fill_gaps: int = 0) -> LendingHistory:
+    """Read a history in the contract's columns, applying every gate in the module docstring
+    (the gap rule with ``fill_gaps`` over the whole file: see :meth:`LendingHistory.gated`)."""
     path = Path(path)
+    return lending_from_rows(str(path), read_rows(path, LENDING_COLUMNS)).gated(fill_gaps)
+
+
+def lending_from_rows(source: str, rows: Iterable[tuple[int, dict[str, str]]]) -> LendingHistory:
+    """The contract's rows (``(line, row)``, ``line`` for the errors) as a grid, every row's gate
+    applied and every gap carried and marked *filled*; the gap rule is :meth:`LendingHistory.gated`,
+    applied after the window and the reserves are chosen (a gap outside them does not matter)."""
     cells: dict[tuple[int, Reserve], tuple[float, ...]] = {}
     first_row: dict[Reserve, int] = {}
     row_of: dict[tuple[int, Reserve], int] = {}
-    for line, row in _rows(path):
-        where = f"{path}:{line}"
-        t = parse_utc(row["hour_utc"] or "", where, "hour_utc")
-        network, symbol = (row["network"] or "").strip(), (row["symbol"] or "").strip()
-        if not network:
-            raise HistoryError(where, "network", "empty")
-        if not symbol:
-            raise HistoryError(where, "symbol", "empty")
-        supplied = _number(row["supplied_usd"] or "", where, "supplied_usd")
-        borrowed = _number(row["borrowed_usd"] or "", where, "borrowed_usd")
-        liquidated = _number(row["liquidations_usd"] or "", where, "liquidations_usd")
-        for name, value in (
-            ("supplied_usd", supplied),
-            ("borrowed_usd", borrowed),
-            ("liquidations_usd", liquidated),
-        ):
-            if value < 0:
-                raise HistoryError(where, name, f"negative amount {value}")
-        if borrowed > supplied * (1 + UTILIZATION_SLACK) + 1e-6:
-            raise HistoryError(
-                where,
-                "borrowed_usd",
-                f"{borrowed} exceeds supplied_usd {supplied} (utilization > 1)",
-            )
-        aprs = []
-        for name in ("supply_apr", "borrow_apr"):
-            value = _number(row[name] or "", where, name, empty_ok=True)
-            if math.isnan(value) and supplied > 0:
-                raise HistoryError(
-                    where, name, "empty while supplied_usd > 0 (refusing to invent a rate)"
-                )
-            if not math.isnan(value) and not 0.0 <= value <= MAX_APR:
-                raise HistoryError(where, name, f"{value} outside [0, {MAX_APR}]")
-            aprs.append(value)
-        reserve = Reserve(network, symbol)
+    for line, row in rows:
+        where = f"{source}:{line}"
+        t, reserve, values = _parse_row(row, where)
         key = (t, reserve)
         if key in cells:
             raise HistoryError(
@@ -264,37 +373,47 @@ def load_lending(path: Path | str) -> LendingHistory:
                 "hour_utc",
                 f"duplicate row for {reserve.key} at {iso(t)} (first at line {row_of[key]})",
             )
-        cells[key] = (supplied, borrowed, liquidated, aprs[0], aprs[1])
+        cells[key] = values
         row_of[key] = line
         first_row.setdefault(reserve, line)
     if not cells:
-        raise HistoryError(str(path), "(body)", "no rows")
-    times = np.array(sorted({t for t, _ in cells}), dtype=np.int64)
-    if len(times) < 2:
-        raise HistoryError(str(path), "hour_utc", "a single time: nothing to replay")
-    step = int(np.min(np.diff(times)))
+        raise HistoryError(source, "(body)", "no rows")
+    observed = np.array(sorted({t for t, _ in cells}), dtype=np.int64)
+    if len(observed) < 2:
+        raise HistoryError(source, "hour_utc", "a single time: nothing to replay")
+    diffs, counts = np.unique(np.diff(observed), return_counts=True)
+    step = int(diffs[np.argmax(counts)])  # the commonest: a stray time is off its grid
     reserves = tuple(sorted(first_row, key=lambda r: (r.network, r.symbol)))
+    seen: dict[Reserve, list[int]] = {r: [] for r in reserves}
+    for t, r in cells:
+        seen[r].append(t)
+    t0 = int(observed[0])
+    runs = _gaps(source, seen, row_of, t0, step)
+    n_times = (int(observed[-1]) - t0) // step + 1
+    if n_times > 10 * len(observed):
+        raise HistoryError(
+            source,
+            "hour_utc",
+            f"the step {step} s (the commonest difference of two times) makes a grid of"
+            f" {n_times} times for {len(observed)} observed: a stray time?",
+        )
+    times = t0 + step * np.arange(n_times, dtype=np.int64)
     grid = np.full((5, len(times), len(reserves)), np.nan)
     col = {r: j for j, r in enumerate(reserves)}
-    pos = {int(t): i for i, t in enumerate(times)}
-    seen: dict[Reserve, list[int]] = {r: [] for r in reserves}
     for (t, r), values in cells.items():
-        grid[:, pos[t], col[r]] = values
-        seen[r].append(t)
-    for r, ts in seen.items():
-        ts.sort()
-        expected = np.arange(ts[0], int(times[-1]) + 1, step)
-        if len(ts) != len(expected) or np.any(np.asarray(ts) != expected):
-            have = set(ts)
-            gap = next(int(x) for x in expected if int(x) not in have)
-            raise HistoryError(
-                f"{path}:{first_row[r]}",
-                "hour_utc",
-                f"{r.key} has no row for {iso(gap)} (rows must be contiguous every {step} s from"
-                " the reserve's first row to the history's end; a missing period is not invented)",
-            )
+        grid[:, (t - t0) // step, col[r]] = values
+    filled = None
+    if runs:  # carry each reserve's last row across its gaps; LendingHistory.gated judges them
+        filled = np.zeros((len(times), len(reserves)), dtype=np.bool_)
+        for r, gaps in runs.items():
+            j = col[r]
+            for start, n in gaps:
+                i = (start - t0) // step
+                filled[i : i + n, j] = True
+                grid[:, i : i + n, j] = grid[:, i - 1 : i, j]
+                grid[2, i : i + n, j] = 0.0  # liquidations of an unobserved period: none known
     return LendingHistory(
-        source=str(path),
+        source=source,
         times=times,
         step_seconds=step,
         reserves=reserves,
@@ -303,7 +422,72 @@ def load_lending(path: Path | str) -> LendingHistory:
         liquidations_usd=grid[2],
         supply_apr=grid[3],
         borrow_apr=grid[4],
+        filled=filled,
     )
+
+
+def _parse_row(row: dict[str, str], where: str) -> tuple[int, Reserve, tuple[float, ...]]:
+    """One row's gates: (time, reserve, (supplied, borrowed, liquidated, supply APR, borrow APR))."""
+    t = parse_utc(row["hour_utc"] or "", where, "hour_utc")
+    network, symbol = (row["network"] or "").strip(), (row["symbol"] or "").strip()
+    if not network:
+        raise HistoryError(where, "network", "empty")
+    if not symbol:
+        raise HistoryError(where, "symbol", "empty")
+    supplied = _number(row["supplied_usd"] or "", where, "supplied_usd")
+    borrowed = _number(row["borrowed_usd"] or "", where, "borrowed_usd")
+    liquidated = _number(row["liquidations_usd"] or "", where, "liquidations_usd")
+    for name, value in (
+        ("supplied_usd", supplied),
+        ("borrowed_usd", borrowed),
+        ("liquidations_usd", liquidated),
+    ):
+        if value < 0:
+            raise HistoryError(where, name, f"negative amount {value}")
+    if borrowed > supplied * (1 + UTILIZATION_SLACK) + 1e-6:
+        raise HistoryError(
+            where,
+            "borrowed_usd",
+            f"{borrowed} exceeds supplied_usd {supplied} (utilization > 1)",
+        )
+    aprs = []
+    for name in ("supply_apr", "borrow_apr"):
+        value = _number(row[name] or "", where, name, empty_ok=True)
+        if math.isnan(value) and supplied > 0:
+            raise HistoryError(
+                where, name, "empty while supplied_usd > 0 (refusing to invent a rate)"
+            )
+        if not math.isnan(value) and not 0.0 <= value <= MAX_APR:
+            raise HistoryError(where, name, f"{value} outside [0, {MAX_APR}]")
+        aprs.append(value)
+    return t, Reserve(network, symbol), (supplied, borrowed, liquidated, aprs[0], aprs[1])
+
+
+def _gaps(
+    source: str,
+    seen: dict[Reserve, list[int]],
+    row_of: dict[tuple[int, Reserve], int],
+    t0: int,
+    step: int,
+) -> dict[Reserve, list[tuple[int, int]]]:
+    """Per reserve, its gaps as ``(first missing time, missing periods)``; a time off the grid
+    ``t0 + k * step`` is refused. Periods after a reserve's last row are its end, not a gap."""
+    out: dict[Reserve, list[tuple[int, int]]] = {}
+    for r, ts in seen.items():
+        arr = np.sort(np.asarray(ts, dtype=np.int64))
+        off = np.flatnonzero((arr - t0) % step)
+        if off.size:
+            t = int(arr[off[0]])
+            raise HistoryError(
+                f"{source}:{row_of[(t, r)]}",
+                "hour_utc",
+                f"{r.key} at {iso(t)} is off the history's grid (every {step} s from {iso(t0)})",
+            )
+        missing = np.diff(arr) // step - 1
+        at = np.flatnonzero(missing > 0)
+        if at.size:
+            out[r] = [(int(arr[k]) + step, int(missing[k])) for k in at.tolist()]
+    return out
 
 
 def write_lending(path: Path, rows: Sequence[Sequence[object]]) -> None:
