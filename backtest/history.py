@@ -22,6 +22,8 @@ times parse as UTC and sit on the step's grid; numbers finite; amounts >= 0;
 fully drawn reserve shows up to 1.00018 in the Aave file; the market clamps utilization at 1); APRs
 in [0, 10]; an empty APR only where ``supplied_usd == 0`` (a reserve not yet live, which gets no
 snapshot); no duplicate (time, network, symbol); every time of the grid has a row of some reserve.
+An optional column ``frozen`` (true/false, 1/0, empty: false) marks a row the source reports frozen
+or paused (Aave takes no new supply then): that row is not live, as a filled one below.
 
 **Gaps** (a reserve with no row at a time between two of its rows): refused by default (the error
 names the reserve, the first missing time, and how to go on). ``fill_gaps=N`` carries the reserve's
@@ -47,17 +49,21 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 from numpy.typing import NDArray
+
+from backtest.csvread import HistoryError as HistoryError
+from backtest.csvread import iso as iso
+from backtest.csvread import number, read_rows
+from backtest.csvread import open_text as open_text
+from backtest.csvread import parse_utc as parse_utc
+from backtest.csvread import read_header as read_header
 
 FloatArray = NDArray[np.float64]
 
@@ -71,43 +77,11 @@ LENDING_COLUMNS = (
     "supply_apr",
     "borrow_apr",
 )
+# optional: the source marks the reserve frozen or paused (no new supply): not live, as a filled row
+FROZEN_COLUMN = "frozen"
+_FLAGS = {"": 0.0, "false": 0.0, "0": 0.0, "true": 1.0, "1": 1.0}
 UTILIZATION_SLACK = 1e-3
 MAX_APR = 10.0  # Aave's MAX_BORROW_RATE (1000 %): anything above is a broken feed, not a rate
-
-
-class HistoryError(ValueError):
-    """A history file that cannot be replayed as it is: names the place, the field and the reason."""
-
-    def __init__(self, where: str, field: str, reason: str):
-        super().__init__(f"{where}: field {field}: {reason}")
-        self.where, self.field, self.reason = where, field, reason
-
-
-def open_text(path: Path) -> IO[str]:
-    """A text handle on ``path``, gunzipped when it starts with the gzip magic bytes; UTF-8 with a
-    byte-order mark read as without (``utf-8-sig``: Excel saves CSV so)."""
-    raw = path.open("rb")
-    head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
-    if head == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8-sig", newline="")
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-
-
-def parse_utc(text: str, where: str, field: str) -> int:
-    """ISO 8601 (``Z`` or an offset, or a bare date) -> unix seconds; a naive time is refused."""
-    try:
-        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise HistoryError(where, field, f"not an ISO 8601 time: {text!r}") from None
-    if len(text.strip()) == 10:  # a bare date: that day's 00:00 UTC
-        t = t.replace(tzinfo=UTC)
-    if t.tzinfo is None:
-        raise HistoryError(where, field, f"time {text!r} has no UTC offset")
-    return int(t.timestamp())
-
-
-def iso(ts: int | float) -> str:
-    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # a token's other forms on a chain: bridged (USDC.e, DAI.e, USDbC), the LayerZero OFT (USDT0), or
@@ -155,14 +129,31 @@ class LendingHistory:
     borrow_apr: FloatArray
     # [time, reserve]: the row was carried over a gap (``fill_gaps``), not observed; None: none was
     filled: NDArray[np.bool_] | None = None
+    # [time, reserve]: the source marks the reserve frozen or paused (``frozen``); None: never
+    frozen: NDArray[np.bool_] | None = None
 
     def __len__(self) -> int:
         return len(self.times)
 
     def live(self, i: int) -> NDArray[np.bool_]:
-        """Reserves with an observed row at ``i`` holding something (a filled row is not live)."""
+        """Reserves with an observed row at ``i`` holding something, not frozen (a filled or a
+        frozen row is not live: no snapshot, no deposit; a position there still accrues)."""
         live = np.isfinite(self.supply_apr[i]) & (self.supplied_usd[i] > 0)
-        return live if self.filled is None else live & ~self.filled[i]
+        if self.filled is not None:
+            live &= ~self.filled[i]
+        return live if self.frozen is None else live & ~self.frozen[i]
+
+    def frozen_rows(self) -> dict[str, dict[str, int | str]]:
+        """Per reserve with frozen rows: how many, and the first."""
+        if self.frozen is None:
+            return {}
+        return {
+            self.reserves[j].key: {
+                "rows": int(self.frozen[:, j].sum()),
+                "first": iso(int(self.times[np.flatnonzero(self.frozen[:, j])[0]])),
+            }
+            for j in np.flatnonzero(self.frozen.any(axis=0)).tolist()
+        }
 
     def _runs(self) -> dict[int, list[tuple[int, int]]]:
         """Per reserve column with filled rows: its runs as ``(first row, length)``."""
@@ -263,6 +254,7 @@ class LendingHistory:
             supply_apr=self.supply_apr[sl],
             borrow_apr=self.borrow_apr[sl],
             filled=None if self.filled is None else self.filled[sl],
+            frozen=None if self.frozen is None else self.frozen[sl],
         )
 
     def select(self, symbols: Sequence[str] | None) -> LendingHistory:
@@ -291,62 +283,12 @@ class LendingHistory:
             supply_apr=self.supply_apr[:, keep],
             borrow_apr=self.borrow_apr[:, keep],
             filled=None if self.filled is None else self.filled[:, keep],
+            frozen=None if self.frozen is None else self.frozen[:, keep],
         )
 
     def cut(self, until_ts: int) -> LendingHistory:
         """Everything up to and including ``until_ts`` (the look-ahead check replays this)."""
         return self.window(None, until_ts)
-
-
-def _number(text: str, where: str, field: str, *, empty_ok: bool = False) -> float:
-    s = text.strip()
-    if s == "":
-        if empty_ok:
-            return math.nan
-        raise HistoryError(where, field, "empty (refusing to invent a value)")
-    try:
-        value = float(s)
-    except ValueError:
-        raise HistoryError(where, field, f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise HistoryError(where, field, f"not finite: {text!r}")
-    return value
-
-
-def read_header(path: Path) -> list[str]:
-    """The column names of a CSV (gzipped or not), stripped; [] for an empty file."""
-    if not path.is_file():
-        raise HistoryError(str(path), "--history", "no such file")
-    try:
-        with open_text(path) as fh:
-            return [n.strip() for n in next(csv.reader(fh), [])]
-    except (UnicodeDecodeError, OSError, csv.Error, EOFError) as exc:
-        raise HistoryError(str(path), "(header)", f"unreadable: {exc}") from None
-
-
-def read_rows(
-    path: Path, columns: Sequence[str], hint: str = ""
-) -> Iterator[tuple[int, dict[str, str]]]:
-    """``(line, row)`` of a CSV with ``columns`` required (names stripped; a row of empty cells, as
-    a spreadsheet leaves at the end, is skipped: it holds no data)."""
-    if not path.is_file():
-        raise HistoryError(str(path), "--history", "no such file")
-    with open_text(path) as fh:
-        reader = csv.DictReader(fh)
-        try:
-            names = reader.fieldnames or []
-        except (UnicodeDecodeError, OSError, csv.Error) as exc:
-            raise HistoryError(str(path), "(header)", f"unreadable: {exc}") from None
-        reader.fieldnames = names = [n.strip() for n in names]
-        missing = [c for c in columns if c not in names]
-        if missing:
-            raise HistoryError(str(path), missing[0], f"missing column (have {names}){hint}")
-        try:
-            for line, row in enumerate(reader, start=2):
-                if any((v or "").strip() for k, v in row.items() if k is not None):
-                    yield line, row
-        except (UnicodeDecodeError, OSError, csv.Error, EOFError) as exc:
-            raise HistoryError(str(path), "(body)", f"unreadable: {exc}") from None
 
 
 def load_lending(path: Path | str, *, fill_gaps: int = 0) -> LendingHistory:
@@ -398,7 +340,7 @@ def lending_from_rows(source: str, rows: Iterable[tuple[int, dict[str, str]]]) -
             f" {n_times} times for {len(observed)} observed: a stray time?",
         )
     times = t0 + step * np.arange(n_times, dtype=np.int64)
-    grid = np.full((5, len(times), len(reserves)), np.nan)
+    grid = np.full((6, len(times), len(reserves)), np.nan)
     col = {r: j for j, r in enumerate(reserves)}
     for (t, r), values in cells.items():
         grid[:, (t - t0) // step, col[r]] = values
@@ -423,20 +365,22 @@ def lending_from_rows(source: str, rows: Iterable[tuple[int, dict[str, str]]]) -
         supply_apr=grid[3],
         borrow_apr=grid[4],
         filled=filled,
+        frozen=(grid[5] == 1.0) if np.any(grid[5] == 1.0) else None,
     )
 
 
 def _parse_row(row: dict[str, str], where: str) -> tuple[int, Reserve, tuple[float, ...]]:
-    """One row's gates: (time, reserve, (supplied, borrowed, liquidated, supply APR, borrow APR))."""
+    """One row's gates: (time, reserve, (supplied, borrowed, liquidated, supply APR, borrow APR,
+    frozen 1/0)); ``frozen`` is an optional column (true/false, 1/0, empty: false)."""
     t = parse_utc(row["hour_utc"] or "", where, "hour_utc")
     network, symbol = (row["network"] or "").strip(), (row["symbol"] or "").strip()
     if not network:
         raise HistoryError(where, "network", "empty")
     if not symbol:
         raise HistoryError(where, "symbol", "empty")
-    supplied = _number(row["supplied_usd"] or "", where, "supplied_usd")
-    borrowed = _number(row["borrowed_usd"] or "", where, "borrowed_usd")
-    liquidated = _number(row["liquidations_usd"] or "", where, "liquidations_usd")
+    supplied = number(row["supplied_usd"] or "", where, "supplied_usd")
+    borrowed = number(row["borrowed_usd"] or "", where, "borrowed_usd")
+    liquidated = number(row["liquidations_usd"] or "", where, "liquidations_usd")
     for name, value in (
         ("supplied_usd", supplied),
         ("borrowed_usd", borrowed),
@@ -452,7 +396,7 @@ def _parse_row(row: dict[str, str], where: str) -> tuple[int, Reserve, tuple[flo
         )
     aprs = []
     for name in ("supply_apr", "borrow_apr"):
-        value = _number(row[name] or "", where, name, empty_ok=True)
+        value = number(row[name] or "", where, name, empty_ok=True)
         if math.isnan(value) and supplied > 0:
             raise HistoryError(
                 where, name, "empty while supplied_usd > 0 (refusing to invent a rate)"
@@ -460,7 +404,11 @@ def _parse_row(row: dict[str, str], where: str) -> tuple[int, Reserve, tuple[flo
         if not math.isnan(value) and not 0.0 <= value <= MAX_APR:
             raise HistoryError(where, name, f"{value} outside [0, {MAX_APR}]")
         aprs.append(value)
-    return t, Reserve(network, symbol), (supplied, borrowed, liquidated, aprs[0], aprs[1])
+    flag = (row.get(FROZEN_COLUMN) or "").strip().lower()
+    if flag not in _FLAGS:
+        raise HistoryError(where, FROZEN_COLUMN, f"not true/false/1/0: {flag!r}")
+    values = (supplied, borrowed, liquidated, aprs[0], aprs[1], _FLAGS[flag])
+    return t, Reserve(network, symbol), values
 
 
 def _gaps(
@@ -490,10 +438,12 @@ def _gaps(
     return out
 
 
-def write_lending(path: Path, rows: Sequence[Sequence[object]]) -> None:
+def write_lending(
+    path: Path, rows: Sequence[Sequence[object]], columns: Sequence[str] = LENDING_COLUMNS
+) -> None:
     """Write rows in the contract's column order (gzipped when ``path`` ends in ``.gz``)."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "wt", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(LENDING_COLUMNS)
+        w.writerow(columns)
         w.writerows(rows)

@@ -203,6 +203,9 @@ def prepare(
         inputs["converted"] = {**converted, "relabelled": relabelled}
     if fill_gaps:
         inputs["fill_gaps"] = {"max_periods": fill_gaps, "reserves": h.gaps_filled()}
+    frozen = h.frozen_rows()
+    if frozen:
+        inputs["frozen_reserves"] = frozen
     ended = h.ended()
     if ended:
         inputs["ended_reserves"] = {

@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from backtest.history import (
+    FROZEN_COLUMN,
     LENDING_COLUMNS,
     HistoryError,
     LendingHistory,
@@ -164,6 +165,9 @@ def daily_aave_rows(
                     "liquidations_usd": "0",
                     "supply_apr": r["supply_apr"],
                     "borrow_apr": r["borrow_apr"],
+                    "frozen": "true"
+                    if _flag(r, "frozen", where) or _flag(r, "paused", where)
+                    else "",
                 },
             )
         )
@@ -173,6 +177,7 @@ def daily_aave_rows(
         "borrowed_usd": "U x assumed_supplied_usd, U = supply_apr / (borrow_apr (1 - reserve_factor))",
         "liquidations_usd": 0,
         "reserve_identity": "network and token address; named by the latest symbol",
+        "frozen": "a row frozen or paused in the source is not live (no snapshot, no deposit)",
         "relabelled": {
             f"{net}:{names[(net, addr)]}": {"address": addr, "symbols": order}
             for (net, addr), order in sorted(relabelled.items())
@@ -180,6 +185,14 @@ def daily_aave_rows(
         "relabel_day_rows_dropped": dropped,
     }
     return out, info
+
+
+def _flag(r: Mapping[str, str], name: str, where: str) -> bool:
+    """The daily file's ``frozen`` / ``paused`` (``True`` / ``False``; absent or empty: False)."""
+    v = (r.get(name) or "").strip().lower()
+    if v not in ("true", "false", ""):
+        raise HistoryError(where, name, f"not True/False: {r.get(name)!r}")
+    return v == "true"
 
 
 def _daily_number(r: Mapping[str, str], name: str, where: str) -> float:
@@ -200,7 +213,8 @@ def daily_aave_to_lending(
     if not src.is_file():
         raise HistoryError(str(src), "--daily", "no such file")
     rows, _ = daily_aave_rows(src, assumed_supplied_usd)
-    write_lending(dst, [[r[c] for c in LENDING_COLUMNS] for _, r in rows])
+    columns = (*LENDING_COLUMNS, FROZEN_COLUMN)
+    write_lending(dst, [[r[c] for c in columns] for _, r in rows], columns)
     return len(rows)
 
 

@@ -54,12 +54,14 @@ def write_daily(path: Path, days: int = 40, skip: tuple[int, ...] = (3,)) -> Pat
             ("base", "WETH", "0x4200000000000000000000000000000000000006", 0.40),
         ]
         bridged = [("USDC", 0.70)] if d < 10 else [("USDC.e", 0.70)]
+        frozen = "True" if d >= 30 else "False"  # base's USDC is frozen from day 30
         if d == 10:
             bridged = [("USDC", 0.70), ("USDC.e", 0.70)]
         reserves += [("arbitrum", sym, BRIDGED, u) for sym, u in bridged]
         for network, symbol, asset, u0 in reserves:
             u = float(np.clip(u0 + rng.normal(0, 0.02), 0.1, 0.95))
             rb = 0.06 * u / 0.9
+            flag = frozen if (network, symbol) == ("base", "USDC") else "False"
             rows.append(
                 [
                     day,
@@ -71,7 +73,7 @@ def write_daily(path: Path, days: int = 40, skip: tuple[int, ...] = (3,)) -> Pat
                     "0.1",
                     "1.1",
                     "1.2",
-                    "False",
+                    flag,
                     "False",
                     "True",
                 ]
@@ -107,9 +109,13 @@ def test_the_daily_file_converts_in_memory_as_on_disk(tmp_path: Path) -> None:
     on_disk = tmp_path / "contract.csv"
     daily_aave_to_lending(src, on_disk)
     g = load_lending(on_disk, fill_gaps=1)
-    for name in ("supplied_usd", "borrowed_usd", "supply_apr", "borrow_apr"):
+    for name in ("supplied_usd", "borrowed_usd", "supply_apr", "borrow_apr", "frozen"):
         np.testing.assert_array_equal(getattr(g, name), getattr(h, name))
     assert g.reserves == h.reserves
+    # a frozen row is not live (no snapshot, no deposit), its data kept (a position accrues)
+    assert h.frozen_rows() == {"base:USDC": {"rows": 10, "first": "2025-08-21T00:00:00Z"}}
+    k = [r.key for r in h.reserves].index("base:USDC")
+    assert h.live(29)[k] and not h.live(30)[k] and np.isfinite(h.supply_apr[30, k])
 
 
 def test_a_symbol_selects_its_variants() -> None:
@@ -156,6 +162,7 @@ def test_cli_replays_the_daily_file_and_says_what_it_converted(tmp_path: Path) -
         },
     }
     assert summary["strategies"]["ours"]["cycles"] == 40
+    assert inputs["frozen_reserves"] == {"base:USDC": {"first": "2025-08-21T00:00:00Z", "rows": 10}}
 
 
 def test_cli_bad_daily_input_exits_2_naming_the_field(tmp_path: Path) -> None:
@@ -202,6 +209,10 @@ def test_the_real_daily_file_loads_with_its_gaps_relabels_and_ends() -> None:
         "arbitrum:USDT": "2025-07-22T00:00:00Z",
         "celo:USDT": "2025-07-22T00:00:00Z",
     }
+    # gnosis' USDC is frozen from 2025-11-03 and scroll's from 2026-04-21: no deposit there
+    frozen = g.frozen_rows()
+    assert frozen["gnosis:USDC"]["first"] == "2025-11-03T00:00:00Z"
+    assert frozen["scroll:USDC"]["first"] == "2026-04-21T00:00:00Z"
     filled = g.gaps_filled()
     assert filled["ethereum:USDC"] == {
         "periods": 2,

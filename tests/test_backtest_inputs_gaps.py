@@ -151,3 +151,22 @@ def test_a_time_off_the_grid_and_a_time_nobody_reports_are_refused(tmp_path: Pat
     others_late = [r for r in rows if r[2] != "DAI" and r[0] >= times[14]]
     with pytest.raises(HistoryError, match="no reserve has a row for 2024-01-01T11:00:00Z"):
         load_lending(write_history(tmp_path / "split.csv", dai_only_early + others_late))
+
+
+def test_the_optional_frozen_column(tmp_path: Path) -> None:
+    rows = synthetic_rows(days=1)
+    path = tmp_path / "frozen.csv"
+    with path.open("w", newline="") as fh:
+        fh.write(",".join([*LENDING_COLUMNS, "frozen"]) + "\n")
+        for k, r in enumerate(rows):
+            flag = "true" if r[2] == "USDT" and k >= 30 else ("0" if k % 2 else "")
+            fh.write(",".join([*(str(c) for c in r), flag]) + "\n")
+    h = load_lending(path)
+    j = [r.symbol for r in h.reserves].index("USDT")
+    assert h.frozen is not None and h.frozen[:, j].sum() == len(h) - 10
+    assert h.live(9)[j] and not h.live(10)[j] and h.live(10).sum() == 2
+    bad = tmp_path / "bad.csv"
+    bad.write_text(path.read_text().replace("true", "maybe", 1))
+    with pytest.raises(HistoryError) as err:
+        load_lending(bad)
+    assert err.value.field == "frozen" and "maybe" in err.value.reason
