@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from backtest.history import HistoryError, base_symbol, load_lending
-from backtest.run import DEFAULT_ASSETS, shared_data
+from backtest.run import DEFAULT_ASSETS, prepare, run_prepared, shared_data
 from backtest.sources import (
     DEFAULT_ASSUMED_SUPPLIED_USD,
     daily_aave_to_lending,
@@ -219,3 +219,28 @@ def test_the_real_daily_file_loads_with_its_gaps_relabels_and_ends() -> None:
         "longest_run": 1,
         "first": "2025-07-23T00:00:00Z",
     }
+
+
+def test_a_baseline_on_a_multichain_history_spends_the_idle_where_it_landed(tmp_path: Path) -> None:
+    """Home (ethereum) pays least. Day 0 base's two reserves pay best: a baseline
+    bridges there, its deposits wait for the bridge (it lands after the cycle). From day 1
+    arbitrum's pay best: the plan must bridge base -> arbitrum, where the idle is (before: it
+    assumed every idle dollar at home, bridged nothing and the capital sat idle for good)."""
+    reserves = [("base", "USDC", "0xb1"), ("base", "USDbC", "0xb2"), ("ethereum", "USDC", "0xe1")]
+    reserves += [("arbitrum", "USDC", "0xa1"), ("arbitrum", "USDC.e", "0xa2")]
+    rows = []
+    for d in range(8):
+        day = str(np.datetime64("2025-07-22") + np.timedelta64(d, "D"))
+        for network, symbol, asset in reserves:
+            u = 0.9 if (network == "base") == (d == 0) else 0.5
+            u = 0.2 if network == "ethereum" else u
+            rb = 0.08 * u / 0.9
+            rows.append([day, network, symbol, asset, f"{rb * u * 0.9:.6f}", f"{rb:.6f}", "0.1"])
+    src = tmp_path / "two_chains.csv"
+    with src.open("w", newline="") as fh:
+        csv.writer(fh).writerows([HEADER[:7], *rows])
+    p = prepare(src, None, period="1d", prices_path=None)
+    _, runs = run_prepared(p, tmp_path / "out", ["greedy_apy"])
+    last = runs[0].records[-1]
+    on_arbitrum = sum(u for v, u in last.positions_units.items() if "arbitrum" in v)
+    assert on_arbitrum > 0.7 * last.nav_units
