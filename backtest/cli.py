@@ -18,7 +18,10 @@ from backtest.strategies import EXTRA_STRATEGIES, STRATEGIES
 def _common(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument(
-        "--history", type=Path, help="lending history in the hourly contract's columns"
+        "--history",
+        type=Path,
+        help="lending history: the hourly contract's columns, or the daily 13-chain Aave file"
+        " (aave_v3_daily_rates.csv: converted in memory, TVL assumed; see backtest/README.md)",
     )
     src.add_argument("--market", type=Path, help="a mockfeeds market YAML (seeded Monte Carlo)")
     p.add_argument("--days", type=float, default=7.0, help="--market: simulated days to run")
@@ -29,7 +32,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--assets",
         default=",".join(("DAI", "USDC", "USDT", "USDE")),
-        help="reserve symbols to replay (comma-separated; '*' for all)",
+        help="reserve symbols to replay, each with its variants (USDC: USDC.e, USDbC, USDC-0x..;"
+        " USDT: USDT0); comma-separated; '*' for all",
+    )
+    p.add_argument(
+        "--fill-gaps",
+        type=int,
+        default=0,
+        metavar="N",
+        help="carry a reserve's last row across at most N consecutive missing periods (no"
+        " snapshot there, accrual at the carried rate; counted in summary.json); default 0:"
+        " a gap is refused",
     )
     p.add_argument("--prices", type=Path, default=None, help="daily stablecoin prices (marks)")
     p.add_argument("--strategies", default=",".join(STRATEGIES))
@@ -113,6 +126,7 @@ def _prepare(args: argparse.Namespace) -> Any:
         period=args.rebalance_every,
         assets=assets,
         prices_path=args.prices or DEFAULT_PRICES,
+        fill_gaps=args.fill_gaps,
     )
 
 

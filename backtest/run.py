@@ -19,11 +19,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from backtest.engine import RunConfig, StrategyRun, run_strategies
-from backtest.history import HistoryError, LendingHistory, iso, load_lending, parse_utc
+from backtest.history import HistoryError, LendingHistory, iso, parse_utc
 from backtest.market import history_venues
 from backtest.metrics import summarize
 from backtest.rates import RateModels, fit_rate_models
-from backtest.sources import PriceTable, load_stablecoin_prices
+from backtest.sources import PriceTable, load_history, load_stablecoin_prices
 from backtest.strategies import STRATEGIES, make_strategy
 from optimizer import OptimizerSettings, RiskLimits
 from vault.settings import REPO_ROOT, ConfigError, read_yaml
@@ -42,12 +42,15 @@ def shared_data(name: str) -> Path | None:
 
 
 DEFAULT_PRICES = shared_data("stablecoin_prices_daily.csv")
+# a USD vault: WETH's price path is not in the files. Each symbol takes its variants too
+# (``history.base_symbol``: USDC.e, USDbC, USDT0, USDC-0xaf88), so on the daily 13-chain file the
+# default is every chain's USDC, USDT, DAI and USDe reserve (33), no ETH, BTC, LST or EURC
 DEFAULT_ASSETS = (
     "DAI",
     "USDC",
     "USDT",
     "USDE",
-)  # a USD vault: WETH's price path is not in the file
+)
 
 
 class BadInput(ValueError):
@@ -156,19 +159,31 @@ def prepare(
     assets: Sequence[str] | None = DEFAULT_ASSETS,
     prices_path: Path | None = DEFAULT_PRICES,
     history: LendingHistory | None = None,
+    fill_gaps: int = 0,
 ) -> Prepared:
-    """Load, gate and window the inputs (``history`` given: skip reading ``history_path``)."""
+    """Load, gate and window the inputs (``history`` given: skip reading ``history_path``).
+
+    The history is the lending contract or the daily 13-chain file (``sources.load_history``,
+    by its header); ``fill_gaps``: the gap rule's limit (``history`` module docstring).
+    ``summary.inputs`` says what was converted (``converted``), which rows were carried over gaps
+    (``fill_gaps``) and which reserves end early (``ended_reserves``), each only when it applies."""
     cfg = load_config(config_path)
     period_seconds = parse_period(period)
-    h = history if history is not None else load_lending(history_path)
+    if isinstance(fill_gaps, bool) or not isinstance(fill_gaps, int) or fill_gaps < 0:
+        raise BadInput("--fill-gaps", f"must be a whole number of periods >= 0, got {fill_gaps!r}")
+    converted = None
+    if history is not None:
+        h = history
+    else:
+        h, converted = load_history(history_path)
     h = h.select(list(assets) if assets else None)
     a = parse_utc(start, "--from", "--from") if start else None
     b = parse_utc(end, "--to", "--to") if end else None
     if a is not None and b is not None and b <= a:
         raise BadInput("--to", f"{end} is not after --from {start}")
-    h = h.window(a, b)
+    h = h.window(a, b).gated(fill_gaps)
     prices = load_stablecoin_prices(prices_path) if prices_path and prices_path.is_file() else None
-    inputs = {
+    inputs: dict[str, Any] = {
         "history": Path(history_path).name,
         "history_sha256": _sha256(Path(history_path)) if Path(history_path).is_file() else None,
         "config": Path(cfg.source).name,
@@ -182,6 +197,21 @@ def prepare(
         "prices": Path(prices.source).name if prices else None,
         "marks_until": iso(int(prices.days[-1]) + 86_399) if prices else None,
     }
+    keys = {r.key for r in h.reserves}
+    if converted is not None:
+        relabelled = {k: v for k, v in converted["relabelled"].items() if k in keys}
+        inputs["converted"] = {**converted, "relabelled": relabelled}
+    if fill_gaps:
+        inputs["fill_gaps"] = {"max_periods": fill_gaps, "reserves": h.gaps_filled()}
+    frozen = h.frozen_rows()
+    if frozen:
+        inputs["frozen_reserves"] = frozen
+    ended = h.ended()
+    if ended:
+        inputs["ended_reserves"] = {
+            k: {"last_row": t, "rule": "no snapshot or deposit after it, no accrual, withdrawable"}
+            for k, t in ended.items()
+        }
     return Prepared(h, fit_rate_models(h), prices, cfg, period_seconds, inputs)
 
 

@@ -1,7 +1,9 @@
 """The inputs besides the lending contract: daily Aave rates (13 chains), stablecoin marks, Uniswap v2.
 
-* :func:`daily_aave_to_lending` turns ``aave_v3_daily_rates.csv`` (rates, no amounts) into the
-  lending contract. **TVL assumption** (the source has no amounts): every reserve is taken to hold
+* :func:`load_history` reads a lending history in either format, told apart by the header: the
+  contract, or ``aave_v3_daily_rates.csv`` (rates, no amounts) converted in memory into the
+  contract (:func:`daily_aave_rows`; :func:`daily_aave_to_lending` writes the same rows to a file;
+  a reserve is its token address on its network, so a relabel is one series). **TVL assumption** (the source has no amounts): every reserve is taken to hold
   ``assumed_supplied_usd`` (default $100M, the order of a mid-size Aave v3 stablecoin reserve on an
   L2 in 2025-26; Ethereum's are 10-60x larger, see the hourly file) on every day, and
   ``borrowed = U * supplied`` with ``U = supply_apr / (borrow_apr * (1 - reserve_factor))`` recovered
@@ -24,11 +26,23 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from backtest.history import HistoryError, open_text, parse_utc, write_lending
+from backtest.history import (
+    FROZEN_COLUMN,
+    LENDING_COLUMNS,
+    HistoryError,
+    LendingHistory,
+    lending_from_rows,
+    open_text,
+    parse_utc,
+    read_header,
+    read_rows,
+    write_lending,
+)
 
 FloatArray = NDArray[np.float64]
 
@@ -47,54 +61,161 @@ COINGECKO_IDS: Mapping[str, str] = {
 UNISWAP_V2_FEE = 0.003
 
 
+DAILY_COLUMNS = ("date", "network", "symbol", "asset", "supply_apr", "borrow_apr", "reserve_factor")
+DAILY_FORMAT = "aave_v3_daily_rates"
+
+
+def is_daily_aave(header: Sequence[str]) -> bool:
+    """The daily 13-chain file's header (its own columns, not the contract's ``hour_utc``)."""
+    return "hour_utc" not in header and all(c in header for c in DAILY_COLUMNS)
+
+
+def load_history(
+    path: Path | str, *, assumed_supplied_usd: float = DEFAULT_ASSUMED_SUPPLIED_USD
+) -> tuple[LendingHistory, dict[str, Any] | None]:
+    """A lending history from either format, told apart by the header: the contract, or the daily
+    13-chain file, converted in memory (:func:`daily_aave_rows`) and gated row by row as the
+    contract. The gap rule is left to the caller, after its window and reserves
+    (:meth:`LendingHistory.gated`). Returns the history and, for a converted file, what was
+    converted and the assumption used (None for the contract)."""
+    path = Path(path)
+    if not is_daily_aave(read_header(path)):
+        hint = f" (nor the daily Aave file's {', '.join(DAILY_COLUMNS)})"
+        return lending_from_rows(str(path), read_rows(path, LENDING_COLUMNS, hint)), None
+    rows, info = daily_aave_rows(path, assumed_supplied_usd)
+    return lending_from_rows(str(path), rows), info
+
+
+def daily_aave_rows(
+    src: Path, assumed_supplied_usd: float = DEFAULT_ASSUMED_SUPPLIED_USD
+) -> tuple[list[tuple[int, dict[str, str]]], dict[str, Any]]:
+    """The daily file's rows in the contract's columns (``(line, row)``, the source's lines) and
+    what the conversion did.
+
+    A reserve is its token address on its network (what Aave keys a reserve by), so a relabel keeps
+    one series: arbitrum's bridged USDC is ``USDC`` until 2025-08-01 and ``USDC.e`` from then, one
+    reserve named by its latest symbol. On the day of a relabel the source has the reserve under
+    both symbols (two readings a moment apart, equal to ~1e-6): the new label's row is kept. Two
+    addresses that still share a name on a network become ``SYMBOL-0xabcd`` (the address' first 6
+    characters). Amounts: ``supplied = assumed_supplied_usd``, ``borrowed = U * supplied`` with
+    ``U = supply_apr / (borrow_apr * (1 - reserve_factor))`` clamped to [0, 1] (0 where the borrow
+    rate is 0), liquidations 0 (the module docstring's TVL assumption)."""
+    if not math.isfinite(assumed_supplied_usd) or assumed_supplied_usd <= 0:
+        raise HistoryError(str(src), "assumed_supplied_usd", "must be a finite amount > 0")
+    raw = list(read_rows(src, DAILY_COLUMNS))
+    by_reserve: dict[tuple[str, str], list[tuple[int, dict[str, str]]]] = {}
+    for line, r in raw:
+        network = (r["network"] or "").strip()
+        address = (r["asset"] or "").strip().lower() or (r["symbol"] or "").strip()
+        by_reserve.setdefault((network, address), []).append((line, r))
+    names: dict[tuple[str, str], str] = {}
+    relabelled: dict[tuple[str, str], list[str]] = {}
+    kept: list[tuple[int, dict[str, str]]] = []
+    dropped = 0
+    for key, group in by_reserve.items():
+        first: dict[str, str] = {}
+        for _, r in group:
+            sym, day = (r["symbol"] or "").strip(), (r["date"] or "").strip()
+            first[sym] = min(first.get(sym, day), day)
+        # symbols in the order the reserve carried them (a label's first day)
+        order = sorted(first, key=lambda s: (first[s], s))
+        names[key] = order[-1]
+        if len(order) > 1:
+            relabelled[key] = order
+        rank = {s: k for k, s in enumerate(order)}
+        best: dict[str, tuple[int, int, dict[str, str]]] = {}
+        for line, r in group:
+            day, sym = (r["date"] or "").strip(), (r["symbol"] or "").strip()
+            prior = best.get(day)
+            if prior is not None and prior[0] == rank[sym]:
+                kept.append((line, r))  # the same label twice: the contract's duplicate gate
+                continue
+            if prior is None or rank[sym] > prior[0]:
+                dropped += prior is not None
+                best[day] = (rank[sym], line, r)
+            else:
+                dropped += 1
+        kept.extend((line, r) for _, line, r in best.values())
+    shared: dict[tuple[str, str], int] = {}
+    for (network, _), name in names.items():
+        shared[(network, name)] = shared.get((network, name), 0) + 1
+    for key, name in names.items():
+        if shared[(key[0], name)] > 1:
+            names[key] = f"{name}-{key[1][:6]}"
+    out: list[tuple[int, dict[str, str]]] = []
+    for line, r in sorted(kept, key=lambda x: x[0]):
+        where = f"{src}:{line}"
+        network = (r["network"] or "").strip()
+        address = (r["asset"] or "").strip().lower() or (r["symbol"] or "").strip()
+        s = _daily_number(r, "supply_apr", where)
+        b = _daily_number(r, "borrow_apr", where)
+        rf = _daily_number(r, "reserve_factor", where)
+        u = min(max(s / (b * (1.0 - rf)), 0.0), 1.0) if b > 0 and rf < 1 else 0.0
+        day = (r["date"] or "").strip()
+        parse_utc(day, where, "date")
+        out.append(
+            (
+                line,
+                {
+                    "hour_utc": day if "T" in day else f"{day}T00:00:00Z",
+                    "network": network,
+                    "symbol": names[(network, address)],
+                    "supplied_usd": f"{assumed_supplied_usd:.2f}",
+                    "borrowed_usd": f"{u * assumed_supplied_usd:.2f}",
+                    "liquidations_usd": "0",
+                    "supply_apr": r["supply_apr"],
+                    "borrow_apr": r["borrow_apr"],
+                    "frozen": "true"
+                    if _flag(r, "frozen", where) or _flag(r, "paused", where)
+                    else "",
+                },
+            )
+        )
+    info = {
+        "format": DAILY_FORMAT,
+        "assumed_supplied_usd": assumed_supplied_usd,
+        "borrowed_usd": "U x assumed_supplied_usd, U = supply_apr / (borrow_apr (1 - reserve_factor))",
+        "liquidations_usd": 0,
+        "reserve_identity": "network and token address; named by the latest symbol",
+        "frozen": "a row frozen or paused in the source is not live (no snapshot, no deposit)",
+        "relabelled": {
+            f"{net}:{names[(net, addr)]}": {"address": addr, "symbols": order}
+            for (net, addr), order in sorted(relabelled.items())
+        },
+        "relabel_day_rows_dropped": dropped,
+    }
+    return out, info
+
+
+def _flag(r: Mapping[str, str], name: str, where: str) -> bool:
+    """The daily file's ``frozen`` / ``paused`` (``True`` / ``False``; absent or empty: False)."""
+    v = (r.get(name) or "").strip().lower()
+    if v not in ("true", "false", ""):
+        raise HistoryError(where, name, f"not True/False: {r.get(name)!r}")
+    return v == "true"
+
+
+def _daily_number(r: Mapping[str, str], name: str, where: str) -> float:
+    try:
+        v = float((r[name] or "").strip())
+    except ValueError:
+        raise HistoryError(where, name, f"not a number: {r[name]!r}") from None
+    if not math.isfinite(v):
+        raise HistoryError(where, name, f"not finite: {r[name]!r}")
+    return v
+
+
 def daily_aave_to_lending(
     src: Path, dst: Path, assumed_supplied_usd: float = DEFAULT_ASSUMED_SUPPLIED_USD
 ) -> int:
     """Write ``src`` (the daily 13-chain file) as a lending-contract CSV at ``dst``; returns rows.
-
-    Two reserves under one symbol on a network (USDC and USDC.e both "USDC") become
-    ``SYMBOL-0xabcd`` (the first 6 characters of the token address)."""
+    The same rows :func:`load_history` converts in memory (:func:`daily_aave_rows`)."""
     if not src.is_file():
         raise HistoryError(str(src), "--daily", "no such file")
-    with open_text(src) as fh:
-        rows = list(csv.DictReader(fh))
-    need = ("date", "network", "symbol", "asset", "supply_apr", "borrow_apr", "reserve_factor")
-    if not rows or any(c not in rows[0] for c in need):
-        missing = [c for c in need if not rows or c not in rows[0]]
-        raise HistoryError(str(src), missing[0] if missing else "(body)", "missing column")
-    assets: dict[tuple[str, str], set[str]] = {}
-    for r in rows:
-        assets.setdefault((r["network"], r["symbol"]), set()).add(r["asset"].lower())
-    out = []
-    for line, r in enumerate(rows, start=2):
-        where = f"{src}:{line}"
-        parse_utc(r["date"], where, "date")
-        try:
-            s, b, rf = float(r["supply_apr"]), float(r["borrow_apr"]), float(r["reserve_factor"])
-        except ValueError:
-            raise HistoryError(
-                where, "supply_apr/borrow_apr/reserve_factor", "not a number"
-            ) from None
-        if not all(math.isfinite(v) for v in (s, b, rf)):
-            raise HistoryError(where, "supply_apr/borrow_apr/reserve_factor", "not finite")
-        u = min(max(s / (b * (1.0 - rf)), 0.0), 1.0) if b > 0 and rf < 1 else 0.0
-        symbol = r["symbol"]
-        if len(assets[(r["network"], symbol)]) > 1:
-            symbol = f"{symbol}-{r['asset'].lower()[:6]}"
-        out.append(
-            (
-                f"{r['date']}T00:00:00Z",
-                r["network"],
-                symbol,
-                f"{assumed_supplied_usd:.2f}",
-                f"{u * assumed_supplied_usd:.2f}",
-                "0",
-                r["supply_apr"],
-                r["borrow_apr"],
-            )
-        )
-    write_lending(dst, out)
-    return len(out)
+    rows, _ = daily_aave_rows(src, assumed_supplied_usd)
+    columns = (*LENDING_COLUMNS, FROZEN_COLUMN)
+    write_lending(dst, [[r[c] for c in columns] for _, r in rows], columns)
+    return len(rows)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from optimizer.bench import equal_weight, greedy_highest_apy, water_filling
 from optimizer.decision import HOLD, DecisionStatus
 from optimizer.memory import EMPTY_MEMORY, OptimizerMemory
 from optimizer.plan import gate, make_moves, round_small_trades
+from optimizer.pricing import PlanContext
 
 STRATEGIES = (
     "ours",
@@ -107,7 +108,11 @@ class TargetStrategy:
             return _decision("no_venues", None, nav, 0.0, "hold: no venue snapshots", None, memory)
         x = np.asarray(self.target(snaps, x0, portfolio.idle_usd, nav), dtype=float)
         x = round_small_trades(x0, x, self.settings.min_trade_usd)
-        econ = make_moves(snaps, x0, x, self.settings, self.home_chain, now)
+        # the idle where it is (after a bridge it is on the far chain, not at home)
+        ctx = PlanContext(
+            snaps, x0, self.settings, self.home_chain, idle_on=portfolio.idle_on(self.home_chain)
+        )
+        econ = make_moves(snaps, x0, x, self.settings, self.home_chain, now, ctx)
         plan = gate(econ, nav, self.settings)
         h = self.settings.emission_haircut
         income = sum(
