@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from backtest.rates import RateModels
 from backtest.sources import PriceTable
 from backtest.strategies import Strategy
 from core.money import usd_to_units
-from core.types import Venue
+from core.types import Venue, VenueSnapshot
 from optimizer import OptimizerSettings, RiskLimits
 from optimizer.checker import check_allocation
 from optimizer.memory import EMPTY_MEMORY
@@ -191,6 +191,7 @@ async def replay_strategy(
     )
     memory = EMPTY_MEMORY
     guard_state: Any = None
+    known: dict[str, VenueSnapshot] = {}
     run = StrategyRun(strategy.name, ledger_path)
     tolerance = cfg.settings.drift_tolerance_ratio
     try:
@@ -201,6 +202,7 @@ async def replay_strategy(
             clock.lap("market")
             live = market.snapshots()
             snaps = market.hindsight_snapshots(cfg.period_seconds) if strategy.hindsight else live
+            known = _last_known(known, live)
             clock.lap("snapshots")
             out = await run_cycle(CycleInput(snaps, now, memory, guard_state=guard_state), deps)
             memory, guard_state = out.memory, out.guard_state
@@ -214,7 +216,7 @@ async def replay_strategy(
             _check_books(ledger, market, after, audit_every_cycle)
             post = portfolio_of(after, by_id)
             report = check_allocation(
-                live,
+                _checked_view(live, known, after.positions_units),
                 post,
                 dict(post.positions_usd),
                 post.idle_usd,
@@ -260,6 +262,30 @@ async def replay_strategy(
             _save_ledger(ledger, ledger_path)
         ledger.close()
     return run
+
+
+def _last_known(
+    known: dict[str, VenueSnapshot], live: Sequence[VenueSnapshot]
+) -> dict[str, VenueSnapshot]:
+    """Each venue's latest live snapshot (updated in place: a venue without a row this cycle, a
+    filled gap, a frozen or ended reserve, keeps the one it had)."""
+    for s in live:
+        known[s.venue.id] = s
+    return known
+
+
+def _checked_view(
+    live: Sequence[VenueSnapshot],
+    known: dict[str, VenueSnapshot],
+    positions_units: Mapping[str, int],
+) -> Sequence[VenueSnapshot]:
+    """What the harness checks the holdings against: the live snapshots, plus, for a venue we hold
+    that has none this cycle, its last live one. That is the view the daemon's optimizer keeps for
+    a lost feed (``OptimizerMemory.last_snapshot``); without it the checker counts the position at
+    the unknown venue's worst score and as not withdrawable, a breach the holdings never made."""
+    seen = {s.venue.id for s in live}
+    held = [known[v] for v, u in positions_units.items() if u and v not in seen and v in known]
+    return [*live, *held] if held else live
 
 
 def _save_ledger(ledger: Ledger, path: Path) -> None:
