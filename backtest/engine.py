@@ -158,6 +158,7 @@ async def replay_strategy(
         bridge_gas_usd=cfg.settings.bridge_gas_usd,
         curves=curves,
         cycle_ts=cycle_times(history, cfg.period_seconds),
+        home_chain=cfg.home_chain,
     )
     ledger_path.unlink(missing_ok=True)
     for extra in ("-wal", "-shm"):

@@ -61,8 +61,11 @@ class ReplayMarket:
         bridge_gas_usd: float = 2.0,
         curves: CurveMemo | None = None,
         cycle_ts: Sequence[int] | None = None,
+        home_chain: str | None = None,
     ):
         """``curves``: where built curves are kept (default: the process's :data:`CURVES`).
+        ``home_chain``: the vault's, where its capital starts and idle collects; a bridge may go
+        there even when the history has no reserve on it (an Arbitrum-only file, an Ethereum vault).
         ``cycle_ts``: the times the driver will take snapshots at; when given, a cycle whose curves
         are not kept builds those of the next cycles with it (:meth:`CurveMemo.prefetch`)."""
         self.h = history
@@ -83,7 +86,7 @@ class ReplayMarket:
         self.credit_units = [0] * len(venues)
         self.transfers: dict[str, dict[str, Any]] = {}
         self.idempotency: dict[str, dict[str, Any]] = {}
-        self.chains = sorted({v.chain for v in venues})
+        self.chains = sorted({v.chain for v in venues} | ({home_chain} if home_chain else set()))
         self._marks_at = -1
         self._marks = np.full(len(venues), UNITS_PER_USD, dtype=np.int64)
         self._now: tuple[int, datetime] = (-1, datetime.fromtimestamp(0, UTC))

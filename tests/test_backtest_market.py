@@ -5,6 +5,8 @@ curves and batch-checked rate strategies equal the ones built one at a time."""
 from __future__ import annotations
 
 import csv
+import json
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -220,3 +222,40 @@ def test_curve_memo_keeps_the_newest_entries(tmp_path: Path) -> None:
     assert [c.capacity_usd for c in kept] == [c.capacity_usd for c in CurveMemo(0).get(keys[2:])]
     memo.get(keys[:1])  # the oldest was evicted: built again
     assert memo.builds == 7
+
+
+def test_capital_comes_home_when_the_history_has_no_reserve_on_the_home_chain(
+    tmp_path: Path,
+) -> None:
+    """An Arbitrum-and-Base history replayed by an Ethereum vault: every move between the two far
+    chains routes through home, so a bridge to Ethereum must fill (it was refused as an 'unknown
+    chain', and the withdrawn capital sat idle on the far chain); no move of any strategy is
+    refused (a deposit may still find nothing landed yet: the bridge fills at the next cycle),
+    and the books balance."""
+    rows = synthetic_rows(days=3)
+    half = sorted({r[0] for r in rows})[36]
+    for r in rows:
+        r[1] = "base" if r[2] == "USDT" else "arbitrum"
+        # DAI (arbitrum) pays best, then USDT (base) does: the capital must move between them
+        if r[2] in ("DAI", "USDT"):
+            high = (r[2] == "DAI") == (str(r[0]) < str(half))
+            r[6], r[7] = ("0.09000000", "0.11000000") if high else ("0.00500000", "0.00611111")
+    p = prepare(write_history(tmp_path / "far.csv", rows), None, period="6h", prices_path=None)
+    assert p.config.home_chain == "ethereum"
+    assert "ethereum" not in {r.network for r in p.history.reserves}
+    _summary, runs = run_prepared(p, tmp_path / "out", ["ours", "greedy_apy"])
+    m = ReplayMarket(p.history, fit_rate_models(p.history), history_venues(p.history))
+    with pytest.raises(Exception, match="unknown chain 'ethereum'"):
+        m.bridge("arbitrum", "ethereum", "10.000000", "k-without-home")
+    home_legs = 0
+    for run in runs:
+        assert not run.audit_problems
+        db = sqlite3.connect(run.ledger_path)
+        rows = db.execute("SELECT results_json FROM rebalances").fetchall()
+        db.close()
+        results = [r for (text,) in rows for r in json.loads(text)]
+        assert results and not [r for r in results if r["status"] == "refused"], run.name
+        home_legs += sum(
+            r["venue_id"].endswith("->ethereum") and r["applied_units"] > 0 for r in results
+        )
+    assert home_legs  # DAI's capital went to USDT through the home chain
