@@ -187,3 +187,34 @@ def test_a_memory_stored_before_the_forecast_reads_as_empty_series() -> None:
 def test_spot_records_nothing_and_is_unchanged() -> None:
     run, _ = replay(SPOT, 3)
     assert run[-1].memory.rate_series == {}
+
+
+def test_the_shift_moves_the_objective_slopes_and_the_gains_by_exactly_s() -> None:
+    """The level shift ``s_i x`` (README §3b): every piece of venue ``i`` steepens by ``s_i``, its
+    intercepts stay, and a move's gain over the horizon adds ``s_i (target - x0) H/365``."""
+    from optimizer.cycle import build_cycle
+    from optimizer.pricing import PlanContext
+
+    snaps = market(0)
+    pf = PortfolioState(positions_usd={"home": 300_000.0}, idle_usd=NAV - 300_000.0)
+    s = np.array([-0.01, 0.02])
+    spot = build_cycle(snaps, pf, LIMITS, SPOT, HOME)
+    moved = build_cycle(snaps, pf, LIMITS, SPOT, HOME, rate_shift=s)
+    a0, b0 = spot.objective_pieces(SPOT)
+    a1, b1 = moved.objective_pieces(SPOT)
+    np.testing.assert_allclose(a1, a0 + s[:, None], rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(b1, b0)
+    x0 = np.array([300_000.0, 0.0])
+    target = np.array([100_000.0, 400_000.0])
+    g0 = PlanContext(snaps, x0, SPOT, HOME).gains_usd(target)
+    g1 = PlanContext(snaps, x0, SPOT, HOME, rate_shift=s).gains_usd(target)
+    np.testing.assert_allclose(g1 - g0, s * (target - x0) * 30 / 365, rtol=1e-12)
+
+
+def test_the_backtest_hindsight_stays_at_spot_and_ours_follows_the_config() -> None:
+    from backtest.strategies import make_strategy
+
+    ours = make_strategy("ours", LIMITS, FORECAST, HOME)
+    hindsight = make_strategy("hindsight", LIMITS, FORECAST, HOME)
+    assert ours.optimizer.settings.rate_forecast == "mean_reversion"  # type: ignore[attr-defined]
+    assert hindsight.optimizer.settings.rate_forecast == "spot"  # type: ignore[attr-defined]
