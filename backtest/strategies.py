@@ -2,7 +2,8 @@
 
 * ``ours``: the daemon's own ``Optimizer.decide`` under the config's limits and settings.
 * ``hindsight``: the same optimizer and limits, fed the *next* period's realised state
-  (``ReplayMarket.hindsight_snapshots``): an upper bound no real strategy can reach.
+  (``ReplayMarket.hindsight_snapshots``): an upper bound no real strategy can reach. It values that
+  state as it is (``rate_forecast: spot``): a forecast would blur what it foresees.
 * baselines (``optimizer/bench.py``'s, reused): ``greedy_apy`` (fill the highest quoted APR first, to
   the venue caps), ``water_filling`` (the next slice where the APR after it is highest),
   ``equal_weight``, ``chase_best`` (everything in the best quoted rate), ``stay_home`` (the home
@@ -158,10 +159,13 @@ def make_strategy(
 ) -> Strategy:
     """``ours_guarded``: ours with the protocol-health guards (``guard.Guards`` on the config's
     ``guards:`` section, defaults when absent) as the cycle's guard hook."""
-    if name in ("ours", "hindsight"):
-        return OptimizerStrategy(
-            name, Optimizer(limits, settings, home_chain), hindsight=name == "hindsight"
-        )
+    if name == "ours":
+        return OptimizerStrategy(name, Optimizer(limits, settings, home_chain))
+    if name == "hindsight":
+        # it is fed the next period's state: a forecast from its own (foreseen) past would only blur
+        # what it knows, so the bound stays the one before the rate forecast (optimizer README §3b)
+        spot = settings.model_copy(update={"rate_forecast": "spot"})
+        return OptimizerStrategy(name, Optimizer(limits, spot, home_chain), hindsight=True)
     if name == "ours_guarded":
         from guard import Guards, GuardSettings
 

@@ -111,6 +111,9 @@ class CycleData:
     bridge_fee: ConvexCost | None = None
     # some venue in queued (False only when build_cycle knows none is)
     any_queued: bool = True
+    # the rate forecast's level shift per venue, APR (optimizer/forecast.py, README §3b): the objective
+    # values venue i at f_i(x) + rate_shift_i x; None: spot (no shift)
+    rate_shift: FloatArray | None = None
     # objective_pieces by holding horizon (the model's update and the segment LP both ask); not
     # copied by dataclasses.replace, so a changed cycle computes its own
     _pieces: dict[float, tuple[FloatArray, FloatArray]] = field(
@@ -149,6 +152,10 @@ class CycleData:
     def objective_pieces(self, settings: OptimizerSettings) -> tuple[FloatArray, FloatArray]:
         """Slopes and intercepts (NAV units) of ``g_i(x) = f̂_i(x) - c_in (x-x0)^+ - c_out (x0-x)^+``.
 
+        With a rate forecast (``rate_shift`` ``s_i``, README §3b) every piece's slope of venue ``i``
+        rises by ``s_i``: ``f̂_i(x) + s_i x`` is the PWL of ``f_i(x) + s_i x``, a level shift that keeps
+        the curve's shape, its concavity and its fit error.
+
         The one-off costs are annualised by ``365 / holding_horizon_days``. Since ``x0`` is a
         breakpoint of ``f̂``, every piece lies on one side of it: right of ``x0`` a piece's slope
         falls by ``c_in`` (its intercept rises by ``c_in x0``), left of it the slope rises by
@@ -167,6 +174,8 @@ class CycleData:
     def _objective_pieces(self, settings: OptimizerSettings) -> tuple[FloatArray, FloatArray]:
         annual = 365.0 / settings.holding_horizon_days
         slope = self.pwl.slope
+        if self.rate_shift is not None:
+            slope = slope + self.rate_shift[:, None]
         intercept = self.pwl.intercept / self.nav_usd
         left = self.pwl.breakpoints[:, :-1] / self.nav_usd
         x0 = self.x0[:, None]
@@ -191,11 +200,13 @@ def build_cycle(
     buffer: float | None = None,
     in_flight_known: Sequence[tuple[float, float]] = (),
     fit_cache: FitCache | None = None,
+    rate_shift: FloatArray | None = None,
 ) -> CycleData:
     """This cycle's bounds, costs and PWL fit; ``linear[i]`` fits venue ``i`` with two chords only.
     ``fit_cache``: refit only the venues whose fit inputs changed since the cached call (README §2).
 
     ``buffer`` (default ``settings.limit_buffer_ratio``): how far inside each limit the plan aims.
+    ``rate_shift``: the rate forecast's level shift per venue (APR, :mod:`optimizer.forecast`).
     """
     buffer = settings.limit_buffer_ratio if buffer is None else float(buffer)
     venues = tuple(s.venue for s in snaps)
@@ -308,4 +319,5 @@ def build_cycle(
         zap=zap.mask if any_zap else None,
         zap_pools=zap,
         bridge_fee=fee_curve,
+        rate_shift=None if rate_shift is None else np.asarray(rate_shift, dtype=float),
     )

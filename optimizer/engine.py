@@ -35,6 +35,7 @@ from optimizer.cycle import venue_set_facts
 from optimizer.decision import HOLD, Decision, DecisionStatus, Timings
 from optimizer.directives import apply_freeze
 from optimizer.engine_targets import TargetSteps
+from optimizer.forecast import level_rates
 from optimizer.memory import EMPTY_MEMORY, OptimizerMemory
 from optimizer.model import AllocationModel
 from optimizer.plan import (
@@ -124,7 +125,12 @@ class Optimizer(TargetSteps):
         """
         start = self.last_memory if memory is None else memory
         with self._lock:
-            w = DecideWork.start(start, self.settings.risk_window, frozenset(directives.exit))
+            w = DecideWork.start(
+                start,
+                self.settings.risk_window,
+                frozenset(directives.exit),
+                self.settings.rate_forecast_window,
+            )
             snaps = apply_freeze(snapshots, directives)
             try:
                 w.known = self._known_in_flight(w, portfolio, now)
@@ -147,6 +153,26 @@ class Optimizer(TargetSteps):
             self.last_memory = decision.memory
             return decision
 
+    def _forecast(
+        self,
+        w: DecideWork,
+        fresh: Sequence[VenueSnapshot],
+        snaps: Sequence[VenueSnapshot],
+        nav: float,
+        now: datetime,
+    ) -> None:
+        """Each venue's rate over the horizon from its own past (optimizer/forecast.py, README §3b):
+        record the fresh snapshots' levels, then the venue set's level shifts into ``w.rate_shift``.
+        A venue kept frozen after its feed dropped out is not recorded (no new observation)."""
+        ref = self.settings.rate_forecast_reference_ratio * nav
+        levels = level_rates(snaps, self.settings.emission_haircut, ref)
+        ids = VenueArrays.of(tuple(s.venue for s in snaps)).ids
+        seen = {s.venue.id for s in fresh}
+        rec = [i for i, vid in enumerate(ids) if vid in seen]
+        w.rates.record([ids[i] for i in rec], levels[rec].tolist(), now)
+        shift = w.rates.shifts(ids, levels, self.settings)
+        w.rate_shift = None if shift is None else dict(zip(ids, shift.tolist(), strict=True))
+
     def _decide(
         self,
         w: DecideWork,
@@ -165,6 +191,8 @@ class Optimizer(TargetSteps):
         nav = portfolio.nav_usd
         if not nav > 0:
             return self._hold(DecisionStatus.NO_VENUES, f"hold: NAV is {nav}")
+        if self.settings.rate_forecast != "spot":
+            self._forecast(w, snapshots, snaps, nav, now)
 
         t_fit = time.perf_counter()
         try:
@@ -240,6 +268,7 @@ class Optimizer(TargetSteps):
             queued=cycle.queued_mask(),
             zap=cycle.zap_pools,
             bridge_fee=cycle.bridge_fee,
+            rate_shift=cycle.rate_shift,
         )
         current = self._check(w, snaps, portfolio, x0_usd, cycle, clock, priced=priced)
         # holdings breaches up to the drift band came from drift or costs and force nothing (README §7)

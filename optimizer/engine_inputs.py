@@ -57,6 +57,11 @@ class CycleInputs:
             buffer=buffer,
             in_flight_known=w.known,
             fit_cache=self._model.fit_cache if self._model is not None else None,
+            rate_shift=(
+                None
+                if w.rate_shift is None
+                else np.array([w.rate_shift.get(s.venue.id, 0.0) for s in snaps], dtype=float)
+            ),
         )
         if not w.exit:
             return cycle

@@ -14,6 +14,10 @@ What it holds, and why the next cycle needs it:
   venue whose feed drops out is kept, frozen, instead of rebuilding the problem
   (``OptimizerSettings.keep_lost_venues_cycles``);
 * ``risk_series``: the last ``risk_window`` marginal APRs per venue (the factor risk model's data);
+* ``rate_series``: per venue, the last ``rate_forecast_window`` (POSIX seconds, marginal APR)
+  observations the rate forecast is fitted on (``optimizer/forecast.py``; recorded only under
+  ``rate_forecast: mean_reversion``; a memory stored before it existed reads as empty: spot until
+  the series refills);
 * ``warm``: per venue (solution USD, refinement window lo, hi): where the next PWL fit is refined;
 * ``model_linear``: the venue ids of the last model, in order, and whether each is fitted with two
   chords (exactly linear): a fresh optimizer builds the same model and fits it the same way;
@@ -84,6 +88,7 @@ class OptimizerMemory:
     last_snapshot: Mapping[str, VenueSnapshot] = field(default_factory=dict)
     last_seen: Mapping[str, int] = field(default_factory=dict)
     risk_series: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    rate_series: Mapping[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
     warm: Mapping[str, tuple[float, float, float]] = field(default_factory=dict)
     flights: tuple[tuple[datetime, float], ...] = ()
     model_linear: tuple[tuple[str, bool], ...] = ()
@@ -96,6 +101,7 @@ class OptimizerMemory:
             "cycle": self.cycle,
             "last_seen": dict(self.last_seen),
             "risk_series": {k: list(v) for k, v in self.risk_series.items()},
+            "rate_series": {k: [[t, r] for t, r in v] for k, v in self.rate_series.items()},
             "warm": {k: list(v) for k, v in self.warm.items()},
             "flights": [[t.isoformat(), u] for t, u in self.flights],
             "model_linear": [[v, f] for v, f in self.model_linear],
@@ -129,6 +135,10 @@ class OptimizerMemory:
                 last_seen={str(k): int(v) for k, v in d["last_seen"].items()},
                 risk_series={
                     str(k): tuple(float(x) for x in v) for k, v in d["risk_series"].items()
+                },
+                rate_series={
+                    str(k): tuple((float(t), float(r)) for t, r in v)
+                    for k, v in d.get("rate_series", {}).items()
                 },
                 warm={
                     str(k): (float(v[0]), float(v[1]), float(v[2])) for k, v in d["warm"].items()

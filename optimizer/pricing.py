@@ -45,9 +45,12 @@ class PlanContext:
         queued: NDArray[np.bool_] | None = None,
         zap: ZapPools | None = None,
         bridge_fee: ConvexCost | None = None,
+        rate_shift: FloatArray | None = None,
     ) -> None:
         """``zap``, ``bridge_fee``: the cycle's :class:`optimizer.costs.ZapPools` and bridge fee curve
-        (:func:`optimizer.costs.bridge_fee_curve`) of these snapshots, if known."""
+        (:func:`optimizer.costs.bridge_fee_curve`) of these snapshots, if known. ``rate_shift``: the
+        rate forecast's level shift per venue (APR, :mod:`optimizer.forecast`), which the gains over
+        the horizon add; the incomes (:meth:`income_usd`) stay at today's rates."""
         self.snaps = snaps
         self.settings = settings
         self.home_chain = home_chain
@@ -73,6 +76,7 @@ class PlanContext:
             c == home_chain for c in self.idle_on
         )
         self.queued = queued
+        self.rate_shift = None if rate_shift is None else np.asarray(rate_shift, dtype=float)
         self._curves = [s.curve for s in snaps]
         self._f0: FloatArray | None = None
         # the last point each venue was evaluated at, and its income
@@ -175,7 +179,8 @@ class PlanContext:
         return float(sum(self.leg_cost_usd(u, d) for _, d, u in self.legs(target_usd)))
 
     def gains_usd(self, target_usd: FloatArray) -> FloatArray:
-        """Gain of each venue's move over the holding horizon: ``(f(target) - f(x0)) · H/365``."""
+        """Gain of each venue's move over the holding horizon: ``(f(target) - f(x0)) · H/365``; with
+        a rate forecast (``rate_shift`` ``s``) ``(f(target) - f(x0) + s (target - x0)) · H/365``."""
         horizon = self.settings.holding_horizon_days / 365.0
         target = np.asarray(target_usd, dtype=float)
         moved = target != self.x0
@@ -183,7 +188,10 @@ class PlanContext:
             return np.zeros(len(target))
         f = self.income_usd(target)
         assert self._f0 is not None
-        return np.where(moved, (f - self._f0) * horizon, 0.0)
+        gain = f - self._f0
+        if self.rate_shift is not None:
+            gain = gain + self.rate_shift * (target - self.x0)
+        return np.where(moved, gain * horizon, 0.0)
 
     def values_usd(self, target_usd: FloatArray) -> FloatArray:
         """Exact value of each venue's move on its own: gain minus its gas and fee."""

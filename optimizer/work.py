@@ -18,6 +18,7 @@ from core.types import VenueSnapshot
 from optimizer.checker import CheckContext, CheckReport
 from optimizer.config import OptimizerSettings
 from optimizer.cycle_facts import SMALL_SET
+from optimizer.forecast import RateHistory
 from optimizer.memory import OptimizerMemory
 from optimizer.model import SolveResult
 
@@ -150,6 +151,7 @@ class DecideWork:
     last_snapshot: dict[str, VenueSnapshot]
     last_seen: dict[str, int]
     history: RiskHistory
+    rates: RateHistory
     warm: dict[str, tuple[float, float, float]]
     flights: list[tuple[datetime, float]]
     model_linear: tuple[tuple[str, bool], ...]
@@ -157,6 +159,9 @@ class DecideWork:
     known: tuple[tuple[float, float], ...] = ()
     queued_exit_days: dict[str, float] = field(default_factory=dict)
     exit: frozenset[str] = frozenset()
+    # this decide's forecast level shifts per venue of the venue set (optimizer/forecast.py), by id;
+    # None: spot
+    rate_shift: dict[str, float] | None = None
     # the checker's arrays for this decide's (snapshots, portfolio, in flight), built once
     checker: tuple[object, object, object, CheckContext] | None = None
     # this decide's checked targets: (target bytes, first_only) -> (the cycle, the plan context,
@@ -167,12 +172,19 @@ class DecideWork:
     )
 
     @classmethod
-    def start(cls, memory: OptimizerMemory, window: int, exit: frozenset[str]) -> DecideWork:
+    def start(
+        cls,
+        memory: OptimizerMemory,
+        window: int,
+        exit: frozenset[str],
+        rate_window: int,
+    ) -> DecideWork:
         return cls(
             cycle=memory.cycle,
             last_snapshot=dict(memory.last_snapshot),
             last_seen=dict(memory.last_seen),
             history=RiskHistory(window, memory.risk_series),
+            rates=RateHistory(rate_window, memory.rate_series),
             warm=dict(memory.warm),
             flights=list(memory.flights),
             model_linear=memory.model_linear,
@@ -185,6 +197,7 @@ class DecideWork:
             last_snapshot=self.last_snapshot,
             last_seen=self.last_seen,
             risk_series={k: tuple(v) for k, v in self.history.series.items()},
+            rate_series={k: tuple(v) for k, v in self.rates.series.items()},
             warm=self.warm,
             flights=tuple(self.flights),
             model_linear=self.model_linear,
