@@ -4,6 +4,7 @@ determinism, the look-ahead check and the CLI's error contract."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import json
 import subprocess
@@ -199,6 +200,40 @@ def test_lookahead_check_passes_for_ours_and_catches_a_peeking_strategy(tmp_path
     assert all(c["cycles_compared"] >= 2 for c in result["cuts"])
     peeking = check_lookahead(p, tmp_path / "la2", cuts=2, seed=1, strategy="hindsight")
     assert not peeking["identical"]  # hindsight reads the next period: the check must see it
+
+
+def test_lookahead_check_passes_with_the_rate_forecast_at_work(tmp_path: Path) -> None:
+    """The forecast fits each reserve's past rates kept in the memory. On a history where it
+    changes the decisions (DAI on Arbitrum and USDT on Base trade the best rate every 6 h: spot
+    rates bridge after it, the forecast sees the spread revert), a cut after it has started must
+    give the same decisions as the whole run."""
+    rows = synthetic_rows(days=3)
+    times = sorted({r[0] for r in rows})
+    for r in rows:
+        r[1] = {"DAI": "arbitrum", "USDT": "base"}.get(str(r[2]), "ethereum")
+        if r[2] in ("DAI", "USDT"):
+            high = (r[2] == "DAI") == (times.index(r[0]) // 6 % 2 == 0)
+            r[6], r[7] = ("0.12000000", "0.14666667") if high else ("0.02000000", "0.02444444")
+    path = write_history(tmp_path / "h.csv", rows)
+    p = prepare(path, None, period="1h", prices_path=None)
+    assert p.config.settings.rate_forecast == "mean_reversion"
+    spot = dataclasses.replace(
+        p,
+        config=dataclasses.replace(
+            p.config, settings=p.config.settings.model_copy(update={"rate_forecast": "spot"})
+        ),
+    )
+    _s, (forecast_run,) = run_prepared(p, tmp_path / "f", ["ours"])
+    _s, (spot_run,) = run_prepared(spot, tmp_path / "s", ["ours"])
+    differ = [
+        k
+        for k, (a, b) in enumerate(zip(forecast_run.records, spot_run.records, strict=True))
+        if a.digest != b.digest
+    ]
+    assert differ, "the forecast never changed a decision: the check below would not test it"
+    result = check_lookahead(p, tmp_path / "la", cuts=3, seed=2)
+    assert result["identical"], result
+    assert max(c["cycles_compared"] for c in result["cuts"]) > differ[0], (differ, result["cuts"])
 
 
 # -- CLI errors -------------------------------------------------------------------------------------
