@@ -21,7 +21,7 @@ def venues() -> dict[str, Any]:
                             12,
                             timeseries(
                                 "APR: predicted vs realized",
-                                "Predicted marginal APR (real + emission, before the haircut) against the realized APR of our position.",
+                                "Predicted marginal APR (real + emission, before the haircut) against the realized APR of our position, and what the rate forecast added to each venue's rate (its expected average over the holding horizon minus its level now: negative for a spike expected to fade).",
                                 [
                                     target(
                                         f"sum by (venue) (yieldvault_venue_predicted_apr_ratio{{{V}}})",
@@ -32,6 +32,11 @@ def venues() -> dict[str, Any]:
                                         f"yieldvault_venue_realized_apr_ratio{{{V}}}",
                                         "{{venue}} realized",
                                         "B",
+                                    ),
+                                    target(
+                                        f"yieldvault_venue_rate_forecast_shift_ratio{{{V}}}",
+                                        "{{venue}} forecast shift",
+                                        "C",
                                     ),
                                 ],
                                 "percentunit",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from core.types import Allocation, Plan
@@ -61,6 +62,9 @@ class Decision:
     current_violations: tuple[str, ...] = ()  # limits the holdings broke before this decision
     # what the next decide needs from this one (pass it back as ``decide(..., memory=)``)
     memory: OptimizerMemory = EMPTY_MEMORY
+    # per venue, the rate forecast's level shift this decide valued it with (its expected average
+    # APR over the holding horizon minus its level now; README §3b); None: spot, no shift
+    rate_shift: Mapping[str, float] | None = None
 
     # the timings under their former names (read-only)
     @property

@@ -149,7 +149,7 @@ class Optimizer(TargetSteps):
                 decision = self._hold(
                     DecisionStatus.SOLVER_ERROR, f"hold: {type(exc).__name__}: {exc}"
                 )
-            decision = dataclasses.replace(decision, memory=w.memory())
+            decision = dataclasses.replace(decision, memory=w.memory(), rate_shift=w.rate_shift)
             self.last_memory = decision.memory
             return decision
 

@@ -187,6 +187,34 @@ def test_a_memory_stored_before_the_forecast_reads_as_empty_series() -> None:
 def test_spot_records_nothing_and_is_unchanged() -> None:
     run, _ = replay(SPOT, 3)
     assert run[-1].memory.rate_series == {}
+    assert all(d.rate_shift is None for d in run)
+
+
+def test_the_decision_reports_its_shifts_and_the_daemon_exports_them() -> None:
+    """``Decision.rate_shift`` is what the decide valued each venue with (cold: None); the
+    daemon exports it as ``yieldvault_venue_rate_forecast_shift_ratio`` (0 until then)."""
+    from vault.metrics import Metrics
+
+    run, _ = replay(FORECAST, 12)
+    assert all(d.rate_shift is None for d in run[:7])  # fewer than 8 observations: spot
+    shift = run[-1].rate_shift
+    assert shift is not None and set(shift) == {"home", "poly"}
+    # the rates swap every cycle around a 6 % mean: the forecast pulls the high one down, the low up
+    now = market(11)
+    hi, lo = ("home", "poly") if now[0].real_apr > now[1].real_apr else ("poly", "home")
+    assert shift[hi] < 0.0 < shift[lo]
+    m = Metrics()
+    m.declare_venues([("home", "lending", "ethereum"), ("poly", "lending", "polygon")])
+    name = "yieldvault_venue_rate_forecast_shift_ratio"
+    assert (
+        m.registry.get_sample_value(name, {"venue": "home", "kind": "lending", "chain": "ethereum"})
+        == 0.0
+    )
+    m.set_venue_rate_forecast_shift("poly", "lending", "polygon", shift["poly"])
+    got = m.registry.get_sample_value(
+        name, {"venue": "poly", "kind": "lending", "chain": "polygon"}
+    )
+    assert got == shift["poly"]
 
 
 def test_the_shift_moves_the_objective_slopes_and_the_gains_by_exactly_s() -> None:

@@ -243,6 +243,7 @@ class CycleJobs(ClockHooks, OperatorHooks):
             if self.state.decision and self.state.decision.allocation
             else {}
         )
+        shifts = (self.state.decision.rate_shift if self.state.decision else None) or {}
         for v in self.venues.values():
             self.metrics.set_allocation(
                 v.id,
@@ -250,6 +251,9 @@ class CycleJobs(ClockHooks, OperatorHooks):
                 v.chain,
                 units_to_usd(b.positions_units.get(v.id, 0)),
                 float(targets.get(v.id, 0.0)),
+            )
+            self.metrics.set_venue_rate_forecast_shift(
+                v.id, str(v.kind), v.chain, float(shifts.get(v.id, 0.0))
             )
             if v.id in self.realized.venues:
                 self.metrics.set_venue_realized_apr(

@@ -69,7 +69,8 @@ class Metrics(MetricFamilies):
     # --- declaration -------------------------------------------------------------------------
 
     def declare_venues(self, venues: Iterable[VenueLike | tuple[str, Any, str]]) -> None:
-        """Allow these venues as label values and export their allocation, target and frozen flag at 0.
+        """Allow these venues as label values and export their allocation, target, frozen flag and
+        rate forecast shift at 0 (no decide has valued them away from today's rate yet).
 
         Accepts ``core.types.Venue`` / ``VenueConfig`` objects or ``(id, kind, chain)`` tuples. APR, TVL
         and observation time appear with the venue's first snapshot, since 0 would be a false value.
@@ -80,6 +81,7 @@ class Metrics(MetricFamilies):
             self.allocation_usd.labels(*key).set(0)
             self.allocation_target_usd.labels(*key).set(0)
             self.venue_frozen.labels(*key).set(0)
+            self.venue_rate_forecast_shift.labels(*key).set(0)
 
     def declare_feeds(self, feeds: Iterable[str], started_at: float | None = None) -> None:
         """Allow these feed names as label values; counters start at 0, last success at ``started_at``.
@@ -244,6 +246,12 @@ class Metrics(MetricFamilies):
         self.venue_predicted_apr.labels(*key, "emission").set(emission_apr)
         if realized_apr is not None:
             self.venue_realized_apr.labels(*key).set(realized_apr)
+
+    def set_venue_rate_forecast_shift(
+        self, venue: str, kind: Any, chain: str, shift: float
+    ) -> None:
+        """The rate forecast's level shift the last decide valued the venue with (APR)."""
+        self.venue_rate_forecast_shift.labels(*self._labels(venue, kind, chain)).set(shift)
 
     def set_venue_realized_apr(
         self, venue: str, kind: Any, chain: str, realized_apr: float | None

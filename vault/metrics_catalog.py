@@ -208,6 +208,14 @@ class MetricFamilies:
             (*VENUE_LABELS, "component"),
             registry=reg,
         )
+        self.venue_rate_forecast_shift = Gauge(
+            "yieldvault_venue_rate_forecast_shift_ratio",
+            "What the last decide's rate forecast added to a venue's rate (decimal APR): its expected "
+            "average over the holding horizon minus its level now (optimizer.rate_forecast; 0 at spot "
+            "or before a venue has enough history). Negative: a spike the optimizer expects to fade.",
+            VENUE_LABELS,
+            registry=reg,
+        )
         self.venue_realized_apr = Gauge(
             "yieldvault_venue_realized_apr_ratio",
             "Realized APR of our position in a venue (decimal); NaN while there is no position history.",
