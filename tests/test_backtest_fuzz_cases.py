@@ -1,0 +1,37 @@
+"""The fuzz test's findings (tests/test_backtest_fuzz.py), each its minimal input as a plain test
+that fails without its fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backtest.history import HistoryError, load_lending
+from backtest.rates import fit_rate_models
+from backtest.run import prepare, run_prepared
+from tests.test_backtest import write_history
+
+
+def test_a_reserve_above_its_kink_at_a_low_rate_pays_the_observed_rate(tmp_path: Path) -> None:
+    """Fully drawn (U = 1) at 4 % borrow and supply: above the prior kink (0.92) with a borrow APR
+    under the prior slope1 (5.5 %). The calibrated curve must pass through the observed point; it
+    paid 11 % (slope2 raised to slope1), and a position earned 2.75x the rate the history paid."""
+    rows = [
+        [f"2024-03-0{d}T00:00:00Z", "zkfoo", "USDT", "5e8", "5e8", "0", "0.04", "0.04"]
+        for d in (1, 2, 3, 4)
+    ]
+    h = load_lending(write_history(tmp_path / "h.csv", rows))
+    rates = fit_rate_models(h)
+    for i in range(len(h)):
+        got = rates.supply_apr_with(i, h.supplied_usd[i], h.borrowed_usd[i], np.zeros(1))
+        assert got[0] == pytest.approx(0.04, rel=1e-9)
+        assert rates.slope1_apr[i, 0] <= rates.slope2_apr[i, 0]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("vault: {initial_capital_usd: 1000000}\n")
+    p = prepare(tmp_path / "h.csv", cfg, period="1d", assets=None, prices_path=None)
+    _, runs = run_prepared(p, tmp_path / "out", ["chase_best"])
+    a, b = runs[0].records[-2:]
+    held = a.positions_units["aave-v3-zkfoo-usdt"]
+    assert b.nav_units - a.nav_units <= held * 0.04 / 365 + 1
