@@ -35,3 +35,19 @@ def test_a_reserve_above_its_kink_at_a_low_rate_pays_the_observed_rate(tmp_path:
     a, b = runs[0].records[-2:]
     held = a.positions_units["aave-v3-zkfoo-usdt"]
     assert b.nav_units - a.nav_units <= held * 0.04 / 365 + 1
+
+
+def test_two_symbols_differing_only_in_case_are_refused_naming_the_field(tmp_path: Path) -> None:
+    """``USDC`` and ``usdc`` on ethereum made two reserves with one venue id: the books held both
+    positions under one account and the engine's check stopped the run (ConservationError: books
+    55555555555 units, market 0)."""
+    rows = [
+        [f"2024-03-01T0{k}:00:00Z", "ethereum", sym, "5e8", "4e8", "0", "0.03", "0.04"]
+        for k in range(4)
+        for sym in ("USDC", "usdc")
+    ]
+    path = write_history(tmp_path / "h.csv", rows)
+    with pytest.raises(HistoryError) as err:
+        load_lending(path)
+    assert err.value.field == "symbol" and err.value.where == f"{path}:3"
+    assert "'usdc' on ethereum differs from 'USDC' (line 2) only in case" in err.value.reason
