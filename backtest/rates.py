@@ -13,7 +13,7 @@ Level: at every row the curve is calibrated to pass through the observed point `
 ``R_b = slope1 + slope2 (U_0 - Uopt) / (1 - Uopt)`` (when that ``slope2`` would be under ``slope1``,
 both are ``R_b / (1 + e)``, ``e = (U_0 - Uopt) / (1 - Uopt)``: Aave's ``slope1 <= slope2``; when it
 would pass Aave's cap ``slope1 + slope2 <= 1000 %``, ``slope2 = 1000 % - slope1`` and ``slope1 =
-(R_b - 1000 % e) / (1 - e)``). With ``RF`` as above the model's supply APR at
+(R_b - 1000 % e) / (1 - e)``; ``U`` is clamped at 1 as in the gates). With ``RF`` as above the model's supply APR at
 ``U_0`` is the observed one, so our deposit of 0 changes nothing and a deposit ``x`` moves the rate
 along the reserve's own curve: ``U = borrowed / (supplied + x)``.
 
@@ -121,6 +121,9 @@ class RateModels:
         total = supplied_usd + ours_usd
         with np.errstate(invalid="ignore", divide="ignore"):
             u = np.where(total > 0, borrowed_usd / np.where(total > 0, total, 1.0), 0.0)
+        # clamped at 1 as the calibration's U_0 (a source's two amounts read a moment apart show
+        # up to 1.001, the gates' slack): unclamped, the curve paid more than the observed rate
+        u = np.minimum(u, 1.0)
         uopt, s1, s2 = self.optimal_usage_ratio[i], self.slope1_apr[i], self.slope2_apr[i]
         below = s1 * u / uopt
         above = s1 + s2 * (u - uopt) / (1.0 - uopt)

@@ -74,3 +74,14 @@ def test_a_high_rate_just_above_the_kink_is_calibrated_under_aaves_cap(tmp_path:
     ]
     _calibrated(tmp_path, rows)
 
+
+
+def test_a_utilization_over_one_within_the_gate_is_clamped_as_calibrated(tmp_path: Path) -> None:
+    """The hourly file's DAI on 2023-01-28 01:00: borrowed/supplied 1.00002 (within the gates'
+    0.1 %), borrow 79 %, supply 71.1 %: the calibration clamps U at 1, the accrual did not, and
+    paid 71.113 %."""
+    rows = [
+        [f"2024-03-01T0{k}:00:00Z", "ethereum", "DAI", "1e8", "100002000", "0", "0.711", "0.79"]
+        for k in range(3)
+    ]
+    _calibrated(tmp_path, rows)
