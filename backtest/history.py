@@ -18,6 +18,7 @@ mark, LF or CRLF, any column order, extra columns ignored, blank lines skipped) 
 change; the step (hourly, daily, ...) is read from the data (the commonest difference of two times).
 The gates (:class:`HistoryError` names the file, row and field): every required column present;
 times parse as UTC and sit on the step's grid; numbers finite; amounts >= 0;
+two symbols of a network differing only in case (one venue) refused;
 ``borrowed_usd <= supplied_usd`` to 0.1 % (the source's two amounts are read a moment apart, so a
 fully drawn reserve shows up to 1.00018 in the Aave file; the market clamps utilization at 1); APRs
 in [0, 10]; an empty APR only where ``supplied_usd == 0`` (a reserve not yet live, which gets no
@@ -326,6 +327,7 @@ def lending_from_rows(source: str, rows: Iterable[tuple[int, dict[str, str]]]) -
     diffs, counts = np.unique(np.diff(observed), return_counts=True)
     step = int(diffs[np.argmax(counts)])  # the commonest: a stray time is off its grid
     reserves = tuple(sorted(first_row, key=lambda r: (r.network, r.symbol)))
+    _one_spelling(source, reserves, first_row)
     seen: dict[Reserve, list[int]] = {r: [] for r in reserves}
     for t, r in cells:
         seen[r].append(t)
@@ -367,6 +369,23 @@ def lending_from_rows(source: str, rows: Iterable[tuple[int, dict[str, str]]]) -
         filled=filled,
         frozen=(grid[5] == 1.0) if np.any(grid[5] == 1.0) else None,
     )
+
+
+def _one_spelling(source: str, reserves: Sequence[Reserve], first_row: dict[Reserve, int]) -> None:
+    """Two symbols on one network that differ only in case (``USDC``, ``usdc``) are refused: a
+    venue's id is its symbol in lower case (``aave-v3-ethereum-usdc``), so they would be one venue
+    with two positions' worth of books and one in the market."""
+    seen: dict[tuple[str, str], Reserve] = {}
+    for r in sorted(reserves, key=lambda r: first_row[r]):
+        other = seen.setdefault((r.network, r.symbol.lower()), r)
+        if other is not r:
+            raise HistoryError(
+                f"{source}:{first_row[r]}",
+                "symbol",
+                f"{r.symbol!r} on {r.network} differs from {other.symbol!r} (line"
+                f" {first_row[other]}) only in case: symbols are case-insensitive (one venue),"
+                " so spell a reserve's symbol one way",
+            )
 
 
 def _parse_row(row: dict[str, str], where: str) -> tuple[int, Reserve, tuple[float, ...]]:

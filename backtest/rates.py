@@ -10,7 +10,10 @@ here the amounts give it directly, so the reserve factor handed to the fit is th
 Level: at every row the curve is calibrated to pass through the observed point ``(U_0, R_b)``
 (governance moves slope1 often, and since Oct 2025 a risk oracle moves slope2): below the kink
 ``slope1 = R_b Uopt / U_0``; above it ``slope1`` is the fit's last segment's and ``slope2`` solves
-``R_b = slope1 + slope2 (U_0 - Uopt) / (1 - Uopt)``. With ``RF`` as above the model's supply APR at
+``R_b = slope1 + slope2 (U_0 - Uopt) / (1 - Uopt)`` (when that ``slope2`` would be under ``slope1``,
+both are ``R_b / (1 + e)``, ``e = (U_0 - Uopt) / (1 - Uopt)``: Aave's ``slope1 <= slope2``; when it
+would pass Aave's cap ``slope1 + slope2 <= 1000 %``, ``slope2 = 1000 % - slope1`` and ``slope1 =
+(R_b - 1000 % e) / (1 - e)``; ``U`` is clamped at 1 as in the gates). With ``RF`` as above the model's supply APR at
 ``U_0`` is the observed one, so our deposit of 0 changes nothing and a deposit ``x`` moves the rate
 along the reserve's own curve: ``U = borrowed / (supplied + x)``.
 
@@ -118,6 +121,9 @@ class RateModels:
         total = supplied_usd + ours_usd
         with np.errstate(invalid="ignore", divide="ignore"):
             u = np.where(total > 0, borrowed_usd / np.where(total > 0, total, 1.0), 0.0)
+        # clamped at 1 as the calibration's U_0 (a source's two amounts read a moment apart show
+        # up to 1.001, the gates' slack): unclamped, the curve paid more than the observed rate
+        u = np.minimum(u, 1.0)
         uopt, s1, s2 = self.optimal_usage_ratio[i], self.slope1_apr[i], self.slope2_apr[i]
         below = s1 * u / uopt
         above = s1 + s2 * (u - uopt) / (1.0 - uopt)
@@ -201,6 +207,23 @@ def fit_rate_models(
         excess = np.where(below, 1.0, (u0 - uopt) / (1.0 - uopt))
         slope2 = np.where(below, s2_shape, (rb0 - slope1) / np.where(excess > 0, excess, 1.0))
         rf = np.where((rb0 > 0) & (u0 > 0), 1.0 - rs0 / np.where(rb0 * u0 > 0, rb0 * u0, 1.0), 0.1)
+    # above the kink with a borrow APR under the shape's slope1 (a real kink above the fit's, a
+    # slope cut since the refit) no slope2 >= slope1 passes through the point; the curve with
+    # slope1 = slope2 = R_b / (1 + e) does (before, slope2 was raised to slope1 and the curve paid
+    # more than the history: 11 % for an observed 4 % at U = 1)
+    flat = ~below & (slope2 < slope1)
+    # just above the kink at a high borrow APR the solved slope2 can pass Aave's cap (slope1 +
+    # slope2 <= MAX_BORROW_APR); then slope2 = MAX - slope1 and slope1 = (R_b - MAX e) / (1 - e)
+    # still pass through the point (before, slope2 was cut at the cap and the curve paid less than
+    # the history: 8.0 % for an observed 15.4 %, USDT at U = 0.9203 on 2023-02-17)
+    capped = ~below & (slope2 > aave.MAX_BORROW_APR - slope1) & (excess < 1.0)
+    if capped.any():
+        raised = (rb0 - aave.MAX_BORROW_APR * excess) / np.where(capped, 1.0 - excess, 1.0)
+        slope1 = np.where(capped, raised, slope1)
+        slope2 = np.where(capped, aave.MAX_BORROW_APR - raised, slope2)
+    if flat.any():
+        level = rb0 / (1.0 + excess)
+        slope1, slope2 = np.where(flat, level, slope1), np.where(flat, level, slope2)
     slope1 = np.clip(np.nan_to_num(slope1), 0.0, aave.MAX_BORROW_APR / 2)
     slope2 = np.clip(np.maximum(np.nan_to_num(slope2), slope1), 0.0, aave.MAX_BORROW_APR - slope1)
     slope2 = np.maximum(slope2, slope1)
