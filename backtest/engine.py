@@ -203,7 +203,7 @@ async def replay_strategy(
             clock.lap("market")
             live = market.snapshots()
             snaps = market.hindsight_snapshots(cfg.period_seconds) if strategy.hindsight else live
-            known = _last_known(known, live)
+            known.update((s.venue.id, s) for s in live)  # each venue's latest live snapshot
             clock.lap("snapshots")
             out = await run_cycle(CycleInput(snaps, now, memory, guard_state=guard_state), deps)
             memory, guard_state = out.memory, out.guard_state
@@ -263,16 +263,6 @@ async def replay_strategy(
             _save_ledger(ledger, ledger_path)
         ledger.close()
     return run
-
-
-def _last_known(
-    known: dict[str, VenueSnapshot], live: Sequence[VenueSnapshot]
-) -> dict[str, VenueSnapshot]:
-    """Each venue's latest live snapshot (updated in place: a venue without a row this cycle, a
-    filled gap, a frozen or ended reserve, keeps the one it had)."""
-    for s in live:
-        known[s.venue.id] = s
-    return known
 
 
 def _checked_view(

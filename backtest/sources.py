@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from backtest.csvread import number
 from backtest.history import (
     FROZEN_COLUMN,
     LENDING_COLUMNS,
@@ -105,9 +106,7 @@ def daily_aave_rows(
     raw = list(read_rows(src, DAILY_COLUMNS))
     by_reserve: dict[tuple[str, str], list[tuple[int, dict[str, str]]]] = {}
     for line, r in raw:
-        network = (r["network"] or "").strip()
-        address = (r["asset"] or "").strip().lower() or (r["symbol"] or "").strip()
-        by_reserve.setdefault((network, address), []).append((line, r))
+        by_reserve.setdefault(_reserve_key(r), []).append((line, r))
     names: dict[tuple[str, str], str] = {}
     relabelled: dict[tuple[str, str], list[str]] = {}
     kept: list[tuple[int, dict[str, str]]] = []
@@ -145,11 +144,10 @@ def daily_aave_rows(
     out: list[tuple[int, dict[str, str]]] = []
     for line, r in sorted(kept, key=lambda x: x[0]):
         where = f"{src}:{line}"
-        network = (r["network"] or "").strip()
-        address = (r["asset"] or "").strip().lower() or (r["symbol"] or "").strip()
-        s = _daily_number(r, "supply_apr", where)
-        b = _daily_number(r, "borrow_apr", where)
-        rf = _daily_number(r, "reserve_factor", where)
+        network, address = _reserve_key(r)
+        s, b, rf = (
+            number(r[c] or "", where, c) for c in ("supply_apr", "borrow_apr", "reserve_factor")
+        )
         u = min(max(s / (b * (1.0 - rf)), 0.0), 1.0) if b > 0 and rf < 1 else 0.0
         day = (r["date"] or "").strip()
         parse_utc(day, where, "date")
@@ -195,14 +193,10 @@ def _flag(r: Mapping[str, str], name: str, where: str) -> bool:
     return v == "true"
 
 
-def _daily_number(r: Mapping[str, str], name: str, where: str) -> float:
-    try:
-        v = float((r[name] or "").strip())
-    except ValueError:
-        raise HistoryError(where, name, f"not a number: {r[name]!r}") from None
-    if not math.isfinite(v):
-        raise HistoryError(where, name, f"not finite: {r[name]!r}")
-    return v
+def _reserve_key(r: Mapping[str, str]) -> tuple[str, str]:
+    """A daily row's reserve: (network, token address), the symbol where the address is empty."""
+    network = (r["network"] or "").strip()
+    return network, (r["asset"] or "").strip().lower() or (r["symbol"] or "").strip()
 
 
 def daily_aave_to_lending(

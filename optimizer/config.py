@@ -164,7 +164,8 @@ class OptimizerSettings(Strict):
     # rate_forecast_window observed rate levels (one per decide), mu + (r0 - mu)(1 - phi^k)/(k(1 - phi))
     # over k = horizon / cadence periods, so a spread that reverts within hours is not paid a bridge
     # for. Fewer observations than rate_forecast_min_observations: spot. Off here (callers that do not
-    # choose keep today's decisions); config/backtest.yaml turns it on (the history's numbers: README §3b)
+    # choose, bench solver and bench quality among them, keep a stateless decide); the shipped configs,
+    # config/default.yaml (the daemon) and config/backtest.yaml, turn it on (the numbers: README §3b)
     rate_forecast: Literal["spot", "mean_reversion"] = "spot"
     # decide cycles of history per venue: 30 (7.5 days at 6 h) tracked the 3-year history's slow rate
     # regimes as well as spot (a 120-cycle mean lagged them: 4.624 vs 4.642 % net APY)

@@ -307,12 +307,17 @@ def _ts(text: str) -> int:
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
 
 
-@settings(
-    max_examples=200,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+def fuzz_settings(examples: int) -> Any:
+    """Hypothesis' settings for a replay example: reproducible in CI (derandomized), no deadline."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+@fuzz_settings(200)
 @given(cases())
 def test_random_histories_replay_with_sound_books_and_limits(case: Case) -> None:
     with tempfile.TemporaryDirectory() as d:
@@ -330,12 +335,7 @@ def test_fuzz_helpers_see_a_refused_history(tmp_path: Path) -> None:
     assert check_case(case, tmp_path) is not None
 
 
-@settings(
-    max_examples=3,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@fuzz_settings(3)
 @given(cases())
 def test_random_histories_through_the_cli_exit_0_or_2_and_match_in_process(case: Case) -> None:
     """The CLI on the same inputs: exit 0 with the in-process summary's bytes on stdout, or exit 2
